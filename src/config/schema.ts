@@ -1,0 +1,180 @@
+/**
+ * The configuration schema. Everything a deployment can set is here, with its default; unknown keys
+ * are refused (a typo must not silently fall back to a default). File paths are resolved relative to
+ * the configuration file by the loader. docs/configuration.md documents every key.
+ */
+import { z } from 'zod'
+
+const port = z.number().int().min(0).max(65535)
+const positiveMs = z.number().int().positive()
+const byteSize = z.number().int().positive()
+
+/** A header name as it appears on the wire, compared lower-case. */
+const headerName = z
+  .string()
+  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be an HTTP token')
+  .transform((s) => s.toLowerCase())
+
+/** A principal matcher: `uri:…`, `dns:…`, `cn:…` or `ou:…`, compared exactly. */
+export const principalMatcher = z
+  .string()
+  .regex(/^(uri|dns|cn|ou):.+$/, 'must be "uri:…", "dns:…", "cn:…" or "ou:…"')
+
+const listenSchema = z
+  .object({
+    host: z.string().min(1).default('127.0.0.1'),
+    port: port,
+  })
+  .strict()
+
+export const serverTlsSchema = z
+  .object({
+    /** PEM certificate chain presented to sponsor clients. */
+    cert: z.string().min(1),
+    /** PEM private key for `cert`. */
+    key: z.string().min(1),
+    /** PEM bundle of the sponsor CA(s): the only roots a client certificate may chain to. */
+    clientCa: z.string().min(1),
+    minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+    handshakeTimeoutMs: positiveMs.default(5_000),
+  })
+  .strict()
+
+export const sponsorSchema = z
+  .object({
+    listen: listenSchema,
+    tls: serverTlsSchema,
+    limits: z
+      .object({
+        maxHeaderBytes: byteSize.default(16 * 1024),
+        headersTimeoutMs: positiveMs.default(10_000),
+        requestTimeoutMs: positiveMs.default(300_000),
+        idleTimeoutMs: positiveMs.default(30_000),
+        keepAliveTimeoutMs: positiveMs.default(5_000),
+        maxConnections: z.number().int().positive().default(1024),
+        maxRequestsPerSocket: z.number().int().nonnegative().default(0),
+      })
+      .strict()
+      .default({
+        maxHeaderBytes: 16 * 1024,
+        headersTimeoutMs: 10_000,
+        requestTimeoutMs: 300_000,
+        idleTimeoutMs: 30_000,
+        keepAliveTimeoutMs: 5_000,
+        maxConnections: 1024,
+        maxRequestsPerSocket: 0,
+      }),
+    /** Header that carries the verified principal upstream; absent means it is not passed. */
+    principalHeader: headerName.optional(),
+    /** Header that carries the request id both ways. */
+    requestIdHeader: headerName.default('x-request-id'),
+  })
+  .strict()
+
+export const upstreamSchema = z
+  .object({
+    /** `https://host:port` of the trusted service; no path, no credentials. */
+    url: z
+      .url({ protocol: /^https$/ })
+      .refine((u) => {
+        const url = new URL(u)
+        return url.pathname === '/' && url.username === '' && url.password === '' && url.search === ''
+      }, 'must be https://host[:port] with no path, query or credentials'),
+    /** The name the upstream's certificate must carry (SNI and verification). */
+    serverName: z.string().min(1),
+    tls: z
+      .object({
+        /** PEM bundle of the trusted CA(s): the only roots the upstream may chain to. */
+        ca: z.string().min(1),
+        /** The gateway's client certificate for the trusted side. */
+        cert: z.string().min(1),
+        key: z.string().min(1),
+        minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+      })
+      .strict(),
+    connections: z.number().int().positive().default(64),
+    connectTimeoutMs: positiveMs.default(5_000),
+    headersTimeoutMs: positiveMs.default(30_000),
+    bodyTimeoutMs: positiveMs.default(30_000),
+    keepAliveTimeoutMs: positiveMs.default(4_000),
+    /** Path probed by readiness; any HTTP answer counts as reachable. */
+    healthPath: z.string().startsWith('/').default('/healthz'),
+  })
+  .strict()
+
+/**
+ * One step of a route's body transform chain. The core proxy ships none; the sealing issue adds
+ * `seal`, `open`, `require-sealed` and `strip`. The `type` selects a factory in
+ * `src/transform/registry.ts`; the remaining keys are that factory's own options, validated there.
+ */
+export const transformStepSchema = z.looseObject({ type: z.string().min(1) })
+
+export const routeSchema = z
+  .object({
+    name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be lower-case letters, digits, "-" or "_"'),
+    methods: z
+      .array(z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']))
+      .min(1),
+    /** `/v1/accreditations/:id`; a final `/*` matches any remaining segments. */
+    path: z.string().regex(/^\/[A-Za-z0-9._~:/*-]*$/, 'must be an absolute path pattern'),
+    /** Principal matchers; an empty list allows nobody. */
+    allow: z.array(principalMatcher),
+    upstream: z.string().min(1),
+    maxBodyBytes: byteSize.default(1024 * 1024),
+    /** Request headers forwarded upstream, in addition to the default safe set. */
+    requestHeaders: z.array(headerName).default([]),
+    /** Response headers relayed to the sponsor, in addition to the default safe set. */
+    responseHeaders: z.array(headerName).default([]),
+    transforms: z
+      .object({
+        request: z.array(transformStepSchema).default([]),
+        response: z.array(transformStepSchema).default([]),
+      })
+      .strict()
+      .default({ request: [], response: [] }),
+  })
+  .strict()
+
+export const adminSchema = z
+  .object({
+    listen: listenSchema,
+    /** Listening anywhere but loopback must be asked for explicitly. */
+    allowNonLoopback: z.boolean().default(false),
+  })
+  .strict()
+
+export const configSchema = z
+  .object({
+    sponsor: sponsorSchema,
+    upstreams: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/), upstreamSchema),
+    routes: z.array(routeSchema),
+    admin: adminSchema,
+    log: z
+      .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+      .strict()
+      .default({ level: 'info' }),
+    shutdown: z
+      .object({ drainTimeoutMs: positiveMs.default(10_000) })
+      .strict()
+      .default({ drainTimeoutMs: 10_000 }),
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    const names = new Set<string>()
+    cfg.routes.forEach((route, i) => {
+      if (!(route.upstream in cfg.upstreams)) {
+        ctx.addIssue({ code: 'custom', path: ['routes', i, 'upstream'], message: `unknown upstream "${route.upstream}"` })
+      }
+      if (names.has(route.name)) {
+        ctx.addIssue({ code: 'custom', path: ['routes', i, 'name'], message: `duplicate route name "${route.name}"` })
+      }
+      names.add(route.name)
+    })
+  })
+
+export type Config = z.infer<typeof configSchema>
+export type SponsorConfig = Config['sponsor']
+export type UpstreamConfig = z.infer<typeof upstreamSchema>
+export type RouteConfig = z.infer<typeof routeSchema>
+export type AdminConfig = Config['admin']
+export type TransformStepConfig = z.infer<typeof transformStepSchema>

@@ -1,0 +1,83 @@
+/**
+ * One error type for the whole gateway, every code in one place (fastify `lib/errors.js`, jose
+ * `src/util/errors.ts`). A client only ever sees `{ "error": code }` and the HTTP status mapped
+ * here; the `detail` goes to the log and never crosses to either side.
+ */
+
+/** Every stable error code, with the HTTP status a client receives and a one-line public meaning. */
+export const ERROR_CODES = {
+  // ---- sponsor side: request shape and routing
+  bad_request: { status: 400, summary: 'The request could not be parsed as HTTP/1.1.' },
+  request_framing: {
+    status: 400,
+    summary: 'Ambiguous message framing (Content-Length with Transfer-Encoding, duplicate Content-Length, obs-fold).',
+  },
+  path_rejected: {
+    status: 400,
+    summary: 'The path is ambiguous (dot segments, encoded slash or dot, empty segment, NUL) and is refused before matching.',
+  },
+  headers_too_large: { status: 431, summary: 'The request header block exceeds the configured limit.' },
+  route_not_found: { status: 404, summary: 'No route matches this method and path.' },
+  method_not_allowed: { status: 405, summary: 'The path is routed but not for this method.' },
+  forbidden: { status: 403, summary: 'The verified client principal is not allowed on this route.' },
+  body_too_large: { status: 413, summary: 'The request body exceeds the route limit.' },
+  request_timeout: { status: 408, summary: 'The client was too slow to send its request.' },
+  overloaded: { status: 503, summary: 'The gateway is at its connection or request cap.' },
+  shutting_down: { status: 503, summary: 'The gateway is draining and accepts no new requests.' },
+
+  // ---- trusted side: upstream failures
+  upstream_refused: { status: 502, summary: 'The upstream refused the connection.' },
+  upstream_reset: { status: 502, summary: 'The upstream closed or reset the connection before a complete response.' },
+  upstream_tls: { status: 502, summary: 'The upstream failed mutual TLS verification.' },
+  upstream_bad_response: { status: 502, summary: 'The upstream sent a response that cannot be relayed safely.' },
+  upstream_unavailable: { status: 503, summary: 'The upstream pool is closed or saturated.' },
+  upstream_connect_timeout: { status: 504, summary: 'Connecting to the upstream timed out.' },
+  upstream_timeout: { status: 504, summary: 'The upstream did not answer within the configured timeout.' },
+
+  // ---- body transforms (sealing); see docs/errors.md
+  transform_failed: { status: 502, summary: 'A body transform could not guarantee the response is safe.' },
+  request_transform_failed: { status: 400, summary: 'A request body transform refused the body.' },
+  unsupported_media_type: { status: 415, summary: 'The body type or encoding cannot be transformed safely.' },
+  plaintext_refused: { status: 422, summary: 'A field that must cross sealed was present in plaintext.' },
+  seal_failed: { status: 502, summary: 'A value could not be sealed; nothing was sent.' },
+  open_failed: { status: 400, summary: 'A sealed value could not be opened (uniform, RFC 7516 §11.5).' },
+  json_invalid: { status: 400, summary: 'The JSON body does not parse, or spells a member twice or ambiguously.' },
+  value_too_large: { status: 413, summary: 'A single JSON value or record exceeds the configured cap.' },
+
+  // ---- boot and operations (never sent to a client)
+  config_invalid: { status: 500, summary: 'The configuration file is invalid.' },
+  tls_material_invalid: { status: 500, summary: 'A certificate, key or CA bundle cannot be loaded.' },
+  key_material_invalid: { status: 500, summary: 'A JWK or JWKS file cannot be loaded.' },
+  internal: { status: 500, summary: 'Unexpected internal error.' },
+} as const satisfies Record<string, { status: number; summary: string }>
+
+export type ErrorCode = keyof typeof ERROR_CODES
+
+/**
+ * The gateway's one error type. `detail` is for the log only.
+ *
+ * @example
+ * throw new EcluseError('forbidden', `principal ${p.id} not in route ${route.name}`)
+ */
+export class EcluseError extends Error {
+  readonly code: ErrorCode
+  readonly status: number
+
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown }) {
+    super(detail ?? ERROR_CODES[code].summary, options)
+    this.name = 'EcluseError'
+    this.code = code
+    this.status = ERROR_CODES[code].status
+  }
+}
+
+export function isEcluseError(err: unknown): err is EcluseError {
+  return err instanceof EcluseError
+}
+
+/** The exact body a client receives: a stable code and nothing else, never the detail. */
+export function publicErrorBody(code: ErrorCode, requestId?: string): string {
+  return requestId === undefined
+    ? JSON.stringify({ error: code })
+    : JSON.stringify({ error: code, requestId })
+}

@@ -1,0 +1,46 @@
+/**
+ * The seam for body transforms. Each route carries an ordered list of request transforms and one of
+ * response transforms; request transforms run in the listed order, response transforms in reverse
+ * (Envoy's filter-chain order). The core proxy ships none: sealing plugs in here without touching it.
+ */
+import type { Duplex } from 'node:stream'
+import type { Logger } from 'pino'
+import type { Principal } from '../identity/principal.js'
+
+export type Direction = 'request' | 'response'
+
+/** Mutable header map of the message being transformed (lower-case names). */
+export type MessageHeaders = Record<string, string | string[] | undefined>
+
+export interface TransformContext {
+  readonly direction: Direction
+  readonly routeName: string
+  readonly requestId: string
+  readonly principal: Principal
+  /**
+   * The headers of the message being transformed, before they are sent on. A transform that changes
+   * the body's length must not leave `content-length` (the proxy removes it whenever a transform is
+   * active); it may rewrite `content-type`.
+   */
+  readonly headers: MessageHeaders
+  readonly log: Logger
+}
+
+export interface BodyTransform {
+  /** The `type` it was configured with, for logs and metrics. */
+  readonly type: string
+  /**
+   * Decide for one message. Return a stream to pipe the body through, or `null` to leave the body
+   * untouched. Throw an `EcluseError` to refuse the message before any of its bytes cross; a stream
+   * that errors later aborts the message (fail closed: a truncated body is never passed as complete).
+   */
+  begin(ctx: TransformContext): Duplex | null
+}
+
+/** Everything a transform factory may need at boot (key sets come with the sealing issue). */
+export interface TransformEnv {
+  readonly log: Logger
+}
+
+/** Builds a transform from its configuration step; throws `EcluseError('config_invalid')` on bad options. */
+export type TransformFactory = (options: Readonly<Record<string, unknown>>, env: TransformEnv) => BodyTransform
