@@ -1,0 +1,27 @@
+# syntax=docker/dockerfile:1
+# Écluse gateway image: multi-stage, production dependencies only, non-root.
+# Certificates, keys and configuration are mounted at run time, never baked in:
+#   docker run -v $PWD/config:/etc/ecluse:ro -v $PWD/certs:/etc/ecluse/certs:ro \
+#     -p 8443:8443 ecluse serve --config /etc/ecluse/gateway.yaml
+FROM node:22-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build && npm prune --omit=dev
+
+FROM node:22-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY bin ./bin
+USER node
+# Sponsor side and admin (bind the admin listener to loopback unless the pod needs it; see docs/operations.md).
+EXPOSE 8443 9090
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.ECLUSE_ADMIN_PORT||9090)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+ENTRYPOINT ["node", "/app/bin/ecluse.js"]
+CMD ["serve", "--config", "/etc/ecluse/gateway.yaml"]

@@ -1,0 +1,206 @@
+/**
+ * The sponsor-side listener: HTTPS/1.1 with a client certificate required and verified against the
+ * sponsor CA bundle only. A connection whose certificate did not verify is destroyed before a single
+ * HTTP byte is parsed; the reason is counted, never sent.
+ */
+import https from 'node:https'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import type { TLSSocket } from 'node:tls'
+import type { Logger } from 'pino'
+import type { SponsorConfig } from '../config/schema.js'
+import type { ServerTlsMaterial } from '../config/tls-material.js'
+import { ERROR_CODES, type ErrorCode, publicErrorBody } from '../errors.js'
+import { principalFromCertificate } from '../identity/from-certificate.js'
+import type { Principal } from '../identity/principal.js'
+import { classifyTlsFailure, type GatewayMetrics } from '../observability/metrics.js'
+
+/** The verified principal, attached to the TLS socket once, at handshake time. */
+const PRINCIPAL = Symbol('ecluse.principal')
+type VerifiedSocket = TLSSocket & { [PRINCIPAL]?: Principal }
+
+/** The principal of a request's connection, or undefined if the connection was not verified. */
+export function principalOf(req: IncomingMessage): Principal | undefined {
+  return (req.socket as VerifiedSocket)[PRINCIPAL]
+}
+
+export interface RequestHandler {
+  handle(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void
+}
+
+export interface SponsorListenerOptions {
+  readonly config: SponsorConfig
+  readonly tls: ServerTlsMaterial
+  readonly handler: RequestHandler
+  readonly metrics: GatewayMetrics
+  readonly log: Logger
+}
+
+/** Maps the HTTP parser's refusals to our stable codes. */
+function clientErrorCode(err: NodeJS.ErrnoException): ErrorCode {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return 'headers_too_large'
+    case 'HPE_UNEXPECTED_CONTENT_LENGTH':
+    case 'HPE_INVALID_CONTENT_LENGTH':
+    case 'HPE_INVALID_TRANSFER_ENCODING':
+    case 'HPE_INVALID_HEADER_TOKEN':
+    case 'HPE_INVALID_CHUNK_SIZE':
+    case 'HPE_LF_EXPECTED':
+    case 'HPE_CR_EXPECTED':
+      return 'request_framing'
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+    case 'HPE_HEADERS_TIMEOUT':
+      return 'request_timeout'
+    default:
+      return 'bad_request'
+  }
+}
+
+export class SponsorListener {
+  readonly server: https.Server
+  readonly #config: SponsorConfig
+  readonly #metrics: GatewayMetrics
+  readonly #log: Logger
+  readonly #sockets = new Set<Socket>()
+
+  constructor(opts: SponsorListenerOptions) {
+    const { config, tls, handler } = opts
+    this.#config = config
+    this.#metrics = opts.metrics
+    this.#log = opts.log
+    const limits = config.limits
+    this.server = https.createServer({
+      cert: tls.cert,
+      key: tls.key,
+      // The sponsor CA only: passing `ca` replaces Node's system roots for client verification.
+      ca: tls.ca,
+      requestCert: true,
+      // Verification still happens; we destroy unverified sockets ourselves (onSecureConnection)
+      // so that the precise reason can be counted, before any HTTP byte is read.
+      rejectUnauthorized: false,
+      minVersion: config.tls.minVersion,
+      handshakeTimeout: config.tls.handshakeTimeoutMs,
+      ALPNProtocols: ['http/1.1'],
+      maxHeaderSize: limits.maxHeaderBytes,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      insecureHTTPParser: false,
+      joinDuplicateHeaders: false,
+      noDelay: true,
+    })
+    this.server.maxConnections = limits.maxConnections
+    this.server.maxRequestsPerSocket = limits.maxRequestsPerSocket
+    // Idle sockets (no request in flight, no bytes) are closed after idleTimeoutMs.
+    this.server.setTimeout(limits.idleTimeoutMs)
+
+    this.server.prependListener('secureConnection', (socket: TLSSocket) => this.#onSecureConnection(socket))
+    this.server.on('connection', (socket: Socket) => this.#onConnection(socket))
+    this.server.on('tlsClientError', (err: Error) => {
+      this.#metrics.tlsHandshakeFailure('sponsor', classifyTlsFailure(err))
+      this.#log.debug({ err: { code: (err as NodeJS.ErrnoException).code, message: err.message } }, 'sponsor TLS handshake failed')
+    })
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(err, socket))
+    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => handler.handle(req, res, false))
+    // Answer `Expect: 100-continue` only once the request is known to be routed and allowed.
+    this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => handler.handle(req, res, true))
+    this.server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
+      res.writeHead(417, { 'content-type': 'application/json', connection: 'close' }).end(publicErrorBody('bad_request'))
+    })
+  }
+
+  listen(): Promise<{ port: number; host: string }> {
+    const { host, port } = this.#config.listen
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject)
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject)
+        const addr = this.server.address()
+        resolve({ host, port: typeof addr === 'object' && addr !== null ? addr.port : port })
+      })
+    })
+  }
+
+  /** New certificate, key and sponsor CA for new handshakes; open connections keep theirs. */
+  reloadTls(tls: ServerTlsMaterial): void {
+    this.server.setSecureContext({ cert: tls.cert, key: tls.key, ca: tls.ca, minVersion: this.#config.tls.minVersion })
+  }
+
+  get openConnections(): number {
+    return this.#sockets.size
+  }
+
+  /** Stop accepting connections and close the idle keep-alive ones; requests in flight go on. */
+  stopAccepting(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve())
+      this.server.closeIdleConnections()
+    })
+  }
+
+  /** Destroy every remaining connection (after the drain deadline). */
+  destroyAll(): void {
+    this.server.closeAllConnections()
+    for (const socket of this.#sockets) socket.destroy()
+  }
+
+  #onConnection(socket: Socket): void {
+    this.#sockets.add(socket)
+    this.#metrics.connectionOpened('sponsor')
+    socket.once('close', () => {
+      this.#sockets.delete(socket)
+      this.#metrics.connectionClosed('sponsor')
+    })
+  }
+
+  #onSecureConnection(socket: VerifiedSocket): void {
+    const peer = socket.getPeerCertificate(false)
+    if (!socket.authorized || peer === null || peer.raw === undefined) {
+      const reason =
+        peer === null || peer.raw === undefined ? 'no_certificate' : classifyTlsFailure(socket.authorizationError)
+      this.#metrics.tlsHandshakeFailure('sponsor', reason)
+      this.#log.info({ reason, tlsError: String(socket.authorizationError ?? '') }, 'sponsor client certificate refused')
+      socket.destroy()
+      return
+    }
+    try {
+      socket[PRINCIPAL] = principalFromCertificate(peer.raw)
+    } catch (err) {
+      this.#metrics.tlsHandshakeFailure('sponsor', 'untrusted_certificate')
+      this.#log.info({ err: (err as Error).message }, 'sponsor client certificate carries no usable identity')
+      socket.destroy()
+    }
+  }
+
+  #onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    const code = clientErrorCode(err)
+    this.#metrics.requestRejected(code)
+    this.#log.info({ code, parserError: err.code }, 'sponsor request refused by the HTTP parser')
+    if (socket.writable && !(socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+      const body = publicErrorBody(code)
+      socket.end(
+        `HTTP/1.1 ${ERROR_CODES[code].status} ${httpReason(ERROR_CODES[code].status)}\r\n` +
+          'content-type: application/json\r\n' +
+          `content-length: ${Buffer.byteLength(body)}\r\n` +
+          'connection: close\r\n\r\n' +
+          body,
+      )
+      return
+    }
+    socket.destroy()
+  }
+}
+
+function httpReason(status: number): string {
+  switch (status) {
+    case 400:
+      return 'Bad Request'
+    case 408:
+      return 'Request Timeout'
+    case 431:
+      return 'Request Header Fields Too Large'
+    default:
+      return 'Error'
+  }
+}

@@ -1,0 +1,228 @@
+/**
+ * Boot: config → TLS material → route table → upstream pools → listeners → signals.
+ * SIGHUP reloads certificates and configuration atomically (a broken file keeps the old state and
+ * says why); SIGTERM/SIGINT stop accepting, drain in-flight requests within a deadline, then exit.
+ */
+import type { Logger } from 'pino'
+import { AdminServer, type Readiness } from './admin/server.js'
+import { loadConfigFile } from './config/load.js'
+import type { Config } from './config/schema.js'
+import { type ClientTlsMaterial, loadAllTls } from './config/tls-material.js'
+import { SponsorListener } from './listener/sponsor.js'
+import { createLogger } from './observability/logger.js'
+import { GatewayMetrics } from './observability/metrics.js'
+import { ProxyHandler, type ProxyState } from './proxy/exchange.js'
+import { compileRouteTable } from './route/table.js'
+import type { TransformEnv } from './transform/types.js'
+import { UpstreamPool } from './upstream/pool.js'
+
+export interface GatewayOptions {
+  /** Overrides the configured logger (tests capture logs this way). */
+  readonly log?: Logger
+}
+
+/** How long a readiness answer is reused, so scrapes and probes do not hammer the upstream. */
+const READINESS_TTL_MS = 2_000
+
+/**
+ * A running gateway. `Gateway.start(path)` boots it from a configuration file.
+ *
+ * @example
+ * const gw = await Gateway.start('config/demo.yaml')
+ * console.log(gw.sponsorPort, gw.adminPort)
+ * await gw.shutdown()
+ */
+export class Gateway {
+  readonly configPath: string
+  readonly log: Logger
+  readonly metrics: GatewayMetrics
+  readonly proxy: ProxyHandler
+  readonly sponsor: SponsorListener
+  readonly admin: AdminServer
+  sponsorPort = 0
+  adminPort = 0
+  #config: Config
+  #upstreams: Map<string, UpstreamPool>
+  #readiness: { at: number; value: Readiness } | undefined
+  #shutdown: Promise<void> | undefined
+
+  private constructor(
+    configPath: string,
+    config: Config,
+    log: Logger,
+    metrics: GatewayMetrics,
+    state: ProxyState,
+    sponsorTls: Awaited<ReturnType<typeof loadAllTls>>['sponsor'],
+  ) {
+    this.configPath = configPath
+    this.#config = config
+    this.log = log
+    this.metrics = metrics
+    this.#upstreams = state.upstreams as Map<string, UpstreamPool>
+    this.proxy = new ProxyHandler(state, metrics, log)
+    this.sponsor = new SponsorListener({ config: config.sponsor, tls: sponsorTls, handler: this.proxy, metrics, log })
+    this.admin = new AdminServer({
+      listen: config.admin.listen,
+      metrics,
+      readiness: () => this.readiness(),
+      log,
+    })
+  }
+
+  static async start(configPath: string, options: GatewayOptions = {}): Promise<Gateway> {
+    const config = await loadConfigFile(configPath)
+    const log = options.log ?? createLogger({ level: config.log.level })
+    const tls = await loadAllTls(config)
+    const metrics = new GatewayMetrics({ routes: config.routes.map((r) => r.name) })
+    const env: TransformEnv = { log }
+    const routes = compileRouteTable(config, env)
+    const upstreams = new Map<string, UpstreamPool>()
+    for (const [name, cfg] of Object.entries(config.upstreams)) {
+      upstreams.set(name, Gateway.#pool(name, cfg, tls.upstreams.get(name)!, metrics))
+    }
+    const gateway = new Gateway(configPath, config, log, metrics, { routes, upstreams, sponsor: config.sponsor }, tls.sponsor)
+    gateway.#recordCertificates(tls)
+    try {
+      gateway.sponsorPort = (await gateway.sponsor.listen()).port
+      gateway.adminPort = (await gateway.admin.listen()).port
+    } catch (err) {
+      await gateway.#closeAll()
+      throw err
+    }
+    log.info(
+      { sponsor: `${config.sponsor.listen.host}:${gateway.sponsorPort}`, admin: `${config.admin.listen.host}:${gateway.adminPort}`, routes: routes.routes.length },
+      'écluse gateway started',
+    )
+    return gateway
+  }
+
+  static #pool(name: string, cfg: Config['upstreams'][string], tls: ClientTlsMaterial, metrics: GatewayMetrics): UpstreamPool {
+    return new UpstreamPool(name, cfg, tls, { onError: (code) => metrics.upstreamError(name, code) })
+  }
+
+  /** Ready when certificates are loaded (they are, once started) and every upstream answers. */
+  async readiness(): Promise<Readiness> {
+    const now = Date.now()
+    if (this.#readiness !== undefined && now - this.#readiness.at < READINESS_TTL_MS) return this.#readiness.value
+    const checks: Record<string, string> = { certificates: 'ok' }
+    if (this.proxy.draining) checks['shutdown'] = 'draining'
+    await Promise.all(
+      [...this.#upstreams].map(async ([name, pool]) => {
+        const probe = await pool.probe()
+        checks[`upstream:${name}`] = probe.ok ? 'ok' : probe.detail
+      }),
+    )
+    const value: Readiness = { ready: Object.values(checks).every((c) => c === 'ok'), checks }
+    this.#readiness = { at: now, value }
+    return value
+  }
+
+  /**
+   * Re-reads the configuration file and every certificate, then swaps routes, pools and the sponsor
+   * certificate in one step. Anything broken keeps the old state and the error says why. Listener
+   * addresses are fixed at boot: a change to them needs a restart (reported, not applied).
+   */
+  async reload(): Promise<{ ok: true } | { ok: false; error: string }> {
+    try {
+      const config = await loadConfigFile(this.configPath)
+      const tls = await loadAllTls(config)
+      const routes = compileRouteTable(config, { log: this.log })
+      const old = this.#config
+      const listenersChanged =
+        JSON.stringify(old.sponsor.listen) !== JSON.stringify(config.sponsor.listen) ||
+        JSON.stringify(old.admin) !== JSON.stringify(config.admin)
+      // Pools: same settings → rotate certificates in place; new or changed → a new pool.
+      const upstreams = new Map<string, UpstreamPool>()
+      const retired: UpstreamPool[] = []
+      for (const [name, cfg] of Object.entries(config.upstreams)) {
+        const existing = this.#upstreams.get(name)
+        const material = tls.upstreams.get(name)!
+        if (existing !== undefined && JSON.stringify(old.upstreams[name]) === JSON.stringify(cfg)) {
+          existing.reload(material)
+          upstreams.set(name, existing)
+        } else {
+          upstreams.set(name, Gateway.#pool(name, cfg, material, this.metrics))
+          if (existing !== undefined) retired.push(existing)
+        }
+      }
+      for (const [name, pool] of this.#upstreams) if (!upstreams.has(name)) retired.push(pool)
+
+      this.sponsor.reloadTls(tls.sponsor)
+      this.proxy.state = { routes, upstreams, sponsor: { ...config.sponsor, listen: old.sponsor.listen } }
+      this.#upstreams = upstreams
+      this.#config = { ...config, sponsor: { ...config.sponsor, listen: old.sponsor.listen }, admin: old.admin }
+      this.#readiness = undefined
+      this.#recordCertificates(tls)
+      // Retired pools finish what they carry, then close.
+      for (const pool of retired) void pool.close()
+      this.metrics.reload('ok')
+      this.log.info({ routes: routes.routes.length, listenersChanged }, listenersChanged ? 'reloaded; listener address changes need a restart' : 'reloaded')
+      return { ok: true }
+    } catch (err) {
+      this.metrics.reload('failed')
+      const error = err instanceof Error ? err.message : String(err)
+      this.log.error({ error }, 'reload failed; keeping the previous configuration and certificates')
+      return { ok: false, error }
+    }
+  }
+
+  /** Stop accepting, let in-flight requests finish within the drain deadline, then close everything. */
+  shutdown(): Promise<void> {
+    this.#shutdown ??= this.#drainAndClose()
+    return this.#shutdown
+  }
+
+  async #drainAndClose(): Promise<void> {
+    const deadline = this.#config.shutdown.drainTimeoutMs
+    this.proxy.draining = true
+    this.#readiness = undefined
+    this.log.info({ inFlight: this.proxy.inFlight, deadlineMs: deadline }, 'draining')
+    const stopped = this.sponsor.stopAccepting()
+    let timer: NodeJS.Timeout | undefined
+    const timedOut = await Promise.race([
+      this.proxy.idle().then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), deadline)
+        timer.unref()
+      }),
+    ])
+    clearTimeout(timer)
+    if (timedOut) this.log.warn({ inFlight: this.proxy.inFlight }, 'drain deadline reached; closing remaining connections')
+    this.sponsor.destroyAll()
+    await stopped
+    await this.#closeAll()
+    this.log.info('stopped')
+  }
+
+  async #closeAll(): Promise<void> {
+    this.sponsor.destroyAll()
+    await Promise.allSettled([this.admin.close(), ...[...this.#upstreams.values()].map((p) => p.destroy())])
+  }
+
+  #recordCertificates(tls: Awaited<ReturnType<typeof loadAllTls>>): void {
+    this.metrics.certificateExpiry('sponsor', 'sponsor_server', tls.sponsor.notAfter)
+    for (const [name, material] of tls.upstreams) {
+      this.metrics.certificateExpiry('upstream', `upstream:${name}`, material.notAfter)
+    }
+  }
+}
+
+/** `ecluse serve`: start, wire signals, and exit when drained. */
+export async function runGateway(configPath: string): Promise<void> {
+  const gateway = await Gateway.start(configPath)
+  process.on('SIGHUP', () => {
+    void gateway.reload()
+  })
+  const stop = (signal: NodeJS.Signals) => {
+    gateway.log.info({ signal }, 'shutdown requested')
+    gateway.shutdown().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        gateway.log.error({ err }, 'shutdown failed')
+        process.exit(1)
+      },
+    )
+  }
+  process.once('SIGTERM', stop)
+  process.once('SIGINT', stop)
+}

@@ -1,0 +1,348 @@
+/**
+ * One request's journey through the gateway, in order (Envoy's filter chain):
+ *
+ *   verified principal → path normalisation → route match → authorisation → limits
+ *   → request headers → request transforms (in order) → upstream (terminal)
+ *   → response headers → response transforms (in reverse) → sponsor
+ *
+ * Any stage may stop the journey with an `EcluseError`; the client then gets the code's status and
+ * `{"error": code}`, and nothing has been sent upstream unless the upstream stage had begun.
+ * Once response headers have gone out, a failure destroys the connection: a truncated body is never
+ * passed on as a complete success.
+ */
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { type Duplex, pipeline, type Readable } from 'node:stream'
+import type { Logger } from 'pino'
+import type { SponsorConfig } from '../config/schema.js'
+import { EcluseError, type ErrorCode, isEcluseError, publicErrorBody } from '../errors.js'
+import { isAllowed } from '../identity/authorize.js'
+import type { Principal } from '../identity/principal.js'
+import { principalOf, type RequestHandler } from '../listener/sponsor.js'
+import type { GatewayMetrics } from '../observability/metrics.js'
+import { normalizeTarget } from '../route/path.js'
+import type { CompiledRoute, RouteTable } from '../route/table.js'
+import type { BodyTransform, Direction, MessageHeaders, TransformContext } from '../transform/types.js'
+import type { UpstreamPool, UpstreamResponse } from '../upstream/pool.js'
+import { BodyLimit } from './body-limit.js'
+import { buildSponsorHeaders, buildUpstreamHeaders } from './headers.js'
+
+/** What the proxy routes with; replaced as a whole on reload so a request sees one consistent state. */
+export interface ProxyState {
+  readonly routes: RouteTable
+  readonly upstreams: ReadonlyMap<string, UpstreamPool>
+  readonly sponsor: SponsorConfig
+}
+
+/** The request handler bound to the sponsor listener. */
+export class ProxyHandler implements RequestHandler {
+  state: ProxyState
+  draining = false
+  inFlight = 0
+  readonly metrics: GatewayMetrics
+  readonly log: Logger
+  #idleWaiters: Array<() => void> = []
+
+  constructor(state: ProxyState, metrics: GatewayMetrics, log: Logger) {
+    this.state = state
+    this.metrics = metrics
+    this.log = log
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
+    new Exchange(this, this.state, req, res).run(expectContinue)
+  }
+
+  /** Resolves when no request is in flight (used by the drain on shutdown). */
+  idle(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve()
+    return new Promise((resolve) => this.#idleWaiters.push(resolve))
+  }
+
+  exchangeDone(): void {
+    this.inFlight--
+    if (this.inFlight === 0 && this.#idleWaiters.length > 0) {
+      const waiters = this.#idleWaiters
+      this.#idleWaiters = []
+      for (const resolve of waiters) resolve()
+    }
+  }
+}
+
+const NO_BODY_STATUS = new Set([204, 304])
+
+function statusClass(status: number): '1xx' | '2xx' | '3xx' | '4xx' | '5xx' {
+  if (status < 200) return '1xx'
+  if (status < 300) return '2xx'
+  if (status < 400) return '3xx'
+  if (status < 500) return '4xx'
+  return '5xx'
+}
+
+class Exchange {
+  readonly #proxy: ProxyHandler
+  readonly #state: ProxyState
+  readonly #req: IncomingMessage
+  readonly #res: ServerResponse
+  readonly #started = performance.now()
+  readonly #requestId = randomUUID()
+  readonly #abort = new AbortController()
+  #route: CompiledRoute | undefined
+  #principal: Principal | undefined
+  #requestBody: BodyLimit | undefined
+  #requestBodyError: unknown
+  #bytesOut = 0
+  #upstreamMs: number | undefined
+  #code: ErrorCode | undefined
+  #aborted = false
+
+  constructor(proxy: ProxyHandler, state: ProxyState, req: IncomingMessage, res: ServerResponse) {
+    this.#proxy = proxy
+    this.#state = state
+    this.#req = req
+    this.#res = res
+  }
+
+  run(expectContinue: boolean): void {
+    const req = this.#req
+    const res = this.#res
+    const sponsor = this.#state.sponsor
+    this.#proxy.inFlight++
+    res.once('close', () => this.#finish())
+    res.setHeader(sponsor.requestIdHeader, this.#requestId)
+
+    // Defence in depth: the listener already destroyed unverified connections at handshake time.
+    const principal = principalOf(req)
+    if (principal === undefined) {
+      this.#aborted = true
+      req.socket.destroy()
+      return
+    }
+    this.#principal = principal
+
+    if (this.#proxy.draining) return this.#refuse('shutting_down', 'draining')
+
+    let target: { path: string; query: string }
+    try {
+      target = normalizeTarget(req.url ?? '')
+    } catch (err) {
+      this.#proxy.metrics.authorizationDenied('unmatched', 'path_rejected')
+      return this.#refuse('path_rejected', (err as Error).message)
+    }
+
+    const match = this.#state.routes.match(req.method ?? '', target.path)
+    if ('error' in match) {
+      this.#proxy.metrics.authorizationDenied('unmatched', match.error)
+      return this.#refuse(match.error, `${req.method} ${target.path}`)
+    }
+    const route = match.route
+    this.#route = route
+    this.#proxy.metrics.requestReceived(route.name)
+
+    if (!isAllowed(route, principal)) {
+      this.#proxy.metrics.authorizationDenied(route.name, 'principal_not_allowed')
+      return this.#refuse('forbidden', `principal ${principal.id} is not allowed on route ${route.name}`)
+    }
+
+    const declaredLength = req.headers['content-length']
+    if (declaredLength !== undefined && Number(declaredLength) > route.maxBodyBytes) {
+      return this.#refuse('body_too_large', `content-length ${declaredLength} > ${route.maxBodyBytes}`)
+    }
+
+    const upstream = this.#state.upstreams.get(route.upstream)
+    if (upstream === undefined) return this.#refuse('internal', `no pool for upstream ${route.upstream}`)
+
+    const headers = buildUpstreamHeaders(req.rawHeaders, route, {
+      requestId: this.#requestId,
+      clientAddress: req.socket.remoteAddress ?? '',
+      principal,
+      principalHeader: sponsor.principalHeader,
+      requestIdHeader: sponsor.requestIdHeader,
+    })
+
+    const hasBody =
+      req.headers['transfer-encoding'] !== undefined || (declaredLength !== undefined && declaredLength !== '0')
+    let body: Readable | null = null
+    if (hasBody) {
+      let stages: Duplex[]
+      try {
+        stages = this.#beginTransforms(route.requestTransforms, 'request', headers)
+      } catch (err) {
+        return this.#refuseWith(err, 'request_transform_failed')
+      }
+      if (stages.length > 0) delete headers['content-length']
+      body = this.#requestBodyPipeline(route, stages)
+    }
+
+    if (expectContinue) res.writeContinue()
+    // A client that goes away aborts the upstream request (and with it the upstream body).
+    res.once('close', () => {
+      if (!res.writableFinished) this.#abort.abort()
+    })
+
+    const sent = performance.now()
+    upstream
+      .request({
+        method: req.method ?? 'GET',
+        path: target.query === '' ? target.path : `${target.path}?${target.query}`,
+        headers: headers as Record<string, string | string[]>,
+        body,
+        signal: this.#abort.signal,
+      })
+      .then(
+        (upstreamRes) => {
+          this.#upstreamMs = performance.now() - sent
+          this.#proxy.metrics.upstreamTtfb(route.name, this.#upstreamMs / 1000)
+          this.#respond(route, upstreamRes)
+        },
+        (err: unknown) => this.#onUpstreamError(route, err),
+      )
+  }
+
+  #requestBodyPipeline(route: CompiledRoute, stages: Duplex[]): Readable {
+    const limit = new BodyLimit(route.maxBodyBytes)
+    this.#requestBody = limit
+    const streams: Array<Readable | Duplex> = [this.#req, limit, ...stages]
+    // pipeline() returns the last stream; undici reads it with back-pressure. Any stage's error
+    // destroys the whole chain, so the upstream sees an aborted body, never a short one.
+    return pipeline(streams as unknown as [Readable, Duplex], (err) => {
+      if (err) this.#requestBodyError ??= err
+    }) as unknown as Readable
+  }
+
+  #beginTransforms(transforms: readonly BodyTransform[], direction: Direction, headers: MessageHeaders): Duplex[] {
+    if (transforms.length === 0) return []
+    const ctx: TransformContext = {
+      direction,
+      routeName: this.#route!.name,
+      requestId: this.#requestId,
+      principal: this.#principal!,
+      headers,
+      log: this.#proxy.log,
+    }
+    const stages: Duplex[] = []
+    for (const transform of transforms) {
+      const stage = transform.begin(ctx)
+      if (stage !== null) stages.push(stage)
+    }
+    return stages
+  }
+
+  #respond(route: CompiledRoute, upstreamRes: UpstreamResponse): void {
+    const res = this.#res
+    const upstreamBody = upstreamRes.body
+    this.#proxy.metrics.upstreamResponse(route.name, statusClass(upstreamRes.statusCode))
+    if (res.destroyed) {
+      upstreamBody.destroy()
+      return
+    }
+    const sponsor = this.#state.sponsor
+    const headers = buildSponsorHeaders(upstreamRes.headers, route, this.#requestId, sponsor.requestIdHeader)
+    const noBody =
+      this.#req.method === 'HEAD' || NO_BODY_STATUS.has(upstreamRes.statusCode) || upstreamRes.statusCode < 200
+    let stages: Duplex[] = []
+    if (!noBody) {
+      try {
+        stages = this.#beginTransforms(route.responseTransforms, 'response', headers)
+      } catch (err) {
+        upstreamBody.destroy()
+        return this.#refuseWith(err, 'transform_failed')
+      }
+      if (stages.length > 0) delete headers['content-length']
+    }
+
+    // 1xx are not relayed as final responses: undici consumes informational responses itself.
+    res.writeHead(upstreamRes.statusCode, headers)
+    if (noBody) {
+      upstreamBody.resume()
+      res.end()
+      return
+    }
+    const last = stages.length > 0 ? stages[stages.length - 1]! : upstreamBody
+    last.on('data', (chunk: Buffer) => {
+      this.#bytesOut += chunk.length
+    })
+    pipeline([upstreamBody, ...stages, res] as unknown as [Readable, ServerResponse], (err) => {
+      if (!err) return
+      // Fail closed: the status line is gone, so the only safe signal left is an abort.
+      this.#aborted = true
+      this.#code ??= isEcluseError(err) ? err.code : 'upstream_reset'
+      this.#proxy.log.warn(
+        { reqId: this.#requestId, route: route.name, code: this.#code, err: (err as Error).message },
+        'response aborted mid-stream',
+      )
+      res.destroy()
+    })
+  }
+
+  #onUpstreamError(route: CompiledRoute, err: unknown): void {
+    if (this.#res.destroyed || (this.#abort.signal.aborted && this.#requestBodyError === undefined)) {
+      // The client went away first; nothing left to tell it.
+      this.#aborted = true
+      return
+    }
+    const cause = this.#requestBodyError ?? err
+    if (isEcluseError(cause) && cause.code.startsWith('upstream_')) {
+      this.#proxy.metrics.upstreamError(route.upstream, cause.code)
+    }
+    this.#refuseWith(cause, 'upstream_bad_response')
+  }
+
+  #refuseWith(err: unknown, fallback: ErrorCode): void {
+    if (isEcluseError(err)) return this.#refuse(err.code, err.message)
+    return this.#refuse(fallback, err instanceof Error ? err.message : String(err))
+  }
+
+  /** Terse error to the client, detail to the log; the connection closes if a body was left unread. */
+  #refuse(code: ErrorCode, detail: string): void {
+    const res = this.#res
+    this.#code = code
+    this.#proxy.log.info({ reqId: this.#requestId, route: this.#route?.name, code, detail }, 'request refused')
+    if (res.headersSent || res.destroyed) {
+      this.#aborted = true
+      res.destroy()
+      return
+    }
+    const status = new EcluseError(code).status
+    const body = publicErrorBody(code, this.#requestId)
+    const bodyPending = !this.#req.complete
+    res.writeHead(status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+      ...(bodyPending || code === 'shutting_down' ? { connection: 'close' } : {}),
+    })
+    res.end(body)
+  }
+
+  #finish(): void {
+    const res = this.#res
+    const route = this.#route?.name ?? 'unmatched'
+    const durationMs = performance.now() - this.#started
+    const aborted = this.#aborted || !res.writableFinished
+    const metrics = this.#proxy.metrics
+    metrics.sponsorResponse(route, aborted ? 'aborted' : statusClass(res.statusCode))
+    metrics.requestDuration(route, durationMs / 1000)
+    const bytesIn = this.#requestBody?.bytes ?? 0
+    metrics.bodyBytes(route, 'request', bytesIn)
+    metrics.bodyBytes(route, 'response', this.#bytesOut)
+    if (!aborted || this.#principal !== undefined) {
+      this.#proxy.log.info(
+        {
+          reqId: this.#requestId,
+          route,
+          principal: this.#principal?.id,
+          method: this.#req.method,
+          status: aborted ? 0 : res.statusCode,
+          aborted,
+          bytesIn,
+          bytesOut: this.#bytesOut,
+          durationMs: Math.round(durationMs * 1000) / 1000,
+          upstreamMs: this.#upstreamMs === undefined ? undefined : Math.round(this.#upstreamMs * 1000) / 1000,
+          code: this.#code,
+        },
+        'access',
+      )
+    }
+    this.#proxy.exchangeDone()
+  }
+}
