@@ -77,9 +77,12 @@ export const upstreamSchema = z
     url: z
       .url({ protocol: /^https$/ })
       .refine((u) => {
+        // z.url() reports its own issue but does not abort: the refinement still runs and must not
+        // throw on an unparseable string. A fragment is refused too: it never reaches a server.
+        if (!URL.canParse(u)) return false
         const url = new URL(u)
-        return url.pathname === '/' && url.username === '' && url.password === '' && url.search === ''
-      }, 'must be https://host[:port] with no path, query or credentials'),
+        return url.pathname === '/' && url.username === '' && url.password === '' && url.search === '' && url.hash === ''
+      }, 'must be https://host[:port] with no path, query, fragment or credentials'),
     /** The name the upstream's certificate must carry (SNI and verification). */
     serverName: z.string().min(1),
     tls: z

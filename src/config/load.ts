@@ -1,0 +1,330 @@
+/**
+ * The configuration loader: YAML text → validated `Config`, with every file path resolved against
+ * the configuration file's directory. Anything wrong fails the boot with `config_invalid` and a
+ * message that names the file and the key path of each problem, one per line:
+ *
+ *   config/demo.yaml: routes[2].upstream: unknown upstream "x"
+ *   config/demo.yaml: sponsor.tls.cert: required
+ */
+import { readFile, stat } from 'node:fs/promises'
+import { isIP } from 'node:net'
+import { dirname, resolve } from 'node:path'
+import { parseDocument } from 'yaml'
+import type { z } from 'zod'
+import { EcluseError } from '../errors.js'
+import { type Config, configSchema } from './schema.js'
+
+/** A configuration file larger than this is refused before it is parsed (bounded by default). */
+export const MAX_CONFIG_BYTES = 1024 * 1024
+
+/**
+ * Aliases resolved while building the value. yaml's default (100) already stops a "billion laughs"
+ * document; a gateway configuration needs far fewer, so the cap is tighter.
+ */
+const MAX_ALIAS_COUNT = 50
+
+/** How many problems one message lists before it stops (a wrong file can produce hundreds). */
+const MAX_LISTED_ISSUES = 50
+
+/**
+ * Headers that frame the message or describe the connection (RFC 9110 §7.6.1, RFC 9112 §6-7).
+ * Letting the configuration name one of them as a forwarded, relayed or injected header would hand
+ * message framing to the other side, so they are refused at load.
+ */
+const FRAMING_HEADERS: ReadonlySet<string> = new Set([
+  'connection',
+  'content-length',
+  'host',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+])
+
+/** One problem in a configuration: the key path as segments and a readable message. */
+interface Problem {
+  readonly path: readonly PropertyKey[]
+  readonly message: string
+}
+
+/**
+ * Parses and validates configuration text. `source` names the file in messages. Paths in the result
+ * are as written; {@link loadConfigFile} resolves them.
+ *
+ * @throws EcluseError `config_invalid`, listing every problem as `<source>: <key path>: <message>`.
+ * @example
+ * const config = parseConfig(await readFile(file, 'utf8'), file)
+ */
+export function parseConfig(text: string, source: string): Config {
+  const data = parseYaml(text, source)
+  const result = configSchema.safeParse(data)
+  if (!result.success) {
+    throw configError(
+      source,
+      result.error.issues.flatMap((issue) => describeIssue(issue, data)),
+    )
+  }
+  const problems = semanticProblems(result.data)
+  if (problems.length > 0) throw configError(source, problems)
+  return result.data
+}
+
+/**
+ * Reads, parses and validates a configuration file, then resolves every file path in it
+ * (`sponsor.tls.cert`/`key`/`clientCa`, `upstreams.*.tls.ca`/`cert`/`key`) relative to the file's
+ * directory; absolute paths stay as they are.
+ *
+ * @throws EcluseError `config_invalid`
+ * @example
+ * const config = await loadConfigFile('config/demo.yaml')
+ */
+export async function loadConfigFile(file: string): Promise<Config> {
+  let text: string
+  try {
+    const info = await stat(file)
+    if (!info.isFile()) throw new EcluseError('config_invalid', `${file}: not a regular file`)
+    if (info.size > MAX_CONFIG_BYTES) {
+      throw new EcluseError('config_invalid', `${file}: larger than ${MAX_CONFIG_BYTES} bytes`)
+    }
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    if (err instanceof EcluseError) throw err
+    throw new EcluseError('config_invalid', `${file}: cannot read (${errnoCode(err)})`, { cause: err })
+  }
+  return resolveConfigPaths(parseConfig(text, file), dirname(resolve(file)))
+}
+
+/**
+ * Returns a copy of `config` with every file path resolved against `baseDir`. Exported for callers
+ * that build a configuration in memory (tests, `ecluse config check` on stdin later).
+ */
+export function resolveConfigPaths(config: Config, baseDir: string): Config {
+  const at = (p: string) => resolve(baseDir, p)
+  const tls = config.sponsor.tls
+  const upstreams: Config['upstreams'] = {}
+  for (const [name, upstream] of Object.entries(config.upstreams)) {
+    const u = upstream.tls
+    upstreams[name] = { ...upstream, tls: { ...u, ca: at(u.ca), cert: at(u.cert), key: at(u.key) } }
+  }
+  return {
+    ...config,
+    sponsor: { ...config.sponsor, tls: { ...tls, cert: at(tls.cert), key: at(tls.key), clientCa: at(tls.clientCa) } },
+    upstreams,
+  }
+}
+
+/** `127.0.0.0/8`, `::1` (any spelling), `::ffff:127.x.y.z` and `localhost`. */
+export function isLoopbackHost(host: string): boolean {
+  const h = normalizeHost(host)
+  if (h === 'localhost') return true
+  if (isIP(h) === 4) return h.startsWith('127.')
+  if (isIP(h) === 6) return h === '::1' || /^::ffff:127\./.test(h) || /^::ffff:7f[0-9a-f]{2}:/.test(h)
+  return false
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function parseYaml(text: string, source: string): unknown {
+  // `uniqueKeys` (the default, stated here on purpose): a key written twice is an error, never
+  // "the last one wins" — a duplicated `allow:` must not silently replace the first.
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true, strict: true })
+  // Warnings (unknown tags, …) are errors too: a value we do not understand is not a value we use.
+  const diagnostics = [...doc.errors, ...doc.warnings]
+  if (diagnostics.length > 0) {
+    const lines = diagnostics.map((e) => {
+      // With prettyErrors the first line ends in "at line L, column C:" and a code frame follows;
+      // keep the position as `file:L:C:` and drop the frame (it would echo the file's values).
+      const pos = e.linePos?.[0]
+      const where = pos === undefined ? '' : `${pos.line}:${pos.col}:`
+      const message = firstLine(e.message).replace(/ at line \d+, column \d+:?$/, '')
+      return `${source}:${where} ${message}`
+    })
+    throw new EcluseError('config_invalid', lines.join('\n'))
+  }
+  try {
+    return doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT })
+  } catch (err) {
+    // Excessive or unresolved aliases end up here (a ReferenceError from yaml).
+    throw new EcluseError('config_invalid', `${source}: ${firstLine(err instanceof Error ? err.message : String(err))}`, {
+      cause: err,
+    })
+  }
+}
+
+function configError(source: string, problems: readonly Problem[]): EcluseError {
+  const lines = problems.slice(0, MAX_LISTED_ISSUES).map((p) => `${source}: ${formatKeyPath(p.path)}: ${p.message}`)
+  if (problems.length > MAX_LISTED_ISSUES) lines.push(`${source}: … and ${problems.length - MAX_LISTED_ISSUES} more`)
+  return new EcluseError('config_invalid', lines.join('\n'))
+}
+
+/** `['routes', 2, 'upstream']` → `routes[2].upstream`; odd keys are quoted: `upstreams["a b"]`. */
+export function formatKeyPath(segments: readonly PropertyKey[]): string {
+  let out = ''
+  for (const seg of segments) {
+    if (typeof seg === 'number') out += `[${seg}]`
+    else if (typeof seg === 'string' && /^[A-Za-z_$][\w$-]*$/.test(seg)) out += out === '' ? seg : `.${seg}`
+    else out += `[${JSON.stringify(String(seg))}]`
+  }
+  return out === '' ? '(root)' : out
+}
+
+/** Turns one zod issue into readable problems; the input value itself is never echoed. */
+function describeIssue(issue: z.core.$ZodIssue, data: unknown): Problem[] {
+  const p = issue.path
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      // Name the unknown key itself, not its parent: that is the line the user has to fix.
+      return issue.keys.map((key) => ({ path: [...p, key], message: 'unknown key' }))
+    case 'invalid_type': {
+      const value = valueAt(data, p)
+      if (value === undefined) return [{ path: p, message: 'required' }]
+      return [{ path: p, message: `expected ${issue.expected}, got ${describeType(value)}` }]
+    }
+    case 'invalid_value':
+      return [{ path: p, message: `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}` }]
+    case 'invalid_key':
+      return [{ path: p, message: 'invalid name: must be lower-case letters, digits, "-" or "_"' }]
+    case 'too_small':
+      return [{ path: p, message: boundMessage('at least', issue.origin, issue.minimum, issue.inclusive) }]
+    case 'too_big':
+      return [{ path: p, message: boundMessage('at most', issue.origin, issue.maximum, issue.inclusive) }]
+    case 'invalid_format':
+      if (issue.format === 'url') return [{ path: p, message: 'must be an https:// URL' }]
+      if (issue.format === 'starts_with') {
+        return [{ path: p, message: `must start with "${(issue as { prefix?: string }).prefix}"` }]
+      }
+      return [{ path: p, message: issue.message }]
+    default:
+      return [{ path: p, message: issue.message }]
+  }
+}
+
+function boundMessage(
+  side: 'at least' | 'at most',
+  origin: string,
+  bound: number | bigint | Date,
+  inclusive: boolean | undefined,
+): string {
+  const n = Number(bound)
+  if (origin === 'string') {
+    if (side === 'at least' && n === 1 && inclusive !== false) return 'must not be empty'
+    return `must be ${side} ${n} characters long`
+  }
+  if (origin === 'array' || origin === 'set') return `must have ${side} ${n} item${n === 1 ? '' : 's'}`
+  const op = side === 'at least' ? (inclusive === false ? '>' : '>=') : inclusive === false ? '<' : '<='
+  return `must be ${op} ${n}`
+}
+
+function valueAt(data: unknown, segments: readonly PropertyKey[]): unknown {
+  let cur: unknown = data
+  for (const seg of segments) {
+    if (cur === null || typeof cur !== 'object') return undefined
+    cur = (cur as Record<PropertyKey, unknown>)[seg]
+  }
+  return cur
+}
+
+function describeType(value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'a list'
+  if (typeof value === 'object') return 'a mapping'
+  return typeof value
+}
+
+/** Checks the schema cannot express: each returns problems, never throws. */
+function semanticProblems(config: Config): Problem[] {
+  const problems: Problem[] = []
+  const { sponsor, admin } = config
+
+  // Fail closed (ghostunnel): metrics and health beyond loopback must be asked for explicitly.
+  if (!admin.allowNonLoopback && !isLoopbackHost(admin.listen.host)) {
+    problems.push({
+      path: ['admin', 'listen', 'host'],
+      message: `"${admin.listen.host}" is not a loopback address; set admin.allowNonLoopback: true to listen there`,
+    })
+  }
+  if (listenersOverlap(sponsor.listen, admin.listen)) {
+    problems.push({
+      path: ['admin', 'listen'],
+      message: `same address as sponsor.listen (${admin.listen.host}:${admin.listen.port})`,
+    })
+  }
+
+  const injected: Array<[string, string | undefined]> = [
+    ['principalHeader', sponsor.principalHeader],
+    ['requestIdHeader', sponsor.requestIdHeader],
+  ]
+  for (const [key, name] of injected) {
+    if (name !== undefined && FRAMING_HEADERS.has(name)) {
+      problems.push({ path: ['sponsor', key], message: `"${name}" frames the message and cannot carry a value` })
+    }
+  }
+  if (sponsor.principalHeader !== undefined && sponsor.principalHeader === sponsor.requestIdHeader) {
+    problems.push({ path: ['sponsor', 'principalHeader'], message: 'must differ from sponsor.requestIdHeader' })
+  }
+
+  config.routes.forEach((route, i) => {
+    for (const key of ['requestHeaders', 'responseHeaders'] as const) {
+      route[key].forEach((name, j) => {
+        if (FRAMING_HEADERS.has(name)) {
+          problems.push({ path: ['routes', i, key, j], message: `"${name}" is hop-by-hop or framing and is never passed` })
+        }
+      })
+    }
+    // The principal header is the gateway's word on who the client is; a client-sent copy must
+    // never be forwarded in its place.
+    const principalHeader = sponsor.principalHeader
+    if (principalHeader !== undefined) {
+      const j = route.requestHeaders.indexOf(principalHeader)
+      if (j !== -1) {
+        problems.push({
+          path: ['routes', i, 'requestHeaders', j],
+          message: `"${principalHeader}" is sponsor.principalHeader and is set by the gateway only`,
+        })
+      }
+    }
+  })
+  return problems
+}
+
+type Listen = Config['admin']['listen']
+
+/** True when both listeners would claim the same socket (port 0 asks the kernel: never a clash). */
+function listenersOverlap(a: Listen, b: Listen): boolean {
+  if (a.port === 0 || a.port !== b.port) return false
+  const ha = normalizeHost(a.host)
+  const hb = normalizeHost(b.host)
+  if (ha === hb) return true
+  // A wildcard address takes the port on every interface of its family (and on both with `::`).
+  const wildcard = (h: string) => h === '0.0.0.0' || h === '::'
+  if (wildcard(ha) || wildcard(hb)) return true
+  // `localhost` resolves to a loopback address; count it as the same as any of them.
+  return (ha === 'localhost' && isLoopbackHost(hb)) || (hb === 'localhost' && isLoopbackHost(ha))
+}
+
+/** Lower-case, without brackets or a trailing dot, IPv6 in its canonical compressed form. */
+function normalizeHost(host: string): string {
+  let h = host.trim().toLowerCase()
+  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1)
+  if (h.endsWith('.')) h = h.slice(0, -1)
+  if (isIP(h) === 6 && URL.canParse(`http://[${h}]/`)) {
+    // The URL parser canonicalises IPv6 (RFC 5952): `0:0:0:0:0:0:0:1` → `::1`. A zone id
+    // (`fe80::1%eth0`) does not parse and is left as written.
+    h = new URL(`http://[${h}]/`).hostname.slice(1, -1)
+  }
+  return h
+}
+
+function firstLine(message: string): string {
+  const i = message.indexOf('\n')
+  return i === -1 ? message : message.slice(0, i)
+}
+
+function errnoCode(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
+  return typeof code === 'string' ? code : err instanceof Error ? err.message : String(err)
+}

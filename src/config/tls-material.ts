@@ -1,0 +1,289 @@
+/**
+ * TLS material for both sides, read and checked at boot (and on reload) so that a broken or
+ * dangerous file fails with the key that names it instead of a handshake error at 3 a.m.:
+ *
+ * - the private key matches the leaf certificate, and is not passphrase-protected;
+ * - every certificate of the chain is currently valid and the chain is in issuing order;
+ * - a CA bundle holds CA certificates only, at least one of them currently valid;
+ * - no certificate file carries a private key;
+ * - the sponsor side and the trusted side never trust each other's CA (`loadAllTls`).
+ *
+ * Messages are `<config key path>: <file>: <reason>`; they never include key bytes.
+ */
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto'
+import { readFile, stat } from 'node:fs/promises'
+import { EcluseError } from '../errors.js'
+import type { Config, UpstreamConfig } from './schema.js'
+
+/** A PEM file larger than this is refused unread (bounded by default). */
+export const MAX_PEM_BYTES = 1024 * 1024
+
+/** Certificates, key and trust bundle as Buffers, ready for `tls.createSecureContext`. */
+export interface TlsMaterial {
+  /** The PEM certificate chain, leaf first, as read. */
+  readonly cert: Buffer
+  /** The PEM private key, as read. Never log it. */
+  readonly key: Buffer
+  /** The PEM bundle of trusted CA certificates, as read. */
+  readonly ca: Buffer
+  /** When the leaf certificate expires (for logs and the expiry metric). */
+  readonly notAfter: Date
+  /** The leaf's subject, for logs. */
+  readonly subject: string
+  /** SHA-256 fingerprint of the leaf (`AB:CD:…`), for logs. */
+  readonly fingerprint256: string
+}
+
+/** The sponsor listener's certificate and key, and the sponsor CA bundle that clients must chain to. */
+export type ServerTlsMaterial = TlsMaterial
+
+/** The gateway's client certificate and key for one upstream, and the trusted CA bundle it must chain to. */
+export type ClientTlsMaterial = TlsMaterial
+
+export interface TlsLoadOptions {
+  /** Config key path of the TLS block, used in messages (`sponsor.tls`, `upstreams.accreditation.tls`). */
+  readonly keyPath?: string
+  /** The clock validity is checked against (tests). */
+  readonly now?: Date
+}
+
+/** Purposes (extendedKeyUsage OIDs) checked on the leaf when the certificate restricts them. */
+const SERVER_AUTH = '1.3.6.1.5.5.7.3.1'
+const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2'
+
+/**
+ * Loads the sponsor listener's material: `cert` (chain), `key` and `clientCa`.
+ *
+ * @throws EcluseError `tls_material_invalid`
+ * @example
+ * const tls = await loadServerTls(config.sponsor.tls)
+ * https.createServer({ cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true })
+ */
+export async function loadServerTls(cfg: Config['sponsor']['tls'], options: TlsLoadOptions = {}): Promise<ServerTlsMaterial> {
+  return (await loadMaterial(cfg.cert, cfg.key, cfg.clientCa, 'clientCa', SERVER_AUTH, options.keyPath ?? 'sponsor.tls', options.now))
+    .material
+}
+
+/**
+ * Loads the gateway's material for one upstream: `cert` (chain), `key` and `ca`.
+ *
+ * @throws EcluseError `tls_material_invalid`
+ * @example
+ * const tls = await loadClientTls(config.upstreams.accreditation.tls, { keyPath: 'upstreams.accreditation.tls' })
+ */
+export async function loadClientTls(cfg: UpstreamConfig['tls'], options: TlsLoadOptions = {}): Promise<ClientTlsMaterial> {
+  return (await loadMaterial(cfg.cert, cfg.key, cfg.ca, 'ca', CLIENT_AUTH, options.keyPath ?? 'upstreams.*.tls', options.now))
+    .material
+}
+
+/** Everything the gateway presents and trusts, keyed like the configuration. */
+export interface AllTlsMaterial {
+  readonly sponsor: ServerTlsMaterial
+  readonly upstreams: Map<string, ClientTlsMaterial>
+}
+
+/**
+ * Loads the sponsor material and every upstream's, then refuses a configuration in which one side
+ * trusts the other side's CA: the sponsor `clientCa` and an upstream `tls.ca` must share no
+ * certificate (by bytes or by public key). Every problem is reported, one per line.
+ *
+ * @throws EcluseError `tls_material_invalid`
+ * @example
+ * const { sponsor, upstreams } = await loadAllTls(await loadConfigFile('config/demo.yaml'))
+ */
+export async function loadAllTls(config: Config, options: { now?: Date } = {}): Promise<AllTlsMaterial> {
+  const sponsorTls = config.sponsor.tls
+  const upstreamEntries = Object.entries(config.upstreams)
+  const settled = await Promise.allSettled([
+    loadMaterial(sponsorTls.cert, sponsorTls.key, sponsorTls.clientCa, 'clientCa', SERVER_AUTH, 'sponsor.tls', options.now),
+    ...upstreamEntries.map(([name, u]) =>
+      loadMaterial(u.tls.cert, u.tls.key, u.tls.ca, 'ca', CLIENT_AUTH, `upstreams.${name}.tls`, options.now),
+    ),
+  ])
+  const failures = settled.filter((s) => s.status === 'rejected').map((s) => s.reason as unknown)
+  if (failures.length > 0) throw combine(failures)
+
+  const loaded = settled.map((s) => (s as PromiseFulfilledResult<Loaded>).value)
+  const sponsor = loaded[0]!
+  const upstreams = new Map<string, ClientTlsMaterial>()
+  const problems: string[] = []
+  upstreamEntries.forEach(([name, u], i) => {
+    const upstream = loaded[i + 1]!
+    upstreams.set(name, upstream.material)
+    const shared = sharedCertificate(sponsor.caCerts, upstream.caCerts)
+    if (sponsor.material.ca.equals(upstream.material.ca) || shared !== undefined) {
+      const what = shared === undefined ? 'the same bundle' : `"${shared}"`
+      problems.push(
+        `sponsor.tls.clientCa: ${sponsorTls.clientCa}: trusts ${what}, as upstreams.${name}.tls.ca (${u.tls.ca}) does; ` +
+          "the sponsor side and the trusted side must never trust each other's CA",
+      )
+    }
+  })
+  if (problems.length > 0) throw new EcluseError('tls_material_invalid', problems.join('\n'))
+  return { sponsor: sponsor.material, upstreams }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface Loaded {
+  readonly material: TlsMaterial
+  readonly caCerts: readonly X509Certificate[]
+}
+
+async function loadMaterial(
+  certFile: string,
+  keyFile: string,
+  caFile: string,
+  caKey: 'clientCa' | 'ca',
+  purpose: string,
+  keyPath: string,
+  now: Date = new Date(),
+): Promise<Loaded> {
+  const fail = (key: string, file: string, reason: string): never => {
+    throw new EcluseError('tls_material_invalid', `${keyPath}.${key}: ${file}: ${reason}`)
+  }
+  const [cert, key, ca] = await Promise.all([
+    readPem(certFile, `${keyPath}.cert`),
+    readPem(keyFile, `${keyPath}.key`),
+    readPem(caFile, `${keyPath}.${caKey}`),
+  ])
+
+  // --- the chain we present
+  const chain = parseCertificates(cert, `${keyPath}.cert`, certFile)
+  const leaf = chain[0]!
+  chain.forEach((c, i) => {
+    const what = i === 0 ? 'certificate' : `chain certificate ${i + 1} ("${c.subject}")`
+    const reason = validityProblem(c, now)
+    if (reason !== undefined) fail('cert', certFile, `${what} ${reason}`)
+    const issuer = chain[i + 1]
+    // RFC 5246 §7.4.2: each following certificate must certify the one preceding it.
+    if (issuer !== undefined && !c.checkIssued(issuer)) {
+      fail('cert', certFile, `certificate ${i + 2} did not issue certificate ${i + 1}: the chain must be in order, leaf first`)
+    }
+  })
+  if (leaf.ca) fail('cert', certFile, 'the first certificate is a CA certificate, not a leaf')
+  const eku = extendedKeyUsage(leaf)
+  if (eku !== undefined && !eku.includes(purpose)) {
+    const role = purpose === SERVER_AUTH ? 'TLS server' : 'TLS client'
+    fail('cert', certFile, `certificate extendedKeyUsage does not allow ${role} authentication`)
+  }
+
+  // --- the key
+  let privateKey: KeyObject
+  try {
+    privateKey = createPrivateKey({ key, format: 'pem' })
+  } catch (err) {
+    // OpenSSL's messages say nothing about the key's content, but there is no need to relay them.
+    const code = (err as NodeJS.ErrnoException).code
+    fail(
+      'key',
+      keyFile,
+      code === 'ERR_MISSING_PASSPHRASE' ? 'encrypted private keys are not supported' : 'not a PEM private key',
+    )
+  }
+  if (!leaf.checkPrivateKey(privateKey!)) fail('key', keyFile, `does not match the certificate in ${certFile}`)
+
+  // --- the trust bundle
+  const caCerts = parseCertificates(ca, `${keyPath}.${caKey}`, caFile)
+  caCerts.forEach((c, i) => {
+    // A non-CA certificate in a trust bundle would be a pinned trust anchor in OpenSSL; refuse it.
+    if (!c.ca) fail(caKey, caFile, `certificate ${i + 1} ("${c.subject}") is not a CA certificate`)
+  })
+  if (!caCerts.some((c) => validityProblem(c, now) === undefined)) {
+    fail(caKey, caFile, 'no CA certificate in the bundle is currently valid')
+  }
+
+  return {
+    material: {
+      cert,
+      key,
+      ca,
+      notAfter: new Date(leaf.validTo),
+      subject: leaf.subject,
+      fingerprint256: leaf.fingerprint256,
+    },
+    caCerts,
+  }
+}
+
+async function readPem(file: string, keyPath: string): Promise<Buffer> {
+  try {
+    const info = await stat(file)
+    if (!info.isFile()) throw new EcluseError('tls_material_invalid', `${keyPath}: ${file}: not a regular file`)
+    if (info.size > MAX_PEM_BYTES) {
+      throw new EcluseError('tls_material_invalid', `${keyPath}: ${file}: larger than ${MAX_PEM_BYTES} bytes`)
+    }
+    return await readFile(file)
+  } catch (err) {
+    if (err instanceof EcluseError) throw err
+    const code = (err as NodeJS.ErrnoException).code ?? 'read error'
+    throw new EcluseError('tls_material_invalid', `${keyPath}: ${file}: cannot read (${code})`, { cause: err })
+  }
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----\r?\n[\s\S]*?-----END CERTIFICATE-----/g
+const PEM_PRIVATE_KEY = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/
+
+/** Every PEM certificate of a file, in order; anything unparseable is an error. */
+function parseCertificates(pem: Buffer, keyPath: string, file: string): X509Certificate[] {
+  const fail = (reason: string): never => {
+    throw new EcluseError('tls_material_invalid', `${keyPath}: ${file}: ${reason}`)
+  }
+  const text = pem.toString('latin1')
+  // A key in a certificate file ends up wherever certificates are copied to; refuse it.
+  if (PEM_PRIVATE_KEY.test(text)) fail('contains a private key; certificate files must not')
+  const blocks = text.match(PEM_CERTIFICATE) ?? []
+  if (blocks.length === 0) fail('no PEM certificate found')
+  return blocks.map((block, i) => {
+    try {
+      return new X509Certificate(block)
+    } catch {
+      return fail(`certificate ${i + 1} cannot be parsed`)
+    }
+  })
+}
+
+/** `undefined` when `cert` is valid at `now`, else why not. */
+function validityProblem(cert: X509Certificate, now: Date): string | undefined {
+  const notBefore = new Date(cert.validFrom)
+  const notAfter = new Date(cert.validTo)
+  if (Number.isNaN(notBefore.getTime()) || Number.isNaN(notAfter.getTime())) return 'has an unreadable validity period'
+  if (now < notBefore) return `is not valid before ${notBefore.toISOString()}`
+  if (now > notAfter) return `expired on ${notAfter.toISOString()}`
+  return undefined
+}
+
+/** The leaf's extendedKeyUsage OIDs, or `undefined` when the extension is absent (any purpose). */
+function extendedKeyUsage(cert: X509Certificate): readonly string[] | undefined {
+  // Node names the extendedKeyUsage list `keyUsage` (and `extKeyUsage` from v22); it is
+  // undefined when the certificate has no such extension.
+  const list = (cert as unknown as { keyUsage?: string[] }).keyUsage
+  return Array.isArray(list) && list.length > 0 ? list : undefined
+}
+
+/** The subject of a certificate both bundles trust (same bytes, or same public key). */
+function sharedCertificate(a: readonly X509Certificate[], b: readonly X509Certificate[]): string | undefined {
+  const seen = new Map<string, string>()
+  for (const c of a) {
+    seen.set(`raw:${c.fingerprint256}`, c.subject)
+    seen.set(`spki:${spkiId(c)}`, c.subject)
+  }
+  for (const c of b) {
+    const hit = seen.get(`raw:${c.fingerprint256}`) ?? seen.get(`spki:${spkiId(c)}`)
+    if (hit !== undefined) return hit
+  }
+  return undefined
+}
+
+/** A re-issued CA certificate with the same key still verifies what the original issued. */
+function spkiId(cert: X509Certificate): string {
+  return cert.publicKey.export({ type: 'spki', format: 'der' }).toString('base64')
+}
+
+function combine(errors: readonly unknown[]): Error {
+  const first = errors[0]
+  if (errors.length === 1 || !errors.every((e) => e instanceof EcluseError && e.code === 'tls_material_invalid')) {
+    return first instanceof Error ? first : new EcluseError('internal', String(first))
+  }
+  return new EcluseError('tls_material_invalid', errors.map((e) => (e as Error).message).join('\n'))
+}
