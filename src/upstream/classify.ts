@@ -1,0 +1,165 @@
+/**
+ * Upstream failures → stable `upstream_*` codes. The original error stays as `cause` for the log;
+ * a client only ever sees the code (errors.ts).
+ *
+ * Errors come from three layers with three spellings: Node's socket layer (`ECONNREFUSED`), OpenSSL
+ * through Node (`CERT_HAS_EXPIRED`, `ERR_SSL_…`) and undici (`UND_ERR_…`, `HPE_…` from llhttp).
+ * Happy-eyeballs connects may wrap them in an `AggregateError`; they are unwrapped here.
+ */
+import { EcluseError, type ErrorCode, isEcluseError } from '../errors.js'
+
+/** The subset of error codes that describe a failure of the trusted side. */
+export type UpstreamErrorCode = Extract<ErrorCode, `upstream_${string}`>
+
+const BY_CODE: ReadonlyMap<string, UpstreamErrorCode> = new Map<string, UpstreamErrorCode>([
+  ['ECONNREFUSED', 'upstream_refused'],
+
+  ['ECONNRESET', 'upstream_reset'],
+  ['ECONNABORTED', 'upstream_reset'],
+  ['EPIPE', 'upstream_reset'],
+  // undici's SocketError: "other side closed", "closed", or a reset it observed.
+  ['UND_ERR_SOCKET', 'upstream_reset'],
+
+  ['UND_ERR_CONNECT_TIMEOUT', 'upstream_connect_timeout'],
+  // The kernel's own SYN timeout, when it fires before ours.
+  ['ETIMEDOUT', 'upstream_connect_timeout'],
+  // The TLS handshake is part of connecting.
+  ['ERR_TLS_HANDSHAKE_TIMEOUT', 'upstream_connect_timeout'],
+
+  ['UND_ERR_HEADERS_TIMEOUT', 'upstream_timeout'],
+  ['UND_ERR_BODY_TIMEOUT', 'upstream_timeout'],
+
+  ['UND_ERR_CLOSED', 'upstream_unavailable'],
+  ['UND_ERR_DESTROYED', 'upstream_unavailable'],
+  ['ENOTFOUND', 'upstream_unavailable'],
+  ['EAI_AGAIN', 'upstream_unavailable'],
+  ['EHOSTUNREACH', 'upstream_unavailable'],
+  ['EHOSTDOWN', 'upstream_unavailable'],
+  ['ENETUNREACH', 'upstream_unavailable'],
+  ['ENETDOWN', 'upstream_unavailable'],
+  ['EADDRNOTAVAIL', 'upstream_unavailable'],
+
+  ['UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', 'upstream_bad_response'],
+  ['UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'upstream_bad_response'],
+  ['UND_ERR_HEADERS_OVERFLOW', 'upstream_bad_response'],
+  ['UND_ERR_RES_EXCEEDED_MAX_SIZE', 'upstream_bad_response'],
+])
+
+/**
+ * OpenSSL's X509_V_ERR_* names as Node spells them in `err.code` (src/crypto/crypto_common.cc):
+ * the peer certificate did not verify against the trusted CA bundle.
+ */
+const X509_VERIFY_CODES: ReadonlySet<string> = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_CRL',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'UNABLE_TO_DECRYPT_CRL_SIGNATURE',
+  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY',
+  'CERT_SIGNATURE_FAILURE',
+  'CRL_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'CRL_NOT_YET_VALID',
+  'CRL_HAS_EXPIRED',
+  'ERROR_IN_CERT_NOT_BEFORE_FIELD',
+  'ERROR_IN_CERT_NOT_AFTER_FIELD',
+  'ERROR_IN_CRL_LAST_UPDATE_FIELD',
+  'ERROR_IN_CRL_NEXT_UPDATE_FIELD',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'CERT_CHAIN_TOO_LONG',
+  'CERT_REVOKED',
+  'INVALID_CA',
+  'PATH_LENGTH_EXCEEDED',
+  'INVALID_PURPOSE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'HOSTNAME_MISMATCH',
+])
+
+/** Errors that mean "whoever holds the signal stopped this", not "the upstream failed". */
+const ABORT_CODES: ReadonlySet<string> = new Set(['ABORT_ERR', 'UND_ERR_ABORTED', 'UND_ERR_ABORT'])
+
+function codeOf(err: unknown): string | undefined {
+  if (typeof err !== 'object' || err === null) return undefined
+  const code = (err as { code?: unknown }).code
+  return typeof code === 'string' ? code : undefined
+}
+
+function byCode(code: string | undefined): UpstreamErrorCode | undefined {
+  if (code === undefined) return undefined
+  const mapped = BY_CODE.get(code)
+  if (mapped !== undefined) return mapped
+  // ERR_TLS_CERT_ALTNAME_INVALID (name check against serverName), ERR_SSL_* (OpenSSL alerts such as
+  // TLSV1_ALERT_UNKNOWN_CA when the upstream refuses our certificate, or version mismatches).
+  if (X509_VERIFY_CODES.has(code) || code.startsWith('ERR_TLS_') || code.startsWith('ERR_SSL_')) {
+    return 'upstream_tls'
+  }
+  // llhttp parse errors: the upstream spoke something that is not HTTP/1.1 we can relay.
+  if (code.startsWith('HPE_')) return 'upstream_bad_response'
+  return undefined
+}
+
+/**
+ * Maps any error raised while talking to an upstream (request or response body) to an
+ * `upstream_*` code. Follows `cause` and `AggregateError.errors` a few levels deep; anything not
+ * recognised is `upstream_bad_response` (the exchange could not be relayed safely).
+ *
+ * @example
+ * classifyUpstreamError(Object.assign(new Error('x'), { code: 'ECONNREFUSED' })) // 'upstream_refused'
+ */
+export function classifyUpstreamError(err: unknown): UpstreamErrorCode {
+  let current: unknown = err
+  for (let depth = 0; depth < 4 && current != null; depth++) {
+    if (isEcluseError(current) && current.code.startsWith('upstream_')) {
+      return current.code as UpstreamErrorCode
+    }
+    const mapped = byCode(codeOf(current))
+    if (mapped !== undefined) return mapped
+    if (current instanceof AggregateError && current.errors.length > 0) {
+      const first = current.errors.map((e) => byCode(codeOf(e))).find((c) => c !== undefined)
+      if (first !== undefined) return first
+    }
+    // OpenSSL errors without a mapped code still carry `library: 'SSL routines'`.
+    if (typeof current === 'object' && (current as { library?: unknown }).library === 'SSL routines') {
+      return 'upstream_tls'
+    }
+    current = (current as { cause?: unknown }).cause
+  }
+  return 'upstream_bad_response'
+}
+
+/** True for an abort (signal reason, undici's RequestAbortedError, a DOMException AbortError). */
+export function isAbortError(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false
+  const code = codeOf(err)
+  return (code !== undefined && ABORT_CODES.has(code)) || (err as { name?: unknown }).name === 'AbortError'
+}
+
+/**
+ * Converts an upstream error to an `EcluseError`, keeping the original as `cause`. An `EcluseError`
+ * passes through unchanged (e.g. a request body stage that refused the body with `body_too_large`).
+ */
+export function toUpstreamError(upstream: string, err: unknown): EcluseError {
+  if (isEcluseError(err)) return err
+  const code = classifyUpstreamError(err)
+  const message = err instanceof Error ? `${err.name}${codeOf(err) ? ` ${codeOf(err)}` : ''}: ${err.message}` : String(err)
+  return new EcluseError(code, `upstream ${upstream}: ${message}`, { cause: err })
+}
+
+/**
+ * Classifies an `error` emitted by an `UpstreamResponse.body`. Such an error always means the
+ * response is incomplete (reset mid-body → `upstream_reset`, body timeout → `upstream_timeout`,
+ * fewer or more bytes than Content-Length → `upstream_bad_response`): the caller must abort its own
+ * response (destroy the connection), never finish it as if complete.
+ *
+ * An `EcluseError` (a downstream stage that destroyed the pipeline) passes through unchanged.
+ *
+ * @example
+ * pipeline(upstreamRes.body, res, (err) => { if (err) { const e = upstreamBodyError('acc', err); log(e); res.destroy() } })
+ */
+export function upstreamBodyError(upstream: string, err: unknown): EcluseError {
+  return toUpstreamError(upstream, err)
+}

@@ -1,0 +1,291 @@
+/**
+ * The terminal stage: one undici `Pool` per configured upstream, over mutual TLS to the trusted side.
+ *
+ * - Trust: the upstream's certificate must chain to the configured trusted CA bundle only (the
+ *   system roots are replaced, see tls.ts) and carry `serverName`, which is also the SNI. The name
+ *   is pinned on every dispatch, so no request header (`Host`) can change what is verified.
+ * - No retries: a plain `Pool` never replays a request, and this module does not wrap it in a
+ *   `RetryAgent`. A POST that met a reset was sent at most once; the caller reports the failure.
+ * - Streaming: request and response bodies are streams with undici's back-pressure; nothing is
+ *   buffered here.
+ * - Rotation: `reload()` swaps in a new pool atomically; the old one drains (`close()`), so no
+ *   in-flight request fails and no TLS session of the old certificate is resumed.
+ */
+import type { Readable } from 'node:stream'
+import type { SecureContext } from 'node:tls'
+import { Client, type Dispatcher, Pool } from 'undici'
+import type { UpstreamConfig } from '../config/schema.js'
+import { EcluseError, isEcluseError } from '../errors.js'
+import { classifyUpstreamError, isAbortError, toUpstreamError, type UpstreamErrorCode } from './classify.js'
+import { buildClientSecureContext, type ClientTlsMaterial } from './tls.js'
+
+export {
+  classifyUpstreamError,
+  isAbortError,
+  toUpstreamError,
+  type UpstreamErrorCode,
+  upstreamBodyError,
+} from './classify.js'
+export type { ClientTlsMaterial } from './tls.js'
+
+/** One request to the upstream. `path` includes the query string. */
+export interface UpstreamRequest {
+  method: string
+  path: string
+  headers: Record<string, string | string[]>
+  /** Streamed with back-pressure; `null` for no body. */
+  body: Readable | null
+  /** Aborting it aborts the request or, after the headers, destroys the response body. */
+  signal: AbortSignal
+}
+
+/**
+ * The upstream's answer once its header block has arrived.
+ *
+ * `body` is undici's readable, read with back-pressure. **An `error` event on `body` always means the
+ * response is incomplete** (reset mid-body, body timeout, Content-Length mismatch): the caller must
+ * treat it as an abort — destroy its own response, never end it as if complete. Classify the error
+ * with `upstreamBodyError()`. A caller that does not want the body must still `destroy()` or consume
+ * it, or the connection stays busy until `bodyTimeoutMs`.
+ */
+export interface UpstreamResponse {
+  statusCode: number
+  headers: Record<string, string | string[] | undefined>
+  body: Readable
+}
+
+/** Readiness answer: `ok` once TLS succeeded and any HTTP status came back. */
+export interface ProbeResult {
+  ok: boolean
+  /** `HTTP <status>` or `<code>: <reason>`; operator-facing (admin listener), never sent to a client. */
+  detail: string
+}
+
+export interface UpstreamPoolOptions {
+  /**
+   * Called once per upstream failure with its code (metrics). Not called for aborts by the caller's
+   * signal, for errors that a request body stage raised itself, nor for probes.
+   */
+  onError?: (code: UpstreamErrorCode) => void
+  /** Deadline of one readiness probe, connect included. Default 2000 ms. */
+  probeTimeoutMs?: number
+}
+
+/** Response-body error codes that only undici produces about the upstream connection itself. */
+const UPSTREAM_SIDE_BODY_CODES: ReadonlySet<string> = new Set([
+  'UND_ERR_SOCKET',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+  'UND_ERR_RES_EXCEEDED_MAX_SIZE',
+  'ECONNRESET',
+])
+
+/** undici's own refusal of a request we built (bad header, unsupported method): a gateway bug. */
+const CALLER_BUG_CODES: ReadonlySet<string> = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED'])
+
+const DEFAULT_PROBE_TIMEOUT_MS = 2_000
+/** undici's default; restated because the header block of an upstream answer must stay bounded. */
+const MAX_RESPONSE_HEADER_BYTES = 16 * 1024
+
+function ignore(): void {}
+
+function errorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' ? code : undefined
+}
+
+/**
+ * The client side of one trusted upstream.
+ *
+ * @example
+ * const pool = new UpstreamPool('accreditation', cfg.upstreams.accreditation, material, {
+ *   onError: (code) => metrics.upstreamError('accreditation', code),
+ * })
+ * const res = await pool.request({ method: 'POST', path: '/v1/x', headers, body, signal })
+ * pipeline(res.body, sponsorRes, (err) => { if (err) sponsorRes.destroy() })
+ */
+export class UpstreamPool {
+  /** The upstream's name in the configuration (for logs and metrics). */
+  readonly name: string
+  readonly #cfg: UpstreamConfig
+  readonly #origin: string
+  readonly #onError: ((code: UpstreamErrorCode) => void) | undefined
+  readonly #probeTimeoutMs: number
+  #secureContext: SecureContext
+  #pool: Pool
+  /** Pools replaced by `reload()` that are still draining, with their `close()` promise. */
+  readonly #retiring = new Map<Pool, Promise<void>>()
+  #closing: Promise<void> | undefined
+  #closed = false
+
+  /**
+   * @throws EcluseError `tls_material_invalid` when the PEM material does not load.
+   */
+  constructor(name: string, cfg: UpstreamConfig, tls: ClientTlsMaterial, options: UpstreamPoolOptions = {}) {
+    this.name = name
+    this.#cfg = cfg
+    // The schema guarantees `https://host[:port]/` with nothing else; undici wants the bare origin.
+    this.#origin = new URL(cfg.url).origin
+    this.#onError = options.onError
+    this.#probeTimeoutMs = options.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS
+    this.#secureContext = buildClientSecureContext(name, tls, cfg.tls.minVersion)
+    this.#pool = this.#buildPool(this.#secureContext)
+  }
+
+  /**
+   * Sends one request, streaming `body`, and resolves once the response header block arrived.
+   *
+   * @throws EcluseError with an `upstream_*` code (original error as `cause`); an `EcluseError`
+   *   raised by the request body stream itself passes through unchanged; an abort by `signal` is
+   *   rethrown as is (the caller knows it aborted).
+   */
+  async request(opts: UpstreamRequest): Promise<UpstreamResponse> {
+    let data: Dispatcher.ResponseData
+    try {
+      data = await this.#pool.request({
+        path: opts.path,
+        method: opts.method as Dispatcher.HttpMethod,
+        headers: opts.headers,
+        body: opts.body,
+        signal: opts.signal,
+        // Pinned per request: undici would otherwise derive SNI and the verified name from a `Host`
+        // header when one is present (lib/core/request.js `getServerName(this.host)`).
+        servername: this.#cfg.serverName,
+      } as Dispatcher.RequestOptions)
+    } catch (err) {
+      throw this.#requestFailed(err, opts.signal)
+    }
+    // Always one listener: a caller that discards the body with `destroy()` makes undici emit
+    // RequestAbortedError, which would otherwise be an uncaught exception. Bound once, no closure.
+    data.body.on('error', this.#bodyFailed)
+    return { statusCode: data.statusCode, headers: data.headers, body: data.body }
+  }
+
+  /**
+   * Readiness: `GET healthPath` on a fresh connection (so the TLS handshake is exercised with the
+   * current material rather than a kept-alive socket), bounded by `probeTimeoutMs`. Any HTTP status
+   * counts as reachable. Never throws.
+   */
+  async probe(): Promise<ProbeResult> {
+    if (this.#closed) return { ok: false, detail: 'upstream_unavailable: pool closed' }
+    const timeout = this.#probeTimeoutMs
+    const client = new Client(this.#origin, {
+      connect: this.#connectOptions(this.#secureContext, Math.min(timeout, this.#cfg.connectTimeoutMs)),
+      headersTimeout: timeout,
+      bodyTimeout: timeout,
+      pipelining: 1,
+      maxHeaderSize: MAX_RESPONSE_HEADER_BYTES,
+    })
+    const deadline = AbortSignal.timeout(timeout)
+    try {
+      const data = await client.request({
+        path: this.#cfg.healthPath,
+        method: 'GET',
+        signal: deadline,
+        servername: this.#cfg.serverName,
+      } as Dispatcher.RequestOptions)
+      data.body.on('error', ignore)
+      data.body.destroy()
+      return { ok: true, detail: `HTTP ${data.statusCode}` }
+    } catch (err) {
+      const code = deadline.aborted ? 'upstream_timeout' : classifyUpstreamError(err)
+      return { ok: false, detail: `${code}: ${err instanceof Error ? err.message : String(err)}` }
+    } finally {
+      await client.destroy().catch(ignore)
+    }
+  }
+
+  /**
+   * Certificate rotation: a new pool with `tls` takes every request from now on; the old pool
+   * finishes what it carries (`close()`), then goes away. If `tls` does not load, this throws and
+   * the current pool keeps serving (fail closed, keep the old certificate).
+   *
+   * @throws EcluseError `tls_material_invalid`; `upstream_unavailable` after `close()`/`destroy()`.
+   */
+  reload(tls: ClientTlsMaterial): void {
+    if (this.#closed) throw new EcluseError('upstream_unavailable', `upstream ${this.name}: reload after close`)
+    const secureContext = buildClientSecureContext(this.name, tls, this.#cfg.tls.minVersion)
+    const next = this.#buildPool(secureContext)
+    const previous = this.#pool
+    // One synchronous swap: every request dispatched before this line is on `previous`, every later
+    // one on `next`.
+    this.#pool = next
+    this.#secureContext = secureContext
+    const drained = previous
+      .close()
+      .catch(ignore)
+      .then(() => {
+        this.#retiring.delete(previous)
+      })
+    this.#retiring.set(previous, drained)
+  }
+
+  /** Graceful: refuses new requests (`upstream_unavailable`), lets in-flight ones finish. Idempotent. */
+  close(): Promise<void> {
+    this.#closed = true
+    this.#closing ??= Promise.all([this.#pool.close().catch(ignore), ...this.#retiring.values()]).then(ignore)
+    return this.#closing
+  }
+
+  /** Immediate: aborts in-flight requests and closes every connection. */
+  async destroy(): Promise<void> {
+    this.#closed = true
+    await Promise.all([this.#pool, ...this.#retiring.keys()].map((pool) => pool.destroy().catch(ignore)))
+  }
+
+  #buildPool(secureContext: SecureContext): Pool {
+    const cfg = this.#cfg
+    return new Pool(this.#origin, {
+      connect: this.#connectOptions(secureContext, cfg.connectTimeoutMs),
+      connections: cfg.connections,
+      // One request per connection at a time: a failure can only ever affect the request it hit.
+      pipelining: 1,
+      allowH2: false,
+      headersTimeout: cfg.headersTimeoutMs,
+      bodyTimeout: cfg.bodyTimeoutMs,
+      keepAliveTimeout: cfg.keepAliveTimeoutMs,
+      // An upstream `Keep-Alive: timeout=` hint may shorten the idle time, never stretch it past ours.
+      keepAliveMaxTimeout: cfg.keepAliveTimeoutMs,
+      maxHeaderSize: MAX_RESPONSE_HEADER_BYTES,
+      strictContentLength: true,
+    })
+  }
+
+  #connectOptions(secureContext: SecureContext, timeout: number): Pool.Options['connect'] {
+    return {
+      secureContext,
+      // Verify the chain against the trusted CA only (in `secureContext`) and the name against
+      // `serverName`, not the URL host: `https://127.0.0.1:8443` with a DNS-named certificate works.
+      servername: this.#cfg.serverName,
+      rejectUnauthorized: true,
+      minVersion: this.#cfg.tls.minVersion,
+      ALPNProtocols: ['http/1.1'],
+      timeout,
+    } as Pool.Options['connect']
+  }
+
+  #requestFailed(err: unknown, signal: AbortSignal): unknown {
+    // Our own abort (the sponsor went away): the caller knows, nothing to classify or count.
+    if (signal.aborted) return err
+    // A request body stage refused the body (body_too_large, request_transform_failed…).
+    if (isEcluseError(err)) return err
+    const code = errorCode(err)
+    if (code !== undefined && CALLER_BUG_CODES.has(code)) {
+      return new EcluseError('internal', `upstream ${this.name}: undici refused the request: ${(err as Error).message}`, {
+        cause: err,
+      })
+    }
+    const failure = toUpstreamError(this.name, err)
+    this.#onError?.(failure.code as UpstreamErrorCode)
+    return failure
+  }
+
+  /** Counts response-body failures that can only have come from the upstream connection. */
+  readonly #bodyFailed = (err: unknown): void => {
+    if (this.#onError === undefined || isAbortError(err)) return
+    const code = errorCode(err)
+    if (code !== undefined && (UPSTREAM_SIDE_BODY_CODES.has(code) || code.startsWith('HPE_'))) {
+      this.#onError(classifyUpstreamError(err))
+    }
+  }
+}
