@@ -1,0 +1,296 @@
+/**
+ * Header policy, both directions. Allow-list only: a header crosses when its name is in the route's
+ * set (the default safe set plus the route's additions, compiled at boot), never because it was not
+ * refused. The gateway then sets the headers it owns (`x-forwarded-for`, `x-forwarded-proto`, the
+ * request id, the principal), overwriting whatever a client sent under those names.
+ *
+ * Repeated fields are folded to one value the way Node's `IncomingMessage.headers` does, so the
+ * gateway, its transforms and the upstream all read the same value: fields that are singletons
+ * keep their first value, list fields are joined with ", " (RFC 9110 §5.3), `set-cookie` stays an
+ * array (RFC 6265 §3).
+ */
+import type { Principal } from '../identity/principal.js'
+import type { CompiledRoute } from '../route/table.js'
+
+/**
+ * Hop-by-hop fields (RFC 9110 §7.6.1, RFC 9112 §9.6, RFC 7540 §3.2.1 for `http2-settings`, and the
+ * non-standard `proxy-connection`/`keep-alive`). Removed in both directions, together with every
+ * field the message's own `Connection` header names.
+ */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'http2-settings',
+])
+
+/**
+ * Request fields forwarded on every route. Each one is end-to-end, carries no identity or routing
+ * authority, and is needed for ordinary API traffic:
+ * - `accept`, `accept-language`: content negotiation; the upstream chooses, nothing is trusted.
+ * - `content-type`: how the upstream (and the body transforms) must read the body.
+ * - `content-length`: the body's framing; undici checks the streamed body against it.
+ * - `content-encoding`: a compressed request body must say so (transforms refuse what they cannot read).
+ * - `if-match`, `if-none-match`, `if-modified-since`, `if-unmodified-since`: conditional requests
+ *   (RFC 9110 §13), including optimistic concurrency on updates.
+ * - `cache-control`: a client's freshness requirements (RFC 9111 §5.2.1).
+ * - `user-agent`: diagnostics on the upstream side; it has no authority.
+ * - `idempotency-key`: safe retries of POST/PATCH (draft-ietf-httpapi-idempotency-key-header).
+ *
+ * Deliberately absent: `authorization` and `cookie` (the client's identity is its certificate, and
+ * credentials meant for the gateway must not reach the upstream unless a route says so),
+ * `accept-encoding` (responses must arrive in identity coding for response transforms to read them),
+ * `expect` (the gateway answers 100-continue itself), `host` (undici sets it from the upstream
+ * origin) and every proxy or forwarding field (the gateway sets its own).
+ */
+export const DEFAULT_REQUEST_HEADERS: ReadonlySet<string> = new Set([
+  'accept',
+  'accept-language',
+  'content-type',
+  'content-length',
+  'content-encoding',
+  'if-match',
+  'if-none-match',
+  'if-modified-since',
+  'if-unmodified-since',
+  'cache-control',
+  'user-agent',
+  'idempotency-key',
+])
+
+/**
+ * Response fields relayed on every route: representation metadata and caching (RFC 9110 §8,
+ * RFC 9111 §5) and `retry-after` for 429/503. Absent on purpose: `location` and `content-location`
+ * (they reveal the upstream's internal URLs), `server` and `x-powered-by` (fingerprinting),
+ * `set-cookie` (the upstream's session is not the sponsor's business), internal `x-*` fields.
+ */
+export const DEFAULT_RESPONSE_HEADERS: ReadonlySet<string> = new Set([
+  'content-type',
+  'content-length',
+  'content-encoding',
+  'cache-control',
+  'etag',
+  'last-modified',
+  'expires',
+  'vary',
+  'content-language',
+  'retry-after',
+])
+
+/**
+ * Request fields a route may never add to its allow-list: the gateway owns them, or they let a
+ * client override what the gateway routed and authorised (the method, the path, the client's
+ * address or certificate). Any `x-forwarded-*` name is reserved as well.
+ */
+export const RESERVED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
+  'host',
+  'forwarded',
+  'x-real-ip',
+  'x-client-ip',
+  'true-client-ip',
+  'x-client-cert',
+  'x-ssl-client-cert',
+  'ssl-client-cert',
+  'x-amzn-mtls-clientcert',
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+  'x-original-url',
+  'x-original-uri',
+  'x-rewrite-url',
+  'expect',
+])
+
+/** Fields that keep their first value when repeated (Node's `IncomingMessage` discard list, plus ours). */
+const SINGLETON: ReadonlySet<string> = new Set([
+  'age',
+  'authorization',
+  'content-length',
+  'content-type',
+  'etag',
+  'expires',
+  'from',
+  'host',
+  'if-modified-since',
+  'if-unmodified-since',
+  'last-modified',
+  'location',
+  'max-forwards',
+  'proxy-authorization',
+  'referer',
+  'retry-after',
+  'server',
+  'user-agent',
+  'idempotency-key',
+])
+
+/**
+ * A field value Node and undici would refuse to send (`checkInvalidHeaderChar`): CR, LF, NUL and the
+ * other controls, or a code unit above 0xFF. Such a value is dropped, never sent or thrown over.
+ */
+const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/
+
+/** Characters sent as-is in the principal header; anything else is percent-encoded as UTF-8. */
+const PLAIN_ID = /^[\x20-\x7e]*$/
+const NON_PLAIN_ID_CHAR = /[^\x20-\x7e]/gu
+
+const IPV4_MAPPED = '::ffff:'
+
+/** What the gateway itself asserts upstream, per request. */
+export interface UpstreamHeaderContext {
+  readonly requestId: string
+  /** The address of the verified TLS connection (`socket.remoteAddress`). */
+  readonly clientAddress: string
+  readonly principal: Principal
+  /** Header that carries `principal.id` upstream; absent means it is not sent. */
+  readonly principalHeader?: string | undefined
+  readonly requestIdHeader: string
+}
+
+/**
+ * Why a route may not add `name` to its allow-list for `direction`, or `null` if it may. Used by the
+ * route table at boot, so a configuration that asks for a reserved field fails instead of being
+ * silently narrowed.
+ */
+export function headerAdditionRefusal(
+  direction: 'request' | 'response',
+  name: string,
+  sponsor: { readonly principalHeader?: string | undefined; readonly requestIdHeader: string },
+): string | null {
+  if (HOP_BY_HOP.has(name)) return `"${name}" is a hop-by-hop field`
+  if (name === sponsor.requestIdHeader) return `"${name}" is the request id header, set by the gateway`
+  if (direction === 'request') {
+    if (RESERVED_REQUEST_HEADERS.has(name) || name.startsWith('x-forwarded-')) {
+      return `"${name}" is reserved: the gateway sets it or it would override routing`
+    }
+    if (name === sponsor.principalHeader) return `"${name}" is the principal header, set by the gateway`
+  }
+  return null
+}
+
+/**
+ * The request headers sent upstream: allow-listed fields only (minus hop-by-hop and `Connection`-named
+ * ones, minus invalid values), then the gateway's own `x-forwarded-for`, `x-forwarded-proto`, request
+ * id and, if configured, principal header. Returns lower-case names on a null-prototype object.
+ *
+ * @example
+ * const headers = buildUpstreamHeaders(req.rawHeaders, route, {
+ *   requestId, clientAddress: req.socket.remoteAddress ?? '', principal,
+ *   principalHeader: 'x-ecluse-principal', requestIdHeader: 'x-request-id',
+ * })
+ */
+export function buildUpstreamHeaders(
+  rawHeaders: readonly string[],
+  route: CompiledRoute,
+  ctx: UpstreamHeaderContext,
+): Record<string, string | string[]> {
+  const allow = route.requestHeaderAllow
+  const out: Record<string, string | string[]> = Object.create(null)
+  const named = connectionNamedInRaw(rawHeaders)
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toLowerCase()
+    if (!allow.has(name) || HOP_BY_HOP.has(name) || named?.has(name)) continue
+    addValue(out, name, rawHeaders[i + 1]!)
+  }
+
+  const address = ctx.clientAddress.startsWith(IPV4_MAPPED) ? ctx.clientAddress.slice(IPV4_MAPPED.length) : ctx.clientAddress
+  // Overwrite, never append: a client's own x-forwarded-for chain is not evidence of anything.
+  if (address !== '' && !INVALID_VALUE.test(address)) out['x-forwarded-for'] = address
+  else delete out['x-forwarded-for']
+  out['x-forwarded-proto'] = 'https'
+  out[ctx.requestIdHeader] = ctx.requestId
+  if (ctx.principalHeader !== undefined) out[ctx.principalHeader] = principalHeaderValue(ctx.principal.id)
+  return out
+}
+
+/**
+ * The response headers relayed to the sponsor: allow-listed fields only (minus hop-by-hop and
+ * `Connection`-named ones, minus invalid values), plus the request id.
+ */
+export function buildSponsorHeaders(
+  upstreamHeaders: Readonly<Record<string, string | string[] | undefined>>,
+  route: CompiledRoute,
+  requestId: string,
+  requestIdHeader: string,
+): Record<string, string | string[]> {
+  const allow = route.responseHeaderAllow
+  const out: Record<string, string | string[]> = Object.create(null)
+  const named = connectionNamedInValue(upstreamHeaders['connection'])
+  for (const key of Object.keys(upstreamHeaders)) {
+    const name = key.toLowerCase()
+    if (!allow.has(name) || HOP_BY_HOP.has(name) || named?.has(name)) continue
+    const value = upstreamHeaders[key]
+    if (typeof value === 'string') addValue(out, name, value)
+    else if (Array.isArray(value)) for (const v of value) addValue(out, name, v)
+  }
+  out[requestIdHeader] = requestId
+  return out
+}
+
+/** Folds one field line into `out` (see the module comment for the rules). */
+function addValue(out: Record<string, string | string[]>, name: string, value: string): void {
+  if (typeof value !== 'string' || INVALID_VALUE.test(value)) return
+  const existing = out[name]
+  if (existing === undefined) {
+    out[name] = name === 'set-cookie' ? [value] : value
+  } else if (Array.isArray(existing)) {
+    existing.push(value)
+  } else if (!SINGLETON.has(name)) {
+    // RFC 6265 §5.4: cookie pairs are joined with "; ", every other list field with ", ".
+    out[name] = existing + (name === 'cookie' ? '; ' : ', ') + value
+  }
+}
+
+/** Field names listed in any `Connection` line of raw headers, or null when there are none to remove. */
+function connectionNamedInRaw(rawHeaders: readonly string[]): Set<string> | null {
+  let named: Set<string> | null = null
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!
+    if (name.length === 10 && name.toLowerCase() === 'connection') named = addConnectionTokens(named, rawHeaders[i + 1]!)
+  }
+  return named
+}
+
+function connectionNamedInValue(value: string | string[] | undefined): Set<string> | null {
+  if (typeof value === 'string') return addConnectionTokens(null, value)
+  let named: Set<string> | null = null
+  if (Array.isArray(value)) for (const v of value) named = addConnectionTokens(named, v)
+  return named
+}
+
+function addConnectionTokens(named: Set<string> | null, value: string): Set<string> | null {
+  if (typeof value !== 'string') return named
+  // The usual values name nothing beyond the hop-by-hop set: no allocation for them.
+  const lower = value.toLowerCase()
+  if (lower === 'keep-alive' || lower === 'close' || lower === '') return named
+  for (const part of lower.split(',')) {
+    const token = part.trim()
+    if (token === '' || token === 'close' || HOP_BY_HOP.has(token)) continue
+    named ??= new Set()
+    named.add(token)
+  }
+  return named
+}
+
+/**
+ * The principal id as a field value. Ids are ASCII in practice (URI and DNS SANs are); a CN may not
+ * be, and a raw non-Latin-1 value would be refused by undici, so those characters are sent
+ * percent-encoded as UTF-8.
+ */
+function principalHeaderValue(id: string): string {
+  if (PLAIN_ID.test(id)) return id
+  return id.replace(NON_PLAIN_ID_CHAR, percentEncodeUtf8)
+}
+
+function percentEncodeUtf8(ch: string): string {
+  // Buffer.from never throws on a lone surrogate (it becomes U+FFFD), unlike encodeURIComponent.
+  let encoded = ''
+  for (const byte of Buffer.from(ch, 'utf8')) encoded += `%${byte.toString(16).toUpperCase().padStart(2, '0')}`
+  return encoded
+}

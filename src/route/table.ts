@@ -1,0 +1,279 @@
+/**
+ * The route table, compiled once at boot (fastify `lib/route.js`, find-my-way): each route's allow
+ * list and header allow-lists become `Set`s, its transforms are built, and its path pattern goes
+ * into a segment trie per method. The hot path only walks the trie: no regular expression, no
+ * closure, no allocation (every possible result object exists before the first request).
+ *
+ * Patterns: literal segments, `:param` segments (exactly one non-empty segment) and a final `*`
+ * (one or more remaining segments). Precedence is decided segment by segment, left to right: a
+ * literal beats a param, which beats a wildcard, backtracking when the preferred branch leads
+ * nowhere. Two routes whose patterns have the same shape (same literals, params and wildcard in the
+ * same places) and share a method could only be told apart by configuration order, so that is a
+ * boot error; the same shape on disjoint methods is fine.
+ */
+import type { Config, RouteConfig } from '../config/schema.js'
+import { EcluseError } from '../errors.js'
+import { DEFAULT_REQUEST_HEADERS, DEFAULT_RESPONSE_HEADERS, headerAdditionRefusal } from '../proxy/headers.js'
+import { compileTransformChain } from '../transform/registry.js'
+import type { BodyTransform, TransformEnv } from '../transform/types.js'
+
+/** A route as the hot path uses it; every field is resolved at boot. */
+export interface CompiledRoute {
+  readonly name: string
+  /** The configured path pattern, for logs. */
+  readonly path: string
+  readonly methods: ReadonlySet<string>
+  /** Key of `config.upstreams`. */
+  readonly upstream: string
+  readonly maxBodyBytes: number
+  /** Principal matchers (`uri:…`, `dns:…`, `cn:…`, `ou:…`); empty allows nobody. */
+  readonly allow: ReadonlySet<string>
+  /** Request header names forwarded upstream: the default safe set plus the route's additions. */
+  readonly requestHeaderAllow: ReadonlySet<string>
+  /** Response header names relayed to the sponsor: the default safe set plus the route's additions. */
+  readonly responseHeaderAllow: ReadonlySet<string>
+  /** Run in this order on the request body. */
+  readonly requestTransforms: readonly BodyTransform[]
+  /** Already reversed: run in this order on the response body (filters unwind in reverse). */
+  readonly responseTransforms: readonly BodyTransform[]
+}
+
+/** The outcome of a match: the route, or the stable code to refuse with. */
+export type RouteMatch =
+  | { readonly route: CompiledRoute }
+  | { readonly error: 'route_not_found' | 'method_not_allowed' }
+
+export interface RouteTable {
+  /** Every route, in configuration order. */
+  readonly routes: readonly CompiledRoute[]
+  get(name: string): CompiledRoute | undefined
+  /**
+   * The route for a method and a path already normalised by `normalizeTarget`. A path that some
+   * route matches for other methods gives `method_not_allowed`; HEAD is only routed where listed.
+   */
+  match(method: string, path: string): RouteMatch
+}
+
+const ROUTE_NOT_FOUND: RouteMatch = Object.freeze({ error: 'route_not_found' as const })
+const METHOD_NOT_ALLOWED: RouteMatch = Object.freeze({ error: 'method_not_allowed' as const })
+
+type Segment = { readonly kind: 'literal'; readonly text: string } | { readonly kind: 'param' } | { readonly kind: 'wildcard' }
+
+const PARAM_NAME = /^:[A-Za-z_][A-Za-z0-9_]*$/
+
+/** One trie node. Literal children are parallel arrays: route tables are small, and a length check plus `startsWith` compares a segment in place, without slicing it out of the path. */
+class TrieNode<T> {
+  readonly literalTexts: string[] = []
+  readonly literalNodes: TrieNode<T>[] = []
+  param: TrieNode<T> | null = null
+  /** Value for a `*` ending at this node. */
+  wildcard: T | null = null
+  /** Value for a pattern ending exactly at this node. */
+  terminal: T | null = null
+
+  literalChild(text: string): TrieNode<T> {
+    const at = this.literalTexts.indexOf(text)
+    if (at !== -1) return this.literalNodes[at]!
+    const node = new TrieNode<T>()
+    this.literalTexts.push(text)
+    this.literalNodes.push(node)
+    return node
+  }
+}
+
+/** Walks the trie from the segment starting at `start`; literal, then param, then wildcard. */
+function find<T>(node: TrieNode<T>, path: string, start: number): T | null {
+  const slash = path.indexOf('/', start)
+  const end = slash === -1 ? path.length : slash
+  const length = end - start
+
+  const texts = node.literalTexts
+  for (let i = 0; i < texts.length; i++) {
+    const text = texts[i]!
+    if (text.length === length && path.startsWith(text, start)) {
+      const child = node.literalNodes[i]!
+      const found = slash === -1 ? child.terminal : find(child, path, slash + 1)
+      if (found !== null) return found
+      break // literals are unique per node
+    }
+  }
+  if (length === 0) return null // a param or a wildcard never matches an empty segment
+  if (node.param !== null) {
+    const found = slash === -1 ? node.param.terminal : find(node.param, path, slash + 1)
+    if (found !== null) return found
+  }
+  return node.wildcard
+}
+
+/** Inserts `value` for `segments`; returns the value already there, if any. */
+function insert<T>(root: TrieNode<T>, segments: readonly Segment[], value: T): T | null {
+  let node = root
+  for (let i = 0; i < segments.length; i++) {
+    const segment = segments[i]!
+    if (segment.kind === 'wildcard') {
+      if (node.wildcard !== null) return node.wildcard
+      node.wildcard = value
+      return null
+    }
+    if (segment.kind === 'literal') {
+      node = node.literalChild(segment.text)
+    } else {
+      node.param ??= new TrieNode<T>()
+      node = node.param
+    }
+  }
+  if (node.terminal !== null) return node.terminal
+  node.terminal = value
+  return null
+}
+
+/** Parses a route's path pattern, or throws `config_invalid` with the key path. */
+function parsePattern(pattern: string, keyPath: string): Segment[] {
+  const fail = (why: string): never => {
+    throw new EcluseError('config_invalid', `${keyPath}: ${why} in "${pattern}"`)
+  }
+  if (!pattern.startsWith('/')) fail('a path pattern must start with "/"')
+  const parts = pattern.slice(1).split('/')
+  const params = new Set<string>()
+  const segments: Segment[] = []
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i]!
+    const last = i === parts.length - 1
+    if (part === '*') {
+      if (!last) fail('"*" is only allowed as the final segment')
+      segments.push({ kind: 'wildcard' })
+    } else if (part.includes('*')) {
+      fail('"*" must be a whole segment')
+    } else if (part.startsWith(':')) {
+      if (!PARAM_NAME.test(part)) fail(`invalid parameter "${part}"`)
+      if (params.has(part)) fail(`parameter "${part}" appears twice`)
+      params.add(part)
+      segments.push({ kind: 'param' })
+    } else if (part === '') {
+      // Only "/" itself or a trailing slash: the normaliser refuses empty segments anywhere else.
+      if (!last) fail('empty segment')
+      segments.push({ kind: 'literal', text: '' })
+    } else if (part === '.' || part === '..') {
+      fail('dot segment (such a path is refused before routing)')
+    } else {
+      segments.push({ kind: 'literal', text: part })
+    }
+  }
+  return segments
+}
+
+/** A human-readable shape for errors: `/v1/items/:/*` style, param names dropped. */
+function shapeOf(segments: readonly Segment[]): string {
+  return `/${segments.map((s) => (s.kind === 'literal' ? s.text : s.kind === 'param' ? ':param' : '*')).join('/')}`
+}
+
+function headerAllow(
+  defaults: ReadonlySet<string>,
+  additions: readonly string[],
+  direction: 'request' | 'response',
+  sponsor: Config['sponsor'],
+  keyPath: string,
+): ReadonlySet<string> {
+  const allow = new Set(defaults)
+  additions.forEach((name, i) => {
+    const lower = name.toLowerCase()
+    const refusal = headerAdditionRefusal(direction, lower, sponsor)
+    if (refusal !== null) throw new EcluseError('config_invalid', `${keyPath}[${i}]: ${refusal}`)
+    allow.add(lower)
+  })
+  return allow
+}
+
+function compileRoute(route: RouteConfig, index: number, config: Config, env: TransformEnv): CompiledRoute {
+  const key = `routes[${index}]`
+  if (!(route.upstream in config.upstreams)) {
+    throw new EcluseError('config_invalid', `${key}.upstream: unknown upstream "${route.upstream}"`)
+  }
+  if (route.allow.length === 0) env.log.warn({ route: route.name }, 'route allows no principal: every request to it is refused')
+  const requestTransforms = compileTransformChain(route.transforms.request, env, `${key}.transforms.request`)
+  const responseTransforms = compileTransformChain(route.transforms.response, env, `${key}.transforms.response`)
+  return Object.freeze({
+    name: route.name,
+    path: route.path,
+    methods: new Set(route.methods),
+    upstream: route.upstream,
+    maxBodyBytes: route.maxBodyBytes,
+    allow: new Set(route.allow),
+    requestHeaderAllow: headerAllow(DEFAULT_REQUEST_HEADERS, route.requestHeaders, 'request', config.sponsor, `${key}.requestHeaders`),
+    responseHeaderAllow: headerAllow(DEFAULT_RESPONSE_HEADERS, route.responseHeaders, 'response', config.sponsor, `${key}.responseHeaders`),
+    requestTransforms: Object.freeze([...requestTransforms]),
+    // Envoy's filter-chain order: the last request filter is the first to see the response.
+    responseTransforms: Object.freeze([...responseTransforms].reverse()),
+  })
+}
+
+type Found = { readonly route: CompiledRoute }
+
+class CompiledRouteTable implements RouteTable {
+  readonly routes: readonly CompiledRoute[]
+  readonly #byName: ReadonlyMap<string, CompiledRoute>
+  /** One trie per method, so a route for another method never shadows a match (no implicit HEAD). */
+  readonly #byMethod: ReadonlyMap<string, TrieNode<Found>>
+  /** Every route regardless of method: tells 405 from 404. */
+  readonly #anyMethod: TrieNode<Found>
+
+  constructor(routes: readonly CompiledRoute[], byMethod: ReadonlyMap<string, TrieNode<Found>>, anyMethod: TrieNode<Found>) {
+    this.routes = Object.freeze([...routes])
+    this.#byName = new Map(routes.map((r) => [r.name, r]))
+    this.#byMethod = byMethod
+    this.#anyMethod = anyMethod
+  }
+
+  get(name: string): CompiledRoute | undefined {
+    return this.#byName.get(name)
+  }
+
+  match(method: string, path: string): RouteMatch {
+    if (path.charCodeAt(0) !== 0x2f) return ROUTE_NOT_FOUND
+    const trie = this.#byMethod.get(method)
+    if (trie !== undefined) {
+      const found = find(trie, path, 1)
+      if (found !== null) return found
+    }
+    return find(this.#anyMethod, path, 1) === null ? ROUTE_NOT_FOUND : METHOD_NOT_ALLOWED
+  }
+}
+
+/**
+ * Compiles the configured routes once, at boot. Throws `EcluseError('config_invalid')` naming the
+ * key (and, for an ambiguity, both routes) on an invalid pattern, a reserved header addition, an
+ * unknown upstream, or a transform the registry refuses.
+ *
+ * @example
+ * const table = compileRouteTable(config, { log })
+ * const m = table.match('GET', normalizeTarget(req.url).path)
+ * if ('error' in m) refuse(m.error)
+ */
+export function compileRouteTable(config: Config, env: TransformEnv): RouteTable {
+  const compiled: CompiledRoute[] = []
+  const byMethod = new Map<string, TrieNode<Found>>()
+  const anyMethod = new TrieNode<Found>()
+  config.routes.forEach((routeConfig, index) => {
+    const segments = parsePattern(routeConfig.path, `routes[${index}].path`)
+    const route = compileRoute(routeConfig, index, config, env)
+    // The one object match() returns for this route: built here, never per request.
+    const found: Found = Object.freeze({ route })
+    for (const method of route.methods) {
+      let trie = byMethod.get(method)
+      if (trie === undefined) {
+        trie = new TrieNode<Found>()
+        byMethod.set(method, trie)
+      }
+      const clash = insert(trie, segments, found)
+      if (clash !== null) {
+        throw new EcluseError(
+          'config_invalid',
+          `routes[${index}].path: routes "${clash.route.name}" and "${route.name}" both match ${method} ${shapeOf(segments)} (same pattern shape and method)`,
+        )
+      }
+    }
+    insert(anyMethod, segments, found)
+    compiled.push(route)
+  })
+  return new CompiledRouteTable(compiled, byMethod, anyMethod)
+}

@@ -1,0 +1,68 @@
+import { pino } from 'pino'
+import t, { type Test } from 'tap'
+import { configSchema } from '../src/config/schema.js'
+import { compileRouteTable } from '../src/route/table.js'
+
+type RouteInput = { name: string; path: string; methods?: string[]; requestHeaders?: string[]; responseHeaders?: string[]; transforms?: unknown }
+
+function compile(routes: RouteInput[]) {
+  const config = configSchema.parse({
+    sponsor: {
+      listen: { port: 0 },
+      tls: { cert: 'c', key: 'k', clientCa: 'ca' },
+      principalHeader: 'x-ecluse-principal',
+      requestIdHeader: 'x-correlation-id',
+    },
+    upstreams: { svc: { url: 'https://127.0.0.1:8443', serverName: 'svc', tls: { ca: 'ca', cert: 'c', key: 'k' } } },
+    admin: { listen: { port: 0 } },
+    routes: routes.map((r) => ({ methods: ['GET'], allow: ['dns:a'], upstream: 'svc', ...r })),
+  })
+  return compileRouteTable(config, { log: pino({ level: 'silent' }) })
+}
+
+function boots(t: Test, routes: RouteInput[], why: string): void {
+  t.doesNotThrow(() => compile(routes), why)
+}
+
+function refuses(t: Test, routes: RouteInput[], message: RegExp, why: string): void {
+  t.throws(() => compile(routes), { name: 'EcluseError', code: 'config_invalid', message }, why)
+}
+
+t.test('two routes with the same pattern shape on a shared method are a boot error naming both', async (t) => {
+  refuses(t, [{ name: 'first', path: '/v1/:id' }, { name: 'second', path: '/v1/:name', methods: ['POST', 'GET'] }], /"first" and "second" both match GET \/v1\/:param/, 'param names do not tell routes apart')
+  refuses(t, [{ name: 'one', path: '/v1/a' }, { name: 'two', path: '/v1/a' }], /"one" and "two"/, 'identical literal patterns')
+  refuses(t, [{ name: 'one', path: '/v1/*' }, { name: 'two', path: '/v1/*', methods: ['GET', 'HEAD'] }], /"one" and "two" both match GET \/v1\/\*/, 'identical wildcards')
+  refuses(t, [{ name: 'one', path: '/' }, { name: 'two', path: '/' }], /"one" and "two"/, 'two roots')
+  boots(t, [{ name: 'read', path: '/v1/:id' }, { name: 'write', path: '/v1/:id', methods: ['PUT'] }], 'same shape, disjoint methods')
+  boots(t, [{ name: 'lit', path: '/v1/a' }, { name: 'par', path: '/v1/:id' }, { name: 'wild', path: '/v1/*' }], 'overlaps resolved by precedence')
+  boots(t, [{ name: 'slash', path: '/v1/a/' }, { name: 'bare', path: '/v1/a' }], 'a trailing slash is another shape')
+})
+
+t.test('an invalid path pattern is a boot error with its key path', async (t) => {
+  const invalid: Array<[string, string]> = [
+    ['/a/*/b', 'wildcard not final'],
+    ['/a/b*', 'wildcard inside a segment'],
+    ['/a//b', 'empty segment'],
+    ['/a/../b', 'dot-dot segment'],
+    ['/a/./b', 'dot segment'],
+    ['/a/:', 'parameter without a name'],
+    ['/a/:1x', 'parameter name starting with a digit'],
+    ['/a/:id/b/:id', 'parameter named twice'],
+  ]
+  for (const [path, why] of invalid) refuses(t, [{ name: 'bad', path }], /^routes\[0\]\.path: /, why)
+})
+
+t.test('a route may not allow a header the gateway owns or that is hop-by-hop', async (t) => {
+  const requestRefused = ['host', 'forwarded', 'x-forwarded-for', 'X-Forwarded-Host', 'x-real-ip', 'connection', 'transfer-encoding', 'te', 'x-correlation-id', 'x-ecluse-principal', 'x-http-method-override', 'x-original-url']
+  for (const header of requestRefused) {
+    refuses(t, [{ name: 'r', path: '/a', requestHeaders: ['accept', header] }], /^routes\[0\]\.requestHeaders\[1\]: /, `request header ${header}`)
+  }
+  for (const header of ['connection', 'transfer-encoding', 'upgrade', 'x-correlation-id']) {
+    refuses(t, [{ name: 'r', path: '/a', responseHeaders: [header] }], /^routes\[0\]\.responseHeaders\[0\]: /, `response header ${header}`)
+  }
+  boots(t, [{ name: 'r', path: '/a', requestHeaders: ['authorization', 'x-tenant'], responseHeaders: ['location', 'x-ecluse-principal'] }], 'ordinary additions')
+})
+
+t.test('an unknown transform type fails the boot with the step key path', async (t) => {
+  refuses(t, [{ name: 'r', path: '/a' }, { name: 's', path: '/b', transforms: { response: [{ type: 'no-such-transform' }] } }], /routes\[1\]\.transforms\.response\[0\]\.type/, 'unknown transform')
+})
