@@ -1,0 +1,155 @@
+/**
+ * Verified peer certificate → principal. Only called for a certificate that already chained to the
+ * sponsor CA; this module decides what that certificate says about its holder, and refuses any
+ * certificate whose names could be read in more than one way.
+ *
+ * The subjectAltName string comes from Node: since Node 17.3 (CVE-2021-44532) a value containing
+ * `,`, `"`, `\`, `'` or a control character is printed as a JSON string literal (with `,` itself
+ * escaped as `\u002c`), so entries split unambiguously on ", " outside quotes, and a SAN value such
+ * as `spiffe://a, DNS:evil` stays one URI. The subject comes from `toLegacyObject()`, which reads the
+ * name entries directly instead of printing and re-parsing the DN.
+ */
+import { createHash, X509Certificate } from 'node:crypto'
+import { EcluseError } from '../errors.js'
+import type { Principal } from './principal.js'
+
+/** How many distinct certificates' principals are kept (clients reconnect with the same one). */
+export const PRINCIPAL_CACHE_SIZE = 1024
+
+/** URI and DNS SANs are IA5String URIs and host names: visible ASCII only (RFC 5280 §4.2.1.6). */
+const SAN_VALUE = /^[\x21-\x7e]+$/
+/** No C0, DEL or C1 control characters in a CN or OU: they would forge log lines or headers. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/
+/** A general-name type as Node prints it: `URI`, `DNS`, `IP Address`, `email`, `DirName`, … */
+const SAN_TYPE = /^[A-Za-z][A-Za-z ]*$/
+
+/** Insertion-ordered Map as an LRU: a hit is re-inserted at the end, the oldest is evicted first. */
+const cache = new Map<string, Principal>()
+
+function refuse(detail: string): never {
+  throw new EcluseError('forbidden', `client certificate: ${detail}`)
+}
+
+/**
+ * Splits Node's `subjectAltName` string into `[type, value]` pairs, decoding quoted values. Throws
+ * `forbidden` on anything that is not exactly Node's format (fail closed on a format change).
+ */
+export function parseSubjectAltName(san: string): Array<[type: string, value: string]> {
+  const entries: Array<[string, string]> = []
+  let i = 0
+  while (i < san.length) {
+    const colon = san.indexOf(':', i)
+    if (colon === -1) refuse('malformed subjectAltName')
+    const type = san.slice(i, colon)
+    if (!SAN_TYPE.test(type)) refuse('malformed subjectAltName type')
+    let value: string
+    let next: number
+    if (san.charCodeAt(colon + 1) === 0x22) {
+      // A JSON string literal: find its closing quote, skipping escaped characters.
+      let j = colon + 2
+      while (j < san.length && san.charCodeAt(j) !== 0x22) j += san.charCodeAt(j) === 0x5c ? 2 : 1
+      if (j >= san.length) refuse('unterminated quoted subjectAltName')
+      try {
+        value = JSON.parse(san.slice(colon + 1, j + 1)) as string
+      } catch {
+        refuse('malformed quoted subjectAltName')
+      }
+      next = j + 1
+    } else {
+      const comma = san.indexOf(', ', colon + 1)
+      next = comma === -1 ? san.length : comma
+      value = san.slice(colon + 1, next)
+      // Node quotes any value with a quote or comma; seeing one here means the format is not Node's.
+      if (value.includes('"') || value.includes(',')) refuse('unexpected character in unquoted subjectAltName')
+    }
+    entries.push([type, value])
+    if (next === san.length) break
+    if (!san.startsWith(', ', next) || next + 2 === san.length) refuse('malformed subjectAltName separator')
+    i = next + 2
+  }
+  return entries
+}
+
+/** The values of one subject attribute as `toLegacyObject()` gives them (string or array). */
+function subjectValues(subject: Record<string, unknown> | undefined, key: string): string[] {
+  const value = subject?.[key]
+  if (value === undefined) return []
+  const values = Array.isArray(value) ? value : [value]
+  for (const v of values) {
+    if (typeof v !== 'string') refuse(`unreadable subject ${key}`)
+    if (CONTROL.test(v)) refuse(`control character in subject ${key}`)
+  }
+  return (values as string[]).filter((v) => v !== '')
+}
+
+function derive(cert: X509Certificate): Principal {
+  const attributes = new Set<string>()
+  let firstUri: string | undefined
+  let firstDns: string | undefined
+
+  const san = cert.subjectAltName
+  if (san !== undefined && san !== '') {
+    for (const [type, value] of parseSubjectAltName(san)) {
+      if (type !== 'URI' && type !== 'DNS') continue // IP, email, othername…: not matchable identities
+      if (!SAN_VALUE.test(value)) refuse(`invalid ${type} subjectAltName`)
+      if (type === 'URI') {
+        firstUri ??= value
+        attributes.add(`uri:${value}`)
+      } else {
+        firstDns ??= value
+        attributes.add(`dns:${value}`)
+      }
+    }
+  }
+
+  const subject = cert.toLegacyObject().subject as Record<string, unknown> | undefined
+  const cns = subjectValues(subject, 'CN')
+  // Which of several CNs names the holder is a matter of convention (first? most specific?), so a
+  // certificate with more than one is refused rather than guessed at.
+  if (cns.length > 1) refuse('more than one subject CN')
+  const cn = cns[0]
+  if (cn !== undefined) attributes.add(`cn:${cn}`)
+  for (const ou of subjectValues(subject, 'OU')) attributes.add(`ou:${ou}`)
+
+  const id = firstUri ?? firstDns ?? (cn === undefined ? undefined : `cn:${cn}`)
+  if (id === undefined) refuse('no URI SAN, DNS SAN or subject CN')
+  return Object.freeze({ id, attributes })
+}
+
+function parse(der: Buffer): X509Certificate {
+  try {
+    return new X509Certificate(der)
+  } catch (err) {
+    throw new EcluseError('forbidden', 'client certificate: unparseable', { cause: err })
+  }
+}
+
+/**
+ * The principal a verified client certificate names: attributes `uri:<each URI SAN>`,
+ * `dns:<each DNS SAN>`, `cn:<subject CN>`, `ou:<each subject OU>`; `id` is the first URI SAN, else the
+ * first DNS SAN, else `cn:<CN>`. Throws `EcluseError('forbidden')` for a certificate with none of
+ * these, or with a name that is malformed or ambiguous. Results are cached by SHA-256 of the DER in a
+ * bounded LRU ({@link PRINCIPAL_CACHE_SIZE} entries).
+ *
+ * @example
+ * const principal = principalFromCertificate(tlsSocket.getPeerCertificate().raw)
+ */
+export function principalFromCertificate(cert: X509Certificate | Buffer): Principal {
+  const der = cert instanceof X509Certificate ? cert.raw : cert
+  const key = createHash('sha256').update(der).digest('base64')
+  const hit = cache.get(key)
+  if (hit !== undefined) {
+    cache.delete(key)
+    cache.set(key, hit)
+    return hit
+  }
+  const principal = derive(cert instanceof X509Certificate ? cert : parse(der))
+  if (cache.size >= PRINCIPAL_CACHE_SIZE) cache.delete(cache.keys().next().value!)
+  cache.set(key, principal)
+  return principal
+}
+
+/** How many principals are cached (for tests and diagnostics). */
+export function principalCacheSize(): number {
+  return cache.size
+}

@@ -1,0 +1,107 @@
+import { createRequire } from 'node:module'
+import { X509Certificate } from 'node:crypto'
+import type * as Forge from 'node-forge'
+import t from 'tap'
+import { PRINCIPAL_CACHE_SIZE, principalCacheSize, principalFromCertificate } from '../src/identity/from-certificate.js'
+import { issueCertificate, makeTestPki } from './helpers/pki.js'
+
+const pki = await makeTestPki()
+const keyPem = pki.sponsorClient.keyPem // reuse one key: RSA generation is the slow part
+const der = (pem: string) => new X509Certificate(pem).raw
+
+t.test('the sponsor client certificate names its URI SAN, CN and OU', async (t) => {
+  const principal = principalFromCertificate(new X509Certificate(pki.sponsorClient.certPem))
+  t.equal(principal.id, 'spiffe://sponsor.test/accreditation-app')
+  t.strictSame([...principal.attributes].sort(), [
+    'cn:accreditation-app',
+    'ou:accreditation',
+    'uri:spiffe://sponsor.test/accreditation-app',
+  ])
+  t.ok(Object.isFrozen(principal))
+})
+
+t.test('the id is the first URI SAN, else the first DNS SAN, else cn:<CN>', async (t) => {
+  const both = issueCertificate(pki.sponsorCa, {
+    commonName: 'both',
+    uris: ['spiffe://sponsor.test/one', 'spiffe://sponsor.test/two'],
+    dnsNames: ['a.sponsor.test', 'b.sponsor.test'],
+    usage: 'client',
+    keyPem,
+  })
+  const p1 = principalFromCertificate(der(both.certPem))
+  t.equal(p1.id, 'spiffe://sponsor.test/one')
+  t.strictSame([...p1.attributes].sort(), [
+    'cn:both',
+    'dns:a.sponsor.test',
+    'dns:b.sponsor.test',
+    'uri:spiffe://sponsor.test/one',
+    'uri:spiffe://sponsor.test/two',
+  ])
+
+  const dnsOnly = issueCertificate(pki.sponsorCa, { commonName: 'dns', dnsNames: ['b.sponsor.test', 'a.sponsor.test'], usage: 'client', keyPem })
+  t.equal(principalFromCertificate(der(dnsOnly.certPem)).id, 'b.sponsor.test')
+
+  // An IP SAN is not a matchable identity: this certificate is named by its CN alone.
+  const cnOnly = issueCertificate(pki.sponsorCa, { commonName: 'Agence Écluse', organizationalUnit: 'ops', ips: ['192.0.2.7'], usage: 'client', keyPem })
+  const p3 = principalFromCertificate(der(cnOnly.certPem))
+  t.equal(p3.id, 'cn:Agence Écluse')
+  t.strictSame([...p3.attributes].sort(), ['cn:Agence Écluse', 'ou:ops'])
+})
+
+t.test('a certificate with no URI SAN, DNS SAN or CN is refused', async (t) => {
+  const nameless = issueCertificate(pki.sponsorCa, { commonName: '', ips: ['192.0.2.8'], usage: 'client', keyPem })
+  t.throws(() => principalFromCertificate(der(nameless.certPem)), { name: 'EcluseError', code: 'forbidden', status: 403 })
+})
+
+t.test('a CN with a control character is refused rather than forging a log line', async (t) => {
+  const forged = issueCertificate(pki.sponsorCa, { commonName: 'app\nlevel=admin', ips: ['192.0.2.9'], usage: 'client', keyPem })
+  t.throws(() => principalFromCertificate(der(forged.certPem)), { code: 'forbidden', message: /control character/ })
+})
+
+t.test('a certificate with two CNs is refused: which one names the holder is a guess', async (t) => {
+  const forge: typeof Forge = createRequire(import.meta.url)('node-forge')
+  const cert = forge.pki.createCertificate()
+  cert.publicKey = forge.pki.publicKeyFromPem(new X509Certificate(pki.sponsorClient.certPem).publicKey.export({ type: 'spki', format: 'pem' }) as string)
+  cert.serialNumber = '01'
+  cert.validity.notBefore = new Date(Date.now() - 60_000)
+  cert.validity.notAfter = new Date(Date.now() + 60_000)
+  const subject = [
+    { shortName: 'CN', value: 'reader' },
+    { shortName: 'CN', value: 'admin' },
+  ]
+  cert.setSubject(subject)
+  cert.setIssuer(subject)
+  cert.sign(forge.pki.privateKeyFromPem(keyPem), forge.md.sha256.create())
+  const twoCns = Buffer.from(forge.asn1.toDer(forge.pki.certificateToAsn1(cert)).getBytes(), 'binary')
+  t.throws(() => principalFromCertificate(twoCns), { code: 'forbidden', message: /more than one subject CN/ })
+})
+
+t.test('bytes that are not a certificate are refused with forbidden, not a crash', async (t) => {
+  t.throws(() => principalFromCertificate(Buffer.from('not a certificate')), { code: 'forbidden' })
+})
+
+t.test('principals are cached by certificate, whatever form it is passed in', async (t) => {
+  const fromObject = principalFromCertificate(new X509Certificate(pki.otherSponsorClient.certPem))
+  const fromDer = principalFromCertificate(der(pki.otherSponsorClient.certPem))
+  t.equal(fromDer, fromObject, 'the same principal object')
+})
+
+t.test('the cache is a bounded LRU', async (t) => {
+  // Distinct DER encodings without issuing a thousand certificates: the signature is never verified
+  // here (the TLS handshake did that), so flipping its last bytes gives a new cache key.
+  const base = der(pki.sponsorClient.certPem)
+  const variant = (n: number) => {
+    const copy = Buffer.from(base)
+    copy.writeUInt16BE(n, copy.length - 2)
+    return copy
+  }
+  const first = principalFromCertificate(variant(0))
+  const recent = principalFromCertificate(variant(1))
+  for (let n = 2; n <= PRINCIPAL_CACHE_SIZE; n++) {
+    principalFromCertificate(variant(n))
+    if (n % 100 === 0) principalFromCertificate(variant(1)) // keep variant 1 recently used
+  }
+  t.equal(principalCacheSize(), PRINCIPAL_CACHE_SIZE, 'never more than the cap')
+  t.equal(principalFromCertificate(variant(1)), recent, 'a recently used entry survives')
+  t.not(principalFromCertificate(variant(0)), first, 'the least recently used entry was evicted')
+})
