@@ -9,7 +9,7 @@
 import { readFile, stat } from 'node:fs/promises'
 import { isIP } from 'node:net'
 import { dirname, resolve } from 'node:path'
-import { parseDocument } from 'yaml'
+import { type Document, isPair, isScalar, isSeq, parseDocument, visit } from 'yaml'
 import type { z } from 'zod'
 import { EcluseError } from '../errors.js'
 import { type Config, configSchema } from './schema.js'
@@ -63,10 +63,17 @@ export function parseConfig(text: string, source: string): Config {
   const data = parseYaml(text, source)
   const result = configSchema.safeParse(data)
   if (!result.success) {
-    throw configError(
-      source,
-      result.error.issues.flatMap((issue) => describeIssue(issue, data)),
-    )
+    // One problem per key is enough (z.url() and its refinement both report a bad URL).
+    const seen = new Set<string>()
+    const problems = result.error.issues
+      .flatMap((issue) => describeIssue(issue, data))
+      .filter((p) => {
+        const key = formatKeyPath(p.path)
+        if (seen.has(key)) return false
+        seen.add(key)
+        return true
+      })
+    throw configError(source, problems)
   }
   const problems = semanticProblems(result.data)
   if (problems.length > 0) throw configError(source, problems)
@@ -131,7 +138,17 @@ export function isLoopbackHost(host: string): boolean {
 function parseYaml(text: string, source: string): unknown {
   // `uniqueKeys` (the default, stated here on purpose): a key written twice is an error, never
   // "the last one wins" — a duplicated `allow:` must not silently replace the first.
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true, strict: true })
+  // The YAML 1.2 core schema only: no `<<` merge keys, and no `!!binary`/`!!set`/`!!timestamp`
+  // (yaml resolves those "known tags" by default; unresolved, they become warnings and fail below).
+  const doc = parseDocument(text, {
+    version: '1.2',
+    schema: 'core',
+    merge: false,
+    resolveKnownTags: false,
+    uniqueKeys: true,
+    prettyErrors: true,
+    strict: true,
+  })
   // Warnings (unknown tags, …) are errors too: a value we do not understand is not a value we use.
   const diagnostics = [...doc.errors, ...doc.warnings]
   if (diagnostics.length > 0) {
@@ -141,7 +158,8 @@ function parseYaml(text: string, source: string): unknown {
       const pos = e.linePos?.[0]
       const where = pos === undefined ? '' : `${pos.line}:${pos.col}:`
       const message = firstLine(e.message).replace(/ at line \d+, column \d+:?$/, '')
-      return `${source}:${where} ${message}`
+      const key = e.code === 'DUPLICATE_KEY' ? keyPathAt(doc, e.pos[0]) : undefined
+      return key === undefined ? `${source}:${where} ${message}` : `${source}:${where} ${key}: written twice (${message})`
     })
     throw new EcluseError('config_invalid', lines.join('\n'))
   }
@@ -153,6 +171,28 @@ function parseYaml(text: string, source: string): unknown {
       cause: err,
     })
   }
+}
+
+/** The key path of the mapping key that starts at `offset`, e.g. `routes[0].allow`. */
+function keyPathAt(doc: Document, offset: number): string | undefined {
+  let found: string | undefined
+  visit(doc, {
+    Pair(_key, pair, ancestors) {
+      const key = pair.key
+      if (!isScalar(key) || key.range?.[0] !== offset) return undefined
+      // Ancestors run from the document down: a Pair contributes its key, a sequence the index of
+      // the next node on the way down.
+      const chain = [...ancestors, pair]
+      const segments: PropertyKey[] = []
+      chain.forEach((node, i) => {
+        if (isPair(node) && isScalar(node.key)) segments.push(String(node.key.value))
+        else if (isSeq(node)) segments.push(node.items.indexOf(chain[i + 1] as never))
+      })
+      found = formatKeyPath(segments)
+      return visit.BREAK
+    },
+  })
+  return found
 }
 
 function configError(source: string, problems: readonly Problem[]): EcluseError {

@@ -28,7 +28,7 @@ export interface TlsMaterial {
   readonly ca: Buffer
   /** When the leaf certificate expires (for logs and the expiry metric). */
   readonly notAfter: Date
-  /** The leaf's subject, for logs. */
+  /** The leaf's subject on one line (`CN=…, OU=…`), for logs. */
   readonly subject: string
   /** SHA-256 fingerprint of the leaf (`AB:CD:…`), for logs. */
   readonly fingerprint256: string
@@ -152,7 +152,7 @@ async function loadMaterial(
   const chain = parseCertificates(cert, `${keyPath}.cert`, certFile)
   const leaf = chain[0]!
   chain.forEach((c, i) => {
-    const what = i === 0 ? 'certificate' : `chain certificate ${i + 1} ("${c.subject}")`
+    const what = i === 0 ? 'certificate' : `chain certificate ${i + 1} ("${subjectOf(c)}")`
     const reason = validityProblem(c, now)
     if (reason !== undefined) fail('cert', certFile, `${what} ${reason}`)
     const issuer = chain[i + 1]
@@ -169,6 +169,10 @@ async function loadMaterial(
   }
 
   // --- the key
+  // Recognised by its PEM armour (PKCS#8 `ENCRYPTED PRIVATE KEY`, or the legacy `Proc-Type`
+  // header): OpenSSL 3 reports a missing passphrase as anything from ERR_MISSING_PASSPHRASE to
+  // "interrupted or cancelled", depending on the format.
+  if (ENCRYPTED_KEY.test(key.toString('latin1'))) fail('key', keyFile, 'encrypted private keys are not supported')
   let privateKey: KeyObject
   try {
     privateKey = createPrivateKey({ key, format: 'pem' })
@@ -187,7 +191,7 @@ async function loadMaterial(
   const caCerts = parseCertificates(ca, `${keyPath}.${caKey}`, caFile)
   caCerts.forEach((c, i) => {
     // A non-CA certificate in a trust bundle would be a pinned trust anchor in OpenSSL; refuse it.
-    if (!c.ca) fail(caKey, caFile, `certificate ${i + 1} ("${c.subject}") is not a CA certificate`)
+    if (!c.ca) fail(caKey, caFile, `certificate ${i + 1} ("${subjectOf(c)}") is not a CA certificate`)
   })
   if (!caCerts.some((c) => validityProblem(c, now) === undefined)) {
     fail(caKey, caFile, 'no CA certificate in the bundle is currently valid')
@@ -199,7 +203,7 @@ async function loadMaterial(
       key,
       ca,
       notAfter: new Date(leaf.validTo),
-      subject: leaf.subject,
+      subject: subjectOf(leaf),
       fingerprint256: leaf.fingerprint256,
     },
     caCerts,
@@ -223,6 +227,7 @@ async function readPem(file: string, keyPath: string): Promise<Buffer> {
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----\r?\n[\s\S]*?-----END CERTIFICATE-----/g
 const PEM_PRIVATE_KEY = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/
+const ENCRYPTED_KEY = /-----BEGIN ENCRYPTED PRIVATE KEY-----|^Proc-Type: 4,ENCRYPTED/m
 
 /** Every PEM certificate of a file, in order; anything unparseable is an error. */
 function parseCertificates(pem: Buffer, keyPath: string, file: string): X509Certificate[] {
@@ -265,14 +270,19 @@ function extendedKeyUsage(cert: X509Certificate): readonly string[] | undefined 
 function sharedCertificate(a: readonly X509Certificate[], b: readonly X509Certificate[]): string | undefined {
   const seen = new Map<string, string>()
   for (const c of a) {
-    seen.set(`raw:${c.fingerprint256}`, c.subject)
-    seen.set(`spki:${spkiId(c)}`, c.subject)
+    seen.set(`raw:${c.fingerprint256}`, subjectOf(c))
+    seen.set(`spki:${spkiId(c)}`, subjectOf(c))
   }
   for (const c of b) {
     const hit = seen.get(`raw:${c.fingerprint256}`) ?? seen.get(`spki:${spkiId(c)}`)
     if (hit !== undefined) return hit
   }
   return undefined
+}
+
+/** Node separates subject attributes with newlines; a message keeps one problem per line. */
+function subjectOf(cert: X509Certificate): string {
+  return cert.subject.replaceAll('\n', ', ')
 }
 
 /** A re-issued CA certificate with the same key still verifies what the original issued. */

@@ -1,0 +1,189 @@
+import t from 'tap'
+import { loadConfigFile, parseConfig } from '../src/config/load.js'
+import { EcluseError } from '../src/errors.js'
+
+const dir = 'test/fixtures/config'
+
+/** Each broken fixture, and the exact lines the error must contain (the file, the key path, why). */
+const cases: Array<[file: string, lines: string[]]> = [
+  [
+    'unknown-key.yaml',
+    [
+      `${dir}/unknown-key.yaml: sponsor.tls.certificate: unknown key`,
+      `${dir}/unknown-key.yaml: sponsor.tls.cert: required`,
+    ],
+  ],
+  ['wrong-type.yaml', [`${dir}/wrong-type.yaml: sponsor.listen.port: expected number, got string`]],
+  ['unknown-upstream.yaml', [`${dir}/unknown-upstream.yaml: routes[0].upstream: unknown upstream "accreditaton"`]],
+  [
+    'duplicate-route-name.yaml',
+    [`${dir}/duplicate-route-name.yaml: routes[1].name: duplicate route name "list-accreditations"`],
+  ],
+  [
+    'non-loopback-admin.yaml',
+    [
+      `${dir}/non-loopback-admin.yaml: admin.listen.host: "0.0.0.0" is not a loopback address; set admin.allowNonLoopback: true to listen there`,
+    ],
+  ],
+  ['bad-header-name.yaml', [`${dir}/bad-header-name.yaml: routes[0].requestHeaders[1]: must be an HTTP token`]],
+  [
+    'bad-principal-matcher.yaml',
+    [`${dir}/bad-principal-matcher.yaml: routes[0].allow[1]: must be "uri:…", "dns:…", "cn:…" or "ou:…"`],
+  ],
+  ['same-address.yaml', [`${dir}/same-address.yaml: admin.listen: same address as sponsor.listen (127.0.0.1:8443)`]],
+  [
+    'duplicate-yaml-key.yaml',
+    [`${dir}/duplicate-yaml-key.yaml:22:5: routes[0].allow: written twice (Map keys must be unique)`],
+  ],
+  [
+    'alias-bomb.yaml',
+    [`${dir}/alias-bomb.yaml: Excessive alias count indicates a resource exhaustion attack`],
+  ],
+  [
+    'many-problems.yaml',
+    [
+      `${dir}/many-problems.yaml: sponsor.listen.port: must be <= 65535`,
+      `${dir}/many-problems.yaml: sponsor.tls.cert: required`,
+      `${dir}/many-problems.yaml: sponsor.tls.minVersion: must be one of "TLSv1.2", "TLSv1.3"`,
+      `${dir}/many-problems.yaml: upstreams.accreditation.url: must be an https:// URL`,
+      `${dir}/many-problems.yaml: routes[0].name: must be lower-case letters, digits, "-" or "_"`,
+      `${dir}/many-problems.yaml: routes[0].methods: must have at least 1 item`,
+      `${dir}/many-problems.yaml: admin.metrics: unknown key`,
+    ],
+  ],
+]
+
+t.test('each broken file is refused with config_invalid and a line naming the key', async (t) => {
+  t.plan(cases.length)
+  for (const [file, expected] of cases) {
+    await t.test(file, async (t) => {
+      const err = await loadConfigFile(`${dir}/${file}`).then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+      t.ok(err instanceof EcluseError, 'an EcluseError')
+      const e = err as EcluseError
+      t.equal(e.code, 'config_invalid')
+      t.equal(e.status, 500)
+      const lines = e.message.split('\n')
+      for (const line of expected) t.ok(lines.includes(line), `has line: ${line}`, { lines })
+      t.equal(lines.length, expected.length, 'one line per problem, nothing else')
+    })
+  }
+})
+
+t.test('the valid fixture loads, with the defaults filled in', async (t) => {
+  const config = await loadConfigFile(`${dir}/valid.yaml`)
+  t.equal(config.routes.length, 1)
+  t.equal(config.sponsor.requestIdHeader, 'x-request-id')
+  t.equal(config.sponsor.tls.minVersion, 'TLSv1.2')
+  t.equal(config.admin.allowNonLoopback, false)
+  t.equal(config.upstreams['accreditation']!.connections, 64)
+  t.same(config.routes[0]!.transforms, { request: [], response: [] })
+})
+
+const base = `
+sponsor:
+  listen: { host: 0.0.0.0, port: 8443 }
+  tls: { cert: a.crt, key: a.key, clientCa: ca.crt }
+upstreams: {}
+routes: []
+`
+
+t.test('admin beyond loopback is accepted only when asked for explicitly', async (t) => {
+  t.throws(() => parseConfig(`${base}admin: { listen: { host: "::", port: 9090 } }\n`, 'x.yaml'), {
+    code: 'config_invalid',
+    message: 'x.yaml: admin.listen.host: "::" is not a loopback address; set admin.allowNonLoopback: true to listen there',
+  })
+  const config = parseConfig(`${base}admin: { listen: { host: 10.0.0.5, port: 9090 }, allowNonLoopback: true }\n`, 'x.yaml')
+  t.equal(config.admin.listen.host, '10.0.0.5')
+  for (const host of ['127.0.0.1', '127.8.9.10', '::1', '0:0:0:0:0:0:0:1', '[::1]', 'localhost', 'LOCALHOST', '::ffff:127.0.0.1']) {
+    t.doesNotThrow(() => parseConfig(`${base}admin: { listen: { host: "${host}", port: 9090 } }\n`, 'x.yaml'), host)
+  }
+  for (const host of ['128.0.0.1', '0.0.0.0', 'localhost.example', '::2', 'admin.internal']) {
+    t.throws(() => parseConfig(`${base}admin: { listen: { host: "${host}", port: 9090 } }\n`, 'x.yaml'), { code: 'config_invalid' }, host)
+  }
+})
+
+t.test('two listeners on port 0 never clash; the same fixed port does, wildcards included', async (t) => {
+  const sponsorOn = (listen: string) =>
+    `sponsor:\n  listen: ${listen}\n  tls: { cert: a.crt, key: a.key, clientCa: ca.crt }\nupstreams: {}\nroutes: []\n`
+  t.doesNotThrow(() => parseConfig(`${sponsorOn('{ port: 0 }')}admin: { listen: { port: 0 } }\n`, 'x.yaml'))
+  t.doesNotThrow(() => parseConfig(`${sponsorOn('{ port: 8443 }')}admin: { listen: { port: 9090 } }\n`, 'x.yaml'))
+  t.throws(() => parseConfig(`${sponsorOn('{ port: 8443 }')}admin: { listen: { port: 8443 } }\n`, 'x.yaml'), {
+    code: 'config_invalid',
+    message: /admin\.listen: same address as sponsor\.listen/,
+  })
+  t.throws(
+    () => parseConfig(`${sponsorOn('{ host: localhost, port: 8443 }')}admin: { listen: { port: 8443 } }\n`, 'x.yaml'),
+    { code: 'config_invalid' },
+  )
+})
+
+t.test('framing headers cannot be forwarded, relayed or used to carry the principal', async (t) => {
+  const admin = 'admin: { listen: { port: 0 } }\n'
+  const upstream = `upstreams:
+  up:
+    url: https://127.0.0.1:9443
+    serverName: up.test
+    tls: { ca: ca.crt, cert: c.crt, key: c.key }
+`
+  const route = (extra: string) => `routes:
+  - name: r
+    methods: [GET]
+    path: /x
+    allow: [cn:a]
+    upstream: up
+${extra}`
+  const sponsor = (extra = '') => `sponsor:
+  listen: { port: 0 }
+  tls: { cert: a.crt, key: a.key, clientCa: ca.crt }
+${extra}`
+  t.throws(() => parseConfig(sponsor('  principalHeader: Content-Length\n') + upstream + route('') + admin, 'x.yaml'), {
+    code: 'config_invalid',
+    message: 'x.yaml: sponsor.principalHeader: "content-length" frames the message and cannot carry a value',
+  })
+  t.throws(() => parseConfig(sponsor() + upstream + route('    responseHeaders: [x-ok, Transfer-Encoding]\n') + admin, 'x.yaml'), {
+    code: 'config_invalid',
+    message: 'x.yaml: routes[0].responseHeaders[1]: "transfer-encoding" is hop-by-hop or framing and is never passed',
+  })
+  t.throws(
+    () =>
+      parseConfig(
+        sponsor('  principalHeader: x-principal\n') + upstream + route('    requestHeaders: [X-Principal]\n') + admin,
+        'x.yaml',
+      ),
+    {
+      code: 'config_invalid',
+      message: 'x.yaml: routes[0].requestHeaders[0]: "x-principal" is sponsor.principalHeader and is set by the gateway only',
+    },
+  )
+})
+
+t.test('a wrong value is described by its type, never echoed', async (t) => {
+  const secret = 'hunter2-do-not-echo'
+  const err = t.throws(() =>
+    parseConfig(
+      `sponsor:\n  listen: { port: 0 }\n  tls: { cert: [${secret}], key: a.key, clientCa: ca.crt }\nupstreams: {}\nroutes: []\nadmin: { listen: { port: 0 } }\n`,
+      'x.yaml',
+    ),
+  ) as EcluseError
+  t.equal(err.code, 'config_invalid')
+  t.equal(err.message, 'x.yaml: sponsor.tls.cert: expected string, got a list')
+  t.notMatch(err.message, secret)
+})
+
+t.test('YAML syntax errors, unknown tags and empty files name the file and the line', async (t) => {
+  t.throws(() => parseConfig('sponsor: [unclosed\n', 'x.yaml'), { code: 'config_invalid', message: /^x\.yaml:\d+:\d+: / })
+  t.throws(() => parseConfig('sponsor: !!binary aGk=\n', 'x.yaml'), { code: 'config_invalid', message: /^x\.yaml:1:10: / })
+  t.throws(() => parseConfig('', 'empty.yaml'), { code: 'config_invalid', message: 'empty.yaml: (root): expected object, got null' })
+  t.throws(() => parseConfig('- a\n- b\n', 'list.yaml'), { code: 'config_invalid', message: 'list.yaml: (root): expected object, got a list' })
+})
+
+t.test('a missing file is config_invalid naming the file and the errno', async (t) => {
+  await t.rejects(loadConfigFile(`${dir}/does-not-exist.yaml`), {
+    code: 'config_invalid',
+    message: `${dir}/does-not-exist.yaml: cannot read (ENOENT)`,
+  })
+  await t.rejects(loadConfigFile(dir), { code: 'config_invalid', message: `${dir}: not a regular file` })
+})

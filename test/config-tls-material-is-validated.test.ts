@@ -1,0 +1,196 @@
+import { createPrivateKey } from 'node:crypto'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import t from 'tap'
+import type { Config } from '../src/config/schema.js'
+import { loadAllTls, loadClientTls, loadServerTls } from '../src/config/tls-material.js'
+import { EcluseError } from '../src/errors.js'
+import { makeTestPki, type TestPki } from './helpers/pki.js'
+
+const pki: TestPki = await makeTestPki()
+const DAY = 86_400_000
+
+const sponsorTls = (over: Partial<Config['sponsor']['tls']> = {}): Config['sponsor']['tls'] => ({
+  cert: pki.gatewaySponsorServer.certPath,
+  key: pki.gatewaySponsorServer.keyPath,
+  clientCa: pki.sponsorCa.certPath,
+  minVersion: 'TLSv1.2',
+  handshakeTimeoutMs: 5000,
+  ...over,
+})
+
+const upstreamTls = (over: Partial<Config['upstreams'][string]['tls']> = {}): Config['upstreams'][string]['tls'] => ({
+  ca: pki.trustedCa.certPath,
+  cert: pki.gatewayTrustedClient.certPath,
+  key: pki.gatewayTrustedClient.keyPath,
+  minVersion: 'TLSv1.2',
+  ...over,
+})
+
+/** Only what loadAllTls reads; the rest of a Config is irrelevant here. */
+const configWith = (sponsor: Config['sponsor']['tls'], upstreams: Record<string, Config['upstreams'][string]['tls']>) =>
+  ({
+    sponsor: { tls: sponsor },
+    upstreams: Object.fromEntries(Object.entries(upstreams).map(([name, tls]) => [name, { tls }])),
+  }) as unknown as Config
+
+/** The base64 body of a PEM key: none of it may appear in a message. */
+function keyFragments(pem: string): string[] {
+  return pem
+    .split('\n')
+    .filter((l) => l.length > 0 && !l.startsWith('-----'))
+    .map((l) => l.slice(0, 24))
+}
+
+async function failure(p: Promise<unknown>): Promise<EcluseError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  )
+  if (!(err instanceof EcluseError)) throw new Error(`expected an EcluseError, got ${String(err)}`)
+  return err
+}
+
+t.test('good material loads into Buffers, with the leaf expiry', async (t) => {
+  const all = await loadAllTls(configWith(sponsorTls(), { accreditation: upstreamTls() }))
+  t.same(all.sponsor.cert, await readFile(pki.gatewaySponsorServer.certPath))
+  t.same(all.sponsor.key, await readFile(pki.gatewaySponsorServer.keyPath))
+  t.same(all.sponsor.ca, await readFile(pki.sponsorCa.certPath))
+  t.ok(Buffer.isBuffer(all.sponsor.cert))
+  t.ok(all.sponsor.notAfter instanceof Date)
+  t.ok(all.sponsor.notAfter.getTime() > Date.now() + 300 * DAY, 'a year of validity')
+  t.equal(all.sponsor.subject, 'CN=ecluse.sponsor.test')
+  t.match(all.sponsor.fingerprint256, /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/)
+  t.same([...all.upstreams.keys()], ['accreditation'])
+  t.same(all.upstreams.get('accreditation')!.ca, await readFile(pki.trustedCa.certPath))
+})
+
+t.test('a key that does not match the certificate is refused, naming the key and both files', async (t) => {
+  const err = await failure(loadServerTls(sponsorTls({ key: pki.sponsorClient.keyPath })))
+  t.equal(err.code, 'tls_material_invalid')
+  t.equal(err.status, 500)
+  t.equal(
+    err.message,
+    `sponsor.tls.key: ${pki.sponsorClient.keyPath}: does not match the certificate in ${pki.gatewaySponsorServer.certPath}`,
+  )
+  for (const fragment of keyFragments(pki.sponsorClient.keyPem)) t.notMatch(err.message, fragment)
+})
+
+t.test('an expired or not-yet-valid leaf is refused', async (t) => {
+  // The expired sponsor client certificate, presented as the gateway's client certificate upstream.
+  const err = await failure(
+    loadClientTls(
+      upstreamTls({ cert: pki.expiredSponsorClient.certPath, key: pki.sponsorClient.keyPath, ca: pki.sponsorCa.certPath }),
+      { keyPath: 'upstreams.accreditation.tls' },
+    ),
+  )
+  t.equal(err.code, 'tls_material_invalid')
+  t.match(err.message, new RegExp(`^upstreams\\.accreditation\\.tls\\.cert: ${pki.expiredSponsorClient.certPath}: certificate expired on \\d{4}-`))
+
+  const later = await failure(loadServerTls(sponsorTls(), { now: new Date(Date.now() + 400 * DAY) }))
+  t.match(later.message, /^sponsor\.tls\.cert: .*: certificate expired on /)
+  const earlier = await failure(loadServerTls(sponsorTls(), { now: new Date(Date.now() - DAY) }))
+  t.match(earlier.message, /^sponsor\.tls\.cert: .*: certificate is not valid before /)
+})
+
+t.test('the sponsor CA trusted upstream (or the reverse) is refused, naming both keys', async (t) => {
+  const same = await failure(loadAllTls(configWith(sponsorTls(), { accreditation: upstreamTls({ ca: pki.sponsorCa.certPath }) })))
+  t.equal(same.code, 'tls_material_invalid')
+  t.match(same.message, /^sponsor\.tls\.clientCa: /)
+  t.match(same.message, `upstreams.accreditation.tls.ca (${pki.sponsorCa.certPath})`)
+  t.match(same.message, 'must never trust each other')
+
+  // A bundle that merely contains the other side's CA, next to its own.
+  const dir = t.testdir()
+  const mixed = join(dir, 'mixed-ca.crt')
+  await writeFile(mixed, pki.sponsorCa.certPem + pki.trustedCa.certPem)
+  const reverse = await failure(loadAllTls(configWith(sponsorTls({ clientCa: mixed }), { a: upstreamTls(), b: upstreamTls() })))
+  const lines = reverse.message.split('\n')
+  t.equal(lines.length, 2, 'one line per upstream that shares a CA')
+  t.match(lines[0], 'upstreams.a.tls.ca')
+  t.match(lines[1], 'upstreams.b.tls.ca')
+  t.match(lines[0], '"CN=Écluse dev trusted CA"')
+})
+
+t.test('bundles, chains and files that are not what their key says are refused', async (t) => {
+  const dir = t.testdir()
+  const file = async (name: string, content: string) => {
+    const path = join(dir, name)
+    await writeFile(path, content)
+    return path
+  }
+  const leafAsCa = await file('leaf-as-ca.crt', pki.sponsorCa.certPem + pki.sponsorClient.certPem)
+  const empty = await file('empty.crt', '')
+  const withKey = await file('with-key.crt', pki.gatewaySponsorServer.certPem + pki.gatewaySponsorServer.keyPem)
+  const wrongChain = await file('wrong-chain.crt', pki.gatewaySponsorServer.certPem + pki.trustedCa.certPem)
+  const encrypted = await file(
+    'encrypted.key',
+    createPrivateKey(pki.gatewaySponsorServer.keyPem).export({
+      type: 'pkcs8',
+      format: 'pem',
+      cipher: 'aes-256-cbc',
+      passphrase: 'x',
+    }) as string,
+  )
+  // Thunks: each load starts only when its case is checked, so no rejection is left unhandled.
+  const cases: Array<[string, () => Promise<unknown>, RegExp | string]> = [
+    [
+      'a leaf in a CA bundle',
+      () => loadServerTls(sponsorTls({ clientCa: leafAsCa })),
+      /^sponsor\.tls\.clientCa: .*leaf-as-ca\.crt: certificate 2 \("CN=accreditation-app, OU=accreditation"\) is not a CA certificate$/,
+    ],
+    ['an empty CA bundle', () => loadServerTls(sponsorTls({ clientCa: empty })), /^sponsor\.tls\.clientCa: .*empty\.crt: no PEM certificate found$/],
+    [
+      'a certificate file carrying a private key',
+      () => loadServerTls(sponsorTls({ cert: withKey })),
+      /^sponsor\.tls\.cert: .*with-key\.crt: contains a private key; certificate files must not$/,
+    ],
+    [
+      'a chain not in issuing order',
+      () => loadServerTls(sponsorTls({ cert: wrongChain })),
+      /^sponsor\.tls\.cert: .*: certificate 2 did not issue certificate 1: the chain must be in order, leaf first$/,
+    ],
+    [
+      'a CA certificate as the leaf',
+      () => loadServerTls(sponsorTls({ cert: pki.sponsorCa.certPath, key: pki.sponsorCa.keyPath })),
+      /^sponsor\.tls\.cert: .*: the first certificate is a CA certificate, not a leaf$/,
+    ],
+    [
+      'a client certificate as the server certificate',
+      () => loadServerTls(sponsorTls({ cert: pki.sponsorClient.certPath, key: pki.sponsorClient.keyPath })),
+      /^sponsor\.tls\.cert: .*: certificate extendedKeyUsage does not allow TLS server authentication$/,
+    ],
+    [
+      'a server certificate as the client certificate',
+      () => loadClientTls(upstreamTls({ cert: pki.trustedServer.certPath, key: pki.trustedServer.keyPath }), { keyPath: 'upstreams.x.tls' }),
+      /^upstreams\.x\.tls\.cert: .*: certificate extendedKeyUsage does not allow TLS client authentication$/,
+    ],
+    [
+      'a passphrase-protected key',
+      () => loadServerTls(sponsorTls({ key: encrypted })),
+      /^sponsor\.tls\.key: .*encrypted\.key: encrypted private keys are not supported$/,
+    ],
+    ['a certificate where the key should be', () => loadServerTls(sponsorTls({ key: pki.gatewaySponsorServer.certPath })), /^sponsor\.tls\.key: .*: not a PEM private key$/],
+    ['a missing file', () => loadServerTls(sponsorTls({ cert: join(dir, 'nope.crt') })), /^sponsor\.tls\.cert: .*nope\.crt: cannot read \(ENOENT\)$/],
+  ]
+  t.plan(cases.length * 2)
+  for (const [name, load, message] of cases) {
+    const err = await failure(load())
+    t.equal(err.code, 'tls_material_invalid', name)
+    t.match(err.message, message, name)
+  }
+})
+
+t.test('every broken side is reported at once, one line each', async (t) => {
+  const err = await failure(
+    loadAllTls(
+      configWith(sponsorTls({ key: pki.sponsorClient.keyPath }), {
+        accreditation: upstreamTls({ key: pki.trustedServer.keyPath }),
+      }),
+    ),
+  )
+  const lines = err.message.split('\n')
+  t.equal(lines.length, 2)
+  t.match(lines[0], /^sponsor\.tls\.key: /)
+  t.match(lines[1], /^upstreams\.accreditation\.tls\.key: /)
+})
