@@ -1,0 +1,90 @@
+import { pino } from 'pino'
+import t from 'tap'
+import { configSchema } from '../src/config/schema.js'
+import { buildSponsorHeaders } from '../src/proxy/headers.js'
+import { compileRouteTable } from '../src/route/table.js'
+
+const config = configSchema.parse({
+  sponsor: { listen: { port: 0 }, tls: { cert: 'c', key: 'k', clientCa: 'ca' } },
+  upstreams: { svc: { url: 'https://127.0.0.1:8443', serverName: 'svc', tls: { ca: 'ca', cert: 'c', key: 'k' } } },
+  admin: { listen: { port: 0 } },
+  routes: [
+    { name: 'plain', methods: ['GET'], path: '/v1/a', allow: ['dns:a'], upstream: 'svc' },
+    { name: 'extra', methods: ['POST'], path: '/v1/b', allow: ['dns:a'], upstream: 'svc', responseHeaders: ['Location', 'set-cookie'] },
+  ],
+})
+const table = compileRouteTable(config, { log: pino({ level: 'silent' }) })
+const plain = table.get('plain')!
+const extra = table.get('extra')!
+
+// As undici hands them over: lower-case names, repeated fields as arrays.
+const upstream = {
+  'content-type': 'application/json',
+  'content-length': '17',
+  etag: '"v7"',
+  'cache-control': 'no-store',
+  vary: ['accept', 'accept-language'],
+  'retry-after': '5',
+  server: 'accreditation/2.3.1',
+  'x-powered-by': 'Express',
+  'x-internal-trace': 'node-7',
+  'set-cookie': ['sid=1; Secure', 'lb=a'],
+  location: 'https://accreditation.internal:8443/v1/b/9',
+  'x-request-id': 'upstream-id',
+  connection: 'keep-alive',
+  'keep-alive': 'timeout=4',
+  'transfer-encoding': 'chunked',
+  'proxy-authenticate': 'Basic',
+  trailer: 'x-checksum',
+  upgrade: 'h2c',
+  missing: undefined,
+}
+
+t.test('only the default safe set crosses, plus the request id', async (t) => {
+  t.strictSame({ ...buildSponsorHeaders(upstream, plain, 'gw-1', 'x-request-id') }, {
+    'content-type': 'application/json',
+    'content-length': '17',
+    etag: '"v7"',
+    'cache-control': 'no-store',
+    vary: 'accept, accept-language',
+    'retry-after': '5',
+    'x-request-id': 'gw-1',
+  })
+})
+
+t.test('a route’s additions cross on that route; set-cookie stays a list', async (t) => {
+  const out = buildSponsorHeaders(upstream, extra, 'gw-2', 'x-request-id')
+  t.equal(out['location'], 'https://accreditation.internal:8443/v1/b/9')
+  t.strictSame(out['set-cookie'], ['sid=1; Secure', 'lb=a'])
+  t.equal(out['server'], undefined)
+  t.equal(out['x-request-id'], 'gw-2', 'the upstream’s request id is replaced by ours')
+})
+
+t.test('fields named by the upstream’s Connection header are removed', async (t) => {
+  const out = buildSponsorHeaders(
+    { connection: ['close', 'ETag, Cache-Control'], etag: '"v1"', 'cache-control': 'private', 'content-type': 'text/plain' },
+    plain,
+    'gw-3',
+    'x-request-id',
+  )
+  t.strictSame(Object.keys(out).sort(), ['content-type', 'x-request-id'])
+})
+
+t.test('singletons keep their first value; invalid values are dropped, not thrown over', async (t) => {
+  const out = buildSponsorHeaders(
+    {
+      'content-type': ['application/json', 'text/html'],
+      etag: 'a\r\nSet-Cookie: x=1',
+      'cache-control': ['no-store', 'bad\u0000'],
+      'content-language': 'fr\u0100',
+    },
+    plain,
+    'gw-4',
+    'x-request-id',
+  )
+  t.equal(out['content-type'], 'application/json')
+  t.equal(out['etag'], undefined)
+  t.equal(out['cache-control'], 'no-store')
+  t.equal(out['content-language'], undefined)
+  t.equal(out['set-cookie'], undefined)
+})
