@@ -10,6 +10,7 @@ import {
   createPublicKey,
   generateKeyPair,
   generateKeyPairSync,
+  type KeyObject,
   type RSAKeyPairOptions,
   randomBytes,
   sign,
@@ -128,9 +129,15 @@ function generateKeyAsync(): Promise<KeyPairPem> {
   })
 }
 
+/** sha256WithRSAEncryption is the only signature this module writes, so every key must be RSA. */
+function rsaPrivateKey(pem: string, what: string): KeyObject {
+  const key = createPrivateKey(pem)
+  if (key.asymmetricKeyType !== 'rsa') throw new TypeError(`${what} must be RSA, got ${key.asymmetricKeyType}`)
+  return key
+}
+
 function keyPairFromPrivate(keyPem: string): KeyPairPem {
-  const key = createPrivateKey(keyPem)
-  if (key.asymmetricKeyType !== 'rsa') throw new TypeError(`only RSA keys are supported, got ${key.asymmetricKeyType}`)
+  const key = rsaPrivateKey(keyPem, 'keyPem')
   return {
     privateKey: key.export({ type: 'pkcs8', format: 'pem' }) as string,
     publicKey: createPublicKey(key).export({ type: 'spki', format: 'pem' }) as string,
@@ -205,9 +212,7 @@ function checkValidity(notBefore: Date, notAfter: Date): void {
  * forge's `cert.sign()` runs RSA in JavaScript (tens of ms per signature on a busy machine); this does
  * the same steps (sha256WithRSAEncryption over the DER TBSCertificate, RFC 5280 §4.1.1.3) with OpenSSL.
  */
-function signCertificate(cert: Forge.pki.Certificate, issuerKeyPem: string): string {
-  const key = createPrivateKey(issuerKeyPem)
-  if (key.asymmetricKeyType !== 'rsa') throw new TypeError(`the issuer key must be RSA, got ${key.asymmetricKeyType}`)
+function signCertificate(cert: Forge.pki.Certificate, key: KeyObject): string {
   cert.signatureOid = forge.pki.oids['sha256WithRSAEncryption']!
   cert.siginfo.algorithmOid = cert.signatureOid
   cert.tbsCertificate = getTbsCertificate(cert)
@@ -218,7 +223,6 @@ function signCertificate(cert: Forge.pki.Certificate, issuerKeyPem: string): str
 
 function buildCa(commonName: string, opts: CaOptions, keys: KeyPairPem): CertifiedKey {
   const days = opts.validityDays ?? DEFAULT_CA_DAYS
-  if (!(days > 0)) throw new RangeError('validityDays must be positive')
   const now = Date.now()
   const cert = forge.pki.createCertificate()
   cert.publicKey = forge.pki.publicKeyFromPem(keys.publicKey)
@@ -234,7 +238,7 @@ function buildCa(commonName: string, opts: CaOptions, keys: KeyPairPem): Certifi
     { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
     { name: 'subjectKeyIdentifier' },
   ])
-  return { certPem: signCertificate(cert, keys.privateKey), keyPem: keys.privateKey }
+  return { certPem: signCertificate(cert, rsaPrivateKey(keys.privateKey, 'the CA key')), keyPem: keys.privateKey }
 }
 
 /**
@@ -251,8 +255,18 @@ function issuerName(ca: Forge.pki.Certificate): Forge.pki.CertificateField[] {
   })
 }
 
-function buildLeaf(ca: CertifiedKey, spec: LeafSpec, keys: KeyPairPem, defaultDays = DEFAULT_LEAF_DAYS): CertifiedKey {
+interface LeafPlan {
+  caCert: Forge.pki.Certificate
+  caKey: KeyObject
+  notBefore: Date
+  notAfter: Date
+  sans: Array<{ type: number; value: string }>
+}
+
+/** Everything about a leaf that can be wrong, checked before a key is spent on it. */
+function planLeaf(ca: CertifiedKey, spec: LeafSpec, defaultDays = DEFAULT_LEAF_DAYS): LeafPlan {
   const caCert = forge.pki.certificateFromPem(ca.certPem)
+  const caKey = rsaPrivateKey(ca.keyPem, 'the issuer key')
   const now = Date.now()
   const caStart = caCert.validity.notBefore.getTime()
   const caEnd = caCert.validity.notAfter.getTime()
@@ -261,12 +275,16 @@ function buildLeaf(ca: CertifiedKey, spec: LeafSpec, keys: KeyPairPem, defaultDa
   checkValidity(notBefore, notAfter)
   const sans = altNames(spec)
   if (sans.length === 0) throw new TypeError('a leaf certificate needs at least one SAN')
+  return { caCert, caKey, notBefore, notAfter, sans }
+}
 
+function buildLeaf(plan: LeafPlan, spec: LeafSpec, keys: KeyPairPem): CertifiedKey {
+  const { caCert } = plan
   const cert = forge.pki.createCertificate()
   cert.publicKey = forge.pki.publicKeyFromPem(keys.publicKey)
   cert.serialNumber = randomSerialHex()
-  cert.validity.notBefore = notBefore
-  cert.validity.notAfter = notAfter
+  cert.validity.notBefore = plan.notBefore
+  cert.validity.notAfter = plan.notAfter
   cert.setSubject(name(spec.commonName, spec.organizationalUnit))
   cert.setIssuer(issuerName(caCert))
   // The AKI must carry the CA's own SKI (forge's `keyIdentifier: true` would hash the leaf's key).
@@ -281,15 +299,19 @@ function buildLeaf(ca: CertifiedKey, spec: LeafSpec, keys: KeyPairPem, defaultDa
     { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
     spec.usage === 'server' ? { name: 'extKeyUsage', serverAuth: true } : { name: 'extKeyUsage', clientAuth: true },
     // RFC 5280 §4.2.1.6: the SAN is critical when the subject name is empty; ours never is.
-    { name: 'subjectAltName', altNames: sans },
+    { name: 'subjectAltName', altNames: plan.sans },
     { name: 'subjectKeyIdentifier' },
     { name: 'authorityKeyIdentifier', keyIdentifier: authorityKeyId },
   ])
-  return { certPem: signCertificate(cert, ca.keyPem), keyPem: keys.privateKey }
+  return { certPem: signCertificate(cert, plan.caKey), keyPem: keys.privateKey }
 }
 
 function leafKeys(spec: LeafSpec): KeyPairPem | undefined {
   return spec.keyPem === undefined ? undefined : keyPairFromPrivate(spec.keyPem)
+}
+
+function checkCaOptions(opts: CaOptions): void {
+  if (opts.validityDays !== undefined && !(opts.validityDays > 0)) throw new RangeError('validityDays must be positive')
 }
 
 /**
@@ -299,11 +321,13 @@ function leafKeys(spec: LeafSpec): KeyPairPem | undefined {
  * const ca = createCa('Example dev CA', { validityDays: 30 })
  */
 export function createCa(commonName: string, opts: CaOptions = {}): CertifiedKey {
+  checkCaOptions(opts)
   return buildCa(commonName, opts, generateKeySync())
 }
 
 /** {@link createCa} with the key generated off the main thread. */
 export async function createCaAsync(commonName: string, opts: CaOptions = {}): Promise<CertifiedKey> {
+  checkCaOptions(opts)
   return buildCa(commonName, opts, await generateKeyAsync())
 }
 
@@ -314,12 +338,14 @@ export async function createCaAsync(commonName: string, opts: CaOptions = {}): P
  * const client = issueCertificate(ca, { commonName: 'app', uris: ['spiffe://example.test/app'], usage: 'client' })
  */
 export function issueCertificate(ca: CertifiedKey, spec: LeafSpec): CertifiedKey {
-  return buildLeaf(ca, spec, leafKeys(spec) ?? generateKeySync())
+  const plan = planLeaf(ca, spec)
+  return buildLeaf(plan, spec, leafKeys(spec) ?? generateKeySync())
 }
 
 /** {@link issueCertificate} with the key generated off the main thread. */
 export async function issueCertificateAsync(ca: CertifiedKey, spec: LeafSpec): Promise<CertifiedKey> {
-  return buildLeaf(ca, spec, leafKeys(spec) ?? (await generateKeyAsync()))
+  const plan = planLeaf(ca, spec)
+  return buildLeaf(plan, spec, leafKeys(spec) ?? (await generateKeyAsync()))
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -477,7 +503,7 @@ export async function generateDevPki(opts: DevPkiOptions): Promise<DevPki> {
   const sponsorCa = buildCa(DEV_SPONSOR_CA_NAME, days, sponsorCaKeys!)
   const trustedCa = buildCa(DEV_TRUSTED_CA_NAME, days, trustedCaKeys!)
   const leaf = (ca: CertifiedKey, spec: LeafSpec, i: number): CertifiedKey =>
-    buildLeaf(ca, spec, leafKeyPairs[i]!, validityDays)
+    buildLeaf(planLeaf(ca, spec, validityDays), spec, leafKeyPairs[i]!)
   const material: Record<PairName, CertifiedKey> = {
     sponsorCa,
     trustedCa,
