@@ -44,11 +44,11 @@ export interface LeafSpec {
   commonName: string
   organizationalUnit?: string
   /** URI SANs, e.g. SPIFFE IDs. Only checked to be IA5 (ASCII), so tests can craft hostile names. */
-  uris?: string[]
+  uris?: readonly string[]
   /** DNS SANs. Only checked to be IA5 (ASCII), so tests can craft hostile names. */
-  dnsNames?: string[]
+  dnsNames?: readonly string[]
   /** IP SANs, IPv4 or IPv6 literals (no zone id). */
-  ips?: string[]
+  ips?: readonly string[]
   /** `serverAuth` or `clientAuth` extended key usage (RFC 5280 §4.2.1.12). */
   usage: 'server' | 'client'
   /** Default: now − 5 minutes, but not before the CA's own start. Explicit values are used as given. */
