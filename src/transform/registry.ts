@@ -8,7 +8,8 @@ import type { TransformStepConfig } from '../config/schema.js'
 import { EcluseError, isEcluseError } from '../errors.js'
 import type { BodyTransform, TransformEnv, TransformFactory } from './types.js'
 
-const factories = new Map<string, TransformFactory>()
+/** One entry object per registration, so an unregister function can recognise its own. */
+const factories = new Map<string, { readonly factory: TransformFactory }>()
 
 /** The form a transform `type` must take (the same alphabet as route names). */
 const TYPE_NAME = /^[a-z][a-z0-9-]{0,62}$/
@@ -25,10 +26,11 @@ const TYPE_NAME = /^[a-z][a-z0-9-]{0,62}$/
 export function registerTransform(type: string, factory: TransformFactory): () => void {
   if (!TYPE_NAME.test(type)) throw new EcluseError('internal', `transform type "${type}" must match ${TYPE_NAME}`)
   if (factories.has(type)) throw new EcluseError('internal', `transform type "${type}" is already registered`)
-  factories.set(type, factory)
+  const entry = { factory }
+  factories.set(type, entry)
   return () => {
     // Only remove our own registration, so a stale unregister cannot remove a later one.
-    if (factories.get(type) === factory) factories.delete(type)
+    if (factories.get(type) === entry) factories.delete(type)
   }
 }
 
@@ -57,7 +59,7 @@ export function compileTransformChain(
   const problems: string[] = []
   steps.forEach((step, i) => {
     const at = `${keyPath}[${i}]`
-    const factory = factories.get(step.type)
+    const factory = factories.get(step.type)?.factory
     if (factory === undefined) {
       const known = registeredTransforms()
       problems.push(`${at}.type: unknown transform "${step.type}" (known: ${known.length === 0 ? 'none' : known.join(', ')})`)

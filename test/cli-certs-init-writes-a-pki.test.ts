@@ -1,0 +1,90 @@
+import { spawn } from 'node:child_process'
+import { readFile, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { type CliIo, main } from '../src/cli.js'
+import { loadClientTls, loadServerTls } from '../src/config/tls-material.js'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+const FILES = [
+  'sponsor-ca',
+  'trusted-ca',
+  'gateway-sponsor',
+  'sponsor-client',
+  'trusted-server',
+  'gateway-trusted-client',
+].flatMap((base) => [`${base}.crt`, `${base}.key`])
+
+function spawnCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { cwd: root })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ code, stdout, stderr }))
+  })
+}
+
+async function runInProcess(argv: string[]) {
+  let stdout = ''
+  let stderr = ''
+  const io: CliIo = { stdout: { write: (s: string) => (stdout += s) }, stderr: { write: (s: string) => (stderr += s) }, env: {} }
+  return { code: await main(argv, io), stdout, stderr }
+}
+
+t.test('certs init writes both CAs and the demo pairs, keys private, and lists every file', async (t) => {
+  const out = join(t.testdir(), 'certs')
+  const r = await spawnCli(['certs', 'init', '--out', out])
+  t.equal(r.code, 0)
+  t.equal(r.stderr, '')
+  const lines = r.stdout.trimEnd().split('\n')
+  t.equal(lines[0], `wrote a development PKI in ${out}:`)
+  t.same(lines.slice(1).sort(), FILES.map((f) => `  ${join(out, f)}`).sort())
+  for (const f of FILES) {
+    const mode = (await stat(join(out, f))).mode & 0o777
+    if (f.endsWith('.key')) t.equal(mode, 0o600, `${f} is 0600`)
+    else t.equal(mode & 0o022, 0, `${f} is not writable by others`)
+  }
+  t.equal((await stat(out)).mode & 0o777, 0o700, 'the directory it created is 0700')
+
+  // What it wrote passes the gateway's own checks, side by side, without cross-trust.
+  const sponsor = await loadServerTls({
+    cert: join(out, 'gateway-sponsor.crt'),
+    key: join(out, 'gateway-sponsor.key'),
+    clientCa: join(out, 'sponsor-ca.crt'),
+    minVersion: 'TLSv1.2',
+    handshakeTimeoutMs: 5000,
+  })
+  const upstream = await loadClientTls({
+    ca: join(out, 'trusted-ca.crt'),
+    cert: join(out, 'gateway-trusted-client.crt'),
+    key: join(out, 'gateway-trusted-client.key'),
+    minVersion: 'TLSv1.2',
+  })
+  t.ok(sponsor.notAfter > new Date())
+  t.notSame(sponsor.ca, upstream.ca, 'two independent CAs')
+
+  // Again without --force: nothing is rewritten, and it says so.
+  const before = await readFile(join(out, 'sponsor-ca.key'))
+  const again = await runInProcess(['certs', 'init', '--out', out])
+  t.equal(again.code, 0)
+  t.match(again.stdout, /^kept the existing development PKI in .* \(--force regenerates it\):\n/)
+  t.same(await readFile(join(out, 'sponsor-ca.key')), before, 'the CA key is untouched')
+
+  // With --force: a new PKI.
+  const forced = await runInProcess(['certs', 'init', '--out', out, '--force'])
+  t.equal(forced.code, 0)
+  t.match(forced.stdout, /^wrote a development PKI in /)
+  t.notSame(await readFile(join(out, 'sponsor-ca.key')), before, 'the CA key is new')
+})
+
+t.test('an incomplete PKI directory is an error, not silently completed', async (t) => {
+  const out = t.testdir({ 'sponsor-ca.crt': 'not a certificate\n' })
+  const r = await runInProcess(['certs', 'init', '--out', out])
+  t.equal(r.code, 1)
+  t.match(r.stderr, /^ecluse: incomplete development PKI in .*; regenerate with --force\n$/)
+})
