@@ -10,10 +10,20 @@ import { makeTestPki, type TestCert } from './helpers/pki.js'
 const pki = await makeTestPki()
 
 /** An mTLS upstream presenting `cert`, counting the requests that reached its handler. */
-async function upstream(cert: TestCert): Promise<{ server: Server; port: number; handled: () => number }> {
+async function upstream(
+  cert: TestCert,
+  maxVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.3',
+): Promise<{ server: Server; port: number; handled: () => number }> {
   let handled = 0
   const server = createServer(
-    { cert: cert.certPem, key: cert.keyPem, ca: pki.trustedCa.certPem, requestCert: true, rejectUnauthorized: true },
+    {
+      cert: cert.certPem,
+      key: cert.keyPem,
+      ca: pki.trustedCa.certPem,
+      requestCert: true,
+      rejectUnauthorized: true,
+      maxVersion,
+    },
     (_req, res) => {
       handled++
       res.end('secret accreditation data')
@@ -28,11 +38,11 @@ async function upstream(cert: TestCert): Promise<{ server: Server; port: number;
   return { server, port: (server.address() as AddressInfo).port, handled: () => handled }
 }
 
-function poolFor(port: number, errors: UpstreamErrorCode[]): UpstreamPool {
+function poolFor(port: number, errors: UpstreamErrorCode[], minVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.2'): UpstreamPool {
   const cfg = upstreamSchema.parse({
     url: `https://127.0.0.1:${port}`,
     serverName: 'accreditation.trusted.test',
-    tls: { ca: 'unused.pem', cert: 'unused.pem', key: 'unused.pem' },
+    tls: { ca: 'unused.pem', cert: 'unused.pem', key: 'unused.pem', minVersion },
   })
   const pool = new UpstreamPool(
     'accreditation',
@@ -96,4 +106,13 @@ t.test('a Host header cannot change the name the upstream certificate is checked
   const err = (await get(poolFor(port, errors), { host: 'wrong.trusted.test' }).catch((e: unknown) => e)) as EcluseError
   t.equal(err.code, 'upstream_tls')
   t.equal(handled(), 0)
+})
+
+t.test('an upstream below the configured minVersion is refused with upstream_tls', async (t) => {
+  const { port, handled } = await upstream(pki.trustedServer, 'TLSv1.2')
+  const errors: UpstreamErrorCode[] = []
+  const err = (await get(poolFor(port, errors, 'TLSv1.3')).catch((e: unknown) => e)) as EcluseError
+  t.equal(err.code, 'upstream_tls')
+  t.equal(handled(), 0)
+  t.same(errors, ['upstream_tls'])
 })

@@ -253,13 +253,16 @@ export class UpstreamPool {
 
   #connectOptions(secureContext: SecureContext, timeout: number): Pool.Options['connect'] {
     return {
+      // ca, cert, key and minVersion live in the prebuilt context (tls.ts); tls.connect ignores
+      // them when `secureContext` is given.
       secureContext,
-      // Verify the chain against the trusted CA only (in `secureContext`) and the name against
-      // `serverName`, not the URL host: `https://127.0.0.1:8443` with a DNS-named certificate works.
+      // Verify the chain against the trusted CA only and the name against `serverName`, not the URL
+      // host: `https://127.0.0.1:8443` with a DNS-named certificate works, and SNI carries the name.
       servername: this.#cfg.serverName,
       rejectUnauthorized: true,
-      minVersion: this.#cfg.tls.minVersion,
+      // undici forces this itself when allowH2 is false; stated so the intent survives a refactor.
       ALPNProtocols: ['http/1.1'],
+      // Covers TCP connect and the TLS handshake: undici clears it on 'secureConnect'.
       timeout,
     } as Pool.Options['connect']
   }
