@@ -31,6 +31,10 @@ const REFUSED: Array<[string, string]> = [
   ['/a%7f', 'encoded DEL'],
   ['/a/%252e%252e/admin', 'double-encoded dot segment'],
   ['/a/%252F', 'double-encoded slash'],
+  // Regression (found by fast-check): "%25%41a" normalised to "%25Aa", which the next pass refused,
+  // so normalisation was not idempotent. The check now runs on the normalised path.
+  ['/a/%25%41a', 'double encoding hidden behind a decoded escape'],
+  ['/a/%25%32%65', 'double encoding spelled with escaped hex digits'],
   ['/a/%c0%ae%c0%ae/admin', 'overlong UTF-8 dot (IIS)'],
   ['/a/%e0%80%af', 'overlong UTF-8 slash'],
   ['/a/%ed%a0%80', 'UTF-8 surrogate'],

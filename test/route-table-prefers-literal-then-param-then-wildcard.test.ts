@@ -56,8 +56,27 @@ const CASES: Array<[string, string]> = [
   ['v1/items/42', 'route_not_found'],
 ]
 
-t.plan(CASES.length + 2)
+t.plan(CASES.length + 3)
 for (const [path, expected] of CASES) t.equal(name(routes.match('GET', path)), expected, `GET ${JSON.stringify(path)} → ${expected}`)
 
 t.equal(routes.match('GET', '/v1/items/1'), routes.match('GET', '/v1/items/2'), 'a match returns the one pre-built result object')
 t.equal(routes.match('GET', '/x'), routes.match('GET', '/y'), 'an error result is pre-built too')
+
+t.test('the same precedence holds where a node has many literal children (looked up in a Map)', async (t) => {
+  const many = table([
+    ...Array.from({ length: 12 }, (_, i) => ({ name: `l${i}`, path: `/many/l${i}` })),
+    { name: 'param', path: '/many/:x' },
+    { name: 'deep', path: '/many/l3/deep' },
+    { name: 'param-deep', path: '/many/:x/other' },
+  ])
+  const cases: Array<[string, string]> = [
+    ['/many/l5', 'l5'],
+    ['/many/l11', 'l11'],
+    ['/many/l12', 'param'],
+    ['/many/l3/deep', 'deep'],
+    ['/many/l3/other', 'param-deep'],
+    ['/many/l3/none', 'route_not_found'],
+    ['/many/', 'route_not_found'],
+  ]
+  for (const [path, expected] of cases) t.equal(name(many.match('GET', path)), expected, `GET ${path} → ${expected}`)
+})

@@ -131,9 +131,6 @@ export function normalizeTarget(target: string): NormalizedTarget {
         reject('percent-encoded "/", "\\" or "."', i)
       } else if (byte < 0x20 || byte === 0x7f) {
         reject('percent-encoded control character', i)
-      } else if (byte === 0x25 && isHexPair(target, i + 3, pathEnd)) {
-        // "%252e" is "%2e" to anything that decodes twice.
-        reject('double percent-encoding', i)
       }
 
       if (byte < 0x80 && (CLASS[byte]! & UNRESERVED) !== 0) {
@@ -175,6 +172,11 @@ export function normalizeTarget(target: string): NormalizedTarget {
   }
 
   const path = out === null ? (pathEnd === length ? target : target.slice(0, pathEnd)) : out + target.slice(copyFrom, pathEnd)
+  // "%252e" is "%2e" to anything that decodes twice. Checked on the normalised path, because the
+  // two characters after "%25" may themselves have been decoded ("%25%41a" becomes "%25Aa").
+  for (let at = path.indexOf('%25'); at !== -1; at = path.indexOf('%25', at + 3)) {
+    if (isHexPair(path, at + 3, path.length)) reject('double percent-encoding', at)
+  }
   return { path, query }
 }
 

@@ -61,10 +61,18 @@ type Segment = { readonly kind: 'literal'; readonly text: string } | { readonly 
 
 const PARAM_NAME = /^:[A-Za-z_][A-Za-z0-9_]*$/
 
-/** One trie node. Literal children are parallel arrays: route tables are small, and a length check plus `startsWith` compares a segment in place, without slicing it out of the path. */
+/**
+ * Above this many literal children a node looks its segment up in a Map (one short slice per
+ * lookup); at or below, a length check plus `startsWith` compares the segment in place, which is
+ * faster for the few children most nodes have. Decided once, at boot.
+ */
+const LITERAL_MAP_THRESHOLD = 8
+
+/** One trie node; literal children as parallel arrays, plus a Map when there are many. */
 class TrieNode<T> {
   readonly literalTexts: string[] = []
   readonly literalNodes: TrieNode<T>[] = []
+  literalMap: Map<string, TrieNode<T>> | null = null
   param: TrieNode<T> | null = null
   /** Value for a `*` ending at this node. */
   wildcard: T | null = null
@@ -79,6 +87,25 @@ class TrieNode<T> {
     this.literalNodes.push(node)
     return node
   }
+
+  /** Builds the lookup maps of this subtree, once every route is inserted. */
+  seal(): void {
+    if (this.literalTexts.length > LITERAL_MAP_THRESHOLD) {
+      this.literalMap = new Map(this.literalTexts.map((text, i) => [text, this.literalNodes[i]!]))
+    }
+    for (const child of this.literalNodes) child.seal()
+    this.param?.seal()
+  }
+}
+
+function literalChildOf<T>(node: TrieNode<T>, path: string, start: number, length: number): TrieNode<T> | undefined {
+  if (node.literalMap !== null) return node.literalMap.get(path.slice(start, start + length))
+  const texts = node.literalTexts
+  for (let i = 0; i < texts.length; i++) {
+    const text = texts[i]!
+    if (text.length === length && path.startsWith(text, start)) return node.literalNodes[i]
+  }
+  return undefined
 }
 
 /** Walks the trie from the segment starting at `start`; literal, then param, then wildcard. */
@@ -87,15 +114,10 @@ function find<T>(node: TrieNode<T>, path: string, start: number): T | null {
   const end = slash === -1 ? path.length : slash
   const length = end - start
 
-  const texts = node.literalTexts
-  for (let i = 0; i < texts.length; i++) {
-    const text = texts[i]!
-    if (text.length === length && path.startsWith(text, start)) {
-      const child = node.literalNodes[i]!
-      const found = slash === -1 ? child.terminal : find(child, path, slash + 1)
-      if (found !== null) return found
-      break // literals are unique per node
-    }
+  const child = literalChildOf(node, path, start, length)
+  if (child !== undefined) {
+    const found = slash === -1 ? child.terminal : find(child, path, slash + 1)
+    if (found !== null) return found
   }
   if (length === 0) return null // a param or a wildcard never matches an empty segment
   if (node.param !== null) {
@@ -275,5 +297,7 @@ export function compileRouteTable(config: Config, env: TransformEnv): RouteTable
     insert(anyMethod, segments, found)
     compiled.push(route)
   })
+  for (const trie of byMethod.values()) trie.seal()
+  anyMethod.seal()
   return new CompiledRouteTable(compiled, byMethod, anyMethod)
 }
