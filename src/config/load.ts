@@ -27,13 +27,16 @@ const MAX_ALIAS_COUNT = 50
 const MAX_LISTED_ISSUES = 50
 
 /**
- * Headers that frame the message or describe the connection (RFC 9110 §7.6.1, RFC 9112 §6-7).
- * Letting the configuration name one of them as a forwarded, relayed or injected header would hand
- * message framing to the other side, so they are refused at load.
+ * Headers the gateway can never use to carry its own value (the principal, the request id): they
+ * frame the message or describe the connection (RFC 9110 §7.6.1, RFC 9112 §6-7), or the gateway
+ * sets them itself (`forwarded`, `x-forwarded-*`). What a route may add to its forwarded or relayed
+ * headers is checked by the route table (src/proxy/headers.ts).
  */
-const FRAMING_HEADERS: ReadonlySet<string> = new Set([
+const UNUSABLE_HEADERS: ReadonlySet<string> = new Set([
   'connection',
   'content-length',
+  'content-type',
+  'forwarded',
   'host',
   'keep-alive',
   'proxy-authenticate',
@@ -299,35 +302,13 @@ function semanticProblems(config: Config): Problem[] {
     ['requestIdHeader', sponsor.requestIdHeader],
   ]
   for (const [key, name] of injected) {
-    if (name !== undefined && FRAMING_HEADERS.has(name)) {
-      problems.push({ path: ['sponsor', key], message: `"${name}" frames the message and cannot carry a value` })
+    if (name !== undefined && (UNUSABLE_HEADERS.has(name) || name.startsWith('x-forwarded-'))) {
+      problems.push({ path: ['sponsor', key], message: `"${name}" cannot carry a value set by the gateway` })
     }
   }
   if (sponsor.principalHeader !== undefined && sponsor.principalHeader === sponsor.requestIdHeader) {
     problems.push({ path: ['sponsor', 'principalHeader'], message: 'must differ from sponsor.requestIdHeader' })
   }
-
-  config.routes.forEach((route, i) => {
-    for (const key of ['requestHeaders', 'responseHeaders'] as const) {
-      route[key].forEach((name, j) => {
-        if (FRAMING_HEADERS.has(name)) {
-          problems.push({ path: ['routes', i, key, j], message: `"${name}" is hop-by-hop or framing and is never passed` })
-        }
-      })
-    }
-    // The principal header is the gateway's word on who the client is; a client-sent copy must
-    // never be forwarded in its place.
-    const principalHeader = sponsor.principalHeader
-    if (principalHeader !== undefined) {
-      const j = route.requestHeaders.indexOf(principalHeader)
-      if (j !== -1) {
-        problems.push({
-          path: ['routes', i, 'requestHeaders', j],
-          message: `"${principalHeader}" is sponsor.principalHeader and is set by the gateway only`,
-        })
-      }
-    }
-  })
   return problems
 }
 
