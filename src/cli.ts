@@ -81,6 +81,8 @@ export const COMMANDS: Command[] = [
     async run(values, _positionals, io) {
       const { devPkiPaths, generateDevPki } = await import('./pki/dev-pki.js')
       const outDir = (values['out'] as string | undefined) ?? './certs'
+      // An empty --out would resolve to the working directory: never scatter keys there by accident.
+      if (outDir.trim() === '') throw new UsageError('--out needs a directory', commandUsage(this))
       const force = values['force'] === true
       const files = listPairs(devPkiPaths(outDir))
       const existed = !force && (await Promise.all(files.map(exists))).every(Boolean)

@@ -73,6 +73,7 @@ t.test('usage errors say what is wrong, print the usage on stderr and exit 2', a
     [['serve', '--config', 'x.yaml', '--port', '1'], "ecluse: unknown option '--port'\n", 'Usage: ecluse serve'],
     [['serve', '--config', 'x.yaml', 'extra'], "ecluse: unexpected argument 'extra'\n", 'Usage: ecluse serve'],
     [['certs', 'init', '--force=yes'], "ecluse: option '--force' does not take an argument\n", 'Usage: ecluse certs init'],
+    [['certs', 'init', '--out', ''], 'ecluse: --out needs a directory\n', 'Usage: ecluse certs init'],
     [['config', 'check'], 'ecluse: missing FILE\n', 'Usage: ecluse config check FILE'],
     [['config', 'check', 'a.yaml', 'b.yaml'], "ecluse: unexpected argument 'b.yaml'\n", 'Usage: ecluse config check FILE'],
   ]
