@@ -1,0 +1,755 @@
+/**
+ * The gateway's metrics. One `GatewayMetrics` per process, built once at boot with its own
+ * prom-client `Registry` (never the global one, so tests can build as many as they like).
+ *
+ * Label values are bounded by construction: route and upstream names come from the configuration,
+ * everything else is a fixed enum. A raw path, a principal or a header value can never become a
+ * label: an unknown route name is counted under the fixed route `"unmatched"`.
+ *
+ * Hot-path cost. prom-client's labelled `inc()` hashes the label object on every call (≈350 ns on
+ * the reference machine). Counters and gauges here are instead plain number cells held by pre-bound
+ * objects (`forRoute()`, `forUpstream()`), so an increment is one property store; the cells are
+ * folded into prom-client by each metric's `collect()` hook when the registry is scraped. Histograms
+ * have no public bulk-update API, so they use prom-client's pre-bound children directly.
+ *
+ * docs/metrics.md documents every metric, its labels and example PromQL.
+ */
+import { readFileSync } from 'node:fs'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { ERROR_CODES, EcluseError, type ErrorCode } from '../errors.js'
+
+// ---------------------------------------------------------------------------------------------
+// Label vocabularies (fixed enums)
+
+/** Which side of the gateway a series describes. */
+export type MetricSide = 'sponsor' | 'upstream'
+
+/** An HTTP status class, or `aborted` when no complete response was delivered. */
+export type StatusClass = '1xx' | '2xx' | '3xx' | '4xx' | '5xx' | 'aborted'
+
+/** Every status class, in exposition order. */
+export const STATUS_CLASSES: readonly StatusClass[] = ['1xx', '2xx', '3xx', '4xx', '5xx', 'aborted']
+
+/** Why a TLS handshake failed, as a fixed label value. See {@link classifyTlsFailure}. */
+export type TlsFailureReason =
+  | 'no_certificate'
+  | 'untrusted_certificate'
+  | 'expired_certificate'
+  | 'handshake_timeout'
+  | 'protocol'
+  | 'other'
+
+/** Every TLS failure reason. */
+export const TLS_FAILURE_REASONS: readonly TlsFailureReason[] = [
+  'no_certificate',
+  'untrusted_certificate',
+  'expired_certificate',
+  'handshake_timeout',
+  'protocol',
+  'other',
+]
+
+/** Why a request was refused by routing or the route ACL. */
+export type DenialReason = 'route_not_found' | 'method_not_allowed' | 'principal_not_allowed' | 'path_rejected'
+
+/** Every denial reason. */
+export const DENIAL_REASONS: readonly DenialReason[] = [
+  'route_not_found',
+  'method_not_allowed',
+  'principal_not_allowed',
+  'path_rejected',
+]
+
+/** Which body a byte count belongs to. */
+export type BodyDirection = 'request' | 'response'
+
+/** An upstream failure kind: an error code of the `upstream_` family. */
+export type UpstreamErrorKind = Extract<ErrorCode, `upstream_${string}`>
+
+/** Every `upstream_*` code in `src/errors.ts`, derived so a new code is picked up automatically. */
+export const UPSTREAM_ERROR_KINDS: readonly UpstreamErrorKind[] = (Object.keys(ERROR_CODES) as ErrorCode[]).filter(
+  (c): c is UpstreamErrorKind => c.startsWith('upstream_'),
+)
+
+/** The error codes a request can be rejected with before it reaches routing (pre-bound at boot). */
+export const REJECT_REASONS = [
+  'body_too_large',
+  'request_framing',
+  'headers_too_large',
+  'request_timeout',
+  'overloaded',
+  'shutting_down',
+  'bad_request',
+] as const satisfies readonly ErrorCode[]
+
+/** A pre-routing rejection reason. */
+export type RejectReason = (typeof REJECT_REASONS)[number]
+
+/** A listener whose open connections are counted. */
+export type ConnectionSide = 'sponsor' | 'admin'
+
+/** The outcome of a configuration / certificate reload. */
+export type ReloadResult = 'ok' | 'failed'
+
+/** A certificate the gateway presents: the sponsor listener's, or its client certificate for an upstream. */
+export type CertificateName = 'sponsor_server' | `upstream:${string}`
+
+/** The route label used for requests that matched no configured route. */
+export const UNMATCHED_ROUTE = 'unmatched'
+
+/**
+ * Histogram buckets for latencies, in seconds: 1 ms to 30 s (the default upstream timeout), dense
+ * where a healthy proxied request lands.
+ */
+export const LATENCY_BUCKETS_SECONDS: readonly number[] = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+]
+
+/** The route-name grammar of the configuration schema; anything else is refused as a label. */
+const ROUTE_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/
+/** The upstream-name grammar of the configuration schema (bounded length for labels). */
+const UPSTREAM_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/
+/** Upstreams seen lazily beyond this many are folded into `other` (they come from config; a guard only). */
+const MAX_UPSTREAMS = 256
+
+/**
+ * The status class of an HTTP status code. Codes outside 100–599 have no class (RFC 9110 §15) and
+ * are counted as `5xx`: the gateway treats such a response as a server failure.
+ */
+export function statusClass(status: number): Exclude<StatusClass, 'aborted'> {
+  if (status >= 100 && status < 200) return '1xx'
+  if (status >= 200 && status < 300) return '2xx'
+  if (status >= 300 && status < 400) return '3xx'
+  if (status >= 400 && status < 500) return '4xx'
+  return '5xx'
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS failure classification
+
+/** Exact Node / OpenSSL codes (`err.code`, or `tlsSocket.authorizationError`). */
+const TLS_CODE_TABLE: ReadonlyMap<string, TlsFailureReason> = new Map<string, TlsFailureReason>([
+  // The peer sent no certificate. Server side: OpenSSL's own error; client side: the alert the
+  // server sends (TLS 1.3 `certificate_required`, RFC 8446 §6.2).
+  ['ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE', 'no_certificate'],
+  ['ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED', 'no_certificate'],
+  ['NO_CERTIFICATE', 'no_certificate'],
+  // Outside the validity window, locally detected (X509_V_ERR_*) or reported by the peer's alert.
+  ['CERT_HAS_EXPIRED', 'expired_certificate'],
+  ['CERT_NOT_YET_VALID', 'expired_certificate'],
+  ['ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED', 'expired_certificate'],
+  // Chain does not lead to the configured CA, or the certificate is unfit.
+  ['UNABLE_TO_GET_ISSUER_CERT', 'untrusted_certificate'],
+  ['UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'untrusted_certificate'],
+  ['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'untrusted_certificate'],
+  ['SELF_SIGNED_CERT_IN_CHAIN', 'untrusted_certificate'],
+  ['DEPTH_ZERO_SELF_SIGNED_CERT', 'untrusted_certificate'],
+  ['CERT_SIGNATURE_FAILURE', 'untrusted_certificate'],
+  ['CERT_UNTRUSTED', 'untrusted_certificate'],
+  ['CERT_REJECTED', 'untrusted_certificate'],
+  ['CERT_REVOKED', 'untrusted_certificate'],
+  ['INVALID_CA', 'untrusted_certificate'],
+  ['INVALID_PURPOSE', 'untrusted_certificate'],
+  ['PATH_LENGTH_EXCEEDED', 'untrusted_certificate'],
+  ['CERT_CHAIN_TOO_LONG', 'untrusted_certificate'],
+  ['HOSTNAME_MISMATCH', 'untrusted_certificate'],
+  ['ERR_TLS_CERT_ALTNAME_INVALID', 'untrusted_certificate'],
+  ['ERR_SSL_CERTIFICATE_VERIFY_FAILED', 'untrusted_certificate'],
+  ['ERR_SSL_TLSV1_ALERT_UNKNOWN_CA', 'untrusted_certificate'],
+  ['ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE', 'untrusted_certificate'],
+  ['ERR_SSL_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE', 'untrusted_certificate'],
+  ['ERR_SSL_SSLV3_ALERT_CERTIFICATE_REVOKED', 'untrusted_certificate'],
+  ['ERR_SSL_SSLV3_ALERT_CERTIFICATE_UNKNOWN', 'untrusted_certificate'],
+  // The handshake deadline (`tls.Server` `handshakeTimeout`).
+  ['ERR_TLS_HANDSHAKE_TIMEOUT', 'handshake_timeout'],
+  // The peer spoke no acceptable TLS, or hung up mid-handshake. Note: with `rejectUnauthorized:
+  // true` on a TLS 1.3 server, a refused client certificate surfaces as ECONNRESET "socket hang up"
+  // (the verdict comes after the server's Finished); inspect `authorizationError` with
+  // `rejectUnauthorized: false` to tell it apart, as the sponsor listener does.
+  ['ECONNRESET', 'protocol'],
+  ['EPIPE', 'protocol'],
+  ['ERR_SSL_WRONG_VERSION_NUMBER', 'protocol'],
+  ['ERR_SSL_UNSUPPORTED_PROTOCOL', 'protocol'],
+  ['ERR_SSL_NO_PROTOCOLS_AVAILABLE', 'protocol'],
+  ['ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION', 'protocol'],
+  ['ERR_SSL_VERSION_TOO_LOW', 'protocol'],
+  ['ERR_SSL_NO_SHARED_CIPHER', 'protocol'],
+  ['ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE', 'protocol'],
+  ['ERR_SSL_HTTP_REQUEST', 'protocol'],
+  ['ERR_SSL_HTTPS_PROXY_REQUEST', 'protocol'],
+])
+
+/** Fallback on OpenSSL reason strings and messages, for errors that carry no known code. */
+const TLS_TEXT_RULES: ReadonlyArray<readonly [RegExp, TlsFailureReason]> = [
+  [/did not return a certificate|certificate required/i, 'no_certificate'],
+  [/handshake timeout/i, 'handshake_timeout'],
+  [/certificate (has )?expired|not yet valid/i, 'expired_certificate'],
+  [
+    /unknown ca|verify failed|self[- ]signed|unable to (get|verify)|bad certificate|altnames|unsuitable certificate|certificate (revoked|unknown|signature)/i,
+    'untrusted_certificate',
+  ],
+  [
+    /wrong version|unsupported protocol|protocol version|no shared cipher|handshake failure|http request|socket hang up|econnreset|disconnected before secure/i,
+    'protocol',
+  ],
+]
+
+/**
+ * Map a TLS handshake failure to a fixed label value. Accepts an `Error` with a Node/OpenSSL
+ * `code`, a `tlsSocket.authorizationError` (a code string at run time, typed `Error`), or a plain
+ * string; follows `cause` (undici wraps socket errors) a few levels deep.
+ *
+ * @example
+ * server.on('tlsClientError', (err) => metrics.tlsHandshakeFailure('sponsor', classifyTlsFailure(err)))
+ */
+export function classifyTlsFailure(err: unknown): TlsFailureReason {
+  let current: unknown = err
+  for (let depth = 0; depth < 4 && current !== undefined && current !== null; depth++) {
+    const reason = classifyOne(current)
+    if (reason !== 'other') return reason
+    current = typeof current === 'object' ? (current as { cause?: unknown }).cause : undefined
+  }
+  return 'other'
+}
+
+function classifyOne(err: unknown): TlsFailureReason {
+  if (typeof err === 'string') return TLS_CODE_TABLE.get(err) ?? classifyText(err)
+  if (typeof err !== 'object' || err === null) return 'other'
+  const { code, reason, message } = err as { code?: unknown; reason?: unknown; message?: unknown }
+  if (typeof code === 'string') {
+    const byCode = TLS_CODE_TABLE.get(code)
+    if (byCode !== undefined) return byCode
+  }
+  if (typeof reason === 'string') {
+    const byReason = classifyText(reason)
+    if (byReason !== 'other') return byReason
+  }
+  if (typeof message === 'string') {
+    const byMessage = classifyText(message)
+    if (byMessage !== 'other') return byMessage
+  }
+  // Any other OpenSSL error during a handshake is a protocol-level failure (bad record, decode error…).
+  if (typeof code === 'string' && code.startsWith('ERR_SSL_')) return 'protocol'
+  return 'other'
+}
+
+function classifyText(text: string): TlsFailureReason {
+  for (const [rule, reason] of TLS_TEXT_RULES) if (rule.test(text)) return reason
+  return 'other'
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cells: hot-path counters as plain numbers, folded into prom-client at scrape time
+
+/** One counter series. `add` is a property store; `flush` hands prom-client the delta. */
+class CounterCell {
+  value = 0
+  #flushed = 0
+  readonly #child: Counter.Internal
+
+  constructor(child: Counter.Internal) {
+    this.#child = child
+  }
+
+  flush(): void {
+    const delta = this.value - this.#flushed
+    if (delta > 0) {
+      this.#child.inc(delta)
+      this.#flushed = this.value
+    }
+  }
+}
+
+/** A prom-client counter whose series are cells. Series are created at boot (at zero). */
+class CellCounter<L extends string> {
+  readonly metric: Counter<L>
+  readonly #cells: CounterCell[] = []
+
+  constructor(registry: Registry, name: string, help: string, labelNames: readonly L[]) {
+    const cells = this.#cells
+    this.metric = new Counter<L>({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      collect() {
+        for (const cell of cells) cell.flush()
+      },
+    })
+  }
+
+  /** Bind one series. Boot-time only: it validates labels and creates the series at 0. */
+  cell(labels: Partial<Record<L, string>>): CounterCell {
+    const child = this.metric.labels(labels)
+    child.inc(0)
+    const cell = new CounterCell(child)
+    this.#cells.push(cell)
+    return cell
+  }
+}
+
+/** One gauge series; `value` is written on the hot path and published at scrape time. */
+class GaugeCell {
+  value = 0
+  readonly #child: Gauge.Internal<string>
+
+  constructor(child: Gauge.Internal<string>) {
+    this.#child = child
+  }
+
+  flush(): void {
+    this.#child.set(this.value)
+  }
+}
+
+/** The prom-client families behind the pre-bound objects. */
+interface Families {
+  readonly requests: CellCounter<'side' | 'route'>
+  readonly responses: CellCounter<'side' | 'route' | 'status_class'>
+  readonly duration: Histogram<'route'>
+  readonly ttfb: Histogram<'route'>
+  readonly bodyBytes: CellCounter<'route' | 'direction'>
+  readonly denials: CellCounter<'route' | 'reason'>
+  readonly upstreamErrors: CellCounter<'upstream' | 'kind'>
+}
+
+function statusCells(
+  counter: Families['responses'],
+  side: MetricSide,
+  route: string,
+): Readonly<Record<StatusClass, CounterCell>> {
+  const cells = {} as Record<StatusClass, CounterCell>
+  for (const cls of STATUS_CLASSES) cells[cls] = counter.cell({ side, route, status_class: cls })
+  return cells
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pre-bound per-route and per-upstream objects
+
+/**
+ * Every per-route series for one route, bound once at boot. Hold it on the compiled route and call
+ * its methods on the hot path: no lookup, no label hashing for counters.
+ *
+ * @example
+ * const m = metrics.forRoute('accreditations')
+ * m.requestReceived()
+ * m.sponsorResponse(statusClass(res.statusCode))
+ * m.requestDuration((performance.now() - started) / 1000)
+ */
+export class RouteMetrics {
+  /** The route label value (`"unmatched"` for the fallback). */
+  readonly route: string
+  readonly #requests: CounterCell
+  readonly #sponsor: Readonly<Record<StatusClass, CounterCell>>
+  readonly #upstream: Readonly<Record<StatusClass, CounterCell>>
+  readonly #duration: Histogram.Internal<'route'>
+  readonly #ttfb: Histogram.Internal<'route'>
+  readonly #bytesIn: CounterCell
+  readonly #bytesOut: CounterCell
+  readonly #denials: Readonly<Record<DenialReason, CounterCell>>
+
+  /** @internal Built by `GatewayMetrics` only. */
+  constructor(families: Families, route: string, proxied: boolean) {
+    this.route = route
+    this.#requests = families.requests.cell({ side: 'sponsor', route })
+    this.#sponsor = statusCells(families.responses, 'sponsor', route)
+    // `unmatched` never reaches an upstream: do not publish upstream series for it.
+    this.#upstream = proxied
+      ? statusCells(families.responses, 'upstream', route)
+      : (Object.fromEntries(STATUS_CLASSES.map((c) => [c, new CounterCell(NOOP_COUNTER)])) as Record<
+          StatusClass,
+          CounterCell
+        >)
+    this.#duration = families.duration.labels({ route })
+    families.duration.zero({ route })
+    this.#ttfb = families.ttfb.labels({ route })
+    if (proxied) families.ttfb.zero({ route })
+    this.#bytesIn = families.bodyBytes.cell({ route, direction: 'request' })
+    this.#bytesOut = families.bodyBytes.cell({ route, direction: 'response' })
+    const denials = {} as Record<DenialReason, CounterCell>
+    for (const reason of DENIAL_REASONS) denials[reason] = families.denials.cell({ route, reason })
+    this.#denials = denials
+  }
+
+  /** `ecluse_requests_total{side="sponsor"}`: one request received. */
+  requestReceived(): void {
+    this.#requests.value++
+  }
+
+  /** `ecluse_responses_total{side="sponsor"}`: what the client got. */
+  sponsorResponse(cls: StatusClass): void {
+    this.#sponsor[cls].value++
+  }
+
+  /** `ecluse_responses_total{side="upstream"}`: what the upstream answered. */
+  upstreamResponse(cls: StatusClass): void {
+    this.#upstream[cls].value++
+  }
+
+  /** `ecluse_request_duration_seconds`: sponsor request start → response finished. */
+  requestDuration(seconds: number): void {
+    this.#duration.observe(seconds)
+  }
+
+  /** `ecluse_upstream_ttfb_seconds`: upstream request sent → response headers. */
+  upstreamTtfb(seconds: number): void {
+    this.#ttfb.observe(seconds)
+  }
+
+  /** `ecluse_body_bytes_total{direction="request"}`. */
+  requestBytes(bytes: number): void {
+    if (bytes > 0) this.#bytesIn.value += bytes
+  }
+
+  /** `ecluse_body_bytes_total{direction="response"}`. */
+  responseBytes(bytes: number): void {
+    if (bytes > 0) this.#bytesOut.value += bytes
+  }
+
+  /** `ecluse_body_bytes_total` by direction. */
+  bodyBytes(direction: BodyDirection, bytes: number): void {
+    if (bytes > 0) (direction === 'request' ? this.#bytesIn : this.#bytesOut).value += bytes
+  }
+
+  /** `ecluse_authorization_denials_total`. */
+  authorizationDenied(reason: DenialReason): void {
+    this.#denials[reason].value++
+  }
+}
+
+/** A counter child that publishes nothing: for series a label combination can never have. */
+const NOOP_COUNTER: Counter.Internal = { inc() {} }
+
+/** Every per-upstream series for one upstream, bound once. */
+export class UpstreamMetrics {
+  /** The upstream label value. */
+  readonly upstream: string
+  readonly #errors: CellCounter<'upstream' | 'kind'>
+  readonly #cells = new Map<ErrorCode, CounterCell>()
+
+  /** @internal Built by `GatewayMetrics` only. */
+  constructor(errors: CellCounter<'upstream' | 'kind'>, upstream: string) {
+    this.upstream = upstream
+    this.#errors = errors
+    for (const kind of UPSTREAM_ERROR_KINDS) this.#cells.set(kind, errors.cell({ upstream, kind }))
+  }
+
+  /**
+   * `ecluse_upstream_errors_total{kind}`. `kind` should be an `upstream_*` code; any other code
+   * (still a bounded enum) gets its own series on first use rather than being lost.
+   */
+  error(kind: ErrorCode): void {
+    let cell = this.#cells.get(kind)
+    if (cell === undefined) {
+      if (!(kind in ERROR_CODES)) return
+      cell = this.#errors.cell({ upstream: this.upstream, kind })
+      this.#cells.set(kind, cell)
+    }
+    cell.value++
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The registry
+
+/** Options for {@link GatewayMetrics}. */
+export interface GatewayMetricsOptions {
+  /** Every configured route name; each gets its pre-bound series at boot. */
+  readonly routes: readonly string[]
+  /** Configured upstream names, pre-bound at boot; others are bound on first use. */
+  readonly upstreams?: readonly string[]
+  /** `ecluse_build_info{version}`; defaults to the version in package.json. */
+  readonly version?: string
+  /** Node default metrics (`ecluse_process_*`, `ecluse_nodejs_*`); default true. */
+  readonly defaultMetrics?: boolean
+}
+
+/**
+ * The gateway's metrics registry and every gateway metric.
+ *
+ * @example
+ * const metrics = new GatewayMetrics({ routes: config.routes.map((r) => r.name) })
+ * const m = metrics.forRoute('accreditations')   // once, at boot
+ * m.requestReceived()                            // per request
+ * res.setHeader('content-type', metrics.contentType)
+ * res.end(await metrics.render())
+ */
+export class GatewayMetrics {
+  /** This gateway's own registry (never prom-client's global one). */
+  readonly registry: Registry
+  /** The content type of {@link render}'s output (Prometheus text format 0.0.4). */
+  readonly contentType: string
+  /** The fallback series for requests that matched no route. */
+  readonly unmatched: RouteMetrics
+
+  readonly #families: Families
+  readonly #routes = new Map<string, RouteMetrics>()
+  readonly #upstreams = new Map<string, UpstreamMetrics>()
+  readonly #tls: Readonly<Record<MetricSide, Readonly<Record<TlsFailureReason, CounterCell>>>>
+  readonly #connections: Readonly<Record<ConnectionSide, GaugeCell>>
+  readonly #rejected: CellCounter<'reason'>
+  readonly #rejectedCells = new Map<ErrorCode, CounterCell>()
+  readonly #reloads: Counter<'result'>
+  readonly #certExpiry: Gauge<'side' | 'name'>
+
+  // ---- crypto (sealing) metrics ------------------------------------------------------------
+  // Reserved for the sealing work: seal/open counters by route, algorithm and outcome, record
+  // counts, key-set rotations. Same rules: bounded labels (route names, algorithm table entries,
+  // kids from the configured key sets), families created in the constructor, per-route objects
+  // bound in `forRoute()`'s RouteMetrics, never a key id or value from a request.
+  // -------------------------------------------------------------------------------------------
+
+  constructor(opts: GatewayMetricsOptions) {
+    const registry = new Registry()
+    this.registry = registry
+    this.contentType = registry.contentType
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'ecluse_' })
+
+    const histogram = (name: string, help: string) =>
+      new Histogram<'route'>({
+        name,
+        help,
+        labelNames: ['route'],
+        buckets: [...LATENCY_BUCKETS_SECONDS],
+        registers: [registry],
+      })
+    this.#families = {
+      requests: new CellCounter(registry, 'ecluse_requests_total', 'Requests received.', ['side', 'route']),
+      responses: new CellCounter(
+        registry,
+        'ecluse_responses_total',
+        'Responses by side: what the sponsor client got, and what the upstream answered.',
+        ['side', 'route', 'status_class'],
+      ),
+      duration: histogram(
+        'ecluse_request_duration_seconds',
+        'Sponsor request start to response finished, in seconds.',
+      ),
+      ttfb: histogram('ecluse_upstream_ttfb_seconds', 'Upstream request sent to response headers, in seconds.'),
+      bodyBytes: new CellCounter(registry, 'ecluse_body_bytes_total', 'Body bytes that crossed the gateway.', [
+        'route',
+        'direction',
+      ]),
+      denials: new CellCounter(
+        registry,
+        'ecluse_authorization_denials_total',
+        'Requests refused by routing or the route ACL.',
+        ['route', 'reason'],
+      ),
+      upstreamErrors: new CellCounter(registry, 'ecluse_upstream_errors_total', 'Upstream failures by error code.', [
+        'upstream',
+        'kind',
+      ]),
+    }
+
+    const tlsCounter = new CellCounter(
+      registry,
+      'ecluse_tls_handshake_failures_total',
+      'TLS handshakes that failed, by side and reason.',
+      ['side', 'reason'],
+    )
+    const tlsCells = (side: MetricSide) => {
+      const cells = {} as Record<TlsFailureReason, CounterCell>
+      for (const reason of TLS_FAILURE_REASONS) cells[reason] = tlsCounter.cell({ side, reason })
+      return cells
+    }
+    this.#tls = { sponsor: tlsCells('sponsor'), upstream: tlsCells('upstream') }
+
+    const connectionCells: GaugeCell[] = []
+    const connections = new Gauge<'side'>({
+      name: 'ecluse_open_connections',
+      help: 'Open client connections per listener.',
+      labelNames: ['side'],
+      registers: [registry],
+      collect() {
+        for (const cell of connectionCells) cell.flush()
+      },
+    })
+    const connectionCell = (side: ConnectionSide) => {
+      const cell = new GaugeCell(connections.labels({ side }))
+      connectionCells.push(cell)
+      cell.flush()
+      return cell
+    }
+    this.#connections = { sponsor: connectionCell('sponsor'), admin: connectionCell('admin') }
+
+    this.#rejected = new CellCounter(
+      registry,
+      'ecluse_rejected_requests_total',
+      'Requests refused before routing, by error code.',
+      ['reason'],
+    )
+    for (const reason of REJECT_REASONS) this.#rejectedCells.set(reason, this.#rejected.cell({ reason }))
+
+    this.#reloads = new Counter<'result'>({
+      name: 'ecluse_reloads_total',
+      help: 'Configuration and certificate reloads, by result.',
+      labelNames: ['result'],
+      registers: [registry],
+    })
+    this.#reloads.inc({ result: 'ok' }, 0)
+    this.#reloads.inc({ result: 'failed' }, 0)
+
+    this.#certExpiry = new Gauge<'side' | 'name'>({
+      name: 'ecluse_certificate_expiry_timestamp_seconds',
+      help: 'notAfter of each certificate the gateway presents, as a Unix timestamp in seconds.',
+      labelNames: ['side', 'name'],
+      registers: [registry],
+    })
+
+    new Gauge<'version' | 'node'>({
+      name: 'ecluse_build_info',
+      help: 'Build information; the value is always 1.',
+      labelNames: ['version', 'node'],
+      registers: [registry],
+    }).set({ version: opts.version ?? packageVersion(), node: process.version }, 1)
+
+    this.unmatched = new RouteMetrics(this.#families, UNMATCHED_ROUTE, false)
+    this.registerRoutes(opts.routes)
+    for (const name of opts.upstreams ?? []) this.forUpstream(name)
+  }
+
+  /**
+   * Bind the series of routes not yet known (boot, and after a reload that adds routes). Idempotent;
+   * series of removed routes stay (counters must not go backwards). Names must follow the config
+   * grammar, and `unmatched` is reserved.
+   */
+  registerRoutes(names: readonly string[]): void {
+    for (const name of names) {
+      if (this.#routes.has(name)) continue
+      if (name === UNMATCHED_ROUTE) {
+        throw new EcluseError('config_invalid', `route name "${UNMATCHED_ROUTE}" is reserved for metrics`)
+      }
+      if (!ROUTE_NAME.test(name)) throw new EcluseError('config_invalid', `route name ${JSON.stringify(name)} is not a valid label`)
+      this.#routes.set(name, new RouteMetrics(this.#families, name, true))
+    }
+  }
+
+  /** The pre-bound series of a configured route; any other name gets the `unmatched` series. */
+  forRoute(name: string): RouteMetrics {
+    return this.#routes.get(name) ?? this.unmatched
+  }
+
+  /** The pre-bound series of an upstream (bound on first use if not given at construction). */
+  forUpstream(name: string): UpstreamMetrics {
+    const known = this.#upstreams.get(name)
+    if (known !== undefined) return known
+    // Names come from the config; the grammar and the cap only guard against a caller bug. A bad
+    // name is not remembered, so it cannot grow the map either.
+    const label = UPSTREAM_NAME.test(name) && this.#upstreams.size < MAX_UPSTREAMS ? name : 'other'
+    let m = this.#upstreams.get(label)
+    if (m === undefined) {
+      m = new UpstreamMetrics(this.#families.upstreamErrors, label)
+      this.#upstreams.set(label, m)
+    }
+    return m
+  }
+
+  // ---- by-name convenience API: one Map lookup per call; prefer holding `forRoute()` ---------
+
+  /** `ecluse_requests_total{side="sponsor",route}`. */
+  requestReceived(route: string): void {
+    this.forRoute(route).requestReceived()
+  }
+
+  /** `ecluse_responses_total{side="sponsor",route,status_class}`. */
+  sponsorResponse(route: string, cls: StatusClass): void {
+    this.forRoute(route).sponsorResponse(cls)
+  }
+
+  /** `ecluse_responses_total{side="upstream",route,status_class}`. */
+  upstreamResponse(route: string, cls: StatusClass): void {
+    this.forRoute(route).upstreamResponse(cls)
+  }
+
+  /** `ecluse_request_duration_seconds{route}`. */
+  requestDuration(route: string, seconds: number): void {
+    this.forRoute(route).requestDuration(seconds)
+  }
+
+  /** `ecluse_upstream_ttfb_seconds{route}`. */
+  upstreamTtfb(route: string, seconds: number): void {
+    this.forRoute(route).upstreamTtfb(seconds)
+  }
+
+  /** `ecluse_body_bytes_total{route,direction}`. */
+  bodyBytes(route: string, direction: BodyDirection, bytes: number): void {
+    this.forRoute(route).bodyBytes(direction, bytes)
+  }
+
+  /** `ecluse_authorization_denials_total{route,reason}`. */
+  authorizationDenied(route: string, reason: DenialReason): void {
+    this.forRoute(route).authorizationDenied(reason)
+  }
+
+  /** `ecluse_upstream_errors_total{upstream,kind}`. */
+  upstreamError(upstream: string, kind: ErrorCode): void {
+    this.forUpstream(upstream).error(kind)
+  }
+
+  // ---- listener-level series ---------------------------------------------------------------
+
+  /** `ecluse_tls_handshake_failures_total{side,reason}`; see {@link classifyTlsFailure}. */
+  tlsHandshakeFailure(side: MetricSide, reason: TlsFailureReason): void {
+    this.#tls[side][reason].value++
+  }
+
+  /** `ecluse_open_connections{side}` + 1. */
+  connectionOpened(side: ConnectionSide): void {
+    this.#connections[side].value++
+  }
+
+  /** `ecluse_open_connections{side}` − 1. */
+  connectionClosed(side: ConnectionSide): void {
+    this.#connections[side].value--
+  }
+
+  /**
+   * `ecluse_rejected_requests_total{reason}`. The listed {@link REJECT_REASONS} are pre-bound; any
+   * other error code (a bounded enum) gets its series on first use.
+   */
+  requestRejected(reason: ErrorCode): void {
+    let cell = this.#rejectedCells.get(reason)
+    if (cell === undefined) {
+      if (!(reason in ERROR_CODES)) return
+      cell = this.#rejected.cell({ reason })
+      this.#rejectedCells.set(reason, cell)
+    }
+    cell.value++
+  }
+
+  /** `ecluse_reloads_total{result}`. */
+  reload(result: ReloadResult): void {
+    this.#reloads.inc({ result })
+  }
+
+  /**
+   * `ecluse_certificate_expiry_timestamp_seconds{side,name}` = the certificate's notAfter.
+   * A number is Unix time in **milliseconds** (as `Date.getTime()`).
+   */
+  certificateExpiry(side: MetricSide, name: CertificateName, notAfter: Date | number): void {
+    const ms = typeof notAfter === 'number' ? notAfter : notAfter.getTime()
+    if (!Number.isFinite(ms)) return
+    this.#certExpiry.set({ side, name }, Math.floor(ms / 1000))
+  }
+
+  /** The whole registry in Prometheus text format (folds the cells in first, via `collect`). */
+  render(): Promise<string> {
+    return this.registry.metrics()
+  }
+}
+
+/** The gateway's version from package.json, found by walking up from this module (src or dist). */
+function packageVersion(): string {
+  let dir = new URL('.', import.meta.url)
+  for (let i = 0; i < 4; i++) {
+    dir = new URL('..', dir)
+    try {
+      const pkg = JSON.parse(readFileSync(new URL('package.json', dir), 'utf8')) as { name?: unknown; version?: unknown }
+      if (pkg.name === 'ecluse' && typeof pkg.version === 'string') return pkg.version
+    } catch {
+      // not here; keep walking up
+    }
+  }
+  return 'unknown'
+}
