@@ -110,7 +110,7 @@ export async function loadConfigFile(file: string): Promise<Config> {
 
 /**
  * Returns a copy of `config` with every file path resolved against `baseDir`. Exported for callers
- * that build a configuration in memory (tests, `ecluse config check` on stdin later).
+ * that build a configuration in memory (tests, tools).
  */
 export function resolveConfigPaths(config: Config, baseDir: string): Config {
   const at = (p: string) => resolve(baseDir, p)
