@@ -1,0 +1,255 @@
+/**
+ * JSON Pointer patterns (RFC 6901 with a `*` wildcard segment) compiled once at boot into a
+ * deterministic matcher, so the rewriter's hot path does one `Map` lookup per member or element.
+ *
+ * A pattern is an RFC 6901 pointer (`/records/0/passport`, `~0` for `~`, `~1` for `/`) in which a
+ * segment that is exactly `*` matches any member name and any array index. A literal segment that
+ * is a canonical array index (`0`, `17`, never `01` or `-`) matches that array index as well as the
+ * member of that name (RFC 6901 §4: a reference token applies to whichever container it meets).
+ *
+ * The patterns are compiled into a trie and then, by subset construction, into a DFA whose states
+ * already know every pattern they may be in: a wildcard and a literal that both match are merged at
+ * boot, never searched at run time.
+ */
+import { EcluseError } from '../../errors.js'
+
+/** A location in a JSON document: member names and array indices, outermost first. */
+export type JsonPointer = readonly (string | number)[]
+
+/** The wildcard segment of a pattern. */
+export const ANY_SEGMENT: unique symbol = Symbol('json-pointer-any')
+
+/** One parsed pattern segment: a member name / index token, or the wildcard. */
+export type PatternSegment = string | typeof ANY_SEGMENT
+
+/** A target pattern and the data the action receives when it matches (an action name, key id…). */
+export interface JsonTargetSpec<R> {
+  readonly pattern: string
+  readonly rule: R
+}
+
+/**
+ * Record binding: every container value at `pattern` is a record; it is buffered whole (bounded)
+ * and the string or safe-integer member `idMember` directly inside it is handed to the actions of
+ * every targeted value inside the same record. In NDJSON, `''` makes every line a record.
+ */
+export interface JsonRecordSpec {
+  readonly pattern: string
+  readonly idMember: string
+}
+
+export interface JsonRulesSpec<R> {
+  readonly targets: readonly JsonTargetSpec<R>[]
+  readonly record?: JsonRecordSpec
+}
+
+/** One compiled target pattern. */
+export interface CompiledTarget<R> {
+  readonly pattern: string
+  readonly segments: readonly PatternSegment[]
+  readonly rule: R
+}
+
+/**
+ * A DFA state: where a value sits relative to every pattern at once. `null` stands for the dead
+ * state (no pattern can match at or below this location), which the rewriter treats as plain
+ * validation and pass-through.
+ */
+export class MatchState<R> {
+  /** Transitions on explicit member names (wildcard transitions already merged in). */
+  names: Map<string, MatchState<R>> | null = null
+  /** Transition for any other member name or array index (the wildcard), or dead. */
+  other: MatchState<R> | null = null
+  /** Some key in `names` is a canonical array index: arrays must look their index up. */
+  indexNames = false
+  /** The value here is targeted by this pattern. */
+  target: CompiledTarget<R> | null = null
+  /** A container value here is a record. */
+  isRecord = false
+  /** Some direct child may be a target: members must be held until the action is known (removal). */
+  holdsTargets = false
+
+  /** The state of the member `name` of an object in this state. */
+  member(name: string): MatchState<R> | null {
+    if (this.names !== null) {
+      const s = this.names.get(name)
+      if (s !== undefined) return s
+    }
+    return this.other
+  }
+
+  /** The state of element `index` of an array in this state. */
+  element(index: number): MatchState<R> | null {
+    if (this.indexNames) {
+      const s = this.names!.get(String(index))
+      if (s !== undefined) return s
+    }
+    return this.other
+  }
+}
+
+/** A rule set compiled at boot; share it between every stream of a route. */
+export interface CompiledRules<R = unknown> {
+  /** The state of a top-level value, or `null` when nothing can ever match. */
+  readonly root: MatchState<R> | null
+  readonly targets: readonly CompiledTarget<R>[]
+  readonly record: JsonRecordSpec | null
+}
+
+const INDEX_TOKEN = /^(0|[1-9][0-9]{0,15})$/
+
+function invalid(detail: string): EcluseError {
+  return new EcluseError('config_invalid', detail)
+}
+
+/**
+ * Parses one pattern. `''` is the whole document; otherwise every segment starts with `/`.
+ *
+ * @example
+ * parsePattern('/records/*\/pass~1port') // ['records', ANY_SEGMENT, 'pass/port']
+ */
+export function parsePattern(pattern: string): PatternSegment[] {
+  if (typeof pattern !== 'string') throw invalid('a JSON pointer pattern must be a string')
+  if (pattern === '') return []
+  if (pattern.charCodeAt(0) !== 0x2f) throw invalid(`JSON pointer pattern "${pattern}" must start with "/"`)
+  const out: PatternSegment[] = []
+  for (const raw of pattern.slice(1).split('/')) {
+    if (raw === '*') {
+      out.push(ANY_SEGMENT)
+      continue
+    }
+    // RFC 6901 §3: "~" is only valid as "~0" or "~1"; §4: decode "~1" before "~0".
+    if (/~(?![01])/.test(raw)) throw invalid(`JSON pointer pattern "${pattern}" has an invalid "~" escape`)
+    out.push(raw.replace(/~1/g, '/').replace(/~0/g, '~'))
+  }
+  return out
+}
+
+/** Formats a location as an RFC 6901 pointer string (for logs; member names are not secrets). */
+export function formatPointer(pointer: JsonPointer): string {
+  let s = ''
+  for (const seg of pointer) {
+    s += '/' + (typeof seg === 'number' ? String(seg) : seg.replace(/~/g, '~0').replace(/\//g, '~1'))
+  }
+  return s
+}
+
+class TrieNode {
+  readonly id: number
+  readonly children = new Map<string, TrieNode>()
+  any: TrieNode | null = null
+  readonly targets: number[] = []
+  record = false
+  constructor(id: number) {
+    this.id = id
+  }
+}
+
+/**
+ * Compiles target patterns (and an optional record pattern) into a matcher. Refuses, as
+ * `config_invalid`, every ambiguous set: two patterns that can match the same location (which
+ * action would win?), a target at the document root (use whole-body sealing), a target that can
+ * contain another target or the record (the inner one would never be seen, since a targeted value
+ * is handed over whole), and a record pattern that can match a targeted value.
+ *
+ * @example
+ * const rules = compileRules({
+ *   targets: [{ pattern: '/records/*\/passport', rule: 'seal' }],
+ *   record: { pattern: '/records/*', idMember: 'id' },
+ * })
+ */
+export function compileRules<R>(spec: JsonRulesSpec<R>): CompiledRules<R> {
+  if (spec === null || typeof spec !== 'object' || !Array.isArray(spec.targets)) {
+    throw invalid('JSON rules need a "targets" list')
+  }
+  let nextId = 0
+  const trie = new TrieNode(nextId++)
+  const walk = (segments: readonly PatternSegment[]): TrieNode => {
+    let node = trie
+    for (const seg of segments) {
+      if (seg === ANY_SEGMENT) {
+        node.any ??= new TrieNode(nextId++)
+        node = node.any
+      } else {
+        let child = node.children.get(seg)
+        if (child === undefined) {
+          child = new TrieNode(nextId++)
+          node.children.set(seg, child)
+        }
+        node = child
+      }
+    }
+    return node
+  }
+
+  const targets: CompiledTarget<R>[] = []
+  for (const t of spec.targets) {
+    const segments = parsePattern(t.pattern)
+    if (segments.length === 0) throw invalid('a target cannot be the whole document ("" pattern); seal the body instead')
+    targets.push({ pattern: t.pattern, segments, rule: t.rule })
+    walk(segments).targets.push(targets.length - 1)
+  }
+
+  let record: JsonRecordSpec | null = null
+  if (spec.record !== undefined) {
+    const { pattern, idMember } = spec.record
+    if (typeof idMember !== 'string') throw invalid('a record needs an "idMember" name')
+    walk(parsePattern(pattern)).record = true
+    record = { pattern, idMember }
+  }
+
+  // Subset construction: a DFA state is the set of trie nodes a location can be in.
+  const memo = new Map<string, MatchState<R>>()
+  const build = (nodes: TrieNode[]): MatchState<R> | null => {
+    if (nodes.length === 0) return null
+    nodes.sort((a, b) => a.id - b.id)
+    const key = nodes.map((n) => n.id).join(',')
+    const known = memo.get(key)
+    if (known !== undefined) return known
+    const state = new MatchState<R>()
+    memo.set(key, state)
+
+    const hits: number[] = []
+    for (const n of nodes) {
+      hits.push(...n.targets)
+      if (n.record) state.isRecord = true
+    }
+    if (hits.length > 1) {
+      throw invalid(`JSON patterns "${targets[hits[0]!]!.pattern}" and "${targets[hits[1]!]!.pattern}" can match the same value`)
+    }
+    if (hits.length === 1) state.target = targets[hits[0]!]!
+
+    const anyNext: TrieNode[] = []
+    const names = new Set<string>()
+    for (const n of nodes) {
+      if (n.any !== null) anyNext.push(n.any)
+      for (const k of n.children.keys()) names.add(k)
+    }
+    state.other = build([...anyNext])
+    if (names.size > 0) {
+      state.names = new Map()
+      for (const name of names) {
+        const next = [...anyNext]
+        for (const n of nodes) {
+          const c = n.children.get(name)
+          if (c !== undefined) next.push(c)
+        }
+        state.names.set(name, build(next)!)
+        if (INDEX_TOKEN.test(name)) state.indexNames = true
+      }
+    }
+
+    const children = state.names === null ? [] : [...state.names.values()]
+    if (state.other !== null) children.push(state.other)
+    if (state.target !== null) {
+      if (state.isRecord) throw invalid(`the record pattern can match the targeted value "${state.target.pattern}"`)
+      if (children.length > 0) {
+        throw invalid(`the targeted value "${state.target.pattern}" can contain another target or the record`)
+      }
+    }
+    state.holdsTargets = children.some((c) => c.target !== null)
+    return state
+  }
+
+  return { root: targets.length === 0 && record === null ? null : build([trie]), targets, record }
+}
