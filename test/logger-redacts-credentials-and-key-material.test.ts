@@ -1,0 +1,80 @@
+import { Writable } from 'node:stream'
+import t from 'tap'
+import { createLogger, REDACTED } from '../src/observability/logger.js'
+
+/** Capture what the logger writes, one parsed JSON object per line. */
+function capture() {
+  const lines: string[] = []
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(...chunk.toString('utf8').split('\n').filter(Boolean))
+      cb()
+    },
+  })
+  return { stream, lines, text: () => lines.join('\n') }
+}
+
+const CANARY_KEY = 'CANARY-KEY-7f3a9c'
+const CANARY_AUTH = 'Bearer CANARY-TOKEN-51d2'
+const CANARY_COOKIE = 'session=CANARY-COOKIE-e80b'
+
+t.test('credentials and key material never reach the log, at any depth', async (t) => {
+  const out = capture()
+  const log = createLogger({ level: 'debug', destination: out.stream })
+
+  log.info({ authorization: CANARY_AUTH, key: CANARY_KEY }, 'top level')
+  log.info(
+    {
+      req: { headers: { authorization: CANARY_AUTH, cookie: CANARY_COOKIE, 'proxy-authorization': CANARY_AUTH, accept: '*/*' } },
+      res: { headers: { 'set-cookie': [CANARY_COOKIE] } },
+    },
+    'headers',
+  )
+  log.warn({ upstream: { name: 'trusted', tls: { key: CANARY_KEY, cert: 'public' } } }, 'nested config')
+  log.debug({ jwks: { keys: [{ kty: 'EC', crv: 'P-256', x: 'pub-x', d: CANARY_KEY }] } }, 'array of JWKs')
+  log.debug({ jwk: { kty: 'RSA', n: 'pub-n', e: 'AQAB', d: CANARY_KEY, p: CANARY_KEY, q: CANARY_KEY, dp: CANARY_KEY, dq: CANARY_KEY, qi: CANARY_KEY } }, 'rsa')
+  log.debug({ a: { b: { c: { x: { e: { privateKey: CANARY_KEY, k: CANARY_KEY } } } } } }, 'deep')
+  log.info({ outgoing: { Authorization: CANARY_AUTH, Cookie: CANARY_COOKIE } }, 'wire casing')
+  log.child({ key: CANARY_KEY }).info('child bindings')
+  log.error({ err: Object.assign(new Error('boom'), { key: CANARY_KEY }) }, 'error with a key property')
+
+  const text = out.text()
+  t.equal(out.lines.length, 9, 'every line was written')
+  for (const canary of [CANARY_KEY, 'CANARY-TOKEN', 'CANARY-COOKIE']) {
+    t.notOk(text.includes(canary), `${canary} never appears`)
+  }
+
+  const [top, headers, nested, jwks, rsa, deep, casing, child, error] = out.lines.map((l) => JSON.parse(l))
+  t.equal(top.authorization, REDACTED)
+  t.equal(top.key, REDACTED)
+  t.same(headers.req.headers, {
+    authorization: REDACTED,
+    cookie: REDACTED,
+    'proxy-authorization': REDACTED,
+    accept: '*/*',
+  }, 'other headers are kept')
+  t.equal(headers.res.headers['set-cookie'], REDACTED)
+  t.same(nested.upstream.tls, { key: REDACTED, cert: 'public' })
+  t.same(jwks.jwks.keys[0], { kty: 'EC', crv: 'P-256', x: 'pub-x', d: REDACTED }, 'public members stay')
+  t.same(rsa.jwk, { kty: 'RSA', n: 'pub-n', e: 'AQAB', d: REDACTED, p: REDACTED, q: REDACTED, dp: REDACTED, dq: REDACTED, qi: REDACTED })
+  t.same(deep.a.b.c.x.e, { privateKey: REDACTED, k: REDACTED })
+  t.same(casing.outgoing, { Authorization: REDACTED, Cookie: REDACTED })
+  t.equal(child.key, REDACTED)
+  t.equal(error.err.key, REDACTED)
+  t.equal(error.err.message, 'boom')
+})
+
+t.test('lines are JSON with an ISO time, a string level and the service name', async (t) => {
+  const out = capture()
+  const log = createLogger({ level: 'info', destination: out.stream })
+  const original = { headers: { authorization: CANARY_AUTH } }
+  log.info(original, 'hello')
+  log.debug('not written at info')
+  t.equal(out.lines.length, 1)
+  const line = JSON.parse(out.lines[0]!)
+  t.equal(line.service, 'ecluse')
+  t.equal(line.level, 'info')
+  t.equal(line.msg, 'hello')
+  t.match(line.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
+  t.equal(original.headers.authorization, CANARY_AUTH, 'the caller’s object is not mutated')
+})
