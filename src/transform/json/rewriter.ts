@@ -4,8 +4,9 @@
  * each targeted value to an action, without ever holding more than one targeted value, one member
  * prefix or one record.
  *
- * Output is produced as slices (`subarray`) of the input chunks: untargeted bytes are never copied,
- * re-encoded or retained past the chunk they arrived in. The only bytes held are
+ * Output is produced as slices (`subarray`) of the input chunks: untargeted bytes are never
+ * re-encoded nor retained past the chunk they arrived in (a chunk with edits is concatenated once,
+ * a chunk without goes out as the same buffer). The only bytes held across chunks are
  *  - a member being decided in a container that holds targets (its separator, name and, for a
  *    target, its value), so that a removal can also remove the right comma;
  *  - a whole record when record binding is configured (its id may come after the targets).
@@ -38,7 +39,7 @@ export interface JsonTarget<R = unknown> {
   readonly pattern: string
   /** The actual location, e.g. `['records', 3, 'passport']`. */
   readonly pointer: JsonPointer
-  /** The value's exact JSON text as received (already validated). Safe to keep. */
+  /** The value's exact JSON text as received (already validated). May be a view of an input chunk: copy it to keep it. */
   readonly raw: Buffer
   readonly type: JsonValueType
   /** The parsed value (`JSON.parse` of `raw`, on first access only). */
