@@ -147,6 +147,7 @@ export class Gateway {
       }
       for (const [name, pool] of this.#upstreams) if (!upstreams.has(name)) retired.push(pool)
 
+      this.metrics.registerRoutes(config.routes.map((r) => r.name))
       this.sponsor.reloadTls(tls.sponsor)
       this.proxy.state = { routes, upstreams, sponsor: { ...config.sponsor, listen: old.sponsor.listen } }
       this.#upstreams = upstreams

@@ -114,7 +114,11 @@ export const transformStepSchema = z.looseObject({ type: z.string().min(1) })
 
 export const routeSchema = z
   .object({
-    name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be lower-case letters, digits, "-" or "_"'),
+    name: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be lower-case letters, digits, "-" or "_"')
+      // "unmatched" is the metrics label of requests that matched no route.
+      .refine((n) => n !== 'unmatched', '"unmatched" is reserved'),
     methods: z
       .array(z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']))
       .min(1),

@@ -65,24 +65,39 @@ export class AccreditationService {
     res.setHeader('x-powered-by', 'demo')
     res.setHeader('x-internal-trace', 'trusted-side-only')
     const parts = url.pathname.split('/').filter(Boolean)
-    if (url.pathname === '/healthz') return send(res, 200, { status: 'ok' })
-    if (parts[0] !== 'v1' || parts[1] !== 'accreditations' || parts.length > 3) return send(res, 404, { error: 'not_found' })
+    if (url.pathname === '/healthz') {
+      send(res, 200, { status: 'ok' })
+      return
+    }
+    if (parts[0] !== 'v1' || parts[1] !== 'accreditations' || parts.length > 3) {
+      send(res, 404, { error: 'not_found' })
+      return
+    }
     const id = parts[2]
     if (req.method === 'GET' && id === undefined) {
       const status = url.searchParams.get('status')
       const records = [...this.records.values()].filter((r) => status === null || r.status === status)
-      return send(res, 200, { records })
+      send(res, 200, { records })
+      return
     }
     if (req.method === 'GET' && id !== undefined) {
       const record = this.records.get(id)
-      return record === undefined ? send(res, 404, { error: 'not_found' }) : send(res, 200, record)
+      if (record === undefined) send(res, 404, { error: 'not_found' })
+      else send(res, 200, record)
+      return
     }
     if (req.method === 'POST' && id === undefined) {
       this.#readJson(req, res, (body) => {
-        if (typeof body !== 'object' || body === null || Array.isArray(body)) return send(res, 400, { error: 'expected an object' })
+        if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+          send(res, 400, { error: 'expected an object' })
+          return
+        }
         const input = body as Record<string, unknown>
         const status = input['status'] ?? 'pending'
-        if (typeof status !== 'string' || !STATUSES.has(status)) return send(res, 400, { error: 'bad status' })
+        if (typeof status !== 'string' || !STATUSES.has(status)) {
+          send(res, 400, { error: 'bad status' })
+          return
+        }
         const record: AccreditationRecord = {
           ...input,
           id: randomUUID(),

@@ -177,7 +177,10 @@ export class SponsorListener {
     const code = clientErrorCode(err)
     this.#metrics.requestRejected(code)
     this.#log.info({ code, parserError: err.code }, 'sponsor request refused by the HTTP parser')
-    if (socket.writable && !(socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+    // The parser may fail after a request was handed to the proxy (a bad chunk in the body): the
+    // error can still be answered as long as that request's response has not started.
+    const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
+    if (socket.writable && (pending == null || !pending.headersSent)) {
       const body = publicErrorBody(code)
       socket.end(
         `HTTP/1.1 ${ERROR_CODES[code].status} ${httpReason(ERROR_CODES[code].status)}\r\n` +

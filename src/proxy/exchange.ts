@@ -23,7 +23,7 @@ import type { GatewayMetrics } from '../observability/metrics.js'
 import { normalizeTarget } from '../route/path.js'
 import type { CompiledRoute, RouteTable } from '../route/table.js'
 import type { BodyTransform, Direction, MessageHeaders, TransformContext } from '../transform/types.js'
-import type { UpstreamPool, UpstreamResponse } from '../upstream/pool.js'
+import { type UpstreamPool, type UpstreamResponse, upstreamBodyError } from '../upstream/pool.js'
 import { BodyLimit } from './body-limit.js'
 import { buildSponsorHeaders, buildUpstreamHeaders } from './headers.js'
 
@@ -120,20 +120,25 @@ class Exchange {
     }
     this.#principal = principal
 
-    if (this.#proxy.draining) return this.#refuse('shutting_down', 'draining')
+    if (this.#proxy.draining) {
+      this.#refuse('shutting_down', 'draining')
+      return
+    }
 
     let target: { path: string; query: string }
     try {
       target = normalizeTarget(req.url ?? '')
     } catch (err) {
       this.#proxy.metrics.authorizationDenied('unmatched', 'path_rejected')
-      return this.#refuse('path_rejected', (err as Error).message)
+      this.#refuse('path_rejected', (err as Error).message)
+      return
     }
 
     const match = this.#state.routes.match(req.method ?? '', target.path)
     if ('error' in match) {
       this.#proxy.metrics.authorizationDenied('unmatched', match.error)
-      return this.#refuse(match.error, `${req.method} ${target.path}`)
+      this.#refuse(match.error, `${req.method} ${target.path}`)
+      return
     }
     const route = match.route
     this.#route = route
@@ -141,16 +146,21 @@ class Exchange {
 
     if (!isAllowed(route, principal)) {
       this.#proxy.metrics.authorizationDenied(route.name, 'principal_not_allowed')
-      return this.#refuse('forbidden', `principal ${principal.id} is not allowed on route ${route.name}`)
+      this.#refuse('forbidden', `principal ${principal.id} is not allowed on route ${route.name}`)
+      return
     }
 
     const declaredLength = req.headers['content-length']
     if (declaredLength !== undefined && Number(declaredLength) > route.maxBodyBytes) {
-      return this.#refuse('body_too_large', `content-length ${declaredLength} > ${route.maxBodyBytes}`)
+      this.#refuse('body_too_large', `content-length ${declaredLength} > ${route.maxBodyBytes}`)
+      return
     }
 
     const upstream = this.#state.upstreams.get(route.upstream)
-    if (upstream === undefined) return this.#refuse('internal', `no pool for upstream ${route.upstream}`)
+    if (upstream === undefined) {
+      this.#refuse('internal', `no pool for upstream ${route.upstream}`)
+      return
+    }
 
     const headers = buildUpstreamHeaders(req.rawHeaders, route, {
       requestId: this.#requestId,
@@ -168,7 +178,8 @@ class Exchange {
       try {
         stages = this.#beginTransforms(route.requestTransforms, 'request', headers)
       } catch (err) {
-        return this.#refuseWith(err, 'request_transform_failed')
+        this.#refuseWith(err, 'request_transform_failed')
+        return
       }
       if (stages.length > 0) delete headers['content-length']
       body = this.#requestBodyPipeline(route, stages)
@@ -195,7 +206,7 @@ class Exchange {
           this.#proxy.metrics.upstreamTtfb(route.name, this.#upstreamMs / 1000)
           this.#respond(route, upstreamRes)
         },
-        (err: unknown) => this.#onUpstreamError(route, err),
+        (err: unknown) => this.#onUpstreamError(err),
       )
   }
 
@@ -232,7 +243,7 @@ class Exchange {
     const res = this.#res
     const upstreamBody = upstreamRes.body
     this.#proxy.metrics.upstreamResponse(route.name, statusClass(upstreamRes.statusCode))
-    if (res.destroyed) {
+    if (this.#clientGone()) {
       upstreamBody.destroy()
       return
     }
@@ -246,7 +257,8 @@ class Exchange {
         stages = this.#beginTransforms(route.responseTransforms, 'response', headers)
       } catch (err) {
         upstreamBody.destroy()
-        return this.#refuseWith(err, 'transform_failed')
+        this.#refuseWith(err, 'transform_failed')
+        return
       }
       if (stages.length > 0) delete headers['content-length']
     }
@@ -266,7 +278,7 @@ class Exchange {
       if (!err) return
       // Fail closed: the status line is gone, so the only safe signal left is an abort.
       this.#aborted = true
-      this.#code ??= isEcluseError(err) ? err.code : 'upstream_reset'
+      this.#code ??= upstreamBodyError(route.upstream, err).code
       this.#proxy.log.warn(
         { reqId: this.#requestId, route: route.name, code: this.#code, err: (err as Error).message },
         'response aborted mid-stream',
@@ -275,22 +287,29 @@ class Exchange {
     })
   }
 
-  #onUpstreamError(route: CompiledRoute, err: unknown): void {
-    if (this.#res.destroyed || (this.#abort.signal.aborted && this.#requestBodyError === undefined)) {
+  /** The client closed, or the listener already answered on the socket (a late parser error). */
+  #clientGone(): boolean {
+    const socket = this.#res.socket
+    return this.#res.destroyed || socket === null || !socket.writable
+  }
+
+  #onUpstreamError(err: unknown): void {
+    if (this.#clientGone() || (this.#abort.signal.aborted && this.#requestBodyError === undefined)) {
       // The client went away first; nothing left to tell it.
       this.#aborted = true
       return
     }
-    const cause = this.#requestBodyError ?? err
-    if (isEcluseError(cause) && cause.code.startsWith('upstream_')) {
-      this.#proxy.metrics.upstreamError(route.upstream, cause.code)
-    }
-    this.#refuseWith(cause, 'upstream_bad_response')
+    // Upstream failures are counted by the pool itself (its onError hook), not here.
+    this.#refuseWith(this.#requestBodyError ?? err, 'upstream_bad_response')
   }
 
   #refuseWith(err: unknown, fallback: ErrorCode): void {
-    if (isEcluseError(err)) return this.#refuse(err.code, err.message)
-    return this.#refuse(fallback, err instanceof Error ? err.message : String(err))
+    if (isEcluseError(err)) {
+      this.#refuse(err.code, err.message)
+      return
+    }
+    this.#refuse(fallback, err instanceof Error ? err.message : String(err))
+    return
   }
 
   /** Terse error to the client, detail to the log; the connection closes if a body was left unread. */
@@ -298,7 +317,7 @@ class Exchange {
     const res = this.#res
     this.#code = code
     this.#proxy.log.info({ reqId: this.#requestId, route: this.#route?.name, code, detail }, 'request refused')
-    if (res.headersSent || res.destroyed) {
+    if (res.headersSent || this.#clientGone()) {
       this.#aborted = true
       res.destroy()
       return

@@ -1,0 +1,45 @@
+import net from 'node:net'
+import t from 'tap'
+import { Harness, metricValue } from '../helpers/harness.js'
+
+async function closedPort(): Promise<number> {
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as net.AddressInfo).port
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+t.test('upstream down: a fast 502 upstream_refused', async (t) => {
+  const h = await Harness.start({ upstreamPort: await closedPort() })
+  t.teardown(() => h.close())
+  const started = performance.now()
+  const res = await h.request('/v1/records/1')
+  const elapsed = performance.now() - started
+  t.equal(res.status, 502)
+  t.equal((res.json() as { error: string }).error, 'upstream_refused')
+  t.ok(elapsed < 1000, `answered without waiting for a timeout (${elapsed.toFixed(0)} ms)`)
+  const metrics = await h.metrics()
+  t.ok(metricValue(metrics, 'ecluse_upstream_errors_total', { upstream: 'backend', kind: 'upstream_refused' }) >= 1)
+})
+
+t.test('upstream silent: 504 upstream_timeout at the headers timeout, not before', async (t) => {
+  const h = await Harness.start({ handler: () => {}, upstream: { headersTimeoutMs: 400 } })
+  t.teardown(() => h.close())
+  const started = performance.now()
+  const res = await h.request('/v1/records/1')
+  const elapsed = performance.now() - started
+  t.equal(res.status, 504)
+  t.equal((res.json() as { error: string }).error, 'upstream_timeout')
+  t.ok(elapsed >= 350, `waited for the timeout (${elapsed.toFixed(0)} ms)`)
+  t.equal(h.upstream.hits, 1, 'sent once, never retried')
+})
+
+t.test('upstream resets before answering: 502 upstream_reset, the POST sent exactly once', async (t) => {
+  const h = await Harness.start({ handler: (req) => req.socket.destroy() })
+  t.teardown(() => h.close())
+  const res = await h.request('/v1/records/1', { method: 'POST', body: '{"a":1}', headers: { 'content-type': 'application/json' } })
+  t.equal(res.status, 502)
+  t.equal((res.json() as { error: string }).error, 'upstream_reset')
+  t.equal(h.upstream.hits, 1, 'a non-idempotent request is not retried')
+})
