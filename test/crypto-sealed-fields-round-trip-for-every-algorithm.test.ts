@@ -1,0 +1,105 @@
+import t from 'tap'
+import {
+  FieldOpener,
+  FieldSealer,
+  type KeyAlg,
+  assertSealedFor,
+  generateKeySet,
+  isSealedFor,
+  parseKeySet,
+} from '../src/crypto/index.js'
+
+const ALGS: ReadonlyArray<{ name: string; alg: KeyAlg; crv?: 'X25519' | 'P-256' }> = [
+  { name: 'ECDH-ES+A256KW X25519', alg: 'ECDH-ES+A256KW', crv: 'X25519' },
+  { name: 'ECDH-ES+A256KW P-256', alg: 'ECDH-ES+A256KW', crv: 'P-256' },
+  { name: 'RSA-OAEP-256', alg: 'RSA-OAEP-256' },
+]
+
+const VALUES = ['"x"', '123', '{}', '""', '"é✓😀"', 'null', `"${'a'.repeat(100_000)}"`, '[1,{"b":[true]}]']
+const BINDINGS = [
+  { ptr: '' },
+  { ptr: '/a' },
+  { ptr: '/a~1b/~0c' },
+  { ptr: '/items/0/birthDate', rid: 'rec-42' },
+  { ptr: '/pérson/名前', rid: 'é' },
+]
+
+function header(jwe: string): Record<string, unknown> {
+  return JSON.parse(Buffer.from(jwe.split('.')[0]!, 'base64url').toString('utf8'))
+}
+
+for (const { name, alg, crv } of ALGS) {
+  t.test(`${name}: values round trip with their binding`, async (t) => {
+    const kid = `kid-${name.replace(/[^A-Za-z0-9]/g, '')}`
+    const g = generateKeySet({ alg, crv, kid, modulusLength: 2048 })
+    const pub = parseKeySet(g.publicJwks, { publicOnly: true })
+    const opener = new FieldOpener(parseKeySet(g.privateJwks, { requirePrivate: true }))
+    const sealer = new FieldSealer(pub, { route: 'accreditations' })
+    t.equal(sealer.kid, kid)
+    const seen = new Set<string>()
+    for (const value of VALUES) {
+      for (const b of BINDINGS) {
+        const jwe = sealer.seal(Buffer.from(value), b)
+        t.equal(jwe.split('.').length, 5)
+        const [, ek, iv] = jwe.split('.')
+        t.notOk(seen.has(ek!) || seen.has(iv!), 'fresh encrypted key and IV per field')
+        seen.add(ek!).add(iv!)
+        const opened = opener.open(jwe, { route: 'accreditations', ...b })
+        if (opened.toString('utf8') !== value) t.fail(`round trip of ${value.slice(0, 20)} at ${b.ptr}`)
+        t.ok(isSealedFor(jwe, pub, { route: 'accreditations', ...b }), 'public-key check agrees')
+      }
+    }
+    const h = header(sealer.seal(Buffer.from('1'), { ptr: '/n', rid: '7' }))
+    t.match(h, {
+      alg,
+      enc: 'A256GCM',
+      kid,
+      crit: ['ecl.route', 'ecl.ptr', 'ecl.rid'],
+      'ecl.route': 'accreditations',
+      'ecl.ptr': '/n',
+      'ecl.rid': '7',
+    })
+    t.same(Object.keys(h), alg === 'RSA-OAEP-256'
+      ? ['alg', 'enc', 'kid', 'crit', 'ecl.route', 'ecl.ptr', 'ecl.rid']
+      : ['alg', 'enc', 'kid', 'crit', 'ecl.route', 'ecl.ptr', 'ecl.rid', 'epk'], 'no other header member')
+    t.same(header(sealer.seal(Buffer.from('1'), { ptr: '/n' })).crit, ['ecl.route', 'ecl.ptr'], 'rid only when given')
+  })
+}
+
+t.test('all fields of one message share one epk; another message gets another', async (t) => {
+  const g = generateKeySet()
+  const pub = parseKeySet(g.publicJwks)
+  const one = new FieldSealer(pub, { route: 'r' })
+  const a = header(one.seal(Buffer.from('1'), { ptr: '/a' })).epk
+  const b = header(one.seal(Buffer.from('2'), { ptr: '/b' })).epk
+  const c = header(new FieldSealer(pub, { route: 'r' }).seal(Buffer.from('3'), { ptr: '/a' })).epk
+  t.same(a, b)
+  t.notSame(a, c)
+  t.match(a, { kty: 'OKP', crv: 'X25519', x: /^[A-Za-z0-9_-]{43}$/ })
+})
+
+t.test('invalid bindings are refused before anything is sealed', async (t) => {
+  const pub = parseKeySet(generateKeySet().publicJwks)
+  const s = new FieldSealer(pub, { route: 'r' })
+  const v = Buffer.from('1')
+  for (const ptr of ['a', '/~2', '/a~', '/\ud800']) {
+    t.throws(() => s.seal(v, { ptr }), { code: 'seal_failed' }, `ptr ${JSON.stringify(ptr)}`)
+  }
+  t.throws(() => s.seal(v, { ptr: `/${'a'.repeat(1024)}` }), { code: 'seal_failed' }, 'ptr too long')
+  t.throws(() => s.seal(v, { ptr: '/a', rid: 'x'.repeat(1025) }), { code: 'seal_failed' }, 'rid too long')
+  t.throws(() => s.seal('1' as unknown as Buffer, { ptr: '/a' }), { code: 'seal_failed' }, 'value must be bytes')
+  t.throws(() => new FieldSealer(pub, { route: '' }), { code: 'seal_failed' }, 'empty route')
+  t.throws(() => new FieldOpener(pub), { code: 'key_material_invalid' }, 'opening needs private keys')
+})
+
+t.test('the public-key check names its reason for the log', async (t) => {
+  const g = generateKeySet()
+  const pub = parseKeySet(g.publicJwks)
+  const jwe = new FieldSealer(pub, { route: 'r' }).seal(Buffer.from('1'), { ptr: '/a' })
+  t.doesNotThrow(() => assertSealedFor(jwe, pub, { route: 'r', ptr: '/a' }))
+  t.throws(() => assertSealedFor(jwe, pub, { route: 'r', ptr: '/b' }), { code: 'open_failed', status: 400, message: /ecl\.ptr/ })
+  t.notOk(isSealedFor('"plaintext"', pub, { route: 'r', ptr: '/a' }))
+  t.notOk(isSealedFor(42, pub, { route: 'r', ptr: '/a' }))
+  const other = parseKeySet(generateKeySet().publicJwks)
+  t.notOk(isSealedFor(jwe, other, { route: 'r', ptr: '/a' }), 'sealed for another key')
+})
