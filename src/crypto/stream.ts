@@ -1,0 +1,462 @@
+/**
+ * Sealed bodies: the record-based AEAD stream format of docs/sealed-stream-format.md ("ECLS" v1),
+ * modelled on RFC 8188's record layer. A header carries the stream key in a standard compact JWE for
+ * the recipient; the body is a sequence of AES-256-GCM records with nonce = base XOR counter and a
+ * delimiter byte marking the last record. Memory per stream is bounded by one record.
+ *
+ * The opening side never releases a byte that has not been authenticated: a record's plaintext is
+ * pushed only after its tag verified, and the last record only once the input has ended with nothing
+ * after it.
+ */
+import { type CipherGCM, type DecipherGCM, createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto'
+import { Transform, type TransformCallback } from 'node:stream'
+import { EcluseError } from '../errors.js'
+import { b64u, b64uDecode } from './base64url.js'
+import type { KeySet } from './keys.js'
+import {
+  ANY_VALUE,
+  STREAM_PROFILE,
+  TEST_SEAM,
+  type TestSeam,
+  checkClaim,
+  openFailed,
+  openParsedOnce,
+  parseCompact,
+  sealCompactOnce,
+} from './jwe.js'
+
+/** "ECLS": first bytes of every sealed stream. */
+export const STREAM_MAGIC = Buffer.from('ECLS', 'ascii')
+export const STREAM_VERSION = 1
+/** Value of the `ecl.fmt` claim in the key JWE's protected header. */
+export const STREAM_FORMAT_CLAIM = 'ecls/1'
+/** magic(4) version(1) flags(1) rs(4) jwe_len(2). */
+export const FIXED_HEADER_BYTES = 12
+export const TAG_BYTES = 16
+/** Bytes a record adds to its data: the delimiter and the tag. */
+export const RECORD_OVERHEAD = 1 + TAG_BYTES
+export const DELIMITER_MORE = 0x01
+export const DELIMITER_LAST = 0x02
+export const MIN_RECORD_SIZE = 16
+/** Format maximum of `rs` (16 MiB). */
+export const MAX_RECORD_SIZE = 16 * 1024 * 1024
+export const DEFAULT_RECORD_SIZE = 64 * 1024
+/** Default cap on `rs` when opening: a header may not make us buffer more than this per stream. */
+export const DEFAULT_MAX_OPEN_RECORD_SIZE = 1024 * 1024
+export const DEFAULT_MAX_JWE_BYTES = 8192
+const MAX_CONTENT_TYPE_CHARS = 255
+const HKDF_INFO_LABEL = Buffer.from('ecluse sealed-stream v1\0', 'ascii')
+
+const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+const QUOTED = '"(?:[\\t \\x21\\x23-\\x5b\\x5d-\\x7e]|\\\\[\\t \\x21-\\x7e])*"'
+/** RFC 9110 §8.3.1 media type with parameters, ASCII only: it becomes a response header later. */
+const MEDIA_TYPE = new RegExp(`^${TOKEN}/${TOKEN}(?:[ \\t]*;[ \\t]*(?:${TOKEN}=(?:${TOKEN}|${QUOTED}))?)*$`)
+
+/** True if `v` is a media type we are willing to carry and later emit as `content-type`. */
+export function isMediaType(v: unknown): v is string {
+  return typeof v === 'string' && v.length <= MAX_CONTENT_TYPE_CHARS && MEDIA_TYPE.test(v)
+}
+
+/**
+ * The record key and nonce base: HKDF-SHA-256 (RFC 5869) with the stream key as IKM, an empty salt
+ * and `info = "ecluse sealed-stream v1" 0x00 SHA-256(header)`. Binding the whole header (magic,
+ * version, flags, rs and the key JWE) here means a header bit flip changes every record key.
+ */
+export function deriveRecordKeys(streamKey: Uint8Array, header: Uint8Array): { key: Buffer; nonceBase: Buffer } {
+  const h = createHash('sha256').update(header).digest()
+  const okm = Buffer.from(hkdfSync('sha256', streamKey, Buffer.alloc(0), Buffer.concat([HKDF_INFO_LABEL, h]), 44))
+  return { key: okm.subarray(0, 32), nonceBase: okm.subarray(32, 44) }
+}
+
+/** nonce_i = nonce_base XOR i, with i a 96-bit big-endian integer (RFC 8188 §2.3). */
+export function recordNonce(nonceBase: Uint8Array, index: number): Buffer {
+  const n = Buffer.from(nonceBase)
+  const hi = Math.floor(index / 0x1_0000_0000)
+  const lo = index >>> 0
+  n.writeUInt32BE((n.readUInt32BE(4) ^ hi) >>> 0, 4)
+  n.writeUInt32BE((n.readUInt32BE(8) ^ lo) >>> 0, 8)
+  return n
+}
+
+export interface SealStreamOptions {
+  /** Media type of the body, kept encrypted inside the key JWE and restored on opening. */
+  readonly contentType: string
+  /** Plaintext bytes per record; default 64 KiB, from 16 bytes to 16 MiB. */
+  readonly recordSize?: number
+  /** If set, bound as `ecl.route` (critical) so the body opens only where that route is expected. */
+  readonly route?: string
+  /** @internal test-only, see `TEST_SEAM`. */
+  readonly [TEST_SEAM]?: TestSeam
+}
+
+/**
+ * A transform that seals whatever is written to it into one sealed stream for the current key of
+ * `recipients`. One key agreement per stream; ciphertext is released as it is produced (the tag of
+ * each record follows its data), with no copy of the input.
+ *
+ * @example
+ * await pipeline(fs.createReadStream('scan.pdf'), createSealStream(recipients, { contentType: 'application/pdf' }), out)
+ */
+export function createSealStream(recipients: KeySet, options: SealStreamOptions): Transform {
+  return new SealStream(recipients, options)
+}
+
+class SealStream extends Transform {
+  readonly #header: Buffer
+  readonly #key: Buffer
+  readonly #nonceBase: Buffer
+  readonly #rs: number
+  #headerSent = false
+  #index = 0
+  #inRecord = 0
+  #cipher: CipherGCM | undefined
+
+  constructor(recipients: KeySet, options: SealStreamOptions) {
+    super()
+    const rs = options.recordSize ?? DEFAULT_RECORD_SIZE
+    if (!Number.isInteger(rs) || rs < MIN_RECORD_SIZE || rs > MAX_RECORD_SIZE) {
+      throw new EcluseError('seal_failed', `recordSize must be an integer from ${MIN_RECORD_SIZE} to ${MAX_RECORD_SIZE}`)
+    }
+    if (!isMediaType(options.contentType)) throw new EcluseError('seal_failed', 'contentType is not a valid media type')
+    const claims: [string, string][] = [['ecl.fmt', STREAM_FORMAT_CLAIM]]
+    if (options.route !== undefined) {
+      const route = checkClaim('route', options.route)
+      if (route.length === 0) throw new EcluseError('seal_failed', 'route must not be empty')
+      claims.push(['ecl.route', route])
+    }
+    const seam = options[TEST_SEAM]
+    const streamKey = seam?.streamKey?.() ?? randomBytes(32)
+    let jwe: string
+    try {
+      const plaintext = Buffer.from(JSON.stringify({ k: b64u(streamKey), cty: options.contentType }), 'utf8')
+      jwe = sealCompactOnce(recipients.current, claims, plaintext, seam)
+      plaintext.fill(0)
+    } catch (err) {
+      throw new EcluseError('seal_failed', `stream key could not be sealed: ${(err as Error).message}`, { cause: err })
+    }
+    if (jwe.length > DEFAULT_MAX_JWE_BYTES) throw new EcluseError('seal_failed', 'stream key JWE too long')
+    const header = Buffer.alloc(FIXED_HEADER_BYTES + jwe.length)
+    STREAM_MAGIC.copy(header, 0)
+    header[4] = STREAM_VERSION
+    header[5] = 0 // flags: all reserved
+    header.writeUInt32BE(rs, 6)
+    header.writeUInt16BE(jwe.length, 10)
+    header.write(jwe, FIXED_HEADER_BYTES, 'latin1')
+    const { key, nonceBase } = deriveRecordKeys(streamKey, header)
+    streamKey.fill(0)
+    this.#header = header
+    this.#key = key
+    this.#nonceBase = nonceBase
+    this.#rs = rs
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    try {
+      if (!this.#headerSent) this.#sendHeader()
+      let off = 0
+      while (off < chunk.length) {
+        const take = Math.min(this.#rs - this.#inRecord, chunk.length - off)
+        this.#cipher ??= createCipheriv('aes-256-gcm', this.#key, recordNonce(this.#nonceBase, this.#index))
+        this.push(this.#cipher.update(off === 0 && take === chunk.length ? chunk : chunk.subarray(off, off + take)))
+        off += take
+        this.#inRecord += take
+        if (this.#inRecord === this.#rs) this.#endRecord(DELIMITER_MORE)
+      }
+      done()
+    } catch (err) {
+      done(err instanceof EcluseError ? err : new EcluseError('seal_failed', (err as Error).message, { cause: err }))
+    }
+  }
+
+  override _flush(done: TransformCallback): void {
+    try {
+      if (!this.#headerSent) this.#sendHeader()
+      this.#cipher ??= createCipheriv('aes-256-gcm', this.#key, recordNonce(this.#nonceBase, this.#index))
+      this.#endRecord(DELIMITER_LAST)
+      this.#key.fill(0)
+      done()
+    } catch (err) {
+      done(err instanceof EcluseError ? err : new EcluseError('seal_failed', (err as Error).message, { cause: err }))
+    }
+  }
+
+  #sendHeader(): void {
+    this.#headerSent = true
+    this.push(this.#header)
+  }
+
+  #endRecord(delimiter: number): void {
+    const cipher = this.#cipher!
+    const delim = cipher.update(Buffer.of(delimiter))
+    cipher.final()
+    this.push(Buffer.concat([delim, cipher.getAuthTag()]))
+    this.#cipher = undefined
+    this.#inRecord = 0
+    this.#index++
+  }
+}
+
+export interface OpenStreamOptions {
+  /** If set, the stream must have been sealed for exactly this route. */
+  readonly route?: string
+  /** Largest `rs` accepted (default 1 MiB): memory per stream is bounded by one record. */
+  readonly maxRecordSize?: number
+  /** Largest key JWE accepted (default 8 KiB). */
+  readonly maxJweBytes?: number
+}
+
+/** What the header of a sealed stream declared, available once it has been authenticated. */
+export interface SealedStreamInfo {
+  readonly kid: string
+  readonly contentType: string
+  readonly recordSize: number
+  readonly route: string | undefined
+}
+
+/** The opening transform; emits `'header'` with `SealedStreamInfo` before any plaintext. */
+export interface OpenStream extends Transform {
+  /** Set once the header has been opened. */
+  readonly info: SealedStreamInfo | undefined
+  on(event: 'header', listener: (info: SealedStreamInfo) => void): this
+  // biome-ignore lint/suspicious/noExplicitAny: mirrors the EventEmitter signature it overloads
+  on(event: string | symbol, listener: (...args: any[]) => void): this
+  once(event: 'header', listener: (info: SealedStreamInfo) => void): this
+  // biome-ignore lint/suspicious/noExplicitAny: mirrors the EventEmitter signature it overloads
+  once(event: string | symbol, listener: (...args: any[]) => void): this
+}
+
+/**
+ * A transform that opens a sealed stream with a private key set. Any failure (bad header, unknown
+ * key, wrong route, a bit flip anywhere, truncation, reordering, trailing bytes, an oversized record
+ * size) errors the stream with `EcluseError('open_failed')`; only whole authenticated records are
+ * ever pushed.
+ *
+ * @example
+ * const open = createOpenStream(privateKeys, { route: 'documents' })
+ * open.once('header', (info) => res.setHeader('content-type', info.contentType))
+ */
+export function createOpenStream(keys: KeySet, options: OpenStreamOptions = {}): OpenStream {
+  return new OpenStreamImpl(keys, options)
+}
+
+/** Phases of the opening transform. */
+const Phase = { Header: 0, Records: 1, Done: 2 } as const
+type Phase = (typeof Phase)[keyof typeof Phase]
+
+class OpenStreamImpl extends Transform implements OpenStream {
+  readonly #keys: KeySet
+  readonly #route: string | undefined
+  readonly #maxRs: number
+  readonly #maxJwe: number
+  #phase: Phase = Phase.Header
+  #info: SealedStreamInfo | undefined
+  // header phase
+  #headerParts: Buffer[] = []
+  #headerHave = 0
+  #headerNeed = FIXED_HEADER_BYTES
+  // record phase
+  #key: Buffer = Buffer.alloc(0)
+  #nonceBase: Buffer = Buffer.alloc(0)
+  #wire = 0
+  #index = 0
+  #inRecord = 0
+  #decipher: DecipherGCM | undefined
+  #parts: Buffer[] = []
+  #tail: Buffer = Buffer.alloc(0)
+  #held: Buffer[] | undefined
+
+  constructor(keys: KeySet, options: OpenStreamOptions) {
+    super()
+    if (!keys.hasPrivateKeys) throw new EcluseError('key_material_invalid', 'opening needs a private key set')
+    this.#keys = keys
+    this.#route = options.route
+    this.#maxRs = options.maxRecordSize ?? DEFAULT_MAX_OPEN_RECORD_SIZE
+    this.#maxJwe = options.maxJweBytes ?? DEFAULT_MAX_JWE_BYTES
+    if (!Number.isInteger(this.#maxRs) || this.#maxRs < MIN_RECORD_SIZE || this.#maxRs > MAX_RECORD_SIZE) {
+      throw new EcluseError('config_invalid', `maxRecordSize must be an integer from ${MIN_RECORD_SIZE} to ${MAX_RECORD_SIZE}`)
+    }
+    if (!Number.isInteger(this.#maxJwe) || this.#maxJwe < 1 || this.#maxJwe > 0xffff) {
+      throw new EcluseError('config_invalid', 'maxJweBytes must be an integer from 1 to 65535')
+    }
+  }
+
+  get info(): SealedStreamInfo | undefined {
+    return this.#info
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    try {
+      let off = 0
+      if (this.#phase === Phase.Header) off = this.#readHeader(chunk)
+      if (off < chunk.length) this.#readRecords(off === 0 ? chunk : chunk.subarray(off))
+      done()
+    } catch (err) {
+      this.#fail(err, done)
+    }
+  }
+
+  override _flush(done: TransformCallback): void {
+    try {
+      if (this.#phase === Phase.Header) openFailed('truncated: the stream ended inside its header')
+      if (this.#held === undefined) {
+        if (this.#inRecord === 0) openFailed('truncated: the stream ended without its last record')
+        this.#finishRecord(false)
+      }
+      for (const part of this.#held!) this.push(part)
+      this.#held = undefined
+      this.#phase = Phase.Done
+      done()
+    } catch (err) {
+      this.#fail(err, done)
+    }
+  }
+
+  #fail(err: unknown, done: TransformCallback): void {
+    this.#phase = Phase.Done
+    this.#parts = []
+    this.#held = undefined
+    this.#key.fill(0)
+    done(err instanceof EcluseError ? err : new EcluseError('open_failed', (err as Error).message, { cause: err }))
+  }
+
+  /** Accumulate the header (bounded by `maxJweBytes`); returns how much of `chunk` it consumed. */
+  #readHeader(chunk: Buffer): number {
+    let off = 0
+    while (this.#phase === Phase.Header && off < chunk.length) {
+      const take = Math.min(this.#headerNeed - this.#headerHave, chunk.length - off)
+      this.#headerParts.push(chunk.subarray(off, off + take))
+      this.#headerHave += take
+      off += take
+      if (this.#headerHave < this.#headerNeed) break
+      const header = Buffer.concat(this.#headerParts, this.#headerHave)
+      if (this.#headerNeed === FIXED_HEADER_BYTES) {
+        this.#checkFixedHeader(header)
+        this.#headerNeed = FIXED_HEADER_BYTES + header.readUInt16BE(10)
+        this.#headerParts = [header]
+      } else {
+        this.#openHeader(header)
+      }
+    }
+    return off
+  }
+
+  #checkFixedHeader(h: Buffer): void {
+    if (!h.subarray(0, 4).equals(STREAM_MAGIC)) openFailed('not a sealed stream (bad magic)')
+    if (h[4] !== STREAM_VERSION) openFailed(`unsupported sealed stream version ${h[4]}`)
+    if (h[5] !== 0) openFailed('reserved header flags set')
+    const rs = h.readUInt32BE(6)
+    if (rs < MIN_RECORD_SIZE || rs > this.#maxRs) openFailed(`record size ${rs} outside 16..${this.#maxRs}`)
+    const jweLen = h.readUInt16BE(10)
+    if (jweLen === 0 || jweLen > this.#maxJwe) openFailed(`key JWE length ${jweLen} outside 1..${this.#maxJwe}`)
+  }
+
+  #openHeader(header: Buffer): void {
+    const rs = header.readUInt32BE(6)
+    const jwe = header.toString('latin1', FIXED_HEADER_BYTES)
+    const p = parseCompact(
+      jwe,
+      this.#keys,
+      STREAM_PROFILE,
+      { 'ecl.fmt': STREAM_FORMAT_CLAIM, 'ecl.route': this.#route ?? ANY_VALUE },
+      this.#maxJwe,
+    )
+    const plaintext = openParsedOnce(p)
+    let doc: unknown
+    try {
+      doc = JSON.parse(plaintext.toString('utf8'))
+    } catch {
+      openFailed('stream key payload is not JSON')
+    } finally {
+      plaintext.fill(0)
+    }
+    if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) openFailed('stream key payload is not an object')
+    const { k, cty, ...rest } = doc as Record<string, unknown>
+    if (Object.keys(rest).length !== 0) openFailed('stream key payload has unknown members')
+    const streamKey = typeof k === 'string' ? b64uDecode(k, 43) : undefined
+    if (streamKey === undefined || streamKey.length !== 32) openFailed('stream key is not 32 bytes')
+    if (!isMediaType(cty)) openFailed('content type is not a valid media type')
+    const { key, nonceBase } = deriveRecordKeys(streamKey, header)
+    streamKey.fill(0)
+    this.#key = key
+    this.#nonceBase = nonceBase
+    this.#wire = rs + RECORD_OVERHEAD
+    this.#headerParts = []
+    this.#phase = Phase.Records
+    const route = p.header['ecl.route']
+    this.#info = Object.freeze({
+      kid: p.key.kid,
+      contentType: cty,
+      recordSize: rs,
+      route: typeof route === 'string' ? route : undefined,
+    })
+    this.emit('header', this.#info)
+  }
+
+  #readRecords(chunk: Buffer): void {
+    let off = 0
+    while (off < chunk.length) {
+      if (this.#held !== undefined) openFailed('trailing data after the last record')
+      const take = Math.min(this.#wire - this.#inRecord, chunk.length - off)
+      this.#feed(off === 0 && take === chunk.length ? chunk : chunk.subarray(off, off + take))
+      this.#inRecord += take
+      off += take
+      if (this.#inRecord === this.#wire) this.#finishRecord(true)
+    }
+  }
+
+  /**
+   * Decrypt a piece of the current record, holding back the last 16 bytes seen: until the record's
+   * end is known (its full size, or the end of input for the last record) they may be the tag.
+   * Decrypted bytes stay in `#parts` until the tag has verified.
+   */
+  #feed(piece: Buffer): void {
+    const tail = this.#tail
+    const total = tail.length + piece.length
+    if (total <= TAG_BYTES) {
+      this.#tail = tail.length === 0 ? Buffer.from(piece) : Buffer.concat([tail, piece])
+      return
+    }
+    this.#decipher ??= createDecipheriv('aes-256-gcm', this.#key, recordNonce(this.#nonceBase, this.#index))
+    const feed = total - TAG_BYTES
+    const fromTail = Math.min(tail.length, feed)
+    if (fromTail > 0) this.#parts.push(this.#decipher.update(tail.subarray(0, fromTail)))
+    const fromPiece = feed - fromTail
+    if (fromPiece > 0) this.#parts.push(this.#decipher.update(piece.subarray(0, fromPiece)))
+    this.#tail =
+      fromTail === tail.length ? Buffer.from(piece.subarray(fromPiece)) : Buffer.concat([tail.subarray(fromTail), piece])
+  }
+
+  #finishRecord(full: boolean): void {
+    if (this.#inRecord < RECORD_OVERHEAD) openFailed('truncated: a record is shorter than its tag and delimiter')
+    this.#decipher ??= createDecipheriv('aes-256-gcm', this.#key, recordNonce(this.#nonceBase, this.#index))
+    this.#decipher.setAuthTag(this.#tail)
+    try {
+      this.#decipher.final()
+    } catch {
+      openFailed(`record ${this.#index} failed authentication`)
+    }
+    const parts = this.#parts
+    // The delimiter is the last plaintext byte (RFC 8188 §2 uses the same trick for padding).
+    let last = parts.length - 1
+    while (parts[last]!.length === 0) last--
+    const lastPart = parts[last]!
+    const delimiter = lastPart[lastPart.length - 1]
+    parts.length = last + 1
+    parts[last] = lastPart.subarray(0, lastPart.length - 1)
+    const index = this.#index
+    this.#decipher = undefined
+    this.#parts = []
+    this.#tail = Buffer.alloc(0)
+    this.#inRecord = 0
+    this.#index++
+    if (delimiter === DELIMITER_MORE) {
+      if (!full) openFailed('truncated: the stream ended after a non-last record')
+      for (const part of parts) if (part.length > 0) this.push(part)
+    } else if (delimiter === DELIMITER_LAST) {
+      // Held back until the input ends, so trailing bytes fail the stream before this is released.
+      this.#held = parts.filter((part) => part.length > 0)
+    } else {
+      openFailed(`record ${index} has an invalid delimiter`)
+    }
+  }
+}
