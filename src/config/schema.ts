@@ -128,6 +128,11 @@ export const routeSchema = z
     allow: z.array(principalMatcher),
     upstream: z.string().min(1),
     maxBodyBytes: byteSize.default(1024 * 1024),
+    /**
+     * With request transforms, the transformed body is held until it is complete or this many bytes
+     * are ready before the upstream is contacted: a body refused within it never reaches the upstream.
+     */
+    requestHoldBytes: byteSize.default(64 * 1024),
     /** Request headers forwarded upstream, in addition to the default safe set. */
     requestHeaders: z.array(headerName).default([]),
     /** Response headers relayed to the sponsor, in addition to the default safe set. */

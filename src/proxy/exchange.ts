@@ -25,6 +25,7 @@ import type { CompiledRoute, RouteTable } from '../route/table.js'
 import type { BodyTransform, Direction, MessageHeaders, TransformContext } from '../transform/types.js'
 import { type UpstreamPool, type UpstreamResponse, upstreamBodyError } from '../upstream/pool.js'
 import { BodyLimit } from './body-limit.js'
+import { HoldBack } from './hold-back.js'
 import { buildSponsorHeaders, buildUpstreamHeaders } from './headers.js'
 
 /** What the proxy routes with; replaced as a whole on reload so a request sees one consistent state. */
@@ -95,6 +96,7 @@ class Exchange {
   #upstreamMs: number | undefined
   #code: ErrorCode | undefined
   #aborted = false
+  #forwarded = false
 
   constructor(proxy: ProxyHandler, state: ProxyState, req: IncomingMessage, res: ServerResponse) {
     this.#proxy = proxy
@@ -172,29 +174,46 @@ class Exchange {
 
     const hasBody =
       req.headers['transfer-encoding'] !== undefined || (declaredLength !== undefined && declaredLength !== '0')
-    let body: Readable | null = null
-    if (hasBody) {
-      let stages: Duplex[]
-      try {
-        stages = this.#beginTransforms(route.requestTransforms, 'request', headers)
-      } catch (err) {
-        this.#refuseWith(err, 'request_transform_failed')
-        return
-      }
-      if (stages.length > 0) delete headers['content-length']
-      body = this.#requestBodyPipeline(route, stages)
-    }
-
     if (expectContinue) res.writeContinue()
     // A client that goes away aborts the upstream request (and with it the upstream body).
     res.once('close', () => {
       if (!res.writableFinished) this.#abort.abort()
     })
+    if (!hasBody) {
+      this.#forward(upstream, route, target, headers, null)
+      return
+    }
+    let stages: Duplex[]
+    try {
+      stages = this.#beginTransforms(route.requestTransforms, 'request', headers)
+    } catch (err) {
+      this.#refuseWith(err, 'request_transform_failed')
+      return
+    }
+    if (stages.length === 0) {
+      this.#forward(upstream, route, target, headers, this.#requestBodyPipeline(route, stages, null))
+      return
+    }
+    // Transforms change the length, and may refuse the body: hold it back first (HoldBack).
+    delete headers['content-length']
+    const hold = new HoldBack(route.requestHoldBytes, () => {
+      if (this.#requestBodyError === undefined && !this.#clientGone()) this.#forward(upstream, route, target, headers, hold)
+    })
+    this.#requestBodyPipeline(route, stages, hold)
+  }
 
+  #forward(
+    upstream: UpstreamPool,
+    route: CompiledRoute,
+    target: { path: string; query: string },
+    headers: MessageHeaders,
+    body: Readable | null,
+  ): void {
+    this.#forwarded = true
     const sent = performance.now()
     upstream
       .request({
-        method: req.method ?? 'GET',
+        method: this.#req.method ?? 'GET',
         path: target.query === '' ? target.path : `${target.path}?${target.query}`,
         headers: headers as Record<string, string | string[]>,
         body,
@@ -210,14 +229,18 @@ class Exchange {
       )
   }
 
-  #requestBodyPipeline(route: CompiledRoute, stages: Duplex[]): Readable {
+  #requestBodyPipeline(route: CompiledRoute, stages: Duplex[], hold: HoldBack | null): Readable {
     const limit = new BodyLimit(route.maxBodyBytes)
     this.#requestBody = limit
     const streams: Array<Readable | Duplex> = [this.#req, limit, ...stages]
+    if (hold !== null) streams.push(hold)
     // pipeline() returns the last stream; undici reads it with back-pressure. Any stage's error
     // destroys the whole chain, so the upstream sees an aborted body, never a short one.
     return pipeline(streams as unknown as [Readable, Duplex], (err) => {
-      if (err) this.#requestBodyError ??= err
+      if (!err) return
+      this.#requestBodyError ??= err
+      // Refused while held back: the upstream was never contacted, so answer here.
+      if (!this.#forwarded) this.#refuseWith(err, 'request_transform_failed')
     }) as unknown as Readable
   }
 

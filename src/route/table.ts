@@ -26,6 +26,8 @@ export interface CompiledRoute {
   /** Key of `config.upstreams`. */
   readonly upstream: string
   readonly maxBodyBytes: number
+  /** With request transforms: bytes of transformed body held before the upstream is contacted. */
+  readonly requestHoldBytes: number
   /** Principal matchers (`uri:…`, `dns:…`, `cn:…`, `ou:…`); empty allows nobody. */
   readonly allow: ReadonlySet<string>
   /** Request header names forwarded upstream: the default safe set plus the route's additions. */
@@ -220,6 +222,7 @@ function compileRoute(route: RouteConfig, index: number, config: Config, env: Tr
     methods: new Set(route.methods),
     upstream: route.upstream,
     maxBodyBytes: route.maxBodyBytes,
+    requestHoldBytes: route.requestHoldBytes,
     allow: new Set(route.allow),
     requestHeaderAllow: headerAllow(DEFAULT_REQUEST_HEADERS, route.requestHeaders, 'request', config.sponsor, `${key}.requestHeaders`),
     responseHeaderAllow: headerAllow(DEFAULT_RESPONSE_HEADERS, route.responseHeaders, 'response', config.sponsor, `${key}.responseHeaders`),
