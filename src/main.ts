@@ -19,6 +19,11 @@ import { UpstreamPool } from './upstream/pool.js'
 export interface GatewayOptions {
   /** Overrides the configured logger (tests capture logs this way). */
   readonly log?: Logger
+  /**
+   * Open the admin listener (default true). Cluster workers pass false: the primary serves admin for
+   * all of them (src/cluster.ts), and a second listener on the same address could not bind.
+   */
+  readonly adminListener?: boolean
 }
 
 /** How long a readiness answer is reused, so scrapes and probes do not hammer the upstream. */
@@ -84,13 +89,17 @@ export class Gateway {
     gateway.#recordCertificates(tls)
     try {
       gateway.sponsorPort = (await gateway.sponsor.listen()).port
-      gateway.adminPort = (await gateway.admin.listen()).port
+      if (options.adminListener !== false) gateway.adminPort = (await gateway.admin.listen()).port
     } catch (err) {
       await gateway.#closeAll()
       throw err
     }
     log.info(
-      { sponsor: `${config.sponsor.listen.host}:${gateway.sponsorPort}`, admin: `${config.admin.listen.host}:${gateway.adminPort}`, routes: routes.routes.length },
+      {
+        sponsor: `${config.sponsor.listen.host}:${gateway.sponsorPort}`,
+        admin: options.adminListener === false ? undefined : `${config.admin.listen.host}:${gateway.adminPort}`,
+        routes: routes.routes.length,
+      },
       'écluse gateway started',
     )
     return gateway
