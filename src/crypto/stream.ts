@@ -213,9 +213,12 @@ export interface SealedStreamInfo {
   readonly route: string | undefined
 }
 
-/** The opening transform; emits `'header'` with `SealedStreamInfo` before any plaintext. */
+/**
+ * The opening transform; emits `'header'` with `SealedStreamInfo` once the whole header is
+ * authenticated (after the first record verified) and before any plaintext.
+ */
 export interface OpenStream extends Transform {
-  /** Set once the header has been opened. */
+  /** Set once the header is authenticated (the `'header'` event). */
   readonly info: SealedStreamInfo | undefined
   on(event: 'header', listener: (info: SealedStreamInfo) => void): this
   // biome-ignore lint/suspicious/noExplicitAny: mirrors the EventEmitter signature it overloads
@@ -250,6 +253,7 @@ class OpenStreamImpl extends Transform implements OpenStream {
   readonly #maxJwe: number
   #phase: Phase = Phase.Header
   #info: SealedStreamInfo | undefined
+  #pendingInfo: SealedStreamInfo | undefined
   // header phase
   #headerParts: Buffer[] = []
   #headerHave = 0
@@ -383,13 +387,14 @@ class OpenStreamImpl extends Transform implements OpenStream {
     this.#headerParts = []
     this.#phase = Phase.Records
     const route = p.header['ecl.route']
-    this.#info = Object.freeze({
+    // Announced only once the first record verifies: the JWE authenticates kid and content type,
+    // but the fixed header (rs, flags) is authenticated through the record key derivation.
+    this.#pendingInfo = Object.freeze({
       kid: p.key.kid,
       contentType: cty,
       recordSize: rs,
       route: typeof route === 'string' ? route : undefined,
     })
-    this.emit('header', this.#info)
   }
 
   #readRecords(chunk: Buffer): void {
@@ -434,6 +439,10 @@ class OpenStreamImpl extends Transform implements OpenStream {
       this.#decipher.final()
     } catch {
       openFailed(`record ${this.#index} failed authentication`)
+    }
+    if (this.#info === undefined) {
+      this.#info = this.#pendingInfo
+      this.emit('header', this.#info)
     }
     const parts = this.#parts
     // The delimiter is the last plaintext byte (RFC 8188 §2 uses the same trick for padding).
