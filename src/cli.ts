@@ -41,6 +41,8 @@ export interface Command {
 }
 
 const PROGRAM = 'ecluse'
+/** The ceiling of `serve --workers` (the same as src/cluster.ts, which is imported only by `serve`). */
+const MAX_WORKERS = 256
 
 /**
  * The command table. New commands (`keys init`, `seal`, `open`) are added here and nowhere else.
@@ -51,18 +53,29 @@ export const COMMANDS: Command[] = [
     summary: 'run the gateway',
     synopsis: '--config FILE',
     details: [
-      '--config, -c FILE   the configuration file (YAML)',
+      '--config, -c FILE    the configuration file (YAML)',
+      '--workers, -w N      worker processes sharing the sponsor port (default 1: one process);',
+      '                     with N > 1 the admin listener runs in the primary and aggregates them',
       '',
       'SIGHUP reloads certificates and configuration; SIGTERM or SIGINT drains and stops.',
+      'With workers, both are relayed to every worker and a crashed worker is restarted.',
     ],
-    options: { config: { type: 'string', short: 'c' } },
+    options: { config: { type: 'string', short: 'c' }, workers: { type: 'string', short: 'w' } },
     positionals: [],
     required: ['config'],
     async run(values, _positionals, io) {
-      const { runGateway } = await import('./main.js')
+      const workers = parseWorkers(values['workers'] as string | undefined, this)
+      const config = values['config'] as string
       // From here on the process lives until a signal; a late uncaught error still ends in one line.
+      if (workers === 1) {
+        const { runGateway } = await import('./main.js')
+        installLastResortHandlers(io)
+        await runGateway(config)
+        return 0
+      }
+      const { runCluster } = await import('./cluster.js')
       installLastResortHandlers(io)
-      await runGateway(values['config'] as string)
+      await runCluster(config, { workers })
       return 0
     },
   },
@@ -224,6 +237,16 @@ async function runCommand(command: Command, args: string[], io: CliIo): Promise<
     if (values[name] === undefined) throw new UsageError(`--${name} is required`, commandUsage(command))
   }
   return await command.run(values, positionals, io)
+}
+
+/** `--workers`: absent → 1; else a whole number from 1 to cluster.ts `MAX_WORKERS` (kept in step). */
+function parseWorkers(value: string | undefined, command: Command): number {
+  if (value === undefined) return 1
+  const n = /^[0-9]{1,3}$/.test(value) ? Number(value) : Number.NaN
+  if (!(n >= 1 && n <= MAX_WORKERS)) {
+    throw new UsageError(`--workers must be a whole number from 1 to ${MAX_WORKERS}`, commandUsage(command))
+  }
+  return n
 }
 
 /** parseArgs explains itself at length; keep the first sentence, in our voice. */

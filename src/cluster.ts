@@ -1,0 +1,420 @@
+/**
+ * Multi-core mode, `ecluse serve --workers N` (Node's `cluster`).
+ *
+ *   primary ── admin listener (metrics aggregated across workers, readiness = every worker ready)
+ *      ├── worker 1 ── Gateway (sponsor listener on the shared port, its own upstream pools)
+ *      └── worker N ── …
+ *
+ * - Boot: the primary validates the configuration, certificates and routes exactly as `config check`
+ *   does, opens the admin listener, then forks. Until every worker has reported ready once, a worker
+ *   that exits fails the whole boot (exit 1): a broken deployment must not crash-loop quietly.
+ * - Sharing the port: workers `listen()` through the primary (Node's round-robin handle on Linux), so
+ *   a configured port 0 is the same random port for every worker.
+ * - Signals: SIGHUP and SIGTERM/SIGINT are relayed to every worker (reload; drain then exit). The
+ *   primary exits once every worker has exited: 0 when all drained cleanly, 1 otherwise. A worker that
+ *   outlives its drain deadline by {@link KILL_GRACE_MS} is killed.
+ * - Crashes after boot: the worker is restarted with an exponential back-off per slot (250 ms, 500 ms,
+ *   … capped at 30 s); a worker that stayed up {@link STABLE_AFTER_MS} resets its slot's back-off.
+ * - A worker whose primary goes away (IPC channel closed) drains and exits: no orphans.
+ *
+ * One worker (`--workers 1`, the default) does not use this module: `runGateway` serves in-process.
+ */
+import cluster, { type Worker } from 'node:cluster'
+import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client'
+import type { Logger } from 'pino'
+import { AdminServer, type Readiness } from './admin/server.js'
+import { loadConfigFile } from './config/load.js'
+import type { Config } from './config/schema.js'
+import { loadAllTls } from './config/tls-material.js'
+import { Gateway } from './main.js'
+import { createLogger } from './observability/logger.js'
+import { GatewayMetrics } from './observability/metrics.js'
+import { compileRouteTable } from './route/table.js'
+
+/** The most workers `--workers` accepts (bounded by default; more than this is a typo). */
+export const MAX_WORKERS = 256
+/** A worker that outlives its drain deadline by this much is killed. */
+export const KILL_GRACE_MS = 5_000
+/** A worker that lived at least this long starts its slot's back-off again from the first step. */
+export const STABLE_AFTER_MS = 10_000
+/** How long the primary waits for one worker's readiness answer. */
+const READINESS_ASK_MS = 2_000
+
+/** Options for {@link runCluster}. */
+export interface ClusterOptions {
+  /** Worker processes, 2 … {@link MAX_WORKERS}. */
+  readonly workers: number
+  /** First restart delay after a crash; doubles per consecutive crash. Default 250 ms. */
+  readonly restartDelayMs?: number
+  /** Ceiling of the restart back-off. Default 30 s. */
+  readonly maxRestartDelayMs?: number
+}
+
+/** The restart delay after `failures` consecutive crashes of one slot (1 → `base`). */
+export function restartDelay(failures: number, baseMs = 250, maxMs = 30_000): number {
+  return Math.min(maxMs, baseMs * 2 ** Math.max(0, Math.min(failures - 1, 30)))
+}
+
+// ---- IPC messages (prom-client uses its own `type` field on the same channel; ours use `ecluse`)
+
+interface ReadyMessage {
+  readonly ecluse: 'ready'
+  readonly sponsorPort: number
+}
+interface ReadinessQuery {
+  readonly ecluse: 'readiness?'
+  readonly id: number
+}
+interface ReadinessAnswer {
+  readonly ecluse: 'readiness'
+  readonly id: number
+  readonly readiness: Readiness
+}
+type WorkerMessage = ReadyMessage | ReadinessAnswer
+
+function isWorkerMessage(msg: unknown): msg is WorkerMessage {
+  return typeof msg === 'object' && msg !== null && typeof (msg as { ecluse?: unknown }).ecluse === 'string'
+}
+
+/**
+ * `ecluse serve --workers N`: in the primary, validates, opens the admin listener and forks; in a
+ * worker (the same command line, re-run by `cluster.fork()`), starts the gateway on the shared port.
+ * Resolves once started; the process then lives until a signal.
+ *
+ * @throws EcluseError `config_invalid` / `tls_material_invalid` from the primary's boot check, or the
+ *   admin listener's bind error.
+ * @example
+ * await runCluster('config/gateway.yaml', { workers: 4 })
+ */
+export async function runCluster(configPath: string, options: ClusterOptions): Promise<void> {
+  if (cluster.isWorker) {
+    try {
+      await runWorker(configPath)
+    } catch (err) {
+      // The IPC channel would keep this process alive after the CLI reports the error: let it go.
+      cluster.worker?.disconnect()
+      throw err
+    }
+    return
+  }
+  const primary = await ClusterPrimary.start(configPath, options)
+  process.on('SIGHUP', () => primary.relay('SIGHUP'))
+  process.on('SIGTERM', () => primary.stop('SIGTERM'))
+  process.on('SIGINT', () => primary.stop('SIGINT'))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Primary
+
+interface Slot {
+  readonly index: number
+  worker: Worker | undefined
+  startedAt: number
+  ready: boolean
+  /** Consecutive crashes of this slot (reset once a worker stays up STABLE_AFTER_MS). */
+  failures: number
+  restartTimer: NodeJS.Timeout | undefined
+  sponsorPort: number
+}
+
+/**
+ * The primary's admin metrics: every worker's registry aggregated by prom-client's
+ * `AggregatorRegistry.clusterMetrics()`, followed by the primary's own cluster series. A subclass of
+ * `GatewayMetrics` only so that `AdminServer` can use it as is; its own gateway families stay unused
+ * (every request is counted in a worker).
+ */
+class ClusterAdminMetrics extends GatewayMetrics {
+  readonly #aggregator = new AggregatorRegistry()
+  readonly #own: Registry
+
+  constructor(own: Registry) {
+    super({ routes: [], defaultMetrics: false })
+    this.#own = own
+  }
+
+  override async render(): Promise<string> {
+    const [workers, own] = await Promise.all([this.#aggregator.clusterMetrics(), this.#own.metrics()])
+    return workers + own
+  }
+}
+
+class ClusterPrimary {
+  readonly #configPath: string
+  readonly #config: Config
+  readonly #log: Logger
+  readonly #slots: Slot[] = []
+  readonly #byWorkerId = new Map<number, Slot>()
+  readonly #admin: AdminServer
+  readonly #restartDelayMs: number
+  readonly #maxRestartDelayMs: number
+  readonly #pending = new Map<number, (answer: Readiness | undefined) => void>()
+  readonly #restarts: Counter
+  #nextQueryId = 0
+  #adminPort = 0
+  #started = false
+  #stopping = false
+  #cleanExit = true
+  #killTimer: NodeJS.Timeout | undefined
+
+  private constructor(configPath: string, config: Config, log: Logger, options: ClusterOptions) {
+    this.#configPath = configPath
+    this.#config = config
+    this.#log = log
+    this.#restartDelayMs = options.restartDelayMs ?? 250
+    this.#maxRestartDelayMs = options.maxRestartDelayMs ?? 30_000
+    for (let index = 0; index < options.workers; index++) {
+      this.#slots.push({ index, worker: undefined, startedAt: 0, ready: false, failures: 0, restartTimer: undefined, sponsorPort: 0 })
+    }
+    const own = new Registry()
+    const slots = this.#slots
+    new Gauge<'state'>({
+      name: 'ecluse_cluster_workers',
+      help: 'Worker processes: configured, and ready (listening and reported ready).',
+      labelNames: ['state'],
+      registers: [own],
+      collect() {
+        this.set({ state: 'configured' }, slots.length)
+        this.set({ state: 'ready' }, slots.filter((s) => s.ready).length)
+      },
+    })
+    this.#restarts = new Counter({
+      name: 'ecluse_cluster_worker_restarts_total',
+      help: 'Workers restarted by the primary after an unexpected exit.',
+      registers: [own],
+    })
+    this.#admin = new AdminServer({
+      listen: config.admin.listen,
+      metrics: new ClusterAdminMetrics(own),
+      readiness: () => this.readiness(),
+      log,
+    })
+  }
+
+  static async start(configPath: string, options: ClusterOptions): Promise<ClusterPrimary> {
+    if (!Number.isInteger(options.workers) || options.workers < 2 || options.workers > MAX_WORKERS) {
+      throw new RangeError(`workers must be an integer from 2 to ${MAX_WORKERS}`)
+    }
+    // The same checks as `config check`, once, before any fork: a broken file fails here with the
+    // loader's message instead of N workers failing with it.
+    const config = await loadConfigFile(configPath)
+    await loadAllTls(config)
+    const log = createLogger({ level: config.log.level }).child({ role: 'primary' })
+    compileRouteTable(config, { log })
+    const primary = new ClusterPrimary(configPath, config, log, options)
+    primary.#adminPort = (await primary.#admin.listen()).port
+    cluster.on('message', (worker, msg: unknown) => primary.#onMessage(worker, msg))
+    cluster.on('exit', (worker, code, signal) => primary.#onExit(worker, code, signal))
+    for (const slot of primary.#slots) primary.#fork(slot)
+    return primary
+  }
+
+  /** Ready when every worker is up and answers ready; each worker's failing checks are shown. */
+  async readiness(): Promise<Readiness> {
+    const checks: Record<string, string> = {}
+    if (this.#stopping) checks['shutdown'] = 'draining'
+    // Captured before awaiting: a worker may exit while the others answer.
+    const live = this.#slots.filter((s) => s.ready && s.worker !== undefined).map((s) => s.worker!)
+    checks['workers'] = live.length === this.#slots.length ? 'ok' : `workers_not_ready: ${live.length} of ${this.#slots.length}`
+    const answers = await Promise.all(live.map((w) => this.#ask(w)))
+    answers.forEach((answer, i) => {
+      const id = live[i]!.id
+      if (answer === undefined) {
+        checks[`worker:${id}`] = 'no_answer'
+        return
+      }
+      // One entry per check name across workers: the first failure wins.
+      for (const [name, value] of Object.entries(answer.checks)) {
+        if (checks[name] === undefined || checks[name] === 'ok') checks[name] = value
+      }
+      if (!answer.ready && Object.values(answer.checks).every((v) => v === 'ok')) checks[`worker:${id}`] = 'not_ready'
+    })
+    return { ready: Object.values(checks).every((v) => v === 'ok'), checks }
+  }
+
+  /** SIGHUP: every worker reloads on its own (a broken file keeps each worker's old state). */
+  relay(signal: 'SIGHUP'): void {
+    if (this.#stopping) return
+    this.#log.info({ signal, workers: this.#liveWorkers().length }, 'relaying to workers')
+    for (const worker of this.#liveWorkers()) worker.process.kill(signal)
+  }
+
+  /** SIGTERM/SIGINT: no more restarts; every worker drains and exits; then the primary exits. */
+  stop(signal: NodeJS.Signals | 'boot_failed'): void {
+    if (this.#stopping) return
+    this.#stopping = true
+    this.#log.info({ signal, workers: this.#liveWorkers().length }, 'shutdown requested')
+    for (const slot of this.#slots) {
+      clearTimeout(slot.restartTimer)
+      slot.restartTimer = undefined
+    }
+    for (const worker of this.#liveWorkers()) worker.process.kill('SIGTERM')
+    this.#killTimer = setTimeout(() => {
+      for (const worker of this.#liveWorkers()) {
+        this.#log.warn({ worker: worker.id }, 'worker still running after its drain deadline; killing it')
+        worker.process.kill('SIGKILL')
+      }
+    }, this.#config.shutdown.drainTimeoutMs + KILL_GRACE_MS)
+    this.#maybeExit()
+  }
+
+  #liveWorkers(): Worker[] {
+    const out: Worker[] = []
+    for (const slot of this.#slots) if (slot.worker !== undefined) out.push(slot.worker)
+    return out
+  }
+
+  #fork(slot: Slot): void {
+    slot.restartTimer = undefined
+    slot.ready = false
+    slot.startedAt = Date.now()
+    // cluster.fork() re-runs this command line (same argv and execArgv); `runCluster` sees
+    // `cluster.isWorker` there and starts a gateway instead of a primary.
+    const worker = cluster.fork({ ECLUSE_WORKER_SLOT: String(slot.index) })
+    slot.worker = worker
+    this.#byWorkerId.set(worker.id, slot)
+  }
+
+  #onMessage(worker: Worker, msg: unknown): void {
+    if (!isWorkerMessage(msg)) return
+    if (msg.ecluse === 'readiness') {
+      const resolve = this.#pending.get(msg.id)
+      if (resolve !== undefined) resolve(msg.readiness)
+      return
+    }
+    const slot = this.#byWorkerId.get(worker.id)
+    if (slot === undefined || slot.worker !== worker) return
+    slot.ready = true
+    slot.sponsorPort = msg.sponsorPort
+    if (!this.#started && this.#slots.every((s) => s.ready)) {
+      this.#started = true
+      const { sponsor, admin } = this.#config
+      this.#log.info(
+        {
+          sponsor: `${sponsor.listen.host}:${slot.sponsorPort}`,
+          admin: `${admin.listen.host}:${this.#adminPort}`,
+          workers: this.#slots.length,
+          config: this.#configPath,
+        },
+        'écluse cluster started',
+      )
+    }
+  }
+
+  #onExit(worker: Worker, code: number | null, signal: string | null): void {
+    const slot = this.#byWorkerId.get(worker.id)
+    this.#byWorkerId.delete(worker.id)
+    if (slot === undefined || slot.worker !== worker) return
+    slot.worker = undefined
+    slot.ready = false
+    const clean = code === 0 && signal === null
+    if (this.#stopping) {
+      if (!clean) this.#cleanExit = false
+      this.#log.info({ worker: worker.id, code, signal }, 'worker exited')
+      this.#maybeExit()
+      return
+    }
+    if (!this.#started) {
+      // Boot failure: the worker wrote its own one-line reason to stderr.
+      this.#log.error({ worker: worker.id, code, signal }, 'a worker failed to start; stopping')
+      this.#cleanExit = false
+      this.stop('boot_failed')
+      return
+    }
+    const uptime = Date.now() - slot.startedAt
+    slot.failures = uptime >= STABLE_AFTER_MS ? 1 : slot.failures + 1
+    const delayMs = restartDelay(slot.failures, this.#restartDelayMs, this.#maxRestartDelayMs)
+    this.#restarts.inc()
+    this.#log.warn({ worker: worker.id, code, signal, uptimeMs: uptime, restartInMs: delayMs }, 'worker exited unexpectedly; restarting')
+    slot.restartTimer = setTimeout(() => this.#fork(slot), delayMs)
+  }
+
+  #maybeExit(): void {
+    if (this.#liveWorkers().length > 0) return
+    clearTimeout(this.#killTimer)
+    void this.#admin.close().then(() => {
+      this.#log.info({ clean: this.#cleanExit }, 'stopped')
+      process.exit(this.#cleanExit ? 0 : 1)
+    })
+  }
+
+  /** One worker's readiness, or undefined if it does not answer in time. */
+  #ask(worker: Worker): Promise<Readiness | undefined> {
+    const id = this.#nextQueryId++
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done(undefined), READINESS_ASK_MS)
+      const done = (answer: Readiness | undefined) => {
+        clearTimeout(timer)
+        this.#pending.delete(id)
+        resolve(answer)
+      }
+      this.#pending.set(id, done)
+      const query: ReadinessQuery = { ecluse: 'readiness?', id }
+      if (!worker.isConnected()) return done(undefined)
+      worker.send(query, (err: Error | null) => {
+        if (err) done(undefined)
+      })
+    })
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker
+
+/**
+ * Gauges that must not be summed across workers (prom-client's default aggregator): every worker
+ * reports the same build and the same certificates.
+ */
+const WORKER_AGGREGATORS: Readonly<Record<string, 'first' | 'min'>> = {
+  ecluse_build_info: 'first',
+  // The soonest expiry is the one to alert on (workers reload on the same SIGHUP, so they agree).
+  ecluse_certificate_expiry_timestamp_seconds: 'min',
+}
+
+async function runWorker(configPath: string): Promise<void> {
+  const config = await loadConfigFile(configPath)
+  const log = createLogger({ level: config.log.level }).child({ worker: cluster.worker?.id })
+  const gateway = await Gateway.start(configPath, { log, adminListener: false })
+
+  // Answer the primary's metrics requests with this gateway's own registry.
+  const registry = gateway.metrics.registry
+  for (const [name, aggregator] of Object.entries(WORKER_AGGREGATORS)) {
+    const metric = registry.getSingleMetric(name) as { aggregator?: string } | undefined
+    if (metric !== undefined) metric.aggregator = aggregator
+  }
+  AggregatorRegistry.setRegistries([registry])
+  new AggregatorRegistry() // installs the worker-side listener of clusterMetrics() requests
+
+  process.on('message', (msg: unknown) => {
+    if (typeof msg !== 'object' || msg === null || (msg as { ecluse?: unknown }).ecluse !== 'readiness?') return
+    const id = (msg as ReadinessQuery).id
+    void gateway.readiness().then((readiness) => {
+      const answer: ReadinessAnswer = { ecluse: 'readiness', id, readiness }
+      if (process.connected) process.send?.(answer)
+    })
+  })
+
+  let stopping = false
+  const stop = (reason: string) => {
+    // Idempotent: a group signal (Ctrl-C) arrives both directly and relayed by the primary.
+    if (stopping) return
+    stopping = true
+    log.info({ reason }, 'shutdown requested')
+    gateway.shutdown().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed')
+        process.exit(1)
+      },
+    )
+  }
+  process.on('SIGHUP', () => {
+    if (!stopping) void gateway.reload()
+  })
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+  // The primary went away (crash or SIGKILL): drain and exit rather than serve unsupervised.
+  process.on('disconnect', () => stop('primary_gone'))
+
+  const ready: ReadyMessage = { ecluse: 'ready', sponsorPort: gateway.sponsorPort }
+  process.send?.(ready)
+}

@@ -1,0 +1,101 @@
+import { spawn } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { Agent, request } from 'undici'
+import { stringify } from 'yaml'
+import { echoHandler, gatewayConfig, metricValue, TestUpstream } from '../helpers/harness.js'
+import { makeTestPki } from '../helpers/pki.js'
+
+t.test('a worker killed after boot is restarted; the other keeps serving; readiness recovers', async (t) => {
+  const pki = await makeTestPki()
+  const dir = await mkdtemp(join(tmpdir(), 'ecluse-workers-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const upstream = new TestUpstream(pki, echoHandler)
+  await upstream.listen()
+  t.teardown(() => upstream.close())
+  const routes = [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow: ['uri:spiffe://sponsor.test/accreditation-app'], upstream: 'backend' }]
+  const configPath = join(dir, 'gateway.yaml')
+  await writeFile(configPath, stringify(gatewayConfig(pki, upstream.port, routes, { shutdown: { drainTimeoutMs: 2000 } })))
+
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', configPath, '--workers', '2'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL')
+  })
+  const lines: Array<Record<string, unknown>> = []
+  let stderr = ''
+  let buffered = ''
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    buffered += d
+    for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+      lines.push(JSON.parse(buffered.slice(0, nl)) as Record<string, unknown>)
+      buffered = buffered.slice(nl + 1)
+    }
+  })
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+  const logged = (msg: string) => lines.filter((l) => l['msg'] === msg)
+  const until = async (what: () => boolean, label: string) => {
+    const deadline = Date.now() + 30_000
+    while (!what()) {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`${label}; stderr: ${stderr}`)
+      await new Promise((r) => setTimeout(r, 25))
+    }
+  }
+
+  await until(() => logged('écluse cluster started').length === 1, 'no cluster start line')
+  const started = logged('écluse cluster started')[0]!
+  const port = (field: string) => Number(String(started[field]).split(':').at(-1))
+  const sponsor = `https://127.0.0.1:${port('sponsor')}`
+  const admin = `http://127.0.0.1:${port('admin')}`
+  const get = async (path: string) => {
+    const agent = new Agent({
+      connect: { ca: pki.sponsorCa.certPem, cert: pki.sponsorClient.certPem, key: pki.sponsorClient.keyPem, servername: 'localhost' },
+    })
+    try {
+      const res = await request(`${sponsor}${path}`, { dispatcher: agent })
+      await res.body.dump()
+      return res.statusCode
+    } finally {
+      await agent.close()
+    }
+  }
+
+  const [victim, survivor] = logged('écluse gateway started')
+  process.kill(Number(victim!['pid']), 'SIGKILL')
+  await until(() => logged('worker exited unexpectedly; restarting').length === 1, 'no restart line')
+  const restart = logged('worker exited unexpectedly; restarting')[0]!
+  t.equal(restart['signal'], 'SIGKILL')
+  t.equal(restart['restartInMs'], 250, 'first step of the back-off')
+
+  // While the slot is empty, connections go to the survivor: nothing is refused.
+  const during = await Promise.all([1, 2, 3, 4].map((i) => get(`/v1/records/${i}`)))
+  t.same(during, [200, 200, 200, 200])
+
+  await until(() => logged('écluse gateway started').length === 3, 'the worker was not restarted')
+  const replacement = logged('écluse gateway started')[2]!
+  t.not(replacement['pid'], victim!['pid'])
+  t.not(replacement['pid'], survivor!['pid'])
+  t.equal(replacement['sponsor'], victim!['sponsor'], 'the replacement listens on the same port')
+
+  // Readiness comes back once the replacement reported ready.
+  let readyStatus = 0
+  for (const deadline = Date.now() + 10_000; readyStatus !== 200 && Date.now() < deadline; ) {
+    const res = await request(`${admin}/readyz`)
+    await res.body.dump()
+    readyStatus = res.statusCode
+    if (readyStatus !== 200) await new Promise((r) => setTimeout(r, 100))
+  }
+  t.equal(readyStatus, 200, 'readiness recovered')
+  const metrics = await (await request(`${admin}/metrics`)).body.text()
+  t.equal(metricValue(metrics, 'ecluse_cluster_worker_restarts_total', {}), 1)
+  t.equal(metricValue(metrics, 'ecluse_cluster_workers', { state: 'ready' }), 2)
+  t.equal(await get('/v1/records/after'), 200)
+
+  child.kill('SIGTERM')
+  t.equal(await exited, 0)
+  t.equal(stderr, '')
+})
