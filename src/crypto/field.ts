@@ -38,8 +38,8 @@ export const DEFAULT_MAX_SEALED_CHARS = 4 * 1024 * 1024
 /** Default number of derived KEKs kept by a `FieldOpener` (one per recent message and key). */
 export const DEFAULT_KEK_CACHE_SIZE = 1024
 
-/** CEK batches double from 4 to 128: a short message wastes little, a long one amortizes the 24 AES calls. */
-const FIRST_BATCH = 4
+/** CEK batches double from 8 (a record of a few fields: one batch) to 128 (long lists amortize the 24 AES calls). */
+const FIRST_BATCH = 8
 const MAX_BATCH = 128
 
 /** Where the values of one message are sealed: bound into every header as `ecl.route`. */
@@ -159,10 +159,10 @@ export class FieldSealer {
   #refill(): void {
     const n = this.#seam === undefined ? this.#batch : 1
     this.#batch = Math.min(this.#batch * 2, MAX_BATCH)
-    if (this.#seam?.cek !== undefined) this.#ceks = Buffer.from(this.#seam.cek())
-    else this.#ceks = randomFillSync(Buffer.allocUnsafeSlow(n * 32))
-    if (this.#seam?.iv !== undefined) this.#ivs = Buffer.from(this.#seam.iv())
-    else this.#ivs = randomFillSync(Buffer.allocUnsafeSlow(n * GCM.ivBytes))
+    // One draw from the CSPRNG for the whole batch: n CEKs, then n IVs.
+    const random = randomFillSync(Buffer.allocUnsafeSlow(n * (32 + GCM.ivBytes)))
+    this.#ceks = this.#seam?.cek !== undefined ? Buffer.from(this.#seam.cek()) : random.subarray(0, n * 32)
+    this.#ivs = this.#seam?.iv !== undefined ? Buffer.from(this.#seam.iv()) : random.subarray(n * 32)
     this.#wrapped = this.#wrapper!.wrap256(this.#ceks, n)
     this.#next = 0
     this.#count = n
