@@ -123,11 +123,14 @@ export const COMMANDS: Command[] = [
       const config = await loadConfigFile(file)
       await loadAllTls(config)
       const { compileRouteTable } = await import('./route/table.js')
+      // The same transforms, key sets and profile check as `serve` (src/main.ts).
+      await import('./transform/builtin.js')
+      const { loadKeySets } = await import('./transform/key-sets.js')
       const { pino } = await import('pino')
       // Warnings from transform factories go to stderr; stdout carries the verdict only.
       const log = pino({ level: 'warn', base: null }, pino.destination({ dest: 2, sync: true }))
       try {
-        compileRouteTable(config, { log })
+        compileRouteTable(config, { log, keySets: await loadKeySets(config) })
       } catch (err) {
         throw withSource(err, file)
       }

@@ -43,6 +43,7 @@ export const ERROR_CODES = {
   open_failed: { status: 400, summary: 'A sealed value could not be opened (uniform, RFC 7516 §11.5).' },
   json_invalid: { status: 400, summary: 'The JSON body does not parse, or spells a member twice or ambiguously.' },
   value_too_large: { status: 413, summary: 'A single JSON value or record exceeds the configured cap.' },
+  record_id_missing: { status: 422, summary: 'A record that holds a sealed field has no id to bind it to.' },
 
   // ---- boot and operations (never sent to a client)
   config_invalid: { status: 500, summary: 'The configuration file is invalid.' },

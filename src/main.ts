@@ -13,6 +13,8 @@ import { createLogger } from './observability/logger.js'
 import { GatewayMetrics } from './observability/metrics.js'
 import { ProxyHandler, type ProxyState } from './proxy/exchange.js'
 import { compileRouteTable } from './route/table.js'
+import './transform/builtin.js'
+import { jwksDocuments, loadKeySets } from './transform/key-sets.js'
 import type { TransformEnv } from './transform/types.js'
 import { UpstreamPool } from './upstream/pool.js'
 
@@ -79,13 +81,15 @@ export class Gateway {
     const log = options.log ?? createLogger({ level: config.log.level })
     const tls = await loadAllTls(config)
     const metrics = new GatewayMetrics({ routes: config.routes.map((r) => r.name) })
-    const env: TransformEnv = { log }
+    const keySets = await loadKeySets(config)
+    const env: TransformEnv = { log, keySets, metrics: metrics.crypto }
     const routes = compileRouteTable(config, env)
+    const jwks = jwksDocuments(config, keySets)
     const upstreams = new Map<string, UpstreamPool>()
     for (const [name, cfg] of Object.entries(config.upstreams)) {
       upstreams.set(name, Gateway.#pool(name, cfg, tls.upstreams.get(name)!, metrics))
     }
-    const gateway = new Gateway(configPath, config, log, metrics, { routes, upstreams, sponsor: config.sponsor }, tls.sponsor)
+    const gateway = new Gateway(configPath, config, log, metrics, { routes, upstreams, sponsor: config.sponsor, jwks }, tls.sponsor)
     gateway.#recordCertificates(tls)
     try {
       gateway.sponsorPort = (await gateway.sponsor.listen()).port
@@ -127,15 +131,19 @@ export class Gateway {
   }
 
   /**
-   * Re-reads the configuration file and every certificate, then swaps routes, pools and the sponsor
-   * certificate in one step. Anything broken keeps the old state and the error says why. Listener
+   * Re-reads the configuration file, every certificate and every key set, then swaps routes, key
+   * sets, pools and the sponsor certificate in one step. Anything broken keeps the old state and the error says why. Listener
    * addresses are fixed at boot: a change to them needs a restart (reported, not applied).
    */
   async reload(): Promise<{ ok: true } | { ok: false; error: string }> {
     try {
       const config = await loadConfigFile(this.configPath)
       const tls = await loadAllTls(config)
-      const routes = compileRouteTable(config, { log: this.log })
+      // Key sets too: built in full before the swap below, so a broken key file keeps the old ones.
+      const keySets = await loadKeySets(config)
+      this.metrics.registerRoutes(config.routes.map((r) => r.name))
+      const routes = compileRouteTable(config, { log: this.log, keySets, metrics: this.metrics.crypto })
+      const jwks = jwksDocuments(config, keySets)
       const old = this.#config
       const listenersChanged =
         JSON.stringify(old.sponsor.listen) !== JSON.stringify(config.sponsor.listen) ||
@@ -156,9 +164,8 @@ export class Gateway {
       }
       for (const [name, pool] of this.#upstreams) if (!upstreams.has(name)) retired.push(pool)
 
-      this.metrics.registerRoutes(config.routes.map((r) => r.name))
       this.sponsor.reloadTls(tls.sponsor)
-      this.proxy.state = { routes, upstreams, sponsor: { ...config.sponsor, listen: old.sponsor.listen } }
+      this.proxy.state = { routes, upstreams, sponsor: { ...config.sponsor, listen: old.sponsor.listen }, jwks }
       this.#upstreams = upstreams
       this.#config = { ...config, sponsor: { ...config.sponsor, listen: old.sponsor.listen }, admin: old.admin }
       this.#readiness = undefined

@@ -85,7 +85,7 @@ export function parseConfig(text: string, source: string): Config {
 
 /**
  * Reads, parses and validates a configuration file, then resolves every file path in it
- * (`sponsor.tls.cert`/`key`/`clientCa`, `upstreams.*.tls.ca`/`cert`/`key`) relative to the file's
+ * (`sponsor.tls.cert`/`key`/`clientCa`, `upstreams.*.tls.ca`/`cert`/`key`, `keys.*.file`) relative to the file's
  * directory; absolute paths stay as they are.
  *
  * @throws EcluseError `config_invalid`
@@ -120,10 +120,13 @@ export function resolveConfigPaths(config: Config, baseDir: string): Config {
     const u = upstream.tls
     upstreams[name] = { ...upstream, tls: { ...u, ca: at(u.ca), cert: at(u.cert), key: at(u.key) } }
   }
+  const keys: Config['keys'] = {}
+  for (const [name, set] of Object.entries(config.keys)) keys[name] = { ...set, file: at(set.file) }
   return {
     ...config,
     sponsor: { ...config.sponsor, tls: { ...tls, cert: at(tls.cert), key: at(tls.key), clientCa: at(tls.clientCa) } },
     upstreams,
+    keys,
   }
 }
 

@@ -127,6 +127,11 @@ export const routeSchema = z
     /** Principal matchers; an empty list allows nobody. */
     allow: z.array(principalMatcher),
     upstream: z.string().min(1),
+    /**
+     * Serve the public JWKS of this key set (`keys.<name>`) on `GET`, without calling the upstream
+     * (docs/transforms.md). `upstream` is still required and is never contacted for such a route.
+     */
+    jwks: z.string().min(1).optional(),
     maxBodyBytes: byteSize.default(1024 * 1024),
     /**
      * With request transforms, the transformed body is held until it is complete or this many bytes
@@ -147,6 +152,17 @@ export const routeSchema = z
   })
   .strict()
 
+/**
+ * One sealing key set: a JWK or JWKS file (docs/transforms.md). `private: false` (the default) loads
+ * public keys only and refuses a file that holds private members; `private: true` requires them.
+ */
+export const keySetSchema = z
+  .object({
+    file: z.string().min(1),
+    private: z.boolean().default(false),
+  })
+  .strict()
+
 export const adminSchema = z
   .object({
     listen: listenSchema,
@@ -160,6 +176,8 @@ export const configSchema = z
     sponsor: sponsorSchema,
     upstreams: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/), upstreamSchema),
     routes: z.array(routeSchema),
+    /** Sealing key sets by name, referenced by transform steps and `routes[].jwks`. */
+    keys: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/), keySetSchema).default({}),
     admin: adminSchema,
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
@@ -181,6 +199,17 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['routes', i, 'name'], message: `duplicate route name "${route.name}"` })
       }
       names.add(route.name)
+      if (route.jwks !== undefined) {
+        if (!(route.jwks in cfg.keys)) {
+          ctx.addIssue({ code: 'custom', path: ['routes', i, 'jwks'], message: `unknown key set "${route.jwks}"` })
+        }
+        if (route.methods.some((m) => m !== 'GET' && m !== 'HEAD')) {
+          ctx.addIssue({ code: 'custom', path: ['routes', i, 'methods'], message: 'a jwks route only serves GET and HEAD' })
+        }
+        if (route.transforms.request.length > 0 || route.transforms.response.length > 0) {
+          ctx.addIssue({ code: 'custom', path: ['routes', i, 'transforms'], message: 'a jwks route has no body to transform' })
+        }
+      }
     })
   })
 
@@ -190,3 +219,4 @@ export type UpstreamConfig = z.infer<typeof upstreamSchema>
 export type RouteConfig = z.infer<typeof routeSchema>
 export type AdminConfig = Config['admin']
 export type TransformStepConfig = z.infer<typeof transformStepSchema>
+export type KeySetConfig = z.infer<typeof keySetSchema>

@@ -493,10 +493,10 @@ export class GatewayMetrics {
   readonly #certExpiry: Gauge<'side' | 'name'>
 
   // ---- crypto (sealing) metrics ------------------------------------------------------------
-  // Reserved for the sealing work: seal/open counters by route, algorithm and outcome, record
-  // counts, key-set rotations. Same rules: bounded labels (route names, algorithm table entries,
-  // kids from the configured key sets), families created in the constructor, per-route objects
-  // bound in `forRoute()`'s RouteMetrics, never a key id or value from a request.
+  // Bounded labels only (fixed op/kind enums, route names, error codes); never a value, a kid or
+  // anything else from a request. See `CryptoMetrics` below and docs/metrics.md.
+  /** The sealing metrics: `ecluse_crypto_*`, `ecluse_sealed_fields_total`, `ecluse_transform_refusals_total`. */
+  readonly crypto: CryptoMetrics
   // -------------------------------------------------------------------------------------------
 
   constructor(opts: GatewayMetricsOptions) {
@@ -605,6 +605,7 @@ export class GatewayMetrics {
     }).set({ version: opts.version ?? packageVersion(), node: process.version }, 1)
 
     this.unmatched = new RouteMetrics(this.#families, UNMATCHED_ROUTE, false)
+    this.crypto = new CryptoMetrics(registry)
     this.registerRoutes(opts.routes)
     for (const name of opts.upstreams ?? []) this.forUpstream(name)
   }
@@ -622,6 +623,7 @@ export class GatewayMetrics {
       }
       if (!ROUTE_NAME.test(name)) throw new EcluseError('config_invalid', `route name ${JSON.stringify(name)} is not a valid label`)
       this.#routes.set(name, new RouteMetrics(this.#families, name, true))
+      this.crypto.registerRoute(name)
     }
   }
 
@@ -736,6 +738,173 @@ export class GatewayMetrics {
   /** The whole registry in Prometheus text format (folds the cells in first, via `collect`). */
   render(): Promise<string> {
     return this.registry.metrics()
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sealing (crypto) metrics
+
+/** What a sealing operation did: encrypt, decrypt, or check a sealed value without opening it. */
+export type CryptoOp = 'seal' | 'open' | 'verify'
+/** Field-level compact JWE, or the whole-body sealed stream. */
+export type CryptoKind = 'field' | 'stream'
+export const CRYPTO_OPS: readonly CryptoOp[] = ['seal', 'open', 'verify']
+export const CRYPTO_KINDS: readonly CryptoKind[] = ['field', 'stream']
+
+/**
+ * Buckets for the crypto time of one message, in seconds: 10 µs (one field) to 10 s (a large
+ * sealed body).
+ */
+export const CRYPTO_BUCKETS_SECONDS: readonly number[] = [
+  0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5, 10,
+]
+
+/**
+ * The pre-bound series of one (op, kind). A transform binds it once at construction and reports once
+ * per message (per-field work only adds to plain numbers it keeps itself).
+ *
+ * @example
+ * const m = metrics.crypto.op('seal', 'field')   // at boot
+ * m.message(fieldsOk, 0, plaintextBytes, cryptoSeconds)   // per message
+ */
+export class CryptoOpMetrics {
+  readonly #ok: CounterCell
+  readonly #failed: CounterCell
+  readonly #bytes: CounterCell
+  readonly #duration: Histogram.Internal<'op' | 'kind'>
+
+  /** @internal Built by `CryptoMetrics` only. */
+  constructor(ok: CounterCell, failed: CounterCell, bytes: CounterCell, duration: Histogram.Internal<'op' | 'kind'>) {
+    this.#ok = ok
+    this.#failed = failed
+    this.#bytes = bytes
+    this.#duration = duration
+  }
+
+  /**
+   * One message's totals: operations that succeeded and failed, plaintext bytes processed, and the
+   * time spent in the cryptography (observed only when some operation ran).
+   */
+  message(ok: number, failed: number, bytes: number, seconds: number): void {
+    if (ok > 0) this.#ok.value += ok
+    if (failed > 0) this.#failed.value += failed
+    if (bytes > 0) this.#bytes.value += bytes
+    if (ok + failed > 0) this.#duration.observe(seconds)
+  }
+}
+
+/** The per-route sealing series, bound when the route is registered. */
+export class CryptoRouteMetrics {
+  readonly #route: string
+  readonly #fields: Readonly<Record<CryptoOp, CounterCell>>
+  readonly #refusals: CellCounter<'route' | 'reason'>
+  readonly #refusalCells = new Map<ErrorCode, CounterCell>()
+
+  /** @internal Built by `CryptoMetrics` only. */
+  constructor(route: string, fields: Readonly<Record<CryptoOp, CounterCell>>, refusals: CellCounter<'route' | 'reason'>) {
+    this.#route = route
+    this.#fields = fields
+    this.#refusals = refusals
+  }
+
+  /** `ecluse_sealed_fields_total{route,op}` += n. */
+  sealedFields(op: CryptoOp, n: number): void {
+    if (n > 0) this.#fields[op].value += n
+  }
+
+  /** `ecluse_transform_refusals_total{route,reason}`: the code a transform refused a message with. */
+  refused(reason: ErrorCode): void {
+    let cell = this.#refusalCells.get(reason)
+    if (cell === undefined) {
+      // Error codes are a bounded enum; a series is bound on first use of each.
+      if (!(reason in ERROR_CODES)) return
+      cell = this.#refusals.cell({ route: this.#route, reason })
+      this.#refusalCells.set(reason, cell)
+    }
+    cell.value++
+  }
+}
+
+/**
+ * The sealing metrics family set: `ecluse_crypto_operations_total{op,kind,result}`,
+ * `ecluse_crypto_bytes_total{op,kind}` (plaintext bytes, so `rate()` is sealing throughput),
+ * `ecluse_crypto_duration_seconds{op,kind}` (per message), `ecluse_sealed_fields_total{route,op}`
+ * and `ecluse_transform_refusals_total{route,reason}`.
+ */
+export class CryptoMetrics {
+  readonly #ops = new Map<string, CryptoOpMetrics>()
+  readonly #routes = new Map<string, CryptoRouteMetrics>()
+  readonly #fields: CellCounter<'route' | 'op'>
+  readonly #refusals: CellCounter<'route' | 'reason'>
+  /** Series for a route name that was never registered (a caller bug, or a test without routes). */
+  readonly unmatched: CryptoRouteMetrics
+
+  /** @internal Built by `GatewayMetrics` only. */
+  constructor(registry: Registry) {
+    const operations = new CellCounter(registry, 'ecluse_crypto_operations_total', 'Sealing operations by op, kind and result.', [
+      'op',
+      'kind',
+      'result',
+    ])
+    const bytes = new CellCounter(registry, 'ecluse_crypto_bytes_total', 'Plaintext bytes sealed, opened or verified.', ['op', 'kind'])
+    const duration = new Histogram<'op' | 'kind'>({
+      name: 'ecluse_crypto_duration_seconds',
+      help: 'Time spent in the cryptography for one message, in seconds.',
+      labelNames: ['op', 'kind'],
+      buckets: [...CRYPTO_BUCKETS_SECONDS],
+      registers: [registry],
+    })
+    for (const op of CRYPTO_OPS) {
+      for (const kind of CRYPTO_KINDS) {
+        // A stream is never "verified" without its private key: no such series.
+        if (op === 'verify' && kind === 'stream') continue
+        const child = duration.labels({ op, kind })
+        duration.zero({ op, kind })
+        this.#ops.set(
+          `${op}:${kind}`,
+          new CryptoOpMetrics(
+            operations.cell({ op, kind, result: 'ok' }),
+            operations.cell({ op, kind, result: 'failed' }),
+            bytes.cell({ op, kind }),
+            child,
+          ),
+        )
+      }
+    }
+    this.#fields = new CellCounter(registry, 'ecluse_sealed_fields_total', 'JSON fields sealed, opened or verified, by route.', [
+      'route',
+      'op',
+    ])
+    this.#refusals = new CellCounter(
+      registry,
+      'ecluse_transform_refusals_total',
+      'Messages a body transform refused, by route and error code.',
+      ['route', 'reason'],
+    )
+    this.unmatched = this.#bind(UNMATCHED_ROUTE)
+  }
+
+  /** The pre-bound series of one (op, kind); `verify` exists for `field` only. */
+  op(op: CryptoOp, kind: CryptoKind): CryptoOpMetrics {
+    const m = this.#ops.get(`${op}:${kind}`)
+    if (m === undefined) throw new EcluseError('internal', `no crypto series for ${op}/${kind}`)
+    return m
+  }
+
+  /** @internal Bind a route's series (called by `GatewayMetrics.registerRoutes`). */
+  registerRoute(name: string): void {
+    if (!this.#routes.has(name)) this.#routes.set(name, this.#bind(name))
+  }
+
+  /** The pre-bound series of a registered route (one Map lookup); others land on `unmatched`. */
+  forRoute(name: string): CryptoRouteMetrics {
+    return this.#routes.get(name) ?? this.unmatched
+  }
+
+  #bind(route: string): CryptoRouteMetrics {
+    const fields = {} as Record<CryptoOp, CounterCell>
+    for (const op of CRYPTO_OPS) fields[op] = this.#fields.cell({ route, op })
+    return new CryptoRouteMetrics(route, fields, this.#refusals)
   }
 }
 

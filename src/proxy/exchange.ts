@@ -33,6 +33,8 @@ export interface ProxyState {
   readonly routes: RouteTable
   readonly upstreams: ReadonlyMap<string, UpstreamPool>
   readonly sponsor: SponsorConfig
+  /** `routes[].jwks`: the public JWKS served on that route (by route name), built at boot. */
+  readonly jwks?: ReadonlyMap<string, Buffer>
 }
 
 /** The request handler bound to the sponsor listener. */
@@ -152,6 +154,13 @@ class Exchange {
       return
     }
 
+    // A JWKS route answers here, after the ACL, and never calls its upstream.
+    const jwks = this.#state.jwks?.get(route.name)
+    if (jwks !== undefined) {
+      this.#serveJwks(jwks)
+      return
+    }
+
     const declaredLength = req.headers['content-length']
     if (declaredLength !== undefined && Number(declaredLength) > route.maxBodyBytes) {
       this.#refuse('body_too_large', `content-length ${declaredLength} > ${route.maxBodyBytes}`)
@@ -200,6 +209,22 @@ class Exchange {
       if (this.#requestBodyError === undefined && !this.#clientGone()) this.#forward(upstream, route, target, headers, hold)
     })
     this.#requestBodyPipeline(route, stages, hold)
+  }
+
+  /** `routes[].jwks`: the public key set, as `application/jwk-set+json` (RFC 7517 §8.5.1). */
+  #serveJwks(body: Buffer): void {
+    const res = this.#res
+    res.writeHead(200, {
+      'content-type': 'application/jwk-set+json',
+      'content-length': body.length,
+      'cache-control': 'max-age=300',
+      ...(this.#req.complete ? {} : { connection: 'close' }),
+    })
+    if (this.#req.method === 'HEAD') res.end()
+    else {
+      this.#bytesOut = body.length
+      res.end(body)
+    }
   }
 
   #forward(
@@ -287,16 +312,25 @@ class Exchange {
     }
 
     // 1xx are not relayed as final responses: undici consumes informational responses itself.
-    res.writeHead(upstreamRes.statusCode, headers)
+    // With response transforms the head waits for the first transformed byte (or the end): a
+    // transform may still set a header from the body (open-body restores the sealed media type).
+    if (stages.length === 0) res.writeHead(upstreamRes.statusCode, headers)
     if (noBody) {
       upstreamBody.resume()
       res.end()
       return
     }
     const last = stages.length > 0 ? stages[stages.length - 1]! : upstreamBody
+    const status = upstreamRes.statusCode
     last.on('data', (chunk: Buffer) => {
+      if (!res.headersSent) res.writeHead(status, headers)
       this.#bytesOut += chunk.length
     })
+    if (stages.length > 0) {
+      last.once('end', () => {
+        if (!res.headersSent) res.writeHead(status, headers)
+      })
+    }
     pipeline([upstreamBody, ...stages, res] as unknown as [Readable, ServerResponse], (err) => {
       if (!err) return
       // Fail closed: the status line is gone, so the only safe signal left is an abort.

@@ -5,7 +5,9 @@
  */
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
+import type { KeySet } from '../crypto/keys.js'
 import type { Principal } from '../identity/principal.js'
+import type { CryptoMetrics } from '../observability/metrics.js'
 
 export type Direction = 'request' | 'response'
 
@@ -37,9 +39,16 @@ export interface BodyTransform {
   begin(ctx: TransformContext): Duplex | null
 }
 
-/** Everything a transform factory may need at boot (key sets come with the sealing issue). */
+/** Everything a transform factory may need at boot. */
 export interface TransformEnv {
   readonly log: Logger
+  /**
+   * The configured key sets (`keys.<name>`), loaded once at boot (or reload) by `loadKeySets`.
+   * Absent means none: a step that names a key set then fails with `config_invalid`.
+   */
+  readonly keySets?: ReadonlyMap<string, KeySet>
+  /** The sealing metrics (`GatewayMetrics.crypto`); absent in tools that only compile a config. */
+  readonly metrics?: CryptoMetrics
 }
 
 /** Builds a transform from its configuration step; throws `EcluseError('config_invalid')` on bad options. */

@@ -1,0 +1,83 @@
+/**
+ * Metrics and direction-mapped failures for the whole-body transforms (`seal-body`, `open-body`).
+ * The sealed-stream transforms come from `src/crypto/stream.ts`, which knows nothing of the proxy;
+ * this wraps one instance per message: its `_transform`/`_flush` callbacks (to map a failure to the
+ * direction's code and count it) and `push` (to count plaintext on the opening side). The crypto
+ * stream's work is synchronous, so the time measured around each call is its own.
+ */
+import type { Transform, TransformCallback } from 'node:stream'
+import { EcluseError, isEcluseError } from '../errors.js'
+import type { CryptoOpMetrics, CryptoRouteMetrics } from '../observability/metrics.js'
+import { forResponse } from './json-fields.js'
+import type { Direction } from './types.js'
+
+export interface BodyMeterOptions {
+  readonly direction: Direction
+  /** Which side of the stream is plaintext: the input when sealing, the output when opening. */
+  readonly plaintext: 'input' | 'output'
+  /** The code a failure without one of its own gets (`seal_failed` or `open_failed`). */
+  readonly failure: 'seal_failed' | 'open_failed'
+  readonly opMetrics: CryptoOpMetrics | undefined
+  readonly routeMetrics: CryptoRouteMetrics | undefined
+}
+
+type TransformFn = (chunk: Buffer, enc: BufferEncoding, cb: TransformCallback) => void
+type FlushFn = (cb: TransformCallback) => void
+
+/** Instruments `stream` in place for one message and returns it. */
+export function meterBodyStream<T extends Transform>(stream: T, o: BodyMeterOptions): T {
+  new BodyMeter(stream, o)
+  return stream
+}
+
+class BodyMeter {
+  readonly #o: BodyMeterOptions
+  bytes = 0
+  seconds = 0
+  #reported = false
+
+  constructor(stream: Transform, o: BodyMeterOptions) {
+    this.#o = o
+    const transform = (stream._transform as TransformFn).bind(stream)
+    const flush = (stream._flush as FlushFn).bind(stream)
+    const countInput = o.plaintext === 'input'
+    stream._transform = (chunk: Buffer, enc: BufferEncoding, cb: TransformCallback) => {
+      if (countInput) this.bytes += chunk.length
+      const t0 = performance.now()
+      transform(chunk, enc, (err, data) => (err == null ? cb(null, data) : cb(this.#fail(err))))
+      this.seconds += (performance.now() - t0) / 1000
+    }
+    stream._flush = (cb: TransformCallback) => {
+      const t0 = performance.now()
+      flush((err, data) => {
+        this.seconds += (performance.now() - t0) / 1000
+        if (err != null) {
+          cb(this.#fail(err))
+          return
+        }
+        this.#report(true, undefined)
+        cb(null, data)
+      })
+    }
+    if (!countInput) {
+      const push = stream.push.bind(stream)
+      stream.push = (chunk: unknown, encoding?: BufferEncoding) => {
+        if (chunk instanceof Uint8Array) this.bytes += chunk.length
+        return push(chunk, encoding)
+      }
+    }
+  }
+
+  #fail(err: Error): EcluseError {
+    const e = isEcluseError(err) ? err : new EcluseError(this.#o.failure, err.message, { cause: err })
+    this.#report(false, e)
+    return this.#o.direction === 'request' ? e : forResponse(e)
+  }
+
+  #report(ok: boolean, err: EcluseError | undefined): void {
+    if (this.#reported) return
+    this.#reported = true
+    this.#o.opMetrics?.message(ok ? 1 : 0, ok ? 0 : 1, this.bytes, this.seconds)
+    if (err !== undefined) this.#o.routeMetrics?.refused(err.code)
+  }
+}

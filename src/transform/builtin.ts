@@ -1,0 +1,21 @@
+/**
+ * Registers the built-in body transforms. Imported for its side effect by `src/main.ts` and by
+ * `ecluse config check`, so both compile exactly the same chains. docs/transforms.md documents each.
+ */
+import { createOpenBodyTransform } from './open-body.js'
+import { createOpenTransform } from './open.js'
+import { registerTransform } from './registry.js'
+import { createRequireSealedTransform } from './require-sealed.js'
+import { createSealBodyTransform } from './seal-body.js'
+import { createSealTransform } from './seal.js'
+import { createStripTransform } from './strip.js'
+
+/** The built-in transform types, in the order docs/transforms.md presents them. */
+export const BUILTIN_TRANSFORMS = ['seal', 'open', 'require-sealed', 'strip', 'seal-body', 'open-body'] as const
+
+registerTransform('seal', createSealTransform)
+registerTransform('open', createOpenTransform)
+registerTransform('require-sealed', createRequireSealedTransform)
+registerTransform('strip', createStripTransform)
+registerTransform('seal-body', createSealBodyTransform)
+registerTransform('open-body', createOpenBodyTransform)

@@ -1,0 +1,335 @@
+/**
+ * The plumbing shared by the field transforms (`seal`, `open`, `require-sealed`, `strip`): option
+ * parsing, the content-type and content-encoding policy, the JSON Pointer claim of a value, and the
+ * rewriter stream that maps its failures by direction and reports metrics once per message.
+ *
+ * The policy is deny by default (docs/transforms.md): a body is inspected only if it is certainly
+ * UTF-8 JSON (or NDJSON) with no content coding; anything else is refused before a byte crosses,
+ * because a value the rewriter cannot see is a value that could cross in plaintext.
+ */
+import type { TransformCallback } from 'node:stream'
+import { z } from 'zod'
+import type { KeySet } from '../crypto/keys.js'
+import { EcluseError, type ErrorCode, isEcluseError } from '../errors.js'
+import type { CryptoOp, CryptoOpMetrics, CryptoRouteMetrics } from '../observability/metrics.js'
+import { type CompiledRules, compileRules, formatPointer } from './json/pointer.js'
+import { type JsonTarget, JsonRewriter, type JsonValueHandler } from './json/rewriter.js'
+import type { Direction, MessageHeaders, TransformContext, TransformEnv } from './types.js'
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+/** A key set name, as in the `keys` section. */
+export const keySetName = z.string().min(1)
+/** `context`: bound into every sealed value as `ecl.route`; default the route name. */
+export const contextOption = z
+  .string()
+  .min(1)
+  .max(256)
+  .regex(/^[\x21-\x7e]+$/, 'must be visible ASCII without spaces')
+  .optional()
+export const fieldsOption = z.array(z.string()).min(1)
+export const recordsOption = z.object({ pattern: z.string(), id: z.string().min(1).max(1024) }).strict().optional()
+export const formatOption = z.enum(['auto', 'json', 'ndjson']).default('auto')
+const size = (max: number) => z.number().int().positive().max(max)
+/** Byte caps: a value up to 16 MiB, a record up to 64 MiB (both held whole while they are decided). */
+export const valueBytesOption = (dflt: number) => size(16 * 1024 * 1024).default(dflt)
+export const recordBytesOption = (dflt: number) => size(64 * 1024 * 1024).default(dflt)
+
+/** Default caps on the plaintext side (`seal`, `strip`). */
+export const PLAINTEXT_VALUE_BYTES = 64 * 1024
+export const PLAINTEXT_RECORD_BYTES = 1024 * 1024
+/**
+ * Default caps on the sealed side (`open`, `require-sealed`): a 64 KiB value seals to about 88 KiB of
+ * compact JWE (base64url is 4/3, plus the header), and a record grows the same way.
+ */
+export const SEALED_VALUE_BYTES = 96 * 1024
+export const SEALED_RECORD_BYTES = 2 * 1024 * 1024
+
+/**
+ * Validates a step's options with `schema`; every problem becomes one `config_invalid` line
+ * `<key>: <message>` (the registry prefixes the step's key path). Values are never echoed.
+ */
+export function parseOptions<S extends z.ZodType>(schema: S, options: Readonly<Record<string, unknown>>): z.infer<S> {
+  const result = schema.safeParse(options)
+  if (result.success) return result.data
+  const lines = result.error.issues.map((issue) => {
+    const key = issue.path.length === 0 ? '(options)' : issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '')
+    if (issue.code === 'unrecognized_keys') return issue.keys.map((k) => `${k}: unknown option`).join('\n')
+    if (issue.code === 'invalid_type' && issue.input === undefined) return `${key}: required`
+    return `${key}: ${issue.message}`
+  })
+  throw new EcluseError('config_invalid', lines.join('\n'))
+}
+
+/**
+ * The key set `name` from the environment. A set used to open must be private; a set used to seal
+ * or verify may be either (a private set holds the public halves too).
+ *
+ * @throws EcluseError `config_invalid` naming the option (`recipients` or `keys`).
+ */
+export function keySetFor(env: TransformEnv, option: string, name: string, needPrivate: boolean): KeySet {
+  const set = env.keySets?.get(name)
+  if (set === undefined) {
+    const known = [...(env.keySets?.keys() ?? [])].sort()
+    throw new EcluseError('config_invalid', `${option}: unknown key set "${name}" (known: ${known.length === 0 ? 'none' : known.join(', ')})`)
+  }
+  if (needPrivate && !set.hasPrivateKeys) {
+    throw new EcluseError('config_invalid', `${option}: key set "${name}" holds public keys only (private: false); opening needs private keys`)
+  }
+  return set
+}
+
+/** Field patterns and record binding compiled once, with their limits. */
+export interface FieldRules {
+  readonly rules: CompiledRules<null>
+  /** The record pattern as configured (the prefix of `ecl.ptr` inside a record), or undefined. */
+  readonly recordPattern: string | undefined
+  readonly format: 'auto' | 'json' | 'ndjson'
+  readonly maxValueBytes: number
+  readonly maxRecordBytes: number
+}
+
+/**
+ * Compiles `fields` (RFC 6901 pointers, `*` segments) and `records` into the rewriter's matcher.
+ *
+ * @throws EcluseError `config_invalid` for a bad pointer or an ambiguous set (two patterns that can
+ *   match the same value, a field inside another field, a record pattern that can match a field).
+ */
+export function compileFieldRules(opts: {
+  fields: readonly string[]
+  records?: { pattern: string; id: string } | undefined
+  format: 'auto' | 'json' | 'ndjson'
+  maxValueBytes: number
+  maxRecordBytes: number
+}): FieldRules {
+  let rules: CompiledRules<null>
+  try {
+    rules = compileRules<null>({
+      targets: opts.fields.map((pattern) => ({ pattern, rule: null })),
+      ...(opts.records === undefined ? {} : { record: { pattern: opts.records.pattern, idMember: opts.records.id } }),
+    })
+  } catch (err) {
+    if (isEcluseError(err) && err.code === 'config_invalid') throw new EcluseError('config_invalid', `fields: ${err.message}`)
+    throw err
+  }
+  return {
+    rules,
+    recordPattern: opts.records?.pattern,
+    format: opts.format,
+    maxValueBytes: opts.maxValueBytes,
+    maxRecordBytes: opts.maxRecordBytes,
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Content type and encoding policy
+
+const JSON_TYPE = /^application\/(?:json|[a-z0-9!#$&^_.-]+\+json)$/
+const NDJSON_TYPES: ReadonlySet<string> = new Set(['application/x-ndjson', 'application/ndjson'])
+const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
+
+/** The code a refusal gets in `direction`: a response can only ever fail as `transform_failed`. */
+export function refusal(direction: Direction, code: ErrorCode, detail: string): EcluseError {
+  const err = new EcluseError(code, detail)
+  return direction === 'request' ? err : forResponse(err)
+}
+
+/** A response failure: `transform_failed`, with the underlying error (and its code) as `cause`. */
+export function forResponse(err: EcluseError): EcluseError {
+  return new EcluseError('transform_failed', `${err.code}: ${err.message}`, { cause: err })
+}
+
+/** The underlying code of a refusal (the cause's, for a response's `transform_failed`). */
+export function underlyingCode(err: EcluseError): ErrorCode {
+  return err.code === 'transform_failed' && isEcluseError(err.cause) ? err.cause.code : err.code
+}
+
+/** A single header value, or undefined; a repeated header is refused by the callers. */
+function single(headers: MessageHeaders, name: string): string | undefined | string[] {
+  return headers[name]
+}
+
+/**
+ * Refuses any content coding but `identity`: a compressed body hides its fields from the rewriter,
+ * and decompressing here would be an unbounded-memory and parser-differential risk of its own.
+ */
+export function checkNoContentEncoding(headers: MessageHeaders, direction: Direction, type: string): void {
+  const enc = single(headers, 'content-encoding')
+  if (enc === undefined) return
+  if (typeof enc === 'string' && enc.trim().toLowerCase() === 'identity') return
+  throw refusal(direction, 'unsupported_media_type', `${type}: content-encoding is not identity`)
+}
+
+/**
+ * The rewriter mode for a message, from its `content-type` and the step's `format`. Accepted:
+ * `application/json` and `application/*+json` (document), `application/x-ndjson` and
+ * `application/ndjson` (NDJSON), with no parameter other than one `charset=utf-8` (RFC 8259 §8.1:
+ * JSON exchanged between systems is UTF-8; any other charset would be decoded differently
+ * upstream). A missing type on a body is refused: nothing may guess.
+ */
+export function jsonMode(headers: MessageHeaders, format: FieldRules['format'], direction: Direction, type: string): 'document' | 'ndjson' {
+  checkNoContentEncoding(headers, direction, type)
+  const raw = single(headers, 'content-type')
+  if (typeof raw !== 'string') {
+    throw refusal(direction, 'unsupported_media_type', `${type}: ${raw === undefined ? 'no' : 'more than one'} content-type`)
+  }
+  const parts = raw.split(';')
+  const mediaType = parts[0]!.trim().toLowerCase()
+  let charset = false
+  for (let i = 1; i < parts.length; i++) {
+    const param = parts[i]!.trim()
+    const eq = param.indexOf('=')
+    const name = (eq === -1 ? param : param.slice(0, eq)).trim().toLowerCase()
+    let value = eq === -1 ? '' : param.slice(eq + 1).trim()
+    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1)
+    if (name !== 'charset' || charset || value.toLowerCase() !== 'utf-8') {
+      throw refusal(direction, 'unsupported_media_type', `${type}: content-type parameters other than one charset=utf-8 are refused`)
+    }
+    charset = true
+  }
+  const slash = mediaType.indexOf('/')
+  if (slash === -1 || !TOKEN.test(mediaType.slice(0, slash)) || !TOKEN.test(mediaType.slice(slash + 1))) {
+    throw refusal(direction, 'unsupported_media_type', `${type}: content-type is not a media type`)
+  }
+  const isJson = JSON_TYPE.test(mediaType)
+  const isNdjson = NDJSON_TYPES.has(mediaType)
+  if ((format === 'json' || format === 'auto') && isJson) return 'document'
+  if ((format === 'ndjson' || format === 'auto') && isNdjson) return 'ndjson'
+  // Only the type's name, which the client or upstream chose; it is not a body value.
+  throw refusal(direction, 'unsupported_media_type', `${type}: content-type ${JSON.stringify(mediaType.slice(0, 100))} is not ${format === 'auto' ? 'JSON or NDJSON' : format.toUpperCase()}`)
+}
+
+/** True when the message certainly has an empty body (nothing to inspect). */
+export function emptyBody(headers: MessageHeaders): boolean {
+  return headers['content-length'] === '0'
+}
+
+// ---------------------------------------------------------------------------------------------
+// Binding claims
+
+/**
+ * The `ecl.ptr` claim of a targeted value. Outside a record it is the value's concrete location
+ * (`/person/birthDate`, `/people/2/name`). Inside a record it is the record pattern as configured
+ * followed by the location within the record (`/records/*` + `/passport`), with the record id in
+ * `ecl.rid`: records may be reordered, filtered or paginated between sealing and opening, and a value
+ * still opens only in its own record and member.
+ */
+export function pointerClaim(target: JsonTarget<unknown>, recordPattern: string | undefined): string {
+  const record = target.record
+  if (record === undefined || recordPattern === undefined) return formatPointer(target.pointer)
+  return recordPattern + formatPointer(target.pointer.slice(record.pointer.length))
+}
+
+/**
+ * The `ecl.rid` claim: the record id as a string, `undefined` outside records. A record that holds a
+ * targeted value but has no id cannot be bound, and is refused (`record_id_missing`).
+ */
+export function recordClaim(target: JsonTarget<unknown>, recordPattern: string | undefined): string | undefined {
+  if (recordPattern === undefined || target.record === undefined) return undefined
+  const id = target.recordId
+  if (id === undefined) throw new EcluseError('record_id_missing', `record at ${formatPointer(target.record.pointer)} has no id member`)
+  return typeof id === 'number' ? String(id) : id
+}
+
+// ---------------------------------------------------------------------------------------------
+// The per-message stream
+
+/**
+ * One message's field work: the action the rewriter calls, and plain-number tallies that the
+ * stream reports once, when the message ends (metrics cost nothing per field).
+ */
+export abstract class FieldMessage {
+  /** Operations that succeeded / failed, plaintext bytes, and seconds spent in the cryptography. */
+  ok = 0
+  failed = 0
+  bytes = 0
+  seconds = 0
+  /** Bound once per message: the rewriter's only per-message closure. */
+  readonly onValue: JsonValueHandler<null> = (target) => this.act(target)
+  protected abstract act(target: JsonTarget<null>): 'keep' | 'remove' | { replace: string | Uint8Array }
+}
+
+export interface FieldStreamOptions {
+  readonly rules: FieldRules
+  readonly mode: 'document' | 'ndjson'
+  readonly message: FieldMessage
+  readonly direction: Direction
+  /** The metrics of this operation and route; absent when the gateway has none (tools, unit tests). */
+  readonly op: CryptoOp | undefined
+  readonly opMetrics: CryptoOpMetrics | undefined
+  readonly routeMetrics: CryptoRouteMetrics | undefined
+}
+
+/**
+ * The rewriter for one message, with the failure mapped by direction: on a request the refusal
+ * keeps its own code (`json_invalid` 400, `plaintext_refused` 422, …); on a response every failure
+ * is `transform_failed` (the proxy answers 502 before the headers, and aborts after them). The
+ * refusal is counted under its underlying code, and the message's crypto work once, either way.
+ */
+export class FieldStream extends JsonRewriter<null> {
+  readonly #o: FieldStreamOptions
+  #pending: TransformCallback | null = null
+  #reported = false
+  readonly #done: TransformCallback
+
+  constructor(o: FieldStreamOptions) {
+    super({
+      rules: o.rules.rules,
+      mode: o.mode,
+      maxValueBytes: o.rules.maxValueBytes,
+      maxRecordBytes: o.rules.maxRecordBytes,
+      onValue: o.message.onValue,
+    })
+    this.#o = o
+    // Transform calls _transform/_flush one at a time, so one pending callback is enough and the
+    // wrapper is bound once per stream, not per chunk.
+    this.#done = (err, data) => this.#settle(err, data)
+  }
+
+  override _transform(chunk: Buffer, enc: BufferEncoding, cb: TransformCallback): void {
+    this.#pending = cb
+    super._transform(chunk, enc, this.#done)
+  }
+
+  override _flush(cb: TransformCallback): void {
+    this.#pending = cb
+    super._flush((err, data) => {
+      if (err == null) this.#report(undefined)
+      this.#settle(err, data)
+    })
+  }
+
+  #settle(err: Error | null | undefined, data?: unknown): void {
+    const cb = this.#pending!
+    this.#pending = null
+    if (err == null) {
+      cb(null, data as Buffer | undefined)
+      return
+    }
+    cb(this.#fail(err))
+  }
+
+  #fail(err: Error): EcluseError {
+    const e = isEcluseError(err) ? err : new EcluseError('internal', 'field transform failed', { cause: err })
+    this.#report(e.code)
+    return this.#o.direction === 'request' ? e : forResponse(e)
+  }
+
+  #report(code: ErrorCode | undefined): void {
+    if (this.#reported) return
+    this.#reported = true
+    const { message: m, opMetrics, routeMetrics, op } = this.#o
+    opMetrics?.message(m.ok, m.failed, m.bytes, m.seconds)
+    if (op !== undefined) routeMetrics?.sealedFields(op, m.ok)
+    if (code !== undefined) routeMetrics?.refused(code)
+  }
+}
+
+/** Counts a refusal decided at `begin` (before any stream exists) and returns it to throw. */
+export function refuseAtBegin(env: TransformEnv, ctx: TransformContext, err: unknown): EcluseError {
+  let e = isEcluseError(err) ? err : new EcluseError('internal', 'transform failed to start', { cause: err })
+  if (ctx.direction === 'response' && e.code !== 'transform_failed') e = forResponse(e)
+  env.metrics?.forRoute(ctx.routeName).refused(underlyingCode(e))
+  return e
+}

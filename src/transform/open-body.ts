@@ -1,0 +1,90 @@
+/**
+ * `open-body`: a body sealed by `seal-body` (`application/vnd.ecluse.sealed`) is opened with the
+ * private key set `keys`; the original bytes go on with their original media type. Only
+ * authenticated records are released, the last one only once the input has ended cleanly, so a
+ * tampered or truncated body fails (`open_failed`) without a byte of it having been trusted.
+ */
+import type { Transform } from 'node:stream'
+import { z } from 'zod'
+import type { KeySet } from '../crypto/keys.js'
+import { DEFAULT_MAX_OPEN_RECORD_SIZE, MAX_RECORD_SIZE, type SealedStreamInfo, createOpenStream } from '../crypto/stream.js'
+import type { CryptoOpMetrics } from '../observability/metrics.js'
+import { meterBodyStream } from './body-stream.js'
+import { checkNoContentEncoding, contextOption, keySetFor, keySetName, parseOptions, refusal, refuseAtBegin } from './json-fields.js'
+import { SEALED_MEDIA_TYPE } from './seal-body.js'
+import type { BodyTransform, MessageHeaders, TransformContext, TransformEnv } from './types.js'
+
+const openBodyOptions = z
+  .object({
+    keys: keySetName,
+    context: contextOption,
+    /** Largest record size a sealed body may declare: memory per message is one record. */
+    maxRecordSize: z.number().int().min(16).max(MAX_RECORD_SIZE).default(DEFAULT_MAX_OPEN_RECORD_SIZE),
+  })
+  .strict()
+
+/** Restores the sealed media type on the message once the stream header has been authenticated. */
+class RestoreType {
+  readonly #headers: MessageHeaders
+  readonly onHeader: (info: SealedStreamInfo) => void
+
+  constructor(headers: MessageHeaders) {
+    this.#headers = headers
+    this.onHeader = (info) => {
+      this.#headers['content-type'] = info.contentType
+    }
+  }
+}
+
+/** The `open-body` step. */
+export class OpenBodyTransform implements BodyTransform {
+  readonly type = 'open-body'
+  readonly #env: TransformEnv
+  readonly #keys: KeySet
+  readonly #context: string | undefined
+  readonly #maxRecordSize: number
+  readonly #metrics: CryptoOpMetrics | undefined
+
+  constructor(env: TransformEnv, keys: KeySet, context: string | undefined, maxRecordSize: number) {
+    this.#env = env
+    this.#keys = keys
+    this.#context = context
+    this.#maxRecordSize = maxRecordSize
+    this.#metrics = env.metrics?.op('open', 'stream')
+  }
+
+  begin(ctx: TransformContext): Transform {
+    let stream: ReturnType<typeof createOpenStream>
+    try {
+      checkNoContentEncoding(ctx.headers, ctx.direction, 'open-body')
+      const type = ctx.headers['content-type']
+      if (typeof type !== 'string' || type.trim().toLowerCase() !== SEALED_MEDIA_TYPE) {
+        throw refusal(ctx.direction, 'unsupported_media_type', `open-body: content-type is not ${SEALED_MEDIA_TYPE}`)
+      }
+      stream = createOpenStream(this.#keys, { route: this.#context ?? ctx.routeName, maxRecordSize: this.#maxRecordSize })
+    } catch (err) {
+      throw refuseAtBegin(this.#env, ctx, err)
+    }
+    // Until the header is authenticated the type is unknown: never pass the sealed label on.
+    ctx.headers['content-type'] = 'application/octet-stream'
+    stream.once('header', new RestoreType(ctx.headers).onHeader)
+    return meterBodyStream(stream, {
+      direction: ctx.direction,
+      plaintext: 'output',
+      failure: 'open_failed',
+      opMetrics: this.#metrics,
+      routeMetrics: this.#env.metrics?.forRoute(ctx.routeName),
+    })
+  }
+}
+
+/**
+ * Builds an `open-body` step.
+ *
+ * @example
+ * // - { type: open-body, keys: trusted-host-private, context: documents }
+ */
+export function createOpenBodyTransform(options: Readonly<Record<string, unknown>>, env: TransformEnv): OpenBodyTransform {
+  const o = parseOptions(openBodyOptions, options)
+  return new OpenBodyTransform(env, keySetFor(env, 'keys', o.keys, true), o.context, o.maxRecordSize)
+}

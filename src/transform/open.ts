@@ -1,0 +1,154 @@
+/**
+ * `open`: each listed JSON field that is present must be a compact JWE sealed for a key of the
+ * private key set `keys`, bound to this context, pointer and record; it is replaced by the JSON value
+ * it seals. Any failure is `open_failed`, the same whatever went wrong (RFC 7516 §11.5).
+ */
+import { z } from 'zod'
+import { FieldOpener } from '../crypto/field.js'
+import { EcluseError, isEcluseError } from '../errors.js'
+import type { CryptoOpMetrics } from '../observability/metrics.js'
+import type { JsonTarget } from './json/rewriter.js'
+import {
+  FieldMessage,
+  type FieldRules,
+  FieldStream,
+  SEALED_RECORD_BYTES,
+  SEALED_VALUE_BYTES,
+  compileFieldRules,
+  contextOption,
+  emptyBody,
+  fieldsOption,
+  formatOption,
+  jsonMode,
+  keySetFor,
+  keySetName,
+  parseOptions,
+  pointerClaim,
+  recordBytesOption,
+  recordClaim,
+  recordsOption,
+  refuseAtBegin,
+  valueBytesOption,
+} from './json-fields.js'
+import type { BodyTransform, TransformContext, TransformEnv } from './types.js'
+
+const openOptions = z
+  .object({
+    keys: keySetName,
+    context: contextOption,
+    fields: fieldsOption,
+    records: recordsOption,
+    format: formatOption,
+    maxValueBytes: valueBytesOption(SEALED_VALUE_BYTES),
+    maxRecordBytes: recordBytesOption(SEALED_RECORD_BYTES),
+  })
+  .strict()
+
+const LF = 0x0a
+const CR = 0x0d
+
+class OpenMessage extends FieldMessage {
+  readonly #opener: FieldOpener
+  readonly #route: string
+  readonly #recordPattern: string | undefined
+  readonly #ndjson: boolean
+
+  constructor(opener: FieldOpener, route: string, recordPattern: string | undefined, ndjson: boolean) {
+    super()
+    this.#opener = opener
+    this.#route = route
+    this.#recordPattern = recordPattern
+    this.#ndjson = ndjson
+  }
+
+  protected act(target: JsonTarget<null>): { replace: Buffer } {
+    const ptr = pointerClaim(target, this.#recordPattern)
+    const rid = recordClaim(target, this.#recordPattern)
+    if (target.type !== 'string') {
+      this.failed++
+      throw new EcluseError('open_failed', `${ptr}: a ${target.type} where a sealed value was expected`)
+    }
+    const t0 = performance.now()
+    let out: Buffer
+    try {
+      out = this.#opener.open(target.value as string, { route: this.#route, ptr, rid })
+    } catch (err) {
+      this.failed++
+      // Uniform: whatever failed, the client learns only `open_failed` (the reason is in the log).
+      const reason = isEcluseError(err) ? err.message : 'open failed'
+      throw new EcluseError('open_failed', `${ptr}: ${reason}`)
+    }
+    this.seconds += (performance.now() - t0) / 1000
+    // Whoever holds the public key can seal anything: what opens must be exactly one JSON value
+    // (and, in NDJSON, stay on its line) before it is spliced into the body.
+    if (!isOneJsonValue(out, this.#ndjson)) {
+      out.fill(0)
+      this.failed++
+      throw new EcluseError('open_failed', `${ptr}: the sealed plaintext is not one JSON value`)
+    }
+    this.ok++
+    this.bytes += out.length
+    return { replace: out }
+  }
+}
+
+function isOneJsonValue(out: Buffer, ndjson: boolean): boolean {
+  if (ndjson && (out.includes(LF) || out.includes(CR))) return false
+  try {
+    JSON.parse(out.toString('utf8'))
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** The `open` step. */
+export class OpenTransform implements BodyTransform {
+  readonly type = 'open'
+  readonly #env: TransformEnv
+  readonly #opener: FieldOpener
+  readonly #context: string | undefined
+  readonly #rules: FieldRules
+  readonly #metrics: CryptoOpMetrics | undefined
+
+  constructor(env: TransformEnv, opener: FieldOpener, context: string | undefined, rules: FieldRules) {
+    this.#env = env
+    this.#opener = opener
+    this.#context = context
+    this.#rules = rules
+    this.#metrics = env.metrics?.op('open', 'field')
+  }
+
+  begin(ctx: TransformContext): FieldStream | null {
+    if (emptyBody(ctx.headers)) return null
+    let mode: 'document' | 'ndjson'
+    try {
+      mode = jsonMode(ctx.headers, this.#rules.format, ctx.direction, 'open')
+    } catch (err) {
+      throw refuseAtBegin(this.#env, ctx, err)
+    }
+    return new FieldStream({
+      rules: this.#rules,
+      mode,
+      message: new OpenMessage(this.#opener, this.#context ?? ctx.routeName, this.#rules.recordPattern, mode === 'ndjson'),
+      direction: ctx.direction,
+      op: 'open',
+      opMetrics: this.#metrics,
+      routeMetrics: this.#env.metrics?.forRoute(ctx.routeName),
+    })
+  }
+}
+
+/**
+ * Builds an `open` step. The opener (and its bounded KEK cache) is shared by every message of the
+ * route, so the fields of one message cost one key agreement.
+ *
+ * @example
+ * // - { type: open, keys: trusted-host-private, fields: [/name, /passport] }
+ */
+export function createOpenTransform(options: Readonly<Record<string, unknown>>, env: TransformEnv): OpenTransform {
+  const o = parseOptions(openOptions, options)
+  const keys = keySetFor(env, 'keys', o.keys, true)
+  const opener = new FieldOpener(keys, { maxSealedChars: o.maxValueBytes })
+  return new OpenTransform(env, opener, o.context, compileFieldRules(o))
+}

@@ -1,0 +1,128 @@
+/**
+ * `require-sealed`: every listed JSON field that is present must already be a compact JWE of our
+ * profile for an accepted key of `recipients`, bound to this context, pointer and record. Anything
+ * else (plaintext, another type, a value sealed for an unknown kid or another place) is refused with
+ * `plaintext_refused` and never opened: the check needs public keys only (`isSealedFor`).
+ */
+import { z } from 'zod'
+import { isSealedFor } from '../crypto/field.js'
+import type { KeySet } from '../crypto/keys.js'
+import { EcluseError } from '../errors.js'
+import type { CryptoOpMetrics } from '../observability/metrics.js'
+import type { JsonTarget } from './json/rewriter.js'
+import {
+  FieldMessage,
+  type FieldRules,
+  FieldStream,
+  SEALED_RECORD_BYTES,
+  SEALED_VALUE_BYTES,
+  compileFieldRules,
+  contextOption,
+  emptyBody,
+  fieldsOption,
+  formatOption,
+  jsonMode,
+  keySetFor,
+  keySetName,
+  parseOptions,
+  pointerClaim,
+  recordBytesOption,
+  recordClaim,
+  recordsOption,
+  refuseAtBegin,
+  valueBytesOption,
+} from './json-fields.js'
+import type { BodyTransform, TransformContext, TransformEnv } from './types.js'
+
+const requireSealedOptions = z
+  .object({
+    recipients: keySetName,
+    context: contextOption,
+    fields: fieldsOption,
+    records: recordsOption,
+    format: formatOption,
+    maxValueBytes: valueBytesOption(SEALED_VALUE_BYTES),
+    maxRecordBytes: recordBytesOption(SEALED_RECORD_BYTES),
+  })
+  .strict()
+
+class VerifyMessage extends FieldMessage {
+  readonly #keys: KeySet
+  readonly #route: string
+  readonly #recordPattern: string | undefined
+  readonly #maxChars: number
+
+  constructor(keys: KeySet, route: string, recordPattern: string | undefined, maxChars: number) {
+    super()
+    this.#keys = keys
+    this.#route = route
+    this.#recordPattern = recordPattern
+    this.#maxChars = maxChars
+  }
+
+  protected act(target: JsonTarget<null>): 'keep' {
+    const ptr = pointerClaim(target, this.#recordPattern)
+    const rid = recordClaim(target, this.#recordPattern)
+    const t0 = performance.now()
+    const sealed =
+      target.type === 'string' && isSealedFor(target.value, this.#keys, { route: this.#route, ptr, rid }, this.#maxChars)
+    this.seconds += (performance.now() - t0) / 1000
+    if (!sealed) {
+      this.failed++
+      // The pointer names a member, never its value.
+      throw new EcluseError('plaintext_refused', `${ptr}: not a value sealed for this key set and place`)
+    }
+    this.ok++
+    this.bytes += target.raw.length
+    return 'keep'
+  }
+}
+
+/** The `require-sealed` step. */
+export class RequireSealedTransform implements BodyTransform {
+  readonly type = 'require-sealed'
+  readonly #env: TransformEnv
+  readonly #keys: KeySet
+  readonly #context: string | undefined
+  readonly #rules: FieldRules
+  readonly #metrics: CryptoOpMetrics | undefined
+
+  constructor(env: TransformEnv, keys: KeySet, context: string | undefined, rules: FieldRules) {
+    this.#env = env
+    this.#keys = keys
+    this.#context = context
+    this.#rules = rules
+    this.#metrics = env.metrics?.op('verify', 'field')
+  }
+
+  begin(ctx: TransformContext): FieldStream | null {
+    if (emptyBody(ctx.headers)) return null
+    let mode: 'document' | 'ndjson'
+    try {
+      mode = jsonMode(ctx.headers, this.#rules.format, ctx.direction, 'require-sealed')
+    } catch (err) {
+      throw refuseAtBegin(this.#env, ctx, err)
+    }
+    return new FieldStream({
+      rules: this.#rules,
+      mode,
+      message: new VerifyMessage(this.#keys, this.#context ?? ctx.routeName, this.#rules.recordPattern, this.#rules.maxValueBytes),
+      direction: ctx.direction,
+      op: 'verify',
+      opMetrics: this.#metrics,
+      routeMetrics: this.#env.metrics?.forRoute(ctx.routeName),
+    })
+  }
+}
+
+/**
+ * Builds a `require-sealed` step.
+ *
+ * @example
+ * // - { type: require-sealed, recipients: trusted-host, fields: [/passport] }
+ */
+export function createRequireSealedTransform(options: Readonly<Record<string, unknown>>, env: TransformEnv): RequireSealedTransform {
+  const o = parseOptions(requireSealedOptions, options)
+  const keys = keySetFor(env, 'recipients', o.recipients, false)
+  return new RequireSealedTransform(env, keys, o.context, compileFieldRules(o))
+}

@@ -1,0 +1,80 @@
+/**
+ * `strip`: each listed JSON field that is present is removed, member and separator (or array
+ * element), before the message crosses. The body is validated whole like any field transform.
+ */
+import { z } from 'zod'
+import type { JsonTarget } from './json/rewriter.js'
+import {
+  FieldMessage,
+  type FieldRules,
+  FieldStream,
+  PLAINTEXT_RECORD_BYTES,
+  PLAINTEXT_VALUE_BYTES,
+  compileFieldRules,
+  emptyBody,
+  fieldsOption,
+  formatOption,
+  jsonMode,
+  parseOptions,
+  recordBytesOption,
+  refuseAtBegin,
+  valueBytesOption,
+} from './json-fields.js'
+import type { BodyTransform, TransformContext, TransformEnv } from './types.js'
+
+const stripOptions = z
+  .object({
+    fields: fieldsOption,
+    format: formatOption,
+    maxValueBytes: valueBytesOption(PLAINTEXT_VALUE_BYTES),
+    maxRecordBytes: recordBytesOption(PLAINTEXT_RECORD_BYTES),
+  })
+  .strict()
+
+class StripMessage extends FieldMessage {
+  protected act(_target: JsonTarget<null>): 'remove' {
+    return 'remove'
+  }
+}
+
+/** The `strip` step. */
+export class StripTransform implements BodyTransform {
+  readonly type = 'strip'
+  readonly #env: TransformEnv
+  readonly #rules: FieldRules
+
+  constructor(env: TransformEnv, rules: FieldRules) {
+    this.#env = env
+    this.#rules = rules
+  }
+
+  begin(ctx: TransformContext): FieldStream | null {
+    if (emptyBody(ctx.headers)) return null
+    let mode: 'document' | 'ndjson'
+    try {
+      mode = jsonMode(ctx.headers, this.#rules.format, ctx.direction, 'strip')
+    } catch (err) {
+      throw refuseAtBegin(this.#env, ctx, err)
+    }
+    return new FieldStream({
+      rules: this.#rules,
+      mode,
+      message: new StripMessage(),
+      direction: ctx.direction,
+      op: undefined,
+      opMetrics: undefined,
+      routeMetrics: this.#env.metrics?.forRoute(ctx.routeName),
+    })
+  }
+}
+
+/**
+ * Builds a `strip` step.
+ *
+ * @example
+ * // - { type: strip, fields: [/internalNotes, /records/*\/auditTrail] }
+ */
+export function createStripTransform(options: Readonly<Record<string, unknown>>, env: TransformEnv): StripTransform {
+  const o = parseOptions(stripOptions, options)
+  return new StripTransform(env, compileFieldRules(o))
+}

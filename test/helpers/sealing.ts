@@ -1,0 +1,232 @@
+/**
+ * Helpers for the sealing e2e tests: throw-away key sets written as JWKS files, and gateways started
+ * from a config with a `keys` section (the shared harness has no such section), each with its own
+ * captured log. Everything listens on 127.0.0.1 port 0 and is closed by `close()`.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Agent, request as undiciRequest } from 'undici'
+import { stringify } from 'yaml'
+import { type GenerateKeySetOptions, type Jwks, generateKeySet } from '../../src/crypto/keys.js'
+import { Gateway } from '../../src/main.js'
+import { createLogger } from '../../src/observability/logger.js'
+import { LogCapture, TestUpstream, type UpstreamHandler, echoHandler } from './harness.js'
+import { type TestCert, type TestPki, makeTestPki } from './pki.js'
+
+export const SPONSOR_APP = 'uri:spiffe://sponsor.test/accreditation-app'
+export const EDGE_GATEWAY = 'uri:spiffe://trusted.test/ecluse-gateway'
+
+/** Distinctive plaintext values: each must never show up in a log, an error body or /metrics. */
+export const CANARY = {
+  name: 'CANARY-NAME-Zoé Quintard-7731',
+  birthDate: '1911-11-11-CANARY',
+  passport: 'CANARY-PASSPORT-19XK44210',
+  email: 'canary.mail.4412@example.invalid',
+  phone: '+33-CANARY-0612345678',
+  policeUnit: 'CANARY-UNIT-Brigade-17',
+} as const
+export const CANARY_VALUES: readonly string[] = Object.values(CANARY)
+export const SENSITIVE_FIELDS = ['/name', '/birthDate', '/passport', '/email', '/phone', '/policeUnit'] as const
+
+/** A record with every sensitive field set to a canary (suffixed, so each record differs). */
+export function canaryRecord(id: string | number, suffix = ''): Record<string, unknown> {
+  return {
+    id,
+    name: CANARY.name + suffix,
+    birthDate: CANARY.birthDate + suffix,
+    passport: CANARY.passport + suffix,
+    email: CANARY.email + suffix,
+    phone: CANARY.phone + suffix,
+    policeUnit: CANARY.policeUnit + suffix,
+    status: 'pending',
+  }
+}
+
+/** A fresh key pair written as a private and a public JWKS file under `dir`. */
+export interface KeyFiles {
+  readonly privatePath: string
+  readonly publicPath: string
+  readonly privateJwks: Jwks
+  readonly publicJwks: Jwks
+}
+
+export async function writeKeyFiles(dir: string, name: string, options: GenerateKeySetOptions = {}): Promise<KeyFiles> {
+  const { privateJwks, publicJwks } = generateKeySet(options)
+  const privatePath = join(dir, `${name}.private.jwks.json`)
+  const publicPath = join(dir, `${name}.public.jwks.json`)
+  await writeFile(privatePath, JSON.stringify(privateJwks), { mode: 0o600 })
+  await writeFile(publicPath, JSON.stringify(publicJwks))
+  return { privatePath, publicPath, privateJwks, publicJwks }
+}
+
+/** A temporary directory for one test file, removed at exit of the returned cleanup. */
+export async function tempDir(prefix = 'ecluse-sealing-'): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix))
+}
+
+export interface GatewaySetup {
+  readonly pki: TestPki
+  readonly dir: string
+  readonly routes: Array<Record<string, unknown>>
+  readonly keys?: Record<string, { file: string; private?: boolean }>
+  /** The upstream this gateway calls: a port, its CA and the client certificate it presents. */
+  readonly upstream: { port: number; ca: TestCert; cert: TestCert; serverName?: string }
+  /** The sponsor side: the server certificate and the CA clients must chain to. */
+  readonly sponsor?: { cert: TestCert; clientCa: TestCert }
+  readonly name?: string
+}
+
+/** One gateway under test with its captured log. */
+export class TestGateway {
+  readonly gateway: Gateway
+  readonly logs: LogCapture
+  readonly configPath: string
+  readonly config: Record<string, unknown>
+  readonly #pki: TestPki
+  readonly #agents: Agent[] = []
+
+  private constructor(gateway: Gateway, logs: LogCapture, configPath: string, config: Record<string, unknown>, pki: TestPki) {
+    this.gateway = gateway
+    this.logs = logs
+    this.configPath = configPath
+    this.config = config
+    this.#pki = pki
+  }
+
+  static config(s: GatewaySetup): Record<string, unknown> {
+    const sponsor = s.sponsor ?? { cert: s.pki.gatewaySponsorServer, clientCa: s.pki.sponsorCa }
+    return {
+      sponsor: {
+        listen: { host: '127.0.0.1', port: 0 },
+        tls: { cert: sponsor.cert.certPath, key: sponsor.cert.keyPath, clientCa: sponsor.clientCa.certPath, handshakeTimeoutMs: 2000 },
+      },
+      upstreams: {
+        backend: {
+          url: `https://127.0.0.1:${s.upstream.port}`,
+          serverName: s.upstream.serverName ?? 'accreditation.trusted.test',
+          tls: { ca: s.upstream.ca.certPath, cert: s.upstream.cert.certPath, key: s.upstream.cert.keyPath },
+          connectTimeoutMs: 2000,
+          headersTimeoutMs: 5000,
+          bodyTimeoutMs: 5000,
+        },
+      },
+      routes: s.routes,
+      ...(s.keys === undefined ? {} : { keys: s.keys }),
+      admin: { listen: { host: '127.0.0.1', port: 0 } },
+      log: { level: 'debug' },
+    }
+  }
+
+  static async start(s: GatewaySetup): Promise<TestGateway> {
+    const config = TestGateway.config(s)
+    const configPath = join(s.dir, `${s.name ?? 'gateway'}.yaml`)
+    await writeFile(configPath, stringify(config))
+    const logs = new LogCapture()
+    const gateway = await Gateway.start(configPath, { log: createLogger({ level: 'debug', destination: logs.stream }) })
+    return new TestGateway(gateway, logs, configPath, config, s.pki)
+  }
+
+  get sponsorOrigin(): string {
+    return `https://127.0.0.1:${this.gateway.sponsorPort}`
+  }
+
+  agent(cert: TestCert = this.#pki.sponsorClient, ca: TestCert = this.#pki.sponsorCa): Agent {
+    const agent = new Agent({ connect: { ca: ca.certPem, cert: cert.certPem, key: cert.keyPem, servername: 'localhost' } })
+    this.#agents.push(agent)
+    return agent
+  }
+
+  async request(
+    path: string,
+    opts: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {},
+  ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer; text: string; json: () => unknown }> {
+    const res = await undiciRequest(`${this.sponsorOrigin}${path}`, {
+      method: (opts.method ?? 'GET') as 'GET',
+      headers: opts.headers,
+      body: opts.body,
+      dispatcher: this.#agents[0] ?? this.agent(),
+    })
+    const body = Buffer.from(await res.body.arrayBuffer())
+    const text = body.toString('utf8')
+    return { status: res.statusCode, headers: res.headers, body, text, json: () => JSON.parse(text) }
+  }
+
+  async metrics(): Promise<string> {
+    const res = await undiciRequest(`http://127.0.0.1:${this.gateway.adminPort}/metrics`)
+    return res.body.text()
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled(this.#agents.map((a) => a.destroy()))
+    await this.gateway.shutdown()
+  }
+}
+
+/**
+ * The common single-gateway setup: a test upstream (trusted CA) behind one gateway with the given
+ * routes and key sets.
+ */
+export async function startSealing(opts: {
+  routes: Array<Record<string, unknown>>
+  keys?: Record<string, { file: string; private?: boolean }>
+  handler?: UpstreamHandler
+  dir?: string
+}): Promise<{ gw: TestGateway; upstream: TestUpstream; pki: TestPki; dir: string; close: () => Promise<void> }> {
+  const pki = await makeTestPki()
+  const dir = opts.dir ?? (await tempDir())
+  const upstream = new TestUpstream(pki, opts.handler ?? echoHandler)
+  const port = await upstream.listen()
+  let gw: TestGateway
+  try {
+    gw = await TestGateway.start({
+      pki,
+      dir,
+      routes: opts.routes,
+      ...(opts.keys === undefined ? {} : { keys: opts.keys }),
+      upstream: { port, ca: pki.trustedCa, cert: pki.gatewayTrustedClient },
+    })
+  } catch (err) {
+    await upstream.close()
+    throw err
+  }
+  return {
+    gw,
+    upstream,
+    pki,
+    dir,
+    close: async () => {
+      await gw.close()
+      await upstream.close()
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+/** An upstream handler that records each request body and answers with a fixed JSON body. */
+export function recordingHandler(
+  bodies: Buffer[],
+  reply: { status?: number; type?: string; body?: string | Buffer } = {},
+): UpstreamHandler {
+  return (req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      bodies.push(Buffer.concat(chunks))
+      const body = reply.body ?? '{"ok":true}'
+      res.writeHead(reply.status ?? 200, { 'content-type': reply.type ?? 'application/json', 'content-length': Buffer.byteLength(body) })
+      res.end(body)
+    })
+  }
+}
+
+/** True if any canary value (or the given extra values) appears in `text`. */
+export function leaksCanary(text: string, extra: readonly string[] = []): string | undefined {
+  for (const v of [...CANARY_VALUES, ...extra]) if (text.includes(v)) return v
+  // JSON-escaped forms too (a value logged inside a JSON string).
+  for (const v of [...CANARY_VALUES, ...extra]) {
+    const escaped = JSON.stringify(v).slice(1, -1)
+    if (escaped !== v && text.includes(escaped)) return v
+  }
+  return undefined
+}
