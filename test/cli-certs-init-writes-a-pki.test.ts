@@ -15,6 +15,9 @@ const FILES = [
   'sponsor-client',
   'trusted-server',
   'gateway-trusted-client',
+  // The chained demo (edge gateway → trusted sidecar gateway).
+  'sidecar-server',
+  'edge-client',
 ].flatMap((base) => [`${base}.crt`, `${base}.key`])
 
 function spawnCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {

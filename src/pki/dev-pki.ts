@@ -1,6 +1,8 @@
 /**
  * The development PKI: two independent CAs (sponsor side, trusted side) and the demo leaves, built
- * with node-forge for the X.509 structure and Node's OpenSSL for key generation and signing.
+ * with node-forge for the X.509 structure and Node's OpenSSL for key generation and signing. The
+ * chained demo (edge gateway → trusted sidecar gateway) adds two leaves and no CA: the edge reaches
+ * the sidecar as a sponsor-side client, the sidecar answers as a trusted-side server.
  *
  * Development only: the CA private keys sit next to the certificates they issue. Production uses
  * certificates from the operator's own PKI; nothing in the gateway depends on this module.
@@ -74,6 +76,14 @@ export interface DevPki {
   sponsorClient: Pair
   trustedServer: Pair
   gatewayTrustedClient: Pair
+  /**
+   * Chained demo: the trusted sidecar gateway's server certificate on its sponsor side, issued by the
+   * trusted CA (the edge trusts only the trusted CA for its upstream, never the sponsor CA it accepts
+   * clients from).
+   */
+  sidecarServer: Pair
+  /** Chained demo: the edge gateway's client certificate towards the sidecar, issued by the sponsor CA. */
+  edgeClient: Pair
 }
 
 /** Options for {@link generateDevPki}. */
@@ -358,9 +368,23 @@ const FILES = {
   sponsorClient: 'sponsor-client',
   trustedServer: 'trusted-server',
   gatewayTrustedClient: 'gateway-trusted-client',
+  sidecarServer: 'sidecar-server',
+  edgeClient: 'edge-client',
 } as const satisfies Record<Exclude<keyof DevPki, 'dir'>, string>
 
 type PairName = keyof typeof FILES
+
+/**
+ * Leaves added after the first release of this module (the chained demo). A PKI written before them
+ * is completed with certificates from its own CAs instead of being refused as incomplete.
+ */
+const LATER_LEAVES = ['sidecarServer', 'edgeClient'] as const satisfies readonly PairName[]
+type LaterLeaf = (typeof LATER_LEAVES)[number]
+/** Which CA issues each later leaf. */
+const LATER_LEAF_ISSUER: Record<LaterLeaf, 'sponsorCa' | 'trustedCa'> = {
+  sidecarServer: 'trustedCa',
+  edgeClient: 'sponsorCa',
+}
 
 /** The CA names, part of the demo's contract (docs and curl commands refer to them). */
 export const DEV_SPONSOR_CA_NAME = 'Écluse dev sponsor CA'
@@ -391,6 +415,18 @@ export const DEV_LEAF_SPECS = {
     uris: ['spiffe://trusted.test/ecluse-gateway'],
     usage: 'client',
   },
+  sidecarServer: {
+    commonName: 'ecluse.trusted.test',
+    dnsNames: ['ecluse.trusted.test', 'localhost'],
+    ips: ['127.0.0.1'],
+    usage: 'server',
+  },
+  edgeClient: {
+    commonName: 'ecluse-edge',
+    organizationalUnit: 'edge',
+    uris: ['spiffe://sponsor.test/ecluse-edge'],
+    usage: 'client',
+  },
 } as const satisfies Record<Exclude<PairName, 'sponsorCa' | 'trustedCa'>, LeafSpec>
 
 /** The paths {@link generateDevPki} writes under `outDir`, without touching the disk. */
@@ -405,6 +441,8 @@ export function devPkiPaths(outDir: string): DevPki {
     sponsorClient: pair(FILES.sponsorClient),
     trustedServer: pair(FILES.trustedServer),
     gatewayTrustedClient: pair(FILES.gatewayTrustedClient),
+    sidecarServer: pair(FILES.sidecarServer),
+    edgeClient: pair(FILES.edgeClient),
   }
 }
 
@@ -444,10 +482,11 @@ async function writeFileAtomic(file: string, data: string, mode: number): Promis
   }
 }
 
-/** An existing PKI is reused only if every certificate parses and has not expired. */
+/** An existing PKI is reused only if every certificate (that is there) parses and has not expired. */
 async function checkExisting(pki: DevPki): Promise<void> {
   const now = Date.now()
   for (const [, pair] of pairsOf(pki)) {
+    if (!(await exists(pair.cert))) continue
     let cert: X509Certificate
     try {
       cert = new X509Certificate(await readFile(pair.cert))
@@ -463,12 +502,29 @@ async function checkExisting(pki: DevPki): Promise<void> {
 }
 
 /**
+ * Issue the missing later leaves (whole pairs) from the CAs already on disk, keys first. The CA
+ * files have just passed `checkExisting`.
+ */
+async function completeLaterLeaves(pki: DevPki, names: readonly LaterLeaf[], validityDays: number): Promise<void> {
+  const cas: Record<'sponsorCa' | 'trustedCa', CertifiedKey> = {
+    sponsorCa: { certPem: await readFile(pki.sponsorCa.cert, 'utf8'), keyPem: await readFile(pki.sponsorCa.key, 'utf8') },
+    trustedCa: { certPem: await readFile(pki.trustedCa.cert, 'utf8'), keyPem: await readFile(pki.trustedCa.key, 'utf8') },
+  }
+  const plans = names.map((n) => planLeaf(cas[LATER_LEAF_ISSUER[n]], DEV_LEAF_SPECS[n], validityDays))
+  const keys = await Promise.all(names.map(() => generateKeyAsync()))
+  const material = names.map((n, i) => buildLeaf(plans[i]!, DEV_LEAF_SPECS[n], keys[i]!))
+  for (const [i, n] of names.entries()) await writeFileAtomic(pki[n].key, material[i]!.keyPem, 0o600)
+  for (const [i, n] of names.entries()) await writeFileAtomic(pki[n].cert, material[i]!.certPem, 0o644)
+}
+
+/**
  * Create the development PKI in `outDir`: the sponsor CA, the trusted CA (independent roots) and the
  * demo leaves, keys 0600, the directory 0700 if it has to be created. Idempotent: if every file is
  * already there and `force` is not set, nothing is written and the paths are returned (`npm start`
- * calls this every time). A partial set, or an expired or unreadable certificate, is an error
- * (`tls_material_invalid`) rather than silently overwritten. Not safe against two concurrent
- * generations into the same directory.
+ * calls this every time). A set written before the chained demo's leaves existed (`sidecar-server`,
+ * `edge-client`) is completed from its own CAs. Any other partial set, or an expired or unreadable
+ * certificate, is an error (`tls_material_invalid`) rather than silently overwritten. Not safe
+ * against two concurrent generations into the same directory.
  *
  * @example
  * const pki = await generateDevPki({ outDir: 'certs' })
@@ -480,13 +536,27 @@ export async function generateDevPki(opts: DevPkiOptions): Promise<DevPki> {
   if (!(validityDays > 0)) throw new RangeError('validityDays must be positive')
 
   if (!opts.force) {
-    const files = pairsOf(pki).flatMap(([, p]) => [p.cert, p.key])
+    const pairs = pairsOf(pki)
+    const files = pairs.flatMap(([, p]) => [p.cert, p.key])
     const present = await Promise.all(files.map(exists))
     if (present.every(Boolean)) {
       await checkExisting(pki)
       return pki
     }
     if (present.some(Boolean)) {
+      // A set written before the chained demo existed lacks only whole later leaves: complete it
+      // from its own CAs rather than refuse it (`npm start` must keep working after a pull).
+      const state = new Map(pairs.map(([n], i) => [n, { cert: present[2 * i]!, key: present[2 * i + 1]! }]))
+      const later = new Set<PairName>(LATER_LEAVES)
+      const completable = pairs.every(([n]) => {
+        const s = state.get(n)!
+        return later.has(n) ? s.cert === s.key : s.cert && s.key
+      })
+      if (completable) {
+        await checkExisting(pki)
+        await completeLaterLeaves(pki, LATER_LEAVES.filter((n) => !state.get(n)!.cert), validityDays)
+        return pki
+      }
       const missing = files.filter((_, i) => !present[i]).map((f) => basename(f))
       throw new EcluseError(
         'tls_material_invalid',
@@ -495,9 +565,9 @@ export async function generateDevPki(opts: DevPkiOptions): Promise<DevPki> {
     }
   }
 
-  // All eight keys in parallel on the libuv pool, then the (fast, OpenSSL-signed) certificates.
+  // All ten keys in parallel on the libuv pool, then the (fast, OpenSSL-signed) certificates.
   const [sponsorCaKeys, trustedCaKeys, ...leafKeyPairs] = await Promise.all(
-    Array.from({ length: 8 }, () => generateKeyAsync()),
+    Array.from({ length: 10 }, () => generateKeyAsync()),
   )
   const days = { validityDays }
   const sponsorCa = buildCa(DEV_SPONSOR_CA_NAME, days, sponsorCaKeys!)
@@ -511,6 +581,8 @@ export async function generateDevPki(opts: DevPkiOptions): Promise<DevPki> {
     sponsorClient: leaf(sponsorCa, DEV_LEAF_SPECS.sponsorClient, 1),
     trustedServer: leaf(trustedCa, DEV_LEAF_SPECS.trustedServer, 2),
     gatewayTrustedClient: leaf(trustedCa, DEV_LEAF_SPECS.gatewayTrustedClient, 3),
+    sidecarServer: leaf(trustedCa, DEV_LEAF_SPECS.sidecarServer, 4),
+    edgeClient: leaf(sponsorCa, DEV_LEAF_SPECS.edgeClient, 5),
   }
 
   await mkdir(pki.dir, { recursive: true, mode: 0o700 })

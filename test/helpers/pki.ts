@@ -59,6 +59,10 @@ export interface TestPki {
   trustedServer: TestCert
   /** Trusted CA, client: URI spiffe://trusted.test/ecluse-gateway, CN ecluse-gateway. */
   gatewayTrustedClient: TestCert
+  /** Trusted CA, server (the chained demo's sidecar listener): DNS ecluse.trusted.test, localhost; IP 127.0.0.1. */
+  sidecarServer: TestCert
+  /** Sponsor CA, client (the chained demo's edge towards the sidecar): URI spiffe://sponsor.test/ecluse-edge, CN ecluse-edge, OU edge. */
+  edgeClient: TestCert
   // ---- negative and extra cases
   /** Sponsor CA, the sponsor-client names, valid from 2 days ago to 1 day ago. Same key as sponsorClient. */
   expiredSponsorClient: TestCert
@@ -105,7 +109,7 @@ async function build(): Promise<TestPki> {
     if (dirForCleanup !== undefined) rmSync(dirForCleanup, { recursive: true, force: true })
   })
 
-  // generateDevPki makes its eight keys in parallel; otherSponsorClient's key is made alongside. The
+  // generateDevPki makes its ten keys in parallel; otherSponsorClient's key is made alongside. The
   // other negative cases reuse a dev key: what they test is the certificate, and RSA keygen is the
   // whole cost of this fixture on a shared 2-core machine.
   const [paths, otherKey] = await Promise.all([generateDevPki({ outDir: join(dir, 'dev') }), rsaKeyPem()])
@@ -118,6 +122,7 @@ async function build(): Promise<TestPki> {
       load(paths.trustedServer),
       load(paths.gatewayTrustedClient),
     ])
+  const [sidecarServer, edgeClient] = await Promise.all([load(paths.sidecarServer), load(paths.edgeClient)])
   const now = Date.now()
   const day = 86_400_000
   const [expired, other, trustedCaClient, wrongName, sponsorCaTrustedServer, withoutIp] = await Promise.all([
@@ -165,6 +170,8 @@ async function build(): Promise<TestPki> {
     sponsorClient,
     trustedServer,
     gatewayTrustedClient,
+    sidecarServer,
+    edgeClient,
     expiredSponsorClient: await write(dir, 'expired-sponsor-client', expired),
     otherSponsorClient: await write(dir, 'other-sponsor-client', other),
     trustedCaClient: await write(dir, 'trusted-ca-client', trustedCaClient),
