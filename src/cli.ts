@@ -35,6 +35,8 @@ export interface Command {
   readonly options: Options
   /** Allowed number of positionals, and their names for messages. */
   readonly positionals: readonly string[]
+  /** How many of the trailing positionals may be left out (default 0), e.g. an input FILE for stdin. */
+  readonly optionalPositionals?: number
   /** Options that must be given. */
   readonly required?: readonly string[]
   run(values: Values, positionals: readonly string[], io: CliIo): Promise<number>
@@ -139,6 +141,120 @@ export const COMMANDS: Command[] = [
       return 0
     },
   },
+  {
+    words: ['keys', 'init'],
+    summary: 'write a sealing key set: a private JWKS for the trusted host, a public JWKS for the sealing side',
+    synopsis: '--out DIR [--name NAME] [--alg ALG] [--crv CRV] [--kid KID] [--rotate] [--force]',
+    details: [
+      '--out, -o DIR   where to write NAME.private.jwks.json (0600) and NAME.public.jwks.json;',
+      '                a missing directory is created 0700',
+      '--name NAME     file name prefix; default trusted-host',
+      '--alg ALG       ECDH-ES+A256KW (default) or RSA-OAEP-256',
+      '--crv CRV       X25519 (default) or P-256, for ECDH-ES+A256KW only',
+      '--kid KID       key id of the new key; default its RFC 7638 thumbprint',
+      '--rotate        put a new key in front of the existing set as the current one; the older keys',
+      '                stay in both files, so what was sealed to them still opens',
+      '--force         replace an existing set (values sealed to it will no longer open)',
+      '',
+      'Private key material is never printed. The private set stays on the trusted host; the public set',
+      'goes to every gateway that seals. After --rotate, reload (SIGHUP) the opening side first.',
+    ],
+    options: {
+      out: { type: 'string', short: 'o' },
+      name: { type: 'string' },
+      alg: { type: 'string' },
+      crv: { type: 'string' },
+      kid: { type: 'string' },
+      rotate: { type: 'boolean' },
+      force: { type: 'boolean' },
+    },
+    positionals: [],
+    required: ['out'],
+    async run(values, _positionals, io) {
+      return await keysInit(values, io, commandUsage(this))
+    },
+  },
+  {
+    words: ['seal'],
+    summary: 'seal JSON fields (compact JWE) or a whole body (sealed stream), as a sealing gateway does',
+    synopsis:
+      '--keys JWKS --context CTX (--fields PTRS [--records PTR:ID] [--ndjson] | --body [--content-type TYPE]) [FILE|-] [--out FILE]',
+    details: [
+      '--keys, -k JWKS        the recipients\' key set; only its public keys are used (a private set is',
+      '                       accepted, its private halves ignored); values are sealed to its current key',
+      '--context CTX          bound into every sealed value (ecl.route): the `context` of the matching',
+      '                       transform step, e.g. accreditations',
+      '--fields PTRS          JSON Pointers to seal, comma-separated or repeated; `*` matches any member',
+      '                       or index, e.g. /name,/records/*/passportNumber',
+      '--records PTR:ID       bind each value to its record: records at PTR, id member ID (ecl.rid),',
+      '                       e.g. /records/*:id; with --ndjson, :id makes every line a record',
+      '--ndjson               the input is newline-delimited JSON, one value per line',
+      '--max-value-bytes N    cap for one targeted value (default 65536)',
+      '--max-record-bytes N   cap for one record with --records (default 1048576)',
+      '--body                 seal the whole input as one sealed stream (docs/sealed-stream-format.md)',
+      '--content-type TYPE    media type kept inside a sealed body; default application/octet-stream',
+      '--out, -o FILE         write there (atomically: nothing is left behind on failure); default stdout',
+      '',
+      'FILE is read as a stream; without FILE, or with -, stdin. Errors read "ecluse: <code>: <reason>"',
+      'and never contain a value of the input.',
+    ],
+    options: {
+      keys: { type: 'string', short: 'k' },
+      context: { type: 'string' },
+      fields: { type: 'string', multiple: true },
+      records: { type: 'string' },
+      ndjson: { type: 'boolean' },
+      'max-value-bytes': { type: 'string' },
+      'max-record-bytes': { type: 'string' },
+      body: { type: 'boolean' },
+      'content-type': { type: 'string' },
+      out: { type: 'string', short: 'o' },
+    },
+    positionals: ['FILE'],
+    optionalPositionals: 1,
+    required: ['keys', 'context'],
+    async run(values, positionals, io) {
+      const usage = commandUsage(this)
+      return await sealOrOpen('seal', sealingArgs(values, positionals, usage), io, usage)
+    },
+  },
+  {
+    words: ['open'],
+    summary: 'open sealed JSON fields or a sealed body with the private key set, as the trusted sidecar does',
+    synopsis: '--keys PRIVATE_JWKS --context CTX (--fields PTRS [--records PTR:ID] [--ndjson] | --body) [FILE|-] [--out FILE]',
+    details: [
+      '--keys, -k JWKS        the private key set (NAME.private.jwks.json); every key in it is accepted',
+      '--context CTX          the context the values were sealed for; anything else does not open',
+      '--fields PTRS          JSON Pointers of the sealed values, comma-separated or repeated',
+      '--records PTR:ID       the values were bound to their records (see seal --help)',
+      '--ndjson               the input is newline-delimited JSON',
+      '--max-value-bytes N    cap for one sealed value (default 98304)',
+      '--max-record-bytes N   cap for one record with --records (default 2097152)',
+      '--body                 the input is one sealed stream; writes the original bytes',
+      '--out, -o FILE         write there, mode 0600 (atomically: nothing is left behind on failure)',
+      '',
+      'Any value that does not open, whatever the reason, is "open_failed" (exit 1). On stdout, output',
+      'already written stays written: check the exit status, or use --out.',
+    ],
+    options: {
+      keys: { type: 'string', short: 'k' },
+      context: { type: 'string' },
+      fields: { type: 'string', multiple: true },
+      records: { type: 'string' },
+      ndjson: { type: 'boolean' },
+      'max-value-bytes': { type: 'string' },
+      'max-record-bytes': { type: 'string' },
+      body: { type: 'boolean' },
+      out: { type: 'string', short: 'o' },
+    },
+    positionals: ['FILE'],
+    optionalPositionals: 1,
+    required: ['keys', 'context'],
+    async run(values, positionals, io) {
+      const usage = commandUsage(this)
+      return await sealOrOpen('open', sealingArgs(values, positionals, usage), io, usage)
+    },
+  },
 ]
 
 /**
@@ -233,7 +349,7 @@ async function runCommand(command: Command, args: string[], io: CliIo): Promise<
   if (positionals.length > command.positionals.length) {
     throw new UsageError(`unexpected argument '${positionals[command.positionals.length]}'`, commandUsage(command))
   }
-  if (positionals.length < command.positionals.length) {
+  if (positionals.length < command.positionals.length - (command.optionalPositionals ?? 0)) {
     throw new UsageError(`missing ${command.positionals[positionals.length]}`, commandUsage(command))
   }
   for (const name of command.required ?? []) {
@@ -358,6 +474,421 @@ async function exists(file: string): Promise<boolean> {
   } catch {
     return false
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// keys init, seal, open
+
+/** Key set names become file names: no separators, no leading dot. */
+const KEY_SET_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+
+/** What `keys init` does: writes or rotates NAME.private.jwks.json and NAME.public.jwks.json. */
+async function keysInit(values: Values, io: CliIo, usage: string): Promise<number> {
+  const { join, resolve } = await import('node:path')
+  const { mkdir, readFile } = await import('node:fs/promises')
+  const { CURVES, DEFAULT_CURVE, DEFAULT_KEY_ALG, KEY_ALGORITHMS, generateKeySet, parseKeySet } = await import(
+    './crypto/index.js'
+  )
+  const outDir = values['out'] as string
+  if (outDir.trim() === '') throw new UsageError('--out needs a directory', usage)
+  const name = (values['name'] as string | undefined) ?? 'trusted-host'
+  if (!KEY_SET_NAME.test(name)) throw new UsageError('--name takes letters, digits, ".", "_" and "-" (64 at most)', usage)
+  const rotate = values['rotate'] === true
+  if (rotate && values['force'] === true) throw new UsageError('--rotate and --force exclude each other', usage)
+  const alg = (values['alg'] as string | undefined) ?? DEFAULT_KEY_ALG
+  if (!Object.hasOwn(KEY_ALGORITHMS, alg)) {
+    throw new UsageError(`--alg must be one of ${Object.keys(KEY_ALGORITHMS).join(', ')}`, usage)
+  }
+  const algorithm = KEY_ALGORITHMS[alg as keyof typeof KEY_ALGORITHMS]
+  const crvValue = values['crv'] as string | undefined
+  if (crvValue !== undefined && algorithm.kind !== 'ecdh-es+kw') throw new UsageError(`--crv does not apply to ${alg}`, usage)
+  if (crvValue !== undefined && !Object.hasOwn(CURVES, crvValue)) {
+    throw new UsageError(`--crv must be one of ${Object.keys(CURVES).join(', ')}`, usage)
+  }
+  const crv = algorithm.kind === 'ecdh-es+kw' ? ((crvValue ?? DEFAULT_CURVE) as keyof typeof CURVES) : undefined
+
+  const dir = resolve(outDir)
+  const privateFile = join(dir, `${name}.private.jwks.json`)
+  const publicFile = join(dir, `${name}.public.jwks.json`)
+  const fresh = generateKeySet({ alg: algorithm.alg, ...(crv === undefined ? {} : { crv }), ...optionalKid(values) })
+  const newPrivate = fresh.privateJwks.keys[0]!
+  const newPublic = fresh.publicJwks.keys[0]!
+  const kid = newPrivate['kid'] as string
+
+  let privateKeys: Record<string, unknown>[] = [newPrivate]
+  let publicKeys: Record<string, unknown>[] = [newPublic]
+  let older: string[] = []
+  if (rotate) {
+    if (!(await exists(privateFile))) {
+      throw new Error(`cannot rotate: ${privateFile} does not exist (without --rotate, keys init creates the set)`)
+    }
+    // Validated as a whole (a private set, every key well formed) before any of it is copied.
+    const text = await readFile(privateFile)
+    const current = parseKeySet(text, { requirePrivate: true, source: privateFile })
+    if (current.get(kid) !== undefined) throw new Error(`cannot rotate: kid "${kid}" is already in ${privateFile}`)
+    const doc = JSON.parse(text.toString('utf8')) as { keys?: Record<string, unknown>[] } & Record<string, unknown>
+    const kept = Array.isArray(doc.keys) ? doc.keys : [doc]
+    // The current key first, then the others in their existing order: a reader that ignores our
+    // `current` member (RFC 7517 §5 allows it) still seals to the newest key.
+    older = [current.current.kid, ...current.kids.filter((k) => k !== current.current.kid)]
+    const byKid = new Map(kept.map((k) => [k['kid'] as string, k]))
+    privateKeys = [newPrivate, ...older.map((k) => byKid.get(k)!)]
+    publicKeys = [newPublic, ...older.map((k) => {
+      const { kid: id, use, alg: a, ...material } = current.get(k)!.publicJwk
+      return { kid: id, use, alg: a, ...material }
+    })]
+  } else if (values['force'] !== true) {
+    for (const file of [privateFile, publicFile]) {
+      if (await exists(file)) {
+        throw new Error(`${file} already exists: --rotate adds a new current key, --force replaces the set`)
+      }
+    }
+  }
+  const privateDoc = { keys: privateKeys, current: kid }
+  const publicDoc = { keys: publicKeys, current: kid }
+  // Both documents must load exactly as the gateway will load them (count cap, uniform sets).
+  parseKeySet(privateDoc, { requirePrivate: true, source: privateFile })
+  parseKeySet(publicDoc, { publicOnly: true, source: publicFile })
+
+  await mkdir(dir, { recursive: true, mode: 0o700 })
+  // The private set first: the opening side must know a key before anything can be sealed to it.
+  await writeAtomic(privateFile, `${JSON.stringify(privateDoc, null, 2)}\n`, 0o600)
+  await writeAtomic(publicFile, `${JSON.stringify(publicDoc, null, 2)}\n`, 0o644)
+
+  const what = `${alg}${crv === undefined ? '' : `, ${crv}`}`
+  io.stdout.write(
+    rotate
+      ? `rotated the key set "${name}" in ${dir}: new current kid ${kid} (${what}); still accepted for opening: ${older.join(', ')}\n`
+      : `wrote the key set "${name}" in ${dir}: current kid ${kid} (${what})\n`,
+  )
+  io.stdout.write(`  ${privateFile}   private, 0600: keep it on the trusted host only\n`)
+  io.stdout.write(`  ${publicFile}   public: give it to every gateway that seals\n`)
+  if (rotate) io.stdout.write('Reload the opening gateways first (SIGHUP), then the sealing ones.\n')
+  return 0
+}
+
+function optionalKid(values: Values): { kid?: string } {
+  const kid = values['kid'] as string | undefined
+  return kid === undefined ? {} : { kid }
+}
+
+/**
+ * Write via a fresh temporary file (`wx`: never through a planted symlink; the mode is set at
+ * creation, so a private key is never readable by others, even for a moment) and rename it over
+ * the target, so a reader (a gateway reloading on SIGHUP) sees the old file or the new one.
+ */
+async function writeAtomic(file: string, data: string, mode: number): Promise<void> {
+  const { open, rename, unlink } = await import('node:fs/promises')
+  const { randomBytes } = await import('node:crypto')
+  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
+  const fh = await open(tmp, 'wx', mode)
+  try {
+    try {
+      await fh.writeFile(data)
+      await fh.chmod(mode)
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    await rename(tmp, file)
+  } catch (err) {
+    await unlink(tmp).catch(() => {})
+    throw err
+  }
+}
+
+/** The parsed arguments of `seal` and `open`. */
+interface SealingArgs {
+  readonly keys: string
+  readonly context: string
+  /** JSON Pointer patterns (field mode), or `undefined` (body mode). */
+  readonly fields: readonly string[] | undefined
+  readonly records: { readonly pattern: string; readonly idMember: string } | undefined
+  readonly ndjson: boolean
+  readonly maxValueBytes: number | undefined
+  readonly maxRecordBytes: number | undefined
+  readonly contentType: string
+  /** `undefined` or `-`: stdin. */
+  readonly input: string | undefined
+  /** `undefined`: stdout. */
+  readonly out: string | undefined
+}
+
+function sealingArgs(values: Values, positionals: readonly string[], usage: string): SealingArgs {
+  const fieldsValue = values['fields'] as unknown as string[] | undefined
+  const body = values['body'] === true
+  if ((fieldsValue === undefined) === !body) throw new UsageError('give either --fields or --body', usage)
+  const context = values['context'] as string
+  if (context === '') throw new UsageError('--context must not be empty', usage)
+  if (body) {
+    for (const o of ['records', 'ndjson', 'max-value-bytes', 'max-record-bytes']) {
+      if (values[o] !== undefined) throw new UsageError(`--${o} applies to --fields only`, usage)
+    }
+  } else if (values['content-type'] !== undefined) {
+    throw new UsageError('--content-type applies to --body only', usage)
+  }
+  const fields = fieldsValue?.flatMap((v) => v.split(',')).map((f) => f.trim())
+  if (fields?.some((f) => !f.startsWith('/'))) throw new UsageError('--fields takes JSON Pointers, each starting with "/"', usage)
+  let records: SealingArgs['records']
+  const recordsValue = values['records'] as string | undefined
+  if (recordsValue !== undefined) {
+    // The id member is a plain name; the pattern may contain ':' (a JSON Pointer may), so split last.
+    const at = recordsValue.lastIndexOf(':')
+    const idMember = recordsValue.slice(at + 1)
+    if (at < 0 || idMember === '') throw new UsageError('--records takes PTR:ID, e.g. /records/*:id', usage)
+    records = { pattern: recordsValue.slice(0, at), idMember }
+  }
+  const contentType = (values['content-type'] as string | undefined) ?? 'application/octet-stream'
+  return {
+    keys: values['keys'] as string,
+    context,
+    fields,
+    records,
+    ndjson: values['ndjson'] === true,
+    maxValueBytes: byteCount(values['max-value-bytes'], '--max-value-bytes', usage),
+    maxRecordBytes: byteCount(values['max-record-bytes'], '--max-record-bytes', usage),
+    contentType,
+    input: positionals[0],
+    out: values['out'] as string | undefined,
+  }
+}
+
+/** The one key set of a `seal`/`open` run, under the name the transform options refer to. */
+const CLI_KEY_SET = 'cli'
+/** The tool's stand-in for a verified client: the transforms only log it. */
+const CLI_PRINCIPAL = { id: 'cli:ecluse', attributes: new Set<string>() }
+
+/**
+ * `seal` and `open`: the gateway's own transform steps (src/transform/seal.ts, open.ts: the
+ * streaming rewriter with `FieldSealer`/`FieldOpener`) or the sealed-stream format for bodies, run
+ * over a file or stdin. What the command writes is what a gateway with the same step would send.
+ */
+async function sealOrOpen(op: 'seal' | 'open', a: SealingArgs, io: CliIo, usage: string): Promise<number> {
+  const { pipeline } = await import('node:stream/promises')
+  const bodyMode = a.fields === undefined
+  if (bodyMode && op === 'seal' && a.out === undefined && (io.stdout as { isTTY?: boolean }).isTTY === true) {
+    throw new Error('refusing to write a sealed body to a terminal: use --out FILE or redirect stdout')
+  }
+  let step: { stream: import('node:stream').Duplex; headers: Record<string, unknown> }
+  try {
+    step = await beginStep(op, a, await loadSealingKeys(op, a.keys), usage)
+  } catch (err) {
+    throw sealingError(err, bodyMode)
+  }
+  const input = await openInput(a.input)
+  const sink = await openOutput(a.out, op === 'open' ? 0o600 : 0o644, io)
+  try {
+    await pipeline(input, step.stream, sink.stream)
+    await sink.commit()
+  } catch (err) {
+    await sink.abort()
+    throw sealingError(err, bodyMode)
+  }
+  if (a.out !== undefined) {
+    // open-body restores the sealed media type on the message, as it would for the proxy.
+    const what = bodyMode && op === 'open' ? ` (${String(step.headers['content-type'])})` : ''
+    io.stdout.write(`${op === 'seal' ? 'sealed' : 'opened'} ${a.input === undefined || a.input === '-' ? 'stdin' : a.input}${what} into ${a.out}\n`)
+  }
+  return 0
+}
+
+/** `seal` uses only the public halves of whatever set it is given; `open` needs the private set. */
+async function loadSealingKeys(op: 'seal' | 'open', file: string): Promise<import('./crypto/index.js').KeySet> {
+  const { parseKeySet, readKeySetFile } = await import('./crypto/index.js')
+  const { EcluseError } = await import('./errors.js')
+  const set = await readKeySetFile(file)
+  if (op === 'seal') return set.hasPrivateKeys ? parseKeySet(set.publicJwks(), { publicOnly: true, source: file }) : set
+  if (!set.hasPrivateKeys) {
+    throw new EcluseError('key_material_invalid', `${file} holds public keys only: open needs the private set (*.private.jwks.json)`)
+  }
+  return set
+}
+
+/**
+ * The step a route would build (`seal`, `open`, `seal-body` or `open-body`, with this run's key set
+ * and options), begun for one message as the proxy begins it; the returned headers are that
+ * message's, as the step leaves them.
+ */
+async function beginStep(
+  op: 'seal' | 'open',
+  a: SealingArgs,
+  keys: import('./crypto/index.js').KeySet,
+  usage: string,
+): Promise<{ stream: import('node:stream').Duplex; headers: Record<string, unknown> }> {
+  const { pino } = await import('pino')
+  const { isEcluseError } = await import('./errors.js')
+  const log = pino({ level: 'silent' })
+  const env = { log, keySets: new Map([[CLI_KEY_SET, keys]]) }
+  const keyOption = op === 'seal' ? { recipients: CLI_KEY_SET } : { keys: CLI_KEY_SET }
+  let headers: Record<string, string>
+  let step: import('./transform/types.js').BodyTransform
+  try {
+    if (a.fields === undefined) {
+      const options = { ...keyOption, context: a.context }
+      if (op === 'seal') {
+        const { isMediaType } = await import('./crypto/index.js')
+        if (!isMediaType(a.contentType)) throw new UsageError('--content-type takes one media type, e.g. image/jpeg', usage)
+        const { createSealBodyTransform } = await import('./transform/seal-body.js')
+        headers = { 'content-type': a.contentType }
+        step = createSealBodyTransform(options, env)
+      } else {
+        const { SEALED_MEDIA_TYPE } = await import('./transform/seal-body.js')
+        const { createOpenBodyTransform } = await import('./transform/open-body.js')
+        headers = { 'content-type': SEALED_MEDIA_TYPE }
+        step = createOpenBodyTransform(options, env)
+      }
+    } else {
+      const options: Record<string, unknown> = {
+        ...keyOption,
+        context: a.context,
+        fields: a.fields,
+        format: a.ndjson ? 'ndjson' : 'json',
+        ...(a.records === undefined ? {} : { records: { pattern: a.records.pattern, id: a.records.idMember } }),
+        ...(a.maxValueBytes === undefined ? {} : { maxValueBytes: a.maxValueBytes }),
+        ...(a.maxRecordBytes === undefined ? {} : { maxRecordBytes: a.maxRecordBytes }),
+      }
+      headers = { 'content-type': a.ndjson ? 'application/x-ndjson' : 'application/json' }
+      if (op === 'seal') {
+        const { createSealTransform } = await import('./transform/seal.js')
+        step = createSealTransform(options, env)
+      } else {
+        const { createOpenTransform } = await import('./transform/open.js')
+        step = createOpenTransform(options, env)
+      }
+    }
+  } catch (err) {
+    // The step's option names are the command's: `fields: …`, `context: …`, `maxValueBytes: …`.
+    if (isEcluseError(err) && err.code === 'config_invalid') {
+      throw new UsageError(err.message.split('\n')[0]!.replace(/^(\w+):/, (_m, k: string) => `--${kebab(k)}:`), usage)
+    }
+    throw err
+  }
+  const stream = step.begin({ direction: 'request', routeName: a.context, requestId: 'cli', principal: CLI_PRINCIPAL, headers, log })
+  if (stream === null) throw new Error(`internal: the ${step.type} step declined the input`)
+  return { stream, headers }
+}
+
+function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+}
+
+/** A file (opened now, so a missing one fails before anything is written) or stdin. */
+async function openInput(file: string | undefined): Promise<import('node:stream').Readable> {
+  if (file === undefined || file === '-') return process.stdin
+  const { open } = await import('node:fs/promises')
+  try {
+    const fh = await open(file, 'r')
+    if ((await fh.stat()).isDirectory()) {
+      await fh.close()
+      throw Object.assign(new Error('is a directory'), { code: 'EISDIR' })
+    }
+    return fh.createReadStream()
+  } catch (err) {
+    throw new Error(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+  }
+}
+
+interface Sink {
+  readonly stream: import('node:stream').Writable
+  commit(): Promise<void>
+  abort(): Promise<void>
+}
+
+/**
+ * `--out FILE`: a temporary file next to it, renamed over it on success and removed on failure, so
+ * a failed run leaves neither a truncated result nor partial plaintext. Without `--out`: stdout,
+ * never ended (the process owns it); a test's string sink gets UTF-8 text.
+ */
+async function openOutput(out: string | undefined, mode: number, io: CliIo): Promise<Sink> {
+  const { Writable } = await import('node:stream')
+  if (out === undefined) {
+    const target = io.stdout
+    if (target instanceof Writable) {
+      const stream = new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          if (target.write(chunk)) cb()
+          else target.once('drain', () => cb())
+        },
+      })
+      // A closed pipe (`| head`) ends the run instead of hanging on a drain that never comes.
+      const onError = (err: Error) => stream.destroy(err)
+      target.once('error', onError)
+      stream.once('close', () => target.off('error', onError))
+      return { stream, commit: async () => {}, abort: async () => {} }
+    }
+    const { StringDecoder } = await import('node:string_decoder')
+    const decoder = new StringDecoder('utf8')
+    const stream = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        const text = decoder.write(chunk)
+        if (text !== '') target.write(text)
+        cb()
+      },
+      final(cb) {
+        const text = decoder.end()
+        if (text !== '') target.write(text)
+        cb()
+      },
+    })
+    return { stream, commit: async () => {}, abort: async () => {} }
+  }
+  const { open, rename, unlink } = await import('node:fs/promises')
+  const { randomBytes } = await import('node:crypto')
+  const tmp = `${out}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
+  let fh: import('node:fs/promises').FileHandle
+  try {
+    fh = await open(tmp, 'wx', mode)
+  } catch (err) {
+    throw new Error(`${out}: cannot write (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+  }
+  const stream = fh.createWriteStream()
+  return {
+    stream,
+    async commit() {
+      try {
+        await rename(tmp, out)
+      } catch (err) {
+        await unlink(tmp).catch(() => {})
+        throw new Error(`${out}: cannot write (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+      }
+    },
+    async abort() {
+      stream.destroy()
+      await fh.close().catch(() => {})
+      await unlink(tmp).catch(() => {})
+    },
+  }
+}
+
+/**
+ * `<code>: <terse reason>`, never a value of the input: rewriter details carry a reason and an
+ * offset, crypto details a reason. `open_failed` is uniform, as on the wire: where, not why.
+ */
+function sealingError(err: unknown, bodyMode: boolean): unknown {
+  if (err instanceof UsageError) return err
+  const e = err as { code?: unknown; message?: unknown; syscall?: unknown }
+  if (err instanceof Error && err.name === 'EcluseError' && typeof e.code === 'string') {
+    if (e.code === 'open_failed') {
+      const where = bodyMode ? 'the sealed body' : (/^(\/[^:]*): /.exec(err.message)?.[1] ?? 'a sealed value')
+      return new Error(`open_failed: ${where} does not open with these keys for this context (or was moved or altered)`, {
+        cause: err,
+      })
+    }
+    return new Error(`${e.code}: ${err.message}`, { cause: err })
+  }
+  if (typeof e.syscall === 'string' && typeof e.code === 'string') {
+    return new Error(`${e.syscall === 'write' ? 'output' : 'input'}: ${e.syscall} failed (${e.code})`, { cause: err })
+  }
+  return err
+}
+
+function byteCount(value: unknown, option: string, usage: string): number | undefined {
+  if (value === undefined) return undefined
+  const n = Number(value)
+  if (!/^[1-9][0-9]*$/.test(String(value)) || !Number.isSafeInteger(n)) {
+    throw new UsageError(`${option} takes a positive number of bytes`, usage)
+  }
+  return n
 }
 
 function version(): string {
