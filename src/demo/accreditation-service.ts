@@ -2,6 +2,11 @@
  * The demo's trusted host: a small accreditation service behind mutual TLS (trusted CA only), with an
  * in-memory store. It stands in for the real service in `npm start` and in the tests; it is not part
  * of the gateway.
+ *
+ * API: `POST /v1/accreditations` (a JSON object; the service adds `id`, `status`, `category` and its
+ * own `vetting` notes), `GET /v1/accreditations/:id`, `GET /v1/accreditations?status=` (`{records:
+ * […]}`), and a photo per record, stored as sent: `PUT /v1/accreditations/:id/photo` (any media type,
+ * 204) and `GET /v1/accreditations/:id/photo`.
  */
 import { randomUUID } from 'node:crypto'
 import https from 'node:https'
@@ -22,12 +27,21 @@ export interface AccreditationServiceOptions {
   readonly host?: string
   readonly port?: number
   readonly maxBodyBytes?: number
+  /** Largest photo accepted (default 5 MiB). */
+  readonly maxPhotoBytes?: number
+}
+
+/** A stored photo: the bytes and media type exactly as they reached the service. */
+export interface StoredPhoto {
+  readonly contentType: string
+  readonly bytes: Buffer
 }
 
 const STATUSES = new Set(['pending', 'approved', 'revoked'])
 
 export class AccreditationService {
   readonly records = new Map<string, AccreditationRecord>()
+  readonly photos = new Map<string, StoredPhoto>()
   readonly server: https.Server
   readonly #opts: AccreditationServiceOptions
   port = 0
@@ -69,6 +83,10 @@ export class AccreditationService {
       send(res, 200, { status: 'ok' })
       return
     }
+    if (parts[0] === 'v1' && parts[1] === 'accreditations' && parts.length === 4 && parts[3] === 'photo') {
+      this.#photo(req, res, parts[2]!)
+      return
+    }
     if (parts[0] !== 'v1' || parts[1] !== 'accreditations' || parts.length > 3) {
       send(res, 404, { error: 'not_found' })
       return
@@ -98,11 +116,14 @@ export class AccreditationService {
           send(res, 400, { error: 'bad status' })
           return
         }
+        const id = randomUUID()
         const record: AccreditationRecord = {
           ...input,
-          id: randomUUID(),
+          id,
           status: status as AccreditationRecord['status'],
           category: String(input['category'] ?? 'guest'),
+          // The trusted host's own working notes: a profile strips them before anything leaves.
+          vetting: { reference: `VET-${id.slice(0, 8).toUpperCase()}`, state: 'queued' },
         }
         this.records.set(record.id, record)
         res.setHeader('location', `/v1/accreditations/${record.id}`)
@@ -111,6 +132,46 @@ export class AccreditationService {
       return
     }
     send(res, 405, { error: 'method_not_allowed' })
+  }
+
+  #photo(req: IncomingMessage, res: ServerResponse, id: string): void {
+    if (!this.records.has(id)) {
+      send(res, 404, { error: 'not_found' })
+      return
+    }
+    if (req.method === 'GET') {
+      const photo = this.photos.get(id)
+      if (photo === undefined) {
+        send(res, 404, { error: 'not_found' })
+        return
+      }
+      res.writeHead(200, { 'content-type': photo.contentType, 'content-length': photo.bytes.length })
+      res.end(photo.bytes)
+      return
+    }
+    if (req.method !== 'PUT') {
+      send(res, 405, { error: 'method_not_allowed' })
+      return
+    }
+    const contentType = req.headers['content-type'] ?? 'application/octet-stream'
+    const max = this.#opts.maxPhotoBytes ?? 5 * 1024 * 1024
+    const chunks: Buffer[] = []
+    let size = 0
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length
+      if (size > max) {
+        send(res, 413, { error: 'too_large' })
+        req.destroy()
+        return
+      }
+      chunks.push(chunk)
+    })
+    req.on('end', () => {
+      if (res.headersSent) return
+      this.photos.set(id, { contentType, bytes: Buffer.concat(chunks) })
+      res.writeHead(204)
+      res.end()
+    })
   }
 
   #readJson(req: IncomingMessage, res: ServerResponse, then: (body: unknown) => void): void {
