@@ -230,3 +230,52 @@ export function leaksCanary(text: string, extra: readonly string[] = []): string
   }
   return undefined
 }
+
+/**
+ * Two gateways in a chain, as deployed: the sponsor-side *edge* (public keys: seals, verifies) calls
+ * the trusted host's *sidecar* (private keys: opens), which calls the test upstream.
+ *
+ *   sponsor client ─mTLS(sponsor CA)→ edge ─mTLS(trusted CA)→ sidecar ─mTLS(sponsor CA as a stand-in
+ *   for the trusted host's internal CA)→ upstream
+ */
+export async function startChain(opts: {
+  edgeRoutes: Array<Record<string, unknown>>
+  sidecarRoutes: Array<Record<string, unknown>>
+  edgeKeys?: Record<string, { file: string; private?: boolean }>
+  sidecarKeys?: Record<string, { file: string; private?: boolean }>
+  handler?: UpstreamHandler
+  dir: string
+}): Promise<{ edge: TestGateway; sidecar: TestGateway; upstream: TestUpstream; pki: TestPki; close: () => Promise<void> }> {
+  const pki = await makeTestPki()
+  const upstream = new TestUpstream(pki, opts.handler ?? echoHandler, pki.sponsorCaTrustedServer)
+  const port = await upstream.listen()
+  const sidecar = await TestGateway.start({
+    pki,
+    dir: opts.dir,
+    name: 'sidecar',
+    routes: opts.sidecarRoutes,
+    ...(opts.sidecarKeys === undefined ? {} : { keys: opts.sidecarKeys }),
+    sponsor: { cert: pki.trustedServer, clientCa: pki.trustedCa },
+    upstream: { port, ca: pki.sponsorCa, cert: pki.gatewayTrustedClient },
+  })
+  const edge = await TestGateway.start({
+    pki,
+    dir: opts.dir,
+    name: 'edge',
+    routes: opts.edgeRoutes,
+    ...(opts.edgeKeys === undefined ? {} : { keys: opts.edgeKeys }),
+    upstream: { port: sidecar.gateway.sponsorPort, ca: pki.trustedCa, cert: pki.gatewayTrustedClient },
+  })
+  return {
+    edge,
+    sidecar,
+    upstream,
+    pki,
+    close: async () => {
+      await edge.close()
+      await sidecar.close()
+      await upstream.close()
+      await rm(opts.dir, { recursive: true, force: true })
+    },
+  }
+}

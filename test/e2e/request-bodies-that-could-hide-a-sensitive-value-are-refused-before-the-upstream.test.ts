@@ -1,0 +1,95 @@
+import t from 'tap'
+import { metricValue } from '../helpers/harness.js'
+import { CANARY, SPONSOR_APP, leaksCanary, recordingHandler, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
+
+const fields = ['/name', '/passport', '/people/*/name']
+
+t.test('every way a request could carry a listed field past the rewriter is refused and nothing reaches the upstream', async (t) => {
+  const dir = await tempDir()
+  const keys = await writeKeyFiles(dir, 'th')
+  const bodies: Buffer[] = []
+  const s = await startSealing({
+    dir,
+    handler: recordingHandler(bodies),
+    keys: { th: { file: keys.publicPath } },
+    routes: [
+      {
+        name: 'seal',
+        methods: ['POST'],
+        path: '/v1/seal',
+        allow: [SPONSOR_APP],
+        upstream: 'backend',
+        transforms: { request: [{ type: 'seal', recipients: 'th', fields, maxValueBytes: 4096 }] },
+      },
+      {
+        name: 'seal-json-only',
+        methods: ['POST'],
+        path: '/v1/seal-json',
+        allow: [SPONSOR_APP],
+        upstream: 'backend',
+        transforms: { request: [{ type: 'seal', recipients: 'th', fields, format: 'json' }] },
+      },
+    ],
+  })
+  t.teardown(s.close)
+
+  const P = JSON.stringify(CANARY.passport)
+  const N = JSON.stringify(CANARY.name)
+  const json = { 'content-type': 'application/json' }
+  const cases: Array<[string, { headers: Record<string, string>; body: string | Buffer }, number, string]> = [
+    ['a text/plain body', { headers: { 'content-type': 'text/plain' }, body: `{"passport":${P}}` }, 415, 'unsupported_media_type'],
+    ['a body without content-type', { headers: {}, body: `{"passport":${P}}` }, 415, 'unsupported_media_type'],
+    ['a latin-1 charset', { headers: { 'content-type': 'application/json; charset=iso-8859-1' }, body: `{"passport":${P}}` }, 415, 'unsupported_media_type'],
+    ['a UTF-16 charset', { headers: { 'content-type': 'application/json;charset=utf-16' }, body: Buffer.from(`{"passport":${P}}`, 'utf16le') }, 415, 'unsupported_media_type'],
+    ['two charsets', { headers: { 'content-type': 'application/json; charset=utf-8; charset=utf-8' }, body: `{"passport":${P}}` }, 415, 'unsupported_media_type'],
+    ['an unknown media type parameter', { headers: { 'content-type': 'application/json; x=1' }, body: `{"passport":${P}}` }, 415, 'unsupported_media_type'],
+    ['a gzip content-encoding', { headers: { ...json, 'content-encoding': 'gzip' }, body: `{"passport":${P}}` }, 415, 'unsupported_media_type'],
+    ['stacked content-encodings', { headers: { ...json, 'content-encoding': 'identity, br' }, body: `{"passport":${P}}` }, 415, 'unsupported_media_type'],
+    ['a member written twice', { headers: json, body: `{"passport":"sealed-later","passport":${P}}` }, 400, 'json_invalid'],
+    ['a member written twice, once escaped', { headers: json, body: `{"passport":${P},"pass\\u0070ort":"x"}` }, 400, 'json_invalid'],
+    ['a name escaped as a surrogate pair trick', { headers: json, body: `{"name":${N},"\\u006eame":"x"}` }, 400, 'json_invalid'],
+    ['a trailing comma', { headers: json, body: `{"passport":${P},}` }, 400, 'json_invalid'],
+    ['a truncated body', { headers: json, body: `{"passport":${P}` }, 400, 'json_invalid'],
+    ['a byte order mark', { headers: json, body: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(`{"passport":${P}}`)]) }, 400, 'json_invalid'],
+    ['invalid UTF-8 in a member name', { headers: json, body: Buffer.concat([Buffer.from('{"pass'), Buffer.from([0xc0, 0xaf]), Buffer.from(`":${P}}`)]) }, 400, 'json_invalid'],
+    ['a second document after the first', { headers: json, body: `{"ok":1}{"passport":${P}}` }, 400, 'json_invalid'],
+    ['single quotes', { headers: json, body: `{'passport':${P}}` }, 400, 'json_invalid'],
+    ['a value over maxValueBytes', { headers: json, body: `{"passport":"${CANARY.passport}${'x'.repeat(5000)}"}` }, 413, 'value_too_large'],
+  ]
+  for (const [what, req, status, code] of cases) {
+    const t0 = performance.now()
+    const res = await s.gw.request('/v1/seal', { method: 'POST', ...req })
+    console.error(what, Math.round(performance.now() - t0))
+    t.equal(res.status, status, `${what} → ${status}`)
+    t.equal((res.json() as { error: string }).error, code, `${what} → ${code}`)
+    t.equal(leaksCanary(res.text), undefined, `${what}: the error does not echo the value`)
+  }
+  const json2 = await s.gw.request('/v1/seal-json', { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: `{"passport":${P}}\n` })
+  t.equal(json2.status, 415, 'format: json refuses NDJSON')
+  t.equal(s.upstream.hits, 0, 'not one refused request reached the upstream')
+
+  // What is accepted: JSON media types with no charset or utf-8, identity coding, NDJSON by type.
+  const accepted: Array<[string, Record<string, string>, string]> = [
+    ['application/json', json, `{"passport":${P}}`],
+    ['charset=UTF-8, quoted', { 'content-type': 'application/json; charset="UTF-8"' }, `{"passport":${P}}`],
+    ['a +json type', { 'content-type': 'application/problem+json' }, `{"passport":${P}}`],
+    ['identity coding', { ...json, 'content-encoding': 'identity' }, `{"passport":${P}}`],
+    ['NDJSON by its type', { 'content-type': 'application/x-ndjson' }, `{"passport":${P}}\n{"name":${N},"people":[{"name":${N}}]}\n`],
+  ]
+  for (const [what, headers, body] of accepted) {
+    const res = await s.gw.request('/v1/seal', { method: 'POST', headers, body })
+    t.equal(res.status, 200, `${what} is accepted`)
+  }
+  t.equal(bodies.length, accepted.length)
+  for (const b of bodies) t.equal(leaksCanary(b.toString()), undefined, 'and sealed before it crossed')
+  const ndjson = bodies.at(-1)!.toString().split('\n')
+  t.equal(ndjson.length, 3, 'NDJSON keeps its lines')
+  t.match(JSON.parse(ndjson[1]!).people[0].name, /^eyJ/, 'a wildcard field inside a line is sealed')
+
+  t.equal(leaksCanary(s.gw.logs.text()), undefined, 'no canary in the log')
+  const metrics = await s.gw.metrics()
+  t.equal(leaksCanary(metrics), undefined, 'no canary in /metrics')
+  t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'seal', reason: 'unsupported_media_type' }), 8)
+  t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'seal', reason: 'json_invalid' }), 9)
+  t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'seal', reason: 'value_too_large' }), 1)
+})
