@@ -1,0 +1,127 @@
+/**
+ * Child processes of the benchmark. Everything measured runs in its own process, and so does the
+ * load: the runner only starts, samples and stops them. Each child writes JSON lines on stdout; the
+ * runner waits for the line it needs and drains the rest (an access log must not fill the pipe).
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { realpathSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+
+/** The repository root (bench/lib/ → ../../). */
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+
+/** A started child that speaks JSON lines on stdout. */
+export class JsonChild {
+  readonly name: string
+  readonly process: ChildProcess
+  readonly #waiters: Array<{ test: (line: Record<string, unknown>) => boolean; resolve: (line: Record<string, unknown>) => void }> = []
+  #buffered = ''
+  #stderr = ''
+  readonly #exited: Promise<number | null>
+  /** Whether every stdout line is kept (load results) or only matched against waiters (logs). */
+  readonly #keep: boolean
+  readonly lines: Array<Record<string, unknown>> = []
+
+  /**
+   * @param args arguments after `node`, e.g. `['--import', 'tsx', 'bench/upstream.ts', …]`
+   * @param keep keep every parsed line in `lines` (for short-lived children with little output)
+   */
+  constructor(name: string, command: string, args: readonly string[], options: { keep?: boolean; env?: NodeJS.ProcessEnv } = {}) {
+    this.name = name
+    this.#keep = options.keep ?? false
+    this.process = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env })
+    this.process.stdout!.setEncoding('utf8').on('data', (chunk: string) => this.#onData(chunk))
+    this.process.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+      // Bounded: only the tail is kept, for the error message.
+      this.#stderr = (this.#stderr + chunk).slice(-4096)
+    })
+    this.#exited = new Promise((resolve) => this.process.once('exit', (code) => resolve(code)))
+  }
+
+  /** A node child running a TypeScript file through tsx, as `npm run bench` itself runs. */
+  static node(name: string, file: string, args: readonly string[], options: { keep?: boolean; nodeArgs?: readonly string[] } = {}): JsonChild {
+    return new JsonChild(name, process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', file, ...args], options)
+  }
+
+  get pid(): number {
+    return this.process.pid!
+  }
+
+  get stderr(): string {
+    return this.#stderr
+  }
+
+  /** Resolves with the first line (past or future) that `test` accepts; rejects if the child exits first. */
+  waitFor(test: (line: Record<string, unknown>) => boolean, timeoutMs = 60_000): Promise<Record<string, unknown>> {
+    const seen = this.lines.find(test)
+    if (seen !== undefined) return Promise.resolve(seen)
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${this.name}: no expected line within ${timeoutMs} ms; stderr: ${this.#stderr}`)), timeoutMs)
+      const waiter = {
+        test,
+        resolve: (line: Record<string, unknown>) => {
+          clearTimeout(timer)
+          resolve(line)
+        },
+      }
+      this.#waiters.push(waiter)
+      void this.#exited.then((code) => {
+        clearTimeout(timer)
+        reject(new Error(`${this.name} exited (${code}) before the expected line; stderr: ${this.#stderr.trim()}`))
+      })
+    })
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves with the exit code. */
+  async stop(graceMs = 5_000): Promise<number | null> {
+    if (this.process.exitCode !== null || this.process.signalCode !== null) return this.process.exitCode
+    this.process.kill('SIGTERM')
+    const timer = setTimeout(() => this.process.kill('SIGKILL'), graceMs)
+    const code = await this.#exited
+    clearTimeout(timer)
+    return code
+  }
+
+  exited(): Promise<number | null> {
+    return this.#exited
+  }
+
+  #onData(chunk: string): void {
+    this.#buffered += chunk
+    let nl = this.#buffered.indexOf('\n')
+    while (nl >= 0) {
+      const text = this.#buffered.slice(0, nl)
+      this.#buffered = this.#buffered.slice(nl + 1)
+      nl = this.#buffered.indexOf('\n')
+      // Only lines someone may want are parsed: an access log at 10k lines/s costs the runner little.
+      if (!this.#keep && this.#waiters.length === 0) continue
+      let line: Record<string, unknown>
+      try {
+        line = JSON.parse(text) as Record<string, unknown>
+      } catch {
+        continue
+      }
+      if (this.#keep) this.lines.push(line)
+      for (let i = 0; i < this.#waiters.length; i++) {
+        const w = this.#waiters[i]!
+        if (w.test(line)) {
+          this.#waiters.splice(i--, 1)
+          w.resolve(line)
+        }
+      }
+    }
+    // A child that prints a very long line without a newline must not grow this without bound.
+    if (this.#buffered.length > 1024 * 1024) this.#buffered = ''
+  }
+}
+
+/** True when the module at `url` is the program being run (not an import of it). */
+export function isMain(url: string): boolean {
+  const script = process.argv[1]
+  if (script === undefined) return false
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(url))
+  } catch {
+    return false
+  }
+}

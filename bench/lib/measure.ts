@@ -1,0 +1,130 @@
+/**
+ * One measurement: a load-generator process against one subject, with the subject's CPU time and
+ * peak memory read from /proc over exactly the measured window (after the warm-up).
+ */
+import type { LoadResult, LoadSpec } from '../load-generator.js'
+import { JsonChild } from './child.js'
+import type { BenchPki } from './pki.js'
+import { CpuWindow, peakRssBytes, processTree, resetPeakRss } from './proc.js'
+import type { Row } from './results.js'
+import type { Subject } from './subjects.js'
+
+const MIB = 1024 * 1024
+
+/** The load, minus what the subject decides (address, client certificate). */
+export type Load = Omit<LoadSpec, 'host' | 'port' | 'tls'>
+
+/** Something to run beside the load (a metrics scraper), stopped when the window closes. */
+export type Sidecar = (subject: Subject) => () => Promise<void>
+
+/** A row of the standard columns (see `NETWORK_COLUMNS` in scenarios.ts). */
+export interface MeasuredRow extends Row {
+  readonly rps: number
+  readonly mbps: number
+  readonly p50: number
+  readonly p99: number
+  readonly cpuPercent: number | null
+  readonly cpuUsPerRequest: number | null
+  readonly peakRssMiB: number | null
+  readonly requests: number
+  readonly errors: number
+  readonly non2xx: number
+  readonly mismatches: number
+  readonly loadCpuPercent: number
+}
+
+export async function measure(pki: BenchPki, subject: Subject, load: Load, sidecar?: Sidecar): Promise<MeasuredRow> {
+  const client = subject.client === 'sponsor' ? pki.sponsorClient : pki.trustedClient
+  const spec: LoadSpec = {
+    ...load,
+    host: '127.0.0.1',
+    port: subject.port,
+    tls: {
+      ca: subject.client === 'sponsor' ? pki.sponsorCaPem : pki.trustedCaPem,
+      cert: client.certPem,
+      key: client.keyPem,
+      // The sponsor server certificate names `localhost`; the upstream's names the trusted host.
+      servername: subject.client === 'sponsor' ? 'localhost' : 'accreditation.trusted.test',
+    },
+  }
+  const child = JsonChild.node('load', 'bench/load-generator.ts', [JSON.stringify(spec)], { keep: true })
+  const timeout = (load.warmupSeconds + load.durationSeconds) * 1000 + 600_000
+  await child.waitFor((l) => l['event'] === 'measuring', timeout)
+  const pids = subject.pid === undefined ? [] : processTree(subject.pid)
+  // Peak memory of the load window, not of the boot.
+  resetPeakRss(pids)
+  const cpu = subject.pid === undefined ? undefined : new CpuWindow(subject.pid)
+  cpu?.start()
+  const stopSidecar = sidecar?.(subject)
+  const line = await child.waitFor((l) => l['event'] === 'result', timeout)
+  const window = cpu?.stop()
+  const peak = subject.pid === undefined ? undefined : peakRssBytes(pids)
+  await stopSidecar?.()
+  const r = line as unknown as LoadResult
+  return {
+    key: subject.key,
+    label: subject.label,
+    rps: r.rps,
+    mbps: r.bytesPerSecond / 1e6,
+    p50: r.p50,
+    p99: r.p99,
+    cpuPercent: window === undefined ? null : (window.cpuSeconds / window.wallSeconds) * 100,
+    cpuUsPerRequest: window === undefined || r.requests === 0 ? null : (window.cpuSeconds * 1e6) / r.requests,
+    peakRssMiB: peak === undefined ? null : peak / MIB,
+    requests: r.requests,
+    errors: r.errors,
+    non2xx: r.non2xx,
+    mismatches: r.mismatches,
+    loadCpuPercent: r.loadCpuPercent,
+  }
+}
+
+/** Averages rows of the same subject from several rounds (peak memory: the maximum). */
+export function combine(rows: readonly MeasuredRow[]): MeasuredRow {
+  const first = rows[0]!
+  if (rows.length === 1) return first
+  const mean = (k: keyof MeasuredRow) => rows.reduce((s, r) => s + (r[k] as number), 0) / rows.length
+  const meanOrNull = (k: keyof MeasuredRow) => (rows.some((r) => r[k] === null) ? null : mean(k))
+  const sum = (k: keyof MeasuredRow) => rows.reduce((s, r) => s + (r[k] as number), 0)
+  return {
+    ...first,
+    rps: mean('rps'),
+    mbps: mean('mbps'),
+    p50: mean('p50'),
+    p99: mean('p99'),
+    cpuPercent: meanOrNull('cpuPercent'),
+    cpuUsPerRequest: meanOrNull('cpuUsPerRequest'),
+    peakRssMiB: rows.some((r) => r.peakRssMiB === null) ? null : Math.max(...rows.map((r) => r.peakRssMiB as number)),
+    requests: sum('requests'),
+    errors: sum('errors'),
+    non2xx: sum('non2xx'),
+    mismatches: sum('mismatches'),
+    loadCpuPercent: mean('loadCpuPercent'),
+  }
+}
+
+/**
+ * Measures every subject `rounds` times, alternating the order (A B C, C B A, …) so that a drift
+ * of the machine during the run weighs on every subject alike, and combines the rounds.
+ */
+export async function compare(
+  pki: BenchPki,
+  subjects: readonly Subject[],
+  load: Load,
+  rounds: number,
+  sidecars: Readonly<Record<string, Sidecar>> = {},
+  progress: (msg: string) => void = () => {},
+): Promise<MeasuredRow[]> {
+  const byKey = new Map<string, MeasuredRow[]>()
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? subjects : [...subjects].reverse()
+    for (const subject of order) {
+      progress(`${subject.label}${rounds > 1 ? ` (round ${round + 1}/${rounds})` : ''}`)
+      const row = await measure(pki, subject, load, sidecars[subject.key])
+      const list = byKey.get(subject.key) ?? []
+      list.push(row)
+      byKey.set(subject.key, list)
+    }
+  }
+  return subjects.map((s) => combine(byKey.get(s.key)!))
+}

@@ -1,0 +1,158 @@
+/**
+ * The shape of a benchmark run (what `bench/results/*.json` holds) and its rendering: a console
+ * table and a markdown table per scenario, every figure next to its ratio to the scenario's
+ * baseline row from the same run, and the targets with PASS/FAIL.
+ */
+
+/** One measured subject in one scenario. Numbers are `null` where they do not apply. */
+export interface Row {
+  /** Stable key, e.g. `bare`, `ecluse`, `ecluse-2w`. */
+  readonly key: string
+  readonly label: string
+  readonly [metric: string]: number | string | boolean | null | undefined
+}
+
+/** A column of a scenario table. */
+export interface Column {
+  readonly key: string
+  readonly title: string
+  readonly digits: number
+  /** Print `value / baseline` next to it; `higher` or `lower` says which way is better. */
+  readonly ratio?: 'higher' | 'lower'
+  /** Print `value − baseline` next to it instead (latencies: the target is in ms). */
+  readonly delta?: boolean
+}
+
+/** A target from the issue, evaluated on this run. */
+export interface Target {
+  readonly name: string
+  /** The measured figure, formatted (`0.94`, `+0.4 ms`, `212 MiB`). */
+  readonly value: string
+  /** The bound, formatted (`≥ 0.90`). */
+  readonly limit: string
+  readonly pass: boolean
+}
+
+export interface ScenarioResult {
+  readonly name: string
+  readonly title: string
+  /** What the load was, in one line (connections, duration, body…). */
+  readonly load: string
+  /** The key of the row every ratio is relative to. */
+  readonly baseline: string
+  readonly columns: readonly Column[]
+  readonly rows: readonly Row[]
+  readonly targets: readonly Target[]
+  /** Things a reader must know: scaled-down runs, skipped subjects, saturated load generator. */
+  readonly notes: readonly string[]
+}
+
+export interface RunResult {
+  readonly schema: 1
+  readonly date: string
+  readonly node: string
+  readonly cpus: number
+  readonly cpuModel: string
+  readonly platform: string
+  readonly mode: 'quick' | 'full'
+  readonly durationSeconds: number
+  readonly connections: number
+  readonly rounds: number
+  readonly scenarios: ScenarioResult[]
+}
+
+function num(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isFinite(v) ? v : undefined
+}
+
+/** `12345.6` → `12 346`; small numbers keep `digits` decimals. */
+export function formatNumber(v: number, digits: number): string {
+  const fixed = v.toFixed(digits)
+  const [int, frac] = fixed.split('.')
+  const grouped = int!.replace(/\B(?=(\d{3})+(?!\d))/g, ' ')
+  return frac === undefined ? grouped : `${grouped}.${frac}`
+}
+
+interface Cell {
+  readonly text: string
+  readonly align: 'left' | 'right'
+}
+
+function cells(result: ScenarioResult): { head: string[]; body: Cell[][] } {
+  const base = result.rows.find((r) => r.key === result.baseline)
+  const head = ['subject']
+  for (const c of result.columns) {
+    head.push(c.title)
+    if (c.ratio !== undefined) head.push('×base')
+    if (c.delta === true) head.push('Δbase')
+  }
+  const body = result.rows.map((row) => {
+    const line: Cell[] = [{ text: row.key === result.baseline ? `${row.label} (baseline)` : row.label, align: 'left' }]
+    for (const c of result.columns) {
+      const v = num(row[c.key])
+      line.push({ text: v === undefined ? (typeof row[c.key] === 'string' ? String(row[c.key]) : '—') : formatNumber(v, c.digits), align: 'right' })
+      const b = base === undefined ? undefined : num(base[c.key])
+      if (c.ratio !== undefined) {
+        const text = v === undefined || b === undefined || b === 0 ? '—' : row.key === result.baseline ? '1.00' : (v / b).toFixed(2)
+        line.push({ text, align: 'right' })
+      }
+      if (c.delta === true) {
+        const text = v === undefined || b === undefined ? '—' : row.key === result.baseline ? '0' : `${v - b >= 0 ? '+' : ''}${(v - b).toFixed(c.digits)}`
+        line.push({ text, align: 'right' })
+      }
+    }
+    return line
+  })
+  return { head, body }
+}
+
+/** The scenario as a fixed-width console table, its targets and its notes. */
+export function consoleTable(result: ScenarioResult): string {
+  const { head, body } = cells(result)
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((line) => line[i]!.text.length)))
+  const pad = (text: string, i: number, align: 'left' | 'right') => (align === 'left' ? text.padEnd(widths[i]!) : text.padStart(widths[i]!))
+  const lines = [
+    `${result.title}`,
+    `  ${result.load}`,
+    '',
+    `  ${head.map((h, i) => pad(h, i, i === 0 ? 'left' : 'right')).join('  ')}`,
+    ...body.map((line) => `  ${line.map((c, i) => pad(c.text, i, c.align)).join('  ')}`),
+  ]
+  if (result.targets.length > 0) {
+    lines.push('')
+    for (const t of result.targets) lines.push(`  ${t.pass ? 'PASS' : 'FAIL'}  ${t.name}: ${t.value} (target ${t.limit})`)
+  }
+  for (const note of result.notes) lines.push(`  note: ${note}`)
+  return `${lines.join('\n')}\n`
+}
+
+/** The scenario as a markdown section (table, targets, notes). */
+export function markdownTable(result: ScenarioResult): string {
+  const { head, body } = cells(result)
+  const lines = [
+    `### ${result.name}: ${result.title}`,
+    '',
+    `${result.load}`,
+    '',
+    `| ${head.join(' | ')} |`,
+    `| ${head.map((_, i) => (i === 0 ? '---' : '---:')).join(' | ')} |`,
+    ...body.map((line) => `| ${line.map((c) => c.text).join(' | ')} |`),
+  ]
+  if (result.targets.length > 0) {
+    lines.push('')
+    for (const t of result.targets) lines.push(`- **${t.pass ? 'PASS' : 'FAIL'}** ${t.name}: ${t.value} (target ${t.limit})`)
+  }
+  if (result.notes.length > 0) {
+    lines.push('')
+    for (const note of result.notes) lines.push(`- ${note}`)
+  }
+  return `${lines.join('\n')}\n`
+}
+
+/** The header of a run: when, where, how. */
+export function runHeader(run: RunResult): string {
+  return (
+    `${run.date} · Node ${run.node} · ${run.cpus} × ${run.cpuModel} · ${run.platform} · ` +
+    `${run.mode} mode (${run.durationSeconds} s per measurement, ${run.connections} connections, ${run.rounds} round${run.rounds === 1 ? '' : 's'})`
+  )
+}

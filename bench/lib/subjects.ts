@@ -1,0 +1,294 @@
+/**
+ * The things a scenario measures, each started in its own process: Écluse (`ecluse serve`, one
+ * process or `--workers N`), the bare proxy, the naive field-encrypting proxy, nginx, and the
+ * upstream itself ("direct"). Every one speaks mTLS on both sides with the same PKI.
+ */
+import { execFileSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { createServer, connect } from 'node:net'
+import { join } from 'node:path'
+import { stringify } from 'yaml'
+import { JsonChild } from './child.js'
+import { BENCH_CLIENT_PRINCIPAL, type BenchPki, UPSTREAM_SERVER_NAME } from './pki.js'
+
+/** Which client certificate the load presents: the sponsor client, or the gateway's (direct). */
+export type ClientSide = 'sponsor' | 'trusted'
+
+/** A started subject. */
+export interface Subject {
+  readonly key: string
+  readonly label: string
+  readonly port: number
+  /** Root of the process tree whose CPU and memory are measured; undefined: not measured. */
+  readonly pid: number | undefined
+  /** Écluse's admin port (metrics). */
+  readonly adminPort?: number
+  readonly client: ClientSide
+  stop(): Promise<void>
+}
+
+/** Knobs shared by Écluse and the baselines, so that both are configured alike. */
+export interface ProxyTuning {
+  /** Upstream pool connections (Écluse's default 64). */
+  readonly upstreamConnections?: number
+  /** Upstream headers/body timeouts (Écluse's default 30 s). */
+  readonly upstreamTimeoutMs?: number
+  /** Sponsor request timeout (Écluse's default 300 s). */
+  readonly requestTimeoutMs?: number
+}
+
+export interface SubjectEnv {
+  readonly pki: BenchPki
+  /** A private directory for configs of this run. */
+  readonly dir: string
+  readonly upstreamPort: number
+  readonly upstreamPid: number
+}
+
+/** Écluse's bench configuration: the default settings, one route family, the bench PKI. */
+export function ecluseConfig(env: SubjectEnv, tuning: ProxyTuning = {}, logLevel = 'info'): Record<string, unknown> {
+  const { paths } = env.pki
+  const allow = [BENCH_CLIENT_PRINCIPAL]
+  return {
+    sponsor: {
+      listen: { host: '127.0.0.1', port: 0 },
+      tls: { cert: paths.gatewaySponsorServer.cert, key: paths.gatewaySponsorServer.key, clientCa: paths.sponsorCa.cert },
+      limits: { requestTimeoutMs: tuning.requestTimeoutMs ?? 300_000, maxConnections: 4096 },
+    },
+    upstreams: {
+      accreditation: {
+        url: `https://127.0.0.1:${env.upstreamPort}`,
+        serverName: UPSTREAM_SERVER_NAME,
+        tls: { ca: paths.trustedCa.cert, cert: paths.gatewayTrustedClient.cert, key: paths.gatewayTrustedClient.key },
+        connections: tuning.upstreamConnections ?? 64,
+        headersTimeoutMs: tuning.upstreamTimeoutMs ?? 30_000,
+        bodyTimeoutMs: tuning.upstreamTimeoutMs ?? 30_000,
+      },
+    },
+    routes: [
+      { name: 'records', methods: ['GET', 'POST'], path: '/v1/records/*', allow, upstream: 'accreditation' },
+      { name: 'uploads', methods: ['PUT'], path: '/v1/uploads/:id', allow, upstream: 'accreditation', maxBodyBytes: 65 * 1024 * 1024 },
+    ],
+    admin: { listen: { host: '127.0.0.1', port: 0 } },
+    log: { level: logLevel },
+    shutdown: { drainTimeoutMs: 2_000 },
+  }
+}
+
+let configs = 0
+
+/**
+ * `ecluse serve` from source, as `npm start` would run it. `workers` > 1 uses the cluster mode.
+ * The access log (level info, the default) is part of what is measured; the runner drains it.
+ */
+export async function startEcluse(
+  env: SubjectEnv,
+  options: {
+    key?: string
+    label?: string
+    workers?: number
+    tuning?: ProxyTuning
+    logLevel?: string
+    cpuProfileDir?: string
+    /** Edits the configuration before it is written (routes with transforms, key sets…). */
+    configure?: (config: Record<string, unknown>) => void
+  } = {},
+): Promise<Subject> {
+  const workers = options.workers ?? 1
+  const file = join(env.dir, `ecluse-${++configs}.yaml`)
+  const config = ecluseConfig(env, options.tuning, options.logLevel)
+  options.configure?.(config)
+  await writeFile(file, stringify(config))
+  const args = ['serve', '--config', file, ...(workers > 1 ? ['--workers', String(workers)] : [])]
+  const nodeArgs = options.cpuProfileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`]
+  const child = JsonChild.node('écluse', 'src/cli.ts', args, { nodeArgs })
+  const started = await child.waitFor((l) => l['msg'] === (workers > 1 ? 'écluse cluster started' : 'écluse gateway started'))
+  const port = (field: string) => Number(String(started[field]).split(':').at(-1))
+  return {
+    key: options.key ?? (workers > 1 ? `ecluse-${workers}w` : 'ecluse'),
+    label: options.label ?? (workers > 1 ? `écluse --workers ${workers}` : 'écluse'),
+    port: port('sponsor'),
+    adminPort: port('admin'),
+    pid: child.pid,
+    client: 'sponsor',
+    stop: async () => {
+      await child.stop()
+    },
+  }
+}
+
+function proxyArgs(env: SubjectEnv, tuning: ProxyTuning = {}): string[] {
+  return [
+    '--pki',
+    env.pki.dir,
+    '--upstream-port',
+    String(env.upstreamPort),
+    '--connections',
+    String(tuning.upstreamConnections ?? 64),
+    '--upstream-timeout-ms',
+    String(tuning.upstreamTimeoutMs ?? 30_000),
+    '--request-timeout-ms',
+    String(tuning.requestTimeoutMs ?? 300_000),
+  ]
+}
+
+/** Baseline 2, the bare pass-through proxy (bench/baselines/bare-proxy.ts). */
+export async function startBareProxy(env: SubjectEnv, tuning?: ProxyTuning): Promise<Subject> {
+  const child = JsonChild.node('bare proxy', 'bench/baselines/bare-proxy.ts', proxyArgs(env, tuning))
+  const ready = await child.waitFor((l) => l['ready'] === true)
+  return { key: 'bare', label: 'bare proxy', port: Number(ready['port']), pid: child.pid, client: 'sponsor', stop: async () => void (await child.stop()) }
+}
+
+/** Baseline 3, the naive field-encrypting proxy (bench/baselines/naive-field-proxy.ts). */
+export async function startNaiveFieldProxy(
+  env: SubjectEnv,
+  mode: { seal: 'request' | 'none'; open: 'response' | 'none'; jwks?: string },
+  tuning?: ProxyTuning,
+): Promise<Subject & { jwk: unknown }> {
+  const args = [...proxyArgs(env, tuning), '--seal', mode.seal, '--open', mode.open, ...(mode.jwks === undefined ? [] : ['--jwks', mode.jwks])]
+  const child = JsonChild.node('naive field proxy', 'bench/baselines/naive-field-proxy.ts', args)
+  const ready = await child.waitFor((l) => l['ready'] === true)
+  return {
+    key: 'naive',
+    label: 'naive jose proxy',
+    port: Number(ready['port']),
+    pid: child.pid,
+    client: 'sponsor',
+    jwk: ready['jwk'],
+    stop: async () => void (await child.stop()),
+  }
+}
+
+/** Baseline 1, the upstream called directly with the gateway's client certificate. */
+export function directSubject(env: SubjectEnv): Subject {
+  // The upstream is shared by every subject and lives for the whole run: not stopped here, and its
+  // CPU is not the figure of a proxy, so it is not reported.
+  return { key: 'direct', label: 'upstream direct', port: env.upstreamPort, pid: undefined, client: 'trusted', stop: async () => {} }
+}
+
+/** The nginx binary, or undefined (the bench installs nothing itself). */
+export function findNginx(): string | undefined {
+  for (const dir of [...(process.env['PATH'] ?? '').split(':'), '/usr/sbin', '/usr/local/sbin', '/usr/local/nginx/sbin']) {
+    if (dir !== '' && existsSync(join(dir, 'nginx'))) return join(dir, 'nginx')
+  }
+  return undefined
+}
+
+function nginxVersion(bin: string): string {
+  try {
+    // nginx prints its version on stderr.
+    return execFileSync(bin, ['-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim() || 'nginx'
+  } catch (err) {
+    return String((err as { stderr?: string }).stderr ?? 'nginx').trim()
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+async function waitForPort(port: number, deadlineMs: number): Promise<void> {
+  const until = Date.now() + deadlineMs
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1')
+      socket.once('connect', () => {
+        socket.destroy()
+        resolve(true)
+      })
+      socket.once('error', () => resolve(false))
+    })
+    if (ok) return
+    if (Date.now() > until) throw new Error(`nginx did not listen on ${port}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+/**
+ * Baseline 4, nginx as a TLS reverse proxy with mTLS on both sides, one worker process (the same
+ * core budget as one Écluse process), streaming both bodies (no request or response buffering),
+ * upstream keep-alive, no access log.
+ */
+export async function startNginx(env: SubjectEnv, bin: string, tuning: ProxyTuning = {}): Promise<Subject & { version: string }> {
+  const dir = join(env.dir, `nginx-${++configs}`)
+  await mkdir(join(dir, 'tmp'), { recursive: true })
+  const port = await freePort()
+  const { paths } = env.pki
+  const timeout = `${Math.ceil((tuning.upstreamTimeoutMs ?? 30_000) / 1000)}s`
+  const conf = `
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/tmp/body;
+  proxy_temp_path ${dir}/tmp/proxy;
+  fastcgi_temp_path ${dir}/tmp/fastcgi;
+  uwsgi_temp_path ${dir}/tmp/uwsgi;
+  scgi_temp_path ${dir}/tmp/scgi;
+  upstream accreditation {
+    server 127.0.0.1:${env.upstreamPort};
+    keepalive ${tuning.upstreamConnections ?? 64};
+    keepalive_requests 1000000;
+    keepalive_timeout 4s;
+  }
+  server {
+    listen 127.0.0.1:${port} ssl;
+    ssl_certificate ${paths.gatewaySponsorServer.cert};
+    ssl_certificate_key ${paths.gatewaySponsorServer.key};
+    ssl_client_certificate ${paths.sponsorCa.cert};
+    ssl_verify_client on;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    keepalive_timeout 5s;
+    keepalive_requests 1000000;
+    client_max_body_size 128m;
+    client_body_timeout ${timeout};
+    location / {
+      proxy_pass https://accreditation;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_request_buffering off;
+      proxy_buffering off;
+      proxy_read_timeout ${timeout};
+      proxy_send_timeout ${timeout};
+      proxy_ssl_certificate ${paths.gatewayTrustedClient.cert};
+      proxy_ssl_certificate_key ${paths.gatewayTrustedClient.key};
+      proxy_ssl_trusted_certificate ${paths.trustedCa.cert};
+      proxy_ssl_verify on;
+      proxy_ssl_name ${UPSTREAM_SERVER_NAME};
+      proxy_ssl_server_name on;
+      proxy_ssl_protocols TLSv1.2 TLSv1.3;
+      proxy_ssl_session_reuse on;
+    }
+  }
+}
+`
+  await writeFile(join(dir, 'nginx.conf'), conf)
+  const child = new JsonChild('nginx', bin, ['-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'])
+  await Promise.race([waitForPort(port, 10_000), child.exited().then((code) => Promise.reject(new Error(`nginx exited (${code}): ${child.stderr}`)))])
+  return {
+    key: 'nginx',
+    label: 'nginx (1 worker)',
+    version: nginxVersion(bin),
+    port,
+    pid: child.pid,
+    client: 'sponsor',
+    stop: async () => void (await child.stop()),
+  }
+}
+
+/** Starts the shared upstream (bench/upstream.ts). */
+export async function startUpstream(pki: BenchPki): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
+  const child = JsonChild.node('upstream', 'bench/upstream.ts', ['--pki', pki.dir])
+  const ready = await child.waitFor((l) => l['ready'] === true)
+  return { port: Number(ready['port']), pid: child.pid, stop: async () => void (await child.stop()) }
+}

@@ -1,0 +1,153 @@
+/**
+ * `npm run bench`: every ready scenario on loopback, one table each, every figure next to its
+ * baseline from the same run as a ratio, targets with PASS/FAIL; results as JSON under
+ * bench/results/. The runner only orchestrates: the subjects, the upstream and the load each run in
+ * their own process.
+ *
+ *   npm run bench                                  quick mode, every ready scenario (a few minutes)
+ *   npm run bench -- --scenario passthrough        one scenario (repeat or comma-separate for more)
+ *   npm run bench -- --duration 10 --connections 64 --rounds 2
+ *   npm run bench -- --full                        30 s measurements, 3 rounds, 500 × 64 MiB uploads
+ *   npm run bench -- --list                        the scenario table, including planned ones
+ *   npm run bench -- --docs                        also rewrite docs/benchmarks.md and .svg
+ *   npm run bench -- --cpu-prof DIR                run Écluse under --cpu-prof (passthrough, handshakes)
+ */
+import { rmSync } from 'node:fs'
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises'
+import { cpus, platform, release, tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { ROOT } from './lib/child.js'
+import { createBenchPki } from './lib/pki.js'
+import { consoleTable, type RunResult, runHeader, type ScenarioResult } from './lib/results.js'
+import { startUpstream } from './lib/subjects.js'
+import { updateDocs } from './report.js'
+import { type BenchOptions, SCENARIOS } from './scenarios.js'
+
+const USAGE = `Usage: npm run bench -- [--scenario NAME]... [--duration S] [--connections N] [--rounds N] [--full] [--list] [--docs] [--cpu-prof DIR]\n`
+
+function fail(message: string): never {
+  process.stderr.write(`bench: ${message}\n${USAGE}`)
+  process.exit(2)
+}
+
+let parsed: ReturnType<typeof parse>
+function parse() {
+  return parseArgs({
+    options: {
+      scenario: { type: 'string', multiple: true, short: 's' },
+      duration: { type: 'string', short: 'd' },
+      connections: { type: 'string', short: 'c' },
+      rounds: { type: 'string' },
+      full: { type: 'boolean' },
+      list: { type: 'boolean' },
+      docs: { type: 'boolean' },
+      'cpu-prof': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  }).values
+}
+try {
+  parsed = parse()
+} catch (err) {
+  fail((err as Error).message)
+}
+const args = parsed
+
+if (args.help === true) {
+  process.stdout.write(USAGE)
+  process.exit(0)
+}
+if (args.list === true) {
+  const width = Math.max(...SCENARIOS.map((s) => s.name.length))
+  for (const s of SCENARIOS) process.stdout.write(`${s.name.padEnd(width)}  ${s.status.padEnd(7)}  ${s.summary}\n`)
+  process.exit(0)
+}
+
+function positive(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 1 || n > 100_000) fail(`--${name} must be a positive whole number`)
+  return n
+}
+
+const full = args.full === true
+const options: BenchOptions = {
+  full,
+  durationSeconds: positive('duration', args.duration, full ? 30 : 5),
+  warmupSeconds: full ? 3 : 1,
+  connections: positive('connections', args.connections, 32),
+  rounds: positive('rounds', args.rounds, full ? 3 : 1),
+  ...(args['cpu-prof'] === undefined ? {} : { cpuProfileDir: resolve(args['cpu-prof']) }),
+}
+
+const requested = (args.scenario ?? []).flatMap((s) => s.split(',')).filter((s) => s !== '')
+for (const name of requested) if (!SCENARIOS.some((s) => s.name === name)) fail(`unknown scenario '${name}' (see --list)`)
+const selected = requested.length === 0 ? SCENARIOS.filter((s) => s.status === 'ready') : SCENARIOS.filter((s) => requested.includes(s.name))
+
+if (process.platform !== 'linux') {
+  process.stderr.write('bench: CPU and memory figures come from /proc and need Linux\n')
+  process.exit(1)
+}
+
+const dir = await mkdtemp(join(tmpdir(), 'ecluse-bench-'))
+// The PKI's private keys live here: removed however the run ends.
+process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
+process.once('SIGINT', () => process.exit(130))
+if (options.cpuProfileDir !== undefined) await mkdir(options.cpuProfileDir, { recursive: true })
+
+const log = (msg: string) => process.stderr.write(`${msg}\n`)
+const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU'
+const started = Date.now()
+log(`écluse bench — ${full ? 'full' : 'quick'} mode, ${options.durationSeconds} s per measurement, ${options.connections} connections; Node ${process.version}, ${cpus().length} × ${cpu}`)
+log('generating a throw-away PKI and starting the upstream…')
+const pki = await createBenchPki(join(dir, 'pki'))
+const upstream = await startUpstream(pki)
+const env = { pki, dir, upstreamPort: upstream.port, upstreamPid: upstream.pid }
+
+const results: ScenarioResult[] = []
+try {
+  for (const scenario of selected) {
+    if (scenario.run === undefined) {
+      log(`\n${scenario.name}: planned, not written yet — ${scenario.summary}`)
+      continue
+    }
+    log(`\n▶ ${scenario.name}`)
+    const at = Date.now()
+    const result = await scenario.run({ env, options, progress: (msg) => log(`  · ${msg}`) })
+    results.push(result)
+    process.stdout.write(`\n${consoleTable(result)}`)
+    log(`  (${((Date.now() - at) / 1000).toFixed(0)} s)`)
+  }
+} finally {
+  await upstream.stop()
+}
+
+const run: RunResult = {
+  schema: 1,
+  date: new Date(started).toISOString(),
+  node: process.version,
+  cpus: cpus().length,
+  cpuModel: cpu,
+  platform: `${platform()} ${release()}`,
+  mode: full ? 'full' : 'quick',
+  durationSeconds: options.durationSeconds,
+  connections: options.connections,
+  rounds: options.rounds,
+  scenarios: results,
+}
+const outDir = join(ROOT, 'bench', 'results')
+await mkdir(outDir, { recursive: true })
+const outFile = join(outDir, `${run.mode}-${run.date.replace(/[:.]/g, '-')}.json`)
+await writeFile(outFile, `${JSON.stringify(run, null, 2)}\n`)
+
+const targets = results.flatMap((s) => s.targets)
+process.stdout.write(`\n${runHeader(run)}\n`)
+process.stdout.write(`targets: ${targets.filter((t) => t.pass).length} PASS, ${targets.filter((t) => !t.pass).length} FAIL\n`)
+process.stdout.write(`results: ${outFile}\n`)
+if (args.docs === true) {
+  await updateDocs(run, outFile)
+  process.stdout.write('updated docs/benchmarks.md and docs/benchmarks.svg\n')
+}
+log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s`)
