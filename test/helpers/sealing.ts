@@ -3,9 +3,11 @@
  * from a config with a `keys` section (the shared harness has no such section), each with its own
  * captured log. Everything listens on 127.0.0.1 port 0 and is closed by `close()`.
  */
+import { type Hash, createHash } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Readable } from 'node:stream'
 import { Agent, request as undiciRequest } from 'undici'
 import { stringify } from 'yaml'
 import { type GenerateKeySetOptions, type Jwks, generateKeySet } from '../../src/crypto/keys.js'
@@ -277,5 +279,52 @@ export async function startChain(opts: {
       await upstream.close()
       await rm(opts.dir, { recursive: true, force: true })
     },
+  }
+}
+
+/**
+ * A deterministic body of `total` bytes generated on the fly in 64 KiB chunks (every chunk differs,
+ * so a dropped or reordered chunk changes the hash), hashed into `hash` as it is produced: neither
+ * end of a test ever holds it whole, and the SHA-256 of what was sent needs no second pass.
+ */
+export function generatedBody(total: number, seed: number, hash?: Hash): Readable {
+  const chunk = 64 * 1024
+  const block = Buffer.alloc(chunk)
+  for (let i = 0; i < chunk; i++) block[i] = (i * 31 + seed) & 0xff
+  let sent = 0
+  return new Readable({
+    read() {
+      if (sent >= total) return void this.push(null)
+      const out = Buffer.from(block.subarray(0, Math.min(chunk, total - sent)))
+      out.writeUInt32BE((sent / chunk) >>> 0, 0)
+      sent += out.length
+      hash?.update(out)
+      this.push(out)
+    },
+  })
+}
+
+/** SHA-256 (hex) and length of everything `stream` yields. */
+export async function digestOf(stream: AsyncIterable<unknown>): Promise<{ sha256: string; bytes: number }> {
+  const hash = createHash('sha256')
+  let bytes = 0
+  for await (const chunk of stream) {
+    hash.update(chunk as Buffer)
+    bytes += (chunk as Buffer).length
+  }
+  return { sha256: hash.digest('hex'), bytes }
+}
+
+/**
+ * Reads a response body to its end or its abort, keeping every byte that did arrive: a test of a
+ * fail-closed response checks both that it did not complete and what crossed before it stopped.
+ */
+export async function readUntilAbort(body: AsyncIterable<unknown>): Promise<{ completed: boolean; received: Buffer; error?: Error }> {
+  const parts: Buffer[] = []
+  try {
+    for await (const chunk of body) parts.push(chunk as Buffer)
+    return { completed: true, received: Buffer.concat(parts) }
+  } catch (err) {
+    return { completed: false, received: Buffer.concat(parts), error: err as Error }
   }
 }
