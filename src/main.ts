@@ -35,7 +35,7 @@ const READINESS_TTL_MS = 2_000
  * A running gateway. `Gateway.start(path)` boots it from a configuration file.
  *
  * @example
- * const gw = await Gateway.start('config/demo.yaml')
+ * const gw = await Gateway.start('config/edge.yaml')
  * console.log(gw.sponsorPort, gw.adminPort)
  * await gw.shutdown()
  */

@@ -3,8 +3,8 @@
  * the configuration file's directory. Anything wrong fails the boot with `config_invalid` and a
  * message that names the file and the key path of each problem, one per line:
  *
- *   config/demo.yaml: routes[2].upstream: unknown upstream "x"
- *   config/demo.yaml: sponsor.tls.cert: required
+ *   config/edge.yaml: routes[2].upstream: unknown upstream "x"
+ *   config/edge.yaml: sponsor.tls.cert: required
  */
 import { readFile, stat } from 'node:fs/promises'
 import { isIP } from 'node:net'
@@ -90,7 +90,7 @@ export function parseConfig(text: string, source: string): Config {
  *
  * @throws EcluseError `config_invalid`
  * @example
- * const config = await loadConfigFile('config/demo.yaml')
+ * const config = await loadConfigFile('config/edge.yaml')
  */
 export async function loadConfigFile(file: string): Promise<Config> {
   let text: string

@@ -89,7 +89,7 @@ export interface AllTlsMaterial {
  *
  * @throws EcluseError `tls_material_invalid`
  * @example
- * const { sponsor, upstreams } = await loadAllTls(await loadConfigFile('config/demo.yaml'))
+ * const { sponsor, upstreams } = await loadAllTls(await loadConfigFile('config/edge.yaml'))
  */
 export async function loadAllTls(config: Config, options: { now?: Date } = {}): Promise<AllTlsMaterial> {
   const sponsorTls = config.sponsor.tls
