@@ -1,0 +1,66 @@
+import t from 'tap'
+import { FieldSealer } from '../../src/crypto/field.js'
+import { parseKeySet } from '../../src/crypto/keys.js'
+import { CANARY, SPONSOR_APP, leaksCanary, recordingHandler, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
+
+// Whoever holds the public key set can seal any bytes. `open` splices what opens into the body, so
+// it must accept exactly one JSON value (and in NDJSON, one without a line break): otherwise a
+// crafted seal could add members, records or lines that no step ever saw.
+t.test('a sealed value whose plaintext is not exactly one JSON value does not open, and nothing reaches the upstream', async (t) => {
+  const dir = await tempDir()
+  const keys = await writeKeyFiles(dir, 'th')
+  const bodies: Buffer[] = []
+  const s = await startSealing({
+    dir,
+    handler: recordingHandler(bodies),
+    keys: { 'th-private': { file: keys.privatePath, private: true } },
+    routes: [
+      {
+        name: 'open-json',
+        methods: ['POST'],
+        path: '/v1/json',
+        allow: [SPONSOR_APP],
+        upstream: 'backend',
+        transforms: { request: [{ type: 'open', keys: 'th-private', context: 'acc', fields: ['/passport'] }] },
+      },
+      {
+        name: 'open-ndjson',
+        methods: ['POST'],
+        path: '/v1/ndjson',
+        allow: [SPONSOR_APP],
+        upstream: 'backend',
+        transforms: { request: [{ type: 'open', keys: 'th-private', context: 'acc', fields: ['/passport'], format: 'ndjson' }] },
+      },
+    ],
+  })
+  t.teardown(s.close)
+  const pub = parseKeySet(keys.publicJwks, { publicOnly: true })
+  const seal = (plaintext: string) => new FieldSealer(pub, { route: 'acc' }).seal(Buffer.from(plaintext), { ptr: '/passport' })
+  const post = (path: string, type: string, body: string) =>
+    s.gw.request(path, { method: 'POST', body, headers: { 'content-type': type } })
+
+  // Control: a well-formed seal opens, so the refusals below are about the plaintext's shape.
+  const ok = await post('/v1/json', 'application/json', JSON.stringify({ passport: seal(JSON.stringify(CANARY.passport)) }))
+  t.equal(ok.status, 200, 'a sealed JSON string opens')
+  t.equal(bodies.length, 1)
+  t.same(JSON.parse(bodies[0]!.toString('utf8')), { passport: CANARY.passport })
+
+  const crafted: Array<[string, string, string, string]> = [
+    ['a second member', '/v1/json', 'application/json', `"${CANARY.passport}","admin":true`],
+    ['a closed object and a trailing value', '/v1/json', 'application/json', `"x"},{"passport":"${CANARY.passport}"`],
+    ['two values', '/v1/json', 'application/json', `"${CANARY.passport}" "again"`],
+    ['nothing at all', '/v1/json', 'application/json', ''],
+    ['not JSON', '/v1/json', 'application/json', CANARY.passport],
+    ['a line break that would split an NDJSON record', '/v1/ndjson', 'application/x-ndjson', `{"a":\n"${CANARY.passport}"}`],
+    ['a second NDJSON record', '/v1/ndjson', 'application/x-ndjson', `"x"}\n{"passport":"${CANARY.passport}"`],
+  ]
+  for (const [what, path, type, plaintext] of crafted) {
+    const body = path === '/v1/ndjson' ? `${JSON.stringify({ passport: seal(plaintext) })}\n` : JSON.stringify({ passport: seal(plaintext) })
+    const res = await post(path, type, body)
+    t.equal(res.status, 400, `${what}: 400`)
+    t.same(res.json(), { error: 'open_failed', requestId: res.headers['x-request-id'] }, `${what}: open_failed and nothing else`)
+  }
+  t.equal(bodies.length, 1, 'none of the crafted bodies reached the upstream')
+  t.equal(leaksCanary(s.gw.logs.raw.join('\n')), undefined, 'no plaintext in the log')
+  t.equal(leaksCanary(await s.gw.metrics()), undefined, 'no plaintext in /metrics')
+})
