@@ -481,6 +481,8 @@ async function exists(file: string): Promise<boolean> {
 
 /** Key set names become file names: no separators, no leading dot. */
 const KEY_SET_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+/** What src/crypto/keys.ts accepts as a `kid` (it travels in every sealed header and in logs). */
+const KID = /^[\x21-\x7e]{1,128}$/
 
 /** What `keys init` does: writes or rotates NAME.private.jwks.json and NAME.public.jwks.json. */
 async function keysInit(values: Values, io: CliIo, usage: string): Promise<number> {
@@ -506,6 +508,11 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
     throw new UsageError(`--crv must be one of ${Object.keys(CURVES).join(', ')}`, usage)
   }
   const crv = algorithm.kind === 'ecdh-es+kw' ? ((crvValue ?? DEFAULT_CURVE) as keyof typeof CURVES) : undefined
+  // Checked here, not left to generateKeySet: a bad --kid is the caller's typo (exit 2), not a failure.
+  const kidValue = values['kid'] as string | undefined
+  if (kidValue !== undefined && !KID.test(kidValue)) {
+    throw new UsageError('--kid takes 1 to 128 visible ASCII characters (no spaces)', usage)
+  }
 
   const dir = resolve(outDir)
   const privateFile = join(dir, `${name}.private.jwks.json`)
@@ -550,7 +557,11 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
   parseKeySet(privateDoc, { requirePrivate: true, source: privateFile })
   parseKeySet(publicDoc, { publicOnly: true, source: publicFile })
 
-  await mkdir(dir, { recursive: true, mode: 0o700 })
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 })
+  } catch (err) {
+    throw new Error(`${dir}: cannot create the directory (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+  }
   // The private set first: the opening side must know a key before anything can be sealed to it.
   await writeAtomic(privateFile, `${JSON.stringify(privateDoc, null, 2)}\n`, 0o600)
   await writeAtomic(publicFile, `${JSON.stringify(publicDoc, null, 2)}\n`, 0o644)
@@ -635,8 +646,12 @@ function sealingArgs(values: Values, positionals: readonly string[], usage: stri
     // The id member is a plain name; the pattern may contain ':' (a JSON Pointer may), so split last.
     const at = recordsValue.lastIndexOf(':')
     const idMember = recordsValue.slice(at + 1)
-    if (at < 0 || idMember === '') throw new UsageError('--records takes PTR:ID, e.g. /records/*:id', usage)
-    records = { pattern: recordsValue.slice(0, at), idMember }
+    const pattern = recordsValue.slice(0, at)
+    // Checked here: the step would report a bad record pattern under `fields`.
+    if (at < 0 || idMember === '' || (pattern !== '' && !pattern.startsWith('/'))) {
+      throw new UsageError('--records takes PTR:ID, PTR a JSON Pointer (empty: the whole value), e.g. /records/*:id', usage)
+    }
+    records = { pattern, idMember }
   }
   const contentType = (values['content-type'] as string | undefined) ?? 'application/octet-stream'
   return {
