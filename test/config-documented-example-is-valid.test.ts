@@ -4,7 +4,9 @@ import t from 'tap'
 import type { z } from 'zod'
 import { parseConfig } from '../src/config/load.js'
 import { configSchema } from '../src/config/schema.js'
+import { generateKeySet, parseKeySet } from '../src/crypto/keys.js'
 import { compileRouteTable } from '../src/route/table.js'
+import '../src/transform/builtin.js'
 
 const doc = await readFile('docs/configuration.md', 'utf8')
 
@@ -73,4 +75,27 @@ t.test('the complete example parses, and sets every documented default to its do
   t.same(minimal.admin, config.admin)
   t.same(minimal.log, config.log)
   t.same(minimal.shutdown, config.shutdown)
+})
+
+t.test("the README's configuration example parses and its routes and transform chains compile", async (t) => {
+  const readme = await readFile('README.md', 'utf8')
+  const section = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('## Security model'))
+  const blocks = [...section.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!)
+  t.equal(blocks.length, 1, 'one example in the section')
+  const config = parseConfig(blocks[0]!, 'README.md')
+  t.same(Object.keys(config.keys), ['trusted-host'])
+  t.equal(config.keys['trusted-host']!.private, false, 'the sealing example holds public keys only')
+  // The key file is not there; a freshly generated public set stands in for it.
+  const { publicJwks } = generateKeySet()
+  const keySets = new Map([['trusted-host', parseKeySet(publicJwks, { publicOnly: true })]])
+  const table = compileRouteTable(config, { log: pino({ level: 'silent' }), keySets })
+  t.equal(table.routes.length, 2, 'its routes compile')
+  t.same(
+    table.routes.map((r) => [r.requestTransforms.map((x) => x.type), r.responseTransforms.map((x) => x.type)]),
+    [
+      [['seal'], []],
+      [[], ['require-sealed']],
+    ],
+    'and so do its transform chains',
+  )
 })
