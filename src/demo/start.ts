@@ -8,10 +8,12 @@
  *
  * SIGINT/SIGTERM drain and stop everything (exit 0); SIGHUP reloads both gateways, sidecar first.
  *
- * For tests only: `ECLUSE_DEMO_DIR=DIR` listens on port 0 everywhere and uses `DIR/certs` and
- * `DIR/keys` instead of the checkout's; the profiles are then run as derived copies (src/demo/chain.ts).
- * Unset (the default), nothing changes.
+ * For tests only: `ECLUSE_DEMO_DIR=DIR` listens on port 0 everywhere, uses `DIR/certs` and
+ * `DIR/keys` instead of the checkout's (the profiles then run as derived copies, src/demo/chain.ts),
+ * and the printed downloads go to DIR instead of the system's temporary folder. Unset (the default),
+ * nothing changes.
  */
+import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pino, { type Logger } from 'pino'
 import { loadConfigFile } from '../config/load.js'
@@ -35,19 +37,20 @@ const PROFILES: Record<DemoRole, string> = {
 }
 
 async function main(): Promise<void> {
-  const scratch = process.env['ECLUSE_DEMO_DIR']
+  const env = process.env['ECLUSE_DEMO_DIR']
+  const scratch = env === undefined || env === '' ? undefined : path.resolve(env)
   // One synchronous stderr destination for both gateways: lines never interleave mid-line, and
   // stdout carries only what this script prints.
   const destination = pino.destination({ dest: 2, sync: true })
   const logs = { edge: await profileLogger('edge', destination), sidecar: await profileLogger('sidecar', destination) }
   const chain = await startDemoChain(
-    scratch === undefined || scratch === ''
+    scratch === undefined
       ? { logs }
       : {
           logs,
           ephemeralPorts: true,
-          certsDir: path.join(path.resolve(scratch), 'certs'),
-          keysDir: path.join(path.resolve(scratch), 'keys'),
+          certsDir: path.join(scratch, 'certs'),
+          keysDir: path.join(scratch, 'keys'),
         },
   )
   let sample: SampleViews
@@ -57,7 +60,7 @@ async function main(): Promise<void> {
     await chain.close()
     throw err
   }
-  process.stdout.write(banner(chain, sample))
+  process.stdout.write(banner(chain, sample, scratch ?? tmpdir()))
 
   const stop = () => {
     void chain.close().then(
@@ -82,9 +85,10 @@ async function profileLogger(role: DemoRole, destination: pino.DestinationStream
 }
 
 /** What `npm start` prints once the chain is up. Every command in it is run by a test or by hand. */
-function banner(chain: DemoChain, sample: SampleViews): string {
+function banner(chain: DemoChain, sample: SampleViews, outDir: string): string {
+  // The commands are run from the checkout (`node --import tsx` resolves tsx there), as npm start does.
   const rel = (p: string) => {
-    const r = path.relative(process.cwd(), p)
+    const r = path.relative(REPO_ROOT, p)
     return r === '' || r.startsWith('..') || path.isAbsolute(r) ? p : r
   }
   const { pki, keys } = chain
@@ -104,6 +108,8 @@ function banner(chain: DemoChain, sample: SampleViews): string {
   ])
   const record = JSON.stringify({ category: 'journalist', name: 'Grace Hopper', passportNumber: 'DEMO-0000002' })
   const photoB64 = SAMPLE_PHOTO.toString('base64')
+  // Downloads go to a scratch folder, not into the checkout.
+  const photoFile = path.join(outDir, 'ecluse-demo-photo')
   const fields = SENSITIVE_FIELDS.map((f) => `/${f}`).join(',')
 
   return `
@@ -124,7 +130,7 @@ ${sideBySide(sample.sponsorView, sample.trustedView)}
   photo: the sponsor gets ${photoOf(sample.sponsorPhoto)} (a sealed stream)
          the service stores ${photoOf(sample.trustedPhoto)}
 
-Try, from ${process.cwd()} (T is the sponsor application's client certificate):
+Try, from ${REPO_ROOT} (T is the sponsor application's client certificate):
 
   T='${T}'
   # create: 201, the sensitive fields come back sealed
@@ -134,9 +140,9 @@ Try, from ${process.cwd()} (T is the sponsor application's client certificate):
   curl $T ${edge}/v1/accreditations
   # photo upload (204: it travels sealed, the service stores the PNG), then download (a sealed stream)
   echo ${photoB64} | base64 -d | curl $T -X PUT -H 'content-type: image/png' --data-binary @- ${edge}/v1/accreditations/${id}/photo
-  curl $T -o photo.sealed -w '%{http_code} %{content_type} %{size_download} bytes\\n' ${edge}/v1/accreditations/${id}/photo
+  curl $T -o ${photoFile}.sealed -w '%{http_code} %{content_type} %{size_download} bytes\\n' ${edge}/v1/accreditations/${id}/photo
   # only the private key set opens them (the trusted host's tools):
-  node --import tsx src/cli.ts open --keys ${rel(keys.privateFile)} --context photos-out --body photo.sealed -o photo.png
+  node --import tsx src/cli.ts open --keys ${rel(keys.privateFile)} --context photos-out --body ${photoFile}.sealed -o ${photoFile}.png
   curl -s $T ${edge}/v1/accreditations/${id} | node --import tsx src/cli.ts open --keys ${rel(keys.privateFile)} --context accreditations --fields ${fields} --records :id
   # refused: an unknown route (404 route_not_found, nothing forwarded)
   curl $T ${edge}/v1/does-not-exist
