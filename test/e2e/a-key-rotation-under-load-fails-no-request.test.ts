@@ -1,0 +1,274 @@
+import { readFile, rename, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { decodeProtectedHeader } from 'jose'
+import t from 'tap'
+import { main } from '../../src/cli.js'
+import { FieldOpener } from '../../src/crypto/field.js'
+import { parseKeySet } from '../../src/crypto/keys.js'
+import type { UpstreamHandler } from '../helpers/harness.js'
+import { metricValue } from '../helpers/harness.js'
+import { CANARY, EDGE_GATEWAY, SPONSOR_APP, leaksCanary, startChain, tempDir } from '../helpers/sealing.js'
+
+const FIELDS = ['/name', '/passport', '/email'] as const
+const CONTEXT = 'accreditations'
+const CLIENTS = 4
+
+function io() {
+  const out: string[] = []
+  return {
+    out,
+    io: { stdout: { write: (s: string) => out.push(s) }, stderr: { write: (s: string) => out.push(s) }, env: {} },
+  }
+}
+
+/** Sets the `current` member of a JWKS file, replacing the file atomically (as the CLI writes it). */
+async function setCurrent(file: string, kid: string, mode: number): Promise<void> {
+  const doc = JSON.parse(await readFile(file, 'utf8')) as { current: string }
+  doc.current = kid
+  await writeFile(`${file}.tmp`, JSON.stringify(doc), { mode })
+  await rename(`${file}.tmp`, file)
+}
+
+function kidsByPhase(): Record<Phase, Set<string>> {
+  return { before: new Set(), staged: new Set(), 'sidecar-promoted': new Set(), 'edge-promoted': new Set() }
+}
+
+/** The accreditation service: stores what the sidecar opened (plaintext), answers it back. */
+function service(store: Map<string, Record<string, unknown>>): UpstreamHandler {
+  let next = 0
+  return (req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      let record: Record<string, unknown> | undefined
+      if (req.method === 'POST') {
+        record = { ...(JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown>), id: `r-${++next}` }
+        store.set(record['id'] as string, record)
+      } else {
+        record = store.get(decodeURIComponent((req.url ?? '').split('/').at(-1)!))
+      }
+      const body = JSON.stringify(record ?? { error: 'not found' })
+      res.writeHead(record === undefined ? 404 : 200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+      res.end(body)
+    })
+  }
+}
+
+type Phase = 'before' | 'staged' | 'sidecar-promoted' | 'edge-promoted'
+/** A request that did not get a response at all (an aborted connection) is a failure too. */
+const aborted = (err: Error) => ({ status: 0, text: `${(err as { code?: string }).code ?? ''} ${err.message}` })
+
+interface Done {
+  readonly op: 'POST' | 'GET'
+  readonly suffix: string
+  readonly phase: Phase
+  readonly status: number
+  readonly text: string
+}
+
+t.test('a key set rotated under continuous load, staged then promoted, sidecar then edge: no request fails', async (t) => {
+  const dir = await tempDir('ecluse-rotation-')
+  const cli = io()
+  t.equal(await main(['keys', 'init', '--out', dir, '--name', 'trusted-host', '--kid', 'k-2024'], cli.io), 0, 'keys init wrote the set')
+  const privateFile = join(dir, 'trusted-host.private.jwks.json')
+  const publicFile = join(dir, 'trusted-host.public.jwks.json')
+  const store = new Map<string, Record<string, unknown>>()
+  const seal = { context: CONTEXT, fields: [...FIELDS] }
+  const bound = { ...seal, records: { pattern: '', id: 'id' } }
+  const chain = await startChain({
+    dir,
+    handler: service(store),
+    edgeKeys: { 'trusted-host': { file: publicFile } },
+    sidecarKeys: { 'trusted-host': { file: publicFile }, 'trusted-host-private': { file: privateFile, private: true } },
+    // As config/edge.yaml: seal what goes in, require sealing on what comes back.
+    edgeRoutes: [
+      {
+        name: 'create',
+        methods: ['POST'],
+        path: '/v1/accreditations',
+        allow: [SPONSOR_APP],
+        upstream: 'backend',
+        transforms: {
+          request: [{ type: 'seal', recipients: 'trusted-host', ...seal }],
+          response: [{ type: 'require-sealed', recipients: 'trusted-host', ...bound }],
+        },
+      },
+      {
+        name: 'get',
+        methods: ['GET'],
+        path: '/v1/accreditations/:id',
+        allow: [SPONSOR_APP],
+        upstream: 'backend',
+        transforms: { response: [{ type: 'require-sealed', recipients: 'trusted-host', ...bound }] },
+      },
+    ],
+    // As config/trusted-sidecar.yaml: open what comes in, seal what goes back (bound to the record).
+    sidecarRoutes: [
+      {
+        name: 'create',
+        methods: ['POST'],
+        path: '/v1/accreditations',
+        allow: [EDGE_GATEWAY],
+        upstream: 'backend',
+        transforms: {
+          request: [{ type: 'open', keys: 'trusted-host-private', ...seal }],
+          response: [{ type: 'seal', recipients: 'trusted-host', ...bound }],
+        },
+      },
+      {
+        name: 'get',
+        methods: ['GET'],
+        path: '/v1/accreditations/:id',
+        allow: [EDGE_GATEWAY],
+        upstream: 'backend',
+        transforms: { response: [{ type: 'seal', recipients: 'trusted-host', ...bound }] },
+      },
+    ],
+  })
+  t.teardown(chain.close)
+
+  // What crosses between the gateways, captured at the sidecar's door: the edge's sealed requests.
+  const crossed: string[] = []
+  const proxy = chain.sidecar.gateway.proxy
+  const handle = proxy.handle.bind(proxy)
+  proxy.handle = (req, res, expectContinue) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => crossed.push(Buffer.concat(chunks).toString()))
+    handle(req, res, expectContinue)
+  }
+
+  // Continuous load: each client creates a record (sensitive fields sealed by the edge), then reads
+  // it back (sealed by the sidecar, verified by the edge), until told to stop.
+  let phase: Phase = 'before'
+  let stop = false
+  let seq = 0
+  const done: Done[] = []
+  const sent = new Map<string, Record<string, string>>()
+  const client = async (c: number) => {
+    while (!stop) {
+      const suffix = `-c${c}-${++seq}`
+      const values = { name: CANARY.name + suffix, passport: CANARY.passport + suffix, email: CANARY.email + suffix }
+      sent.set(suffix, values)
+      const started = phase
+      const created = await chain.edge
+        .request('/v1/accreditations', {
+          method: 'POST',
+          body: JSON.stringify({ ...values, status: 'pending' }),
+          headers: { 'content-type': 'application/json' },
+        })
+        .catch(aborted)
+      done.push({ op: 'POST', suffix, phase: started, status: created.status, text: created.text })
+      if (created.status !== 200) continue
+      const id = (JSON.parse(created.text) as { id: string }).id
+      const readPhase = phase
+      const read = await chain.edge.request(`/v1/accreditations/${id}`).catch(aborted)
+      done.push({ op: 'GET', suffix, phase: readPhase, status: read.status, text: read.text })
+    }
+  }
+  const until = async (n: number) => {
+    const target = done.length + n
+    while (done.length < target && !stop) await new Promise((r) => setTimeout(r, 20))
+  }
+  const load = Promise.all(Array.from({ length: CLIENTS }, (_, c) => client(c)))
+
+  await until(40)
+  // Rotate with the CLI: the new key in front of both files, the old one still accepted.
+  const rotated = io()
+  t.equal(await main(['keys', 'init', '--out', dir, '--name', 'trusted-host', '--rotate', '--kid', 'k-2025'], rotated.io), 0, 'keys init --rotate')
+  t.match(rotated.out.join(''), /new current kid k-2025/)
+  // Publish before use. In this chain both sides seal (the edge requests, the sidecar responses) and
+  // both check (the sidecar opens, the edge requires sealed), so whichever reloads first with the new
+  // key current breaks the other until it reloads too. `keys init --rotate` makes the new key current
+  // at once; the files are staged here with the old key still current (it is accepted everywhere
+  // first), then promoted.
+  await setCurrent(privateFile, 'k-2024', 0o600)
+  await setCurrent(publicFile, 'k-2024', 0o644)
+  await until(10)
+  t.same(await chain.sidecar.gateway.reload(), { ok: true }, 'the sidecar reloaded the staged set')
+  await until(20)
+  t.same(await chain.edge.gateway.reload(), { ok: true }, 'the edge reloaded the staged set')
+  phase = 'staged'
+  await until(40)
+  // Promote: the new key current in both files (as `keys init --rotate` wrote them).
+  await setCurrent(privateFile, 'k-2025', 0o600)
+  await setCurrent(publicFile, 'k-2025', 0o644)
+  await until(10)
+  t.same(await chain.sidecar.gateway.reload(), { ok: true }, 'the sidecar reloaded the promoted set')
+  phase = 'sidecar-promoted'
+  await until(40)
+  t.same(await chain.edge.gateway.reload(), { ok: true }, 'the edge reloaded the promoted set')
+  phase = 'edge-promoted'
+  await until(40)
+  stop = true
+  await load
+
+  const failed = done.filter((d) => d.status !== 200)
+  t.equal(failed.length, 0, `no failed request out of ${done.length}: ${failed.slice(0, 3).map((f) => `${f.op} ${f.phase} ${f.status} ${f.text}`).join('; ')}`)
+
+  const rotatedSet = parseKeySet(await readFile(privateFile), { requirePrivate: true })
+  t.same(rotatedSet.kids, ['k-2025', 'k-2024'], 'the rotated set: the new key current, the old one kept')
+  const opener = new FieldOpener(rotatedSet)
+
+  // Every response value came back sealed, to the key current at the sidecar, and opens to what was sent.
+  const responseKids = kidsByPhase()
+  for (const d of done.filter((x) => x.status === 200)) {
+    const doc = JSON.parse(d.text) as Record<string, string>
+    const values = sent.get(d.suffix)!
+    for (const f of FIELDS) {
+      const member = f.slice(1) as keyof typeof values
+      responseKids[d.phase].add(String(decodeProtectedHeader(doc[member]!).kid))
+      const plain = opener.open(doc[member]!, { route: CONTEXT, ptr: f, rid: doc['id'] })
+      if (plain.toString() !== JSON.stringify(values[member])) t.fail(`${d.op} ${d.suffix}${f} did not open to what was sent`)
+    }
+  }
+  t.same([...responseKids.before], ['k-2024'], 'before the rotation, responses were sealed to the old key')
+  t.same([...responseKids['sidecar-promoted']], ['k-2025'], 'once the sidecar reloaded the promoted set, responses are sealed to the new key')
+  t.same([...responseKids['edge-promoted']], ['k-2025'], 'and stay so')
+
+  // What the edge sealed, as it crossed: every value opens with the rotated private set, the ones
+  // sealed before the rotation (the old kid) included; after the edge's reload only the new kid.
+  const requestKids = kidsByPhase()
+  const phaseOf = new Map(done.filter((d) => d.op === 'POST').map((d) => [d.suffix, d.phase]))
+  let oldKidOpened = 0
+  const posts = crossed.filter((b) => b.startsWith('{')) // a GET has no body
+  t.equal(posts.length, done.filter((d) => d.op === 'POST').length, 'every POST crossed once')
+  t.equal(posts.map((b) => leaksCanary(b)).filter(Boolean).length, 0, 'nothing crossed in plaintext')
+  for (const body of posts) {
+    const doc = JSON.parse(body) as Record<string, string>
+    const name = JSON.parse(opener.open(doc['name']!, { route: CONTEXT, ptr: '/name' }).toString()) as string
+    const suffix = name.slice(CANARY.name.length)
+    const kid = String(decodeProtectedHeader(doc['name']!).kid)
+    requestKids[phaseOf.get(suffix)!].add(kid)
+    for (const f of FIELDS) {
+      const plain = opener.open(doc[f.slice(1)]!, { route: CONTEXT, ptr: f })
+      if (plain.toString() !== JSON.stringify(sent.get(suffix)![f.slice(1)])) t.fail(`${suffix}${f} did not open`)
+    }
+    if (kid === 'k-2024') oldKidOpened++
+  }
+  t.same([...requestKids.before], ['k-2024'], 'before the rotation, the edge sealed to the old key')
+  t.same([...requestKids.staged], ['k-2024'], 'with the set staged, still to the old key')
+  t.same([...requestKids['edge-promoted']], ['k-2025'], 'after the edge reloaded the promoted set, to the new key')
+  t.ok(oldKidOpened >= 20, `values sealed to the old key before the rotation still open with the rotated set (${oldKidOpened})`)
+
+  // And the sidecar itself still opens a request sealed before the rotation.
+  const old = posts.find((b) => decodeProtectedHeader(JSON.parse(b).name).kid === 'k-2024')!
+  const before = store.size
+  chain.sidecar.agent(chain.pki.gatewayTrustedClient, chain.pki.trustedCa) // as the edge
+  const replay = await chain.sidecar.request('/v1/accreditations', {
+    method: 'POST',
+    body: old,
+    headers: { 'content-type': 'application/json' },
+  })
+  t.equal(replay.status, 200, 'a request sealed to the old key opens at the reloaded sidecar')
+  t.equal(store.size, before + 1)
+  t.match(String([...store.values()].at(-1)!['passport']), /^CANARY-PASSPORT-/, 'and the service received the plaintext')
+
+  for (const [who, g] of [['edge', chain.edge], ['sidecar', chain.sidecar]] as const) {
+    const metrics = await g.metrics()
+    t.equal(metricValue(metrics, 'ecluse_reloads_total', { result: 'ok' }), 2, `the ${who} counted its two reloads`)
+    t.equal(metricValue(metrics, 'ecluse_reloads_total', { result: 'failed' }), 0)
+    t.equal(leaksCanary(metrics), undefined, `no canary in the ${who} metrics`)
+    t.equal(leaksCanary(g.logs.text()), undefined, `no canary in the ${who} log`)
+  }
+})
