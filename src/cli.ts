@@ -631,6 +631,8 @@ function sealingArgs(values: Values, positionals: readonly string[], usage: stri
   if ((fieldsValue === undefined) === !body) throw new UsageError('give either --fields or --body', usage)
   const context = values['context'] as string
   if (context === '') throw new UsageError('--context must not be empty', usage)
+  // An empty path would otherwise surface as a confusing "<empty>: cannot read" failure.
+  for (const o of ['keys', 'out']) if (values[o] === '') throw new UsageError(`--${o} needs a file`, usage)
   if (body) {
     for (const o of ['records', 'ndjson', 'max-value-bytes', 'max-record-bytes']) {
       if (values[o] !== undefined) throw new UsageError(`--${o} applies to --fields only`, usage)

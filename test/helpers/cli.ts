@@ -58,7 +58,7 @@ export async function listDir(dir: string): Promise<string[]> {
 export const COMPACT_JWE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
 
 /** jose's options for our values: our claims are critical, the algorithms allow-listed. */
-export const JOSE_OPEN = {
+export const JOSE_OPEN: { crit: Record<string, boolean>; contentEncryptionAlgorithms: string[] } = {
   crit: { 'ecl.route': true, 'ecl.ptr': true, 'ecl.rid': true },
   contentEncryptionAlgorithms: ['A256GCM'],
-} as const
+}

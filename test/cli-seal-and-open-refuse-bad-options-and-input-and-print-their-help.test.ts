@@ -1,0 +1,148 @@
+/**
+ * `seal` and `open` options and inputs that cannot work: bad options are usage errors (exit 2,
+ * the command's usage, nothing written); invalid JSON is `json_invalid`, a missing file or key set
+ * a one-line failure (exit 1), none of them showing a value of the input. `--help` of `keys init`,
+ * `seal` and `open` prints the usage (exit 0), and the program's usage lists the three.
+ */
+import { join } from 'node:path'
+import t from 'tap'
+import { listDir, runCli, spawnCli } from './helpers/cli.js'
+import { CANARY, leaksCanary, writeKeyFiles } from './helpers/sealing.js'
+
+const dir = t.testdir({
+  'record.json': JSON.stringify({ id: 1, name: CANARY.name }),
+  'broken.json': `{"status": tru, "name": ${JSON.stringify(CANARY.name)}}`,
+  'duplicate.json': `{"name": ${JSON.stringify(CANARY.name)}, "name": "again"}`,
+  'truncated.json': `{"id": 1, "other": ${JSON.stringify(CANARY.passport)}, "name": `,
+  'long.json': `{"name": ${JSON.stringify(CANARY.name)}}`,
+  'not-a-key-set.json': `{"name": ${JSON.stringify(CANARY.name)}}`,
+  sub: {},
+})
+const keys = await writeKeyFiles(dir, 'th')
+const input = join(dir, 'record.json')
+const out = join(dir, 'out.json')
+
+t.test('bad options: exit 2, a message naming the option, the usage, nothing written', async (t) => {
+  const seal = ['seal', '-k', keys.publicPath]
+  const open = ['open', '-k', keys.privatePath]
+  const cases: Array<[string[], string]> = [
+    [[...seal, '--context', 'c', '--fields', '/name', '--body', input], 'give either --fields or --body'],
+    [[...seal, '--context', 'c', input], 'give either --fields or --body'],
+    [[...open, '--context', 'c', input], 'give either --fields or --body'],
+    [[...open, '--context', 'c', '--body', '--fields', '/name', input], 'give either --fields or --body'],
+    [[...seal, '--context', 'c', '--fields', '/name', '--content-type', 'image/png', input], '--content-type applies to --body only'],
+    [[...open, '--context', 'c', '--body', '--content-type', 'image/png', input], "unknown option '--content-type'"],
+    [[...seal, '--context', 'c', '--body', '--records', '/r/*:id', input], '--records applies to --fields only'],
+    [[...seal, '--context', 'c', '--body', '--ndjson', input], '--ndjson applies to --fields only'],
+    [[...open, '--context', 'c', '--body', '--max-value-bytes', '10', input], '--max-value-bytes applies to --fields only'],
+    [['seal', '--context', 'c', '--fields', '/name', input], '--keys is required'],
+    [[...open, '--fields', '/name', input], '--context is required'],
+    [[...seal, '--context', '', '--fields', '/name', input], '--context must not be empty'],
+    [['seal', '-k', '', '--context', 'c', '--fields', '/name', input], '--keys needs a file'],
+    [[...open, '--context', 'c', '--body', input, '-o', ''], '--out needs a file'],
+    [[...seal, '--context', 'two words', '--fields', '/name', input], '--context: must be visible ASCII without spaces'],
+    [[...seal, '--context', 'c', '--fields', 'name', input], '--fields takes JSON Pointers, each starting with "/"'],
+    [[...seal, '--context', 'c', '--fields', '/name,', input], '--fields takes JSON Pointers, each starting with "/"'],
+    [[...seal, '--context', 'c', '--fields', '/name,/name', input], '--fields: JSON patterns "/name" and "/name" can match the same value'],
+    [[...seal, '--context', 'c', '--fields', '/name', '--records', 'records', input], '--records takes PTR:ID, PTR a JSON Pointer (empty: the whole value), e.g. /records/*:id'],
+    [[...seal, '--context', 'c', '--fields', '/name', '--records', 'records/*:id', input], '--records takes PTR:ID, PTR a JSON Pointer (empty: the whole value), e.g. /records/*:id'],
+    [[...open, '--context', 'c', '--fields', '/name', '--records', '/records/*:', input], '--records takes PTR:ID, PTR a JSON Pointer (empty: the whole value), e.g. /records/*:id'],
+    [[...seal, '--context', 'c', '--fields', '/name', '--max-value-bytes', '0', input], '--max-value-bytes takes a positive number of bytes'],
+    [[...seal, '--context', 'c', '--fields', '/name', '--max-record-bytes', '1e6', input], '--max-record-bytes takes a positive number of bytes'],
+    [[...seal, '--context', 'c', '--fields', '/name', '--max-value-bytes', '99999999999', input], '--max-value-bytes: Too big: expected number to be <=16777216'],
+    [[...seal, '--context', 'c', '--body', '--content-type', 'not a type', input], '--content-type takes one media type, e.g. image/jpeg'],
+    [[...seal, '--context', 'c', '--fields', '/name', input, 'second.json'], "unexpected argument 'second.json'"],
+    [[...open, '--context', 'c', '--fields', '/name', '--body=yes', input], "option '--body' does not take an argument"],
+  ]
+  for (const [argv, message] of cases) {
+    // Each case also names an output (unless it is the case), which must not appear.
+    const r = await runCli(argv.includes('-o') ? argv : [...argv, '--out', out])
+    const name = argv.slice(3).join(' ')
+    t.equal(r.code, 2, `${name}: exit 2`)
+    t.equal(r.stdout, '', `${name}: nothing on stdout`)
+    t.equal(r.stderr.split('\n')[0], `ecluse: ${message}`, name)
+    t.match(r.stderr, `\n\nUsage: ecluse ${argv[0]} --keys `, `${name}: the command's usage`)
+  }
+  t.notOk((await listDir(dir)).some((f) => f.startsWith('out.json')), 'nothing written')
+})
+
+t.test('invalid JSON is json_invalid (exit 1) with a reason and an offset, never a value; nothing written', async (t) => {
+  const cases: Array<[string, string[], RegExp]> = [
+    ['broken.json', ['seal', '-k', keys.publicPath], /^ecluse: json_invalid: JSON malformed literal at byte 14\n$/],
+    ['broken.json', ['open', '-k', keys.privatePath], /^ecluse: json_invalid: JSON malformed literal at byte 14\n$/],
+    ['duplicate.json', ['seal', '-k', keys.publicPath], /^ecluse: json_invalid: JSON duplicate member name at byte \d+\n$/],
+    ['truncated.json', ['seal', '-k', keys.publicPath], /^ecluse: json_invalid: JSON .* at byte \d+\n$/],
+  ]
+  for (const [file, argv, expected] of cases) {
+    const r = await runCli([...argv, '--context', 'c', '--fields', '/name', join(dir, file), '--out', out])
+    t.equal(r.code, 1, `${argv[0]} ${file}: exit 1`)
+    t.match(r.stderr, expected, `${argv[0]} ${file}`)
+    t.equal(r.stdout, '')
+    t.equal(leaksCanary(r.stderr), undefined, `${argv[0]} ${file}: no value in the message`)
+    t.notOk((await listDir(dir)).some((f) => f.startsWith('out.json')), `${argv[0]} ${file}: nothing written`)
+  }
+  // Through stdout the bytes before the error are already out; what was written holds no target.
+  const s = await runCli(['seal', '-k', keys.publicPath, '--context', 'c', '--fields', '/name', join(dir, 'truncated.json')])
+  t.equal(s.code, 1)
+  t.notMatch(s.stdout, CANARY.name)
+})
+
+t.test('a targeted value over --max-value-bytes is value_too_large, without the value', async (t) => {
+  const r = await runCli(['seal', '-k', keys.publicPath, '--context', 'c', '--fields', '/name', '--max-value-bytes', '8', join(dir, 'long.json'), '-o', out])
+  t.equal(r.code, 1)
+  t.match(r.stderr, /^ecluse: value_too_large: JSON targeted value over its cap at byte \d+\n$/)
+  t.equal(leaksCanary(r.stdout + r.stderr), undefined)
+  t.notOk((await listDir(dir)).some((f) => f.startsWith('out.json')))
+})
+
+t.test('missing or unreadable inputs, key sets and output directories: exit 1, one clear line', async (t) => {
+  const missing = join(dir, 'missing.json')
+  const cases: Array<[string[], string]> = [
+    [['seal', '-k', keys.publicPath, '--context', 'c', '--fields', '/name', missing], `ecluse: ${missing}: cannot read (ENOENT)\n`],
+    [['open', '-k', keys.privatePath, '--context', 'c', '--body', missing], `ecluse: ${missing}: cannot read (ENOENT)\n`],
+    [['seal', '-k', keys.publicPath, '--context', 'c', '--body', join(dir, 'sub')], `ecluse: ${join(dir, 'sub')}: cannot read (EISDIR)\n`],
+    [['seal', '-k', join(dir, 'no-keys.json'), '--context', 'c', '--fields', '/name', input], `ecluse: key_material_invalid: ${join(dir, 'no-keys.json')}: cannot be read (ENOENT)\n`],
+    [
+      ['open', '-k', join(dir, 'not-a-key-set.json'), '--context', 'c', '--fields', '/name', input],
+      `ecluse: key_material_invalid: ${join(dir, 'not-a-key-set.json')}: must be a JWK Set object {"keys": [...]} or a single JWK\n`,
+    ],
+    [['seal', '-k', keys.publicPath, '--context', 'c', '--fields', '/name', input, '-o', join(dir, 'nowhere', 'x.json')], `ecluse: ${join(dir, 'nowhere', 'x.json')}: cannot write (ENOENT)\n`],
+  ]
+  for (const [argv, expected] of cases) {
+    const r = await runCli(argv)
+    t.equal(r.code, 1, argv.join(' '))
+    t.equal(r.stderr, expected)
+    t.equal(r.stdout, '')
+    t.equal(leaksCanary(r.stderr), undefined)
+  }
+})
+
+t.test('--help of keys init, seal and open: the usage on stdout, exit 0; the program lists them', async (t) => {
+  const cases: Array<[string[], string, string[]]> = [
+    [['keys', 'init', '--help'], 'Usage: ecluse keys init --out DIR [--name NAME] [--alg ALG] [--crv CRV] [--kid KID] [--rotate] [--force]\n', ['--rotate ', '--force ', '--kid KID']],
+    [
+      ['seal', '-h'],
+      'Usage: ecluse seal --keys JWKS --context CTX (--fields PTRS [--records PTR:ID] [--ndjson] | --body [--content-type TYPE]) [FILE|-] [--out FILE]\n',
+      ['--keys, -k JWKS', '--records PTR:ID', '--content-type TYPE', '--out, -o FILE'],
+    ],
+    [
+      ['open', '--help'],
+      'Usage: ecluse open --keys PRIVATE_JWKS --context CTX (--fields PTRS [--records PTR:ID] [--ndjson] | --body) [FILE|-] [--out FILE]\n',
+      ['"open_failed"', 'mode 0600', '--body '],
+    ],
+    [['keys', '--help'], 'Usage: ecluse keys <command> [options]\n', ['keys init --out DIR']],
+  ]
+  for (const [argv, first, mentions] of cases) {
+    const r = await runCli(argv)
+    t.equal(r.code, 0, argv.join(' '))
+    t.equal(r.stderr, '')
+    t.ok(r.stdout.startsWith(first), `${argv.join(' ')}: ${JSON.stringify(r.stdout.split('\n')[0])}`)
+    for (const m of mentions) t.match(r.stdout, m, `${argv.join(' ')} mentions ${m}`)
+  }
+  const program = await spawnCli(['--help'])
+  t.equal(program.code, 0)
+  for (const command of ['keys init', 'seal', 'open']) t.match(program.stdout.toString('utf8'), `\n  ${command} `)
+  const real = await spawnCli(['open', '--help'])
+  t.equal(real.code, 0)
+  t.match(real.stdout.toString('utf8'), /^Usage: ecluse open --keys PRIVATE_JWKS /)
+})
