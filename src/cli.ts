@@ -7,7 +7,7 @@
  * Exit codes: 0 success, 1 failure (`ecluse: <message>` on stderr, no stack trace unless
  * `ECLUSE_DEBUG=1`), 2 usage error (the usage on stderr).
  */
-import { readFileSync, realpathSync } from 'node:fs'
+import { readFileSync, realpathSync, unlinkSync } from 'node:fs'
 import { access } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { type ParseArgsConfig, parseArgs } from 'node:util'
@@ -859,9 +859,25 @@ async function openOutput(out: string | undefined, mode: number, io: CliIo): Pro
     throw new Error(`${out}: cannot write (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
   }
   const stream = fh.createWriteStream()
+  // Interrupted (Ctrl-C, a supervisor's SIGTERM) is failed: remove the partial file, which may hold
+  // opened plaintext, then die of the same signal so the caller still sees why the run stopped.
+  const onSignal = (signal: NodeJS.Signals) => {
+    release()
+    try {
+      unlinkSync(tmp)
+    } catch {
+      // already gone
+    }
+    process.kill(process.pid, signal)
+  }
+  const release = () => {
+    for (const s of INTERRUPTS) process.off(s, onSignal)
+  }
+  for (const s of INTERRUPTS) process.on(s, onSignal)
   return {
     stream,
     async commit() {
+      release()
       try {
         await rename(tmp, out)
       } catch (err) {
@@ -870,12 +886,16 @@ async function openOutput(out: string | undefined, mode: number, io: CliIo): Pro
       }
     },
     async abort() {
+      release()
       stream.destroy()
       await fh.close().catch(() => {})
       await unlink(tmp).catch(() => {})
     },
   }
 }
+
+/** The signals that end a `seal`/`open` run early; `--out` cleans up before the process dies. */
+const INTERRUPTS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
 
 /**
  * `<code>: <terse reason>`, never a value of the input: rewriter details carry a reason and an
