@@ -89,7 +89,7 @@ async function round(s: Setup): Promise<Round> {
       const res = await f()
       return { status: res.statusCode, body: (await res.body.json()) as Record<string, unknown> }
     } catch (err) {
-      return { status: (err as { code?: string }).code ?? 'error', body: {} }
+      return { status: (err as { code?: string }).code ?? 'error', body: {} as Record<string, unknown> }
     }
   }
   const created = await attempt(() =>
