@@ -11,6 +11,8 @@ import { readFileSync, realpathSync, unlinkSync } from 'node:fs'
 import { access } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { type ParseArgsConfig, parseArgs } from 'node:util'
+// Types only (erased): the crypto modules themselves load with the commands that use them.
+import type { Curve, KeyAlg, KeySet } from './crypto/index.js'
 
 /** Where the CLI writes; tests pass their own. */
 export interface CliIo {
@@ -149,8 +151,9 @@ export const COMMANDS: Command[] = [
       '--out, -o DIR   where to write NAME.private.jwks.json (0600) and NAME.public.jwks.json;',
       '                a missing directory is created 0700',
       '--name NAME     file name prefix; default trusted-host',
-      '--alg ALG       ECDH-ES+A256KW (default) or RSA-OAEP-256',
-      '--crv CRV       X25519 (default) or P-256, for ECDH-ES+A256KW only',
+      '--alg ALG       ECDH-ES+A256KW (default) or RSA-OAEP-256; with --rotate, default the current key\'s',
+      '--crv CRV       X25519 (default) or P-256, for ECDH-ES+A256KW only; with --rotate, default the',
+      '                current key\'s (if it is one)',
       '--kid KID       key id of the new key; default its RFC 7638 thumbprint',
       '--rotate        put a new key in front of the existing set as the current one; the older keys',
       '                stay in both files, so what was sealed to them still opens',
@@ -195,8 +198,8 @@ export const COMMANDS: Command[] = [
       '--content-type TYPE    media type kept inside a sealed body; default application/octet-stream',
       '--out, -o FILE         write there (atomically: nothing is left behind on failure); default stdout',
       '',
-      'FILE is read as a stream; without FILE, or with -, stdin. Errors read "ecluse: <code>: <reason>"',
-      'and never contain a value of the input.',
+      'FILE is read as a stream; without FILE, or with -, stdin. Errors of the sealing itself read',
+      '"ecluse: <code>: <reason>" (e.g. json_invalid, value_too_large); no error contains a value of the input.',
     ],
     options: {
       keys: { type: 'string', short: 'k' },
@@ -497,17 +500,17 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
   if (!KEY_SET_NAME.test(name)) throw new UsageError('--name takes letters, digits, ".", "_" and "-" (64 at most)', usage)
   const rotate = values['rotate'] === true
   if (rotate && values['force'] === true) throw new UsageError('--rotate and --force exclude each other', usage)
-  const alg = (values['alg'] as string | undefined) ?? DEFAULT_KEY_ALG
-  if (!Object.hasOwn(KEY_ALGORITHMS, alg)) {
+  const algValue = values['alg'] as string | undefined
+  if (algValue !== undefined && !Object.hasOwn(KEY_ALGORITHMS, algValue)) {
     throw new UsageError(`--alg must be one of ${Object.keys(KEY_ALGORITHMS).join(', ')}`, usage)
   }
-  const algorithm = KEY_ALGORITHMS[alg as keyof typeof KEY_ALGORITHMS]
   const crvValue = values['crv'] as string | undefined
-  if (crvValue !== undefined && algorithm.kind !== 'ecdh-es+kw') throw new UsageError(`--crv does not apply to ${alg}`, usage)
+  if (crvValue !== undefined && algValue !== undefined && KEY_ALGORITHMS[algValue as KeyAlg].kind !== 'ecdh-es+kw') {
+    throw new UsageError(`--crv does not apply to ${algValue}`, usage)
+  }
   if (crvValue !== undefined && !Object.hasOwn(CURVES, crvValue)) {
     throw new UsageError(`--crv must be one of ${Object.keys(CURVES).join(', ')}`, usage)
   }
-  const crv = algorithm.kind === 'ecdh-es+kw' ? ((crvValue ?? DEFAULT_CURVE) as keyof typeof CURVES) : undefined
   // Checked here, not left to generateKeySet: a bad --kid is the caller's typo (exit 2), not a failure.
   const kidValue = values['kid'] as string | undefined
   if (kidValue !== undefined && !KID.test(kidValue)) {
@@ -517,7 +520,31 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
   const dir = resolve(outDir)
   const privateFile = join(dir, `${name}.private.jwks.json`)
   const publicFile = join(dir, `${name}.public.jwks.json`)
-  const fresh = generateKeySet({ alg: algorithm.alg, ...(crv === undefined ? {} : { crv }), ...optionalKid(values) })
+  let existing: { set: KeySet; keys: Record<string, unknown>[] } | undefined
+  if (rotate) {
+    if (!(await exists(privateFile))) {
+      throw new Error(`cannot rotate: ${privateFile} does not exist (without --rotate, keys init creates the set)`)
+    }
+    // Validated as a whole (a private set, every key well formed) before any of it is copied.
+    const text = await readFile(privateFile)
+    const set = parseKeySet(text, { requirePrivate: true, source: privateFile })
+    const doc = JSON.parse(text.toString('utf8')) as { keys?: Record<string, unknown>[] } & Record<string, unknown>
+    existing = { set, keys: Array.isArray(doc.keys) ? doc.keys : [doc] }
+  } else if (values['force'] !== true) {
+    for (const file of [privateFile, publicFile]) {
+      if (await exists(file)) {
+        throw new Error(`${file} already exists: --rotate adds a new current key, --force replaces the set`)
+      }
+    }
+  }
+
+  // A rotation replaces the current key with one of the same kind unless told otherwise: whoever
+  // consumes the public set (perhaps not an Écluse gateway) chose that algorithm for a reason.
+  const base = existing?.set.current
+  const alg = (algValue as KeyAlg | undefined) ?? (crvValue === undefined ? base?.alg : undefined) ?? DEFAULT_KEY_ALG
+  const algorithm = KEY_ALGORITHMS[alg]
+  const crv = algorithm.kind === 'ecdh-es+kw' ? ((crvValue as Curve | undefined) ?? base?.curve?.crv ?? DEFAULT_CURVE) : undefined
+  const fresh = generateKeySet({ alg, ...(crv === undefined ? {} : { crv }), ...optionalKid(values) })
   const newPrivate = fresh.privateJwks.keys[0]!
   const newPublic = fresh.publicJwks.keys[0]!
   const kid = newPrivate['kid'] as string
@@ -525,31 +552,18 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
   let privateKeys: Record<string, unknown>[] = [newPrivate]
   let publicKeys: Record<string, unknown>[] = [newPublic]
   let older: string[] = []
-  if (rotate) {
-    if (!(await exists(privateFile))) {
-      throw new Error(`cannot rotate: ${privateFile} does not exist (without --rotate, keys init creates the set)`)
-    }
-    // Validated as a whole (a private set, every key well formed) before any of it is copied.
-    const text = await readFile(privateFile)
-    const current = parseKeySet(text, { requirePrivate: true, source: privateFile })
+  if (existing !== undefined) {
+    const current = existing.set
     if (current.get(kid) !== undefined) throw new Error(`cannot rotate: kid "${kid}" is already in ${privateFile}`)
-    const doc = JSON.parse(text.toString('utf8')) as { keys?: Record<string, unknown>[] } & Record<string, unknown>
-    const kept = Array.isArray(doc.keys) ? doc.keys : [doc]
     // The current key first, then the others in their existing order: a reader that ignores our
     // `current` member (RFC 7517 §5 allows it) still seals to the newest key.
     older = [current.current.kid, ...current.kids.filter((k) => k !== current.current.kid)]
-    const byKid = new Map(kept.map((k) => [k['kid'] as string, k]))
+    const byKid = new Map(existing.keys.map((k) => [k['kid'] as string, k]))
     privateKeys = [newPrivate, ...older.map((k) => byKid.get(k)!)]
     publicKeys = [newPublic, ...older.map((k) => {
       const { kid: id, use, alg: a, ...material } = current.get(k)!.publicJwk
       return { kid: id, use, alg: a, ...material }
     })]
-  } else if (values['force'] !== true) {
-    for (const file of [privateFile, publicFile]) {
-      if (await exists(file)) {
-        throw new Error(`${file} already exists: --rotate adds a new current key, --force replaces the set`)
-      }
-    }
   }
   const privateDoc = { keys: privateKeys, current: kid }
   const publicDoc = { keys: publicKeys, current: kid }

@@ -124,3 +124,24 @@ t.test('--rotate refuses a missing set (creating nothing) and a kid already in t
   t.match(pubOnly.stderr, /^ecluse: .*pub-only\.private\.jwks\.json: keys\[0\] \(kid "k1"\): has no private key material\n$/)
   t.notOk((await listDir(dir)).includes('pub-only.public.jwks.json'), 'no public file written')
 })
+
+t.test('--rotate keeps the kind of the current key (RSA stays RSA, P-256 stays P-256) unless told otherwise', async (t) => {
+  const dir = t.testdir()
+  const privateFile = (name: string) => join(dir, `${name}.private.jwks.json`)
+  t.equal((await runCli(['keys', 'init', '--out', dir, '--name', 'rsa', '--alg', 'RSA-OAEP-256', '--kid', 'r1'])).code, 0)
+  const r = await runCli(['keys', 'init', '--out', dir, '--name', 'rsa', '--rotate', '--kid', 'r2'])
+  t.equal(r.code, 0, r.stderr)
+  t.match(r.stdout, 'new current kid r2 (RSA-OAEP-256); still accepted for opening: r1\n')
+  t.match((await jwks(privateFile('rsa'))).keys[0], { kid: 'r2', kty: 'RSA', alg: 'RSA-OAEP-256' })
+
+  t.equal((await runCli(['keys', 'init', '--out', dir, '--name', 'ec', '--crv', 'P-256', '--kid', 'e1'])).code, 0)
+  t.equal((await runCli(['keys', 'init', '--out', dir, '--name', 'ec', '--rotate', '--kid', 'e2'])).code, 0)
+  t.match((await jwks(privateFile('ec'))).keys[0], { kid: 'e2', kty: 'EC', crv: 'P-256', alg: 'ECDH-ES+A256KW' })
+
+  // Told otherwise: --crv moves an RSA set to ECDH-ES, --alg an ECDH-ES set to RSA.
+  t.equal((await runCli(['keys', 'init', '--out', dir, '--name', 'rsa', '--rotate', '--crv', 'X25519', '--kid', 'r3'])).code, 0)
+  t.match((await jwks(privateFile('rsa'))).keys[0], { kid: 'r3', kty: 'OKP', crv: 'X25519', alg: 'ECDH-ES+A256KW' })
+  t.equal((await runCli(['keys', 'init', '--out', dir, '--name', 'ec', '--rotate', '--alg', 'RSA-OAEP-256', '--kid', 'e3'])).code, 0)
+  t.match((await jwks(privateFile('ec'))).keys[0], { kid: 'e3', kty: 'RSA' })
+  t.same((await jwks(privateFile('ec'))).keys.map((k) => k.kid), ['e3', 'e2', 'e1'])
+})
