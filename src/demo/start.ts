@@ -158,8 +158,8 @@ Try, from ${REPO_ROOT} (T is the sponsor application's client certificate):
   curl ${sidecarAdmin}/metrics
 
 Stop: Ctrl-C (or kill ${process.pid}) drains both gateways, then stops.
-Reload: kill -HUP ${process.pid} reloads both gateways, the sidecar first, so that after a key rotation it
-knows the new key before the edge seals to it:
+Reload: kill -HUP ${process.pid} reloads both gateways, the sidecar first. To rotate the demo key (both share
+one keys folder here; docs/profiles.md gives the order across hosts):
   node --import tsx src/cli.ts keys init --out ${rel(path.dirname(keys.publicFile))} --rotate && kill -HUP ${process.pid}
 `
 }
