@@ -28,13 +28,14 @@ t.test('the access record is built from an allow-list and has a fixed shape', as
     principal: 'uri:spiffe://sponsor.test/app',
     method: 'POST',
     status: 201,
+    aborted: false,
     bytesIn: 120,
     bytesOut: 3400,
     durationMs: 12.346,
     upstreamMs: 7,
     code: undefined,
   })
-  t.same(Object.keys(line), ['reqId', 'route', 'principal', 'method', 'status', 'bytesIn', 'bytesOut', 'durationMs', 'upstreamMs', 'code'])
+  t.same(Object.keys(line), ['reqId', 'route', 'principal', 'method', 'status', 'aborted', 'bytesIn', 'bytesOut', 'durationMs', 'upstreamMs', 'code'])
 })
 
 t.test('refusals, unmatched requests and hostile values', async (t) => {

@@ -164,6 +164,8 @@ export interface AccessLogLine {
   readonly method: string
   /** Status sent to the client; 0 when the response was aborted. */
   readonly status: number
+  /** True when no complete response was delivered (client gone, upstream or transform failure mid-body). */
+  readonly aborted: boolean
   /** Request body bytes received from the client. */
   readonly bytesIn: number
   /** Response body bytes sent to the client. */
@@ -183,6 +185,7 @@ export interface AccessLogInput {
   readonly principal?: Principal | string | null | undefined
   readonly method?: string | undefined
   readonly status: number
+  readonly aborted?: boolean | undefined
   readonly bytesIn: number
   readonly bytesOut: number
   readonly durationMs: number
@@ -191,7 +194,7 @@ export interface AccessLogInput {
 }
 
 /** The log message of access lines, so they can be filtered on. */
-export const ACCESS_LOG_MSG = 'request'
+export const ACCESS_LOG_MSG = 'access'
 
 const METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'CONNECT', 'TRACE'])
 /** Visible ASCII, bounded: anything else in a request id is not echoed into the log. */
@@ -218,6 +221,7 @@ export function accessLogFields(input: AccessLogInput): AccessLogLine {
     principal: p === undefined || p === null ? null : typeof p === 'string' ? p : p.id,
     method: method !== undefined && METHODS.has(method) ? method : 'OTHER',
     status: input.status,
+    aborted: input.aborted === true,
     bytesIn: input.bytesIn,
     bytesOut: input.bytesOut,
     durationMs: roundMs(input.durationMs),

@@ -19,6 +19,7 @@ import { EcluseError, type ErrorCode, isEcluseError, publicErrorBody } from '../
 import { isAllowed } from '../identity/authorize.js'
 import type { Principal } from '../identity/principal.js'
 import { principalOf, type RequestHandler } from '../listener/sponsor.js'
+import { writeAccessLog } from '../observability/logger.js'
 import type { GatewayMetrics } from '../observability/metrics.js'
 import { normalizeTarget } from '../route/path.js'
 import type { CompiledRoute, RouteTable } from '../route/table.js'
@@ -331,17 +332,31 @@ class Exchange {
         if (!res.headersSent) res.writeHead(status, headers)
       })
     }
-    pipeline([upstreamBody, ...stages, res] as unknown as [Readable, ServerResponse], (err) => {
-      if (!err) return
-      // Fail closed: the status line is gone, so the only safe signal left is an abort.
-      this.#aborted = true
-      this.#code ??= upstreamBodyError(route.upstream, err).code
-      this.#proxy.log.warn(
-        { reqId: this.#requestId, route: route.name, code: this.#code, err: (err as Error).message },
-        'response aborted mid-stream',
-      )
-      res.destroy()
-    })
+    // `res` is not a pipeline stage: pipeline() would destroy it with the error, and a socket
+    // destroyed with an error reaches the listener as a `clientError`, i.e. counted and logged as a
+    // request the sponsor got wrong. The abort below closes the connection without one.
+    const fail = (err: Error) => this.#abortResponse(route, res, err)
+    let source: Readable
+    if (stages.length > 0) {
+      source = pipeline([upstreamBody, ...stages] as unknown as [Readable, Duplex], (err) => {
+        if (err) fail(err)
+      }) as unknown as Readable
+    } else {
+      source = upstreamBody
+      upstreamBody.once('error', fail)
+    }
+    // pipe() re-emits a write error of `res` (write after end) and throws if nobody listens.
+    res.on('error', fail)
+    source.pipe(res)
+  }
+
+  /** Fail closed: the status line may be gone, so the only safe signal left is an abort. */
+  #abortResponse(route: CompiledRoute, res: ServerResponse, err: Error): void {
+    if (this.#aborted) return
+    this.#aborted = true
+    this.#code ??= upstreamBodyError(route.upstream, err).code
+    this.#proxy.log.warn({ reqId: this.#requestId, route: route.name, code: this.#code, err: err.message }, 'response aborted mid-stream')
+    res.destroy()
   }
 
   /** The client closed, or the listener already answered on the socket (a late parser error). */
@@ -402,22 +417,20 @@ class Exchange {
     metrics.bodyBytes(route, 'request', bytesIn)
     metrics.bodyBytes(route, 'response', this.#bytesOut)
     if (!aborted || this.#principal !== undefined) {
-      this.#proxy.log.info(
-        {
-          reqId: this.#requestId,
-          route,
-          principal: this.#principal?.id,
-          method: this.#req.method,
-          status: aborted ? 0 : res.statusCode,
-          aborted,
-          bytesIn,
-          bytesOut: this.#bytesOut,
-          durationMs: Math.round(durationMs * 1000) / 1000,
-          upstreamMs: this.#upstreamMs === undefined ? undefined : Math.round(this.#upstreamMs * 1000) / 1000,
-          code: this.#code,
-        },
-        'access',
-      )
+      // Built from an allow-list (src/observability/logger.ts): nothing else about the request is copied.
+      writeAccessLog(this.#proxy.log, {
+        reqId: this.#requestId,
+        route,
+        principal: this.#principal,
+        method: this.#req.method,
+        status: aborted ? 0 : res.statusCode,
+        aborted,
+        bytesIn,
+        bytesOut: this.#bytesOut,
+        durationMs,
+        upstreamMs: this.#upstreamMs,
+        code: this.#code,
+      })
     }
     this.#proxy.exchangeDone()
   }
