@@ -10,6 +10,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { ERROR_CODES, type ErrorCode, publicErrorBody } from '../errors.js'
+import { timeoutCheckInterval } from '../listener/sponsor.js'
 import type { GatewayMetrics } from '../observability/metrics.js'
 
 /** What the readiness provider reports. `checks` values are `'ok'` or a short failure code. */
@@ -74,6 +75,8 @@ export class AdminServer {
       maxHeaderSize: ADMIN_LIMITS.maxHeaderBytes,
       headersTimeout: ADMIN_LIMITS.headersTimeoutMs,
       requestTimeout: ADMIN_LIMITS.requestTimeoutMs,
+      // Enforced only as often as Node checks (30 s by default): see the sponsor listener.
+      connectionsCheckingInterval: timeoutCheckInterval(ADMIN_LIMITS.headersTimeoutMs, ADMIN_LIMITS.requestTimeoutMs),
       keepAliveTimeout: ADMIN_LIMITS.keepAliveTimeoutMs,
       noDelay: true,
     })

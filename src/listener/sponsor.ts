@@ -85,6 +85,9 @@ export class SponsorListener {
       maxHeaderSize: limits.maxHeaderBytes,
       headersTimeout: limits.headersTimeoutMs,
       requestTimeout: limits.requestTimeoutMs,
+      // Node checks the two timeouts above only this often (30 s by default), so without it a
+      // slowloris client gets up to 30 s more than configured.
+      connectionsCheckingInterval: timeoutCheckInterval(limits.headersTimeoutMs, limits.requestTimeoutMs),
       keepAliveTimeout: limits.keepAliveTimeoutMs,
       insecureHTTPParser: false,
       joinDuplicateHeaders: false,
@@ -193,6 +196,15 @@ export class SponsorListener {
     }
     socket.destroy()
   }
+}
+
+/**
+ * How often Node looks for requests past `headersTimeout`/`requestTimeout`: half the shorter one,
+ * between 100 ms and 1 s, so a timeout is enforced at most that late. The check walks the open
+ * connections in C++, cheap at this rate.
+ */
+export function timeoutCheckInterval(headersTimeoutMs: number, requestTimeoutMs: number): number {
+  return Math.max(100, Math.min(1000, Math.floor(Math.min(headersTimeoutMs, requestTimeoutMs) / 2)))
 }
 
 function httpReason(status: number): string {
