@@ -12,6 +12,10 @@ declare module 'autocannon' {
       path?: string
       headers?: Record<string, string>
       body?: string | Buffer
+      /** Called before each request is sent; returns the request to send. */
+      setupRequest?: (req: Request, context: Record<string, unknown>) => Request
+      /** Called with each response to this request (the body decoded as UTF-8, chunk by chunk). */
+      onResponse?: (status: number, body: string, context: Record<string, unknown>) => void
     }
     interface Options {
       url: string
@@ -26,6 +30,8 @@ declare module 'autocannon' {
       requests?: Request[]
       servername?: string
       tlsOptions?: ConnectionOptions
+      /** A response for which this returns false is counted in `mismatches`. */
+      verifyBody?: (body: string) => boolean
     }
     interface Histogram {
       average: number
@@ -40,6 +46,7 @@ declare module 'autocannon' {
       errors: number
       timeouts: number
       non2xx: number
+      mismatches: number
       requests: Histogram
       throughput: Histogram
       latency: Histogram

@@ -14,6 +14,15 @@
  *   used: it does not count the response that triggers the reconnect.
  * - `uploads`: `count` streamed PUTs of `bytes` each, `concurrency` at a time, each body generated on
  *   the fly and hashed while sent; the upstream answers the SHA-256 it received, compared here.
+ * - `loops`: `connections` loops of one request after the other (undici) until the time is up, for
+ *   bodies too large for autocannon: a bulk JSON body built once, or a pattern body generated on the
+ *   fly (uploads), or a large response read and hashed as it arrives (downloads). The time counted
+ *   runs until the last request in flight has finished, so no request is cut in half.
+ *
+ * Every response can be checked (`check`), and a failed check is counted in `mismatches`: a
+ * transform that did not run must not pass for a fast one. Checks are cheap next to a request
+ * (substring counts, a hash of what was anyway read), and the same check runs against every subject
+ * of a scenario.
  *
  * wrk is not used: it cannot present a client certificate, and every scenario is mTLS.
  */
@@ -22,10 +31,38 @@ import { Readable } from 'node:stream'
 import tls from 'node:tls'
 import autocannon from 'autocannon'
 import { Agent, request } from 'undici'
+import {
+  bulkBody,
+  CHUNK,
+  countOccurrences,
+  isSealedStreamOf,
+  patternChunk,
+  patternOf,
+  recordTexts,
+  SEALED_VALUE_NEEDLE,
+} from './lib/bodies.js'
+import { generateRecords } from './records.js'
+
+/**
+ * What a response must show. `sealed`: the body holds exactly `values` sealed values (a compact JWE
+ * per sealed field; 0 for a subject that must not seal). `opened`: the body is the plaintext record
+ * of its path (no sealed value left, and the record's ASCII sensitive values in place).
+ * `bulk-sealed`: the upstream counted exactly `values` sealed values in what it received.
+ * `uploaded`: the upstream received exactly what was sent (SHA-256). `sealed-stream`: it received an
+ * ECLS v1 sealed stream of exactly the sent plaintext's length. `download`: the body is pattern body
+ * 0 of `bytes` bytes (SHA-256).
+ */
+export type Check =
+  | { readonly kind: 'sealed'; readonly values: number }
+  | { readonly kind: 'opened'; readonly corpus: number }
+  | { readonly kind: 'bulk-sealed'; readonly values: number }
+  | { readonly kind: 'uploaded' }
+  | { readonly kind: 'sealed-stream' }
+  | { readonly kind: 'download' }
 
 /** What the runner sends. Paths are request targets on the subject. */
 export interface LoadSpec {
-  readonly mode: 'keepalive' | 'handshakes' | 'uploads'
+  readonly mode: 'keepalive' | 'handshakes' | 'uploads' | 'loops'
   readonly host: string
   readonly port: number
   /** PEM text: the client certificate, its key, and the CA that issued the subject's certificate. */
@@ -38,6 +75,22 @@ export interface LoadSpec {
   readonly paths?: readonly string[]
   readonly headers?: Readonly<Record<string, string>>
   readonly body?: string
+  /**
+   * keepalive: one request per record of the first `records` bench records, the record's JSON as
+   * the body, cycled (with `path` as the target), instead of `paths`.
+   */
+  readonly recordBodies?: { readonly path: string; readonly records: number }
+  /**
+   * keepalive: targets `prefix + n` with n counting up across all connections, modulo `count`: every
+   * path of a corpus is asked for once before any is asked for again (an honest KEK cache).
+   */
+  readonly pathCycle?: { readonly prefix: string; readonly count: number }
+  /** loops: the request (with `method`, `headers`): a bulk body of `records` records, or a pattern body. */
+  readonly path?: string
+  readonly loopBody?: { readonly kind: 'bulk'; readonly records: number } | { readonly kind: 'pattern'; readonly bytes: number }
+  /** loops with a GET: the size of the pattern body expected back (`check: download`). */
+  readonly downloadBytes?: number
+  readonly check?: Check
   /** uploads: how many, how large, how many at once. */
   readonly count?: number
   readonly bytes?: number
@@ -48,13 +101,16 @@ export interface LoadResult {
   readonly requests: number
   readonly seconds: number
   readonly rps: number
-  /** Response bytes per second (keepalive, handshakes); request body bytes per second (uploads). */
+  /**
+   * Response bytes per second (keepalive, handshakes); request body bytes per second (uploads); body
+   * bytes sent and received per second (loops: the upload, or the download).
+   */
   readonly bytesPerSecond: number
   readonly p50: number
   readonly p99: number
   readonly errors: number
   readonly non2xx: number
-  /** uploads only: answers whose SHA-256 did not match what was sent. */
+  /** Responses that failed their check (`check`; uploads: the SHA-256 of what was sent). */
   readonly mismatches: number
   /** The load generator's own CPU use, in % of one core: near 100 means the load was the limit. */
   readonly loadCpuPercent: number
@@ -106,8 +162,59 @@ function cpuMeter(): () => number {
 
 // ---- keepalive: autocannon ------------------------------------------------------------------
 
+/** The pieces an opened record must contain: its id and its ASCII sensitive values, as JSON members. */
+function openedMarkers(corpus: number): string[][] {
+  return generateRecords(corpus).map((r) => [
+    `"id":${JSON.stringify(r.id)}`,
+    `"birthDate":${JSON.stringify(r.holder.birthDate)}`,
+    `"passportNumber":${JSON.stringify(r.holder.passportNumber)}`,
+    `"email":${JSON.stringify(r.holder.email)}`,
+    `"phone":${JSON.stringify(r.holder.phone)}`,
+  ])
+}
+
+/** Mismatches found by checks that autocannon cannot count itself (they need the request's path). */
+let pathMismatches = 0
+
+function cannonRequests(spec: LoadSpec): autocannon.Request[] {
+  const method = (spec.method ?? 'GET') as autocannon.Request['method']
+  if (spec.recordBodies !== undefined) {
+    const { path, records } = spec.recordBodies
+    return recordTexts(records).map((body) => ({ method, path, body }))
+  }
+  if (spec.pathCycle !== undefined) {
+    const { prefix, count } = spec.pathCycle
+    const check = spec.check
+    const markers = check?.kind === 'opened' ? openedMarkers(check.corpus) : undefined
+    let next = 0
+    return [
+      {
+        method,
+        path: `${prefix}0`,
+        // Called for every request (autocannon rebuilds it); the connection's context carries the
+        // index to the check of its response (one request in flight per connection).
+        setupRequest: (req, context) => {
+          const n = next++ % count
+          context['n'] = n
+          return { ...req, path: `${prefix}${n}` }
+        },
+        ...(markers === undefined
+          ? {}
+          : {
+              onResponse: (status: number, body: string, context: Record<string, unknown>) => {
+                if (status !== 200) return
+                const expected = markers[(context['n'] as number) % markers.length]!
+                if (body.includes(SEALED_VALUE_NEEDLE) || !expected.every((m) => body.includes(m))) pathMismatches++
+              },
+            }),
+      },
+    ]
+  }
+  return (spec.paths ?? ['/']).map((path) => ({ method, path }))
+}
+
 function cannon(spec: LoadSpec, seconds: number, samples: Samples | undefined): Promise<autocannon.Result> {
-  const requests = (spec.paths ?? ['/']).map((path) => ({ path }))
+  const check = spec.check
   const instance = autocannon({
     url: `https://${spec.host}:${spec.port}`,
     connections: spec.connections,
@@ -115,10 +222,13 @@ function cannon(spec: LoadSpec, seconds: number, samples: Samples | undefined): 
     method: (spec.method ?? 'GET') as autocannon.Request['method'],
     headers: spec.headers as Record<string, string> | undefined,
     body: spec.body,
-    requests,
+    requests: cannonRequests(spec),
     servername: spec.tls.servername,
     tlsOptions: { ca: spec.tls.ca, cert: spec.tls.cert, key: spec.tls.key },
     timeout: 30,
+    // autocannon decodes each body chunk as UTF-8 on its own, so a multi-byte character split across
+    // chunks may arrive mangled: checks look for ASCII needles only.
+    ...(check?.kind === 'sealed' ? { verifyBody: (body: string) => countOccurrences(body, SEALED_VALUE_NEEDLE) === check.values } : {}),
   })
   if (samples !== undefined) {
     instance.on('response', (_client: unknown, _status: number, _bytes: number, responseTime: number) => samples.add(responseTime))
@@ -134,6 +244,7 @@ async function keepalive(spec: LoadSpec): Promise<LoadResult> {
   emit({ event: 'measuring' })
   const samples = new Samples()
   const cpu = cpuMeter()
+  pathMismatches = 0
   const r = await cannon(spec, spec.durationSeconds, samples)
   const seconds = r.duration
   return {
@@ -145,7 +256,7 @@ async function keepalive(spec: LoadSpec): Promise<LoadResult> {
     p99: samples.percentile(99),
     errors: r.errors + r.timeouts,
     non2xx: r.non2xx,
-    mismatches: 0,
+    mismatches: r.mismatches + pathMismatches,
     loadCpuPercent: cpu(),
   }
 }
@@ -224,23 +335,16 @@ async function handshakes(spec: LoadSpec): Promise<LoadResult> {
 
 // ---- uploads: streamed bodies with checksums -------------------------------------------------
 
-const CHUNK = 64 * 1024
-
-/** A deterministic body for upload `id`, hashed as it is produced; every chunk differs. */
+/** A deterministic body for upload `id` (bench/lib/bodies.ts), hashed as it is produced. */
 function uploadBody(id: number, total: number, hash: ReturnType<typeof createHash>): Readable {
-  const pattern = Buffer.alloc(CHUNK)
-  for (let i = 0; i < CHUNK; i++) pattern[i] = (i * 131 + id * 7) & 0xff
+  const pattern = patternOf(id)
   let sent = 0
   return new Readable({
     highWaterMark: CHUNK,
     read() {
       if (sent >= total) return void this.push(null)
       const size = Math.min(CHUNK, total - sent)
-      const chunk = Buffer.from(pattern.subarray(0, size))
-      if (size >= 8) {
-        chunk.writeUInt32BE(id, 0)
-        chunk.writeUInt32BE(sent / CHUNK, 4)
-      }
+      const chunk = patternChunk(pattern, id, sent / CHUNK, size)
       hash.update(chunk)
       sent += size
       this.push(chunk)
@@ -309,8 +413,154 @@ async function uploads(spec: LoadSpec): Promise<LoadResult> {
   }
 }
 
+// ---- loops: large bodies, one request after the other on each connection ---------------------
+
+/** SHA-256 of pattern body 0 of `bytes` bytes, as the upstream serves it (computed chunk by chunk). */
+function patternDigest(bytes: number): string {
+  const hash = createHash('sha256')
+  const pattern = patternOf(0)
+  for (let off = 0, k = 0; off < bytes; off += CHUNK, k++) hash.update(patternChunk(pattern, 0, k, Math.min(CHUNK, bytes - off)))
+  return hash.digest('hex')
+}
+
+interface LoopTotals {
+  requests: number
+  bytes: number
+  errors: number
+  non2xx: number
+  mismatches: number
+}
+
+class Loops {
+  readonly #spec: LoadSpec
+  readonly #agent: Agent
+  readonly #origin: string
+  readonly #bulk: Buffer | undefined
+  readonly #download: string | undefined
+  #next = 0
+
+  constructor(spec: LoadSpec) {
+    this.#spec = spec
+    this.#agent = new Agent({
+      connections: spec.connections,
+      pipelining: 1,
+      bodyTimeout: 0,
+      headersTimeout: 0,
+      connect: { ca: spec.tls.ca, cert: spec.tls.cert, key: spec.tls.key, servername: spec.tls.servername },
+    })
+    this.#origin = `https://${spec.host}:${spec.port}`
+    this.#bulk = spec.loopBody?.kind === 'bulk' ? bulkBody(spec.loopBody.records) : undefined
+    this.#download = spec.check?.kind === 'download' ? patternDigest(spec.downloadBytes ?? 0) : undefined
+  }
+
+  /** Runs `connections` loops until `seconds` have passed and every request in flight is done. */
+  async run(seconds: number, samples: Samples | undefined): Promise<LoopTotals & { seconds: number }> {
+    const totals: LoopTotals = { requests: 0, bytes: 0, errors: 0, non2xx: 0, mismatches: 0 }
+    const started = performance.now()
+    const deadline = started + seconds * 1000
+    const loop = async () => {
+      do {
+        const at = performance.now()
+        try {
+          await this.#one(totals)
+          samples?.add(performance.now() - at)
+        } catch {
+          totals.errors++
+        }
+      } while (performance.now() < deadline)
+    }
+    await Promise.all(Array.from({ length: this.#spec.connections }, loop))
+    return { ...totals, seconds: (performance.now() - started) / 1000 }
+  }
+
+  async #one(totals: LoopTotals): Promise<void> {
+    const spec = this.#spec
+    const id = this.#next++
+    const hash = createHash('sha256')
+    let sent = 0
+    let body: Buffer | Readable | undefined
+    if (this.#bulk !== undefined) {
+      body = this.#bulk
+      sent = this.#bulk.length
+    } else if (spec.loopBody?.kind === 'pattern') {
+      body = uploadBody(id, spec.loopBody.bytes, hash)
+      sent = spec.loopBody.bytes
+    }
+    const res = await request(`${this.#origin}${spec.path ?? '/'}${spec.loopBody?.kind === 'pattern' ? id : ''}`, {
+      method: (spec.method ?? 'GET') as 'GET',
+      dispatcher: this.#agent,
+      headers: { ...spec.headers, ...(sent > 0 ? { 'content-length': String(sent) } : {}) },
+      ...(body === undefined ? {} : { body }),
+    })
+    let received = 0
+    let text = ''
+    if (this.#download !== undefined) {
+      for await (const chunk of res.body) {
+        received += (chunk as Buffer).length
+        hash.update(chunk as Buffer)
+      }
+    } else {
+      text = await res.body.text()
+    }
+    totals.requests++
+    totals.bytes += sent + received
+    if (res.statusCode !== 200) {
+      totals.non2xx++
+      return
+    }
+    if (!this.#passes(text, hash, sent, received)) totals.mismatches++
+  }
+
+  #passes(text: string, hash: ReturnType<typeof createHash>, sent: number, received: number): boolean {
+    const check = this.#spec.check
+    if (check === undefined) return true
+    switch (check.kind) {
+      case 'download':
+        return received === this.#spec.downloadBytes && hash.digest('hex') === this.#download
+      case 'bulk-sealed':
+        return (JSON.parse(text) as { sealed?: number }).sealed === check.values
+      case 'uploaded': {
+        const answer = JSON.parse(text) as { bytes: number; sha256: string }
+        return answer.bytes === sent && answer.sha256 === hash.digest('hex')
+      }
+      case 'sealed-stream': {
+        const answer = JSON.parse(text) as { bytes: number; head: string }
+        return isSealedStreamOf(answer.head, answer.bytes, sent)
+      }
+      default:
+        return false
+    }
+  }
+
+  close(): Promise<void> {
+    return this.#agent.close()
+  }
+}
+
+async function loops(spec: LoadSpec): Promise<LoadResult> {
+  const runner = new Loops(spec)
+  if (spec.warmupSeconds > 0) await runner.run(spec.warmupSeconds, undefined)
+  emit({ event: 'measuring' })
+  const samples = new Samples()
+  const cpu = cpuMeter()
+  const t = await runner.run(spec.durationSeconds, samples)
+  await runner.close()
+  return {
+    requests: t.requests,
+    seconds: t.seconds,
+    rps: t.requests / t.seconds,
+    bytesPerSecond: t.bytes / t.seconds,
+    p50: samples.percentile(50),
+    p99: samples.percentile(99),
+    errors: t.errors,
+    non2xx: t.non2xx,
+    mismatches: t.mismatches,
+    loadCpuPercent: cpu(),
+  }
+}
+
 const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec
-const run = spec.mode === 'handshakes' ? handshakes : spec.mode === 'uploads' ? uploads : keepalive
+const run = spec.mode === 'handshakes' ? handshakes : spec.mode === 'uploads' ? uploads : spec.mode === 'loops' ? loops : keepalive
 const result = await run(spec)
 emit({ event: 'result', ...result })
 process.exit(0)

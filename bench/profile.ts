@@ -3,7 +3,10 @@
  * `npm run bench -- --scenario passthrough --cpu-prof /tmp/prof`), by self time per area of the
  * code and per function.
  *
- *   node --import tsx bench/profile.ts /tmp/prof/CPU.*.cpuprofile [--top 30]
+ *   node --import tsx bench/profile.ts /tmp/prof/<subject>/CPU.*.cpuprofile [--top 30] [--skip-ms 8000]
+ *
+ * `--skip-ms` leaves out the first milliseconds of the profile (boot, warm-up and prime), so the
+ * shares are those of the steady state. Shares are of the CPU samples that remain, idle excluded.
  */
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
@@ -38,12 +41,18 @@ export function areaOf(url: string, functionName: string): string {
   return url
 }
 
-export function summarise(profile: Profile): { totalMs: number; byArea: Map<string, number>; byFunction: Map<string, number> } {
+export function summarise(profile: Profile, skipMs = 0): { totalMs: number; byArea: Map<string, number>; byFunction: Map<string, number> } {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]))
   const selfMs = new Map<number, number>()
   const samples = profile.samples ?? []
   const deltas = profile.timeDeltas ?? []
-  for (let i = 0; i < samples.length; i++) selfMs.set(samples[i]!, (selfMs.get(samples[i]!) ?? 0) + (deltas[i] ?? 0) / 1000)
+  // timeDeltas[i] is the time since the previous sample; sample i lies at startTime + Σ deltas[0..i].
+  let atUs = 0
+  for (let i = 0; i < samples.length; i++) {
+    atUs += deltas[i] ?? 0
+    if (atUs < skipMs * 1000) continue
+    selfMs.set(samples[i]!, (selfMs.get(samples[i]!) ?? 0) + (deltas[i] ?? 0) / 1000)
+  }
   const byArea = new Map<string, number>()
   const byFunction = new Map<string, number>()
   let totalMs = 0
@@ -65,13 +74,13 @@ function table(title: string, map: Map<string, number>, totalMs: number, top: nu
   return [title, ...rows.map(([name, ms]) => `  ${((ms / totalMs) * 100).toFixed(1).padStart(5)} %  ${ms.toFixed(0).padStart(7)} ms  ${name}`)].join('\n')
 }
 
-const { values, positionals } = parseArgs({ options: { top: { type: 'string', default: '25' } }, allowPositionals: true })
+const { values, positionals } = parseArgs({ options: { top: { type: 'string', default: '25' }, 'skip-ms': { type: 'string', default: '0' } }, allowPositionals: true })
 if (positionals.length === 0) {
-  process.stderr.write('usage: node --import tsx bench/profile.ts FILE.cpuprofile… [--top N]\n')
+  process.stderr.write('usage: node --import tsx bench/profile.ts FILE.cpuprofile… [--top N] [--skip-ms MS]\n')
   process.exit(2)
 }
 for (const file of positionals) {
-  const { totalMs, byArea, byFunction } = summarise(JSON.parse(readFileSync(file, 'utf8')) as Profile)
+  const { totalMs, byArea, byFunction } = summarise(JSON.parse(readFileSync(file, 'utf8')) as Profile, Number(values['skip-ms']))
   const top = Number(values.top)
   process.stdout.write(`${file}: ${totalMs.toFixed(0)} ms of CPU samples (idle excluded)\n\n`)
   process.stdout.write(`${table('by area (self time):', byArea, totalMs, top)}\n\n${table('by function (self time):', byFunction, totalMs, top)}\n\n`)

@@ -1,16 +1,22 @@
 /**
  * `npm run bench`: every ready scenario on loopback, one table each, every figure next to its
- * baseline from the same run as a ratio, targets with PASS/FAIL; results as JSON under
- * bench/results/. The runner only orchestrates: the subjects, the upstream and the load each run in
- * their own process.
+ * baseline from the same run as a ratio, targets with PASS/FAIL; results as JSON. The runner only
+ * orchestrates: the subjects, the upstream and the load each run in their own process.
  *
  *   npm run bench                                  quick mode, every ready scenario (a few minutes)
  *   npm run bench -- --scenario passthrough        one scenario (repeat or comma-separate for more)
- *   npm run bench -- --duration 10 --connections 64 --rounds 2
- *   npm run bench -- --full                        30 s measurements, 3 rounds, 500 × 64 MiB uploads
+ *   npm run bench -- --duration 10 --connections 64 --rounds 2 --warmup 2 --prime 5
+ *   npm run bench -- --full                        30 s measurements, 3 rounds, the issue's body sizes
  *   npm run bench -- --list                        the scenario table, including planned ones
- *   npm run bench -- --docs                        also rewrite docs/benchmarks.md and .svg
- *   npm run bench -- --cpu-prof DIR                run Écluse under --cpu-prof (passthrough, handshakes)
+ *   npm run bench -- --docs                        publish: rewrite docs/benchmarks.md and .svg
+ *   npm run bench -- --cpu-prof DIR                run the Écluse subjects under --cpu-prof, one
+ *                                                  directory per subject (see bench/profile.ts)
+ *
+ * Results: a run with `--docs` is the published one, written to bench/results/ (committed with the
+ * docs it produced); any other run goes to bench/results/scratch/, which git ignores.
+ *
+ * Each run generates a throw-away PKI and sealing key set in a private temporary directory, removed
+ * when the run ends however it ends.
  */
 import { rmSync } from 'node:fs'
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises'
@@ -18,13 +24,15 @@ import { cpus, platform, release, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { ROOT } from './lib/child.js'
+import { createBenchKeys } from './lib/keys.js'
 import { createBenchPki } from './lib/pki.js'
 import { consoleTable, type RunResult, runHeader, type ScenarioResult } from './lib/results.js'
 import { startUpstream } from './lib/subjects.js'
 import { updateDocs } from './report.js'
 import { type BenchOptions, SCENARIOS } from './scenarios.js'
 
-const USAGE = `Usage: npm run bench -- [--scenario NAME]... [--duration S] [--connections N] [--rounds N] [--full] [--list] [--docs] [--cpu-prof DIR]\n`
+const USAGE =
+  'Usage: npm run bench -- [--scenario NAME]... [--duration S] [--connections N] [--rounds N] [--warmup S] [--prime S] [--full] [--list] [--docs] [--cpu-prof DIR]\n'
 
 function fail(message: string): never {
   process.stderr.write(`bench: ${message}\n${USAGE}`)
@@ -39,6 +47,8 @@ function parse() {
       duration: { type: 'string', short: 'd' },
       connections: { type: 'string', short: 'c' },
       rounds: { type: 'string' },
+      warmup: { type: 'string' },
+      prime: { type: 'string' },
       full: { type: 'boolean' },
       list: { type: 'boolean' },
       docs: { type: 'boolean' },
@@ -65,18 +75,22 @@ if (args.list === true) {
   process.exit(0)
 }
 
-function positive(name: string, value: string | undefined, fallback: number): number {
+function whole(name: string, value: string | undefined, fallback: number, min: number): number {
   if (value === undefined) return fallback
   const n = Number(value)
-  if (!Number.isInteger(n) || n < 1 || n > 100_000) fail(`--${name} must be a positive whole number`)
+  if (!Number.isInteger(n) || n < min || n > 100_000) fail(`--${name} must be a ${min === 0 ? 'whole' : 'positive whole'} number`)
   return n
 }
+
+const positive = (name: string, value: string | undefined, fallback: number) => whole(name, value, fallback, 1)
 
 const full = args.full === true
 const options: BenchOptions = {
   full,
   durationSeconds: positive('duration', args.duration, full ? 30 : 5),
-  warmupSeconds: full ? 3 : 1,
+  warmupSeconds: whole('warmup', args.warmup, full ? 3 : 1, 0),
+  // A fresh Node process needs seconds of load before its hot path is optimised (lib/measure.ts).
+  primeSeconds: whole('prime', args.prime, full ? 5 : 3, 0),
   connections: positive('connections', args.connections, 32),
   rounds: positive('rounds', args.rounds, full ? 3 : 1),
   ...(args['cpu-prof'] === undefined ? {} : { cpuProfileDir: resolve(args['cpu-prof']) }),
@@ -101,10 +115,16 @@ const log = (msg: string) => process.stderr.write(`${msg}\n`)
 const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU'
 const started = Date.now()
 log(`écluse bench — ${full ? 'full' : 'quick'} mode, ${options.durationSeconds} s per measurement, ${options.connections} connections; Node ${process.version}, ${cpus().length} × ${cpu}`)
-log('generating a throw-away PKI and starting the upstream…')
+log('generating a throw-away PKI and key set and starting the upstream…')
 const pki = await createBenchPki(join(dir, 'pki'))
-const upstream = await startUpstream(pki)
-const env = { pki, dir, upstreamPort: upstream.port, upstreamPid: upstream.pid }
+const keys = await createBenchKeys(join(dir, 'keys'))
+// The sealed corpora the selected scenarios need, sealed once by the upstream before it listens.
+const needs = selected.map((s) => s.upstream?.(options) ?? {})
+const upstream = await startUpstream(pki, keys, {
+  sealedRecords: Math.max(0, ...needs.map((n) => n.sealedRecords ?? 0)),
+  blobBytes: Math.max(0, ...needs.map((n) => n.blobBytes ?? 0)),
+})
+const env = { pki, keys, dir, upstreamPort: upstream.port, upstreamPid: upstream.pid }
 
 const results: ScenarioResult[] = []
 try {
@@ -137,7 +157,8 @@ const run: RunResult = {
   rounds: options.rounds,
   scenarios: results,
 }
-const outDir = join(ROOT, 'bench', 'results')
+// Only a published run (--docs) lands where git tracks it; the rest are scratch (.gitignore).
+const outDir = args.docs === true ? join(ROOT, 'bench', 'results') : join(ROOT, 'bench', 'results', 'scratch')
 await mkdir(outDir, { recursive: true })
 const outFile = join(outDir, `${run.mode}-${run.date.replace(/[:.]/g, '-')}.json`)
 await writeFile(outFile, `${JSON.stringify(run, null, 2)}\n`)

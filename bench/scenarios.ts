@@ -3,14 +3,17 @@
  * a load generator in another process, and returns one table whose every figure sits next to its
  * ratio to the scenario's baseline, plus the issue's targets with PASS/FAIL.
  *
- * Adding a scenario (the sealing work adds `seal-fields`, `open-fields`, `bulk-seal`, `stream-seal`,
- * `stream-open`, listed below as `planned`): write its `run`, start subjects with the helpers of
- * `lib/subjects.ts` (`startEcluse({ configure })` adds routes and transforms to Écluse's config;
- * `startNaiveFieldProxy` is the jose baseline), measure with `compare()`, and set `status: 'ready'`.
+ * Adding a scenario: write its `run`, start subjects with the helpers of `lib/subjects.ts`
+ * (`startEcluse({ configure })` adds routes, transforms and key sets to Écluse's config;
+ * `startNaiveFieldProxy` is the jose baseline), say what the upstream must prepare (`upstream`),
+ * measure with `compare()` and a `check` on every response, and list it in `SCENARIOS`.
  */
 import { JsonChild } from './lib/child.js'
+import { bulkBody } from './lib/bodies.js'
+import { BLOB_CONTEXT, SEALED_RECORDS_CONTEXT } from './lib/keys.js'
 import { compare, type Load, type MeasuredRow, type Sidecar } from './lib/measure.js'
-import type { Column, Row, ScenarioResult, Target } from './lib/results.js'
+import { BENCH_CLIENT_PRINCIPAL } from './lib/pki.js'
+import { type Column, formatNumber, type Row, type ScenarioResult, type Target } from './lib/results.js'
 import {
   directSubject,
   findNginx,
@@ -19,14 +22,19 @@ import {
   type SubjectEnv,
   startBareProxy,
   startEcluse,
+  startNaiveFieldProxy,
   startNginx,
+  type UpstreamNeeds,
 } from './lib/subjects.js'
+import { SENSITIVE_POINTERS } from './records.js'
 
 /** How hard and how long: `npm run bench -- --duration 10 --connections 64 --full`. */
 export interface BenchOptions {
   readonly full: boolean
   readonly durationSeconds: number
   readonly warmupSeconds: number
+  /** Extra warm-up before a subject's first measurement (lib/measure.ts `Load`). */
+  readonly primeSeconds: number
   readonly connections: number
   readonly rounds: number
   /** When set, Écluse runs with `--cpu-prof` and writes its profiles here. */
@@ -46,6 +54,8 @@ export interface Scenario {
   readonly status: 'ready' | 'planned'
   /** What it measures and against what, for `--list` and the docs. */
   readonly summary: string
+  /** What the shared upstream must prepare at start-up (sealed corpora) when this scenario runs. */
+  readonly upstream?: (options: BenchOptions) => UpstreamNeeds
   run?(ctx: ScenarioContext): Promise<ScenarioResult>
 }
 
@@ -72,7 +82,14 @@ function withFailed(rows: readonly MeasuredRow[]): Row[] {
 
 function keepaliveLoad(ctx: ScenarioContext): Load {
   const o = ctx.options
-  return { mode: 'keepalive', connections: o.connections, durationSeconds: o.durationSeconds, warmupSeconds: o.warmupSeconds, paths: RECORD_PATHS }
+  return {
+    mode: 'keepalive',
+    connections: o.connections,
+    durationSeconds: o.durationSeconds,
+    warmupSeconds: o.warmupSeconds,
+    primeSeconds: o.primeSeconds,
+    paths: RECORD_PATHS,
+  }
 }
 
 function describe(load: Load, what: string): string {
@@ -184,7 +201,14 @@ const handshakes: Scenario = {
     const o = ctx.options
     // Each loop is CPU-bound on RSA signatures at both ends; more loops than this only queue.
     const connections = Math.max(4, Math.round(o.connections / 4))
-    const load: Load = { mode: 'handshakes', connections, durationSeconds: o.durationSeconds, warmupSeconds: o.warmupSeconds, paths: RECORD_PATHS }
+    const load: Load = {
+      mode: 'handshakes',
+      connections,
+      durationSeconds: o.durationSeconds,
+      warmupSeconds: o.warmupSeconds,
+      primeSeconds: o.primeSeconds,
+      paths: RECORD_PATHS,
+    }
     const rows = await withSubjects([() => startBareProxy(ctx.env), () => startEcluse(ctx.env, { cpuProfileDir: o.cpuProfileDir })], (subjects) =>
       compare(ctx.env.pki, subjects, load, o.rounds, {}, ctx.progress),
     )
@@ -357,39 +381,441 @@ const cryptoMicro: Scenario = {
   },
 }
 
-/** Scenarios the sealing work adds; listed so the table, `--list` and the docs show what is coming. */
-const planned: Scenario[] = [
-  {
-    name: 'seal-fields',
-    title: 'Seal fields: POST of a record with six fields sealed on the way in',
-    status: 'planned',
-    summary: 'TODO(sealing): Écluse `seal` transform vs the naive jose proxy (bench/baselines/naive-field-proxy.ts, --seal request) vs the bare proxy; POST /v1/records echoes.',
+// ---------------------------------------------------------------------------------------------
+// The sealing scenarios. Every subject sees the same requests; the Écluse subjects run the real
+// transform steps with the run's keys (bench/lib/keys.ts, generated per run); the naive jose proxy
+// seals to and opens with the same key; every response is checked (lib/bodies.ts, load-generator.ts
+// `Check`), so a transform that did not run fails instead of looking fast.
+
+/** The route family of the sealing scenarios, as a sponsor would configure it. */
+const ALLOW = [BENCH_CLIENT_PRINCIPAL]
+/** Key set names in Écluse's config: the public set seals, the private set opens. */
+const PUBLIC_SET = 'bench'
+const PRIVATE_SET = 'bench-private'
+/** Distinct sealed records of `open-fields`: twice the opener's default KEK cache (1024 entries). */
+const SEALED_CORPUS = 2048
+const RECORD_CORPUS = 1024
+const FIELDS = SENSITIVE_POINTERS.length
+const STREAM_CONNECTIONS = 2
+const BULK_CONNECTIONS = 2
+
+type Config = Record<string, unknown>
+
+function routes(config: Config): Array<Record<string, unknown>> {
+  return config['routes'] as Array<Record<string, unknown>>
+}
+
+function route(config: Config, name: string): Record<string, unknown> {
+  const found = routes(config).find((r) => r['name'] === name)
+  if (found === undefined) throw new Error(`no route ${name} in the bench config`)
+  return found
+}
+
+function publicKeys(env: SubjectEnv): Config {
+  return { [PUBLIC_SET]: { file: env.keys.publicFile, private: false } }
+}
+
+function privateKeys(env: SubjectEnv): Config {
+  return { [PRIVATE_SET]: { file: env.keys.privateFile, private: true } }
+}
+
+/** The fields of a record at `prefix` (`''` for a record body, `/records/*` in a bulk body). */
+function fields(prefix = ''): string[] {
+  return SENSITIVE_POINTERS.map((p) => `${prefix}${p}`)
+}
+
+/** A request/response load of the sealing scenarios: the scenario's options, and its check. */
+function sealingLoad(ctx: ScenarioContext, load: Partial<Load> & Pick<Load, 'mode'>): Load {
+  const o = ctx.options
+  return { connections: o.connections, durationSeconds: o.durationSeconds, warmupSeconds: o.warmupSeconds, primeSeconds: o.primeSeconds, ...load }
+}
+
+/** `ok/total`: every response of `r` passed its check. */
+function checkedTarget(name: string, r: MeasuredRow): Target {
+  const ok = r.requests - r.non2xx - r.mismatches
+  return { name, value: `${ok}/${r.requests}`, limit: `${r.requests}/${r.requests}, ≥ 1`, pass: r.requests > 0 && ok === r.requests && r.errors === 0 }
+}
+
+function minTarget(name: string, value: number, min: number, unit: string, digits = 0): Target {
+  return { name, value: `${formatNumber(value, digits)} ${unit}`, limit: `≥ ${formatNumber(min, digits)} ${unit}`, pass: value >= min }
+}
+
+/** Runs a micro-benchmark child (one process, one core) and returns its rows. */
+async function microRows(ctx: ScenarioContext, file: string, args: Record<string, unknown>): Promise<{ line: Record<string, unknown>; rows: Array<{ key: string; label: string; mbps: number }> }> {
+  ctx.progress('crypto path and raw AES-256-GCM: one process, one core, no network')
+  const child = JsonChild.node('stream-micro', file, [JSON.stringify(args)], { keep: true })
+  const line = await child.waitFor((l) => l['event'] === 'result', 300_000)
+  return { line, rows: line['rows'] as Array<{ key: string; label: string; mbps: number }> }
+}
+
+const sealFields: Scenario = {
+  name: 'seal-fields',
+  title: 'Seal fields: POST of one record, its six sensitive fields sealed on the way in',
+  status: 'ready',
+  summary:
+    'POST of a ~1 KiB accreditation record: Écluse `seal` (one key agreement per record) vs the naive jose proxy (one per field), and the same POST through Écluse and the bare proxy without sealing; every echoed body checked for six sealed values.',
+  async run(ctx) {
+    const { env, options: o } = ctx
+    const sealing = new Set(['naive', 'ecluse-seal'])
+    const load = (s: Subject): Load =>
+      sealingLoad(ctx, {
+        mode: 'keepalive',
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        recordBodies: { path: '/v1/records/new', records: 16 },
+        check: { kind: 'sealed', values: sealing.has(s.key) ? FIELDS : 0 },
+      })
+    const rows = await withSubjects(
+      [
+        () => startNaiveFieldProxy(env, { seal: 'request', open: 'none' }),
+        () =>
+          startEcluse(env, {
+            key: 'ecluse-seal',
+            label: 'écluse seal',
+            cpuProfileDir: o.cpuProfileDir,
+            cpuProfileName: 'seal-fields-ecluse-seal',
+            configure: (c) => {
+              c['keys'] = publicKeys(env)
+              route(c, 'records')['transforms'] = { request: [{ type: 'seal', recipients: PUBLIC_SET, fields: fields() }], response: [] }
+            },
+          }),
+        () => startEcluse(env, { key: 'ecluse', label: 'écluse, no transform' }),
+        () => startBareProxy(env),
+      ],
+      (subjects) => compare(env.pki, subjects, load, o.rounds, {}, ctx.progress),
+    )
+    const naive = row(rows, 'naive')
+    const seal = row(rows, 'ecluse-seal')
+    const plain = row(rows, 'ecluse')
+    return {
+      name: 'seal-fields',
+      title: sealFields.title,
+      load: describe(sealingLoad(ctx, { mode: 'keepalive' }), `POST /v1/records/new with one of 16 records (≈1 KiB JSON), six fields (${SENSITIVE_POINTERS.join(', ')}) sealed as compact JWE (ECDH-ES+A256KW on X25519, A256GCM); the upstream echoes what it received`),
+      baseline: 'naive',
+      columns: NETWORK_COLUMNS,
+      rows: withFailed(rows),
+      targets: [
+        ratioTarget('écluse seal requests/s ÷ naive jose proxy', seal.rps / naive.rps, 5),
+        ratioTarget('écluse seal requests/s ÷ écluse pass-through (the same POST, no transform)', seal.rps / plain.rps, 0.4),
+        checkedTarget('responses through écluse seal with six sealed values', seal),
+      ],
+      notes: [
+        'the naive jose proxy buffers the body, JSON.parse, one jose CompactEncrypt per field (each its own ephemeral key and ECDH agreement; the six of a record at once), JSON.stringify: bench/baselines/naive-field-proxy.ts',
+        'écluse seals with one FieldSealer per request (one agreement, then AES-KW and AES-GCM per field) on its streaming JSON rewriter; no record id binding (one record per body)',
+        'check: the echoed body must hold exactly six compact JWEs of ECDH-ES+A256KW/A256GCM (none for the two rows that do not seal)',
+        ...commonNotes(rows),
+      ],
+    }
   },
-  {
-    name: 'open-fields',
-    title: 'Open fields: responses whose six fields are opened on the way out',
-    status: 'planned',
-    summary: 'TODO(sealing): Écluse `open` transform vs the naive jose proxy (--open response); the upstream must serve records sealed for the gateway’s key.',
+}
+
+const openFields: Scenario = {
+  name: 'open-fields',
+  title: 'Open fields: GET of one record whose six sealed fields are opened on the way out',
+  status: 'ready',
+  upstream: () => ({ sealedRecords: SEALED_CORPUS }),
+  summary:
+    'GET of a record the upstream sealed for the gateway’s key (sealed once at start-up): Écluse `open` vs the naive jose proxy (compactDecrypt per field), and plaintext records through Écluse and the bare proxy; every response checked for the opened values.',
+  async run(ctx) {
+    const { env, options: o } = ctx
+    const prefix: Record<string, string> = { naive: '/v1/sealed/jose/', 'ecluse-open': '/v1/sealed/ecluse/', ecluse: '/v1/records/', bare: '/v1/records/' }
+    const load = (s: Subject): Load =>
+      sealingLoad(ctx, { mode: 'keepalive', pathCycle: { prefix: prefix[s.key]!, count: SEALED_CORPUS }, check: { kind: 'opened', corpus: RECORD_CORPUS } })
+    const rows = await withSubjects(
+      [
+        () => startNaiveFieldProxy(env, { seal: 'none', open: 'response' }),
+        () =>
+          startEcluse(env, {
+            key: 'ecluse-open',
+            label: 'écluse open',
+            cpuProfileDir: o.cpuProfileDir,
+            cpuProfileName: 'open-fields-ecluse-open',
+            configure: (c) => {
+              c['keys'] = privateKeys(env)
+              routes(c).push({
+                name: 'sealed',
+                methods: ['GET'],
+                path: '/v1/sealed/*',
+                allow: ALLOW,
+                upstream: 'accreditation',
+                transforms: { request: [], response: [{ type: 'open', keys: PRIVATE_SET, context: SEALED_RECORDS_CONTEXT, fields: fields() }] },
+              })
+            },
+          }),
+        () => startEcluse(env, { key: 'ecluse', label: 'écluse, no transform' }),
+        () => startBareProxy(env),
+      ],
+      (subjects) => compare(env.pki, subjects, load, o.rounds, {}, ctx.progress),
+    )
+    const naive = row(rows, 'naive')
+    const open = row(rows, 'ecluse-open')
+    const plain = row(rows, 'ecluse')
+    return {
+      name: 'open-fields',
+      title: openFields.title,
+      load: describe(
+        sealingLoad(ctx, { mode: 'keepalive' }),
+        `GET of records sealed by the upstream at start-up for the run's key (${SEALED_CORPUS} distinct sealings of ${RECORD_CORPUS} records, asked for in turn across all connections), six fields opened; the pass-through rows GET the same records in plaintext`,
+      ),
+      baseline: 'naive',
+      columns: NETWORK_COLUMNS,
+      rows: withFailed(rows),
+      targets: [
+        ratioTarget('écluse open requests/s ÷ naive jose proxy', open.rps / naive.rps, 5),
+        ratioTarget('écluse open requests/s ÷ écluse pass-through (the same records in plaintext, no transform)', open.rps / plain.rps, 0.4),
+        checkedTarget('responses through écluse open with the record opened', open),
+      ],
+      notes: [
+        'écluse opens records the upstream sealed as the `seal` step does (one FieldSealer per record: the six fields share one ephemeral key), bound to the context `sealed-records`; the naive proxy opens the same records sealed field by field with jose (six agreements), as it would have sealed them itself',
+        `the ${SEALED_CORPUS} sealings are requested in turn, so the opener's KEK cache (1024 entries, FIFO) never holds the next one: every record costs écluse one key agreement, as distinct messages do in real traffic`,
+        'check: no compact JWE may remain, and the record’s id, birth date, passport number, e-mail and phone must be there in plaintext',
+        ...commonNotes(rows),
+      ],
+    }
   },
-  {
-    name: 'bulk-seal',
-    title: 'Bulk seal: arrays of records (~1 MiB bodies)',
-    status: 'planned',
-    summary: 'TODO(sealing): `{"records": [...]}` bodies through the streaming rewriter vs the naive proxy (which parses the whole body).',
+}
+
+const bulkSeal: Scenario = {
+  name: 'bulk-seal',
+  title: 'Bulk seal: POST of `{"records": [...]}` bodies, six fields of every record sealed',
+  status: 'ready',
+  summary:
+    'Arrays of 10,000 records per request (≈10 MiB; 1,000 in the quick mode) sealed by Écluse’s streaming rewriter vs the naive jose proxy (whole body parsed); fields/s on one gateway process and its memory above idle.',
+  async run(ctx) {
+    const { env, options: o } = ctx
+    const records = o.full ? 10_000 : 1_000
+    const perRequest = records * FIELDS
+    const maxBodyBytes = 64 * 1024 * 1024
+    const sealing = new Set(['naive', 'ecluse-seal'])
+    const load = (s: Subject): Load =>
+      sealingLoad(ctx, {
+        mode: 'loops',
+        connections: BULK_CONNECTIONS,
+        method: 'POST',
+        path: '/v1/bulk',
+        headers: { 'content-type': 'application/json' },
+        loopBody: { kind: 'bulk', records },
+        check: { kind: 'bulk-sealed', values: sealing.has(s.key) ? perRequest : 0 },
+      })
+    const measured = await withSubjects(
+      [
+        () => startNaiveFieldProxy(env, { seal: 'request', open: 'none', maxBodyBytes }),
+        () =>
+          startEcluse(env, {
+            key: 'ecluse-seal',
+            label: 'écluse seal',
+            cpuProfileDir: o.cpuProfileDir,
+            cpuProfileName: 'bulk-seal-ecluse-seal',
+            configure: (c) => {
+              c['keys'] = publicKeys(env)
+              routes(c).push({
+                name: 'bulk',
+                methods: ['POST'],
+                path: '/v1/bulk',
+                allow: ALLOW,
+                upstream: 'accreditation',
+                maxBodyBytes,
+                transforms: {
+                  request: [{ type: 'seal', recipients: PUBLIC_SET, fields: fields('/records/*'), records: { pattern: '/records/*', id: 'id' } }],
+                  response: [],
+                },
+              })
+            },
+          }),
+        () => startBareProxy(env),
+      ],
+      (subjects) => compare(env.pki, subjects, load, o.rounds, {}, ctx.progress),
+    )
+    const rows = withFailed(measured).map((r) => ({
+      ...r,
+      fieldsPerSecond: sealing.has(r.key) ? (r['rps'] as number) * perRequest : null,
+      fieldsPerCpuSecond: sealing.has(r.key) && typeof r['cpuPercent'] === 'number' ? ((r['rps'] as number) * perRequest) / ((r['cpuPercent'] as number) / 100) : null,
+    }))
+    const seal = row(measured, 'ecluse-seal')
+    const fps = seal.rps * perRequest
+    const bodyMiB = bulkBodyMiB(records)
+    return {
+      name: 'bulk-seal',
+      title: bulkSeal.title,
+      load: `${BULK_CONNECTIONS} connections, each POSTing one body after the other: {"records": [...]} of ${formatNumber(records, 0)} records (${bodyMiB.toFixed(1)} MiB, ${formatNumber(perRequest, 0)} fields to seal), ${o.warmupSeconds} s warm-up then ${o.durationSeconds} s measured (requests in flight at the end are waited for); mTLS on both sides; the upstream counts the sealed values it received`,
+      baseline: 'naive',
+      columns: [
+        { key: 'fieldsPerSecond', title: 'fields/s', digits: 0, ratio: 'higher' },
+        { key: 'rps', title: 'req/s', digits: 2 },
+        { key: 'mbps', title: 'MB/s in', digits: 1, ratio: 'higher' },
+        { key: 'p50', title: 'p50 ms', digits: 0 },
+        { key: 'p99', title: 'p99 ms', digits: 0 },
+        { key: 'cpuPercent', title: 'CPU %', digits: 0 },
+        { key: 'fieldsPerCpuSecond', title: 'fields/CPU-s', digits: 0, ratio: 'higher' },
+        { key: 'peakRssMiB', title: 'peak RSS MiB', digits: 0 },
+        { key: 'rssAboveIdleMiB', title: 'RSS above idle MiB', digits: 0, ratio: 'lower' },
+        { key: 'failed', title: 'failed', digits: 0 },
+      ],
+      rows,
+      targets: [
+        minTarget('écluse seal fields/s, one gateway process', fps, 100_000, 'fields/s'),
+        {
+          name: 'écluse seal peak RSS above idle',
+          value: `${(seal.rssAboveIdleMiB ?? Number.NaN).toFixed(0)} MiB`,
+          limit: '< 64 MiB',
+          pass: (seal.rssAboveIdleMiB ?? Number.POSITIVE_INFINITY) < 64,
+        },
+        checkedTarget(`bodies through écluse seal with all ${formatNumber(perRequest, 0)} values sealed`, seal),
+      ],
+      notes: [
+        ...(o.full ? [] : [`quick mode: ${formatNumber(records, 0)} records per body instead of 10,000 (the naive proxy needs seconds per 10,000-record body here); \`--full\` runs the issue's size`]),
+        'écluse binds every sealed value to its record (`records: { pattern: /records/*, id: id }`, the record id in each header): more work than the naive proxy, which binds nothing',
+        'fields/s is wall-clock throughput through one gateway process; fields/CPU-s divides by the CPU the process actually got (all its threads) on this shared machine',
+        'idle: the gateway’s RSS just after it started; the bare proxy only relays the body (its row is the cost of moving the bytes)',
+        ...commonNotes(measured),
+      ],
+    }
   },
-  {
-    name: 'stream-seal',
-    title: 'Stream seal: whole bodies sealed as record AEAD',
-    status: 'planned',
-    summary: 'TODO(sealing): 64 MiB uploads sealed by Écluse, MB/s against baseline 5 (bench/baselines/aes-gcm.ts, one core) and the bare proxy.',
-  },
-  {
-    name: 'stream-open',
-    title: 'Stream open: sealed bodies opened on the way out',
-    status: 'planned',
-    summary: 'TODO(sealing): 64 MiB sealed downloads opened by Écluse, MB/s against baseline 5 and the bare proxy.',
-  },
+}
+
+function bulkBodyMiB(records: number): number {
+  // ≈ the sum of the records' JSON plus the commas and the wrapper; computed once, not sent from here.
+  return bulkBody(records).length / MIB
+}
+
+/** Columns of the stream scenarios: every row against raw AES-GCM, network rows against pass-through. */
+const STREAM_COLUMNS: readonly Column[] = [
+  { key: 'mbps', title: 'MB/s', digits: 1, ratio: 'higher' },
+  { key: 'ofAes', title: '×AES-GCM', digits: 2 },
+  { key: 'transfers', title: 'transfers', digits: 0 },
+  { key: 'p50', title: 'p50 ms', digits: 0 },
+  { key: 'p99', title: 'p99 ms', digits: 0 },
+  { key: 'cpuPercent', title: 'CPU %', digits: 0 },
+  { key: 'peakRssMiB', title: 'peak RSS MiB', digits: 0 },
+  { key: 'failed', title: 'failed', digits: 0 },
 ]
 
+interface StreamPlan {
+  readonly name: 'stream-seal' | 'stream-open'
+  readonly title: string
+  readonly op: 'seal' | 'open'
+  readonly bytes: number
+}
+
+function streamBytes(o: BenchOptions): number {
+  return o.full ? 256 * MIB : 32 * MIB
+}
+
+async function runStream(ctx: ScenarioContext, plan: StreamPlan): Promise<ScenarioResult> {
+  const { env, options: o } = ctx
+  const seal = plan.op === 'seal'
+  const transformed = seal ? 'ecluse-seal' : 'ecluse-open'
+  const mib = plan.bytes / MIB
+  const load = (s: Subject): Load =>
+    seal
+      ? sealingLoad(ctx, {
+          mode: 'loops',
+          connections: STREAM_CONNECTIONS,
+          method: 'PUT',
+          path: '/v1/uploads/',
+          headers: { 'content-type': 'application/octet-stream' },
+          loopBody: { kind: 'pattern', bytes: plan.bytes },
+          check: s.key === transformed ? { kind: 'sealed-stream' } : { kind: 'uploaded' },
+        })
+      : sealingLoad(ctx, {
+          mode: 'loops',
+          connections: STREAM_CONNECTIONS,
+          method: 'GET',
+          path: s.key === transformed ? '/v1/blobs/sealed/0' : '/v1/blobs/plain/0',
+          downloadBytes: plan.bytes,
+          check: { kind: 'download' },
+        })
+  const bodyLimit = 2 * plan.bytes
+  // Both Écluse subjects get the same route (and limits); only one of them transforms.
+  const configure = (transform: boolean) => (c: Config) => {
+    if (seal) {
+      const uploads = route(c, 'uploads')
+      uploads['maxBodyBytes'] = bodyLimit
+      if (transform) {
+        c['keys'] = publicKeys(env)
+        uploads['transforms'] = { request: [{ type: 'seal-body', recipients: PUBLIC_SET, context: BLOB_CONTEXT }], response: [] }
+      }
+    } else {
+      if (transform) c['keys'] = privateKeys(env)
+      routes(c).push({
+        name: 'blobs',
+        methods: ['GET'],
+        path: '/v1/blobs/*',
+        allow: ALLOW,
+        upstream: 'accreditation',
+        transforms: { request: [], response: transform ? [{ type: 'open-body', keys: PRIVATE_SET, context: BLOB_CONTEXT }] : [] },
+      })
+    }
+  }
+  const micro = await microRows(ctx, 'bench/stream-micro.ts', { seconds: o.full ? 3 : 1, direction: plan.op })
+  const measured = await withSubjects(
+    [
+      () =>
+        startEcluse(env, {
+          key: transformed,
+          label: seal ? 'écluse seal-body' : 'écluse open-body',
+          cpuProfileDir: o.cpuProfileDir,
+          cpuProfileName: `${plan.name}-${transformed}`,
+          configure: configure(true),
+        }),
+      () => startEcluse(env, { key: 'ecluse', label: 'écluse, no transform', configure: configure(false) }),
+      () => startBareProxy(env),
+    ],
+    (subjects) => compare(env.pki, subjects, load, o.rounds, {}, ctx.progress),
+  )
+  const aes = micro.rows.find((r) => r.key === `aes-${plan.op}`)!
+  const crypto = micro.rows.find((r) => r.key === `crypto-${plan.op}`)!
+  const rows: Row[] = [
+    { key: aes.key, label: aes.label, mbps: aes.mbps, ofAes: 1, comparable: false },
+    { key: crypto.key, label: crypto.label, mbps: crypto.mbps, ofAes: crypto.mbps / aes.mbps, comparable: false },
+    ...withFailed(measured).map((r) => ({ ...r, ofAes: (r['mbps'] as number) / aes.mbps, transfers: r['requests'] as number })),
+  ]
+  const through = row(measured, transformed)
+  const plain = row(measured, 'ecluse')
+  return {
+    name: plan.name,
+    title: plan.title,
+    load: seal
+      ? `${STREAM_CONNECTIONS} connections, each PUTting one ${mib} MiB body after the other (generated on the fly, application/octet-stream), ${o.warmupSeconds} s warm-up then ${o.durationSeconds} s measured (transfers in flight at the end are waited for); the upstream answers the length, SHA-256 and first bytes of what it received; mTLS on both sides`
+      : `${STREAM_CONNECTIONS} connections, each GETting one ${mib} MiB body after the other (sealed once by the upstream at start-up for the run's key, or the same body in plaintext for the pass-through rows), hashed as it arrives, ${o.warmupSeconds} s warm-up then ${o.durationSeconds} s measured; mTLS on both sides`,
+    baseline: 'ecluse',
+    columns: STREAM_COLUMNS,
+    rows,
+    targets: [
+      ratioTarget(`crypto path MB/s ÷ raw AES-256-GCM ${plan.op}, one core`, crypto.mbps / aes.mbps, 0.8),
+      ratioTarget(`écluse ${plan.op}-body MB/s ÷ écluse pass-through (the same ${seal ? 'uploads' : 'downloads'}, no transform)`, through.mbps / plain.mbps, 0.7),
+      checkedTarget(seal ? 'uploads through écluse received as a sealed stream of the right length' : 'downloads through écluse opened to the exact plaintext (SHA-256)', through),
+    ],
+    notes: [
+      ...(o.full ? [] : [`quick mode: ${mib} MiB bodies instead of 256 MiB; \`--full\` runs the issue's size`]),
+      `crypto rows: ${o.full ? 3 : 1} s each in their own process, no network; the stream is fed 16 KiB chunks (a TLS record each, as a socket delivers them) and seals 64 KiB records; raw AES-256-GCM ${plan.op}s whole 64 KiB records with a fresh cipher each (bench/baselines/aes-gcm.ts)`,
+      '×base is against écluse without a transform (the same transfers): the cost of the stream transform in the gateway; ×AES-GCM is against the physical limit of one core',
+      seal
+        ? 'check: the upstream must receive an ECLS v1 stream (magic, version) exactly as long as the sealed plaintext (header, data, one tag and delimiter per 64 KiB record); the pass-through rows must deliver the exact bytes (SHA-256)'
+        : 'check: every body must hash to the plaintext the upstream sealed (SHA-256), with nothing missing or extra',
+      ...commonNotes(measured),
+    ],
+  }
+}
+
+const streamSeal: Scenario = {
+  name: 'stream-seal',
+  title: 'Stream seal: uploads sealed whole as a record-AEAD stream on the way in',
+  status: 'ready',
+  summary:
+    'PUT of 256 MiB bodies (32 MiB in the quick mode) sealed by Écluse `seal-body`, MB/s against the same uploads through Écluse without a transform and the bare proxy; the crypto path alone against raw AES-256-GCM on one core (baseline 5).',
+  run: (ctx) => runStream(ctx, { name: 'stream-seal', title: streamSeal.title, op: 'seal', bytes: streamBytes(ctx.options) }),
+}
+
+const streamOpen: Scenario = {
+  name: 'stream-open',
+  title: 'Stream open: sealed downloads opened on the way out',
+  status: 'ready',
+  upstream: (o) => ({ blobBytes: streamBytes(o) }),
+  summary:
+    'GET of a 256 MiB sealed body (32 MiB in the quick mode) opened by Écluse `open-body`, MB/s against the same body in plaintext through Écluse without a transform and the bare proxy; the crypto path alone against raw AES-256-GCM on one core (baseline 5).',
+  run: (ctx) => runStream(ctx, { name: 'stream-open', title: streamOpen.title, op: 'open', bytes: streamBytes(ctx.options) }),
+}
+
 /** Every scenario, in the order `npm run bench` runs them. */
-export const SCENARIOS: readonly Scenario[] = [passthrough, handshakes, concurrency, metrics, workers, cryptoMicro, ...planned]
+export const SCENARIOS: readonly Scenario[] = [passthrough, handshakes, concurrency, metrics, workers, cryptoMicro, sealFields, openFields, bulkSeal, streamSeal, streamOpen]

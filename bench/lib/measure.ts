@@ -11,8 +11,14 @@ import type { Subject } from './subjects.js'
 
 const MIB = 1024 * 1024
 
-/** The load, minus what the subject decides (address, client certificate). */
-export type Load = Omit<LoadSpec, 'host' | 'port' | 'tls'>
+/**
+ * The load, minus what the subject decides (address, client certificate). `primeSeconds`: extra
+ * warm-up before a subject's first measurement (a fresh process runs interpreted and baseline code
+ * for its first seconds, and V8 compiles the hot path on background threads that compete for the
+ * same two cores: a short warm-up measures the JIT, not the steady state). Later rounds only need
+ * `warmupSeconds`.
+ */
+export type Load = Omit<LoadSpec, 'host' | 'port' | 'tls'> & { readonly primeSeconds?: number }
 
 /** Something to run beside the load (a metrics scraper), stopped when the window closes. */
 export type Sidecar = (subject: Subject) => () => Promise<void>
@@ -26,6 +32,8 @@ export interface MeasuredRow extends Row {
   readonly cpuPercent: number | null
   readonly cpuUsPerRequest: number | null
   readonly peakRssMiB: number | null
+  /** Peak RSS during the window minus the subject's RSS when it had just started (idle). */
+  readonly rssAboveIdleMiB: number | null
   readonly requests: number
   readonly errors: number
   readonly non2xx: number
@@ -35,8 +43,9 @@ export interface MeasuredRow extends Row {
 
 export async function measure(pki: BenchPki, subject: Subject, load: Load, sidecar?: Sidecar): Promise<MeasuredRow> {
   const client = subject.client === 'sponsor' ? pki.sponsorClient : pki.trustedClient
+  const { primeSeconds: _prime, ...rest } = load
   const spec: LoadSpec = {
-    ...load,
+    ...rest,
     host: '127.0.0.1',
     port: subject.port,
     tls: {
@@ -61,6 +70,7 @@ export async function measure(pki: BenchPki, subject: Subject, load: Load, sidec
   const peak = subject.pid === undefined ? undefined : peakRssBytes(pids)
   await stopSidecar?.()
   const r = line as unknown as LoadResult
+  const peakMiB = peak === undefined ? null : peak / MIB
   return {
     key: subject.key,
     label: subject.label,
@@ -70,7 +80,8 @@ export async function measure(pki: BenchPki, subject: Subject, load: Load, sidec
     p99: r.p99,
     cpuPercent: window === undefined ? null : (window.cpuSeconds / window.wallSeconds) * 100,
     cpuUsPerRequest: window === undefined || r.requests === 0 ? null : (window.cpuSeconds * 1e6) / r.requests,
-    peakRssMiB: peak === undefined ? null : peak / MIB,
+    peakRssMiB: peakMiB,
+    rssAboveIdleMiB: peakMiB === null || subject.idleRssMiB === undefined ? null : peakMiB - subject.idleRssMiB,
     requests: r.requests,
     errors: r.errors,
     non2xx: r.non2xx,
@@ -95,6 +106,7 @@ export function combine(rows: readonly MeasuredRow[]): MeasuredRow {
     cpuPercent: meanOrNull('cpuPercent'),
     cpuUsPerRequest: meanOrNull('cpuUsPerRequest'),
     peakRssMiB: rows.some((r) => r.peakRssMiB === null) ? null : Math.max(...rows.map((r) => r.peakRssMiB as number)),
+    rssAboveIdleMiB: rows.some((r) => r.rssAboveIdleMiB === null) ? null : Math.max(...rows.map((r) => r.rssAboveIdleMiB as number)),
     requests: sum('requests'),
     errors: sum('errors'),
     non2xx: sum('non2xx'),
@@ -105,12 +117,14 @@ export function combine(rows: readonly MeasuredRow[]): MeasuredRow {
 
 /**
  * Measures every subject `rounds` times, alternating the order (A B C, C B A, …) so that a drift
- * of the machine during the run weighs on every subject alike, and combines the rounds.
+ * of the machine during the run weighs on every subject alike, and combines the rounds. `load` may
+ * depend on the subject (a check that expects sealed values from one and plaintext from another,
+ * a path only one of them serves); each subject's first measurement is primed (see `Load`).
  */
 export async function compare(
   pki: BenchPki,
   subjects: readonly Subject[],
-  load: Load,
+  load: Load | ((subject: Subject) => Load),
   rounds: number,
   sidecars: Readonly<Record<string, Sidecar>> = {},
   progress: (msg: string) => void = () => {},
@@ -120,7 +134,10 @@ export async function compare(
     const order = round % 2 === 0 ? subjects : [...subjects].reverse()
     for (const subject of order) {
       progress(`${subject.label}${rounds > 1 ? ` (round ${round + 1}/${rounds})` : ''}`)
-      const row = await measure(pki, subject, load, sidecars[subject.key])
+      const base = typeof load === 'function' ? load(subject) : load
+      const first = !byKey.has(subject.key)
+      const primed = first && (base.primeSeconds ?? 0) > 0 ? { ...base, warmupSeconds: base.warmupSeconds + base.primeSeconds! } : base
+      const row = await measure(pki, subject, primed, sidecars[subject.key])
       const list = byKey.get(subject.key) ?? []
       list.push(row)
       byKey.set(subject.key, list)

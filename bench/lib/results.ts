@@ -9,6 +9,11 @@ export interface Row {
   /** Stable key, e.g. `bare`, `ecluse`, `ecluse-2w`. */
   readonly key: string
   readonly label: string
+  /**
+   * `false`: the row is not comparable with the baseline row (a micro-benchmark beside network
+   * rows), so no `×base`/`Δbase` is printed for it.
+   */
+  readonly comparable?: boolean
   readonly [metric: string]: number | string | boolean | null | undefined
 }
 
@@ -91,7 +96,7 @@ function cells(result: ScenarioResult): { head: string[]; body: Cell[][] } {
     for (const c of result.columns) {
       const v = num(row[c.key])
       line.push({ text: v === undefined ? (typeof row[c.key] === 'string' ? String(row[c.key]) : '—') : formatNumber(v, c.digits), align: 'right' })
-      const b = base === undefined ? undefined : num(base[c.key])
+      const b = base === undefined || row.comparable === false ? undefined : num(base[c.key])
       if (c.ratio !== undefined) {
         const text = v === undefined || b === undefined || b === 0 ? '—' : row.key === result.baseline ? '1.00' : (v / b).toFixed(2)
         line.push({ text, align: 'right' })

@@ -10,7 +10,11 @@ import { createServer, connect } from 'node:net'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { JsonChild } from './child.js'
+import type { BenchKeys } from './keys.js'
 import { BENCH_CLIENT_PRINCIPAL, type BenchPki, UPSTREAM_SERVER_NAME } from './pki.js'
+import { processTree, rssBytes } from './proc.js'
+
+const MIB = 1024 * 1024
 
 /** Which client certificate the load presents: the sponsor client, or the gateway's (direct). */
 export type ClientSide = 'sponsor' | 'trusted'
@@ -24,6 +28,8 @@ export interface Subject {
   readonly pid: number | undefined
   /** Écluse's admin port (metrics). */
   readonly adminPort?: number
+  /** Resident memory of the process tree just after it started, before any load. */
+  readonly idleRssMiB?: number
   readonly client: ClientSide
   stop(): Promise<void>
 }
@@ -40,10 +46,17 @@ export interface ProxyTuning {
 
 export interface SubjectEnv {
   readonly pki: BenchPki
+  /** The run's sealing keys (bench/lib/keys.ts). */
+  readonly keys: BenchKeys
   /** A private directory for configs of this run. */
   readonly dir: string
   readonly upstreamPort: number
   readonly upstreamPid: number
+}
+
+/** RSS of `pid` and its descendants now, in MiB. */
+function idleRss(pid: number): number {
+  return rssBytes(processTree(pid)) / MIB
 }
 
 /** Écluse's bench configuration: the default settings, one route family, the bench PKI. */
@@ -91,6 +104,12 @@ export async function startEcluse(
     tuning?: ProxyTuning
     logLevel?: string
     cpuProfileDir?: string
+    /**
+     * The profile's own directory under `cpuProfileDir` (default the subject key): the tsx loader's
+     * thread writes a small profile of its own beside the main thread's, so a fixed file name could
+     * be overwritten by it. The main thread's profile is the largest file.
+     */
+    cpuProfileName?: string
     /** Edits the configuration before it is written (routes with transforms, key sets…). */
     configure?: (config: Record<string, unknown>) => void
   } = {},
@@ -101,16 +120,21 @@ export async function startEcluse(
   options.configure?.(config)
   await writeFile(file, stringify(config))
   const args = ['serve', '--config', file, ...(workers > 1 ? ['--workers', String(workers)] : [])]
-  const nodeArgs = options.cpuProfileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`]
+  const key = options.key ?? (workers > 1 ? `ecluse-${workers}w` : 'ecluse')
+  const nodeArgs =
+    options.cpuProfileDir === undefined
+      ? []
+      : ['--cpu-prof', `--cpu-prof-dir=${join(options.cpuProfileDir, `${options.cpuProfileName ?? key}-${configs}`)}`]
   const child = JsonChild.node('écluse', 'src/cli.ts', args, { nodeArgs })
   const started = await child.waitFor((l) => l['msg'] === (workers > 1 ? 'écluse cluster started' : 'écluse gateway started'))
   const port = (field: string) => Number(String(started[field]).split(':').at(-1))
   return {
-    key: options.key ?? (workers > 1 ? `ecluse-${workers}w` : 'ecluse'),
+    key,
     label: options.label ?? (workers > 1 ? `écluse --workers ${workers}` : 'écluse'),
     port: port('sponsor'),
     adminPort: port('admin'),
     pid: child.pid,
+    idleRssMiB: idleRss(child.pid),
     client: 'sponsor',
     stop: async () => {
       await child.stop()
@@ -137,16 +161,36 @@ function proxyArgs(env: SubjectEnv, tuning: ProxyTuning = {}): string[] {
 export async function startBareProxy(env: SubjectEnv, tuning?: ProxyTuning): Promise<Subject> {
   const child = JsonChild.node('bare proxy', 'bench/baselines/bare-proxy.ts', proxyArgs(env, tuning))
   const ready = await child.waitFor((l) => l['ready'] === true)
-  return { key: 'bare', label: 'bare proxy', port: Number(ready['port']), pid: child.pid, client: 'sponsor', stop: async () => void (await child.stop()) }
+  return {
+    key: 'bare',
+    label: 'bare proxy',
+    port: Number(ready['port']),
+    pid: child.pid,
+    idleRssMiB: idleRss(child.pid),
+    client: 'sponsor',
+    stop: async () => void (await child.stop()),
+  }
 }
 
-/** Baseline 3, the naive field-encrypting proxy (bench/baselines/naive-field-proxy.ts). */
+/**
+ * Baseline 3, the naive field-encrypting proxy (bench/baselines/naive-field-proxy.ts). It seals to,
+ * and opens with, the run's key (`env.keys`), the same key as Écluse's.
+ */
 export async function startNaiveFieldProxy(
   env: SubjectEnv,
-  mode: { seal: 'request' | 'none'; open: 'response' | 'none'; jwks?: string },
+  mode: { seal: 'request' | 'none'; open: 'response' | 'none'; maxBodyBytes?: number },
   tuning?: ProxyTuning,
 ): Promise<Subject & { jwk: unknown }> {
-  const args = [...proxyArgs(env, tuning), '--seal', mode.seal, '--open', mode.open, ...(mode.jwks === undefined ? [] : ['--jwks', mode.jwks])]
+  const args = [
+    ...proxyArgs(env, tuning),
+    '--seal',
+    mode.seal,
+    '--open',
+    mode.open,
+    '--jwks',
+    env.keys.privateFile,
+    ...(mode.maxBodyBytes === undefined ? [] : ['--max-body-bytes', String(mode.maxBodyBytes)]),
+  ]
   const child = JsonChild.node('naive field proxy', 'bench/baselines/naive-field-proxy.ts', args)
   const ready = await child.waitFor((l) => l['ready'] === true)
   return {
@@ -154,6 +198,7 @@ export async function startNaiveFieldProxy(
     label: 'naive jose proxy',
     port: Number(ready['port']),
     pid: child.pid,
+    idleRssMiB: idleRss(child.pid),
     client: 'sponsor',
     jwk: ready['jwk'],
     stop: async () => void (await child.stop()),
@@ -281,14 +326,25 @@ http {
     version: nginxVersion(bin),
     port,
     pid: child.pid,
+    idleRssMiB: idleRss(child.pid),
     client: 'sponsor',
     stop: async () => void (await child.stop()),
   }
 }
 
-/** Starts the shared upstream (bench/upstream.ts). */
-export async function startUpstream(pki: BenchPki): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
-  const child = JsonChild.node('upstream', 'bench/upstream.ts', ['--pki', pki.dir])
-  const ready = await child.waitFor((l) => l['ready'] === true)
+/** What the upstream must prepare at start-up for the selected scenarios (bench/upstream.ts). */
+export interface UpstreamNeeds {
+  /** Distinct sealed records to serve under /v1/sealed/ (open-fields). */
+  readonly sealedRecords?: number
+  /** Size of the plain and sealed blobs under /v1/blobs/ (stream-open). */
+  readonly blobBytes?: number
+}
+
+/** Starts the shared upstream (bench/upstream.ts); its sealed corpora are sealed for `keys`. */
+export async function startUpstream(pki: BenchPki, keys: BenchKeys, needs: UpstreamNeeds = {}): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
+  const args = ['--pki', pki.dir, '--keys', keys.publicFile, '--sealed-records', String(needs.sealedRecords ?? 0), '--blob-bytes', String(needs.blobBytes ?? 0)]
+  const child = JsonChild.node('upstream', 'bench/upstream.ts', args)
+  // Sealing the corpora (jose, one agreement per field) takes a few seconds on a busy machine.
+  const ready = await child.waitFor((l) => l['ready'] === true, 180_000)
   return { port: Number(ready['port']), pid: child.pid, stop: async () => void (await child.stop()) }
 }
