@@ -1,4 +1,4 @@
-import { readFile, rename, writeFile } from 'node:fs/promises'
+import { copyFile, cp, mkdir, readFile, rename } from 'node:fs/promises'
 import { join } from 'node:path'
 import { decodeProtectedHeader } from 'jose'
 import t from 'tap'
@@ -21,16 +21,14 @@ function io() {
   }
 }
 
-/** Sets the `current` member of a JWKS file, replacing the file atomically (as the CLI writes it). */
-async function setCurrent(file: string, kid: string, mode: number): Promise<void> {
-  const doc = JSON.parse(await readFile(file, 'utf8')) as { current: string }
-  doc.current = kid
-  await writeFile(`${file}.tmp`, JSON.stringify(doc), { mode })
-  await rename(`${file}.tmp`, file)
+/** Installs a key file, replacing the target atomically (copy beside it, then rename). */
+async function install(from: string, to: string): Promise<void> {
+  await copyFile(from, `${to}.tmp`)
+  await rename(`${to}.tmp`, to)
 }
 
 function kidsByPhase(): Record<Phase, Set<string>> {
-  return { before: new Set(), staged: new Set(), 'sidecar-promoted': new Set(), 'edge-promoted': new Set() }
+  return { before: new Set(), 'sidecar-private': new Set(), 'edge-rotated': new Set(), 'sidecar-rotated': new Set() }
 }
 
 /** The accreditation service: stores what the sidecar opened (plaintext), answers it back. */
@@ -54,7 +52,7 @@ function service(store: Map<string, Record<string, unknown>>): UpstreamHandler {
   }
 }
 
-type Phase = 'before' | 'staged' | 'sidecar-promoted' | 'edge-promoted'
+type Phase = 'before' | 'sidecar-private' | 'edge-rotated' | 'sidecar-rotated'
 /** A request that did not get a response at all (an aborted connection) is a failure too. */
 const aborted = (err: Error) => ({ status: 0, text: `${(err as { code?: string }).code ?? ''} ${err.message}` })
 
@@ -66,19 +64,25 @@ interface Done {
   readonly text: string
 }
 
-t.test('a key set rotated under continuous load, staged then promoted, sidecar then edge: no request fails', async (t) => {
+t.test('a key set rotated under continuous load in the documented order (docs/profiles.md): no request fails', async (t) => {
   const dir = await tempDir('ecluse-rotation-')
+  // The trusted host's key folder (the sidecar's files) and an edge's copy of the public file.
+  const keysDir = join(dir, 'keys')
+  const edgeDir = join(dir, 'edge')
   const cli = io()
-  t.equal(await main(['keys', 'init', '--out', dir, '--name', 'trusted-host', '--kid', 'k-2024'], cli.io), 0, 'keys init wrote the set')
-  const privateFile = join(dir, 'trusted-host.private.jwks.json')
-  const publicFile = join(dir, 'trusted-host.public.jwks.json')
+  t.equal(await main(['keys', 'init', '--out', keysDir, '--name', 'trusted-host', '--kid', 'k-2024'], cli.io), 0, 'keys init wrote the set')
+  const privateFile = join(keysDir, 'trusted-host.private.jwks.json')
+  const publicFile = join(keysDir, 'trusted-host.public.jwks.json')
+  const edgePublicFile = join(edgeDir, 'trusted-host.public.jwks.json')
+  await mkdir(edgeDir)
+  await copyFile(publicFile, edgePublicFile)
   const store = new Map<string, Record<string, unknown>>()
   const seal = { context: CONTEXT, fields: [...FIELDS] }
   const bound = { ...seal, records: { pattern: '', id: 'id' } }
   const chain = await startChain({
     dir,
     handler: service(store),
-    edgeKeys: { 'trusted-host': { file: publicFile } },
+    edgeKeys: { 'trusted-host': { file: edgePublicFile } },
     sidecarKeys: { 'trusted-host': { file: publicFile }, 'trusted-host-private': { file: privateFile, private: true } },
     // As config/edge.yaml: seal what goes in, require sealing on what comes back.
     edgeRoutes: [
@@ -173,32 +177,30 @@ t.test('a key set rotated under continuous load, staged then promoted, sidecar t
   const load = Promise.all(Array.from({ length: CLIENTS }, (_, c) => client(c)))
 
   await until(40)
-  // Rotate with the CLI: the new key in front of both files, the old one still accepted.
+  // Rotate with the CLI into a copy of the folder: the new key in front of both files, current.
+  const nextDir = join(dir, 'keys.next')
+  await cp(keysDir, nextDir, { recursive: true })
   const rotated = io()
-  t.equal(await main(['keys', 'init', '--out', dir, '--name', 'trusted-host', '--rotate', '--kid', 'k-2025'], rotated.io), 0, 'keys init --rotate')
+  t.equal(await main(['keys', 'init', '--out', nextDir, '--name', 'trusted-host', '--rotate', '--kid', 'k-2025'], rotated.io), 0, 'keys init --rotate')
   t.match(rotated.out.join(''), /new current kid k-2025/)
-  // Publish before use. In this chain both sides seal (the edge requests, the sidecar responses) and
-  // both check (the sidecar opens, the edge requires sealed), so whichever reloads first with the new
-  // key current breaks the other until it reloads too. `keys init --rotate` makes the new key current
-  // at once; the files are staged here with the old key still current (it is accepted everywhere
-  // first), then promoted.
-  await setCurrent(privateFile, 'k-2024', 0o600)
-  await setCurrent(publicFile, 'k-2024', 0o644)
+  // Both sides seal (the edge requests, the sidecar responses) and both check (the sidecar opens,
+  // the edge requires sealed): each direction's receiver must accept the new key before anything is
+  // sealed to it. Installing both files on both sides at once, in either order, fails requests.
   await until(10)
-  t.same(await chain.sidecar.gateway.reload(), { ok: true }, 'the sidecar reloaded the staged set')
-  await until(20)
-  t.same(await chain.edge.gateway.reload(), { ok: true }, 'the edge reloaded the staged set')
-  phase = 'staged'
+  // 1. The sidecar learns the private key; it still seals responses to the old one.
+  await install(join(nextDir, 'trusted-host.private.jwks.json'), privateFile)
+  t.same(await chain.sidecar.gateway.reload(), { ok: true }, '1. the sidecar reloaded the new private set')
+  phase = 'sidecar-private'
   await until(40)
-  // Promote: the new key current in both files (as `keys init --rotate` wrote them).
-  await setCurrent(privateFile, 'k-2025', 0o600)
-  await setCurrent(publicFile, 'k-2025', 0o644)
-  await until(10)
-  t.same(await chain.sidecar.gateway.reload(), { ok: true }, 'the sidecar reloaded the promoted set')
-  phase = 'sidecar-promoted'
+  // 2. The edge gets the new public set: it seals requests to the new key, accepts either back.
+  await install(join(nextDir, 'trusted-host.public.jwks.json'), edgePublicFile)
+  t.same(await chain.edge.gateway.reload(), { ok: true }, '2. the edge reloaded the new public set')
+  phase = 'edge-rotated'
   await until(40)
-  t.same(await chain.edge.gateway.reload(), { ok: true }, 'the edge reloaded the promoted set')
-  phase = 'edge-promoted'
+  // 3. The sidecar seals responses to the new key.
+  await install(join(nextDir, 'trusted-host.public.jwks.json'), publicFile)
+  t.same(await chain.sidecar.gateway.reload(), { ok: true }, '3. the sidecar reloaded the new public set')
+  phase = 'sidecar-rotated'
   await until(40)
   stop = true
   await load
@@ -223,8 +225,9 @@ t.test('a key set rotated under continuous load, staged then promoted, sidecar t
     }
   }
   t.same([...responseKids.before], ['k-2024'], 'before the rotation, responses were sealed to the old key')
-  t.same([...responseKids['sidecar-promoted']], ['k-2025'], 'once the sidecar reloaded the promoted set, responses are sealed to the new key')
-  t.same([...responseKids['edge-promoted']], ['k-2025'], 'and stay so')
+  t.same([...responseKids['sidecar-private']], ['k-2024'], 'with only the private set new, still to the old key')
+  t.ok(responseKids['edge-rotated'].has('k-2024'), 'the reloaded edge still accepts responses sealed to the old key')
+  t.same([...responseKids['sidecar-rotated']], ['k-2025'], 'once the sidecar reloaded the new public set, to the new key')
 
   // What the edge sealed, as it crossed: every value opens with the rotated private set, the ones
   // sealed before the rotation (the old kid) included; after the edge's reload only the new kid.
@@ -247,8 +250,9 @@ t.test('a key set rotated under continuous load, staged then promoted, sidecar t
     if (kid === 'k-2024') oldKidOpened++
   }
   t.same([...requestKids.before], ['k-2024'], 'before the rotation, the edge sealed to the old key')
-  t.same([...requestKids.staged], ['k-2024'], 'with the set staged, still to the old key')
-  t.same([...requestKids['edge-promoted']], ['k-2025'], 'after the edge reloaded the promoted set, to the new key')
+  t.same([...requestKids['sidecar-private']], ['k-2024'], 'until its own reload, still to the old key')
+  t.same([...requestKids['edge-rotated']], ['k-2025'], 'after the edge reloaded the new public set, to the new key')
+  t.same([...requestKids['sidecar-rotated']], ['k-2025'], 'and on')
   t.ok(oldKidOpened >= 20, `values sealed to the old key before the rotation still open with the rotated set (${oldKidOpened})`)
 
   // And the sidecar itself still opens a request sealed before the rotation.
@@ -266,7 +270,7 @@ t.test('a key set rotated under continuous load, staged then promoted, sidecar t
 
   for (const [who, g] of [['edge', chain.edge], ['sidecar', chain.sidecar]] as const) {
     const metrics = await g.metrics()
-    t.equal(metricValue(metrics, 'ecluse_reloads_total', { result: 'ok' }), 2, `the ${who} counted its two reloads`)
+    t.equal(metricValue(metrics, 'ecluse_reloads_total', { result: 'ok' }), who === 'sidecar' ? 2 : 1, `the ${who} counted its reloads`)
     t.equal(metricValue(metrics, 'ecluse_reloads_total', { result: 'failed' }), 0)
     t.equal(leaksCanary(metrics), undefined, `no canary in the ${who} metrics`)
     t.equal(leaksCanary(g.logs.text()), undefined, `no canary in the ${who} log`)
