@@ -67,7 +67,7 @@ function colour(key: string, baseline: string, references: readonly string[]): s
 /** The SVG text of the chart for `run` (scenarios absent from the run are left out). */
 export function renderChart(run: RunResult): string {
   const parts: string[] = []
-  let y = 56
+  let y = 76
   for (const panel of PANELS) {
     const s: ScenarioResult | undefined = run.scenarios.find((x) => x.name === panel.scenario)
     if (s === undefined) continue
@@ -114,7 +114,8 @@ export function renderChart(run: RunResult): string {
       '.s{font-size:11px;fill:#57606a}</style>',
     `<rect width="${WIDTH}" height="${height}" fill="#ffffff"/>`,
     `<text x="16" y="22" class="h">Écluse vs its baselines — ratio to the baseline of each scenario (grey), same run</text>`,
-    `<text x="16" y="38" class="s">${escapeXml(`${run.date.slice(0, 10)} · Node ${run.node} · ${run.cpus} cores · ${run.mode} mode · solid line = 1.0× · dashed = target · light = the same requests without the transform`)}</text>`,
+    `<text x="16" y="38" class="s">${escapeXml(`${run.date.slice(0, 10)} · Node ${run.node} · ${run.cpus} × ${run.cpuModel} · ${run.mode} mode`)}</text>`,
+    '<text x="16" y="54" class="s">solid line: 1.0× the baseline · dashed: the target · light bars: the same requests without the transform under test</text>',
     ...parts,
     '</svg>',
     '',
