@@ -350,11 +350,19 @@ class Exchange {
     source.pipe(res)
   }
 
-  /** Fail closed: the status line may be gone, so the only safe signal left is an abort. */
+  /**
+   * Fail closed. Before the status line (a transform holds the head until its first byte), nothing
+   * of the response has crossed: the sponsor gets a clean 502 with the code. After it, the only safe
+   * signal left is an abort.
+   */
   #abortResponse(route: CompiledRoute, res: ServerResponse, err: Error): void {
-    if (this.#aborted) return
+    if (this.#aborted || this.#code !== undefined) return
+    if (!res.headersSent && !this.#clientGone()) {
+      this.#refuseWith(isEcluseError(err) ? err : upstreamBodyError(route.upstream, err), 'upstream_bad_response')
+      return
+    }
     this.#aborted = true
-    this.#code ??= upstreamBodyError(route.upstream, err).code
+    this.#code = upstreamBodyError(route.upstream, err).code
     this.#proxy.log.warn({ reqId: this.#requestId, route: route.name, code: this.#code, err: err.message }, 'response aborted mid-stream')
     res.destroy()
   }
