@@ -479,7 +479,7 @@ const sealFields: Scenario = {
               route(c, 'records')['transforms'] = { request: [{ type: 'seal', recipients: PUBLIC_SET, fields: fields() }], response: [] }
             },
           }),
-        () => startEcluse(env, { key: 'ecluse', label: 'écluse, no transform' }),
+        () => startEcluse(env, { key: 'ecluse', label: 'écluse, no transform', cpuProfileDir: o.cpuProfileDir, cpuProfileName: 'seal-fields-ecluse' }),
         () => startBareProxy(env),
       ],
       (subjects) => compare(env.pki, subjects, load, o.rounds, {}, ctx.progress),
@@ -542,7 +542,7 @@ const openFields: Scenario = {
               })
             },
           }),
-        () => startEcluse(env, { key: 'ecluse', label: 'écluse, no transform' }),
+        () => startEcluse(env, { key: 'ecluse', label: 'écluse, no transform', cpuProfileDir: o.cpuProfileDir, cpuProfileName: 'open-fields-ecluse' }),
         () => startBareProxy(env),
       ],
       (subjects) => compare(env.pki, subjects, load, o.rounds, {}, ctx.progress),
@@ -758,7 +758,7 @@ async function runStream(ctx: ScenarioContext, plan: StreamPlan): Promise<Scenar
           cpuProfileName: `${plan.name}-${transformed}`,
           configure: configure(true),
         }),
-      () => startEcluse(env, { key: 'ecluse', label: 'écluse, no transform', configure: configure(false) }),
+      () => startEcluse(env, { key: 'ecluse', label: 'écluse, no transform', cpuProfileDir: o.cpuProfileDir, cpuProfileName: `${plan.name}-ecluse`, configure: configure(false) }),
       () => startBareProxy(env),
     ],
     (subjects) => compare(env.pki, subjects, load, o.rounds, {}, ctx.progress),

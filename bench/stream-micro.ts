@@ -3,11 +3,12 @@
  * Écluse's sealed-stream transforms (src/crypto/stream.ts) fed through a stream pipeline, beside
  * baseline 5, raw AES-256-GCM on the same 64 KiB records (bench/baselines/aes-gcm.ts).
  *
- *   node --import tsx bench/stream-micro.ts '{"seconds":1,"direction":"seal"}'
+ *   node --import tsx bench/stream-micro.ts '{"seconds":1,"direction":"seal"}'   (optional "chunk": input chunk bytes)
  *
  * The input arrives in 16 KiB chunks, as a TLS socket delivers a body (one TLS record each); the
- * stream's own records are 64 KiB (the default `recordSize`). Prints one line
- * `{"event":"result","rows":[…]}` with MB/s of plaintext for each row.
+ * stream's own records are 64 KiB (the default `recordSize`). The two rows are timed in alternating
+ * slices (raw, stream, raw, stream…) and summed, so a change of the machine's load during the run
+ * weighs on both alike. Prints one line `{"event":"result","rows":[…]}` with MB/s of plaintext.
  */
 import { randomBytes } from 'node:crypto'
 import { Readable, Writable } from 'node:stream'
@@ -16,12 +17,15 @@ import { generateKeySet, parseKeySet } from '../src/crypto/keys.js'
 import { createOpenStream, createSealStream } from '../src/crypto/stream.js'
 import { aesGcmOpenRate, aesGcmRate } from './baselines/aes-gcm.js'
 
-const { seconds, direction } = JSON.parse(process.argv[2] ?? '{}') as { seconds?: number; direction?: 'seal' | 'open' }
+const { seconds, direction, chunk } = JSON.parse(process.argv[2] ?? '{}') as { seconds?: number; direction?: 'seal' | 'open'; chunk?: number }
 const MS = (seconds ?? 1) * 1000
 const RECORD = 64 * 1024
-const INPUT_CHUNK = 16 * 1024
+/** Input chunk size (`chunk`, default 16 KiB). */
+const INPUT_CHUNK = chunk ?? 16 * 1024
 /** Bytes streamed per pass; passes repeat until the time is up. */
 const PASS = 64 * 1024 * 1024
+/** Alternating slices per row. */
+const SLICES = 4
 const ROUTE = 'blobs'
 
 const { privateJwks, publicJwks } = generateKeySet({ alg: 'ECDH-ES+A256KW', crv: 'X25519' })
@@ -45,12 +49,30 @@ function counter(): { sink: Writable; bytes: () => number } {
   return { sink, bytes: () => n }
 }
 
-/** Plaintext bytes per second through `pass()` (each pass streams PASS bytes), for about MS ms. */
-async function timed(pass: () => Promise<number>): Promise<number> {
+/** Bytes and milliseconds of `pass()` (each pass streams PASS bytes) repeated for about `ms`. */
+async function timed(pass: () => Promise<number>, ms: number): Promise<{ bytes: number; ms: number }> {
   let bytes = 0
   const started = performance.now()
-  while (performance.now() - started < MS) bytes += await pass()
-  return bytes / ((performance.now() - started) / 1000)
+  while (performance.now() - started < ms) bytes += await pass()
+  return { bytes, ms: performance.now() - started }
+}
+
+/** MB/s of the raw AEAD and of the stream, timed in alternating slices of MS / SLICES each. */
+async function alternate(raw: (ms: number) => { bytesPerSecond: number }, pass: () => Promise<number>): Promise<{ raw: number; stream: number }> {
+  let rawBytes = 0
+  let rawMs = 0
+  let streamBytes = 0
+  let streamMs = 0
+  for (let i = 0; i < SLICES; i++) {
+    const slice = MS / SLICES
+    const r = raw(slice)
+    rawBytes += (r.bytesPerSecond * slice) / 1000
+    rawMs += slice
+    const t = await timed(pass, slice)
+    streamBytes += t.bytes
+    streamMs += t.ms
+  }
+  return { raw: rawBytes / rawMs / 1000, stream: streamBytes / streamMs / 1000 }
 }
 
 // 1 MiB of random input, reused: AES-GCM's speed does not depend on the bytes.
@@ -90,13 +112,15 @@ if (direction === 'open') {
   // Warm up the JIT and OpenSSL before the first timing.
   aesGcmOpenRate(RECORD, 100)
   await openPass()
-  rows.push({ key: 'aes-open', label: 'AES-256-GCM open, 64 KiB records (raw, baseline 5)', mbps: aesGcmOpenRate(RECORD, MS).bytesPerSecond / 1e6 })
-  rows.push({ key: 'crypto-open', label: 'écluse open stream (crypto path, 1 core)', mbps: (await timed(openPass)) / 1e6 })
+  const mbps = await alternate((ms) => aesGcmOpenRate(RECORD, ms), openPass)
+  rows.push({ key: 'aes-open', label: 'AES-256-GCM open, 64 KiB records (raw, baseline 5)', mbps: mbps.raw })
+  rows.push({ key: 'crypto-open', label: 'écluse open stream (crypto path, 1 core)', mbps: mbps.stream })
 } else {
   aesGcmRate(RECORD, 100)
   await sealPass()
-  rows.push({ key: 'aes-seal', label: 'AES-256-GCM seal, 64 KiB records (raw, baseline 5)', mbps: aesGcmRate(RECORD, MS).bytesPerSecond / 1e6 })
-  rows.push({ key: 'crypto-seal', label: 'écluse seal stream (crypto path, 1 core)', mbps: (await timed(sealPass)) / 1e6 })
+  const mbps = await alternate((ms) => aesGcmRate(RECORD, ms), sealPass)
+  rows.push({ key: 'aes-seal', label: 'AES-256-GCM seal, 64 KiB records (raw, baseline 5)', mbps: mbps.raw })
+  rows.push({ key: 'crypto-seal', label: 'écluse seal stream (crypto path, 1 core)', mbps: mbps.stream })
 }
 
 process.stdout.write(`${JSON.stringify({ event: 'result', rows, inputChunk: INPUT_CHUNK, recordSize: RECORD })}\n`)
