@@ -276,7 +276,9 @@ function oneShot(spec: LoadSpec, path: string): Promise<{ status: number; bytes:
     })
     const chunks: Buffer[] = []
     socket.once('secureConnect', () => {
-      socket.end(`${spec.method ?? 'GET'} ${path} HTTP/1.1\r\nhost: ${spec.tls.servername}\r\nconnection: close\r\n\r\n`)
+      // `write`, not `end`: a half-close (close_notify, then FIN) makes Node's TLS server, which does
+      // not allow half-open sockets, close before it answers. `connection: close` ends it instead.
+      socket.write(`${spec.method ?? 'GET'} ${path} HTTP/1.1\r\nhost: ${spec.tls.servername}\r\nconnection: close\r\n\r\n`)
     })
     socket.on('data', (chunk: Buffer) => chunks.push(chunk))
     socket.once('error', reject)
