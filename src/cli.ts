@@ -146,7 +146,7 @@ export const COMMANDS: Command[] = [
   {
     words: ['keys', 'init'],
     summary: 'write a sealing key set: a private JWKS for the trusted host, a public JWKS for the sealing side',
-    synopsis: '--out DIR [--name NAME] [--alg ALG] [--crv CRV] [--kid KID] [--rotate] [--force]',
+    synopsis: '--out DIR [--name NAME] [--alg ALG] [--crv CRV] [--kid KID] [--rotate [--stage]] [--force]',
     details: [
       '--out, -o DIR   where to write NAME.private.jwks.json (0600) and NAME.public.jwks.json;',
       '                a missing directory is created 0700',
@@ -155,12 +155,20 @@ export const COMMANDS: Command[] = [
       '--crv CRV       X25519 (default) or P-256, for ECDH-ES+A256KW only; with --rotate, default the',
       '                current key\'s (if it is one)',
       '--kid KID       key id of the new key; default its RFC 7638 thumbprint',
-      '--rotate        put a new key in front of the existing set as the current one; the older keys',
-      '                stay in both files, so what was sealed to them still opens',
+      '--rotate        add a new key to the existing set; the older keys stay in both files, so what was',
+      '                sealed to them still opens. Alone, the one-step variant: the new key goes in front',
+      '                and becomes current at once, for a single gateway or a set not yet in use',
+      '--stage         with --rotate: the two-phase variant. The new key goes right behind the current',
+      '                one, which stays current; reload every gateway, then `keys promote --kid KID`',
       '--force         replace an existing set (values sealed to it will no longer open)',
       '',
       'Private key material is never printed. The private set stays on the trusted host; the public set',
-      'goes to every gateway that seals. After --rotate, reload (SIGHUP) the opening side first.',
+      'goes to every gateway that seals or checks sealing.',
+      '',
+      'Warning: in a chain where both sides seal (edge gateways seal requests, the trusted sidecar seals',
+      'responses), the one-step --rotate cannot be rolled out without refusing traffic: whichever gateway',
+      'reloads first seals to a key the other does not accept yet. Use --rotate --stage, reload every',
+      'gateway, then keys promote, and reload every gateway again (docs/operations.md).',
     ],
     options: {
       out: { type: 'string', short: 'o' },
@@ -169,12 +177,55 @@ export const COMMANDS: Command[] = [
       crv: { type: 'string' },
       kid: { type: 'string' },
       rotate: { type: 'boolean' },
+      stage: { type: 'boolean' },
       force: { type: 'boolean' },
     },
     positionals: [],
     required: ['out'],
     async run(values, _positionals, io) {
       return await keysInit(values, io, commandUsage(this))
+    },
+  },
+  {
+    words: ['keys', 'promote'],
+    summary: 'make a staged key the current one (the key new values are sealed to) in both files',
+    synopsis: '--out DIR [--name NAME] --kid KID',
+    details: [
+      '--out, -o DIR   the folder of NAME.private.jwks.json and NAME.public.jwks.json',
+      '--name NAME     file name prefix; default trusted-host',
+      '--kid KID       the key to promote: it must already be in both files (keys init --rotate --stage)',
+      '',
+      'The second phase of a rotation. Run it only once every gateway has reloaded the staged set',
+      '(each accepts the key already); then reload (SIGHUP) every gateway, in any order. The key moves',
+      'first in both files; every other key stays, so what was sealed to them still opens.',
+      'Promoting the key that is already current changes nothing.',
+    ],
+    options: { out: { type: 'string', short: 'o' }, name: { type: 'string' }, kid: { type: 'string' } },
+    positionals: [],
+    required: ['out', 'kid'],
+    async run(values, _positionals, io) {
+      return await keysChange('promote', values, io, commandUsage(this))
+    },
+  },
+  {
+    words: ['keys', 'retire'],
+    summary: 'remove a key that is not current from both files: values sealed to it will no longer open',
+    synopsis: '--out DIR [--name NAME] --kid KID',
+    details: [
+      '--out, -o DIR   the folder of NAME.private.jwks.json and NAME.public.jwks.json',
+      '--name NAME     file name prefix; default trusted-host',
+      '--kid KID       the key to remove; never the current key, never the last one',
+      '',
+      'The last phase of a rotation, once nothing sealed to the old key can still arrive (stored values',
+      're-sealed or expired); then reload (SIGHUP) every gateway, in any order. From then on a value',
+      'sealed to KID fails with open_failed, and require-sealed refuses it. Retiring a staged key that',
+      'was never promoted abandons that rotation.',
+    ],
+    options: { out: { type: 'string', short: 'o' }, name: { type: 'string' }, kid: { type: 'string' } },
+    positionals: [],
+    required: ['out', 'kid'],
+    async run(values, _positionals, io) {
+      return await keysChange('retire', values, io, commandUsage(this))
     },
   },
   {
@@ -487,19 +538,86 @@ const KEY_SET_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 /** What src/crypto/keys.ts accepts as a `kid` (it travels in every sealed header and in logs). */
 const KID = /^[\x21-\x7e]{1,128}$/
 
-/** What `keys init` does: writes or rotates NAME.private.jwks.json and NAME.public.jwks.json. */
-async function keysInit(values: Values, io: CliIo, usage: string): Promise<number> {
+/** The two files of a key set, from `--out` and `--name` (shared by `keys init`, `promote`, `retire`). */
+async function keySetPaths(
+  values: Values,
+  usage: string,
+): Promise<{ dir: string; name: string; privateFile: string; publicFile: string }> {
   const { join, resolve } = await import('node:path')
-  const { mkdir, readFile } = await import('node:fs/promises')
-  const { CURVES, DEFAULT_CURVE, DEFAULT_KEY_ALG, KEY_ALGORITHMS, generateKeySet, parseKeySet } = await import(
-    './crypto/index.js'
-  )
   const outDir = values['out'] as string
   if (outDir.trim() === '') throw new UsageError('--out needs a directory', usage)
   const name = (values['name'] as string | undefined) ?? 'trusted-host'
   if (!KEY_SET_NAME.test(name)) throw new UsageError('--name takes letters, digits, ".", "_" and "-" (64 at most)', usage)
+  const dir = resolve(outDir)
+  return { dir, name, privateFile: join(dir, `${name}.private.jwks.json`), publicFile: join(dir, `${name}.public.jwks.json`) }
+}
+
+/** A private set as found on disk: validated as a whole, and each key's JSON as written (copied as is). */
+interface PrivateSetOnDisk {
+  readonly set: KeySet
+  readonly byKid: ReadonlyMap<string, Record<string, unknown>>
+}
+
+async function readPrivateSet(privateFile: string): Promise<PrivateSetOnDisk> {
+  const { readFile } = await import('node:fs/promises')
+  const { parseKeySet } = await import('./crypto/index.js')
+  // Validated as a whole (a private set, every key well formed) before any of it is copied.
+  const text = await readFile(privateFile)
+  const set = parseKeySet(text, { requirePrivate: true, source: privateFile })
+  const doc = JSON.parse(text.toString('utf8')) as { keys?: Record<string, unknown>[] } & Record<string, unknown>
+  const keys = Array.isArray(doc.keys) ? doc.keys : [doc]
+  return { set, byKid: new Map(keys.map((k) => [k['kid'] as string, k])) }
+}
+
+/** The public file, loaded as a sealing gateway loads it (`publicOnly`: a private member is refused). */
+async function readPublicSet(publicFile: string): Promise<KeySet> {
+  const { readKeySetFile } = await import('./crypto/index.js')
+  return await readKeySetFile(publicFile, { publicOnly: true })
+}
+
+/** The public members of a key, in the order `keys init` writes them. */
+function publicMembers(key: import('./crypto/index.js').RecipientKey): Record<string, unknown> {
+  const { kid, use, alg, ...material } = key.publicJwk
+  return { kid, use, alg, ...material }
+}
+
+/**
+ * Both documents of a set, checked with the gateway's own parser (count cap, uniform sets, no private
+ * member in the public one) before anything is written.
+ */
+async function keySetDocuments(
+  privateKeys: readonly Record<string, unknown>[],
+  publicKeys: readonly Record<string, unknown>[],
+  current: string,
+  files: { privateFile: string; publicFile: string },
+): Promise<{ privateText: string; publicText: string }> {
+  const { parseKeySet } = await import('./crypto/index.js')
+  const privateDoc = { keys: privateKeys, current }
+  const publicDoc = { keys: publicKeys, current }
+  parseKeySet(privateDoc, { requirePrivate: true, source: files.privateFile })
+  parseKeySet(publicDoc, { publicOnly: true, source: files.publicFile })
+  return { privateText: `${JSON.stringify(privateDoc, null, 2)}\n`, publicText: `${JSON.stringify(publicDoc, null, 2)}\n` }
+}
+
+/** A word as a POSIX shell reads it back: printed commands must be true when pasted. */
+function shellWord(word: string): string {
+  return /^[A-Za-z0-9_./:@%+=,-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`
+}
+
+/** `--out DIR [--name NAME]` as the user gave them, for the next command to print. */
+function keySetArgs(values: Values, name: string): string {
+  return `--out ${shellWord(values['out'] as string)}${name === 'trusted-host' ? '' : ` --name ${shellWord(name)}`}`
+}
+
+/** What `keys init` does: writes or rotates NAME.private.jwks.json and NAME.public.jwks.json. */
+async function keysInit(values: Values, io: CliIo, usage: string): Promise<number> {
+  const { mkdir } = await import('node:fs/promises')
+  const { CURVES, DEFAULT_CURVE, DEFAULT_KEY_ALG, KEY_ALGORITHMS, generateKeySet } = await import('./crypto/index.js')
+  const { dir, name, privateFile, publicFile } = await keySetPaths(values, usage)
   const rotate = values['rotate'] === true
+  const stage = values['stage'] === true
   if (rotate && values['force'] === true) throw new UsageError('--rotate and --force exclude each other', usage)
+  if (stage && !rotate) throw new UsageError('--stage goes with --rotate: it adds a key to an existing set', usage)
   const algValue = values['alg'] as string | undefined
   if (algValue !== undefined && !Object.hasOwn(KEY_ALGORITHMS, algValue)) {
     throw new UsageError(`--alg must be one of ${Object.keys(KEY_ALGORITHMS).join(', ')}`, usage)
@@ -517,19 +635,24 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
     throw new UsageError('--kid takes 1 to 128 visible ASCII characters (no spaces)', usage)
   }
 
-  const dir = resolve(outDir)
-  const privateFile = join(dir, `${name}.private.jwks.json`)
-  const publicFile = join(dir, `${name}.public.jwks.json`)
-  let existing: { set: KeySet; keys: Record<string, unknown>[] } | undefined
+  let existing: PrivateSetOnDisk | undefined
   if (rotate) {
     if (!(await exists(privateFile))) {
       throw new Error(`cannot rotate: ${privateFile} does not exist (without --rotate, keys init creates the set)`)
     }
-    // Validated as a whole (a private set, every key well formed) before any of it is copied.
-    const text = await readFile(privateFile)
-    const set = parseKeySet(text, { requirePrivate: true, source: privateFile })
-    const doc = JSON.parse(text.toString('utf8')) as { keys?: Record<string, unknown>[] } & Record<string, unknown>
-    existing = { set, keys: Array.isArray(doc.keys) ? doc.keys : [doc] }
+    existing = await readPrivateSet(privateFile)
+    // Staging keeps the current key; it must be the one the sealers were told about, or writing the
+    // public file would switch them to another key (an interrupted promote) in a step meant to
+    // change nothing.
+    if (stage && (await exists(publicFile))) {
+      const published = (await readPublicSet(publicFile)).current.kid
+      if (published !== existing.set.current.kid) {
+        throw new Error(
+          `cannot stage: ${privateFile} has current kid "${existing.set.current.kid}" but ${publicFile} has "${published}" ` +
+            `(an interrupted promote? run keys promote ${keySetArgs(values, name)} --kid ${shellWord(existing.set.current.kid)} first)`,
+        )
+      }
+    }
   } else if (values['force'] !== true) {
     for (const file of [privateFile, publicFile]) {
       if (await exists(file)) {
@@ -552,24 +675,27 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
   let privateKeys: Record<string, unknown>[] = [newPrivate]
   let publicKeys: Record<string, unknown>[] = [newPublic]
   let older: string[] = []
+  let current = kid
   if (existing !== undefined) {
-    const current = existing.set
-    if (current.get(kid) !== undefined) throw new Error(`cannot rotate: kid "${kid}" is already in ${privateFile}`)
+    const set = existing.set
+    if (set.get(kid) !== undefined) throw new Error(`cannot rotate: kid "${kid}" is already in ${privateFile}`)
     // The current key first, then the others in their existing order: a reader that ignores our
-    // `current` member (RFC 7517 §5 allows it) still seals to the newest key.
-    older = [current.current.kid, ...current.kids.filter((k) => k !== current.current.kid)]
-    const byKid = new Map(existing.keys.map((k) => [k['kid'] as string, k]))
-    privateKeys = [newPrivate, ...older.map((k) => byKid.get(k)!)]
-    publicKeys = [newPublic, ...older.map((k) => {
-      const { kid: id, use, alg: a, ...material } = current.get(k)!.publicJwk
-      return { kid: id, use, alg: a, ...material }
-    })]
+    // `current` member (RFC 7517 §5 allows it) seals to the first key, so it must be the current one.
+    older = [set.current.kid, ...set.kids.filter((k) => k !== set.current.kid)]
+    const oldPrivate = older.map((k) => existing.byKid.get(k)!)
+    const oldPublic = older.map((k) => publicMembers(set.get(k)!))
+    if (stage) {
+      // Staged: accepted everywhere once the gateways reload, sealed to by nobody yet. Right behind
+      // the current key, which stays current (and first).
+      current = set.current.kid
+      privateKeys = [oldPrivate[0]!, newPrivate, ...oldPrivate.slice(1)]
+      publicKeys = [oldPublic[0]!, newPublic, ...oldPublic.slice(1)]
+    } else {
+      privateKeys = [newPrivate, ...oldPrivate]
+      publicKeys = [newPublic, ...oldPublic]
+    }
   }
-  const privateDoc = { keys: privateKeys, current: kid }
-  const publicDoc = { keys: publicKeys, current: kid }
-  // Both documents must load exactly as the gateway will load them (count cap, uniform sets).
-  parseKeySet(privateDoc, { requirePrivate: true, source: privateFile })
-  parseKeySet(publicDoc, { publicOnly: true, source: publicFile })
+  const { privateText, publicText } = await keySetDocuments(privateKeys, publicKeys, current, { privateFile, publicFile })
 
   try {
     await mkdir(dir, { recursive: true, mode: 0o700 })
@@ -577,18 +703,125 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
     throw new Error(`${dir}: cannot create the directory (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
   }
   // The private set first: the opening side must know a key before anything can be sealed to it.
-  await writeAtomic(privateFile, `${JSON.stringify(privateDoc, null, 2)}\n`, 0o600)
-  await writeAtomic(publicFile, `${JSON.stringify(publicDoc, null, 2)}\n`, 0o644)
+  await writeAtomic(privateFile, privateText, 0o600)
+  await writeAtomic(publicFile, publicText, 0o644)
 
   const what = `${alg}${crv === undefined ? '' : `, ${crv}`}`
   io.stdout.write(
-    rotate
-      ? `rotated the key set "${name}" in ${dir}: new current kid ${kid} (${what}); still accepted for opening: ${older.join(', ')}\n`
-      : `wrote the key set "${name}" in ${dir}: current kid ${kid} (${what})\n`,
+    stage
+      ? `staged kid ${kid} (${what}) in the key set "${name}" in ${dir}: the current kid stays ${current}; accepted for opening: ${[current, kid, ...older.slice(1)].join(', ')}\n`
+      : rotate
+        ? `rotated the key set "${name}" in ${dir}: new current kid ${kid} (${what}); still accepted for opening: ${older.join(', ')}\n`
+        : `wrote the key set "${name}" in ${dir}: current kid ${kid} (${what})\n`,
   )
   io.stdout.write(`  ${privateFile}   private, 0600: keep it on the trusted host only\n`)
   io.stdout.write(`  ${publicFile}   public: give it to every gateway that seals\n`)
-  if (rotate) io.stdout.write('Reload the opening gateways first (SIGHUP), then the sealing ones.\n')
+  if (stage) {
+    io.stdout.write(
+      'Next: install the public set wherever it is used (every edge, and the trusted sidecar), reload (SIGHUP)\n' +
+        'every gateway, in any order: each then accepts both keys and still seals to the current one. Then:\n' +
+        `  ecluse keys promote ${keySetArgs(values, name)} --kid ${shellWord(kid)}\n`,
+    )
+  } else if (rotate) {
+    io.stdout.write('Reload the opening gateways first (SIGHUP), then the sealing ones.\n')
+  }
+  return 0
+}
+
+/**
+ * `keys promote` and `keys retire`: rewrite both files of an existing set from its private file (the
+ * trusted host's copy is the reference; the public file is always derived from it, as `keys init`
+ * writes it), after checking that the public file as it stands agrees with what is asked.
+ */
+async function keysChange(op: 'promote' | 'retire', values: Values, io: CliIo, usage: string): Promise<number> {
+  const { dir, name, privateFile, publicFile } = await keySetPaths(values, usage)
+  const kid = values['kid'] as string
+  if (!KID.test(kid)) throw new UsageError('--kid takes 1 to 128 visible ASCII characters (no spaces)', usage)
+  for (const file of [privateFile, publicFile]) {
+    if (!(await exists(file))) throw new Error(`cannot ${op}: ${file} does not exist`)
+  }
+  const { set, byKid } = await readPrivateSet(privateFile)
+  const published = await readPublicSet(publicFile)
+  const target = set.get(kid)
+  if (target === undefined) throw new Error(`cannot ${op}: kid "${kid}" is not in ${privateFile} (it holds ${set.kids.join(', ')})`)
+  const currentKid = set.current.kid
+  const files = { privateFile, publicFile }
+  const printFiles = () => {
+    io.stdout.write(`  ${privateFile}   private, 0600: keep it on the trusted host only\n`)
+    io.stdout.write(`  ${publicFile}   public: install it wherever the previous one is used\n`)
+  }
+
+  if (op === 'promote') {
+    if (published.get(kid) === undefined) {
+      throw new Error(
+        `cannot promote: kid "${kid}" is not in ${publicFile}, so the gateways that load it would refuse what is ` +
+          'sealed to it; stage it (keys init --rotate --stage) and reload every gateway first',
+      )
+    }
+    if (currentKid === kid && published.current.kid === kid) {
+      io.stdout.write(`kid ${kid} is already current in the key set "${name}" in ${dir}; nothing written\n`)
+      return 0
+    }
+    // The promoted key first (readers that ignore `current` seal to the first key), then the one it
+    // replaces, then the others in their order.
+    const order = [kid, ...[currentKid, ...set.kids.filter((k) => k !== currentKid)].filter((k) => k !== kid)]
+    const docs = await keySetDocuments(
+      order.map((k) => byKid.get(k)!),
+      order.map((k) => publicMembers(set.get(k)!)),
+      kid,
+      files,
+    )
+    // Both files already hold every key (that is what staging did); only `current` moves. The private
+    // file first, the public file last: sealers act on the public file, so until its rename lands it
+    // still reads as the staged set, and an interruption in between leaves the sealers where they
+    // were (a run again completes it), never a public file ahead of the trusted host's own copy.
+    await writeAtomic(privateFile, docs.privateText, 0o600)
+    await writeAtomic(publicFile, docs.publicText, 0o644)
+    const previous = published.current.kid === kid ? currentKid : published.current.kid
+    io.stdout.write(
+      `promoted kid ${kid} in the key set "${name}" in ${dir}: new values are sealed to it; still accepted for opening: ${order.slice(1).join(', ')}\n`,
+    )
+    printFiles()
+    io.stdout.write(
+      'Next: install the public set wherever it is used and reload (SIGHUP) every gateway, in any order\n' +
+        '(each already accepts both keys since the staged set was reloaded). Once nothing sealed to the old key\n' +
+        'can still arrive:\n' +
+        `  ecluse keys retire ${keySetArgs(values, name)} --kid ${shellWord(previous)}\n`,
+    )
+    return 0
+  }
+
+  if (set.keys.length === 1) throw new Error(`cannot retire kid "${kid}": it is the only key in ${privateFile}`)
+  if (kid === currentKid || kid === published.current.kid) {
+    throw new Error(`cannot retire kid "${kid}": it is the current key (values are sealed to it); promote another key first`)
+  }
+  if (published.current.kid !== currentKid) {
+    // Rewriting the public file would switch its sealers to another key in a step meant not to.
+    throw new Error(
+      `cannot retire: ${privateFile} has current kid "${currentKid}" but ${publicFile} has "${published.current.kid}" ` +
+        `(an interrupted promote? run keys promote ${keySetArgs(values, name)} --kid ${shellWord(currentKid)} first)`,
+    )
+  }
+  const order = [currentKid, ...set.kids.filter((k) => k !== currentKid && k !== kid)]
+  const docs = await keySetDocuments(
+    order.map((k) => byKid.get(k)!),
+    order.map((k) => publicMembers(set.get(k)!)),
+    currentKid,
+    files,
+  )
+  // The public file first, the private file last: at every moment each kid in the public file (what
+  // sealers may seal to and what require-sealed accepts) is still in the private file, so an
+  // interruption in between never leaves a key that is accepted on one side and cannot be opened on
+  // the other; a run again completes it.
+  await writeAtomic(publicFile, docs.publicText, 0o644)
+  await writeAtomic(privateFile, docs.privateText, 0o600)
+  io.stdout.write(`retired kid ${kid} from the key set "${name}" in ${dir}: current kid ${currentKid}; still accepted for opening: ${order.join(', ')}\n`)
+  io.stdout.write(
+    `warning: a value sealed to ${kid} no longer opens with this set (open_failed), and require-sealed refuses it\n` +
+      'once the gateways reload; retire a key only when nothing sealed to it can still arrive.\n',
+  )
+  printFiles()
+  io.stdout.write('Next: install the public set wherever it is used and reload (SIGHUP) every gateway, in any order.\n')
   return 0
 }
 
