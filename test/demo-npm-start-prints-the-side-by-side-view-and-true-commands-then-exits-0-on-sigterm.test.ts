@@ -93,7 +93,7 @@ t.test('every printed command does what its comment says', { skip: hasCurl ? fal
   const block = lines.slice(lines.findIndex((l) => l.startsWith('Try, from ')) + 1)
   const tLine = block.find((l) => l.startsWith("  T='"))!.trim()
   const commands = block.filter((l) => /^ {2}(curl|echo|node) /.test(l)).map((l) => l.trim())
-  t.equal(commands.length, 14, 'the commands this test knows about')
+  t.equal(commands.length, 15, 'the commands this test knows about')
   const run = (command: string) => {
     const r = spawnSync('bash', ['-c', `${tLine}\n${command}`], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 120_000 })
     return { status: r.status, stdout: r.stdout, stderr: r.stderr }
@@ -142,12 +142,26 @@ t.test('every printed command does what its comment says', { skip: hasCurl ? fal
   t.equal(metrics.length, 2)
   for (const m of metrics) t.match(m.stdout, /^ecluse_requests_total\{/m, 'an admin /metrics answers')
 
-  // The rotation line: a new current key, SIGHUP, and the edge seals to it.
-  const rotated = pick(/keys init --out \S+ --rotate && kill -HUP \d+$/)
-  t.equal(rotated.status, 0, rotated.stderr)
+  // The rotation lines: stage (SIGHUP: both accept the new key, neither uses it), then promote the
+  // staged kid that step 1 printed (SIGHUP: values are sealed to it).
+  const reloads = () => out.stdout.split('\n').filter((l) => l === 'SIGHUP: sidecar reloaded, edge reloaded').length
+  const publicFile = path.join(work, 'keys/trusted-host.public.jwks.json')
+  const staged = pick(/keys init --out \S+ --rotate --stage && kill -HUP \d+$/)
+  t.equal(staged.status, 0, staged.stderr)
   await waitFor(/^SIGHUP: sidecar reloaded, edge reloaded$/m)
-  const current = (JSON.parse(await readFile(path.join(work, 'keys/trusted-host.public.jwks.json'), 'utf8')) as { current: string }).current
-  t.not(current, jwks.current, 'the rotation made a new current key')
+  const stagedKid = /^staged kid (\S+) /m.exec(staged.stdout)?.[1]
+  t.ok(stagedKid, 'step 1 names the staged kid')
+  const afterStage = JSON.parse(await readFile(publicFile, 'utf8')) as { current: string; keys: Array<{ kid: string }> }
+  t.equal(afterStage.current, jwks.current, 'staging keeps the current key')
+  t.ok(afterStage.keys.some((k) => k.kid === stagedKid), 'and adds the staged one')
+  const promoteLine = commands.find((c) => /keys promote --out \S+ --kid <the staged kid> && kill -HUP \d+$/.test(c))
+  t.ok(promoteLine, 'the promote line is printed')
+  const promoted = run(promoteLine!.replace('<the staged kid>', stagedKid!))
+  t.equal(promoted.status, 0, promoted.stderr)
+  for (let i = 0; i < 600 && reloads() < 2; i++) await new Promise((r) => setTimeout(r, 100))
+  t.equal(reloads(), 2, 'the second SIGHUP reloaded both gateways')
+  const current = (JSON.parse(await readFile(publicFile, 'utf8')) as { current: string }).current
+  t.equal(current, stagedKid, 'the promotion made the staged key current')
   const after = JSON.parse(pick(new RegExp(`^curl \\$T https://localhost:\\d+/v1/accreditations/${id}$`)).stdout) as Record<string, string>
   t.equal(decodeProtectedHeader(after['name']!).kid, current, 'after the reload, values are sealed to the new key')
   const reopened = pick(/^curl -s \$T .* \| node --import tsx src\/cli\.ts open /)

@@ -158,9 +158,11 @@ Try, from ${REPO_ROOT} (T is the sponsor application's client certificate):
   curl ${sidecarAdmin}/metrics
 
 Stop: Ctrl-C (or kill ${process.pid}) drains both gateways, then stops.
-Reload: kill -HUP ${process.pid} reloads both gateways, the sidecar first. To rotate the demo key (both share
-one keys folder here; docs/profiles.md gives the order across hosts):
-  node --import tsx src/cli.ts keys init --out ${rel(path.dirname(keys.publicFile))} --rotate && kill -HUP ${process.pid}
+Reload: kill -HUP ${process.pid} reloads both gateways, the sidecar first. To rotate the demo key with no
+request refused (docs/operations.md), stage a new key that every side accepts but none uses yet, reload, then
+promote it (step 1 prints the exact promote command, with the new kid) and reload again:
+  node --import tsx src/cli.ts keys init --out ${rel(path.dirname(keys.publicFile))} --rotate --stage && kill -HUP ${process.pid}
+  node --import tsx src/cli.ts keys promote --out ${rel(path.dirname(keys.publicFile))} --kid <the staged kid> && kill -HUP ${process.pid}
 `
 }
 

@@ -50,7 +50,7 @@ export function checkKeyProfile(config: Config): void {
 export async function loadKeySets(config: Config): Promise<ReadonlyMap<string, KeySet>> {
   checkKeyProfile(config)
   const entries = Object.entries(config.keys)
-  const sets = await Promise.all(
+  const results = await Promise.allSettled(
     entries.map(([name, set]) =>
       readKeySetFile(set.file, {
         ...(set.private ? { requirePrivate: true } : { publicOnly: true }),
@@ -58,7 +58,15 @@ export async function loadKeySets(config: Config): Promise<ReadonlyMap<string, K
       }),
     ),
   )
-  return new Map(entries.map(([name], i) => [name, sets[i]!]))
+  // Every broken set is reported, in the file's order, whichever read finished first.
+  const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []))
+  if (failures.length === 1) throw failures[0]
+  if (failures.length > 1) {
+    const first = failures[0]
+    const code = first instanceof EcluseError ? first.code : 'key_material_invalid'
+    throw new EcluseError(code, failures.map((e) => (e instanceof Error ? e.message : String(e))).join('\n'))
+  }
+  return new Map(entries.map(([name], i) => [name, (results[i] as PromiseFulfilledResult<KeySet>).value]))
 }
 
 /**
