@@ -119,7 +119,7 @@ t.test('missing or unreadable inputs, key sets and output directories: exit 1, o
 
 t.test('--help of keys init, seal and open: the usage on stdout, exit 0; the program lists them', async (t) => {
   const cases: Array<[string[], string, string[]]> = [
-    [['keys', 'init', '--help'], 'Usage: ecluse keys init --out DIR [--name NAME] [--alg ALG] [--crv CRV] [--kid KID] [--rotate] [--force]\n', ['--rotate ', '--force ', '--kid KID']],
+    [['keys', 'init', '--help'], 'Usage: ecluse keys init --out DIR [--name NAME] [--alg ALG] [--crv CRV] [--kid KID] [--rotate [--stage]] [--force]\n', ['--rotate ', '--stage ', '--force ', '--kid KID']],
     [
       ['seal', '-h'],
       'Usage: ecluse seal --keys JWKS --context CTX (--fields PTRS [--records PTR:ID] [--ndjson] | --body [--content-type TYPE]) [FILE|-] [--out FILE]\n',
