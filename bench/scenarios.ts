@@ -13,6 +13,7 @@ import { bulkBody } from './lib/bodies.js'
 import { BLOB_CONTEXT, SEALED_RECORDS_CONTEXT } from './lib/keys.js'
 import { compare, type Load, type MeasuredRow, type Sidecar } from './lib/measure.js'
 import { BENCH_CLIENT_PRINCIPAL } from './lib/pki.js'
+import { cpuSeconds, processTree } from './lib/proc.js'
 import { type Column, formatNumber, type Row, type ScenarioResult, type Target } from './lib/results.js'
 import {
   directSubject,
@@ -284,12 +285,16 @@ const metrics: Scenario = {
     const stats = { scrapes: 0, totalMs: 0, bytes: 0 }
     // Noise on a shared machine is of the order of the effect: at least two rounds, ABBA order.
     const rounds = Math.max(2, o.rounds)
-    const rows = await withSubjects([() => startEcluse(ctx.env)], async ([ecluse]) => {
+    const { rows, direct } = await withSubjects([() => startEcluse(ctx.env)], async ([ecluse]) => {
       const plain: Subject = { ...ecluse!, key: 'ecluse', label: 'écluse, not scraped' }
       const scraped: Subject = { ...ecluse!, key: 'ecluse-scraped', label: 'écluse, /metrics every 1 s' }
-      return compare(ctx.env.pki, [plain, scraped], load, rounds, { 'ecluse-scraped': scraper(1_000, stats) }, ctx.progress)
+      const measured = await compare(ctx.env.pki, [plain, scraped], load, rounds, { 'ecluse-scraped': scraper(1_000, stats) }, ctx.progress)
+      return { rows: measured, direct: await scrapeCpuCost(ecluse!, 50) }
     })
-    const cost = 1 - row(rows, 'ecluse-scraped').rps / row(rows, 'ecluse').rps
+    const abCost = 1 - row(rows, 'ecluse-scraped').rps / row(rows, 'ecluse').rps
+    // One scrape per second takes `direct.cpuMs` of the gateway's single core out of every 1000 ms:
+    // while the gateway is CPU-bound that is the share of requests/s it loses.
+    const cost = direct.cpuMs / 1000
     return {
       name: 'metrics',
       title: metrics.title,
@@ -297,14 +302,34 @@ const metrics: Scenario = {
       baseline: 'ecluse',
       columns: NETWORK_COLUMNS,
       rows: withFailed(rows),
-      targets: [{ name: 'requests/s lost to scraping', value: `${(cost * 100).toFixed(1)} %`, limit: '< 3 %', pass: cost < 0.03 }],
+      targets: [
+        {
+          name: 'requests/s lost to a scrape every second (gateway CPU per scrape ÷ one core-second)',
+          value: `${(cost * 100).toFixed(2)} % (${direct.cpuMs.toFixed(2)} ms per scrape)`,
+          limit: '< 3 %',
+          pass: cost < 0.03,
+        },
+      ],
       notes: [
-        `${stats.scrapes} scrapes, ${stats.scrapes === 0 ? 0 : (stats.totalMs / stats.scrapes).toFixed(1)} ms and ${stats.scrapes === 0 ? 0 : Math.round(stats.bytes / stats.scrapes / 1024)} KiB each on average, from the runner process`,
-        `${rounds} rounds in alternating order, averaged; a difference within ±2 % is run-to-run noise on this machine`,
+        `${stats.scrapes} scrapes under load, ${stats.scrapes === 0 ? 0 : (stats.totalMs / stats.scrapes).toFixed(1)} ms and ${stats.scrapes === 0 ? 0 : Math.round(stats.bytes / stats.scrapes / 1024)} KiB each on average (wall clock, from the runner process)`,
+        `the target uses the gateway's own CPU time per scrape (${direct.scrapes} scrapes after the load, /proc/<pid>/stat before and after), not the requests/s difference of the rows: here the load generator, the upstream and the gateway share 2 cores, and that difference (${(abCost * 100).toFixed(1)} % in this run, ${rounds} rounds in alternating order) swings by ±20 % between identical runs, far more than the effect`,
         ...commonNotes(rows),
       ],
     }
   },
+}
+
+/**
+ * The gateway's CPU time per `GET /metrics`, measured on its own process tree (`/proc`) over `n`
+ * scrapes in a row, after the load has filled its histograms; the scrape is the only work it does.
+ */
+async function scrapeCpuCost(subject: Subject, n: number): Promise<{ cpuMs: number; scrapes: number }> {
+  const pids = processTree(subject.pid!)
+  const get = async () => (await fetch(`http://127.0.0.1:${subject.adminPort}/metrics`)).text()
+  for (let i = 0; i < 5; i++) await get()
+  const before = cpuSeconds(pids)
+  for (let i = 0; i < n; i++) await get()
+  return { cpuMs: ((cpuSeconds(pids) - before) * 1000) / n, scrapes: n }
 }
 
 const workers: Scenario = {
