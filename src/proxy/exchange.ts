@@ -12,7 +12,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { type Duplex, pipeline, type Readable } from 'node:stream'
+import type { Duplex, Readable } from 'node:stream'
 import type { Logger } from 'pino'
 import type { SponsorConfig } from '../config/schema.js'
 import { EcluseError, type ErrorCode, isEcluseError, publicErrorBody } from '../errors.js'
@@ -26,6 +26,7 @@ import type { CompiledRoute, RouteTable } from '../route/table.js'
 import type { BodyTransform, Direction, MessageHeaders, TransformContext } from '../transform/types.js'
 import { type UpstreamPool, type UpstreamResponse, upstreamBodyError } from '../upstream/pool.js'
 import { BodyLimit } from './body-limit.js'
+import { chain } from './chain.js'
 import { HoldBack } from './hold-back.js'
 import { buildSponsorHeaders, buildUpstreamHeaders } from './headers.js'
 
@@ -258,16 +259,15 @@ class Exchange {
   #requestBodyPipeline(route: CompiledRoute, stages: Duplex[], hold: HoldBack | null): Readable {
     const limit = new BodyLimit(route.maxBodyBytes)
     this.#requestBody = limit
-    const streams: Array<Readable | Duplex> = [this.#req, limit, ...stages]
+    const streams: [Readable, ...Duplex[]] = [this.#req, limit, ...stages]
     if (hold !== null) streams.push(hold)
-    // pipeline() returns the last stream; undici reads it with back-pressure. Any stage's error
-    // destroys the whole chain, so the upstream sees an aborted body, never a short one.
-    return pipeline(streams as unknown as [Readable, Duplex], (err) => {
-      if (!err) return
+    // undici reads the last stream with back-pressure. Any stage's error destroys the whole chain,
+    // so the upstream sees an aborted body, never a short one.
+    return chain(streams, (err) => {
       this.#requestBodyError ??= err
       // Refused while held back: the upstream was never contacted, so answer here.
       if (!this.#forwarded) this.#refuseWith(err, 'request_transform_failed')
-    }) as unknown as Readable
+    })
   }
 
   #beginTransforms(transforms: readonly BodyTransform[], direction: Direction, headers: MessageHeaders): Duplex[] {
@@ -332,15 +332,13 @@ class Exchange {
         if (!res.headersSent) res.writeHead(status, headers)
       })
     }
-    // `res` is not a pipeline stage: pipeline() would destroy it with the error, and a socket
+    // `res` is not a stage of the chain: the chain would destroy it with the error, and a socket
     // destroyed with an error reaches the listener as a `clientError`, i.e. counted and logged as a
     // request the sponsor got wrong. The abort below closes the connection without one.
     const fail = (err: Error) => this.#abortResponse(route, res, err)
     let source: Readable
     if (stages.length > 0) {
-      source = pipeline([upstreamBody, ...stages] as unknown as [Readable, Duplex], (err) => {
-        if (err) fail(err)
-      }) as unknown as Readable
+      source = chain([upstreamBody, ...stages], fail)
     } else {
       source = upstreamBody
       upstreamBody.once('error', fail)
