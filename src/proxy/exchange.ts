@@ -24,7 +24,7 @@ import type { GatewayMetrics } from '../observability/metrics.js'
 import { normalizeTarget } from '../route/path.js'
 import type { CompiledRoute, RouteTable } from '../route/table.js'
 import type { BodyTransform, Direction, MessageHeaders, TransformContext } from '../transform/types.js'
-import { type UpstreamPool, type UpstreamResponse, upstreamBodyError } from '../upstream/pool.js'
+import { UpstreamAbort, type UpstreamPool, type UpstreamResponse, upstreamBodyError } from '../upstream/pool.js'
 import { BodyLimit } from './body-limit.js'
 import { chain } from './chain.js'
 import { HoldBack } from './hold-back.js'
@@ -91,7 +91,7 @@ class Exchange {
   readonly #res: ServerResponse
   readonly #started = performance.now()
   readonly #requestId = randomUUID()
-  readonly #abort = new AbortController()
+  readonly #abort = new UpstreamAbort()
   #route: CompiledRoute | undefined
   #principal: Principal | undefined
   #requestBody: BodyLimit | undefined
@@ -244,7 +244,7 @@ class Exchange {
         path: target.query === '' ? target.path : `${target.path}?${target.query}`,
         headers: headers as Record<string, string | string[]>,
         body,
-        signal: this.#abort.signal,
+        signal: this.#abort,
       })
       .then(
         (upstreamRes) => {
@@ -372,7 +372,7 @@ class Exchange {
   }
 
   #onUpstreamError(err: unknown): void {
-    if (this.#clientGone() || (this.#abort.signal.aborted && this.#requestBodyError === undefined)) {
+    if (this.#clientGone() || (this.#abort.aborted && this.#requestBodyError === undefined)) {
       // The client went away first; nothing left to tell it.
       this.#aborted = true
       return

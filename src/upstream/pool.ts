@@ -11,6 +11,7 @@
  * - Rotation: `reload()` swaps in a new pool atomically; the old one drains (`close()`), so no
  *   in-flight request fails and no TLS session of the old certificate is resumed.
  */
+import { EventEmitter } from 'node:events'
 import type { Readable } from 'node:stream'
 import type { SecureContext } from 'node:tls'
 import { Client, type Dispatcher, Pool } from 'undici'
@@ -36,7 +37,22 @@ export interface UpstreamRequest {
   /** Streamed with back-pressure; `null` for no body. */
   body: Readable | null
   /** Aborting it aborts the request or, after the headers, destroys the response body. */
-  signal: AbortSignal
+  signal: AbortSignal | UpstreamAbort
+}
+
+/**
+ * The abort handle of one proxied request: an EventEmitter, which undici accepts as a signal. An
+ * `AbortController` per request costs an EventTarget listener and, when aborted, a DOMException with
+ * a stack trace; the gateway only ever needs "abort now".
+ */
+export class UpstreamAbort extends EventEmitter {
+  aborted = false
+
+  abort(): void {
+    if (this.aborted) return
+    this.aborted = true
+    this.emit('abort')
+  }
 }
 
 /**
@@ -267,7 +283,7 @@ export class UpstreamPool {
     } as Pool.Options['connect']
   }
 
-  #requestFailed(err: unknown, signal: AbortSignal): unknown {
+  #requestFailed(err: unknown, signal: AbortSignal | UpstreamAbort): unknown {
     // Our own abort (the sponsor went away): the caller knows, nothing to classify or count.
     if (signal.aborted) return err
     // A request body stage refused the body (body_too_large, request_transform_failed…).
