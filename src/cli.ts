@@ -830,29 +830,10 @@ function optionalKid(values: Values): { kid?: string } {
   return kid === undefined ? {} : { kid }
 }
 
-/**
- * Write via a fresh temporary file (`wx`: never through a planted symlink; the mode is set at
- * creation, so a private key is never readable by others, even for a moment) and rename it over
- * the target, so a reader (a gateway reloading on SIGHUP) sees the old file or the new one.
- */
+/** `writeFileAtomic` (src/write-file-atomic.ts), loaded when a keys command runs. */
 async function writeAtomic(file: string, data: string, mode: number): Promise<void> {
-  const { open, rename, unlink } = await import('node:fs/promises')
-  const { randomBytes } = await import('node:crypto')
-  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
-  const fh = await open(tmp, 'wx', mode)
-  try {
-    try {
-      await fh.writeFile(data)
-      await fh.chmod(mode)
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
-    await rename(tmp, file)
-  } catch (err) {
-    await unlink(tmp).catch(() => {})
-    throw err
-  }
+  const { writeFileAtomic } = await import('./write-file-atomic.js')
+  await writeFileAtomic(file, data, mode)
 }
 
 /** The parsed arguments of `seal` and `open`. */

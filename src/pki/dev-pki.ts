@@ -18,12 +18,13 @@ import {
   sign,
   X509Certificate,
 } from 'node:crypto'
-import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises'
+import { mkdir, readFile, stat } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { isIPv4, isIPv6 } from 'node:net'
 import { basename, join, resolve } from 'node:path'
 import type * as Forge from 'node-forge'
 import { EcluseError } from '../errors.js'
+import { writeFileAtomic } from '../write-file-atomic.js'
 
 // node-forge is CommonJS whose names cjs-module-lexer cannot see (`module.exports = require(...)`),
 // so an ESM namespace import has only `default`, and a default import needs esModuleInterop.
@@ -460,27 +461,6 @@ async function exists(file: string): Promise<boolean> {
   }
 }
 
-/**
- * Write via a fresh temporary file and rename, so the mode is set at creation (a key is never
- * readable by others, even for a moment, and never inherits an older file's mode) and a reader never
- * sees half a file. `wx` refuses to follow a planted symlink at the temporary name.
- */
-async function writeFileAtomic(file: string, data: string, mode: number): Promise<void> {
-  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
-  const fh = await open(tmp, 'wx', mode)
-  try {
-    try {
-      await fh.writeFile(data)
-      await fh.chmod(mode) // the umask could only have removed bits; this makes the mode exact
-    } finally {
-      await fh.close()
-    }
-    await rename(tmp, file)
-  } catch (err) {
-    await unlink(tmp).catch(() => {})
-    throw err
-  }
-}
 
 /** An existing PKI is reused only if every certificate (that is there) parses and has not expired. */
 async function checkExisting(pki: DevPki): Promise<void> {
