@@ -5,12 +5,12 @@ import t from 'tap'
 import { main } from '../../src/cli.js'
 import { FieldOpener } from '../../src/crypto/field.js'
 import { parseKeySet } from '../../src/crypto/keys.js'
-import type { UpstreamHandler } from '../helpers/harness.js'
 import { metricValue } from '../helpers/harness.js'
-import { CANARY, EDGE_GATEWAY, SPONSOR_APP, leaksCanary, startChain, tempDir } from '../helpers/sealing.js'
+import { ROTATION_CONTEXT, ROTATION_FIELDS, aborted, startRotationChain } from '../helpers/rotation.js'
+import { CANARY, leaksCanary, tempDir } from '../helpers/sealing.js'
 
-const FIELDS = ['/name', '/passport', '/email'] as const
-const CONTEXT = 'accreditations'
+const FIELDS = ROTATION_FIELDS
+const CONTEXT = ROTATION_CONTEXT
 const CLIENTS = 4
 
 function io() {
@@ -31,30 +31,7 @@ function kidsByPhase(): Record<Phase, Set<string>> {
   return { before: new Set(), 'sidecar-private': new Set(), 'edge-rotated': new Set(), 'sidecar-rotated': new Set() }
 }
 
-/** The accreditation service: stores what the sidecar opened (plaintext), answers it back. */
-function service(store: Map<string, Record<string, unknown>>): UpstreamHandler {
-  let next = 0
-  return (req, res) => {
-    const chunks: Buffer[] = []
-    req.on('data', (c: Buffer) => chunks.push(c))
-    req.on('end', () => {
-      let record: Record<string, unknown> | undefined
-      if (req.method === 'POST') {
-        record = { ...(JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown>), id: `r-${++next}` }
-        store.set(record['id'] as string, record)
-      } else {
-        record = store.get(decodeURIComponent((req.url ?? '').split('/').at(-1)!))
-      }
-      const body = JSON.stringify(record ?? { error: 'not found' })
-      res.writeHead(record === undefined ? 404 : 200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
-      res.end(body)
-    })
-  }
-}
-
 type Phase = 'before' | 'sidecar-private' | 'edge-rotated' | 'sidecar-rotated'
-/** A request that did not get a response at all (an aborted connection) is a failure too. */
-const aborted = (err: Error) => ({ status: 0, text: `${(err as { code?: string }).code ?? ''} ${err.message}` })
 
 interface Done {
   readonly op: 'POST' | 'GET'
@@ -77,70 +54,8 @@ t.test('a key set rotated under continuous load in the documented order (docs/pr
   await mkdir(edgeDir)
   await copyFile(publicFile, edgePublicFile)
   const store = new Map<string, Record<string, unknown>>()
-  const seal = { context: CONTEXT, fields: [...FIELDS] }
-  const bound = { ...seal, records: { pattern: '', id: 'id' } }
-  const chain = await startChain({
-    dir,
-    handler: service(store),
-    edgeKeys: { 'trusted-host': { file: edgePublicFile } },
-    sidecarKeys: { 'trusted-host': { file: publicFile }, 'trusted-host-private': { file: privateFile, private: true } },
-    // As config/edge.yaml: seal what goes in, require sealing on what comes back.
-    edgeRoutes: [
-      {
-        name: 'create',
-        methods: ['POST'],
-        path: '/v1/accreditations',
-        allow: [SPONSOR_APP],
-        upstream: 'backend',
-        transforms: {
-          request: [{ type: 'seal', recipients: 'trusted-host', ...seal }],
-          response: [{ type: 'require-sealed', recipients: 'trusted-host', ...bound }],
-        },
-      },
-      {
-        name: 'get',
-        methods: ['GET'],
-        path: '/v1/accreditations/:id',
-        allow: [SPONSOR_APP],
-        upstream: 'backend',
-        transforms: { response: [{ type: 'require-sealed', recipients: 'trusted-host', ...bound }] },
-      },
-    ],
-    // As config/trusted-sidecar.yaml: open what comes in, seal what goes back (bound to the record).
-    sidecarRoutes: [
-      {
-        name: 'create',
-        methods: ['POST'],
-        path: '/v1/accreditations',
-        allow: [EDGE_GATEWAY],
-        upstream: 'backend',
-        transforms: {
-          request: [{ type: 'open', keys: 'trusted-host-private', ...seal }],
-          response: [{ type: 'seal', recipients: 'trusted-host', ...bound }],
-        },
-      },
-      {
-        name: 'get',
-        methods: ['GET'],
-        path: '/v1/accreditations/:id',
-        allow: [EDGE_GATEWAY],
-        upstream: 'backend',
-        transforms: { response: [{ type: 'seal', recipients: 'trusted-host', ...bound }] },
-      },
-    ],
-  })
+  const { chain, crossed } = await startRotationChain({ dir, store, edgePublic: edgePublicFile, sidecarPublic: publicFile, sidecarPrivate: privateFile })
   t.teardown(chain.close)
-
-  // What crosses between the gateways, captured at the sidecar's door: the edge's sealed requests.
-  const crossed: string[] = []
-  const proxy = chain.sidecar.gateway.proxy
-  const handle = proxy.handle.bind(proxy)
-  proxy.handle = (req, res, expectContinue) => {
-    const chunks: Buffer[] = []
-    req.on('data', (c: Buffer) => chunks.push(c))
-    req.on('end', () => crossed.push(Buffer.concat(chunks).toString()))
-    handle(req, res, expectContinue)
-  }
 
   // Continuous load: each client creates a record (sensitive fields sealed by the edge), then reads
   // it back (sealed by the sidecar, verified by the edge), until told to stop.
