@@ -8,6 +8,7 @@ import {
   isSealedFor,
   parseKeySet,
 } from '../src/crypto/index.js'
+import { SEAL_WINDOW_MS, SealWindows } from '../src/crypto/field.js'
 
 const ALGS: ReadonlyArray<{ name: string; alg: KeyAlg; crv?: 'X25519' | 'P-256' }> = [
   { name: 'ECDH-ES+A256KW X25519', alg: 'ECDH-ES+A256KW', crv: 'X25519' },
@@ -66,15 +67,26 @@ for (const { name, alg, crv } of ALGS) {
   })
 }
 
-t.test('all fields of one message share one epk; another message gets another', async (t) => {
+// Changed meaning with the sealing window (docs/sealing.md, "One agreement per window"): this test
+// used to pin "another message gets another epk". Messages sealed to the same key within one window
+// now share the window's epk; a new window, or another current key (a rotation), gets another.
+t.test('all fields of one message share one epk; so do the messages of one window; a new window or another key gets another', async (t) => {
   const g = generateKeySet()
   const pub = parseKeySet(g.publicJwks)
-  const one = new FieldSealer(pub, { route: 'r' })
+  let now = 0
+  const windows = new SealWindows({ now: () => now })
+  const one = new FieldSealer(pub, { route: 'r', windows })
   const a = header(one.seal(Buffer.from('1'), { ptr: '/a' })).epk
   const b = header(one.seal(Buffer.from('2'), { ptr: '/b' })).epk
-  const c = header(new FieldSealer(pub, { route: 'r' }).seal(Buffer.from('3'), { ptr: '/a' })).epk
-  t.same(a, b)
-  t.notSame(a, c)
+  const c = header(new FieldSealer(pub, { route: 'r', windows }).seal(Buffer.from('3'), { ptr: '/a' })).epk
+  t.same(a, b, 'one message')
+  t.same(a, c, 'another message in the same window')
+  now += SEAL_WINDOW_MS
+  const d = header(new FieldSealer(pub, { route: 'r', windows }).seal(Buffer.from('4'), { ptr: '/a' })).epk
+  t.notSame(a, d, 'a message after the window')
+  const rotated = parseKeySet(generateKeySet().publicJwks)
+  const e = header(new FieldSealer(rotated, { route: 'r', windows }).seal(Buffer.from('5'), { ptr: '/a' })).epk
+  t.notSame(d, e, 'another current key')
   t.match(a, { kty: 'OKP', crv: 'X25519', x: /^[A-Za-z0-9_-]{43}$/ })
 })
 

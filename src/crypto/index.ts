@@ -33,6 +33,9 @@ export {
   DEFAULT_MAX_SEALED_CHARS,
   FieldOpener,
   FieldSealer,
+  SEAL_WINDOW_KEYS,
+  SEAL_WINDOW_MS,
+  SEAL_WINDOW_VALUES,
   assertSealedFor,
   isSealedFor,
 } from './field.js'

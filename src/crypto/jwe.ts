@@ -163,19 +163,23 @@ export function encryptToCompact(
   return `${protectedB64}.${b64u(ek)}.${b64u(iv)}.${b64u(ct)}.${b64u(tag)}`
 }
 
-/** What the parser hands to key management and decryption. */
-export interface ParsedCompact {
+/** What key management and decryption need of a validated compact JWE. */
+export interface CompactParts {
   readonly protectedB64: string
-  readonly header: Readonly<Record<string, unknown>>
   readonly key: RecipientKey
-  readonly ek: Buffer
-  readonly iv: Buffer
-  readonly ct: Buffer
-  readonly tag: Buffer
+  readonly ek: Uint8Array
+  readonly iv: Uint8Array
+  readonly ct: Uint8Array
+  readonly tag: Uint8Array
   /** ECDH-ES only: validated `epk` and party info, as they appear in the header. */
   readonly epk: Epk | undefined
   readonly apu: string
   readonly apv: string
+}
+
+/** What the parser hands to key management and decryption: the parts and the parsed header. */
+export interface ParsedCompact extends CompactParts {
+  readonly header: Readonly<Record<string, unknown>>
 }
 
 /** Expected claim values: a string must match exactly, `ANY_VALUE` accepts any string, absent means must be absent. */
@@ -312,7 +316,7 @@ function partyInfo(v: unknown, name: string): string {
  * when the agreement fails (off-curve or small-order point: OpenSSL refuses an all-zero X25519
  * result).
  */
-export function deriveKek(p: ParsedCompact): Buffer | undefined {
+export function deriveKek(p: CompactParts): Buffer | undefined {
   const priv = privateKeyOf(p.key)
   if (priv === undefined || p.epk === undefined) return undefined
   try {
@@ -332,7 +336,7 @@ export function deriveKek(p: ParsedCompact): Buffer | undefined {
  * content decryption fails on the tag like every other bad value (RFC 7516 §11.5; Manger's attack
  * needs to tell padding failures from tag failures).
  */
-export function rsaUnwrap(p: ParsedCompact): { cek: Buffer; ok: boolean } {
+export function rsaUnwrap(p: CompactParts): { cek: Buffer; ok: boolean } {
   const priv = privateKeyOf(p.key)
   noteAsymmetric('rsa-oaep', 'open', p.key.kid)
   try {
@@ -345,7 +349,7 @@ export function rsaUnwrap(p: ParsedCompact): { cek: Buffer; ok: boolean } {
 }
 
 /** AES-256-GCM decryption and tag check; throws `open_failed` (with `reason` as detail) on a bad tag. */
-export function decryptContent(p: ParsedCompact, cek: Uint8Array, reason: string): Buffer {
+export function decryptContent(p: CompactParts, cek: Uint8Array, reason: string): Buffer {
   let out: Buffer
   try {
     const decipher = createDecipheriv(GCM.cipher, cek, p.iv, { authTagLength: GCM.tagBytes })

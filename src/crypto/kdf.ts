@@ -58,52 +58,73 @@ export class KeyWrapper {
   /**
    * Wrap `count` 32-byte keys laid end to end in `keys`; returns `count` 40-byte wrapped keys end to
    * end.
+   *
+   * Each step of RFC 3394 §2.2.1 encrypts `A ‖ R[i]` for every key at once. The cipher's output for
+   * one step already holds the next step's `A` (to be XORed with `t`) in its first half: only
+   * `R[i]` is moved out of it and `R[i+1]` into it, so the output of one step, patched in place,
+   * is the input of the next.
    */
   wrap256(keys: Uint8Array, count: number): Buffer {
-    const n = 4 // 64-bit blocks per 256-bit key
-    const out32 = new Uint32Array(count * 10)
-    const out8 = new Uint8Array(out32.buffer)
-    const in32 = new Uint32Array(count * 4)
-    const in8 = new Uint8Array(in32.buffer)
-    for (let k = 0; k < count; k++) {
-      out8.fill(0xa6, 40 * k, 40 * k + 8)
-      out8.set(keys.subarray(32 * k, 32 * k + 32), 40 * k + 8)
+    // Word copies (byte order does not matter for moving bytes) from an aligned copy of the keys.
+    const words = new Int32Array(count * 8)
+    new Uint8Array(words.buffer).set(keys.subarray(0, count * 32))
+    // R[1..4] of every key, two words each, in four arrays (R[i] of key k at 2k, 2k + 1).
+    const r = [new Int32Array(count * 2), new Int32Array(count * 2), new Int32Array(count * 2), new Int32Array(count * 2)]
+    for (let i = 0; i < 4; i++) {
+      const ri = r[i]!
+      for (let k = 0; k < count; k++) {
+        ri[2 * k] = words[8 * k + 2 * i]!
+        ri[2 * k + 1] = words[8 * k + 2 * i + 1]!
+      }
     }
-    let aligned = new Uint32Array(0)
+    // The first input of every key: A = the RFC 3394 IV, then R[1].
+    const block = new Int32Array(count * 4)
+    const block8 = new Uint8Array(block.buffer)
+    const r1 = r[0]!
+    for (let k = 0; k < count; k++) {
+      block[4 * k] = A6
+      block[4 * k + 1] = A6
+      block[4 * k + 2] = r1[2 * k]!
+      block[4 * k + 3] = r1[2 * k + 1]!
+    }
     for (let j = 0; j < 6; j++) {
-      for (let i = 1; i <= n; i++) {
+      for (let i = 1; i <= 4; i++) {
+        block8.set(this.#ecb.update(block8))
+        const t = (4 * j + i) << T_SHIFT // t = n·j + i < 256: only the last byte of A changes
+        const out = r[i - 1]!
+        const next = r[i & 3]! // R[i + 1], or R[1] for the next round
         for (let k = 0; k < count; k++) {
-          const o = 10 * k
-          const x = 4 * k
-          in32[x] = out32[o]!
-          in32[x + 1] = out32[o + 1]!
-          in32[x + 2] = out32[o + 2 * i]!
-          in32[x + 3] = out32[o + 2 * i + 1]!
-        }
-        const y = this.#ecb.update(in8)
-        let y32: Uint32Array
-        if ((y.byteOffset & 3) === 0) {
-          y32 = new Uint32Array(y.buffer, y.byteOffset, count * 4)
-        } else {
-          if (aligned.length !== count * 4) aligned = new Uint32Array(count * 4)
-          new Uint8Array(aligned.buffer).set(y)
-          y32 = aligned
-        }
-        const t = n * j + i // < 256: only the last byte of the 64-bit A changes
-        for (let k = 0; k < count; k++) {
-          const o = 10 * k
-          const x = 4 * k
-          out32[o] = y32[x]!
-          out32[o + 1] = y32[x + 1]!
-          out8[40 * k + 7]! ^= t
-          out32[o + 2 * i] = y32[x + 2]!
-          out32[o + 2 * i + 1] = y32[x + 3]!
+          const b = 4 * k
+          block[b + 1]! ^= t
+          out[2 * k] = block[b + 2]!
+          out[2 * k + 1] = block[b + 3]!
+          block[b + 2] = next[2 * k]!
+          block[b + 3] = next[2 * k + 1]!
         }
       }
     }
-    return Buffer.from(out8.buffer, 0, count * 40)
+    // C = A ‖ R[1] ‖ … ‖ R[4] per key.
+    const c = new Int32Array(count * 10)
+    for (let k = 0; k < count; k++) {
+      const o = 10 * k
+      c[o] = block[4 * k]!
+      c[o + 1] = block[4 * k + 1]!
+      for (let i = 0; i < 4; i++) {
+        c[o + 2 + 2 * i] = r[i]![2 * k]!
+        c[o + 3 + 2 * i] = r[i]![2 * k + 1]!
+      }
+    }
+    return Buffer.from(c.buffer, 0, count * 40)
   }
 }
+
+/** `A6A6A6A6` in either byte order. */
+const A6 = 0xa6a6a6a6
+/**
+ * Where `t` goes in the second 32-bit word of `A` (its last byte, as A is big-endian): the word's
+ * high byte on a little-endian host, its low byte on a big-endian one.
+ */
+const T_SHIFT = new Uint8Array(new Int32Array([1]).buffer)[0] === 1 ? 24 : 0
 
 /**
  * AES-256 key unwrap (RFC 3394 §2.2.2) for the opening side, one key per call. Fields arrive one at
