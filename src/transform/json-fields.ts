@@ -12,7 +12,7 @@ import { z } from 'zod'
 import type { KeySet } from '../crypto/keys.js'
 import { EcluseError, type ErrorCode, isEcluseError } from '../errors.js'
 import type { CryptoOp, CryptoOpMetrics, CryptoRouteMetrics } from '../observability/metrics.js'
-import { type CompiledRules, compileRules, formatPointer } from './json/pointer.js'
+import { ANY_SEGMENT, type CompiledRules, compileRules, formatPointer, parsePattern } from './json/pointer.js'
 import { type JsonTarget, JsonRewriter, type JsonValueHandler } from './json/rewriter.js'
 import type { Direction, MessageHeaders, TransformContext, TransformEnv } from './types.js'
 
@@ -80,9 +80,21 @@ export function keySetFor(env: TransformEnv, option: string, name: string, needP
   return set
 }
 
+/**
+ * What a field pattern carries into the rewriter: its `ecl.ptr` claim when that is the same for
+ * every value it matches (no `*` where the value's own location shows), computed once at boot
+ * instead of formatted per value.
+ */
+export interface FieldRule {
+  /** The claim outside a record: the pattern itself, when it has no wildcard. */
+  readonly claim: string | undefined
+  /** The claim inside a record: the record pattern + the rest of the pattern, when that rest has no wildcard. */
+  readonly recordClaim: string | undefined
+}
+
 /** Field patterns and record binding compiled once, with their limits. */
 export interface FieldRules {
-  readonly rules: CompiledRules<null>
+  readonly rules: CompiledRules<FieldRule>
   /** The record pattern as configured (the prefix of `ecl.ptr` inside a record), or undefined. */
   readonly recordPattern: string | undefined
   readonly format: 'auto' | 'json' | 'ndjson'
@@ -103,10 +115,11 @@ export function compileFieldRules(opts: {
   maxValueBytes: number
   maxRecordBytes: number
 }): FieldRules {
-  let rules: CompiledRules<null>
+  let rules: CompiledRules<FieldRule>
   try {
-    rules = compileRules<null>({
-      targets: opts.fields.map((pattern) => ({ pattern, rule: null })),
+    const recordDepth = opts.records === undefined ? -1 : parsePattern(opts.records.pattern).length
+    rules = compileRules<FieldRule>({
+      targets: opts.fields.map((pattern) => ({ pattern, rule: fieldRule(pattern, opts.records?.pattern, recordDepth) })),
       ...(opts.records === undefined ? {} : { record: { pattern: opts.records.pattern, idMember: opts.records.id } }),
     })
   } catch (err) {
@@ -120,6 +133,28 @@ export function compileFieldRules(opts: {
     maxValueBytes: opts.maxValueBytes,
     maxRecordBytes: opts.maxRecordBytes,
   }
+}
+
+/**
+ * The constant claims of a field pattern (see `FieldRule`). A literal segment stands for exactly one
+ * name or index, and `formatPointer` of a concrete location spells it as the pattern does (RFC 6901
+ * has one spelling per token), so without a wildcard the claim is known before any value is seen.
+ * A pattern that is not valid is left to `compileRules` to refuse.
+ */
+function fieldRule(pattern: string, recordPattern: string | undefined, recordDepth: number): FieldRule {
+  let segments: ReturnType<typeof parsePattern>
+  try {
+    segments = parsePattern(pattern)
+  } catch {
+    return { claim: undefined, recordClaim: undefined }
+  }
+  const literal = (from: number) => segments.slice(from).every((seg) => seg !== ANY_SEGMENT)
+  const claim = literal(0) ? formatPointer(segments as string[]) : undefined
+  const recordClaim =
+    recordPattern !== undefined && segments.length > recordDepth && literal(recordDepth)
+      ? recordPattern + formatPointer(segments.slice(recordDepth) as string[])
+      : undefined
+  return { claim, recordClaim }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -215,17 +250,17 @@ export function emptyBody(headers: MessageHeaders): boolean {
  * `ecl.rid`: records may be reordered, filtered or paginated between sealing and opening, and a value
  * still opens only in its own record and member.
  */
-export function pointerClaim(target: JsonTarget<unknown>, recordPattern: string | undefined): string {
+export function pointerClaim(target: JsonTarget<FieldRule>, recordPattern: string | undefined): string {
   const record = target.record
-  if (record === undefined || recordPattern === undefined) return formatPointer(target.pointer)
-  return recordPattern + formatPointer(target.pointer.slice(record.pointer.length))
+  if (record === undefined || recordPattern === undefined) return target.rule.claim ?? formatPointer(target.pointer)
+  return target.rule.recordClaim ?? recordPattern + formatPointer(target.pointer.slice(record.pointer.length))
 }
 
 /**
  * The `ecl.rid` claim: the record id as a string, `undefined` outside records. A record that holds a
  * targeted value but has no id cannot be bound, and is refused (`record_id_missing`).
  */
-export function recordClaim(target: JsonTarget<unknown>, recordPattern: string | undefined): string | undefined {
+export function recordClaim(target: JsonTarget<FieldRule>, recordPattern: string | undefined): string | undefined {
   if (recordPattern === undefined || target.record === undefined) return undefined
   const id = target.recordId
   if (id === undefined) throw new EcluseError('record_id_missing', `record at ${formatPointer(target.record.pointer)} has no id member`)
@@ -246,8 +281,8 @@ export abstract class FieldMessage {
   bytes = 0
   seconds = 0
   /** Bound once per message: the rewriter's only per-message closure. */
-  readonly onValue: JsonValueHandler<null> = (target) => this.act(target)
-  protected abstract act(target: JsonTarget<null>): 'keep' | 'remove' | { replace: string | Uint8Array }
+  readonly onValue: JsonValueHandler<FieldRule> = (target) => this.act(target)
+  protected abstract act(target: JsonTarget<FieldRule>): 'keep' | 'remove' | { replace: string | Uint8Array }
 }
 
 export interface FieldStreamOptions {
@@ -267,7 +302,7 @@ export interface FieldStreamOptions {
  * is `transform_failed` (the proxy answers 502 before the headers, and aborts after them). The
  * refusal is counted under its underlying code, and the message's crypto work once, either way.
  */
-export class FieldStream extends JsonRewriter<null> {
+export class FieldStream extends JsonRewriter<FieldRule> {
   readonly #o: FieldStreamOptions
   #pending: TransformCallback | null = null
   #reported = false

@@ -7,9 +7,10 @@ import { z } from 'zod'
 import { FieldOpener } from '../crypto/field.js'
 import { EcluseError, isEcluseError } from '../errors.js'
 import type { CryptoOpMetrics } from '../observability/metrics.js'
-import type { JsonTarget } from './json/rewriter.js'
+import { type JsonTarget, isPlainJsonString } from './json/rewriter.js'
 import {
   FieldMessage,
+  type FieldRule,
   type FieldRules,
   FieldStream,
   SEALED_RECORD_BYTES,
@@ -61,7 +62,7 @@ class OpenMessage extends FieldMessage {
     this.#ndjson = ndjson
   }
 
-  protected act(target: JsonTarget<null>): { replace: Buffer } {
+  protected act(target: JsonTarget<FieldRule>): { replace: Buffer } {
     const ptr = pointerClaim(target, this.#recordPattern)
     const rid = recordClaim(target, this.#recordPattern)
     if (target.type !== 'string') {
@@ -93,6 +94,9 @@ class OpenMessage extends FieldMessage {
 }
 
 function isOneJsonValue(out: Buffer, ndjson: boolean): boolean {
+  // The common case (a quoted string of printable ASCII, no escapes: one JSON value on one line)
+  // byte-wise; anything else through JSON.parse.
+  if (isPlainJsonString(out)) return true
   if (ndjson && (out.includes(LF) || out.includes(CR))) return false
   try {
     JSON.parse(out.toString('utf8'))

@@ -12,6 +12,7 @@ import type { CryptoOpMetrics } from '../observability/metrics.js'
 import type { JsonTarget } from './json/rewriter.js'
 import {
   FieldMessage,
+  type FieldRule,
   type FieldRules,
   FieldStream,
   SEALED_RECORD_BYTES,
@@ -60,7 +61,7 @@ class VerifyMessage extends FieldMessage {
     this.#maxChars = maxChars
   }
 
-  protected act(target: JsonTarget<null>): 'keep' {
+  protected act(target: JsonTarget<FieldRule>): 'keep' {
     const ptr = pointerClaim(target, this.#recordPattern)
     const rid = recordClaim(target, this.#recordPattern)
     const t0 = performance.now()

@@ -10,6 +10,7 @@ import type { CryptoOpMetrics } from '../observability/metrics.js'
 import type { JsonTarget } from './json/rewriter.js'
 import {
   FieldMessage,
+  type FieldRule,
   type FieldRules,
   FieldStream,
   PLAINTEXT_RECORD_BYTES,
@@ -54,13 +55,14 @@ class SealMessage extends FieldMessage {
     this.#recordPattern = recordPattern
   }
 
-  protected act(target: JsonTarget<null>): { replace: string } {
+  protected act(target: JsonTarget<FieldRule>): { replace: Buffer } {
     const ptr = pointerClaim(target, this.#recordPattern)
     const rid = recordClaim(target, this.#recordPattern)
     const t0 = performance.now()
-    let jwe: string
+    let json: Buffer
     try {
-      jwe = this.#sealer.seal(target.raw, { ptr, rid })
+      // The compact JWE in quotes (base64url and dots: its JSON string form), assembled as bytes.
+      json = this.#sealer.sealJson(target.raw, { ptr, rid })
     } catch (err) {
       this.failed++
       throw err
@@ -68,8 +70,7 @@ class SealMessage extends FieldMessage {
     this.seconds += (performance.now() - t0) / 1000
     this.ok++
     this.bytes += target.raw.length
-    // A compact JWE is base64url and dots: quoting it is its JSON string form.
-    return { replace: `"${jwe}"` }
+    return { replace: json }
   }
 }
 

@@ -6,6 +6,7 @@ import { z } from 'zod'
 import type { JsonTarget } from './json/rewriter.js'
 import {
   FieldMessage,
+  type FieldRule,
   type FieldRules,
   FieldStream,
   PLAINTEXT_RECORD_BYTES,
@@ -32,7 +33,7 @@ const stripOptions = z
   .strict()
 
 class StripMessage extends FieldMessage {
-  protected act(_target: JsonTarget<null>): 'remove' {
+  protected act(_target: JsonTarget<FieldRule>): 'remove' {
     return 'remove'
   }
 }
