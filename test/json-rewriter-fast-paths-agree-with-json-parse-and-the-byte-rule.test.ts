@@ -4,14 +4,16 @@
  *  - the replacement check's word-at-a-time scan against the byte rule it implements, at every
  *    alignment;
  *  - `target.value` of a string without escapes against `JSON.parse` of its raw text;
- *  - the `ecl.ptr` claims computed once per pattern against `formatPointer` of where each value sits.
+ *  - the `ecl.ptr` claims computed once per pattern against `formatPointer` of where each value sits;
+ *  - member names interned in a cache shared by the streams of one rule set against fresh streams.
  */
 import fc from 'fast-check'
 import t from 'tap'
 import { compileFieldRules, pointerClaim } from '../src/transform/json-fields.js'
 import { formatPointer } from '../src/transform/json/pointer.js'
 import { JsonRewriteEngine, type JsonTarget, isPlainJsonString } from '../src/transform/json/rewriter.js'
-import { arbSpelling, chunked, arbCuts, spell } from './json-helpers.js'
+import { compileRules } from '../src/transform/json/pointer.js'
+import { arbCuts, arbJsonValue, arbSpelling, chunked, runEngine, spell } from './json-helpers.js'
 
 /** The rule, byte by byte: quotes around printable ASCII (0x20–0x7f) without '"' or '\'. */
 function plainByTheRule(b: Uint8Array): boolean {
@@ -108,5 +110,43 @@ t.test('claims computed once per pattern equal formatPointer of where each value
       { claim: '/x/y', recordClaim: undefined },
     ],
     'a wildcard where the value shows leaves the claim to be formatted per value',
+  )
+})
+
+t.test('streams sharing one rule set (and its interned names) decide exactly as streams with rules of their own', async () => {
+  const patterns = ['/a', '/records/*/name', '/x/*/y']
+  const shared = compileRules({ targets: patterns.map((p) => ({ pattern: p, rule: p })) })
+  const handler = (tg: JsonTarget<string>) => ({ replace: JSON.stringify(`<${tg.pattern}>`) })
+  // Bodies whose names repeat across messages, with duplicates and escaped spellings of them.
+  const body = fc.oneof(
+    arbJsonValue('grapheme-ascii').map((v) => JSON.stringify({ a: v, records: [{ name: v }], x: [{ y: 1 }] })),
+    fc.constantFrom('{"a":1,"a":2}', '{"name":1,"n\\u0061me":2}', '{"records":[{"name":1},{"name":2,"name":3}]}', '{"x":[{"y":1,"\\u0079":2}]}'),
+  )
+  fc.assert(
+    fc.property(fc.array(body, { minLength: 1, maxLength: 6 }), arbCuts, (bodies, cuts) => {
+      for (const b of bodies) {
+        const chunks = chunked(Buffer.from(b), cuts)
+        const fresh = runEngine(chunks, patterns, handler)
+        const e = new JsonRewriteEngine<string>({ mode: 'document', rules: shared, onValue: handler })
+        const outs: Buffer[] = []
+        let code: string | undefined
+        try {
+          for (const c of chunks) {
+            e.write(c)
+            const o = e.takeOutput()
+            if (o) outs.push(o)
+          }
+          e.end()
+          const o = e.takeOutput()
+          if (o) outs.push(o)
+        } catch (err) {
+          code = (err as { code: string }).code
+        }
+        if (code !== fresh.err?.code) return false
+        if (code === undefined && Buffer.concat(outs).toString('utf8') !== fresh.out) return false
+      }
+      return true
+    }),
+    { numRuns: 300 },
   )
 })

@@ -209,6 +209,25 @@ export function jsonMode(headers: MessageHeaders, format: FieldRules['format'], 
   if (typeof raw !== 'string') {
     throw refusal(direction, 'unsupported_media_type', `${type}: ${raw === undefined ? 'no' : 'more than one'} content-type`)
   }
+  // Clients send the same few content types: an accepted one is parsed once (bounded cache;
+  // refusals are always parsed, for their detail).
+  const known = ACCEPTED_TYPES[format].get(raw)
+  if (known !== undefined) return known
+  const mode = parseJsonMode(raw, format, direction, type)
+  const cache = ACCEPTED_TYPES[format]
+  if (cache.size >= MAX_ACCEPTED_TYPES) cache.clear()
+  cache.set(raw, mode)
+  return mode
+}
+
+const MAX_ACCEPTED_TYPES = 256
+const ACCEPTED_TYPES: Readonly<Record<FieldRules['format'], Map<string, 'document' | 'ndjson'>>> = {
+  auto: new Map(),
+  json: new Map(),
+  ndjson: new Map(),
+}
+
+function parseJsonMode(raw: string, format: FieldRules['format'], direction: Direction, type: string): 'document' | 'ndjson' {
   const parts = raw.split(';')
   const mediaType = parts[0]!.trim().toLowerCase()
   let charset = false

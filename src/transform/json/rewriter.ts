@@ -133,6 +133,26 @@ WS_LINE[SP] = WS_LINE[TAB] = 1
 const EMPTY = Buffer.alloc(0)
 const NAME_CACHE_SLOTS = 256
 const NAME_CACHE_MAX_LEN = 32
+
+/**
+ * Interned member names: bytes and string per slot (a hash of the bytes picks the slot, a full
+ * comparison confirms it). Member names are not secrets; the cache is bounded by its slots.
+ */
+interface NameCache {
+  readonly bytes: (Uint8Array | undefined)[]
+  readonly names: (string | undefined)[]
+}
+
+const NAME_CACHES = new WeakMap<object, NameCache>()
+
+function nameCacheFor(rules: object): NameCache {
+  let c = NAME_CACHES.get(rules)
+  if (c === undefined) {
+    c = { bytes: new Array(NAME_CACHE_SLOTS), names: new Array(NAME_CACHE_SLOTS) }
+    NAME_CACHES.set(rules, c)
+  }
+  return c
+}
 const LIT_TRUE = Buffer.from('true')
 const LIT_FALSE = Buffer.from('false')
 const LIT_NULL = Buffer.from('null')
@@ -339,17 +359,17 @@ export class JsonRewriteEngine<R = unknown> {
   // member names
   private nameStart = 0
   private nameLen = 0
-  private readonly nameBuf: Buffer
-  private readonly decodeBuf: Buffer
+  /** Scratch for a name split across chunks, and for unescaping one: made on first need. */
+  private nameBuf: Buffer = EMPTY
+  private decodeBuf: Buffer = EMPTY
   private child: MatchState<R> | null = null
-  private readonly cacheBytes: (Buffer | undefined)[] = new Array(NAME_CACHE_SLOTS)
-  private readonly cacheNames: (string | undefined)[] = new Array(NAME_CACHE_SLOTS)
+  private readonly names: NameCache
   private curEntry: Entry<R> | null = null
   private idPending = false
   private documentIndex = -1
 
   // ---- input and output
-  private buf: Buffer = Buffer.alloc(0)
+  private buf: Buffer = EMPTY
   private base = 0
   private n = 0
   private i = 0
@@ -407,8 +427,7 @@ export class JsonRewriteEngine<R = unknown> {
     // separator, quotes, colon + the name + the whitespace allowance
     this.maxPrefix = this.maxName + positiveInt('maxGapBytes', opts.maxGapBytes, d.maxGapBytes) + 4
     this.onValue = opts.onValue
-    this.nameBuf = Buffer.allocUnsafe(this.maxName)
-    this.decodeBuf = Buffer.allocUnsafe(this.maxName)
+    this.names = nameCacheFor(opts.rules)
     this.state = this.topStart
   }
 
@@ -821,7 +840,7 @@ export class JsonRewriteEngine<R = unknown> {
     let e = q
     if (s < 0) {
       // The name began in an earlier chunk: finish the copy in the scratch buffer.
-      buf.copy(this.nameBuf, this.nameLen, 0, q)
+      buf.copy(this.nameScratch(), this.nameLen, 0, q)
       src = this.nameBuf
       s = 0
       e = this.nameLen + q
@@ -855,10 +874,16 @@ export class JsonRewriteEngine<R = unknown> {
     }
   }
 
+  private nameScratch(): Buffer {
+    if (this.nameBuf.length === 0) this.nameBuf = Buffer.allocUnsafe(this.maxName)
+    return this.nameBuf
+  }
+
   /**
-   * An unescaped ASCII name as a string. Records repeat the same few names, so short ones are
-   * interned in a small byte-keyed cache: no string is created, and the reused string keeps its
-   * hash for the `Set` and `Map` lookups that follow.
+   * An unescaped ASCII name as a string. Records and messages repeat the same few names, so short
+   * ones are interned in a small byte-keyed cache shared by the streams of one rule set (a message
+   * of one record would otherwise start cold every time): no string is created, and the reused
+   * string keeps its hash for the `Set` and `Map` lookups that follow.
    */
   private ascii(src: Buffer, s: number, e: number): string {
     const len = e - s
@@ -866,20 +891,24 @@ export class JsonRewriteEngine<R = unknown> {
     let h = 0x811c9dc5 ^ len
     for (let k = s; k < e; k++) h = Math.imul(h ^ src[k]!, 0x01000193)
     const slot = (h >>> 0) & (NAME_CACHE_SLOTS - 1)
-    const cached = this.cacheBytes[slot]
+    const cache = this.names
+    const cached = cache.bytes[slot]
     if (cached !== undefined && cached.length === len) {
       let k = 0
       while (k < len && cached[k] === src[s + k]) k++
-      if (k === len) return this.cacheNames[slot]!
+      if (k === len) return cache.names[slot]!
     }
     const str = src.toString('latin1', s, e)
-    this.cacheBytes[slot] = Buffer.from(src.subarray(s, e))
-    this.cacheNames[slot] = str
+    const bytes = new Uint8Array(len)
+    for (let k = 0; k < len; k++) bytes[k] = src[s + k]!
+    cache.bytes[slot] = bytes
+    cache.names[slot] = str
     return str
   }
 
   /** Decodes an escaped name (already validated by `scanString`) to a string. */
   private unescape(src: Buffer, s: number, e: number): string {
+    if (this.decodeBuf.length === 0) this.decodeBuf = Buffer.allocUnsafe(this.maxName)
     const dst = this.decodeBuf
     let o = 0
     let k = s
@@ -1287,7 +1316,7 @@ export class JsonRewriteEngine<R = unknown> {
     if (this.state === S_NAME) {
       const from = Math.max(this.nameStart - this.base, 0)
       if (end - this.nameStart > this.maxName) this.fail('json_invalid', 'member name over its cap', end)
-      this.nameLen += this.buf.copy(this.nameBuf, this.nameLen, from, this.n)
+      this.nameLen += this.buf.copy(this.nameScratch(), this.nameLen, from, this.n)
     }
     if (!this.retaining) {
       this.emitTo(end)
