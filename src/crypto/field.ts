@@ -141,7 +141,8 @@ class HeaderTemplate {
   constructor(start: string, tail: string) {
     const s = Buffer.from(start, 'utf8')
     const cut = s.length - (s.length % 3)
-    this.head = Buffer.from(s.subarray(0, cut).toString('base64url'), 'latin1')
+    // With the opening quote of the JSON string the value becomes.
+    this.head = Buffer.from(`"${s.subarray(0, cut).toString('base64url')}`, 'latin1')
     this.carry = Buffer.from(s.subarray(cut))
     this.tail = Buffer.from(tail, 'utf8')
     if (this.tail.length < 2) throw new Error('unreachable: a header tail is at least 2 bytes')
@@ -176,6 +177,9 @@ export class SealWindow {
   ceks: Buffer = Buffer.alloc(0)
   ivs: Buffer = Buffer.alloc(0)
   wrapped: Buffer = Buffer.alloc(0)
+  /** The same CEKs and IVs as 32-bit words, for copying one slot without making a view of it. */
+  ceks32: Int32Array = new Int32Array(0)
+  ivs32: Int32Array = new Int32Array(0)
   #next = 0
   #count = 0
   #batch = FIRST_BATCH
@@ -218,7 +222,7 @@ export class SealWindow {
     return this.#next++
   }
 
-  /** Ends the window early (evicted, expired): unused CEKs are erased, the KEK dropped. */
+  /** Ends the window (evicted, expired): unused CEKs are erased, the KEK dropped. */
   retire(): void {
     this.ceks.fill(0)
     this.#wrapper = undefined
@@ -236,13 +240,31 @@ export class SealWindow {
     this.#batch = Math.min(this.#batch * 2, MAX_BATCH)
     // One draw from the CSPRNG for the whole batch: n CEKs, then n IVs.
     const random = randomFillSync(Buffer.allocUnsafeSlow(n * (32 + GCM.ivBytes)))
-    this.ceks = seam?.cek !== undefined ? Buffer.from(seam.cek()) : random.subarray(0, n * 32)
-    this.ivs = seam?.iv !== undefined ? Buffer.from(seam.iv()) : random.subarray(n * 32)
+    this.ceks = seam?.cek !== undefined ? aligned(seam.cek()) : random.subarray(0, n * 32)
+    this.ivs = seam?.iv !== undefined ? aligned(seam.iv()) : random.subarray(n * 32)
+    this.ceks32 = new Int32Array(this.ceks.buffer, this.ceks.byteOffset, n * 8)
+    this.ivs32 = new Int32Array(this.ivs.buffer, this.ivs.byteOffset, n * 3)
     this.wrapped = this.#wrapper!.wrap256(this.ceks, n)
     this.#next = 0
     this.#count = n
   }
 }
+
+/** A copy of `b` in a buffer of its own (offset 0, so 32-bit views of it are aligned). */
+function aligned(b: Uint8Array): Buffer {
+  const c = Buffer.allocUnsafeSlow(b.length)
+  c.set(b)
+  return c
+}
+
+/**
+ * The CEK and IV of the value being sealed, copied word by word out of the batch: node:crypto
+ * copies them into the cipher at once, and the CEK is erased right after (see `sealWithTemplate`).
+ */
+const CEK32 = new Int32Array(8)
+const CEK = new Uint8Array(CEK32.buffer)
+const IV32 = new Int32Array(3)
+const IV_BYTES = new Uint8Array(IV32.buffer)
 
 export interface SealWindowLimits {
   /** Longest life of one agreement, in milliseconds (default `SEAL_WINDOW_MS`). */
@@ -385,8 +407,9 @@ export class FieldSealer {
    * or the cryptography fails; never returns a partial result.
    */
   seal(value: Uint8Array, binding: FieldBinding): string {
-    const out = this.sealJson(value, binding)
-    return out.toString('latin1', 1, out.length - 1)
+    const out = this.#seal(value, binding, true)
+    // Built in the shared scratch (no buffer of its own): only the string leaves.
+    return (out as unknown as Latin1Slice).latin1Slice(1, sealedLength - 1)
   }
 
   /**
@@ -394,6 +417,10 @@ export class FieldSealer {
    * what the `seal` transform writes in place of the value, assembled in one buffer.
    */
   sealJson(value: Uint8Array, binding: FieldBinding): Buffer {
+    return this.#seal(value, binding, false)
+  }
+
+  #seal(value: Uint8Array, binding: FieldBinding, scratch: boolean): Buffer {
     if (!(value instanceof Uint8Array)) throw new EcluseError('seal_failed', 'value must be bytes')
     const ptr = pointerJson(binding.ptr)
     const rid = binding.rid
@@ -402,11 +429,15 @@ export class FieldSealer {
       this.#rid = rid
     }
     try {
-      if (this.#key.algorithm.kind === 'rsa-oaep') return this.#sealRsa(value, binding.ptr, rid)
+      if (this.#key.algorithm.kind === 'rsa-oaep') {
+        const out = this.#sealRsa(value, binding.ptr, rid)
+        sealedLength = out.length
+        return out
+      }
       let w = this.#window
       if (w === undefined || !w.usable(this.#windows.now())) w = this.#nextWindow()
       const t = rid === undefined ? this.#templates!.plain : this.#templates!.rid
-      return sealWithTemplate(w, t, ptr, rid === undefined ? undefined : this.#ridMember, value)
+      return sealWithTemplate(w, t, ptr, rid === undefined ? undefined : this.#ridMember, value, scratch)
     } catch (err) {
       if (err instanceof EcluseError) throw err
       throw new EcluseError('seal_failed', `sealing failed: ${(err as Error).message}`, { cause: err })
@@ -445,7 +476,7 @@ export class FieldSealer {
  * batch, then AES-256-GCM with the encoded header itself (a view of the output) as AAD
  * (RFC 7516 §5.1 step 14). Byte for byte what `encryptToCompact` and jose produce (tested).
  */
-function sealWithTemplate(w: SealWindow, t: HeaderTemplate, ptr: Buffer, ridMember: Buffer | undefined, value: Uint8Array): Buffer {
+function sealWithTemplate(w: SealWindow, t: HeaderTemplate, ptr: Buffer, ridMember: Buffer | undefined, value: Uint8Array, scratch: boolean): Buffer {
   const mid = MIDDLE
   let m = t.carry.length
   mid.set(t.carry, 0)
@@ -458,21 +489,29 @@ function sealWithTemplate(w: SealWindow, t: HeaderTemplate, ptr: Buffer, ridMemb
   const k = (3 - (m % 3)) % 3
   for (let j = 0; j < k; j++) mid[m++] = t.tail[j]!
   const end = t.ends[k]
-  const headerChars = t.head.length + (m / 3) * 4 + end.length
-  const out = carve(1 + headerChars + 1 + EK_B64 + 1 + IV_B64 + 1 + b64uLength(value.length) + 1 + TAG_B64 + 1)
-  out[0] = QUOTE
-  out.set(t.head, 1)
-  let o = b64uWrite(mid, 0, m, out, 1 + t.head.length)
+  const headerChars = t.head.length - 1 + (m / 3) * 4 + end.length
+  const length = 1 + headerChars + 1 + EK_B64 + 1 + IV_B64 + 1 + b64uLength(value.length) + 1 + TAG_B64 + 1
+  const out = scratch && length <= SEALED_SCRATCH.length ? SEALED_SCRATCH : carve(length)
+  sealedLength = length
+  out.set(t.head, 0)
+  let o = b64uWrite(mid, 0, m, out, t.head.length)
   out.set(end, o)
   o += end.length
 
   const i = w.take()
-  const batch = w.ceks.buffer
-  // Plain views, not Buffer#subarray: cheaper to make, and all node:crypto needs.
-  const cekAt = w.ceks.byteOffset + i * 32
-  const cipher = createCipheriv(GCM.cipher, new Uint8Array(batch, cekAt, 32), new Uint8Array(w.ivs.buffer, w.ivs.byteOffset + i * GCM.ivBytes, GCM.ivBytes))
-  // The cipher holds its own key schedule: the CEK is erased from the batch at once.
-  fill.call(w.ceks, 0, i * 32, i * 32 + 32)
+  const c32 = w.ceks32
+  const at = i * 8
+  for (let k = 0; k < 8; k++) {
+    CEK32[k] = c32[at + k]!
+    c32[at + k] = 0 // used once: erased from the batch as it is taken
+  }
+  const iv32 = w.ivs32
+  IV32[0] = iv32[i * 3]!
+  IV32[1] = iv32[i * 3 + 1]!
+  IV32[2] = iv32[i * 3 + 2]!
+  const cipher = createCipheriv(GCM.cipher, CEK, IV_BYTES)
+  // The cipher holds its own key schedule: the CEK is erased from the scratch at once.
+  CEK32.fill(0)
   cipher.setAAD(new Uint8Array(out.buffer, out.byteOffset + 1, o - 1))
   const ct = cipher.update(value)
   cipher.final()
@@ -490,15 +529,19 @@ function sealWithTemplate(w: SealWindow, t: HeaderTemplate, ptr: Buffer, ridMemb
   return out
 }
 
-/** `Uint8Array.prototype.fill`: V8's own, without `Buffer#fill`'s argument handling. */
-const fill = Uint8Array.prototype.fill
-
 /**
  * Output buffers are carved from slabs of our own, so a sealed field costs a view, not an
  * allocation (Node's own pool is 8 KiB: a new one every dozen fields). A slab holds only sealed
  * output, which is not secret, and is freed when the last view of it is.
  */
 const SLAB_BYTES = 256 * 1024
+/** Where `seal` (which returns a string) builds its value, and the length of the last value built. */
+const SEALED_SCRATCH = Buffer.allocUnsafeSlow(16 * 1024)
+let sealedLength = 0
+
+interface Latin1Slice {
+  latin1Slice(start: number, end: number): string
+}
 let slab = Buffer.allocUnsafeSlow(SLAB_BYTES)
 let slabUsed = 0
 
