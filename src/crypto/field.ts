@@ -1,8 +1,9 @@
 /**
  * Field-level sealing: one JSON value becomes one standard compact JWE for the trusted host's key
- * (docs/sealing.md). `FieldSealer` is created per message and pays for one ECDH-ES agreement for all
- * of that message's fields; `FieldOpener` is shared and keeps a bounded cache of derived KEKs, so the
- * opening side also pays at most one agreement per message.
+ * (docs/sealing.md). `FieldSealer` is created per message and takes its ECDH-ES agreement from the
+ * process-wide sealing window of the recipient key (one agreement per window: at most
+ * `SEAL_WINDOW_MS` and `SEAL_WINDOW_VALUES`); `FieldOpener` is shared and keeps a bounded cache of
+ * derived KEKs, so the opening side pays one agreement per window of the sealer.
  */
 import { createCipheriv, randomBytes, randomFillSync } from 'node:crypto'
 import { EcluseError } from '../errors.js'

@@ -1,7 +1,8 @@
 /**
  * `seal`: each listed JSON field that is present is replaced by a compact JWE of its exact JSON
  * text, for the current key of `recipients` (docs/transforms.md, docs/sealing.md). One `FieldSealer`
- * per message, so one key agreement per message and recipient; every other byte passes unchanged.
+ * per message, its key agreement shared by the sealing window (at most one per window and
+ * recipient, never one per field); every other byte passes unchanged.
  */
 import { z } from 'zod'
 import { FieldSealer } from '../crypto/field.js'

@@ -88,7 +88,8 @@ t.test('fields listed for sealing reach the upstream as compact JWE that jose an
     t.equal(new TextDecoder().decode(out.plaintext), JSON.stringify(value), `jose opens ${member} to its exact JSON text`)
     t.equal(opener.open(jwe as string, { route: 'accreditations', ptr: `/${member}` }).toString(), JSON.stringify(value), `our opener too`)
   }
-  // One key agreement per message: every field of the message shares one ephemeral key.
+  // Every field of the message shares one ephemeral key (the sealing window's: one agreement per
+  // window and recipient, docs/sealing.md; a six-field message is sealed well within one window).
   const epks = new Set(Object.keys(expected).map((m) => JSON.stringify(decodeProtectedHeader(doc[m] as string).epk)))
   t.equal(epks.size, 1, 'one ephemeral key for the whole message')
 
