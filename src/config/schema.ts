@@ -138,6 +138,11 @@ export const routeSchema = z
      * are ready before the upstream is contacted: a body refused within it never reaches the upstream.
      */
     requestHoldBytes: byteSize.default(64 * 1024),
+    /**
+     * With response transforms, the status line waits until the transformed body is complete or this
+     * many bytes are ready: a response refused within it is a clean 502, never an abort.
+     */
+    responseHoldBytes: byteSize.default(64 * 1024),
     /** Request headers forwarded upstream, in addition to the default safe set. */
     requestHeaders: z.array(headerName).default([]),
     /** Response headers relayed to the sponsor, in addition to the default safe set. */

@@ -205,10 +205,13 @@ class Exchange {
       this.#forward(upstream, route, target, headers, this.#requestBodyPipeline(route, stages, null))
       return
     }
-    // Transforms change the length, and may refuse the body: hold it back first (HoldBack).
+    // Transforms change the length, and may refuse the body: hold it back first (HoldBack). A body
+    // that ended within the window goes up whole, with its length; a larger one streams, chunked.
     delete headers['content-length']
-    const hold = new HoldBack(route.requestHoldBytes, () => {
-      if (this.#requestBodyError === undefined && !this.#clientGone()) this.#forward(upstream, route, target, headers, hold)
+    const hold = new HoldBack(route.requestHoldBytes, (whole) => {
+      if (this.#requestBodyError !== undefined || this.#clientGone()) return
+      if (whole !== undefined) headers['content-length'] = String(whole.length)
+      this.#forward(upstream, route, target, headers, whole ?? hold)
     })
     this.#requestBodyPipeline(route, stages, hold)
   }
@@ -234,7 +237,7 @@ class Exchange {
     route: CompiledRoute,
     target: { path: string; query: string },
     headers: MessageHeaders,
-    body: Readable | null,
+    body: Readable | Buffer | null,
   ): void {
     this.#forwarded = true
     const sent = performance.now()
@@ -306,46 +309,54 @@ class Exchange {
         stages = this.#beginTransforms(route.responseTransforms, 'response', headers)
       } catch (err) {
         upstreamBody.destroy()
-        this.#refuseWith(err, 'transform_failed')
+        this.#refuseWith(isEcluseError(err) ? asResponseRefusal(err) : err, 'transform_failed')
         return
       }
       if (stages.length > 0) delete headers['content-length']
     }
 
     // 1xx are not relayed as final responses: undici consumes informational responses itself.
-    // With response transforms the head waits for the first transformed byte (or the end): a
-    // transform may still set a header from the body (open-body restores the sealed media type).
-    if (stages.length === 0) res.writeHead(upstreamRes.statusCode, headers)
     if (noBody) {
+      res.writeHead(upstreamRes.statusCode, headers)
       upstreamBody.resume()
       res.end()
       return
-    }
-    const last = stages.length > 0 ? stages[stages.length - 1]! : upstreamBody
-    const status = upstreamRes.statusCode
-    last.on('data', (chunk: Buffer) => {
-      if (!res.headersSent) res.writeHead(status, headers)
-      this.#bytesOut += chunk.length
-    })
-    if (stages.length > 0) {
-      last.once('end', () => {
-        if (!res.headersSent) res.writeHead(status, headers)
-      })
     }
     // `res` is not a stage of the chain: the chain would destroy it with the error, and a socket
     // destroyed with an error reaches the listener as a `clientError`, i.e. counted and logged as a
     // request the sponsor got wrong. The abort below closes the connection without one.
     const fail = (err: Error) => this.#abortResponse(route, res, err)
-    let source: Readable
-    if (stages.length > 0) {
-      source = chain([upstreamBody, ...stages], fail)
-    } else {
-      source = upstreamBody
-      upstreamBody.once('error', fail)
-    }
     // pipe() re-emits a write error of `res` (write after end) and throws if nobody listens.
     res.on('error', fail)
-    source.pipe(res)
+    if (stages.length === 0) {
+      res.writeHead(upstreamRes.statusCode, headers)
+      upstreamBody.on('data', (chunk: Buffer) => {
+        this.#bytesOut += chunk.length
+      })
+      upstreamBody.once('error', fail)
+      upstreamBody.pipe(res)
+      return
+    }
+    // With response transforms the head waits (HoldBack): a transform may still set a header from
+    // the body (open-body restores the sealed media type), and one that refuses within the window
+    // leaves a clean 502 possible. A body complete within it goes out with its length, in one write.
+    const status = upstreamRes.statusCode
+    const hold = new HoldBack(route.responseHoldBytes, (whole) => {
+      if (this.#clientGone()) return
+      if (whole !== undefined) {
+        headers['content-length'] = String(whole.length)
+        res.writeHead(status, headers)
+        this.#bytesOut = whole.length
+        res.end(whole)
+        return
+      }
+      res.writeHead(status, headers)
+      hold.on('data', (chunk: Buffer) => {
+        this.#bytesOut += chunk.length
+      })
+      hold.pipe(res)
+    })
+    chain([upstreamBody, ...stages, hold], fail)
   }
 
   /**
@@ -356,7 +367,7 @@ class Exchange {
   #abortResponse(route: CompiledRoute, res: ServerResponse, err: Error): void {
     if (this.#aborted || this.#code !== undefined) return
     if (!res.headersSent && !this.#clientGone()) {
-      this.#refuseWith(isEcluseError(err) ? err : upstreamBodyError(route.upstream, err), 'upstream_bad_response')
+      this.#refuseWith(isEcluseError(err) ? asResponseRefusal(err) : upstreamBodyError(route.upstream, err), 'upstream_bad_response')
       return
     }
     this.#aborted = true
@@ -440,4 +451,14 @@ class Exchange {
     }
     this.#proxy.exchangeDone()
   }
+}
+
+/**
+ * A response the gateway refuses is the upstream side's failure, never the sponsor's: a refusal
+ * with a 4xx code (a transform that did not say `transform_failed` itself) is reported as
+ * `transform_failed`, its own code kept in the log detail.
+ */
+function asResponseRefusal(err: EcluseError): EcluseError {
+  if (err.status >= 500) return err
+  return new EcluseError('transform_failed', `${err.code}: ${err.message}`, { cause: err })
 }

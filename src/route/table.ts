@@ -28,6 +28,8 @@ export interface CompiledRoute {
   readonly maxBodyBytes: number
   /** With request transforms: bytes of transformed body held before the upstream is contacted. */
   readonly requestHoldBytes: number
+  /** With response transforms: bytes of transformed body held before the status line is sent. */
+  readonly responseHoldBytes: number
   /** Principal matchers (`uri:…`, `dns:…`, `cn:…`, `ou:…`); empty allows nobody. */
   readonly allow: ReadonlySet<string>
   /** Request header names forwarded upstream: the default safe set plus the route's additions. */
@@ -223,6 +225,7 @@ function compileRoute(route: RouteConfig, index: number, config: Config, env: Tr
     upstream: route.upstream,
     maxBodyBytes: route.maxBodyBytes,
     requestHoldBytes: route.requestHoldBytes,
+    responseHoldBytes: route.responseHoldBytes,
     allow: new Set(route.allow),
     requestHeaderAllow: headerAllow(DEFAULT_REQUEST_HEADERS, route.requestHeaders, 'request', config.sponsor, `${key}.requestHeaders`),
     responseHeaderAllow: headerAllow(DEFAULT_RESPONSE_HEADERS, route.responseHeaders, 'response', config.sponsor, `${key}.responseHeaders`),

@@ -34,8 +34,8 @@ export interface UpstreamRequest {
   method: string
   path: string
   headers: Record<string, string | string[]>
-  /** Streamed with back-pressure; `null` for no body. */
-  body: Readable | null
+  /** Streamed with back-pressure, or a whole body sent at once with its length; `null` for no body. */
+  body: Readable | Buffer | null
   /** Aborting it aborts the request or, after the headers, destroys the response body. */
   signal: AbortSignal | UpstreamAbort
 }

@@ -73,6 +73,16 @@ const routes = [
   },
   { name: 'typed', methods: ['POST'], path: '/v1/typed', allow, upstream: 'backend', transforms: { request: [{ type: 'test-refuse-at-begin' }] } },
   { name: 'response-guard', methods: ['GET'], path: '/v1/leaky', allow, upstream: 'backend', transforms: { response: [{ type: 'test-refuse-canary' }] } },
+  {
+    name: 'response-guard-streamed',
+    methods: ['GET'],
+    path: '/v1/leaky-streamed',
+    allow,
+    upstream: 'backend',
+    // Smaller than the first chunk: the status line goes out before the canary arrives.
+    responseHoldBytes: 4,
+    transforms: { response: [{ type: 'test-refuse-canary' }] },
+  },
 ]
 
 t.test('request transforms run in order, response transforms in reverse, lengths recomputed', async (t) => {
@@ -93,9 +103,13 @@ t.test('request transforms run in order, response transforms in reverse, lengths
   const res = await h.request('/v1/ordered', { method: 'POST', body: 'hello' })
   t.equal(res.status, 200)
   t.equal(received[0], 'hello[req1][req2]', 'request stages ran in the listed order')
-  const length = h.upstream.seen[0]!.headers['content-length']
-  t.ok(length === undefined || length === '17', `the stale content-length was not forwarded (${length})`)
+  // Both bodies ended within their hold windows: each goes on whole, with its new length, not chunked.
+  const upstreamHeaders = h.upstream.seen[0]!.headers
+  t.equal(upstreamHeaders['content-length'], '17', 'the upstream got the transformed length, not the stale one')
+  t.equal(upstreamHeaders['transfer-encoding'], undefined, 'and no chunked framing')
   t.equal(res.body.toString(), 'body[res2][res1]', 'response stages ran in reverse order')
+  t.equal(res.headers['content-length'], '16', 'the sponsor got the transformed length')
+  t.equal(res.headers['transfer-encoding'], undefined, 'and no chunked framing')
 })
 
 t.test('a body refused within the hold window never reaches the upstream at all', async (t) => {
@@ -156,7 +170,14 @@ t.test('a transform that refuses at begin is a clean 4xx on requests and 502 on 
   t.equal((typed.json() as { error: string }).error, 'unsupported_media_type')
   t.equal(h.upstream.hits, 0)
 
-  const leaky = await request(`${h.sponsorOrigin}/v1/leaky`, { dispatcher: h.agent() })
+  // Refused within the response hold window: nothing of the response has crossed, a clean 502.
+  const held = await h.request('/v1/leaky')
+  t.equal(held.status, 502, 'refused before the status line went out')
+  t.equal((held.json() as { error: string }).error, 'transform_failed', 'with the response-side code (a 4xx code would blame the sponsor)')
+  t.notMatch(held.body.toString(), /CANARY|ok/, 'and none of the upstream body')
+
+  // Refused after the window: the status line is gone, the only safe signal left is an abort.
+  const leaky = await request(`${h.sponsorOrigin}/v1/leaky-streamed`, { dispatcher: h.agent() })
   t.equal(leaky.statusCode, 200, 'headers went out before the canary arrived')
   const got = await leaky.body.text().then(
     (text) => ({ ok: true, text }),
