@@ -2,9 +2,12 @@
  * The `crypto-micro` scenario's measurements, in their own process (one core, nothing else running
  * in it): raw AES-256-GCM on field-sized and 64 KiB messages (baseline 5), jose `CompactEncrypt` /
  * `compactDecrypt` per field (what the naive proxy pays), and Écluse's own field sealer and opener
- * (src/crypto/field.ts: messages of six fields; one ECDH agreement per sealing window, not per
- * message). The écluse rows are timed in alternating slices with raw AES-256-GCM on 32 B, so the
- * machine's changing load weighs on both alike; `ratios` gives each one against its own raw slices.
+ * (src/crypto/field.ts: messages of six fields; the sealer makes one ECDH agreement per sealing
+ * window, the opener one per window it meets: per message for stored records, each sealed under an
+ * agreement of its own, per window for live traffic). The écluse rows are timed in alternating
+ * slices with raw AES-256-GCM on 32 B in the same direction, so the machine's changing load weighs
+ * on both alike; `ratios` gives each one against its own raw slices, `agreements` the asymmetric
+ * operations counted in its slices.
  *
  *   node --import tsx bench/crypto-micro.ts '{"seconds":1}'
  *
@@ -12,10 +15,10 @@
  */
 import { subscribe } from 'node:diagnostics_channel'
 import { CompactEncrypt, compactDecrypt, exportJWK, generateKeyPair } from 'jose'
-import { FieldOpener, FieldSealer } from '../src/crypto/field.js'
+import { FieldOpener, FieldSealer, SealWindows } from '../src/crypto/field.js'
 import { ASYMMETRIC_CHANNEL, type AsymmetricOperation } from '../src/crypto/jwe.js'
 import { generateKeySet, parseKeySet } from '../src/crypto/keys.js'
-import { aesGcmRate } from './baselines/aes-gcm.js'
+import { aesGcmOpenRate, aesGcmRate } from './baselines/aes-gcm.js'
 import { generateRecords, SENSITIVE_POINTERS, valueAt } from './records.js'
 
 const { seconds } = JSON.parse(process.argv[2] ?? '{}') as { seconds?: number }
@@ -83,52 +86,74 @@ const agreements = { seal: 0, open: 0 }
 subscribe(ASYMMETRIC_CHANNEL, (m) => {
   agreements[(m as AsymmetricOperation).side]++
 })
-const sealedMessages: Array<Array<{ ptr: string; jwe: string }>> = []
+/** Messages of six sealed fields, as an opener receives them. */
+type SealedMessage = Array<{ ptr: string; jwe: string }>
+const liveMessages: SealedMessage[] = []
 let m = 0
 let sink = 0
-/** Seals `messages` messages of six fields; returns the number of values sealed. */
-function sealMessages(messages: number): number {
+/** Seals `messages` messages of six fields (the first 2048 kept); returns the number of values sealed. */
+function sealMessages(messages: number, windows?: SealWindows, keep = liveMessages): number {
   for (let n = 0; n < messages; n++) {
-    const sealer = new FieldSealer(recipients, { route: ROUTE })
+    const sealer = new FieldSealer(recipients, windows === undefined ? { route: ROUTE } : { route: ROUTE, windows })
     const base = (m++ * SENSITIVE_POINTERS.length) % FIELDS.length
-    const message: Array<{ ptr: string; jwe: string }> = []
+    const message: SealedMessage = []
     for (let k = 0; k < SENSITIVE_POINTERS.length; k++) {
       const f = FIELDS[base + k]!
       message.push({ ptr: f.ptr, jwe: sealer.seal(f.json, { ptr: f.ptr }) })
     }
-    if (sealedMessages.length < 2048) sealedMessages.push(message)
+    if (keep.length < 2048) keep.push(message)
     else sink += message.length
-  }
-  return messages * SENSITIVE_POINTERS.length
-}
-// Honest cache: messages are opened in order and the KEK cache holds half of the distinct epks
-// they carry (FIFO); with the sealing window, messages of one window share their epk, so the opener
-// pays one agreement per window of the sealer, as it does in real traffic.
-let opener: FieldOpener | undefined
-let o = 0
-function openMessages(messages: number): number {
-  for (let n = 0; n < messages; n++) {
-    for (const { ptr, jwe } of sealedMessages[o++ % sealedMessages.length]!) sink += opener!.open(jwe, { route: ROUTE, ptr }).length
   }
   return messages * SENSITIVE_POINTERS.length
 }
 
 /**
- * Values per second of `run` and of the raw AES-256-GCM baseline on 32 B, timed in alternating
- * slices (raw, écluse, raw, écluse…) and summed, so a change of the machine's load during the run
- * weighs on both alike; both are synchronous loops that read the clock every few hundred values.
+ * Two corpora for the opener. Stored records were sealed at different times, each under an
+ * agreement of its own (windows of one message here): opening one costs one agreement. Live
+ * traffic from a sealing gateway comes in its windows (1 s): the messages of one window share it.
  */
-function alternate(run: (messages: number) => number): { raw: number; ecluse: number } {
+const storedMessages: SealedMessage[] = []
+sealMessages(2048, new SealWindows({ maxValues: SENSITIVE_POINTERS.length }), storedMessages)
+
+// Honest cache: messages are opened in order and the KEK cache holds half of the distinct epks of
+// the corpus (FIFO), so no message finds the agreement of its own window left by the one before
+// its window came round again.
+function distinctEpks(corpus: readonly SealedMessage[]): number {
+  return new Set(corpus.map((msg) => JSON.parse(Buffer.from(msg[0]!.jwe.slice(0, msg[0]!.jwe.indexOf('.')), 'base64url').toString()).epk.x)).size
+}
+function opening(corpus: readonly SealedMessage[]): { open: (messages: number) => number; epks: number } {
+  const epks = distinctEpks(corpus)
+  const opener = new FieldOpener(privateKeys, { kekCacheSize: Math.max(1, Math.floor(epks / 2)) })
+  let o = 0
+  const open = (messages: number): number => {
+    for (let n = 0; n < messages; n++) {
+      for (const { ptr, jwe } of corpus[o++ % corpus.length]!) sink += opener.open(jwe, { route: ROUTE, ptr }).length
+    }
+    return messages * SENSITIVE_POINTERS.length
+  }
+  open(64) // warm-up
+  return { open, epks }
+}
+
+/**
+ * Values per second of `run` and of the raw AES-256-GCM baseline on 32 B in the same direction,
+ * timed in alternating slices (raw, écluse, raw, écluse…) and summed, so a change of the machine's
+ * load during the run weighs on both alike; both are synchronous loops that read the clock every few
+ * hundred values. `agreements`: the asymmetric operations made by the écluse slices.
+ */
+function alternate(run: (messages: number) => number, raw: typeof aesGcmRate, side: 'seal' | 'open'): { raw: number; ecluse: number; values: number; agreements: number } {
   const SLICES = 10
   let rawOps = 0
   let rawMs = 0
   let ops = 0
   let ms = 0
+  let made = 0
   for (let i = 0; i < SLICES; i++) {
     const slice = MS / SLICES
-    const r = aesGcmRate(32, slice / 2)
+    const r = raw(32, slice / 2)
     rawOps += (r.opsPerSecond * slice) / 2 / 1000
     rawMs += slice / 2
+    const before = agreements[side]
     const started = performance.now()
     let elapsed = 0
     while (elapsed < slice) {
@@ -136,31 +161,41 @@ function alternate(run: (messages: number) => number): { raw: number; ecluse: nu
       elapsed = performance.now() - started
     }
     ms += elapsed
+    made += agreements[side] - before
   }
-  return { raw: (rawOps / rawMs) * 1000, ecluse: (ops / ms) * 1000 }
+  return { raw: (rawOps / rawMs) * 1000, ecluse: (ops / ms) * 1000, values: ops, agreements: made }
 }
 
-sealMessages(2048) // warm-up, and the corpus the opener cycles through
-const sealing = alternate(sealMessages)
-const distinctEpks = new Set(sealedMessages.map((msg) => JSON.parse(Buffer.from(msg[0]!.jwe.slice(0, msg[0]!.jwe.indexOf('.')), 'base64url').toString()).epk.x)).size
-opener = new FieldOpener(privateKeys, { kekCacheSize: Math.max(1, Math.floor(distinctEpks / 2)) })
-openMessages(64) // warm-up
-const opening = alternate(openMessages)
-rows.push({ key: 'ecluse-seal', label: 'écluse FieldSealer (6 fields/message)', valuesPerSecond: sealing.ecluse, mbps: (sealing.ecluse * meanFieldBytes) / 1e6, bytes: meanFieldBytes })
-rows.push({ key: 'ecluse-open', label: 'écluse FieldOpener (6 fields/message)', valuesPerSecond: opening.ecluse, mbps: (opening.ecluse * meanFieldBytes) / 1e6, bytes: meanFieldBytes })
-// The AES-256-GCM row pools every raw measurement of the run by time: its own second and the slices
-// interleaved with the two écluse rows (each row's own ratio is in `ratios`).
+sealMessages(2048) // warm-up, and the live corpus
+const sealing = alternate((n) => sealMessages(n), aesGcmRate, 'seal')
+const stored = opening(storedMessages)
+const openingStored = alternate(stored.open, aesGcmOpenRate, 'open')
+const live = opening(liveMessages)
+const openingLive = alternate(live.open, aesGcmOpenRate, 'open')
+const row = (key: string, label: string, r: { ecluse: number }) => ({ key, label, valuesPerSecond: r.ecluse, mbps: (r.ecluse * meanFieldBytes) / 1e6, bytes: meanFieldBytes })
+rows.push(row('ecluse-seal', 'écluse FieldSealer (6 fields/message)', sealing))
+rows.push(row('ecluse-open', 'écluse FieldOpener, stored records (an agreement per message)', openingStored))
+rows.push(row('ecluse-open-live', 'écluse FieldOpener, live traffic (an agreement per sealing window)', openingLive))
+// The AES-256-GCM row pools the raw sealing measurements of the run by time: its own second and the
+// slices interleaved with the sealer (each écluse row's own ratio, against the raw slices of its
+// direction, is in `ratios`).
 const aesField = rows.find((r) => r.key === 'aes-field')!
-aesField.valuesPerSecond = (fieldAes.opsPerSecond * 2 + sealing.raw + opening.raw) / 4
+aesField.valuesPerSecond = (fieldAes.opsPerSecond + sealing.raw) / 2
 aesField.mbps = (aesField.valuesPerSecond * 32) / 1e6
 if (sink < 0) throw new Error('unreachable: keeps the work observable')
+const perValue = (r: { values: number; agreements: number }) => ({ values: r.values, agreements: r.agreements })
 
 process.stdout.write(
   `${JSON.stringify({
     event: 'result',
     rows,
     meanFieldBytes,
-    ratios: { seal: sealing.ecluse / sealing.raw, open: opening.ecluse / opening.raw },
-    agreements: { ...agreements, distinctEpksInOpenCorpus: distinctEpks },
+    ratios: { seal: sealing.ecluse / sealing.raw, open: openingStored.ecluse / openingStored.raw, openLive: openingLive.ecluse / openingLive.raw },
+    raw: { seal: sealing.raw, open: openingStored.raw, openLive: openingLive.raw },
+    agreements: {
+      seal: perValue(sealing),
+      open: { ...perValue(openingStored), distinctEpks: stored.epks },
+      openLive: { ...perValue(openingLive), distinctEpks: live.epks },
+    },
   })}\n`,
 )

@@ -16,7 +16,9 @@
  * request:
  *   GET  /v1/sealed/ecluse/:n    record n mod 1024 with its six sensitive fields sealed as Écluse's
  *                                `seal` step seals them on the trusted side (one FieldSealer per
- *                                record, context `sealed-records`); N distinct sealings (--sealed-records)
+ *                                record, context `sealed-records`), each record under an agreement
+ *                                of its own, as records stored over time are; N distinct sealings
+ *                                (--sealed-records)
  *   GET  /v1/sealed/jose/:n      the same records sealed field by field with jose's CompactEncrypt,
  *                                as the naive proxy seals them (what it opens)
  *   GET  /v1/blobs/plain/…       a --blob-bytes pattern body (bench/lib/bodies.ts, id 0)
@@ -33,7 +35,7 @@ import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { parseArgs } from 'node:util'
 import { type CryptoKey, importJWK, type JWK } from 'jose'
-import { FieldSealer } from '../src/crypto/field.js'
+import { FieldSealer, SealWindows } from '../src/crypto/field.js'
 import { parseKeySet } from '../src/crypto/keys.js'
 import { createSealStream } from '../src/crypto/stream.js'
 import { sealFields } from './baselines/naive-field-proxy.js'
@@ -68,10 +70,17 @@ function setAt(record: Record<string, unknown>, pointer: string, value: unknown)
   ;(record[parent!] as Record<string, unknown>)[key!] = value
 }
 
-/** Record `i`, its six fields sealed by Écluse's sealer: one agreement per record, as `seal` does. */
+/**
+ * Sealing windows that last one record: the corpus is sealed here in a fraction of a second, where
+ * the process-wide windows would give all of it one agreement (one `epk`) and every GET would hit
+ * the opener's KEK cache. Records a service stores were sealed over days, each in its own window.
+ */
+const ONE_RECORD_WINDOWS = new SealWindows({ maxValues: SENSITIVE_POINTERS.length })
+
+/** Record `i`, its six fields sealed by Écluse's sealer under an agreement of their own. */
 function sealEcluseStyle(i: number, recipients: ReturnType<typeof parseKeySet>): Buffer {
   const record = structuredClone(records[i % RECORDS]!) as unknown as Record<string, unknown>
-  const sealer = new FieldSealer(recipients, { route: SEALED_RECORDS_CONTEXT })
+  const sealer = new FieldSealer(recipients, { route: SEALED_RECORDS_CONTEXT, windows: ONE_RECORD_WINDOWS })
   for (const ptr of SENSITIVE_POINTERS) setAt(record, ptr, sealer.seal(Buffer.from(JSON.stringify(valueAt(record, ptr))), { ptr }))
   return Buffer.from(JSON.stringify(record))
 }
