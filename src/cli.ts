@@ -7,7 +7,7 @@
  * Exit codes: 0 success, 1 failure (`ecluse: <message>` on stderr, no stack trace unless
  * `ECLUSE_DEBUG=1`), 2 usage error (the usage on stderr).
  */
-import { readFileSync, realpathSync, unlinkSync } from 'node:fs'
+import { readFileSync, realpathSync } from 'node:fs'
 import { access } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { type ParseArgsConfig, parseArgs } from 'node:util'
@@ -47,6 +47,22 @@ export interface Command {
 const PROGRAM = 'ecluse'
 /** The ceiling of `serve --workers` (the same as src/cluster.ts, which is imported only by `serve`). */
 const MAX_WORKERS = 256
+
+/** The options `seal` and `open` share (`sealingArgs` reads them for both); `seal` adds `--content-type`. */
+const SEALING_OPTIONS: Options = {
+  keys: { type: 'string', short: 'k' },
+  context: { type: 'string' },
+  fields: { type: 'string', multiple: true },
+  records: { type: 'string' },
+  ndjson: { type: 'boolean' },
+  'max-value-bytes': { type: 'string' },
+  'max-record-bytes': { type: 'string' },
+  body: { type: 'boolean' },
+  out: { type: 'string', short: 'o' },
+}
+
+/** `keys promote` and `keys retire`: the key set's folder and name, and the kid acted on. */
+const KEY_CHANGE_OPTIONS: Options = { out: { type: 'string', short: 'o' }, name: { type: 'string' }, kid: { type: 'string' } }
 
 /**
  * The command table. New commands (`keys init`, `seal`, `open`) are added here and nowhere else.
@@ -200,7 +216,7 @@ export const COMMANDS: Command[] = [
       'first in both files; every other key stays, so what was sealed to them still opens.',
       'Promoting the key that is already current changes nothing.',
     ],
-    options: { out: { type: 'string', short: 'o' }, name: { type: 'string' }, kid: { type: 'string' } },
+    options: KEY_CHANGE_OPTIONS,
     positionals: [],
     required: ['out', 'kid'],
     async run(values, _positionals, io) {
@@ -221,7 +237,7 @@ export const COMMANDS: Command[] = [
       'sealed to KID fails with open_failed, and require-sealed refuses it. Retiring a staged key that',
       'was never promoted abandons that rotation.',
     ],
-    options: { out: { type: 'string', short: 'o' }, name: { type: 'string' }, kid: { type: 'string' } },
+    options: KEY_CHANGE_OPTIONS,
     positionals: [],
     required: ['out', 'kid'],
     async run(values, _positionals, io) {
@@ -252,18 +268,7 @@ export const COMMANDS: Command[] = [
       'FILE is read as a stream; without FILE, or with -, stdin. Errors of the sealing itself read',
       '"ecluse: <code>: <reason>" (e.g. json_invalid, value_too_large); no error contains a value of the input.',
     ],
-    options: {
-      keys: { type: 'string', short: 'k' },
-      context: { type: 'string' },
-      fields: { type: 'string', multiple: true },
-      records: { type: 'string' },
-      ndjson: { type: 'boolean' },
-      'max-value-bytes': { type: 'string' },
-      'max-record-bytes': { type: 'string' },
-      body: { type: 'boolean' },
-      'content-type': { type: 'string' },
-      out: { type: 'string', short: 'o' },
-    },
+    options: { ...SEALING_OPTIONS, 'content-type': { type: 'string' } },
     positionals: ['FILE'],
     optionalPositionals: 1,
     required: ['keys', 'context'],
@@ -290,17 +295,7 @@ export const COMMANDS: Command[] = [
       'Any value that does not open, whatever the reason, is "open_failed" (exit 1). On stdout, output',
       'already written stays written: check the exit status, or use --out.',
     ],
-    options: {
-      keys: { type: 'string', short: 'k' },
-      context: { type: 'string' },
-      fields: { type: 'string', multiple: true },
-      records: { type: 'string' },
-      ndjson: { type: 'boolean' },
-      'max-value-bytes': { type: 'string' },
-      'max-record-bytes': { type: 'string' },
-      body: { type: 'boolean' },
-      out: { type: 'string', short: 'o' },
-    },
+    options: SEALING_OPTIONS,
     positionals: ['FILE'],
     optionalPositionals: 1,
     required: ['keys', 'context'],
@@ -1078,52 +1073,39 @@ async function openOutput(out: string | undefined, mode: number, io: CliIo): Pro
     return { stream, commit: async () => {}, abort: async () => {} }
   }
   const { open, rename, unlink } = await import('node:fs/promises')
-  const { randomBytes } = await import('node:crypto')
-  const tmp = `${out}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
+  const { removeOnInterrupt, temporaryPathBeside } = await import('./write-file-atomic.js')
+  const tmp = temporaryPathBeside(out)
+  // Interrupted (Ctrl-C, a supervisor's SIGTERM) is failed: the partial file, which may hold opened
+  // plaintext, is removed before the process dies of the signal.
+  const release = removeOnInterrupt(tmp)
   let fh: import('node:fs/promises').FileHandle
   try {
     fh = await open(tmp, 'wx', mode)
   } catch (err) {
+    release()
     throw new Error(`${out}: cannot write (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
   }
   const stream = fh.createWriteStream()
-  // Interrupted (Ctrl-C, a supervisor's SIGTERM) is failed: remove the partial file, which may hold
-  // opened plaintext, then die of the same signal so the caller still sees why the run stopped.
-  const onSignal = (signal: NodeJS.Signals) => {
-    release()
-    try {
-      unlinkSync(tmp)
-    } catch {
-      // already gone
-    }
-    process.kill(process.pid, signal)
-  }
-  const release = () => {
-    for (const s of INTERRUPTS) process.off(s, onSignal)
-  }
-  for (const s of INTERRUPTS) process.on(s, onSignal)
   return {
     stream,
     async commit() {
-      release()
       try {
         await rename(tmp, out)
       } catch (err) {
         await unlink(tmp).catch(() => {})
         throw new Error(`${out}: cannot write (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+      } finally {
+        release()
       }
     },
     async abort() {
-      release()
       stream.destroy()
       await fh.close().catch(() => {})
       await unlink(tmp).catch(() => {})
+      release()
     },
   }
 }
-
-/** The signals that end a `seal`/`open` run early; `--out` cleans up before the process dies. */
-const INTERRUPTS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
 
 /**
  * `<code>: <terse reason>`, never a value of the input: rewriter details carry a reason and an

@@ -1,22 +1,28 @@
 /**
  * Writing key and certificate files so that nobody ever reads half of one, or a private key with the
- * wrong mode. Used by `ecluse certs init` (src/pki/dev-pki.ts) and `ecluse keys …` (src/cli.ts).
+ * wrong mode, and so that an interrupted write leaves no temporary file behind: the temporary file of
+ * a key set holds private keys, that of `ecluse open --out` plaintext. Used by `ecluse certs init`
+ * (src/pki/dev-pki.ts) and `ecluse keys …`, `seal` and `open` (src/cli.ts).
  */
 import { randomBytes } from 'node:crypto'
+import { unlinkSync } from 'node:fs'
 import { open, rename, unlink } from 'node:fs/promises'
 
 /**
  * Write via a fresh temporary file beside `file` (`wx`: never through a planted symlink; the mode is
  * set at creation, so a private key is never readable by others, even for a moment), flushed to disk,
  * then renamed over `file`: a reader (a gateway reloading on SIGHUP) sees the old file or the new one.
+ * Killed by SIGINT, SIGTERM or SIGHUP before the rename, the process first removes the temporary file
+ * (see `removeOnInterrupt`).
  *
  * @example
  * await writeFileAtomic('keys/trusted-host.private.jwks.json', text, 0o600)
  */
 export async function writeFileAtomic(file: string, data: string, mode: number): Promise<void> {
-  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
-  const fh = await open(tmp, 'wx', mode)
+  const tmp = temporaryPathBeside(file)
+  const release = removeOnInterrupt(tmp)
   try {
+    const fh = await open(tmp, 'wx', mode)
     try {
       await fh.writeFile(data)
       await fh.chmod(mode) // the umask could only have removed bits; this makes the mode exact
@@ -28,5 +34,55 @@ export async function writeFileAtomic(file: string, data: string, mode: number):
   } catch (err) {
     await unlink(tmp).catch(() => {})
     throw err
+  } finally {
+    release()
   }
+}
+
+/** A name beside `file` that no other writer (another process, another call) picks. */
+export function temporaryPathBeside(file: string): string {
+  return `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
+}
+
+/** The signals whose default action ends the process; the ones a supervisor or a terminal sends. */
+const INTERRUPTS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
+
+/** Temporary files written now, to remove if one of `INTERRUPTS` ends the process. */
+const pending = new Set<string>()
+
+/**
+ * Until the returned release is called, a signal of `INTERRUPTS` that would end the process removes
+ * `tmp` (and every other pending one) first, then ends the process by the same signal, so the caller
+ * still sees why it stopped. Register before the file is created: removing a file that does not exist
+ * yet is harmless, a signal between creation and registration would not be.
+ */
+export function removeOnInterrupt(tmp: string): () => void {
+  if (pending.size === 0) for (const s of INTERRUPTS) process.on(s, onInterrupt)
+  pending.add(tmp)
+  let released = false
+  return () => {
+    if (released) return
+    released = true
+    pending.delete(tmp)
+    if (pending.size === 0) for (const s of INTERRUPTS) process.off(s, onInterrupt)
+  }
+}
+
+/**
+ * For the commands that write files, which die of these signals. The gateway handles them itself
+ * (SIGHUP reloads, SIGTERM drains) and never writes files, so it never registers this. Other
+ * listeners (exit hooks such as signal-exit, which re-raise the signal once they are alone) see the
+ * signal raised again after this one is gone.
+ */
+function onInterrupt(signal: NodeJS.Signals): void {
+  for (const tmp of pending) {
+    try {
+      unlinkSync(tmp)
+    } catch {
+      // not created yet, or already renamed or removed
+    }
+  }
+  pending.clear()
+  for (const s of INTERRUPTS) process.off(s, onInterrupt)
+  process.kill(process.pid, signal)
 }

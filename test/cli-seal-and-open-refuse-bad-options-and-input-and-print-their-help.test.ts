@@ -68,10 +68,10 @@ t.test('bad options: exit 2, a message naming the option, the usage, nothing wri
 
 t.test('invalid JSON is json_invalid (exit 1) with a reason and an offset, never a value; nothing written', async (t) => {
   const cases: Array<[string, string[], RegExp]> = [
-    ['broken.json', ['seal', '-k', keys.publicPath], /^ecluse: json_invalid: JSON malformed literal at byte 14\n$/],
-    ['broken.json', ['open', '-k', keys.privatePath], /^ecluse: json_invalid: JSON malformed literal at byte 14\n$/],
-    ['duplicate.json', ['seal', '-k', keys.publicPath], /^ecluse: json_invalid: JSON duplicate member name at byte \d+\n$/],
-    ['truncated.json', ['seal', '-k', keys.publicPath], /^ecluse: json_invalid: JSON .* at byte \d+\n$/],
+    ['broken.json', ['seal', '-k', keys.publicPath], /^ecluse: json_invalid: malformed literal at byte 14\n$/],
+    ['broken.json', ['open', '-k', keys.privatePath], /^ecluse: json_invalid: malformed literal at byte 14\n$/],
+    ['duplicate.json', ['seal', '-k', keys.publicPath], /^ecluse: json_invalid: duplicate member name at byte \d+\n$/],
+    ['truncated.json', ['seal', '-k', keys.publicPath], /^ecluse: json_invalid: .* at byte \d+\n$/],
   ]
   for (const [file, argv, expected] of cases) {
     const r = await runCli([...argv, '--context', 'c', '--fields', '/name', join(dir, file), '--out', out])
@@ -90,7 +90,7 @@ t.test('invalid JSON is json_invalid (exit 1) with a reason and an offset, never
 t.test('a targeted value over --max-value-bytes is value_too_large, without the value', async (t) => {
   const r = await runCli(['seal', '-k', keys.publicPath, '--context', 'c', '--fields', '/name', '--max-value-bytes', '8', join(dir, 'long.json'), '-o', out])
   t.equal(r.code, 1)
-  t.match(r.stderr, /^ecluse: value_too_large: JSON targeted value over its cap at byte \d+\n$/)
+  t.match(r.stderr, /^ecluse: value_too_large: targeted value over its cap at byte \d+\n$/)
   t.equal(leaksCanary(r.stdout + r.stderr), undefined)
   t.notOk((await listDir(dir)).some((f) => f.startsWith('out.json')))
 })

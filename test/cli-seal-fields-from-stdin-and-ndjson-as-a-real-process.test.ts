@@ -68,5 +68,5 @@ t.test('--ndjson: thousands of lines through the pipes, every line sealed, line 
 t.test('--ndjson is required for more than one value: a second line is not a JSON document', async (t) => {
   const r = await spawnCli(['seal', '-k', keys.publicPath, '--context', 'c', '--fields', '/name'], '{"name":"a"}\n{"name":"b"}\n')
   t.equal(r.code, 1)
-  t.match(r.stderr, /^ecluse: json_invalid: JSON .* at byte \d+\n$/)
+  t.match(r.stderr, /^ecluse: json_invalid: trailing data after the JSON value at byte 13\n$/)
 })

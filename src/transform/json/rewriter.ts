@@ -644,7 +644,7 @@ export class JsonRewriteEngine<R = unknown> {
               i++
               break
             }
-            if (c === 0xef && this.base + i === 0) this.fail('json_invalid', 'byte order mark', 0)
+            if (c === 0xef && this.base + i === 0) this.fail('json_invalid', 'a byte order mark', 0)
             i = this.beginValue(i, c)
             break
           }
@@ -663,7 +663,7 @@ export class JsonRewriteEngine<R = unknown> {
               this.state = S_LINE_WS
               i++
             } else {
-              if (c === 0xef && this.base + i === 0) this.fail('json_invalid', 'byte order mark', 0)
+              if (c === 0xef && this.base + i === 0) this.fail('json_invalid', 'a byte order mark', 0)
               i = this.beginValue(i, c)
             }
             break
@@ -708,7 +708,7 @@ export class JsonRewriteEngine<R = unknown> {
   }
 
   private fail(code: ErrorCode, reason: string, offset: number): never {
-    throw new EcluseError(code, `JSON ${reason} at byte ${offset}`)
+    throw new EcluseError(code, `${reason} at byte ${offset}`)
   }
 
   // ---- strings --------------------------------------------------------------------------------
