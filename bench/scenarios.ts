@@ -8,8 +8,8 @@
  * `startNaiveFieldProxy` is the jose baseline), say what the upstream must prepare (`upstream`),
  * measure with `compare()` and a `check` on every response, and list it in `SCENARIOS`.
  */
-import { JsonChild } from './lib/child.js'
 import { bulkBody } from './lib/bodies.js'
+import { JsonChild } from './lib/child.js'
 import { BLOB_CONTEXT, SEALED_RECORDS_CONTEXT } from './lib/keys.js'
 import { compare, type Load, type MeasuredRow, type Sidecar } from './lib/measure.js'
 import { BENCH_CLIENT_PRINCIPAL } from './lib/pki.js'

@@ -29,8 +29,8 @@
  */
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import https from 'node:https'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import https from 'node:https'
 import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { parseArgs } from 'node:util'

@@ -20,8 +20,8 @@
  * One worker (`--workers 1`, the default) does not use this module: `runGateway` serves in-process.
  */
 import cluster, { type Worker } from 'node:cluster'
-import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client'
 import type { Logger } from 'pino'
+import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client'
 import { AdminServer, type Readiness } from './admin/server.js'
 import { loadConfigFile } from './config/load.js'
 import type { Config } from './config/schema.js'

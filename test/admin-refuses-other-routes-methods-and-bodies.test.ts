@@ -1,7 +1,7 @@
-import { connect } from 'node:net'
 import { request } from 'node:http'
+import { connect } from 'node:net'
 import t from 'tap'
-import { AdminServer, ADMIN_LIMITS } from '../src/admin/server.js'
+import { ADMIN_LIMITS, AdminServer } from '../src/admin/server.js'
 import { createLogger } from '../src/observability/logger.js'
 import { GatewayMetrics } from '../src/observability/metrics.js'
 

@@ -9,7 +9,7 @@ import { chmod, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { listDir, runCli } from './helpers/cli.js'
-import { CANARY, SENSITIVE_FIELDS, canaryRecord, leaksCanary, writeKeyFiles } from './helpers/sealing.js'
+import { CANARY, canaryRecord, leaksCanary, SENSITIVE_FIELDS, writeKeyFiles } from './helpers/sealing.js'
 
 const FIELDS = SENSITIVE_FIELDS.join(',')
 const PLAIN = JSON.stringify(canaryRecord('A-1'))

@@ -6,11 +6,11 @@
  */
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { readFile, readdir, stat, writeFile } from 'node:fs/promises'
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { ROOT, listDir, runCli } from './helpers/cli.js'
+import { listDir, ROOT, runCli } from './helpers/cli.js'
 import { writeKeyFiles } from './helpers/sealing.js'
 
 const dir = t.testdir()

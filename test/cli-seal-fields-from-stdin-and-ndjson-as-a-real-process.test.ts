@@ -6,7 +6,7 @@
 import { compactDecrypt, importJWK } from 'jose'
 import t from 'tap'
 import { COMPACT_JWE, JOSE_OPEN, spawnCli } from './helpers/cli.js'
-import { CANARY, SENSITIVE_FIELDS, canaryRecord, leaksCanary, writeKeyFiles } from './helpers/sealing.js'
+import { CANARY, canaryRecord, leaksCanary, SENSITIVE_FIELDS, writeKeyFiles } from './helpers/sealing.js'
 
 const dir = t.testdir()
 const keys = await writeKeyFiles(dir, 'th', { kid: 'stdin-k' })

@@ -14,20 +14,20 @@ import { createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto'
 import fc from 'fast-check'
 import { compactDecrypt, importJWK } from 'jose'
 import t from 'tap'
-import { b64uDecode, b64uDecodeInto, b64uDecodedLength, b64uLength, b64uWrite } from '../src/crypto/base64url.js'
+import { b64uDecode, b64uDecodedLength, b64uDecodeInto, b64uLength, b64uWrite } from '../src/crypto/base64url.js'
 import { CanonicalHeaders, FieldOpener, FieldSealer, type OpenExpectation } from '../src/crypto/field.js'
 import {
-  type CompactParts,
-  FIELD_PROFILE,
-  TEST_SEAM,
   agree,
+  type CompactParts,
   encryptToCompact,
+  FIELD_PROFILE,
   headerEnd,
   headerStart,
   parseCompact,
+  TEST_SEAM,
 } from '../src/crypto/jwe.js'
 import { KeyWrapper } from '../src/crypto/kdf.js'
-import { type KeySet, generateKeySet, parseKeySet } from '../src/crypto/keys.js'
+import { generateKeySet, type KeySet, parseKeySet } from '../src/crypto/keys.js'
 
 const CRIT = { 'ecl.route': true, 'ecl.ptr': true, 'ecl.rid': true }
 

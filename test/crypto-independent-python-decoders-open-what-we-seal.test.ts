@@ -9,7 +9,7 @@ import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { FieldSealer, type Jwk, createSealStream, generateKeySet, parseKeySet } from '../src/crypto/index.js'
+import { createSealStream, FieldSealer, generateKeySet, type Jwk, parseKeySet } from '../src/crypto/index.js'
 import { seededRecipient } from './vectors/deterministic.js'
 
 const PYTHON = '/usr/bin/python3'

@@ -3,9 +3,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { inspect } from 'node:util'
 import tap from 'tap'
-const t = tap
+import { generateKeySet, type Jwk, jwkThumbprint, parseKeySet, readKeySetFile } from '../src/crypto/index.js'
 import { EcluseError } from '../src/errors.js'
-import { type Jwk, generateKeySet, jwkThumbprint, parseKeySet, readKeySetFile } from '../src/crypto/index.js'
+
+const t = tap
 
 const x25519 = generateKeySet({ kid: 'k-x' })
 const p256 = generateKeySet({ crv: 'P-256', kid: 'k-p' })

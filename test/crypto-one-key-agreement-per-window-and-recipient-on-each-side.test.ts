@@ -2,18 +2,18 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import t from 'tap'
+import { SEAL_WINDOW_KEYS, SEAL_WINDOW_MS, SEAL_WINDOW_VALUES, SealWindows } from '../src/crypto/field.js'
 import {
   ASYMMETRIC_CHANNEL,
   type AsymmetricOperation,
-  FieldOpener,
-  FieldSealer,
   createOpenStream,
   createSealStream,
+  FieldOpener,
+  FieldSealer,
   generateKeySet,
   type KeySet,
   parseKeySet,
 } from '../src/crypto/index.js'
-import { SEAL_WINDOW_KEYS, SEAL_WINDOW_MS, SEAL_WINDOW_VALUES, SealWindows } from '../src/crypto/field.js'
 
 /** Count the asymmetric operations published on the instrumented seam while `fn` runs. */
 async function count(fn: () => unknown): Promise<{ seal: number; open: number; ops: AsymmetricOperation[] }> {

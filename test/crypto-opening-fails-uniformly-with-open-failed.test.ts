@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
-import { EcluseError } from '../src/errors.js'
-import { FieldOpener, FieldSealer, type KeySet, generateKeySet, parseKeySet } from '../src/crypto/index.js'
+import { FieldOpener, FieldSealer, generateKeySet, type KeySet, parseKeySet } from '../src/crypto/index.js'
 import { agree, encryptToCompact, rsaWrap } from '../src/crypto/jwe.js'
 import { KeyWrapper } from '../src/crypto/kdf.js'
+import { EcluseError } from '../src/errors.js'
 
 const x = generateKeySet({ kid: 'x' })
 const p = generateKeySet({ crv: 'P-256', kid: 'p' })

@@ -2,9 +2,9 @@ import { createCipheriv, createPrivateKey, generateKeyPairSync, randomBytes } fr
 import fc from 'fast-check'
 import { CompactEncrypt, compactDecrypt, importJWK } from 'jose'
 import t from 'tap'
-import { FieldOpener, FieldSealer, type KeyAlg, generateKeySet, parseKeySet } from '../src/crypto/index.js'
+import { FieldOpener, FieldSealer, generateKeySet, type KeyAlg, parseKeySet } from '../src/crypto/index.js'
 import { TEST_SEAM } from '../src/crypto/jwe.js'
-import { AES_KW_IV, KeyWrapper, concatKdf256 } from '../src/crypto/kdf.js'
+import { AES_KW_IV, concatKdf256, KeyWrapper } from '../src/crypto/kdf.js'
 
 const CRIT = { 'ecl.route': true, 'ecl.ptr': true, 'ecl.rid': true }
 const ALGS: ReadonlyArray<{ name: string; alg: KeyAlg; crv?: 'X25519' | 'P-256' }> = [

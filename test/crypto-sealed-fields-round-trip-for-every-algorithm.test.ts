@@ -1,14 +1,14 @@
 import t from 'tap'
+import { SEAL_WINDOW_MS, SealWindows } from '../src/crypto/field.js'
 import {
+  assertSealedFor,
   FieldOpener,
   FieldSealer,
-  type KeyAlg,
-  assertSealedFor,
   generateKeySet,
   isSealedFor,
+  type KeyAlg,
   parseKeySet,
 } from '../src/crypto/index.js'
-import { SEAL_WINDOW_MS, SealWindows } from '../src/crypto/field.js'
 
 const ALGS: ReadonlyArray<{ name: string; alg: KeyAlg; crv?: 'X25519' | 'P-256' }> = [
   { name: 'ECDH-ES+A256KW X25519', alg: 'ECDH-ES+A256KW', crv: 'X25519' },

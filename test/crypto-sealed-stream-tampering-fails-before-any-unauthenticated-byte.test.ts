@@ -4,10 +4,10 @@ import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import fc from 'fast-check'
 import t from 'tap'
-import { EcluseError } from '../src/errors.js'
 import { ASYMMETRIC_CHANNEL, createOpenStream, createSealStream, generateKeySet, parseKeySet } from '../src/crypto/index.js'
 import { TEST_SEAM } from '../src/crypto/jwe.js'
 import { deriveRecordKeys, recordNonce } from '../src/crypto/stream.js'
+import { EcluseError } from '../src/errors.js'
 
 const g = generateKeySet()
 const pub = parseKeySet(g.publicJwks)

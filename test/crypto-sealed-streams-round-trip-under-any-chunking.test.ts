@@ -3,7 +3,7 @@ import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import fc from 'fast-check'
 import t from 'tap'
-import { type KeySet, type SealedStreamInfo, createOpenStream, createSealStream, generateKeySet, parseKeySet } from '../src/crypto/index.js'
+import { createOpenStream, createSealStream, generateKeySet, type KeySet, parseKeySet, type SealedStreamInfo } from '../src/crypto/index.js'
 import { TEST_SEAM } from '../src/crypto/jwe.js'
 import { deriveRecordKeys, recordNonce } from '../src/crypto/stream.js'
 

@@ -1,7 +1,7 @@
 import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import t from 'tap'
-import { FieldOpener, FieldSealer, createOpenStream, createSealStream, generateKeySet, parseKeySet } from '../src/crypto/index.js'
+import { createOpenStream, createSealStream, FieldOpener, FieldSealer, generateKeySet, parseKeySet } from '../src/crypto/index.js'
 
 const g = generateKeySet()
 const pub = parseKeySet(g.publicJwks, { publicOnly: true })

@@ -7,7 +7,7 @@
  * public set (docs/profiles.md). That order refuses nothing; reloading either gateway alone with the
  * whole rotated set refuses traffic until the other follows.
  */
-import { cp, copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { copyFile, cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { request as httpRequest } from 'node:http'
 import { tmpdir } from 'node:os'
 import path from 'node:path'

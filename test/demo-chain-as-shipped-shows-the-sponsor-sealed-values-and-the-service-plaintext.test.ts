@@ -11,15 +11,15 @@ import { request as httpRequest } from 'node:http'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { type JWK, compactDecrypt, decodeProtectedHeader, importJWK } from 'jose'
+import { compactDecrypt, decodeProtectedHeader, importJWK, type JWK } from 'jose'
 import t from 'tap'
 import {
+  createSampleRecord,
   type DemoChain,
   SAMPLE_PHOTO,
   SAMPLE_RECORD,
-  SENSITIVE_FIELDS,
   type SampleViews,
-  createSampleRecord,
+  SENSITIVE_FIELDS,
   sponsorAgent,
   startDemoChain,
 } from '../src/demo/chain.js'

@@ -1,5 +1,5 @@
-import { createRequire } from 'node:module'
 import { X509Certificate } from 'node:crypto'
+import { createRequire } from 'node:module'
 import type * as Forge from 'node-forge'
 import t from 'tap'
 import { PRINCIPAL_CACHE_SIZE, principalCacheSize, principalFromCertificate } from '../src/identity/from-certificate.js'

@@ -9,10 +9,9 @@
  */
 import fc from 'fast-check'
 import t from 'tap'
+import { compileRules, formatPointer } from '../src/transform/json/pointer.js'
+import { isPlainJsonString, JsonRewriteEngine, type JsonTarget } from '../src/transform/json/rewriter.js'
 import { compileFieldRules, pointerClaim } from '../src/transform/json-fields.js'
-import { formatPointer } from '../src/transform/json/pointer.js'
-import { JsonRewriteEngine, type JsonTarget, isPlainJsonString } from '../src/transform/json/rewriter.js'
-import { compileRules } from '../src/transform/json/pointer.js'
 import { arbCuts, arbJsonValue, arbSpelling, chunked, runEngine, spell } from './json-helpers.js'
 
 /** The rule, byte by byte: quotes around printable ASCII (0x20–0x7f) without '"' or '\'. */

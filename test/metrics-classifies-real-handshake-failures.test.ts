@@ -1,5 +1,5 @@
 import { connect as netConnect } from 'node:net'
-import { connect, createServer, type ConnectionOptions, type TLSSocket, type TlsOptions } from 'node:tls'
+import { type ConnectionOptions, connect, createServer, type TLSSocket, type TlsOptions } from 'node:tls'
 import t from 'tap'
 import { classifyTlsFailure, type TlsFailureReason } from '../src/observability/metrics.js'
 import { makeTestPki } from './helpers/pki.js'

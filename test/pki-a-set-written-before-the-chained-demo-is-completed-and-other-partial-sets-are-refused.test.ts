@@ -4,8 +4,8 @@
  * the sponsor CA, and no existing file is touched. Any other partial set is still refused with
  * `tls_material_invalid`, and nothing is written.
  */
-import { X509Certificate, createPublicKey } from 'node:crypto'
-import { cp, mkdtemp, readFile, readdir, rm, stat, unlink } from 'node:fs/promises'
+import { createPublicKey, X509Certificate } from 'node:crypto'
+import { cp, mkdtemp, readdir, readFile, rm, stat, unlink } from 'node:fs/promises'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'

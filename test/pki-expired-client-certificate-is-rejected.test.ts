@@ -1,7 +1,7 @@
 // A client certificate past its notAfter is refused by a real TLS server with OpenSSL's
 // CERT_HAS_EXPIRED, and the application never sees the connection.
-import { once } from 'node:events'
 import { X509Certificate } from 'node:crypto'
+import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import { connect, createServer, type TLSSocket } from 'node:tls'
 import t from 'tap'

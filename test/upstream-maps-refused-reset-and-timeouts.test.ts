@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream'
 import t from 'tap'
 import { type UpstreamConfig, upstreamSchema } from '../src/config/schema.js'
 import { type EcluseError, isEcluseError } from '../src/errors.js'
-import { UpstreamPool, type UpstreamErrorCode, upstreamBodyError } from '../src/upstream/pool.js'
+import { type UpstreamErrorCode, UpstreamPool, upstreamBodyError } from '../src/upstream/pool.js'
 import { makeTestPki } from './helpers/pki.js'
 
 // undici arms header and body timeouts on its "fast timers" (about 1 s resolution), so a 300 ms

@@ -5,7 +5,7 @@ import { type AddressInfo, createServer as createNetServer } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import t from 'tap'
 import { upstreamSchema } from '../src/config/schema.js'
-import { UpstreamPool, type UpstreamErrorCode } from '../src/upstream/pool.js'
+import { type UpstreamErrorCode, UpstreamPool } from '../src/upstream/pool.js'
 import { makeTestPki, type TestCert } from './helpers/pki.js'
 
 const pki = await makeTestPki()

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import { upstreamSchema } from '../src/config/schema.js'
 import { EcluseError } from '../src/errors.js'
-import { UpstreamPool, type UpstreamErrorCode } from '../src/upstream/pool.js'
+import { type UpstreamErrorCode, UpstreamPool } from '../src/upstream/pool.js'
 import { makeTestPki, type TestCert } from './helpers/pki.js'
 
 const pki = await makeTestPki()

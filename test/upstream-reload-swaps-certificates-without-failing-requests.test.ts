@@ -6,7 +6,7 @@ import type { TLSSocket } from 'node:tls'
 import t from 'tap'
 import { upstreamSchema } from '../src/config/schema.js'
 import type { EcluseError } from '../src/errors.js'
-import { type ClientTlsMaterial, UpstreamPool, type UpstreamErrorCode } from '../src/upstream/pool.js'
+import { type ClientTlsMaterial, type UpstreamErrorCode, UpstreamPool } from '../src/upstream/pool.js'
 import { issueCertificateAsync, makeTestPki } from './helpers/pki.js'
 
 const OLD_URI = 'URI:spiffe://trusted.test/ecluse-gateway'

@@ -15,8 +15,8 @@
  *
  * Prints `{"ready":true,"port":N}` once listening.
  */
-import https from 'node:https'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import https from 'node:https'
 import { pipeline, type Readable } from 'node:stream'
 import { createSecureContext } from 'node:tls'
 import { type ParseArgsConfig, parseArgs } from 'node:util'

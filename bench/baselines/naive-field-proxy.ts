@@ -16,7 +16,7 @@
  */
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { type CryptoKey, CompactEncrypt, compactDecrypt, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose'
+import { CompactEncrypt, type CryptoKey, compactDecrypt, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose'
 import type { Dispatcher } from 'undici'
 import { isMain } from '../lib/child.js'
 import { SENSITIVE_POINTERS } from '../records.js'

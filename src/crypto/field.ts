@@ -8,31 +8,31 @@
 import { createCipheriv, randomBytes, randomFillSync } from 'node:crypto'
 import { EcluseError } from '../errors.js'
 import { CONTENT_ENCRYPTION } from './algorithms.js'
-import { b64uDecode, b64uDecodeInto, b64uDecodedLength, b64uLength, b64uWrite } from './base64url.js'
-import { KeyUnwrapper, KeyWrapper } from './kdf.js'
-import type { KeySet, RecipientKey } from './keys.js'
+import { b64uDecode, b64uDecodedLength, b64uDecodeInto, b64uLength, b64uWrite } from './base64url.js'
 import {
   type Agreement,
-  type CompactParts,
-  type Epk,
-  type Expected,
-  FIELD_PROFILE,
-  MAX_CLAIM_CHARS,
-  MAX_PROTECTED_CHARS,
-  TEST_SEAM,
-  type TestSeam,
   agree,
+  type CompactParts,
   checkClaim,
   decryptContent,
   deriveKek,
+  type Epk,
+  type Expected,
   encryptToCompact,
+  FIELD_PROFILE,
   headerEnd,
   headerStart,
+  MAX_CLAIM_CHARS,
+  MAX_PROTECTED_CHARS,
   openFailed,
   parseCompact,
   rsaUnwrap,
   rsaWrap,
+  TEST_SEAM,
+  type TestSeam,
 } from './jwe.js'
+import { KeyUnwrapper, KeyWrapper } from './kdf.js'
+import type { KeySet, RecipientKey } from './keys.js'
 
 const GCM = CONTENT_ENCRYPTION.A256GCM
 

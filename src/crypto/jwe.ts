@@ -8,13 +8,13 @@
  */
 import { isUtf8 } from 'node:buffer'
 import {
-  type KeyObject,
   constants,
   createCipheriv,
   createDecipheriv,
   createPublicKey,
   diffieHellman,
   generateKeyPairSync,
+  type KeyObject,
   privateDecrypt,
   publicEncrypt,
   randomBytes,
@@ -23,8 +23,8 @@ import { channel } from 'node:diagnostics_channel'
 import { EcluseError } from '../errors.js'
 import { CONTENT_ENCRYPTION, type CurveInfo, isKeyAlg } from './algorithms.js'
 import { b64u, b64uDecode } from './base64url.js'
-import { KeyUnwrapper, KeyWrapper, concatKdf256 } from './kdf.js'
-import { type KeySet, type RecipientKey, privateKeyOf } from './keys.js'
+import { concatKdf256, KeyUnwrapper, KeyWrapper } from './kdf.js'
+import { type KeySet, privateKeyOf, type RecipientKey } from './keys.js'
 
 const GCM = CONTENT_ENCRYPTION.A256GCM
 

@@ -4,7 +4,7 @@
  * docs/sealing.md, "Performance"). Both are checked byte for byte against jose and Node's own
  * `id-aes256-wrap` in test/crypto-*.test.ts.
  */
-import { type Cipher, type Decipher, createCipheriv, createDecipheriv, createHash } from 'node:crypto'
+import { type Cipher, createCipheriv, createDecipheriv, createHash, type Decipher } from 'node:crypto'
 
 /** RFC 3394 §2.2.3.1 default initial value. */
 export const AES_KW_IV = Buffer.from('A6A6A6A6A6A6A6A6', 'hex')

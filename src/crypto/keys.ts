@@ -8,13 +8,13 @@
  * key material, so a key set can be logged (and will be, by mistake, one day) without harm.
  */
 import {
-  type KeyObject,
   constants,
   createHash,
   createPrivateKey,
   createPublicKey,
   diffieHellman,
   generateKeyPairSync,
+  type KeyObject,
   privateDecrypt,
   publicEncrypt,
   randomBytes,
@@ -28,11 +28,11 @@ import {
   type CurveInfo,
   DEFAULT_CURVE,
   DEFAULT_KEY_ALG,
+  isCurve,
+  isKeyAlg,
   KEY_ALGORITHMS,
   type KeyAlg,
   type KeyAlgorithm,
-  isCurve,
-  isKeyAlg,
 } from './algorithms.js'
 import { b64u, b64uDecode } from './base64url.js'
 

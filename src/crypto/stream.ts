@@ -12,18 +12,18 @@ import { type CipherGCM, createCipheriv, createDecipheriv, createHash, hkdfSync,
 import { Transform, type TransformCallback } from 'node:stream'
 import { EcluseError } from '../errors.js'
 import { b64u, b64uDecode } from './base64url.js'
-import type { KeySet } from './keys.js'
 import {
   ANY_VALUE,
-  STREAM_PROFILE,
-  TEST_SEAM,
-  type TestSeam,
   checkClaim,
   openFailed,
   openParsedOnce,
   parseCompact,
+  STREAM_PROFILE,
   sealCompactOnce,
+  TEST_SEAM,
+  type TestSeam,
 } from './jwe.js'
+import type { KeySet } from './keys.js'
 
 /** "ECLS": first bytes of every sealed stream. */
 export const STREAM_MAGIC = Buffer.from('ECLS', 'ascii')

@@ -9,8 +9,8 @@
  * 204) and `GET /v1/accreditations/:id/photo`.
  */
 import { randomUUID } from 'node:crypto'
-import https from 'node:https'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import https from 'node:https'
 
 export interface AccreditationRecord {
   id: string

@@ -19,14 +19,14 @@ import pino, { type Logger } from 'pino'
 import { loadConfigFile } from '../config/load.js'
 import { createLogger } from '../observability/logger.js'
 import {
+  createSampleRecord,
   type DemoChain,
   type DemoRole,
   REPO_ROOT,
   SAMPLE_PHOTO,
   SAMPLE_RECORD,
-  SENSITIVE_FIELDS,
   type SampleViews,
-  createSampleRecord,
+  SENSITIVE_FIELDS,
   sideBySide,
   startDemoChain,
 } from './chain.js'

@@ -3,8 +3,8 @@
  * sponsor CA bundle only. A connection whose certificate did not verify is destroyed before a single
  * HTTP byte is parsed; the reason is counted, never sent.
  */
-import https from 'node:https'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import https from 'node:https'
 import type { Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'

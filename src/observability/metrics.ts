@@ -16,7 +16,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
-import { ERROR_CODES, EcluseError, type ErrorCode } from '../errors.js'
+import { EcluseError, ERROR_CODES, type ErrorCode } from '../errors.js'
 
 // ---------------------------------------------------------------------------------------------
 // Label vocabularies (fixed enums)

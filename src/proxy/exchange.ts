@@ -27,8 +27,8 @@ import type { BodyTransform, Direction, MessageHeaders, TransformContext } from 
 import { UpstreamAbort, type UpstreamPool, type UpstreamResponse, upstreamBodyError } from '../upstream/pool.js'
 import { BodyLimit } from './body-limit.js'
 import { chain } from './chain.js'
-import { HoldBack } from './hold-back.js'
 import { buildSponsorHeaders, buildUpstreamHeaders } from './headers.js'
+import { HoldBack } from './hold-back.js'
 
 /** What the proxy routes with; replaced as a whole on reload so a request sees one consistent state. */
 export interface ProxyState {

@@ -2,12 +2,12 @@
  * Registers the built-in body transforms. Imported for its side effect by `src/main.ts` and by
  * `ecluse config check`, so both compile exactly the same chains. docs/transforms.md documents each.
  */
-import { createOpenBodyTransform } from './open-body.js'
 import { createOpenTransform } from './open.js'
+import { createOpenBodyTransform } from './open-body.js'
 import { registerTransform } from './registry.js'
 import { createRequireSealedTransform } from './require-sealed.js'
-import { createSealBodyTransform } from './seal-body.js'
 import { createSealTransform } from './seal.js'
+import { createSealBodyTransform } from './seal-body.js'
 import { createStripTransform } from './strip.js'
 
 /** The built-in transform types, in the order docs/transforms.md presents them. */

@@ -13,7 +13,7 @@ import type { KeySet } from '../crypto/keys.js'
 import { EcluseError, type ErrorCode, isEcluseError } from '../errors.js'
 import type { CryptoOp, CryptoOpMetrics, CryptoRouteMetrics } from '../observability/metrics.js'
 import { ANY_SEGMENT, type CompiledRules, compileRules, formatPointer, parsePattern } from './json/pointer.js'
-import { type JsonTarget, JsonRewriter, type JsonValueHandler } from './json/rewriter.js'
+import { JsonRewriter, type JsonTarget, type JsonValueHandler } from './json/rewriter.js'
 import type { Direction, MessageHeaders, TransformContext, TransformEnv } from './types.js'
 
 // ---------------------------------------------------------------------------------------------

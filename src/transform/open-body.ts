@@ -7,7 +7,7 @@
 import type { Transform } from 'node:stream'
 import { z } from 'zod'
 import type { KeySet } from '../crypto/keys.js'
-import { DEFAULT_MAX_OPEN_RECORD_SIZE, MAX_RECORD_SIZE, type SealedStreamInfo, createOpenStream } from '../crypto/stream.js'
+import { createOpenStream, DEFAULT_MAX_OPEN_RECORD_SIZE, MAX_RECORD_SIZE, type SealedStreamInfo } from '../crypto/stream.js'
 import type { CryptoOpMetrics } from '../observability/metrics.js'
 import { meterBodyStream } from './body-stream.js'
 import { checkNoContentEncoding, contextOption, keySetFor, keySetName, parseOptions, refusal, refuseAtBegin } from './json-fields.js'

@@ -7,17 +7,15 @@ import { z } from 'zod'
 import { FieldOpener } from '../crypto/field.js'
 import { EcluseError, isEcluseError } from '../errors.js'
 import type { CryptoOpMetrics } from '../observability/metrics.js'
-import { type JsonTarget, isPlainJsonString } from './json/rewriter.js'
+import { isPlainJsonString, type JsonTarget } from './json/rewriter.js'
 import {
+  compileFieldRules,
+  contextOption,
+  emptyBody,
   FieldMessage,
   type FieldRule,
   type FieldRules,
   FieldStream,
-  SEALED_RECORD_BYTES,
-  SEALED_VALUE_BYTES,
-  compileFieldRules,
-  contextOption,
-  emptyBody,
   fieldsOption,
   formatOption,
   jsonMode,
@@ -29,6 +27,8 @@ import {
   recordClaim,
   recordsOption,
   refuseAtBegin,
+  SEALED_RECORD_BYTES,
+  SEALED_VALUE_BYTES,
   valueBytesOption,
 } from './json-fields.js'
 import type { BodyTransform, TransformContext, TransformEnv } from './types.js'

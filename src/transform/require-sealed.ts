@@ -11,15 +11,13 @@ import { EcluseError } from '../errors.js'
 import type { CryptoOpMetrics } from '../observability/metrics.js'
 import type { JsonTarget } from './json/rewriter.js'
 import {
+  compileFieldRules,
+  contextOption,
+  emptyBody,
   FieldMessage,
   type FieldRule,
   type FieldRules,
   FieldStream,
-  SEALED_RECORD_BYTES,
-  SEALED_VALUE_BYTES,
-  compileFieldRules,
-  contextOption,
-  emptyBody,
   fieldsOption,
   formatOption,
   jsonMode,
@@ -31,6 +29,8 @@ import {
   recordClaim,
   recordsOption,
   refuseAtBegin,
+  SEALED_RECORD_BYTES,
+  SEALED_VALUE_BYTES,
   valueBytesOption,
 } from './json-fields.js'
 import type { BodyTransform, TransformContext, TransformEnv } from './types.js'

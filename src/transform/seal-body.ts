@@ -6,14 +6,14 @@
  * A `content-encoding` other than `identity` is refused rather than carried: the seal keeps the
  * media type only, and an encoding left outside it would describe bytes it no longer applies to.
  */
+import type { Transform } from 'node:stream'
 import { z } from 'zod'
 import type { KeySet } from '../crypto/keys.js'
-import { DEFAULT_RECORD_SIZE, MAX_RECORD_SIZE, createSealStream, isMediaType } from '../crypto/stream.js'
+import { createSealStream, DEFAULT_RECORD_SIZE, isMediaType, MAX_RECORD_SIZE } from '../crypto/stream.js'
 import type { CryptoOpMetrics } from '../observability/metrics.js'
 import { meterBodyStream } from './body-stream.js'
 import { checkNoContentEncoding, contextOption, keySetFor, keySetName, parseOptions, refusal, refuseAtBegin } from './json-fields.js'
 import type { BodyTransform, TransformContext, TransformEnv } from './types.js'
-import type { Transform } from 'node:stream'
 
 /** The media type of a sealed body on the wire. */
 export const SEALED_MEDIA_TYPE = 'application/vnd.ecluse.sealed'

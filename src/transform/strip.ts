@@ -5,17 +5,17 @@
 import { z } from 'zod'
 import type { JsonTarget } from './json/rewriter.js'
 import {
+  compileFieldRules,
+  emptyBody,
   FieldMessage,
   type FieldRule,
   type FieldRules,
   FieldStream,
-  PLAINTEXT_RECORD_BYTES,
-  PLAINTEXT_VALUE_BYTES,
-  compileFieldRules,
-  emptyBody,
   fieldsOption,
   formatOption,
   jsonMode,
+  PLAINTEXT_RECORD_BYTES,
+  PLAINTEXT_VALUE_BYTES,
   parseOptions,
   recordBytesOption,
   refuseAtBegin,

@@ -5,11 +5,11 @@ import { pipeline } from 'node:stream/promises'
 import t from 'tap'
 import { Agent, request } from 'undici'
 import { stringify } from 'yaml'
-import { type SealedStreamInfo, createOpenStream, createSealStream } from '../../src/crypto/stream.js'
 import { parseKeySet } from '../../src/crypto/keys.js'
-import { GatewayProcess, TestUpstream, gatewayConfig, metricValue } from '../helpers/harness.js'
+import { createOpenStream, createSealStream, type SealedStreamInfo } from '../../src/crypto/stream.js'
+import { GatewayProcess, gatewayConfig, metricValue, TestUpstream } from '../helpers/harness.js'
 import { makeTestPki } from '../helpers/pki.js'
-import { SPONSOR_APP, digestOf, generatedBody, tempDir, writeKeyFiles } from '../helpers/sealing.js'
+import { digestOf, generatedBody, SPONSOR_APP, tempDir, writeKeyFiles } from '../helpers/sealing.js'
 
 const MIB = 1024 * 1024
 const UP = 1024 * MIB

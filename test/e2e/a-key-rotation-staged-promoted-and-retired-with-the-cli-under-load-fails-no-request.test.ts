@@ -19,9 +19,9 @@ import { decodeProtectedHeader } from 'jose'
 import t from 'tap'
 import { FieldOpener } from '../../src/crypto/field.js'
 import { parseKeySet } from '../../src/crypto/keys.js'
-import { metricValue } from '../helpers/harness.js'
 import { runCli } from '../helpers/cli.js'
-import { ROTATION_CONTEXT, ROTATION_FIELDS, aborted, startRotationChain } from '../helpers/rotation.js'
+import { metricValue } from '../helpers/harness.js'
+import { aborted, ROTATION_CONTEXT, ROTATION_FIELDS, startRotationChain } from '../helpers/rotation.js'
 import { CANARY, leaksCanary, tempDir } from '../helpers/sealing.js'
 
 const FIELDS = ROTATION_FIELDS

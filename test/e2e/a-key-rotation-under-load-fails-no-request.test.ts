@@ -6,7 +6,7 @@ import { main } from '../../src/cli.js'
 import { FieldOpener } from '../../src/crypto/field.js'
 import { parseKeySet } from '../../src/crypto/keys.js'
 import { metricValue } from '../helpers/harness.js'
-import { ROTATION_CONTEXT, ROTATION_FIELDS, aborted, startRotationChain } from '../helpers/rotation.js'
+import { aborted, ROTATION_CONTEXT, ROTATION_FIELDS, startRotationChain } from '../helpers/rotation.js'
 import { CANARY, leaksCanary, tempDir } from '../helpers/sealing.js'
 
 const FIELDS = ROTATION_FIELDS

@@ -4,10 +4,10 @@ import { decodeProtectedHeader } from 'jose'
 import t from 'tap'
 import { Agent, request } from 'undici'
 import { stringify } from 'yaml'
-import { type Jwks, generateKeySet } from '../../src/crypto/keys.js'
-import { GatewayProcess, TestUpstream, gatewayConfig, metricValue } from '../helpers/harness.js'
+import { generateKeySet, type Jwks } from '../../src/crypto/keys.js'
+import { GatewayProcess, gatewayConfig, metricValue, TestUpstream } from '../helpers/harness.js'
 import { makeTestPki } from '../helpers/pki.js'
-import { CANARY, SPONSOR_APP, leaksCanary, recordingHandler, startSealing, tempDir } from '../helpers/sealing.js'
+import { CANARY, leaksCanary, recordingHandler, SPONSOR_APP, startSealing, tempDir } from '../helpers/sealing.js'
 
 const json = { 'content-type': 'application/json' }
 const step = { context: 'accreditations', fields: ['/passport'] }

@@ -3,7 +3,7 @@ import { request } from 'undici'
 import { FieldSealer } from '../../src/crypto/field.js'
 import { parseKeySet } from '../../src/crypto/keys.js'
 import { metricValue } from '../helpers/harness.js'
-import { CANARY, SPONSOR_APP, leaksCanary, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
+import { CANARY, leaksCanary, SPONSOR_APP, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
 
 const RECORDS = 6000
 /** The one record whose name arrives in plaintext, a few records before the end. */

@@ -6,7 +6,7 @@
 import t from 'tap'
 import { request } from 'undici'
 import { metricValue } from '../helpers/harness.js'
-import { CANARY, SPONSOR_APP, leaksCanary, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
+import { CANARY, leaksCanary, SPONSOR_APP, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
 
 t.test('an aborted response is an abort (or, before its status line, a 502) in the logs and metrics, not a rejected client request', async (t) => {
   const dir = await tempDir()

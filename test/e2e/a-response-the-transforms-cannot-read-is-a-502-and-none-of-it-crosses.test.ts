@@ -1,7 +1,7 @@
 import { gzipSync } from 'node:zlib'
 import t from 'tap'
 import { metricValue } from '../helpers/harness.js'
-import { CANARY, SPONSOR_APP, canaryRecord, leaksCanary, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
+import { CANARY, canaryRecord, leaksCanary, SPONSOR_APP, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
 
 const record = JSON.stringify(canaryRecord('r-1'))
 const json = 'application/json'

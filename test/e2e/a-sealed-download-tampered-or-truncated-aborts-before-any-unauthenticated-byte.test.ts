@@ -2,9 +2,9 @@ import { Readable } from 'node:stream'
 import t from 'tap'
 import { request } from 'undici'
 import { parseKeySet } from '../../src/crypto/keys.js'
-import { RECORD_OVERHEAD, createSealStream } from '../../src/crypto/stream.js'
+import { createSealStream, RECORD_OVERHEAD } from '../../src/crypto/stream.js'
 import { metricValue } from '../helpers/harness.js'
-import { SPONSOR_APP, leaksCanary, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
+import { leaksCanary, SPONSOR_APP, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
 
 const RS = 4096
 const FULL = 40

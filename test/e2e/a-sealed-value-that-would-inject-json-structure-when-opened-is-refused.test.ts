@@ -1,7 +1,7 @@
 import t from 'tap'
 import { FieldSealer } from '../../src/crypto/field.js'
 import { parseKeySet } from '../../src/crypto/keys.js'
-import { CANARY, SPONSOR_APP, leaksCanary, recordingHandler, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
+import { CANARY, leaksCanary, recordingHandler, SPONSOR_APP, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
 
 // Whoever holds the public key set can seal any bytes. `open` splices what opens into the body, so
 // it must accept exactly one JSON value (and in NDJSON, one without a line break): otherwise a

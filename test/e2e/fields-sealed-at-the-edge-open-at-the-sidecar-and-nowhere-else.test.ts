@@ -1,16 +1,16 @@
 import t from 'tap'
+import type { UpstreamHandler } from '../helpers/harness.js'
 import {
   CANARY,
+  canaryRecord,
   EDGE_GATEWAY,
+  leaksCanary,
   SENSITIVE_FIELDS,
   SPONSOR_APP,
-  canaryRecord,
-  leaksCanary,
   startChain,
   tempDir,
   writeKeyFiles,
 } from '../helpers/sealing.js'
-import type { UpstreamHandler } from '../helpers/harness.js'
 
 const fields = SENSITIVE_FIELDS.map((f) => `/records/*${f}`)
 const records = { pattern: '/records/*', id: 'id' }

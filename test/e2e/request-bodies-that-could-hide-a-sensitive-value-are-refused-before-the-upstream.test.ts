@@ -1,6 +1,6 @@
 import t from 'tap'
 import { metricValue } from '../helpers/harness.js'
-import { CANARY, SPONSOR_APP, leaksCanary, recordingHandler, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
+import { CANARY, leaksCanary, recordingHandler, SPONSOR_APP, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
 
 const fields = ['/name', '/passport', '/people/*/name']
 

@@ -2,18 +2,18 @@ import { compactDecrypt, decodeProtectedHeader, importJWK } from 'jose'
 import t from 'tap'
 import { FieldOpener } from '../../src/crypto/field.js'
 import { parseKeySet } from '../../src/crypto/keys.js'
+import { metricValue } from '../helpers/harness.js'
 import {
   CANARY,
-  SENSITIVE_FIELDS,
   canaryRecord,
   leaksCanary,
   recordingHandler,
+  SENSITIVE_FIELDS,
+  SPONSOR_APP,
   startSealing,
   tempDir,
   writeKeyFiles,
-  SPONSOR_APP,
 } from '../helpers/sealing.js'
-import { metricValue } from '../helpers/harness.js'
 
 const CRIT = { 'ecl.route': true, 'ecl.ptr': true, 'ecl.rid': true }
 const JWE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { FieldSealer } from '../../src/crypto/field.js'
 import { parseKeySet } from '../../src/crypto/keys.js'
-import { CANARY, SPONSOR_APP, leaksCanary, recordingHandler, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
+import { CANARY, leaksCanary, recordingHandler, SPONSOR_APP, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
 
 const fields = ['/records/*/name', '/records/*/passport']
 const records = { pattern: '/records/*', id: 'id' }

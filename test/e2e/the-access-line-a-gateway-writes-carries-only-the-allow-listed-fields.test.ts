@@ -1,6 +1,6 @@
 import t from 'tap'
 import { ACCESS_LOG_MSG } from '../../src/observability/logger.js'
-import { CANARY, SPONSOR_APP, leaksCanary, startSealing } from '../helpers/sealing.js'
+import { CANARY, leaksCanary, SPONSOR_APP, startSealing } from '../helpers/sealing.js'
 
 // Regression: the exchange once wrote its own access line beside the allow-listed formatter that
 // the logger tests pin, so those tests said nothing about the line the gateway really writes.

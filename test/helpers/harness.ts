@@ -2,10 +2,10 @@
  * End-to-end harness: a real gateway (from a YAML file written per test) between a real mTLS test
  * upstream and a real mTLS sponsor client, all on 127.0.0.1 port 0, with the gateway's log captured.
  */
-import https from 'node:https'
-import type { IncomingMessage, ServerResponse } from 'node:http'
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import https from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'

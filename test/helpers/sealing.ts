@@ -3,18 +3,18 @@
  * from a config with a `keys` section (the shared harness has no such section), each with its own
  * captured log. Everything listens on 127.0.0.1 port 0 and is closed by `close()`.
  */
-import { type Hash, createHash } from 'node:crypto'
+import { createHash, type Hash } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { Agent, request as undiciRequest } from 'undici'
 import { stringify } from 'yaml'
-import { type GenerateKeySetOptions, type Jwks, generateKeySet } from '../../src/crypto/keys.js'
+import { type GenerateKeySetOptions, generateKeySet, type Jwks } from '../../src/crypto/keys.js'
 import { Gateway } from '../../src/main.js'
 import { createLogger } from '../../src/observability/logger.js'
-import { LogCapture, TestUpstream, type UpstreamHandler, echoHandler } from './harness.js'
-import { type TestCert, type TestPki, makeTestPki } from './pki.js'
+import { echoHandler, LogCapture, TestUpstream, type UpstreamHandler } from './harness.js'
+import { makeTestPki, type TestCert, type TestPki } from './pki.js'
 
 export const SPONSOR_APP = 'uri:spiffe://sponsor.test/accreditation-app'
 export const EDGE_GATEWAY = 'uri:spiffe://trusted.test/ecluse-gateway'

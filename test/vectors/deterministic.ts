@@ -3,7 +3,7 @@
  * scalar is SHA-256 of a public label (documented in docs/sealed-stream-format.md §Test vectors), so
  * anyone can rebuild the keys, and nobody should ever use them for anything else.
  */
-import { type KeyObject, createECDH, createHash, createPrivateKey } from 'node:crypto'
+import { createECDH, createHash, createPrivateKey, type KeyObject } from 'node:crypto'
 
 export function scalar(seed: string): Buffer {
   return createHash('sha256').update(seed, 'utf8').digest()

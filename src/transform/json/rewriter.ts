@@ -17,7 +17,7 @@
  * Error details carry a reason and a byte offset only, never the bytes themselves.
  */
 import { Transform, type TransformCallback } from 'node:stream'
-import { EcluseError, isEcluseError, type ErrorCode } from '../../errors.js'
+import { EcluseError, type ErrorCode, isEcluseError } from '../../errors.js'
 import type { CompiledRules, CompiledTarget, JsonPointer, MatchState } from './pointer.js'
 
 /** JSON type of a targeted value, from its first byte. */
