@@ -26,6 +26,9 @@ interface Seen {
 /** Bytes the server has handed to `res.write()` for the download scenario. */
 let downloadWritten = 0
 
+let releaseUpload!: () => void
+const uploadReleased = new Promise<void>((resolve) => (releaseUpload = resolve))
+
 const server: Server = createServer(
   {
     cert: pki.trustedServer.certPem,
@@ -37,9 +40,10 @@ const server: Server = createServer(
   (req, res) => {
     const socket = req.socket as TLSSocket
     if (req.url === '/upload') {
-      // Read nothing for a while: the gateway's request body must wait (back-pressure).
+      // Read nothing until the test has seen the source stall: the request body must wait
+      // (back-pressure), for as long as it takes on a loaded machine.
       req.pause()
-      setTimeout(() => {
+      void uploadReleased.then(() => {
         const hash = createHash('sha256')
         let bytes = 0
         req.on('data', (chunk: Buffer) => {
@@ -57,7 +61,7 @@ const server: Server = createServer(
           res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(seen))
         })
         req.resume()
-      }, 300)
+      })
       return
     }
     if (req.url === '/download') {
@@ -102,12 +106,16 @@ t.teardown(async () => {
   server.close()
 })
 
-/** Waits, then tells whether `read()` stayed put over a further interval (the producer is stalled). */
+/** Polls until `read()` stays put over 100 ms (the producer is stalled), for up to 10 s. */
 async function stalled(read: () => number): Promise<{ at: number; stalled: boolean }> {
-  await new Promise((r) => setTimeout(r, 100))
-  const at = read()
-  await new Promise((r) => setTimeout(r, 100))
-  return { at, stalled: read() === at }
+  let at = read()
+  for (let i = 0; i < 100; i++) {
+    await new Promise((r) => setTimeout(r, 100))
+    const now = read()
+    if (now === at && now > 0) return { at, stalled: true }
+    at = now
+  }
+  return { at, stalled: false }
 }
 
 t.test('a 24 MiB request body streams up with back-pressure and arrives intact', async (t) => {
@@ -134,9 +142,10 @@ t.test('a 24 MiB request body streams up with back-pressure and arrives intact',
     body: source,
     signal: new AbortController().signal,
   })
-  // The server reads nothing for 300 ms: the source must be held, not drained into memory.
+  // The server reads nothing until released: the source must be held, not drained into memory.
   const held = await stalled(() => produced)
   t.ok(held.stalled && held.at < TOTAL, `source paused by back-pressure at ${held.at} of ${TOTAL} bytes`)
+  releaseUpload()
 
   const res = await answer
   t.equal(res.statusCode, 200)
