@@ -109,6 +109,8 @@ export interface LoadResult {
   readonly p50: number
   readonly p99: number
   readonly errors: number
+  /** What the errors were (`err.code`, else the error's name), most frequent first: `CODE×N, …`. */
+  readonly errorKinds?: string
   readonly non2xx: number
   /** Responses that failed their check (`check`; uploads: the SHA-256 of what was sent). */
   readonly mismatches: number
@@ -362,11 +364,15 @@ async function uploads(spec: LoadSpec): Promise<LoadResult> {
     pipelining: 1,
     bodyTimeout: 0,
     headersTimeout: 0,
-    connect: { ca: spec.tls.ca, cert: spec.tls.cert, key: spec.tls.key, servername: spec.tls.servername },
+    // All connections open at once while the first uploads already stream: on 2 shared cores a
+    // handshake can wait longer than undici's 10 s default, and the client, not the proxy, would
+    // give up (UND_ERR_CONNECT_TIMEOUT). 120 s is Node's own TLS server handshake timeout.
+    connect: { ca: spec.tls.ca, cert: spec.tls.cert, key: spec.tls.key, servername: spec.tls.servername, timeout: UPLOAD_CONNECT_TIMEOUT_MS },
   })
   const origin = `https://${spec.host}:${spec.port}`
   const samples = new Samples()
   const totals = { requests: 0, errors: 0, non2xx: 0, mismatches: 0 }
+  const kinds = new ErrorKinds()
   const one = async (id: number) => {
     const hash = createHash('sha256')
     const started = performance.now()
@@ -386,8 +392,9 @@ async function uploads(spec: LoadSpec): Promise<LoadResult> {
       }
       const answer = JSON.parse(text) as { bytes: number; sha256: string }
       if (answer.bytes !== bytes || answer.sha256 !== hash.digest('hex')) totals.mismatches++
-    } catch {
+    } catch (err) {
       totals.errors++
+      kinds.add(err)
     }
   }
   emit({ event: 'measuring' })
@@ -409,9 +416,30 @@ async function uploads(spec: LoadSpec): Promise<LoadResult> {
     p50: samples.percentile(50),
     p99: samples.percentile(99),
     errors: totals.errors,
+    ...kinds.summary(),
     non2xx: totals.non2xx,
     mismatches: totals.mismatches,
     loadCpuPercent: cpu(),
+  }
+}
+
+/** How long an upload's client waits for its TCP connection and TLS handshake. */
+const UPLOAD_CONNECT_TIMEOUT_MS = 120_000
+
+/** Counts errors by kind, so that a failed row says why it failed. */
+class ErrorKinds {
+  readonly #counts = new Map<string, number>()
+
+  add(err: unknown): void {
+    const e = err as { code?: unknown; name?: unknown; cause?: { code?: unknown } }
+    const kind = typeof e?.code === 'string' ? e.code : typeof e?.cause?.code === 'string' ? e.cause.code : String(e?.name ?? 'error')
+    this.#counts.set(kind, (this.#counts.get(kind) ?? 0) + 1)
+  }
+
+  summary(): { errorKinds?: string } {
+    if (this.#counts.size === 0) return {}
+    const sorted = [...this.#counts].sort((a, b) => b[1] - a[1])
+    return { errorKinds: sorted.map(([k, n]) => `${k}×${n}`).join(', ') }
   }
 }
 
@@ -456,8 +484,9 @@ class Loops {
   }
 
   /** Runs `connections` loops until `seconds` have passed and every request in flight is done. */
-  async run(seconds: number, samples: Samples | undefined): Promise<LoopTotals & { seconds: number }> {
+  async run(seconds: number, samples: Samples | undefined): Promise<LoopTotals & { seconds: number; errorKinds?: string }> {
     const totals: LoopTotals = { requests: 0, bytes: 0, errors: 0, non2xx: 0, mismatches: 0 }
+    const kinds = new ErrorKinds()
     const started = performance.now()
     const deadline = started + seconds * 1000
     const loop = async () => {
@@ -466,13 +495,14 @@ class Loops {
         try {
           await this.#one(totals)
           samples?.add(performance.now() - at)
-        } catch {
+        } catch (err) {
           totals.errors++
+          kinds.add(err)
         }
       } while (performance.now() < deadline)
     }
     await Promise.all(Array.from({ length: this.#spec.connections }, loop))
-    return { ...totals, seconds: (performance.now() - started) / 1000 }
+    return { ...totals, ...kinds.summary(), seconds: (performance.now() - started) / 1000 }
   }
 
   async #one(totals: LoopTotals): Promise<void> {
@@ -555,6 +585,7 @@ async function loops(spec: LoadSpec): Promise<LoadResult> {
     p50: samples.percentile(50),
     p99: samples.percentile(99),
     errors: t.errors,
+    ...(t.errorKinds === undefined ? {} : { errorKinds: t.errorKinds }),
     non2xx: t.non2xx,
     mismatches: t.mismatches,
     loadCpuPercent: cpu(),

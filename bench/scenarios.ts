@@ -105,7 +105,10 @@ function commonNotes(rows: readonly MeasuredRow[]): string[] {
       notes.push(`the load generator used ${r.loadCpuPercent.toFixed(0)} % of a core against ${r.label}: that row may be limited by the load, not the subject`)
     }
     const failed = r.errors + r.non2xx + r.mismatches
-    if (failed > 0) notes.push(`${r.label}: ${failed} failed requests (${r.errors} errors, ${r.non2xx} non-2xx, ${r.mismatches} checksum mismatches)`)
+    if (failed > 0) {
+      const kinds = r.errorKinds === undefined ? '' : `: ${r.errorKinds}`
+      notes.push(`${r.label}: ${failed} failed requests (${r.errors} errors${kinds}; ${r.non2xx} non-2xx, ${r.mismatches} checksum mismatches)`)
+    }
   }
   return notes
 }

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { unlinkSync } from 'node:fs'
-import { open, rename, unlink } from 'node:fs/promises'
+import { type FileHandle, open, rename, unlink } from 'node:fs/promises'
 
 /**
  * Write via a fresh temporary file beside `file` (`wx`: never through a planted symlink; the mode is
@@ -21,8 +21,14 @@ import { open, rename, unlink } from 'node:fs/promises'
 export async function writeFileAtomic(file: string, data: string, mode: number): Promise<void> {
   const tmp = temporaryPathBeside(file)
   const release = removeOnInterrupt(tmp)
+  let fh: FileHandle
   try {
-    const fh = await open(tmp, 'wx', mode)
+    fh = await open(tmp, 'wx', mode)
+  } catch (err) {
+    release()
+    throw err // not created by us: nothing to remove
+  }
+  try {
     try {
       await fh.writeFile(data)
       await fh.chmod(mode) // the umask could only have removed bits; this makes the mode exact

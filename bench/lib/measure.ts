@@ -36,6 +36,8 @@ export interface MeasuredRow extends Row {
   readonly rssAboveIdleMiB: number | null
   readonly requests: number
   readonly errors: number
+  /** What the errors were, when there were any (`LoadResult.errorKinds`). */
+  readonly errorKinds?: string
   readonly non2xx: number
   readonly mismatches: number
   readonly loadCpuPercent: number
@@ -84,6 +86,7 @@ export async function measure(pki: BenchPki, subject: Subject, load: Load, sidec
     rssAboveIdleMiB: peakMiB === null || subject.idleRssMiB === undefined ? null : peakMiB - subject.idleRssMiB,
     requests: r.requests,
     errors: r.errors,
+    ...(r.errorKinds === undefined ? {} : { errorKinds: r.errorKinds }),
     non2xx: r.non2xx,
     mismatches: r.mismatches,
     loadCpuPercent: r.loadCpuPercent,
