@@ -86,12 +86,30 @@ export function deriveRecordKeys(streamKey: Uint8Array, header: Uint8Array): { k
 
 /** nonce_i = nonce_base XOR i, with i a 96-bit big-endian integer (RFC 8188 §2.3). */
 export function recordNonce(nonceBase: Uint8Array, index: number): Buffer {
-  const n = Buffer.from(nonceBase)
-  const hi = Math.floor(index / 0x1_0000_0000)
-  const lo = index >>> 0
-  n.writeUInt32BE((n.readUInt32BE(4) ^ hi) >>> 0, 4)
-  n.writeUInt32BE((n.readUInt32BE(8) ^ lo) >>> 0, 8)
-  return n
+  return new RecordNonces(nonceBase).at(index)
+}
+
+/**
+ * The record nonces of one stream, written into one buffer: `createCipheriv` copies its IV, so a
+ * record needs no allocation for its nonce.
+ */
+class RecordNonces {
+  readonly #nonce: Buffer
+  readonly #hi: number
+  readonly #lo: number
+
+  constructor(nonceBase: Uint8Array) {
+    this.#nonce = Buffer.from(nonceBase)
+    this.#hi = this.#nonce.readUInt32BE(4)
+    this.#lo = this.#nonce.readUInt32BE(8)
+  }
+
+  /** nonce_index; the buffer is rewritten by the next call. */
+  at(index: number): Buffer {
+    this.#nonce.writeUInt32BE((this.#hi ^ Math.floor(index / 0x1_0000_0000)) >>> 0, 4)
+    this.#nonce.writeUInt32BE((this.#lo ^ index) >>> 0, 8)
+    return this.#nonce
+  }
 }
 
 export interface SealStreamOptions {
@@ -121,7 +139,7 @@ export function createSealStream(recipients: KeySet, options: SealStreamOptions)
 class SealStream extends Transform {
   readonly #header: Buffer
   readonly #key: Buffer
-  readonly #nonceBase: Buffer
+  readonly #nonces: RecordNonces
   readonly #rs: number
   #headerSent = false
   #index = 0
@@ -164,7 +182,7 @@ class SealStream extends Transform {
     streamKey.fill(0)
     this.#header = header
     this.#key = key
-    this.#nonceBase = nonceBase
+    this.#nonces = new RecordNonces(nonceBase)
     this.#rs = rs
   }
 
@@ -229,13 +247,14 @@ class SealStream extends Transform {
 
   /** Copies `take` bytes of `chunk` from `off` into the record being staged (room for the delimiter). */
   #stage(chunk: Buffer, off: number, take: number): void {
-    this.#plain = reserve(this.#plain, this.#fill, this.#fill + take + 1, this.#rs + 1)
-    chunk.copy(this.#plain, this.#fill, off, off + take)
-    this.#fill += take
+    const fill = this.#fill
+    if (fill + take >= this.#plain.length) this.#plain = reserve(this.#plain, fill, fill + take + 1, this.#rs + 1)
+    this.#plain.set(take === chunk.length ? chunk : chunk.subarray(off, off + take), fill)
+    this.#fill = fill + take
   }
 
   #cipher(): CipherGCM {
-    return createCipheriv('aes-256-gcm', this.#key, recordNonce(this.#nonceBase, this.#index++))
+    return createCipheriv('aes-256-gcm', this.#key, this.#nonces.at(this.#index++))
   }
 
   /** Encrypts the staged data and `delimiter` as one record. */
@@ -326,7 +345,7 @@ class OpenStreamImpl extends Transform implements OpenStream {
   #headerNeed = FIXED_HEADER_BYTES
   // record phase
   #key: Buffer = Buffer.alloc(0)
-  #nonceBase: Buffer = Buffer.alloc(0)
+  #nonces: RecordNonces | undefined
   #wire = 0
   #index = 0
   /** The current record's bytes, staged when it straddles chunks; grows up to `rs + 17` bytes. */
@@ -449,7 +468,7 @@ class OpenStreamImpl extends Transform implements OpenStream {
     const { key, nonceBase } = deriveRecordKeys(streamKey, header)
     streamKey.fill(0)
     this.#key = key
-    this.#nonceBase = nonceBase
+    this.#nonces = new RecordNonces(nonceBase)
     this.#wire = rs + RECORD_OVERHEAD
     this.#headerParts = []
     this.#phase = Phase.Records
@@ -481,10 +500,11 @@ class OpenStreamImpl extends Transform implements OpenStream {
         off += wire
         continue
       }
-      const take = Math.min(wire - this.#fill, chunk.length - off)
-      this.#record = reserve(this.#record, this.#fill, this.#fill + take, wire)
-      chunk.copy(this.#record, this.#fill, off, off + take)
-      this.#fill += take
+      const fill = this.#fill
+      const take = Math.min(wire - fill, chunk.length - off)
+      if (fill + take > this.#record.length) this.#record = reserve(this.#record, fill, fill + take, wire)
+      this.#record.set(take === chunk.length ? chunk : chunk.subarray(off, off + take), fill)
+      this.#fill = fill + take
       off += take
       if (this.#fill === wire) {
         this.#fill = 0
@@ -501,7 +521,7 @@ class OpenStreamImpl extends Transform implements OpenStream {
     if (record.length < RECORD_OVERHEAD) openFailed('truncated: a record is shorter than its tag and delimiter')
     const index = this.#index++
     const end = record.length - TAG_BYTES
-    const decipher = createDecipheriv('aes-256-gcm', this.#key, recordNonce(this.#nonceBase, index))
+    const decipher = createDecipheriv('aes-256-gcm', this.#key, this.#nonces!.at(index))
     decipher.setAuthTag(record.subarray(end))
     const plaintext = decipher.update(record.subarray(0, end))
     try {
