@@ -9,6 +9,9 @@
  *   npm run bench -- --full                        30 s measurements, 3 rounds, the issue's body sizes
  *   npm run bench -- --list                        the scenario table, including planned ones
  *   npm run bench -- --docs                        publish: rewrite docs/benchmarks.md and .svg
+ *   npm run bench -- --scenario concurrency --upload-mib 8
+ *                                                  concurrency with 500 × 8 MiB uploads (64 full,
+ *                                                  1 quick): --full's memory in a quarter of its time
  *   npm run bench -- --cpu-prof DIR                run the Écluse subjects under --cpu-prof, one
  *                                                  directory per subject (see bench/profile.ts)
  *
@@ -32,7 +35,7 @@ import { updateDocs } from './report.js'
 import { type BenchOptions, SCENARIOS } from './scenarios.js'
 
 const USAGE =
-  'Usage: npm run bench -- [--scenario NAME]... [--duration S] [--connections N] [--rounds N] [--warmup S] [--prime S] [--full] [--list] [--docs] [--cpu-prof DIR]\n'
+  'Usage: npm run bench -- [--scenario NAME]... [--duration S] [--connections N] [--rounds N] [--warmup S] [--prime S] [--full] [--upload-mib N] [--list] [--docs] [--cpu-prof DIR]\n'
 
 function fail(message: string): never {
   process.stderr.write(`bench: ${message}\n${USAGE}`)
@@ -53,6 +56,7 @@ function parse() {
       list: { type: 'boolean' },
       docs: { type: 'boolean' },
       'cpu-prof': { type: 'string' },
+      'upload-mib': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -84,6 +88,13 @@ function whole(name: string, value: string | undefined, fallback: number, min: n
 
 const positive = (name: string, value: string | undefined, fallback: number) => whole(name, value, fallback, 1)
 
+/** concurrency's upload size; its route takes bodies up to 65 MiB (bench/lib/subjects.ts). */
+function uploadMib(value: string): number {
+  const n = positive('upload-mib', value, 1)
+  if (n > 64) fail('--upload-mib must be at most 64')
+  return n
+}
+
 const full = args.full === true
 const options: BenchOptions = {
   full,
@@ -94,6 +105,7 @@ const options: BenchOptions = {
   connections: positive('connections', args.connections, 32),
   rounds: positive('rounds', args.rounds, full ? 3 : 1),
   ...(args['cpu-prof'] === undefined ? {} : { cpuProfileDir: resolve(args['cpu-prof']) }),
+  ...(args['upload-mib'] === undefined ? {} : { uploadMib: uploadMib(args['upload-mib']) }),
 }
 
 const requested = (args.scenario ?? []).flatMap((s) => s.split(',')).filter((s) => s !== '')

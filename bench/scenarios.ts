@@ -40,6 +40,8 @@ export interface BenchOptions {
   readonly rounds: number
   /** When set, Écluse runs with `--cpu-prof` and writes its profiles here. */
   readonly cpuProfileDir?: string
+  /** concurrency: MiB per upload instead of the mode's size (64 full, 1 quick). */
+  readonly uploadMib?: number
 }
 
 export interface ScenarioContext {
@@ -239,7 +241,7 @@ const concurrency: Scenario = {
   async run(ctx) {
     const o = ctx.options
     const count = 500
-    const bytes = o.full ? 64 * MIB : 1 * MIB
+    const bytes = (o.uploadMib ?? (o.full ? 64 : 1)) * MIB
     // Both proxies get 512 upstream connections so that 500 uploads really are in flight at once
     // (with the default 64, the pool would queue them and the test would measure the queue).
     const tuning: ProxyTuning = { upstreamConnections: 512, upstreamTimeoutMs: 600_000, requestTimeoutMs: 3_600_000 }
@@ -249,9 +251,10 @@ const concurrency: Scenario = {
     )
     const ecluse = row(rows, 'ecluse')
     const correct = ecluse.requests - ecluse.non2xx - ecluse.mismatches
-    const notes = o.full
-      ? []
-      : [`quick mode: 500 × ${bytes / MIB} MiB instead of 500 × 64 MiB (${(500 * 64) / 1024} GiB through each proxy takes minutes here); \`--full\` runs the real size`]
+    const notes =
+      bytes === 64 * MIB
+        ? []
+        : [`${o.uploadMib === undefined ? 'quick mode' : '--upload-mib'}: 500 × ${bytes / MIB} MiB instead of 500 × 64 MiB (${(500 * 64) / 1024} GiB through each proxy takes minutes here); \`--full\` runs the real size`]
     return {
       name: 'concurrency',
       title: concurrency.title,

@@ -96,6 +96,8 @@ class Exchange {
   #principal: Principal | undefined
   #requestBody: BodyLimit | undefined
   #requestBodyError: unknown
+  /** Body bytes received when no BodyLimit counts them (`#declaredLengthBody`). */
+  #bodyBytes = 0
   #bytesOut = 0
   #upstreamMs: number | undefined
   #code: ErrorCode | undefined
@@ -202,7 +204,8 @@ class Exchange {
       return
     }
     if (stages.length === 0) {
-      this.#forward(upstream, route, target, headers, this.#requestBodyPipeline(route, stages, null))
+      const body = req.headers['transfer-encoding'] === undefined ? this.#declaredLengthBody() : this.#requestBodyPipeline(route, stages, null)
+      this.#forward(upstream, route, target, headers, body)
       return
     }
     // Transforms change the length, and may refuse the body: hold it back first (HoldBack). A body
@@ -257,6 +260,31 @@ class Exchange {
         },
         (err: unknown) => this.#onUpstreamError(err),
       )
+  }
+
+  /**
+   * A body of declared length that no transform reads goes to undici as the request itself, with no
+   * stage in between. The HTTP parser delivers exactly the declared bytes (RFC 9112 §6.3) and `run`
+   * has checked them against the route's limit, so a BodyLimit would have nothing to stop, while
+   * every stage holds chunks of its own for each upload in flight: 100–180 KiB more per upload held
+   * back by a stalled upstream, ≈ 20 MiB with 500 uploads into a slower one (docs/benchmarks.md,
+   * "Concurrency's memory").
+   * A chunked body still goes through BodyLimit.
+   *
+   * Failures need no chain here: undici aborts the upstream request when the body errors or closes
+   * early, and when the upstream fails it destroys an `IncomingMessage` body with its socket
+   * detached (undici `util.destroy`), so the refusal still reaches the client.
+   */
+  #declaredLengthBody(): Readable {
+    const req = this.#req
+    // Paused before the counter listens, so that no byte flows before undici does: undici resumes
+    // the body itself once it starts writing it (client-h1 `writeStream`), and the counter sees every
+    // chunk undici sees. One listener per upload, where the stage it replaces cost a Transform.
+    req.pause()
+    req.on('data', (chunk: Buffer) => {
+      this.#bodyBytes += chunk.length
+    })
+    return req
   }
 
   #requestBodyPipeline(route: CompiledRoute, stages: Duplex[], hold: HoldBack | null): Readable {
@@ -430,7 +458,7 @@ class Exchange {
     const metrics = this.#proxy.metrics
     metrics.sponsorResponse(route, aborted ? 'aborted' : statusClass(res.statusCode))
     metrics.requestDuration(route, durationMs / 1000)
-    const bytesIn = this.#requestBody?.bytes ?? 0
+    const bytesIn = this.#requestBody?.bytes ?? this.#bodyBytes
     metrics.bodyBytes(route, 'request', bytesIn)
     metrics.bodyBytes(route, 'response', this.#bytesOut)
     if (!aborted || this.#principal !== undefined) {

@@ -1,0 +1,134 @@
+import { createHash } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import { Agent, request } from 'undici'
+import { stringify } from 'yaml'
+import { GatewayProcess, gatewayConfig, TestUpstream } from '../helpers/harness.js'
+import { makeTestPki } from '../helpers/pki.js'
+
+const MiB = 1024 * 1024
+const CHUNK = 64 * 1024
+/** Concurrent uploads, each on its own connection on both sides (the bench's concurrency, scaled down). */
+const UPLOADS = Number(process.env['ECLUSE_TEST_STALLED_UPLOADS'] ?? 64)
+/** Far more than the loopback socket buffers of one connection absorb, so every upload stalls. */
+const BODY = 48 * MiB
+
+/** A body generated on the fly that counts what the gateway has taken from it. */
+function generated(seed: number, taken: { bytes: number }): Readable {
+  let sent = 0
+  return new Readable({
+    highWaterMark: CHUNK,
+    read() {
+      if (sent >= BODY) return void this.push(null)
+      const chunk = Buffer.alloc(CHUNK, (seed + sent / CHUNK) & 0xff)
+      sent += CHUNK
+      taken.bytes += CHUNK
+      this.push(chunk)
+    },
+  })
+}
+
+function expectedDigest(seed: number): string {
+  const hash = createHash('sha256')
+  for (let sent = 0; sent < BODY; sent += CHUNK) hash.update(Buffer.alloc(CHUNK, (seed + sent / CHUNK) & 0xff))
+  return hash.digest('hex')
+}
+
+// The gateway runs in its own process so that its resident memory is its own. Every upload is
+// back-pressured by an upstream that reads nothing: whatever the gateway holds per upload while
+// they wait is what it holds per in-flight upload into a slow upstream (the bench's `concurrency`).
+t.test('uploads into an upstream that reads nothing wait, the gateway holds little for each, and all arrive intact once it reads', async (t) => {
+  const pki = await makeTestPki()
+  const dir = await mkdtemp(join(tmpdir(), 'ecluse-stalled-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  let release!: () => void
+  const released = new Promise<void>((resolve) => (release = resolve))
+  const upstream = new TestUpstream(pki, (req, res) => {
+    req.pause()
+    // The warm-up's small uploads are read at once; the measured ones wait for `release`.
+    const wait = req.headers['content-length'] === String(BODY) ? released : Promise.resolve()
+    void wait.then(async () => {
+      const hash = createHash('sha256')
+      let bytes = 0
+      for await (const chunk of req) {
+        hash.update(chunk as Buffer)
+        bytes += (chunk as Buffer).length
+      }
+      res.end(JSON.stringify({ bytes, sha256: hash.digest('hex') }))
+    })
+  })
+  await upstream.listen()
+  t.teardown(() => upstream.close())
+  const routes = [
+    { name: 'uploads', methods: ['PUT'], path: '/v1/uploads/:id', allow: ['uri:spiffe://sponsor.test/accreditation-app'], upstream: 'backend', maxBodyBytes: BODY },
+  ]
+  const config = gatewayConfig(pki, upstream.port, routes)
+  Object.assign(config.upstreams.backend as Record<string, unknown>, { connections: UPLOADS, bodyTimeoutMs: 120_000, headersTimeoutMs: 120_000 })
+  const configPath = join(dir, 'gateway.yaml')
+  await writeFile(configPath, stringify(config))
+  const gateway = new GatewayProcess(configPath)
+  t.teardown(() => gateway.kill())
+  const ports = await gateway.ports()
+  const agent = new Agent({
+    connections: UPLOADS,
+    connect: { ca: pki.sponsorCa.certPem, cert: pki.sponsorClient.certPem, key: pki.sponsorClient.keyPem, servername: 'localhost', timeout: 60_000 },
+    bodyTimeout: 120_000,
+    headersTimeout: 120_000,
+  })
+  t.teardown(() => agent.destroy())
+
+  // Warm-up (TLS, JIT, pools, the heap's first growth) on as many connections, so that what is
+  // measured is the gateway at work, not at boot.
+  const warm = Array.from({ length: UPLOADS }, (_, i) =>
+    request(`https://127.0.0.1:${ports.sponsor}/v1/uploads/${i}`, { method: 'PUT', body: Buffer.alloc(MiB, i), dispatcher: agent }).then((res) =>
+      res.body.dump(),
+    ),
+  )
+  await Promise.all(warm)
+  await sleep(1_000)
+  const idle = await gateway.memory()
+  const taken = Array.from({ length: UPLOADS }, () => ({ bytes: 0 }))
+  const answers = taken.map((counter, i) =>
+    request(`https://127.0.0.1:${ports.sponsor}/v1/uploads/${i}`, {
+      method: 'PUT',
+      body: generated(i, counter),
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(BODY) },
+      dispatcher: agent,
+    }).then(async (res) => ({ status: res.statusCode, answer: (await res.body.json()) as { bytes: number; sha256: string } })),
+  )
+
+  // Stalled: no upload has taken a byte more for two seconds (up to 60 s on a loaded machine).
+  const total = () => taken.reduce((sum, c) => sum + c.bytes, 0)
+  let last = -1
+  let still = 0
+  for (let waited = 0; waited < 60_000 && still < 8; waited += 250) {
+    await sleep(250)
+    const now = total()
+    still = now === last && taken.every((c) => c.bytes > 0) ? still + 1 : 0
+    last = now
+  }
+  t.equal(still, 8, 'every upload stalled: back-pressure reached the clients')
+  t.ok(taken.every((c) => c.bytes < BODY), 'no upload could send its whole body into an upstream that reads nothing')
+  const stalled = await gateway.memory()
+  const perUploadKiB = (stalled.rssBytes - idle.rssBytes) / UPLOADS / 1024
+  t.comment(`gateway RSS ${(idle.rssBytes / MiB).toFixed(0)} MiB warm and idle, ${(stalled.rssBytes / MiB).toFixed(0)} MiB with ${UPLOADS} stalled uploads: ${perUploadKiB.toFixed(0)} KiB each; the clients had sent ${(total() / UPLOADS / MiB).toFixed(1)} MiB each`)
+  // Measured on a 2-core machine: ≈ 80 KiB (the chunks in flight and what the two TLS connections
+  // hold beyond their warm-up); ≈ 185–265 KiB while a counting stage sat between the request and
+  // undici (before the fix of the concurrency scenario's memory); megabytes for a stage that ignored
+  // back-pressure.
+  t.ok(perUploadKiB < 160, `the gateway holds less than 160 KiB per stalled upload (${perUploadKiB.toFixed(0)} KiB)`)
+
+  release()
+  const results = await Promise.all(answers)
+  for (const [i, r] of results.entries()) {
+    if (r.status !== 200 || r.answer.bytes !== BODY || r.answer.sha256 !== expectedDigest(i)) {
+      t.fail(`upload ${i} arrived damaged: ${r.status} ${r.answer.bytes} bytes`)
+      return
+    }
+  }
+  t.pass(`all ${UPLOADS} uploads arrived whole and in order once the upstream read them`)
+})
