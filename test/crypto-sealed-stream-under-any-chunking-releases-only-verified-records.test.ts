@@ -5,23 +5,15 @@ import t from 'tap'
 import { createOpenStream, createSealStream, generateKeySet, parseKeySet } from '../src/crypto/index.js'
 import { RECORD_OVERHEAD } from '../src/crypto/stream.js'
 import { EcluseError } from '../src/errors.js'
+import { splitAt } from './helpers/chunks.js'
 
 const g = generateKeySet()
 const pub = parseKeySet(g.publicJwks)
 const priv = parseKeySet(g.privateJwks)
 
-/** `buf` cut at `cuts` (taken modulo its length), or in 1-byte chunks. */
+/** `buf` cut at `cuts`, or in 1-byte chunks. */
 function chunked(buf: Buffer, cuts: number[], oneByte: boolean): Buffer[] {
-  if (oneByte) return Array.from(buf, (b) => Buffer.of(b))
-  const points = [...new Set(cuts.map((c) => c % (buf.length + 1)))].sort((a, b) => a - b)
-  const out: Buffer[] = []
-  let prev = 0
-  for (const p of points) {
-    if (p > prev) out.push(buf.subarray(prev, p))
-    prev = Math.max(prev, p)
-  }
-  if (prev < buf.length) out.push(buf.subarray(prev))
-  return out
+  return oneByte ? Array.from(buf, (b) => Buffer.of(b)) : splitAt(buf, cuts)
 }
 
 async function run(chunks: Buffer[], transform: NodeJS.ReadWriteStream): Promise<{ out: Buffer; error: unknown }> {
