@@ -1,13 +1,10 @@
 import { createHash } from 'node:crypto'
-import { writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import t from 'tap'
-import { Agent, request } from 'undici'
-import { stringify } from 'yaml'
+import { request } from 'undici'
 import { parseKeySet } from '../../src/crypto/keys.js'
 import { createOpenStream, createSealStream, type SealedStreamInfo } from '../../src/crypto/stream.js'
-import { GatewayProcess, gatewayConfig, metricValue, TestUpstream } from '../helpers/harness.js'
+import { gatewayConfig, metricValue, startGatewayProcess, TestUpstream } from '../helpers/harness.js'
 import { makeTestPki } from '../helpers/pki.js'
 import { digestOf, generatedBody, SPONSOR_APP, tempDir, writeKeyFiles } from '../helpers/sealing.js'
 
@@ -98,17 +95,7 @@ t.test('a 1 GiB upload is sealed and a 1 GiB sealed download opened by the gatew
     },
   })
   Object.assign(config.upstreams.backend as Record<string, unknown>, { bodyTimeoutMs: 120_000, headersTimeoutMs: 120_000 })
-  const configPath = join(dir, 'gateway.yaml')
-  await writeFile(configPath, stringify(config))
-  const gateway = new GatewayProcess(configPath)
-  t.teardown(() => gateway.kill())
-  const ports = await gateway.ports()
-  const agent = new Agent({
-    connect: { ca: pki.sponsorCa.certPem, cert: pki.sponsorClient.certPem, key: pki.sponsorClient.keyPem, servername: 'localhost' },
-    bodyTimeout: 120_000,
-    headersTimeout: 120_000,
-  })
-  t.teardown(() => agent.destroy())
+  const { gateway, ports, agent } = await startGatewayProcess(t, pki, dir, config, { bodyTimeout: 120_000, headersTimeout: 120_000 })
   const origin = `https://127.0.0.1:${ports.sponsor}`
 
   // Warm up both routes (TLS, JIT, pools, key import) so the baseline is the gateway at rest.

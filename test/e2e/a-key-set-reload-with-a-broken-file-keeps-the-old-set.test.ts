@@ -2,10 +2,9 @@ import { rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { decodeProtectedHeader } from 'jose'
 import t from 'tap'
-import { Agent, request } from 'undici'
-import { stringify } from 'yaml'
+import { request } from 'undici'
 import { generateKeySet, type Jwks } from '../../src/crypto/keys.js'
-import { GatewayProcess, gatewayConfig, metricValue, TestUpstream } from '../helpers/harness.js'
+import { gatewayConfig, metricValue, startGatewayProcess, TestUpstream } from '../helpers/harness.js'
 import { makeTestPki } from '../helpers/pki.js'
 import { CANARY, leaksCanary, recordingHandler, SPONSOR_APP, startSealing, tempDir } from '../helpers/sealing.js'
 
@@ -143,15 +142,7 @@ t.test('SIGHUP with a broken key file keeps the old set; SIGHUP after the fix ta
   const config = gatewayConfig(pki, upstream.port, routes, {
     keys: { th: { file: join(dir, 'th.public.jwks.json') }, 'th-private': { file: join(dir, 'th.private.jwks.json'), private: true } },
   })
-  const configPath = join(dir, 'gateway.yaml')
-  await writeFile(configPath, stringify(config))
-  const gateway = new GatewayProcess(configPath)
-  t.teardown(() => gateway.kill())
-  const ports = await gateway.ports()
-  const agent = new Agent({
-    connect: { ca: pki.sponsorCa.certPem, cert: pki.sponsorClient.certPem, key: pki.sponsorClient.keyPem, servername: 'localhost' },
-  })
-  t.teardown(() => agent.destroy())
+  const { gateway, ports, agent } = await startGatewayProcess(t, pki, dir, config)
   const sealKid = async () => {
     const res = await request(`https://127.0.0.1:${ports.sponsor}/v1/seal`, { method: 'POST', headers: json, body: '{"passport":"x"}', dispatcher: agent })
     t.equal(res.statusCode, 200)

@@ -1,11 +1,10 @@
 import { once } from 'node:events'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { Agent, request } from 'undici'
-import { stringify } from 'yaml'
-import { GatewayProcess, TestUpstream } from '../helpers/harness.js'
+import { startGatewayProcess, TestUpstream } from '../helpers/harness.js'
 import { makeTestPki } from '../helpers/pki.js'
 
 // The real process: `ecluse serve` from source, driven by real signals.
@@ -24,7 +23,6 @@ t.test('SIGHUP reloads, SIGTERM drains the in-flight request, refuses new ones, 
   await upstream.listen()
   t.teardown(() => upstream.close())
 
-  const configPath = join(dir, 'gateway.yaml')
   const config = {
     sponsor: {
       listen: { host: '127.0.0.1', port: 0 },
@@ -41,17 +39,11 @@ t.test('SIGHUP reloads, SIGTERM drains the in-flight request, refuses new ones, 
     admin: { listen: { host: '127.0.0.1', port: 0 } },
     shutdown: { drainTimeoutMs: 5000 },
   }
-  await writeFile(configPath, stringify(config))
 
-  const gateway = new GatewayProcess(configPath)
-  t.teardown(() => gateway.kill())
+  const { gateway, ports, agent } = await startGatewayProcess(t, pki, dir, config)
   const child = gateway.child
   const logged = (msg: string) => gateway.logged(msg)
-  const { sponsor: port } = await gateway.ports()
-  const agent = new Agent({
-    connect: { ca: pki.sponsorCa.certPem, cert: pki.sponsorClient.certPem, key: pki.sponsorClient.keyPem, servername: 'localhost' },
-  })
-  t.teardown(() => agent.destroy())
+  const port = ports.sponsor
   const origin = `https://127.0.0.1:${port}`
 
   const first = await request(`${origin}/fast`, { dispatcher: agent })

@@ -1,12 +1,11 @@
 import { createHash } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import t from 'tap'
-import { Agent, request } from 'undici'
-import { stringify } from 'yaml'
-import { GatewayProcess, gatewayConfig, metricValue, TestUpstream } from '../helpers/harness.js'
+import { request } from 'undici'
+import { gatewayConfig, metricValue, startGatewayProcess, TestUpstream } from '../helpers/harness.js'
 import { makeTestPki } from '../helpers/pki.js'
 
 const TOTAL = 256 * 1024 * 1024
@@ -56,19 +55,9 @@ t.test('256 MiB streams up and 256 MiB streams down with matching checksums; gat
   const routes = [
     { name: 'bulk', methods: ['PUT'], path: '/v1/bulk', allow: ['uri:spiffe://sponsor.test/accreditation-app'], upstream: 'backend', maxBodyBytes: TOTAL },
   ]
-  const configPath = join(dir, 'gateway.yaml')
   const config = gatewayConfig(pki, upstream.port, routes)
   ;(config.upstreams.backend as Record<string, unknown>)['bodyTimeoutMs'] = 60_000
-  await writeFile(configPath, stringify(config))
-  const gateway = new GatewayProcess(configPath)
-  t.teardown(() => gateway.kill())
-  const ports = await gateway.ports()
-  const agent = new Agent({
-    connect: { ca: pki.sponsorCa.certPem, cert: pki.sponsorClient.certPem, key: pki.sponsorClient.keyPem, servername: 'localhost' },
-    bodyTimeout: 60_000,
-    headersTimeout: 60_000,
-  })
-  t.teardown(() => agent.destroy())
+  const { gateway, ports, agent } = await startGatewayProcess(t, pki, dir, config, { bodyTimeout: 60_000, headersTimeout: 60_000 })
 
   // Warm up (TLS, JIT, pools) so the baseline is the gateway at rest, not at boot.
   const warm = await request(`https://127.0.0.1:${ports.sponsor}/v1/bulk`, { method: 'PUT', body: 'warm', dispatcher: agent })

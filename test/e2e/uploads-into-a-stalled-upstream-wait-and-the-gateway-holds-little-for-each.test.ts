@@ -1,13 +1,12 @@
 import { createHash } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { Agent, request } from 'undici'
-import { stringify } from 'yaml'
-import { GatewayProcess, gatewayConfig, TestUpstream } from '../helpers/harness.js'
+import { request } from 'undici'
+import { gatewayConfig, startGatewayProcess, TestUpstream } from '../helpers/harness.js'
 import { makeTestPki } from '../helpers/pki.js'
 
 const MiB = 1024 * 1024
@@ -68,18 +67,12 @@ t.test('uploads into an upstream that reads nothing wait, the gateway holds litt
   ]
   const config = gatewayConfig(pki, upstream.port, routes)
   Object.assign(config.upstreams.backend as Record<string, unknown>, { connections: UPLOADS, bodyTimeoutMs: 120_000, headersTimeoutMs: 120_000 })
-  const configPath = join(dir, 'gateway.yaml')
-  await writeFile(configPath, stringify(config))
-  const gateway = new GatewayProcess(configPath)
-  t.teardown(() => gateway.kill())
-  const ports = await gateway.ports()
-  const agent = new Agent({
+  const { gateway, ports, agent } = await startGatewayProcess(t, pki, dir, config, {
     connections: UPLOADS,
-    connect: { ca: pki.sponsorCa.certPem, cert: pki.sponsorClient.certPem, key: pki.sponsorClient.keyPem, servername: 'localhost', timeout: 60_000 },
+    connectTimeout: 60_000,
     bodyTimeout: 120_000,
     headersTimeout: 120_000,
   })
-  t.teardown(() => agent.destroy())
 
   // Warm-up (TLS, JIT, pools, the heap's first growth) on as many connections, so that what is
   // measured is the gateway at work, not at boot.

@@ -321,6 +321,46 @@ export class GatewayProcess {
   }
 }
 
+/** Pool size and timeouts of the sponsor client's agent (`startGatewayProcess`). */
+export interface SponsorAgentOptions {
+  readonly connections?: number
+  readonly connectTimeout?: number
+  readonly bodyTimeout?: number
+  readonly headersTimeout?: number
+}
+
+/**
+ * `config` written to `dir/gateway.yaml` and served by a gateway in a child process (its resident
+ * memory and its signals are its own), with an agent presenting the sponsor client's certificate;
+ * both are gone in teardown.
+ */
+export async function startGatewayProcess(
+  t: { teardown(fn: () => unknown): void },
+  pki: TestPki,
+  dir: string,
+  config: object,
+  agentOptions: SponsorAgentOptions = {},
+): Promise<{ gateway: GatewayProcess; ports: { sponsor: number; admin: number }; agent: Agent }> {
+  const configPath = join(dir, 'gateway.yaml')
+  await writeFile(configPath, stringify(config))
+  const gateway = new GatewayProcess(configPath)
+  t.teardown(() => gateway.kill())
+  const ports = await gateway.ports()
+  const { connectTimeout, ...pool } = agentOptions
+  const agent = new Agent({
+    ...pool,
+    connect: {
+      ca: pki.sponsorCa.certPem,
+      cert: pki.sponsorClient.certPem,
+      key: pki.sponsorClient.keyPem,
+      servername: 'localhost',
+      ...(connectTimeout === undefined ? {} : { timeout: connectTimeout }),
+    },
+  })
+  t.teardown(() => agent.destroy())
+  return { gateway, ports, agent }
+}
+
 /** A gateway config for `backend` at `upstreamPort`, using the test PKI's files. */
 export function gatewayConfig(pki: TestPki, upstreamPort: number, routes: Array<Record<string, unknown>>, extra: Record<string, unknown> = {}) {
   return {
