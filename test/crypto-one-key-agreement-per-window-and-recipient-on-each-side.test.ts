@@ -11,6 +11,7 @@ import {
   FieldOpener,
   FieldSealer,
   generateKeySet,
+  KekCache,
   type KeySet,
   parseKeySet,
 } from '../src/crypto/index.js'
@@ -201,21 +202,95 @@ t.test('RSA-OAEP-256 pays one RSA operation per field on each side (documented l
   t.ok([...s.ops, ...o.ops].every((op) => op.op === 'rsa-oaep'))
 })
 
-t.test('a sealed stream costs one agreement to seal and one to open', async (t) => {
-  const g = generateKeySet()
+async function sealStream(pub: KeySet, data: Buffer, windows: SealWindows): Promise<Buffer> {
   const chunks: Buffer[] = []
-  const data = Buffer.alloc(300_000, 7)
-  const s = await count(() =>
-    pipeline(
-      Readable.from([data.subarray(0, 100_000), data.subarray(100_000)]),
-      createSealStream(parseKeySet(g.publicJwks), { contentType: 'application/octet-stream', recordSize: 4096 }),
-      new Writable({ write: (c, _e, cb) => { chunks.push(c); cb() } }),
-    ),
+  await pipeline(
+    Readable.from([data.subarray(0, 100_000), data.subarray(100_000)]),
+    createSealStream(pub, { contentType: 'application/octet-stream', recordSize: 4096, windows }),
+    new Writable({ write: (c, _e, cb) => { chunks.push(c); cb() } }),
   )
+  return Buffer.concat(chunks)
+}
+
+async function openStream(priv: KeySet, sealed: Buffer, kekCache?: KekCache): Promise<Buffer> {
   const out: Buffer[] = []
-  const o = await count(() =>
-    pipeline(Readable.from(chunks), createOpenStream(parseKeySet(g.privateJwks)), new Writable({ write: (c, _e, cb) => { out.push(c); cb() } })),
+  await pipeline(
+    Readable.from([sealed.subarray(0, 50), sealed.subarray(50)]),
+    createOpenStream(priv, kekCache === undefined ? {} : { kekCache }),
+    new Writable({ write: (c, _e, cb) => { out.push(c); cb() } }),
   )
-  t.same([s.seal, o.open], [1, 1])
-  t.ok(Buffer.concat(out).equals(data))
+  return Buffer.concat(out)
+}
+
+/** The key JWE in a sealed stream's header (docs/sealed-stream-format.md). */
+function keyJweOf(sealed: Buffer): string {
+  return sealed.toString('latin1', 12, 12 + sealed.readUInt16BE(10))
+}
+
+t.test('sealed streams take their agreement from the sealing window, shared with fields; a shared KekCache opens them with one', async (t) => {
+  const g = generateKeySet()
+  const pub = parseKeySet(g.publicJwks)
+  const priv = parseKeySet(g.privateJwks)
+  const windows = new SealWindows({ now: () => 0 })
+  const data = Buffer.alloc(300_000, 7)
+  const streams: Buffer[] = []
+  let jwes: string[] = []
+  const s = await count(async () => {
+    for (let i = 0; i < 5; i++) streams.push(await sealStream(pub, data, windows))
+    jwes = sealMessage(pub, windows, 10)
+  })
+  t.equal(s.seal, 1, 'five streams and a message of ten fields in one window: one ECDH')
+  const keyJwes = streams.map(keyJweOf)
+  t.same(new Set([...keyJwes, ...jwes].map(epkOf)).size, 1, 'one epk for all of them')
+  t.equal(new Set(keyJwes.map((j) => j.split('.')[1])).size, 5, 'but each stream has a CEK of its own')
+
+  const cache = new KekCache(priv)
+  const o = await count(async () => {
+    for (const sealed of streams) t.ok((await openStream(priv, sealed, cache)).equals(data))
+  })
+  t.equal(o.open, 1, 'opened through one KekCache: one ECDH for the five')
+  const fields = await count(() => openAll(new FieldOpener(priv), jwes))
+  t.equal(fields.open, 1)
+  const alone = await count(async () => {
+    for (const sealed of streams) t.ok((await openStream(priv, sealed)).equals(data))
+  })
+  t.equal(alone.open, 5, 'without a cache, one ECDH per stream')
+
+  // A new window is a new agreement for streams as for fields.
+  const later = await count(() => sealStream(pub, data, new SealWindows()))
+  t.equal(later.seal, 1)
+})
+
+t.test('a stream whose key JWE fails to open leaves no KEK in the cache', async (t) => {
+  const g = generateKeySet()
+  const pub = parseKeySet(g.publicJwks)
+  const priv = parseKeySet(g.privateJwks)
+  const data = Buffer.alloc(10_000, 1)
+  const good = await sealStream(pub, data, new SealWindows())
+  const bad = Buffer.from(good)
+  // The last character of the key JWE's tag: same epk and wrapped key, a tag that cannot verify.
+  const at = 12 + good.readUInt16BE(10) - 1
+  bad[at] = bad[at] === 0x41 ? 0x42 : 0x41
+  const cache = new KekCache(priv)
+  for (let i = 0; i < 2; i++) {
+    const failed = await count(async () => {
+      await t.rejects(openStream(priv, bad, cache), { code: 'open_failed' })
+    })
+    t.equal(failed.open, 1, `attempt ${i + 1}: the agreement is made again, nothing was cached`)
+  }
+  const first = await count(async () => t.ok((await openStream(priv, good, cache)).equals(data)))
+  const again = await count(async () => t.ok((await openStream(priv, good, cache)).equals(data)))
+  t.same([first.open, again.open], [1, 0], 'the KEK enters the cache once it has opened a stream')
+  const replayed = await count(async () => {
+    await t.rejects(openStream(priv, bad, cache), { code: 'open_failed' })
+  })
+  t.equal(replayed.open, 0, 'a cached KEK does not make a forged key JWE open')
+})
+
+t.test('a KekCache serves only the key set it was made for', async (t) => {
+  const a = parseKeySet(generateKeySet().privateJwks)
+  const b = parseKeySet(generateKeySet().privateJwks)
+  t.throws(() => createOpenStream(a, { kekCache: new KekCache(b) }), { code: 'config_invalid' })
+  t.throws(() => new KekCache(parseKeySet(generateKeySet().publicJwks)), { code: 'key_material_invalid' })
+  t.throws(() => new KekCache(a, -1), { code: 'config_invalid' })
 })

@@ -14,8 +14,6 @@ import {
   agree,
   type CompactParts,
   checkClaim,
-  decryptContent,
-  deriveKek,
   type Epk,
   type Expected,
   encryptToCompact,
@@ -24,14 +22,14 @@ import {
   headerStart,
   MAX_CLAIM_CHARS,
   MAX_PROTECTED_CHARS,
-  openFailed,
   parseCompact,
-  rsaUnwrap,
   rsaWrap,
+  sealCompactOnce,
   TEST_SEAM,
   type TestSeam,
 } from './jwe.js'
-import { KeyUnwrapper, KeyWrapper } from './kdf.js'
+import { KeyWrapper } from './kdf.js'
+import { KekCache } from './kek-cache.js'
 import type { KeySet, RecipientKey } from './keys.js'
 
 const GCM = CONTENT_ENCRYPTION.A256GCM
@@ -41,8 +39,7 @@ const JSON_POINTER = /^(?:\/(?:[^~/]|~[01])*)*$/
 
 /** Default bound on one sealed value's compact serialization (about 3 MiB of plaintext). */
 export const DEFAULT_MAX_SEALED_CHARS = 4 * 1024 * 1024
-/** Default number of derived KEKs kept by a `FieldOpener` (one per recent message and key). */
-export const DEFAULT_KEK_CACHE_SIZE = 1024
+export { DEFAULT_KEK_CACHE_SIZE } from './kek-cache.js'
 
 /**
  * CEK batches double from 8 (a window with one small message should not pay for hundreds) to 256
@@ -223,6 +220,28 @@ export class SealWindow {
     return this.#next++
   }
 
+  /**
+   * One compact JWE of `plaintext` in this window, with `claims` in its protected header (all of
+   * them critical): the general construction, for what is not a field (a sealed stream's key JWE).
+   */
+  sealCompact(claims: ReadonlyArray<readonly [string, string]>, plaintext: Uint8Array): string {
+    let header = headerStart(
+      this.key,
+      claims.map(([name]) => name),
+    )
+    for (const [name, value] of claims) header += `,${JSON.stringify(name)}:${JSON.stringify(value)}`
+    header += this.#tail
+    const i = this.take()
+    const cek = this.ceks.subarray(i * 32, i * 32 + 32)
+    const ek = this.wrapped.subarray(i * 40, i * 40 + 40)
+    const iv = this.ivs.subarray(i * GCM.ivBytes, (i + 1) * GCM.ivBytes)
+    try {
+      return encryptToCompact(Buffer.from(header, 'utf8').toString('base64url'), ek, cek, iv, plaintext)
+    } finally {
+      cek.fill(0) // used once: erased from the batch as it is taken
+    }
+  }
+
   /** Ends the window (evicted, expired): unused CEKs are erased, the KEK dropped. */
   retire(): void {
     this.ceks.fill(0)
@@ -353,8 +372,25 @@ export class SealWindows {
   }
 }
 
-/** The process-wide sealing windows used by every `FieldSealer` (docs/sealing.md). */
+/** The process-wide sealing windows used by every `FieldSealer` and sealed stream (docs/sealing.md). */
 export const SEAL_WINDOWS = new SealWindows()
+
+/**
+ * One compact JWE of `plaintext` for `key`, with `claims` in its protected header (all critical):
+ * a sealed stream's key JWE. With ECDH-ES+A256KW the agreement is that of the key's sealing window,
+ * shared with the fields and streams sealed to it in the window; RSA-OAEP-256 and a test seam (a
+ * fixed ephemeral key) make a JWE of its own.
+ */
+export function sealCompact(
+  key: RecipientKey,
+  claims: ReadonlyArray<readonly [string, string]>,
+  plaintext: Uint8Array,
+  windows: SealWindows = SEAL_WINDOWS,
+  seam?: TestSeam,
+): string {
+  if (key.algorithm.kind === 'rsa-oaep' || seam !== undefined) return sealCompactOnce(key, claims, plaintext, seam)
+  return windows.acquire(key, windows.now()).sealCompact(claims, plaintext)
+}
 
 /**
  * Seals the fields of one message to the current key of `recipients`.
@@ -745,76 +781,19 @@ function jsonText(s: string): Buffer {
 export class FieldOpener {
   readonly #keys: KeySet
   readonly #canonical: CanonicalHeaders
-  readonly #cache = new Map<string, KeyUnwrapper>()
-  readonly #cacheSize: number
+  readonly #keks: KekCache
   readonly #maxChars: number
-  // The KEK of the last value opened: the next value usually comes from the same window.
-  #lastKey: RecipientKey | undefined
-  #lastEpk: Epk | undefined
-  #lastUnwrapper: KeyUnwrapper | undefined
 
   constructor(keys: KeySet, options: FieldOpenerOptions = {}) {
-    if (!keys.hasPrivateKeys) throw new EcluseError('key_material_invalid', 'opening needs a private key set')
+    this.#keks = new KekCache(keys, options.kekCacheSize)
     this.#keys = keys
     this.#canonical = new CanonicalHeaders(keys)
-    this.#cacheSize = options.kekCacheSize ?? DEFAULT_KEK_CACHE_SIZE
     this.#maxChars = options.maxSealedChars ?? DEFAULT_MAX_SEALED_CHARS
-    if (!Number.isInteger(this.#cacheSize) || this.#cacheSize < 0) {
-      throw new EcluseError('config_invalid', 'kekCacheSize must be a non-negative integer')
-    }
   }
 
   /** Open one sealed value found at `expected`; returns the JSON text of the value. */
   open(jwe: string, expected: OpenExpectation): Buffer {
-    const p = partsOf(jwe, this.#keys, this.#canonical, expected, this.#maxChars, true)
-    if (p.key.algorithm.kind === 'rsa-oaep') {
-      const { cek, ok } = rsaUnwrap(p)
-      const out = decryptContent(p, cek, ok ? 'authentication tag mismatch' : 'key decryption failed')
-      if (!ok) openFailed('key decryption failed')
-      return out
-    }
-    const epk = p.epk!
-    let unwrapper: KeyUnwrapper | undefined
-    let id: string | undefined
-    const last = this.#lastEpk
-    if (
-      this.#lastKey === p.key &&
-      last !== undefined &&
-      last.x === epk.x &&
-      last.y === epk.y &&
-      p.apu === '' &&
-      p.apv === ''
-    ) {
-      unwrapper = this.#lastUnwrapper
-    } else {
-      id = `${p.key.kid}\n${p.key.alg}\n${epk.x}\n${epk.y ?? ''}\n${p.apu}\n${p.apv}`
-      unwrapper = this.#cache.get(id)
-    }
-    const fresh = unwrapper === undefined
-    if (unwrapper === undefined) {
-      const kek = deriveKek(p)
-      if (kek === undefined) openFailed('key agreement failed')
-      unwrapper = new KeyUnwrapper(kek)
-    }
-    // A failed unwrap continues with a random CEK so it fails on the tag, in the same way and about
-    // the same time as a tampered ciphertext (RFC 7516 §11.5).
-    let cek = unwrapper.unwrap256(p.ek)
-    const unwrapped = cek !== undefined
-    cek ??= randomBytes(GCM.cekBytes)
-    const out = decryptContent(p, cek, unwrapped ? 'authentication tag mismatch' : 'key unwrap failed')
-    cek.fill(0)
-    if (!unwrapped) openFailed('key unwrap failed')
-    // Only a KEK that has opened a value is cached, so the cache cannot be filled with junk for free.
-    if (fresh && this.#cacheSize > 0) {
-      if (this.#cache.size >= this.#cacheSize) this.#cache.delete(this.#cache.keys().next().value!)
-      this.#cache.set(id!, unwrapper)
-    }
-    if (p.apu === '' && p.apv === '' && (fresh ? this.#cacheSize > 0 : true)) {
-      this.#lastKey = p.key
-      this.#lastEpk = epk
-      this.#lastUnwrapper = unwrapper
-    }
-    return out
+    return this.#keks.open(partsOf(jwe, this.#keys, this.#canonical, expected, this.#maxChars, true))
   }
 }
 

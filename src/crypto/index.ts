@@ -28,6 +28,7 @@ export {
   type SealContext,
 } from './field.js'
 export { ASYMMETRIC_CHANNEL, type AsymmetricOperation, MAX_CLAIM_CHARS } from './jwe.js'
+export { KekCache } from './kek-cache.js'
 export {
   type GenerateKeySetOptions,
   generateKeySet,

@@ -12,6 +12,7 @@ import { type CipherGCM, createCipheriv, createDecipheriv, createHash, hkdfSync,
 import { Transform, type TransformCallback } from 'node:stream'
 import { EcluseError } from '../errors.js'
 import { b64u, b64uDecode } from './base64url.js'
+import { SEAL_WINDOWS, type SealWindows, sealCompact } from './field.js'
 import {
   ANY_VALUE,
   checkClaim,
@@ -19,10 +20,10 @@ import {
   openParsedOnce,
   parseCompact,
   STREAM_PROFILE,
-  sealCompactOnce,
   TEST_SEAM,
   type TestSeam,
 } from './jwe.js'
+import type { KekCache } from './kek-cache.js'
 import type { KeySet } from './keys.js'
 
 /** "ECLS": first bytes of every sealed stream. */
@@ -119,15 +120,21 @@ export interface SealStreamOptions {
   readonly recordSize?: number
   /** If set, bound as `ecl.route` (critical) so the body opens only where that route is expected. */
   readonly route?: string
+  /**
+   * @internal The sealing windows to take the agreement from; default the process-wide
+   * `SEAL_WINDOWS`, shared with field sealing. Tests pass their own.
+   */
+  readonly windows?: SealWindows
   /** @internal test-only, see `TEST_SEAM`. */
   readonly [TEST_SEAM]?: TestSeam
 }
 
 /**
  * A transform that seals whatever is written to it into one sealed stream for the current key of
- * `recipients`. One key agreement per stream; each record is released as soon as it is full (and
- * the last one at the end of input), which delays no plaintext for an opener, since an opener
- * releases a record only once its tag has verified.
+ * `recipients`. The key JWE takes its ECDH-ES agreement from the key's sealing window, as field
+ * values do (docs/sealing.md), so a stream costs no asymmetric operation of its own within a window;
+ * each record is released as soon as it is full (and the last one at the end of input), which
+ * delays no plaintext for an opener, since an opener releases a record only once its tag has verified.
  *
  * @example
  * await pipeline(fs.createReadStream('scan.pdf'), createSealStream(recipients, { contentType: 'application/pdf' }), out)
@@ -165,7 +172,7 @@ class SealStream extends Transform {
     let jwe: string
     try {
       const plaintext = Buffer.from(JSON.stringify({ k: b64u(streamKey), cty: options.contentType }), 'utf8')
-      jwe = sealCompactOnce(recipients.current, claims, plaintext, seam)
+      jwe = sealCompact(recipients.current, claims, plaintext, options.windows ?? SEAL_WINDOWS, seam)
       plaintext.fill(0)
     } catch (err) {
       throw new EcluseError('seal_failed', `stream key could not be sealed: ${(err as Error).message}`, { cause: err })
@@ -288,6 +295,12 @@ export interface OpenStreamOptions {
   readonly maxRecordSize?: number
   /** Largest key JWE accepted (default 8 KiB). */
   readonly maxJweBytes?: number
+  /**
+   * Derived KEKs shared with the other streams opened with these keys (a `KekCache` of the same
+   * `KeySet`): streams sealed in one window of the sealer then cost one agreement between them.
+   * Without it every stream derives its own.
+   */
+  readonly kekCache?: KekCache
 }
 
 /** What the header of a sealed stream declared, available once it has been authenticated. */
@@ -336,6 +349,7 @@ class OpenStreamImpl extends Transform implements OpenStream {
   readonly #route: string | undefined
   readonly #maxRs: number
   readonly #maxJwe: number
+  readonly #keks: KekCache | undefined
   #phase: Phase = Phase.Header
   #info: SealedStreamInfo | undefined
   #pendingInfo: SealedStreamInfo | undefined
@@ -361,6 +375,10 @@ class OpenStreamImpl extends Transform implements OpenStream {
     this.#route = options.route
     this.#maxRs = options.maxRecordSize ?? DEFAULT_MAX_OPEN_RECORD_SIZE
     this.#maxJwe = options.maxJweBytes ?? DEFAULT_MAX_JWE_BYTES
+    this.#keks = options.kekCache
+    if (this.#keks !== undefined && this.#keks.keys !== keys) {
+      throw new EcluseError('config_invalid', 'kekCache belongs to another key set')
+    }
     if (!Number.isInteger(this.#maxRs) || this.#maxRs < MIN_RECORD_SIZE || this.#maxRs > MAX_RECORD_SIZE) {
       throw new EcluseError('config_invalid', `maxRecordSize must be an integer from ${MIN_RECORD_SIZE} to ${MAX_RECORD_SIZE}`)
     }
@@ -450,7 +468,7 @@ class OpenStreamImpl extends Transform implements OpenStream {
       { 'ecl.fmt': STREAM_FORMAT_CLAIM, 'ecl.route': this.#route ?? ANY_VALUE },
       this.#maxJwe,
     )
-    const plaintext = openParsedOnce(p)
+    const plaintext = this.#keks === undefined ? openParsedOnce(p) : this.#keks.open(p)
     let doc: unknown
     try {
       doc = JSON.parse(plaintext.toString('utf8'))

@@ -6,6 +6,7 @@
  */
 import type { Transform } from 'node:stream'
 import { z } from 'zod'
+import { KekCache } from '../crypto/kek-cache.js'
 import type { KeySet } from '../crypto/keys.js'
 import { createOpenStream, DEFAULT_MAX_OPEN_RECORD_SIZE, MAX_RECORD_SIZE, type SealedStreamInfo } from '../crypto/stream.js'
 import type { CryptoOpMetrics } from '../observability/metrics.js'
@@ -43,6 +44,8 @@ export class OpenBodyTransform implements BodyTransform {
   readonly #keys: KeySet
   readonly #context: string | undefined
   readonly #maxRecordSize: number
+  /** Shared by the route's bodies: those sealed in one window of the sealer cost one agreement. */
+  readonly #keks: KekCache
   readonly #metrics: CryptoOpMetrics | undefined
 
   constructor(env: TransformEnv, keys: KeySet, context: string | undefined, maxRecordSize: number) {
@@ -50,6 +53,7 @@ export class OpenBodyTransform implements BodyTransform {
     this.#keys = keys
     this.#context = context
     this.#maxRecordSize = maxRecordSize
+    this.#keks = new KekCache(keys)
     this.#metrics = env.metrics?.op('open', 'stream')
   }
 
@@ -61,7 +65,7 @@ export class OpenBodyTransform implements BodyTransform {
       if (typeof type !== 'string' || type.trim().toLowerCase() !== SEALED_MEDIA_TYPE) {
         throw refusal(ctx.direction, 'unsupported_media_type', `open-body: content-type is not ${SEALED_MEDIA_TYPE}`)
       }
-      stream = createOpenStream(this.#keys, { route: this.#context ?? ctx.routeName, maxRecordSize: this.#maxRecordSize })
+      stream = createOpenStream(this.#keys, { route: this.#context ?? ctx.routeName, maxRecordSize: this.#maxRecordSize, kekCache: this.#keks })
     } catch (err) {
       throw refuseAtBegin(this.#env, ctx, err)
     }

@@ -1,0 +1,85 @@
+/**
+ * Opening compact JWEs with a bounded cache of derived KEKs. A sealing gateway shares one ECDH-ES
+ * agreement between everything it seals to a key within one sealing window (docs/sealing.md), field
+ * values and sealed-stream headers alike, so an opener that keeps the KEK of each `epk` pays one
+ * agreement per window of the sealer instead of one per value or per stream.
+ */
+import { randomBytes } from 'node:crypto'
+import { EcluseError } from '../errors.js'
+import { CONTENT_ENCRYPTION } from './algorithms.js'
+import { type CompactParts, decryptContent, deriveKek, type Epk, openFailed, rsaUnwrap } from './jwe.js'
+import { KeyUnwrapper } from './kdf.js'
+import type { KeySet, RecipientKey } from './keys.js'
+
+const GCM = CONTENT_ENCRYPTION.A256GCM
+
+/** Default number of derived KEKs kept (one per recent sealing window and key). */
+export const DEFAULT_KEK_CACHE_SIZE = 1024
+
+/**
+ * Derived KEKs of one private key set, by `(kid, alg, epk, apu, apv)`, FIFO and bounded. A KEK
+ * enters the cache only after it has opened a value (unwrap and tag both verified), so the cache
+ * cannot be filled with junk for free. Any failure is `EcluseError('open_failed')`.
+ */
+export class KekCache {
+  /** The key set whose KEKs these are: parts parsed against another set are refused. */
+  readonly keys: KeySet
+  readonly #cache = new Map<string, KeyUnwrapper>()
+  readonly #size: number
+  // The KEK of the last value opened: the next value usually comes from the same window.
+  #lastKey: RecipientKey | undefined
+  #lastEpk: Epk | undefined
+  #lastUnwrapper: KeyUnwrapper | undefined
+
+  constructor(keys: KeySet, size: number = DEFAULT_KEK_CACHE_SIZE) {
+    if (!keys.hasPrivateKeys) throw new EcluseError('key_material_invalid', 'opening needs a private key set')
+    if (!Number.isInteger(size) || size < 0) throw new EcluseError('config_invalid', 'kekCacheSize must be a non-negative integer')
+    this.keys = keys
+    this.#size = size
+  }
+
+  /** The plaintext of one parsed, validated compact JWE (`parseCompact` against `keys`). */
+  open(p: CompactParts): Buffer {
+    if (this.keys.get(p.key.kid) !== p.key) openFailed('parsed against another key set')
+    if (p.key.algorithm.kind === 'rsa-oaep') {
+      const { cek, ok } = rsaUnwrap(p)
+      const out = decryptContent(p, cek, ok ? 'authentication tag mismatch' : 'key decryption failed')
+      if (!ok) openFailed('key decryption failed')
+      return out
+    }
+    const epk = p.epk!
+    let unwrapper: KeyUnwrapper | undefined
+    let id: string | undefined
+    const last = this.#lastEpk
+    if (this.#lastKey === p.key && last !== undefined && last.x === epk.x && last.y === epk.y && p.apu === '' && p.apv === '') {
+      unwrapper = this.#lastUnwrapper
+    } else {
+      id = `${p.key.kid}\n${p.key.alg}\n${epk.x}\n${epk.y ?? ''}\n${p.apu}\n${p.apv}`
+      unwrapper = this.#cache.get(id)
+    }
+    const fresh = unwrapper === undefined
+    if (unwrapper === undefined) {
+      const kek = deriveKek(p)
+      if (kek === undefined) openFailed('key agreement failed')
+      unwrapper = new KeyUnwrapper(kek)
+    }
+    // A failed unwrap continues with a random CEK so it fails on the tag, in the same way and about
+    // the same time as a tampered ciphertext (RFC 7516 §11.5).
+    let cek = unwrapper.unwrap256(p.ek)
+    const unwrapped = cek !== undefined
+    cek ??= randomBytes(GCM.cekBytes)
+    const out = decryptContent(p, cek, unwrapped ? 'authentication tag mismatch' : 'key unwrap failed')
+    cek.fill(0)
+    if (!unwrapped) openFailed('key unwrap failed')
+    if (fresh && this.#size > 0) {
+      if (this.#cache.size >= this.#size) this.#cache.delete(this.#cache.keys().next().value!)
+      this.#cache.set(id!, unwrapper)
+    }
+    if (p.apu === '' && p.apv === '' && (fresh ? this.#size > 0 : true)) {
+      this.#lastKey = p.key
+      this.#lastEpk = epk
+      this.#lastUnwrapper = unwrapper
+    }
+    return out
+  }
+}
