@@ -160,37 +160,33 @@ if (small !== undefined) {
   const body = input.subarray(0, small)
   /** Streams per pass: about 2 MiB of them. */
   const perPass = Math.max(1, Math.floor((2 * 1024 * 1024) / small))
-  if (direction === 'open') {
+  const op = direction === 'open' ? 'open' : 'seal'
+  let one: () => Promise<void>
+  if (op === 'open') {
     const parts: Buffer[] = []
     await through(createSealStream(recipients, { contentType: 'image/jpeg', route: ROUTE }), body, parts)
     const sealed = Buffer.concat(parts)
     const keks = new KekCache(privateKeys)
-    const openPass = async () => {
-      for (let i = 0; i < perPass; i++) {
-        const n = await through(createOpenStream(privateKeys, { route: ROUTE, kekCache: keks }), sealed)
-        if (n !== small) throw new Error('opened stream differs in length from what was sealed')
-      }
-      return perPass * small
+    one = async () => {
+      const n = await through(createOpenStream(privateKeys, { route: ROUTE, kekCache: keks }), sealed)
+      if (n !== small) throw new Error('opened stream differs in length from what was sealed')
     }
-    aesGcmOpenRate(small, 100)
-    await openPass()
-    const mbps = await alternate((ms) => aesGcmOpenRate(small, ms), openPass)
-    rows.push({ key: 'aes-open-small', label: `AES-256-GCM open, ${kib} messages (raw)`, mbps: mbps.raw })
-    rows.push({ key: 'crypto-open-small', label: `écluse open stream, ${kib} bodies one after the other (crypto path, 1 core)`, mbps: mbps.stream })
   } else {
-    const sealPass = async () => {
-      for (let i = 0; i < perPass; i++) {
-        const n = await through(createSealStream(recipients, { contentType: 'image/jpeg', route: ROUTE }), body)
-        if (n <= small) throw new Error('sealed stream shorter than its input')
-      }
-      return perPass * small
+    one = async () => {
+      const n = await through(createSealStream(recipients, { contentType: 'image/jpeg', route: ROUTE }), body)
+      if (n <= small) throw new Error('sealed stream shorter than its input')
     }
-    aesGcmRate(small, 100)
-    await sealPass()
-    const mbps = await alternate((ms) => aesGcmRate(small, ms), sealPass)
-    rows.push({ key: 'aes-seal-small', label: `AES-256-GCM seal, ${kib} messages (raw)`, mbps: mbps.raw })
-    rows.push({ key: 'crypto-seal-small', label: `écluse seal stream, ${kib} bodies one after the other (crypto path, 1 core)`, mbps: mbps.stream })
   }
+  const raw = op === 'open' ? aesGcmOpenRate : aesGcmRate
+  const smallPass = async () => {
+    for (let i = 0; i < perPass; i++) await one()
+    return perPass * small
+  }
+  raw(small, 100)
+  await smallPass()
+  const mbps = await alternate((ms) => raw(small, ms), smallPass)
+  rows.push({ key: `aes-${op}-small`, label: `AES-256-GCM ${op}, ${kib} messages (raw)`, mbps: mbps.raw })
+  rows.push({ key: `crypto-${op}-small`, label: `écluse ${op} stream, ${kib} bodies one after the other (crypto path, 1 core)`, mbps: mbps.stream })
 }
 
 process.stdout.write(`${JSON.stringify({ event: 'result', rows, inputChunk: INPUT_CHUNK, recordSize: RECORD })}\n`)

@@ -1,11 +1,8 @@
-import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import t from 'tap'
 import { SEAL_WINDOW_KEYS, SEAL_WINDOW_MS, SEAL_WINDOW_VALUES, SealWindows } from '../src/crypto/field.js'
 import {
-  ASYMMETRIC_CHANNEL,
-  type AsymmetricOperation,
   createOpenStream,
   createSealStream,
   FieldOpener,
@@ -15,19 +12,8 @@ import {
   type KeySet,
   parseKeySet,
 } from '../src/crypto/index.js'
+import { countAsymmetric as count } from './helpers/asymmetric.js'
 
-/** Count the asymmetric operations published on the instrumented seam while `fn` runs. */
-async function count(fn: () => unknown): Promise<{ seal: number; open: number; ops: AsymmetricOperation[] }> {
-  const ops: AsymmetricOperation[] = []
-  const listener = (m: unknown) => ops.push(m as AsymmetricOperation)
-  subscribe(ASYMMETRIC_CHANNEL, listener)
-  try {
-    await fn()
-  } finally {
-    unsubscribe(ASYMMETRIC_CHANNEL, listener)
-  }
-  return { seal: ops.filter((o) => o.side === 'seal').length, open: ops.filter((o) => o.side === 'open').length, ops }
-}
 
 // This test was `crypto-one-key-agreement-per-message-on-each-side`: each message paid one ECDH to
 // seal. With the sealing window (docs/sealing.md, "One agreement per window") the rule it pins is

@@ -1,8 +1,8 @@
-import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { Readable } from 'node:stream'
 import t from 'tap'
 import { SEAL_WINDOW_MS, SEAL_WINDOWS, SealWindows } from '../../src/crypto/field.js'
-import { ASYMMETRIC_CHANNEL, type AsymmetricOperation, createOpenStream, createSealStream, parseKeySet } from '../../src/crypto/index.js'
+import { createOpenStream, createSealStream, parseKeySet } from '../../src/crypto/index.js'
+import { countAsymmetric } from '../helpers/asymmetric.js'
 import { SPONSOR_APP, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
 
 // Small sealed bodies (photos of tens of KiB) used to pay two X25519 operations each to seal and
@@ -24,18 +24,6 @@ async function opened(body: Buffer, keys: ReturnType<typeof parseKeySet>): Promi
   const out: Buffer[] = []
   for await (const c of Readable.from([body]).pipe(createOpenStream(keys, { route: 'photos' }))) out.push(c as Buffer)
   return Buffer.concat(out)
-}
-
-async function counted(fn: () => Promise<void>): Promise<AsymmetricOperation[]> {
-  const ops: AsymmetricOperation[] = []
-  const listener = (m: unknown) => ops.push(m as AsymmetricOperation)
-  subscribe(ASYMMETRIC_CHANNEL, listener)
-  try {
-    await fn()
-  } finally {
-    unsubscribe(ASYMMETRIC_CHANNEL, listener)
-  }
-  return ops
 }
 
 function epkOf(sealedBody: Buffer): string {
@@ -81,7 +69,7 @@ t.test('photos sealed and opened by the gateway within one sealing window cost o
   })
   t.teardown(s.close)
 
-  const downloads = await counted(async () => {
+  const { ops: downloads } = await countAsymmetric(async () => {
     for (let i = 0; i < PHOTOS; i++) {
       const res = await s.gw.request(`/v1/photos/${i}`)
       t.equal(res.status, 200)
@@ -98,7 +86,7 @@ t.test('photos sealed and opened by the gateway within one sealing window cost o
   // Uploads: sealed by the gateway with the process-wide windows, from a fresh window.
   SEAL_WINDOWS.clear()
   const started = performance.now()
-  const sealing = await counted(async () => {
+  const { ops: sealing } = await countAsymmetric(async () => {
     for (let i = 0; i < PHOTOS; i++) {
       const res = await s.gw.request(`/v1/photos/${i}`, { method: 'PUT', headers: { 'content-type': 'image/jpeg' }, body: photo(i) })
       t.equal(res.status, 204)
