@@ -14,6 +14,10 @@
  *                                                  1 quick): --full's memory in a quarter of its time
  *   npm run bench -- --cpu-prof DIR                run the Écluse subjects under --cpu-prof, one
  *                                                  directory per subject (see bench/profile.ts)
+ *   npm run bench -- --ecluse-node-arg=--max-semi-space-size=2
+ *                                                  Écluse's processes run with this Node option
+ *                                                  (repeatable; the baselines keep Node's defaults):
+ *                                                  load-test with the flags you deploy with
  *
  * Results: a run with `--docs` is the published one, written to bench/results/ (committed with the
  * docs it produced); any other run goes to bench/results/scratch/, which git ignores.
@@ -35,7 +39,7 @@ import { updateDocs } from './report.js'
 import { type BenchOptions, SCENARIOS } from './scenarios.js'
 
 const USAGE =
-  'Usage: npm run bench -- [--scenario NAME]... [--duration S] [--connections N] [--rounds N] [--warmup S] [--prime S] [--full] [--upload-mib N] [--list] [--docs] [--cpu-prof DIR]\n'
+  'Usage: npm run bench -- [--scenario NAME]... [--duration S] [--connections N] [--rounds N] [--warmup S] [--prime S] [--full] [--upload-mib N] [--ecluse-node-arg=OPT]... [--list] [--docs] [--cpu-prof DIR]\n'
 
 function fail(message: string): never {
   process.stderr.write(`bench: ${message}\n${USAGE}`)
@@ -57,6 +61,7 @@ function parse() {
       docs: { type: 'boolean' },
       'cpu-prof': { type: 'string' },
       'upload-mib': { type: 'string' },
+      'ecluse-node-arg': { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -136,7 +141,8 @@ const upstream = await startUpstream(pki, keys, {
   sealedRecords: Math.max(0, ...needs.map((n) => n.sealedRecords ?? 0)),
   blobBytes: Math.max(0, ...needs.map((n) => n.blobBytes ?? 0)),
 })
-const env = { pki, keys, dir, upstreamPort: upstream.port, upstreamPid: upstream.pid }
+const ecluseNodeArgs = args['ecluse-node-arg']
+const env = { pki, keys, dir, upstreamPort: upstream.port, upstreamPid: upstream.pid, ...(ecluseNodeArgs === undefined ? {} : { ecluseNodeArgs }) }
 
 const results: ScenarioResult[] = []
 try {
@@ -167,6 +173,7 @@ const run: RunResult = {
   durationSeconds: options.durationSeconds,
   connections: options.connections,
   rounds: options.rounds,
+  ...(ecluseNodeArgs === undefined ? {} : { ecluseNodeArgs }),
   scenarios: results,
 }
 // Only a published run (--docs) lands where git tracks it; the rest are scratch (.gitignore).

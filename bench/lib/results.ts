@@ -63,6 +63,8 @@ export interface RunResult {
   readonly durationSeconds: number
   readonly connections: number
   readonly rounds: number
+  /** Node options Écluse's processes ran with (`--ecluse-node-arg`), if any. */
+  readonly ecluseNodeArgs?: readonly string[]
   readonly scenarios: ScenarioResult[]
 }
 
@@ -158,6 +160,7 @@ export function markdownTable(result: ScenarioResult): string {
 export function runHeader(run: RunResult): string {
   return (
     `${run.date} · Node ${run.node} · ${run.cpus} × ${run.cpuModel} · ${run.platform} · ` +
-    `${run.mode} mode (${run.durationSeconds} s per measurement, ${run.connections} connections, ${run.rounds} round${run.rounds === 1 ? '' : 's'})`
+    `${run.mode} mode (${run.durationSeconds} s per measurement, ${run.connections} connections, ${run.rounds} round${run.rounds === 1 ? '' : 's'})` +
+    (run.ecluseNodeArgs === undefined ? '' : ` · écluse runs with ${run.ecluseNodeArgs.join(' ')}`)
   )
 }

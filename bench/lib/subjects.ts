@@ -52,6 +52,8 @@ export interface SubjectEnv {
   readonly dir: string
   readonly upstreamPort: number
   readonly upstreamPid: number
+  /** Node options for Écluse's processes only (`--ecluse-node-arg`): the baselines keep Node's defaults. */
+  readonly ecluseNodeArgs?: readonly string[]
 }
 
 /** RSS of `pid` and its descendants now, in MiB. */
@@ -121,10 +123,12 @@ export async function startEcluse(
   await writeFile(file, stringify(config))
   const args = ['serve', '--config', file, ...(workers > 1 ? ['--workers', String(workers)] : [])]
   const key = options.key ?? (workers > 1 ? `ecluse-${workers}w` : 'ecluse')
-  const nodeArgs =
-    options.cpuProfileDir === undefined
+  const nodeArgs = [
+    ...(env.ecluseNodeArgs ?? []),
+    ...(options.cpuProfileDir === undefined
       ? []
-      : ['--cpu-prof', `--cpu-prof-dir=${join(options.cpuProfileDir, `${options.cpuProfileName ?? key}-${configs}`)}`]
+      : ['--cpu-prof', `--cpu-prof-dir=${join(options.cpuProfileDir, `${options.cpuProfileName ?? key}-${configs}`)}`]),
+  ]
   const child = JsonChild.node('écluse', 'src/cli.ts', args, { nodeArgs })
   const started = await child.waitFor((l) => l['msg'] === (workers > 1 ? 'écluse cluster started' : 'écluse gateway started'))
   const port = (field: string) => Number(String(started[field]).split(':').at(-1))
