@@ -20,6 +20,7 @@ import {
   FIELD_PROFILE,
   headerEnd,
   headerStart,
+  headerWithClaims,
   MAX_CLAIM_CHARS,
   MAX_PROTECTED_CHARS,
   parseCompact,
@@ -225,12 +226,7 @@ export class SealWindow {
    * them critical): the general construction, for what is not a field (a sealed stream's key JWE).
    */
   sealCompact(claims: ReadonlyArray<readonly [string, string]>, plaintext: Uint8Array): string {
-    let header = headerStart(
-      this.key,
-      claims.map(([name]) => name),
-    )
-    for (const [name, value] of claims) header += `,${JSON.stringify(name)}:${JSON.stringify(value)}`
-    header += this.#tail
+    const header = headerWithClaims(this.key, claims) + this.#tail
     const i = this.take()
     const cek = this.ceks.subarray(i * 32, i * 32 + 32)
     const ek = this.wrapped.subarray(i * 40, i * 40 + 40)

@@ -139,6 +139,16 @@ export function headerStart(key: RecipientKey, crit: readonly string[]): string 
   return `{"alg":${JSON.stringify(key.alg)},"enc":"A256GCM","kid":${JSON.stringify(key.kid)},"crit":${JSON.stringify(crit)}`
 }
 
+/** `headerStart` with `claims` as its `crit` list and as members, in order (a stream key JWE's header). */
+export function headerWithClaims(key: RecipientKey, claims: ReadonlyArray<readonly [string, string]>): string {
+  let header = headerStart(
+    key,
+    claims.map(([name]) => name),
+  )
+  for (const [name, value] of claims) header += `,${JSON.stringify(name)}:${JSON.stringify(value)}`
+  return header
+}
+
 /** The end of a protected header: jose appends `epk` last (`{...protectedHeader, ...parameters}`). */
 export function headerEnd(epk: Epk | undefined): string {
   return epk === undefined ? '}' : `,"epk":${JSON.stringify(epk)}}`
@@ -402,11 +412,7 @@ export function sealCompactOnce(
   plaintext: Uint8Array,
   seam: TestSeam | undefined,
 ): string {
-  let header = headerStart(
-    key,
-    claims.map(([name]) => name),
-  )
-  for (const [name, value] of claims) header += `,${JSON.stringify(name)}:${JSON.stringify(value)}`
+  let header = headerWithClaims(key, claims)
   const cek = seam?.cek?.() ?? randomBytes(GCM.cekBytes)
   const iv = seam?.iv?.() ?? randomBytes(GCM.ivBytes)
   let ek: Buffer
