@@ -775,21 +775,20 @@ function jsonText(s: string): Buffer {
  * const json = opener.open(jwe, { route: 'accreditations', ptr: '/person/birthDate' })
  */
 export class FieldOpener {
-  readonly #keys: KeySet
   readonly #canonical: CanonicalHeaders
+  /** The KEK cache, and through it the key set (`keks.keys`) values are parsed against. */
   readonly #keks: KekCache
   readonly #maxChars: number
 
   constructor(keys: KeySet, options: FieldOpenerOptions = {}) {
     this.#keks = new KekCache(keys, options.kekCacheSize)
-    this.#keys = keys
     this.#canonical = new CanonicalHeaders(keys)
     this.#maxChars = options.maxSealedChars ?? DEFAULT_MAX_SEALED_CHARS
   }
 
   /** Open one sealed value found at `expected`; returns the JSON text of the value. */
   open(jwe: string, expected: OpenExpectation): Buffer {
-    return this.#keks.open(partsOf(jwe, this.#keys, this.#canonical, expected, this.#maxChars, true))
+    return this.#keks.open(partsOf(jwe, this.#keks.keys, this.#canonical, expected, this.#maxChars, true))
   }
 }
 
