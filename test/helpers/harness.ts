@@ -277,8 +277,10 @@ export class GatewayProcess {
   readonly #waiters: Array<[string, () => void]> = []
   #buffered = ''
 
-  constructor(configPath: string) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', configPath], {
+  /** `probeMemory` preloads test/helpers/memory-probe.ts, for `liveMemory`. */
+  constructor(configPath: string, { probeMemory = false }: { probeMemory?: boolean } = {}) {
+    const probe = probeMemory ? ['--expose-gc', '--import', new URL('./memory-probe.ts', import.meta.url).href] : []
+    this.child = spawn(process.execPath, ['--import', 'tsx', ...probe, 'src/cli.ts', 'serve', '--config', configPath], {
       stdio: ['ignore', 'pipe', 'inherit'],
     })
     this.child.stdout!.on('data', (chunk: Buffer) => this.#onData(chunk))
@@ -302,6 +304,22 @@ export class GatewayProcess {
     const status = await readFile(`/proc/${this.child.pid}/status`, 'utf8')
     const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN) * 1024
     return { peakBytes: kb('VmHWM'), rssBytes: kb('VmRSS') }
+  }
+
+  /**
+   * The gateway's memory right after a full garbage collection (a process started with
+   * `probeMemory`): `live` is the V8 heap in use plus the memory outside it that JavaScript
+   * objects hold (Buffers among them), `rssBytes` the resident memory then.
+   */
+  async liveMemory(): Promise<{ liveBytes: number; rssBytes: number }> {
+    const msg = 'memory-probe: after a full gc'
+    const next = new Promise<Record<string, unknown>>((resolve) => {
+      const seen = this.lines.length
+      this.#waiters.push([msg, () => resolve(this.lines.slice(seen).find((l) => l['msg'] === msg)!)])
+    })
+    this.child.kill('SIGUSR2')
+    const line = await next
+    return { liveBytes: Number(line['heapUsed']) + Number(line['external']), rssBytes: Number(line['rss']) }
   }
 
   kill(): void {
@@ -340,10 +358,11 @@ export async function startGatewayProcess(
   dir: string,
   config: object,
   agentOptions: SponsorAgentOptions = {},
+  processOptions: { probeMemory?: boolean } = {},
 ): Promise<{ gateway: GatewayProcess; ports: { sponsor: number; admin: number }; agent: Agent }> {
   const configPath = join(dir, 'gateway.yaml')
   await writeFile(configPath, stringify(config))
-  const gateway = new GatewayProcess(configPath)
+  const gateway = new GatewayProcess(configPath, processOptions)
   t.teardown(() => gateway.kill())
   const ports = await gateway.ports()
   const { connectTimeout, ...pool } = agentOptions
