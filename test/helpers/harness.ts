@@ -277,10 +277,13 @@ export class GatewayProcess {
   readonly #waiters: Array<[string, () => void]> = []
   #buffered = ''
 
-  /** `probeMemory` preloads test/helpers/memory-probe.ts, for `liveMemory`. */
-  constructor(configPath: string, { probeMemory = false }: { probeMemory?: boolean } = {}) {
+  /**
+   * `probeMemory` preloads test/helpers/memory-probe.ts, for `liveMemory`; `args` follow
+   * `serve --config FILE` (`--workers 2`).
+   */
+  constructor(configPath: string, { probeMemory = false, args = [] }: { probeMemory?: boolean; args?: readonly string[] } = {}) {
     const probe = probeMemory ? ['--expose-gc', '--import', new URL('./memory-probe.ts', import.meta.url).href] : []
-    this.child = spawn(process.execPath, ['--import', 'tsx', ...probe, 'src/cli.ts', 'serve', '--config', configPath], {
+    this.child = spawn(process.execPath, ['--import', 'tsx', ...probe, 'src/cli.ts', 'serve', '--config', configPath, ...args], {
       stdio: ['ignore', 'pipe', 'inherit'],
     })
     this.child.stdout!.on('data', (chunk: Buffer) => this.#onData(chunk))
