@@ -121,7 +121,8 @@ t.test('uploads into an upstream that reads nothing wait, the gateway holds litt
   // beside it); 69–73 KiB with one more stage between the request and undici (the counting stage
   // that 1ebeba1 removed); megabytes for a stage that ignored back-pressure. The bound, six
   // high-water marks, is what the suite can hold without failing on a busy machine: it pins memory
-  // per upload to a few chunks, not to the body, and does not tell one extra stage from none.
+  // per upload to a few chunks, not to the body, and does not tell one extra stage from none:
+  // test/proxy-a-body-of-declared-length-goes-upstream-with-no-stage-between.test.ts pins that shape.
   // Live memory after a full collection is the steady measure. Resident memory also counts what the
   // collector and the allocator have not given back, 34–314 KiB per upload from run to run of the
   // same code (186 in a CI run that failed the 160 KiB bound this test used to set on it), so it
