@@ -10,7 +10,6 @@
  */
 import { spawnSync } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -18,7 +17,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client'
 import t, { type Test } from 'tap'
 import { Agent, request } from 'undici'
 import { parse, stringify } from 'yaml'
-import { echoHandler, GatewayProcess, gatewayConfig, TestUpstream } from './helpers/harness.js'
+import { closedPort, echoHandler, GatewayProcess, gatewayConfig, TestUpstream } from './helpers/harness.js'
 import { makeTestPki } from './helpers/pki.js'
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
@@ -101,16 +100,6 @@ async function scrapeOfARunningCluster(t: Test): Promise<string> {
   return res.body.text()
 }
 
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 /**
  * Checks one PromQL expression against the scrape: it names at least one metric, every metric

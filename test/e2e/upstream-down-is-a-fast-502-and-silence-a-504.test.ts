@@ -1,14 +1,5 @@
-import net from 'node:net'
 import t from 'tap'
-import { Harness, metricValue } from '../helpers/harness.js'
-
-async function closedPort(): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as net.AddressInfo).port
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
+import { closedPort, Harness, metricValue } from '../helpers/harness.js'
 
 t.test('upstream down: a fast 502 upstream_refused', async (t) => {
   const h = await Harness.start({ upstreamPort: await closedPort() })

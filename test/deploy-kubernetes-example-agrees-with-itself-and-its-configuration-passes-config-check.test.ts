@@ -1,0 +1,161 @@
+/**
+ * deploy/kubernetes is copied by platform engineers as the starting point of a real deployment, so
+ * what it promises is checked here: its gateway configuration passes `ecluse config check` (with the
+ * test PKI's files where the Secrets would be mounted); the Deployment, Service and NetworkPolicy agree
+ * with that configuration (ports, mounts, labels, the termination timeline); the hardening stays;
+ * and the exec probes, run exactly as the kubelet would, succeed against a ready gateway and fail
+ * against one that is not ready.
+ */
+import { spawn } from 'node:child_process'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { parse, parseAllDocuments } from 'yaml'
+import { ROOT, runCli } from './helpers/cli.js'
+import { closedPort, Harness } from './helpers/harness.js'
+import { makeTestPki } from './helpers/pki.js'
+
+// biome-ignore lint/suspicious/noExplicitAny: Kubernetes objects, walked by path in the checks below
+type K8s = any
+const documents: K8s[] = []
+for (const file of ['configmap.yaml', 'deployment.yaml', 'service.yaml', 'networkpolicy.yaml']) {
+  const text = await readFile(join(ROOT, 'deploy/kubernetes', file), 'utf8')
+  for (const doc of parseAllDocuments(text)) documents.push(doc.toJS())
+}
+const only = (kind: string): K8s => {
+  const found = documents.filter((d) => d.kind === kind)
+  if (found.length !== 1) throw new Error(`expected one ${kind} in deploy/kubernetes, found ${found.length}`)
+  return found[0]
+}
+const configMap = only('ConfigMap')
+const deployment = only('Deployment')
+const service = only('Service')
+const policy = only('NetworkPolicy')
+const gatewayYaml: string = configMap.data['gateway.yaml']
+const gateway = parse(gatewayYaml)
+const pod = deployment.spec.template.spec
+const ecluse = pod.containers.find((c: K8s) => c.name === 'ecluse')
+const service_ = pod.containers.find((c: K8s) => c.name !== 'ecluse')
+const sleepOf = (container: K8s): number => Number(container.lifecycle.preStop.exec.command[1])
+
+t.test("the ConfigMap's gateway.yaml passes `ecluse config check` with certificates where the Secrets are mounted", async (t) => {
+  const pki = await makeTestPki()
+  const dir = await mkdtemp(join(tmpdir(), 'ecluse-k8s-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  // Each file a Secret of the example provides (the `kubectl create secret` lines in deployment.yaml).
+  const mounted: Record<string, string> = {
+    '/etc/ecluse/tls/sponsor/tls.crt': pki.gatewaySponsorServer.certPath,
+    '/etc/ecluse/tls/sponsor/tls.key': pki.gatewaySponsorServer.keyPath,
+    '/etc/ecluse/tls/sponsor/client-ca.crt': pki.sponsorCa.certPath,
+    '/etc/ecluse/tls/trusted/tls.crt': pki.gatewayTrustedClient.certPath,
+    '/etc/ecluse/tls/trusted/tls.key': pki.gatewayTrustedClient.keyPath,
+    '/etc/ecluse/tls/trusted/ca.crt': pki.trustedCa.certPath,
+  }
+  const paths = [...gatewayYaml.matchAll(/\/etc\/ecluse\/[^\s,}]+/g)].map((m) => m[0])
+  t.ok(paths.length >= 6, `${paths.length} file paths in the configuration`)
+  for (const path of paths) t.ok(path in mounted, `${path} is a file of a mounted Secret`)
+  const file = join(dir, 'gateway.yaml')
+  await writeFile(file, gatewayYaml.replace(/\/etc\/ecluse\/[^\s,}]+/g, (path) => mounted[path] ?? path))
+  const check = await runCli(['config', 'check', file])
+  t.equal(check.code, 0, `config check: ${check.stdout}${check.stderr}`)
+  t.match(check.stdout, /^ok: 3 routes, 1 upstreams/)
+})
+
+t.test('the Deployment, Service and NetworkPolicy agree with the configuration', async (t) => {
+  const sponsorPort: number = gateway.sponsor.listen.port
+  const adminPort: number = gateway.admin.listen.port
+  t.same(ecluse.args, ['serve', '--config', '/etc/ecluse/config/gateway.yaml'], 'serve the ConfigMap file')
+  const mountOf = (name: string) => ecluse.volumeMounts.find((m: K8s) => m.name === name)
+  t.equal(mountOf('gateway-config').mountPath, '/etc/ecluse/config')
+  t.equal(pod.volumes.find((v: K8s) => v.name === 'gateway-config').configMap.name, configMap.metadata.name, 'the ConfigMap mounted is this one')
+  for (const [name, path] of [
+    ['sponsor-tls', '/etc/ecluse/tls/sponsor'],
+    ['trusted-tls', '/etc/ecluse/tls/trusted'],
+  ] as const) {
+    t.equal(mountOf(name).mountPath, path, `${name} is mounted where the configuration reads it`)
+    t.ok(pod.volumes.find((v: K8s) => v.name === name).secret, `${name} is a Secret`)
+  }
+  t.ok(
+    ecluse.volumeMounts.every((m: K8s) => m.readOnly === true && m.subPath === undefined),
+    'every mount is read-only and none uses subPath (subPath mounts never see a rotated Secret)',
+  )
+  t.not(pod.volumes.find((v: K8s) => v.name === 'sponsor-tls').secret.secretName, pod.volumes.find((v: K8s) => v.name === 'trusted-tls').secret.secretName, 'the two sides use two Secrets')
+
+  const sponsor = ecluse.ports.find((p: K8s) => p.name === 'sponsor')
+  t.equal(sponsor.containerPort, sponsorPort, 'the container port is the sponsor listener')
+  t.equal(gateway.sponsor.listen.host, '0.0.0.0', 'the sponsor listener is reachable from the pod network')
+  t.equal(ecluse.ports.length, 1, 'the sponsor port is the only container port')
+  t.equal(gateway.admin.listen.host, '127.0.0.1', 'the admin listener stays on loopback')
+  t.equal(service.spec.ports.length, 1, 'the Service exposes one port')
+  t.equal(service.spec.ports[0].targetPort, 'sponsor', 'the Service forwards to the sponsor port')
+  t.same(
+    policy.spec.ingress.flatMap((rule: K8s) => rule.ports.map((p: K8s) => p.port)),
+    [sponsorPort],
+    'the NetworkPolicy admits the sponsor port only',
+  )
+  const labels = deployment.spec.template.metadata.labels
+  for (const [what, selector] of [
+    ['Deployment', deployment.spec.selector.matchLabels],
+    ['Service', service.spec.selector],
+    ['NetworkPolicy', policy.spec.podSelector.matchLabels],
+  ] as const) {
+    t.ok(
+      Object.entries(selector).every(([k, v]) => labels[k] === v),
+      `the ${what} selects the pods`,
+    )
+  }
+  const upstream = new URL(gateway.upstreams.accreditation.url)
+  t.equal(upstream.hostname, '127.0.0.1', 'the upstream is the service container on loopback')
+
+  for (const probe of [ecluse.readinessProbe, ecluse.livenessProbe]) {
+    const script: string = probe.exec.command[2]
+    t.match(script, `http://127.0.0.1:${adminPort}/`, 'the probe calls the admin listener')
+  }
+  t.match(ecluse.readinessProbe.exec.command[2], '/readyz')
+  t.match(ecluse.livenessProbe.exec.command[2], '/healthz', 'liveness never depends on the upstream')
+
+  // The termination timeline of deployment.yaml: the gateway drains before the service stops, and
+  // both before the kubelet's SIGKILL.
+  const drainSeconds = gateway.shutdown.drainTimeoutMs / 1000
+  t.ok(sleepOf(service_) >= sleepOf(ecluse) + drainSeconds, 'the service outlives the gateway’s preStop and drain')
+  t.ok(pod.terminationGracePeriodSeconds > sleepOf(service_), 'the grace period outlasts both')
+})
+
+t.test('the pod keeps its hardening', async (t) => {
+  t.equal(pod.automountServiceAccountToken, false, 'no service-account token')
+  t.equal(pod.securityContext.runAsNonRoot, true)
+  t.equal(pod.securityContext.seccompProfile.type, 'RuntimeDefault')
+  for (const container of pod.containers) {
+    t.equal(container.securityContext.allowPrivilegeEscalation, false, `${container.name}: no privilege escalation`)
+    t.equal(container.securityContext.readOnlyRootFilesystem, true, `${container.name}: read-only root filesystem`)
+    t.same(container.securityContext.capabilities.drop, ['ALL'], `${container.name}: every capability dropped`)
+    t.ok(container.resources.limits.memory, `${container.name}: a memory limit`)
+  }
+})
+
+t.test('the exec probes, run as the kubelet runs them, pass on a ready gateway and fail on one that is not', async (t) => {
+  const adminPort: number = gateway.admin.listen.port
+  // Asynchronously: the gateways answering the probes run in this process.
+  const run = (probe: K8s, port: number) =>
+    new Promise<number | null>((resolve, reject) => {
+      const [command, ...args] = probe.exec.command as string[]
+      const script = args.map((a) => a.replace(`127.0.0.1:${adminPort}`, `127.0.0.1:${port}`))
+      // The image's `node` is this one; the kubelet kills a probe at timeoutSeconds.
+      const child = spawn(command === 'node' ? process.execPath : command!, script, { stdio: 'ignore', timeout: probe.timeoutSeconds * 1000 })
+      child.on('error', reject)
+      child.on('exit', (code) => resolve(code))
+    })
+  const ready = await Harness.start()
+  t.teardown(() => ready.close())
+  t.equal(await run(ecluse.readinessProbe, ready.gateway.adminPort), 0, 'readiness passes while the upstream answers')
+  t.equal(await run(ecluse.livenessProbe, ready.gateway.adminPort), 0, 'liveness passes')
+
+  const closed = await closedPort()
+  const unready = await Harness.start({ upstreamPort: closed })
+  t.teardown(() => unready.close())
+  t.equal(await run(ecluse.readinessProbe, unready.gateway.adminPort), 1, 'readiness fails while the upstream refuses connections')
+  t.equal(await run(ecluse.livenessProbe, unready.gateway.adminPort), 0, 'liveness still passes: the gateway is not restarted for its upstream')
+  t.equal(await run(ecluse.livenessProbe, closed), 1, 'liveness fails when nothing answers')
+})
+
