@@ -13,7 +13,7 @@ import {
   createDecipheriv,
   createPublicKey,
   diffieHellman,
-  generateKeyPairSync,
+  type JsonWebKey,
   type KeyObject,
   privateDecrypt,
   publicEncrypt,
@@ -24,7 +24,7 @@ import { EcluseError } from '../errors.js'
 import { CONTENT_ENCRYPTION, type CurveInfo, isKeyAlg } from './algorithms.js'
 import { b64u, b64uDecode } from './base64url.js'
 import { concatKdf256, KeyUnwrapper, KeyWrapper } from './kdf.js'
-import { type KeySet, privateKeyOf, type RecipientKey } from './keys.js'
+import { generateKeyPairAsJwk, type KeySet, privateKeyOf, type RecipientKey } from './keys.js'
 
 const GCM = CONTENT_ENCRYPTION.A256GCM
 
@@ -103,23 +103,28 @@ export interface Agreement {
  */
 export function agree(key: RecipientKey, ephemeral?: KeyObject): Agreement {
   const curve = key.curve!
-  const priv = ephemeral ?? generateEphemeral(curve)
-  const z = diffieHellman({ privateKey: priv, publicKey: key.publicKey })
+  const { privateKey, publicKey } =
+    ephemeral === undefined ? generateEphemeral(curve) : { privateKey: ephemeral, publicKey: createPublicKey(ephemeral).export({ format: 'jwk' }) }
+  const z = diffieHellman({ privateKey, publicKey: key.publicKey })
   noteAsymmetric('ecdh-es', 'seal', key.kid)
   const kek = concatKdf256(z, key.alg, EMPTY, EMPTY)
   z.fill(0)
-  const pub = createPublicKey(priv).export({ format: 'jwk' })
   const epk: Epk =
     curve.kty === 'EC'
-      ? { x: pub.x!, crv: curve.crv, kty: curve.kty, y: pub.y! }
-      : { x: pub.x!, crv: curve.crv, kty: curve.kty }
+      ? { x: publicKey.x!, crv: curve.crv, kty: curve.kty, y: publicKey.y! }
+      : { x: publicKey.x!, crv: curve.crv, kty: curve.kty }
   return { kek, epk }
 }
 
-function generateEphemeral(curve: CurveInfo): KeyObject {
+/**
+ * A fresh ephemeral key pair, its public half as a JWK encoded by the key generation itself, never
+ * by exporting the fresh KeyObject, which can deadlock Node 20 (`generateKeyPairAsJwk`).
+ */
+function generateEphemeral(curve: CurveInfo): { privateKey: KeyObject; publicKey: JsonWebKey } {
+  const publicKeyEncoding = { format: 'jwk' } as const
   return curve.nodeType === 'x25519'
-    ? generateKeyPairSync('x25519').privateKey
-    : generateKeyPairSync('ec', { namedCurve: curve.namedCurve! }).privateKey
+    ? generateKeyPairAsJwk('x25519', { publicKeyEncoding })
+    : generateKeyPairAsJwk('ec', { namedCurve: curve.namedCurve!, publicKeyEncoding })
 }
 
 const EMPTY = Buffer.alloc(0)
