@@ -280,6 +280,13 @@ export function metricValue(text: string, name: string, labels: Record<string, s
   return 0
 }
 
+export interface GatewayProcessOptions {
+  /** Preload test/helpers/memory-probe.ts, for `GatewayProcess.liveMemory`. */
+  readonly probeMemory?: boolean
+  /** Arguments after `serve --config FILE` (`--workers 2`). */
+  readonly args?: readonly string[]
+}
+
 /** `ecluse serve` from source in its own process, so its memory and signals are its own. */
 export class GatewayProcess {
   readonly child: ChildProcess
@@ -287,11 +294,7 @@ export class GatewayProcess {
   readonly #waiters: Array<[string, () => void]> = []
   #buffered = ''
 
-  /**
-   * `probeMemory` preloads test/helpers/memory-probe.ts, for `liveMemory`; `args` follow
-   * `serve --config FILE` (`--workers 2`).
-   */
-  constructor(configPath: string, { probeMemory = false, args = [] }: { probeMemory?: boolean; args?: readonly string[] } = {}) {
+  constructor(configPath: string, { probeMemory = false, args = [] }: GatewayProcessOptions = {}) {
     const probe = probeMemory ? ['--expose-gc', '--import', new URL('./memory-probe.ts', import.meta.url).href] : []
     this.child = spawn(process.execPath, ['--import', 'tsx', ...probe, 'src/cli.ts', 'serve', '--config', configPath, ...args], {
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -321,7 +324,7 @@ export class GatewayProcess {
 
   /**
    * The gateway's memory right after a full garbage collection (a process started with
-   * `probeMemory`): `live` is the V8 heap in use plus the memory outside it that JavaScript
+   * `probeMemory`): `liveBytes` is the V8 heap in use plus the memory outside it that JavaScript
    * objects hold (Buffers among them), `rssBytes` the resident memory then.
    */
   async liveMemory(): Promise<{ liveBytes: number; rssBytes: number }> {
@@ -371,7 +374,7 @@ export async function startGatewayProcess(
   dir: string,
   config: object,
   agentOptions: SponsorAgentOptions = {},
-  processOptions: { probeMemory?: boolean } = {},
+  processOptions: GatewayProcessOptions = {},
 ): Promise<{ gateway: GatewayProcess; ports: { sponsor: number; admin: number }; agent: Agent }> {
   const configPath = join(dir, 'gateway.yaml')
   await writeFile(configPath, stringify(config))
