@@ -3,12 +3,13 @@
  * are loaded by operators as shipped, so a metric or a label they name that the gateway does not
  * export would fail silently: an alert that never fires, a panel that stays empty. Every expression
  * is checked against a real scrape of a running `serve --workers 2` (every family with samples,
- * the cluster's own among them), and against Prometheus's own tools: `promtool check rules` parses
- * every expression, `promtool test rules` replays the unit tests, `promtool check metrics` lints the
- * scrape. promtool comes with Debian's `prometheus` package (.ci/run installs it); without it, in CI
- * (`CI` set) its parts fail, locally they skip with the reason.
+ * the cluster's own among them), and against Prometheus itself: `promtool check rules` parses every
+ * expression, `promtool test rules` replays the unit tests, `promtool check metrics` lints the
+ * scrape, and a Prometheus server scraping the gateway evaluates every rule without error and
+ * answers every panel's query with data. Both come with Debian's `prometheus` package (.ci/run
+ * installs it); without it, in CI (`CI` set) their parts fail, locally they skip with the reason.
  */
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -59,7 +60,7 @@ function parseExposition(text: string): Exported {
 }
 
 /** The gateway's metrics as Prometheus scrapes them, from a cluster that has served, refused and failed requests. */
-async function scrapeOfARunningCluster(t: Test): Promise<string> {
+async function scrapeOfARunningCluster(t: Test): Promise<{ scrape: string; admin: string }> {
   const pki = await makeTestPki()
   const dir = await mkdtemp(join(tmpdir(), 'ecluse-monitoring-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
@@ -96,8 +97,59 @@ async function scrapeOfARunningCluster(t: Test): Promise<string> {
   t.equal(await status('/v1/elsewhere'), 502, 'an upstream that refuses connections')
   t.equal(await status('/v1/nowhere'), 404, 'a request no route matches')
   // Workers report their metrics to the primary when it is scraped: the last answer is counted.
-  const res = await request(`http://127.0.0.1:${port('admin')}/metrics`)
-  return res.body.text()
+  const admin = `127.0.0.1:${port('admin')}`
+  const res = await request(`http://${admin}/metrics`)
+  return { scrape: await res.body.text(), admin }
+}
+
+/**
+ * A Prometheus server (Debian's, as promtool) scraping `target` every second and evaluating the
+ * shipped rules; resolves with its HTTP API's address.
+ */
+async function startPrometheus(t: Test, target: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'ecluse-prometheus-'))
+  const config = join(dir, 'prometheus.yml')
+  await writeFile(
+    config,
+    stringify({
+      global: { scrape_interval: '1s', evaluation_interval: '1s' },
+      rule_files: [RULES],
+      scrape_configs: [{ job_name: 'ecluse', static_configs: [{ targets: [target] }] }],
+    }),
+  )
+  const address = `127.0.0.1:${await closedPort()}`
+  const server = spawn('prometheus', [`--config.file=${config}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=${address}`], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
+  let log = ''
+  server.stderr!.setEncoding('utf8').on('data', (d: string) => (log += d))
+  server.on('error', (err) => (log += `${err}`))
+  const exited = new Promise((resolve) => {
+    server.once('exit', resolve)
+    server.once('error', resolve)
+  })
+  t.teardown(async () => {
+    server.kill('SIGKILL')
+    await exited
+    await rm(dir, { recursive: true, force: true })
+  })
+  await until(async () => (await query(`http://${address}`, 'up{job="ecluse"}')).length === 1, `Prometheus did not scrape the gateway: ${log}`)
+  return `http://${address}`
+}
+
+async function until(ready: () => Promise<boolean>, why: string): Promise<void> {
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) {
+    if (await ready().catch(() => false)) return
+  }
+  throw new Error(why)
+}
+
+/** An instant query through Prometheus's HTTP API; throws with its error for a query it refuses. */
+async function query(api: string, expr: string): Promise<Array<{ metric: Record<string, string>; value: [number, string] }>> {
+  const res = await request(`${api}/api/v1/query?query=${encodeURIComponent(expr)}`)
+  const body = (await res.body.json()) as { status: string; error?: string; data?: { result: Array<{ metric: Record<string, string>; value: [number, string] }> } }
+  if (body.status !== 'success') throw new Error(`${expr}: ${body.error}`)
+  return body.data!.result
 }
 
 
@@ -190,7 +242,7 @@ const BUILT_IN: Record<string, string> = { __rate_interval: '5m', __range: '1h',
 const DATASOURCE_VARIABLE = ['$', '{datasource}'].join('')
 
 t.test('the shipped alerts and dashboard use only metrics and labels that a running gateway exports', async (t) => {
-  const scrape = await scrapeOfARunningCluster(t)
+  const { scrape, admin } = await scrapeOfARunningCluster(t)
   const exported = parseExposition(scrape)
   for (const name of ['ecluse_requests_total', 'ecluse_crypto_bytes_total', 'ecluse_cluster_workers', 'ecluse_upstream_errors_total', 'ecluse_transform_refusals_total']) {
     t.ok((exported.get(name)?.size ?? 0) > 0, `the scrape has samples of ${name}`)
@@ -220,6 +272,28 @@ t.test('the shipped alerts and dashboard use only metrics and labels that a runn
     const problems = `${lint.stdout}${lint.stderr}`.split('\n').filter((l) => l.trim() !== '')
     const ours = problems.filter((line) => !defaults.has(line.split(' ')[0]!))
     t.same(ours, [], 'no problem with a metric of the gateway')
+  })
+
+  t.test('a real Prometheus scrapes the gateway, evaluates every rule without error and answers every panel', { skip: promtoolSkip }, async (t) => {
+    if (promtoolMissing) return void t.fail(whyNoPromtool)
+    const api = await startPrometheus(t, admin)
+    // Enough scrapes for rate() over the panels' window, and for every rule to have been evaluated.
+    await until(async () => Number((await query(api, 'count_over_time(up{job="ecluse"}[1m])'))[0]?.value[1]) >= 4, 'too few scrapes')
+    const res = await request(`${api}/api/v1/rules?type=alert`)
+    const loaded = ((await res.body.json()) as { data: { groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string }> }> } }).data.groups.flatMap(
+      (g) => g.rules,
+    )
+    t.same(loaded.map((r) => r.name).sort(), rules.map((r) => r.alert).sort(), 'every alert is loaded')
+    for (const rule of loaded) t.equal(rule.health, 'ok', `${rule.name} evaluates without error${rule.lastError ? `: ${rule.lastError}` : ''}`)
+    // The panels as Grafana sends them with every job, instance and route selected.
+    const live: Record<string, string> = { ...BUILT_IN, __rate_interval: '10s', __range: '1m' }
+    for (const panel of graphs) {
+      for (const target of panel.targets ?? []) {
+        const expr = (target.expr ?? '').replace(/\$(\w+)/g, (_, name: string) => live[name] ?? '.*')
+        const series = await query(api, expr).catch((err: Error) => t.fail(`panel "${panel.title}" ${target.refId}: ${err.message}`))
+        if (Array.isArray(series)) t.ok(series.length > 0, `panel "${panel.title}" ${target.refId}: ${series.length} series`)
+      }
+    }
   })
 })
 
