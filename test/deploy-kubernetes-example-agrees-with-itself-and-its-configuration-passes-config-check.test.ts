@@ -36,7 +36,7 @@ const gatewayYaml: string = configMap.data['gateway.yaml']
 const gateway = parse(gatewayYaml)
 const pod = deployment.spec.template.spec
 const ecluse = pod.containers.find((c: K8s) => c.name === 'ecluse')
-const service_ = pod.containers.find((c: K8s) => c.name !== 'ecluse')
+const accreditationService = pod.containers.find((c: K8s) => c.name !== 'ecluse')
 const sleepOf = (container: K8s): number => Number(container.lifecycle.preStop.exec.command[1])
 
 t.test("the ConfigMap's gateway.yaml passes `ecluse config check` with certificates where the Secrets are mounted", async (t) => {
@@ -118,8 +118,8 @@ t.test('the Deployment, Service and NetworkPolicy agree with the configuration',
   // The termination timeline of deployment.yaml: the gateway drains before the service stops, and
   // both before the kubelet's SIGKILL.
   const drainSeconds = gateway.shutdown.drainTimeoutMs / 1000
-  t.ok(sleepOf(service_) >= sleepOf(ecluse) + drainSeconds, 'the service outlives the gateway’s preStop and drain')
-  t.ok(pod.terminationGracePeriodSeconds > sleepOf(service_), 'the grace period outlasts both')
+  t.ok(sleepOf(accreditationService) >= sleepOf(ecluse) + drainSeconds, 'the service outlives the gateway’s preStop and drain')
+  t.ok(pod.terminationGracePeriodSeconds > sleepOf(accreditationService), 'the grace period outlasts both')
 })
 
 t.test('the pod keeps its hardening', async (t) => {
