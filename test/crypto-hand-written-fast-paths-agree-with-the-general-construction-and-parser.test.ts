@@ -10,7 +10,7 @@
  *    parser accepts the value and returns the same parts; whenever the general parser refuses, the
  *    fast path does not answer.
  */
-import { createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import fc from 'fast-check'
 import { compactDecrypt, importJWK } from 'jose'
 import t from 'tap'
@@ -28,6 +28,7 @@ import {
 } from '../src/crypto/jwe.js'
 import { KeyWrapper } from '../src/crypto/kdf.js'
 import { generateKeySet, type KeySet, parseKeySet } from '../src/crypto/keys.js'
+import { randomEphemeral } from './vectors/deterministic.js'
 
 const CRIT = { 'ecl.route': true, 'ecl.ptr': true, 'ecl.rid': true }
 
@@ -75,10 +76,6 @@ const text = (max: number) => fc.string({ unit: fc.oneof(fc.constantFrom('"', '\
 const pointer = fc.array(text(12), { maxLength: 4 }).map((segs) => segs.map((s) => `/${s.replace(/~/g, '~0').replace(/\//g, '~1')}`).join(''))
 const claims = fc.record({ route: text(20).filter((r) => r.length > 0), ptr: pointer, rid: fc.option(text(16), { nil: undefined }) })
 
-function x25519Private(d: Buffer) {
-  return createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b656e04220420', 'hex'), d]), format: 'der', type: 'pkcs8' })
-}
-
 for (const crv of ['X25519', 'P-256'] as const) {
   const g = generateKeySet({ crv, kid: `fast-${crv}` })
   const pub = parseKeySet(g.publicJwks)
@@ -86,7 +83,7 @@ for (const crv of ['X25519', 'P-256'] as const) {
   t.test(`${crv}: a sealed value is byte for byte the straightforward construction, for any claims and value`, async () => {
     fc.assert(
       fc.property(claims, fc.uint8Array({ maxLength: 300 }), ({ route, ptr, rid }, value) => {
-        const eph = crv === 'X25519' ? x25519Private(randomBytes(32)) : generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey
+        const eph = randomEphemeral(crv)
         const cek = randomBytes(32)
         const iv = randomBytes(12)
         const sealer = new FieldSealer(pub, { route, [TEST_SEAM]: { ephemeral: eph, cek: () => Buffer.from(cek), iv: () => Buffer.from(iv) } })

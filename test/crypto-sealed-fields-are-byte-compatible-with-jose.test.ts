@@ -1,10 +1,11 @@
-import { createCipheriv, createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto'
+import { createCipheriv, randomBytes } from 'node:crypto'
 import fc from 'fast-check'
 import { CompactEncrypt, compactDecrypt, importJWK } from 'jose'
 import t from 'tap'
 import { FieldOpener, FieldSealer, generateKeySet, type KeyAlg, parseKeySet } from '../src/crypto/index.js'
 import { TEST_SEAM } from '../src/crypto/jwe.js'
 import { AES_KW_IV, concatKdf256, KeyWrapper } from '../src/crypto/kdf.js'
+import { randomEphemeral } from './vectors/deterministic.js'
 
 const CRIT = { 'ecl.route': true, 'ecl.ptr': true, 'ecl.rid': true }
 const ALGS: ReadonlyArray<{ name: string; alg: KeyAlg; crv?: 'X25519' | 'P-256' }> = [
@@ -49,15 +50,10 @@ for (const { name, alg, crv } of ALGS) {
   })
 }
 
-/** PKCS#8 for an X25519 private scalar (RFC 8410 §7). */
-function x25519Private(d: Buffer) {
-  return createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b656e04220420', 'hex'), d]), format: 'der', type: 'pkcs8' })
-}
-
 for (const crv of ['X25519', 'P-256'] as const) {
   t.test(`${crv}: with a fixed ephemeral key, CEK and IV our bytes are exactly jose's`, async (t) => {
     const g = generateKeySet({ crv, kid: 'kat' })
-    const eph = crv === 'X25519' ? x25519Private(randomBytes(32)) : generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey
+    const eph = randomEphemeral(crv)
     const cek = randomBytes(32)
     const iv = randomBytes(12)
     // jose needs an extractable CryptoKey to publish the epk.

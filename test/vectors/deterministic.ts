@@ -3,7 +3,7 @@
  * scalar is SHA-256 of a public label (documented in docs/sealed-stream-format.md §Test vectors), so
  * anyone can rebuild the keys, and nobody should ever use them for anything else.
  */
-import { createECDH, createHash, createPrivateKey, type KeyObject } from 'node:crypto'
+import { createECDH, createHash, createPrivateKey, type KeyObject, randomBytes } from 'node:crypto'
 
 export function scalar(seed: string): Buffer {
   return createHash('sha256').update(seed, 'utf8').digest()
@@ -35,6 +35,16 @@ export function p256FromSeed(seed: string): KeyObject {
 
 export function fromSeed(crv: 'X25519' | 'P-256', seed: string): KeyObject {
   return crv === 'X25519' ? x25519FromSeed(seed) : p256FromSeed(seed)
+}
+
+/**
+ * A random ephemeral private key for the sealer's test seam, imported rather than made by
+ * `generateKeyPairSync`: the seam exports its public half as a JWK, and on Node 20 that export of a
+ * freshly generated key can deadlock the process (docs/sealing.md, "Node 20: no JWK export of a
+ * fresh key").
+ */
+export function randomEphemeral(crv: 'X25519' | 'P-256'): KeyObject {
+  return fromSeed(crv, randomBytes(16).toString('hex'))
 }
 
 /** The private JWK (for tests at run time only) and public JWK of a seeded recipient key. */
