@@ -18,6 +18,9 @@
  *                                                  Écluse's processes run with this Node option
  *                                                  (repeatable; the baselines keep Node's defaults):
  *                                                  load-test with the flags you deploy with
+ *   npm run bench -- --ecluse-env GLIBC_TUNABLES=glibc.malloc.arena_max=2
+ *                                                  Écluse's processes get this environment variable
+ *                                                  (repeatable; the baselines keep the runner's)
  *
  * Results: a run with `--docs` is the published one, written to bench/results/ (committed with the
  * docs it produced); any other run goes to bench/results/scratch/, which git ignores.
@@ -39,7 +42,7 @@ import { updateDocs } from './report.js'
 import { type BenchOptions, SCENARIOS } from './scenarios.js'
 
 const USAGE =
-  'Usage: npm run bench -- [--scenario NAME]... [--duration S] [--connections N] [--rounds N] [--warmup S] [--prime S] [--full] [--upload-mib N] [--ecluse-node-arg=OPT]... [--list] [--docs] [--cpu-prof DIR]\n'
+  'Usage: npm run bench -- [--scenario NAME]... [--duration S] [--connections N] [--rounds N] [--warmup S] [--prime S] [--full] [--upload-mib N] [--ecluse-node-arg=OPT]... [--ecluse-env NAME=VALUE]... [--list] [--docs] [--cpu-prof DIR]\n'
 
 function fail(message: string): never {
   process.stderr.write(`bench: ${message}\n${USAGE}`)
@@ -62,6 +65,7 @@ function parse() {
       'cpu-prof': { type: 'string' },
       'upload-mib': { type: 'string' },
       'ecluse-node-arg': { type: 'string', multiple: true },
+      'ecluse-env': { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -94,6 +98,18 @@ function whole(name: string, value: string | undefined, fallback: number, min: n
 const positive = (name: string, value: string | undefined, fallback: number) => whole(name, value, fallback, 1)
 
 /** concurrency's upload size; its route takes bodies up to 65 MiB (bench/lib/subjects.ts). */
+/** `--ecluse-env NAME=VALUE`, repeatable. */
+function environment(values: readonly string[] | undefined): Record<string, string> | undefined {
+  if (values === undefined) return undefined
+  const out: Record<string, string> = {}
+  for (const value of values) {
+    const at = value.indexOf('=')
+    if (at <= 0) fail(`--ecluse-env wants NAME=VALUE, got '${value}'`)
+    out[value.slice(0, at)] = value.slice(at + 1)
+  }
+  return out
+}
+
 function uploadMib(value: string): number {
   const n = positive('upload-mib', value, 1)
   if (n > 64) fail('--upload-mib must be at most 64')
@@ -112,6 +128,8 @@ const options: BenchOptions = {
   ...(args['cpu-prof'] === undefined ? {} : { cpuProfileDir: resolve(args['cpu-prof']) }),
   ...(args['upload-mib'] === undefined ? {} : { uploadMib: uploadMib(args['upload-mib']) }),
 }
+
+const ecluseEnv = environment(args['ecluse-env'])
 
 const requested = (args.scenario ?? []).flatMap((s) => s.split(',')).filter((s) => s !== '')
 for (const name of requested) if (!SCENARIOS.some((s) => s.name === name)) fail(`unknown scenario '${name}' (see --list)`)
@@ -142,7 +160,15 @@ const upstream = await startUpstream(pki, keys, {
   blobBytes: Math.max(0, ...needs.map((n) => n.blobBytes ?? 0)),
 })
 const ecluseNodeArgs = args['ecluse-node-arg']
-const env = { pki, keys, dir, upstreamPort: upstream.port, upstreamPid: upstream.pid, ...(ecluseNodeArgs === undefined ? {} : { ecluseNodeArgs }) }
+const env = {
+  pki,
+  keys,
+  dir,
+  upstreamPort: upstream.port,
+  upstreamPid: upstream.pid,
+  ...(ecluseNodeArgs === undefined ? {} : { ecluseNodeArgs }),
+  ...(ecluseEnv === undefined ? {} : { ecluseEnv }),
+}
 
 const results: ScenarioResult[] = []
 try {
@@ -174,6 +200,7 @@ const run: RunResult = {
   connections: options.connections,
   rounds: options.rounds,
   ...(ecluseNodeArgs === undefined ? {} : { ecluseNodeArgs }),
+  ...(ecluseEnv === undefined ? {} : { ecluseEnv }),
   scenarios: results,
 }
 // Only a published run (--docs) lands where git tracks it; the rest are scratch (.gitignore).

@@ -39,7 +39,12 @@ export class JsonChild {
   }
 
   /** A node child running a TypeScript file through tsx, as `npm run bench` itself runs. */
-  static node(name: string, file: string, args: readonly string[], options: { keep?: boolean; nodeArgs?: readonly string[] } = {}): JsonChild {
+  static node(
+    name: string,
+    file: string,
+    args: readonly string[],
+    options: { keep?: boolean; nodeArgs?: readonly string[]; env?: NodeJS.ProcessEnv } = {},
+  ): JsonChild {
     return new JsonChild(name, process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', file, ...args], options)
   }
 

@@ -65,6 +65,8 @@ export interface RunResult {
   readonly rounds: number
   /** Node options Écluse's processes ran with (`--ecluse-node-arg`), if any. */
   readonly ecluseNodeArgs?: readonly string[]
+  /** Environment variables Écluse's processes ran with (`--ecluse-env`), if any. */
+  readonly ecluseEnv?: Readonly<Record<string, string>>
   readonly scenarios: ScenarioResult[]
 }
 
@@ -161,6 +163,11 @@ export function runHeader(run: RunResult): string {
   return (
     `${run.date} · Node ${run.node} · ${run.cpus} × ${run.cpuModel} · ${run.platform} · ` +
     `${run.mode} mode (${run.durationSeconds} s per measurement, ${run.connections} connections, ${run.rounds} round${run.rounds === 1 ? '' : 's'})` +
-    (run.ecluseNodeArgs === undefined ? '' : ` · écluse runs with ${run.ecluseNodeArgs.join(' ')}`)
+    (run.ecluseNodeArgs === undefined ? '' : ` · écluse runs with ${run.ecluseNodeArgs.join(' ')}`) +
+    (run.ecluseEnv === undefined
+      ? ''
+      : ` · écluse's environment adds ${Object.entries(run.ecluseEnv)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(' ')}`)
   )
 }

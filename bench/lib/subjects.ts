@@ -54,6 +54,11 @@ export interface SubjectEnv {
   readonly upstreamPid: number
   /** Node options for Écluse's processes only (`--ecluse-node-arg`): the baselines keep Node's defaults. */
   readonly ecluseNodeArgs?: readonly string[]
+  /**
+   * Environment variables for Écluse's processes only (`--ecluse-env`), e.g. glibc's malloc tunables:
+   * the baselines keep the runner's environment.
+   */
+  readonly ecluseEnv?: Readonly<Record<string, string>>
 }
 
 /** RSS of `pid` and its descendants now, in MiB. */
@@ -129,7 +134,7 @@ export async function startEcluse(
       ? []
       : ['--cpu-prof', `--cpu-prof-dir=${join(options.cpuProfileDir, `${options.cpuProfileName ?? key}-${configs}`)}`]),
   ]
-  const child = JsonChild.node('écluse', 'src/cli.ts', args, { nodeArgs })
+  const child = JsonChild.node('écluse', 'src/cli.ts', args, { nodeArgs, env: { ...process.env, ...env.ecluseEnv } })
   const started = await child.waitFor((l) => l['msg'] === (workers > 1 ? 'écluse cluster started' : 'écluse gateway started'))
   const port = (field: string) => Number(String(started[field]).split(':').at(-1))
   return {

@@ -1,0 +1,67 @@
+/**
+ * `--ecluse-node-arg` and `--ecluse-env` load-test the flags and environment an operator deploys
+ * with: they must reach Écluse's process, and only it, or a run would compare a tuned Écluse with
+ * tuned baselines (or measure the default while claiming the tuning).
+ */
+import { spawnSync } from 'node:child_process'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { createBenchKeys } from '../bench/lib/keys.js'
+import { createBenchPki } from '../bench/lib/pki.js'
+import { startBareProxy, startEcluse } from '../bench/lib/subjects.js'
+import { closedPort } from './helpers/harness.js'
+
+const PROBE = 'ECLUSE_BENCH_PROBE'
+
+/** The environment and command line a process started with, from /proc. */
+async function started(pid: number | undefined): Promise<{ env: string[]; argv: string[] }> {
+  if (pid === undefined) throw new Error('the subject has no process')
+  const split = async (file: string) => (await readFile(`/proc/${pid}/${file}`, 'utf8')).split('\0').filter((s) => s !== '')
+  return { env: await split('environ'), argv: await split('cmdline') }
+}
+
+t.test('Écluse gets the extra option and variable; the bare proxy gets neither', { skip: process.platform !== 'linux' && 'reads /proc' }, async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'ecluse-bench-test-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const env = {
+    pki: await createBenchPki(join(dir, 'pki')),
+    keys: await createBenchKeys(join(dir, 'keys')),
+    dir,
+    // Nothing listens there: neither proxy connects upstream before a request comes.
+    upstreamPort: await closedPort(),
+    upstreamPid: process.pid,
+    ecluseNodeArgs: ['--max-semi-space-size=2'],
+    ecluseEnv: { [PROBE]: 'a=b c', MALLOC_ARENA_MAX: '2' },
+  }
+  const ecluse = await startEcluse(env)
+  t.teardown(() => ecluse.stop())
+  const bare = await startBareProxy(env)
+  t.teardown(() => bare.stop())
+
+  const own = await started(ecluse.pid)
+  t.ok(own.env.includes(`${PROBE}=a=b c`), 'the value is passed whole, "=" and spaces included')
+  t.ok(own.env.includes('MALLOC_ARENA_MAX=2'), 'every variable given')
+  t.ok(
+    own.env.some((v) => v.startsWith('PATH=')),
+    'added to the runner’s environment, not instead of it',
+  )
+  t.ok(own.argv.includes('--max-semi-space-size=2'), 'the Node option is on its command line')
+
+  const baseline = await started(bare.pid)
+  t.notOk(
+    baseline.env.some((v) => v.startsWith(`${PROBE}=`) || v === 'MALLOC_ARENA_MAX=2'),
+    'the baseline keeps the runner’s environment',
+  )
+  t.notOk(baseline.argv.includes('--max-semi-space-size=2'), 'the baseline keeps Node’s defaults')
+})
+
+t.test('a variable without a name or "=" is a usage error before anything starts', async (t) => {
+  for (const bad of ['NOEQUALS', '=value']) {
+    const run = spawnSync(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--ecluse-env', bad], { encoding: 'utf8', timeout: 60_000 })
+    t.equal(run.status, 2, bad)
+    t.match(run.stderr, `--ecluse-env wants NAME=VALUE, got '${bad}'`)
+    t.notMatch(run.stderr, /generating a throw-away PKI/)
+  }
+})
