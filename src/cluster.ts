@@ -30,6 +30,7 @@ import { Gateway } from './main.js'
 import { createLogger } from './observability/logger.js'
 import { GatewayMetrics } from './observability/metrics.js'
 import { compileRouteTable } from './route/table.js'
+import { loadKeySets } from './transform/key-sets.js'
 
 /** The most workers `--workers` accepts (bounded by default; more than this is a typo). */
 export const MAX_WORKERS = 256
@@ -195,11 +196,12 @@ class ClusterPrimary {
       throw new RangeError(`workers must be an integer from 2 to ${MAX_WORKERS}`)
     }
     // The same checks as `config check`, once, before any fork: a broken file fails here with the
-    // loader's message instead of N workers failing with it.
+    // loader's message instead of N workers failing with it. The key sets are read for the check
+    // (profile, files, every step's key set) and dropped: only workers seal and open.
     const config = await loadConfigFile(configPath)
     await loadAllTls(config)
     const log = createLogger({ level: config.log.level }).child({ role: 'primary' })
-    compileRouteTable(config, { log })
+    compileRouteTable(config, { log, keySets: await loadKeySets(config) })
     const primary = new ClusterPrimary(configPath, config, log, options)
     primary.#adminPort = (await primary.#admin.listen()).port
     cluster.on('message', (worker, msg: unknown) => primary.#onMessage(worker, msg))

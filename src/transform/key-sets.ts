@@ -1,8 +1,8 @@
 /**
  * The `keys` section at boot: every key set is read and imported once (`src/crypto/keys.ts`),
  * public-only unless `private: true`, and the sealing profile is checked before anything listens.
- * `Gateway.start`, `Gateway.reload` and `ecluse config check` all call `loadKeySets`, so the three
- * refuse exactly the same configurations.
+ * `Gateway.start`, `Gateway.reload`, `ecluse config check` and the primary of `serve --workers N`
+ * all call `loadKeySets`, so the four refuse exactly the same configurations.
  */
 import type { Config } from '../config/schema.js'
 import { type KeySet, readKeySetFile } from '../crypto/keys.js'

@@ -1,0 +1,146 @@
+/**
+ * `serve --workers N` with sealing routes: the primary runs the checks of `config check` before it
+ * forks, key sets included, and the workers seal and open with the configured sets. (Until this test
+ * the primary compiled the route table without the key sets, so every configuration with a sealing
+ * step failed at boot in cluster mode, the shipped profiles among them.)
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { compactDecrypt, importJWK } from 'jose'
+import t from 'tap'
+import { Agent, request } from 'undici'
+import { stringify } from 'yaml'
+import { JOSE_OPEN } from '../helpers/cli.js'
+import { gatewayConfig, TestUpstream } from '../helpers/harness.js'
+import { makeTestPki } from '../helpers/pki.js'
+import { CANARY, leaksCanary, recordingHandler, SPONSOR_APP, tempDir, writeKeyFiles } from '../helpers/sealing.js'
+
+const REQUESTS = 8
+const step = { context: 'accreditations', fields: ['/passport'] }
+const routes = [
+  { name: 'seal', methods: ['POST'], path: '/v1/seal', allow: [SPONSOR_APP], upstream: 'backend', transforms: { request: [{ type: 'seal', recipients: 'th', ...step }] } },
+  {
+    name: 'open',
+    methods: ['POST'],
+    path: '/v1/open',
+    allow: [SPONSOR_APP],
+    upstream: 'backend',
+    transforms: { request: [{ type: 'open', keys: 'th-private', ...step }] },
+  },
+]
+
+/** `serve --workers 2` on `config`, its JSON log lines, its stderr and its exit. */
+function serveWorkers(t: { teardown(fn: () => unknown): void }, configPath: string) {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', configPath, '--workers', '2'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  t.teardown(() => killTree(child))
+  const out = { lines: [] as Array<Record<string, unknown>>, stderr: '' }
+  let buffered = ''
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (out.stderr += d))
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    buffered += d
+    for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+      out.lines.push(JSON.parse(buffered.slice(0, nl)) as Record<string, unknown>)
+      buffered = buffered.slice(nl + 1)
+    }
+  })
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+  return { child, out, exited }
+}
+
+t.test('two workers seal with the public set and open with the private set of their configuration', async (t) => {
+  const pki = await makeTestPki()
+  const dir = await tempDir('ecluse-workers-sealing-')
+  const keys = await writeKeyFiles(dir, 'th', { kid: 'workers-k' })
+  const privateKey = await importJWK(keys.privateJwks.keys[0]!, 'ECDH-ES+A256KW')
+  const bodies: Buffer[] = []
+  const upstream = new TestUpstream(pki, recordingHandler(bodies))
+  await upstream.listen()
+  t.teardown(() => upstream.close())
+  const configPath = join(dir, 'gateway.yaml')
+  const config = gatewayConfig(pki, upstream.port, routes, {
+    keys: { th: { file: keys.publicPath }, 'th-private': { file: keys.privatePath, private: true } },
+    shutdown: { drainTimeoutMs: 2000 },
+  })
+  await writeFile(configPath, stringify(config))
+
+  const { child, out, exited } = serveWorkers(t, configPath)
+  const deadline = Date.now() + 30_000
+  while (!out.lines.some((l) => l['msg'] === 'écluse cluster started')) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the cluster did not start; stderr: ${out.stderr}`)
+    await new Promise((r) => setTimeout(r, 25))
+  }
+  const started = out.lines.find((l) => l['msg'] === 'écluse cluster started')!
+  const sponsor = `https://127.0.0.1:${String(started['sponsor']).split(':').at(-1)}`
+
+  const workers = new Set<unknown>()
+  for (let i = 0; i < REQUESTS; i++) {
+    // A fresh connection per request: the primary hands connections to the workers in turn.
+    const agent = new Agent({
+      connect: { ca: pki.sponsorCa.certPem, cert: pki.sponsorClient.certPem, key: pki.sponsorClient.keyPem, servername: 'localhost' },
+    })
+    t.teardown(() => agent.destroy())
+    const passport = `${CANARY.passport}-${i}`
+    const post = async (path: string, body: string) => {
+      const res = await request(`${sponsor}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body, dispatcher: agent })
+      await res.body.dump()
+      t.equal(res.statusCode, 200, `${path} #${i}`)
+      return bodies.at(-1)!.toString('utf8')
+    }
+    const sealed = await post('/v1/seal', JSON.stringify({ id: i, passport }))
+    t.equal(leaksCanary(sealed), undefined, 'the upstream of the sealing route sees no plaintext')
+    const jwe = JSON.parse(sealed).passport as string
+    const opened = await compactDecrypt(jwe, privateKey, { ...JOSE_OPEN, keyManagementAlgorithms: ['ECDH-ES+A256KW'] })
+    t.equal(Buffer.from(opened.plaintext).toString('utf8'), JSON.stringify(passport), 'jose opens what a worker sealed')
+    t.equal(opened.protectedHeader.kid, 'workers-k')
+    t.equal(JSON.parse(await post('/v1/open', sealed)).passport, passport, 'a worker opens it back')
+    await agent.close()
+  }
+  for (const line of out.lines.filter((l) => l['msg'] === 'access')) workers.add(line['worker'])
+  t.equal(workers.size, 2, 'both workers sealed and opened')
+
+  child.kill('SIGTERM')
+  t.equal(await exited, 0)
+  t.equal(out.stderr, '')
+  t.equal(leaksCanary(out.lines.map((l) => JSON.stringify(l)).join('\n')), undefined, 'no plaintext in any log line')
+})
+
+t.test('the primary refuses a profile the key sets make unsafe or broken, before any worker starts', async (t) => {
+  const pki = await makeTestPki()
+  const dir = await tempDir('ecluse-workers-profile-')
+  const keys = await writeKeyFiles(dir, 'th')
+  const sealOnly = [routes[0]!]
+  const cases = [
+    {
+      name: 'a sealing-only profile given the private keys',
+      keys: { th: { file: keys.privatePath, private: true } },
+      routes: sealOnly,
+      message: /keys\.th\.private: a private key set that no open or open-body step uses/,
+    },
+    {
+      name: 'a step naming a key set the configuration does not have',
+      keys: { other: { file: keys.publicPath } },
+      routes: sealOnly,
+      message: /routes\[0\]\.transforms\.request\[0\]: recipients: unknown key set "th"/,
+    },
+    { name: 'a key file that is not there', keys: { th: { file: join(dir, 'missing.jwks.json') } }, routes: sealOnly, message: /keys\.th/ },
+  ]
+  for (const c of cases) {
+    const configPath = join(dir, `${cases.indexOf(c)}.yaml`)
+    await writeFile(configPath, stringify(gatewayConfig(pki, 9, c.routes, { keys: c.keys })))
+    const { out, exited } = serveWorkers(t, configPath)
+    t.not(await exited, 0, c.name)
+    t.match(out.stderr, c.message, c.name)
+    t.notOk(
+      out.lines.some((l) => l['msg'] === 'écluse gateway started' || l['msg'] === 'écluse cluster started'),
+      `${c.name}: nothing listened`,
+    )
+  }
+})
+
+/** Workers left behind by a killed primary see its IPC channel close, drain and exit on their own. */
+function killTree(child: ChildProcess): void {
+  if (child.exitCode === null) child.kill('SIGKILL')
+}
