@@ -12,7 +12,8 @@
  *   a configured port 0 is the same random port for every worker.
  * - Signals: SIGHUP and SIGTERM/SIGINT are relayed to every worker (reload; drain then exit). The
  *   primary exits once every worker has exited: 0 when all drained cleanly, 1 otherwise. A worker that
- *   outlives its drain deadline by {@link KILL_GRACE_MS} is killed.
+ *   outlives its drain deadline by {@link KILL_GRACE_MS} is killed (the deadline each worker reported
+ *   at boot and after each reload: `shutdown.drainTimeoutMs` applies on SIGHUP).
  * - Crashes after boot: the worker is restarted with an exponential back-off per slot (250 ms, 500 ms,
  *   … capped at 30 s); a worker that stayed up {@link STABLE_AFTER_MS} resets its slot's back-off.
  * - A worker whose primary goes away (IPC channel closed) drains and exits: no orphans.
@@ -61,6 +62,12 @@ export function restartDelay(failures: number, baseMs = 250, maxMs = 30_000): nu
 interface ReadyMessage {
   readonly ecluse: 'ready'
   readonly sponsorPort: number
+  readonly drainTimeoutMs: number
+}
+/** Sent by a worker after each reload, whatever its outcome: the drain deadline it now has. */
+interface DrainMessage {
+  readonly ecluse: 'drain'
+  readonly drainTimeoutMs: number
 }
 interface ReadinessQuery {
   readonly ecluse: 'readiness?'
@@ -71,7 +78,7 @@ interface ReadinessAnswer {
   readonly id: number
   readonly readiness: Readiness
 }
-type WorkerMessage = ReadyMessage | ReadinessAnswer
+type WorkerMessage = ReadyMessage | DrainMessage | ReadinessAnswer
 
 function isWorkerMessage(msg: unknown): msg is WorkerMessage {
   return typeof msg === 'object' && msg !== null && typeof (msg as { ecluse?: unknown }).ecluse === 'string'
@@ -116,6 +123,8 @@ interface Slot {
   failures: number
   restartTimer: NodeJS.Timeout | undefined
   sponsorPort: number
+  /** The worker's own drain deadline, as it last reported it (a reload may change it). */
+  drainTimeoutMs: number
 }
 
 /**
@@ -164,7 +173,16 @@ class ClusterPrimary {
     this.#restartDelayMs = options.restartDelayMs ?? 250
     this.#maxRestartDelayMs = options.maxRestartDelayMs ?? 30_000
     for (let index = 0; index < options.workers; index++) {
-      this.#slots.push({ index, worker: undefined, startedAt: 0, ready: false, failures: 0, restartTimer: undefined, sponsorPort: 0 })
+      this.#slots.push({
+        index,
+        worker: undefined,
+        startedAt: 0,
+        ready: false,
+        failures: 0,
+        restartTimer: undefined,
+        sponsorPort: 0,
+        drainTimeoutMs: config.shutdown.drainTimeoutMs,
+      })
     }
     const own = new Registry()
     const slots = this.#slots
@@ -250,12 +268,15 @@ class ClusterPrimary {
       slot.restartTimer = undefined
     }
     for (const worker of this.#liveWorkers()) worker.process.kill('SIGTERM')
+    // The longest deadline any worker has now: a reload (SIGHUP) may have lengthened the drain, and
+    // the primary never reloads its own copy of the file.
+    const drainMs = Math.max(this.#config.shutdown.drainTimeoutMs, ...this.#slots.filter((s) => s.worker !== undefined).map((s) => s.drainTimeoutMs))
     this.#killTimer = setTimeout(() => {
       for (const worker of this.#liveWorkers()) {
         this.#log.warn({ worker: worker.id }, 'worker still running after its drain deadline; killing it')
         worker.process.kill('SIGKILL')
       }
-    }, this.#config.shutdown.drainTimeoutMs + KILL_GRACE_MS)
+    }, drainMs + KILL_GRACE_MS)
     this.#maybeExit()
   }
 
@@ -285,6 +306,8 @@ class ClusterPrimary {
     }
     const slot = this.#byWorkerId.get(worker.id)
     if (slot === undefined || slot.worker !== worker) return
+    slot.drainTimeoutMs = msg.drainTimeoutMs
+    if (msg.ecluse === 'drain') return
     slot.ready = true
     slot.sponsorPort = msg.sponsorPort
     if (!this.#started && this.#slots.every((s) => s.ready)) {
@@ -410,13 +433,17 @@ async function runWorker(configPath: string): Promise<void> {
     )
   }
   process.on('SIGHUP', () => {
-    if (!stopping) void gateway.reload()
+    if (stopping) return
+    void gateway.reload().then(() => {
+      const drain: DrainMessage = { ecluse: 'drain', drainTimeoutMs: gateway.drainTimeoutMs }
+      if (process.connected) process.send?.(drain)
+    })
   })
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
   // The primary went away (crash or SIGKILL): drain and exit rather than serve unsupervised.
   process.on('disconnect', () => stop('primary_gone'))
 
-  const ready: ReadyMessage = { ecluse: 'ready', sponsorPort: gateway.sponsorPort }
+  const ready: ReadyMessage = { ecluse: 'ready', sponsorPort: gateway.sponsorPort, drainTimeoutMs: gateway.drainTimeoutMs }
   process.send?.(ready)
 }

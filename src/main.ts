@@ -193,6 +193,11 @@ export class Gateway {
     }
   }
 
+  /** The drain deadline a shutdown would use now (`shutdown.drainTimeoutMs`, as last reloaded). */
+  get drainTimeoutMs(): number {
+    return this.#config.shutdown.drainTimeoutMs
+  }
+
   /** Stop accepting, let in-flight requests finish within the drain deadline, then close everything. */
   shutdown(): Promise<void> {
     this.#shutdown ??= this.#drainAndClose()
