@@ -331,6 +331,14 @@ class Exchange {
     const headers = buildSponsorHeaders(upstreamRes.headers, route, this.#requestId, sponsor.requestIdHeader)
     const noBody =
       this.#req.method === 'HEAD' || NO_BODY_STATUS.has(upstreamRes.statusCode) || upstreamRes.statusCode < 200
+    if (!noBody && upstreamRes.headers['content-length'] === undefined && upstreamRes.headers['transfer-encoding'] === undefined) {
+      // Delimited by the connection closing (RFC 9112 §6.3): a cut connection would look like its
+      // end, and be relayed, or sealed, as a complete body. Nothing of it crosses.
+      upstreamBody.destroy()
+      this.#proxy.metrics.upstreamError(route.upstream, 'upstream_bad_response')
+      this.#refuse('upstream_bad_response', 'response delimited by closing the connection (neither content-length nor chunked)')
+      return
+    }
     let stages: Duplex[] = []
     if (!noBody) {
       try {
