@@ -424,8 +424,11 @@ class Exchange {
       this.#aborted = true
       return
     }
-    // Upstream failures are counted by the pool itself (its onError hook), not here.
-    this.#refuseWith(this.#requestBodyError ?? err, 'upstream_bad_response')
+    // Upstream failures are counted by the pool itself (its onError hook), not here. A stage of the
+    // request body that refused it (an EcluseError: too large, a transform) is the cause; any other
+    // body error is undici destroying the body with the raw upstream error, which `err` classifies.
+    const bodyRefusal = isEcluseError(this.#requestBodyError) ? this.#requestBodyError : undefined
+    this.#refuseWith(bodyRefusal ?? err, 'upstream_bad_response')
   }
 
   #refuseWith(err: unknown, fallback: ErrorCode): void {

@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream'
 import t from 'tap'
 import { closedPort, Harness, metricValue } from '../helpers/harness.js'
 
@@ -12,6 +13,22 @@ t.test('upstream down: a fast 502 upstream_refused', async (t) => {
   t.ok(elapsed < 1000, `answered without waiting for a timeout (${elapsed.toFixed(0)} ms)`)
   const metrics = await h.metrics()
   t.ok(metricValue(metrics, 'ecluse_upstream_errors_total', { upstream: 'backend', kind: 'upstream_refused' }) >= 1)
+})
+
+t.test('upstream down: an upload gets the same 502 upstream_refused, chunked or of declared length', async (t) => {
+  const h = await Harness.start({ upstreamPort: await closedPort() })
+  t.teardown(() => h.close())
+  const uploads: Array<[string, () => string | Readable]> = [
+    ['declared length', () => '{"a":1}'],
+    // Chunked: the body goes through the BodyLimit stage, which undici destroys with the raw
+    // connection error when the upstream fails; the classified error must still win.
+    ['chunked', () => Readable.from([Buffer.from('{"a":'), Buffer.from('1}')])],
+  ]
+  for (const [what, body] of uploads) {
+    const res = await h.request('/v1/records/1', { method: 'POST', body: body(), headers: { 'content-type': 'application/json' } })
+    t.equal(res.status, 502, what)
+    t.equal((res.json() as { error: string }).error, 'upstream_refused', what)
+  }
 })
 
 t.test('upstream silent: 504 upstream_timeout at the headers timeout, not before', async (t) => {

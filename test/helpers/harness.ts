@@ -9,7 +9,7 @@ import https from 'node:https'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
+import { type Readable, Writable } from 'node:stream'
 import tls from 'node:tls'
 import { Agent, request as undiciRequest } from 'undici'
 import { stringify } from 'yaml'
@@ -213,7 +213,8 @@ export class Harness {
   /** A request as the sponsor client; the body is read as a Buffer. */
   async request(
     path: string,
-    opts: { method?: string; headers?: Record<string, string>; body?: string | Buffer; cert?: TestCert | null } = {},
+    /** A `Readable` body goes out chunked. */
+    opts: { method?: string; headers?: Record<string, string>; body?: string | Buffer | Readable; cert?: TestCert | null } = {},
   ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer; json: () => unknown }> {
     const res = await undiciRequest(`${this.sponsorOrigin}${path}`, {
       method: (opts.method ?? 'GET') as 'GET',
