@@ -75,6 +75,8 @@ export class ProxyHandler implements RequestHandler {
 }
 
 const NO_BODY_STATUS = new Set([204, 304])
+/** Headers describing a body that response transforms rewrite (its type and length) or refuse (a coding). */
+const TRANSFORMED_BODY_HEADERS = ['content-type', 'content-length', 'content-encoding'] as const
 
 function statusClass(status: number): '1xx' | '2xx' | '3xx' | '4xx' | '5xx' {
   if (status < 200) return '1xx'
@@ -353,6 +355,10 @@ class Exchange {
 
     // 1xx are not relayed as final responses: undici consumes informational responses itself.
     if (noBody) {
+      // The transforms never see a body-less answer (HEAD, 204, 304), so nothing may describe the
+      // body they would have rewritten: a HEAD on a seal-body route would carry the plaintext's media
+      // type and length, which its GET carries only inside the seal.
+      if (route.responseTransforms.length > 0) for (const name of TRANSFORMED_BODY_HEADERS) delete headers[name]
       res.writeHead(upstreamRes.statusCode, headers)
       upstreamBody.resume()
       res.end()

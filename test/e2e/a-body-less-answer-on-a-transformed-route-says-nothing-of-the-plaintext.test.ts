@@ -1,0 +1,64 @@
+/**
+ * Response transforms never see an answer without a body (HEAD, 204, 304): there is nothing to seal.
+ * The headers describing the body they would have rewritten must not cross either: a HEAD on a
+ * seal-body route would otherwise tell the sponsor the media type and exact length of a document
+ * whose GET carries its media type only inside the seal.
+ */
+import t from 'tap'
+import { SPONSOR_APP, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
+
+const SECRET_TYPE = 'image/x-police-unit-badge'
+const DOCUMENT = Buffer.from('%PDF-1.7 a scanned passport page')
+
+t.test('HEAD, 204 and 304 on a transformed route carry no content-type, length or coding; a plain route keeps them', async (t) => {
+  const dir = await tempDir()
+  const keys = await writeKeyFiles(dir, 'th')
+  const s = await startSealing({
+    dir,
+    keys: { th: { file: keys.publicPath } },
+    handler: (req, res) => {
+      const described = { 'content-type': SECRET_TYPE, 'content-length': DOCUMENT.length, etag: '"v1"' }
+      if (req.url?.endsWith('/gone')) res.writeHead(204, { 'content-type': SECRET_TYPE }).end()
+      else if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, { ...described, 'content-encoding': 'gzip' }).end()
+      else if (req.method === 'HEAD') res.writeHead(200, described).end()
+      else res.writeHead(200, described).end(DOCUMENT)
+    },
+    routes: [
+      {
+        name: 'sealed',
+        methods: ['GET', 'HEAD', 'DELETE'],
+        path: '/v1/sealed/:id',
+        allow: [SPONSOR_APP],
+        upstream: 'backend',
+        transforms: { response: [{ type: 'seal-body', recipients: 'th' }] },
+      },
+      { name: 'plain', methods: ['GET', 'HEAD'], path: '/v1/plain/:id', allow: [SPONSOR_APP], upstream: 'backend' },
+    ],
+  })
+  t.teardown(s.close)
+
+  const get = await s.gw.request('/v1/sealed/doc')
+  t.equal(get.status, 200)
+  t.equal(get.headers['content-type'], 'application/vnd.ecluse.sealed', 'the GET is sealed, its media type inside the seal')
+  t.notOk(get.body.includes(DOCUMENT), 'and its body too')
+
+  const answers = [
+    ['HEAD', await s.gw.request('/v1/sealed/doc', { method: 'HEAD' }), 200],
+    ['304', await s.gw.request('/v1/sealed/doc', { headers: { 'if-none-match': '"v1"' } }), 304],
+    ['204', await s.gw.request('/v1/sealed/gone', { method: 'DELETE' }), 204],
+  ] as const
+  for (const [what, res, status] of answers) {
+    t.equal(res.status, status, what)
+    t.equal(res.headers['content-type'], undefined, `${what}: no media type`)
+    t.not(res.headers['content-length'], String(DOCUMENT.length), `${what}: not the plaintext's length`)
+    t.equal(res.headers['content-encoding'], undefined, `${what}: no coding`)
+    t.equal(res.body.length, 0, `${what}: no body`)
+    t.notOk(JSON.stringify(res.headers).includes(SECRET_TYPE), `${what}: the media type nowhere in the headers`)
+  }
+  t.equal(answers[1][1].headers['etag'], '"v1"', 'validators stay, as on the GET')
+
+  // Without transforms the gateway relays what the upstream says about its body.
+  const plain = await s.gw.request('/v1/plain/doc', { method: 'HEAD' })
+  t.equal(plain.headers['content-type'], SECRET_TYPE)
+  t.equal(plain.headers['content-length'], String(DOCUMENT.length))
+})
