@@ -75,6 +75,13 @@ export class ProxyHandler implements RequestHandler {
 }
 
 const NO_BODY_STATUS = new Set([204, 304])
+/** Methods whose requests carry content by definition (RFC 9110 §9.3): no body is empty content. */
+const CONTENT_METHODS = new Set(['POST', 'PUT', 'PATCH'])
+
+/** A request without a body that still declares content: an empty body for whole-body steps. */
+function declaresContent(req: IncomingMessage): boolean {
+  return CONTENT_METHODS.has(req.method ?? '') || req.headers['content-length'] !== undefined || req.headers['content-type'] !== undefined
+}
 /** Headers describing a body that response transforms rewrite (its type and length) or refuse (a coding). */
 const TRANSFORMED_BODY_HEADERS = ['content-type', 'content-length', 'content-encoding'] as const
 
@@ -194,7 +201,7 @@ class Exchange {
     res.once('close', () => {
       if (!res.writableFinished) this.#abort.abort()
     })
-    if (!hasBody) {
+    if (!hasBody && !(declaresContent(req) && route.requestTransforms.some((step) => step.wholeBody === true))) {
       this.#forward(upstream, route, target, headers, null)
       return
     }
@@ -206,7 +213,11 @@ class Exchange {
       return
     }
     if (stages.length === 0) {
-      const body = req.headers['transfer-encoding'] === undefined ? this.#declaredLengthBody() : this.#requestBodyPipeline(route, stages, null)
+      const body = !hasBody
+        ? null
+        : req.headers['transfer-encoding'] === undefined
+          ? this.#declaredLengthBody()
+          : this.#requestBodyPipeline(route, stages, null)
       this.#forward(upstream, route, target, headers, body)
       return
     }

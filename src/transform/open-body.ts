@@ -40,6 +40,7 @@ class RestoreType {
 /** The `open-body` step. */
 export class OpenBodyTransform implements BodyTransform {
   readonly type = 'open-body'
+  readonly wholeBody = true
   readonly #env: TransformEnv
   readonly #keys: KeySet
   readonly #context: string | undefined

@@ -31,6 +31,7 @@ const sealBodyOptions = z
 /** The `seal-body` step. */
 export class SealBodyTransform implements BodyTransform {
   readonly type = 'seal-body'
+  readonly wholeBody = true
   readonly #env: TransformEnv
   readonly #recipients: KeySet
   readonly #context: string | undefined

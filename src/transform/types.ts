@@ -32,6 +32,13 @@ export interface BodyTransform {
   /** The `type` it was configured with, for logs and metrics. */
   readonly type: string
   /**
+   * A whole-body step must see a request that declares content even when the content is empty
+   * (`content-length: 0`, or a `POST`/`PUT`/`PATCH` without a body): `seal-body` seals it, so the
+   * receiving side can tell "empty" from "stripped", and `open-body` refuses it, since it is not a
+   * sealed stream. Field steps leave it unset: an empty body holds no field.
+   */
+  readonly wholeBody?: boolean
+  /**
    * Decide for one message. Return a stream to pipe the body through, or `null` to leave the body
    * untouched. Throw an `EcluseError` to refuse the message before any of its bytes cross; a stream
    * that errors later aborts the message (fail closed: a truncated body is never passed as complete).
