@@ -325,9 +325,16 @@ class Exchange {
       log: this.#proxy.log,
     }
     const stages: Duplex[] = []
-    for (const transform of transforms) {
-      const stage = transform.begin(ctx)
-      if (stage !== null) stages.push(stage)
+    try {
+      for (const transform of transforms) {
+        const stage = transform.begin(ctx)
+        if (stage !== null) stages.push(stage)
+      }
+    } catch (err) {
+      // A later step refused the message: the stages already begun will never run, and a sealing
+      // stage wipes its key only when destroyed.
+      for (const stage of stages) stage.destroy()
+      throw err
     }
     return stages
   }

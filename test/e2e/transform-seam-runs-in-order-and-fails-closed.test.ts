@@ -29,12 +29,23 @@ class RefuseCanary extends Transform {
   }
 }
 
+/** Every stage `test-tracked` began, to see that each is destroyed however its message ends. */
+const trackedStages: Append[] = []
+
 const unregister = [
   registerTransform('test-append', (opts) => {
     const tag = String(opts['tag'])
     return { type: 'test-append', begin: () => new Append(tag) } satisfies BodyTransform
   }),
   registerTransform('test-refuse-canary', () => ({ type: 'test-refuse-canary', begin: () => new RefuseCanary() })),
+  registerTransform('test-tracked', () => ({
+    type: 'test-tracked',
+    begin: () => {
+      const stage = new Append('tracked')
+      trackedStages.push(stage)
+      return stage
+    },
+  })),
   registerTransform('test-refuse-at-begin', () => ({
     type: 'test-refuse-at-begin',
     begin: (ctx) => {
@@ -72,6 +83,14 @@ const routes = [
     transforms: { request: [{ type: 'test-refuse-canary' }] },
   },
   { name: 'typed', methods: ['POST'], path: '/v1/typed', allow, upstream: 'backend', transforms: { request: [{ type: 'test-refuse-at-begin' }] } },
+  {
+    name: 'typed-late',
+    methods: ['POST'],
+    path: '/v1/typed-late',
+    allow,
+    upstream: 'backend',
+    transforms: { request: [{ type: 'test-tracked' }, { type: 'test-refuse-at-begin' }] },
+  },
   { name: 'response-guard', methods: ['GET'], path: '/v1/leaky', allow, upstream: 'backend', transforms: { response: [{ type: 'test-refuse-canary' }] } },
   {
     name: 'response-guard-streamed',
@@ -186,4 +205,14 @@ t.test('a transform that refuses at begin is a clean 4xx on requests and 502 on 
   t.notOk(got.ok, 'the client sees an abort, not a complete body')
   t.notMatch(got.text, /CANARY/, 'the plaintext never reached the sponsor')
   t.notMatch(h.logs.text(), /CANARY-PLAINTEXT/, 'nor the log')
+})
+
+t.test('a step refusing at begin destroys the stages begun before it (a seal stage wipes its key on destroy)', async (t) => {
+  const h = await Harness.start({ routes })
+  t.teardown(() => h.close())
+  const res = await h.request('/v1/typed-late', { method: 'POST', body: 'x', headers: { 'content-type': 'text/plain' } })
+  t.equal(res.status, 415)
+  t.equal(h.upstream.hits, 0)
+  t.equal(trackedStages.length, 1, 'the first step had begun')
+  t.ok(trackedStages[0]!.destroyed, 'and its stage was destroyed with the refusal')
 })
