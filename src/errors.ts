@@ -21,6 +21,10 @@ export const ERROR_CODES = {
   method_not_allowed: { status: 405, summary: 'The path is routed but not for this method.' },
   forbidden: { status: 403, summary: 'The verified client principal is not allowed on this route.' },
   body_too_large: { status: 413, summary: 'The request body exceeds the route limit.' },
+  precondition_failed: {
+    status: 412,
+    summary: 'If-Match names an entity-tag on a route whose responses are transformed: the gateway never sends one there.',
+  },
   request_timeout: { status: 408, summary: 'The client was too slow to send its request.' },
   overloaded: { status: 503, summary: 'The gateway is at its connection or request cap.' },
   shutting_down: { status: 503, summary: 'The gateway is draining and accepts no new requests.' },

@@ -27,7 +27,7 @@ import type { BodyTransform, Direction, MessageHeaders, TransformContext } from 
 import { UpstreamAbort, type UpstreamPool, type UpstreamResponse, upstreamBodyError } from '../upstream/pool.js'
 import { BodyLimit } from './body-limit.js'
 import { chain } from './chain.js'
-import { buildSponsorHeaders, buildUpstreamHeaders } from './headers.js'
+import { buildSponsorHeaders, buildUpstreamHeaders, guessedEntityTags } from './headers.js'
 import { HoldBack } from './hold-back.js'
 
 /** What the proxy routes with; replaced as a whole on reload so a request sees one consistent state. */
@@ -194,6 +194,11 @@ class Exchange {
       requestIdHeader: sponsor.requestIdHeader,
     })
 
+    if (route.responseTransforms.length > 0 && guessedEntityTags(headers) === 'refuse') {
+      this.#refuse('precondition_failed', 'if-match names an entity-tag on a route with response transforms')
+      return
+    }
+
     const hasBody =
       req.headers['transfer-encoding'] !== undefined || (declaredLength !== undefined && declaredLength !== '0')
     if (expectContinue) res.writeContinue()
@@ -349,6 +354,9 @@ class Exchange {
     }
     const sponsor = this.#state.sponsor
     const headers = buildSponsorHeaders(upstreamRes.headers, route, this.#requestId, sponsor.requestIdHeader)
+    // The upstream's tag names the representation before the transforms, a function of what they
+    // seal, strip or open: it identifies nothing the sponsor receives (see guessedEntityTags).
+    if (route.responseTransforms.length > 0) delete headers['etag']
     const noBody =
       this.#req.method === 'HEAD' || NO_BODY_STATUS.has(upstreamRes.statusCode) || upstreamRes.statusCode < 200
     if (!noBody && upstreamRes.headers['content-length'] === undefined && upstreamRes.headers['transfer-encoding'] === undefined) {

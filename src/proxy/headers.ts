@@ -38,7 +38,8 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
  * - `content-length`: the body's framing; undici checks the streamed body against it.
  * - `content-encoding`: a compressed request body must say so (transforms refuse what they cannot read).
  * - `if-match`, `if-none-match`, `if-modified-since`, `if-unmodified-since`: conditional requests
- *   (RFC 9110 §13), including optimistic concurrency on updates.
+ *   (RFC 9110 §13), including optimistic concurrency on updates (entity-tags on routes with response
+ *   transforms: `guessedEntityTags`).
  * - `cache-control`: a client's freshness requirements (RFC 9111 §5.2.1).
  * - `user-agent`: diagnostics on the upstream side; it has no authority.
  * - `idempotency-key`: safe retries of POST/PATCH (draft-ietf-httpapi-idempotency-key-header).
@@ -213,6 +214,25 @@ export function buildUpstreamHeaders(
  * The response headers relayed to the sponsor: allow-listed fields only (minus hop-by-hop and
  * `Connection`-named ones, minus invalid values), plus the request id.
  */
+/**
+ * Entity-tags on a route whose responses go through transforms. Such a route sends the sponsor no
+ * `etag` (see `buildSponsorHeaders`' caller): the upstream's tag names the representation before
+ * the transform, often a hash of it, i.e. a function of the plaintext against which the sponsor
+ * could test guesses offline, or online through a 304. So any tag a request names there is a
+ * guess: `if-none-match` with tags is dropped (a full answer is always correct), and `if-match`
+ * with tags is refused by the caller with 412 (a conditional write must not become an
+ * unconditional one). `*` names no content and passes. `if-range` is not on the default list; if a
+ * route allows it, it is dropped too.
+ *
+ * @returns `'refuse'` when the request must be answered 412 `precondition_failed`.
+ */
+export function guessedEntityTags(headers: Record<string, string | string[] | undefined>): 'refuse' | undefined {
+  const names = (value: string | string[] | undefined) => value !== undefined && [value].flat().join(',').trim() !== '*'
+  if (names(headers['if-none-match'])) delete headers['if-none-match']
+  if (headers['if-range'] !== undefined) delete headers['if-range']
+  return names(headers['if-match']) ? 'refuse' : undefined
+}
+
 export function buildSponsorHeaders(
   upstreamHeaders: Readonly<Record<string, string | string[] | undefined>>,
   route: CompiledRoute,

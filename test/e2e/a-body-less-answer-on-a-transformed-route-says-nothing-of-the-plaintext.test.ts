@@ -19,7 +19,8 @@ t.test('HEAD, 204 and 304 on a transformed route carry no content-type, length o
     handler: (req, res) => {
       const described = { 'content-type': SECRET_TYPE, 'content-length': DOCUMENT.length, etag: '"v1"' }
       if (req.url?.endsWith('/gone')) res.writeHead(204, { 'content-type': SECRET_TYPE }).end()
-      else if (req.headers['if-none-match'] === '"v1"') res.writeHead(304, { ...described, 'content-encoding': 'gzip' }).end()
+      // The gateway drops a guessed If-None-Match on such a route: this upstream answers 304 anyway.
+      else if (req.url?.endsWith('/unchanged')) res.writeHead(304, { ...described, 'content-encoding': 'gzip' }).end()
       else if (req.method === 'HEAD') res.writeHead(200, described).end()
       else res.writeHead(200, described).end(DOCUMENT)
     },
@@ -44,7 +45,7 @@ t.test('HEAD, 204 and 304 on a transformed route carry no content-type, length o
 
   const answers = [
     ['HEAD', await s.gw.request('/v1/sealed/doc', { method: 'HEAD' }), 200],
-    ['304', await s.gw.request('/v1/sealed/doc', { headers: { 'if-none-match': '"v1"' } }), 304],
+    ['304', await s.gw.request('/v1/sealed/unchanged'), 304],
     ['204', await s.gw.request('/v1/sealed/gone', { method: 'DELETE' }), 204],
   ] as const
   for (const [what, res, status] of answers) {
@@ -55,7 +56,7 @@ t.test('HEAD, 204 and 304 on a transformed route carry no content-type, length o
     t.equal(res.body.length, 0, `${what}: no body`)
     t.notOk(JSON.stringify(res.headers).includes(SECRET_TYPE), `${what}: the media type nowhere in the headers`)
   }
-  t.equal(answers[1][1].headers['etag'], '"v1"', 'validators stay, as on the GET')
+  t.equal(answers[1][1].headers['etag'], undefined, 'nor the entity-tag of the untransformed body')
 
   // Without transforms the gateway relays what the upstream says about its body.
   const plain = await s.gw.request('/v1/plain/doc', { method: 'HEAD' })
