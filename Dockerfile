@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 # Écluse gateway image: multi-stage, production dependencies only, non-root.
-# Certificates, keys and configuration are mounted at run time, never baked in:
-#   docker run -v $PWD/config:/etc/ecluse:ro -v $PWD/certs:/etc/ecluse/certs:ro \
-#     -p 8443:8443 ecluse serve --config /etc/ecluse/gateway.yaml
+# Certificates, keys and configuration are mounted at run time, never baked in: a directory holding
+# gateway.yaml and the files it names (paths relative to gateway.yaml), as in the README:
+#   docker run --rm --read-only -v /srv/ecluse:/etc/ecluse:ro -p 8443:8443 ecluse
 FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
