@@ -17,11 +17,19 @@ import { classifyTlsFailure, type GatewayMetrics } from '../observability/metric
 
 /** The verified principal, attached to the TLS socket once, at handshake time. */
 const PRINCIPAL = Symbol('ecluse.principal')
-type VerifiedSocket = TLSSocket & { [PRINCIPAL]?: Principal }
+/** When the client certificate of the connection expires (ms since the epoch). */
+const NOT_AFTER = Symbol('ecluse.notAfter')
+type VerifiedSocket = TLSSocket & { [PRINCIPAL]?: Principal; [NOT_AFTER]?: number }
 
-/** The principal of a request's connection, or undefined if the connection was not verified. */
+/**
+ * The principal of a request's connection, or undefined if the connection was not verified or its
+ * client certificate has expired since: a keep-alive connection carries no identity past the
+ * certificate's notAfter (the caller closes it).
+ */
 export function principalOf(req: IncomingMessage): Principal | undefined {
-  return (req.socket as VerifiedSocket)[PRINCIPAL]
+  const socket = req.socket as VerifiedSocket
+  const notAfter = socket[NOT_AFTER]
+  return notAfter !== undefined && Date.now() < notAfter ? socket[PRINCIPAL] : undefined
 }
 
 export interface RequestHandler {
@@ -167,6 +175,16 @@ export class SponsorListener {
       socket.destroy()
       return
     }
+    // A resumed session (ticket or session id) skips verification: OpenSSL reports the result of the
+    // first handshake, so a ticket taken just before notAfter would outlive the certificate.
+    const notAfter = Date.parse(peer.valid_to)
+    if (!(Date.now() < notAfter)) {
+      this.#metrics.tlsHandshakeFailure('sponsor', 'expired_certificate')
+      this.#log.info({ reason: 'expired_certificate', resumed: socket.isSessionReused() }, 'sponsor client certificate refused')
+      socket.destroy()
+      return
+    }
+    socket[NOT_AFTER] = notAfter
     try {
       socket[PRINCIPAL] = principalFromCertificate(peer.raw)
     } catch (err) {

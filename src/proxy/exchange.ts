@@ -128,10 +128,12 @@ class Exchange {
     res.once('close', () => this.#finish())
     res.setHeader(sponsor.requestIdHeader, this.#requestId)
 
-    // Defence in depth: the listener already destroyed unverified connections at handshake time.
+    // The listener destroyed unverified connections at handshake time; a certificate can still have
+    // expired since, on a keep-alive connection: such a connection carries no principal, and ends.
     const principal = principalOf(req)
     if (principal === undefined) {
       this.#aborted = true
+      this.#proxy.log.info({ reqId: this.#requestId }, 'connection closed: its client certificate is no longer valid')
       req.socket.destroy()
       return
     }
