@@ -7,7 +7,7 @@ import { z } from 'zod'
 import { FieldOpener } from '../crypto/field.js'
 import { EcluseError, isEcluseError } from '../errors.js'
 import type { CryptoOpMetrics } from '../observability/metrics.js'
-import { isPlainJsonString, type JsonTarget } from './json/rewriter.js'
+import { isOneStrictJsonValue, type JsonTarget } from './json/rewriter.js'
 import {
   compileFieldRules,
   contextOption,
@@ -45,9 +45,6 @@ const openOptions = z
   })
   .strict()
 
-const LF = 0x0a
-const CR = 0x0d
-
 class OpenMessage extends FieldMessage {
   readonly #opener: FieldOpener
   readonly #route: string
@@ -82,7 +79,7 @@ class OpenMessage extends FieldMessage {
     this.seconds += (performance.now() - t0) / 1000
     // Whoever holds the public key can seal anything: what opens must be exactly one JSON value
     // (and, in NDJSON, stay on its line) before it is spliced into the body.
-    if (!isOneJsonValue(out, this.#ndjson)) {
+    if (!isOneStrictJsonValue(out, this.#ndjson)) {
       out.fill(0)
       this.failed++
       throw new EcluseError('open_failed', `${ptr}: the sealed plaintext is not one JSON value`)
@@ -93,18 +90,6 @@ class OpenMessage extends FieldMessage {
   }
 }
 
-function isOneJsonValue(out: Buffer, ndjson: boolean): boolean {
-  // The common case (a quoted string of printable ASCII, no escapes: one JSON value on one line)
-  // byte-wise; anything else through JSON.parse.
-  if (isPlainJsonString(out)) return true
-  if (ndjson && (out.includes(LF) || out.includes(CR))) return false
-  try {
-    JSON.parse(out.toString('utf8'))
-    return true
-  } catch {
-    return false
-  }
-}
 
 /** The `open` step. */
 export class OpenTransform implements BodyTransform {

@@ -35,7 +35,7 @@ t.test('a sealed value whose plaintext is not exactly one JSON value does not op
   })
   t.teardown(s.close)
   const pub = parseKeySet(keys.publicJwks, { publicOnly: true })
-  const seal = (plaintext: string) => new FieldSealer(pub, { route: 'acc' }).seal(Buffer.from(plaintext), { ptr: '/passport' })
+  const seal = (plaintext: string | Buffer) => new FieldSealer(pub, { route: 'acc' }).seal(Buffer.from(plaintext), { ptr: '/passport' })
   const post = (path: string, type: string, body: string) =>
     s.gw.request(path, { method: 'POST', body, headers: { 'content-type': type } })
 
@@ -44,8 +44,13 @@ t.test('a sealed value whose plaintext is not exactly one JSON value does not op
   t.equal(ok.status, 200, 'a sealed JSON string opens')
   t.equal(bodies.length, 1)
   t.same(JSON.parse(bodies[0]!.toString('utf8')), { passport: CANARY.passport })
+  // Nor about anything but the rewriter's rules: any other JSON value, non-ASCII and nested, opens.
+  const value = { number: 'É-123 😀 \u00e9', list: [1, 2.5e3, null, true, { deep: [[['x']]] }] }
+  const nested = await post('/v1/json', 'application/json', JSON.stringify({ passport: seal(JSON.stringify(value)) }))
+  t.equal(nested.status, 200, 'a sealed object with non-ASCII text and nesting opens')
+  t.same(JSON.parse(bodies[1]!.toString('utf8')), { passport: value })
 
-  const crafted: Array<[string, string, string, string]> = [
+  const crafted: Array<[string, string, string, string | Buffer]> = [
     ['a second member', '/v1/json', 'application/json', `"${CANARY.passport}","admin":true`],
     ['a closed object and a trailing value', '/v1/json', 'application/json', `"x"},{"passport":"${CANARY.passport}"`],
     ['two values', '/v1/json', 'application/json', `"${CANARY.passport}" "again"`],
@@ -53,6 +58,12 @@ t.test('a sealed value whose plaintext is not exactly one JSON value does not op
     ['not JSON', '/v1/json', 'application/json', CANARY.passport],
     ['a line break that would split an NDJSON record', '/v1/ndjson', 'application/x-ndjson', `{"a":\n"${CANARY.passport}"}`],
     ['a second NDJSON record', '/v1/ndjson', 'application/x-ndjson', `"x"}\n{"passport":"${CANARY.passport}"`],
+    // JSON.parse accepts the next four; the rewriter refuses each on input, because parsers read
+    // them differently. An opened value must meet the same rules as the body it goes into.
+    ['a duplicate member name', '/v1/json', 'application/json', `{"role":"user","role":"admin","n":"${CANARY.passport}"}`],
+    ['invalid UTF-8', '/v1/json', 'application/json', Buffer.concat([Buffer.from(`"${CANARY.passport}`), Buffer.from([0xff, 0xfe, 0x22])])],
+    ['an unpaired surrogate escape', '/v1/json', 'application/json', `"${CANARY.passport}\\ud800"`],
+    ['nesting deeper than the rewriter accepts', '/v1/json', 'application/json', `${'['.repeat(100)}"${CANARY.passport}"${']'.repeat(100)}`],
   ]
   for (const [what, path, type, plaintext] of crafted) {
     const body = path === '/v1/ndjson' ? `${JSON.stringify({ passport: seal(plaintext) })}\n` : JSON.stringify({ passport: seal(plaintext) })
@@ -60,7 +71,7 @@ t.test('a sealed value whose plaintext is not exactly one JSON value does not op
     t.equal(res.status, 400, `${what}: 400`)
     t.same(res.json(), { error: 'open_failed', requestId: res.headers['x-request-id'] }, `${what}: open_failed and nothing else`)
   }
-  t.equal(bodies.length, 1, 'none of the crafted bodies reached the upstream')
+  t.equal(bodies.length, 2, 'none of the crafted bodies reached the upstream')
   t.equal(leaksCanary(s.gw.logs.raw.join('\n')), undefined, 'no plaintext in the log')
   t.equal(leaksCanary(await s.gw.metrics()), undefined, 'no plaintext in /metrics')
 })

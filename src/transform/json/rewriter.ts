@@ -18,7 +18,7 @@
  */
 import { Transform, type TransformCallback } from 'node:stream'
 import { EcluseError, type ErrorCode, isEcluseError } from '../../errors.js'
-import type { CompiledRules, CompiledTarget, JsonPointer, MatchState } from './pointer.js'
+import { type CompiledRules, type CompiledTarget, compileRules, type JsonPointer, type MatchState } from './pointer.js'
 
 /** JSON type of a targeted value, from its first byte. */
 export type JsonValueType = 'string' | 'number' | 'object' | 'array' | 'boolean' | 'null'
@@ -295,10 +295,34 @@ export function isPlainJsonString(b: Uint8Array): boolean {
   return true
 }
 
+/** Rules that target nothing: the engine then only checks its input (`isOneStrictJsonValue`). */
+const NO_TARGETS = compileRules<never>({ targets: [] })
+
+/**
+ * Whether `b` is exactly one JSON value by this rewriter's own input rules: valid UTF-8, no
+ * unpaired surrogate escape, no duplicate member name, at most `JSON_REWRITER_DEFAULTS.maxDepth`
+ * levels; with `oneLine`, no line break either (in NDJSON one would split the record). A
+ * replacement must pass them, or the body it goes into would carry what the rewriter refuses on
+ * input because parsers read it differently (`JSON.parse` accepts all four). The common case, a
+ * string of printable ASCII without escapes, is checked byte-wise.
+ */
+export function isOneStrictJsonValue(b: Uint8Array, oneLine: boolean): boolean {
+  if (isPlainJsonString(b)) return true
+  if (oneLine && (b.indexOf(LF) >= 0 || b.indexOf(CR) >= 0)) return false
+  const engine = new JsonRewriteEngine<never>({ rules: NO_TARGETS, mode: 'document', onValue: () => 'keep' })
+  try {
+    engine.write(Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength))
+    engine.end()
+    return true
+  } catch {
+    return false
+  }
+}
+
 /**
  * The replacement text must be exactly one JSON value, or the output would change shape (JSON
- * injection through a faulty action). The common case is checked byte-wise; anything else by
- * `JSON.parse` of that one bounded replacement. In NDJSON it must also hold no line break.
+ * injection through a faulty action), and one the rewriter itself would accept
+ * (`isOneStrictJsonValue`).
  */
 function toReplacement(r: unknown, oneLine: boolean): Buffer {
   let b: Buffer
@@ -307,18 +331,7 @@ function toReplacement(r: unknown, oneLine: boolean): Buffer {
     b = Buffer.from(r, 'utf8')
   } else if (r instanceof Uint8Array) b = Buffer.isBuffer(r) ? r : Buffer.from(r.buffer, r.byteOffset, r.byteLength)
   else throw new EcluseError('internal', 'JSON action "replace" needs a string or bytes')
-  if (!isPlainJsonString(b)) {
-    // In NDJSON a line break would split the record in two.
-    let ok = !oneLine || (b.indexOf(LF) < 0 && b.indexOf(CR) < 0)
-    if (ok) {
-      try {
-        JSON.parse(b.toString('utf8'))
-      } catch {
-        ok = false
-      }
-    }
-    if (!ok) throw new EcluseError('internal', 'JSON action replacement is not exactly one JSON value on one line')
-  }
+  if (!isOneStrictJsonValue(b, oneLine)) throw new EcluseError('internal', 'JSON action replacement is not exactly one JSON value on one line')
   return b
 }
 
