@@ -93,6 +93,7 @@ t.test('keys and ephemeral keys are checked', async (t) => {
   refuses(t, craft(pub, 'x', (h) => ({ ...h, epk: { ...epkOf('x')(h), x: Buffer.alloc(32).toString('base64url') } })), /key agreement failed/, 'small-order X25519 point')
   refuses(t, craft(pub, 'p', (h) => ({ ...h, epk: { ...epkOf('p')(h), y: (h.epk as Header).x } })), /key agreement failed/, 'P-256 point off the curve')
   refuses(t, craft(pub, 'x', (h) => ({ ...h, apu: 'QQ', apv: 'QQ' })), /apu equals apv/, 'apu = apv')
+  refuses(t, craft(pub, 'x', (h) => ({ ...h, apu: '', apv: '' })), /apu equals apv/, 'apu = apv, both present and empty (jose refuses it too)')
   refuses(t, craft(pub, 'x', (h) => ({ ...h, apu: 'Q' })), /apu/, 'apu not base64url')
   refuses(t, craft(pub, 'r', (h) => ({ ...h, epk: x.publicJwks.keys[0] })), /RSA-OAEP-256/, 'RSA with epk')
 })

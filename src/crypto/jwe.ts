@@ -283,8 +283,9 @@ export function parseCompact(
     epk = checkEpk(header.epk, key.curve!)
     apu = partyInfo(header.apu, 'apu')
     apv = partyInfo(header.apv, 'apv')
-    // jose refuses equal apu and apv; so do we, to open exactly what it opens.
-    if (apu !== '' && apu === apv) openFailed('apu equals apv')
+    // jose refuses equal apu and apv when both are present, empty ones included; so do we, to open
+    // exactly what it opens.
+    if (header.apu !== undefined && header.apv !== undefined && apu === apv) openFailed('apu equals apv')
   } else if (header.epk !== undefined || header.apu !== undefined || header.apv !== undefined) {
     openFailed('epk/apu/apv with RSA-OAEP-256')
   }
