@@ -4,6 +4,7 @@
  * says why); SIGTERM/SIGINT stop accepting, drain in-flight requests within a deadline, then exit.
  */
 import { setDefaultHighWaterMark } from 'node:stream'
+import type { SecureContext } from 'node:tls'
 import type { Logger } from 'pino'
 import { AdminServer, type Readiness } from './admin/server.js'
 import { loadConfigFile } from './config/load.js'
@@ -158,22 +159,37 @@ export class Gateway {
       const listenersChanged =
         JSON.stringify(old.sponsor.listen) !== JSON.stringify(config.sponsor.listen) ||
         JSON.stringify(old.admin) !== JSON.stringify(config.admin)
+      // Everything that can fail is built before anything changes: OpenSSL may refuse material the
+      // checks above accepted, and a failed reload must keep the whole previous state.
+      this.sponsor.checkTls(tls.sponsor)
       // Pools: same settings → rotate certificates in place; new or changed → a new pool.
       const upstreams = new Map<string, UpstreamPool>()
+      const rotations: Array<{ pool: UpstreamPool; context: SecureContext }> = []
+      const created: UpstreamPool[] = []
       const retired: UpstreamPool[] = []
-      for (const [name, cfg] of Object.entries(config.upstreams)) {
-        const existing = this.#upstreams.get(name)
-        const material = tls.upstreams.get(name)!
-        if (existing !== undefined && JSON.stringify(old.upstreams[name]) === JSON.stringify(cfg)) {
-          existing.reload(material)
-          upstreams.set(name, existing)
-        } else {
-          upstreams.set(name, Gateway.#pool(name, cfg, material, this.metrics))
-          if (existing !== undefined) retired.push(existing)
+      try {
+        for (const [name, cfg] of Object.entries(config.upstreams)) {
+          const existing = this.#upstreams.get(name)
+          const material = tls.upstreams.get(name)!
+          if (existing !== undefined && JSON.stringify(old.upstreams[name]) === JSON.stringify(cfg)) {
+            rotations.push({ pool: existing, context: existing.secureContextFor(material) })
+            upstreams.set(name, existing)
+          } else {
+            const pool = Gateway.#pool(name, cfg, material, this.metrics)
+            created.push(pool)
+            upstreams.set(name, pool)
+            if (existing !== undefined) retired.push(existing)
+          }
         }
+      } catch (err) {
+        // Pools made for this reload never served: close them with it.
+        for (const pool of created) void pool.destroy()
+        throw err
       }
       for (const [name, pool] of this.#upstreams) if (!upstreams.has(name)) retired.push(pool)
 
+      // From here on nothing throws: the swap is whole.
+      for (const { pool, context } of rotations) pool.reloadWith(context)
       this.sponsor.reloadTls(tls.sponsor)
       this.proxy.state = { routes, upstreams, sponsor: { ...config.sponsor, listen: old.sponsor.listen }, jwks }
       this.#upstreams = upstreams

@@ -1,11 +1,11 @@
-import { createPrivateKey } from 'node:crypto'
+import { createPrivateKey, generateKeyPairSync } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Config } from '../src/config/schema.js'
 import { loadAllTls, loadClientTls, loadServerTls } from '../src/config/tls-material.js'
 import { EcluseError } from '../src/errors.js'
-import { makeTestPki, type TestPki } from './helpers/pki.js'
+import { issueCertificate, makeTestPki, saveTestCert, type TestPki } from './helpers/pki.js'
 
 const pki: TestPki = await makeTestPki()
 const DAY = 86_400_000
@@ -193,4 +193,21 @@ t.test('every broken side is reported at once, one line each', async (t) => {
   t.equal(lines.length, 2)
   t.match(lines[0], /^sponsor\.tls\.key: /)
   t.match(lines[1], /^upstreams\.accreditation\.tls\.key: /)
+})
+
+t.test('material only OpenSSL refuses (a 512-bit RSA key) fails the load, naming the file, before any use', async (t) => {
+  const weakKey = generateKeyPairSync('rsa', {
+    modulusLength: 512,
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  }).privateKey
+  const weak = await saveTestCert(
+    'weak-sponsor-server',
+    issueCertificate(pki.sponsorCa, { commonName: 'ecluse.sponsor.test', dnsNames: ['localhost'], usage: 'server', keyPem: weakKey }),
+  )
+  const err = await failure(loadServerTls(sponsorTls({ cert: weak.certPath, key: weak.keyPath })))
+  t.equal(err.code, 'tls_material_invalid')
+  t.match(err.message, `sponsor.tls.cert: ${weak.certPath}: rejected by OpenSSL`)
+  t.match(err.message, /key too small/)
+  for (const fragment of keyFragments(weakKey)) t.notOk(err.message.includes(fragment), 'no key bytes in the message')
 })

@@ -6,12 +6,14 @@
  * - every certificate of the chain is currently valid and the chain is in issuing order;
  * - a CA bundle holds CA certificates only, at least one of them currently valid;
  * - no certificate file carries a private key;
+ * - OpenSSL itself accepts them (a key too small for its security level, a weak signature);
  * - the sponsor side and the trusted side never trust each other's CA (`loadAllTls`).
  *
  * Messages are `<config key path>: <file>: <reason>`; they never include key bytes.
  */
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto'
 import { readFile, stat } from 'node:fs/promises'
+import { createSecureContext } from 'node:tls'
 import { EcluseError } from '../errors.js'
 import type { Config, UpstreamConfig } from './schema.js'
 
@@ -195,6 +197,13 @@ async function loadMaterial(
   })
   if (!caCerts.some((c) => validityProblem(c, now) === undefined)) {
     fail(caKey, caFile, 'no CA certificate in the bundle is currently valid')
+  }
+  // Last, what only OpenSSL decides: a key too small for its security level, a weak signature. The
+  // same material must not pass `config check` and then fail at boot, or half-way through a reload.
+  try {
+    createSecureContext({ cert, key, ca })
+  } catch (err) {
+    fail('cert', certFile, `rejected by OpenSSL with ${keyFile}: ${(err as Error).message}`)
   }
 
   return {

@@ -219,8 +219,17 @@ export class UpstreamPool {
    * @throws EcluseError `tls_material_invalid`; `upstream_unavailable` after `close()`/`destroy()`.
    */
   reload(tls: ClientTlsMaterial): void {
+    this.reloadWith(this.secureContextFor(tls))
+  }
+
+  /** The context `reload(tls)` would use, built without changing anything (to prepare a reload). */
+  secureContextFor(tls: ClientTlsMaterial): SecureContext {
+    return buildClientSecureContext(this.name, tls, this.#cfg.tls.minVersion)
+  }
+
+  /** `reload` with a context already built by `secureContextFor`. */
+  reloadWith(secureContext: SecureContext): void {
     if (this.#closed) throw new EcluseError('upstream_unavailable', `upstream ${this.name}: reload after close`)
-    const secureContext = buildClientSecureContext(this.name, tls, this.#cfg.tls.minVersion)
     const next = this.#buildPool(secureContext)
     const previous = this.#pool
     // One synchronous swap: every request dispatched before this line is on `previous`, every later

@@ -1,7 +1,11 @@
+import { generateKeyPairSync, X509Certificate } from 'node:crypto'
 import { copyFile, writeFile } from 'node:fs/promises'
+import type { IncomingMessage } from 'node:http'
 import { join } from 'node:path'
+import type { TLSSocket } from 'node:tls'
 import t from 'tap'
 import { Harness, metricValue } from '../helpers/harness.js'
+import { issueCertificate, saveTestCert } from '../helpers/pki.js'
 
 t.test('a reload with a broken certificate keeps the old state and says why; a good reload applies', async (t) => {
   const h = await Harness.start()
@@ -33,4 +37,47 @@ t.test('a reload with a broken certificate keeps the old state and says why; a g
   const metrics = await h.metrics()
   t.equal(metricValue(metrics, 'ecluse_reloads_total', { result: 'failed' }), 1)
   t.equal(metricValue(metrics, 'ecluse_reloads_total', { result: 'ok' }), 1)
+})
+
+t.test('a reload that fails on any certificate changes none: the upstream client certificate rotated in the same reload stays the old one', async (t) => {
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const presented: string[] = []
+  h.upstream.server.prependListener('request', (req: IncomingMessage) => {
+    presented.push((req.socket as TLSSocket).getPeerCertificate().fingerprint256)
+  })
+  // The gateway's client pair at paths of this test's own, so that it can be replaced in place.
+  const clientCert = join(h.dir, 'client.crt')
+  const clientKey = join(h.dir, 'client.key')
+  await copyFile(h.pki.gatewayTrustedClient.certPath, clientCert)
+  await copyFile(h.pki.gatewayTrustedClient.keyPath, clientKey)
+  const upstreams = h.config['upstreams'] as { backend: { tls: Record<string, unknown> } }
+  const sponsor = h.config['sponsor'] as { tls: Record<string, unknown> }
+  const withClient = { ...h.config, upstreams: { backend: { ...upstreams.backend, tls: { ...upstreams.backend.tls, cert: clientCert, key: clientKey } } } }
+  await h.writeConfig(withClient)
+  t.same(await h.gateway.reload(), { ok: true })
+  t.equal((await h.request('/v1/records/1')).status, 200)
+  const before = presented.at(-1)
+
+  // The operator rotates the client pair in place and, in the same reload, installs a sponsor
+  // certificate that OpenSSL refuses (a 512-bit key) though it is otherwise well formed.
+  const rotated = issueCertificate(h.pki.trustedCa, { commonName: 'ecluse-gateway', uris: ['spiffe://trusted.test/ecluse-gateway'], usage: 'client' })
+  await writeFile(clientCert, rotated.certPem)
+  await writeFile(clientKey, rotated.keyPem, { mode: 0o600 })
+  const weakKey = generateKeyPairSync('rsa', {
+    modulusLength: 512,
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  }).privateKey
+  const weak = await saveTestCert(
+    'weak-sponsor-server',
+    issueCertificate(h.pki.sponsorCa, { commonName: 'ecluse.sponsor.test', dnsNames: ['localhost'], ips: ['127.0.0.1'], usage: 'server', keyPem: weakKey }),
+  )
+  await h.writeConfig({ ...withClient, sponsor: { ...sponsor, tls: { ...sponsor.tls, cert: weak.certPath, key: weak.keyPath } } })
+  const failed = await h.gateway.reload()
+  t.equal(failed.ok, false, 'the reload fails')
+  t.match((failed as { error: string }).error, /sponsor\.tls\.cert: .*rejected by OpenSSL/)
+  t.equal((await h.request('/v1/records/2')).status, 200, 'still serving')
+  t.equal(presented.at(-1), before, 'the upstream still sees the old client certificate: nothing was half-applied')
+  t.not(before, new X509Certificate(rotated.certPem).fingerprint256)
 })
