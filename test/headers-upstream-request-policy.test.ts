@@ -130,6 +130,13 @@ t.test('the principal header is optional and always a valid field value', async 
   t.equal(without['x-ecluse-principal'], undefined, 'not configured: not sent, and the client’s is not forwarded')
   const nonAscii = buildUpstreamHeaders([], plain, { ...ctx, principal: { id: 'cn:Agence Écluse €', attributes: new Set() } })
   t.equal(nonAscii['x-ecluse-principal'], 'cn:Agence %C3%89cluse %E2%82%AC')
+  // One-to-one: `%` is encoded too, so a CN that spells an encoding is not the CN it spells.
+  const header = (id: string) => buildUpstreamHeaders([], plain, { ...ctx, principal: { id, attributes: new Set() } })['x-ecluse-principal']
+  t.equal(header('cn:%C3%89cluse'), 'cn:%25C3%2589cluse')
+  t.not(header('cn:%C3%89cluse'), header('cn:Écluse'))
+  for (const id of ['cn:Écluse', 'cn:%C3%89cluse', 'cn:100% sûr', 'uri:spiffe://sponsor.test/app']) {
+    t.equal(decodeURIComponent(header(id) as string), id, `decodes back to ${id}`)
+  }
 })
 
 t.test('the result has lower-case names and no prototype to pollute', async (t) => {

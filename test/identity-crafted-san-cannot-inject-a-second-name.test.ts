@@ -36,7 +36,7 @@ t.test('commas, quotes and backslashes cannot split or close a value early', asy
     'spiffe://x\\',
   ]
   const principal = principalFromCertificate(leaf({ uris }))
-  t.equal(principal.id, uris[0])
+  t.equal(principal.id, `uri:${uris[0]}`)
   t.strictSame([...principal.attributes].sort(), ['cn:crafted', ...uris.map((v) => `uri:${v}`)].sort())
   t.notOk(principal.attributes.has('dns:evil.example'))
   t.notOk(isAllowed(adminRoute, principal), 'no injected name grants anything')

@@ -11,7 +11,7 @@ const der = (pem: string) => new X509Certificate(pem).raw
 
 t.test('the sponsor client certificate names its URI SAN, CN and OU', async (t) => {
   const principal = principalFromCertificate(new X509Certificate(pki.sponsorClient.certPem))
-  t.equal(principal.id, 'spiffe://sponsor.test/accreditation-app')
+  t.equal(principal.id, 'uri:spiffe://sponsor.test/accreditation-app')
   t.strictSame([...principal.attributes].sort(), [
     'cn:accreditation-app',
     'ou:accreditation',
@@ -20,7 +20,7 @@ t.test('the sponsor client certificate names its URI SAN, CN and OU', async (t) 
   t.ok(Object.isFrozen(principal))
 })
 
-t.test('the id is the first URI SAN, else the first DNS SAN, else cn:<CN>', async (t) => {
+t.test('the id is uri:<first URI SAN>, else dns:<first DNS SAN>, else cn:<CN>', async (t) => {
   const both = issueCertificate(pki.sponsorCa, {
     commonName: 'both',
     uris: ['spiffe://sponsor.test/one', 'spiffe://sponsor.test/two'],
@@ -29,7 +29,7 @@ t.test('the id is the first URI SAN, else the first DNS SAN, else cn:<CN>', asyn
     keyPem,
   })
   const p1 = principalFromCertificate(der(both.certPem))
-  t.equal(p1.id, 'spiffe://sponsor.test/one')
+  t.equal(p1.id, 'uri:spiffe://sponsor.test/one')
   t.strictSame([...p1.attributes].sort(), [
     'cn:both',
     'dns:a.sponsor.test',
@@ -39,7 +39,7 @@ t.test('the id is the first URI SAN, else the first DNS SAN, else cn:<CN>', asyn
   ])
 
   const dnsOnly = issueCertificate(pki.sponsorCa, { commonName: 'dns', dnsNames: ['b.sponsor.test', 'a.sponsor.test'], usage: 'client', keyPem })
-  t.equal(principalFromCertificate(der(dnsOnly.certPem)).id, 'b.sponsor.test')
+  t.equal(principalFromCertificate(der(dnsOnly.certPem)).id, 'dns:b.sponsor.test')
 
   // An IP SAN is not a matchable identity: this certificate is named by its CN alone.
   const cnOnly = issueCertificate(pki.sponsorCa, { commonName: 'Agence Écluse', organizationalUnit: 'ops', ips: ['192.0.2.7'], usage: 'client', keyPem })
@@ -56,6 +56,32 @@ t.test('a certificate with no URI SAN, DNS SAN or CN is refused', async (t) => {
 t.test('a CN with a control character is refused rather than forging a log line', async (t) => {
   const forged = issueCertificate(pki.sponsorCa, { commonName: 'app\nlevel=admin', ips: ['192.0.2.9'], usage: 'client', keyPem })
   t.throws(() => principalFromCertificate(der(forged.certPem)), { code: 'forbidden', message: /control character/ })
+  // Line separators and bidirectional overrides: valid JSON in a log line, misleading on screen.
+  // (Named, not printed: a raw U+2028 in an assertion name would break the TAP stream itself.)
+  const shown: Array<[string, string]> = [
+    ['a line separator', 'app\u2028level=admin'],
+    ['a right-to-left override', 'nimda\u202e'],
+    ['a left-to-right isolate', 'user\u2066admin\u2069'],
+  ]
+  for (const [what, cn] of shown) {
+    const cert = issueCertificate(pki.sponsorCa, { commonName: cn, ips: ['192.0.2.9'], usage: 'client', keyPem })
+    t.throws(() => principalFromCertificate(der(cert.certPem)), { code: 'forbidden', message: /control character/ }, what)
+  }
+})
+
+t.test('certificates naming their holder differently never share an id', async (t) => {
+  const id = (spec: { commonName: string; uris?: string[]; dnsNames?: string[] }) =>
+    principalFromCertificate(der(issueCertificate(pki.sponsorCa, { ips: ['192.0.2.10'], usage: 'client', keyPem, ...spec }).certPem)).id
+  // A URI SAN that spells another type's id, and a DNS SAN that spells a URI SAN.
+  const ids = [
+    id({ commonName: 'alice' }),
+    id({ commonName: 'mallory', uris: ['cn:alice'] }),
+    id({ commonName: 'x', dnsNames: ['svc.example'] }),
+    id({ commonName: 'y', uris: ['svc.example'] }),
+    id({ commonName: 'z', uris: ['dns:svc.example'] }),
+  ]
+  t.strictSame(ids, ['cn:alice', 'uri:cn:alice', 'dns:svc.example', 'uri:svc.example', 'uri:dns:svc.example'])
+  t.equal(new Set(ids).size, ids.length, 'all distinct')
 })
 
 t.test('a certificate with two CNs is refused: which one names the holder is a guess', async (t) => {

@@ -18,8 +18,14 @@ export const PRINCIPAL_CACHE_SIZE = 1024
 
 /** URI and DNS SANs are IA5String URIs and host names: visible ASCII only (RFC 5280 §4.2.1.6). */
 const SAN_VALUE = /^[\x21-\x7e]+$/
-/** No C0, DEL or C1 control characters in a CN or OU: they would forge log lines or headers. */
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/
+/**
+ * No C0, DEL or C1 control characters in a CN or OU (they would forge log lines or headers), nor the
+ * line and paragraph separators or the bidirectional overrides and isolates (they would make a log
+ * line or a name read as something else on screen).
+ */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/
+/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 /** A general-name type as Node prints it: `URI`, `DNS`, `IP Address`, `email`, `DirName`, … */
 const SAN_TYPE = /^[A-Za-z][A-Za-z ]*$/
 
@@ -78,6 +84,9 @@ function subjectValues(subject: Record<string, unknown> | undefined, key: string
   for (const v of values) {
     if (typeof v !== 'string') refuse(`unreadable subject ${key}`)
     if (CONTROL.test(v)) refuse(`control character in subject ${key}`)
+    // An unpaired surrogate (a BMPString can hold one) has no UTF-8 form: it would be sent, logged
+    // and compared as U+FFFD, the same as a real U+FFFD.
+    if (LONE_SURROGATE.test(v)) refuse(`unpaired surrogate in subject ${key}`)
   }
   return (values as string[]).filter((v) => v !== '')
 }
@@ -111,7 +120,9 @@ function derive(cert: X509Certificate): Principal {
   if (cn !== undefined) attributes.add(`cn:${cn}`)
   for (const ou of subjectValues(subject, 'OU')) attributes.add(`ou:${ou}`)
 
-  const id = firstUri ?? firstDns ?? (cn === undefined ? undefined : `cn:${cn}`)
+  // In matcher form, like the attributes: a URI SAN `cn:alice` and a CN `alice` are two principals
+  // to the upstream and in the logs, as they are to the ACLs.
+  const id = firstUri !== undefined ? `uri:${firstUri}` : firstDns !== undefined ? `dns:${firstDns}` : cn === undefined ? undefined : `cn:${cn}`
   if (id === undefined) refuse('no URI SAN, DNS SAN or subject CN')
   return Object.freeze({ id, attributes })
 }
@@ -126,8 +137,8 @@ function parse(der: Buffer): X509Certificate {
 
 /**
  * The principal a verified client certificate names: attributes `uri:<each URI SAN>`,
- * `dns:<each DNS SAN>`, `cn:<subject CN>`, `ou:<each subject OU>`; `id` is the first URI SAN, else the
- * first DNS SAN, else `cn:<CN>`. Throws `EcluseError('forbidden')` for a certificate with none of
+ * `dns:<each DNS SAN>`, `cn:<subject CN>`, `ou:<each subject OU>`; `id` is, in the same form, the
+ * first URI SAN (`uri:…`), else the first DNS SAN (`dns:…`), else `cn:<CN>`. Throws `EcluseError('forbidden')` for a certificate with none of
  * these, or with a name that is malformed or ambiguous. Results are cached by SHA-256 of the DER in a
  * bounded LRU ({@link PRINCIPAL_CACHE_SIZE} entries).
  *

@@ -3,7 +3,10 @@
  * the sponsor CA; nothing the client sends in headers can change it.
  */
 export interface Principal {
-  /** The display identity: the first URI SAN, else the first DNS SAN, else `cn:<CN>`. Log-safe. */
+  /**
+   * The display identity, in matcher form: `uri:<first URI SAN>`, else `dns:<first DNS SAN>`, else
+   * `cn:<CN>`. Distinct certificates' names give distinct ids. Log-safe.
+   */
   readonly id: string
   /**
    * Every attribute a route's `allow` list may match, each in matcher form:

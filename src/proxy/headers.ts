@@ -137,9 +137,13 @@ const SINGLETON: ReadonlySet<string> = new Set([
  */
 const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/
 
-/** Characters sent as-is in the principal header; anything else is percent-encoded as UTF-8. */
-const PLAIN_ID = /^[\x20-\x7e]*$/
-const NON_PLAIN_ID_CHAR = /[^\x20-\x7e]/gu
+/**
+ * Characters sent as-is in the principal header: printable ASCII but `%`. Anything else, `%`
+ * included, is percent-encoded as UTF-8, so that the encoding is one-to-one: a CN `%C3%89` and a CN
+ * `É` are two headers.
+ */
+const PLAIN_ID = /^[\x20-\x24\x26-\x7e]*$/
+const NON_PLAIN_ID_CHAR = /[^\x20-\x24\x26-\x7e]/gu
 
 const IPV4_MAPPED = '::ffff:'
 
@@ -301,7 +305,7 @@ function addConnectionTokens(named: Set<string> | null, value: string): Set<stri
 /**
  * The principal id as a field value. Ids are ASCII in practice (URI and DNS SANs are); a CN may not
  * be, and a raw non-Latin-1 value would be refused by undici, so those characters are sent
- * percent-encoded as UTF-8.
+ * percent-encoded as UTF-8, and so is `%` itself (decoding gives the id back, exactly).
  */
 function principalHeaderValue(id: string): string {
   if (PLAIN_ID.test(id)) return id

@@ -54,7 +54,7 @@ t.test('spoofed forwarding headers are overwritten; hop-by-hop and unlisted head
   t.equal(up.url, '/v1/records/42?x=1', 'normalised path and the query are forwarded')
   t.equal(up.headers['x-forwarded-for'], '127.0.0.1', 'x-forwarded-for comes from the verified connection')
   t.equal(up.headers['x-forwarded-proto'], 'https')
-  t.equal(up.headers['x-ecluse-principal'], 'spiffe://sponsor.test/accreditation-app', 'principal header from the certificate')
+  t.equal(up.headers['x-ecluse-principal'], 'uri:spiffe://sponsor.test/accreditation-app', 'principal header from the certificate')
   t.not(up.headers['x-request-id'], 'client-chosen', 'request id is ours')
   t.equal(up.headers['x-request-id'], res.headers['x-request-id'], 'the same request id both ways')
   for (const name of ['forwarded', 'x-real-ip', 'x-drop-me', 'x-not-listed', 'authorization', 'cookie']) {

@@ -30,7 +30,7 @@ t.test('the access line the running gateway writes has exactly the allow-listed 
     'a proxied request: the fixed fields and the upstream time',
   )
   t.same(Object.keys(refusal!).filter((k) => !pino.includes(k)), [...gatewayFields, 'code'], 'a refusal: the fixed fields and its code')
-  t.match(success, { route: 'records', principal: 'spiffe://sponsor.test/accreditation-app', method: 'POST', status: 200, aborted: false })
+  t.match(success, { route: 'records', principal: 'uri:spiffe://sponsor.test/accreditation-app', method: 'POST', status: 200, aborted: false })
   t.match(refusal, { route: 'unmatched', status: 404, code: 'route_not_found' })
   t.equal(leaksCanary(JSON.stringify(lines)), undefined, 'no path, query, header or body value in the access lines')
 })
