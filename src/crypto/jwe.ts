@@ -449,7 +449,12 @@ export function openParsedOnce(p: ParsedCompact): Buffer {
     kek.fill(0)
   }
   const ok = cek !== undefined
-  const out = decryptContent(p, cek ?? randomBytes(GCM.cekBytes), ok ? 'authentication tag mismatch' : 'key unwrap failed')
-  if (!ok) openFailed('key unwrap failed')
-  return out
+  const key = cek ?? randomBytes(GCM.cekBytes)
+  try {
+    const out = decryptContent(p, key, ok ? 'authentication tag mismatch' : 'key unwrap failed')
+    if (!ok) openFailed('key unwrap failed')
+    return out
+  } finally {
+    key.fill(0)
+  }
 }

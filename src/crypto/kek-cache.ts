@@ -43,9 +43,13 @@ export class KekCache {
     if (this.keys.get(p.key.kid) !== p.key) openFailed('parsed against another key set')
     if (p.key.algorithm.kind === 'rsa-oaep') {
       const { cek, ok } = rsaUnwrap(p)
-      const out = decryptContent(p, cek, ok ? 'authentication tag mismatch' : 'key decryption failed')
-      if (!ok) openFailed('key decryption failed')
-      return out
+      try {
+        const out = decryptContent(p, cek, ok ? 'authentication tag mismatch' : 'key decryption failed')
+        if (!ok) openFailed('key decryption failed')
+        return out
+      } finally {
+        cek.fill(0)
+      }
     }
     const epk = p.epk!
     let unwrapper: KeyUnwrapper | undefined
@@ -68,8 +72,12 @@ export class KekCache {
     let cek = unwrapper.unwrap256(p.ek)
     const unwrapped = cek !== undefined
     cek ??= randomBytes(GCM.cekBytes)
-    const out = decryptContent(p, cek, unwrapped ? 'authentication tag mismatch' : 'key unwrap failed')
-    cek.fill(0)
+    let out: Buffer
+    try {
+      out = decryptContent(p, cek, unwrapped ? 'authentication tag mismatch' : 'key unwrap failed')
+    } finally {
+      cek.fill(0)
+    }
     if (!unwrapped) openFailed('key unwrap failed')
     if (fresh && this.#size > 0) {
       if (this.#cache.size >= this.#size) this.#cache.delete(this.#cache.keys().next().value!)

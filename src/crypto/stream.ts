@@ -413,10 +413,23 @@ class OpenStreamImpl extends Transform implements OpenStream {
       this.#held = undefined
       this.#record = EMPTY
       this.#phase = Phase.Done
+      this.#key.fill(0)
       done()
     } catch (err) {
       this.#fail(err, done)
     }
+  }
+
+  /**
+   * Destroyed before its end (the other side went away, a later stage failed): the record key and a
+   * verified last record that was never released are zeroed now, not left to the garbage collector.
+   */
+  override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
+    this.#key.fill(0)
+    this.#held?.fill(0)
+    this.#held = undefined
+    this.#record = EMPTY
+    done(err)
   }
 
   #fail(err: unknown, done: TransformCallback): void {

@@ -1,0 +1,74 @@
+/**
+ * The opening side zeroes the keys it derives once they have served, however the opening ends: a
+ * sealed stream's record key when the stream ends, fails or is destroyed half-way (the other side
+ * went away), a verified last record never released, and a value's content key when its tag does not
+ * verify, on the ECDH and RSA paths alike. The keys are caught where they are used, at
+ * `createDecipheriv`, through a spy on `node:crypto`.
+ */
+import crypto, { randomBytes } from 'node:crypto'
+import { syncBuiltinESMExports } from 'node:module'
+import { Readable } from 'node:stream'
+import t from 'tap'
+import { FieldOpener, FieldSealer } from '../src/crypto/field.js'
+import { generateKeySet, parseKeySet } from '../src/crypto/keys.js'
+import { createOpenStream, createSealStream } from '../src/crypto/stream.js'
+
+// Every module's `import { createDecipheriv } from 'node:crypto'` is a live binding to the builtin's
+// export, which syncBuiltinESMExports points at the spy.
+/** Every AES-256-GCM key handed to `createDecipheriv`, by reference. */
+const used: Buffer[] = []
+const createDecipheriv = crypto.createDecipheriv
+crypto.createDecipheriv = ((...args: Parameters<typeof createDecipheriv>) => {
+  // Content and record keys (AES-GCM), not the key-wrapping KEKs the opener caches by design.
+  if (args[0] === 'aes-256-gcm' && Buffer.isBuffer(args[1])) used.push(args[1])
+  return createDecipheriv(...args)
+}) as typeof createDecipheriv
+syncBuiltinESMExports()
+t.teardown(() => {
+  crypto.createDecipheriv = createDecipheriv
+  syncBuiltinESMExports()
+})
+
+const zeroed = (b: Buffer) => b.every((x) => x === 0)
+
+for (const alg of ['ECDH-ES+A256KW', 'RSA-OAEP-256'] as const) {
+  const set = generateKeySet(alg === 'RSA-OAEP-256' ? { alg, kid: 'r' } : { kid: 'x' })
+  const pub = parseKeySet(set.publicJwks, { publicOnly: true })
+  const priv = parseKeySet(set.privateJwks, { requirePrivate: true })
+
+  t.test(`${alg}: a sealed stream's record key is zeroed when it ends, and when it is destroyed half-way`, async (t) => {
+    const body = randomBytes(200_000)
+    const sealed = Buffer.concat(await Readable.from([body]).pipe(createSealStream(pub, { contentType: 'application/pdf', recordSize: 4096 })).toArray())
+
+    used.length = 0
+    const whole = Buffer.concat(await Readable.from([sealed]).pipe(createOpenStream(priv)).toArray())
+    t.ok(whole.equals(body), 'opened')
+    const recordKeys = used.filter((k) => k.length === 32)
+    t.ok(recordKeys.length > 0, 'the record key was seen')
+    t.ok(recordKeys.every(zeroed), 'and zeroed at the end')
+
+    used.length = 0
+    const open = createOpenStream(priv)
+    open.on('error', () => {})
+    open.write(sealed.subarray(0, 50_000))
+    await new Promise((r) => setImmediate(r))
+    t.ok(used.length > 0, 'records were opened before the destroy')
+    t.notOk(used.every(zeroed), 'the key is live while the stream is')
+    open.destroy()
+    t.ok(used.filter((k) => k.length === 32).every(zeroed), 'zeroed by the destroy')
+  })
+
+  t.test(`${alg}: a value's content key is zeroed when its tag fails`, async (t) => {
+    const jwe = new FieldSealer(pub, { route: 'r' }).seal(Buffer.from('"v"'), { ptr: '/a' })
+    const parts = jwe.split('.')
+    const ct = Buffer.from(parts[3]!, 'base64url')
+    ct[0] ^= 1
+    const tampered = [...parts.slice(0, 3), ct.toString('base64url'), parts[4]].join('.')
+    used.length = 0
+    const opener = new FieldOpener(priv)
+    t.throws(() => opener.open(tampered, { route: 'r', ptr: '/a' }), { code: 'open_failed' })
+    const ceks = used.filter((k) => k.length === 32)
+    t.equal(ceks.length, 1, 'one content key was tried')
+    t.ok(zeroed(ceks[0]!), 'and zeroed although the opening failed')
+  })
+}
