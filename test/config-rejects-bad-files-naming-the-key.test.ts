@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises'
 import t from 'tap'
 import { loadConfigFile, parseConfig } from '../src/config/load.js'
 import { EcluseError } from '../src/errors.js'
@@ -164,4 +165,27 @@ t.test('a missing file is config_invalid naming the file and the errno', async (
     message: `${dir}/does-not-exist.yaml: cannot read (ENOENT)`,
   })
   await t.rejects(loadConfigFile(dir), { code: 'config_invalid', message: `${dir}: not a regular file` })
+})
+
+t.test('names every object inherits are not upstreams or key sets, and __proto__ is no key anywhere', async (t) => {
+  const fixture = await readFile(`${dir}/unknown-upstream.yaml`, 'utf8')
+  // The route names an upstream or key set that only Object.prototype has.
+  for (const name of ['constructor', 'toString', 'hasOwnProperty', '__proto__']) {
+    t.throws(() => parseConfig(fixture.replace('upstream: accreditaton', `upstream: ${name}`), 'x.yaml'), {
+      code: 'config_invalid',
+      message: `x.yaml: routes[0].upstream: unknown upstream "${name}"`,
+    })
+    const jwks = fixture.replace('upstream: accreditaton', `upstream: accreditation\n    jwks: ${name}`)
+    t.throws(() => parseConfig(jwks, 'x.yaml'), { code: 'config_invalid', message: new RegExp(`routes\\[0\\]\\.jwks: unknown key set "${name}"`) })
+  }
+  // A `__proto__` key, which the schema used to drop without a word under `upstreams` and `keys`.
+  const good = fixture.replace('upstream: accreditaton', 'upstream: accreditation')
+  t.doesNotThrow(() => parseConfig(good, 'x.yaml'), 'the fixture is otherwise valid')
+  for (const [where, text] of [
+    ['upstreams.__proto__', good.replace('upstreams:\n', 'upstreams:\n  __proto__: { url: https://x }\n')],
+    ['keys.__proto__', `${good}keys:\n  __proto__: { file: k.json }\n`],
+    ['routes[0].__proto__', good.replace('    upstream: accreditation', '    upstream: accreditation\n    __proto__: { allow: [] }')],
+  ] as const) {
+    t.throws(() => parseConfig(text, 'x.yaml'), { code: 'config_invalid', message: `x.yaml: ${where}: "__proto__" is not an accepted key` }, where)
+  }
 })

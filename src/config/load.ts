@@ -169,6 +169,10 @@ function parseYaml(text: string, source: string): unknown {
     })
     throw new EcluseError('config_invalid', lines.join('\n'))
   }
+  // A `__proto__` key would become the prototype of its mapping, or vanish, depending on who reads
+  // it (the schema dropped it silently under `upstreams` and `keys`): never a name we accept.
+  const proto = protoKeyPath(doc)
+  if (proto !== undefined) throw new EcluseError('config_invalid', `${source}: ${proto}: "__proto__" is not an accepted key`)
   try {
     return doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT })
   } catch (err) {
@@ -177,6 +181,19 @@ function parseYaml(text: string, source: string): unknown {
       cause: err,
     })
   }
+}
+
+/** The key path of the first mapping key spelled `__proto__`, if any. */
+function protoKeyPath(doc: Document): string | undefined {
+  let offset: number | undefined
+  visit(doc, {
+    Pair(_key, pair) {
+      if (!isScalar(pair.key) || pair.key.value !== '__proto__') return undefined
+      offset = pair.key.range?.[0]
+      return visit.BREAK
+    },
+  })
+  return offset === undefined ? undefined : (keyPathAt(doc, offset) ?? '__proto__')
 }
 
 /** The key path of the mapping key that starts at `offset`, e.g. `routes[0].allow`. */

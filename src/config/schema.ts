@@ -197,7 +197,8 @@ export const configSchema = z
   .superRefine((cfg, ctx) => {
     const names = new Set<string>()
     cfg.routes.forEach((route, i) => {
-      if (!(route.upstream in cfg.upstreams)) {
+      // Own names only: `in` would also find `constructor`, `toString`… on every object.
+      if (!Object.hasOwn(cfg.upstreams, route.upstream)) {
         ctx.addIssue({ code: 'custom', path: ['routes', i, 'upstream'], message: `unknown upstream "${route.upstream}"` })
       }
       if (names.has(route.name)) {
@@ -205,7 +206,7 @@ export const configSchema = z
       }
       names.add(route.name)
       if (route.jwks !== undefined) {
-        if (!(route.jwks in cfg.keys)) {
+        if (!Object.hasOwn(cfg.keys, route.jwks)) {
           ctx.addIssue({ code: 'custom', path: ['routes', i, 'jwks'], message: `unknown key set "${route.jwks}"` })
         }
         if (route.methods.some((m) => m !== 'GET' && m !== 'HEAD')) {

@@ -212,7 +212,7 @@ function headerAllow(
 
 function compileRoute(route: RouteConfig, index: number, config: Config, env: TransformEnv): CompiledRoute {
   const key = `routes[${index}]`
-  if (!(route.upstream in config.upstreams)) {
+  if (!Object.hasOwn(config.upstreams, route.upstream)) {
     throw new EcluseError('config_invalid', `${key}.upstream: unknown upstream "${route.upstream}"`)
   }
   if (route.allow.length === 0) env.log.warn({ route: route.name }, 'route allows no principal: every request to it is refused')
