@@ -554,10 +554,10 @@ interface PrivateSetOnDisk {
 }
 
 async function readPrivateSet(privateFile: string): Promise<PrivateSetOnDisk> {
-  const { readFile } = await import('node:fs/promises')
-  const { parseKeySet } = await import('./crypto/index.js')
-  // Validated as a whole (a private set, every key well formed) before any of it is copied.
-  const text = await readFile(privateFile)
+  const { parseKeySet, readKeySetText } = await import('./crypto/index.js')
+  // Read as the gateway reads key files (a regular file, bounded), and validated as a whole (a
+  // private set, every key well formed) before any of it is copied.
+  const text = await readKeySetText(privateFile)
   const set = parseKeySet(text, { requirePrivate: true, source: privateFile })
   const doc = JSON.parse(text.toString('utf8')) as { keys?: Record<string, unknown>[] } & Record<string, unknown>
   const keys = Array.isArray(doc.keys) ? doc.keys : [doc]

@@ -6,7 +6,8 @@
  * files, and two files that name different current keys (an interrupted promote: running the promote
  * again completes it, and until then retire and stage refuse to rewrite the public file).
  */
-import { copyFile, cp, readFile, rm, writeFile } from 'node:fs/promises'
+import { execFileSync } from 'node:child_process'
+import { copyFile, cp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { parseKeySet } from '../src/crypto/keys.js'
@@ -180,4 +181,29 @@ t.test('an interrupted retire (public file written, private not): retire again c
   t.same(await kids(dir), { private: ['k2', 'k1'], public: ['k2'], current: ['k2', 'k2'] }, 'the private file still opens k1')
   await ok(t, ['keys', 'retire', '--out', dir, '--kid', 'k1'])
   t.same(await snapshot(dir), await snapshot(copy), 'the same files as an uninterrupted retire')
+})
+
+t.test('a private file that is a device or a FIFO is refused at once, read as the gateway reads key files', async (t) => {
+  const dir = t.testdir()
+  await ok(t, ['keys', 'init', '--out', dir, '--kid', 'k1'])
+  await ok(t, ['keys', 'init', '--out', dir, '--rotate', '--stage', '--kid', 'k2'])
+  const priv = join(dir, NAMES[0]!)
+  const publicBefore = await readFile(join(dir, NAMES[1]!))
+  await rm(priv)
+  await symlink('/dev/zero', priv)
+  for (const argv of [
+    ['keys', 'promote', '--out', dir, '--kid', 'k2'],
+    ['keys', 'retire', '--out', dir, '--kid', 'k1'],
+    ['keys', 'init', '--out', dir, '--rotate', '--kid', 'k3'],
+  ]) {
+    const r = await runCli(argv)
+    t.equal(r.code, 1, `${argv[1]}, /dev/zero: exit 1`)
+    t.equal(r.stderr, `ecluse: ${priv}: not a regular file\n`, `${argv[1]}, /dev/zero: named, without reading it`)
+  }
+  await rm(priv)
+  execFileSync('mkfifo', [priv])
+  const r = await runCli(['keys', 'promote', '--out', dir, '--kid', 'k2'])
+  t.equal(r.code, 1, 'a FIFO: exit 1, not a wait for a writer')
+  t.equal(r.stderr, `ecluse: ${priv}: not a regular file\n`)
+  t.same(await readFile(join(dir, NAMES[1]!)), publicBefore, 'the public file unchanged')
 })

@@ -6,12 +6,12 @@
  *   config/edge.yaml: routes[2].upstream: unknown upstream "x"
  *   config/edge.yaml: sponsor.tls.cert: required
  */
-import { readFile, stat } from 'node:fs/promises'
 import { isIP } from 'node:net'
 import { dirname, resolve } from 'node:path'
 import { type Document, isPair, isScalar, isSeq, parseDocument, visit } from 'yaml'
 import type { z } from 'zod'
 import { EcluseError } from '../errors.js'
+import { readBoundedFile, unreadable } from '../read-bounded-file.js'
 import { type Config, configSchema } from './schema.js'
 
 /** A configuration file larger than this is refused before it is parsed (bounded by default). */
@@ -95,15 +95,9 @@ export function parseConfig(text: string, source: string): Config {
 export async function loadConfigFile(file: string): Promise<Config> {
   let text: string
   try {
-    const info = await stat(file)
-    if (!info.isFile()) throw new EcluseError('config_invalid', `${file}: not a regular file`)
-    if (info.size > MAX_CONFIG_BYTES) {
-      throw new EcluseError('config_invalid', `${file}: larger than ${MAX_CONFIG_BYTES} bytes`)
-    }
-    text = await readFile(file, 'utf8')
+    text = (await readBoundedFile(file, MAX_CONFIG_BYTES)).toString('utf8')
   } catch (err) {
-    if (err instanceof EcluseError) throw err
-    throw new EcluseError('config_invalid', `${file}: cannot read (${errnoCode(err)})`, { cause: err })
+    throw new EcluseError('config_invalid', `${file}: ${unreadable(err, 'cannot read')}`, { cause: err })
   }
   return resolveConfigPaths(parseConfig(text, file), dirname(resolve(file)))
 }
@@ -365,7 +359,3 @@ function firstLine(message: string): string {
   return i === -1 ? message : message.slice(0, i)
 }
 
-function errnoCode(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code
-  return typeof code === 'string' ? code : err instanceof Error ? err.message : String(err)
-}

@@ -12,9 +12,9 @@
  * Messages are `<config key path>: <file>: <reason>`; they never include key bytes.
  */
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto'
-import { readFile, stat } from 'node:fs/promises'
 import { createSecureContext } from 'node:tls'
 import { EcluseError } from '../errors.js'
+import { readBoundedFile, unreadable } from '../read-bounded-file.js'
 import type { Config, UpstreamConfig } from './schema.js'
 
 /** A PEM file larger than this is refused unread (bounded by default). */
@@ -221,16 +221,9 @@ async function loadMaterial(
 
 async function readPem(file: string, keyPath: string): Promise<Buffer> {
   try {
-    const info = await stat(file)
-    if (!info.isFile()) throw new EcluseError('tls_material_invalid', `${keyPath}: ${file}: not a regular file`)
-    if (info.size > MAX_PEM_BYTES) {
-      throw new EcluseError('tls_material_invalid', `${keyPath}: ${file}: larger than ${MAX_PEM_BYTES} bytes`)
-    }
-    return await readFile(file)
+    return await readBoundedFile(file, MAX_PEM_BYTES)
   } catch (err) {
-    if (err instanceof EcluseError) throw err
-    const code = (err as NodeJS.ErrnoException).code ?? 'read error'
-    throw new EcluseError('tls_material_invalid', `${keyPath}: ${file}: cannot read (${code})`, { cause: err })
+    throw new EcluseError('tls_material_invalid', `${keyPath}: ${file}: ${unreadable(err, 'cannot read')}`, { cause: err })
   }
 }
 

@@ -40,6 +40,7 @@ export {
   parseKeySet,
   RecipientKey,
   readKeySetFile,
+  readKeySetText,
 } from './keys.js'
 export {
   createOpenStream,

@@ -20,9 +20,9 @@ import {
   publicEncrypt,
   randomBytes,
 } from 'node:crypto'
-import { readFile, stat } from 'node:fs/promises'
 import { inspect } from 'node:util'
 import { EcluseError } from '../errors.js'
+import { readBoundedFile, unreadable } from '../read-bounded-file.js'
 import {
   CURVES,
   type Curve,
@@ -262,17 +262,21 @@ export function parseKeySet(input: string | Uint8Array | unknown, options: KeySe
  */
 export async function readKeySetFile(path: string, options: KeySetOptions = {}): Promise<KeySet> {
   const source = options.source ?? path
-  let text: Buffer
+  return parseKeySet(await readKeySetText(path, source), { ...options, source })
+}
+
+/**
+ * The bytes of a key-set file: a regular file of at most 1 MiB, checked and read through one handle.
+ * `readKeySetFile` parses them; `ecluse keys …` also keeps the document itself.
+ *
+ * @throws EcluseError `key_material_invalid` naming `source`.
+ */
+export async function readKeySetText(path: string, source = path): Promise<Buffer> {
   try {
-    const info = await stat(path)
-    if (!info.isFile()) fail(source, '', 'not a regular file')
-    if (info.size > MAX_KEYSET_BYTES) fail(source, '', `larger than ${MAX_KEYSET_BYTES} bytes`)
-    text = await readFile(path)
+    return await readBoundedFile(path, MAX_KEYSET_BYTES)
   } catch (err) {
-    if (err instanceof EcluseError) throw err
-    throw new EcluseError('key_material_invalid', `${source}: cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+    throw new EcluseError('key_material_invalid', `${source}: ${unreadable(err, 'cannot be read')}`)
   }
-  return parseKeySet(text, { ...options, source })
 }
 
 function str(jwk: Record<string, unknown>, name: string, source: string, where: string): string {
