@@ -50,9 +50,11 @@ import { generateRecords } from './records.js'
  * `bulk-sealed`: the upstream counted exactly `values` sealed values in what it received.
  * `uploaded`: the upstream received exactly what was sent (SHA-256). `sealed-stream`: it received an
  * ECLS v1 sealed stream of exactly the sent plaintext's length. `download`: the body is pattern body
- * 0 of `bytes` bytes (SHA-256).
+ * 0 of `bytes` bytes (SHA-256). `record`: the body is a bench record in plaintext (its `passportNumber`
+ * member is there), not some other 2xx answer.
  */
 export type Check =
+  | { readonly kind: 'record' }
   | { readonly kind: 'sealed'; readonly values: number }
   | { readonly kind: 'opened'; readonly corpus: number }
   | { readonly kind: 'bulk-sealed'; readonly values: number }
@@ -175,6 +177,11 @@ function openedMarkers(corpus: number): string[][] {
   ])
 }
 
+/** `check: record`: a bench record went through, in plaintext (ASCII needle: see `cannon`). */
+function isRecordBody(body: string): boolean {
+  return body.includes('"passportNumber":"')
+}
+
 /** Mismatches found by checks that autocannon cannot count itself (they need the request's path). */
 let pathMismatches = 0
 
@@ -231,6 +238,7 @@ function cannon(spec: LoadSpec, seconds: number, samples: Samples | undefined): 
     // autocannon decodes each body chunk as UTF-8 on its own, so a multi-byte character split across
     // chunks may arrive mangled: checks look for ASCII needles only.
     ...(check?.kind === 'sealed' ? { verifyBody: (body: string) => countOccurrences(body, SEALED_VALUE_NEEDLE) === check.values } : {}),
+    ...(check?.kind === 'record' ? { verifyBody: isRecordBody } : {}),
   })
   if (samples !== undefined) {
     instance.on('response', (_client: unknown, _status: number, _bytes: number, responseTime: number) => samples.add(responseTime))
@@ -256,7 +264,8 @@ async function keepalive(spec: LoadSpec): Promise<LoadResult> {
     bytesPerSecond: r.throughput.total / seconds,
     p50: samples.percentile(50),
     p99: samples.percentile(99),
-    errors: r.errors + r.timeouts,
+    // autocannon's `errors` already counts its timeouts.
+    errors: r.errors,
     non2xx: r.non2xx,
     mismatches: r.mismatches + pathMismatches,
     loadCpuPercent: cpu(),
@@ -265,7 +274,7 @@ async function keepalive(spec: LoadSpec): Promise<LoadResult> {
 
 // ---- handshakes: a new connection per request ------------------------------------------------
 
-function oneShot(spec: LoadSpec, path: string): Promise<{ status: number; bytes: number }> {
+function oneShot(spec: LoadSpec, path: string): Promise<{ status: number; bytes: number; body: string }> {
   return new Promise((resolve, reject) => {
     const socket = tls.connect({
       host: spec.host,
@@ -288,7 +297,7 @@ function oneShot(spec: LoadSpec, path: string): Promise<{ status: number; bytes:
       const head = Buffer.concat(chunks)
       const status = Number(head.subarray(9, 12).toString('latin1'))
       if (!Number.isInteger(status) || status === 0) reject(new Error('no HTTP response'))
-      else resolve({ status, bytes: head.length })
+      else resolve({ status, bytes: head.length, body: head.toString('latin1') })
     })
   })
 }
@@ -296,16 +305,17 @@ function oneShot(spec: LoadSpec, path: string): Promise<{ status: number; bytes:
 async function handshakeLoops(spec: LoadSpec, seconds: number, samples: Samples | undefined) {
   const paths = spec.paths ?? ['/']
   const deadline = performance.now() + seconds * 1000
-  const totals = { requests: 0, bytes: 0, errors: 0, non2xx: 0 }
+  const totals = { requests: 0, bytes: 0, errors: 0, non2xx: 0, mismatches: 0 }
   let next = 0
   const loop = async () => {
     while (performance.now() < deadline) {
       const started = performance.now()
       try {
-        const { status, bytes } = await oneShot(spec, paths[next++ % paths.length]!)
+        const { status, bytes, body } = await oneShot(spec, paths[next++ % paths.length]!)
         totals.requests++
         totals.bytes += bytes
         if (status < 200 || status > 299) totals.non2xx++
+        else if (spec.check?.kind === 'record' && !isRecordBody(body)) totals.mismatches++
         samples?.add(performance.now() - started)
       } catch {
         totals.errors++
@@ -332,7 +342,7 @@ async function handshakes(spec: LoadSpec): Promise<LoadResult> {
     p99: samples.percentile(99),
     errors: t.errors,
     non2xx: t.non2xx,
-    mismatches: 0,
+    mismatches: t.mismatches,
     loadCpuPercent: cpu(),
   }
 }

@@ -92,6 +92,7 @@ function keepaliveLoad(ctx: ScenarioContext): Load {
     warmupSeconds: o.warmupSeconds,
     primeSeconds: o.primeSeconds,
     paths: RECORD_PATHS,
+    check: { kind: 'record' },
   }
 }
 
@@ -106,7 +107,7 @@ function commonNotes(rows: readonly MeasuredRow[]): string[] {
     if (r.loadCpuPercent > 90) {
       notes.push(`the load generator used ${r.loadCpuPercent.toFixed(0)} % of a core against ${r.label}: that row may be limited by the load, not the subject`)
     }
-    const failed = r.errors + r.non2xx + r.mismatches
+    const failed = failedOf(r)
     if (failed > 0) {
       const kinds = r.errorKinds === undefined ? '' : `: ${r.errorKinds}`
       notes.push(`${r.label}: ${failed} failed requests (${r.errors} errors${kinds}; ${r.non2xx} non-2xx, ${r.mismatches} checksum mismatches)`)
@@ -121,8 +122,25 @@ function row(rows: readonly MeasuredRow[], key: string): MeasuredRow {
   return found
 }
 
-function ratioTarget(name: string, value: number, min: number): Target {
-  return { name, value: value.toFixed(3), limit: `≥ ${min.toFixed(2)}`, pass: value >= min }
+/** Requests of a row that failed: transport errors, non-2xx answers, failed checks. */
+function failedOf(r: MeasuredRow): number {
+  return r.errors + r.non2xx + r.mismatches
+}
+
+/**
+ * A ratio target. The ratio is shown truncated, never rounded up, so that the figure beside a FAIL
+ * is below its bound (0.7996 reads 0.799, not 0.800). A ratio of rows that failed requests cannot
+ * pass: a subject answering fast with errors, or a baseline slowed by them, says nothing.
+ */
+function ratioTarget(name: string, value: number, min: number, rows: readonly MeasuredRow[] = []): Target {
+  const failed = rows.reduce((n, r) => n + failedOf(r), 0)
+  const shown = (Math.floor(value * 1000) / 1000).toFixed(3)
+  return {
+    name,
+    value: failed === 0 ? shown : `${shown} (${failed} failed requests)`,
+    limit: `≥ ${min.toFixed(2)}`,
+    pass: value >= min && failed === 0,
+  }
 }
 
 async function withSubjects<T>(start: Array<() => Promise<Subject>>, body: (subjects: Subject[]) => Promise<T>): Promise<T> {
@@ -190,7 +208,7 @@ const passthrough: Scenario = {
       columns: NETWORK_COLUMNS,
       rows: withFailed(rows),
       targets: [
-        ratioTarget('écluse requests/s ÷ bare proxy', ecluse.rps / bare.rps, 0.9),
+        ratioTarget('écluse requests/s ÷ bare proxy', ecluse.rps / bare.rps, 0.9, [ecluse, bare]),
         { name: 'écluse p99 − bare proxy p99', value: `${dp99 >= 0 ? '+' : ''}${dp99.toFixed(2)} ms`, limit: '≤ +1 ms', pass: dp99 <= 1 },
       ],
       notes: [...notes, 'upstream direct: the load presents the gateway’s client certificate to the upstream itself (no proxy, so no proxy CPU or memory)', ...commonNotes(rows)],
@@ -214,6 +232,7 @@ const handshakes: Scenario = {
       warmupSeconds: o.warmupSeconds,
       primeSeconds: o.primeSeconds,
       paths: RECORD_PATHS,
+      check: { kind: 'record' },
     }
     const rows = await withSubjects([() => startBareProxy(ctx.env), () => startEcluse(ctx.env, { cpuProfileDir: o.cpuProfileDir })], (subjects) =>
       compare(ctx.env.pki, subjects, load, o.rounds, {}, ctx.progress),
@@ -227,7 +246,13 @@ const handshakes: Scenario = {
       baseline: 'bare',
       columns: [{ ...NETWORK_COLUMNS[0]!, title: 'new conn/s' }, ...NETWORK_COLUMNS.slice(2)],
       rows: withFailed(rows),
-      targets: [ratioTarget('écluse new connections/s ÷ bare proxy', ecluse.rps / bare.rps, 0.8)],
+      targets: [
+        ratioTarget('écluse new connections/s ÷ bare proxy', ecluse.rps / bare.rps, 0.8, [ecluse, bare]),
+        // The load generator signs and verifies too, and often saturates its core first: then both
+        // rows run at its pace and the ratio above is near 1 whatever the proxies cost. What a proxy
+        // could sustain is the inverse of its CPU per handshake.
+        ratioTarget('écluse new connections per CPU-second ÷ bare proxy (its CPU per handshake ÷ écluse’s)', (bare.cpuUsPerRequest ?? Number.NaN) / (ecluse.cpuUsPerRequest ?? Number.NaN), 0.8, [ecluse, bare]),
+      ],
       notes: ['latency includes the TCP connect and the full handshake; the client also verifies the server and signs its CertificateVerify, on the same 2 cores', ...commonNotes(rows)],
     }
   },
@@ -502,7 +527,7 @@ const sealFields: Scenario = {
   title: 'Seal fields: POST of one record, its six sensitive fields sealed on the way in',
   status: 'ready',
   summary:
-    'POST of a ~1 KiB accreditation record: Écluse `seal` (one key agreement per record) vs the naive jose proxy (one per field), and the same POST through Écluse and the bare proxy without sealing; every echoed body checked for six sealed values.',
+    'POST of a ~1 KiB accreditation record: Écluse `seal` (one key agreement per sealing window of 1 s, shared by every request in it) vs the naive jose proxy (one per field), and the same POST through Écluse and the bare proxy without sealing; every echoed body checked for six sealed values.',
   async run(ctx) {
     const { env, options: o } = ctx
     const sealing = new Set(['naive', 'ecluse-seal'])
@@ -544,13 +569,13 @@ const sealFields: Scenario = {
       columns: NETWORK_COLUMNS,
       rows: withFailed(rows),
       targets: [
-        ratioTarget('écluse seal requests/s ÷ naive jose proxy', seal.rps / naive.rps, 5),
-        ratioTarget('écluse seal requests/s ÷ écluse pass-through (the same POST, no transform)', seal.rps / plain.rps, 0.4),
+        ratioTarget('écluse seal requests/s ÷ naive jose proxy', seal.rps / naive.rps, 5, [seal, naive]),
+        ratioTarget('écluse seal requests/s ÷ écluse pass-through (the same POST, no transform)', seal.rps / plain.rps, 0.4, [seal, plain]),
         checkedTarget('responses through écluse seal with six sealed values', seal),
       ],
       notes: [
         'the naive jose proxy buffers the body, JSON.parse, one jose CompactEncrypt per field (each its own ephemeral key and ECDH agreement; the six of a record at once), JSON.stringify: bench/baselines/naive-field-proxy.ts',
-        'écluse seals with one FieldSealer per request (one agreement, then AES-KW and AES-GCM per field) on its streaming JSON rewriter; no record id binding (one record per body)',
+        'écluse seals with one FieldSealer per request on its streaming JSON rewriter: the key agreement comes from the process-wide sealing window (one per second or per 65,536 values, so ≈ 0 per request here, where the naive proxy makes six), then a fresh CEK and IV per field (AES-KW and AES-GCM); no record id binding (one record per body)',
         'check: the echoed body must hold exactly six compact JWEs of ECDH-ES+A256KW/A256GCM (none for the two rows that do not seal)',
         ...commonNotes(rows),
       ],
@@ -610,8 +635,8 @@ const openFields: Scenario = {
       columns: NETWORK_COLUMNS,
       rows: withFailed(rows),
       targets: [
-        ratioTarget('écluse open requests/s ÷ naive jose proxy', open.rps / naive.rps, 5),
-        ratioTarget('écluse open requests/s ÷ écluse pass-through (the same records in plaintext, no transform)', open.rps / plain.rps, 0.4),
+        ratioTarget('écluse open requests/s ÷ naive jose proxy', open.rps / naive.rps, 5, [open, naive]),
+        ratioTarget('écluse open requests/s ÷ écluse pass-through (the same records in plaintext, no transform)', open.rps / plain.rps, 0.4, [open, plain]),
         checkedTarget('responses through écluse open with the record opened', open),
       ],
       notes: [
@@ -839,7 +864,7 @@ async function runStream(ctx: ScenarioContext, plan: StreamPlan): Promise<Scenar
     rows,
     targets: [
       ratioTarget(`crypto path MB/s ÷ raw AES-256-GCM ${plan.op}, one core`, crypto.mbps / aes.mbps, 0.8),
-      ratioTarget(`écluse ${plan.op}-body MB/s ÷ écluse pass-through (the same ${seal ? 'uploads' : 'downloads'}, no transform)`, through.mbps / plain.mbps, 0.7),
+      ratioTarget(`écluse ${plan.op}-body MB/s ÷ écluse pass-through (the same ${seal ? 'uploads' : 'downloads'}, no transform)`, through.mbps / plain.mbps, 0.7, [through, plain]),
       checkedTarget(seal ? 'uploads through écluse received as a sealed stream of the right length' : 'downloads through écluse opened to the exact plaintext (SHA-256)', through),
     ],
     notes: [
