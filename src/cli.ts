@@ -636,6 +636,21 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
       throw new Error(`cannot rotate: ${privateFile} does not exist (without --rotate, keys init creates the set)`)
     }
     existing = await readPrivateSet(privateFile)
+    if (await exists(publicFile)) {
+      // A key in the private file only: an interrupted keys init --rotate (the private file is written
+      // first) or retire (the public one is). A re-run must not add yet another key on top, nor
+      // publish a key a retire was removing: the operator says which it was.
+      const publishedSet = await readPublicSet(publicFile)
+      const unpublished = existing.set.kids.filter((k) => publishedSet.get(k) === undefined)
+      if (unpublished.length > 0) {
+        const list = unpublished.map((k) => `"${k}"`).join(', ')
+        throw new Error(
+          `cannot rotate: ${privateFile} holds ${list} that ${publicFile} lacks (an interrupted keys init --rotate or keys retire): ` +
+            `run an interrupted retire again; after an interrupted rotation, remove the key that was never published with ` +
+            `keys retire ${keySetArgs(values, name)} --kid …, promoting --kid ${shellWord(publishedSet.current.kid)} first if it is current`,
+        )
+      }
+    }
     // Staging keeps the current key; it must be the one the sealers were told about, or writing the
     // public file would switch them to another key (an interrupted promote) in a step meant to
     // change nothing.

@@ -207,3 +207,29 @@ t.test('a private file that is a device or a FIFO is refused at once, read as th
   t.equal(r.stderr, `ecluse: ${priv}: not a regular file\n`)
   t.same(await readFile(join(dir, NAMES[1]!)), publicBefore, 'the public file unchanged')
 })
+
+t.test('an interrupted keys init --rotate is refused on a re-run, not topped with another key, and the way out works', async (t) => {
+  for (const stage of [true, false]) {
+    const dir = t.testdir()
+    const priv = join(dir, NAMES[0]!)
+    const pub = join(dir, NAMES[1]!)
+    await ok(t, ['keys', 'init', '--out', dir, '--kid', 'k1'])
+    const publicBefore = await readFile(pub)
+    await ok(t, ['keys', 'init', '--out', dir, '--rotate', ...(stage ? ['--stage'] : []), '--kid', 'k2'])
+    // Killed between its two renames: the private file has k2, the public one does not.
+    await writeFile(pub, publicBefore)
+    await refused(
+      t,
+      dir,
+      ['keys', 'init', '--out', dir, '--rotate', ...(stage ? ['--stage'] : []), '--kid', 'k3'],
+      `cannot rotate: ${priv} holds "k2" that ${pub} lacks (an interrupted keys init --rotate or keys retire): run an interrupted retire again; after an interrupted rotation, remove the key that was never published with keys retire --out ${dir} --kid …, promoting --kid k1 first if it is current`,
+    )
+    // The way out the message gives.
+    if (!stage) await ok(t, ['keys', 'promote', '--out', dir, '--kid', 'k1'])
+    await ok(t, ['keys', 'retire', '--out', dir, '--kid', 'k2'])
+    t.same(await kids(dir), { private: ['k1'], public: ['k1'], current: ['k1', 'k1'] }, `stage ${stage}: back to k1 alone`)
+    await ok(t, ['keys', 'init', '--out', dir, '--rotate', ...(stage ? ['--stage'] : []), '--kid', 'k3'])
+    const after = await kids(dir)
+    t.same([after.private.sort(), after.public.sort()], [['k1', 'k3'], ['k1', 'k3']], `stage ${stage}: then the rotation runs`)
+  }
+})
