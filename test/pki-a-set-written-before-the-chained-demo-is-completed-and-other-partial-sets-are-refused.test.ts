@@ -143,3 +143,20 @@ function byPairOrder(a: string, b: string): number {
   const order = Object.values(devPkiPaths('/x')).flatMap((p) => (typeof p === 'string' ? [] : [p.cert, p.key])).map((f) => path.basename(f))
   return order.indexOf(a) - order.indexOf(b)
 }
+
+t.test('a set whose key no longer matches its certificate (a --force run killed half-way) is refused, not kept', async (t) => {
+  const dir = await copyOfPristine()
+  // --force writes every key before any certificate: killed in between, the first keys are new
+  // and their certificates old. Here: one key swapped for another of the set.
+  const keyFile = path.join(dir, 'gateway-sponsor.key')
+  await cp(path.join(dir, 'sponsor-client.key'), keyFile)
+  const listing = await readdir(dir)
+  const err = await generateDevPki({ outDir: dir }).then(
+    () => undefined,
+    (e: unknown) => e as Error & { code?: string },
+  )
+  t.equal(err?.code, 'tls_material_invalid')
+  t.match(err?.message, `${keyFile} does not match ${path.join(dir, 'gateway-sponsor.crt')}`)
+  t.match(err?.message, /regenerate with --force/)
+  t.same(await readdir(dir), listing, 'nothing written')
+})

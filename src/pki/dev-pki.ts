@@ -478,6 +478,18 @@ async function checkExisting(pki: DevPki): Promise<void> {
     if (Date.parse(cert.validTo) <= now) {
       throw new EcluseError('tls_material_invalid', `${pair.cert} expired on ${cert.validTo}; regenerate with --force`)
     }
+    // A --force run killed between its key and certificate writes leaves every file present, new
+    // keys beside old certificates: complete-looking, and unusable.
+    if (!(await exists(pair.key))) continue
+    let matches: boolean
+    try {
+      matches = cert.checkPrivateKey(createPrivateKey(await readFile(pair.key)))
+    } catch {
+      matches = false
+    }
+    if (!matches) {
+      throw new EcluseError('tls_material_invalid', `${pair.key} does not match ${pair.cert} (an interrupted --force run?); regenerate with --force`)
+    }
   }
 }
 
@@ -502,8 +514,8 @@ async function completeLaterLeaves(pki: DevPki, names: readonly LaterLeaf[], val
  * demo leaves, keys 0600, the directory 0700 if it has to be created. Idempotent: if every file is
  * already there and `force` is not set, nothing is written and the paths are returned (`npm start`
  * calls this every time). A set written before the chained demo's leaves existed (`sidecar-server`,
- * `edge-client`) is completed from its own CAs. Any other partial set, or an expired or unreadable
- * certificate, is an error (`tls_material_invalid`) rather than silently overwritten. Not safe
+ * `edge-client`) is completed from its own CAs. Any other partial set, an expired or unreadable
+ * certificate, or a key that does not match its certificate (a `--force` run killed half-way), is an error (`tls_material_invalid`) rather than silently overwritten. Not safe
  * against two concurrent generations into the same directory.
  *
  * @example
