@@ -1164,6 +1164,12 @@ function version(): string {
 }
 
 function processIo(): CliIo {
+  // A reader that went away (`ecluse keys init … | head -c 0`): what is left to print is dropped,
+  // as for any Unix filter, and the command's own exit code stands. Unhandled, the EPIPE would end
+  // the process with a stack trace after the command had done its work. Other errors still throw.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err
+  })
   return { stdout: process.stdout, stderr: process.stderr, env: process.env }
 }
 
