@@ -1,11 +1,11 @@
-import { createPrivateKey, generateKeyPairSync } from 'node:crypto'
+import { createPrivateKey } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Config } from '../src/config/schema.js'
 import { loadAllTls, loadClientTls, loadServerTls } from '../src/config/tls-material.js'
 import { EcluseError } from '../src/errors.js'
-import { issueCertificate, makeTestPki, saveTestCert, type TestPki } from './helpers/pki.js'
+import { issueCertificate, makeTestPki, saveTestCert, type TestPki, weakRsaKeyPem } from './helpers/pki.js'
 
 const pki: TestPki = await makeTestPki()
 const DAY = 86_400_000
@@ -196,11 +196,7 @@ t.test('every broken side is reported at once, one line each', async (t) => {
 })
 
 t.test('material only OpenSSL refuses (a 512-bit RSA key) fails the load, naming the file, before any use', async (t) => {
-  const weakKey = generateKeyPairSync('rsa', {
-    modulusLength: 512,
-    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-    publicKeyEncoding: { type: 'spki', format: 'pem' },
-  }).privateKey
+  const weakKey = weakRsaKeyPem()
   const weak = await saveTestCert(
     'weak-sponsor-server',
     issueCertificate(pki.sponsorCa, { commonName: 'ecluse.sponsor.test', dnsNames: ['localhost'], usage: 'server', keyPem: weakKey }),

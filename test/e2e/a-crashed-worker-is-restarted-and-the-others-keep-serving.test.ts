@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { Agent, request } from 'undici'
 import { stringify } from 'yaml'
+import { ClusterProcess } from '../helpers/cluster.js'
 import { echoHandler, gatewayConfig, metricValue, TestUpstream } from '../helpers/harness.js'
 import { makeTestPki } from '../helpers/pki.js'
 
@@ -19,38 +19,10 @@ t.test('a worker killed after boot is restarted; the other keeps serving; readin
   const configPath = join(dir, 'gateway.yaml')
   await writeFile(configPath, stringify(gatewayConfig(pki, upstream.port, routes, { shutdown: { drainTimeoutMs: 2000 } })))
 
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', configPath, '--workers', '2'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL')
-  })
-  const lines: Array<Record<string, unknown>> = []
-  let stderr = ''
-  let buffered = ''
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-    buffered += d
-    for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-      lines.push(JSON.parse(buffered.slice(0, nl)) as Record<string, unknown>)
-      buffered = buffered.slice(nl + 1)
-    }
-  })
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
-  const logged = (msg: string) => lines.filter((l) => l['msg'] === msg)
-  const until = async (what: () => boolean, label: string) => {
-    const deadline = Date.now() + 30_000
-    while (!what()) {
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`${label}; stderr: ${stderr}`)
-      await new Promise((r) => setTimeout(r, 25))
-    }
-  }
-
-  await until(() => logged('écluse cluster started').length === 1, 'no cluster start line')
-  const started = logged('écluse cluster started')[0]!
-  const port = (field: string) => Number(String(started[field]).split(':').at(-1))
-  const sponsor = `https://127.0.0.1:${port('sponsor')}`
-  const admin = `http://127.0.0.1:${port('admin')}`
+  const cluster = new ClusterProcess(t, configPath)
+  const { sponsor, admin } = await cluster.started()
+  const logged = (msg: string) => cluster.logged(msg)
+  const until = (what: () => boolean, label: string) => cluster.until(what, label)
   const get = async (path: string) => {
     const agent = new Agent({
       connect: { ca: pki.sponsorCa.certPem, cert: pki.sponsorClient.certPem, key: pki.sponsorClient.keyPem, servername: 'localhost' },
@@ -95,7 +67,7 @@ t.test('a worker killed after boot is restarted; the other keeps serving; readin
   t.equal(metricValue(metrics, 'ecluse_cluster_workers', { state: 'ready' }), 2)
   t.equal(await get('/v1/records/after'), 200)
 
-  child.kill('SIGTERM')
-  t.equal(await exited, 0)
-  t.equal(stderr, '')
+  cluster.child.kill('SIGTERM')
+  t.equal(await cluster.exited, 0)
+  t.equal(cluster.stderr, '')
 })

@@ -1,11 +1,11 @@
-import { generateKeyPairSync, X509Certificate } from 'node:crypto'
+import { X509Certificate } from 'node:crypto'
 import { copyFile, writeFile } from 'node:fs/promises'
 import type { IncomingMessage } from 'node:http'
 import { join } from 'node:path'
 import type { TLSSocket } from 'node:tls'
 import t from 'tap'
 import { Harness, metricValue } from '../helpers/harness.js'
-import { issueCertificate, saveTestCert } from '../helpers/pki.js'
+import { issueCertificate, saveTestCert, weakRsaKeyPem } from '../helpers/pki.js'
 
 t.test('a reload with a broken certificate keeps the old state and says why; a good reload applies', async (t) => {
   const h = await Harness.start()
@@ -64,11 +64,7 @@ t.test('a reload that fails on any certificate changes none: the upstream client
   const rotated = issueCertificate(h.pki.trustedCa, { commonName: 'ecluse-gateway', uris: ['spiffe://trusted.test/ecluse-gateway'], usage: 'client' })
   await writeFile(clientCert, rotated.certPem)
   await writeFile(clientKey, rotated.keyPem, { mode: 0o600 })
-  const weakKey = generateKeyPairSync('rsa', {
-    modulusLength: 512,
-    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-    publicKeyEncoding: { type: 'spki', format: 'pem' },
-  }).privateKey
+  const weakKey = weakRsaKeyPem()
   const weak = await saveTestCert(
     'weak-sponsor-server',
     issueCertificate(h.pki.sponsorCa, { commonName: 'ecluse.sponsor.test', dnsNames: ['localhost'], ips: ['127.0.0.1'], usage: 'server', keyPem: weakKey }),

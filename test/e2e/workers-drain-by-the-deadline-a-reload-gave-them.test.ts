@@ -3,13 +3,13 @@
  * kills a worker that outlives its drain deadline by KILL_GRACE_MS, and that deadline must be the one
  * the worker has after a reload, not the one the primary read at boot.
  */
-import { type ChildProcess, spawn } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { Agent, request } from 'undici'
 import { stringify } from 'yaml'
 import { KILL_GRACE_MS } from '../../src/cluster.js'
+import { ClusterProcess } from '../helpers/cluster.js'
 import { gatewayConfig, TestUpstream } from '../helpers/harness.js'
 import { makeTestPki } from '../helpers/pki.js'
 import { SPONSOR_APP, tempDir } from '../helpers/sealing.js'
@@ -33,36 +33,12 @@ t.test('a request slower than the boot deadline finishes when a reload lengthene
   const write = (drainTimeoutMs: number) => writeFile(configPath, stringify(gatewayConfig(pki, upstream.port, routes, { shutdown: { drainTimeoutMs } })))
   await write(BOOT_DRAIN_MS)
 
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', configPath, '--workers', '2'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  t.teardown(() => killTree(child))
-  const lines: Array<Record<string, unknown>> = []
-  let stderr = ''
-  let buffered = ''
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-    buffered += d
-    for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-      lines.push(JSON.parse(buffered.slice(0, nl)) as Record<string, unknown>)
-      buffered = buffered.slice(nl + 1)
-    }
-  })
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
-  const until = async (what: () => boolean, label: string) => {
-    const deadline = Date.now() + 30_000
-    while (!what()) {
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`${label}; stderr: ${stderr}`)
-      await new Promise((r) => setTimeout(r, 25))
-    }
-  }
-  await until(() => lines.some((l) => l['msg'] === 'écluse cluster started'), 'no cluster start line')
-  const started = lines.find((l) => l['msg'] === 'écluse cluster started')!
-  const sponsor = `https://127.0.0.1:${String(started['sponsor']).split(':').at(-1)}`
+  const cluster = new ClusterProcess(t, configPath)
+  const { sponsor } = await cluster.started()
 
   await write(RELOADED_DRAIN_MS)
-  child.kill('SIGHUP')
-  await until(() => lines.filter((l) => l['msg'] === 'reloaded').length === 2, 'both workers did not reload')
+  cluster.child.kill('SIGHUP')
+  await cluster.until(() => cluster.logged('reloaded').length === 2, 'both workers did not reload')
   // The workers report their new deadline over IPC right after logging the reload.
   await new Promise((r) => setTimeout(r, 500))
 
@@ -74,19 +50,12 @@ t.test('a request slower than the boot deadline finishes when a reload lengthene
     async (res) => ({ status: res.statusCode, body: await res.body.text() }),
     (err: Error) => ({ status: 0, body: err.message }),
   )
-  await until(() => upstream.seen.some((s) => s.url === '/slow'), 'the slow request did not reach the upstream')
+  await cluster.until(() => upstream.seen.some((s) => s.url === '/slow'), 'the slow request did not reach the upstream')
   const at = Date.now()
-  child.kill('SIGTERM')
+  cluster.child.kill('SIGTERM')
   t.same(await slow, { status: 200, body: 'slow-done' }, 'the in-flight request finished')
   t.ok(Date.now() - at > BOOT_DRAIN_MS + KILL_GRACE_MS, 'past the deadline the primary read at boot')
-  t.equal(await exited, 0, 'every worker drained, none was killed')
-  t.notOk(
-    lines.some((l) => l['msg'] === 'worker still running after its drain deadline; killing it'),
-    'no kill',
-  )
-  t.equal(stderr, '')
+  t.equal(await cluster.exited, 0, 'every worker drained, none was killed')
+  t.equal(cluster.logged('worker still running after its drain deadline; killing it').length, 0, 'no kill')
+  t.equal(cluster.stderr, '')
 })
-
-function killTree(child: ChildProcess): void {
-  if (child.exitCode === null) child.kill('SIGKILL')
-}

@@ -4,7 +4,6 @@
  * the primary compiled the route table without the key sets, so every configuration with a sealing
  * step failed at boot in cluster mode, the shipped profiles among them.)
  */
-import { type ChildProcess, spawn } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { compactDecrypt, importJWK } from 'jose'
@@ -12,6 +11,7 @@ import t from 'tap'
 import { Agent, request } from 'undici'
 import { stringify } from 'yaml'
 import { JOSE_OPEN } from '../helpers/cli.js'
+import { ClusterProcess } from '../helpers/cluster.js'
 import { gatewayConfig, TestUpstream } from '../helpers/harness.js'
 import { makeTestPki } from '../helpers/pki.js'
 import { CANARY, leaksCanary, recordingHandler, SPONSOR_APP, tempDir, writeKeyFiles } from '../helpers/sealing.js'
@@ -30,26 +30,6 @@ const routes = [
   },
 ]
 
-/** `serve --workers 2` on `config`, its JSON log lines, its stderr and its exit. */
-function serveWorkers(t: { teardown(fn: () => unknown): void }, configPath: string) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', configPath, '--workers', '2'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  t.teardown(() => killTree(child))
-  const out = { lines: [] as Array<Record<string, unknown>>, stderr: '' }
-  let buffered = ''
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (out.stderr += d))
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-    buffered += d
-    for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-      out.lines.push(JSON.parse(buffered.slice(0, nl)) as Record<string, unknown>)
-      buffered = buffered.slice(nl + 1)
-    }
-  })
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
-  return { child, out, exited }
-}
-
 t.test('two workers seal with the public set and open with the private set of their configuration', async (t) => {
   const pki = await makeTestPki()
   const dir = await tempDir('ecluse-workers-sealing-')
@@ -66,14 +46,8 @@ t.test('two workers seal with the public set and open with the private set of th
   })
   await writeFile(configPath, stringify(config))
 
-  const { child, out, exited } = serveWorkers(t, configPath)
-  const deadline = Date.now() + 30_000
-  while (!out.lines.some((l) => l['msg'] === 'écluse cluster started')) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the cluster did not start; stderr: ${out.stderr}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
-  const started = out.lines.find((l) => l['msg'] === 'écluse cluster started')!
-  const sponsor = `https://127.0.0.1:${String(started['sponsor']).split(':').at(-1)}`
+  const cluster = new ClusterProcess(t, configPath)
+  const { sponsor } = await cluster.started()
 
   const workers = new Set<unknown>()
   for (let i = 0; i < REQUESTS; i++) {
@@ -98,13 +72,13 @@ t.test('two workers seal with the public set and open with the private set of th
     t.equal(JSON.parse(await post('/v1/open', sealed)).passport, passport, 'a worker opens it back')
     await agent.close()
   }
-  for (const line of out.lines.filter((l) => l['msg'] === 'access')) workers.add(line['worker'])
+  for (const line of cluster.logged('access')) workers.add(line['worker'])
   t.equal(workers.size, 2, 'both workers sealed and opened')
 
-  child.kill('SIGTERM')
-  t.equal(await exited, 0)
-  t.equal(out.stderr, '')
-  t.equal(leaksCanary(out.lines.map((l) => JSON.stringify(l)).join('\n')), undefined, 'no plaintext in any log line')
+  cluster.child.kill('SIGTERM')
+  t.equal(await cluster.exited, 0)
+  t.equal(cluster.stderr, '')
+  t.equal(leaksCanary(cluster.lines.map((l) => JSON.stringify(l)).join('\n')), undefined, 'no plaintext in any log line')
 })
 
 t.test('the primary refuses a profile the key sets make unsafe or broken, before any worker starts', async (t) => {
@@ -130,17 +104,12 @@ t.test('the primary refuses a profile the key sets make unsafe or broken, before
   for (const c of cases) {
     const configPath = join(dir, `${cases.indexOf(c)}.yaml`)
     await writeFile(configPath, stringify(gatewayConfig(pki, 9, c.routes, { keys: c.keys })))
-    const { out, exited } = serveWorkers(t, configPath)
-    t.not(await exited, 0, c.name)
-    t.match(out.stderr, c.message, c.name)
+    const cluster = new ClusterProcess(t, configPath)
+    t.not(await cluster.exited, 0, c.name)
+    t.match(cluster.stderr, c.message, c.name)
     t.notOk(
-      out.lines.some((l) => l['msg'] === 'écluse gateway started' || l['msg'] === 'écluse cluster started'),
+      cluster.lines.some((l) => l['msg'] === 'écluse gateway started' || l['msg'] === 'écluse cluster started'),
       `${c.name}: nothing listened`,
     )
   }
 })
-
-/** Workers left behind by a killed primary see its IPC channel close, drain and exit on their own. */
-function killTree(child: ChildProcess): void {
-  if (child.exitCode === null) child.kill('SIGKILL')
-}

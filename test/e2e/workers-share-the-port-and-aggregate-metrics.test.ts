@@ -1,10 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { Agent, request } from 'undici'
 import { stringify } from 'yaml'
+import { ClusterProcess } from '../helpers/cluster.js'
 import { echoHandler, gatewayConfig, metricValue, TestUpstream } from '../helpers/harness.js'
 import { makeTestPki } from '../helpers/pki.js'
 
@@ -21,36 +21,10 @@ t.test('two workers share the sponsor port, the primary aggregates their metrics
   const configPath = join(dir, 'gateway.yaml')
   await writeFile(configPath, stringify(gatewayConfig(pki, upstream.port, routes, { shutdown: { drainTimeoutMs: 2000 } })))
 
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', configPath, '--workers', '2'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  t.teardown(() => killTree(child))
-  const lines: Array<Record<string, unknown>> = []
-  let stderr = ''
-  let buffered = ''
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-    buffered += d
-    for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-      lines.push(JSON.parse(buffered.slice(0, nl)) as Record<string, unknown>)
-      buffered = buffered.slice(nl + 1)
-    }
-  })
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
-  const until = async (what: () => boolean, label: string) => {
-    const deadline = Date.now() + 30_000
-    while (!what()) {
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`${label}; stderr: ${stderr}`)
-      await new Promise((r) => setTimeout(r, 25))
-    }
-  }
-
-  await until(() => lines.some((l) => l['msg'] === 'écluse cluster started'), 'no cluster start line')
-  const started = lines.find((l) => l['msg'] === 'écluse cluster started')!
+  const cluster = new ClusterProcess(t, configPath)
+  const { line: started, sponsor, admin } = await cluster.started()
+  const lines = cluster.lines
   t.equal(started['workers'], 2)
-  const port = (field: string) => Number(String(started[field]).split(':').at(-1))
-  const sponsor = `https://127.0.0.1:${port('sponsor')}`
-  const admin = `http://127.0.0.1:${port('admin')}`
   const workerStarts = lines.filter((l) => l['msg'] === 'écluse gateway started')
   t.equal(workerStarts.length, 2, 'two workers started')
   t.equal(new Set(workerStarts.map((l) => l['sponsor'])).size, 1, 'on the same sponsor address')
@@ -66,7 +40,7 @@ t.test('two workers share the sponsor port, the primary aggregates their metrics
     await agent.close()
     if (res.statusCode !== 200) t.fail(`request ${i}: HTTP ${res.statusCode}`)
   }
-  await until(() => lines.filter((l) => l['msg'] === 'access').length === REQUESTS, 'access lines missing')
+  await cluster.until(() => cluster.logged('access').length === REQUESTS, 'access lines missing')
   const byWorker = new Map<unknown, number>()
   for (const line of lines.filter((l) => l['msg'] === 'access')) byWorker.set(line['worker'], (byWorker.get(line['worker']) ?? 0) + 1)
   t.equal(byWorker.size, 2, `both workers served requests: ${JSON.stringify([...byWorker])}`)
@@ -84,13 +58,8 @@ t.test('two workers share the sponsor port, the primary aggregates their metrics
   t.equal(ready.statusCode, 200)
   t.same(readiness.checks, { workers: 'ok', certificates: 'ok', 'upstream:backend': 'ok' })
 
-  child.kill('SIGTERM')
-  t.equal(await exited, 0, 'every worker drained, then the primary exited 0')
-  t.equal(stderr, '')
+  cluster.child.kill('SIGTERM')
+  t.equal(await cluster.exited, 0, 'every worker drained, then the primary exited 0')
+  t.equal(cluster.stderr, '')
   t.equal(lines.filter((l) => l['msg'] === 'stopped').length, 3, 'two workers and the primary stopped')
 })
-
-/** Workers left behind by a killed primary see its IPC channel close, drain and exit on their own. */
-function killTree(child: ChildProcess): void {
-  if (child.exitCode === null) child.kill('SIGKILL')
-}

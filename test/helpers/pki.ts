@@ -8,7 +8,7 @@
  * https.createServer({ cert: pki.gatewaySponsorServer.certPem, key: pki.gatewaySponsorServer.keyPem,
  *   ca: pki.sponsorCa.certPem, requestCert: true, rejectUnauthorized: true })
  */
-import { generateKeyPair } from 'node:crypto'
+import { generateKeyPair, generateKeyPairSync } from 'node:crypto'
 import { rmSync } from 'node:fs'
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -202,4 +202,16 @@ async function write(dir: string, name: string, material: CertifiedKey): Promise
   await writeFile(keyPath, material.keyPem, { mode: 0o600, flag: 'wx' })
   await writeFile(certPath, material.certPem, { mode: 0o644, flag: 'wx' })
   return { certPem: material.certPem, keyPem: material.keyPem, certPath, keyPath }
+}
+
+/**
+ * A 512-bit RSA key (PEM): well formed, matched by a certificate, and refused by OpenSSL's default
+ * security level, for material that passes our own checks and fails only in OpenSSL.
+ */
+export function weakRsaKeyPem(): string {
+  return generateKeyPairSync('rsa', {
+    modulusLength: 512,
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  }).privateKey
 }

@@ -1,0 +1,62 @@
+/**
+ * `ecluse serve --workers N` as a real process tree for the cluster end-to-end tests: the primary's
+ * and workers' JSON log lines (they share stdout), stderr, the exit code, and a poll that fails at
+ * once, with stderr, if the primary exits.
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+
+export class ClusterProcess {
+  readonly child: ChildProcess
+  readonly lines: Array<Record<string, unknown>> = []
+  readonly exited: Promise<number | null>
+  #stderr = ''
+  #buffered = ''
+
+  /** Spawned from source as `npm start` would run it; killed (SIGKILL) in teardown if still up. */
+  constructor(t: { teardown(fn: () => unknown): void }, configPath: string, workers = 2) {
+    this.child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', configPath, '--workers', String(workers)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    // Workers left behind by a killed primary see its IPC channel close, drain and exit on their own.
+    t.teardown(() => {
+      if (this.child.exitCode === null) this.child.kill('SIGKILL')
+    })
+    this.child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      this.#stderr += d
+    })
+    this.child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      this.#buffered += d
+      for (let nl = this.#buffered.indexOf('\n'); nl >= 0; nl = this.#buffered.indexOf('\n')) {
+        this.lines.push(JSON.parse(this.#buffered.slice(0, nl)) as Record<string, unknown>)
+        this.#buffered = this.#buffered.slice(nl + 1)
+      }
+    })
+    this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)))
+  }
+
+  get stderr(): string {
+    return this.#stderr
+  }
+
+  /** The log lines with this message so far. */
+  logged(msg: string): Array<Record<string, unknown>> {
+    return this.lines.filter((l) => l['msg'] === msg)
+  }
+
+  /** Polls `what` every 25 ms; throws with `label` and stderr after 30 s or if the primary exits. */
+  async until(what: () => boolean, label: string): Promise<void> {
+    const deadline = Date.now() + 30_000
+    while (!what()) {
+      if (Date.now() > deadline || this.child.exitCode !== null) throw new Error(`${label}; stderr: ${this.#stderr}`)
+      await new Promise((r) => setTimeout(r, 25))
+    }
+  }
+
+  /** Waits for `écluse cluster started`; the sponsor and admin origins it names. */
+  async started(): Promise<{ line: Record<string, unknown>; sponsor: string; admin: string }> {
+    await this.until(() => this.logged('écluse cluster started').length > 0, 'no cluster start line')
+    const line = this.logged('écluse cluster started')[0]!
+    const port = (field: string) => Number(String(line[field]).split(':').at(-1))
+    return { line, sponsor: `https://127.0.0.1:${port('sponsor')}`, admin: `http://127.0.0.1:${port('admin')}` }
+  }
+}
