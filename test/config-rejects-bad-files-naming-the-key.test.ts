@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import t from 'tap'
-import { loadConfigFile, parseConfig } from '../src/config/load.js'
+import { loadConfigFile, MAX_SEQUENCE_ITEMS, parseConfig } from '../src/config/load.js'
 import { EcluseError } from '../src/errors.js'
 
 const dir = 'test/fixtures/config'
@@ -188,4 +188,19 @@ t.test('names every object inherits are not upstreams or key sets, and __proto__
   ] as const) {
     t.throws(() => parseConfig(text, 'x.yaml'), { code: 'config_invalid', message: `x.yaml: ${where}: "__proto__" is not an accepted key` }, where)
   }
+})
+
+t.test('a list longer than any configuration needs is refused by its key path, before the schema', async (t) => {
+  const fixture = await readFile(`${dir}/unknown-upstream.yaml`, 'utf8')
+  const withMethods = (n: number) => fixture.replace('methods: [GET]', `methods: [${Array.from({ length: n }, () => 'GET').join(', ')}]`)
+  t.throws(() => parseConfig(withMethods(MAX_SEQUENCE_ITEMS + 1), 'x.yaml'), {
+    code: 'config_invalid',
+    message: `x.yaml: routes[0].methods: more than ${MAX_SEQUENCE_ITEMS} items`,
+  })
+  // Under the 1 MiB file cap, such a list made the schema validator overflow its stack, with a
+  // message naming nothing.
+  const huge = withMethods(200_000)
+  t.ok(Buffer.byteLength(huge) < 1024 * 1024)
+  t.throws(() => parseConfig(huge, 'x.yaml'), { code: 'config_invalid', message: /routes\[0\]\.methods: more than/ })
+  t.throws(() => parseConfig(withMethods(3), 'x.yaml'), { message: /unknown upstream "accreditaton"/ }, 'a short list goes on to the schema')
 })

@@ -22,6 +22,11 @@ export const MAX_CONFIG_BYTES = 1024 * 1024
  * document; a gateway configuration needs far fewer, so the cap is tighter.
  */
 const MAX_ALIAS_COUNT = 50
+/**
+ * Items one sequence may hold: far above any real list (routes, methods, allow entries), far below
+ * what would overflow the schema validator's stack (≈ 240,000 items of a 1 MiB file).
+ */
+export const MAX_SEQUENCE_ITEMS = 10_000
 
 /** How many problems one message lists before it stops (a wrong file can produce hundreds). */
 const MAX_LISTED_ISSUES = 50
@@ -167,6 +172,8 @@ function parseYaml(text: string, source: string): unknown {
   // it (the schema dropped it silently under `upstreams` and `keys`): never a name we accept.
   const proto = protoKeyPath(doc)
   if (proto !== undefined) throw new EcluseError('config_invalid', `${source}: ${proto}: "__proto__" is not an accepted key`)
+  const long = longSequencePath(doc)
+  if (long !== undefined) throw new EcluseError('config_invalid', `${source}: ${long}: more than ${MAX_SEQUENCE_ITEMS} items`)
   try {
     return doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT })
   } catch (err) {
@@ -175,6 +182,33 @@ function parseYaml(text: string, source: string): unknown {
       cause: err,
     })
   }
+}
+
+/**
+ * The key path of the last node of `chain` (a visitor's ancestors, then the node), e.g.
+ * `routes[0].allow`. Ancestors run from the document down: a Pair contributes its key, a sequence
+ * the index of the next node on the way down.
+ */
+function pathOf(chain: readonly unknown[]): string {
+  const segments: PropertyKey[] = []
+  chain.forEach((node, i) => {
+    if (isPair(node) && isScalar(node.key)) segments.push(String(node.key.value))
+    else if (isSeq(node) && i + 1 < chain.length) segments.push(node.items.indexOf(chain[i + 1] as never))
+  })
+  return formatKeyPath(segments)
+}
+
+/** The key path of the first sequence longer than `MAX_SEQUENCE_ITEMS`, if any. */
+function longSequencePath(doc: Document): string | undefined {
+  let found: string | undefined
+  visit(doc, {
+    Seq(_key, seq, ancestors) {
+      if (seq.items.length <= MAX_SEQUENCE_ITEMS) return undefined
+      found = pathOf([...ancestors, seq])
+      return visit.BREAK
+    },
+  })
+  return found
 }
 
 /** The key path of the first mapping key spelled `__proto__`, if any. */
@@ -197,15 +231,7 @@ function keyPathAt(doc: Document, offset: number): string | undefined {
     Pair(_key, pair, ancestors) {
       const key = pair.key
       if (!isScalar(key) || key.range?.[0] !== offset) return undefined
-      // Ancestors run from the document down: a Pair contributes its key, a sequence the index of
-      // the next node on the way down.
-      const chain = [...ancestors, pair]
-      const segments: PropertyKey[] = []
-      chain.forEach((node, i) => {
-        if (isPair(node) && isScalar(node.key)) segments.push(String(node.key.value))
-        else if (isSeq(node)) segments.push(node.items.indexOf(chain[i + 1] as never))
-      })
-      found = formatKeyPath(segments)
+      found = pathOf([...ancestors, pair])
       return visit.BREAK
     },
   })
