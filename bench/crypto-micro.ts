@@ -192,6 +192,9 @@ process.stdout.write(
     meanFieldBytes,
     ratios: { seal: sealing.ecluse / sealing.raw, open: openingStored.ecluse / openingStored.raw, openLive: openingLive.ecluse / openingLive.raw },
     raw: { seal: sealing.raw, open: openingStored.raw, openLive: openingLive.raw },
+    // The same raw seal timed on its own, before the interleaved slices: a large gap between the two
+    // says the machine's load moved during the run.
+    rawAlone: { seal: fieldAes.opsPerSecond },
     agreements: {
       seal: perValue(sealing),
       open: { ...perValue(openingStored), distinctEpks: stored.epks },

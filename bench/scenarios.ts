@@ -404,6 +404,9 @@ const cryptoMicro: Scenario = {
     const micro = line['rows'] as Array<{ key: string; label: string; valuesPerSecond: number; mbps: number; bytes: number }>
     const ratios = line['ratios'] as Record<'seal' | 'open' | 'openLive', number>
     const counted = line['agreements'] as Record<'seal' | 'open' | 'openLive', { values: number; agreements: number; distinctEpks?: number }>
+    const raw = line['raw'] as Record<'seal' | 'open' | 'openLive', number>
+    const rawAlone = (line['rawAlone'] as { seal: number }).seal
+    const drift = Math.abs(rawAlone / raw.seal - 1)
     const by = (key: string) => micro.find((r) => r.key === key)!
     // Each écluse row against the raw AES-GCM slices it alternated with (same direction, same time).
     const ofRaw: Record<string, number> = { 'ecluse-seal': ratios.seal, 'ecluse-open': ratios.open, 'ecluse-open-live': ratios.openLive }
@@ -450,6 +453,10 @@ const cryptoMicro: Scenario = {
         'jose performs one ECDH agreement per value (each field is its own JWE); Écluse’s sealer performs one per sealing window (1 s, 65,536 values) and wraps the CEKs of a window in batches',
         `stored records: ${counted.open.distinctEpks ?? '?'} distinct agreements in the 2,048 messages the opener cycles through (each sealed in its own window), with a KEK cache of half as many, so every message pays its agreement; live traffic: ${counted.openLive.distinctEpks ?? '?'} distinct agreement(s), the messages of a sealing window as a gateway sends them`,
         'each écluse row is timed in alternating slices with raw AES-256-GCM on 32 B in its own direction (seal: createCipheriv, update, final, getAuthTag; open: createDecipheriv, setAuthTag, update, final); ×AES-GCM limit is against those slices',
+        `the denominators, raw AES-256-GCM in the slices beside each écluse row: seal ${formatNumber(raw.seal, 0)}/s, open ${formatNumber(raw.open, 0)}/s (beside stored records), ${formatNumber(raw.openLive, 0)}/s (beside live traffic); the AES-256-GCM 32 B row pools the seal slices with the same seal timed alone (${formatNumber(rawAlone, 0)}/s)`,
+        ...(drift > 0.1
+          ? [`raw seal alone and in slices differ by ${(drift * 100).toFixed(0)} %: the machine's load moved during the run, so the ×AES-GCM ratios are less certain than their digits`]
+          : []),
       ],
     }
   },

@@ -4,7 +4,7 @@
  * other), the bodies of the field scenarios (bench/records.ts), and what a sealed value and a sealed
  * stream look like from outside, so a response can be checked without the private key.
  */
-import { generateRecords } from '../records.js'
+import { generateRecords, SENSITIVE_POINTERS } from '../records.js'
 
 /** Chunk size of pattern bodies (and of the sealed stream's default record, 64 KiB). */
 export const CHUNK = 64 * 1024
@@ -110,3 +110,17 @@ export function recordTexts(count: number): readonly string[] {
 export function bulkBody(count: number): Buffer {
   return Buffer.from(`{"records":[${recordTexts(count).join(',')}]}`)
 }
+
+/**
+ * `check: sealed` of a record body: exactly `values` compact JWEs and, when there are any, each
+ * sensitive member holds one (`"passportNumber":"eyJ…`), so that neither a plaintext value left
+ * beside the JWEs nor a JWE in the wrong place passes for a sealed record. `values: 0` is the
+ * check of the rows that do not seal: no JWE at all.
+ */
+export function isSealedRecordBody(body: string, values: number): boolean {
+  if (countOccurrences(body, SEALED_VALUE_NEEDLE) !== values) return false
+  return values === 0 || SEALED_MEMBER_NEEDLES.every((needle) => body.includes(needle))
+}
+
+/** `"<member>":` followed by a JWE, for each sensitive member of a bench record. */
+const SEALED_MEMBER_NEEDLES = SENSITIVE_POINTERS.map((p) => `"${p.split('/').at(-1)}":${SEALED_VALUE_NEEDLE}`)
