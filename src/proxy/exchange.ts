@@ -75,6 +75,8 @@ export class ProxyHandler implements RequestHandler {
 }
 
 const NO_BODY_STATUS = new Set([204, 304])
+/** Headers describing a body that response transforms rewrite (its type and length) or refuse (a coding). */
+const TRANSFORMED_BODY_HEADERS = ['content-type', 'content-length', 'content-encoding'] as const
 /** Methods whose requests carry content by definition (RFC 9110 §9.3): no body is empty content. */
 const CONTENT_METHODS = new Set(['POST', 'PUT', 'PATCH'])
 
@@ -82,8 +84,6 @@ const CONTENT_METHODS = new Set(['POST', 'PUT', 'PATCH'])
 function declaresContent(req: IncomingMessage): boolean {
   return CONTENT_METHODS.has(req.method ?? '') || req.headers['content-length'] !== undefined || req.headers['content-type'] !== undefined
 }
-/** Headers describing a body that response transforms rewrite (its type and length) or refuse (a coding). */
-const TRANSFORMED_BODY_HEADERS = ['content-type', 'content-length', 'content-encoding'] as const
 
 function statusClass(status: number): '1xx' | '2xx' | '3xx' | '4xx' | '5xx' {
   if (status < 200) return '1xx'
