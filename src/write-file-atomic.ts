@@ -7,11 +7,13 @@
 import { randomBytes } from 'node:crypto'
 import { unlinkSync } from 'node:fs'
 import { type FileHandle, open, rename, unlink } from 'node:fs/promises'
+import { dirname } from 'node:path'
 
 /**
  * Write via a fresh temporary file beside `file` (`wx`: never through a planted symlink; the mode is
  * set at creation, so a private key is never readable by others, even for a moment), flushed to disk,
- * then renamed over `file`: a reader (a gateway reloading on SIGHUP) sees the old file or the new one.
+ * then renamed over `file`, and the directory flushed: a reader (a gateway reloading on SIGHUP) sees
+ * the old file or the new one, and after a crash the new one stays.
  * Killed by SIGINT, SIGTERM or SIGHUP before the rename, the process first removes the temporary file
  * (see `removeOnInterrupt`).
  *
@@ -37,6 +39,14 @@ export async function writeFileAtomic(file: string, data: string, mode: number):
       await fh.close()
     }
     await rename(tmp, file)
+    // The rename is an entry of the directory: flushed too, or a crash right after it could bring
+    // back the old file while the caller went on as if the new one were in place (a promoted key).
+    const dir = await open(dirname(file), 'r')
+    try {
+      await dir.sync()
+    } finally {
+      await dir.close()
+    }
   } catch (err) {
     await unlink(tmp).catch(() => {})
     throw err
