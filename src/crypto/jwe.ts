@@ -52,10 +52,13 @@ export function openFailed(detail: string): never {
   throw new EcluseError('open_failed', detail)
 }
 
-/** Quote an attacker-supplied string for a log detail, bounded. */
+/**
+ * Quote an attacker-supplied string for a log detail, bounded, in printable ASCII: anything else
+ * (line separators, bidi overrides, 8-bit terminal controls, which pino writes raw) as `\uXXXX`.
+ */
 export function quote(v: unknown): string {
   const s = typeof v === 'string' ? v : typeof v
-  return JSON.stringify(s.length > 64 ? `${s.slice(0, 64)}…` : s)
+  return JSON.stringify(s.length > 64 ? `${s.slice(0, 64)}…` : s).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
 
 /**

@@ -276,13 +276,26 @@ export function pointerClaim(target: JsonTarget<FieldRule>, recordPattern: strin
 }
 
 /**
+ * Where a targeted value sits, for a log detail: its location with every member name a `*` of its
+ * pattern matched replaced by `*` (array indices stay). A member name is body content: keyed by an
+ * identifier (`/people/<passport>/name`), it is the very value the step protects, and it could carry
+ * characters that forge a log line. `depth` cuts it to a prefix (the enclosing record).
+ */
+export function pointerForLog(target: JsonTarget<FieldRule>, depth = target.pointer.length): string {
+  const pattern = parsePattern(target.pattern)
+  if (pattern.length !== target.pointer.length) return target.pattern
+  const shown = target.pointer.slice(0, depth).map((seg, i) => (pattern[i] === ANY_SEGMENT && typeof seg !== 'number' ? '*' : seg))
+  return formatPointer(shown)
+}
+
+/**
  * The `ecl.rid` claim: the record id as a string, `undefined` outside records. A record that holds a
  * targeted value but has no id cannot be bound, and is refused (`record_id_missing`).
  */
 export function recordClaim(target: JsonTarget<FieldRule>, recordPattern: string | undefined): string | undefined {
   if (recordPattern === undefined || target.record === undefined) return undefined
   const id = target.recordId
-  if (id === undefined) throw new EcluseError('record_id_missing', `record at ${formatPointer(target.record.pointer)} has no id member`)
+  if (id === undefined) throw new EcluseError('record_id_missing', `record at ${pointerForLog(target, target.record.pointer.length)} has no id member`)
   return typeof id === 'number' ? String(id) : id
 }
 

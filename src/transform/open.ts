@@ -23,6 +23,7 @@ import {
   keySetName,
   parseOptions,
   pointerClaim,
+  pointerForLog,
   recordBytesOption,
   recordClaim,
   recordsOption,
@@ -64,7 +65,7 @@ class OpenMessage extends FieldMessage {
     const rid = recordClaim(target, this.#recordPattern)
     if (target.type !== 'string') {
       this.failed++
-      throw new EcluseError('open_failed', `${ptr}: a ${target.type} where a sealed value was expected`)
+      throw new EcluseError('open_failed', `${pointerForLog(target)}: a ${target.type} where a sealed value was expected`)
     }
     const t0 = performance.now()
     let out: Buffer
@@ -74,7 +75,7 @@ class OpenMessage extends FieldMessage {
       this.failed++
       // Uniform: whatever failed, the client learns only `open_failed` (the reason is in the log).
       const reason = isEcluseError(err) ? err.message : 'open failed'
-      throw new EcluseError('open_failed', `${ptr}: ${reason}`)
+      throw new EcluseError('open_failed', `${pointerForLog(target)}: ${reason}`)
     }
     this.seconds += (performance.now() - t0) / 1000
     // Whoever holds the public key can seal anything: what opens must be exactly one JSON value
@@ -82,7 +83,7 @@ class OpenMessage extends FieldMessage {
     if (!isOneStrictJsonValue(out, this.#ndjson)) {
       out.fill(0)
       this.failed++
-      throw new EcluseError('open_failed', `${ptr}: the sealed plaintext is not one JSON value`)
+      throw new EcluseError('open_failed', `${pointerForLog(target)}: the sealed plaintext is not one JSON value`)
     }
     this.ok++
     this.bytes += out.length

@@ -25,6 +25,7 @@ import {
   keySetName,
   parseOptions,
   pointerClaim,
+  pointerForLog,
   recordBytesOption,
   recordClaim,
   recordsOption,
@@ -71,7 +72,7 @@ class VerifyMessage extends FieldMessage {
     if (!sealed) {
       this.failed++
       // The pointer names a member, never its value.
-      throw new EcluseError('plaintext_refused', `${ptr}: not a value sealed for this key set and place`)
+      throw new EcluseError('plaintext_refused', `${pointerForLog(target)}: not a value sealed for this key set and place`)
     }
     this.ok++
     this.bytes += target.raw.length
