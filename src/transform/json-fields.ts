@@ -126,6 +126,14 @@ export function compileFieldRules(opts: {
     if (isEcluseError(err) && err.code === 'config_invalid') throw new EcluseError('config_invalid', `fields: ${err.message}`)
     throw err
   }
+  if (opts.records !== undefined) {
+    const idField = opts.fields.find((pattern) => canMatchIdMember(pattern, opts.records!))
+    if (idField !== undefined) {
+      // Every value of a record is bound to its id in plaintext (`ecl.rid`): a sealed id would be
+      // copied, in clear, into the header of every sealed value of its record.
+      throw new EcluseError('config_invalid', `fields: ${idField} can match the records' id member "${opts.records.id}", which is bound in plaintext`)
+    }
+  }
   return {
     rules,
     recordPattern: opts.records?.pattern,
@@ -133,6 +141,13 @@ export function compileFieldRules(opts: {
     maxValueBytes: opts.maxValueBytes,
     maxRecordBytes: opts.maxRecordBytes,
   }
+}
+
+/** Whether field `pattern` can match the id member of a record of `records` (a `*` matches anything). */
+function canMatchIdMember(pattern: string, records: { pattern: string; id: string }): boolean {
+  const field = parsePattern(pattern)
+  const location = [...parsePattern(records.pattern), records.id]
+  return field.length === location.length && field.every((seg, i) => seg === ANY_SEGMENT || location[i] === ANY_SEGMENT || seg === location[i])
 }
 
 /**
