@@ -60,6 +60,12 @@ export class MatchState<R> {
   names: Map<string, MatchState<R>> | null = null
   /** Transition for any other member name or array index (the wildcard), or dead. */
   other: MatchState<R> | null = null
+  /**
+   * The names of `names` by their case fold (`foldName`): a member spelled like one of them but for
+   * case is refused by the rewriter, since consumers that match names without case (Go's
+   * encoding/json, .NET, Jackson so configured) would read it as that member.
+   */
+  folded: Map<string, string> | null = null
   /** Some key in `names` is a canonical array index: arrays must look their index up. */
   indexNames = false
   /** The value here is targeted by this pattern. */
@@ -86,6 +92,14 @@ export class MatchState<R> {
     }
     return this.other
   }
+}
+
+/**
+ * A member name as case-insensitive consumers compare it: upper-cased then lower-cased, so that the
+ * letters that fold onto ASCII ones do too (`ſ` → s, the Kelvin sign → k, dotless `ı` → i).
+ */
+export function foldName(name: string): string {
+  return name.toUpperCase().toLowerCase()
 }
 
 /** A rule set compiled at boot; share it between every stream of a route. */
@@ -237,6 +251,7 @@ export function compileRules<R>(spec: JsonRulesSpec<R>): CompiledRules<R> {
         state.names.set(name, build(next)!)
         if (INDEX_TOKEN.test(name)) state.indexNames = true
       }
+      state.folded = new Map([...names].map((name) => [foldName(name), name]))
     }
 
     const children = state.names === null ? [] : [...state.names.values()]

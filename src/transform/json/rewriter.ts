@@ -18,7 +18,7 @@
  */
 import { Transform, type TransformCallback } from 'node:stream'
 import { EcluseError, type ErrorCode, isEcluseError } from '../../errors.js'
-import { type CompiledRules, type CompiledTarget, compileRules, type JsonPointer, type MatchState } from './pointer.js'
+import { type CompiledRules, type CompiledTarget, compileRules, foldName, type JsonPointer, type MatchState } from './pointer.js'
 
 /** JSON type of a targeted value, from its first byte. */
 export type JsonValueType = 'string' | 'number' | 'object' | 'array' | 'boolean' | 'null'
@@ -869,6 +869,13 @@ export class JsonRewriteEngine<R = unknown> {
     if (names.size === size) this.fail('json_invalid', 'duplicate member name', end)
     if (++this.openMembers > this.maxMembers) this.fail('json_invalid', 'too many members held for duplicate detection', end)
     f.key = key
+    const folded = f.state?.folded
+    // A name spelled exactly like a transition is that transition: only the others need folding.
+    if (folded != null && f.state!.names!.get(key) === undefined) {
+      // An ASCII name (no high byte, no escape) folds by lower-casing alone.
+      const spelled = folded.get(this.sawHigh || this.sawEsc ? foldName(key) : key.toLowerCase())
+      if (spelled !== undefined && spelled !== key) this.fail('json_invalid', 'member name differs from a targeted name only by case', end)
+    }
     const child = f.state === null ? null : f.state.member(key)
     this.child = child
     this.state = S_COLON

@@ -1,0 +1,52 @@
+/**
+ * Field patterns match names exactly, but many JSON consumers do not: Go's encoding/json matches
+ * names without case (and Unicode folds `ſ` onto s, the Kelvin sign onto k), as do .NET's web
+ * defaults and Jackson so configured. A member spelled like a listed field but for case would pass
+ * `seal` and `require-sealed` unsealed and be read as that field: such a body is refused
+ * (`json_invalid`), as a duplicate member is, and nothing of it crosses.
+ */
+import t from 'tap'
+import { CANARY, leaksCanary, recordingHandler, SPONSOR_APP, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
+
+const json = { 'content-type': 'application/json' }
+const P = CANARY.passport
+
+t.test('a case variant of a listed name, or of a name on its path, is refused by seal and require-sealed', async (t) => {
+  const dir = await tempDir()
+  const keys = await writeKeyFiles(dir, 'th')
+  const bodies: Buffer[] = []
+  const fields = ['/holder/passportNumber']
+  const s = await startSealing({
+    dir,
+    handler: recordingHandler(bodies),
+    keys: { th: { file: keys.publicPath } },
+    routes: [
+      { name: 'seal', methods: ['POST'], path: '/v1/seal', allow: [SPONSOR_APP], upstream: 'backend', transforms: { request: [{ type: 'seal', recipients: 'th', fields }] } },
+      { name: 'check', methods: ['POST'], path: '/v1/check', allow: [SPONSOR_APP], upstream: 'backend', transforms: { request: [{ type: 'require-sealed', recipients: 'th', fields }] } },
+    ],
+  })
+  t.teardown(s.close)
+
+  const variants: Array<[string, string]> = [
+    ['upper-case first letter', `{"holder":{"PassportNumber":"${P}"}}`],
+    ['all upper case', `{"holder":{"PASSPORTNUMBER":"${P}"}}`],
+    ['ſ (U+017F), which Unicode folds onto s', `{"holder":{"paſſportNumber":"${P}"}}`],
+    ['an escaped capital', `{"holder":{"\\u0050assportNumber":"${P}"}}`],
+    ['beside the exact name', `{"holder":{"PassportNumber":"${P}","passportNumber":"x"}}`],
+    ['a case variant on the path', `{"Holder":{"passportNumber":"${P}"}}`],
+  ]
+  for (const route of ['seal', 'check']) {
+    for (const [what, body] of variants) {
+      const res = await s.gw.request(`/v1/${route}`, { method: 'POST', headers: json, body })
+      t.equal(res.status, 400, `${route}, ${what}: 400`)
+      t.same(res.json(), { error: 'json_invalid', requestId: res.headers['x-request-id'] }, `${route}, ${what}: json_invalid`)
+    }
+  }
+  t.equal(bodies.length, 0, 'no variant reached the upstream')
+  t.equal(leaksCanary(s.gw.logs.raw.join('\n')), undefined, 'nor the log')
+
+  // Names that only resemble a listed one, and the exact spelling, go on as before.
+  const ok = await s.gw.request('/v1/seal', { method: 'POST', headers: json, body: `{"holder":{"passportNumber":"${P}","passport":"x","number":"y"},"Passports":1}` })
+  t.equal(ok.status, 200)
+  t.equal(leaksCanary(bodies[0]!.toString()), undefined, 'the exact name sealed')
+})
