@@ -12,7 +12,7 @@ import type { Config } from './config/schema.js'
 import { type ClientTlsMaterial, loadAllTls } from './config/tls-material.js'
 import { SponsorListener } from './listener/sponsor.js'
 import { createLogger } from './observability/logger.js'
-import { GatewayMetrics } from './observability/metrics.js'
+import { classifyTlsFailure, GatewayMetrics } from './observability/metrics.js'
 import { ProxyHandler, type ProxyState } from './proxy/exchange.js'
 import { compileRouteTable } from './route/table.js'
 import './transform/builtin.js'
@@ -121,7 +121,13 @@ export class Gateway {
   }
 
   static #pool(name: string, cfg: Config['upstreams'][string], tls: ClientTlsMaterial, metrics: GatewayMetrics): UpstreamPool {
-    return new UpstreamPool(name, cfg, tls, { onError: (code) => metrics.upstreamError(name, code) })
+    return new UpstreamPool(name, cfg, tls, {
+      onError: (code, err) => {
+        metrics.upstreamError(name, code)
+        // The handshake with the trusted side failed: why, by the same reasons as the sponsor side.
+        if (code === 'upstream_tls') metrics.tlsHandshakeFailure('upstream', classifyTlsFailure(err))
+      },
+    })
   }
 
   /** Ready when certificates are loaded (they are, once started) and every upstream answers. */

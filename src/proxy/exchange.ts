@@ -479,6 +479,9 @@ class Exchange {
     const res = this.#res
     this.#code = code
     this.#proxy.log.info({ reqId: this.#requestId, route: this.#route?.name, code, detail }, 'request refused')
+    // The refusals for a request's shape or the gateway's state (the HTTP parser's own are counted
+    // by the listener): a body over its route's limit, a request while draining.
+    if (code === 'body_too_large' || code === 'shutting_down') this.#proxy.metrics.requestRejected(code)
     if (res.headersSent || this.#clientGone()) {
       this.#aborted = true
       res.destroy()

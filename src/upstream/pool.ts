@@ -79,10 +79,11 @@ export interface ProbeResult {
 
 export interface UpstreamPoolOptions {
   /**
-   * Called once per upstream failure with its code (metrics). Not called for aborts by the caller's
-   * signal, for errors that a request body stage raised itself, nor for probes.
+   * Called once per upstream failure with its code and the error undici raised (metrics: a TLS
+   * failure's reason is in the error). Not called for aborts by the caller's signal, for errors that
+   * a request body stage raised itself, nor for probes.
    */
-  onError?: (code: UpstreamErrorCode) => void
+  onError?: (code: UpstreamErrorCode, err: unknown) => void
   /** Deadline of one readiness probe, connect included. Default 2000 ms. */
   probeTimeoutMs?: number
 }
@@ -125,7 +126,7 @@ export class UpstreamPool {
   readonly name: string
   readonly #cfg: UpstreamConfig
   readonly #origin: string
-  readonly #onError: ((code: UpstreamErrorCode) => void) | undefined
+  readonly #onError: ((code: UpstreamErrorCode, err: unknown) => void) | undefined
   readonly #probeTimeoutMs: number
   #secureContext: SecureContext
   #pool: Pool
@@ -304,7 +305,7 @@ export class UpstreamPool {
       })
     }
     const failure = toUpstreamError(this.name, err)
-    this.#onError?.(failure.code as UpstreamErrorCode)
+    this.#onError?.(failure.code as UpstreamErrorCode, err)
     return failure
   }
 
@@ -313,7 +314,7 @@ export class UpstreamPool {
     if (this.#onError === undefined || isAbortError(err)) return
     const code = errorCode(err)
     if (code !== undefined && (UPSTREAM_SIDE_BODY_CODES.has(code) || code.startsWith('HPE_'))) {
-      this.#onError(classifyUpstreamError(err))
+      this.#onError(classifyUpstreamError(err), err)
     }
   }
 }

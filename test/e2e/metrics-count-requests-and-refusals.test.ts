@@ -39,3 +39,20 @@ t.test('readiness is 503 while the upstream does not answer', async (t) => {
   const body = (await ready.body.json()) as { checks: Record<string, string> }
   t.not(body.checks['upstream:backend'], 'ok')
 })
+
+t.test('an upstream handshake that fails counts as a TLS failure on the upstream side; a body over its limit as a rejected request', async (t) => {
+  // The upstream's certificate does not name what the gateway expects: its handshake fails.
+  const h = await Harness.start({ upstream: { serverName: 'someone-else.trusted.test' } })
+  t.teardown(() => h.close())
+  const res = await h.request('/v1/records/1')
+  t.equal(res.status, 502)
+  t.equal((res.json() as { error: string }).error, 'upstream_tls')
+  const tooLarge = await h.request('/v1/records/2', { method: 'POST', body: 'x'.repeat(1024 * 1024 + 1) })
+  t.equal(tooLarge.status, 413)
+  const m = await h.metrics()
+  t.equal(metricValue(m, 'ecluse_upstream_errors_total', { upstream: 'backend', kind: 'upstream_tls' }), 1)
+  const reasons = ['no_certificate', 'untrusted_certificate', 'expired_certificate', 'handshake_timeout', 'protocol', 'other']
+  const upstreamTls = reasons.reduce((n, reason) => n + metricValue(m, 'ecluse_tls_handshake_failures_total', { side: 'upstream', reason }), 0)
+  t.equal(upstreamTls, 1, 'one upstream TLS failure, with its reason')
+  t.equal(metricValue(m, 'ecluse_rejected_requests_total', { reason: 'body_too_large' }), 1)
+})
