@@ -78,7 +78,19 @@ interface ReadinessAnswer {
   readonly id: number
   readonly readiness: Readiness
 }
-type WorkerMessage = ReadyMessage | DrainMessage | ReadinessAnswer
+/** The primary asks a ready worker for its registry, as prom-client's JSON (to aggregate). */
+interface MetricsQuery {
+  readonly ecluse: 'metrics?'
+  readonly id: number
+}
+interface MetricsAnswer {
+  readonly ecluse: 'metrics'
+  readonly id: number
+  readonly metrics: RegistryJson
+}
+/** A registry as `getMetricsAsJSON()` gives it: what `AggregatorRegistry.aggregate` sums. */
+type RegistryJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>
+type WorkerMessage = ReadyMessage | DrainMessage | ReadinessAnswer | MetricsAnswer
 
 function isWorkerMessage(msg: unknown): msg is WorkerMessage {
   return typeof msg === 'object' && msg !== null && typeof (msg as { ecluse?: unknown }).ecluse === 'string'
@@ -128,23 +140,28 @@ interface Slot {
 }
 
 /**
- * The primary's admin metrics: every worker's registry aggregated by prom-client's
- * `AggregatorRegistry.clusterMetrics()`, followed by the primary's own cluster series. A subclass of
- * `GatewayMetrics` only so that `AdminServer` can use it as is; its own gateway families stay unused
- * (every request is counted in a worker).
+ * The primary's admin metrics: the registries of the workers that answer in time, aggregated by
+ * prom-client's `AggregatorRegistry.aggregate`, followed by the primary's own cluster series. A
+ * worker still booting, or stalled, is left out rather than failing the scrape (prom-client's
+ * `clusterMetrics()` waits for every worker, then fails the whole scrape after 5 s). A subclass of
+ * `GatewayMetrics` so that `AdminServer` can use it as is: of its own gateway families only the admin
+ * listener's connections count (every request is counted in a worker), summed with the workers'.
  */
 class ClusterAdminMetrics extends GatewayMetrics {
-  readonly #aggregator = new AggregatorRegistry()
   readonly #own: Registry
+  readonly #workers: () => Promise<RegistryJson[]>
 
-  constructor(own: Registry) {
+  constructor(own: Registry, workers: () => Promise<RegistryJson[]>) {
     super({ routes: [], defaultMetrics: false })
     this.#own = own
+    this.#workers = workers
   }
 
   override async render(): Promise<string> {
-    const [workers, own] = await Promise.all([this.#aggregator.clusterMetrics(), this.#own.metrics()])
-    return workers + own
+    const [workers, mine] = await Promise.all([this.#workers(), this.registry.getMetricsAsJSON()])
+    const connections = mine.filter((m) => m.name === 'ecluse_open_connections')
+    const aggregated = workers.length === 0 ? '' : await AggregatorRegistry.aggregate([...workers, connections]).metrics()
+    return aggregated + (await this.#own.metrics())
   }
 }
 
@@ -157,7 +174,7 @@ class ClusterPrimary {
   readonly #admin: AdminServer
   readonly #restartDelayMs: number
   readonly #maxRestartDelayMs: number
-  readonly #pending = new Map<number, (answer: Readiness | undefined) => void>()
+  readonly #pending = new Map<number, (answer: unknown) => void>()
   readonly #restarts: Counter
   #nextQueryId = 0
   #adminPort = 0
@@ -203,7 +220,7 @@ class ClusterPrimary {
     })
     this.#admin = new AdminServer({
       listen: config.admin.listen,
-      metrics: new ClusterAdminMetrics(own),
+      metrics: new ClusterAdminMetrics(own, () => this.#workerMetrics()),
       readiness: () => this.readiness(),
       log,
     })
@@ -235,7 +252,7 @@ class ClusterPrimary {
     // Captured before awaiting: a worker may exit while the others answer.
     const live = this.#slots.filter((s) => s.ready && s.worker !== undefined).map((s) => s.worker!)
     checks['workers'] = live.length === this.#slots.length ? 'ok' : `workers_not_ready: ${live.length} of ${this.#slots.length}`
-    const answers = await Promise.all(live.map((w) => this.#ask(w)))
+    const answers = await Promise.all(live.map((w) => this.#ask(w, 'readiness?') as Promise<Readiness | undefined>))
     answers.forEach((answer, i) => {
       const id = live[i]!.id
       if (answer === undefined) {
@@ -299,9 +316,8 @@ class ClusterPrimary {
 
   #onMessage(worker: Worker, msg: unknown): void {
     if (!isWorkerMessage(msg)) return
-    if (msg.ecluse === 'readiness') {
-      const resolve = this.#pending.get(msg.id)
-      if (resolve !== undefined) resolve(msg.readiness)
+    if (msg.ecluse === 'readiness' || msg.ecluse === 'metrics') {
+      this.#pending.get(msg.id)?.(msg.ecluse === 'readiness' ? msg.readiness : msg.metrics)
       return
     }
     const slot = this.#byWorkerId.get(worker.id)
@@ -362,18 +378,25 @@ class ClusterPrimary {
     })
   }
 
-  /** One worker's readiness, or undefined if it does not answer in time. */
-  #ask(worker: Worker): Promise<Readiness | undefined> {
+  /** The registries of the ready workers that answer within `READINESS_ASK_MS`. */
+  async #workerMetrics(): Promise<RegistryJson[]> {
+    const ready = this.#slots.filter((s) => s.ready && s.worker !== undefined).map((s) => s.worker!)
+    const answers = await Promise.all(ready.map((w) => this.#ask(w, 'metrics?') as Promise<RegistryJson | undefined>))
+    return answers.filter((a): a is RegistryJson => a !== undefined)
+  }
+
+  /** One worker's answer to `kind`, or undefined if it does not answer in time. */
+  #ask(worker: Worker, kind: 'readiness?' | 'metrics?'): Promise<unknown> {
     const id = this.#nextQueryId++
     return new Promise((resolve) => {
       const timer = setTimeout(() => done(undefined), READINESS_ASK_MS)
-      const done = (answer: Readiness | undefined) => {
+      const done = (answer: unknown) => {
         clearTimeout(timer)
         this.#pending.delete(id)
         resolve(answer)
       }
       this.#pending.set(id, done)
-      const query: ReadinessQuery = { ecluse: 'readiness?', id }
+      const query: ReadinessQuery | MetricsQuery = { ecluse: kind, id }
       if (!worker.isConnected()) return done(undefined)
       worker.send(query, (err: Error | null) => {
         if (err) done(undefined)
@@ -406,16 +429,15 @@ async function runWorker(configPath: string): Promise<void> {
     const metric = registry.getSingleMetric(name) as { aggregator?: string } | undefined
     if (metric !== undefined) metric.aggregator = aggregator
   }
-  AggregatorRegistry.setRegistries([registry])
-  new AggregatorRegistry() // installs the worker-side listener of clusterMetrics() requests
-
   process.on('message', (msg: unknown) => {
-    if (typeof msg !== 'object' || msg === null || (msg as { ecluse?: unknown }).ecluse !== 'readiness?') return
-    const id = (msg as ReadinessQuery).id
-    void gateway.readiness().then((readiness) => {
-      const answer: ReadinessAnswer = { ecluse: 'readiness', id, readiness }
+    if (typeof msg !== 'object' || msg === null) return
+    const { ecluse, id } = msg as Partial<ReadinessQuery | MetricsQuery>
+    if (typeof id !== 'number') return
+    const send = (answer: ReadinessAnswer | MetricsAnswer) => {
       if (process.connected) process.send?.(answer)
-    })
+    }
+    if (ecluse === 'readiness?') void gateway.readiness().then((readiness) => send({ ecluse: 'readiness', id, readiness }))
+    else if (ecluse === 'metrics?') void registry.getMetricsAsJSON().then((metrics) => send({ ecluse: 'metrics', id, metrics }))
   })
 
   let stopping = false
