@@ -439,25 +439,30 @@ export function sealCompactOnce(
   return out
 }
 
-/** Open one parsed compact JWE without a KEK cache; throws `open_failed`. */
-export function openParsedOnce(p: ParsedCompact): Buffer {
-  let cek: Buffer | undefined
-  if (p.key.algorithm.kind === 'rsa-oaep') {
-    const r = rsaUnwrap(p)
-    cek = r.ok ? r.cek : undefined
-  } else {
-    const kek = deriveKek(p)
-    if (kek === undefined) openFailed('key agreement failed')
-    cek = new KeyUnwrapper(kek).unwrap256(p.ek)
-    kek.fill(0)
-  }
-  const ok = cek !== undefined
-  const key = cek ?? randomBytes(GCM.cekBytes)
+/**
+ * The content of `p` decrypted with `cek`, which is zeroed whatever happens. `unwrapped: false`
+ * means the key could not be recovered and `cek` is a random stand-in: the decryption then fails on
+ * the tag in the same way as a tampered value (RFC 7516 §11.5), and `failure` is the detail.
+ */
+export function decryptWithCek(p: CompactParts, cek: Buffer, unwrapped: boolean, failure: string): Buffer {
   try {
-    const out = decryptContent(p, key, ok ? 'authentication tag mismatch' : 'key unwrap failed')
-    if (!ok) openFailed('key unwrap failed')
+    const out = decryptContent(p, cek, unwrapped ? 'authentication tag mismatch' : failure)
+    if (!unwrapped) openFailed(failure)
     return out
   } finally {
-    key.fill(0)
+    cek.fill(0)
   }
+}
+
+/** Open one parsed compact JWE without a KEK cache; throws `open_failed`. */
+export function openParsedOnce(p: ParsedCompact): Buffer {
+  if (p.key.algorithm.kind === 'rsa-oaep') {
+    const { cek, ok } = rsaUnwrap(p)
+    return decryptWithCek(p, cek, ok, 'key decryption failed')
+  }
+  const kek = deriveKek(p)
+  if (kek === undefined) openFailed('key agreement failed')
+  const cek = new KeyUnwrapper(kek).unwrap256(p.ek)
+  kek.fill(0)
+  return decryptWithCek(p, cek ?? randomBytes(GCM.cekBytes), cek !== undefined, 'key unwrap failed')
 }

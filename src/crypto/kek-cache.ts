@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto'
 import { EcluseError } from '../errors.js'
 import { CONTENT_ENCRYPTION } from './algorithms.js'
-import { type CompactParts, decryptContent, deriveKek, type Epk, openFailed, rsaUnwrap } from './jwe.js'
+import { type CompactParts, decryptWithCek, deriveKek, type Epk, openFailed, rsaUnwrap } from './jwe.js'
 import { KeyUnwrapper } from './kdf.js'
 import type { KeySet, RecipientKey } from './keys.js'
 
@@ -43,13 +43,7 @@ export class KekCache {
     if (this.keys.get(p.key.kid) !== p.key) openFailed('parsed against another key set')
     if (p.key.algorithm.kind === 'rsa-oaep') {
       const { cek, ok } = rsaUnwrap(p)
-      try {
-        const out = decryptContent(p, cek, ok ? 'authentication tag mismatch' : 'key decryption failed')
-        if (!ok) openFailed('key decryption failed')
-        return out
-      } finally {
-        cek.fill(0)
-      }
+      return decryptWithCek(p, cek, ok, 'key decryption failed')
     }
     const epk = p.epk!
     let unwrapper: KeyUnwrapper | undefined
@@ -69,16 +63,8 @@ export class KekCache {
     }
     // A failed unwrap continues with a random CEK so it fails on the tag, in the same way and about
     // the same time as a tampered ciphertext (RFC 7516 §11.5).
-    let cek = unwrapper.unwrap256(p.ek)
-    const unwrapped = cek !== undefined
-    cek ??= randomBytes(GCM.cekBytes)
-    let out: Buffer
-    try {
-      out = decryptContent(p, cek, unwrapped ? 'authentication tag mismatch' : 'key unwrap failed')
-    } finally {
-      cek.fill(0)
-    }
-    if (!unwrapped) openFailed('key unwrap failed')
+    const cek = unwrapper.unwrap256(p.ek)
+    const out = decryptWithCek(p, cek ?? randomBytes(GCM.cekBytes), cek !== undefined, 'key unwrap failed')
     if (fresh && this.#size > 0) {
       if (this.#cache.size >= this.#size) this.#cache.delete(this.#cache.keys().next().value!)
       this.#cache.set(id!, unwrapper)
