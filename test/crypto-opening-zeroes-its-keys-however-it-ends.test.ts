@@ -9,7 +9,7 @@ import crypto, { randomBytes } from 'node:crypto'
 import { syncBuiltinESMExports } from 'node:module'
 import { Readable } from 'node:stream'
 import t from 'tap'
-import { FieldOpener, FieldSealer } from '../src/crypto/field.js'
+import { FieldOpener, FieldSealer, SealWindows } from '../src/crypto/field.js'
 import { generateKeySet, parseKeySet } from '../src/crypto/keys.js'
 import { createOpenStream, createSealStream } from '../src/crypto/stream.js'
 
@@ -17,10 +17,13 @@ import { createOpenStream, createSealStream } from '../src/crypto/stream.js'
 // export, which syncBuiltinESMExports points at the spy.
 /** Every AES-256-GCM key handed to `createDecipheriv`, by reference. */
 const used: Buffer[] = []
+/** Every key-wrapping key (KEK) handed to `createDecipheriv`, by reference. */
+const usedKeks: Buffer[] = []
 const createDecipheriv = crypto.createDecipheriv
 crypto.createDecipheriv = ((...args: Parameters<typeof createDecipheriv>) => {
   // Content and record keys (AES-GCM), not the key-wrapping KEKs the opener caches by design.
   if (args[0] === 'aes-256-gcm' && Buffer.isBuffer(args[1])) used.push(args[1])
+  if (args[0] === 'id-aes256-wrap' && Buffer.isBuffer(args[1])) usedKeks.push(args[1])
   return createDecipheriv(...args)
 }) as typeof createDecipheriv
 syncBuiltinESMExports()
@@ -72,3 +75,40 @@ for (const alg of ['ECDH-ES+A256KW', 'RSA-OAEP-256'] as const) {
     t.ok(zeroed(ceks[0]!), 'and zeroed although the opening failed')
   })
 }
+
+t.test('a cached KEK is zeroed when the cache evicts it, or at once when it opened nothing or there is no cache', async (t) => {
+  const set = generateKeySet({ kid: 'x' })
+  const pub = parseKeySet(set.publicJwks, { publicOnly: true })
+  const priv = parseKeySet(set.privateJwks, { requirePrivate: true })
+  // Values of three different agreements: windows of one value each, as records stored over time.
+  const windows = new SealWindows({ maxValues: 1 })
+  const values = [0, 1, 2].map((i) => new FieldSealer(pub, { route: 'r', windows }).seal(Buffer.from(`"v${i}"`), { ptr: '/a' }))
+  const keks = () => usedKeks.splice(0)
+
+  const opener = new FieldOpener(priv, { kekCacheSize: 2 })
+  keks()
+  opener.open(values[0]!, { route: 'r', ptr: '/a' })
+  const [first] = keks()
+  opener.open(values[1]!, { route: 'r', ptr: '/a' })
+  t.notOk(zeroed(first!), 'cached, live')
+  opener.open(values[2]!, { route: 'r', ptr: '/a' })
+  t.ok(zeroed(first!), 'evicted by the third agreement: zeroed')
+  // What is cached, or memoized as the last one, still opens; an evicted KEK is derived again.
+  t.equal(opener.open(values[2]!, { route: 'r', ptr: '/a' }).toString(), '"v2"')
+  t.equal(opener.open(values[1]!, { route: 'r', ptr: '/a' }).toString(), '"v1"')
+  t.equal(opener.open(values[0]!, { route: 'r', ptr: '/a' }).toString(), '"v0"', 'an evicted KEK is derived again, not used zeroed')
+
+  const uncached = new FieldOpener(priv, { kekCacheSize: 0 })
+  keks()
+  t.equal(uncached.open(values[0]!, { route: 'r', ptr: '/a' }).toString(), '"v0"')
+  t.ok(keks().every(zeroed), 'no cache: zeroed after its one use')
+
+  const parts = values[0]!.split('.')
+  const tag = Buffer.from(parts[4]!, 'base64url')
+  tag[0] ^= 1
+  const tampered = [...parts.slice(0, 4), tag.toString('base64url')].join('.')
+  const fresh = new FieldOpener(priv)
+  keks()
+  t.throws(() => fresh.open(tampered, { route: 'r', ptr: '/a' }), { code: 'open_failed' })
+  t.ok(keks().every(zeroed), 'a KEK that opened nothing is not kept')
+})

@@ -152,6 +152,12 @@ export class KeyUnwrapper {
       return undefined
     }
   }
+
+  /** Zeroes the KEK once the unwrapper is no longer used (OpenSSL's copy in its context cannot be). */
+  erase(): void {
+    this.#kek.fill(0)
+    this.#ctx = undefined
+  }
 }
 
 /** One-shot RFC 3394 unwrap (used where a context would not be reused, e.g. a stream header). */

@@ -64,10 +64,18 @@ export class KekCache {
     // A failed unwrap continues with a random CEK so it fails on the tag, in the same way and about
     // the same time as a tampered ciphertext (RFC 7516 §11.5).
     const cek = unwrapper.unwrap256(p.ek)
-    const out = decryptWithCek(p, cek ?? randomBytes(GCM.cekBytes), cek !== undefined, 'key unwrap failed')
+    let out: Buffer
+    try {
+      out = decryptWithCek(p, cek ?? randomBytes(GCM.cekBytes), cek !== undefined, 'key unwrap failed')
+    } catch (err) {
+      if (fresh) unwrapper.erase() // a KEK enters the cache only once it has opened a value
+      throw err
+    }
     if (fresh && this.#size > 0) {
-      if (this.#cache.size >= this.#size) this.#cache.delete(this.#cache.keys().next().value!)
+      if (this.#cache.size >= this.#size) this.#evictOldest()
       this.#cache.set(id!, unwrapper)
+    } else if (fresh) {
+      unwrapper.erase() // no cache: used once
     }
     if (p.apu === '' && p.apv === '' && (fresh ? this.#size > 0 : true)) {
       this.#lastKey = p.key
@@ -75,5 +83,17 @@ export class KekCache {
       this.#lastUnwrapper = unwrapper
     }
     return out
+  }
+
+  /** Drops the oldest KEK (FIFO) and zeroes it; the memoized last one too, if it was that one. */
+  #evictOldest(): void {
+    const [id, unwrapper] = this.#cache.entries().next().value!
+    this.#cache.delete(id)
+    if (unwrapper === this.#lastUnwrapper) {
+      this.#lastKey = undefined
+      this.#lastEpk = undefined
+      this.#lastUnwrapper = undefined
+    }
+    unwrapper.erase()
   }
 }
