@@ -159,6 +159,17 @@ class Exchange {
       this.#refuse(match.error, `${req.method} ${target.path}`)
       return
     }
+    // Tomcat, Jetty and Spring strip `;` path parameters before they route (`/docs/secret;x` is
+    // `/docs/secret` to them). No route literal holds a `;`, so such a segment only ever matches a
+    // parameter or a wildcard: it must match the same route without them, or it is refused.
+    if (target.path.includes(';')) {
+      const without = this.#state.routes.match(req.method ?? '', target.path.replace(/;[^/]*/g, ''))
+      if ('error' in without || without.route !== match.route) {
+        this.#proxy.metrics.authorizationDenied('unmatched', 'path_rejected')
+        this.#refuse('path_rejected', 'path parameters (";") would route the request elsewhere')
+        return
+      }
+    }
     const route = match.route
     this.#route = route
     this.#proxy.metrics.requestReceived(route.name)

@@ -133,8 +133,10 @@ export function normalizeTarget(target: string): NormalizedTarget {
         reject('percent-encoded control character', i)
       }
 
-      if (byte < 0x80 && (CLASS[byte]! & UNRESERVED) !== 0) {
-        // RFC 3986 §6.2.2.2: an escaped unreserved character is the character itself.
+      if (byte < 0x80 && ((CLASS[byte]! & UNRESERVED) !== 0 || byte === 0x3a)) {
+        // RFC 3986 §6.2.2.2: an escaped unreserved character is the character itself. So is an
+        // escaped ":" here: it delimits nothing in a path, upstreams decode it before they route,
+        // and a route literal may hold one (`/v1/items:batch`), which `%3A` must not dodge.
         out = (out ?? '') + target.slice(copyFrom, i) + String.fromCharCode(byte)
         copyFrom = i + 3
       } else if (target.charCodeAt(i + 1) !== HEX_UPPER.charCodeAt(hi) || target.charCodeAt(i + 2) !== HEX_UPPER.charCodeAt(lo)) {
