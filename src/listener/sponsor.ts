@@ -17,6 +17,13 @@ import { classifyTlsFailure, type GatewayMetrics } from '../observability/metric
 
 /** The verified principal, attached to the TLS socket once, at handshake time. */
 const PRINCIPAL = Symbol('ecluse.principal')
+/** The exchange a connection is in, and the pipelined requests waiting for it (`#inTurn`). */
+const TURN = Symbol('ecluse.turn')
+type PipelinedSocket = Socket & {
+  [TURN]?: { busy: boolean; waiting: Array<[IncomingMessage, ServerResponse, boolean]> }
+}
+/** Pipelined requests one connection may have waiting behind the one in progress. */
+export const MAX_PIPELINED_REQUESTS = 16
 /** When the client certificate of the connection expires (ms since the epoch). */
 const NOT_AFTER = Symbol('ecluse.notAfter')
 type VerifiedSocket = TLSSocket & { [PRINCIPAL]?: Principal; [NOT_AFTER]?: number }
@@ -113,9 +120,9 @@ export class SponsorListener {
       this.#log.debug({ err: { code: (err as NodeJS.ErrnoException).code, message: err.message } }, 'sponsor TLS handshake failed')
     })
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(err, socket))
-    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => handler.handle(req, res, false))
+    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#inTurn(handler, req, res, false))
     // Answer `Expect: 100-continue` only once the request is known to be routed and allowed.
-    this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => handler.handle(req, res, true))
+    this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.#inTurn(handler, req, res, true))
     this.server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
       res.writeHead(417, { 'content-type': 'application/json', connection: 'close' }).end(publicErrorBody('bad_request'))
     })
@@ -173,6 +180,47 @@ export class SponsorListener {
   destroyAll(): void {
     this.server.closeAllConnections()
     for (const socket of this.#sockets) socket.destroy()
+  }
+
+  /**
+   * One exchange per connection at a time. Node parses pipelined requests as fast as they arrive and
+   * stops reading only for outgoing bytes, so a client that pipelines requests to a slow upstream
+   * would make the gateway hold thousands of exchanges for a few bytes each. The next request waits,
+   * with the socket paused, until the current response is done; more than
+   * {@link MAX_PIPELINED_REQUESTS} waiting (one read's worth parsed at once) ends the connection.
+   */
+  #inTurn(handler: RequestHandler, req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
+    const socket = req.socket as PipelinedSocket
+    let turn = socket[TURN]
+    if (turn === undefined) {
+      turn = { busy: false, waiting: [] }
+      socket[TURN] = turn
+    }
+    const run = (r: IncomingMessage, s: ServerResponse, e: boolean) => {
+      turn.busy = true
+      s.once('close', () => {
+        // Reading again: the next request's body may still be on the wire.
+        socket.resume()
+        const next = turn.waiting.shift()
+        if (next !== undefined) run(...next)
+        else turn.busy = false
+      })
+      handler.handle(r, s, e)
+    }
+    if (!turn.busy) {
+      run(req, res, expectContinue)
+      return
+    }
+    if (turn.waiting.length >= MAX_PIPELINED_REQUESTS) {
+      if (!socket.destroyed) {
+        this.#metrics.requestRejected('overloaded')
+        this.#log.info({ code: 'overloaded', waiting: turn.waiting.length }, 'sponsor connection pipelined too many requests; closed')
+      }
+      socket.destroy()
+      return
+    }
+    socket.pause()
+    turn.waiting.push([req, res, expectContinue])
   }
 
   #onConnection(socket: Socket): void {

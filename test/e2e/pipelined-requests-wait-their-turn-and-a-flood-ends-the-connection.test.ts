@@ -1,0 +1,62 @@
+/**
+ * HTTP/1.1 pipelining: Node parses every pipelined request as it arrives and stops reading only for
+ * outgoing bytes, so a client pipelining thousands of tiny requests to a slow upstream made the
+ * gateway hold thousands of exchanges (≈ 5 KB each for 31 bytes sent). Now one exchange per
+ * connection runs at a time, the next waits with the socket paused, and a connection with more than
+ * MAX_PIPELINED_REQUESTS waiting is closed (counted as `overloaded`); in-order pipelining still works.
+ */
+import tls from 'node:tls'
+import t from 'tap'
+import { MAX_PIPELINED_REQUESTS } from '../../src/listener/sponsor.js'
+import { Harness, metricValue } from '../helpers/harness.js'
+
+const GET = (path: string) => `GET ${path} HTTP/1.1\r\nhost: localhost\r\n\r\n`
+
+t.test('pipelined requests are answered in order, one exchange at a time', async (t) => {
+  let inUpstream = 0
+  let mostAtOnce = 0
+  const h = await Harness.start({
+    handler: (req, res) => {
+      mostAtOnce = Math.max(mostAtOnce, ++inUpstream)
+      setTimeout(() => {
+        inUpstream--
+        res.end(`answer ${req.url}`)
+      }, 20)
+    },
+  })
+  t.teardown(() => h.close())
+  const out = await h.raw(GET('/v1/records/1') + GET('/v1/records/2') + `GET /v1/records/3 HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n`)
+  const answers = out.match(/answer \/v1\/records\/\d/g)
+  t.same(answers, ['answer /v1/records/1', 'answer /v1/records/2', 'answer /v1/records/3'], 'all three, in order')
+  t.equal(mostAtOnce, 1, 'never two exchanges of one connection at the upstream at once')
+})
+
+t.test('a connection that pipelines a flood into a stalled upstream is closed; the gateway holds one exchange', async (t) => {
+  const h = await Harness.start({ handler: () => {}, shutdown: { drainTimeoutMs: 200 } })
+  t.teardown(() => h.close())
+  const flood = Array.from({ length: 2000 }, (_, i) => GET(`/v1/records/${i}`)).join('')
+  // The gateway may reset the connection while the flood is still being written: any ending will do.
+  const out = await new Promise<string>((resolve) => {
+    const socket = tls.connect({
+      host: '127.0.0.1',
+      port: h.gateway.sponsorPort,
+      servername: 'localhost',
+      ca: h.pki.sponsorCa.certPem,
+      cert: h.pki.sponsorClient.certPem,
+      key: h.pki.sponsorClient.keyPem,
+    })
+    let received = ''
+    socket.setEncoding('utf8')
+    socket.on('secureConnect', () => socket.write(flood))
+    socket.on('data', (d: string) => {
+      received += d
+    })
+    socket.on('error', () => {})
+    socket.on('close', () => resolve(received))
+  })
+  t.equal(out, '', 'closed without an answer (the first exchange still waits on the upstream)')
+  t.ok(h.upstream.hits <= 1, `at most the exchange in progress reached the upstream (${h.upstream.hits})`)
+  const m = await h.metrics()
+  t.equal(metricValue(m, 'ecluse_rejected_requests_total', { reason: 'overloaded' }), 1)
+  t.equal(h.logs.find('sponsor connection pipelined too many requests; closed')[0]?.['waiting'], MAX_PIPELINED_REQUESTS)
+})
