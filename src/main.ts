@@ -165,9 +165,9 @@ export class Gateway {
       const listenersChanged =
         JSON.stringify(old.sponsor.listen) !== JSON.stringify(config.sponsor.listen) ||
         JSON.stringify(old.admin) !== JSON.stringify(config.admin)
-      // Everything that can fail is built before anything changes: OpenSSL may refuse material the
-      // checks above accepted, and a failed reload must keep the whole previous state.
-      this.sponsor.checkTls(tls.sponsor)
+      // Everything that can fail is built before anything changes, so that a failed reload keeps the
+      // whole previous state. (The sponsor context cannot fail below: loadAllTls has had OpenSSL
+      // build it from the same material.)
       // Pools: same settings → rotate certificates in place; new or changed → a new pool.
       const upstreams = new Map<string, UpstreamPool>()
       const rotations: Array<{ pool: UpstreamPool; context: SecureContext }> = []

@@ -6,11 +6,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import https from 'node:https'
 import type { Socket } from 'node:net'
-import { createSecureContext, type SecureContextOptions, type TLSSocket } from 'node:tls'
+import type { TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'
 import type { SponsorConfig } from '../config/schema.js'
 import type { ServerTlsMaterial } from '../config/tls-material.js'
-import { EcluseError, ERROR_CODES, type ErrorCode, publicErrorBody } from '../errors.js'
+import { ERROR_CODES, type ErrorCode, publicErrorBody } from '../errors.js'
 import { principalFromCertificate } from '../identity/from-certificate.js'
 import type { Principal } from '../identity/principal.js'
 import { classifyTlsFailure, type GatewayMetrics } from '../observability/metrics.js'
@@ -140,28 +140,9 @@ export class SponsorListener {
     })
   }
 
-  /**
-   * Builds, and discards, the context `reloadTls` would build from `tls`: OpenSSL refuses some
-   * material our own checks accept (a key too small for its security level, a weak signature), and
-   * a reload must find that out before it changes anything.
-   *
-   * @throws EcluseError `tls_material_invalid`
-   */
-  checkTls(tls: ServerTlsMaterial): void {
-    try {
-      createSecureContext(this.#contextOptions(tls))
-    } catch (err) {
-      throw new EcluseError('tls_material_invalid', `sponsor.tls: rejected by OpenSSL: ${(err as Error).message}`, { cause: err })
-    }
-  }
-
   /** New certificate, key and sponsor CA for new handshakes; open connections keep theirs. */
   reloadTls(tls: ServerTlsMaterial): void {
-    this.server.setSecureContext(this.#contextOptions(tls))
-  }
-
-  #contextOptions(tls: ServerTlsMaterial): SecureContextOptions {
-    return { cert: tls.cert, key: tls.key, ca: tls.ca, minVersion: this.#config.tls.minVersion }
+    this.server.setSecureContext({ cert: tls.cert, key: tls.key, ca: tls.ca, minVersion: this.#config.tls.minVersion })
   }
 
   get openConnections(): number {
