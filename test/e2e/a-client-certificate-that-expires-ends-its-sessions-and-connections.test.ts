@@ -25,12 +25,7 @@ interface Exchange {
 function connect(h: Harness, cert: { certPem: string; keyPem: string }, version: tls.SecureVersion, session?: Buffer): Promise<Exchange & { send(): void }> {
   return new Promise((resolve) => {
     const socket = tls.connect({
-      host: '127.0.0.1',
-      port: h.gateway.sponsorPort,
-      servername: 'localhost',
-      ca: h.pki.sponsorCa.certPem,
-      cert: cert.certPem,
-      key: cert.keyPem,
+      ...h.sponsorTls(cert),
       minVersion: version,
       maxVersion: version,
       ...(session === undefined ? {} : { session }),

@@ -22,14 +22,7 @@ t.test('a client that aborts mid-body aborts the upstream request', async (t) =>
     },
   })
   t.teardown(() => h.close())
-  const socket = tls.connect({
-    host: '127.0.0.1',
-    port: h.gateway.sponsorPort,
-    servername: 'localhost',
-    ca: h.pki.sponsorCa.certPem,
-    cert: h.pki.sponsorClient.certPem,
-    key: h.pki.sponsorClient.keyPem,
-  })
+  const socket = tls.connect(h.sponsorTls())
   socket.on('error', () => {})
   await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()))
   socket.write('PUT /v1/records/1 HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n')

@@ -37,14 +37,7 @@ t.test('a connection that pipelines a flood into a stalled upstream is closed; t
   const flood = Array.from({ length: 2000 }, (_, i) => GET(`/v1/records/${i}`)).join('')
   // The gateway may reset the connection while the flood is still being written: any ending will do.
   const out = await new Promise<string>((resolve) => {
-    const socket = tls.connect({
-      host: '127.0.0.1',
-      port: h.gateway.sponsorPort,
-      servername: 'localhost',
-      ca: h.pki.sponsorCa.certPem,
-      cert: h.pki.sponsorClient.certPem,
-      key: h.pki.sponsorClient.keyPem,
-    })
+    const socket = tls.connect(h.sponsorTls())
     let received = ''
     socket.setEncoding('utf8')
     socket.on('secureConnect', () => socket.write(flood))

@@ -11,14 +11,7 @@ const LIMITS = { maxHeaderBytes: 4096, headersTimeoutMs: 1000, requestTimeoutMs:
 /** A verified mTLS connection to the sponsor listener, and what it receives until it closes. */
 function connect(h: Harness): Promise<{ socket: tls.TLSSocket; closed: Promise<string> }> {
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({
-      host: '127.0.0.1',
-      port: h.gateway.sponsorPort,
-      servername: 'localhost',
-      ca: h.pki.sponsorCa.certPem,
-      cert: h.pki.sponsorClient.certPem,
-      key: h.pki.sponsorClient.keyPem,
-    })
+    const socket = tls.connect(h.sponsorTls())
     let out = ''
     socket.setEncoding('utf8')
     socket.on('data', (d: string) => (out += d))

@@ -226,17 +226,22 @@ export class Harness {
     return { status: res.statusCode, headers: res.headers, body, json: () => JSON.parse(body.toString('utf8')) }
   }
 
+  /** `tls.connect` options of a sponsor client presenting `cert`, for raw connections. */
+  sponsorTls(cert: { certPem: string; keyPem: string } = this.pki.sponsorClient): tls.ConnectionOptions {
+    return {
+      host: '127.0.0.1',
+      port: this.gateway.sponsorPort,
+      servername: 'localhost',
+      ca: this.pki.sponsorCa.certPem,
+      cert: cert.certPem,
+      key: cert.keyPem,
+    }
+  }
+
   /** A raw TLS connection as the sponsor client, for requests undici would refuse to send. */
   raw(bytes: string, cert: TestCert = this.pki.sponsorClient): Promise<string> {
     return new Promise((resolve, reject) => {
-      const socket = tls.connect({
-        host: '127.0.0.1',
-        port: this.gateway.sponsorPort,
-        servername: 'localhost',
-        ca: this.pki.sponsorCa.certPem,
-        cert: cert.certPem,
-        key: cert.keyPem,
-      })
+      const socket = tls.connect(this.sponsorTls(cert))
       let out = ''
       socket.setEncoding('utf8')
       socket.on('secureConnect', () => socket.write(bytes))
