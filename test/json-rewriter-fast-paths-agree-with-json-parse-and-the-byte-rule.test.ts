@@ -54,7 +54,7 @@ t.test('target.value of a string equals JSON.parse of its raw text, escaped or n
   fc.assert(
     fc.property(value, arbSpelling, arbCuts, (v, sp, cuts) => {
       const body = Buffer.from(spell({ a: v, b: [v] }, sp).text, 'utf8')
-      const rules = compileFieldRules({ fields: ['/a', '/b/0'], format: 'json', maxValueBytes: 1 << 20, maxRecordBytes: 1 << 20 }).rules
+      const rules = compileFieldRules({ fields: ['/a', '/b/0'], format: 'json', maxValueBytes: 1 << 20, maxRecordBytes: 1 << 20, maxFieldsPerRecord: 1000 }).rules
       const seen: unknown[] = []
       const e = new JsonRewriteEngine({
         mode: 'document',
@@ -83,7 +83,7 @@ t.test('claims computed once per pattern equal formatPointer of where each value
   }
   const fields = ['/contact/phone', '/contact/a~1b~0c', '/people/*/name', '/people/0/tags/1', '/records/*/passport', '/records/*/addr/*', '/records/1/list/0']
   for (const records of [undefined, { pattern: '/records/*', id: 'id' }]) {
-    const rules = compileFieldRules({ fields, records, format: 'json', maxValueBytes: 1 << 20, maxRecordBytes: 1 << 20 })
+    const rules = compileFieldRules({ fields, records, format: 'json', maxValueBytes: 1 << 20, maxRecordBytes: 1 << 20, maxFieldsPerRecord: 1000 })
     const claims: string[] = []
     const reference: string[] = []
     const e = new JsonRewriteEngine({
@@ -101,7 +101,7 @@ t.test('claims computed once per pattern equal formatPointer of where each value
     t.same(claims, reference, records === undefined ? 'outside records' : 'with record binding')
     t.ok(claims.length >= 9, `every target seen (${claims.length})`)
   }
-  const r = compileFieldRules({ fields: ['/records/*/addr/*', '/x/y'], records: { pattern: '/records/*', id: 'id' }, format: 'json', maxValueBytes: 1, maxRecordBytes: 1 }).rules
+  const r = compileFieldRules({ fields: ['/records/*/addr/*', '/x/y'], records: { pattern: '/records/*', id: 'id' }, format: 'json', maxValueBytes: 1, maxRecordBytes: 1, maxFieldsPerRecord: 1 }).rules
   t.same(
     r.targets.map((x) => x.rule),
     [

@@ -13,7 +13,7 @@ import type { KeySet } from '../crypto/keys.js'
 import { EcluseError, type ErrorCode, isEcluseError } from '../errors.js'
 import type { CryptoOp, CryptoOpMetrics, CryptoRouteMetrics } from '../observability/metrics.js'
 import { ANY_SEGMENT, type CompiledRules, compileRules, formatPointer, parsePattern } from './json/pointer.js'
-import { JsonRewriter, type JsonTarget, type JsonValueHandler } from './json/rewriter.js'
+import { JSON_REWRITER_DEFAULTS, JsonRewriter, type JsonTarget, type JsonValueHandler } from './json/rewriter.js'
 import type { Direction, MessageHeaders, TransformContext, TransformEnv } from './types.js'
 
 // ---------------------------------------------------------------------------------------------
@@ -35,6 +35,12 @@ const size = (max: number) => z.number().int().positive().max(max)
 /** Byte caps: a value up to 16 MiB, a record up to 64 MiB (both held whole while they are decided). */
 export const valueBytesOption = (dflt: number) => size(16 * 1024 * 1024).default(dflt)
 export const recordBytesOption = (dflt: number) => size(64 * 1024 * 1024).default(dflt)
+/**
+ * Values the fields may match in one record: a record's values are held until it ends, with their
+ * results (a sealed value is a few hundred bytes more than its plaintext), so their number is
+ * bounded as well as the record's bytes.
+ */
+export const recordFieldsOption = size(100_000).default(JSON_REWRITER_DEFAULTS.maxRecordTargets)
 
 /** Default caps on the plaintext side (`seal`, `strip`). */
 export const PLAINTEXT_VALUE_BYTES = 64 * 1024
@@ -100,6 +106,7 @@ export interface FieldRules {
   readonly format: 'auto' | 'json' | 'ndjson'
   readonly maxValueBytes: number
   readonly maxRecordBytes: number
+  readonly maxFieldsPerRecord: number
 }
 
 /**
@@ -114,6 +121,7 @@ export function compileFieldRules(opts: {
   format: 'auto' | 'json' | 'ndjson'
   maxValueBytes: number
   maxRecordBytes: number
+  maxFieldsPerRecord: number
 }): FieldRules {
   let rules: CompiledRules<FieldRule>
   try {
@@ -140,6 +148,7 @@ export function compileFieldRules(opts: {
     format: opts.format,
     maxValueBytes: opts.maxValueBytes,
     maxRecordBytes: opts.maxRecordBytes,
+    maxFieldsPerRecord: opts.maxFieldsPerRecord,
   }
 }
 
@@ -361,6 +370,7 @@ export class FieldStream extends JsonRewriter<FieldRule> {
       mode: o.mode,
       maxValueBytes: o.rules.maxValueBytes,
       maxRecordBytes: o.rules.maxRecordBytes,
+      maxRecordTargets: o.rules.maxFieldsPerRecord,
       onValue: o.message.onValue,
     })
     this.#o = o

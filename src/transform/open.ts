@@ -26,6 +26,7 @@ import {
   pointerForLog,
   recordBytesOption,
   recordClaim,
+  recordFieldsOption,
   recordsOption,
   refuseAtBegin,
   SEALED_RECORD_BYTES,
@@ -43,6 +44,7 @@ const openOptions = z
     format: formatOption,
     maxValueBytes: valueBytesOption(SEALED_VALUE_BYTES),
     maxRecordBytes: recordBytesOption(SEALED_RECORD_BYTES),
+    maxFieldsPerRecord: recordFieldsOption,
   })
   .strict()
 

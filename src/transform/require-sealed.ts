@@ -28,6 +28,7 @@ import {
   pointerForLog,
   recordBytesOption,
   recordClaim,
+  recordFieldsOption,
   recordsOption,
   refuseAtBegin,
   SEALED_RECORD_BYTES,
@@ -45,6 +46,7 @@ const requireSealedOptions = z
     format: formatOption,
     maxValueBytes: valueBytesOption(SEALED_VALUE_BYTES),
     maxRecordBytes: recordBytesOption(SEALED_RECORD_BYTES),
+    maxFieldsPerRecord: recordFieldsOption,
   })
   .strict()
 

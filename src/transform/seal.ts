@@ -28,6 +28,7 @@ import {
   pointerClaim,
   recordBytesOption,
   recordClaim,
+  recordFieldsOption,
   recordsOption,
   refuseAtBegin,
   valueBytesOption,
@@ -43,6 +44,7 @@ const sealOptions = z
     format: formatOption,
     maxValueBytes: valueBytesOption(PLAINTEXT_VALUE_BYTES),
     maxRecordBytes: recordBytesOption(PLAINTEXT_RECORD_BYTES),
+    maxFieldsPerRecord: recordFieldsOption,
   })
   .strict()
 

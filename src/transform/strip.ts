@@ -18,6 +18,7 @@ import {
   PLAINTEXT_VALUE_BYTES,
   parseOptions,
   recordBytesOption,
+  recordFieldsOption,
   refuseAtBegin,
   valueBytesOption,
 } from './json-fields.js'
@@ -29,6 +30,7 @@ const stripOptions = z
     format: formatOption,
     maxValueBytes: valueBytesOption(PLAINTEXT_VALUE_BYTES),
     maxRecordBytes: recordBytesOption(PLAINTEXT_RECORD_BYTES),
+    maxFieldsPerRecord: recordFieldsOption,
   })
   .strict()
 

@@ -6,7 +6,7 @@
  *
  * Output is produced as slices (`subarray`) of the input chunks: untargeted bytes are never
  * re-encoded nor retained past the chunk they arrived in (a chunk with edits is concatenated once,
- * a chunk without goes out as the same buffer). The only bytes held across chunks are
+ * a chunk without goes out as the same buffer); held bytes are copied into one staging buffer. The only bytes held across chunks are
  *  - a member being decided in a container that holds targets (its separator, name and, for a
  *    target, its value), so that a removal can also remove the right comma;
  *  - a whole record when record binding is configured (its id may come after the targets).
@@ -73,6 +73,8 @@ export interface JsonRewriterOptions<R = unknown> {
   readonly maxMemberNameBytes?: number
   /** Cap for one buffered record (default 1 MiB); only used with a record pattern. */
   readonly maxRecordBytes?: number
+  /** Cap for targeted values in one record (default 1000); only used with a record pattern. */
+  readonly maxRecordTargets?: number
   /** Cap for member names remembered at once across all open objects, for duplicate detection (default 10 000). */
   readonly maxMembers?: number
   /**
@@ -90,6 +92,7 @@ export const JSON_REWRITER_DEFAULTS = Object.freeze({
   maxDepth: 64,
   maxMemberNameBytes: 1024,
   maxRecordBytes: 1024 * 1024,
+  maxRecordTargets: 1000,
   maxMembers: 10_000,
   maxGapBytes: 4096,
 })
@@ -131,6 +134,8 @@ const WS_LINE = new Uint8Array(256)
 WS_LINE[SP] = WS_LINE[TAB] = 1
 
 const EMPTY = Buffer.alloc(0)
+/** A staging buffer up to this size is kept between the values and records it holds. */
+const HELD_KEEP_BYTES = 64 * 1024
 const NAME_CACHE_SLOTS = 256
 const NAME_CACHE_MAX_LEN = 32
 
@@ -198,6 +203,13 @@ class SepState {
   kept = 0
   /** The previous members were all removed: the next kept member's leading comma must go. */
   skip = false
+  // Inside a record, while it is scanned: only the first untargeted member after a targeted one can
+  // need an edit (its comma, when every targeted member before it is removed); later ones are
+  // kept after a kept member and need none, so they get no entry.
+  /** A targeted member has been seen. */
+  sawTarget = false
+  /** An untargeted member has been seen. */
+  sawKept = false
 }
 
 class Frame<R> {
@@ -348,6 +360,7 @@ export class JsonRewriteEngine<R = unknown> {
   private readonly maxDepth: number
   private readonly maxName: number
   private readonly maxRecord: number
+  private readonly maxRecordTargets: number
   private readonly maxMembers: number
   private readonly maxPrefix: number
   private readonly onValue: JsonValueHandler<R>
@@ -390,10 +403,13 @@ export class JsonRewriteEngine<R = unknown> {
   private out: Buffer[] = []
   private outLen = 0
 
-  // ---- retention: bytes from retainStart are held (parts: copies from earlier chunks)
+  // ---- retention: bytes from retainStart are held; those of earlier chunks are copied into one
+  // staging buffer (`held`, its first `heldLen` bytes), so what is held costs its bytes whatever
+  // the chunking: a client sending one byte per chunk must not make each byte a Buffer of its own.
   private retaining = false
   private retainStart = 0
-  private parts: Buffer[] = []
+  private held: Buffer = EMPTY
+  private heldLen = 0
   private region: Buffer = EMPTY
   private regionStart = 0
 
@@ -411,6 +427,8 @@ export class JsonRewriteEngine<R = unknown> {
   // ---- undecided members (one online, all of a record's in record mode) and the edits they make
   private readonly entries: Entry<R>[] = []
   private entryCount = 0
+  /** Targeted values in the current record. */
+  private recordTargets = 0
   private editCount = 0
   private readonly editStart: number[] = []
   private readonly editEnd: number[] = []
@@ -436,6 +454,7 @@ export class JsonRewriteEngine<R = unknown> {
     this.maxDepth = positiveInt('maxDepth', opts.maxDepth, d.maxDepth)
     this.maxName = positiveInt('maxMemberNameBytes', opts.maxMemberNameBytes, d.maxMemberNameBytes)
     this.maxRecord = positiveInt('maxRecordBytes', opts.maxRecordBytes, d.maxRecordBytes)
+    this.maxRecordTargets = positiveInt('maxRecordTargets', opts.maxRecordTargets, d.maxRecordTargets)
     this.maxMembers = positiveInt('maxMembers', opts.maxMembers, d.maxMembers)
     // separator, quotes, colon + the name + the whitespace allowance
     this.maxPrefix = this.maxName + positiveInt('maxGapBytes', opts.maxGapBytes, d.maxGapBytes) + 4
@@ -510,7 +529,8 @@ export class JsonRewriteEngine<R = unknown> {
   /** Marks the engine failed (after an error from `write`/`resume`/`end`, or a rejected action). */
   failWith(err: unknown): EcluseError {
     this.state = S_FAILED
-    this.parts = []
+    this.held = EMPTY
+    this.heldLen = 0
     this.out = []
     if (isEcluseError(err)) return err
     return new EcluseError('internal', 'JSON value action failed', { cause: err })
@@ -888,8 +908,11 @@ export class JsonRewriteEngine<R = unknown> {
       if (child !== null && child.target !== null) {
         entry.target = child.target
         this.curEntry = entry
+        if (this.recDepth >= 0) this.recordTarget(entry, end)
       } else if (this.recDepth < 0) {
         this.resolveKept(end + 1)
+      } else {
+        this.recordKept(entry)
       }
     }
   }
@@ -988,10 +1011,13 @@ export class JsonRewriteEngine<R = unknown> {
         child = f.state === null ? null : f.state.element(index)
         if (f.sep !== null) {
           entry = this.openEntry(f, pos)
-          if (child !== null && child.target !== null) entry.target = child.target
-          else {
-            entry = null
+          if (child !== null && child.target !== null) {
+            entry.target = child.target
+            if (this.recDepth >= 0) this.recordTarget(entry, pos)
+          } else {
             if (this.recDepth < 0) this.resolveKept(pos)
+            else this.recordKept(entry)
+            entry = null
           }
         }
       } else {
@@ -1152,6 +1178,29 @@ export class JsonRewriteEngine<R = unknown> {
     return e
   }
 
+  /** Inside a record: the open member (the last entry) is targeted; the record may hold only so many. */
+  private recordTarget(e: Entry<R>, pos: number): void {
+    if (++this.recordTargets > this.maxRecordTargets) this.fail('value_too_large', 'more targeted values in a record than its cap', pos)
+    e.sep.sawTarget = true
+  }
+
+  /**
+   * Inside a record: the open member (the last entry) is not targeted, so it is kept. Only the first
+   * such member after a targeted one of its container keeps its entry (see `SepState`); one before
+   * any targeted member counts as kept at once, as if replayed first. The entries of a record are
+   * then at most two per targeted value, whatever the record's length.
+   */
+  private recordKept(e: Entry<R>): void {
+    const st = e.sep
+    if (st.sawKept || !st.sawTarget) {
+      if (!st.sawKept) st.kept = 1
+      st.sawKept = true
+      this.entryCount--
+      return
+    }
+    st.sawKept = true
+  }
+
   /** Outside records: the open member is not targeted, so it is kept; let it go up to `end`. */
   private resolveKept(end: number): void {
     const e = this.entries[0]!
@@ -1239,6 +1288,7 @@ export class JsonRewriteEngine<R = unknown> {
       this.replayOne(e)
     }
     this.entryCount = 0
+    this.recordTargets = 0
     this.idStart = -1
     this.release(end)
   }
@@ -1285,14 +1335,14 @@ export class JsonRewriteEngine<R = unknown> {
 
   /** Makes the unemitted bytes up to `end` one contiguous buffer (`region`, from `regionStart`). */
   private materialize(end: number): void {
-    if (this.parts.length === 0) {
+    if (this.heldLen === 0) {
       this.region = this.buf.subarray(this.emitFrom - this.base, end - this.base)
       this.regionStart = this.emitFrom
     } else {
-      this.parts.push(this.buf.subarray(0, end - this.base))
-      this.region = Buffer.concat(this.parts)
+      // A copy, not a view of `held`: its slices go out, and `held` is reused.
+      this.region = Buffer.concat([this.held.subarray(0, this.heldLen), this.buf.subarray(0, end - this.base)])
       this.regionStart = this.retainStart
-      this.parts = []
+      this.dropHeld()
       this.emitFrom = this.base
     }
   }
@@ -1302,8 +1352,8 @@ export class JsonRewriteEngine<R = unknown> {
     this.retaining = false
     if (this.region === EMPTY) {
       if (this.editCount === 0) {
-        for (const p of this.parts) this.push(p)
-        this.parts = []
+        if (this.heldLen > 0) this.push(Buffer.from(this.held.subarray(0, this.heldLen)))
+        this.dropHeld()
         return
       }
       this.materialize(end)
@@ -1349,10 +1399,27 @@ export class JsonRewriteEngine<R = unknown> {
       this.fail('value_too_large', 'member prefix over its cap', end)
     }
     const from = Math.max(this.retainStart, this.base)
-    if (this.parts.length === 0) this.emitTo(from)
+    if (this.heldLen === 0) this.emitTo(from)
     // Copied: a small tail must not keep a large input chunk alive.
-    if (end > from) this.parts.push(Buffer.from(this.buf.subarray(from - this.base, this.n)))
+    if (end > from) this.hold(this.buf.subarray(from - this.base, this.n))
     this.emitFrom = end
+  }
+
+  /** Empties the staging buffer; one grown past a typical record is freed rather than kept for the stream's life. */
+  private dropHeld(): void {
+    this.heldLen = 0
+    if (this.held.length > HELD_KEEP_BYTES) this.held = EMPTY
+  }
+
+  /** Appends to the staging buffer, doubling it as needed (its size is bounded by the caps checked before). */
+  private hold(bytes: Buffer): void {
+    const need = this.heldLen + bytes.length
+    if (need > this.held.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, 2 * this.held.length, 1024))
+      this.held.copy(grown, 0, 0, this.heldLen)
+      this.held = grown
+    }
+    this.heldLen += bytes.copy(this.held, this.heldLen)
   }
 }
 
