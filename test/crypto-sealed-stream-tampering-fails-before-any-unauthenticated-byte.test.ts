@@ -3,11 +3,13 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import fc from 'fast-check'
+import { pino } from 'pino'
 import t from 'tap'
 import { ASYMMETRIC_CHANNEL, createOpenStream, createSealStream, generateKeySet, parseKeySet } from '../src/crypto/index.js'
 import { TEST_SEAM } from '../src/crypto/jwe.js'
 import { deriveRecordKeys, recordNonce } from '../src/crypto/stream.js'
 import { EcluseError } from '../src/errors.js'
+import { createOpenBodyTransform } from '../src/transform/open-body.js'
 
 const g = generateKeySet()
 const pub = parseKeySet(g.publicJwks)
@@ -259,4 +261,20 @@ t.test('wrong key, unknown kid, or not a sealed stream at all', async (t) => {
   failsCleanly(t, await open(Buffer.alloc(0)), 'empty input', 0)
   t.throws(() => createOpenStream(pub), { code: 'key_material_invalid' }, 'opening needs a private set')
   t.throws(() => createOpenStream(priv, { maxRecordSize: 8 }), { code: 'config_invalid' })
+})
+
+t.test('records smaller than minRecordSize are refused at the header, before any record is opened', async (t) => {
+  const o = await open(sealed, 29, { minRecordSize: RS * 2 })
+  failsCleanly(t, o, `rs ${RS} under a floor of ${RS * 2}`, 0)
+  t.match(o.error, { message: new RegExp(`record size ${RS} outside ${RS * 2}\\.\\.`) })
+  const at = await open(sealed, 29, { minRecordSize: RS })
+  t.equal(at.error, undefined, 'rs at the floor opens')
+  t.ok(at.emitted.equals(data))
+  t.throws(() => createOpenStream(priv, { minRecordSize: 8 }), { code: 'config_invalid', message: /minRecordSize/ })
+  t.throws(() => createOpenStream(priv, { minRecordSize: 4096, maxRecordSize: 1024 }), { code: 'config_invalid', message: /minRecordSize/ })
+  const env = { log: pino({ level: 'silent' }) }
+  t.throws(() => createOpenBodyTransform({ keys: 'k', minRecordSize: 4096, maxRecordSize: 1024 }, env), {
+    code: 'config_invalid',
+    message: 'minRecordSize: must not exceed maxRecordSize',
+  })
 })

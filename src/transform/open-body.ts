@@ -8,7 +8,14 @@ import type { Transform } from 'node:stream'
 import { z } from 'zod'
 import { KekCache } from '../crypto/kek-cache.js'
 import type { KeySet } from '../crypto/keys.js'
-import { createOpenStream, DEFAULT_MAX_OPEN_RECORD_SIZE, MAX_RECORD_SIZE, type SealedStreamInfo } from '../crypto/stream.js'
+import {
+  createOpenStream,
+  DEFAULT_MAX_OPEN_RECORD_SIZE,
+  DEFAULT_MIN_OPEN_RECORD_SIZE,
+  MAX_RECORD_SIZE,
+  MIN_RECORD_SIZE,
+  type SealedStreamInfo,
+} from '../crypto/stream.js'
 import type { CryptoOpMetrics } from '../observability/metrics.js'
 import { meterBodyStream } from './body-stream.js'
 import { checkNoContentEncoding, contextOption, keySetFor, keySetName, parseOptions, refusal, refuseAtBegin } from './json-fields.js'
@@ -20,9 +27,12 @@ const openBodyOptions = z
     keys: keySetName,
     context: contextOption,
     /** Largest record size a sealed body may declare: memory per message is one record. */
-    maxRecordSize: z.number().int().min(16).max(MAX_RECORD_SIZE).default(DEFAULT_MAX_OPEN_RECORD_SIZE),
+    maxRecordSize: z.number().int().min(MIN_RECORD_SIZE).max(MAX_RECORD_SIZE).default(DEFAULT_MAX_OPEN_RECORD_SIZE),
+    /** Smallest record size a sealed body may declare: CPU per byte grows as records shrink. */
+    minRecordSize: z.number().int().min(MIN_RECORD_SIZE).max(MAX_RECORD_SIZE).default(DEFAULT_MIN_OPEN_RECORD_SIZE),
   })
   .strict()
+  .refine((o) => o.minRecordSize <= o.maxRecordSize, { message: 'must not exceed maxRecordSize', path: ['minRecordSize'] })
 
 /** Restores the sealed media type on the message once the stream header has been authenticated. */
 class RestoreType {
@@ -44,16 +54,16 @@ export class OpenBodyTransform implements BodyTransform {
   readonly #env: TransformEnv
   readonly #keys: KeySet
   readonly #context: string | undefined
-  readonly #maxRecordSize: number
+  readonly #recordSizes: { readonly minRecordSize: number; readonly maxRecordSize: number }
   /** Shared by the route's bodies: those sealed in one window of the sealer cost one agreement. */
   readonly #keks: KekCache
   readonly #metrics: CryptoOpMetrics | undefined
 
-  constructor(env: TransformEnv, keys: KeySet, context: string | undefined, maxRecordSize: number) {
+  constructor(env: TransformEnv, keys: KeySet, context: string | undefined, recordSizes: { minRecordSize: number; maxRecordSize: number }) {
     this.#env = env
     this.#keys = keys
     this.#context = context
-    this.#maxRecordSize = maxRecordSize
+    this.#recordSizes = recordSizes
     this.#keks = new KekCache(keys)
     this.#metrics = env.metrics?.op('open', 'stream')
   }
@@ -66,7 +76,7 @@ export class OpenBodyTransform implements BodyTransform {
       if (typeof type !== 'string' || type.trim().toLowerCase() !== SEALED_MEDIA_TYPE) {
         throw refusal(ctx.direction, 'unsupported_media_type', `open-body: content-type is not ${SEALED_MEDIA_TYPE}`)
       }
-      stream = createOpenStream(this.#keys, { route: this.#context ?? ctx.routeName, maxRecordSize: this.#maxRecordSize, kekCache: this.#keks })
+      stream = createOpenStream(this.#keys, { route: this.#context ?? ctx.routeName, ...this.#recordSizes, kekCache: this.#keks })
     } catch (err) {
       throw refuseAtBegin(this.#env, ctx, err)
     }
@@ -91,5 +101,5 @@ export class OpenBodyTransform implements BodyTransform {
  */
 export function createOpenBodyTransform(options: Readonly<Record<string, unknown>>, env: TransformEnv): OpenBodyTransform {
   const o = parseOptions(openBodyOptions, options)
-  return new OpenBodyTransform(env, keySetFor(env, 'keys', o.keys, true), o.context, o.maxRecordSize)
+  return new OpenBodyTransform(env, keySetFor(env, 'keys', o.keys, true), o.context, { minRecordSize: o.minRecordSize, maxRecordSize: o.maxRecordSize })
 }
