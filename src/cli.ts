@@ -48,7 +48,10 @@ const PROGRAM = 'ecluse'
 /** The ceiling of `serve --workers` (the same as src/cluster.ts, which is imported only by `serve`). */
 const MAX_WORKERS = 256
 
-/** The options `seal` and `open` share (`sealingArgs` reads them for both); `seal` adds `--content-type`. */
+/**
+ * The options `seal` and `open` share (`sealingArgs` reads them for both); `seal` adds
+ * `--content-type`, `open` adds `--min-record-size`.
+ */
 const SEALING_OPTIONS: Options = {
   keys: { type: 'string', short: 'k' },
   context: { type: 'string' },
@@ -57,6 +60,7 @@ const SEALING_OPTIONS: Options = {
   ndjson: { type: 'boolean' },
   'max-value-bytes': { type: 'string' },
   'max-record-bytes': { type: 'string' },
+  'max-fields-per-record': { type: 'string' },
   body: { type: 'boolean' },
   out: { type: 'string', short: 'o' },
 }
@@ -261,6 +265,8 @@ export const COMMANDS: Command[] = [
       '--ndjson               the input is newline-delimited JSON, one value per line',
       '--max-value-bytes N    cap for one targeted value (default 65536)',
       '--max-record-bytes N   cap for one record with --records (default 1048576)',
+      '--max-fields-per-record N',
+      '                       cap for the values sealed in one record with --records (default 1000)',
       '--body                 seal the whole input as one sealed stream (docs/sealed-stream-format.md)',
       '--content-type TYPE    media type kept inside a sealed body; default application/octet-stream',
       '--out, -o FILE         write there (atomically: nothing is left behind on failure); default stdout',
@@ -289,13 +295,16 @@ export const COMMANDS: Command[] = [
       '--ndjson               the input is newline-delimited JSON',
       '--max-value-bytes N    cap for one sealed value (default 98304)',
       '--max-record-bytes N   cap for one record with --records (default 2097152)',
+      '--max-fields-per-record N',
+      '                       cap for the values opened in one record with --records (default 1000)',
       '--body                 the input is one sealed stream; writes the original bytes',
+      '--min-record-size N    with --body, the smallest record size accepted (default 4096, as open-body)',
       '--out, -o FILE         write there, mode 0600 (atomically: nothing is left behind on failure)',
       '',
       'Any value that does not open, whatever the reason, is "open_failed" (exit 1). On stdout, output',
       'already written stays written: check the exit status, or use --out.',
     ],
-    options: SEALING_OPTIONS,
+    options: { ...SEALING_OPTIONS, 'min-record-size': { type: 'string' } },
     positionals: ['FILE'],
     optionalPositionals: 1,
     required: ['keys', 'context'],
@@ -856,6 +865,9 @@ interface SealingArgs {
   readonly ndjson: boolean
   readonly maxValueBytes: number | undefined
   readonly maxRecordBytes: number | undefined
+  readonly maxFieldsPerRecord: number | undefined
+  /** `open --body` only. */
+  readonly minRecordSize: number | undefined
   readonly contentType: string
   /** `undefined` or `-`: stdin. */
   readonly input: string | undefined
@@ -872,11 +884,13 @@ function sealingArgs(values: Values, positionals: readonly string[], usage: stri
   // An empty path would otherwise surface as a confusing "<empty>: cannot read" failure.
   for (const o of ['keys', 'out']) if (values[o] === '') throw new UsageError(`--${o} needs a file`, usage)
   if (body) {
-    for (const o of ['records', 'ndjson', 'max-value-bytes', 'max-record-bytes']) {
+    for (const o of ['records', 'ndjson', 'max-value-bytes', 'max-record-bytes', 'max-fields-per-record']) {
       if (values[o] !== undefined) throw new UsageError(`--${o} applies to --fields only`, usage)
     }
-  } else if (values['content-type'] !== undefined) {
-    throw new UsageError('--content-type applies to --body only', usage)
+  } else {
+    for (const o of ['content-type', 'min-record-size']) {
+      if (values[o] !== undefined) throw new UsageError(`--${o} applies to --body only`, usage)
+    }
   }
   const fields = fieldsValue?.flatMap((v) => v.split(',')).map((f) => f.trim())
   if (fields?.some((f) => !f.startsWith('/'))) throw new UsageError('--fields takes JSON Pointers, each starting with "/"', usage)
@@ -902,6 +916,8 @@ function sealingArgs(values: Values, positionals: readonly string[], usage: stri
     ndjson: values['ndjson'] === true,
     maxValueBytes: byteCount(values['max-value-bytes'], '--max-value-bytes', usage),
     maxRecordBytes: byteCount(values['max-record-bytes'], '--max-record-bytes', usage),
+    maxFieldsPerRecord: positiveCount(values['max-fields-per-record'], '--max-fields-per-record', 'values', usage),
+    minRecordSize: byteCount(values['min-record-size'], '--min-record-size', usage),
     contentType,
     input: positionals[0],
     out: values['out'] as string | undefined,
@@ -979,7 +995,7 @@ async function beginStep(
   let step: import('./transform/types.js').BodyTransform
   try {
     if (a.fields === undefined) {
-      const options = { ...keyOption, context: a.context }
+      const options = { ...keyOption, context: a.context, ...(a.minRecordSize === undefined ? {} : { minRecordSize: a.minRecordSize }) }
       if (op === 'seal') {
         const { isMediaType } = await import('./crypto/index.js')
         if (!isMediaType(a.contentType)) throw new UsageError('--content-type takes one media type, e.g. image/jpeg', usage)
@@ -1001,6 +1017,7 @@ async function beginStep(
         ...(a.records === undefined ? {} : { records: { pattern: a.records.pattern, id: a.records.idMember } }),
         ...(a.maxValueBytes === undefined ? {} : { maxValueBytes: a.maxValueBytes }),
         ...(a.maxRecordBytes === undefined ? {} : { maxRecordBytes: a.maxRecordBytes }),
+        ...(a.maxFieldsPerRecord === undefined ? {} : { maxFieldsPerRecord: a.maxFieldsPerRecord }),
       }
       headers = { 'content-type': a.ndjson ? 'application/x-ndjson' : 'application/json' }
       if (op === 'seal') {
@@ -1145,10 +1162,14 @@ function sealingError(err: unknown, bodyMode: boolean): unknown {
 }
 
 function byteCount(value: unknown, option: string, usage: string): number | undefined {
+  return positiveCount(value, option, 'bytes', usage)
+}
+
+function positiveCount(value: unknown, option: string, unit: string, usage: string): number | undefined {
   if (value === undefined) return undefined
   const n = Number(value)
   if (!/^[1-9][0-9]*$/.test(String(value)) || !Number.isSafeInteger(n)) {
-    throw new UsageError(`${option} takes a positive number of bytes`, usage)
+    throw new UsageError(`${option} takes a positive number of ${unit}`, usage)
   }
   return n
 }

@@ -35,6 +35,12 @@ t.test('bad options: exit 2, a message naming the option, the usage, nothing wri
     [[...seal, '--context', 'c', '--body', '--records', '/r/*:id', input], '--records applies to --fields only'],
     [[...seal, '--context', 'c', '--body', '--ndjson', input], '--ndjson applies to --fields only'],
     [[...open, '--context', 'c', '--body', '--max-value-bytes', '10', input], '--max-value-bytes applies to --fields only'],
+    [[...open, '--context', 'c', '--body', '--max-fields-per-record', '10', input], '--max-fields-per-record applies to --fields only'],
+    [[...open, '--context', 'c', '--fields', '/name', '--min-record-size', '4096', input], '--min-record-size applies to --body only'],
+    [[...seal, '--context', 'c', '--body', '--min-record-size', '4096', input], "unknown option '--min-record-size'"],
+    [[...open, '--context', 'c', '--body', '--min-record-size', '8', input], '--min-record-size: Too small: expected number to be >=16'],
+    [[...open, '--context', 'c', '--body', '--min-record-size', '2097152', input], '--min-record-size: must not exceed maxRecordSize'],
+    [[...seal, '--context', 'c', '--fields', '/name', '--max-fields-per-record', 'many', input], '--max-fields-per-record takes a positive number of values'],
     [['seal', '--context', 'c', '--fields', '/name', input], '--keys is required'],
     [[...open, '--fields', '/name', input], '--context is required'],
     [[...seal, '--context', '', '--fields', '/name', input], '--context must not be empty'],
@@ -95,6 +101,21 @@ t.test('a targeted value over --max-value-bytes is value_too_large, without the 
   t.notOk((await listDir(dir)).some((f) => f.startsWith('out.json')))
 })
 
+t.test('a record with more values than --max-fields-per-record is value_too_large, without the values', async (t) => {
+  const many = join(dir, 'many.json')
+  const { writeFile } = await import('node:fs/promises')
+  await writeFile(many, JSON.stringify({ records: [{ id: 'r-1', phones: [CANARY.phone, `${CANARY.phone}-2`, `${CANARY.phone}-3`] }] }))
+  const argv = ['seal', '-k', keys.publicPath, '--context', 'c', '--fields', '/records/*/phones/*', '--records', '/records/*:id', many]
+  const r = await runCli([...argv, '--max-fields-per-record', '2', '-o', out])
+  t.equal(r.code, 1)
+  t.match(r.stderr, /^ecluse: value_too_large: more targeted values in a record than its cap at byte \d+\n$/)
+  t.equal(leaksCanary(r.stdout + r.stderr), undefined)
+  t.notOk((await listDir(dir)).some((f) => f.startsWith('out.json')))
+  const ok = await runCli([...argv, '--max-fields-per-record', '3'])
+  t.equal(ok.code, 0, 'three values at a cap of three are sealed')
+  t.equal(leaksCanary(ok.stdout), undefined)
+})
+
 t.test('missing or unreadable inputs, key sets and output directories: exit 1, one clear line', async (t) => {
   const missing = join(dir, 'missing.json')
   const cases: Array<[string[], string]> = [
@@ -128,7 +149,7 @@ t.test('--help of keys init, seal and open: the usage on stdout, exit 0; the pro
     [
       ['open', '--help'],
       'Usage: ecluse open --keys PRIVATE_JWKS --context CTX (--fields PTRS [--records PTR:ID] [--ndjson] | --body) [FILE|-] [--out FILE]\n',
-      ['"open_failed"', 'mode 0600', '--body '],
+      ['"open_failed"', 'mode 0600', '--body ', '--min-record-size N', '--max-fields-per-record N'],
     ],
     [['keys', '--help'], 'Usage: ecluse keys <command> [options]\n', ['keys init --out DIR']],
   ]

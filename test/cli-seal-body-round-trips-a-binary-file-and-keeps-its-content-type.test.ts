@@ -108,3 +108,19 @@ t.test('real processes: binary stdin to stdout both ways, byte-exact; an empty b
   t.equal(back.code, 0, back.stderr)
   t.equal(back.stdout.length, 0)
 })
+
+t.test('open --body refuses records under 4 KiB as open-body does, unless --min-record-size allows them', async (t) => {
+  // A body sealed elsewhere with 1 KiB records (a gateway's `recordSize: 1024`).
+  const { parseKeySet, createSealStream } = await import('../src/crypto/index.js')
+  const { Readable } = await import('node:stream')
+  const stream = Readable.from([BODY]).pipe(createSealStream(parseKeySet(keys.publicJwks), { contentType: 'image/jpeg', recordSize: 1024, route: 'documents' }))
+  const small = join(dir, 'small-records.sealed')
+  await writeFile(small, Buffer.concat(await stream.toArray()))
+  const refused = await runCli(['open', '-k', keys.privatePath, '--context', 'documents', '--body', small])
+  t.equal(refused.code, 1)
+  t.equal(refused.stderr, 'ecluse: open_failed: the sealed body does not open with these keys for this context (or was moved or altered)\n', 'the uniform failure')
+  const opened = join(dir, 'small-records.opened')
+  const o = await runCli(['open', '-k', keys.privatePath, '--context', 'documents', '--body', '--min-record-size', '1024', small, '-o', opened])
+  t.equal(o.code, 0, o.stderr)
+  t.ok((await readFile(opened)).equals(BODY), 'byte-exact with the floor lowered')
+})
