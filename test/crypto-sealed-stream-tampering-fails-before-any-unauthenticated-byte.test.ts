@@ -277,4 +277,14 @@ t.test('records smaller than minRecordSize are refused at the header, before any
     code: 'config_invalid',
     message: 'minRecordSize: must not exceed maxRecordSize',
   })
+  // A route configured for small records before the floor existed keeps its records: the default
+  // floor is no higher than its maxRecordSize.
+  const keySets = new Map([['k', priv]])
+  const step = createOpenBodyTransform({ keys: 'k', maxRecordSize: RS }, { ...env, keySets })
+  const forRoute = Buffer.concat(await Readable.from([data]).pipe(createSealStream(pub, { contentType: 'image/jpeg', recordSize: RS, route: 'r' })).toArray())
+  const headers: Record<string, string> = { 'content-type': 'application/vnd.ecluse.sealed' }
+  const stream = step.begin({ direction: 'request', routeName: 'r', requestId: 'x', principal: { id: 'uri:x' } as never, headers, log: env.log })!
+  const out: Buffer[] = []
+  await pipeline(Readable.from([forRoute]), stream, new Writable({ write: (c, _e, cb) => { out.push(c); cb() } }))
+  t.ok(Buffer.concat(out).equals(data), `records of ${RS} bytes open under maxRecordSize ${RS} with no minRecordSize set`)
 })

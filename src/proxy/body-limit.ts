@@ -77,7 +77,8 @@ export class BodyLimit extends Transform {
       this.#staged = chunk.length
       return
     }
-    const staging = (this.#staging ??= Buffer.allocUnsafe(STAGING_BYTES))
+    this.#staging ??= Buffer.allocUnsafe(STAGING_BYTES)
+    const staging = this.#staging
     if (this.#lone !== null) {
       this.#lone.copy(staging, 0)
       this.#lone = null

@@ -28,11 +28,18 @@ const openBodyOptions = z
     context: contextOption,
     /** Largest record size a sealed body may declare: memory per message is one record. */
     maxRecordSize: z.number().int().min(MIN_RECORD_SIZE).max(MAX_RECORD_SIZE).default(DEFAULT_MAX_OPEN_RECORD_SIZE),
-    /** Smallest record size a sealed body may declare: CPU per byte grows as records shrink. */
-    minRecordSize: z.number().int().min(MIN_RECORD_SIZE).max(MAX_RECORD_SIZE).default(DEFAULT_MIN_OPEN_RECORD_SIZE),
+    /**
+     * Smallest record size a sealed body may declare: CPU per byte grows as records shrink. Default
+     * 4 KiB, or `maxRecordSize` when that is smaller (a route configured for small records keeps
+     * working).
+     */
+    minRecordSize: z.number().int().min(MIN_RECORD_SIZE).max(MAX_RECORD_SIZE).optional(),
   })
   .strict()
-  .refine((o) => o.minRecordSize <= o.maxRecordSize, { message: 'must not exceed maxRecordSize', path: ['minRecordSize'] })
+  .refine((o) => o.minRecordSize === undefined || o.minRecordSize <= o.maxRecordSize, {
+    message: 'must not exceed maxRecordSize',
+    path: ['minRecordSize'],
+  })
 
 /** Restores the sealed media type on the message once the stream header has been authenticated. */
 class RestoreType {
@@ -101,5 +108,6 @@ export class OpenBodyTransform implements BodyTransform {
  */
 export function createOpenBodyTransform(options: Readonly<Record<string, unknown>>, env: TransformEnv): OpenBodyTransform {
   const o = parseOptions(openBodyOptions, options)
-  return new OpenBodyTransform(env, keySetFor(env, 'keys', o.keys, true), o.context, { minRecordSize: o.minRecordSize, maxRecordSize: o.maxRecordSize })
+  const minRecordSize = o.minRecordSize ?? Math.min(DEFAULT_MIN_OPEN_RECORD_SIZE, o.maxRecordSize)
+  return new OpenBodyTransform(env, keySetFor(env, 'keys', o.keys, true), o.context, { minRecordSize, maxRecordSize: o.maxRecordSize })
 }

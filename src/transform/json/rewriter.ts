@@ -363,6 +363,8 @@ export class JsonRewriteEngine<R = unknown> {
   private readonly maxRecordTargets: number
   private readonly maxMembers: number
   private readonly maxPrefix: number
+  /** The most that is ever retained at once: a record, or a member prefix with its value. */
+  private readonly maxHeld: number
   private readonly onValue: JsonValueHandler<R>
 
   // ---- tokenizer
@@ -458,6 +460,7 @@ export class JsonRewriteEngine<R = unknown> {
     this.maxMembers = positiveInt('maxMembers', opts.maxMembers, d.maxMembers)
     // separator, quotes, colon + the name + the whitespace allowance
     this.maxPrefix = this.maxName + positiveInt('maxGapBytes', opts.maxGapBytes, d.maxGapBytes) + 4
+    this.maxHeld = Math.max(this.maxRecord, this.maxPrefix + this.maxValue)
     this.onValue = opts.onValue
     this.names = nameCacheFor(opts.rules)
     this.state = this.topStart
@@ -1411,11 +1414,14 @@ export class JsonRewriteEngine<R = unknown> {
     if (this.held.length > HELD_KEEP_BYTES) this.held = EMPTY
   }
 
-  /** Appends to the staging buffer, doubling it as needed (its size is bounded by the caps checked before). */
+  /**
+   * Appends to the staging buffer, doubling it as needed but never past what the caps allow to be
+   * held (checked before this is called), so that its size stays within them.
+   */
   private hold(bytes: Buffer): void {
     const need = this.heldLen + bytes.length
     if (need > this.held.length) {
-      const grown = Buffer.allocUnsafe(Math.max(need, 2 * this.held.length, 1024))
+      const grown = Buffer.allocUnsafe(Math.max(need, Math.min(2 * this.held.length, this.maxHeld), 1024))
       this.held.copy(grown, 0, 0, this.heldLen)
       this.held = grown
     }
