@@ -121,9 +121,12 @@ export class Gateway {
   }
 
   static #pool(name: string, cfg: Config['upstreams'][string], tls: ClientTlsMaterial, metrics: GatewayMetrics): UpstreamPool {
+    // Bound now, so every error series exists at 0 before the first failure: an alert on
+    // `increase()` cannot see a series that appears already at 1.
+    const upstreamMetrics = metrics.forUpstream(name)
     return new UpstreamPool(name, cfg, tls, {
       onError: (code, err) => {
-        metrics.upstreamError(name, code)
+        upstreamMetrics.error(code)
         // The handshake with the trusted side failed: why, by the same reasons as the sponsor side.
         if (code === 'upstream_tls') metrics.tlsHandshakeFailure('upstream', classifyTlsFailure(err))
       },

@@ -793,6 +793,17 @@ export class CryptoOpMetrics {
   }
 }
 
+/** The codes the body transforms refuse a message with (the underlying code, for a response). */
+export const TRANSFORM_REFUSAL_REASONS: readonly ErrorCode[] = [
+  'unsupported_media_type',
+  'json_invalid',
+  'value_too_large',
+  'plaintext_refused',
+  'record_id_missing',
+  'seal_failed',
+  'open_failed',
+]
+
 /** The per-route sealing series, bound when the route is registered. */
 export class CryptoRouteMetrics {
   readonly #route: string
@@ -810,6 +821,17 @@ export class CryptoRouteMetrics {
   /** `ecluse_sealed_fields_total{route,op}` += n. */
   sealedFields(op: CryptoOp, n: number): void {
     if (n > 0) this.#fields[op].value += n
+  }
+
+  /**
+   * Binds the refusal series of every code a transform refuses with, at 0: for a route with
+   * transforms, so that an alert on `increase()` sees the first refusal (a series that first
+   * appears at 1 shows no increase).
+   */
+  expectRefusals(): void {
+    for (const reason of TRANSFORM_REFUSAL_REASONS) {
+      if (!this.#refusalCells.has(reason)) this.#refusalCells.set(reason, this.#refusals.cell({ route: this.#route, reason }))
+    }
   }
 
   /** `ecluse_transform_refusals_total{route,reason}`: the code a transform refused a message with. */

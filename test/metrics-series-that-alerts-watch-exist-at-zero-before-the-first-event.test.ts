@@ -1,0 +1,44 @@
+/**
+ * Prometheus' `increase()` sees nothing in a series that first appears already at 1: the shipped
+ * alerts on transform refusals (`EclusePlaintextRefused`) and upstream errors
+ * (`EcluseUpstreamTLSFailures`) would miss a one-off event. So those series exist at 0 from boot:
+ * every configured upstream's error kinds, and the refusal reasons of every route with transforms.
+ */
+import t from 'tap'
+import { metricValue } from './helpers/harness.js'
+import { SPONSOR_APP, startSealing, tempDir, writeKeyFiles } from './helpers/sealing.js'
+
+t.test('the series the alerts watch are at 0 from boot, then count the first event', async (t) => {
+  const dir = await tempDir()
+  const keys = await writeKeyFiles(dir, 'th')
+  const s = await startSealing({
+    dir,
+    keys: { th: { file: keys.publicPath } },
+    routes: [
+      {
+        name: 'verify',
+        methods: ['POST'],
+        path: '/v1/verify',
+        allow: [SPONSOR_APP],
+        upstream: 'backend',
+        transforms: { request: [{ type: 'require-sealed', recipients: 'th', context: 'acc', fields: ['/passport'] }] },
+      },
+      { name: 'plain', methods: ['GET'], path: '/v1/plain', allow: [SPONSOR_APP], upstream: 'backend' },
+    ],
+  })
+  t.teardown(s.close)
+
+  const boot = await s.gw.metrics()
+  const has = (text: string, line: string) => text.split('\n').includes(line)
+  for (const reason of ['plaintext_refused', 'open_failed', 'seal_failed', 'json_invalid', 'value_too_large', 'unsupported_media_type', 'record_id_missing']) {
+    t.ok(has(boot, `ecluse_transform_refusals_total{route="verify",reason="${reason}"} 0`), `refusals of ${reason} on a route with transforms exist at 0`)
+  }
+  t.notMatch(boot, /ecluse_transform_refusals_total\{route="plain"/, 'a route without transforms has none')
+  for (const kind of ['upstream_tls', 'upstream_refused', 'upstream_reset', 'upstream_timeout']) {
+    t.ok(has(boot, `ecluse_upstream_errors_total{upstream="backend",kind="${kind}"} 0`), `${kind} of the configured upstream exists at 0`)
+  }
+
+  const res = await s.gw.request('/v1/verify', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"passport":"P"}' })
+  t.equal(res.status, 422)
+  t.equal(metricValue(await s.gw.metrics(), 'ecluse_transform_refusals_total', { route: 'verify', reason: 'plaintext_refused' }), 1, 'then counts from there')
+})
