@@ -53,7 +53,7 @@ t.test('an invalid path pattern is a boot error with its key path', async (t) =>
 })
 
 t.test('a route may not allow a header the gateway owns or that is hop-by-hop', async (t) => {
-  const requestRefused = ['host', 'forwarded', 'x-forwarded-for', 'X-Forwarded-Host', 'x-real-ip', 'connection', 'transfer-encoding', 'te', 'x-correlation-id', 'x-ecluse-principal', 'x-http-method-override', 'x-original-url']
+  const requestRefused = ['host', 'forwarded', 'via', 'x-forwarded-for', 'X-Forwarded-Host', 'x-real-ip', 'connection', 'transfer-encoding', 'te', 'x-correlation-id', 'x-ecluse-principal', 'x-http-method-override', 'x-original-url']
   for (const header of requestRefused) {
     refuses(t, [{ name: 'r', path: '/a', requestHeaders: ['accept', header] }], /^routes\[0\]\.requestHeaders\[1\]: /, `request header ${header}`)
   }

@@ -106,8 +106,14 @@ export class SponsorListener {
       keepAliveTimeout: limits.keepAliveTimeoutMs,
       insecureHTTPParser: false,
       joinDuplicateHeaders: false,
+      // Host is checked by the exchange, which answers with a stable code (Node's own 400 has none).
+      requireHostHeader: false,
       noDelay: true,
     })
+    // Every header the parser framed the message with must reach the exchange: past Node's default
+    // of 2000 it drops the rest from `req.headers`, a Content-Length or Transfer-Encoding among them.
+    // The header block stays bounded by maxHeaderBytes.
+    this.server.maxHeadersCount = 0
     this.server.maxConnections = limits.maxConnections
     this.server.maxRequestsPerSocket = limits.maxRequestsPerSocket
     // Idle sockets (no request in flight, no bytes) are closed after idleTimeoutMs.
@@ -120,6 +126,9 @@ export class SponsorListener {
       this.#log.debug({ err: { code: (err as NodeJS.ErrnoException).code, message: err.message } }, 'sponsor TLS handshake failed')
     })
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(err, socket))
+    // CONNECT asks for a tunnel, which the gateway never opens: answered and counted like any
+    // request it cannot parse, rather than a connection dropped without a word.
+    this.server.on('connect', (_req: IncomingMessage, socket: Socket) => this.#refuseOnSocket('bad_request', 'CONNECT', socket))
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#inTurn(handler, req, res, false))
     // Answer `Expect: 100-continue` only once the request is known to be routed and allowed.
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.#inTurn(handler, req, res, true))
@@ -243,9 +252,13 @@ export class SponsorListener {
   }
 
   #onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
-    const code = clientErrorCode(err)
+    this.#refuseOnSocket(clientErrorCode(err), err.code, socket)
+  }
+
+  /** A refusal written on the socket itself (no `ServerResponse` exists), counted and logged. */
+  #refuseOnSocket(code: ErrorCode, parserError: string | undefined, socket: Socket): void {
     this.#metrics.requestRejected(code)
-    this.#log.info({ code, parserError: err.code }, 'sponsor request refused by the HTTP parser')
+    this.#log.info({ code, parserError }, 'sponsor request refused by the HTTP parser')
     // The parser may fail after a request was handed to the proxy (a bad chunk in the body): the
     // error can still be answered as long as that request's response has not started.
     const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage

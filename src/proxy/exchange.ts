@@ -75,6 +75,25 @@ export class ProxyHandler implements RequestHandler {
 }
 
 const NO_BODY_STATUS = new Set([204, 304])
+/** A response's `transfer-encoding` the gateway relays: chunked, and no other coding (RFC 9112 §6.1). */
+const CHUNKED_ONLY = /^[ \t]*chunked[ \t]*$/i
+/** Refusals counted in `ecluse_rejected_requests_total` by the exchange (the parser's by the listener). */
+const REJECTED_REQUEST_CODES: ReadonlySet<ErrorCode> = new Set(['body_too_large', 'shutting_down', 'request_framing', 'bad_request'])
+
+/**
+ * What Node's parser lets through and the gateway does not: a request transfer coding other than
+ * chunked alone (the coding would be dropped with the hop-by-hop header, and the upstream would read
+ * coded bytes as the content), and a missing or repeated Host (RFC 9112 §3.2).
+ */
+function requestFramingProblem(req: IncomingMessage): { code: ErrorCode; detail: string } | undefined {
+  const te = req.headers['transfer-encoding']
+  if (te !== undefined && !CHUNKED_ONLY.test(te)) return { code: 'request_framing', detail: 'a transfer coding other than chunked alone' }
+  let hosts = 0
+  const raw = req.rawHeaders
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++
+  if (hosts !== 1) return { code: 'bad_request', detail: hosts === 0 ? 'no Host header' : 'more than one Host header' }
+  return undefined
+}
 /** Headers describing a body that response transforms rewrite (its type and length) or refuse (a coding). */
 const TRANSFORMED_BODY_HEADERS = ['content-type', 'content-length', 'content-encoding'] as const
 /** Methods whose requests carry content by definition (RFC 9110 §9.3): no body is empty content. */
@@ -141,6 +160,12 @@ class Exchange {
 
     if (this.#proxy.draining) {
       this.#refuse('shutting_down', 'draining')
+      return
+    }
+
+    const framing = requestFramingProblem(req)
+    if (framing !== undefined) {
+      this.#refuse(framing.code, framing.detail)
       return
     }
 
@@ -372,14 +397,20 @@ class Exchange {
     if (route.responseTransforms.length > 0) delete headers['etag']
     const noBody =
       this.#req.method === 'HEAD' || NO_BODY_STATUS.has(upstreamRes.statusCode) || upstreamRes.statusCode < 200
-    if (!noBody && upstreamRes.headers['content-length'] === undefined && upstreamRes.headers['transfer-encoding'] === undefined) {
-      // Delimited by the connection closing (RFC 9112 §6.3): a cut connection would look like its
-      // end, and be relayed, or sealed, as a complete body. Nothing of it crosses.
+    const te = upstreamRes.headers['transfer-encoding']
+    if (!noBody && (te === undefined ? upstreamRes.headers['content-length'] === undefined : !CHUNKED_ONLY.test(String(te)))) {
+      // Delimited by the connection closing (RFC 9112 §6.3: no length, or a transfer coding other
+      // than chunked alone): a cut connection would look like its end, and be relayed, or sealed, as
+      // a complete body. A coding such as gzip would also be dropped unseen with the hop-by-hop
+      // header. Nothing of it crosses.
       upstreamBody.destroy()
       this.#proxy.metrics.upstreamError(route.upstream, 'upstream_bad_response')
-      this.#refuse('upstream_bad_response', 'response delimited by closing the connection (neither content-length nor chunked)')
+      this.#refuse('upstream_bad_response', 'response delimited by closing the connection (framed by neither content-length nor chunked encoding alone)')
       return
     }
+    // The request is still arriving (the upstream answered early): the rest of its body will not be
+    // read as a next request, so the connection ends with this response (RFC 9112 §9.6).
+    if (!this.#req.complete) headers['connection'] = 'close'
     let stages: Duplex[] = []
     if (!noBody) {
       try {
@@ -398,6 +429,8 @@ class Exchange {
       // body they would have rewritten: a HEAD on a seal-body route would carry the plaintext's media
       // type and length, which its GET carries only inside the seal.
       if (route.responseTransforms.length > 0) for (const name of TRANSFORMED_BODY_HEADERS) delete headers[name]
+      // RFC 9110 §8.6: no Content-Length in a 204 (a lenient client before us could read a body).
+      if (upstreamRes.statusCode === 204) delete headers['content-length']
       res.writeHead(upstreamRes.statusCode, headers)
       upstreamBody.resume()
       res.end()
@@ -491,8 +524,8 @@ class Exchange {
     this.#code = code
     this.#proxy.log.info({ reqId: this.#requestId, route: this.#route?.name, code, detail }, 'request refused')
     // The refusals for a request's shape or the gateway's state (the HTTP parser's own are counted
-    // by the listener): a body over its route's limit, a request while draining.
-    if (code === 'body_too_large' || code === 'shutting_down') this.#proxy.metrics.requestRejected(code)
+    // by the listener): its framing or Host, a body over its route's limit, a request while draining.
+    if (REJECTED_REQUEST_CODES.has(code)) this.#proxy.metrics.requestRejected(code)
     if (res.headersSent || this.#clientGone()) {
       this.#aborted = true
       res.destroy()

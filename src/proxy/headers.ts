@@ -92,6 +92,8 @@ export const DEFAULT_RESPONSE_HEADERS: ReadonlySet<string> = new Set([
 export const RESERVED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
   'host',
   'forwarded',
+  // Proxies a message passed through: a client's own would forge the path it took (RFC 9110 §7.6.3).
+  'via',
   'x-real-ip',
   'x-client-ip',
   'true-client-ip',

@@ -79,6 +79,9 @@ const X509_VERIFY_CODES: ReadonlySet<string> = new Set([
   'HOSTNAME_MISMATCH',
 ])
 
+/** undici `SocketError` messages (client-h1) for a response it refused, not a lost connection. */
+const UNDICI_BAD_ANSWERS: ReadonlySet<string> = new Set(['bad response', 'bad upgrade'])
+
 /** Errors that mean "whoever holds the signal stopped this", not "the upstream failed". */
 const ABORT_CODES: ReadonlySet<string> = new Set(['ABORT_ERR', 'UND_ERR_ABORTED', 'UND_ERR_ABORT'])
 
@@ -116,7 +119,12 @@ export function classifyUpstreamError(err: unknown): UpstreamErrorCode {
     if (isEcluseError(current) && current.code.startsWith('upstream_')) {
       return current.code as UpstreamErrorCode
     }
-    const mapped = byCode(codeOf(current))
+    const code = codeOf(current)
+    // undici's parser destroys the socket with these on an answer it cannot relay (an unsolicited
+    // 100 Continue, a 101 to a request that asked for no upgrade): the upstream's answer was wrong,
+    // the connection was not reset under it.
+    if (code === 'UND_ERR_SOCKET' && UNDICI_BAD_ANSWERS.has((current as Error).message)) return 'upstream_bad_response'
+    const mapped = byCode(code)
     if (mapped !== undefined) return mapped
     if (current instanceof AggregateError && current.errors.length > 0) {
       const first = current.errors.map((e) => byCode(codeOf(e))).find((c) => c !== undefined)
