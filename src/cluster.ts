@@ -27,7 +27,7 @@ import { AdminServer, type Readiness } from './admin/server.js'
 import { loadConfigFile } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { loadAllTls } from './config/tls-material.js'
-import { Gateway } from './main.js'
+import { Gateway, watchConfig } from './main.js'
 import { createLogger } from './observability/logger.js'
 import { GatewayMetrics } from './observability/metrics.js'
 import { compileRouteTable } from './route/table.js'
@@ -119,8 +119,14 @@ export async function runCluster(configPath: string, options: ClusterOptions): P
   }
   const primary = await ClusterPrimary.start(configPath, options)
   process.on('SIGHUP', () => primary.relay('SIGHUP'))
-  process.on('SIGTERM', () => primary.stop('SIGTERM'))
-  process.on('SIGINT', () => primary.stop('SIGINT'))
+  // The primary watches the files (workers do not): a change is relayed as SIGHUP is.
+  const watcher = await watchConfig(configPath, primary.config, () => primary.relay('SIGHUP'), primary.log)
+  const stop = (signal: NodeJS.Signals) => {
+    watcher?.stop()
+    primary.stop(signal)
+  }
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -224,6 +230,15 @@ class ClusterPrimary {
       readiness: () => this.readiness(),
       log,
     })
+  }
+
+  /** The configuration checked at boot (the primary never reloads its own copy). */
+  get config(): Config {
+    return this.#config
+  }
+
+  get log(): Logger {
+    return this.#log
   }
 
   static async start(configPath: string, options: ClusterOptions): Promise<ClusterPrimary> {

@@ -10,6 +10,7 @@ import { AdminServer, type Readiness } from './admin/server.js'
 import { loadConfigFile } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { type ClientTlsMaterial, loadAllTls } from './config/tls-material.js'
+import { ConfigWatcher, filesOf } from './config/watch.js'
 import { SponsorListener } from './listener/sponsor.js'
 import { createLogger } from './observability/logger.js'
 import { classifyTlsFailure, GatewayMetrics } from './observability/metrics.js'
@@ -19,6 +20,9 @@ import './transform/builtin.js'
 import { jwksDocuments, loadKeySets } from './transform/key-sets.js'
 import type { TransformEnv } from './transform/types.js'
 import { UpstreamPool } from './upstream/pool.js'
+
+/** What a reload did: swapped everything, or kept the previous state for `error`. */
+export type ReloadResult = { ok: true } | { ok: false; error: string }
 
 export interface GatewayOptions {
   /** Overrides the configured logger (tests capture logs this way). */
@@ -62,6 +66,9 @@ export class Gateway {
   #upstreams: Map<string, UpstreamPool>
   #readiness: { at: number; value: Readiness } | undefined
   #shutdown: Promise<void> | undefined
+  /** The reload running now, and the one queued behind it (see `reload`). */
+  #reloading: Promise<ReloadResult> | undefined
+  #reloadQueued: Promise<ReloadResult> | undefined
 
   private constructor(
     configPath: string,
@@ -155,7 +162,29 @@ export class Gateway {
    * sets, pools and the sponsor certificate in one step. Anything broken keeps the old state and the error says why. Listener
    * addresses are fixed at boot: a change to them needs a restart (reported, not applied).
    */
-  async reload(): Promise<{ ok: true } | { ok: false; error: string }> {
+  /** The configuration in use (the boot one, or the last one a reload applied). */
+  get config(): Config {
+    return this.#config
+  }
+
+  reload(): Promise<ReloadResult> {
+    // One at a time: two reloads run side by side could finish out of order and leave the older
+    // files' state in place. A reload asked for while one runs runs after it (the files may have
+    // changed since it read them); any number asked for meanwhile share that one.
+    if (this.#reloading === undefined) {
+      this.#reloading = this.#reloadOnce().finally(() => {
+        this.#reloading = undefined
+      })
+      return this.#reloading
+    }
+    this.#reloadQueued ??= this.#reloading.then(() => {
+      this.#reloadQueued = undefined
+      return this.reload()
+    })
+    return this.#reloadQueued
+  }
+
+  async #reloadOnce(): Promise<ReloadResult> {
     try {
       const config = await loadConfigFile(this.configPath)
       const tls = await loadAllTls(config)
@@ -264,13 +293,28 @@ export class Gateway {
   }
 }
 
+/**
+ * Starts the file watcher of `reload.watchIntervalMs` (fixed at boot), or nothing when it is 0.
+ * `onChange` is what SIGHUP does in the same process.
+ */
+export async function watchConfig(configPath: string, config: Config, onChange: () => unknown, log: Logger): Promise<ConfigWatcher | undefined> {
+  const ms = config.reload.watchIntervalMs
+  if (ms === 0) return undefined
+  const watcher = new ConfigWatcher(configPath, filesOf(config), ms, onChange, log)
+  await watcher.start()
+  log.info({ watchIntervalMs: ms }, 'watching the configuration files for changes')
+  return watcher
+}
+
 /** `ecluse serve`: start, wire signals, and exit when drained. */
 export async function runGateway(configPath: string): Promise<void> {
   const gateway = await Gateway.start(configPath)
   process.on('SIGHUP', () => {
     void gateway.reload()
   })
+  const watcher = await watchConfig(configPath, gateway.config, () => gateway.reload(), gateway.log)
   const stop = (signal: NodeJS.Signals) => {
+    watcher?.stop()
     gateway.log.info({ signal }, 'shutdown requested')
     gateway.shutdown().then(
       () => process.exit(0),

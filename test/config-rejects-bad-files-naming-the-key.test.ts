@@ -32,6 +32,7 @@ const cases: Array<[file: string, lines: string[]]> = [
     [`${dir}/bad-principal-matcher.yaml: routes[0].allow[1]: must be "uri:…", "dns:…", "cn:…" or "ou:…"`],
   ],
   ['same-address.yaml', [`${dir}/same-address.yaml: admin.listen: same address as sponsor.listen (127.0.0.1:8443)`]],
+  ['short-watch-interval.yaml', [`${dir}/short-watch-interval.yaml: reload.watchIntervalMs: must be 0 (off) or at least 1000`]],
   [
     'duplicate-yaml-key.yaml',
     [`${dir}/duplicate-yaml-key.yaml:22:5: routes[0].allow: written twice (Map keys must be unique)`],

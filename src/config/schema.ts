@@ -192,6 +192,18 @@ export const configSchema = z
       .object({ drainTimeoutMs: positiveMs.default(10_000) })
       .strict()
       .default({ drainTimeoutMs: 10_000 }),
+    reload: z
+      .object({
+        /** Check the configuration and every file it names this often, and reload on a change; 0: only on SIGHUP. */
+        watchIntervalMs: z
+          .number()
+          .int()
+          .min(0)
+          .refine((ms) => ms === 0 || ms >= 1000, 'must be 0 (off) or at least 1000')
+          .default(0),
+      })
+      .strict()
+      .default({ watchIntervalMs: 0 }),
   })
   .strict()
   .superRefine((cfg, ctx) => {

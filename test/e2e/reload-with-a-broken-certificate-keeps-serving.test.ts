@@ -77,3 +77,20 @@ t.test('a reload that fails on any certificate changes none: the upstream client
   t.equal(presented.at(-1), before, 'the upstream still sees the old client certificate: nothing was half-applied')
   t.not(before, new X509Certificate(rotated.certPem).fingerprint256)
 })
+
+t.test('reloads asked for together run one at a time: those asked for during one share a single reload after it', async (t) => {
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const route = { name: 'added', methods: ['GET'], path: '/v1/added', allow: ['uri:spiffe://sponsor.test/accreditation-app'], upstream: 'backend' }
+  await h.writeConfig({ ...h.config, routes: [...(h.config['routes'] as object[]), route] })
+  // Side by side, two reloads could finish out of order and leave the older files' state in place.
+  const first = h.gateway.reload()
+  const again = [h.gateway.reload(), h.gateway.reload(), h.gateway.reload()]
+  t.not(again[0], first, 'one asked for during a reload is not answered by it (the files may have changed since it read them)')
+  t.equal(again[0], again[2], 'those asked for meanwhile share one reload')
+  t.same(await first, { ok: true })
+  for (const r of await Promise.all(again)) t.same(r, { ok: true })
+  t.equal(h.logs.find('reloaded').length, 2, 'two reloads in turn, not four side by side')
+  t.equal(metricValue(await h.metrics(), 'ecluse_reloads_total', { result: 'ok' }), 2)
+  t.equal((await h.request('/v1/added')).status, 200)
+})

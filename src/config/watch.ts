@@ -1,0 +1,107 @@
+/**
+ * `reload.watchIntervalMs`: the configuration file and every file it names (certificates, keys, CA
+ * bundles, key sets) are checked this often, and a change reloads the gateway as `SIGHUP` does.
+ * Kubernetes updates a mounted Secret or ConfigMap by swapping a symlink some time after the object
+ * changed, and cert-manager renews certificates on its own schedule: nobody is there to send the
+ * signal at the right moment.
+ *
+ * A check reads the files and compares a SHA-256 of their contents, not their times (a symlink swap
+ * keeps the target's mtime; a copy with `cp -p` keeps it too). The list of files comes from the
+ * configuration file as it reads now, so a key set added by a change is watched from then on. A
+ * change that fails to load is reported once by the reload it triggers, not at every check, and is
+ * tried again at the next change.
+ */
+import { createHash } from 'node:crypto'
+import type { Logger } from 'pino'
+import { readBoundedFile } from '../read-bounded-file.js'
+import { loadConfigFile, MAX_CONFIG_BYTES } from './load.js'
+import type { Config } from './schema.js'
+
+/** The largest file the gateway reads (configuration, PEM and key set files share this bound). */
+const MAX_WATCHED_BYTES = MAX_CONFIG_BYTES
+
+/** Every file a configuration names, in a stable order. */
+export function filesOf(config: Config): string[] {
+  const t = config.sponsor.tls
+  const files = [t.cert, t.key, t.clientCa]
+  for (const name of Object.keys(config.upstreams).sort()) {
+    const u = config.upstreams[name]!.tls
+    files.push(u.ca, u.cert, u.key)
+  }
+  for (const name of Object.keys(config.keys).sort()) files.push(config.keys[name]!.file)
+  return files
+}
+
+export class ConfigWatcher {
+  readonly #configPath: string
+  readonly #intervalMs: number
+  readonly #onChange: () => unknown
+  readonly #log: Logger
+  #files: string[]
+  #fingerprint: string | undefined
+  #timer: NodeJS.Timeout | undefined
+  #checking = false
+
+  /**
+   * @param files the files named by the configuration loaded at boot
+   * @param onChange called once per detected change (the gateway's reload, or the cluster's relay)
+   */
+  constructor(configPath: string, files: string[], intervalMs: number, onChange: () => unknown, log: Logger) {
+    this.#configPath = configPath
+    this.#files = files
+    this.#intervalMs = intervalMs
+    this.#onChange = onChange
+    this.#log = log
+  }
+
+  /** Takes the files' current state as the loaded one, then checks every interval. */
+  async start(): Promise<void> {
+    this.#fingerprint = await this.#read()
+    this.#timer = setInterval(() => void this.check(), this.#intervalMs)
+    // A pending check never keeps a draining process alive.
+    this.#timer.unref()
+  }
+
+  stop(): void {
+    clearInterval(this.#timer)
+    this.#timer = undefined
+  }
+
+  /** One check (the timer's; exported for tests): reload if anything changed since the last one. */
+  async check(): Promise<boolean> {
+    if (this.#checking) return false
+    this.#checking = true
+    try {
+      // The configuration may name other files now: read it for its list (a broken one keeps the
+      // previous list; its own bytes changed, so the reload runs and reports why).
+      try {
+        this.#files = filesOf(await loadConfigFile(this.#configPath))
+      } catch {
+        // keep the previous list
+      }
+      const now = await this.#read()
+      if (now === this.#fingerprint) return false
+      this.#fingerprint = now
+      this.#log.info({ files: this.#files.length + 1 }, 'configuration files changed; reloading')
+      this.#onChange()
+      return true
+    } finally {
+      this.#checking = false
+    }
+  }
+
+  /** A digest of the configuration file and every file it names; a file that cannot be read counts as its error. */
+  async #read(): Promise<string> {
+    const hash = createHash('sha256')
+    for (const file of [this.#configPath, ...this.#files]) {
+      hash.update(file).update('\0')
+      try {
+        hash.update(await readBoundedFile(file, MAX_WATCHED_BYTES))
+      } catch (err) {
+        hash.update(`unreadable: ${(err as NodeJS.ErrnoException).code ?? 'error'}`)
+      }
+      hash.update('\0')
+    }
+    return hash.digest('hex')
+  }
+}
