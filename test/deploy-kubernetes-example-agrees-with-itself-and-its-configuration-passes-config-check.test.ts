@@ -19,7 +19,7 @@ import { makeTestPki } from './helpers/pki.js'
 // biome-ignore lint/suspicious/noExplicitAny: Kubernetes objects, walked by path in the checks below
 type K8s = any
 const documents: K8s[] = []
-for (const file of ['configmap.yaml', 'deployment.yaml', 'service.yaml', 'networkpolicy.yaml']) {
+for (const file of ['configmap.yaml', 'deployment.yaml', 'service.yaml', 'networkpolicy.yaml', 'podmonitor.yaml']) {
   const text = await readFile(join(ROOT, 'deploy/kubernetes', file), 'utf8')
   for (const doc of parseAllDocuments(text)) documents.push(doc.toJS())
 }
@@ -32,6 +32,7 @@ const configMap = only('ConfigMap')
 const deployment = only('Deployment')
 const service = only('Service')
 const policy = only('NetworkPolicy')
+const podMonitor = only('PodMonitor')
 const gatewayYaml: string = configMap.data['gateway.yaml']
 const gateway = parse(gatewayYaml)
 const pod = deployment.spec.template.spec
@@ -85,20 +86,25 @@ t.test('the Deployment, Service and NetworkPolicy agree with the configuration',
   const sponsor = ecluse.ports.find((p: K8s) => p.name === 'sponsor')
   t.equal(sponsor.containerPort, sponsorPort, 'the container port is the sponsor listener')
   t.equal(gateway.sponsor.listen.host, '0.0.0.0', 'the sponsor listener is reachable from the pod network')
-  t.equal(ecluse.ports.length, 1, 'the sponsor port is the only container port')
-  t.equal(gateway.admin.listen.host, '127.0.0.1', 'the admin listener stays on loopback')
+  // The admin listener is on the pod network for Prometheus, and for nothing else.
+  const admin = ecluse.ports.find((p: K8s) => p.name === 'admin')
+  t.equal(admin.containerPort, adminPort, 'the admin container port is the admin listener')
+  t.equal(ecluse.ports.length, 2, 'sponsor and admin are the only container ports')
+  t.equal(gateway.admin.listen.host, '0.0.0.0', 'the admin listener is reachable from the pod network')
+  t.equal(gateway.admin.allowNonLoopback, true, 'as it must say explicitly')
   t.equal(service.spec.ports.length, 1, 'the Service exposes one port')
   t.equal(service.spec.ports[0].targetPort, 'sponsor', 'the Service forwards to the sponsor port')
-  t.same(
-    policy.spec.ingress.flatMap((rule: K8s) => rule.ports.map((p: K8s) => p.port)),
-    [sponsorPort],
-    'the NetworkPolicy admits the sponsor port only',
-  )
+  const rules = policy.spec.ingress as K8s[]
+  t.same(rules.map((rule) => rule.ports.map((p: K8s) => p.port)), [[sponsorPort], [adminPort]], 'the NetworkPolicy admits the sponsor port and the admin port, nothing else')
+  t.equal(rules[0].from, undefined, 'the sponsor port from wherever the Service reaches')
+  t.same(rules[1].from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], 'the admin port from the monitoring namespace only')
+  t.same(podMonitor.spec.podMetricsEndpoints, [{ port: 'admin', path: '/metrics', interval: '30s' }], 'Prometheus scrapes the admin port')
   const labels = deployment.spec.template.metadata.labels
   for (const [what, selector] of [
     ['Deployment', deployment.spec.selector.matchLabels],
     ['Service', service.spec.selector],
     ['NetworkPolicy', policy.spec.podSelector.matchLabels],
+    ['PodMonitor', podMonitor.spec.selector.matchLabels],
   ] as const) {
     t.ok(
       Object.entries(selector).every(([k, v]) => labels[k] === v),
