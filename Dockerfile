@@ -18,7 +18,8 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY bin ./bin
-USER node
+# The image's `node` user, by number: Kubernetes can check runAsNonRoot only against a numeric uid.
+USER 1000:1000
 # Sponsor side and admin (bind the admin listener to loopback unless the pod needs it; see docs/operations.md).
 EXPOSE 8443 9090
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \

@@ -136,12 +136,20 @@ export const COMMANDS: Command[] = [
   {
     words: ['config', 'check'],
     summary: 'validate a configuration file, its certificates and its routes, then exit',
-    synopsis: 'FILE',
-    details: ['Loads FILE exactly as `serve` would, without listening. Prints "ok: …" or the problems.'],
-    options: {},
+    synopsis: '(FILE | --config FILE)',
+    details: [
+      'Loads FILE exactly as `serve` would, without listening. Prints "ok: …" or the problems.',
+      '--config FILE          the same, spelled as for `serve`',
+    ],
+    options: { config: { type: 'string', short: 'c' } },
     positionals: ['FILE'],
-    async run(_values, positionals, io) {
-      const file = positionals[0]!
+    optionalPositionals: 1,
+    async run(values, positionals, io) {
+      const given = values['config'] as string | undefined
+      if ((given === undefined) === (positionals[0] === undefined)) {
+        throw new UsageError('give the configuration file once: FILE or --config FILE', commandUsage(this))
+      }
+      const file = given ?? positionals[0]!
       const { loadConfigFile } = await import('./config/load.js')
       const { loadAllTls } = await import('./config/tls-material.js')
       const config = await loadConfigFile(file)

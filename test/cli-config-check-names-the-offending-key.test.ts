@@ -76,8 +76,9 @@ const write = async (name: string, text: string) => {
 t.test('the CLI process: ok on a good file, one line naming the key on a bad one', async (t) => {
   const good = await write('good.yaml', configText())
   const badTls = await write('bad-tls.yaml', configText({ sponsorKey: pki.sponsorClient.keyPath }))
-  const [ok, schema, tls] = await Promise.all([
+  const [ok, spelledAsServe, schema, tls] = await Promise.all([
     spawnCli(['config', 'check', good]),
+    spawnCli(['config', 'check', '--config', good]),
     spawnCli(['config', 'check', 'test/fixtures/config/unknown-upstream.yaml']),
     spawnCli(['config', 'check', badTls]),
   ])
@@ -85,6 +86,7 @@ t.test('the CLI process: ok on a good file, one line naming the key on a bad one
   t.equal(ok.code, 0, 'a good file exits 0')
   t.equal(ok.stdout, 'ok: 2 routes, 1 upstreams\n')
   t.equal(ok.stderr, '')
+  t.same(spelledAsServe, ok, '--config FILE, as `serve` spells it, is the same check')
 
   t.equal(schema.code, 1, 'a schema problem exits 1')
   t.equal(schema.stdout, '')

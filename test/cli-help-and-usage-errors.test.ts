@@ -47,7 +47,7 @@ t.test('each command has its own --help, exit 0', async (t) => {
   const cases: Array<[string[], string]> = [
     [['serve', '--help'], 'Usage: ecluse serve --config FILE\n'],
     [['certs', 'init', '-h'], 'Usage: ecluse certs init [--out DIR] [--force]\n'],
-    [['config', 'check', '--help'], 'Usage: ecluse config check FILE\n'],
+    [['config', 'check', '--help'], 'Usage: ecluse config check (FILE | --config FILE)\n'],
     [['certs', '--help'], 'Usage: ecluse certs <command> [options]\n'],
     [['config', '-h'], 'Usage: ecluse config <command> [options]\n'],
   ]
@@ -74,8 +74,9 @@ t.test('usage errors say what is wrong, print the usage on stderr and exit 2', a
     [['serve', '--config', 'x.yaml', 'extra'], "ecluse: unexpected argument 'extra'\n", 'Usage: ecluse serve'],
     [['certs', 'init', '--force=yes'], "ecluse: option '--force' does not take an argument\n", 'Usage: ecluse certs init'],
     [['certs', 'init', '--out', ''], 'ecluse: --out needs a directory\n', 'Usage: ecluse certs init'],
-    [['config', 'check'], 'ecluse: missing FILE\n', 'Usage: ecluse config check FILE'],
-    [['config', 'check', 'a.yaml', 'b.yaml'], "ecluse: unexpected argument 'b.yaml'\n", 'Usage: ecluse config check FILE'],
+    [['config', 'check'], 'ecluse: give the configuration file once: FILE or --config FILE\n', 'Usage: ecluse config check (FILE | --config FILE)'],
+    [['config', 'check', 'a.yaml', '--config', 'a.yaml'], 'ecluse: give the configuration file once: FILE or --config FILE\n', 'Usage: ecluse config check (FILE | --config FILE)'],
+    [['config', 'check', 'a.yaml', 'b.yaml'], "ecluse: unexpected argument 'b.yaml'\n", 'Usage: ecluse config check (FILE | --config FILE)'],
   ]
   for (const [argv, message, usage] of cases) {
     const r = await run(argv)

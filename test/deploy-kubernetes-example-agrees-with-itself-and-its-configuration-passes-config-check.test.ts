@@ -19,7 +19,7 @@ import { makeTestPki } from './helpers/pki.js'
 // biome-ignore lint/suspicious/noExplicitAny: Kubernetes objects, walked by path in the checks below
 type K8s = any
 const documents: K8s[] = []
-for (const file of ['configmap.yaml', 'deployment.yaml', 'service.yaml', 'networkpolicy.yaml', 'podmonitor.yaml']) {
+for (const file of ['configmap.yaml', 'deployment.yaml', 'service.yaml', 'networkpolicy.yaml', 'podmonitor.yaml', 'poddisruptionbudget.yaml']) {
   const text = await readFile(join(ROOT, 'deploy/kubernetes', file), 'utf8')
   for (const doc of parseAllDocuments(text)) documents.push(doc.toJS())
 }
@@ -33,6 +33,7 @@ const deployment = only('Deployment')
 const service = only('Service')
 const policy = only('NetworkPolicy')
 const podMonitor = only('PodMonitor')
+const disruptionBudget = only('PodDisruptionBudget')
 const gatewayYaml: string = configMap.data['gateway.yaml']
 const gateway = parse(gatewayYaml)
 const pod = deployment.spec.template.spec
@@ -105,12 +106,14 @@ t.test('the Deployment, Service and NetworkPolicy agree with the configuration',
     ['Service', service.spec.selector],
     ['NetworkPolicy', policy.spec.podSelector.matchLabels],
     ['PodMonitor', podMonitor.spec.selector.matchLabels],
+    ['PodDisruptionBudget', disruptionBudget.spec.selector.matchLabels],
   ] as const) {
     t.ok(
       Object.entries(selector).every(([k, v]) => labels[k] === v),
       `the ${what} selects the pods`,
     )
   }
+  t.ok(disruptionBudget.spec.minAvailable >= 1 && disruptionBudget.spec.minAvailable < deployment.spec.replicas, 'evictions keep a replica serving, and can proceed')
   const upstream = new URL(gateway.upstreams.accreditation.url)
   t.equal(upstream.hostname, '127.0.0.1', 'the upstream is the service container on loopback')
 
