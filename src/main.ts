@@ -3,6 +3,7 @@
  * SIGHUP reloads certificates and configuration atomically (a broken file keeps the old state and
  * says why); SIGTERM/SIGINT stop accepting, drain in-flight requests within a deadline, then exit.
  */
+import { createHash } from 'node:crypto'
 import { setDefaultHighWaterMark } from 'node:stream'
 import type { SecureContext } from 'node:tls'
 import type { Logger } from 'pino'
@@ -17,9 +18,35 @@ import { classifyTlsFailure, GatewayMetrics } from './observability/metrics.js'
 import { ProxyHandler, type ProxyState } from './proxy/exchange.js'
 import { compileRouteTable } from './route/table.js'
 import './transform/builtin.js'
+import type { KeySet } from './crypto/keys.js'
 import { jwksDocuments, loadKeySets } from './transform/key-sets.js'
 import type { TransformEnv } from './transform/types.js'
 import { UpstreamPool } from './upstream/pool.js'
+
+/**
+ * What the gateway now runs with, for the boot and reload log lines: each certificate's SHA-256
+ * fingerprint, a digest of each CA bundle, each key set's current kid. A reload of files the kubelet
+ * had not refreshed yet succeeds with the old material: this line is how an operator tells. Public
+ * facts only: no key material.
+ */
+export function loadedMaterial(
+  tls: Awaited<ReturnType<typeof loadAllTls>>,
+  keySets: ReadonlyMap<string, KeySet>,
+): { certificates: Record<string, string>; caBundles: Record<string, string>; currentKids: Record<string, string> } {
+  const certificates: Record<string, string> = { sponsor_server: tls.sponsor.fingerprint256 }
+  const caBundles: Record<string, string> = { sponsor_clients: bundleDigest(tls.sponsor.ca) }
+  for (const [name, material] of tls.upstreams) {
+    certificates[`upstream:${name}`] = material.fingerprint256
+    caBundles[`upstream:${name}`] = bundleDigest(material.ca)
+  }
+  const currentKids: Record<string, string> = {}
+  for (const [name, set] of keySets) currentKids[name] = set.current.kid
+  return { certificates, caBundles, currentKids }
+}
+
+function bundleDigest(pem: Buffer): string {
+  return `sha256:${createHash('sha256').update(pem).digest('hex')}`
+}
 
 /** What a reload did: swapped everything, or kept the previous state for `error`. */
 export type ReloadResult = { ok: true } | { ok: false; error: string }
@@ -121,6 +148,7 @@ export class Gateway {
         sponsor: `${config.sponsor.listen.host}:${gateway.sponsorPort}`,
         admin: options.adminListener === false ? undefined : `${config.admin.listen.host}:${gateway.adminPort}`,
         routes: routes.routes.length,
+        loaded: loadedMaterial(tls, keySets),
       },
       'écluse gateway started',
     )
@@ -237,7 +265,10 @@ export class Gateway {
       // Retired pools finish what they carry, then close.
       for (const pool of retired) void pool.close()
       this.metrics.reload('ok')
-      this.log.info({ routes: routes.routes.length, listenersChanged }, listenersChanged ? 'reloaded; listener address changes need a restart' : 'reloaded')
+      this.log.info(
+        { routes: routes.routes.length, listenersChanged, loaded: loadedMaterial(tls, keySets) },
+        listenersChanged ? 'reloaded; listener address changes need a restart' : 'reloaded',
+      )
       return { ok: true }
     } catch (err) {
       this.metrics.reload('failed')

@@ -34,6 +34,15 @@ t.test('a reload with a broken certificate keeps the old state and says why; a g
   await h.writeConfig({ ...h.config, routes, sponsor: { ...sponsor, tls: { ...sponsor.tls, cert: copy } } })
   t.same(await h.gateway.reload(), { ok: true })
   t.equal((await h.request('/v1/added')).status, 200, 'the new route is live')
+  // What it runs with now, so that a reload of files not yet refreshed can be told from a real one.
+  const [reloaded] = h.logs.find('reloaded') as Array<{ loaded: { certificates: Record<string, string>; caBundles: Record<string, string> } }>
+  const started = h.logs.find('écluse gateway started')[0] as { loaded: { certificates: Record<string, string> } }
+  const fingerprint = new X509Certificate(h.pki.gatewaySponsorServer.certPem).fingerprint256
+  t.equal(started.loaded.certificates['sponsor_server'], fingerprint, 'the boot line names the certificates by fingerprint')
+  t.equal(reloaded!.loaded.certificates['sponsor_server'], fingerprint, 'and so does the reload line')
+  t.equal(reloaded!.loaded.certificates['upstream:backend'], new X509Certificate(h.pki.gatewayTrustedClient.certPem).fingerprint256)
+  t.match(reloaded!.loaded.caBundles, { sponsor_clients: /^sha256:[0-9a-f]{64}$/, 'upstream:backend': /^sha256:[0-9a-f]{64}$/ })
+  t.notMatch(JSON.stringify(h.logs.lines), /PRIVATE KEY/, 'no key material in any log line')
   const metrics = await h.metrics()
   t.equal(metricValue(metrics, 'ecluse_reloads_total', { result: 'failed' }), 1)
   t.equal(metricValue(metrics, 'ecluse_reloads_total', { result: 'ok' }), 1)
