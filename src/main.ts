@@ -318,8 +318,11 @@ export class Gateway {
 
   #recordCertificates(tls: Awaited<ReturnType<typeof loadAllTls>>): void {
     this.metrics.certificateExpiry('sponsor', 'sponsor_server', tls.sponsor.notAfter)
+    // A CA that expires breaks every connection it vouches for, like an expired leaf.
+    this.metrics.certificateExpiry('sponsor', 'sponsor_client_ca', tls.sponsor.caNotAfter)
     for (const [name, material] of tls.upstreams) {
       this.metrics.certificateExpiry('upstream', `upstream:${name}`, material.notAfter)
+      this.metrics.certificateExpiry('upstream', `upstream_ca:${name}`, material.caNotAfter)
     }
   }
 }

@@ -1,10 +1,11 @@
-import { createPrivateKey } from 'node:crypto'
+import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Config } from '../src/config/schema.js'
 import { loadAllTls, loadClientTls, loadServerTls } from '../src/config/tls-material.js'
 import { EcluseError } from '../src/errors.js'
+import { createCa } from '../src/pki/dev-pki.js'
 import { issueCertificate, makeTestPki, saveTestCert, type TestPki, weakRsaKeyPem } from './helpers/pki.js'
 
 const pki: TestPki = await makeTestPki()
@@ -63,6 +64,17 @@ t.test('good material loads into Buffers, with the leaf expiry', async (t) => {
   t.match(all.sponsor.fingerprint256, /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/)
   t.same([...all.upstreams.keys()], ['accreditation'])
   t.same(all.upstreams.get('accreditation')!.ca, await readFile(pki.trustedCa.certPath))
+  t.same(all.sponsor.caNotAfter, new Date(new X509Certificate(pki.sponsorCa.certPem).validTo), 'the CA bundle expires with its CA')
+  t.same(all.upstreams.get('accreditation')!.caNotAfter, new Date(new X509Certificate(pki.trustedCa.certPem).validTo))
+})
+
+t.test('a CA bundle expires with the soonest of its currently valid CAs', async (t) => {
+  // A rotation: the bundle holds the sponsor CA and another one that expires sooner.
+  const soon = createCa('Soon CA', { validityDays: 30 })
+  const bundle = join(pki.dir, 'bundle-with-a-soon-ca.pem')
+  await writeFile(bundle, pki.sponsorCa.certPem + soon.certPem)
+  const all = await loadAllTls(configWith({ ...sponsorTls(), clientCa: bundle }, { accreditation: upstreamTls() }))
+  t.same(all.sponsor.caNotAfter, new Date(new X509Certificate(soon.certPem).validTo))
 })
 
 t.test('a key that does not match the certificate is refused, naming the key and both files', async (t) => {

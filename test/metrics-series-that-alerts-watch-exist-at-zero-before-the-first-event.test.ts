@@ -4,6 +4,7 @@
  * (`EcluseUpstreamTLSFailures`) would miss a one-off event. So those series exist at 0 from boot:
  * every configured upstream's error kinds, and the refusal reasons of every route with transforms.
  */
+import { X509Certificate } from 'node:crypto'
 import t from 'tap'
 import { metricValue } from './helpers/harness.js'
 import { SPONSOR_APP, startSealing, tempDir, writeKeyFiles } from './helpers/sealing.js'
@@ -37,6 +38,11 @@ t.test('the series the alerts watch are at 0 from boot, then count the first eve
   for (const kind of ['upstream_tls', 'upstream_refused', 'upstream_reset', 'upstream_timeout']) {
     t.ok(has(boot, `ecluse_upstream_errors_total{upstream="backend",kind="${kind}"} 0`), `${kind} of the configured upstream exists at 0`)
   }
+
+  // EcluseCertificateExpiresSoon watches the CA bundles too: an expired CA refuses every client it issued.
+  const seconds = (pem: string) => Math.floor(new Date(new X509Certificate(pem).validTo).getTime() / 1000)
+  t.equal(metricValue(boot, 'ecluse_certificate_expiry_timestamp_seconds', { side: 'sponsor', name: 'sponsor_client_ca' }), seconds(s.pki.sponsorCa.certPem))
+  t.equal(metricValue(boot, 'ecluse_certificate_expiry_timestamp_seconds', { side: 'upstream', name: 'upstream_ca:backend' }), seconds(s.pki.trustedCa.certPem))
 
   const res = await s.gw.request('/v1/verify', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"passport":"P"}' })
   t.equal(res.status, 422)

@@ -30,6 +30,11 @@ export interface TlsMaterial {
   readonly ca: Buffer
   /** When the leaf certificate expires (for logs and the expiry metric). */
   readonly notAfter: Date
+  /**
+   * The soonest expiry among the bundle's currently valid CA certificates: from then on, clients
+   * (or an upstream) issued by that CA are refused unless the bundle has been renewed.
+   */
+  readonly caNotAfter: Date
   /** The leaf's subject on one line (`CN=…, OU=…`), for logs. */
   readonly subject: string
   /** SHA-256 fingerprint of the leaf (`AB:CD:…`), for logs. */
@@ -212,6 +217,9 @@ async function loadMaterial(
       key,
       ca,
       notAfter: new Date(leaf.validTo),
+      caNotAfter: new Date(
+        Math.min(...caCerts.filter((c) => validityProblem(c, now) === undefined).map((c) => new Date(c.validTo).getTime())),
+      ),
       subject: subjectOf(leaf),
       fingerprint256: leaf.fingerprint256,
     },

@@ -92,7 +92,7 @@ export type ConnectionSide = 'sponsor' | 'admin'
 export type ReloadResult = 'ok' | 'failed'
 
 /** A certificate the gateway presents: the sponsor listener's, or its client certificate for an upstream. */
-export type CertificateName = 'sponsor_server' | `upstream:${string}`
+export type CertificateName = 'sponsor_server' | `upstream:${string}` | 'sponsor_client_ca' | `upstream_ca:${string}`
 
 /** The route label used for requests that matched no configured route. */
 export const UNMATCHED_ROUTE = 'unmatched'
@@ -592,7 +592,7 @@ export class GatewayMetrics {
 
     this.#certExpiry = new Gauge<'side' | 'name'>({
       name: 'ecluse_certificate_expiry_timestamp_seconds',
-      help: 'notAfter of each certificate the gateway presents, as a Unix timestamp in seconds.',
+      help: 'notAfter of each certificate the gateway presents, and the soonest of each CA bundle it trusts, as a Unix timestamp in seconds.',
       labelNames: ['side', 'name'],
       registers: [registry],
     })
