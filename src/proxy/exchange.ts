@@ -83,7 +83,7 @@ const REJECTED_REQUEST_CODES: ReadonlySet<ErrorCode> = new Set(['body_too_large'
 /**
  * What Node's parser lets through and the gateway does not: a request transfer coding other than
  * chunked alone (the coding would be dropped with the hop-by-hop header, and the upstream would read
- * coded bytes as the content), and a missing or repeated Host (RFC 9112 §3.2).
+ * coded bytes as the content), a repeated Host, and an HTTP/1.1 request without one (RFC 9112 §3.2).
  */
 function requestFramingProblem(req: IncomingMessage): { code: ErrorCode; detail: string } | undefined {
   const te = req.headers['transfer-encoding']
@@ -91,7 +91,9 @@ function requestFramingProblem(req: IncomingMessage): { code: ErrorCode; detail:
   let hosts = 0
   const raw = req.rawHeaders
   for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++
-  if (hosts !== 1) return { code: 'bad_request', detail: hosts === 0 ? 'no Host header' : 'more than one Host header' }
+  if (hosts > 1) return { code: 'bad_request', detail: 'more than one Host header' }
+  // HTTP/1.0 has no Host requirement; Node's own check (now off) applied to HTTP/1.1 only as well.
+  if (hosts === 0 && req.httpVersionMinor >= 1) return { code: 'bad_request', detail: 'no Host header in an HTTP/1.1 request' }
   return undefined
 }
 /** Headers describing a body that response transforms rewrite (its type and length) or refuse (a coding). */

@@ -39,6 +39,8 @@ t.test('requests: a transfer coding, hidden framing, Host and CONNECT', async (t
     t.match(answer, new RegExp(`"error":"${code}"`), `${what}: ${code}`)
   }
   t.equal(h.upstream.hits, 0, 'none of them reached the upstream')
+  t.match(await h.raw('GET /v1/records/1 HTTP/1.0\r\n\r\n'), /^HTTP\/1\.1 200 /, 'HTTP/1.0 needs no Host')
+  t.equal(h.upstream.hits, 1)
   const metrics = await h.metrics()
   t.equal(metricValue(metrics, 'ecluse_rejected_requests_total', { reason: 'request_framing' }), 1, 'counted')
   t.equal(metricValue(metrics, 'ecluse_rejected_requests_total', { reason: 'bad_request' }), 3, 'counted')
