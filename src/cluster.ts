@@ -27,7 +27,7 @@ import { AdminServer, type Readiness } from './admin/server.js'
 import { loadConfigFile } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { loadAllTls } from './config/tls-material.js'
-import { Gateway, watchConfig } from './main.js'
+import { Gateway, prepareWatcher, startWatcher } from './main.js'
 import { createLogger } from './observability/logger.js'
 import { GatewayMetrics } from './observability/metrics.js'
 import { compileRouteTable } from './route/table.js'
@@ -117,16 +117,17 @@ export async function runCluster(configPath: string, options: ClusterOptions): P
     }
     return
   }
+  // The primary watches the files (workers do not): a change is relayed as SIGHUP is.
+  const watcher = await prepareWatcher(configPath)
   const primary = await ClusterPrimary.start(configPath, options)
   process.on('SIGHUP', () => primary.relay('SIGHUP'))
-  // The primary watches the files (workers do not): a change is relayed as SIGHUP is.
-  const watcher = await watchConfig(configPath, primary.config, () => primary.relay('SIGHUP'), primary.log)
   const stop = (signal: NodeJS.Signals) => {
     watcher?.stop()
     primary.stop(signal)
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
+  startWatcher(watcher, () => primary.relay('SIGHUP'), primary.log)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -143,6 +144,8 @@ interface Slot {
   sponsorPort: number
   /** The worker's own drain deadline, as it last reported it (a reload may change it). */
   drainTimeoutMs: number
+  /** A SIGHUP came while this slot's worker was booting: sent once it reports ready. */
+  reloadPending: boolean
 }
 
 /**
@@ -201,6 +204,7 @@ class ClusterPrimary {
         worker: undefined,
         startedAt: 0,
         ready: false,
+        reloadPending: false,
         failures: 0,
         restartTimer: undefined,
         sponsorPort: 0,
@@ -283,11 +287,19 @@ class ClusterPrimary {
     return { ready: Object.values(checks).every((v) => v === 'ok'), checks }
   }
 
-  /** SIGHUP: every worker reloads on its own (a broken file keeps each worker's old state). */
+  /**
+   * SIGHUP: every worker reloads on its own (a broken file keeps each worker's old state). A worker
+   * still booting gets it once it reports ready: until its handler is installed, SIGHUP's default
+   * action would kill it (and a worker dying at boot stops the cluster).
+   */
   relay(signal: 'SIGHUP'): void {
     if (this.#stopping) return
     this.#log.info({ signal, workers: this.#liveWorkers().length }, 'relaying to workers')
-    for (const worker of this.#liveWorkers()) worker.process.kill(signal)
+    for (const slot of this.#slots) {
+      if (slot.worker === undefined) continue
+      if (slot.ready) slot.worker.process.kill(signal)
+      else slot.reloadPending = true
+    }
   }
 
   /** SIGTERM/SIGINT: no more restarts; every worker drains and exits; then the primary exits. */
@@ -321,6 +333,8 @@ class ClusterPrimary {
   #fork(slot: Slot): void {
     slot.restartTimer = undefined
     slot.ready = false
+    // A new worker reads the files as they are now: a SIGHUP meant for the one it replaces is moot.
+    slot.reloadPending = false
     slot.startedAt = Date.now()
     // cluster.fork() re-runs this command line (same argv and execArgv); `runCluster` sees
     // `cluster.isWorker` there and starts a gateway instead of a primary.
@@ -341,6 +355,10 @@ class ClusterPrimary {
     if (msg.ecluse === 'drain') return
     slot.ready = true
     slot.sponsorPort = msg.sponsorPort
+    if (slot.reloadPending) {
+      slot.reloadPending = false
+      worker.process.kill('SIGHUP')
+    }
     if (!this.#started && this.#slots.every((s) => s.ready)) {
       this.#started = true
       const { sponsor, admin } = this.#config
@@ -434,6 +452,14 @@ const WORKER_AGGREGATORS: Readonly<Record<string, 'first' | 'min'>> = {
 }
 
 async function runWorker(configPath: string): Promise<void> {
+  // First thing: a SIGHUP relayed while this worker boots (the primary's file watcher, an operator)
+  // would otherwise take SIGHUP's default action and kill it. It is remembered, and the reload runs
+  // once the gateway has started: the files may have changed after the boot read them.
+  let hupDuringBoot = false
+  const onBootHup = () => {
+    hupDuringBoot = true
+  }
+  process.on('SIGHUP', onBootHup)
   const config = await loadConfigFile(configPath)
   const log = createLogger({ level: config.log.level }).child({ worker: cluster.worker?.id })
   const gateway = await Gateway.start(configPath, { log, adminListener: false })
@@ -469,13 +495,16 @@ async function runWorker(configPath: string): Promise<void> {
       },
     )
   }
-  process.on('SIGHUP', () => {
+  const reload = () => {
     if (stopping) return
     void gateway.reload().then(() => {
       const drain: DrainMessage = { ecluse: 'drain', drainTimeoutMs: gateway.drainTimeoutMs }
       if (process.connected) process.send?.(drain)
     })
-  })
+  }
+  process.on('SIGHUP', reload)
+  process.off('SIGHUP', onBootHup)
+  if (hupDuringBoot) reload()
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
   // The primary went away (crash or SIGKILL): drain and exit rather than serve unsupervised.

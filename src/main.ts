@@ -196,6 +196,8 @@ export class Gateway {
   }
 
   reload(): Promise<ReloadResult> {
+    // A draining gateway builds nothing new: pools made now would outlive the close.
+    if (this.#shutdown !== undefined) return Promise.resolve({ ok: false, error: 'shutting down' })
     // One at a time: two reloads run side by side could finish out of order and leave the older
     // files' state in place. A reload asked for while one runs runs after it (the files may have
     // changed since it read them); any number asked for meanwhile share that one.
@@ -317,6 +319,9 @@ export class Gateway {
   }
 
   #recordCertificates(tls: Awaited<ReturnType<typeof loadAllTls>>): void {
+    // The set of names changes with the configuration: a removed upstream's expiry must not stay
+    // behind for an alert to fire on.
+    this.metrics.clearCertificateExpiry()
     this.metrics.certificateExpiry('sponsor', 'sponsor_server', tls.sponsor.notAfter)
     // A CA that expires breaks every connection it vouches for, like an expired leaf.
     this.metrics.certificateExpiry('sponsor', 'sponsor_client_ca', tls.sponsor.caNotAfter)
@@ -328,25 +333,38 @@ export class Gateway {
 }
 
 /**
- * Starts the file watcher of `reload.watchIntervalMs` (fixed at boot), or nothing when it is 0.
- * `onChange` is what SIGHUP does in the same process.
+ * The file watcher of `reload.watchIntervalMs` (fixed at boot) with its baseline read, or nothing
+ * when it is 0 or the file does not load (boot then fails with the reason). Called before the
+ * gateway loads the files (see `ConfigWatcher.baseline`); {@link startWatcher} starts its checks.
  */
-export async function watchConfig(configPath: string, config: Config, onChange: () => unknown, log: Logger): Promise<ConfigWatcher | undefined> {
-  const ms = config.reload.watchIntervalMs
-  if (ms === 0) return undefined
-  const watcher = new ConfigWatcher(configPath, filesOf(config), ms, onChange, log)
-  await watcher.start()
-  log.info({ watchIntervalMs: ms }, 'watching the configuration files for changes')
+export async function prepareWatcher(configPath: string): Promise<ConfigWatcher | undefined> {
+  let config: Config
+  try {
+    config = await loadConfigFile(configPath)
+  } catch {
+    return undefined
+  }
+  if (config.reload.watchIntervalMs === 0) return undefined
+  const watcher = new ConfigWatcher(configPath, filesOf(config), config.reload.watchIntervalMs)
+  await watcher.baseline()
   return watcher
+}
+
+/** Starts a prepared watcher's checks; `onChange` is what SIGHUP does in the same process. */
+export function startWatcher(watcher: ConfigWatcher | undefined, onChange: () => unknown, log: Logger): void {
+  if (watcher === undefined) return
+  watcher.start(onChange, log)
+  log.info({ watchIntervalMs: watcher.intervalMs }, 'watching the configuration files for changes')
 }
 
 /** `ecluse serve`: start, wire signals, and exit when drained. */
 export async function runGateway(configPath: string): Promise<void> {
+  // The watcher's baseline is read before the gateway loads the files (see ConfigWatcher.baseline).
+  const watcher = await prepareWatcher(configPath)
   const gateway = await Gateway.start(configPath)
   process.on('SIGHUP', () => {
     void gateway.reload()
   })
-  const watcher = await watchConfig(configPath, gateway.config, () => gateway.reload(), gateway.log)
   const stop = (signal: NodeJS.Signals) => {
     watcher?.stop()
     gateway.log.info({ signal }, 'shutdown requested')
@@ -360,4 +378,5 @@ export async function runGateway(configPath: string): Promise<void> {
   }
   process.once('SIGTERM', stop)
   process.once('SIGINT', stop)
+  startWatcher(watcher, () => gateway.reload(), gateway.log)
 }

@@ -9,7 +9,8 @@
  * keeps the target's mtime; a copy with `cp -p` keeps it too). The list of files comes from the
  * configuration file as it reads now, so a key set added by a change is watched from then on. A
  * change that fails to load is reported once by the reload it triggers, not at every check, and is
- * tried again at the next change.
+ * tried again at the next change (or SIGHUP): a failure that goes away by itself, such as a renewed
+ * certificate not valid yet on a skewed clock, needs one of those.
  */
 import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
@@ -35,34 +36,50 @@ export function filesOf(config: Config): string[] {
 export class ConfigWatcher {
   readonly #configPath: string
   readonly #intervalMs: number
-  readonly #onChange: () => unknown
-  readonly #log: Logger
+  #onChange: () => unknown = () => undefined
+  #log: Logger | undefined
   #files: string[]
   #fingerprint: string | undefined
   #timer: NodeJS.Timeout | undefined
   #checking = false
+  #stopped = false
 
-  /**
-   * @param files the files named by the configuration loaded at boot
-   * @param onChange called once per detected change (the gateway's reload, or the cluster's relay)
-   */
-  constructor(configPath: string, files: string[], intervalMs: number, onChange: () => unknown, log: Logger) {
+  /** @param files the files the configuration names (its own path aside) */
+  constructor(configPath: string, files: string[], intervalMs: number) {
     this.#configPath = configPath
     this.#files = files
     this.#intervalMs = intervalMs
-    this.#onChange = onChange
-    this.#log = log
   }
 
-  /** Takes the files' current state as the loaded one, then checks every interval. */
-  async start(): Promise<void> {
+  /**
+   * Takes the files' current state as the loaded one. Call it before the gateway loads them: a change
+   * in between then costs one reload more, where a baseline taken after would miss it.
+   */
+  async baseline(): Promise<void> {
     this.#fingerprint = await this.#read()
+  }
+
+  get intervalMs(): number {
+    return this.#intervalMs
+  }
+
+
+  /**
+   * Checks every interval from now on.
+   *
+   * @param onChange called once per detected change (the gateway's reload, or the cluster's relay)
+   */
+  start(onChange: () => unknown, log: Logger): void {
+    this.#onChange = onChange
+    this.#log = log
     this.#timer = setInterval(() => void this.check(), this.#intervalMs)
     // A pending check never keeps a draining process alive.
     this.#timer.unref()
   }
 
+  /** No check starts, and none already running acts, once stopped (a draining gateway reloads nothing). */
   stop(): void {
+    this.#stopped = true
     clearInterval(this.#timer)
     this.#timer = undefined
   }
@@ -80,9 +97,9 @@ export class ConfigWatcher {
         // keep the previous list
       }
       const now = await this.#read()
-      if (now === this.#fingerprint) return false
+      if (now === this.#fingerprint || this.#stopped) return false
       this.#fingerprint = now
-      this.#log.info({ files: this.#files.length + 1 }, 'configuration files changed; reloading')
+      this.#log?.info({ files: this.#files.length + 1 }, 'configuration files changed; reloading')
       this.#onChange()
       return true
     } finally {
@@ -98,7 +115,10 @@ export class ConfigWatcher {
       try {
         hash.update(await readBoundedFile(file, MAX_WATCHED_BYTES))
       } catch (err) {
-        hash.update(`unreadable: ${(err as NodeJS.ErrnoException).code ?? 'error'}`)
+        // Why it could not be read (an errno code, or the bounded reader's reason): a file that
+        // turns from missing into a FIFO is a change too.
+        const e = err as { code?: unknown; reason?: unknown; message?: unknown }
+        hash.update(`unreadable: ${String(e.code ?? e.reason ?? e.message)}`)
       }
       hash.update('\0')
     }

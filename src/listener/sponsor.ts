@@ -128,7 +128,7 @@ export class SponsorListener {
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(err, socket))
     // CONNECT asks for a tunnel, which the gateway never opens: answered and counted like any
     // request it cannot parse, rather than a connection dropped without a word.
-    this.server.on('connect', (_req: IncomingMessage, socket: Socket) => this.#refuseOnSocket('bad_request', 'CONNECT', socket))
+    this.server.on('connect', (_req: IncomingMessage, socket: Socket) => this.#refuseConnect(socket))
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#inTurn(handler, req, res, false))
     // Answer `Expect: 100-continue` only once the request is known to be routed and allowed.
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.#inTurn(handler, req, res, true))
@@ -255,6 +255,22 @@ export class SponsorListener {
     this.#refuseOnSocket(clientErrorCode(err), err.code, socket)
   }
 
+  /**
+   * CONNECT hands the socket over without the HTTP layer's timeouts, so it is answered and closed
+   * here. Pipelined behind a request still being answered, it ends the connection instead: an answer
+   * written now would take that request's place.
+   */
+  #refuseConnect(socket: Socket): void {
+    const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
+    if (pending != null) {
+      this.#metrics.requestRejected('bad_request')
+      this.#log.info({ code: 'bad_request', parserError: 'CONNECT' }, 'sponsor request refused by the HTTP parser')
+      socket.destroy()
+      return
+    }
+    this.#refuseOnSocket('bad_request', 'CONNECT', socket)
+  }
+
   /** A refusal written on the socket itself (no `ServerResponse` exists), counted and logged. */
   #refuseOnSocket(code: ErrorCode, parserError: string | undefined, socket: Socket): void {
     this.#metrics.requestRejected(code)
@@ -264,17 +280,28 @@ export class SponsorListener {
     const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
     if (socket.writable && (pending == null || !pending.headersSent)) {
       const body = publicErrorBody(code)
+      // Closed once the answer is out, or after a grace period if the client never reads it: a
+      // client that keeps its side open must not keep the connection (and its slot) either.
       socket.end(
         `HTTP/1.1 ${ERROR_CODES[code].status} ${httpReason(ERROR_CODES[code].status)}\r\n` +
           'content-type: application/json\r\n' +
           `content-length: ${Buffer.byteLength(body)}\r\n` +
           'connection: close\r\n\r\n' +
           body,
+        () => socket.destroy(),
       )
+      setTimeout(destroySocket, REFUSAL_GRACE_MS, socket).unref()
       return
     }
     socket.destroy()
   }
+}
+
+/** How long a refused connection has to take its answer before it is closed regardless. */
+const REFUSAL_GRACE_MS = 5_000
+
+function destroySocket(socket: Socket): void {
+  socket.destroy()
 }
 
 /**

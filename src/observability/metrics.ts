@@ -729,6 +729,11 @@ export class GatewayMetrics {
    * `ecluse_certificate_expiry_timestamp_seconds{side,name}` = the certificate's notAfter.
    * A number is Unix time in **milliseconds** (as `Date.getTime()`).
    */
+  /** Forgets every `ecluse_certificate_expiry_timestamp_seconds` series (before recording the current set). */
+  clearCertificateExpiry(): void {
+    this.#certExpiry.reset()
+  }
+
   certificateExpiry(side: MetricSide, name: CertificateName, notAfter: Date | number): void {
     const ms = typeof notAfter === 'number' ? notAfter : notAfter.getTime()
     if (!Number.isFinite(ms)) return

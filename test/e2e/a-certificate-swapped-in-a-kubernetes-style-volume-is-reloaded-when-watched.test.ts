@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import tls from 'node:tls'
 import t from 'tap'
-import { watchConfig } from '../../src/main.js'
+import { ConfigWatcher, filesOf } from '../../src/config/watch.js'
 import { issueCertificate } from '../../src/pki/dev-pki.js'
 import { gatewayConfig, Harness, metricValue, startGatewayProcess, TestUpstream } from '../helpers/harness.js'
 import { makeTestPki, type TestPki } from '../helpers/pki.js'
@@ -67,8 +67,9 @@ t.test('in process: a swapped certificate is reloaded once per change, a broken 
   t.same(await h.gateway.reload(), { ok: true })
   t.equal(await presentedSerial(h), new X509Certificate(first['tls.crt']).serialNumber)
 
-  const config = { ...h.gateway.config, reload: { watchIntervalMs: 60_000 } }
-  const watcher = (await watchConfig(h.configPath, config, () => h.gateway.reload(), h.gateway.log))!
+  const watcher = new ConfigWatcher(h.configPath, filesOf(h.gateway.config), 60_000)
+  await watcher.baseline()
+  watcher.start(() => h.gateway.reload(), h.gateway.log)
   t.teardown(() => watcher.stop())
   t.equal(await watcher.check(), false, 'nothing changed: no reload')
 
@@ -93,6 +94,11 @@ t.test('in process: a swapped certificate is reloaded once per change, a broken 
   const metrics = await h.metrics()
   t.equal(metricValue(metrics, 'ecluse_reloads_total', { result: 'ok' }), 3)
   t.equal(metricValue(metrics, 'ecluse_reloads_total', { result: 'failed' }), 1)
+
+  // Stopped (the gateway drains): a change is no longer acted on, even by a check already running.
+  watcher.stop()
+  await volume.update(sponsorServer(h.pki))
+  t.equal(await watcher.check(), false, 'a stopped watcher reloads nothing')
 })
 
 t.test('ecluse serve with reload.watchIntervalMs reloads a rotated certificate by itself', async (t) => {

@@ -45,6 +45,28 @@ t.test('requests: a transfer coding, hidden framing, Host and CONNECT', async (t
   t.equal(metricValue(metrics, 'ecluse_rejected_requests_total', { reason: 'request_framing' }), 1, 'counted')
   t.equal(metricValue(metrics, 'ecluse_rejected_requests_total', { reason: 'bad_request' }), 3, 'counted')
 
+  // CONNECT leaves the HTTP layer's timeouts behind: a client that keeps its side open after the
+  // answer must not keep the connection (a slot of maxConnections) for ever.
+  // allowHalfOpen is a net.Socket option tls.connect passes on, missing from its type.
+  const client = tls.connect({ ...h.sponsorTls(), allowHalfOpen: true } as tls.ConnectionOptions)
+  t.teardown(() => client.destroy())
+  const answered = await new Promise<string>((resolve, reject) => {
+    let answer = ''
+    client.setEncoding('latin1')
+    client.on('data', (d: string) => (answer += d))
+    // The gateway's side ends; this client keeps its own open.
+    client.on('end', () => resolve(answer))
+    client.on('error', reject)
+    client.once('secureConnect', () => client.write(`CONNECT accreditation.trusted.test:443 HTTP/1.1\r\n${HOST}\r\n`))
+  })
+  t.match(answered, /"error":"bad_request"/, 'a half-open client still gets the answer')
+  let open = h.gateway.sponsor.openConnections
+  for (let waited = 0; open > 0 && waited < 7_000; waited += 100) {
+    await new Promise((r) => setTimeout(r, 100))
+    open = h.gateway.sponsor.openConnections
+  }
+  t.equal(open, 0, 'and the gateway closes the connection, though the client never did')
+
   // Past Node's default of 2000 headers, the rest vanished from the request the gateway saw while
   // the parser still framed the body with them: the body was dropped and its length never checked.
   const filler = Array.from({ length: 2000 }, (_, i) => `x-f${i}: 1\r\n`).join('')
