@@ -260,7 +260,7 @@ export const COMMANDS: Command[] = [
     words: ['seal'],
     summary: 'seal JSON fields (compact JWE) or a whole body (sealed stream), as a sealing gateway does',
     synopsis:
-      '--keys JWKS --context CTX (--fields PTRS [--records PTR:ID] [--ndjson] | --body [--content-type TYPE]) [FILE|-] [--out FILE]',
+      '--keys JWKS --context CTX (--fields PTRS [--records PTR:ID] [--ndjson] | --body [--content-type TYPE] [--record-size N]) [FILE|-] [--out FILE]',
     details: [
       '--keys, -k JWKS        the recipients\' key set; only its public keys are used (a private set is',
       '                       accepted, its private halves ignored); values are sealed to its current key',
@@ -277,12 +277,13 @@ export const COMMANDS: Command[] = [
       '                       cap for the values sealed in one record with --records (default 1000)',
       '--body                 seal the whole input as one sealed stream (docs/sealed-stream-format.md)',
       '--content-type TYPE    media type kept inside a sealed body; default application/octet-stream',
+      '--record-size N        with --body, plaintext bytes per record (default 65536, as seal-body)',
       '--out, -o FILE         write there (atomically: nothing is left behind on failure); default stdout',
       '',
       'FILE is read as a stream; without FILE, or with -, stdin. Errors of the sealing itself read',
       '"ecluse: <code>: <reason>" (e.g. json_invalid, value_too_large); no error contains a value of the input.',
     ],
-    options: { ...SEALING_OPTIONS, 'content-type': { type: 'string' } },
+    options: { ...SEALING_OPTIONS, 'content-type': { type: 'string' }, 'record-size': { type: 'string' } },
     positionals: ['FILE'],
     optionalPositionals: 1,
     required: ['keys', 'context'],
@@ -294,7 +295,7 @@ export const COMMANDS: Command[] = [
   {
     words: ['open'],
     summary: 'open sealed JSON fields or a sealed body with the private key set, as the trusted sidecar does',
-    synopsis: '--keys PRIVATE_JWKS --context CTX (--fields PTRS [--records PTR:ID] [--ndjson] | --body) [FILE|-] [--out FILE]',
+    synopsis: '--keys PRIVATE_JWKS --context CTX (--fields PTRS [--records PTR:ID] [--ndjson] | --body [--min-record-size N]) [FILE|-] [--out FILE]',
     details: [
       '--keys, -k JWKS        the private key set (NAME.private.jwks.json); every key in it is accepted',
       '--context CTX          the context the values were sealed for; anything else does not open',
@@ -876,6 +877,8 @@ interface SealingArgs {
   readonly maxFieldsPerRecord: number | undefined
   /** `open --body` only. */
   readonly minRecordSize: number | undefined
+  /** `seal --body` only. */
+  readonly recordSize: number | undefined
   readonly contentType: string
   /** `undefined` or `-`: stdin. */
   readonly input: string | undefined
@@ -896,7 +899,7 @@ function sealingArgs(values: Values, positionals: readonly string[], usage: stri
       if (values[o] !== undefined) throw new UsageError(`--${o} applies to --fields only`, usage)
     }
   } else {
-    for (const o of ['content-type', 'min-record-size']) {
+    for (const o of ['content-type', 'min-record-size', 'record-size']) {
       if (values[o] !== undefined) throw new UsageError(`--${o} applies to --body only`, usage)
     }
   }
@@ -926,6 +929,7 @@ function sealingArgs(values: Values, positionals: readonly string[], usage: stri
     maxRecordBytes: byteCount(values['max-record-bytes'], '--max-record-bytes', usage),
     maxFieldsPerRecord: positiveCount(values['max-fields-per-record'], '--max-fields-per-record', 'values', usage),
     minRecordSize: byteCount(values['min-record-size'], '--min-record-size', usage),
+    recordSize: byteCount(values['record-size'], '--record-size', usage),
     contentType,
     input: positionals[0],
     out: values['out'] as string | undefined,
@@ -1003,7 +1007,12 @@ async function beginStep(
   let step: import('./transform/types.js').BodyTransform
   try {
     if (a.fields === undefined) {
-      const options = { ...keyOption, context: a.context, ...(a.minRecordSize === undefined ? {} : { minRecordSize: a.minRecordSize }) }
+      const options = {
+        ...keyOption,
+        context: a.context,
+        ...(a.minRecordSize === undefined ? {} : { minRecordSize: a.minRecordSize }),
+        ...(a.recordSize === undefined ? {} : { recordSize: a.recordSize }),
+      }
       if (op === 'seal') {
         const { isMediaType } = await import('./crypto/index.js')
         if (!isMediaType(a.contentType)) throw new UsageError('--content-type takes one media type, e.g. image/jpeg', usage)

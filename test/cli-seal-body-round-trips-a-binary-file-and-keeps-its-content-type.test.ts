@@ -110,12 +110,11 @@ t.test('real processes: binary stdin to stdout both ways, byte-exact; an empty b
 })
 
 t.test('open --body refuses records under 4 KiB as open-body does, unless --min-record-size allows them', async (t) => {
-  // A body sealed elsewhere with 1 KiB records (a gateway's `recordSize: 1024`).
-  const { parseKeySet, createSealStream } = await import('../src/crypto/index.js')
-  const { Readable } = await import('node:stream')
-  const stream = Readable.from([BODY]).pipe(createSealStream(parseKeySet(keys.publicJwks), { contentType: 'image/jpeg', recordSize: 1024, route: 'documents' }))
+  // Sealed with 1 KiB records, as a gateway with `recordSize: 1024` would.
   const small = join(dir, 'small-records.sealed')
-  await writeFile(small, Buffer.concat(await stream.toArray()))
+  const s = await runCli(['seal', '-k', keys.publicPath, '--context', 'documents', '--body', '--record-size', '1024', input, '-o', small])
+  t.equal(s.code, 0, s.stderr)
+  t.equal((await readFile(small)).readUInt32BE(6), 1024, 'seal --body --record-size sets the record size')
   const refused = await runCli(['open', '-k', keys.privatePath, '--context', 'documents', '--body', small])
   t.equal(refused.code, 1)
   t.equal(refused.stderr, 'ecluse: open_failed: the sealed body does not open with these keys for this context (or was moved or altered)\n', 'the uniform failure')
