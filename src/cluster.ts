@@ -127,7 +127,15 @@ export async function runCluster(configPath: string, options: ClusterOptions): P
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
-  startWatcher(watcher, () => primary.relay('SIGHUP'), primary.log)
+  // Each worker reports its own reload (and the failed-reload alert); the relay has no result to retry on.
+  startWatcher(
+    watcher,
+    () => {
+      primary.relay('SIGHUP')
+      return undefined
+    },
+    primary.log,
+  )
 }
 
 // ---------------------------------------------------------------------------------------------

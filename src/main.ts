@@ -11,7 +11,7 @@ import { AdminServer, type Readiness } from './admin/server.js'
 import { loadConfigFile } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { type ClientTlsMaterial, loadAllTls } from './config/tls-material.js'
-import { ConfigWatcher, filesOf } from './config/watch.js'
+import { type ChangeOutcome, ConfigWatcher, filesOf } from './config/watch.js'
 import { SponsorListener } from './listener/sponsor.js'
 import { createLogger } from './observability/logger.js'
 import { classifyTlsFailure, GatewayMetrics } from './observability/metrics.js'
@@ -351,7 +351,7 @@ export async function prepareWatcher(configPath: string): Promise<ConfigWatcher 
 }
 
 /** Starts a prepared watcher's checks; `onChange` is what SIGHUP does in the same process. */
-export function startWatcher(watcher: ConfigWatcher | undefined, onChange: () => unknown, log: Logger): void {
+export function startWatcher(watcher: ConfigWatcher | undefined, onChange: () => ChangeOutcome | PromiseLike<ChangeOutcome>, log: Logger): void {
   if (watcher === undefined) return
   watcher.start(onChange, log)
   log.info({ watchIntervalMs: watcher.intervalMs }, 'watching the configuration files for changes')

@@ -8,9 +8,10 @@
  * A check reads the files and compares a SHA-256 of their contents, not their times (a symlink swap
  * keeps the target's mtime; a copy with `cp -p` keeps it too). The list of files comes from the
  * configuration file as it reads now, so a key set added by a change is watched from then on. A
- * change that fails to load is reported once by the reload it triggers, not at every check, and is
- * tried again at the next change (or SIGHUP): a failure that goes away by itself, such as a renewed
- * certificate not valid yet on a skewed clock, needs one of those.
+ * change that fails to load is tried again with a growing delay (twice the interval, then four
+ * times, … up to ten minutes) while the files stay as they are: a failure can go away by itself (a
+ * renewed certificate not valid yet on a skewed clock), and retrying at every check would fill the
+ * log. A new change is tried at once.
  */
 import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
@@ -20,6 +21,11 @@ import type { Config } from './schema.js'
 
 /** The largest file the gateway reads (configuration, PEM and key set files share this bound). */
 const MAX_WATCHED_BYTES = MAX_CONFIG_BYTES
+/** The longest wait between two tries of a change that failed to load. */
+const MAX_RETRY_DELAY_MS = 10 * 60_000
+
+/** What the action on a change reports: a reload's result, or nothing (the cluster's relay). */
+export type ChangeOutcome = { readonly ok: boolean } | undefined
 
 /** Every file a configuration names, in a stable order. */
 export function filesOf(config: Config): string[] {
@@ -36,13 +42,16 @@ export function filesOf(config: Config): string[] {
 export class ConfigWatcher {
   readonly #configPath: string
   readonly #intervalMs: number
-  #onChange: () => unknown = () => undefined
+  #onChange: () => ChangeOutcome | PromiseLike<ChangeOutcome> = () => undefined
   #log: Logger | undefined
   #files: string[]
   #fingerprint: string | undefined
   #timer: NodeJS.Timeout | undefined
   #checking = false
   #stopped = false
+  /** A change that failed to load: when to try it again, and the delay after that. */
+  #retryAt: number | undefined
+  #retryDelayMs = 0
 
   /** @param files the files the configuration names (its own path aside) */
   constructor(configPath: string, files: string[], intervalMs: number) {
@@ -67,9 +76,10 @@ export class ConfigWatcher {
   /**
    * Checks every interval from now on.
    *
-   * @param onChange called once per detected change (the gateway's reload, or the cluster's relay)
+   * @param onChange called once per detected change (the gateway's reload, or the cluster's relay);
+   *   a reload that reports `ok: false` is tried again later
    */
-  start(onChange: () => unknown, log: Logger): void {
+  start(onChange: () => ChangeOutcome | PromiseLike<ChangeOutcome>, log: Logger): void {
     this.#onChange = onChange
     this.#log = log
     this.#timer = setInterval(() => void this.check(), this.#intervalMs)
@@ -97,10 +107,22 @@ export class ConfigWatcher {
         // keep the previous list
       }
       const now = await this.#read()
-      if (now === this.#fingerprint || this.#stopped) return false
-      this.#fingerprint = now
-      this.#log?.info({ files: this.#files.length + 1 }, 'configuration files changed; reloading')
-      this.#onChange()
+      if (this.#stopped) return false
+      if (now === this.#fingerprint) {
+        if (this.#retryAt === undefined || Date.now() < this.#retryAt) return false
+        this.#log?.info({ retryDelayMs: this.#retryDelayMs }, 'trying again a change that failed to load')
+      } else {
+        this.#fingerprint = now
+        this.#retryDelayMs = 0
+        this.#log?.info({ files: this.#files.length + 1 }, 'configuration files changed; reloading')
+      }
+      const outcome = await this.#onChange()
+      if (outcome?.ok === false) {
+        this.#retryDelayMs = Math.min(Math.max(2 * this.#retryDelayMs, 2 * this.#intervalMs), MAX_RETRY_DELAY_MS)
+        this.#retryAt = Date.now() + this.#retryDelayMs
+      } else {
+        this.#retryAt = undefined
+      }
       return true
     } finally {
       this.#checking = false

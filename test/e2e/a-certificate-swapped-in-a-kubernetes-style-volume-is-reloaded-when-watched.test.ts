@@ -122,3 +122,27 @@ t.test('ecluse serve with reload.watchIntervalMs reloads a rotated certificate b
   const client = { sponsorTls: () => ({ host: '127.0.0.1', servername: 'localhost', ca: pki.sponsorCa.certPem, cert: pki.sponsorClient.certPem, key: pki.sponsorClient.keyPem }) }
   t.equal(await presentedSerial(client, ports.sponsor), new X509Certificate(rotated['tls.crt']).serialNumber, 'the rotated certificate is presented')
 })
+
+t.test('a change that failed to load is tried again with a growing delay while the files stay as they are', async (t) => {
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  // The action stands in for a reload that fails twice (say, a certificate not valid yet), then works.
+  const outcomes = [false, false, true]
+  const tries: number[] = []
+  const watcher = new ConfigWatcher(h.configPath, filesOf(h.gateway.config), 100)
+  await watcher.baseline()
+  watcher.start(() => {
+    tries.push(Date.now())
+    return { ok: outcomes.shift() ?? true }
+  }, h.gateway.log)
+  t.teardown(() => watcher.stop())
+  await h.writeConfig({ ...h.config, log: { level: 'info' } })
+  for (let waited = 0; tries.length < 3 && waited < 5_000; waited += 50) await sleep(50)
+  t.equal(tries.length, 3, 'tried at the change, then twice more')
+  const [first, second, third] = tries as [number, number, number]
+  t.ok(second - first >= 200, `the first retry waits twice the interval (${second - first} ms)`)
+  t.ok(third - second >= 400, `the next one twice as long (${third - second} ms)`)
+  await sleep(1_000)
+  t.equal(tries.length, 3, 'once it worked, nothing is tried again')
+  t.equal(h.logs.find('trying again a change that failed to load').length, 2)
+})
