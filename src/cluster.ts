@@ -244,11 +244,6 @@ class ClusterPrimary {
     })
   }
 
-  /** The configuration checked at boot (the primary never reloads its own copy). */
-  get config(): Config {
-    return this.#config
-  }
-
   get log(): Logger {
     return this.#log
   }

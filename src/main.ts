@@ -12,13 +12,13 @@ import { loadConfigFile } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { type ClientTlsMaterial, loadAllTls } from './config/tls-material.js'
 import { type ChangeOutcome, ConfigWatcher, filesOf } from './config/watch.js'
+import type { KeySet } from './crypto/keys.js'
 import { SponsorListener } from './listener/sponsor.js'
 import { createLogger } from './observability/logger.js'
 import { classifyTlsFailure, GatewayMetrics } from './observability/metrics.js'
 import { ProxyHandler, type ProxyState } from './proxy/exchange.js'
 import { compileRouteTable } from './route/table.js'
 import './transform/builtin.js'
-import type { KeySet } from './crypto/keys.js'
 import { jwksDocuments, loadKeySets } from './transform/key-sets.js'
 import type { TransformEnv } from './transform/types.js'
 import { UpstreamPool } from './upstream/pool.js'
@@ -185,16 +185,16 @@ export class Gateway {
     return value
   }
 
-  /**
-   * Re-reads the configuration file, every certificate and every key set, then swaps routes, key
-   * sets, pools and the sponsor certificate in one step. Anything broken keeps the old state and the error says why. Listener
-   * addresses are fixed at boot: a change to them needs a restart (reported, not applied).
-   */
   /** The configuration in use (the boot one, or the last one a reload applied). */
   get config(): Config {
     return this.#config
   }
 
+  /**
+   * Re-reads the configuration file, every certificate and every key set, then swaps routes, key
+   * sets, pools and the sponsor certificate in one step. Anything broken keeps the old state and the error says why. Listener
+   * addresses are fixed at boot: a change to them needs a restart (reported, not applied).
+   */
   reload(): Promise<ReloadResult> {
     // A draining gateway builds nothing new: pools made now would outlive the close.
     if (this.#shutdown !== undefined) return Promise.resolve({ ok: false, error: 'shutting down' })

@@ -72,7 +72,6 @@ export class ConfigWatcher {
     return this.#intervalMs
   }
 
-
   /**
    * Checks every interval from now on.
    *

@@ -262,19 +262,22 @@ export class SponsorListener {
    */
   #refuseConnect(socket: Socket): void {
     const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
-    if (pending != null) {
-      this.#metrics.requestRejected('bad_request')
-      this.#log.info({ code: 'bad_request', parserError: 'CONNECT' }, 'sponsor request refused by the HTTP parser')
-      socket.destroy()
+    if (pending == null) {
+      this.#refuseOnSocket('bad_request', 'CONNECT', socket)
       return
     }
-    this.#refuseOnSocket('bad_request', 'CONNECT', socket)
+    this.#countRefusal('bad_request', 'CONNECT')
+    socket.destroy()
+  }
+
+  #countRefusal(code: ErrorCode, parserError: string | undefined): void {
+    this.#metrics.requestRejected(code)
+    this.#log.info({ code, parserError }, 'sponsor request refused by the HTTP parser')
   }
 
   /** A refusal written on the socket itself (no `ServerResponse` exists), counted and logged. */
   #refuseOnSocket(code: ErrorCode, parserError: string | undefined, socket: Socket): void {
-    this.#metrics.requestRejected(code)
-    this.#log.info({ code, parserError }, 'sponsor request refused by the HTTP parser')
+    this.#countRefusal(code, parserError)
     // The parser may fail after a request was handed to the proxy (a bad chunk in the body): the
     // error can still be answered as long as that request's response has not started.
     const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
