@@ -17,7 +17,7 @@ import { SponsorListener } from './listener/sponsor.js'
 import { createLogger } from './observability/logger.js'
 import { classifyTlsFailure, GatewayMetrics } from './observability/metrics.js'
 import { ProxyHandler, type ProxyState } from './proxy/exchange.js'
-import { compileRouteTable } from './route/table.js'
+import { compileRouteTable, type RouteTable } from './route/table.js'
 import './transform/builtin.js'
 import { jwksDocuments, loadKeySets } from './transform/key-sets.js'
 import type { TransformEnv } from './transform/types.js'
@@ -129,6 +129,7 @@ export class Gateway {
     const keySets = await loadKeySets(config)
     const env: TransformEnv = { log, keySets, metrics: metrics.crypto }
     const routes = compileRouteTable(config, env)
+    metrics.bindLiveRoutes(routeSeries(routes))
     const jwks = jwksDocuments(config, keySets)
     const upstreams = new Map<string, UpstreamPool>()
     for (const [name, cfg] of Object.entries(config.upstreams)) {
@@ -220,7 +221,6 @@ export class Gateway {
       const tls = await loadAllTls(config)
       // Key sets too: built in full before the swap below, so a broken key file keeps the old ones.
       const keySets = await loadKeySets(config)
-      this.metrics.registerRoutes(config.routes.map((r) => r.name))
       const routes = compileRouteTable(config, { log: this.log, keySets, metrics: this.metrics.crypto })
       const jwks = jwksDocuments(config, keySets)
       const old = this.#config
@@ -256,7 +256,9 @@ export class Gateway {
       }
       for (const [name, pool] of this.#upstreams) if (!upstreams.has(name)) retired.push(pool)
 
-      // From here on nothing throws: the swap is whole.
+      // From here on nothing throws: the swap is whole. The new routes' series are bound only now,
+      // so a reload that failed leaves no series behind for routes that never served.
+      this.metrics.bindLiveRoutes(routeSeries(routes))
       for (const { pool, context } of rotations) pool.reloadWith(context)
       this.sponsor.reloadTls(tls.sponsor)
       this.proxy.state = { routes, upstreams, sponsor: { ...config.sponsor, listen: old.sponsor.listen }, jwks }
@@ -330,6 +332,11 @@ export class Gateway {
       this.metrics.certificateExpiry('upstream', `upstream_ca:${name}`, material.caNotAfter)
     }
   }
+}
+
+/** What the metrics bind per live route: its name, and whether a transform can refuse on it. */
+function routeSeries(table: RouteTable): Array<{ name: string; transformed: boolean }> {
+  return table.routes.map((r) => ({ name: r.name, transformed: r.requestTransforms.length + r.responseTransforms.length > 0 }))
 }
 
 /**

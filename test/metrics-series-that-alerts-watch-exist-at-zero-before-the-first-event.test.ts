@@ -5,7 +5,9 @@
  * every configured upstream's error kinds, and the refusal reasons of every route with transforms.
  */
 import { X509Certificate } from 'node:crypto'
+import { writeFile } from 'node:fs/promises'
 import t from 'tap'
+import { stringify } from 'yaml'
 import { metricValue } from './helpers/harness.js'
 import { SPONSOR_APP, startSealing, tempDir, writeKeyFiles } from './helpers/sealing.js'
 
@@ -47,4 +49,34 @@ t.test('the series the alerts watch are at 0 from boot, then count the first eve
   const res = await s.gw.request('/v1/verify', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"passport":"P"}' })
   t.equal(res.status, 422)
   t.equal(metricValue(await s.gw.metrics(), 'ecluse_transform_refusals_total', { route: 'verify', reason: 'plaintext_refused' }), 1, 'then counts from there')
+})
+
+t.test('a reload that fails binds no series for the routes it would have added; one that succeeds does', async (t) => {
+  const dir = await tempDir()
+  const keys = await writeKeyFiles(dir, 'th')
+  const verify = (name: string, recipients: string) => ({
+    name,
+    methods: ['POST'],
+    path: `/v1/${name}`,
+    allow: [SPONSOR_APP],
+    upstream: 'backend',
+    transforms: { request: [{ type: 'require-sealed', recipients, context: 'acc', fields: ['/passport'] }] },
+  })
+  const s = await startSealing({ dir, keys: { th: { file: keys.publicPath } }, routes: [verify('verify', 'th')] })
+  t.teardown(s.close)
+  const withRoutes = (routes: unknown[]) => writeFile(s.gw.configPath, stringify({ ...s.gw.config, routes }))
+
+  // The new route names a key set that does not exist: its chain fails to compile.
+  await withRoutes([verify('verify', 'th'), verify('added', 'nosuchset')])
+  const failed = await s.gw.gateway.reload()
+  t.equal(failed.ok, false, 'the reload fails')
+  const after = await s.gw.metrics()
+  t.notMatch(after, /route="added"/, 'no series of any family for a route that never served')
+  t.match(after, /ecluse_transform_refusals_total\{route="verify",reason="open_failed"\} 0/, 'the live route keeps its series')
+
+  await withRoutes([verify('verify', 'th'), verify('added', 'th')])
+  t.same(await s.gw.gateway.reload(), { ok: true })
+  const live = await s.gw.metrics()
+  t.match(live, /ecluse_transform_refusals_total\{route="added",reason="plaintext_refused"\} 0/, 'the route that went live has its refusal series at 0')
+  t.match(live, /ecluse_requests_total\{side="sponsor",route="added"\} 0/, 'and its request series')
 })

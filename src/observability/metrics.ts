@@ -627,6 +627,16 @@ export class GatewayMetrics {
     }
   }
 
+  /**
+   * Binds the series of the routes a configuration put live, transform refusals at 0 for those with
+   * transforms. Called once the routes serve (boot, a reload's swap), never for a configuration that
+   * failed to load: counters must not go backwards, so a series once bound stays for good.
+   */
+  bindLiveRoutes(routes: ReadonlyArray<{ readonly name: string; readonly transformed: boolean }>): void {
+    this.registerRoutes(routes.map((r) => r.name))
+    for (const r of routes) if (r.transformed) this.crypto.forRoute(r.name).expectRefusals()
+  }
+
   /** The pre-bound series of a configured route; any other name gets the `unmatched` series. */
   forRoute(name: string): RouteMetrics {
     return this.#routes.get(name) ?? this.unmatched

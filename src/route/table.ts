@@ -218,7 +218,6 @@ function compileRoute(route: RouteConfig, index: number, config: Config, env: Tr
   if (route.allow.length === 0) env.log.warn({ route: route.name }, 'route allows no principal: every request to it is refused')
   const requestTransforms = compileTransformChain(route.transforms.request, env, `${key}.transforms.request`)
   const responseTransforms = compileTransformChain(route.transforms.response, env, `${key}.transforms.response`)
-  if (requestTransforms.length + responseTransforms.length > 0) env.metrics?.forRoute(route.name).expectRefusals()
   return Object.freeze({
     name: route.name,
     path: route.path,
