@@ -10,7 +10,9 @@
  *   that exits fails the whole boot (exit 1): a broken deployment must not crash-loop quietly.
  * - Sharing the port: workers `listen()` through the primary (Node's round-robin handle on Linux), so
  *   a configured port 0 is the same random port for every worker.
- * - Signals: SIGHUP and SIGTERM/SIGINT are relayed to every worker (reload; drain then exit). The
+ * - Signals: SIGHUP and SIGTERM/SIGINT are relayed to every worker (reload; drain then exit). A
+ *   reload is asked for over IPC and each worker answers with its outcome, so the primary's file
+ *   watcher tries a change that failed to load again as a single process does. The
  *   primary exits once every worker has exited: 0 when all drained cleanly, 1 otherwise. A worker that
  *   outlives its drain deadline by {@link KILL_GRACE_MS} is killed (the deadline each worker reported
  *   at boot and after each reload: `shutdown.drainTimeoutMs` applies on SIGHUP).
@@ -27,6 +29,7 @@ import { AdminServer, type Readiness } from './admin/server.js'
 import { loadConfigFile } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { loadAllTls } from './config/tls-material.js'
+import type { ChangeOutcome } from './config/watch.js'
 import { Gateway, prepareWatcher, startWatcher } from './main.js'
 import { createLogger } from './observability/logger.js'
 import { GatewayMetrics } from './observability/metrics.js'
@@ -39,8 +42,10 @@ export const MAX_WORKERS = 256
 export const KILL_GRACE_MS = 5_000
 /** A worker that lived at least this long starts its slot's back-off again from the first step. */
 export const STABLE_AFTER_MS = 10_000
-/** How long the primary waits for one worker's readiness answer. */
+/** How long the primary waits for one worker's readiness or metrics answer. */
 const READINESS_ASK_MS = 2_000
+/** How long the primary waits for one worker's reload outcome (no answer: not retried). */
+const RELOAD_ASK_MS = 60_000
 
 /** Options for {@link runCluster}. */
 export interface ClusterOptions {
@@ -64,9 +69,24 @@ interface ReadyMessage {
   readonly sponsorPort: number
   readonly drainTimeoutMs: number
 }
-/** Sent by a worker after each reload, whatever its outcome: the drain deadline it now has. */
+/**
+ * Sent by a worker after a reload it was signalled for directly (not asked by the primary), whatever
+ * its outcome: the drain deadline it now has.
+ */
 interface DrainMessage {
   readonly ecluse: 'drain'
+  readonly drainTimeoutMs: number
+}
+/** The primary asks a ready worker to reload (SIGHUP to the primary, or its file watcher). */
+interface ReloadQuery {
+  readonly ecluse: 'reload?'
+  readonly id: number
+}
+/** A worker's answer: whether its reload applied, and the drain deadline it now has. */
+interface ReloadAnswer {
+  readonly ecluse: 'reloaded'
+  readonly id: number
+  readonly ok: boolean
   readonly drainTimeoutMs: number
 }
 interface ReadinessQuery {
@@ -90,7 +110,7 @@ interface MetricsAnswer {
 }
 /** A registry as `getMetricsAsJSON()` gives it: what `AggregatorRegistry.aggregate` sums. */
 type RegistryJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>
-type WorkerMessage = ReadyMessage | DrainMessage | ReadinessAnswer | MetricsAnswer
+type WorkerMessage = ReadyMessage | DrainMessage | ReadinessAnswer | MetricsAnswer | ReloadAnswer
 
 function isWorkerMessage(msg: unknown): msg is WorkerMessage {
   return typeof msg === 'object' && msg !== null && typeof (msg as { ecluse?: unknown }).ecluse === 'string'
@@ -120,22 +140,16 @@ export async function runCluster(configPath: string, options: ClusterOptions): P
   // The primary watches the files (workers do not): a change is relayed as SIGHUP is.
   const watcher = await prepareWatcher(configPath)
   const primary = await ClusterPrimary.start(configPath, options)
-  process.on('SIGHUP', () => primary.relay('SIGHUP'))
+  process.on('SIGHUP', () => void primary.reload())
   const stop = (signal: NodeJS.Signals) => {
     watcher?.stop()
     primary.stop(signal)
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
-  // Each worker reports its own reload (and the failed-reload alert); the relay has no result to retry on.
-  startWatcher(
-    watcher,
-    () => {
-      primary.relay('SIGHUP')
-      return undefined
-    },
-    primary.log,
-  )
+  // Each worker logs its own reload (and counts it for the failed-reload alert); the primary retries
+  // a change that failed in any of them.
+  startWatcher(watcher, () => primary.reload(), primary.log)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -152,7 +166,7 @@ interface Slot {
   sponsorPort: number
   /** The worker's own drain deadline, as it last reported it (a reload may change it). */
   drainTimeoutMs: number
-  /** A SIGHUP came while this slot's worker was booting: sent once it reports ready. */
+  /** A reload was asked for while this slot's worker was booting: asked once it reports ready. */
   reloadPending: boolean
 }
 
@@ -291,18 +305,28 @@ class ClusterPrimary {
   }
 
   /**
-   * SIGHUP: every worker reloads on its own (a broken file keeps each worker's old state). A worker
-   * still booting gets it once it reports ready: until its handler is installed, SIGHUP's default
-   * action would kill it (and a worker dying at boot stops the cluster).
+   * SIGHUP or a change of the files: every worker reloads on its own (a broken file keeps each
+   * worker's old state) and answers with its outcome. A worker still booting is asked once it reports
+   * ready (the files may have changed after its boot read them); its outcome is not waited for.
+   *
+   * @returns `ok: false` when any worker's reload failed, `ok: true` when every worker asked answered
+   *   that it applied, nothing when no worker was asked or none answered in time
    */
-  relay(signal: 'SIGHUP'): void {
-    if (this.#stopping) return
-    this.#log.info({ signal, workers: this.#liveWorkers().length }, 'relaying to workers')
+  async reload(): Promise<ChangeOutcome> {
+    if (this.#stopping) return undefined
+    this.#log.info({ workers: this.#liveWorkers().length }, 'relaying a reload to the workers')
+    const asked: Array<Promise<ReloadAnswer | undefined>> = []
     for (const slot of this.#slots) {
       if (slot.worker === undefined) continue
-      if (slot.ready) slot.worker.process.kill(signal)
+      if (slot.ready) asked.push(this.#askReload(slot, slot.worker))
       else slot.reloadPending = true
     }
+    const answers = await Promise.all(asked)
+    const failed = answers.filter((a) => a?.ok === false).length
+    const applied = answers.filter((a) => a?.ok === true).length
+    if (failed > 0) this.#log.warn({ failed, applied, asked: asked.length }, 'a reload failed in some workers; they keep their previous configuration')
+    if (failed > 0) return { ok: false }
+    return applied > 0 && applied === asked.length ? { ok: true } : undefined
   }
 
   /** SIGTERM/SIGINT: no more restarts; every worker drains and exits; then the primary exits. */
@@ -348,8 +372,8 @@ class ClusterPrimary {
 
   #onMessage(worker: Worker, msg: unknown): void {
     if (!isWorkerMessage(msg)) return
-    if (msg.ecluse === 'readiness' || msg.ecluse === 'metrics') {
-      this.#pending.get(msg.id)?.(msg.ecluse === 'readiness' ? msg.readiness : msg.metrics)
+    if (msg.ecluse === 'readiness' || msg.ecluse === 'metrics' || msg.ecluse === 'reloaded') {
+      this.#pending.get(msg.id)?.(msg.ecluse === 'readiness' ? msg.readiness : msg.ecluse === 'metrics' ? msg.metrics : msg)
       return
     }
     const slot = this.#byWorkerId.get(worker.id)
@@ -360,7 +384,7 @@ class ClusterPrimary {
     slot.sponsorPort = msg.sponsorPort
     if (slot.reloadPending) {
       slot.reloadPending = false
-      worker.process.kill('SIGHUP')
+      void this.#askReload(slot, worker)
     }
     if (!this.#started && this.#slots.every((s) => s.ready)) {
       this.#started = true
@@ -421,18 +445,25 @@ class ClusterPrimary {
     return answers.filter((a): a is RegistryJson => a !== undefined)
   }
 
-  /** One worker's answer to `kind`, or undefined if it does not answer in time. */
-  #ask(worker: Worker, kind: 'readiness?' | 'metrics?'): Promise<unknown> {
+  /** Asks one worker to reload; its answer also carries the drain deadline it now has. */
+  async #askReload(slot: Slot, worker: Worker): Promise<ReloadAnswer | undefined> {
+    const answer = (await this.#ask(worker, 'reload?', RELOAD_ASK_MS)) as ReloadAnswer | undefined
+    if (answer !== undefined && slot.worker === worker) slot.drainTimeoutMs = answer.drainTimeoutMs
+    return answer
+  }
+
+  /** One worker's answer to `kind`, or undefined if it does not answer within `timeoutMs`. */
+  #ask(worker: Worker, kind: (ReadinessQuery | MetricsQuery | ReloadQuery)['ecluse'], timeoutMs = READINESS_ASK_MS): Promise<unknown> {
     const id = this.#nextQueryId++
     return new Promise((resolve) => {
-      const timer = setTimeout(() => done(undefined), READINESS_ASK_MS)
+      const timer = setTimeout(() => done(undefined), timeoutMs)
       const done = (answer: unknown) => {
         clearTimeout(timer)
         this.#pending.delete(id)
         resolve(answer)
       }
       this.#pending.set(id, done)
-      const query: ReadinessQuery | MetricsQuery = { ecluse: kind, id }
+      const query: ReadinessQuery | MetricsQuery | ReloadQuery = { ecluse: kind, id }
       if (!worker.isConnected()) return done(undefined)
       worker.send(query, (err: Error | null) => {
         if (err) done(undefined)
@@ -473,15 +504,16 @@ async function runWorker(configPath: string): Promise<void> {
     const metric = registry.getSingleMetric(name) as { aggregator?: string } | undefined
     if (metric !== undefined) metric.aggregator = aggregator
   }
+  const send = (answer: ReadinessAnswer | MetricsAnswer | ReloadAnswer | DrainMessage) => {
+    if (process.connected) process.send?.(answer)
+  }
   process.on('message', (msg: unknown) => {
     if (typeof msg !== 'object' || msg === null) return
-    const { ecluse, id } = msg as Partial<ReadinessQuery | MetricsQuery>
+    const { ecluse, id } = msg as Partial<ReadinessQuery | MetricsQuery | ReloadQuery>
     if (typeof id !== 'number') return
-    const send = (answer: ReadinessAnswer | MetricsAnswer) => {
-      if (process.connected) process.send?.(answer)
-    }
     if (ecluse === 'readiness?') void gateway.readiness().then((readiness) => send({ ecluse: 'readiness', id, readiness }))
     else if (ecluse === 'metrics?') void registry.getMetricsAsJSON().then((metrics) => send({ ecluse: 'metrics', id, metrics }))
+    else if (ecluse === 'reload?') void reload().then(({ ok }) => send({ ecluse: 'reloaded', id, ok, drainTimeoutMs: gateway.drainTimeoutMs }))
   })
 
   let stopping = false
@@ -498,16 +530,16 @@ async function runWorker(configPath: string): Promise<void> {
       },
     )
   }
-  const reload = () => {
+  // A draining gateway refuses reloads itself (`Gateway.reload`).
+  const reload = () => gateway.reload()
+  // A SIGHUP sent to this worker directly: its new drain deadline is all the primary needs.
+  const reloadOnSignal = () => {
     if (stopping) return
-    void gateway.reload().then(() => {
-      const drain: DrainMessage = { ecluse: 'drain', drainTimeoutMs: gateway.drainTimeoutMs }
-      if (process.connected) process.send?.(drain)
-    })
+    void reload().then(() => send({ ecluse: 'drain', drainTimeoutMs: gateway.drainTimeoutMs }))
   }
-  process.on('SIGHUP', reload)
+  process.on('SIGHUP', reloadOnSignal)
   process.off('SIGHUP', onBootHup)
-  if (hupDuringBoot) reload()
+  if (hupDuringBoot) reloadOnSignal()
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
   // The primary went away (crash or SIGKILL): drain and exit rather than serve unsupervised.

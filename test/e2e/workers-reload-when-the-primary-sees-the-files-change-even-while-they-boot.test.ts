@@ -1,17 +1,35 @@
 /**
- * `serve --workers N` with `reload.watchIntervalMs`: the primary watches the files and relays a
- * change as SIGHUP. A SIGHUP relayed while the workers still booted reached them before they had a
- * handler, SIGHUP's default action killed them, and the whole gateway stopped (found by a review).
- * The primary now keeps it for a booting worker and sends it once that worker reports ready.
+ * `serve --workers N` with `reload.watchIntervalMs`: the primary watches the files and asks every
+ * worker to reload on a change, as on SIGHUP. A SIGHUP relayed while the workers still booted reached
+ * them before they had a handler, SIGHUP's default action killed them, and the whole gateway stopped
+ * (found by a review). The primary now asks a booting worker once that worker reports ready.
+ *
+ * Each worker answers with the outcome of its reload, so a change that failed to load in the workers
+ * is tried again as in a single process; the primary used to relay a signal and never learn it.
  */
+import { X509Certificate } from 'node:crypto'
 import { appendFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import tls from 'node:tls'
 import t from 'tap'
 import { stringify } from 'yaml'
 import { ClusterProcess } from '../helpers/cluster.js'
 import { echoHandler, gatewayConfig, TestUpstream } from '../helpers/harness.js'
-import { makeTestPki } from '../helpers/pki.js'
+import { issueCertificate, makeTestPki, type TestPki } from '../helpers/pki.js'
 import { SPONSOR_APP, tempDir } from '../helpers/sealing.js'
+
+/** The serial of the certificate a new connection to the sponsor listener is shown. */
+function presentedSerial(pki: TestPki, origin: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const { port } = new URL(origin)
+    const options = { host: '127.0.0.1', port: Number(port), servername: 'localhost', ca: pki.sponsorCa.certPem, cert: pki.sponsorClient.certPem, key: pki.sponsorClient.keyPem }
+    const socket = tls.connect(options, () => {
+      resolve(socket.getPeerX509Certificate()!.serialNumber)
+      socket.destroy()
+    })
+    socket.on('error', reject)
+  })
+}
 
 t.test('a SIGHUP or a change while the workers boot is reloaded by each of them once started, and nothing stops', async (t) => {
   const pki = await makeTestPki()
@@ -31,9 +49,48 @@ t.test('a SIGHUP or a change while the workers boot is reloaded by each of them 
   // booting or not: a SIGHUP sent now, as an operator could, reaches them booting for certain.
   await appendFile(configPath, '# changed while the workers boot\n')
   cluster.child.kill('SIGHUP')
-  await cluster.until(() => cluster.logged('relaying to workers').length > 0, 'the signal was not relayed')
+  await cluster.until(() => cluster.logged('relaying a reload to the workers').length > 0, 'the signal was not relayed')
   await cluster.started()
   await cluster.until(() => cluster.logged('reloaded').length >= 2, 'each worker reloads once started')
   t.equal(cluster.logged('a worker failed to start; stopping').length, 0, 'no worker died of the signal')
+  t.equal(cluster.child.exitCode, null, 'the gateway runs on')
+})
+
+t.test('a change that failed to load in the workers is tried again until it loads', async (t) => {
+  const pki = await makeTestPki()
+  const dir = await tempDir('ecluse-workers-retry-')
+  const upstream = new TestUpstream(pki, echoHandler)
+  await upstream.listen()
+  t.teardown(() => upstream.close())
+  const certPath = join(dir, 'tls.crt')
+  const keyPath = join(dir, 'tls.key')
+  await writeFile(certPath, pki.gatewaySponsorServer.certPem)
+  await writeFile(keyPath, pki.gatewaySponsorServer.keyPem, { mode: 0o600 })
+  const configPath = join(dir, 'gateway.yaml')
+  const routes = [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow: [SPONSOR_APP], upstream: 'backend' }]
+  const config = gatewayConfig(pki, upstream.port, routes, { reload: { watchIntervalMs: 1000 } })
+  config.sponsor.tls = { ...config.sponsor.tls, cert: certPath, key: keyPath }
+  await writeFile(configPath, stringify(config))
+
+  const cluster = new ClusterProcess(t, configPath)
+  const { sponsor } = await cluster.started()
+  // A renewed certificate that is not valid yet (a renewal on a clock a little ahead): every worker
+  // refuses it, and only time makes it load. Nothing changes in the files after this.
+  const renewed = issueCertificate(pki.sponsorCa, {
+    commonName: 'ecluse.sponsor.test',
+    dnsNames: ['localhost'],
+    ips: ['127.0.0.1'],
+    usage: 'server',
+    notBefore: new Date(Math.ceil(Date.now() / 1000) * 1000 + 3000),
+  })
+  // The key first: a check between the two writes sees a key that does not match the certificate,
+  // which fails in the same way.
+  await writeFile(keyPath, renewed.keyPem, { mode: 0o600 })
+  await writeFile(certPath, renewed.certPem)
+
+  await cluster.until(() => cluster.logged('a reload failed in some workers; they keep their previous configuration').length > 0, 'the primary never learns the reload failed')
+  await cluster.until(() => cluster.logged('trying again a change that failed to load').length > 0, 'the failed change is not tried again')
+  await cluster.until(() => cluster.logged('reloaded').length >= 2, 'the change never loads in both workers')
+  t.equal(await presentedSerial(pki, sponsor), new X509Certificate(renewed.certPem).serialNumber, 'the renewed certificate is presented')
   t.equal(cluster.child.exitCode, null, 'the gateway runs on')
 })
