@@ -36,7 +36,7 @@ import { parseArgs } from 'node:util'
 import { ROOT } from './lib/child.js'
 import { createBenchKeys } from './lib/keys.js'
 import { createBenchPki } from './lib/pki.js'
-import { consoleTable, type RunResult, runHeader, type ScenarioResult } from './lib/results.js'
+import { consoleTable, type RunResult, runHeader, type ScenarioResult, verdict } from './lib/results.js'
 import { startUpstream } from './lib/subjects.js'
 import { updateDocs } from './report.js'
 import { type BenchOptions, SCENARIOS } from './scenarios.js'
@@ -211,7 +211,8 @@ await writeFile(outFile, `${JSON.stringify(run, null, 2)}\n`)
 
 const targets = results.flatMap((s) => s.targets)
 process.stdout.write(`\n${runHeader(run)}\n`)
-process.stdout.write(`targets: ${targets.filter((t) => t.pass).length} PASS, ${targets.filter((t) => !t.pass).length} FAIL\n`)
+const count = (v: ReturnType<typeof verdict>) => targets.filter((t) => verdict(t) === v).length
+process.stdout.write(`targets: ${count('PASS')} PASS, ${count('FAIL')} FAIL${count('SCALED') > 0 ? `, ${count('SCALED')} not judged at the scaled-down size of this run (--full judges them)` : ''}\n`)
 process.stdout.write(`results: ${outFile}\n`)
 if (args.docs === true) {
   await updateDocs(run, outFile)

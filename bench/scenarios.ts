@@ -70,10 +70,11 @@ const MIB = 1024 * 1024
 /** The columns of the request/response scenarios. */
 export const NETWORK_COLUMNS: readonly Column[] = [
   { key: 'rps', title: 'req/s', digits: 0, ratio: 'higher' },
-  { key: 'mbps', title: 'MB/s', digits: 1, ratio: 'higher' },
-  { key: 'p50', title: 'p50 ms', digits: 2 },
+  // What the load generator received, response headers included (docs/benchmarks.md).
+  { key: 'mbps', title: 'MB/s received', digits: 1, ratio: 'higher' },
+  { key: 'p50', title: 'p50 ms', digits: 2, delta: true },
   { key: 'p99', title: 'p99 ms', digits: 2, delta: true },
-  { key: 'cpuPercent', title: 'CPU %', digits: 0 },
+  { key: 'cpuPercent', title: 'CPU %', digits: 0, ratio: 'lower' },
   { key: 'cpuUsPerRequest', title: 'CPU µs/req', digits: 0, ratio: 'lower' },
   { key: 'peakRssMiB', title: 'peak RSS MiB', digits: 0, ratio: 'lower' },
   { key: 'failed', title: 'failed', digits: 0 },
@@ -280,6 +281,9 @@ const concurrency: Scenario = {
       bytes === 64 * MIB
         ? []
         : [`${o.uploadMib === undefined ? 'quick mode' : '--upload-mib'}: 500 × ${bytes / MIB} MiB instead of 500 × 64 MiB (${(500 * 64) / 1024} GiB through each proxy takes minutes here); \`--full\` runs the real size`]
+    // Below 8 MiB the uploads end before the gateway's buffers have filled: its memory there says
+    // nothing of the issue's 64 MiB uploads (at 8 MiB it reaches the same peak, docs/benchmarks.md).
+    const rssScaled = bytes < 8 * MIB ? `${bytes / MIB} MiB uploads end before the buffers fill; --upload-mib 8 or --full judges it` : undefined
     return {
       name: 'concurrency',
       title: concurrency.title,
@@ -297,7 +301,13 @@ const concurrency: Scenario = {
       ],
       rows: withFailed(rows),
       targets: [
-        { name: 'écluse peak RSS', value: `${(ecluse.peakRssMiB ?? Number.NaN).toFixed(0)} MiB`, limit: '< 300 MiB', pass: (ecluse.peakRssMiB ?? Number.POSITIVE_INFINITY) < 300 },
+        {
+          name: 'écluse peak RSS',
+          value: `${(ecluse.peakRssMiB ?? Number.NaN).toFixed(0)} MiB`,
+          limit: '< 300 MiB',
+          pass: (ecluse.peakRssMiB ?? Number.POSITIVE_INFINITY) < 300,
+          ...(rssScaled === undefined ? {} : { scaled: rssScaled }),
+        },
         { name: 'uploads through écluse with a correct checksum', value: `${correct}/${count}`, limit: `${count}/${count}`, pass: correct === count && ecluse.errors === 0 },
       ],
       notes: [...notes, ...commonNotes(rows)],
@@ -340,10 +350,17 @@ const metrics: Scenario = {
           limit: '< 3 %',
           pass: cost < 0.03,
         },
+        {
+          // The issue's own measure; on this shared machine its noise is of the order of the bound.
+          name: `requests/s lost to a scrape every second, measured (1 − scraped ÷ not scraped, ${rounds} rounds in alternating order)`,
+          value: `${(abCost * 100).toFixed(2)} %${failedOf(row(rows, 'ecluse')) + failedOf(row(rows, 'ecluse-scraped')) > 0 ? ' (with failed requests)' : ''}`,
+          limit: '< 3 %',
+          pass: abCost < 0.03 && failedOf(row(rows, 'ecluse')) + failedOf(row(rows, 'ecluse-scraped')) === 0,
+        },
       ],
       notes: [
         `${stats.scrapes} scrapes under load, ${stats.scrapes === 0 ? 0 : (stats.totalMs / stats.scrapes).toFixed(1)} ms and ${stats.scrapes === 0 ? 0 : Math.round(stats.bytes / stats.scrapes / 1024)} KiB each on average (wall clock, from the runner process)`,
-        `the target uses the gateway's own CPU time per scrape (${direct.scrapes} scrapes after the load, /proc/<pid>/stat before and after), not the requests/s difference of the rows: here the load generator, the upstream and the gateway share 2 cores, and that difference (${(abCost * 100).toFixed(1)} % in this run, ${rounds} rounds in alternating order) swings by ±20 % between identical runs, far more than the effect`,
+        `two measures of one cost: the gateway's own CPU time per scrape (${direct.scrapes} scrapes after the load, /proc/<pid>/stat before and after) as a share of its core, and the requests/s difference of the rows; the load generator, the upstream and the gateway share 2 cores here, and that difference has swung by ±20 % between identical runs, far more than the bound, so the first is the steadier`,
         ...commonNotes(rows),
       ],
     }
@@ -445,15 +462,15 @@ const cryptoMicro: Scenario = {
       targets: [
         agreementTarget('écluse sealer: asymmetric operations', counted.seal),
         agreementTarget('écluse opener, stored records: asymmetric operations', counted.open),
-        ratioTarget('écluse FieldSealer ÷ raw AES-256-GCM seal, 32 B', ratios.seal, 0.6),
-        ratioTarget('écluse FieldOpener (stored records) ÷ raw AES-256-GCM open, 32 B', ratios.open, 0.6),
-        ratioTarget('écluse FieldOpener (live traffic) ÷ raw AES-256-GCM open, 32 B', ratios.openLive, 0.6),
+        ratioTarget('écluse FieldSealer ÷ raw AES-256-GCM seal, the same field sizes', ratios.seal, 0.6),
+        ratioTarget('écluse FieldOpener (stored records) ÷ raw AES-256-GCM open, the same field sizes', ratios.open, 0.6),
+        ratioTarget('écluse FieldOpener (live traffic) ÷ raw AES-256-GCM open, the same field sizes', ratios.openLive, 0.6),
       ],
       notes: [
         'jose performs one ECDH agreement per value (each field is its own JWE); Écluse’s sealer performs one per sealing window (1 s, 65,536 values) and wraps the CEKs of a window in batches',
         `stored records: ${counted.open.distinctEpks ?? '?'} distinct agreements in the 2,048 messages the opener cycles through (each sealed in its own window), with a KEK cache of half as many, so every message pays its agreement; live traffic: ${counted.openLive.distinctEpks ?? '?'} distinct agreement(s), the messages of a sealing window as a gateway sends them`,
-        'each écluse row is timed in alternating slices with raw AES-256-GCM on 32 B in its own direction (seal: createCipheriv, update, final, getAuthTag; open: createDecipheriv, setAuthTag, update, final); ×AES-GCM limit is against those slices',
-        `the denominators, raw AES-256-GCM in the slices beside each écluse row: seal ${formatNumber(raw.seal, 0)}/s, open ${formatNumber(raw.open, 0)}/s (beside stored records), ${formatNumber(raw.openLive, 0)}/s (beside live traffic); the AES-256-GCM 32 B row pools the seal slices with the same seal timed alone (${formatNumber(rawAlone, 0)}/s)`,
+        'each écluse row is timed in alternating slices with raw AES-256-GCM on messages of the same sizes as the field values (in turn) in its own direction (seal: createCipheriv, update, final, getAuthTag; open: createDecipheriv, setAuthTag, update, final); ×AES-GCM limit is against those slices',
+        `the denominators, raw AES-256-GCM in the slices beside each écluse row: seal ${formatNumber(raw.seal, 0)}/s, open ${formatNumber(raw.open, 0)}/s (beside stored records), ${formatNumber(raw.openLive, 0)}/s (beside live traffic); the raw AES-256-GCM field row pools the seal slices with the same seal timed alone (${formatNumber(rawAlone, 0)}/s)`,
         ...(drift > 0.1
           ? [`raw seal alone and in slices differ by ${(drift * 100).toFixed(0)} %: the machine's load moved during the run, so the ×AES-GCM ratios are less certain than their digits`]
           : []),
@@ -713,8 +730,12 @@ const bulkSeal: Scenario = {
       fieldsPerCpuSecond: sealing.has(r.key) && typeof r['cpuPercent'] === 'number' ? ((r['rps'] as number) * perRequest) / ((r['cpuPercent'] as number) / 100) : null,
     }))
     const seal = row(measured, 'ecluse-seal')
-    const fps = seal.rps * perRequest
+    // "On one core": the fields sealed per second of CPU the gateway's process used (all its threads:
+    // the garbage collector's and libuv's too), not its wall-clock rate, which can draw on both cores.
+    const fpcs = (seal.rps * perRequest) / ((seal.cpuPercent ?? Number.NaN) / 100)
     const bodyMiB = bulkBodyMiB(records)
+    // A smaller body seals faster per field and holds less: only the issue's size judges the targets.
+    const scaled = o.full ? {} : { scaled: `${formatNumber(records, 0)} records per body instead of 10,000; --full judges it` }
     return {
       name: 'bulk-seal',
       title: bulkSeal.title,
@@ -734,19 +755,20 @@ const bulkSeal: Scenario = {
       ],
       rows,
       targets: [
-        minTarget('écluse seal fields/s, one gateway process', fps, 100_000, 'fields/s'),
+        { ...minTarget('écluse seal fields per CPU-second of the gateway process (one core)', fpcs, 100_000, 'fields/s'), ...scaled },
         {
           name: 'écluse seal peak RSS above idle',
           value: `${(seal.rssAboveIdleMiB ?? Number.NaN).toFixed(0)} MiB`,
           limit: '< 64 MiB',
           pass: (seal.rssAboveIdleMiB ?? Number.POSITIVE_INFINITY) < 64,
+          ...scaled,
         },
         checkedTarget(`bodies through écluse seal with all ${formatNumber(perRequest, 0)} values sealed`, seal),
       ],
       notes: [
         ...(o.full ? [] : [`quick mode: ${formatNumber(records, 0)} records per body instead of 10,000 (the naive proxy needs seconds per 10,000-record body here); \`--full\` runs the issue's size`]),
         'écluse binds every sealed value to its record (`records: { pattern: /records/*, id: id }`, the record id in each header): more work than the naive proxy, which binds nothing',
-        'fields/s is wall-clock throughput through one gateway process; fields/CPU-s divides by the CPU the process actually got (all its threads) on this shared machine',
+        'fields/s is wall-clock throughput through one gateway process; fields/CPU-s divides it by the CPU the process used (all its threads), which is what the target "on one core" judges: the process can draw on more than one core',
         'idle: the gateway’s RSS just after it started; the bare proxy only relays the body (its row is the cost of moving the bytes)',
         ...commonNotes(measured),
       ],

@@ -14,44 +14,60 @@ export interface AeadRate {
 }
 
 /** Repeats `op` in batches for about `ms` milliseconds (the clock is read once per batch). */
-function rate(size: number, ms: number, op: (i: number) => number): AeadRate {
+function rate(sizes: readonly number[], ms: number, op: (i: number) => number): AeadRate {
   let ops = 0
+  let bytes = 0
   let sink = 0
   const started = performance.now()
   let elapsed = 0
   // Check the clock every `batch` messages: performance.now() is not free next to a 32-byte seal.
-  const batch = size >= 16 * 1024 ? 4 : 256
+  const batch = sizes[0]! >= 16 * 1024 ? 4 : 256
   while (elapsed < ms) {
-    for (let i = 0; i < batch; i++) sink += op(ops++)
+    for (let i = 0; i < batch; i++) {
+      bytes += sizes[ops % sizes.length]!
+      sink += op(ops++)
+    }
     elapsed = performance.now() - started
   }
   if (sink === 0) throw new Error('unreachable: keeps the work observable')
   const seconds = elapsed / 1000
-  return { opsPerSecond: ops / seconds, bytesPerSecond: (ops * size) / seconds }
+  return { opsPerSecond: ops / seconds, bytesPerSecond: bytes / seconds }
 }
 
-/** Sealing `size`-byte messages for about `ms` milliseconds. */
-export function aesGcmRate(size: number, ms: number): AeadRate {
+/** One size, or the sizes of the messages to cycle through (the field values of a corpus). */
+type Sizes = number | readonly number[]
+
+function sizesOf(size: Sizes): readonly number[] {
+  return typeof size === 'number' ? [size] : size
+}
+
+/** Sealing `size`-byte messages (or messages of each of `size` in turn) for about `ms` milliseconds. */
+export function aesGcmRate(size: Sizes, ms: number): AeadRate {
   const key = randomBytes(32)
   const iv = Buffer.alloc(12)
-  const plaintext = randomBytes(size)
-  return rate(size, ms, (i) => {
+  const sizes = sizesOf(size)
+  const plaintexts = sizes.map((n) => randomBytes(n))
+  return rate(sizes, ms, (i) => {
     iv.writeUInt32BE(i >>> 0, 8)
     const cipher = createCipheriv('aes-256-gcm', key, iv)
-    const n = cipher.update(plaintext).length
+    const n = cipher.update(plaintexts[i % plaintexts.length]!).length
     cipher.final()
     return n + cipher.getAuthTag().length
   })
 }
 
 /** Opening (decrypting and verifying the tag of) `size`-byte messages for about `ms` milliseconds. */
-export function aesGcmOpenRate(size: number, ms: number): AeadRate {
+export function aesGcmOpenRate(size: Sizes, ms: number): AeadRate {
   const key = randomBytes(32)
   const iv = randomBytes(12)
-  const cipher = createCipheriv('aes-256-gcm', key, iv)
-  const ciphertext = Buffer.concat([cipher.update(randomBytes(size)), cipher.final()])
-  const tag = cipher.getAuthTag()
-  return rate(size, ms, () => {
+  const sizes = sizesOf(size)
+  const sealed = sizes.map((n) => {
+    const cipher = createCipheriv('aes-256-gcm', key, iv)
+    const ciphertext = Buffer.concat([cipher.update(randomBytes(n)), cipher.final()])
+    return { ciphertext, tag: cipher.getAuthTag() }
+  })
+  return rate(sizes, ms, (i) => {
+    const { ciphertext, tag } = sealed[i % sealed.length]!
     const decipher = createDecipheriv('aes-256-gcm', key, iv)
     decipher.setAuthTag(tag)
     const n = decipher.update(ciphertext).length

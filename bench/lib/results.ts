@@ -36,6 +36,21 @@ export interface Target {
   /** The bound, formatted (`≥ 0.90`). */
   readonly limit: string
   readonly pass: boolean
+  /**
+   * Why this run cannot judge the target (its load was scaled down from the issue's size): printed
+   * `SCALED` instead of PASS or FAIL, and counted as neither.
+   */
+  readonly scaled?: string
+}
+
+/** `PASS`, `FAIL`, or `SCALED` for a target measured below the issue's size. */
+export function verdict(t: Target): 'PASS' | 'FAIL' | 'SCALED' {
+  return t.scaled !== undefined ? 'SCALED' : t.pass ? 'PASS' : 'FAIL'
+}
+
+/** The target's measured value, with the reason it is not judged when it is not. */
+export function targetLine(t: Target): string {
+  return `${t.name}: ${t.value} (target ${t.limit}${t.scaled === undefined ? '' : `; not judged: ${t.scaled}`})`
 }
 
 export interface ScenarioResult {
@@ -129,7 +144,7 @@ export function consoleTable(result: ScenarioResult): string {
   ]
   if (result.targets.length > 0) {
     lines.push('')
-    for (const t of result.targets) lines.push(`  ${t.pass ? 'PASS' : 'FAIL'}  ${t.name}: ${t.value} (target ${t.limit})`)
+    for (const t of result.targets) lines.push(`  ${verdict(t).padEnd(8)}${targetLine(t)}`)
   }
   for (const note of result.notes) lines.push(`  note: ${note}`)
   return `${lines.join('\n')}\n`
@@ -149,7 +164,7 @@ export function markdownTable(result: ScenarioResult): string {
   ]
   if (result.targets.length > 0) {
     lines.push('')
-    for (const t of result.targets) lines.push(`- **${t.pass ? 'PASS' : 'FAIL'}** ${t.name}: ${t.value} (target ${t.limit})`)
+    for (const t of result.targets) lines.push(`- **${verdict(t)}** ${targetLine(t)}`)
   }
   if (result.notes.length > 0) {
     lines.push('')
