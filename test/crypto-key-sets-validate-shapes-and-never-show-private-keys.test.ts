@@ -83,6 +83,14 @@ t.test('shapes are validated and duplicate kids refused', async (t) => {
   )
   const weak = generateKeySet({ alg: 'RSA-OAEP-256', modulusLength: 2048 }).publicJwks.keys[0]!
   refused(t, () => parseKeySet({ keys: [{ ...weak, n: Buffer.from(String(weak.n), 'base64url').subarray(0, 128).toString('base64url') }] }), /modulus must be 2048/, 'RSA 1024-bit')
+  // e = 1: the "encrypted" CEK is its OAEP padding in clear, which anyone can undo; e = 3 invites
+  // the small-exponent attacks. A public set is trusted whole by a seal-only edge: refused at load.
+  for (const e of [1, 3, 17, 65535]) {
+    refused(t, () => parseKeySet({ keys: [{ ...weak, e: Buffer.of(e >> 8, e & 0xff).subarray(e > 255 ? 0 : 1).toString('base64url') }] }), /"e" must be an odd public exponent from 65537/, `RSA e = ${e}`)
+  }
+  refused(t, () => parseKeySet({ keys: [{ ...weak, e: 'AQAA' }] }), /"e" must be an odd/, 'RSA e even')
+  t.equal(parseKeySet({ keys: [{ ...weak, e: 'AQAB' }] }).current.kid, weak.kid, 'e = 65537 is accepted')
+  t.equal(parseKeySet({ keys: [{ ...weak, e: 'AQAD' }] }).current.kid, weak.kid, 'a larger odd e (65539) is accepted: the strength is the modulus')
   refused(t, () => parseKeySet({ keys: [] }), /holds no key/, 'empty set')
   refused(t, () => parseKeySet('{"keys": [', {}), /not valid JSON/, 'bad JSON')
   refused(t, () => parseKeySet([pub]), /JWK Set object/, 'array')

@@ -5,13 +5,15 @@
  * verify, on the ECDH and RSA paths alike. The keys are caught where they are used, at
  * `createDecipheriv`, through a spy on `node:crypto`.
  */
-import crypto, { randomBytes } from 'node:crypto'
+import crypto, { createCipheriv, randomBytes } from 'node:crypto'
 import { syncBuiltinESMExports } from 'node:module'
 import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 import t from 'tap'
 import { FieldOpener, FieldSealer, SealWindows } from '../src/crypto/field.js'
+import { TEST_SEAM } from '../src/crypto/jwe.js'
 import { generateKeySet, parseKeySet } from '../src/crypto/keys.js'
-import { createOpenStream, createSealStream } from '../src/crypto/stream.js'
+import { createOpenStream, createSealStream, deriveRecordKeys, recordNonce } from '../src/crypto/stream.js'
 
 // Every module's `import { createDecipheriv } from 'node:crypto'` is a live binding to the builtin's
 // export, which syncBuiltinESMExports points at the spy.
@@ -19,12 +21,23 @@ import { createOpenStream, createSealStream } from '../src/crypto/stream.js'
 const used: Buffer[] = []
 /** Every key-wrapping key (KEK) handed to `createDecipheriv`, by reference. */
 const usedKeks: Buffer[] = []
+/** Every plaintext AES-256-GCM decryption returned, by reference (a stream's records). */
+const plaintexts: Buffer[] = []
 const createDecipheriv = crypto.createDecipheriv
 crypto.createDecipheriv = ((...args: Parameters<typeof createDecipheriv>) => {
   // Content and record keys (AES-GCM), not the key-wrapping KEKs the opener caches by design.
   if (args[0] === 'aes-256-gcm' && Buffer.isBuffer(args[1])) used.push(args[1])
   if (args[0] === 'id-aes256-wrap' && Buffer.isBuffer(args[1])) usedKeks.push(args[1])
-  return createDecipheriv(...args)
+  const decipher = createDecipheriv(...args)
+  if (args[0] === 'aes-256-gcm') {
+    const update = decipher.update.bind(decipher) as (data: Buffer) => Buffer
+    decipher.update = ((data: Buffer) => {
+      const out = update(data)
+      plaintexts.push(out)
+      return out
+    }) as typeof decipher.update
+  }
+  return decipher
 }) as typeof createDecipheriv
 syncBuiltinESMExports()
 t.teardown(() => {
@@ -111,4 +124,32 @@ t.test('a cached KEK is zeroed when the cache evicts it, or at once when it open
   keks()
   t.throws(() => fresh.open(tampered, { route: 'r', ptr: '/a' }), { code: 'open_failed' })
   t.ok(keks().every(zeroed), 'a KEK that opened nothing is not kept')
+})
+
+t.test('a verified last record that trailing bytes keep from release is zeroed when the stream fails', async (t) => {
+  const set = generateKeySet({ kid: 'x' })
+  const pub = parseKeySet(set.publicJwks, { publicOnly: true })
+  const priv = parseKeySet(set.privateJwks, { requirePrivate: true })
+  const RS = 64
+  const streamKey = randomBytes(32)
+  const sealed = Buffer.concat(
+    await Readable.from([randomBytes(10)])
+      .pipe(createSealStream(pub, { contentType: 'application/pdf', recordSize: RS, [TEST_SEAM]: { streamKey: () => Buffer.from(streamKey) } }))
+      .toArray(),
+  )
+  const header = sealed.subarray(0, 12 + sealed.readUInt16BE(10))
+  // Our sealer never ends on a full record; another may (the format allows it). Two full records,
+  // the second the last, encrypted by hand with the stream's real keys, then one byte more.
+  const { key, nonceBase } = deriveRecordKeys(streamKey, header)
+  const last = Buffer.alloc(RS, 0x5a)
+  const records = [randomBytes(RS), last].map((data, i) => {
+    const c = createCipheriv('aes-256-gcm', key, recordNonce(nonceBase, i))
+    return Buffer.concat([c.update(Buffer.concat([data, Buffer.of(i === 0 ? 1 : 2)])), c.final(), c.getAuthTag()])
+  })
+  const input = Buffer.concat([header, ...records, Buffer.of(0)])
+  plaintexts.length = 0
+  await t.rejects(pipeline(Readable.from([input]), createOpenStream(priv), async (s: AsyncIterable<Buffer>) => { for await (const _ of s); }), /trailing data/)
+  const held = plaintexts.find((p) => p.length === RS + 1 && p[RS] === 2)
+  t.ok(held !== undefined, 'the last record was decrypted and verified')
+  t.ok(zeroed(held!.subarray(0, RS)), 'and its plaintext zeroed when the trailing byte failed the stream')
 })

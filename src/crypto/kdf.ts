@@ -77,6 +77,9 @@ export class KeyWrapper {
         ri[2 * k + 1] = words[8 * k + 2 * i + 1]!
       }
     }
+    // The only plaintext copy of the batch's CEKs this makes that outlives the call: the steps below
+    // overwrite every R[i] with its wrapped value.
+    words.fill(0)
     // The first input of every key: A = the RFC 3394 IV, then R[1].
     const block = new Int32Array(count * 4)
     const block8 = new Uint8Array(block.buffer)

@@ -342,8 +342,10 @@ function importJwk(input: unknown, source: string, at: string, options: KeySetOp
     const e = b64uDecode(str(jwk, 'e', source, where), 16)
     // RFC 7518 §6.3.1.1: the modulus is unsigned big-endian without a leading zero octet.
     if (n === undefined || n.length === 0 || n[0] === 0) fail(source, where, '"n" must be canonical base64url without leading zero')
-    if (e === undefined || e.length === 0 || e.length > 4 || e[0] === 0 || (e[e.length - 1]! & 1) === 0) {
-      fail(source, where, '"e" must be a small odd public exponent')
+    // An exponent of 1 (or 3) makes RSA-OAEP of a CEK undoable without the private key (e = 1: the
+    // "ciphertext" is the padded CEK itself): NIST SP 800-56B asks for 65537 ≤ e < 2^256, odd.
+    if (e === undefined || e.length === 0 || e.length > 4 || e[0] === 0 || (e[e.length - 1]! & 1) === 0 || e.readUIntBE(0, e.length) < 65537) {
+      fail(source, where, '"e" must be an odd public exponent from 65537 to 2^32 − 1')
     }
     const bits = (n.length - 1) * 8 + (32 - Math.clz32(n[0]!))
     if (bits < algorithm.minModulusBits || bits > algorithm.maxModulusBits) {

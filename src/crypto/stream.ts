@@ -448,6 +448,8 @@ class OpenStreamImpl extends Transform implements OpenStream {
   #fail(err: unknown, done: TransformCallback): void {
     this.#phase = Phase.Done
     this.#record = EMPTY
+    // A verified last record is held until the input ends; trailing bytes fail the stream with it.
+    this.#held?.fill(0)
     this.#held = undefined
     this.#key.fill(0)
     done(err instanceof EcluseError ? err : new EcluseError('open_failed', (err as Error).message, { cause: err }))
