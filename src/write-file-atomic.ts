@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { unlinkSync } from 'node:fs'
-import { type FileHandle, open, rename, unlink } from 'node:fs/promises'
+import { type FileHandle, open, rename, stat, unlink } from 'node:fs/promises'
 import { dirname } from 'node:path'
 
 /**
@@ -16,6 +16,12 @@ import { dirname } from 'node:path'
  * the old file or the new one, and after a crash the new one stays.
  * Killed by SIGINT, SIGTERM or SIGHUP before the rename, the process first removes the temporary file
  * (see `removeOnInterrupt`).
+ *
+ * Replacing a file keeps its owner and group, and its mode where that is no looser than `mode` plus
+ * group read: a key set the gateway's user reads through its owner or group must stay readable by it
+ * when an operator rotates keys as root, or the next reload (and the next restart) fails. A caller
+ * that cannot give the new file the old one's owner (not root, not the owner) is refused before the
+ * rename, and the old file stays.
  *
  * @example
  * await writeFileAtomic('keys/trusted-host.private.jwks.json', text, 0o600)
@@ -33,7 +39,10 @@ export async function writeFileAtomic(file: string, data: string, mode: number):
   try {
     try {
       await fh.writeFile(data)
-      await fh.chmod(mode) // the umask could only have removed bits; this makes the mode exact
+      const replaced = await ownershipOf(file)
+      if (replaced !== undefined) await keepOwner(fh, file, replaced)
+      // The umask could only have removed bits; this makes the mode exact.
+      await fh.chmod(replaced === undefined ? mode : (replaced.mode & 0o777 & (mode | 0o040)) | 0o400)
       await fh.sync()
     } finally {
       await fh.close()
@@ -52,6 +61,31 @@ export async function writeFileAtomic(file: string, data: string, mode: number):
     throw err
   } finally {
     release()
+  }
+}
+
+/** The owner, group and mode of the file `file` names now, or nothing if there is none. */
+async function ownershipOf(file: string): Promise<{ uid: number; gid: number; mode: number } | undefined> {
+  try {
+    const st = await stat(file)
+    return st.isFile() ? { uid: st.uid, gid: st.gid, mode: st.mode } : undefined
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
+}
+
+async function keepOwner(fh: FileHandle, file: string, owner: { uid: number; gid: number }): Promise<void> {
+  const mine = await fh.stat()
+  if (mine.uid === owner.uid && mine.gid === owner.gid) return
+  try {
+    await fh.chown(owner.uid, owner.gid)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code !== 'EPERM' && code !== 'EINVAL') throw err
+    throw new Error(
+      `${file} belongs to uid ${owner.uid}, gid ${owner.gid}: replacing it as uid ${mine.uid} would take it from them; run the command as its owner, or as root (it keeps the owner), and ${file} is left as it was`,
+    )
   }
 }
 

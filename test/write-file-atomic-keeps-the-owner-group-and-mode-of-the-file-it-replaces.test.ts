@@ -1,0 +1,70 @@
+/**
+ * `ecluse keys stage/promote/retire` replace key set files with `writeFileAtomic`. The gateway reads
+ * them as its own user (uid 1000 in the image), through the file's owner or group. An operator who
+ * rotated as root used to leave a root-owned 0600 file: the next reload failed (EACCES) and the
+ * gateway kept the old keys, and the next restart could not boot (found by a review). Replacing a
+ * file now keeps its owner and group, and its mode up to the requested one plus group read; a caller
+ * that cannot keep the owner is refused and the old file stays as it was.
+ */
+import { execFile } from 'node:child_process'
+import { chmod, chown, readdir, readFile, stat } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { promisify } from 'node:util'
+import t from 'tap'
+import { writeFileAtomic } from '../src/write-file-atomic.js'
+
+const NOBODY = 65534
+const root = process.getuid?.() === 0
+
+t.test('a new file gets exactly the requested mode, whatever the umask', async (t) => {
+  const dir = t.testdir({})
+  const old = process.umask(0o077)
+  t.teardown(() => process.umask(old))
+  await writeFileAtomic(join(dir, 'public.json'), '{}', 0o644)
+  await writeFileAtomic(join(dir, 'private.json'), '{}', 0o600)
+  t.equal((await stat(join(dir, 'public.json'))).mode & 0o777, 0o644)
+  t.equal((await stat(join(dir, 'private.json'))).mode & 0o777, 0o600)
+})
+
+t.test('a replaced file keeps its mode, no looser than the requested one plus group read', async (t) => {
+  const dir = t.testdir({ 'a.json': 'old', 'b.json': 'old', 'c.json': 'old', 'd.json': 'old' })
+  const cases: Array<[string, number, number, number]> = [
+    // file, its mode, the mode asked for, the mode it ends with
+    ['a.json', 0o440, 0o600, 0o440], // the README's group-readable key files stay so
+    ['b.json', 0o640, 0o600, 0o640],
+    ['c.json', 0o666, 0o600, 0o640], // a private set once world-readable is tightened
+    ['d.json', 0o600, 0o644, 0o600], // an operator's tighter public file stays tight
+  ]
+  for (const [name, before, asked, after] of cases) {
+    await chmod(join(dir, name), before)
+    await writeFileAtomic(join(dir, name), 'new', asked)
+    t.equal((await stat(join(dir, name))).mode & 0o777, after, `${before.toString(8)} asked ${asked.toString(8)} → ${after.toString(8)}`)
+    t.equal(await readFile(join(dir, name), 'utf8'), 'new')
+  }
+})
+
+t.test('root replacing a file owned by the gateway user keeps its owner and group', { skip: root ? false : 'needs root to own a file as another user' }, async (t) => {
+  const dir = t.testdir({ 'trusted-host.private.jwks.json': 'old' })
+  const file = join(dir, 'trusted-host.private.jwks.json')
+  await chown(file, NOBODY, NOBODY)
+  await chmod(file, 0o600)
+  await writeFileAtomic(file, 'new', 0o600)
+  const st = await stat(file)
+  t.same({ uid: st.uid, gid: st.gid, mode: st.mode & 0o777 }, { uid: NOBODY, gid: NOBODY, mode: 0o600 }, 'still the gateway user’s, and readable by it only')
+  t.equal(await readFile(file, 'utf8'), 'new')
+})
+
+t.test('another user who cannot keep the owner is refused, and the file stays as it was', { skip: root ? false : 'needs root to run a child as another user' }, async (t) => {
+  const dir = t.testdir({ 'set.json': 'old' })
+  await chmod(dir, 0o777) // the other user may create and rename entries here: only the owner check stops it
+  const file = join(dir, 'set.json')
+  await chmod(file, 0o644)
+  const script = `import { writeFileAtomic } from ${JSON.stringify(resolve('src/write-file-atomic.ts'))}
+try { await writeFileAtomic(${JSON.stringify(file)}, 'new', 0o600); console.log('written') } catch (err) { console.log('refused: ' + err.message) }`
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { uid: NOBODY, gid: NOBODY, cwd: resolve('.') })
+  t.match(stdout, /^refused: .*set\.json belongs to uid 0, gid 0: replacing it as uid 65534/, 'refused with the reason')
+  t.equal(await readFile(file, 'utf8'), 'old', 'the old contents stay')
+  const st = await stat(file)
+  t.same({ uid: st.uid, mode: st.mode & 0o777 }, { uid: 0, mode: 0o644 }, 'and its owner and mode')
+  t.same(await readdir(dir), ['set.json'], 'no temporary file is left')
+})
