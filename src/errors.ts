@@ -8,6 +8,10 @@
 export const ERROR_CODES = {
   // ---- sponsor side: request shape and routing
   bad_request: { status: 400, summary: 'The request could not be parsed as HTTP/1.1.' },
+  http_version_not_supported: {
+    status: 505,
+    summary: 'HTTP/1.0: a response cut short could not be told from a complete one; use HTTP/1.1.',
+  },
   request_framing: {
     status: 400,
     summary: 'Ambiguous message framing (Content-Length with Transfer-Encoding, duplicate Content-Length, obs-fold).',

@@ -80,6 +80,7 @@ export const REJECT_REASONS = [
   'overloaded',
   'shutting_down',
   'bad_request',
+  'http_version_not_supported',
 ] as const satisfies readonly ErrorCode[]
 
 /** A pre-routing rejection reason. */

@@ -78,22 +78,31 @@ const NO_BODY_STATUS = new Set([204, 304])
 /** A response's `transfer-encoding` the gateway relays: chunked, and no other coding (RFC 9112 §6.1). */
 const CHUNKED_ONLY = /^[ \t]*chunked[ \t]*$/i
 /** Refusals counted in `ecluse_rejected_requests_total` by the exchange (the parser's by the listener). */
-const REJECTED_REQUEST_CODES: ReadonlySet<ErrorCode> = new Set(['body_too_large', 'shutting_down', 'request_framing', 'bad_request'])
+const REJECTED_REQUEST_CODES: ReadonlySet<ErrorCode> = new Set([
+  'body_too_large',
+  'shutting_down',
+  'request_framing',
+  'bad_request',
+  'http_version_not_supported',
+])
 
 /**
- * What Node's parser lets through and the gateway does not: a request transfer coding other than
- * chunked alone (the coding would be dropped with the hop-by-hop header, and the upstream would read
- * coded bytes as the content), a repeated Host, and an HTTP/1.1 request without one (RFC 9112 §3.2).
+ * What Node's parser lets through and the gateway does not: HTTP/1.0, a request transfer coding
+ * other than chunked alone (the coding would be dropped with the hop-by-hop header, and the upstream
+ * would read coded bytes as the content), a repeated Host, and a request without one (RFC 9112 §3.2).
  */
 function requestFramingProblem(req: IncomingMessage): { code: ErrorCode; detail: string } | undefined {
+  // An HTTP/1.0 response without a length ends when the connection closes, so the close by which the
+  // gateway aborts a body it cannot finish safely would read as a complete response: fail closed
+  // needs a framing that tells the two apart (chunked, or a length).
+  if (req.httpVersionMajor !== 1 || req.httpVersionMinor < 1) return { code: 'http_version_not_supported', detail: `HTTP/${req.httpVersion}` }
   const te = req.headers['transfer-encoding']
   if (te !== undefined && !CHUNKED_ONLY.test(te)) return { code: 'request_framing', detail: 'a transfer coding other than chunked alone' }
   let hosts = 0
   const raw = req.rawHeaders
   for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++
   if (hosts > 1) return { code: 'bad_request', detail: 'more than one Host header' }
-  // HTTP/1.0 has no Host requirement; Node's own check (now off) applied to HTTP/1.1 only as well.
-  if (hosts === 0 && req.httpVersionMinor >= 1) return { code: 'bad_request', detail: 'no Host header in an HTTP/1.1 request' }
+  if (hosts === 0) return { code: 'bad_request', detail: 'no Host header in an HTTP/1.1 request' }
   return undefined
 }
 /** Headers describing a body that response transforms rewrite (its type and length) or refuse (a coding). */

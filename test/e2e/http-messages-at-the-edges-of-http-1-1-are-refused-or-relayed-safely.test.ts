@@ -1,7 +1,7 @@
 /**
  * HTTP/1.1 messages Node's parsers let through but a relay must not pass on as they are: a request
  * transfer coding the upstream would never see, framing headers past Node's header count, a missing
- * or doubled Host, CONNECT; and from the upstream, an unsolicited 100 or 101, a 204 that declares a
+ * or doubled Host, CONNECT, HTTP/1.0 (whose responses cannot show a cut); and from the upstream, an unsolicited 100 or 101, a 204 that declares a
  * length, an answer sent before the request body is in.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -32,6 +32,10 @@ t.test('requests: a transfer coding, hidden framing, Host and CONNECT', async (t
     ['no Host', 'GET /v1/records/1 HTTP/1.1\r\n\r\n', /^HTTP\/1\.1 400 /, 'bad_request'],
     ['two Host headers', `GET /v1/records/1 HTTP/1.1\r\n${HOST}${HOST}\r\n`, /^HTTP\/1\.1 400 /, 'bad_request'],
     ['CONNECT', `CONNECT accreditation.trusted.test:443 HTTP/1.1\r\n${HOST}\r\n`, /^HTTP\/1\.1 400 /, 'bad_request'],
+    // HTTP/1.0 has no chunked coding: a body of unknown length ends with the connection, so the
+    // close that aborts a response the gateway cannot finish safely would read as its complete end.
+    ['HTTP/1.0', 'GET /v1/records/1 HTTP/1.0\r\n\r\n', /^HTTP\/1\.1 505 /, 'http_version_not_supported'],
+    ['HTTP/1.0 with a Host', `GET /v1/records/1 HTTP/1.0\r\n${HOST}\r\n`, /^HTTP\/1\.1 505 /, 'http_version_not_supported'],
   ]
   for (const [what, bytes, status, code] of refused) {
     const answer = await h.raw(bytes)
@@ -39,9 +43,10 @@ t.test('requests: a transfer coding, hidden framing, Host and CONNECT', async (t
     t.match(answer, new RegExp(`"error":"${code}"`), `${what}: ${code}`)
   }
   t.equal(h.upstream.hits, 0, 'none of them reached the upstream')
-  t.match(await h.raw('GET /v1/records/1 HTTP/1.0\r\n\r\n'), /^HTTP\/1\.1 200 /, 'HTTP/1.0 needs no Host')
+  t.match(await h.raw(`GET /v1/records/1 HTTP/1.1\r\n${HOST}\r\n`), /^HTTP\/1\.1 200 /, 'control: the same GET in HTTP/1.1 is relayed')
   t.equal(h.upstream.hits, 1)
   const metrics = await h.metrics()
+  t.equal(metricValue(metrics, 'ecluse_rejected_requests_total', { reason: 'http_version_not_supported' }), 2, 'counted')
   t.equal(metricValue(metrics, 'ecluse_rejected_requests_total', { reason: 'request_framing' }), 1, 'counted')
   t.equal(metricValue(metrics, 'ecluse_rejected_requests_total', { reason: 'bad_request' }), 3, 'counted')
 
