@@ -409,6 +409,14 @@ class Exchange {
     const noBody =
       this.#req.method === 'HEAD' || NO_BODY_STATUS.has(upstreamRes.statusCode) || upstreamRes.statusCode < 200
     const te = upstreamRes.headers['transfer-encoding']
+    if (upstreamRes.statusCode === 206 && route.responseTransforms.length > 0) {
+      // No range was asked for (guessedEntityTags drops it): a part is not the document the
+      // transforms' patterns describe, and its sensitive members could sit anywhere in it.
+      upstreamBody.destroy()
+      this.#proxy.metrics.upstreamError(route.upstream, 'upstream_bad_response')
+      this.#refuse('upstream_bad_response', 'a 206 partial response on a route whose responses are transformed')
+      return
+    }
     if (!noBody && (te === undefined ? upstreamRes.headers['content-length'] === undefined : !CHUNKED_ONLY.test(String(te)))) {
       // Delimited by the connection closing (RFC 9112 §6.3: no length, or a transfer coding other
       // than chunked alone): a cut connection would look like its end, and be relayed, or sealed, as

@@ -217,18 +217,17 @@ export function buildUpstreamHeaders(
 }
 
 /**
- * The response headers relayed to the sponsor: allow-listed fields only (minus hop-by-hop and
- * `Connection`-named ones, minus invalid values), plus the request id.
- */
-/**
- * Entity-tags on a route whose responses go through transforms. Such a route sends the sponsor no
+ * Entity-tags and ranges on a route whose responses go through transforms. Such a route sends the sponsor no
  * `etag` (see `buildSponsorHeaders`' caller): the upstream's tag names the representation before
  * the transform, often a hash of it, i.e. a function of the plaintext against which the sponsor
  * could test guesses offline, or online through a 304. So any tag a request names there is a
  * guess: `if-none-match` with tags is dropped (a full answer is always correct), and `if-match`
  * with tags is refused by the caller with 412 (a conditional write must not become an
- * unconditional one). `*` names no content and passes. `if-range` is not on the default list; if a
- * route allows it, it is dropped too.
+ * unconditional one). `*` names no content and passes. `if-range` and `range` are not on the
+ * default list; if a route allows them, they are dropped too: a transform reads a whole document,
+ * and a slice of one (an inner record, say) is a document of another shape whose sensitive members
+ * no field pattern names. Ignoring a range is always correct (RFC 9110 §14.2); the caller refuses a
+ * 206 the upstream sends anyway.
  *
  * @returns `'refuse'` when the request must be answered 412 `precondition_failed`.
  */
@@ -236,9 +235,14 @@ export function guessedEntityTags(headers: Record<string, string | string[] | un
   const names = (value: string | string[] | undefined) => value !== undefined && [value].flat().join(',').trim() !== '*'
   if (names(headers['if-none-match'])) delete headers['if-none-match']
   if (headers['if-range'] !== undefined) delete headers['if-range']
+  if (headers['range'] !== undefined) delete headers['range']
   return names(headers['if-match']) ? 'refuse' : undefined
 }
 
+/**
+ * The response headers relayed to the sponsor: allow-listed fields only (minus hop-by-hop and
+ * `Connection`-named ones, minus invalid values), plus the request id.
+ */
 export function buildSponsorHeaders(
   upstreamHeaders: Readonly<Record<string, string | string[] | undefined>>,
   route: CompiledRoute,
