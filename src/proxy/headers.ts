@@ -33,7 +33,8 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
 /**
  * Request fields forwarded on every route. Each one is end-to-end, carries no identity or routing
  * authority, and is needed for ordinary API traffic:
- * - `accept`, `accept-language`: content negotiation; the upstream chooses, nothing is trusted.
+ * - `accept`, `accept-language`: content negotiation; the upstream chooses, nothing is trusted
+ *   (`accept` not on routes with response transforms: `guessedEntityTags`).
  * - `content-type`: how the upstream (and the body transforms) must read the body.
  * - `content-length`: the body's framing; undici checks the streamed body against it.
  * - `content-encoding`: a compressed request body must say so (transforms refuse what they cannot read).
@@ -217,7 +218,7 @@ export function buildUpstreamHeaders(
 }
 
 /**
- * Entity-tags and ranges on a route whose responses go through transforms. Such a route sends the sponsor no
+ * Entity-tags, ranges and content negotiation on a route whose responses go through transforms. Such a route sends the sponsor no
  * `etag` (see `buildSponsorHeaders`' caller): the upstream's tag names the representation before
  * the transform, often a hash of it, i.e. a function of the plaintext against which the sponsor
  * could test guesses offline, or online through a 304. So any tag a request names there is a
@@ -227,7 +228,10 @@ export function buildUpstreamHeaders(
  * default list; if a route allows them, they are dropped too: a transform reads a whole document,
  * and a slice of one (an inner record, say) is a document of another shape whose sensitive members
  * no field pattern names. Ignoring a range is always correct (RFC 9110 §14.2); the caller refuses a
- * 206 the upstream sends anyway.
+ * 206 the upstream sends anyway. `accept` is dropped for the same reason: an upstream that negotiates
+ * would let the sponsor pick a representation (NDJSON for a JSON list, HAL for plain JSON) in which
+ * the same fields sit at other paths; without it the upstream sends its default, the shape the
+ * route's patterns were written for.
  *
  * @returns `'refuse'` when the request must be answered 412 `precondition_failed`.
  */
@@ -236,6 +240,7 @@ export function guessedEntityTags(headers: Record<string, string | string[] | un
   if (names(headers['if-none-match'])) delete headers['if-none-match']
   if (headers['if-range'] !== undefined) delete headers['if-range']
   if (headers['range'] !== undefined) delete headers['range']
+  if (headers['accept'] !== undefined) delete headers['accept']
   return names(headers['if-match']) ? 'refuse' : undefined
 }
 
