@@ -17,9 +17,10 @@ import { dirname } from 'node:path'
  * Killed by SIGINT, SIGTERM or SIGHUP before the rename, the process first removes the temporary file
  * (see `removeOnInterrupt`).
  *
- * Replacing a file keeps its owner and group, and its mode where that is no looser than `mode` plus
- * group read: a key set the gateway's user reads through its owner or group must stay readable by it
- * when an operator rotates keys as root, or the next reload (and the next restart) fails. A caller
+ * Replacing a file keeps its owner and group, and its mode where that gives nothing to others and no
+ * more than `mode` plus group read (a file readable by others gets `mode`): a key set the gateway's
+ * user reads through its owner or group must stay readable by it when an operator rotates keys as
+ * root, or the next reload (and the next restart) fails. A caller
  * that cannot give the new file the old one's owner (not root, not the owner) is refused before the
  * rename, and the old file stays.
  *
@@ -42,7 +43,7 @@ export async function writeFileAtomic(file: string, data: string, mode: number):
       const replaced = await ownershipOf(file)
       if (replaced !== undefined) await keepOwner(fh, file, replaced)
       // The umask could only have removed bits; this makes the mode exact.
-      await fh.chmod(replaced === undefined ? mode : (replaced.mode & 0o777 & (mode | 0o040)) | 0o400)
+      await fh.chmod(keptMode(replaced?.mode, mode))
       await fh.sync()
     } finally {
       await fh.close()
@@ -62,6 +63,15 @@ export async function writeFileAtomic(file: string, data: string, mode: number):
   } finally {
     release()
   }
+}
+
+/**
+ * The mode of a file written over one of mode `old`: `asked` for a new file or one others could read
+ * (a loosened key is tightened back), else the old mode, at most `asked` plus group read.
+ */
+function keptMode(old: number | undefined, asked: number): number {
+  if (old === undefined || (old & 0o007) !== 0) return asked
+  return (old & 0o777 & (asked | 0o040)) | 0o400
 }
 
 /** The owner, group and mode of the file `file` names now, or nothing if there is none. */

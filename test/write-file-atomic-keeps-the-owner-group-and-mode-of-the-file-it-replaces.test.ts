@@ -3,7 +3,8 @@
  * them as its own user (uid 1000 in the image), through the file's owner or group. An operator who
  * rotated as root used to leave a root-owned 0600 file: the next reload failed (EACCES) and the
  * gateway kept the old keys, and the next restart could not boot (found by a review). Replacing a
- * file now keeps its owner and group, and its mode up to the requested one plus group read; a caller
+ * file now keeps its owner and group, and its mode up to the requested one plus group read (a mode
+ * that lets others read is replaced by the requested one); a caller
  * that cannot keep the owner is refused and the old file stays as it was.
  */
 import { execFile } from 'node:child_process'
@@ -26,13 +27,14 @@ t.test('a new file gets exactly the requested mode, whatever the umask', async (
   t.equal((await stat(join(dir, 'private.json'))).mode & 0o777, 0o600)
 })
 
-t.test('a replaced file keeps its mode, no looser than the requested one plus group read', async (t) => {
-  const dir = t.testdir({ 'a.json': 'old', 'b.json': 'old', 'c.json': 'old', 'd.json': 'old' })
+t.test('a replaced file keeps its mode, no looser than the requested one plus group read, unless others could read it', async (t) => {
+  const dir = t.testdir({ 'a.json': 'old', 'b.json': 'old', 'c.json': 'old', 'd.json': 'old', 'e.json': 'old' })
   const cases: Array<[string, number, number, number]> = [
     // file, its mode, the mode asked for, the mode it ends with
     ['a.json', 0o440, 0o600, 0o440], // the README's group-readable key files stay so
     ['b.json', 0o640, 0o600, 0o640],
-    ['c.json', 0o666, 0o600, 0o640], // a private set once world-readable is tightened
+    ['c.json', 0o666, 0o600, 0o600], // a private set others could read is tightened back
+    ['e.json', 0o604, 0o600, 0o600],
     ['d.json', 0o600, 0o644, 0o600], // an operator's tighter public file stays tight
   ]
   for (const [name, before, asked, after] of cases) {
