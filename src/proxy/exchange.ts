@@ -448,6 +448,8 @@ class Exchange {
       // body they would have rewritten: a HEAD on a seal-body route would carry the plaintext's media
       // type and length, which its GET carries only inside the seal.
       if (route.responseTransforms.length > 0) for (const name of TRANSFORMED_BODY_HEADERS) delete headers[name]
+      // Nor its language, which a seal-body step seals away with the media type (seal-body.ts).
+      if (route.responseTransforms.some((step) => step.type === 'seal-body')) delete headers['content-language']
       // RFC 9110 §8.6: no Content-Length in a 204 (a lenient client before us could read a body).
       if (upstreamRes.statusCode === 204) delete headers['content-length']
       res.writeHead(upstreamRes.statusCode, headers)

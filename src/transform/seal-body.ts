@@ -61,6 +61,8 @@ export class SealBodyTransform implements BodyTransform {
       throw refuseAtBegin(this.#env, ctx, err)
     }
     ctx.headers['content-type'] = SEALED_MEDIA_TYPE
+    // What the body is, not how to carry it: its language goes with its media type, out of sight.
+    delete ctx.headers['content-language']
     return meterBodyStream(stream, {
       direction: ctx.direction,
       plaintext: 'input',

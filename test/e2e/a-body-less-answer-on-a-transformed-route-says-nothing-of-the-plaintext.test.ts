@@ -2,7 +2,8 @@
  * Response transforms never see an answer without a body (HEAD, 204, 304): there is nothing to seal.
  * The headers describing the body they would have rewritten must not cross either: a HEAD on a
  * seal-body route would otherwise tell the sponsor the media type and exact length of a document
- * whose GET carries its media type only inside the seal.
+ * whose GET carries its media type only inside the seal. A seal-body answer's language goes with its
+ * media type (a review found `content-language` crossing beside the seal).
  */
 import t from 'tap'
 import { SPONSOR_APP, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
@@ -17,7 +18,7 @@ t.test('HEAD, 204 and 304 on a transformed route carry no content-type, length o
     dir,
     keys: { th: { file: keys.publicPath } },
     handler: (req, res) => {
-      const described = { 'content-type': SECRET_TYPE, 'content-length': DOCUMENT.length, etag: '"v1"' }
+      const described = { 'content-type': SECRET_TYPE, 'content-length': DOCUMENT.length, etag: '"v1"', 'content-language': 'fr-x-dgsi' }
       if (req.url?.endsWith('/gone')) res.writeHead(204, { 'content-type': SECRET_TYPE }).end()
       // The gateway drops a guessed If-None-Match on such a route: this upstream answers 304 anyway.
       else if (req.url?.endsWith('/unchanged')) res.writeHead(304, { ...described, 'content-encoding': 'gzip' }).end()
@@ -42,6 +43,7 @@ t.test('HEAD, 204 and 304 on a transformed route carry no content-type, length o
   t.equal(get.status, 200)
   t.equal(get.headers['content-type'], 'application/vnd.ecluse.sealed', 'the GET is sealed, its media type inside the seal')
   t.notOk(get.body.includes(DOCUMENT), 'and its body too')
+  t.equal(get.headers['content-language'], undefined, 'its language goes with its media type')
 
   const answers = [
     ['HEAD', await s.gw.request('/v1/sealed/doc', { method: 'HEAD' }), 200],
@@ -54,6 +56,7 @@ t.test('HEAD, 204 and 304 on a transformed route carry no content-type, length o
     t.not(res.headers['content-length'], String(DOCUMENT.length), `${what}: not the plaintext's length`)
     t.equal(res.headers['content-encoding'], undefined, `${what}: no coding`)
     t.equal(res.body.length, 0, `${what}: no body`)
+    t.equal(res.headers['content-language'], undefined, `${what}: no language`)
     t.notOk(JSON.stringify(res.headers).includes(SECRET_TYPE), `${what}: the media type nowhere in the headers`)
   }
   t.equal(answers[1][1].headers['etag'], undefined, 'nor the entity-tag of the untransformed body')
@@ -62,4 +65,5 @@ t.test('HEAD, 204 and 304 on a transformed route carry no content-type, length o
   const plain = await s.gw.request('/v1/plain/doc', { method: 'HEAD' })
   t.equal(plain.headers['content-type'], SECRET_TYPE)
   t.equal(plain.headers['content-length'], String(DOCUMENT.length))
+  t.equal(plain.headers['content-language'], 'fr-x-dgsi')
 })
