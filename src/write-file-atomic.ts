@@ -20,9 +20,8 @@ import { dirname } from 'node:path'
  * Replacing a file keeps its owner and group, and its mode where that gives nothing to others and no
  * more than `mode` plus group read (a file readable by others gets `mode`): a key set the gateway's
  * user reads through its owner or group must stay readable by it when an operator rotates keys as
- * root, or the next reload (and the next restart) fails. A caller
- * that cannot give the new file the old one's owner (not root, not the owner) is refused before the
- * rename, and the old file stays.
+ * root, or the next reload (and the next restart) fails. A caller that cannot give the new file the
+ * old one's owner (not root, not the owner) is refused before the rename, and the old file stays.
  *
  * @example
  * await writeFileAtomic('keys/trusted-host.private.jwks.json', text, 0o600)
@@ -94,7 +93,7 @@ async function keepOwner(fh: FileHandle, file: string, owner: { uid: number; gid
     const code = (err as NodeJS.ErrnoException).code
     if (code !== 'EPERM' && code !== 'EINVAL') throw err
     throw new Error(
-      `${file} belongs to uid ${owner.uid}, gid ${owner.gid}: replacing it as uid ${mine.uid} would take it from them; run the command as its owner, or as root (it keeps the owner), and ${file} is left as it was`,
+      `${file} belongs to uid ${owner.uid}, gid ${owner.gid}, and uid ${mine.uid} cannot give its replacement the same owner: run the command as its owner or as root; ${file} is left as it was`,
     )
   }
 }

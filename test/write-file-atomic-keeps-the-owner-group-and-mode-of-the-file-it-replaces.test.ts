@@ -64,7 +64,7 @@ t.test('another user who cannot keep the owner is refused, and the file stays as
   const script = `import { writeFileAtomic } from ${JSON.stringify(resolve('src/write-file-atomic.ts'))}
 try { await writeFileAtomic(${JSON.stringify(file)}, 'new', 0o600); console.log('written') } catch (err) { console.log('refused: ' + err.message) }`
   const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { uid: NOBODY, gid: NOBODY, cwd: resolve('.') })
-  t.match(stdout, /^refused: .*set\.json belongs to uid 0, gid 0: replacing it as uid 65534/, 'refused with the reason')
+  t.match(stdout, /^refused: .*set\.json belongs to uid 0, gid 0, and uid 65534 cannot give its replacement the same owner/, 'refused with the reason')
   t.equal(await readFile(file, 'utf8'), 'old', 'the old contents stay')
   const st = await stat(file)
   t.same({ uid: st.uid, mode: st.mode & 0o777 }, { uid: 0, mode: 0o644 }, 'and its owner and mode')

@@ -27,7 +27,7 @@ import type { BodyTransform, Direction, MessageHeaders, TransformContext } from 
 import { UpstreamAbort, type UpstreamPool, type UpstreamResponse, upstreamBodyError } from '../upstream/pool.js'
 import { BodyLimit } from './body-limit.js'
 import { chain } from './chain.js'
-import { buildSponsorHeaders, buildUpstreamHeaders, guessedEntityTags } from './headers.js'
+import { buildSponsorHeaders, buildUpstreamHeaders, narrowForTransformedResponses } from './headers.js'
 import { HoldBack } from './hold-back.js'
 
 /** What the proxy routes with; replaced as a whole on reload so a request sees one consistent state. */
@@ -243,7 +243,7 @@ class Exchange {
       requestIdHeader: sponsor.requestIdHeader,
     })
 
-    if (route.responseTransforms.length > 0 && guessedEntityTags(headers) === 'refuse') {
+    if (route.responseTransforms.length > 0 && narrowForTransformedResponses(headers) === 'refuse') {
       this.#refuse('precondition_failed', 'if-match names an entity-tag on a route with response transforms')
       return
     }
@@ -404,13 +404,13 @@ class Exchange {
     const sponsor = this.#state.sponsor
     const headers = buildSponsorHeaders(upstreamRes.headers, route, this.#requestId, sponsor.requestIdHeader)
     // The upstream's tag names the representation before the transforms, a function of what they
-    // seal, strip or open: it identifies nothing the sponsor receives (see guessedEntityTags).
+    // seal, strip or open: it identifies nothing the sponsor receives (see narrowForTransformedResponses).
     if (route.responseTransforms.length > 0) delete headers['etag']
     const noBody =
       this.#req.method === 'HEAD' || NO_BODY_STATUS.has(upstreamRes.statusCode) || upstreamRes.statusCode < 200
     const te = upstreamRes.headers['transfer-encoding']
     if (upstreamRes.statusCode === 206 && route.responseTransforms.length > 0) {
-      // No range was asked for (guessedEntityTags drops it): a part is not the document the
+      // No range was asked for (narrowForTransformedResponses drops it): a part is not the document the
       // transforms' patterns describe, and its sensitive members could sit anywhere in it.
       upstreamBody.destroy()
       this.#proxy.metrics.upstreamError(route.upstream, 'upstream_bad_response')

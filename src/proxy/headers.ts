@@ -34,13 +34,13 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
  * Request fields forwarded on every route. Each one is end-to-end, carries no identity or routing
  * authority, and is needed for ordinary API traffic:
  * - `accept`, `accept-language`: content negotiation; the upstream chooses, nothing is trusted
- *   (`accept` not on routes with response transforms: `guessedEntityTags`).
+ *   (`accept` not on routes with response transforms: `narrowForTransformedResponses`).
  * - `content-type`: how the upstream (and the body transforms) must read the body.
  * - `content-length`: the body's framing; undici checks the streamed body against it.
  * - `content-encoding`: a compressed request body must say so (transforms refuse what they cannot read).
  * - `if-match`, `if-none-match`, `if-modified-since`, `if-unmodified-since`: conditional requests
  *   (RFC 9110 §13), including optimistic concurrency on updates (entity-tags on routes with response
- *   transforms: `guessedEntityTags`).
+ *   transforms: `narrowForTransformedResponses`).
  * - `cache-control`: a client's freshness requirements (RFC 9111 §5.2.1).
  * - `user-agent`: diagnostics on the upstream side; it has no authority.
  * - `idempotency-key`: safe retries of POST/PATCH (draft-ietf-httpapi-idempotency-key-header).
@@ -218,8 +218,9 @@ export function buildUpstreamHeaders(
 }
 
 /**
- * Entity-tags, ranges and content negotiation on a route whose responses go through transforms. Such a route sends the sponsor no
- * `etag` (see `buildSponsorHeaders`' caller): the upstream's tag names the representation before
+ * What a request may ask of a route whose responses go through transforms: entity-tags, ranges and
+ * content negotiation are narrowed. Such a route sends the sponsor no `etag` (see
+ * `buildSponsorHeaders`' caller): the upstream's tag names the representation before
  * the transform, often a hash of it, i.e. a function of the plaintext against which the sponsor
  * could test guesses offline, or online through a 304. So any tag a request names there is a
  * guess: `if-none-match` with tags is dropped (a full answer is always correct), and `if-match`
@@ -235,7 +236,7 @@ export function buildUpstreamHeaders(
  *
  * @returns `'refuse'` when the request must be answered 412 `precondition_failed`.
  */
-export function guessedEntityTags(headers: Record<string, string | string[] | undefined>): 'refuse' | undefined {
+export function narrowForTransformedResponses(headers: Record<string, string | string[] | undefined>): 'refuse' | undefined {
   const names = (value: string | string[] | undefined) => value !== undefined && [value].flat().join(',').trim() !== '*'
   if (names(headers['if-none-match'])) delete headers['if-none-match']
   if (headers['if-range'] !== undefined) delete headers['if-range']
