@@ -3,6 +3,7 @@ import t from 'tap'
 import { configSchema } from '../src/config/schema.js'
 import { buildSponsorHeaders } from '../src/proxy/headers.js'
 import { compileRouteTable } from '../src/route/table.js'
+import '../src/transform/builtin.js'
 
 const config = configSchema.parse({
   sponsor: { listen: { port: 0 }, tls: { cert: 'c', key: 'k', clientCa: 'ca' } },
@@ -11,11 +12,15 @@ const config = configSchema.parse({
   routes: [
     { name: 'plain', methods: ['GET'], path: '/v1/a', allow: ['dns:a'], upstream: 'svc' },
     { name: 'extra', methods: ['POST'], path: '/v1/b', allow: ['dns:a'], upstream: 'svc', responseHeaders: ['Location', 'set-cookie'] },
+    { name: 'tenant', methods: ['GET'], path: '/v1/c', allow: ['dns:a'], upstream: 'svc', requestHeaders: ['x-tenant'] },
+    { name: 'stripped', methods: ['GET'], path: '/v1/d', allow: ['dns:a'], upstream: 'svc', transforms: { response: [{ type: 'strip', fields: ['/x'] }] } },
   ],
 })
 const table = compileRouteTable(config, { log: pino({ level: 'silent' }) })
 const plain = table.get('plain')!
 const extra = table.get('extra')!
+const tenant = table.get('tenant')!
+const stripped = table.get('stripped')!
 
 // As undici hands them over: lower-case names, repeated fields as arrays.
 const upstream = {
@@ -87,4 +92,18 @@ t.test('singletons keep their first value; invalid values are dropped, not throw
   t.equal(out['cache-control'], 'no-store')
   t.equal(out['content-language'], undefined)
   t.equal(out['set-cookie'], undefined)
+})
+
+t.test('vary names only the request fields the gateway forwards on the route', async (t) => {
+  const varying = (vary: string | string[]) => ({ 'content-type': 'application/json', vary })
+  const varyOn = (route: NonNullable<ReturnType<typeof table.get>>, vary: string | string[]) =>
+    buildSponsorHeaders(varying(vary), route, 'gw-1', 'x-request-id')['vary']
+  // An internal field names the trusted side's own headers, and the answer cannot vary with it:
+  // the gateway never forwards it.
+  t.equal(varyOn(plain, 'Accept, X-Internal-Tenant, Origin'), 'accept', 'unforwarded names are dropped, case folded')
+  t.equal(varyOn(plain, ['x-internal-tenant', 'cookie']), undefined, 'no field left: no vary')
+  t.equal(varyOn(plain, '*'), '*', '`*` names no field and stays')
+  t.equal(varyOn(tenant, 'x-tenant, accept-language'), 'x-tenant, accept-language', 'a field the route forwards stays')
+  t.equal(varyOn(plain, 'accept, Accept'), 'accept', 'said once')
+  t.equal(varyOn(stripped, 'accept, accept-language'), 'accept-language', 'accept is not forwarded where responses are transformed')
 })

@@ -247,7 +247,9 @@ export function narrowForTransformedResponses(headers: Record<string, string | s
 
 /**
  * The response headers relayed to the sponsor: allow-listed fields only (minus hop-by-hop and
- * `Connection`-named ones, minus invalid values), plus the request id.
+ * `Connection`-named ones, minus invalid values), plus the request id. `vary` keeps only the request
+ * fields the gateway forwards on this route (and `*`): the answer cannot vary with any other, and an
+ * upstream's `Vary: X-Internal-Tenant` would name the trusted side's own headers to the sponsor.
  */
 export function buildSponsorHeaders(
   upstreamHeaders: Readonly<Record<string, string | string[] | undefined>>,
@@ -264,6 +266,15 @@ export function buildSponsorHeaders(
     const value = upstreamHeaders[key]
     if (typeof value === 'string') addValue(out, name, value)
     else if (Array.isArray(value)) for (const v of value) addValue(out, name, v)
+  }
+  const vary = out['vary']
+  if (typeof vary === 'string') {
+    const forwarded = vary
+      .split(',')
+      .map((v) => v.trim().toLowerCase())
+      .filter((v) => v === '*' || (route.requestHeaderAllow.has(v) && !(v === 'accept' && route.responseTransforms.length > 0)))
+    if (forwarded.length > 0) out['vary'] = [...new Set(forwarded)].join(', ')
+    else delete out['vary']
   }
   out[requestIdHeader] = requestId
   return out
