@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { unlinkSync } from 'node:fs'
-import { type FileHandle, open, rename, stat, unlink } from 'node:fs/promises'
+import { type FileHandle, lstat, open, rename, unlink } from 'node:fs/promises'
 import { dirname } from 'node:path'
 
 /**
@@ -73,10 +73,14 @@ function keptMode(old: number | undefined, asked: number): number {
   return (old & 0o777 & (asked | 0o040)) | 0o400
 }
 
-/** The owner, group and mode of the file `file` names now, or nothing if there is none. */
+/**
+ * The owner, group and mode of the regular file at `file` now, or nothing if there is none. A
+ * symlink is not followed: the rename replaces the link, not its target, and the target's owner has
+ * no claim on the new file (it would be handed the new private key).
+ */
 async function ownershipOf(file: string): Promise<{ uid: number; gid: number; mode: number } | undefined> {
   try {
-    const st = await stat(file)
+    const st = await lstat(file)
     return st.isFile() ? { uid: st.uid, gid: st.gid, mode: st.mode } : undefined
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
@@ -92,8 +96,9 @@ async function keepOwner(fh: FileHandle, file: string, owner: { uid: number; gid
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     if (code !== 'EPERM' && code !== 'EINVAL') throw err
+    const who = mine.uid === owner.uid ? `uid ${mine.uid} owns it but is not in group ${owner.gid}` : `uid ${mine.uid} is neither its owner nor root`
     throw new Error(
-      `${file} belongs to uid ${owner.uid}, gid ${owner.gid}, and uid ${mine.uid} cannot give its replacement the same owner: run the command as its owner or as root; ${file} is left as it was`,
+      `${file} belongs to uid ${owner.uid}, gid ${owner.gid}, and ${who}, so its replacement cannot keep them: run the command as root or as its owner in its group; ${file} is left as it was`,
     )
   }
 }

@@ -8,7 +8,7 @@
  * that cannot keep the owner is refused and the old file stays as it was.
  */
 import { execFile } from 'node:child_process'
-import { chmod, chown, readdir, readFile, stat } from 'node:fs/promises'
+import { chmod, chown, lstat, readdir, readFile, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
@@ -64,9 +64,33 @@ t.test('another user who cannot keep the owner is refused, and the file stays as
   const script = `import { writeFileAtomic } from ${JSON.stringify(resolve('src/write-file-atomic.ts'))}
 try { await writeFileAtomic(${JSON.stringify(file)}, 'new', 0o600); console.log('written') } catch (err) { console.log('refused: ' + err.message) }`
   const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { uid: NOBODY, gid: NOBODY, cwd: resolve('.') })
-  t.match(stdout, /^refused: .*set\.json belongs to uid 0, gid 0, and uid 65534 cannot give its replacement the same owner/, 'refused with the reason')
+  t.match(stdout, /^refused: .*set\.json belongs to uid 0, gid 0, and uid 65534 is neither its owner nor root/, 'refused with the reason')
   t.equal(await readFile(file, 'utf8'), 'old', 'the old contents stay')
   const st = await stat(file)
   t.same({ uid: st.uid, mode: st.mode & 0o777 }, { uid: 0, mode: 0o644 }, 'and its owner and mode')
   t.same(await readdir(dir), ['set.json'], 'no temporary file is left')
+})
+
+t.test('a symlink is replaced by a file of the caller’s: its target’s owner gets nothing', { skip: root ? false : 'needs root to own a file as another user' }, async (t) => {
+  const dir = t.testdir({ 'elsewhere.json': 'theirs', 'set.json': t.fixture('symlink', 'elsewhere.json') })
+  await chown(join(dir, 'elsewhere.json'), NOBODY, NOBODY)
+  await chmod(join(dir, 'elsewhere.json'), 0o640)
+  await writeFileAtomic(join(dir, 'set.json'), 'new private key', 0o600)
+  const st = await lstat(join(dir, 'set.json'))
+  t.ok(st.isFile(), 'a regular file now')
+  t.same({ uid: st.uid, mode: st.mode & 0o777 }, { uid: 0, mode: 0o600 }, 'the caller’s, with the mode asked for')
+  t.equal(await readFile(join(dir, 'elsewhere.json'), 'utf8'), 'theirs', 'the target is untouched')
+})
+
+t.test('an owner outside the file’s group is told so', { skip: root ? false : 'needs root to run a child as another user' }, async (t) => {
+  const dir = t.testdir({ 'set.json': 'old' })
+  await chmod(dir, 0o777)
+  const file = join(dir, 'set.json')
+  await chown(file, NOBODY, 0)
+  await chmod(file, 0o640)
+  const script = `import { writeFileAtomic } from ${JSON.stringify(resolve('src/write-file-atomic.ts'))}
+try { await writeFileAtomic(${JSON.stringify(file)}, 'new', 0o600); console.log('written') } catch (err) { console.log('refused: ' + err.message) }`
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { uid: NOBODY, gid: NOBODY, cwd: resolve('.') })
+  t.match(stdout, /^refused: .*uid 65534 owns it but is not in group 0/, 'the reason names the group')
+  t.equal(await readFile(file, 'utf8'), 'old')
 })
