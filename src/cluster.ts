@@ -82,11 +82,14 @@ interface ReloadQuery {
   readonly ecluse: 'reload?'
   readonly id: number
 }
-/** A worker's answer: whether its reload applied, and the drain deadline it now has. */
+/**
+ * A worker's answer: whether its reload applied (`null`: not tried, the worker is draining), and the
+ * drain deadline it now has.
+ */
 interface ReloadAnswer {
   readonly ecluse: 'reloaded'
   readonly id: number
-  readonly ok: boolean
+  readonly ok: boolean | null
   readonly drainTimeoutMs: number
 }
 interface ReadinessQuery {
@@ -168,6 +171,8 @@ interface Slot {
   drainTimeoutMs: number
   /** A reload was asked for while this slot's worker was booting: asked once it reports ready. */
   reloadPending: boolean
+  /** Who waits for the outcome of that deferred reload (settled with nothing if the worker goes). */
+  reloadWaiters: Array<(answer: ReloadAnswer | undefined) => void>
 }
 
 /**
@@ -205,7 +210,8 @@ class ClusterPrimary {
   readonly #admin: AdminServer
   readonly #restartDelayMs: number
   readonly #maxRestartDelayMs: number
-  readonly #pending = new Map<number, (answer: unknown) => void>()
+  /** Questions to workers awaiting an answer, by query id, with the worker asked. */
+  readonly #pending = new Map<number, { readonly workerId: number; readonly done: (answer: unknown) => void }>()
   readonly #restarts: Counter
   #nextQueryId = 0
   #adminPort = 0
@@ -227,6 +233,7 @@ class ClusterPrimary {
         startedAt: 0,
         ready: false,
         reloadPending: false,
+        reloadWaiters: [],
         failures: 0,
         restartTimer: undefined,
         sponsorPort: 0,
@@ -307,25 +314,33 @@ class ClusterPrimary {
   /**
    * SIGHUP or a change of the files: every worker reloads on its own (a broken file keeps each
    * worker's old state) and answers with its outcome. A worker still booting is asked once it reports
-   * ready (the files may have changed after its boot read them); its outcome is not waited for.
+   * ready (the files may have changed after its boot read them), and its outcome counts too.
    *
    * @returns `ok: false` when any worker's reload failed, `ok: true` when every worker asked answered
-   *   that it applied, nothing when no worker was asked or none answered in time
+   *   that it applied, nothing otherwise (no worker, no answer in time, a worker gone or draining)
    */
   async reload(): Promise<ChangeOutcome> {
     if (this.#stopping) return undefined
     this.#log.info({ workers: this.#liveWorkers().length }, 'relaying a reload to the workers')
     const asked: Array<Promise<ReloadAnswer | undefined>> = []
+    let afterBoot = 0
     for (const slot of this.#slots) {
       if (slot.worker === undefined) continue
       if (slot.ready) asked.push(this.#askReload(slot, slot.worker))
-      else slot.reloadPending = true
+      else {
+        asked.push(this.#reloadAfterBoot(slot))
+        afterBoot++
+      }
     }
     const answers = await Promise.all(asked)
     const failed = answers.filter((a) => a?.ok === false).length
     const applied = answers.filter((a) => a?.ok === true).length
-    if (failed > 0) this.#log.warn({ failed, applied, asked: asked.length }, 'a reload failed in some workers; they keep their previous configuration')
-    if (failed > 0) return { ok: false }
+    const outcome = { applied, failed, asked: asked.length, afterBoot }
+    if (failed > 0) {
+      this.#log.warn(outcome, 'a reload failed in some workers; they keep their previous configuration')
+      return { ok: false }
+    }
+    this.#log.info(outcome, 'workers reloaded')
     return applied > 0 && applied === asked.length ? { ok: true } : undefined
   }
 
@@ -360,8 +375,9 @@ class ClusterPrimary {
   #fork(slot: Slot): void {
     slot.restartTimer = undefined
     slot.ready = false
-    // A new worker reads the files as they are now: a SIGHUP meant for the one it replaces is moot.
+    // A new worker reads the files as they are now: a reload meant for the one it replaces is moot.
     slot.reloadPending = false
+    this.#settleReloadWaiters(slot, undefined)
     slot.startedAt = Date.now()
     // cluster.fork() re-runs this command line (same argv and execArgv); `runCluster` sees
     // `cluster.isWorker` there and starts a gateway instead of a primary.
@@ -373,7 +389,7 @@ class ClusterPrimary {
   #onMessage(worker: Worker, msg: unknown): void {
     if (!isWorkerMessage(msg)) return
     if (msg.ecluse === 'readiness' || msg.ecluse === 'metrics' || msg.ecluse === 'reloaded') {
-      this.#pending.get(msg.id)?.(msg.ecluse === 'readiness' ? msg.readiness : msg.ecluse === 'metrics' ? msg.metrics : msg)
+      this.#pending.get(msg.id)?.done(msg.ecluse === 'readiness' ? msg.readiness : msg.ecluse === 'metrics' ? msg.metrics : msg)
       return
     }
     const slot = this.#byWorkerId.get(worker.id)
@@ -384,7 +400,10 @@ class ClusterPrimary {
     slot.sponsorPort = msg.sponsorPort
     if (slot.reloadPending) {
       slot.reloadPending = false
-      void this.#askReload(slot, worker)
+      const waiters = slot.reloadWaiters.splice(0)
+      void this.#askReload(slot, worker).then((answer) => {
+        for (const settle of waiters) settle(answer)
+      })
     }
     if (!this.#started && this.#slots.every((s) => s.ready)) {
       this.#started = true
@@ -402,11 +421,14 @@ class ClusterPrimary {
   }
 
   #onExit(worker: Worker, code: number | null, signal: string | null): void {
+    // Its unanswered questions get no answer: waiting for their timeouts would stall the watcher.
+    for (const { workerId, done } of [...this.#pending.values()]) if (workerId === worker.id) done(undefined)
     const slot = this.#byWorkerId.get(worker.id)
     this.#byWorkerId.delete(worker.id)
     if (slot === undefined || slot.worker !== worker) return
     slot.worker = undefined
     slot.ready = false
+    this.#settleReloadWaiters(slot, undefined)
     const clean = code === 0 && signal === null
     if (this.#stopping) {
       if (!clean) this.#cleanExit = false
@@ -445,6 +467,23 @@ class ClusterPrimary {
     return answers.filter((a): a is RegistryJson => a !== undefined)
   }
 
+  /** The outcome of a reload a booting worker is asked for once ready (nothing after `RELOAD_ASK_MS`). */
+  #reloadAfterBoot(slot: Slot): Promise<ReloadAnswer | undefined> {
+    slot.reloadPending = true
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => settle(undefined), RELOAD_ASK_MS)
+      const settle = (answer: ReloadAnswer | undefined) => {
+        clearTimeout(timer)
+        resolve(answer)
+      }
+      slot.reloadWaiters.push(settle)
+    })
+  }
+
+  #settleReloadWaiters(slot: Slot, answer: ReloadAnswer | undefined): void {
+    for (const settle of slot.reloadWaiters.splice(0)) settle(answer)
+  }
+
   /** Asks one worker to reload; its answer also carries the drain deadline it now has. */
   async #askReload(slot: Slot, worker: Worker): Promise<ReloadAnswer | undefined> {
     const answer = (await this.#ask(worker, 'reload?', RELOAD_ASK_MS)) as ReloadAnswer | undefined
@@ -462,7 +501,7 @@ class ClusterPrimary {
         this.#pending.delete(id)
         resolve(answer)
       }
-      this.#pending.set(id, done)
+      this.#pending.set(id, { workerId: worker.id, done })
       const query: ReadinessQuery | MetricsQuery | ReloadQuery = { ecluse: kind, id }
       if (!worker.isConnected()) return done(undefined)
       worker.send(query, (err: Error | null) => {
@@ -513,7 +552,11 @@ async function runWorker(configPath: string): Promise<void> {
     if (typeof id !== 'number') return
     if (ecluse === 'readiness?') void gateway.readiness().then((readiness) => send({ ecluse: 'readiness', id, readiness }))
     else if (ecluse === 'metrics?') void registry.getMetricsAsJSON().then((metrics) => send({ ecluse: 'metrics', id, metrics }))
-    else if (ecluse === 'reload?') void reload().then(({ ok }) => send({ ecluse: 'reloaded', id, ok, drainTimeoutMs: gateway.drainTimeoutMs }))
+    else if (ecluse === 'reload?') {
+      // A draining worker reloads nothing, and that is no failure of the files to retry.
+      if (stopping) send({ ecluse: 'reloaded', id, ok: null, drainTimeoutMs: gateway.drainTimeoutMs })
+      else void reload().then(({ ok }) => send({ ecluse: 'reloaded', id, ok, drainTimeoutMs: gateway.drainTimeoutMs }))
+    }
   })
 
   let stopping = false

@@ -52,6 +52,11 @@ t.test('a SIGHUP or a change while the workers boot is reloaded by each of them 
   await cluster.until(() => cluster.logged('relaying a reload to the workers').length > 0, 'the signal was not relayed')
   await cluster.started()
   await cluster.until(() => cluster.logged('reloaded').length >= 2, 'each worker reloads once started')
+  // The outcome of a reload asked of a booting worker counts for the primary (and its watcher's retries).
+  await cluster.until(
+    () => cluster.logged('workers reloaded').some((l) => Number(l['afterBoot']) >= 1 && l['applied'] === 2),
+    'the primary never learns how the reloads after boot went',
+  )
   t.equal(cluster.logged('a worker failed to start; stopping').length, 0, 'no worker died of the signal')
   t.equal(cluster.child.exitCode, null, 'the gateway runs on')
 })
