@@ -17,6 +17,14 @@ import { writeFileAtomic } from '../src/write-file-atomic.js'
 const NOBODY = 65534
 const root = process.getuid?.() === 0
 
+/** `writeFileAtomic(file, 'new', 0o600)` in a child running as uid and gid 65534: what it printed. */
+async function writeAsNobody(file: string): Promise<string> {
+  const script = `import { writeFileAtomic } from ${JSON.stringify(resolve('src/write-file-atomic.ts'))}
+try { await writeFileAtomic(${JSON.stringify(file)}, 'new', 0o600); console.log('written') } catch (err) { console.log('refused: ' + err.message) }`
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { uid: NOBODY, gid: NOBODY, cwd: resolve('.') })
+  return stdout
+}
+
 t.test('a new file gets exactly the requested mode, whatever the umask', async (t) => {
   const dir = t.testdir({})
   const old = process.umask(0o077)
@@ -61,9 +69,7 @@ t.test('another user who cannot keep the owner is refused, and the file stays as
   await chmod(dir, 0o777) // the other user may create and rename entries here: only the owner check stops it
   const file = join(dir, 'set.json')
   await chmod(file, 0o644)
-  const script = `import { writeFileAtomic } from ${JSON.stringify(resolve('src/write-file-atomic.ts'))}
-try { await writeFileAtomic(${JSON.stringify(file)}, 'new', 0o600); console.log('written') } catch (err) { console.log('refused: ' + err.message) }`
-  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { uid: NOBODY, gid: NOBODY, cwd: resolve('.') })
+  const stdout = await writeAsNobody(file)
   t.match(stdout, /^refused: .*set\.json belongs to uid 0, gid 0, and uid 65534 is neither its owner nor root/, 'refused with the reason')
   t.equal(await readFile(file, 'utf8'), 'old', 'the old contents stay')
   const st = await stat(file)
@@ -88,9 +94,7 @@ t.test('an owner outside the file’s group is told so', { skip: root ? false : 
   const file = join(dir, 'set.json')
   await chown(file, NOBODY, 0)
   await chmod(file, 0o640)
-  const script = `import { writeFileAtomic } from ${JSON.stringify(resolve('src/write-file-atomic.ts'))}
-try { await writeFileAtomic(${JSON.stringify(file)}, 'new', 0o600); console.log('written') } catch (err) { console.log('refused: ' + err.message) }`
-  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { uid: NOBODY, gid: NOBODY, cwd: resolve('.') })
+  const stdout = await writeAsNobody(file)
   t.match(stdout, /^refused: .*uid 65534 owns it but is not in group 0/, 'the reason names the group')
   t.equal(await readFile(file, 'utf8'), 'old')
 })

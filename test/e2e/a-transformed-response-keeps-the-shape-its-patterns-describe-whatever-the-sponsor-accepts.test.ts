@@ -8,7 +8,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import t from 'tap'
-import { canaryRecord, leaksCanary, SENSITIVE_FIELDS, SPONSOR_APP, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
+import { canaryRecord, leaksCanary, startSealedAndPlainRoutes } from '../helpers/sealing.js'
 
 const records = [canaryRecord('r-1'), canaryRecord('r-2')]
 
@@ -26,24 +26,7 @@ function negotiating(req: IncomingMessage, res: ServerResponse): void {
 }
 
 t.test('the sponsor cannot pick another shape of a transformed response; a plain route negotiates', async (t) => {
-  const dir = await tempDir()
-  const keys = await writeKeyFiles(dir, 'th')
-  const s = await startSealing({
-    dir,
-    keys: { th: { file: keys.publicPath } },
-    handler: negotiating,
-    routes: [
-      {
-        name: 'sealed',
-        methods: ['GET'],
-        path: '/v1/sealed',
-        allow: [SPONSOR_APP],
-        upstream: 'backend',
-        transforms: { response: [{ type: 'seal', recipients: 'th', fields: SENSITIVE_FIELDS.map((f) => `/records/*${f}`) }] },
-      },
-      { name: 'plain', methods: ['GET'], path: '/v1/plain', allow: [SPONSOR_APP], upstream: 'backend' },
-    ],
-  })
+  const s = await startSealedAndPlainRoutes(negotiating)
   t.teardown(s.close)
 
   for (const accept of [undefined, 'application/x-ndjson', 'application/hal+json', 'application/hal+json, application/x-ndjson;q=0.5']) {

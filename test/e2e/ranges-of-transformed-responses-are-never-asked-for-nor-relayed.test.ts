@@ -7,7 +7,8 @@
  * upstream sends anyway; a plain route relays ranges as before.
  */
 import t from 'tap'
-import { CANARY, canaryRecord, leaksCanary, SENSITIVE_FIELDS, SPONSOR_APP, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
+import type { UpstreamHandler } from '../helpers/harness.js'
+import { CANARY, canaryRecord, leaksCanary, startSealedAndPlainRoutes } from '../helpers/sealing.js'
 
 const list = JSON.stringify({ records: [canaryRecord('r-1'), canaryRecord('r-2')] })
 // The bytes of the first record inside the list: a document of its own, with `/name` at its top.
@@ -16,38 +17,20 @@ const from = list.indexOf(first)
 const RANGE = `bytes=${from}-${from + first.length - 1}`
 
 t.test('a range on a transformed route never reaches the upstream, a 206 is refused, a plain route keeps ranges', async (t) => {
-  const dir = await tempDir()
-  const keys = await writeKeyFiles(dir, 'th')
   let alwaysPartial = false
-  const s = await startSealing({
-    dir,
-    keys: { th: { file: keys.publicPath } },
-    // An origin that honours ranges, as static-file servers and many frameworks do; or one that
-    // answers 206 whatever it was asked.
-    handler: (req, res) => {
-      req.resume()
-      const m = /^bytes=(\d+)-(\d+)$/.exec(String(req.headers['range'] ?? (alwaysPartial ? RANGE : '')))
-      if (m === null) {
-        res.writeHead(200, { 'content-type': 'application/json' }).end(list)
-        return
-      }
-      const [start, end] = [Number(m[1]), Number(m[2])]
-      res.writeHead(206, { 'content-type': 'application/json', 'content-range': `bytes ${start}-${end}/${list.length}` }).end(list.slice(start, end + 1))
-    },
-    routes: [
-      {
-        name: 'sealed',
-        methods: ['GET'],
-        path: '/v1/sealed',
-        allow: [SPONSOR_APP],
-        upstream: 'backend',
-        requestHeaders: ['range', 'if-range'],
-        responseHeaders: ['content-range'],
-        transforms: { response: [{ type: 'seal', recipients: 'th', fields: SENSITIVE_FIELDS.map((f) => `/records/*${f}`) }] },
-      },
-      { name: 'plain', methods: ['GET'], path: '/v1/plain', allow: [SPONSOR_APP], upstream: 'backend', requestHeaders: ['range'], responseHeaders: ['content-range'] },
-    ],
-  })
+  // An origin that honours ranges, as static-file servers and many frameworks do; or one that
+  // answers 206 whatever it was asked.
+  const ranges: UpstreamHandler = (req, res) => {
+    req.resume()
+    const m = /^bytes=(\d+)-(\d+)$/.exec(String(req.headers['range'] ?? (alwaysPartial ? RANGE : '')))
+    if (m === null) {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(list)
+      return
+    }
+    const [start, end] = [Number(m[1]), Number(m[2])]
+    res.writeHead(206, { 'content-type': 'application/json', 'content-range': `bytes ${start}-${end}/${list.length}` }).end(list.slice(start, end + 1))
+  }
+  const s = await startSealedAndPlainRoutes(ranges, { requestHeaders: ['range', 'if-range'], responseHeaders: ['content-range'] })
   t.teardown(s.close)
 
   const ranged = await s.gw.request('/v1/sealed', { headers: { range: RANGE, 'if-range': 'Sat, 05 Dec 2026 10:00:00 GMT' } })

@@ -205,6 +205,34 @@ export async function startSealing(opts: {
   }
 }
 
+/**
+ * One gateway, two GET routes to the same upstream: `/v1/sealed`, whose responses have the six
+ * sensitive fields of every record under `/records/*` sealed for the key set `th`, and `/v1/plain`,
+ * with no transform. `headers` widens both routes' header lists alike.
+ */
+export async function startSealedAndPlainRoutes(
+  handler: UpstreamHandler,
+  headers: { requestHeaders?: string[]; responseHeaders?: string[] } = {},
+): Promise<Awaited<ReturnType<typeof startSealing>>> {
+  const dir = await tempDir()
+  const keys = await writeKeyFiles(dir, 'th')
+  const route = { methods: ['GET'], allow: [SPONSOR_APP], upstream: 'backend', ...headers }
+  return startSealing({
+    dir,
+    keys: { th: { file: keys.publicPath } },
+    handler,
+    routes: [
+      {
+        ...route,
+        name: 'sealed',
+        path: '/v1/sealed',
+        transforms: { response: [{ type: 'seal', recipients: 'th', fields: SENSITIVE_FIELDS.map((f) => `/records/*${f}`) }] },
+      },
+      { ...route, name: 'plain', path: '/v1/plain' },
+    ],
+  })
+}
+
 /** An upstream handler that records each request body and answers with a fixed JSON body. */
 export function recordingHandler(
   bodies: Buffer[],
