@@ -3,7 +3,7 @@
  * process or `--workers N`), the bare proxy, the naive field-encrypting proxy, nginx, and the
  * upstream itself ("direct"). Every one speaks mTLS on both sides with the same PKI.
  */
-import { execFileSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { connect, createServer } from 'node:net'
@@ -230,12 +230,9 @@ export function findNginx(): string | undefined {
 }
 
 function nginxVersion(bin: string): string {
-  try {
-    // nginx prints its version on stderr.
-    return execFileSync(bin, ['-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim() || 'nginx'
-  } catch (err) {
-    return String((err as { stderr?: string }).stderr ?? 'nginx').trim()
-  }
+  // nginx prints its version on stderr, and exits 0: execFileSync would return only the empty stdout.
+  const run = spawnSync(bin, ['-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  return /nginx\/[\w.]+/.exec(`${run.stderr ?? ''}${run.stdout ?? ''}`)?.[0] ?? 'nginx'
 }
 
 function freePort(): Promise<number> {
