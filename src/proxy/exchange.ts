@@ -412,9 +412,7 @@ class Exchange {
     if (upstreamRes.statusCode === 206 && route.responseTransforms.length > 0) {
       // No range was asked for (narrowForTransformedResponses drops it): a part is not the document the
       // transforms' patterns describe, and its sensitive members could sit anywhere in it.
-      upstreamBody.destroy()
-      this.#proxy.metrics.upstreamError(route.upstream, 'upstream_bad_response')
-      this.#refuse('upstream_bad_response', 'a 206 partial response on a route whose responses are transformed')
+      this.#refuseUpstreamResponse(upstreamBody, route, 'a 206 partial response on a route whose responses are transformed')
       return
     }
     if (!noBody && (te === undefined ? upstreamRes.headers['content-length'] === undefined : !CHUNKED_ONLY.test(String(te)))) {
@@ -422,9 +420,7 @@ class Exchange {
       // than chunked alone): a cut connection would look like its end, and be relayed, or sealed, as
       // a complete body. A coding such as gzip would also be dropped unseen with the hop-by-hop
       // header. Nothing of it crosses.
-      upstreamBody.destroy()
-      this.#proxy.metrics.upstreamError(route.upstream, 'upstream_bad_response')
-      this.#refuse('upstream_bad_response', 'response delimited by closing the connection (framed by neither content-length nor chunked encoding alone)')
+      this.#refuseUpstreamResponse(upstreamBody, route, 'response delimited by closing the connection (framed by neither content-length nor chunked encoding alone)')
       return
     }
     // The request is still arriving (the upstream answered early): the rest of its body will not be
@@ -537,6 +533,13 @@ class Exchange {
     }
     this.#refuse(fallback, err instanceof Error ? err.message : String(err))
     return
+  }
+
+  /** An upstream answer that cannot be relayed safely: none of its body crosses, and it is counted. */
+  #refuseUpstreamResponse(body: { destroy(): void }, route: CompiledRoute, detail: string): void {
+    body.destroy()
+    this.#proxy.metrics.upstreamError(route.upstream, 'upstream_bad_response')
+    this.#refuse('upstream_bad_response', detail)
   }
 
   /** Terse error to the client, detail to the log; the connection closes if a body was left unread. */
