@@ -1,6 +1,6 @@
 import t from 'tap'
 import { EcluseError } from '../src/errors.js'
-import { ANY_SEGMENT, compileRules, formatPointer, type MatchState, parsePattern } from '../src/transform/json/pointer.js'
+import { ANY_SEGMENT, compileRules, DEEP_SEGMENT, formatPointer, type MatchState, parsePattern, patternsCanOverlap } from '../src/transform/json/pointer.js'
 
 const targets = (...patterns: string[]) => patterns.map((pattern) => ({ pattern, rule: pattern }))
 
@@ -20,12 +20,15 @@ t.test('parses RFC 6901 tokens with ~0 / ~1 escapes and the * wildcard', async (
   t.same(parsePattern('/records/*/passport'), ['records', ANY_SEGMENT, 'passport'])
   // RFC 6901 §4: "~01" is "~1", not "/".
   t.same(parsePattern('/a~1b/m~0n/~01'), ['a/b', 'm~n', '~1'])
-  t.same(parsePattern('/**'), ['**'], 'only a segment that is exactly * is the wildcard')
+  t.same(parsePattern('/***/a*'), ['***', 'a*'], 'only a segment that is exactly * or ** is a wildcard')
+  t.same(parsePattern('/**/passport'), [DEEP_SEGMENT, 'passport'])
+  t.same(parsePattern('/a/**/*/b/**/c'), ['a', DEEP_SEGMENT, ANY_SEGMENT, 'b', DEEP_SEGMENT, 'c'])
   t.equal(formatPointer(['a/b', 3, 'm~n']), '/a~1b/3/m~0n')
 })
 
 t.test('refuses malformed patterns as config_invalid', async (t) => {
-  for (const bad of ['records', '/a/~2', '/a~', '/~x']) {
+  // A trailing ** would target every value below its parent; two in a row say nothing one does not.
+  for (const bad of ['records', '/a/~2', '/a~', '/~x', '/**', '/a/**', '/**/**/a', '/a/**/**/b']) {
     t.throws(() => parsePattern(bad), { code: 'config_invalid' }, bad)
   }
 })
@@ -82,4 +85,60 @@ t.test('a record pattern and targets below it compile together', async (t) => {
   t.equal(stateAt(rules.root, ['meta', 'token'])?.target?.pattern, '/meta/token')
   t.same(rules.record, { pattern: '/records/*', idMember: 'id' })
   t.equal(compileRules({ targets: [] }).root, null, 'no pattern: nothing ever matches')
+})
+
+t.test('a ** segment matches any number of members and indices, none included', async (t) => {
+  const { root } = compileRules({ targets: targets('/**/passport', '/r/**/x/y') })
+  for (const at of [['passport'], ['a', 'passport'], ['records', 3, 'holder', 'passport'], [0, 'passport'], ['passport', 'passport']]) {
+    t.equal(stateAt(root, at)?.target?.pattern, '/**/passport', `/${at.join('/')}`)
+  }
+  t.equal(stateAt(root, ['a', 'passports'])?.target ?? null, null, 'a name is matched exactly')
+  t.equal(stateAt(root, ['passport', 'a'])?.target ?? null, null, 'below a match, only another match')
+  t.not(stateAt(root, ['a', 'b', 'c']), null, 'never a dead state under **: a match can come at any depth')
+  t.equal(stateAt(root, ['a', 'b'])?.holdsTargets, true, 'every object may hold one (strip removes members)')
+  for (const at of [['r', 'x', 'y'], ['r', 1, 'x', 'y'], ['r', 'x', 'x', 'y'], ['r', 'q', 'x', 'z', 'x', 'y']]) {
+    t.equal(stateAt(root, at)?.target?.pattern, '/r/**/x/y', `/${at.join('/')}`)
+  }
+  for (const at of [['x', 'y'], ['q', 'r', 'x', 'y'], ['r', 'x', 'z', 'y']]) {
+    t.equal(stateAt(root, at)?.target ?? null, null, `not /${at.join('/')}`)
+  }
+  const folded = stateAt(root, ['deep', 'down'])?.folded
+  t.equal(folded?.get('passport'), 'passport', 'the name is case-checked at every depth')
+})
+
+t.test('a ** pattern may match inside a targeted value, which takes it along; nothing else may', async (t) => {
+  const { root } = compileRules({ targets: targets('/photo', '/**/name') })
+  t.equal(stateAt(root, ['photo'])?.target?.pattern, '/photo')
+  t.equal(stateAt(root, ['contact', 'name'])?.target?.pattern, '/**/name')
+  t.equal(stateAt(root, ['name'])?.target?.pattern, '/**/name', 'the outermost name is the target…')
+  t.equal(stateAt(root, ['name', 'name'])?.target?.pattern, '/**/name', '…and one inside it goes with it')
+
+  const cases: [string, Parameters<typeof compileRules<string>>[0]][] = [
+    ['a ** pattern and a literal one for one value', { targets: targets('/**/name', '/person/name') }],
+    ['two ** patterns for one value', { targets: targets('/**/name', '/a/**/name') }],
+    ['a ** target holding a literal pattern', { targets: targets('/**/person', '/person/name') }],
+    ['a literal target holding a ** pattern that starts inside it', { targets: targets('/person', '/person/**/name') }],
+    ['a record pattern with **', { targets: targets('/x'), record: { pattern: '/**/records', idMember: 'id' } }],
+    ['a ** target holding the record', { targets: targets('/**/records'), record: { pattern: '/records/*', idMember: 'id' } }],
+  ]
+  for (const [name, spec] of cases) t.throws(() => compileRules(spec), { code: 'config_invalid' }, name)
+
+  // Where a ** pattern meets a record's place, the target takes that value whole.
+  const withRecords = compileRules({ targets: targets('/**/name'), record: { pattern: '/records/*', idMember: 'id' } })
+  t.equal(stateAt(withRecords.root, ['records', 0])?.isRecord, true, 'records of an array stay records')
+  t.equal(stateAt(withRecords.root, ['records', 0, 'name'])?.target?.pattern, '/**/name', 'and their names are targets')
+  t.equal(stateAt(withRecords.root, ['records', 'name'])?.isRecord, false, 'records/name of an object is the target, not a record')
+  t.equal(stateAt(withRecords.root, ['records', 'name'])?.target?.pattern, '/**/name')
+})
+
+t.test('patternsCanOverlap answers whether a location can match both globs', async (t) => {
+  const p = parsePattern
+  t.equal(patternsCanOverlap(p('/**/id'), p('/records/*/id')), true)
+  t.equal(patternsCanOverlap(p('/**/id'), p('/id')), true, '** matches zero segments')
+  t.equal(patternsCanOverlap(p('/a/**/id'), p('/b/*/id')), false)
+  t.equal(patternsCanOverlap(p('/**/x/**/y'), p('/y/x/q/y')), true)
+  t.equal(patternsCanOverlap(p('/**/x/y'), p('/**/z/y')), false, 'the last segments differ')
+  t.equal(patternsCanOverlap(p('/**/x'), p('/*/**/x')), true)
+  t.equal(patternsCanOverlap(p('/a/b'), p('/a/b/c')), false, 'different depths without **')
+  t.equal(patternsCanOverlap(p('/*/*'), p('/a/b')), true)
 })

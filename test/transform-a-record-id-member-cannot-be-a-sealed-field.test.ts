@@ -17,9 +17,15 @@ t.test('a field that can match the records’ id member is refused; any other co
     [['/records/0/id'], { pattern: '/records/*', id: 'id' }],
     // NDJSON, each line a record.
     [['/id'], { pattern: '', id: 'id' }],
+    // A name at any depth is also the id's.
+    [['/**/id'], { pattern: '/records/*', id: 'id' }],
+    [['/records/**/id'], { pattern: '/records/*', id: 'id' }],
+    [['/**/*'], { pattern: '', id: 'id' }],
   ] as Array<[string[], { pattern: string; id: string }]>) {
     t.throws(() => compile(fields, records), { code: 'config_invalid', message: new RegExp(`can match the records' id member "${records.id}", which is bound in plaintext`) }, fields.join(', '))
   }
   t.doesNotThrow(() => compile(['/records/*/holder/passportNumber', '/records/*/name'], { pattern: '/records/*', id: 'id' }), 'a field beside the id')
   t.doesNotThrow(() => compile(['/records/*/ids'], { pattern: '/records/*', id: 'id' }), 'a member whose name only starts like the id')
+  t.doesNotThrow(() => compile(['/**/name'], { pattern: '/records/*', id: 'id' }), 'a name at any depth beside the id')
+  t.doesNotThrow(() => compile(['/meta/**/id'], { pattern: '/records/*', id: 'id' }), 'ids at any depth elsewhere than the records')
 })

@@ -12,7 +12,7 @@ import { z } from 'zod'
 import type { KeySet } from '../crypto/keys.js'
 import { EcluseError, type ErrorCode, isEcluseError } from '../errors.js'
 import type { CryptoOp, CryptoOpMetrics, CryptoRouteMetrics } from '../observability/metrics.js'
-import { ANY_SEGMENT, type CompiledRules, compileRules, formatPointer, parsePattern } from './json/pointer.js'
+import { ANY_SEGMENT, type CompiledRules, compileRules, formatPointer, isDeepPattern, parsePattern, patternsCanOverlap } from './json/pointer.js'
 import { JSON_REWRITER_DEFAULTS, JsonRewriter, type JsonTarget, type JsonValueHandler } from './json/rewriter.js'
 import type { Direction, MessageHeaders, TransformContext, TransformEnv } from './types.js'
 
@@ -152,17 +152,16 @@ export function compileFieldRules(opts: {
   }
 }
 
-/** Whether field `pattern` can match the id member of a record of `records` (a `*` matches anything). */
+/** Whether field `pattern` can match the id member of a record of `records` (`*` and `**` match anything). */
 function canMatchIdMember(pattern: string, records: { pattern: string; id: string }): boolean {
-  const field = parsePattern(pattern)
-  const location = [...parsePattern(records.pattern), records.id]
-  return field.length === location.length && field.every((seg, i) => seg === ANY_SEGMENT || location[i] === ANY_SEGMENT || seg === location[i])
+  return patternsCanOverlap(parsePattern(pattern), [...parsePattern(records.pattern), records.id])
 }
 
 /**
  * The constant claims of a field pattern (see `FieldRule`). A literal segment stands for exactly one
  * name or index, and `formatPointer` of a concrete location spells it as the pattern does (RFC 6901
- * has one spelling per token), so without a wildcard the claim is known before any value is seen.
+ * has one spelling per token), so without a wildcard (in the part it claims; none at all for `**`)
+ * the claim is known before any value is seen.
  * A pattern that is not valid is left to `compileRules` to refuse.
  */
 function fieldRule(pattern: string, recordPattern: string | undefined, recordDepth: number): FieldRule {
@@ -172,7 +171,8 @@ function fieldRule(pattern: string, recordPattern: string | undefined, recordDep
   } catch {
     return { claim: undefined, recordClaim: undefined }
   }
-  const literal = (from: number) => segments.slice(from).every((seg) => seg !== ANY_SEGMENT)
+  // After a `**` a segment's depth varies: a deep pattern's claims always come from the location.
+  const literal = (from: number) => !isDeepPattern(segments) && segments.slice(from).every((seg) => typeof seg === 'string')
   const claim = literal(0) ? formatPointer(segments as string[]) : undefined
   const recordClaim =
     recordPattern !== undefined && segments.length > recordDepth && literal(recordDepth)
@@ -307,6 +307,11 @@ export function pointerClaim(target: JsonTarget<FieldRule>, recordPattern: strin
  */
 export function pointerForLog(target: JsonTarget<FieldRule>, depth = target.pointer.length): string {
   const pattern = parsePattern(target.pattern)
+  if (isDeepPattern(pattern)) {
+    // Which names a `**` matched is not worth a search: a name is shown only if the pattern spells it.
+    const spelled = new Set(pattern.filter((seg) => typeof seg === 'string'))
+    return formatPointer(target.pointer.slice(0, depth).map((seg) => (typeof seg === 'number' || spelled.has(seg) ? seg : '*')))
+  }
   if (pattern.length !== target.pointer.length) return target.pattern
   const shown = target.pointer.slice(0, depth).map((seg, i) => (pattern[i] === ANY_SEGMENT && typeof seg !== 'number' ? '*' : seg))
   return formatPointer(shown)

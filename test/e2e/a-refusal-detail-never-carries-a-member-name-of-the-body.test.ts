@@ -24,6 +24,7 @@ t.test('refusals name the pattern, not the member names a * matched, and quote h
     routes: [
       { name: 'check', methods: ['POST'], path: '/v1/check', allow: [SPONSOR_APP], upstream: 'backend', transforms: { request: [{ type: 'require-sealed', recipients: 'th', fields: ['/people/*/passport'] }] } },
       { name: 'open', methods: ['POST'], path: '/v1/open', allow: [SPONSOR_APP], upstream: 'backend', transforms: { request: [{ type: 'open', keys: 'th-private', fields: ['/people/*/passport'] }] } },
+      { name: 'deep', methods: ['POST'], path: '/v1/deep', allow: [SPONSOR_APP], upstream: 'backend', transforms: { request: [{ type: 'require-sealed', recipients: 'th', fields: ['/**/passport'] }] } },
     ],
   })
   t.teardown(s.close)
@@ -36,12 +37,16 @@ t.test('refusals name the pattern, not the member names a * matched, and quote h
   const forged = `${header}.AAAA.AAAAAAAAAAAAAAAA.AAAA.AAAAAAAAAAAAAAAAAAAAAA`
   const opened = await s.gw.request('/v1/open', { method: 'POST', headers: json, body: JSON.stringify({ people: { [KEY]: { passport: forged } } }) })
   t.equal(opened.status, 400)
+  // Under a ** pattern, only the names the pattern spells are shown (which ones ** matched is not searched).
+  const deep = await s.gw.request('/v1/deep', { method: 'POST', headers: json, body: JSON.stringify({ people: [{ [KEY]: { passport: CANARY.passport } }] }) })
+  t.equal(deep.status, 422)
   t.equal(bodies.length, 0, 'nothing reached the upstream')
 
   const details = s.gw.logs.find('request refused').map((l) => String(l['detail']))
-  t.equal(details.length, 2)
+  t.equal(details.length, 3)
   t.match(details[0], /^\/people\/\*\/passport: /, 'named by its pattern')
   t.match(details[1], /^\/people\/\*\/passport: /)
+  t.match(details[2], /^\/\*\/0\/\*\/passport: /, 'named by its location, every name the pattern does not spell masked')
   t.match(details[1], 'header parameter "x\\u2028{\\"level\\":60}\\u202eevil" not allowed', 'the header name quoted in printable ASCII')
   const log = s.gw.logs.raw.join('\n')
   t.equal(leaksCanary(log), undefined, 'no sensitive value (here a member name) in the log')

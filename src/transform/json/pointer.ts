@@ -1,11 +1,13 @@
 /**
- * JSON Pointer patterns (RFC 6901 with a `*` wildcard segment) compiled once at boot into a
+ * JSON Pointer patterns (RFC 6901 with wildcard segments) compiled once at boot into a
  * deterministic matcher, so the rewriter's hot path does one `Map` lookup per member or element.
  *
  * A pattern is an RFC 6901 pointer (`/records/0/passport`, `~0` for `~`, `~1` for `/`) in which a
- * segment that is exactly `*` matches any member name and any array index. A literal segment that
- * is a canonical array index (`0`, `17`, never `01` or `-`) matches that array index as well as the
- * member of that name (RFC 6901 §4: a reference token applies to whichever container it meets).
+ * segment that is exactly `*` matches any member name and any array index, and a segment that is
+ * exactly `**` matches any number of them, none included (`/**\/passport`: a `passport` member at
+ * any depth). A literal segment that is a canonical array index (`0`, `17`, never `01` or `-`)
+ * matches that array index as well as the member of that name (RFC 6901 §4: a reference token
+ * applies to whichever container it meets).
  *
  * The patterns are compiled into a trie and then, by subset construction, into a DFA whose states
  * already know every pattern they may be in: a wildcard and a literal that both match are merged at
@@ -16,11 +18,14 @@ import { EcluseError } from '../../errors.js'
 /** A location in a JSON document: member names and array indices, outermost first. */
 export type JsonPointer = readonly (string | number)[]
 
-/** The wildcard segment of a pattern. */
+/** The wildcard segment of a pattern (`*`): one member name or array index. */
 export const ANY_SEGMENT: unique symbol = Symbol('json-pointer-any')
 
-/** One parsed pattern segment: a member name / index token, or the wildcard. */
-export type PatternSegment = string | typeof ANY_SEGMENT
+/** The deep wildcard segment of a pattern (`**`): any number of member names and array indices. */
+export const DEEP_SEGMENT: unique symbol = Symbol('json-pointer-deep')
+
+/** One parsed pattern segment: a member name / index token, or a wildcard. */
+export type PatternSegment = string | typeof ANY_SEGMENT | typeof DEEP_SEGMENT
 
 /** A target pattern and the data the action receives when it matches (an action name, key id…). */
 export interface JsonTargetSpec<R> {
@@ -117,10 +122,13 @@ function invalid(detail: string): EcluseError {
 }
 
 /**
- * Parses one pattern. `''` is the whole document; otherwise every segment starts with `/`.
+ * Parses one pattern. `''` is the whole document; otherwise every segment starts with `/`. A `**`
+ * must be followed by a segment other than `**`: `/a/**` would target every value below `/a`, and
+ * `/**\/**` says nothing `/**` does not.
  *
  * @example
  * parsePattern('/records/*\/pass~1port') // ['records', ANY_SEGMENT, 'pass/port']
+ * parsePattern('/**\/passport')          // [DEEP_SEGMENT, 'passport']
  */
 export function parsePattern(pattern: string): PatternSegment[] {
   if (typeof pattern !== 'string') throw invalid('a JSON pointer pattern must be a string')
@@ -132,11 +140,41 @@ export function parsePattern(pattern: string): PatternSegment[] {
       out.push(ANY_SEGMENT)
       continue
     }
+    if (raw === '**') {
+      if (out.at(-1) === DEEP_SEGMENT) throw invalid(`JSON pointer pattern "${pattern}" has "**" twice in a row`)
+      out.push(DEEP_SEGMENT)
+      continue
+    }
     // RFC 6901 §3: "~" is only valid as "~0" or "~1"; §4: decode "~1" before "~0".
     if (/~(?![01])/.test(raw)) throw invalid(`JSON pointer pattern "${pattern}" has an invalid "~" escape`)
     out.push(raw.replace(/~1/g, '/').replace(/~0/g, '~'))
   }
+  if (out.at(-1) === DEEP_SEGMENT) throw invalid(`JSON pointer pattern "${pattern}" ends with "**": name what it stands before`)
   return out
+}
+
+/** Whether `segments` has a `**` (its values' locations then vary in depth). */
+export function isDeepPattern(segments: readonly PatternSegment[]): boolean {
+  return segments.includes(DEEP_SEGMENT)
+}
+
+/**
+ * Whether some location matches both patterns (each may have `*` and `**` segments): the search of
+ * a glob against a glob, memoised over positions (patterns are short and come from configuration).
+ */
+export function patternsCanOverlap(a: readonly PatternSegment[], b: readonly PatternSegment[]): boolean {
+  const seen = new Set<number>()
+  const from = (i: number, j: number): boolean => {
+    const at = i * (b.length + 1) + j
+    if (seen.has(at)) return false
+    seen.add(at)
+    if (i === a.length && j === b.length) return true
+    if (i < a.length && a[i] === DEEP_SEGMENT && (from(i + 1, j) || (j < b.length && b[j] !== DEEP_SEGMENT && from(i, j + 1)))) return true
+    if (j < b.length && b[j] === DEEP_SEGMENT && (from(i, j + 1) || (i < a.length && a[i] !== DEEP_SEGMENT && from(i + 1, j)))) return true
+    if (i === a.length || j === b.length || a[i] === DEEP_SEGMENT || b[j] === DEEP_SEGMENT) return false
+    return (a[i] === ANY_SEGMENT || b[j] === ANY_SEGMENT || a[i] === b[j]) && from(i + 1, j + 1)
+  }
+  return from(0, 0)
 }
 
 /** Formats a location as an RFC 6901 pointer string (for logs; member names are not secrets). */
@@ -152,10 +190,18 @@ class TrieNode {
   readonly id: number
   readonly children = new Map<string, TrieNode>()
   any: TrieNode | null = null
+  /** The `**` after this node: a location here is also at `deep`, which stays on any segment. */
+  deep: TrieNode | null = null
   readonly targets: number[] = []
   record = false
-  constructor(id: number) {
+  /** At or below a `**`: reached only by patterns that have one. */
+  readonly underDeep: boolean
+  /** A `**` node itself: it matches one more segment of any kind, so it stays on every one. */
+  readonly loops: boolean
+  constructor(id: number, underDeep: boolean, loops = false) {
     this.id = id
+    this.underDeep = underDeep
+    this.loops = loops
   }
 }
 
@@ -164,7 +210,11 @@ class TrieNode {
  * `config_invalid`, every ambiguous set: two patterns that can match the same location (which
  * action would win?), a target at the document root (use whole-body sealing), a target that can
  * contain another target or the record (the inner one would never be seen, since a targeted value
- * is handed over whole), and a record pattern that can match a targeted value.
+ * is handed over whole), a record pattern that can match a targeted value, and a record pattern
+ * with `**` (records sit at fixed places). What a `**` pattern meets is allowed: it may match inside
+ * a targeted value (`/**\/name` inside a `name`, or inside `/photo`), which takes it along whole, and
+ * where it matches a record's place (`/records/name` of records in an object) the target takes the
+ * record whole; otherwise no `**` pattern could sit beside another field or a record pattern.
  *
  * @example
  * const rules = compileRules({
@@ -177,17 +227,20 @@ export function compileRules<R>(spec: JsonRulesSpec<R>): CompiledRules<R> {
     throw invalid('JSON rules need a "targets" list')
   }
   let nextId = 0
-  const trie = new TrieNode(nextId++)
+  const trie = new TrieNode(nextId++, false)
   const walk = (segments: readonly PatternSegment[]): TrieNode => {
     let node = trie
     for (const seg of segments) {
       if (seg === ANY_SEGMENT) {
-        node.any ??= new TrieNode(nextId++)
+        node.any ??= new TrieNode(nextId++, node.underDeep)
         node = node.any
+      } else if (seg === DEEP_SEGMENT) {
+        node.deep ??= new TrieNode(nextId++, true, true)
+        node = node.deep
       } else {
         let child = node.children.get(seg)
         if (child === undefined) {
-          child = new TrieNode(nextId++)
+          child = new TrieNode(nextId++, node.underDeep)
           node.children.set(seg, child)
         }
         node = child
@@ -208,13 +261,22 @@ export function compileRules<R>(spec: JsonRulesSpec<R>): CompiledRules<R> {
   if (spec.record !== undefined) {
     const { pattern, idMember } = spec.record
     if (typeof idMember !== 'string') throw invalid('a record needs an "idMember" name')
-    walk(parsePattern(pattern)).record = true
+    const segments = parsePattern(pattern)
+    if (isDeepPattern(segments)) throw invalid(`the record pattern "${pattern}" cannot have "**": records sit at fixed places`)
+    walk(segments).record = true
     record = { pattern, idMember }
   }
 
-  // Subset construction: a DFA state is the set of trie nodes a location can be in.
+  // Subset construction: a DFA state is the set of trie nodes a location can be in. A node with a
+  // `**` after it puts that `**` node in the set too (it matches zero segments), and a `**` node
+  // stays in the set on every segment (it matches one more).
   const memo = new Map<string, MatchState<R>>()
-  const build = (nodes: TrieNode[]): MatchState<R> | null => {
+  const build = (reached: TrieNode[]): MatchState<R> | null => {
+    const nodes = [...new Set(reached)]
+    for (let k = 0; k < nodes.length; k++) {
+      const deep = nodes[k]!.deep
+      if (deep !== null && !nodes.includes(deep)) nodes.push(deep)
+    }
     if (nodes.length === 0) return null
     nodes.sort((a, b) => a.id - b.id)
     const key = nodes.map((n) => n.id).join(',')
@@ -237,6 +299,7 @@ export function compileRules<R>(spec: JsonRulesSpec<R>): CompiledRules<R> {
     const names = new Set<string>()
     for (const n of nodes) {
       if (n.any !== null) anyNext.push(n.any)
+      if (n.loops) anyNext.push(n)
       for (const k of n.children.keys()) names.add(k)
     }
     state.other = build([...anyNext])
@@ -256,9 +319,15 @@ export function compileRules<R>(spec: JsonRulesSpec<R>): CompiledRules<R> {
 
     const children = state.names === null ? [] : [...state.names.values()]
     if (state.other !== null) children.push(state.other)
+    if (state.target !== null && state.isRecord) {
+      // `/**\/name` can meet `/records/name` where records sit in an object: the target takes that
+      // value whole, as it takes anything it contains. A fixed pattern there is a mistake.
+      if (!isDeepPattern(state.target.segments)) throw invalid(`the record pattern can match the targeted value "${state.target.pattern}"`)
+      state.isRecord = false
+    }
     if (state.target !== null) {
-      if (state.isRecord) throw invalid(`the record pattern can match the targeted value "${state.target.pattern}"`)
-      if (children.length > 0) {
+      // What can match inside a targeted value: only `**` patterns may (the value takes them with it).
+      if (nodes.some((n) => !n.underDeep && (n.children.size > 0 || n.any !== null || n.deep !== null))) {
         throw invalid(`the targeted value "${state.target.pattern}" can contain another target or the record`)
       }
     }
