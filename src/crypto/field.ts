@@ -790,6 +790,11 @@ export class FieldOpener {
   open(jwe: string, expected: OpenExpectation): Buffer {
     return this.#keks.open(partsOf(jwe, this.#keks.keys, this.#canonical, expected, this.#maxChars, true))
   }
+
+  /** The KEK cache (`erase` it to retire this opener: it then opens nothing). */
+  get kekCache(): KekCache {
+    return this.#keks
+  }
 }
 
 /** `parseCompact` for the field profile, through the canonical fast path when the header is ours. */

@@ -30,6 +30,7 @@ export class KekCache {
   #lastKey: RecipientKey | undefined
   #lastEpk: Epk | undefined
   #lastUnwrapper: KeyUnwrapper | undefined
+  #erased = false
 
   constructor(keys: KeySet, size: number = DEFAULT_KEK_CACHE_SIZE) {
     if (!keys.hasPrivateKeys) throw new EcluseError('key_material_invalid', 'opening needs a private key set')
@@ -38,8 +39,32 @@ export class KekCache {
     this.#size = size
   }
 
+  /** KEKs cached now. */
+  get size(): number {
+    return this.#cache.size
+  }
+
+  /** True once `erase` has run: the cache then opens nothing. */
+  get erased(): boolean {
+    return this.#erased
+  }
+
+  /**
+   * Zeroes every cached KEK and empties the cache for good: its owner is retired (a reload replaced
+   * the route table, and the table's last request has ended). Opening through it afterwards fails.
+   */
+  erase(): void {
+    this.#erased = true
+    for (const unwrapper of this.#cache.values()) unwrapper.erase()
+    this.#cache.clear()
+    this.#lastKey = undefined
+    this.#lastEpk = undefined
+    this.#lastUnwrapper = undefined
+  }
+
   /** The plaintext of one parsed, validated compact JWE (`parseCompact` against `keys`). */
   open(p: CompactParts): Buffer {
+    if (this.#erased) openFailed('the key cache was erased: its route table was retired by a reload')
     if (this.keys.get(p.key.kid) !== p.key) openFailed('parsed against another key set')
     if (p.key.algorithm.kind === 'rsa-oaep') {
       const { cek, ok } = rsaUnwrap(p)

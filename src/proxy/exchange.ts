@@ -22,7 +22,7 @@ import { principalOf, type RequestHandler } from '../listener/sponsor.js'
 import { writeAccessLog } from '../observability/logger.js'
 import type { GatewayMetrics } from '../observability/metrics.js'
 import { normalizeTarget } from '../route/path.js'
-import type { CompiledRoute, RouteTable } from '../route/table.js'
+import { type CompiledRoute, type RouteTable, retireRouteTable } from '../route/table.js'
 import type { BodyTransform, Direction, MessageHeaders, TransformContext } from '../transform/types.js'
 import { UpstreamAbort, type UpstreamPool, type UpstreamResponse, upstreamBodyError } from '../upstream/pool.js'
 import { BodyLimit } from './body-limit.js'
@@ -41,21 +41,37 @@ export interface ProxyState {
 
 /** The request handler bound to the sponsor listener. */
 export class ProxyHandler implements RequestHandler {
-  state: ProxyState
+  #state: ProxyState
   draining = false
   inFlight = 0
   readonly metrics: GatewayMetrics
   readonly log: Logger
   #idleWaiters: Array<() => void> = []
+  /** Exchanges in flight per state: a state a reload replaced is retired when its last one ends. */
+  readonly #users = new Map<ProxyState, number>()
 
   constructor(state: ProxyState, metrics: GatewayMetrics, log: Logger) {
-    this.state = state
+    this.#state = state
     this.metrics = metrics
     this.log = log
   }
 
+  get state(): ProxyState {
+    return this.#state
+  }
+
+  /**
+   * Swaps what new requests are routed with. The replaced state's routes are retired (their
+   * openers' KEK caches erased) at once if no request is using them, else when the last one ends.
+   */
+  set state(next: ProxyState) {
+    const old = this.#state
+    this.#state = next
+    if (old.routes !== next.routes && !this.#users.has(old)) retireRouteTable(old.routes)
+  }
+
   handle(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
-    new Exchange(this, this.state, req, res).run(expectContinue)
+    new Exchange(this, this.#state, req, res).run(expectContinue)
   }
 
   /** Resolves when no request is in flight (used by the drain on shutdown). */
@@ -64,8 +80,20 @@ export class ProxyHandler implements RequestHandler {
     return new Promise((resolve) => this.#idleWaiters.push(resolve))
   }
 
-  exchangeDone(): void {
+  exchangeStarted(state: ProxyState): void {
+    this.inFlight++
+    this.#users.set(state, (this.#users.get(state) ?? 0) + 1)
+  }
+
+  exchangeDone(state: ProxyState): void {
     this.inFlight--
+    const users = this.#users.get(state)! - 1
+    if (users > 0) {
+      this.#users.set(state, users)
+    } else {
+      this.#users.delete(state)
+      if (state.routes !== this.#state.routes) retireRouteTable(state.routes)
+    }
     if (this.inFlight === 0 && this.#idleWaiters.length > 0) {
       const waiters = this.#idleWaiters
       this.#idleWaiters = []
@@ -154,7 +182,7 @@ class Exchange {
     const req = this.#req
     const res = this.#res
     const sponsor = this.#state.sponsor
-    this.#proxy.inFlight++
+    this.#proxy.exchangeStarted(this.#state)
     res.once('close', () => this.#finish())
     res.setHeader(sponsor.requestIdHeader, this.#requestId)
 
@@ -593,7 +621,7 @@ class Exchange {
         code: this.#code,
       })
     }
-    this.#proxy.exchangeDone()
+    this.#proxy.exchangeDone(this.#state)
   }
 }
 

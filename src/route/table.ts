@@ -58,6 +58,17 @@ export interface RouteTable {
   match(method: string, path: string): RouteMatch
 }
 
+/**
+ * Retires a table a reload replaced, once its last request has ended: each transform erases the
+ * key material it keeps between messages (`BodyTransform.retire`). The table routes nothing after.
+ */
+export function retireRouteTable(table: RouteTable): void {
+  for (const route of table.routes) {
+    for (const step of route.requestTransforms) step.retire?.()
+    for (const step of route.responseTransforms) step.retire?.()
+  }
+}
+
 const ROUTE_NOT_FOUND: RouteMatch = Object.freeze({ error: 'route_not_found' as const })
 const METHOD_NOT_ALLOWED: RouteMatch = Object.freeze({ error: 'method_not_allowed' as const })
 

@@ -98,6 +98,15 @@ export class OpenBodyTransform implements BodyTransform {
       routeMetrics: this.#env.metrics?.forRoute(ctx.routeName),
     })
   }
+
+  /** The cache of derived KEKs shared by the route's bodies. */
+  get kekCache(): KekCache {
+    return this.#keks
+  }
+
+  retire(): void {
+    this.#keks.erase()
+  }
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod'
 import { FieldOpener } from '../crypto/field.js'
+import type { KekCache } from '../crypto/kek-cache.js'
 import { EcluseError, isEcluseError } from '../errors.js'
 import type { CryptoOpMetrics } from '../observability/metrics.js'
 import { isOneStrictJsonValue, type JsonTarget } from './json/rewriter.js'
@@ -128,6 +129,15 @@ export class OpenTransform implements BodyTransform {
       opMetrics: this.#metrics,
       routeMetrics: this.#env.metrics?.forRoute(ctx.routeName),
     })
+  }
+
+  /** The opener's cache of derived KEKs (shared by the route's messages). */
+  get kekCache(): KekCache {
+    return this.#opener.kekCache
+  }
+
+  retire(): void {
+    this.#opener.kekCache.erase()
   }
 }
 

@@ -44,6 +44,12 @@ export interface BodyTransform {
    * that errors later aborts the message (fail closed: a truncated body is never passed as complete).
    */
   begin(ctx: TransformContext): Duplex | null
+  /**
+   * Called once when the route table holding this step is retired: a reload replaced it and the
+   * last request that began under it has ended. A step that keeps key material between messages
+   * (an opener's cache of derived KEKs) erases it here; nothing calls `begin` afterwards.
+   */
+  retire?(): void
 }
 
 /** Everything a transform factory may need at boot. */
