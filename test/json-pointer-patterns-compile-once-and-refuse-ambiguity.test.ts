@@ -1,6 +1,6 @@
 import t from 'tap'
 import { EcluseError } from '../src/errors.js'
-import { ANY_SEGMENT, compileRules, DEEP_SEGMENT, formatPointer, type MatchState, parsePattern, patternsCanOverlap } from '../src/transform/json/pointer.js'
+import { ANY_SEGMENT, compileRules, DEEP_SEGMENT, formatPointer, MAX_MATCH_STATES, type MatchState, parsePattern, patternsCanOverlap } from '../src/transform/json/pointer.js'
 
 const targets = (...patterns: string[]) => patterns.map((pattern) => ({ pattern, rule: pattern }))
 
@@ -120,6 +120,10 @@ t.test('a ** pattern may match inside a targeted value, which takes it along; no
     ['a literal target holding a ** pattern that starts inside it', { targets: targets('/person', '/person/**/name') }],
     ['a record pattern with **', { targets: targets('/x'), record: { pattern: '/**/records', idMember: 'id' } }],
     ['a ** target holding the record', { targets: targets('/**/records'), record: { pattern: '/records/*', idMember: 'id' } }],
+    // Patterns that can only ever match inside a value another one takes whole never act.
+    ['a ** pattern extending another', { targets: targets('/**/a', '/**/a/b') }],
+    ['a ** pattern extending another through **', { targets: targets('/**/a', '/**/a/**/c') }],
+    ['a ** pattern below every top-level value', { targets: targets('/*', '/**/x/y') }],
   ]
   for (const [name, spec] of cases) t.throws(() => compileRules(spec), { code: 'config_invalid' }, name)
 
@@ -141,4 +145,26 @@ t.test('patternsCanOverlap answers whether a location can match both globs', asy
   t.equal(patternsCanOverlap(p('/**/x'), p('/*/**/x')), true)
   t.equal(patternsCanOverlap(p('/a/b'), p('/a/b/c')), false, 'different depths without **')
   t.equal(patternsCanOverlap(p('/*/*'), p('/a/b')), true)
+})
+
+t.test('a pattern that can never act is refused, naming it', async (t) => {
+  t.throws(() => compileRules({ targets: targets('/*', '/**/x/y') }), { code: 'config_invalid', message: /"\/\*\*\/x\/y" can never act/ })
+  t.doesNotThrow(() => compileRules({ targets: targets('/a/*', '/**/x/y') }), 'it acts outside /a')
+})
+
+t.test('the matcher is built without recursion, and its size is capped with a clear refusal', async (t) => {
+  const deepLiteral = `/**/a${'/b'.repeat(3000)}`
+  t.equal(stateAt(compileRules({ targets: targets(deepLiteral) }).root, ['q', 'a', ...Array(3000).fill('b')])?.target?.pattern, deepLiteral, '3,000 segments after ** compile')
+  t.ok(compileRules({ targets: targets('/'.repeat(5000)) }).root, '5,000 empty-named segments compile')
+  t.throws(
+    () => compileRules({ targets: targets(`/**/a${'/*'.repeat(16)}/b`) }),
+    { code: 'config_invalid', message: new RegExp(`more than ${MAX_MATCH_STATES} states`) },
+    'wildcards after ** that would need exponentially many states',
+  )
+  t.throws(
+    () => compileRules({ targets: targets('/**/x/*/*/*/*/*/*/*/y', '/**/z/*/*/*/*/*/*/*/w') }),
+    { code: 'config_invalid', message: /states/ },
+    'two patterns whose wildcards multiply each other’s states',
+  )
+  t.doesNotThrow(() => compileRules({ targets: targets('/**/a/*/*/*/b') }), 'a few wildcards after ** are fine')
 })

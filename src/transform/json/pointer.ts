@@ -117,6 +117,13 @@ export interface CompiledRules<R = unknown> {
 
 const INDEX_TOKEN = /^(0|[1-9][0-9]{0,15})$/
 
+/**
+ * Most matcher states one rule set may compile to. Plain patterns need about one per segment; a
+ * `**` followed by `*` segments can double them per `*`, and a configuration must not be able to
+ * stall the boot or a reload.
+ */
+export const MAX_MATCH_STATES = 10_000
+
 function invalid(detail: string): EcluseError {
   return new EcluseError('config_invalid', detail)
 }
@@ -269,9 +276,12 @@ export function compileRules<R>(spec: JsonRulesSpec<R>): CompiledRules<R> {
 
   // Subset construction: a DFA state is the set of trie nodes a location can be in. A node with a
   // `**` after it puts that `**` node in the set too (it matches zero segments), and a `**` node
-  // stays in the set on every segment (it matches one more).
+  // stays in the set on every segment (it matches one more). A worklist, not recursion: patterns
+  // are configuration, and their depth must not be bounded by the stack.
   const memo = new Map<string, MatchState<R>>()
-  const build = (reached: TrieNode[]): MatchState<R> | null => {
+  const pending: Array<{ readonly state: MatchState<R>; readonly nodes: readonly TrieNode[] }> = []
+  /** The state of the locations in `reached` (closed under `**`), made and queued on first sight. */
+  const stateOf = (reached: readonly TrieNode[]): MatchState<R> | null => {
     const nodes = [...new Set(reached)]
     for (let k = 0; k < nodes.length; k++) {
       const deep = nodes[k]!.deep
@@ -282,6 +292,9 @@ export function compileRules<R>(spec: JsonRulesSpec<R>): CompiledRules<R> {
     const key = nodes.map((n) => n.id).join(',')
     const known = memo.get(key)
     if (known !== undefined) return known
+    if (memo.size >= MAX_MATCH_STATES) {
+      throw invalid(`JSON patterns too complex: their matcher would need more than ${MAX_MATCH_STATES} states (each "*" after a "**" can double them)`)
+    }
     const state = new MatchState<R>()
     memo.set(key, state)
 
@@ -294,7 +307,23 @@ export function compileRules<R>(spec: JsonRulesSpec<R>): CompiledRules<R> {
       throw invalid(`JSON patterns "${targets[hits[0]!]!.pattern}" and "${targets[hits[1]!]!.pattern}" can match the same value`)
     }
     if (hits.length === 1) state.target = targets[hits[0]!]!
+    if (state.target !== null && state.isRecord) {
+      // `/**\/name` can meet `/records/name` where records sit in an object: the target takes that
+      // value whole, as it takes anything it contains. A fixed pattern there is a mistake.
+      if (!isDeepPattern(state.target.segments)) throw invalid(`the record pattern can match the targeted value "${state.target.pattern}"`)
+      state.isRecord = false
+    }
+    // What can match inside a targeted value: only `**` patterns may (the value takes them along).
+    if (state.target !== null && nodes.some((n) => !n.underDeep && (n.children.size > 0 || n.any !== null || n.deep !== null))) {
+      throw invalid(`the targeted value "${state.target.pattern}" can contain another target or the record`)
+    }
+    pending.push({ state, nodes })
+    return state
+  }
 
+  const root = targets.length === 0 && record === null ? null : stateOf([trie])
+  while (pending.length > 0) {
+    const { state, nodes } = pending.pop()!
     const anyNext: TrieNode[] = []
     const names = new Set<string>()
     for (const n of nodes) {
@@ -302,7 +331,7 @@ export function compileRules<R>(spec: JsonRulesSpec<R>): CompiledRules<R> {
       if (n.loops) anyNext.push(n)
       for (const k of n.children.keys()) names.add(k)
     }
-    state.other = build([...anyNext])
+    state.other = stateOf(anyNext)
     if (names.size > 0) {
       state.names = new Map()
       for (const name of names) {
@@ -311,29 +340,37 @@ export function compileRules<R>(spec: JsonRulesSpec<R>): CompiledRules<R> {
           const c = n.children.get(name)
           if (c !== undefined) next.push(c)
         }
-        state.names.set(name, build(next)!)
+        state.names.set(name, stateOf(next)!)
         if (INDEX_TOKEN.test(name)) state.indexNames = true
       }
       state.folded = new Map([...names].map((name) => [foldName(name), name]))
     }
-
-    const children = state.names === null ? [] : [...state.names.values()]
-    if (state.other !== null) children.push(state.other)
-    if (state.target !== null && state.isRecord) {
-      // `/**\/name` can meet `/records/name` where records sit in an object: the target takes that
-      // value whole, as it takes anything it contains. A fixed pattern there is a mistake.
-      if (!isDeepPattern(state.target.segments)) throw invalid(`the record pattern can match the targeted value "${state.target.pattern}"`)
-      state.isRecord = false
-    }
-    if (state.target !== null) {
-      // What can match inside a targeted value: only `**` patterns may (the value takes them with it).
-      if (nodes.some((n) => !n.underDeep && (n.children.size > 0 || n.any !== null || n.deep !== null))) {
-        throw invalid(`the targeted value "${state.target.pattern}" can contain another target or the record`)
-      }
-    }
-    state.holdsTargets = children.some((c) => c.target !== null)
-    return state
+    state.holdsTargets = state.other?.target != null || (state.names !== null && [...state.names.values()].some((c) => c.target !== null))
   }
+  refuseUnreachableTargets(root, targets)
+  return { root, targets, record }
+}
 
-  return { root: targets.length === 0 && record === null ? null : build([trie]), targets, record }
+/**
+ * A pattern that can only match inside a value another pattern takes whole never acts (`/**\/a` with
+ * `/**\/a/b`, or `/*` with `/**\/x/y`): a configuration that says it would is refused. The live
+ * targets are those met from the root without entering a targeted value.
+ */
+function refuseUnreachableTargets<R>(root: MatchState<R> | null, targets: readonly CompiledTarget<R>[]): void {
+  const live = new Set<CompiledTarget<R>>()
+  const seen = new Set<MatchState<R>>()
+  const queue: MatchState<R>[] = root === null ? [] : [root]
+  while (queue.length > 0) {
+    const state = queue.pop()!
+    if (seen.has(state)) continue
+    seen.add(state)
+    if (state.target !== null) {
+      live.add(state.target)
+      continue
+    }
+    if (state.other !== null) queue.push(state.other)
+    if (state.names !== null) queue.push(...state.names.values())
+  }
+  const dead = targets.find((t) => !live.has(t))
+  if (dead !== undefined) throw invalid(`the pattern "${dead.pattern}" can never act: every value it matches is inside a value another pattern takes whole`)
 }
