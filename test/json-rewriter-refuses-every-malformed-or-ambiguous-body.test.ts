@@ -73,6 +73,10 @@ const cases: Case[] = [
   ['a duplicate spelt with \\/', '{"a/b":1,"a\\/b":2}', 'json_invalid'],
   ['a duplicate deep in an untargeted value', '{"x":[{"k":{"d":1,"e":2,"d":3}}]}', 'json_invalid', ['/y']],
   ['a duplicate inside a targeted value', '{"passport":{"n":1,"n":2}}', 'json_invalid', ['/passport']],
+  // case variants of a targeted name, as case-insensitive consumers would read them
+  ['a case variant of a targeted name', '{"holder":{"BirthDate":"1911"}}', 'json_invalid', ['/holder/birthDate']],
+  ['İ (U+0130) for i, which a Turkish-locale consumer lower-cases to i', '{"holder":{"b\u0130rthDate":"1911"}}', 'json_invalid', ['/holder/birthDate']],
+  ['İ raw, at any depth under **', '{"a":[{"bİrthDate":"1911"}]}', 'json_invalid', ['/**/birthDate']],
   // limits
   ['nesting beyond maxDepth', '[[[[1]]]]', 'json_invalid', [], { maxDepth: 3 }],
   ['a member name beyond its cap', `{"${'n'.repeat(17)}":1}`, 'json_invalid', [], { maxMemberNameBytes: 16 }],

@@ -99,12 +99,15 @@ export class MatchState<R> {
   }
 }
 
+const DOTTED_I = /i\u0307/g
+
 /**
  * A member name as case-insensitive consumers compare it: upper-cased then lower-cased, so that the
- * letters that fold onto ASCII ones do too (`ſ` → s, the Kelvin sign → k, dotless `ı` → i).
+ * letters that fold onto ASCII ones do too (`ſ` → s, the Kelvin sign → k, dotless `ı` → i), and
+ * the dotted capital `İ` as i: the root locale lower-cases it to i + U+0307, a Turkish one to i.
  */
 export function foldName(name: string): string {
-  return name.toUpperCase().toLowerCase()
+  return name.toUpperCase().toLowerCase().replace(DOTTED_I, 'i')
 }
 
 /** A rule set compiled at boot; share it between every stream of a route. */
