@@ -189,6 +189,13 @@ export class SponsorListener {
     const run = (r: IncomingMessage, s: ServerResponse, e: boolean) => {
       turn.busy = true
       s.once('close', () => {
+        if (socket.destroyed) {
+          // The connection is gone, and Node never closes the responses still queued on it: the
+          // requests waiting their turn are dropped, never begun (their exchanges would never end).
+          for (const [waiting] of turn.waiting.splice(0)) waiting.destroy()
+          turn.busy = false
+          return
+        }
         // Reading again: the next request's body may still be on the wire.
         socket.resume()
         const next = turn.waiting.shift()

@@ -47,8 +47,8 @@ export class ProxyHandler implements RequestHandler {
   readonly metrics: GatewayMetrics
   readonly log: Logger
   #idleWaiters: Array<() => void> = []
-  /** Exchanges in flight per state: a state a reload replaced is retired when its last one ends. */
-  readonly #users = new Map<ProxyState, number>()
+  /** Exchanges in flight per route table: a table a reload replaced is retired when its last one ends. */
+  readonly #users = new Map<RouteTable, number>()
 
   constructor(state: ProxyState, metrics: GatewayMetrics, log: Logger) {
     this.#state = state
@@ -67,7 +67,7 @@ export class ProxyHandler implements RequestHandler {
   set state(next: ProxyState) {
     const old = this.#state
     this.#state = next
-    if (old.routes !== next.routes && !this.#users.has(old)) retireRouteTable(old.routes)
+    if (old.routes !== next.routes && !this.#users.has(old.routes)) retireRouteTable(old.routes)
   }
 
   handle(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
@@ -82,16 +82,16 @@ export class ProxyHandler implements RequestHandler {
 
   exchangeStarted(state: ProxyState): void {
     this.inFlight++
-    this.#users.set(state, (this.#users.get(state) ?? 0) + 1)
+    this.#users.set(state.routes, (this.#users.get(state.routes) ?? 0) + 1)
   }
 
   exchangeDone(state: ProxyState): void {
     this.inFlight--
-    const users = this.#users.get(state)! - 1
+    const users = this.#users.get(state.routes)! - 1
     if (users > 0) {
-      this.#users.set(state, users)
+      this.#users.set(state.routes, users)
     } else {
-      this.#users.delete(state)
+      this.#users.delete(state.routes)
       if (state.routes !== this.#state.routes) retireRouteTable(state.routes)
     }
     if (this.inFlight === 0 && this.#idleWaiters.length > 0) {

@@ -4,6 +4,8 @@
  * gateway hold thousands of exchanges (≈ 5 KB each for 31 bytes sent). Now one exchange per
  * connection runs at a time, the next waits with the socket paused, and a connection with more than
  * MAX_PIPELINED_REQUESTS waiting is closed (counted as `overloaded`); in-order pipelining still works.
+ * A connection that goes away with requests waiting ends every exchange: none is left counted in
+ * flight (which would stall the drain and keep a reloaded route table, and its keys, alive).
  */
 import tls from 'node:tls'
 import t from 'tap'
@@ -52,4 +54,23 @@ t.test('a connection that pipelines a flood into a stalled upstream is closed; t
   const m = await h.metrics()
   t.equal(metricValue(m, 'ecluse_rejected_requests_total', { reason: 'overloaded' }), 1)
   t.equal(h.logs.find('sponsor connection pipelined too many requests; closed')[0]?.['waiting'], MAX_PIPELINED_REQUESTS)
+})
+
+t.test('a connection cut with a request waiting its turn leaves no exchange in flight', async (t) => {
+  const h = await Harness.start({
+    handler: (req, res) => {
+      setTimeout(() => res.end(`answer ${req.url}`), 200)
+    },
+  })
+  t.teardown(() => h.close())
+  const socket = tls.connect(h.sponsorTls())
+  socket.on('error', () => {})
+  await new Promise<void>((resolve) => socket.on('secureConnect', () => resolve()))
+  socket.write(GET('/v1/records/1') + GET('/v1/records/2'))
+  for (let i = 0; i < 100 && h.upstream.hits === 0; i++) await new Promise((r) => setTimeout(r, 10))
+  t.equal(h.gateway.proxy.inFlight, 1, 'the first exchange runs, the second waits')
+  socket.destroy()
+  for (let i = 0; i < 100 && h.gateway.proxy.inFlight > 0; i++) await new Promise((r) => setTimeout(r, 10))
+  t.equal(h.gateway.proxy.inFlight, 0, 'none left in flight')
+  t.equal(h.upstream.hits, 1, 'the waiting request never began: nothing of it reached the upstream')
 })

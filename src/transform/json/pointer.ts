@@ -122,8 +122,9 @@ const INDEX_TOKEN = /^(0|[1-9][0-9]{0,15})$/
 
 /**
  * Most matcher states one rule set may compile to. Plain patterns need about one per segment; a
- * `**` followed by `*` segments can double them per `*`, and a configuration must not be able to
- * stall the boot or a reload.
+ * `**` followed by `*` segments can double them per `*`, and several such patterns multiply each
+ * other's (a location can be part-way through any subset of them). A configuration must not be
+ * able to stall the boot or a reload.
  */
 export const MAX_MATCH_STATES = 10_000
 
@@ -296,7 +297,9 @@ export function compileRules<R>(spec: JsonRulesSpec<R>): CompiledRules<R> {
     const known = memo.get(key)
     if (known !== undefined) return known
     if (memo.size >= MAX_MATCH_STATES) {
-      throw invalid(`JSON patterns too complex: their matcher would need more than ${MAX_MATCH_STATES} states (each "*" after a "**" can double them)`)
+      throw invalid(
+        `JSON patterns too complex: their matcher would need more than ${MAX_MATCH_STATES} states ("*" segments after a "**" multiply them, the more so across several such patterns)`,
+      )
     }
     const state = new MatchState<R>()
     memo.set(key, state)
