@@ -170,22 +170,33 @@ export function isDeepPattern(segments: readonly PatternSegment[]): boolean {
 }
 
 /**
- * Whether some location matches both patterns (each may have `*` and `**` segments): the search of
- * a glob against a glob, memoised over positions (patterns are short and come from configuration).
+ * Whether some location matches both patterns (each may have `*` and `**` segments): a glob against
+ * a glob, decided over every pair of suffixes, last first (no recursion: patterns are configuration).
  */
 export function patternsCanOverlap(a: readonly PatternSegment[], b: readonly PatternSegment[]): boolean {
-  const seen = new Set<number>()
-  const from = (i: number, j: number): boolean => {
-    const at = i * (b.length + 1) + j
-    if (seen.has(at)) return false
-    seen.add(at)
-    if (i === a.length && j === b.length) return true
-    if (i < a.length && a[i] === DEEP_SEGMENT && (from(i + 1, j) || (j < b.length && b[j] !== DEEP_SEGMENT && from(i, j + 1)))) return true
-    if (j < b.length && b[j] === DEEP_SEGMENT && (from(i, j + 1) || (i < a.length && a[i] !== DEEP_SEGMENT && from(i + 1, j)))) return true
-    if (i === a.length || j === b.length || a[i] === DEEP_SEGMENT || b[j] === DEEP_SEGMENT) return false
-    return (a[i] === ANY_SEGMENT || b[j] === ANY_SEGMENT || a[i] === b[j]) && from(i + 1, j + 1)
+  const w = b.length + 1
+  // can[i * w + j]: some location suffix matches both a[i..] and b[j..].
+  const can = new Uint8Array((a.length + 1) * w)
+  for (let i = a.length; i >= 0; i--) {
+    for (let j = b.length; j >= 0; j--) {
+      const x = a[i]
+      const y = b[j]
+      let ok: boolean
+      if (x === undefined && y === undefined) ok = true
+      else if (x === DEEP_SEGMENT || y === DEEP_SEGMENT) {
+        // A `**` matches nothing more, or one segment more (which the other side must match too).
+        ok =
+          (x === DEEP_SEGMENT && can[(i + 1) * w + j] === 1) ||
+          (y === DEEP_SEGMENT && can[i * w + j + 1] === 1) ||
+          (x === DEEP_SEGMENT && y !== undefined && y !== DEEP_SEGMENT && can[i * w + j + 1] === 1) ||
+          (y === DEEP_SEGMENT && x !== undefined && x !== DEEP_SEGMENT && can[(i + 1) * w + j] === 1)
+      } else {
+        ok = x !== undefined && y !== undefined && (x === ANY_SEGMENT || y === ANY_SEGMENT || x === y) && can[(i + 1) * w + j + 1] === 1
+      }
+      can[i * w + j] = ok ? 1 : 0
+    }
   }
-  return from(0, 0)
+  return can[0] === 1
 }
 
 /** Formats a location as an RFC 6901 pointer string (for logs; member names are not secrets). */
