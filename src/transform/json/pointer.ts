@@ -362,7 +362,9 @@ export function compileRules<R>(spec: JsonRulesSpec<R>): CompiledRules<R> {
       }
       state.folded = new Map([...names].map((name) => [foldName(name), name]))
     }
-    state.holdsTargets = state.other?.target != null || (state.names !== null && [...state.names.values()].some((c) => c.target !== null))
+    const children = state.names === null ? [] : [...state.names.values()]
+    if (state.other !== null) children.push(state.other)
+    state.holdsTargets = children.some((c) => c.target !== null)
   }
   refuseUnreachableTargets(root, targets)
   return { root, targets, record }
