@@ -24,5 +24,9 @@ USER 1000:1000
 EXPOSE 8443 9090
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.ECLUSE_ADMIN_PORT||9090)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-ENTRYPOINT ["node", "/app/bin/ecluse.js"]
+# V8 sweeps freed memory on the gateway's own thread instead of waking helper threads for it: the
+# same work for 12-25 % less CPU under sealing load, the same memory (docs/operations.md, "Processes
+# and cores"). A V8 flag, which NODE_OPTIONS refuses; bench/lib/subjects.ts IMAGE_NODE_ARGS measures
+# the gateway with the same list, and a test holds the two together.
+ENTRYPOINT ["node", "--no-concurrent-sweeping", "/app/bin/ecluse.js"]
 CMD ["serve", "--config", "/etc/ecluse/gateway.yaml"]

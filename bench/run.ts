@@ -17,7 +17,9 @@
  *   npm run bench -- --ecluse-node-arg=--max-semi-space-size=2
  *                                                  Écluse's processes run with this Node option
  *                                                  (repeatable; the baselines keep Node's defaults):
- *                                                  load-test with the flags you deploy with
+ *                                                  load-test with the flags you deploy with. They
+ *                                                  come after the image's own (IMAGE_NODE_ARGS in
+ *                                                  lib/subjects.ts), which Écluse always runs with
  *   npm run bench -- --ecluse-env GLIBC_TUNABLES=glibc.malloc.arena_max=2
  *                                                  Écluse's processes get this environment variable
  *                                                  (repeatable; the baselines keep the runner's)
@@ -37,7 +39,7 @@ import { ROOT } from './lib/child.js'
 import { createBenchKeys } from './lib/keys.js'
 import { createBenchPki } from './lib/pki.js'
 import { consoleTable, type RunResult, runHeader, type ScenarioResult, verdict } from './lib/results.js'
-import { startUpstream } from './lib/subjects.js'
+import { IMAGE_NODE_ARGS, startUpstream } from './lib/subjects.js'
 import { updateDocs } from './report.js'
 import { type BenchOptions, SCENARIOS } from './scenarios.js'
 
@@ -199,6 +201,7 @@ const run: RunResult = {
   durationSeconds: options.durationSeconds,
   connections: options.connections,
   rounds: options.rounds,
+  ecluseImageNodeArgs: IMAGE_NODE_ARGS,
   ...(ecluseNodeArgs === undefined ? {} : { ecluseNodeArgs }),
   ...(ecluseEnv === undefined ? {} : { ecluseEnv }),
   scenarios: results,

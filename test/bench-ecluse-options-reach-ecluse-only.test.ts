@@ -48,6 +48,9 @@ t.test('Écluse gets the extra option and variable; the bare proxy gets neither'
     'added to the runner’s environment, not instead of it',
   )
   t.ok(own.argv.includes('--max-semi-space-size=2'), 'the Node option is on its command line')
+  const image = own.argv.indexOf('--no-concurrent-sweeping')
+  t.ok(image > 0, 'the image’s own Node option is on its command line')
+  t.ok(image < own.argv.indexOf('--max-semi-space-size=2'), 'before the run’s, so the run’s can override it')
 
   const baseline = await started(bare.pid)
   t.notOk(
@@ -55,6 +58,7 @@ t.test('Écluse gets the extra option and variable; the bare proxy gets neither'
     'the baseline keeps the runner’s environment',
   )
   t.notOk(baseline.argv.includes('--max-semi-space-size=2'), 'the baseline keeps Node’s defaults')
+  t.notOk(baseline.argv.includes('--no-concurrent-sweeping'), 'and not the image’s options either')
 })
 
 t.test('a variable without a name or "=" is a usage error before anything starts', async (t) => {

@@ -78,6 +78,8 @@ export interface RunResult {
   readonly durationSeconds: number
   readonly connections: number
   readonly rounds: number
+  /** Node options Écluse's processes ran with as its image runs it (`IMAGE_NODE_ARGS`); absent from runs before it had any. */
+  readonly ecluseImageNodeArgs?: readonly string[]
   /** Node options Écluse's processes ran with (`--ecluse-node-arg`), if any. */
   readonly ecluseNodeArgs?: readonly string[]
   /** Environment variables Écluse's processes ran with (`--ecluse-env`), if any. */
@@ -178,6 +180,9 @@ export function runHeader(run: RunResult): string {
   return (
     `${run.date} · Node ${run.node} · ${run.cpus} × ${run.cpuModel} · ${run.platform} · ` +
     `${run.mode} mode (${run.durationSeconds} s per measurement, ${run.connections} connections, ${run.rounds} round${run.rounds === 1 ? '' : 's'})` +
+    (run.ecluseImageNodeArgs === undefined || run.ecluseImageNodeArgs.length === 0
+      ? ''
+      : ` · écluse runs as its image does, node ${run.ecluseImageNodeArgs.join(' ')}`) +
     (run.ecluseNodeArgs === undefined ? '' : ` · écluse runs with ${run.ecluseNodeArgs.join(' ')}`) +
     (run.ecluseEnv === undefined
       ? ''

@@ -52,7 +52,10 @@ export interface SubjectEnv {
   readonly dir: string
   readonly upstreamPort: number
   readonly upstreamPid: number
-  /** Node options for Écluse's processes only (`--ecluse-node-arg`): the baselines keep Node's defaults. */
+  /**
+   * Node options for Écluse's processes only (`--ecluse-node-arg`), after `IMAGE_NODE_ARGS`: the
+   * baselines keep Node's defaults.
+   */
   readonly ecluseNodeArgs?: readonly string[]
   /**
    * Environment variables for Écluse's processes only (`--ecluse-env`), e.g. glibc's malloc tunables:
@@ -60,6 +63,14 @@ export interface SubjectEnv {
    */
   readonly ecluseEnv?: Readonly<Record<string, string>>
 }
+
+/**
+ * The Node options the image's `ENTRYPOINT` runs the gateway with (Dockerfile; a test holds the two
+ * together): Écluse is measured as it is deployed, before any `--ecluse-node-arg` (V8 takes the last
+ * of two contrary flags, so `--ecluse-node-arg=--concurrent-sweeping` measures Node's default).
+ * `--no-concurrent-sweeping`: see docs/operations.md, "Processes and cores".
+ */
+export const IMAGE_NODE_ARGS: readonly string[] = ['--no-concurrent-sweeping']
 
 /** RSS of `pid` and its descendants now, in MiB. */
 function idleRss(pid: number): number {
@@ -99,7 +110,8 @@ export function ecluseConfig(env: SubjectEnv, tuning: ProxyTuning = {}, logLevel
 let configs = 0
 
 /**
- * `ecluse serve` from source, as `npm start` would run it. `workers` > 1 uses the cluster mode.
+ * `ecluse serve` from source, with the Node options of the image (`IMAGE_NODE_ARGS`). `workers` > 1
+ * uses the cluster mode (the workers inherit the primary's Node options).
  * The access log (level info, the default) is part of what is measured; the runner drains it.
  */
 export async function startEcluse(
@@ -129,6 +141,7 @@ export async function startEcluse(
   const args = ['serve', '--config', file, ...(workers > 1 ? ['--workers', String(workers)] : [])]
   const key = options.key ?? (workers > 1 ? `ecluse-${workers}w` : 'ecluse')
   const nodeArgs = [
+    ...IMAGE_NODE_ARGS,
     ...(env.ecluseNodeArgs ?? []),
     ...(options.cpuProfileDir === undefined
       ? []
