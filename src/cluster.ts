@@ -585,7 +585,11 @@ async function runWorker(configPath: string): Promise<void> {
   if (hupDuringBoot) reloadOnSignal()
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
-  // The primary went away (crash or SIGKILL): drain and exit rather than serve unsupervised.
+  // The primary went away (crash or SIGKILL): drain and exit rather than serve unsupervised. Node's
+  // own worker code exits at once (code 0) on a disconnect it did not ask for, before this listener
+  // could drain, dropping every request in flight (lib/internal/cluster/child.js): marked as
+  // expected, the disconnect leaves the exit to `stop`. Nothing else reads the mark in the worker.
+  cluster.worker!.exitedAfterDisconnect = true
   process.on('disconnect', () => stop('primary_gone'))
 
   const ready: ReadyMessage = { ecluse: 'ready', sponsorPort: gateway.sponsorPort, drainTimeoutMs: gateway.drainTimeoutMs }

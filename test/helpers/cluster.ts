@@ -12,9 +12,13 @@ export class ClusterProcess {
   #stderr = ''
   #buffered = ''
 
-  /** Spawned from source as `npm start` would run it; killed (SIGKILL) in teardown if still up. */
-  constructor(t: { teardown(fn: () => unknown): void }, configPath: string, workers = 2) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', configPath, '--workers', String(workers)], {
+  /**
+   * Spawned from source as `npm start` would run it, with `nodeArgs` before the script (as the
+   * image's ENTRYPOINT gives node its options); killed (SIGKILL) in teardown if still up.
+   */
+  constructor(t: { teardown(fn: () => unknown): void }, configPath: string, workers = 2, nodeArgs: readonly string[] = []) {
+    const argv = [...nodeArgs, '--import', 'tsx', 'src/cli.ts', 'serve', '--config', configPath, '--workers', String(workers)]
+    this.child = spawn(process.execPath, argv, {
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     // Workers left behind by a killed primary see its IPC channel close, drain and exit on their own.
