@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { createBenchKeys } from '../bench/lib/keys.js'
 import { createBenchPki } from '../bench/lib/pki.js'
-import { startBareProxy, startEcluse } from '../bench/lib/subjects.js'
+import { IMAGE_NODE_ARGS, startBareProxy, startEcluse } from '../bench/lib/subjects.js'
 import { closedPort } from './helpers/harness.js'
 
 const PROBE = 'ECLUSE_BENCH_PROBE'
@@ -48,9 +48,11 @@ t.test('Écluse gets the extra option and variable; the bare proxy gets neither'
     'added to the runner’s environment, not instead of it',
   )
   t.ok(own.argv.includes('--max-semi-space-size=2'), 'the Node option is on its command line')
-  const image = own.argv.indexOf('--no-concurrent-sweeping')
-  t.ok(image > 0, 'the image’s own Node option is on its command line')
-  t.ok(image < own.argv.indexOf('--max-semi-space-size=2'), 'before the run’s, so the run’s can override it')
+  for (const option of IMAGE_NODE_ARGS) {
+    const at = own.argv.indexOf(option)
+    t.ok(at > 0, `the image’s own Node option ${option} is on its command line`)
+    t.ok(at < own.argv.indexOf('--max-semi-space-size=2'), 'before the run’s, so the run’s can override it')
+  }
 
   const baseline = await started(bare.pid)
   t.notOk(
@@ -58,7 +60,10 @@ t.test('Écluse gets the extra option and variable; the bare proxy gets neither'
     'the baseline keeps the runner’s environment',
   )
   t.notOk(baseline.argv.includes('--max-semi-space-size=2'), 'the baseline keeps Node’s defaults')
-  t.notOk(baseline.argv.includes('--no-concurrent-sweeping'), 'and not the image’s options either')
+  t.notOk(
+    IMAGE_NODE_ARGS.some((o) => baseline.argv.includes(o)),
+    'and not the image’s options either',
+  )
 })
 
 t.test('a variable without a name or "=" is a usage error before anything starts', async (t) => {

@@ -1,8 +1,10 @@
 /**
  * The gateway's V8 options (`--no-concurrent-sweeping`, docs/operations.md "Processes and cores")
  * cannot go in NODE_OPTIONS: the image's ENTRYPOINT passes them to node. The bench measures Écluse
- * with `IMAGE_NODE_ARGS`, so the published figures hold only if the two lists stay one, and only if
- * the Kubernetes example keeps the image's ENTRYPOINT (a `command:` would replace it and drop them).
+ * with `IMAGE_NODE_ARGS`, so the published figures hold only if the ENTRYPOINT, the build step that
+ * tries the options with the image's own node, and that list stay one, and only if the Kubernetes
+ * example keeps the image's ENTRYPOINT (a `command:` would replace it and drop them). The workers of
+ * `--workers` inherit them: test/e2e/workers-whose-primary-is-killed-….test.ts checks.
  */
 import { spawnSync } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
@@ -12,17 +14,24 @@ import { parseAllDocuments } from 'yaml'
 import { IMAGE_NODE_ARGS } from '../bench/lib/subjects.js'
 import { ROOT } from './helpers/cli.js'
 
-/** The exec form of the last stage's ENTRYPOINT, e.g. `["node", "--x", "/app/bin/ecluse.js"]`. */
-function entrypoint(dockerfile: string): string[] {
-  const lines = dockerfile.split('\n').filter((l) => /^ENTRYPOINT\s/.test(l))
-  if (lines.length !== 1) throw new Error(`expected one ENTRYPOINT line, found ${lines.length}`)
-  return JSON.parse(lines[0]!.replace(/^ENTRYPOINT\s+/, '')) as string[]
+/** The exec forms of the Dockerfile's `instruction` lines, e.g. `["node", "--x", "/app/bin/ecluse.js"]`. */
+function execForms(dockerfile: string, instruction: string): string[][] {
+  const prefix = new RegExp(`^${instruction}\\s+(?=\\[)`)
+  return dockerfile
+    .split('\n')
+    .filter((l) => prefix.test(l))
+    .map((l) => JSON.parse(l.replace(prefix, '')) as string[])
 }
 
 t.test('the image runs node with exactly the options the bench gives Écluse', async (t) => {
-  const argv = entrypoint(await readFile(join(ROOT, 'Dockerfile'), 'utf8'))
-  t.same(argv, ['node', ...IMAGE_NODE_ARGS, '/app/bin/ecluse.js'])
+  const dockerfile = await readFile(join(ROOT, 'Dockerfile'), 'utf8')
+  t.same(execForms(dockerfile, 'ENTRYPOINT'), [['node', ...IMAGE_NODE_ARGS, '/app/bin/ecluse.js']], 'one ENTRYPOINT, with the options')
   t.ok(IMAGE_NODE_ARGS.length > 0, 'the bench has options to give')
+  // This test runs on the CI's node; the image's own node tries them when the image is built, in
+  // the final stage (the one whose node runs the gateway).
+  const finalStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '))
+  const tried = execForms(finalStage, 'RUN').filter((argv) => argv[0] === 'node')
+  t.same(tried, [['node', ...IMAGE_NODE_ARGS, '-e', '0']], 'the build tries them with the image’s node')
 })
 
 t.test('this node accepts them (a misspelt V8 flag is a bad option, not a silent no-op)', async (t) => {
