@@ -4,11 +4,43 @@
  * once, with stderr, if the primary exits.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+
+/**
+ * Whether `pid` has exited: gone, or a zombie nobody has reaped yet (its parent was killed). Reads
+ * /proc (Linux).
+ */
+export function hasExited(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')
+  } catch {
+    return true
+  }
+}
+
+/**
+ * Teardown for a worker a test stopped or orphaned: SIGKILL it if it is still running this gateway,
+ * never a process that took over its pid once it had exited.
+ */
+export function killIfStillOurs(pid: number): void {
+  try {
+    if (hasExited(pid) || !readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('src/cli.ts')) return
+    process.kill(pid, 'SIGKILL')
+  } catch {
+    // gone meanwhile
+  }
+}
 
 export class ClusterProcess {
   readonly child: ChildProcess
   readonly lines: Array<Record<string, unknown>> = []
   readonly exited: Promise<number | null>
+  /**
+   * Once every writer of its stdout and stderr (the primary and its workers) has gone and every line
+   * has been read: `exited` can come before the primary's last lines are read.
+   */
+  readonly closed: Promise<void>
   #stderr = ''
   #buffered = ''
 
@@ -36,6 +68,7 @@ export class ClusterProcess {
       }
     })
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)))
+    this.closed = new Promise((resolve) => this.child.on('close', () => resolve()))
   }
 
   get stderr(): string {
