@@ -65,8 +65,8 @@ export interface SubjectEnv {
 }
 
 /**
- * The Node options the image's `ENTRYPOINT` runs the gateway with (Dockerfile; a test holds the two
- * together): Écluse is measured as it is deployed, before any `--ecluse-node-arg` (V8 takes the last
+ * The Node options the image's `ENTRYPOINT` runs the gateway with (Dockerfile, which also tries them
+ * at build time; a test holds the three together): Écluse is measured as it is deployed, before any `--ecluse-node-arg` (V8 takes the last
  * of two contrary flags, so `--ecluse-node-arg=--concurrent-sweeping` measures Node's default).
  * `--no-concurrent-sweeping`: see docs/operations.md, "Processes and cores".
  */

@@ -6,10 +6,9 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
-import { Agent, request } from 'undici'
 import { stringify } from 'yaml'
 import { KILL_GRACE_MS } from '../../src/cluster.js'
-import { ClusterProcess } from '../helpers/cluster.js'
+import { ClusterProcess, sponsorGet } from '../helpers/cluster.js'
 import { gatewayConfig, TestUpstream } from '../helpers/harness.js'
 import { makeTestPki } from '../helpers/pki.js'
 import { SPONSOR_APP, tempDir } from '../helpers/sealing.js'
@@ -42,14 +41,7 @@ t.test('a request slower than the boot deadline finishes when a reload lengthene
   // The workers report their new deadline over IPC right after logging the reload.
   await new Promise((r) => setTimeout(r, 500))
 
-  const agent = new Agent({
-    connect: { ca: pki.sponsorCa.certPem, cert: pki.sponsorClient.certPem, key: pki.sponsorClient.keyPem, servername: 'localhost' },
-  })
-  t.teardown(() => agent.destroy())
-  const slow = request(`${sponsor}/slow`, { dispatcher: agent }).then(
-    async (res) => ({ status: res.statusCode, body: await res.body.text() }),
-    (err: Error) => ({ status: 0, body: err.message }),
-  )
+  const slow = sponsorGet(t, pki, `${sponsor}/slow`)
   await cluster.until(() => upstream.seen.some((s) => s.url === '/slow'), 'the slow request did not reach the upstream')
   const at = Date.now()
   cluster.child.kill('SIGTERM')

@@ -10,10 +10,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { Agent, request } from 'undici'
 import { stringify } from 'yaml'
 import { IMAGE_NODE_ARGS } from '../../bench/lib/subjects.js'
-import { ClusterProcess, hasExited, killIfStillOurs } from '../helpers/cluster.js'
+import { ClusterProcess, hasExited, killIfStillOurs, sponsorGet } from '../helpers/cluster.js'
 import { gatewayConfig, TestUpstream } from '../helpers/harness.js'
 import { makeTestPki } from '../helpers/pki.js'
 import { SPONSOR_APP } from '../helpers/sealing.js'
@@ -59,14 +58,7 @@ t.test('a killed primary’s workers finish the request in flight, then exit', {
     )
   }
 
-  const agent = new Agent({
-    connect: { ca: pki.sponsorCa.certPem, cert: pki.sponsorClient.certPem, key: pki.sponsorClient.keyPem, servername: 'localhost' },
-  })
-  t.teardown(() => agent.destroy())
-  const slow = request(`${sponsor}/slow`, { dispatcher: agent }).then(
-    async (res) => ({ status: res.statusCode, body: await res.body.text() }),
-    (err: Error) => ({ status: 0, body: err.message }),
-  )
+  const slow = sponsorGet(t, pki, `${sponsor}/slow`)
   await cluster.until(() => upstream.seen.some((s) => s.url === '/slow'), 'the slow request did not reach the upstream')
 
   cluster.child.kill('SIGKILL')

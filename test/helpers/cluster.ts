@@ -5,6 +5,8 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { Agent, request } from 'undici'
+import type { TestPki } from './pki.js'
 
 /**
  * Whether `pid` has exited: gone, or a zombie nobody has reaped yet (its parent was killed). Reads
@@ -30,6 +32,22 @@ export function killIfStillOurs(pid: number): void {
   } catch {
     // gone meanwhile
   }
+}
+
+/**
+ * A GET through the sponsor listener as the sponsor's application, on a connection of its own,
+ * settled as its status and body (status 0 when the transport failed, the body then its message):
+ * started, not awaited, so a test can act on the cluster while it is in flight.
+ */
+export function sponsorGet(t: { teardown(fn: () => unknown): void }, pki: TestPki, url: string): Promise<{ status: number; body: string }> {
+  const agent = new Agent({
+    connect: { ca: pki.sponsorCa.certPem, cert: pki.sponsorClient.certPem, key: pki.sponsorClient.keyPem, servername: 'localhost' },
+  })
+  t.teardown(() => agent.destroy())
+  return request(url, { dispatcher: agent }).then(
+    async (res) => ({ status: res.statusCode, body: await res.body.text() }),
+    (err: Error) => ({ status: 0, body: err.message }),
+  )
 }
 
 export class ClusterProcess {
