@@ -35,6 +35,7 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises'
 import { cpus, platform, release, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { benchBuild } from './lib/build.js'
 import { ROOT } from './lib/child.js'
 import { createBenchKeys } from './lib/keys.js'
 import { createBenchPki } from './lib/pki.js'
@@ -152,6 +153,8 @@ const log = (msg: string) => process.stderr.write(`${msg}\n`)
 const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU'
 const started = Date.now()
 log(`écluse bench — ${full ? 'full' : 'quick'} mode, ${options.durationSeconds} s per measurement, ${options.connections} connections; Node ${process.version}, ${cpus().length} × ${cpu}`)
+log('compiling the gateway, the baselines and the load generator (no child runs through tsx)…')
+benchBuild()
 log('generating a throw-away PKI and key set and starting the upstream…')
 const pki = await createBenchPki(join(dir, 'pki'))
 const keys = await createBenchKeys(join(dir, 'keys'))

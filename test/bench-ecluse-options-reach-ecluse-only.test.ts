@@ -4,6 +4,7 @@
  * tuned baselines (or measure the default while claiming the tuning).
  */
 import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -11,6 +12,7 @@ import t from 'tap'
 import { createBenchKeys } from '../bench/lib/keys.js'
 import { createBenchPki } from '../bench/lib/pki.js'
 import { IMAGE_NODE_ARGS, startBareProxy, startEcluse } from '../bench/lib/subjects.js'
+import { ROOT } from './helpers/cli.js'
 import { closedPort } from './helpers/harness.js'
 
 const PROBE = 'ECLUSE_BENCH_PROBE'
@@ -54,7 +56,13 @@ t.test('Écluse gets the extra option and variable; the bare proxy gets neither'
     t.ok(at < own.argv.indexOf('--max-semi-space-size=2'), 'before the run’s, so the run’s can override it')
   }
 
+  // Both run as deployed: compiled JavaScript under plain node, never TypeScript through tsx.
+  t.notOk(own.argv.includes('tsx'), 'no tsx loader in Écluse’s process')
+  t.match(own.argv.find((a) => a.endsWith('cli.js')) ?? '', /\/\.bench-build-[^/]+\/src\/cli\.js$/, 'Écluse runs its compiled CLI')
+
   const baseline = await started(bare.pid)
+  t.notOk(baseline.argv.includes('tsx'), 'no tsx loader in the baseline’s process')
+  t.match(baseline.argv.find((a) => a.endsWith('.js')) ?? '', /\/\.bench-build-[^/]+\/bench\/baselines\/bare-proxy\.js$/, 'the baseline runs compiled')
   t.notOk(
     baseline.env.some((v) => v.startsWith(`${PROBE}=`) || v === 'MALLOC_ARENA_MAX=2'),
     'the baseline keeps the runner’s environment',
@@ -64,6 +72,26 @@ t.test('Écluse gets the extra option and variable; the bare proxy gets neither'
     IMAGE_NODE_ARGS.some((o) => baseline.argv.includes(o)),
     'and not the image’s options either',
   )
+})
+
+t.test('the build the children run is one per process, and is removed when that process exits', async (t) => {
+  const script = [
+    "import { existsSync } from 'node:fs'",
+    "import { benchBuild, compiled } from './bench/lib/build.js'",
+    "console.log(JSON.stringify([benchBuild(), benchBuild(), compiled('bench/upstream.ts'), existsSync(compiled('bench/upstream.ts'))]))",
+  ].join('\n')
+  const runs = [0, 1].map(() => spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 }))
+  const dirs: string[] = []
+  for (const run of runs) {
+    t.equal(run.status, 0, run.stderr)
+    const [first, again, upstream, built] = JSON.parse(run.stdout) as [string, string, string, boolean]
+    t.equal(again, first, 'built once per process')
+    t.equal(upstream, join(first, 'bench', 'upstream.js'))
+    t.ok(built, 'the compiled file was there while the process ran')
+    t.notOk(existsSync(first), 'removed when the process exited')
+    dirs.push(first)
+  }
+  t.not(dirs[0], dirs[1], 'two processes never share a build')
 })
 
 t.test('a variable without a name or "=" is a usage error before anything starts', async (t) => {

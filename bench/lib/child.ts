@@ -6,9 +6,10 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { realpathSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { compiled } from './build.js'
+import { ROOT } from './root.js'
 
-/** The repository root (bench/lib/ → ../../). */
-export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+export { ROOT }
 
 /** A started child that speaks JSON lines on stdout. */
 export class JsonChild {
@@ -23,7 +24,7 @@ export class JsonChild {
   readonly lines: Array<Record<string, unknown>> = []
 
   /**
-   * @param args arguments after `node`, e.g. `['--import', 'tsx', 'bench/upstream.ts', …]`
+   * @param args arguments after `node`, e.g. `['<build>/bench/upstream.js', '--pki', …]`
    * @param keep keep every parsed line in `lines` (for short-lived children with little output)
    */
   constructor(name: string, command: string, args: readonly string[], options: { keep?: boolean; env?: NodeJS.ProcessEnv } = {}) {
@@ -38,14 +39,17 @@ export class JsonChild {
     this.#exited = new Promise((resolve) => this.process.once('exit', (code) => resolve(code)))
   }
 
-  /** A node child running a TypeScript file through tsx, as `npm run bench` itself runs. */
+  /**
+   * A node child running the compiled form of a TypeScript file of the repository (see
+   * `benchBuild`: no child runs through tsx), with `nodeArgs` before it.
+   */
   static node(
     name: string,
     file: string,
     args: readonly string[],
     options: { keep?: boolean; nodeArgs?: readonly string[]; env?: NodeJS.ProcessEnv } = {},
   ): JsonChild {
-    return new JsonChild(name, process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', file, ...args], options)
+    return new JsonChild(name, process.execPath, [...(options.nodeArgs ?? []), compiled(file), ...args], options)
   }
 
   get pid(): number {

@@ -110,7 +110,8 @@ export function ecluseConfig(env: SubjectEnv, tuning: ProxyTuning = {}, logLevel
 let configs = 0
 
 /**
- * `ecluse serve` from source, with the Node options of the image (`IMAGE_NODE_ARGS`). `workers` > 1
+ * `ecluse serve` compiled as the image compiles it and run with plain `node` (`benchBuild`), with the
+ * Node options of the image (`IMAGE_NODE_ARGS`). `workers` > 1
  * uses the cluster mode (the workers inherit the primary's Node options).
  * The access log (level info, the default) is part of what is measured; the runner drains it.
  */
@@ -124,9 +125,9 @@ export async function startEcluse(
     logLevel?: string
     cpuProfileDir?: string
     /**
-     * The profile's own directory under `cpuProfileDir` (default the subject key): the tsx loader's
-     * thread writes a small profile of its own beside the main thread's, so a fixed file name could
-     * be overwritten by it. The main thread's profile is the largest file.
+     * The profile's own directory under `cpuProfileDir` (default the subject key): with `--workers`
+     * every process of the cluster writes a profile of its own there, so a fixed file name could be
+     * overwritten.
      */
     cpuProfileName?: string
     /** Edits the configuration before it is written (routes with transforms, key sets…). */
