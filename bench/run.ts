@@ -146,7 +146,10 @@ if (process.platform !== 'linux') {
 const dir = await mkdtemp(join(tmpdir(), 'ecluse-bench-'))
 // The PKI's private keys live here: removed however the run ends.
 process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
+// Signals end the process without its exit handlers unless turned into an exit (128 + the signal).
 process.once('SIGINT', () => process.exit(130))
+process.once('SIGTERM', () => process.exit(143))
+process.once('SIGHUP', () => process.exit(129))
 if (options.cpuProfileDir !== undefined) await mkdir(options.cpuProfileDir, { recursive: true })
 
 const log = (msg: string) => process.stderr.write(`${msg}\n`)

@@ -11,6 +11,16 @@ import { ROOT } from './root.js'
 
 export { ROOT }
 
+/**
+ * Children still running. However the runner ends (an error, a signal it turns into an exit), none
+ * outlives it: an orphaned upstream or load generator would keep loading the machine's two cores,
+ * and run from a build directory that the exit removes.
+ */
+const LIVE = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const child of LIVE) child.kill('SIGKILL')
+})
+
 /** A started child that speaks JSON lines on stdout. */
 export class JsonChild {
   readonly name: string
@@ -37,6 +47,8 @@ export class JsonChild {
       this.#stderr = (this.#stderr + chunk).slice(-4096)
     })
     this.#exited = new Promise((resolve) => this.process.once('exit', (code) => resolve(code)))
+    LIVE.add(this.process)
+    this.process.once('exit', () => LIVE.delete(this.process))
   }
 
   /**
