@@ -3,8 +3,8 @@
  * with: they must reach Écluse's process, and only it, or a run would compare a tuned Écluse with
  * tuned baselines (or measure the default while claiming the tuning).
  */
-import { spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -102,3 +102,75 @@ t.test('a variable without a name or "=" is a usage error before anything starts
     t.notMatch(run.stderr, /generating a throw-away PKI/)
   }
 })
+
+t.test('a runner stopped by SIGTERM leaves no child running and no build behind', { skip: process.platform !== 'linux' && 'reads /proc' }, async (t) => {
+  const runner = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--scenario', 'passthrough', '--duration', '60'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] })
+  // SIGTERM, which the runner handles (it stops its children); SIGKILL would orphan them.
+  t.teardown(() => runner.kill('SIGTERM'))
+  let stderr = ''
+  runner.stderr.setEncoding('utf8')
+  // Under load: the upstream, a proxy and the load generator are all running by then.
+  await new Promise<void>((resolve, reject) => {
+    runner.stderr.on('data', (chunk: string) => {
+      stderr += chunk
+      if (/· bare proxy/.test(stderr)) resolve()
+    })
+    runner.once('exit', () => reject(new Error(`the runner ended first: ${stderr}`)))
+  })
+  const build = buildDirsOf(childrenOf(runner.pid!))
+  t.ok(build.length > 0, 'children were running from a build directory')
+  const exited = new Promise<number | null>((resolve) => runner.once('exit', (code) => resolve(code)))
+  runner.kill('SIGTERM')
+  t.equal(await exited, 143, 'the runner exits as a SIGTERM asks (128 + 15)')
+  // SIGKILL is immediate, but /proc may show a child for a moment until its parent has reaped it.
+  let left: number[] = []
+  for (let i = 0; i < 50; i++) {
+    left = processesRunningFrom(build).filter((pid) => !isZombie(pid))
+    if (left.length === 0) break
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  t.same(left, [], 'no child outlives the runner')
+  for (const dir of build) t.notOk(existsSync(dir), `${dir} is removed`)
+})
+
+/** Every running pid, from /proc. */
+function allPids(): number[] {
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number)
+}
+
+/** Pids of the direct children of `pid` (their `PPid`), from /proc. */
+function childrenOf(pid: number): number[] {
+  return allPids().filter((p) => new RegExp(`^PPid:\\s+${pid}$`, 'm').test(readFileSyncSafe(`/proc/${p}/status`)))
+}
+
+/** The `.bench-build-…` directories the command lines of `pids` run from. */
+function buildDirsOf(pids: number[]): string[] {
+  const dirs = new Set<string>()
+  for (const pid of pids) {
+    const argv = readFileSyncSafe(`/proc/${pid}/cmdline`).split('\0')
+    for (const a of argv) {
+      const m = /^(.*\/\.bench-build-[^/]+)\//.exec(a)
+      if (m !== null) dirs.add(m[1]!)
+    }
+  }
+  return [...dirs]
+}
+
+/** Every process whose command line runs a file under one of `dirs`. */
+function processesRunningFrom(dirs: string[]): number[] {
+  return allPids().filter((pid) => dirs.some((dir) => readFileSyncSafe(`/proc/${pid}/cmdline`).includes(`${dir}/`)))
+}
+
+function isZombie(pid: number): boolean {
+  return /^State:\s+Z/m.test(readFileSyncSafe(`/proc/${pid}/status`))
+}
+
+function readFileSyncSafe(file: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch {
+    return ''
+  }
+}
