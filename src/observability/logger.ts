@@ -120,7 +120,11 @@ function levelLabel(label: string): { level: string } {
 export interface LoggerOptions {
   /** pino level: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`. */
   readonly level: string
-  /** Where lines go; default stdout (synchronous, so nothing is lost on a crash). */
+  /**
+   * Where lines go; default stdout through pino's default destination, which is asynchronous: lines
+   * still buffered at exit are written by pino's exit hook, whose `flushSync` (sonic-boom 4) retries
+   * forever if stdout's reader is gone (a known defect here, not fixed yet).
+   */
   readonly destination?: DestinationStream
 }
 
