@@ -11,8 +11,10 @@ import { join } from 'node:path'
 import t from 'tap'
 import { createBenchKeys } from '../bench/lib/keys.js'
 import { createBenchPki } from '../bench/lib/pki.js'
+import { processTree } from '../bench/lib/proc.js'
 import { IMAGE_NODE_ARGS, startBareProxy, startEcluse } from '../bench/lib/subjects.js'
 import { ROOT } from './helpers/cli.js'
+import { hasExited } from './helpers/cluster.js'
 import { closedPort } from './helpers/harness.js'
 
 const PROBE = 'ECLUSE_BENCH_PROBE'
@@ -117,7 +119,7 @@ t.test('a runner stopped by SIGTERM leaves no child running and no build behind'
     })
     runner.once('exit', () => reject(new Error(`the runner ended first: ${stderr}`)))
   })
-  const build = buildDirsOf(childrenOf(runner.pid!))
+  const build = buildDirsOf(processTree(runner.pid!).filter((pid) => pid !== runner.pid))
   t.ok(build.length > 0, 'children were running from a build directory')
   const exited = new Promise<number | null>((resolve) => runner.once('exit', (code) => resolve(code)))
   runner.kill('SIGTERM')
@@ -125,7 +127,7 @@ t.test('a runner stopped by SIGTERM leaves no child running and no build behind'
   // SIGKILL is immediate, but /proc may show a child for a moment until its parent has reaped it.
   let left: number[] = []
   for (let i = 0; i < 50; i++) {
-    left = processesRunningFrom(build).filter((pid) => !isZombie(pid))
+    left = processesRunningFrom(build).filter((pid) => !hasExited(pid))
     if (left.length === 0) break
     await new Promise((r) => setTimeout(r, 100))
   }
@@ -133,17 +135,6 @@ t.test('a runner stopped by SIGTERM leaves no child running and no build behind'
   for (const dir of build) t.notOk(existsSync(dir), `${dir} is removed`)
 })
 
-/** Every running pid, from /proc. */
-function allPids(): number[] {
-  return readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .map(Number)
-}
-
-/** Pids of the direct children of `pid` (their `PPid`), from /proc. */
-function childrenOf(pid: number): number[] {
-  return allPids().filter((p) => new RegExp(`^PPid:\\s+${pid}$`, 'm').test(readFileSyncSafe(`/proc/${p}/status`)))
-}
 
 /** The `.bench-build-…` directories the command lines of `pids` run from. */
 function buildDirsOf(pids: number[]): string[] {
@@ -160,11 +151,10 @@ function buildDirsOf(pids: number[]): string[] {
 
 /** Every process whose command line runs a file under one of `dirs`. */
 function processesRunningFrom(dirs: string[]): number[] {
-  return allPids().filter((pid) => dirs.some((dir) => readFileSyncSafe(`/proc/${pid}/cmdline`).includes(`${dir}/`)))
-}
-
-function isZombie(pid: number): boolean {
-  return /^State:\s+Z/m.test(readFileSyncSafe(`/proc/${pid}/status`))
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number)
+    .filter((pid) => dirs.some((dir) => readFileSyncSafe(`/proc/${pid}/cmdline`).includes(`${dir}/`)))
 }
 
 function readFileSyncSafe(file: string): string {
