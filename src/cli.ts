@@ -91,14 +91,15 @@ export const COMMANDS: Command[] = [
       const workers = parseWorkers(values['workers'] as string | undefined, this)
       const config = values['config'] as string
       // From here on the process lives until a signal; a late uncaught error still ends in one line.
+      const { exitAfterLog } = await import('./observability/logger.js')
       if (workers === 1) {
         const { runGateway } = await import('./main.js')
-        installLastResortHandlers(io)
+        installLastResortHandlers(io, exitAfterLog)
         await runGateway(config)
         return 0
       }
       const { runCluster } = await import('./cluster.js')
-      installLastResortHandlers(io)
+      installLastResortHandlers(io, exitAfterLog)
       await runCluster(config, { workers })
       return 0
     },
@@ -494,13 +495,16 @@ function reportError(err: unknown, io: CliIo): void {
 
 let lastResortInstalled = false
 
-/** For the long-running `serve`: an error nobody caught still ends as one line and exit code 1. */
-function installLastResortHandlers(io: CliIo): void {
+/**
+ * For the long-running `serve`: an error nobody caught still ends as one line and exit code 1, through
+ * `exit` (the logger's `exitAfterLog`: the last log lines are written, or dropped within its deadline).
+ */
+function installLastResortHandlers(io: CliIo, exit: (code: number) => void): void {
   if (lastResortInstalled) return
   lastResortInstalled = true
   const die = (err: unknown) => {
     reportError(err, io)
-    process.exit(1)
+    exit(1)
   }
   process.on('uncaughtException', die)
   process.on('unhandledRejection', die)

@@ -31,7 +31,7 @@ import type { Config } from './config/schema.js'
 import { loadAllTls } from './config/tls-material.js'
 import type { ChangeOutcome } from './config/watch.js'
 import { Gateway, prepareWatcher, startWatcher } from './main.js'
-import { createLogger } from './observability/logger.js'
+import { createLogger, exitAfterLog } from './observability/logger.js'
 import { GatewayMetrics } from './observability/metrics.js'
 import { compileRouteTable } from './route/table.js'
 import { loadKeySets } from './transform/key-sets.js'
@@ -181,8 +181,12 @@ interface Slot {
  * worker still booting, or stalled, is left out rather than failing the scrape (prom-client's
  * `clusterMetrics()` waits for every worker, then fails the whole scrape after 5 s). A subclass of
  * `GatewayMetrics` so that `AdminServer` can use it as is: of its own gateway families only the admin
- * listener's connections count (every request is counted in a worker), summed with the workers'.
+ * listener's connections and the primary's dropped log lines count (every request is counted in a
+ * worker), summed with the workers'.
  */
+/** The gateway families the primary counts itself, added to its workers' in its scrape. */
+const PRIMARY_GATEWAY_FAMILIES = new Set(['ecluse_open_connections', 'ecluse_log_lines_dropped_total'])
+
 class ClusterAdminMetrics extends GatewayMetrics {
   readonly #own: Registry
   readonly #workers: () => Promise<RegistryJson[]>
@@ -195,8 +199,8 @@ class ClusterAdminMetrics extends GatewayMetrics {
 
   override async render(): Promise<string> {
     const [workers, mine] = await Promise.all([this.#workers(), this.registry.getMetricsAsJSON()])
-    const connections = mine.filter((m) => m.name === 'ecluse_open_connections')
-    const aggregated = workers.length === 0 ? '' : await AggregatorRegistry.aggregate([...workers, connections]).metrics()
+    const primary = mine.filter((m) => PRIMARY_GATEWAY_FAMILIES.has(m.name))
+    const aggregated = workers.length === 0 ? '' : await AggregatorRegistry.aggregate([...workers, primary]).metrics()
     return aggregated + (await this.#own.metrics())
   }
 }
@@ -456,7 +460,7 @@ class ClusterPrimary {
     clearTimeout(this.#killTimer)
     void this.#admin.close().then(() => {
       this.#log.info({ clean: this.#cleanExit }, 'stopped')
-      process.exit(this.#cleanExit ? 0 : 1)
+      exitAfterLog(this.#cleanExit ? 0 : 1)
     })
   }
 
@@ -566,10 +570,10 @@ async function runWorker(configPath: string): Promise<void> {
     stopping = true
     log.info({ reason }, 'shutdown requested')
     gateway.shutdown().then(
-      () => process.exit(0),
+      () => exitAfterLog(0),
       (err: unknown) => {
         log.error({ err }, 'shutdown failed')
-        process.exit(1)
+        exitAfterLog(1)
       },
     )
   }

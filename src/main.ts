@@ -14,7 +14,7 @@ import { type ClientTlsMaterial, loadAllTls } from './config/tls-material.js'
 import { type ChangeOutcome, ConfigWatcher, filesOf } from './config/watch.js'
 import type { KeySet } from './crypto/keys.js'
 import { SponsorListener } from './listener/sponsor.js'
-import { createLogger } from './observability/logger.js'
+import { createLogger, exitAfterLog } from './observability/logger.js'
 import { classifyTlsFailure, GatewayMetrics } from './observability/metrics.js'
 import { ProxyHandler, type ProxyState } from './proxy/exchange.js'
 import { compileRouteTable, type RouteTable } from './route/table.js'
@@ -376,10 +376,10 @@ export async function runGateway(configPath: string): Promise<void> {
     watcher?.stop()
     gateway.log.info({ signal }, 'shutdown requested')
     gateway.shutdown().then(
-      () => process.exit(0),
+      () => exitAfterLog(0),
       (err: unknown) => {
         gateway.log.error({ err }, 'shutdown failed')
-        process.exit(1)
+        exitAfterLog(1)
       },
     )
   }

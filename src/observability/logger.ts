@@ -13,6 +13,7 @@
  * Neither layer can see a secret inside a message string or under an unrelated key name: never log
  * bodies, raw headers or key objects in the first place.
  */
+import { constants, fstatSync, openSync } from 'node:fs'
 import { hostname } from 'node:os'
 import pino, { type DestinationStream, type Logger } from 'pino'
 import type { ErrorCode } from '../errors.js'
@@ -120,12 +121,126 @@ function levelLabel(label: string): { level: string } {
 export interface LoggerOptions {
   /** pino level: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`. */
   readonly level: string
-  /**
-   * Where lines go; default stdout through pino's default destination, which is asynchronous: lines
-   * still buffered at exit are written by pino's exit hook, whose `flushSync` (sonic-boom 4) retries
-   * forever if stdout's reader is gone (a known defect here, not fixed yet).
-   */
+  /** Where lines go; default the process's {@link StdoutLog}, which {@link exitAfterLog} closes. */
   readonly destination?: DestinationStream
+}
+
+/** How long an exiting process waits for stdout's reader to take the last lines before it drops them. */
+export const LOG_CLOSE_DEADLINE_MS = 1000
+
+/** What stdout's log holds for a reader that does not keep up; lines beyond it are dropped and counted. */
+export const LOG_BUFFER_MAX_BYTES = 8 * 1024 * 1024
+
+/**
+ * The descriptor the stdout log writes to. For a pipe (a container runtime's log pipe), a
+ * description of its own, non-blocking: a write to a reader that stopped reading then fails at
+ * once (sonic-boom retries it later) instead of blocking a thread-pool thread in the kernel, which
+ * `process.exit` would wait for forever (Node joins its thread pool at exit). fd 1 itself cannot be
+ * trusted to stay non-blocking: libuv makes inherited descriptors blocking in every child it
+ * spawns, cluster workers included, and the flag belongs to the description they share. Anything
+ * else (a file, a terminal, a socket, no /proc), or a pipe nobody reads any more: fd 1 as it is.
+ */
+function stdoutDescriptor(): number {
+  try {
+    if (!fstatSync(1).isFIFO()) return 1
+    return openSync('/proc/self/fd/1', constants.O_WRONLY | constants.O_NONBLOCK)
+  } catch {
+    return 1
+  }
+}
+
+/**
+ * The most one write to stdout carries: POSIX's PIPE_BUF on Linux. A pipe takes a write that size
+ * or smaller whole or not at all, so the lines of a cluster's processes, which share the pipe, never
+ * interleave inside a line (sonic-boom cuts its writes at line ends; only a line longer than this is
+ * split).
+ */
+const STDOUT_MAX_WRITE = 4096
+
+/**
+ * Stdout as the loggers' destination: pino's asynchronous sonic-boom (a line costs the event loop a
+ * buffer append; the write happens in the thread pool), at most {@link LOG_BUFFER_MAX_BYTES}
+ * buffered, behind a door that {@link close} shuts.
+ *
+ * Why the door: pino writes what is still buffered at exit with sonic-boom 4's `flushSync`, which
+ * retries forever once stdout's reader is gone (EPIPE: a log shipper that died) and blocks forever
+ * on a reader that stops reading. A gateway told to stop would then never exit. Closing the stream
+ * first, while the event loop still runs and with a deadline, writes the last lines if the reader
+ * takes them and drops them otherwise; pino's exit hook then has nothing left to write.
+ */
+class StdoutLog implements DestinationStream {
+  readonly #sink = pino.destination({
+    dest: stdoutDescriptor(),
+    sync: false,
+    maxLength: LOG_BUFFER_MAX_BYTES,
+    maxWrite: STDOUT_MAX_WRITE,
+  })
+  #open = true
+  #readerGone = false
+  #closed: Promise<void> | undefined
+  #dropped = 0
+
+  constructor() {
+    this.#sink.on('drop', () => {
+      this.#dropped++
+    })
+    // pino's own listener turns EPIPE into silence; any other write error still ends the process
+    // as an uncaught error (as with no listener here), except once the log is closing anyway.
+    this.#sink.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') this.#readerGone = true
+      else if (this.#open) throw err
+    })
+  }
+
+  /** Lines dropped because the buffer was full. */
+  get dropped(): number {
+    return this.#dropped
+  }
+
+  write(line: string): void {
+    if (this.#open) this.#sink.write(line)
+  }
+
+  /** Writes out what is buffered, at most `deadlineMs`, then drops the rest; later lines go nowhere. */
+  close(deadlineMs: number): Promise<void> {
+    this.#open = false
+    this.#closed ??= new Promise((resolve) => {
+      const sink = this.#sink
+      const settle = () => {
+        clearTimeout(timer)
+        sink.off('close', settle)
+        sink.off('error', settle)
+        // Destroyed, the stream holds nothing for pino's exit hook (after EPIPE pino made both no-ops;
+        // after 'close' it is destroyed already, which `destroy` allows).
+        sink.destroy()
+        resolve()
+      }
+      const timer = setTimeout(settle, deadlineMs)
+      if (this.#readerGone) return settle()
+      sink.once('close', settle)
+      sink.once('error', settle)
+      sink.end()
+    })
+    return this.#closed
+  }
+}
+
+/** The process's stdout log, made by the first logger that writes there. */
+let stdoutLog: StdoutLog | undefined
+
+/** Log lines this process dropped because stdout's reader did not keep up (`ecluse_log_lines_dropped_total`). */
+export function droppedLogLines(): number {
+  return stdoutLog?.dropped ?? 0
+}
+
+/**
+ * Ends the process with `code` once stdout's last log lines are written, or dropped because their
+ * reader is gone or has not taken them within {@link LOG_CLOSE_DEADLINE_MS}: the way every serving
+ * process exits, so that a log reader never keeps a stopped gateway alive.
+ */
+export function exitAfterLog(code: number): void {
+  const closed = stdoutLog?.close(LOG_CLOSE_DEADLINE_MS) ?? Promise.resolve()
+  void closed.then(() => process.exit(code))
 }
 
 /**
@@ -147,7 +262,9 @@ export function createLogger(opts: LoggerOptions): Logger {
       log: scrubLogObject,
     },
   }
-  return opts.destination === undefined ? pino(options) : pino(options, opts.destination)
+  if (opts.destination !== undefined) return pino(options, opts.destination)
+  stdoutLog ??= new StdoutLog()
+  return pino(options, stdoutLog)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 import { readFileSync } from 'node:fs'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import { EcluseError, ERROR_CODES, type ErrorCode } from '../errors.js'
+import { droppedLogLines } from './logger.js'
 
 // ---------------------------------------------------------------------------------------------
 // Label vocabularies (fixed enums)
@@ -596,6 +597,19 @@ export class GatewayMetrics {
       help: 'notAfter of each certificate the gateway presents, and the soonest of each CA bundle it trusts, as a Unix timestamp in seconds.',
       labelNames: ['side', 'name'],
       registers: [registry],
+    })
+
+    // Process-wide (one stdout per process); each registry reports the lines dropped since it was made.
+    let droppedReported = droppedLogLines()
+    new Counter({
+      name: 'ecluse_log_lines_dropped_total',
+      help: "Log lines dropped because stdout's reader did not keep up with them.",
+      registers: [registry],
+      collect() {
+        const dropped = droppedLogLines()
+        this.inc(dropped - droppedReported)
+        droppedReported = dropped
+      },
     })
 
     new Gauge<'version' | 'node'>({

@@ -1,0 +1,143 @@
+/**
+ * A gateway told to stop exits even when nobody takes its log lines: its stdout's reader has gone
+ * (a log shipper that died: every write fails with EPIPE) or has stopped reading (a full pipe: every
+ * write blocks). pino's own exit flush would retry or block forever in both cases; the gateway closes
+ * its log first, with a deadline (`exitAfterLog`). Alone and with workers, which share stdout.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { closeSync, constants, openSync, readSync, writeSync } from 'node:fs'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import t from 'tap'
+import { ROOT } from './helpers/cli.js'
+import { makeTestPki } from './helpers/pki.js'
+
+const pki = await makeTestPki()
+const dir = t.testdir()
+const DRAIN_MS = 1000
+/** Far above drain (1 s) and log close (1 s) deadlines: without the fix the process never exits. */
+const EXIT_WITHIN_MS = 20_000
+
+const q = JSON.stringify
+const configFile = join(dir, 'gateway.yaml')
+await writeFile(
+  configFile,
+  `sponsor:
+  listen: { port: 0 }
+  tls:
+    cert: ${q(pki.gatewaySponsorServer.certPath)}
+    key: ${q(pki.gatewaySponsorServer.keyPath)}
+    clientCa: ${q(pki.sponsorCa.certPath)}
+upstreams:
+  accreditation:
+    url: https://127.0.0.1:9
+    serverName: accreditation.trusted.test
+    tls:
+      ca: ${q(pki.trustedCa.certPath)}
+      cert: ${q(pki.gatewayTrustedClient.certPath)}
+      key: ${q(pki.gatewayTrustedClient.keyPath)}
+routes:
+  - name: list
+    methods: [GET]
+    path: /v1/accreditations
+    allow: [uri:spiffe://sponsor.test/accreditation-app]
+    upstream: accreditation
+admin:
+  listen: { port: 0 }
+shutdown:
+  drainTimeoutMs: ${DRAIN_MS}
+`,
+)
+
+/** `ecluse serve` with `stdout` as its fd 1; stderr collected; SIGKILLed in teardown if still up. */
+function serve(t: { teardown(fn: () => unknown): void }, stdout: 'pipe' | number, workers: readonly string[]) {
+  const env = { ...process.env }
+  delete env['ECLUSE_DEBUG']
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', configFile, ...workers], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', stdout, 'pipe'],
+  })
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  let stderr = ''
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+  const exit = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
+  return { child, exit, stderr: () => stderr }
+}
+
+/** The exit after SIGTERM, or `'still running'` after {@link EXIT_WITHIN_MS}. */
+async function stop(child: ChildProcess, exit: Promise<{ code: number | null; signal: string | null }>) {
+  child.kill('SIGTERM')
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<'still running'>((resolve) => (timer = setTimeout(() => resolve('still running'), EXIT_WITHIN_MS)))
+  const outcome = await Promise.race([exit, late])
+  clearTimeout(timer)
+  return outcome
+}
+
+/** The start line: alone, the gateway listens; with workers, the primary logs it once every worker has booted. */
+const startLine = (text: string) => text.split('\n').find((l) => l.includes('"admin":'))
+
+for (const workers of [[], ['--workers', '2']] as const) {
+  const mode = workers.length === 0 ? 'alone' : 'with 2 workers'
+
+  t.test(`${mode}: stdout's reader gone, SIGTERM still ends in exit 0`, async (t) => {
+    const { child, exit, stderr } = serve(t, 'pipe', workers)
+    let out = ''
+    child.stdout!.setEncoding('utf8')
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (d: string) => {
+        out += d
+        if (startLine(out) !== undefined) resolve()
+      })
+      child.once('exit', () => reject(new Error(`exited early; stderr: ${stderr()}`)))
+    })
+    // The read end closes: from now on every write to the gateway's stdout fails with EPIPE.
+    child.stdout!.destroy()
+    t.same(await stop(child, exit), { code: 0, signal: null }, 'drained and exited 0')
+    t.equal(stderr(), '', 'no crash, no complaint')
+  })
+
+  t.test(`${mode}: stdout's reader stalled on a full pipe, SIGTERM still ends in exit 0`, async (t) => {
+    const fifo = join(dir, `stdout-${workers.length}.fifo`)
+    execFileSync('mkfifo', [fifo])
+    // Our read end first (non-blocking), so the gateway's blocking write end opens at once.
+    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK)
+    const writer = openSync(fifo, constants.O_WRONLY)
+    t.teardown(() => {
+      closeSync(reader)
+    })
+    const { child, exit, stderr } = serve(t, writer, workers)
+    closeSync(writer)
+    let out = ''
+    const chunk = Buffer.alloc(64 * 1024)
+    let line: string | undefined
+    for (const deadline = Date.now() + 30_000; line === undefined; await new Promise((r) => setTimeout(r, 25))) {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no start line; stderr: ${stderr()}`)
+      try {
+        const n = readSync(reader, chunk)
+        out += chunk.subarray(0, n).toString('utf8')
+        line = startLine(out)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err
+      }
+    }
+    // Fill the pipe and read no more: the gateway's next write blocks in the kernel.
+    const filler = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK)
+    let filled = 0
+    for (;;) {
+      try {
+        filled += writeSync(filler, chunk)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err
+        break
+      }
+    }
+    closeSync(filler)
+    t.ok(filled >= 4096, `the pipe is full (${filled} bytes)`)
+    t.same(await stop(child, exit), { code: 0, signal: null }, 'drained and exited 0')
+    t.equal(stderr(), '', 'no crash, no complaint')
+  })
+}
