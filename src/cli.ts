@@ -91,16 +91,17 @@ export const COMMANDS: Command[] = [
       const workers = parseWorkers(values['workers'] as string | undefined, this)
       const config = values['config'] as string
       // From here on the process lives until a signal; a late uncaught error still ends in one line.
-      const { exitAfterLog } = await import('./observability/logger.js')
-      if (workers === 1) {
-        const { runGateway } = await import('./main.js')
-        installLastResortHandlers(io, exitAfterLog)
-        await runGateway(config)
-        return 0
-      }
-      const { runCluster } = await import('./cluster.js')
+      const { closeStdoutLog, exitAfterLog } = await import('./observability/logger.js')
       installLastResortHandlers(io, exitAfterLog)
-      await runCluster(config, { workers })
+      try {
+        if (workers === 1) await (await import('./main.js')).runGateway(config)
+        else await (await import('./cluster.js')).runCluster(config, { workers })
+      } catch (err) {
+        // A boot that failed ends when nothing is left to do: lines held for a stalled reader
+        // would keep it alive, retrying.
+        await closeStdoutLog()
+        throw err
+      }
       return 0
     },
   },

@@ -175,6 +175,9 @@ interface Slot {
   reloadWaiters: Array<(answer: ReloadAnswer | undefined) => void>
 }
 
+/** The gateway families the primary counts itself, added to its workers' in its scrape. */
+const PRIMARY_GATEWAY_FAMILIES = new Set(['ecluse_open_connections', 'ecluse_log_lines_dropped_total'])
+
 /**
  * The primary's admin metrics: the registries of the workers that answer in time, aggregated by
  * prom-client's `AggregatorRegistry.aggregate`, followed by the primary's own cluster series. A
@@ -184,9 +187,6 @@ interface Slot {
  * listener's connections and the primary's dropped log lines count (every request is counted in a
  * worker), summed with the workers'.
  */
-/** The gateway families the primary counts itself, added to its workers' in its scrape. */
-const PRIMARY_GATEWAY_FAMILIES = new Set(['ecluse_open_connections', 'ecluse_log_lines_dropped_total'])
-
 class ClusterAdminMetrics extends GatewayMetrics {
   readonly #own: Registry
   readonly #workers: () => Promise<RegistryJson[]>

@@ -83,7 +83,7 @@ const startLine = (text: string) => text.split('\n').find((l) => l.includes('"ad
 for (const workers of [[], ['--workers', '2']] as const) {
   const mode = workers.length === 0 ? 'alone' : 'with 2 workers'
 
-  t.test(`${mode}: stdout's reader gone, SIGTERM still ends in exit 0`, async (t) => {
+  t.test(`${mode}: stdout a socket whose reader has gone, SIGTERM still ends in exit 0`, async (t) => {
     const { child, exit, stderr } = serve(t, 'pipe', workers)
     let out = ''
     child.stdout!.setEncoding('utf8')
@@ -96,6 +96,29 @@ for (const workers of [[], ['--workers', '2']] as const) {
     })
     // The read end closes: from now on every write to the gateway's stdout fails with EPIPE.
     child.stdout!.destroy()
+    t.same(await stop(child, exit), { code: 0, signal: null }, 'drained and exited 0')
+    t.equal(stderr(), '', 'no crash, no complaint')
+  })
+
+  t.test(`${mode}: stdout a pipe whose reader has gone, SIGTERM still ends in exit 0`, async (t) => {
+    const fifo = join(dir, `gone-${workers.length}.fifo`)
+    execFileSync('mkfifo', [fifo])
+    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK)
+    const writer = openSync(fifo, constants.O_WRONLY)
+    const { child, exit, stderr } = serve(t, writer, workers)
+    closeSync(writer)
+    let out = ''
+    const chunk = Buffer.alloc(64 * 1024)
+    for (const deadline = Date.now() + 30_000; startLine(out) === undefined; await new Promise((r) => setTimeout(r, 25))) {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no start line; stderr: ${stderr()}`)
+      try {
+        out += chunk.subarray(0, readSync(reader, chunk)).toString('utf8')
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err
+      }
+    }
+    // The only reader closes: every write to the pipe now fails with EPIPE.
+    closeSync(reader)
     t.same(await stop(child, exit), { code: 0, signal: null }, 'drained and exited 0')
     t.equal(stderr(), '', 'no crash, no complaint')
   })

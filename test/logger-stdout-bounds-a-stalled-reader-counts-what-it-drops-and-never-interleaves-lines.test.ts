@@ -3,7 +3,8 @@
  * the container's pipe) costs at most LOG_BUFFER_MAX_BYTES of buffered lines: the rest is dropped
  * and counted in `ecluse_log_lines_dropped_total`, and the process still exits on time. A reader
  * that keeps up gets every line, the last ones written at exit included. Processes that share the
- * pipe (a cluster's primary and workers) never cut into each other's lines.
+ * pipe (a cluster's primary and workers) never cut into each other's lines. A reader that has gone
+ * shows in the metric too.
  */
 import { execFileSync, spawn } from 'node:child_process'
 import { closeSync, constants, openSync, readSync, writeSync } from 'node:fs'
@@ -18,8 +19,10 @@ const dir = t.testdir()
 const LINES = 16_384
 const MESSAGE = 'x'.repeat(1000)
 
-// Logs as many lines as it is told (argv[2]) at once, reports what it dropped (itself and through a registry), then exits
-// the way a serving process does.
+// Logs as many lines as it is told (argv[2]) at once; reports what it dropped (itself and through a
+// registry) and, from a twin logger that only measures, how many bytes the lines it kept make and
+// the size of the first line it dropped; then exits the way a serving process does, at once or
+// after lingering argv[3] ms.
 const script = join(dir, 'log-and-exit.ts')
 await writeFile(
   script,
@@ -27,44 +30,57 @@ await writeFile(
 import { GatewayMetrics } from ${JSON.stringify(join(ROOT, 'src/observability/metrics.ts'))}
 const metrics = new GatewayMetrics({ routes: [], defaultMetrics: false })
 const log = createLogger({ level: 'info' })
+const sizes = []
+const twin = createLogger({ level: 'info', destination: { write: (line) => sizes.push(Buffer.byteLength(line)) } })
 const lines = Number(process.argv[2])
-for (let i = 0; i < lines; i++) log.info({ i }, ${JSON.stringify(MESSAGE)})
+for (let i = 0; i < lines; i++) {
+  log.info({ i }, ${JSON.stringify(MESSAGE)})
+  twin.info({ i }, ${JSON.stringify(MESSAGE)})
+}
+// argv[4] 'again': once the first lines' writes have had their answer, as many lines again.
+if (process.argv[4] === 'again') {
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  for (let i = 0; i < lines; i++) log.info({ i }, ${JSON.stringify(MESSAGE)})
+}
 const scrape = await metrics.registry.metrics()
 const counted = Number(/^ecluse_log_lines_dropped_total (\\d+)$/m.exec(scrape)?.[1])
-process.stderr.write(JSON.stringify({ dropped: droppedLogLines(), counted }))
-// Then exits at once, or after lingering for the given milliseconds.
-setTimeout(() => exitAfterLog(0), Number(process.argv[3] ?? 0))
+const dropped = droppedLogLines()
+const kept = lines - dropped
+const keptBytes = sizes.slice(0, kept).reduce((a, b) => a + b, 0)
+process.stderr.write(JSON.stringify({ dropped, counted, keptBytes, nextBytes: sizes[kept] ?? 0 }))
+setTimeout(() => exitAfterLog(0), Number(process.argv[3]))
 `,
 )
 
-function run(stdout: 'pipe' | number, lines: number, lingerMs = 0) {
-  const child = spawn(process.execPath, ['--import', 'tsx', script, String(lines), String(lingerMs)], { cwd: ROOT, stdio: ['ignore', stdout, 'pipe'] })
+interface Report {
+  readonly dropped: number
+  readonly counted: number
+  readonly keptBytes: number
+  readonly nextBytes: number
+}
+
+function run(stdout: 'pipe' | number, lines: number, lingerMs = 0, again = false) {
+  const child = spawn(process.execPath, ['--import', 'tsx', script, String(lines), String(lingerMs), again ? 'again' : ''], { cwd: ROOT, stdio: ['ignore', stdout, 'pipe'] })
   let stderr = ''
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-  const exit = new Promise<{ code: number | null; report: { dropped: number; counted: number } }>((resolve) =>
-    child.on('close', (code) => resolve({ code, report: JSON.parse(stderr || '{}') as { dropped: number; counted: number } })),
+  const exit = new Promise<{ code: number | null; report: Report }>((resolve) =>
+    child.on('close', (code) => resolve({ code, report: JSON.parse(stderr || '{}') as Report })),
   )
   return { child, exit }
 }
 
-/** The sizes of a line on the wire, measured by the first test. */
-let lineBytes = { min: 0, max: 0 }
-
 t.test('a reader that keeps up gets every line, the last ones written at exit', async (t) => {
-  // About 2 MiB: within the buffer, all of it still buffered when the process asks to exit.
-  const lines = 2048
+  // About 280 KB, all of it still buffered when the process asks to exit.
+  const lines = 256
   const { child, exit } = run('pipe', lines)
   let out = ''
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d))
   const { code, report } = await exit
   t.equal(code, 0)
-  t.same(report, { dropped: 0, counted: 0 }, 'nothing dropped')
+  t.same({ dropped: report.dropped, counted: report.counted }, { dropped: 0, counted: 0 }, 'nothing dropped')
   const received = out.split('\n').filter((l) => l !== '')
   t.equal(received.length, lines, 'every line arrived')
   t.same(JSON.parse(received.at(-1)!).i, lines - 1, 'the last one too')
-  const sizes = received.map((l) => Buffer.byteLength(l) + 1)
-  // The stalled run's line numbers have up to one digit more.
-  lineBytes = { min: Math.min(...sizes), max: Math.max(...sizes) + 1 }
 })
 
 t.test('a stalled reader: at most LOG_BUFFER_MAX_BYTES held, the rest dropped and counted, exit on time', async (t) => {
@@ -93,9 +109,9 @@ t.test('a stalled reader: at most LOG_BUFFER_MAX_BYTES held, the rest dropped an
   t.equal(code, 0, 'exited 0, not killed')
   t.ok(report.dropped > 0, `${report.dropped} lines dropped`)
   t.equal(report.counted, report.dropped, 'ecluse_log_lines_dropped_total counts them')
-  const held = LINES - report.dropped
-  t.ok(held * lineBytes.min <= LOG_BUFFER_MAX_BYTES, `${held} lines held, within ${LOG_BUFFER_MAX_BYTES} bytes`)
-  t.ok(held * lineBytes.max > LOG_BUFFER_MAX_BYTES - lineBytes.max, 'and the buffer was full before any was dropped')
+  // Nothing left the full pipe: the lines kept are the first ones, every later one was dropped.
+  t.ok(report.keptBytes <= LOG_BUFFER_MAX_BYTES, `${LINES - report.dropped} lines (${report.keptBytes} bytes) held, within ${LOG_BUFFER_MAX_BYTES}`)
+  t.ok(report.keptBytes + report.nextBytes > LOG_BUFFER_MAX_BYTES, 'and the first one dropped did not fit')
 })
 
 t.test('processes that share a pipe, as a cluster does, never interleave inside a line', async (t) => {
@@ -125,7 +141,10 @@ t.test('processes that share a pipe, as a cluster does, never interleave inside 
     if (n === 0) break // every writer has exited
     out += chunk.subarray(0, n).toString('utf8')
   }
-  for (const { exit } of runs) t.same(await exit, { code: 0, report: { dropped: 0, counted: 0 } })
+  for (const { exit } of runs) {
+    const { code, report } = await exit
+    t.same({ code, dropped: report.dropped }, { code: 0, dropped: 0 })
+  }
   const received = out.split('\n').filter((l) => l !== '')
   t.equal(received.length, 3 * lines, 'every line arrived')
   const broken = received.filter((l) => {
@@ -137,4 +156,19 @@ t.test('processes that share a pipe, as a cluster does, never interleave inside 
     }
   })
   t.same(broken.length, 0, 'each is one whole JSON object')
+})
+
+t.test('a reader that has gone: every line after the first failed write is counted as dropped', async (t) => {
+  const fifo = join(dir, 'gone.fifo')
+  execFileSync('mkfifo', [fifo])
+  const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK)
+  const writer = openSync(fifo, constants.O_WRONLY)
+  const { exit } = run(writer, 64, 0, true)
+  closeSync(writer)
+  // Gone before the process writes: its writes fail with EPIPE.
+  closeSync(reader)
+  const { code, report } = await exit
+  t.equal(code, 0)
+  t.equal(report.dropped, 64, 'the second 64 lines, logged after EPIPE, are counted')
+  t.equal(report.counted, 64, 'in ecluse_log_lines_dropped_total')
 })

@@ -132,28 +132,34 @@ export const LOG_CLOSE_DEADLINE_MS = 1000
 export const LOG_BUFFER_MAX_BYTES = 8 * 1024 * 1024
 
 /**
- * The descriptor the stdout log writes to. For a pipe (a container runtime's log pipe), a
- * description of its own, non-blocking: a write to a reader that stopped reading then fails at
- * once (sonic-boom retries it later) instead of blocking a thread-pool thread in the kernel, which
- * `process.exit` would wait for forever (Node joins its thread pool at exit). fd 1 itself cannot be
- * trusted to stay non-blocking: libuv makes inherited descriptors blocking in every child it
- * spawns, cluster workers included, and the flag belongs to the description they share. Anything
- * else (a file, a terminal, a socket, no /proc), or a pipe nobody reads any more: fd 1 as it is.
+ * The descriptor the stdout log writes to, and why it is fd 1 itself when it is.
+ *
+ * For a pipe (a container runtime's log pipe), a description of its own, non-blocking: a write to
+ * a reader that stopped reading then fails at once (sonic-boom retries it 100 ms later) instead of
+ * blocking a thread-pool thread in the kernel, which `process.exit` would wait for forever (Node
+ * joins its thread pool at exit). fd 1 itself cannot be trusted to stay non-blocking: the flag
+ * belongs to the description that a cluster's processes share, and libuv clears it on fds 0–2 in
+ * every child it spawns, so each fork of a worker made fd 1 blocking under the primary.
+ *
+ * Anything else (a file, a terminal, a socket) is written through fd 1 as it is; so is a pipe that
+ * cannot be opened again (no reader any more, or a pipe owned by another user: `reason` says so).
  */
-function stdoutDescriptor(): number {
+function stdoutDescriptor(): { fd: number; reason?: string } {
   try {
-    if (!fstatSync(1).isFIFO()) return 1
-    return openSync('/proc/self/fd/1', constants.O_WRONLY | constants.O_NONBLOCK)
-  } catch {
-    return 1
+    if (!fstatSync(1).isFIFO()) return { fd: 1 }
+    return { fd: openSync('/proc/self/fd/1', constants.O_WRONLY | constants.O_NONBLOCK) }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    // ENXIO: nobody reads the pipe; the first write fails with EPIPE and the log goes quiet.
+    return code === 'ENXIO' ? { fd: 1 } : { fd: 1, reason: code ?? String(err) }
   }
 }
 
 /**
  * The most one write to stdout carries: POSIX's PIPE_BUF on Linux. A pipe takes a write that size
- * or smaller whole or not at all, so the lines of a cluster's processes, which share the pipe, never
- * interleave inside a line (sonic-boom cuts its writes at line ends; only a line longer than this is
- * split).
+ * or smaller whole or not at all, and sonic-boom only packs pino's whole lines into a write up to
+ * this size, so the lines of a cluster's processes, which share the pipe, never interleave inside
+ * a line. A single longer line is written alone and may be split; sockets make no such promise.
  */
 const STDOUT_MAX_WRITE = 4096
 
@@ -169,18 +175,18 @@ const STDOUT_MAX_WRITE = 4096
  * takes them and drops them otherwise; pino's exit hook then has nothing left to write.
  */
 class StdoutLog implements DestinationStream {
-  readonly #sink = pino.destination({
-    dest: stdoutDescriptor(),
-    sync: false,
-    maxLength: LOG_BUFFER_MAX_BYTES,
-    maxWrite: STDOUT_MAX_WRITE,
-  })
+  /** Why a pipe on stdout is written through the shared, blocking-prone fd 1; unset otherwise. */
+  readonly fallback: string | undefined
+  readonly #sink: ReturnType<typeof pino.destination>
   #open = true
   #readerGone = false
   #closed: Promise<void> | undefined
   #dropped = 0
 
   constructor() {
+    const { fd, reason } = stdoutDescriptor()
+    this.fallback = reason
+    this.#sink = pino.destination({ dest: fd, sync: false, maxLength: LOG_BUFFER_MAX_BYTES, maxWrite: STDOUT_MAX_WRITE })
     this.#sink.on('drop', () => {
       this.#dropped++
     })
@@ -192,13 +198,16 @@ class StdoutLog implements DestinationStream {
     })
   }
 
-  /** Lines dropped because the buffer was full. */
+  /** Lines dropped because the buffer was full, or because the reader had gone (EPIPE). */
   get dropped(): number {
     return this.#dropped
   }
 
   write(line: string): void {
-    if (this.#open) this.#sink.write(line)
+    if (!this.#open) return
+    // After EPIPE pino made the sink's `write` a no-op: what is lost is counted all the same.
+    if (this.#readerGone) this.#dropped++
+    else this.#sink.write(line)
   }
 
   /** Writes out what is buffered, at most `deadlineMs`, then drops the rest; later lines go nowhere. */
@@ -227,6 +236,8 @@ class StdoutLog implements DestinationStream {
 
 /** The process's stdout log, made by the first logger that writes there. */
 let stdoutLog: StdoutLog | undefined
+/** The exit code asked for so far: the highest wins (a fatal error while closing is no exit 0). */
+let exitCode: number | undefined
 
 /** Log lines this process dropped because stdout's reader did not keep up (`ecluse_log_lines_dropped_total`). */
 export function droppedLogLines(): number {
@@ -234,13 +245,21 @@ export function droppedLogLines(): number {
 }
 
 /**
- * Ends the process with `code` once stdout's last log lines are written, or dropped because their
- * reader is gone or has not taken them within {@link LOG_CLOSE_DEADLINE_MS}: the way every serving
- * process exits, so that a log reader never keeps a stopped gateway alive.
+ * Writes stdout's last log lines, or drops them once their reader proves gone or has not taken
+ * them within {@link LOG_CLOSE_DEADLINE_MS}; later lines go nowhere. Never rejects.
+ */
+export function closeStdoutLog(): Promise<void> {
+  return stdoutLog?.close(LOG_CLOSE_DEADLINE_MS) ?? Promise.resolve()
+}
+
+/**
+ * Ends the process once the stdout log is closed ({@link closeStdoutLog}): the way every serving
+ * process exits, so that a log reader does not keep a stopped gateway alive. Called again before
+ * the exit (a fatal error while draining), the highest code wins.
  */
 export function exitAfterLog(code: number): void {
-  const closed = stdoutLog?.close(LOG_CLOSE_DEADLINE_MS) ?? Promise.resolve()
-  void closed.then(() => process.exit(code))
+  exitCode = Math.max(exitCode ?? code, code)
+  void closeStdoutLog().then(() => process.exit(exitCode))
 }
 
 /**
@@ -263,8 +282,16 @@ export function createLogger(opts: LoggerOptions): Logger {
     },
   }
   if (opts.destination !== undefined) return pino(options, opts.destination)
-  stdoutLog ??= new StdoutLog()
-  return pino(options, stdoutLog)
+  if (stdoutLog !== undefined) return pino(options, stdoutLog)
+  stdoutLog = new StdoutLog()
+  const log = pino(options, stdoutLog)
+  if (stdoutLog.fallback !== undefined) {
+    log.warn(
+      { error: stdoutLog.fallback },
+      'stdout is a pipe this process cannot open again non-blocking; a log reader that stops reading can keep it from exiting',
+    )
+  }
+  return log
 }
 
 // ---------------------------------------------------------------------------------------------
