@@ -173,15 +173,23 @@ interface Slot {
   reloadPending: boolean
   /** Who waits for the outcome of that deferred reload (settled with nothing if the worker goes). */
   reloadWaiters: Array<(answer: ReloadAnswer | undefined) => void>
+  /** The registry its worker last gave a scrape: stands in for it when it does not answer in time. */
+  lastMetrics: RegistryJson | undefined
+}
+
+/** A registry's counters and histograms only: what stays counted once its worker has gone. */
+function cumulativeOnly(metrics: RegistryJson): RegistryJson {
+  // prom-client's typings say an enum; at run time `type` is the exposition's word.
+  return metrics.filter((m) => ['counter', 'histogram'].includes(String(m.type)))
 }
 
 /** The gateway families the primary counts itself, added to its workers' in its scrape. */
 const PRIMARY_GATEWAY_FAMILIES = new Set(['ecluse_open_connections', 'ecluse_log_lines_dropped_total'])
 
 /**
- * The primary's admin metrics: the registries of the workers that answer in time, aggregated by
- * prom-client's `AggregatorRegistry.aggregate`, followed by the primary's own cluster series. A
- * worker still booting, or stalled, is left out rather than failing the scrape (prom-client's
+ * The primary's admin metrics: the workers' registries (see `ClusterPrimary.#workerMetrics`),
+ * aggregated by prom-client's `AggregatorRegistry.aggregate`, followed by the primary's own cluster
+ * series. A worker still booting, or stalled, never fails the scrape (prom-client's
  * `clusterMetrics()` waits for every worker, then fails the whole scrape after 5 s). A subclass of
  * `GatewayMetrics` so that `AdminServer` can use it as is: of its own gateway families only the admin
  * listener's connections and the primary's dropped log lines count (every request is counted in a
@@ -217,6 +225,13 @@ class ClusterPrimary {
   /** Questions to workers awaiting an answer, by query id, with the worker asked. */
   readonly #pending = new Map<number, { readonly workerId: number; readonly done: (answer: unknown) => void }>()
   readonly #restarts: Counter
+  /**
+   * The counters and histograms of workers that have exited, as of their last scrape, in parts that
+   * each scrape folds into one. Summed with the live workers', they keep the cluster's counters from
+   * ever going down: Prometheus would read a drop as a reset and `increase()` would count every
+   * other worker's total again, firing alerts for events long past.
+   */
+  #retired: RegistryJson[] = []
   #nextQueryId = 0
   #adminPort = 0
   #started = false
@@ -238,6 +253,7 @@ class ClusterPrimary {
         ready: false,
         reloadPending: false,
         reloadWaiters: [],
+        lastMetrics: undefined,
         failures: 0,
         restartTimer: undefined,
         sponsorPort: 0,
@@ -432,6 +448,8 @@ class ClusterPrimary {
     if (slot === undefined || slot.worker !== worker) return
     slot.worker = undefined
     slot.ready = false
+    if (slot.lastMetrics !== undefined) this.#retired.push(cumulativeOnly(slot.lastMetrics))
+    slot.lastMetrics = undefined
     this.#settleReloadWaiters(slot, undefined)
     const clean = code === 0 && signal === null
     if (this.#stopping) {
@@ -464,11 +482,24 @@ class ClusterPrimary {
     })
   }
 
-  /** The registries of the ready workers that answer within `READINESS_ASK_MS`. */
+  /**
+   * The registries to aggregate: each ready worker's answer within `READINESS_ASK_MS`, or the last
+   * one it gave if it does not answer in time (a counter never drops because a worker is slow
+   * once), and the exited workers' counters and histograms.
+   */
   async #workerMetrics(): Promise<RegistryJson[]> {
-    const ready = this.#slots.filter((s) => s.ready && s.worker !== undefined).map((s) => s.worker!)
-    const answers = await Promise.all(ready.map((w) => this.#ask(w, 'metrics?') as Promise<RegistryJson | undefined>))
-    return answers.filter((a): a is RegistryJson => a !== undefined)
+    const slots = this.#slots.filter((s) => s.ready && s.worker !== undefined)
+    const answers = await Promise.all(
+      slots.map(async (slot) => {
+        const worker = slot.worker!
+        const answer = (await this.#ask(worker, 'metrics?')) as RegistryJson | undefined
+        // A worker that exited meanwhile has had its last registry retired (#onExit).
+        if (answer !== undefined && slot.worker === worker) slot.lastMetrics = answer
+        return slot.worker === worker ? (answer ?? slot.lastMetrics) : undefined
+      }),
+    )
+    if (this.#retired.length > 1) this.#retired = [await AggregatorRegistry.aggregate(this.#retired).getMetricsAsJSON()]
+    return [...answers.filter((a): a is RegistryJson => a !== undefined), ...this.#retired]
   }
 
   /** The outcome of a reload a booting worker is asked for once ready (nothing after `RELOAD_ASK_MS`). */

@@ -36,6 +36,13 @@ t.test('a worker killed after boot is restarted; the other keeps serving; readin
     }
   }
 
+  // Requests on connections of their own, spread over both workers, then a scrape: the victim's
+  // share is in the sum the primary last saw.
+  t.same(await Promise.all([1, 2, 3, 4, 5, 6, 7, 8].map((i) => get(`/v1/records/${i}`))), Array(8).fill(200))
+  const requests = (text: string) => metricValue(text, 'ecluse_requests_total', { side: 'sponsor', route: 'records' })
+  const before = await (await request(`${admin}/metrics`)).body.text()
+  t.equal(requests(before), 8)
+
   const [victim, survivor] = logged('écluse gateway started')
   process.kill(Number(victim!['pid']), 'SIGKILL')
   await until(() => logged('worker exited unexpectedly; restarting').length === 1, 'no restart line')
@@ -51,6 +58,9 @@ t.test('a worker killed after boot is restarted; the other keeps serving; readin
   t.equal(scrape.statusCode, 200, 'the scrape does not wait for a booting worker, nor fail on it')
   t.equal(metricValue(during, 'ecluse_cluster_worker_restarts_total', {}), 1)
   t.ok(metricValue(during, 'ecluse_open_connections', { side: 'admin' }) >= 1, 'the primary’s own admin connections are counted')
+  // A sum that went down would read as a counter reset to Prometheus, and increase() would count
+  // the survivor's whole total again.
+  t.equal(requests(during), 8, 'the crashed worker’s requests stay counted: no counter goes down')
 
   // While the slot is empty, connections go to the survivor: nothing is refused.
   const served = await Promise.all([1, 2, 3, 4].map((i) => get(`/v1/records/${i}`)))
@@ -74,6 +84,7 @@ t.test('a worker killed after boot is restarted; the other keeps serving; readin
   const metrics = await (await request(`${admin}/metrics`)).body.text()
   t.equal(metricValue(metrics, 'ecluse_cluster_worker_restarts_total', {}), 1)
   t.equal(metricValue(metrics, 'ecluse_cluster_workers', { state: 'ready' }), 2)
+  t.equal(requests(metrics), 12, 'with the replacement, the sum goes on from there')
   t.equal(await get('/v1/records/after'), 200)
 
   cluster.child.kill('SIGTERM')
