@@ -9,7 +9,7 @@ import { closeSync, constants, openSync, readSync, writeSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
-import { ROOT } from './helpers/cli.js'
+import { minimalServeConfig, ROOT } from './helpers/cli.js'
 import { makeTestPki } from './helpers/pki.js'
 
 const pki = await makeTestPki()
@@ -18,36 +18,9 @@ const DRAIN_MS = 1000
 /** Far above drain (1 s) and log close (1 s) deadlines: without the fix the process never exits. */
 const EXIT_WITHIN_MS = 20_000
 
-const q = JSON.stringify
 const configFile = join(dir, 'gateway.yaml')
-await writeFile(
-  configFile,
-  `sponsor:
-  listen: { port: 0 }
-  tls:
-    cert: ${q(pki.gatewaySponsorServer.certPath)}
-    key: ${q(pki.gatewaySponsorServer.keyPath)}
-    clientCa: ${q(pki.sponsorCa.certPath)}
-upstreams:
-  accreditation:
-    url: https://127.0.0.1:9
-    serverName: accreditation.trusted.test
-    tls:
-      ca: ${q(pki.trustedCa.certPath)}
-      cert: ${q(pki.gatewayTrustedClient.certPath)}
-      key: ${q(pki.gatewayTrustedClient.keyPath)}
-routes:
-  - name: list
-    methods: [GET]
-    path: /v1/accreditations
-    allow: [uri:spiffe://sponsor.test/accreditation-app]
-    upstream: accreditation
-admin:
-  listen: { port: 0 }
-shutdown:
-  drainTimeoutMs: ${DRAIN_MS}
-`,
-)
+await writeFile(configFile, minimalServeConfig(pki, { drainTimeoutMs: DRAIN_MS }))
+
 
 /** `ecluse serve` with `stdout` as its fd 1; stderr collected; SIGKILLed in teardown if still up. */
 function serve(t: { teardown(fn: () => unknown): void }, stdout: 'pipe' | number, workers: readonly string[]) {
@@ -80,6 +53,31 @@ async function stop(child: ChildProcess, exit: Promise<{ code: number | null; si
 /** The start line: alone, the gateway listens; with workers, the primary logs it once every worker has booted. */
 const startLine = (text: string) => text.split('\n').find((l) => l.includes('"admin":'))
 
+/**
+ * `ecluse serve` with a FIFO as its stdout (a container runtime's log pipe): this test holds the
+ * only read end (non-blocking) and reads it until the start line. Blocking, as runtimes give it,
+ * the write end opens at once because the read end is already open.
+ */
+async function serveOnFifo(t: { teardown(fn: () => unknown): void }, name: string, workers: readonly string[]) {
+  const fifo = join(dir, name)
+  execFileSync('mkfifo', [fifo])
+  const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK)
+  const writer = openSync(fifo, constants.O_WRONLY)
+  const gateway = serve(t, writer, workers)
+  closeSync(writer)
+  let out = ''
+  const chunk = Buffer.alloc(64 * 1024)
+  for (const deadline = Date.now() + 30_000; startLine(out) === undefined; await new Promise((r) => setTimeout(r, 25))) {
+    if (Date.now() > deadline || gateway.child.exitCode !== null) throw new Error(`no start line; stderr: ${gateway.stderr()}`)
+    try {
+      out += chunk.subarray(0, readSync(reader, chunk)).toString('utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err
+    }
+  }
+  return { ...gateway, reader, fifo }
+}
+
 for (const workers of [[], ['--workers', '2']] as const) {
   const mode = workers.length === 0 ? 'alone' : 'with 2 workers'
 
@@ -101,22 +99,7 @@ for (const workers of [[], ['--workers', '2']] as const) {
   })
 
   t.test(`${mode}: stdout a pipe whose reader has gone, SIGTERM still ends in exit 0`, async (t) => {
-    const fifo = join(dir, `gone-${workers.length}.fifo`)
-    execFileSync('mkfifo', [fifo])
-    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK)
-    const writer = openSync(fifo, constants.O_WRONLY)
-    const { child, exit, stderr } = serve(t, writer, workers)
-    closeSync(writer)
-    let out = ''
-    const chunk = Buffer.alloc(64 * 1024)
-    for (const deadline = Date.now() + 30_000; startLine(out) === undefined; await new Promise((r) => setTimeout(r, 25))) {
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no start line; stderr: ${stderr()}`)
-      try {
-        out += chunk.subarray(0, readSync(reader, chunk)).toString('utf8')
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err
-      }
-    }
+    const { reader, child, exit, stderr } = await serveOnFifo(t, `gone-${workers.length}.fifo`, workers)
     // The only reader closes: every write to the pipe now fails with EPIPE.
     closeSync(reader)
     t.same(await stop(child, exit), { code: 0, signal: null }, 'drained and exited 0')
@@ -124,35 +107,14 @@ for (const workers of [[], ['--workers', '2']] as const) {
   })
 
   t.test(`${mode}: stdout's reader stalled on a full pipe, SIGTERM still ends in exit 0`, async (t) => {
-    const fifo = join(dir, `stdout-${workers.length}.fifo`)
-    execFileSync('mkfifo', [fifo])
-    // Our read end first (non-blocking), so the gateway's blocking write end opens at once.
-    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK)
-    const writer = openSync(fifo, constants.O_WRONLY)
-    t.teardown(() => {
-      closeSync(reader)
-    })
-    const { child, exit, stderr } = serve(t, writer, workers)
-    closeSync(writer)
-    let out = ''
-    const chunk = Buffer.alloc(64 * 1024)
-    let line: string | undefined
-    for (const deadline = Date.now() + 30_000; line === undefined; await new Promise((r) => setTimeout(r, 25))) {
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no start line; stderr: ${stderr()}`)
-      try {
-        const n = readSync(reader, chunk)
-        out += chunk.subarray(0, n).toString('utf8')
-        line = startLine(out)
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err
-      }
-    }
-    // Fill the pipe and read no more: the gateway's next write blocks in the kernel.
+    const { reader, fifo, child, exit, stderr } = await serveOnFifo(t, `stalled-${workers.length}.fifo`, workers)
+    t.teardown(() => closeSync(reader))
+    // Fill the pipe and read no more: the gateway's writes find it full from now on.
     const filler = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK)
     let filled = 0
     for (;;) {
       try {
-        filled += writeSync(filler, chunk)
+        filled += writeSync(filler, Buffer.alloc(64 * 1024))
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err
         break

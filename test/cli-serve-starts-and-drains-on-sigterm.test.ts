@@ -4,6 +4,7 @@ import { request } from 'node:http'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { minimalServeConfig } from './helpers/cli.js'
 import { makeTestPki } from './helpers/pki.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -23,32 +24,7 @@ function collect(child: ChildProcessWithoutNullStreams) {
   return { out, exit }
 }
 
-const q = JSON.stringify
-const config = (sponsorKey: string) => `sponsor:
-  listen: { port: 0 }
-  tls:
-    cert: ${q(pki.gatewaySponsorServer.certPath)}
-    key: ${q(sponsorKey)}
-    clientCa: ${q(pki.sponsorCa.certPath)}
-upstreams:
-  accreditation:
-    url: https://127.0.0.1:9
-    serverName: accreditation.trusted.test
-    tls:
-      ca: ${q(pki.trustedCa.certPath)}
-      cert: ${q(pki.gatewayTrustedClient.certPath)}
-      key: ${q(pki.gatewayTrustedClient.keyPath)}
-routes:
-  - name: list
-    methods: [GET]
-    path: /v1/accreditations
-    allow: [uri:spiffe://sponsor.test/accreditation-app]
-    upstream: accreditation
-admin:
-  listen: { port: 0 }
-shutdown:
-  drainTimeoutMs: 1000
-`
+const config = (sponsorKey: string) => minimalServeConfig(pki, { sponsorKey })
 
 const dir = t.testdir()
 
@@ -88,6 +64,8 @@ t.test('serve boots from the file, answers on the admin port, and exits 0 after 
   child.kill('SIGTERM')
   t.equal(await exit, 0, 'drained and exited 0')
   t.equal(out.stderr, '')
+  const last = out.stdout.trimEnd().split('\n').at(-1)!
+  t.equal((JSON.parse(last) as { msg: string }).msg, 'stopped', 'the last log line was written before the exit')
 })
 
 t.test('serve refuses broken material with one line and exit 1, before listening', async (t) => {

@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process'
 import { readdir } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { type CliIo, main } from '../../src/cli.js'
+import type { TestPki } from './pki.js'
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -61,4 +62,38 @@ export const COMPACT_JWE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-
 export const JOSE_OPEN: { crit: Record<string, boolean>; contentEncryptionAlgorithms: string[] } = {
   crit: { 'ecl.route': true, 'ecl.ptr': true, 'ecl.rid': true },
   contentEncryptionAlgorithms: ['A256GCM'],
+}
+
+/**
+ * The smallest configuration `ecluse serve` boots from: both listeners on port 0, one route, an
+ * upstream nobody listens on (nothing here sends it a request). `sponsorKey` replaces the sponsor
+ * listener's key (a mismatched one fails the boot).
+ */
+export function minimalServeConfig(pki: TestPki, opts: { readonly sponsorKey?: string; readonly drainTimeoutMs?: number } = {}): string {
+  const q = JSON.stringify
+  return `sponsor:
+  listen: { port: 0 }
+  tls:
+    cert: ${q(pki.gatewaySponsorServer.certPath)}
+    key: ${q(opts.sponsorKey ?? pki.gatewaySponsorServer.keyPath)}
+    clientCa: ${q(pki.sponsorCa.certPath)}
+upstreams:
+  accreditation:
+    url: https://127.0.0.1:9
+    serverName: accreditation.trusted.test
+    tls:
+      ca: ${q(pki.trustedCa.certPath)}
+      cert: ${q(pki.gatewayTrustedClient.certPath)}
+      key: ${q(pki.gatewayTrustedClient.keyPath)}
+routes:
+  - name: list
+    methods: [GET]
+    path: /v1/accreditations
+    allow: [uri:spiffe://sponsor.test/accreditation-app]
+    upstream: accreditation
+admin:
+  listen: { port: 0 }
+shutdown:
+  drainTimeoutMs: ${opts.drainTimeoutMs ?? 1000}
+`
 }
