@@ -11,7 +11,7 @@ import { closeSync, constants, openSync, readSync, writeSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
-import { LOG_BUFFER_MAX_BYTES } from '../src/observability/logger.js'
+import { LOG_BUFFER_MAX_BYTES } from '../src/observability/stdout-log.js'
 import { ROOT } from './helpers/cli.js'
 
 const dir = t.testdir()
@@ -120,10 +120,11 @@ t.test('processes that share a pipe, as a cluster does, never interleave inside 
   const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK)
   t.teardown(() => closeSync(reader))
   const writer = openSync(fifo, constants.O_WRONLY)
-  // About 1 MiB each, within the buffer: nothing dropped. Each lingers long enough for this reader
-  // to take everything before it exits.
-  const lines = 1024
-  const runs = [run(writer, lines, 5000), run(writer, lines, 5000), run(writer, lines, 5000)]
+  // About 2 MiB each, within the buffer: nothing dropped. Each then lingers 3 s before it exits:
+  // a writer that waited for room in the pipe on a timer (sonic-boom retries every 100 ms, about
+  // 64 KiB per 100 ms once the pipe is full) would still hold lines then, and lose them at exit.
+  const lines = 2048
+  const runs = [run(writer, lines, 3000), run(writer, lines, 3000), run(writer, lines, 3000)]
   closeSync(writer)
   let out = ''
   const chunk = Buffer.alloc(1 << 16)

@@ -13,11 +13,11 @@
  * Neither layer can see a secret inside a message string or under an unrelated key name: never log
  * bodies, raw headers or key objects in the first place.
  */
-import { constants, fstatSync, openSync } from 'node:fs'
 import { hostname } from 'node:os'
 import pino, { type DestinationStream, type Logger } from 'pino'
 import type { ErrorCode } from '../errors.js'
 import type { Principal } from '../identity/principal.js'
+import { LOG_CLOSE_DEADLINE_MS, openStdoutLog, type StdoutLog } from './stdout-log.js'
 
 export type { Logger } from 'pino'
 
@@ -121,117 +121,8 @@ function levelLabel(label: string): { level: string } {
 export interface LoggerOptions {
   /** pino level: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`. */
   readonly level: string
-  /** Where lines go; default the process's {@link StdoutLog}, which {@link exitAfterLog} closes. */
+  /** Where lines go; default the process's stdout log (`stdout-log.ts`), which {@link exitAfterLog} closes. */
   readonly destination?: DestinationStream
-}
-
-/** How long an exiting process waits for stdout's reader to take the last lines before it drops them. */
-export const LOG_CLOSE_DEADLINE_MS = 1000
-
-/** What stdout's log holds for a reader that does not keep up; lines beyond it are dropped and counted. */
-export const LOG_BUFFER_MAX_BYTES = 8 * 1024 * 1024
-
-/**
- * The descriptor the stdout log writes to, and why it is fd 1 itself when it is.
- *
- * For a pipe (a container runtime's log pipe), a description of its own, non-blocking: a write to
- * a reader that stopped reading then fails at once (sonic-boom retries it 100 ms later) instead of
- * blocking a thread-pool thread in the kernel, which `process.exit` would wait for forever (Node
- * joins its thread pool at exit). fd 1 itself cannot be trusted to stay non-blocking: the flag
- * belongs to the description that a cluster's processes share, and libuv clears it on fds 0–2 in
- * every child it spawns, so each fork of a worker made fd 1 blocking under the primary.
- *
- * Anything else (a file, a terminal, a socket) is written through fd 1 as it is; so is a pipe that
- * cannot be opened again (no reader any more, or a pipe owned by another user: `reason` says so).
- */
-function stdoutDescriptor(): { fd: number; reason?: string } {
-  try {
-    if (!fstatSync(1).isFIFO()) return { fd: 1 }
-    return { fd: openSync('/proc/self/fd/1', constants.O_WRONLY | constants.O_NONBLOCK) }
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    // ENXIO: nobody reads the pipe; the first write fails with EPIPE and the log goes quiet.
-    return code === 'ENXIO' ? { fd: 1 } : { fd: 1, reason: code ?? String(err) }
-  }
-}
-
-/**
- * The most one write to stdout carries: POSIX's PIPE_BUF on Linux. A pipe takes a write that size
- * or smaller whole or not at all, and sonic-boom only packs pino's whole lines into a write up to
- * this size, so the lines of a cluster's processes, which share the pipe, never interleave inside
- * a line. A single longer line is written alone and may be split; sockets make no such promise.
- */
-const STDOUT_MAX_WRITE = 4096
-
-/**
- * Stdout as the loggers' destination: pino's asynchronous sonic-boom (a line costs the event loop a
- * buffer append; the write happens in the thread pool), at most {@link LOG_BUFFER_MAX_BYTES}
- * buffered, behind a door that {@link close} shuts.
- *
- * Why the door: pino writes what is still buffered at exit with sonic-boom 4's `flushSync`, which
- * retries forever once stdout's reader is gone (EPIPE: a log shipper that died) and blocks forever
- * on a reader that stops reading. A gateway told to stop would then never exit. Closing the stream
- * first, while the event loop still runs and with a deadline, writes the last lines if the reader
- * takes them and drops them otherwise; pino's exit hook then has nothing left to write.
- */
-class StdoutLog implements DestinationStream {
-  /** Why a pipe on stdout is written through the shared, blocking-prone fd 1; unset otherwise. */
-  readonly fallback: string | undefined
-  readonly #sink: ReturnType<typeof pino.destination>
-  #open = true
-  #readerGone = false
-  #closed: Promise<void> | undefined
-  #dropped = 0
-
-  constructor() {
-    const { fd, reason } = stdoutDescriptor()
-    this.fallback = reason
-    this.#sink = pino.destination({ dest: fd, sync: false, maxLength: LOG_BUFFER_MAX_BYTES, maxWrite: STDOUT_MAX_WRITE })
-    this.#sink.on('drop', () => {
-      this.#dropped++
-    })
-    // pino's own listener turns EPIPE into silence; any other write error still ends the process
-    // as an uncaught error (as with no listener here), except once the log is closing anyway.
-    this.#sink.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EPIPE') this.#readerGone = true
-      else if (this.#open) throw err
-    })
-  }
-
-  /** Lines dropped because the buffer was full, or because the reader had gone (EPIPE). */
-  get dropped(): number {
-    return this.#dropped
-  }
-
-  write(line: string): void {
-    if (!this.#open) return
-    // After EPIPE pino made the sink's `write` a no-op: what is lost is counted all the same.
-    if (this.#readerGone) this.#dropped++
-    else this.#sink.write(line)
-  }
-
-  /** Writes out what is buffered, at most `deadlineMs`, then drops the rest; later lines go nowhere. */
-  close(deadlineMs: number): Promise<void> {
-    this.#open = false
-    this.#closed ??= new Promise((resolve) => {
-      const sink = this.#sink
-      const settle = () => {
-        clearTimeout(timer)
-        sink.off('close', settle)
-        sink.off('error', settle)
-        // Destroyed, the stream holds nothing for pino's exit hook (after EPIPE pino made both no-ops;
-        // after 'close' it is destroyed already, which `destroy` allows).
-        sink.destroy()
-        resolve()
-      }
-      const timer = setTimeout(settle, deadlineMs)
-      if (this.#readerGone) return settle()
-      sink.once('close', settle)
-      sink.once('error', settle)
-      sink.end()
-    })
-    return this.#closed
-  }
 }
 
 /** The process's stdout log, made by the first logger that writes there. */
@@ -239,7 +130,7 @@ let stdoutLog: StdoutLog | undefined
 /** The exit code asked for so far: the highest wins (a fatal error while closing is no exit 0). */
 let exitCode: number | undefined
 
-/** Log lines this process dropped because stdout's reader did not keep up (`ecluse_log_lines_dropped_total`). */
+/** Log lines this process dropped because stdout's reader did not keep up or had gone (`ecluse_log_lines_dropped_total`). */
 export function droppedLogLines(): number {
   return stdoutLog?.dropped ?? 0
 }
@@ -283,7 +174,7 @@ export function createLogger(opts: LoggerOptions): Logger {
   }
   if (opts.destination !== undefined) return pino(options, opts.destination)
   if (stdoutLog !== undefined) return pino(options, stdoutLog)
-  stdoutLog = new StdoutLog()
+  stdoutLog = openStdoutLog()
   const log = pino(options, stdoutLog)
   if (stdoutLog.fallback !== undefined) {
     log.warn(
