@@ -19,10 +19,11 @@ const dir = t.testdir()
 const LINES = 16_384
 const MESSAGE = 'x'.repeat(1000)
 
-// Logs as many lines as it is told (argv[2]) at once; reports what it dropped (itself and through a
-// registry) and, from a twin logger that only measures, how many bytes the lines it kept make and
-// the size of the first line it dropped; then exits the way a serving process does, at once or
-// after lingering argv[3] ms.
+// Logs as many lines as it is told (argv[2]) at once; reports on its last stderr line what it dropped
+// (itself and through a registry) and, from a twin logger that only measures, how many bytes the
+// lines it kept make and the size of the first line it dropped; then exits the way a serving
+// process does, at once or after lingering argv[3] ms. Flags (argv[4]): 'go' waits, once its log
+// is open, for a line on stdin before logging; 'again' logs as many lines again 500 ms later.
 const script = join(dir, 'log-and-exit.ts')
 await writeFile(
   script,
@@ -30,6 +31,11 @@ await writeFile(
 import { GatewayMetrics } from ${JSON.stringify(join(ROOT, 'src/observability/metrics.ts'))}
 const metrics = new GatewayMetrics({ routes: [], defaultMetrics: false })
 const log = createLogger({ level: 'info' })
+const flags = (process.argv[4] ?? '').split(',')
+if (flags.includes('go')) {
+  process.stderr.write('opened\\n')
+  await new Promise((resolve) => process.stdin.once('data', resolve))
+}
 const sizes = []
 const twin = createLogger({ level: 'info', destination: { write: (line) => sizes.push(Buffer.byteLength(line)) } })
 const lines = Number(process.argv[2])
@@ -37,8 +43,7 @@ for (let i = 0; i < lines; i++) {
   log.info({ i }, ${JSON.stringify(MESSAGE)})
   twin.info({ i }, ${JSON.stringify(MESSAGE)})
 }
-// argv[4] 'again': once the first lines' writes have had their answer, as many lines again.
-if (process.argv[4] === 'again') {
+if (flags.includes('again')) {
   await new Promise((resolve) => setTimeout(resolve, 500))
   for (let i = 0; i < lines; i++) log.info({ i }, ${JSON.stringify(MESSAGE)})
 }
@@ -59,17 +64,19 @@ interface Report {
   readonly nextBytes: number
 }
 
-function run(stdout: 'pipe' | number, lines: number, lingerMs = 0, again = false) {
-  const child = spawn(process.execPath, ['--import', 'tsx', script, String(lines), String(lingerMs), again ? 'again' : ''], { cwd: ROOT, stdio: ['ignore', stdout, 'pipe'] })
+function run(stdout: 'pipe' | number, lines: number, opts: { lingerMs?: number; flags?: readonly string[] } = {}) {
+  const argv = ['--import', 'tsx', script, String(lines), String(opts.lingerMs ?? 0), (opts.flags ?? []).join(',')]
+  const child = spawn(process.execPath, argv, { cwd: ROOT, stdio: ['pipe', stdout, 'pipe'] })
   let stderr = ''
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+  const opened = new Promise<void>((resolve) => child.stderr!.on('data', () => stderr.includes('opened\n') && resolve()))
   const exit = new Promise<{ code: number | null; report: Report }>((resolve) =>
-    child.on('close', (code) => resolve({ code, report: JSON.parse(stderr || '{}') as Report })),
+    child.on('close', (code) => resolve({ code, report: JSON.parse(stderr.trimEnd().split('\n').at(-1) || '{}') as Report })),
   )
-  return { child, exit }
+  return { child, exit, opened }
 }
 
-t.test('a reader that keeps up gets every line, the last ones written at exit', async (t) => {
+t.test('a socket whose reader keeps up gets every line, the last ones written at exit', async (t) => {
   // About 280 KB, all of it still buffered when the process asks to exit.
   const lines = 256
   const { child, exit } = run('pipe', lines)
@@ -124,7 +131,7 @@ t.test('processes that share a pipe, as a cluster does, never interleave inside 
   // a writer that waited for room in the pipe on a timer (sonic-boom retries every 100 ms, about
   // 64 KiB per 100 ms once the pipe is full) would still hold lines then, and lose them at exit.
   const lines = 2048
-  const runs = [run(writer, lines, 3000), run(writer, lines, 3000), run(writer, lines, 3000)]
+  const runs = [1, 2, 3].map(() => run(writer, lines, { lingerMs: 3000 }))
   closeSync(writer)
   let out = ''
   const chunk = Buffer.alloc(1 << 16)
@@ -159,17 +166,66 @@ t.test('processes that share a pipe, as a cluster does, never interleave inside 
   t.same(broken.length, 0, 'each is one whole JSON object')
 })
 
-t.test('a reader that has gone: every line after the first failed write is counted as dropped', async (t) => {
+t.test('a pipe whose reader goes once the log is open: every line from the first failed write on is counted', async (t) => {
   const fifo = join(dir, 'gone.fifo')
   execFileSync('mkfifo', [fifo])
   const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK)
   const writer = openSync(fifo, constants.O_WRONLY)
-  const { exit } = run(writer, 64, 0, true)
+  const { child, exit, opened } = run(writer, 64, { flags: ['go', 'again'] })
   closeSync(writer)
-  // Gone before the process writes: its writes fail with EPIPE.
+  // The process has its own description of the pipe; then the only reader goes.
+  await opened
   closeSync(reader)
+  child.stdin!.end('go\n')
   const { code, report } = await exit
   t.equal(code, 0)
-  t.equal(report.dropped, 64, 'the second 64 lines, logged after EPIPE, are counted')
+  t.equal(report.dropped, 128, 'both batches: the lines held when the first write failed, and those after')
+  t.equal(report.counted, 128, 'in ecluse_log_lines_dropped_total')
+})
+
+t.test('a named pipe whose reader had gone before the process started: the lines after the first failed write are counted', async (t) => {
+  const fifo = join(dir, 'gone-before.fifo')
+  execFileSync('mkfifo', [fifo])
+  const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK)
+  const writer = openSync(fifo, constants.O_WRONLY)
+  closeSync(reader)
+  // No reader: the process cannot open the pipe again (ENXIO) and writes fd 1 as it is.
+  const { exit } = run(writer, 64, { flags: ['again'] })
+  closeSync(writer)
+  const { code, report } = await exit
+  t.equal(code, 0)
+  t.equal(report.dropped, 64, 'the second 64 lines, logged after EPIPE, are counted (the first are lost uncounted)')
   t.equal(report.counted, 64, 'in ecluse_log_lines_dropped_total')
+})
+
+t.test('a pipe whose reader keeps up gets every line, the last ones written while the process exits', async (t) => {
+  const fifo = join(dir, 'keeps-up.fifo')
+  execFileSync('mkfifo', [fifo])
+  const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK)
+  t.teardown(() => closeSync(reader))
+  const writer = openSync(fifo, constants.O_WRONLY)
+  // Exits at once: most lines are still held when it asks to, and close() writes them out.
+  const lines = 2048
+  const { exit } = run(writer, lines)
+  closeSync(writer)
+  let out = ''
+  const chunk = Buffer.alloc(1 << 16)
+  for (;;) {
+    let n: number
+    try {
+      n = readSync(reader, chunk)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err
+      await new Promise((r) => setTimeout(r, 2))
+      continue
+    }
+    if (n === 0) break
+    out += chunk.subarray(0, n).toString('utf8')
+  }
+  const { code, report } = await exit
+  t.equal(code, 0)
+  t.equal(report.dropped, 0)
+  const received = out.split('\n').filter((l) => l !== '')
+  t.equal(received.length, lines, 'every line arrived')
+  t.same(JSON.parse(received.at(-1)!).i, lines - 1, 'the last one too')
 })

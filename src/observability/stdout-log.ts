@@ -20,7 +20,7 @@
  * description that a cluster's processes share on fd 1, and libuv clears it on fds 0–2 of every
  * child it spawns, so each fork of a worker made fd 1 blocking under the primary.
  */
-import { constants, fstatSync, openSync } from 'node:fs'
+import { closeSync, constants, fstatSync, openSync } from 'node:fs'
 import { Socket } from 'node:net'
 import pino, { type DestinationStream } from 'pino'
 
@@ -50,19 +50,26 @@ export interface StdoutLog extends DestinationStream {
 
 /**
  * The stdout log for this process's fd 1. A pipe is opened again through /proc/self/fd/1 for a
- * description of its own; if that fails (no reader any more: ENXIO, and the log goes quiet at its
- * first write; or a pipe owned by another user, or no /proc: `fallback` says which), fd 1 is
- * written as it is, and a reader that stops reading can then block a write and hold the exit.
+ * description of its own. If that fails, fd 1 is written as it is (a reader that stops reading can
+ * then block a write and hold the exit): quietly when a named pipe has no reader any more (ENXIO:
+ * the log goes quiet at its first write anyway), otherwise with `fallback` saying why (a pipe owned
+ * by another user, no /proc).
  */
 export function openStdoutLog(): StdoutLog {
-  let fallback: string | undefined
+  let fd: number
   try {
-    if (fstatSync(1).isFIFO()) return new PipeLog(openSync('/proc/self/fd/1', constants.O_WRONLY | constants.O_NONBLOCK))
+    if (!fstatSync(1).isFIFO()) return new SonicLog(undefined)
+    fd = openSync('/proc/self/fd/1', constants.O_WRONLY | constants.O_NONBLOCK)
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
-    if (code !== 'ENXIO') fallback = code ?? String(err)
+    return new SonicLog(code === 'ENXIO' ? undefined : (code ?? String(err)))
   }
-  return new SonicLog(fallback)
+  try {
+    return new PipeLog(fd)
+  } catch (err) {
+    closeSync(fd)
+    return new SonicLog(`the pipe could not be written as a stream: ${String(err)}`)
+  }
 }
 
 /**
@@ -75,14 +82,15 @@ class PipeLog implements StdoutLog {
   readonly fallback = undefined
   readonly #socket: Socket
   /** Lines not handed to the pipe yet, packed into writes of at most STDOUT_MAX_WRITE bytes. */
-  readonly #writes: string[] = []
-  /** The size of the last of `#writes`, which new lines join while they fit. */
-  #lastBytes = 0
+  readonly #writes: PendingWrite[] = []
   /** Bytes held: waiting, and the write in flight. */
   #held = 0
-  #writing = false
+  /** The write in flight, if any. */
+  #inFlight: PendingWrite | undefined
   #failed = false
   #open = true
+  /** Closed and done with: a late write callback does nothing. */
+  #settled = false
   #dropped = 0
   /** Called once nothing is held any more, or the pipe failed: what `close` waits for. */
   #onSettled: (() => void) | undefined
@@ -90,7 +98,8 @@ class PipeLog implements StdoutLog {
 
   constructor(fd: number) {
     this.#socket = new Socket({ fd, readable: false, writable: true })
-    // An idle log keeps no process alive; exits wait for it through `close`.
+    // The handle never holds the process open by itself (a write in flight still does): every exit
+    // goes through `close`, which destroys it.
     this.#socket.unref()
     this.#socket.on('error', () => this.#fail())
   }
@@ -107,37 +116,40 @@ class PipeLog implements StdoutLog {
       return
     }
     this.#held += bytes
-    const last = this.#writes.length - 1
-    if (last >= 0 && this.#lastBytes + bytes <= STDOUT_MAX_WRITE) {
-      this.#writes[last] += line
-      this.#lastBytes += bytes
+    const last = this.#writes.at(-1)
+    if (last !== undefined && last.bytes + bytes <= STDOUT_MAX_WRITE) {
+      last.text += line
+      last.bytes += bytes
+      last.lines++
     } else {
-      this.#writes.push(line)
-      this.#lastBytes = bytes
+      this.#writes.push({ text: line, bytes, lines: 1 })
     }
-    if (!this.#writing) this.#writeNext()
+    if (this.#inFlight === undefined) this.#writeNext()
   }
 
   #writeNext(): void {
-    const next = this.#writes.shift()
-    if (next === undefined || this.#failed) {
-      this.#writing = false
+    const next = this.#failed ? undefined : this.#writes.shift()
+    this.#inFlight = next
+    if (next === undefined) {
       this.#onSettled?.()
       return
     }
-    this.#writing = true
-    this.#socket.write(next, (err) => {
-      this.#held -= Buffer.byteLength(next)
+    this.#socket.write(next.text, (err) => {
+      // After a deadline or a failure this write is already accounted for.
+      if (this.#settled || this.#failed) return
+      this.#held -= next.bytes
       if (err) this.#fail()
       else this.#writeNext()
     })
   }
 
-  /** The reader has gone (EPIPE) or the pipe failed otherwise: what is held is lost, later lines are counted. */
+  /** The reader has gone (EPIPE) or the pipe failed otherwise: every line held and later is dropped, counted. */
   #fail(): void {
     if (this.#failed) return
     this.#failed = true
+    for (const lost of this.#inFlight === undefined ? this.#writes : [this.#inFlight, ...this.#writes]) this.#dropped += lost.lines
     this.#writes.length = 0
+    this.#inFlight = undefined
     this.#held = 0
     this.#socket.destroy()
     this.#onSettled?.()
@@ -148,17 +160,25 @@ class PipeLog implements StdoutLog {
     this.#closed ??= new Promise((resolve) => {
       const settle = () => {
         clearTimeout(timer)
+        this.#settled = true
         this.#onSettled = undefined
         // A write still in flight is abandoned: libuv holds it, no thread does.
         this.#socket.destroy()
         resolve()
       }
       const timer = setTimeout(settle, deadlineMs)
-      if (!this.#writing || this.#failed) settle()
+      if (this.#inFlight === undefined || this.#failed) settle()
       else this.#onSettled = settle
     })
     return this.#closed
   }
+}
+
+/** Whole lines waiting to be written to a pipe as one write. */
+interface PendingWrite {
+  text: string
+  bytes: number
+  lines: number
 }
 
 /**
@@ -181,8 +201,13 @@ class SonicLog implements StdoutLog {
       this.#dropped++
     })
     // pino's own listener makes the sink's methods no-ops after EPIPE and re-emits any other error,
-    // which would then end the process: a log that cannot be written goes quiet instead, counted.
+    // which would then end the process: a log that cannot be written goes quiet instead, counted
+    // (what sonic-boom held at that moment is lost uncounted). A sink ended by anyone else (pino's
+    // beforeExit hook) would throw on the next write: quiet too.
     this.#sink.on('error', () => {
+      this.#failed = true
+    })
+    this.#sink.on('close', () => {
       this.#failed = true
     })
   }
