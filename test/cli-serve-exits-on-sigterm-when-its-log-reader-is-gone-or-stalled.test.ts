@@ -4,12 +4,13 @@
  * write blocks). pino's own exit flush would retry or block forever in both cases; the gateway closes
  * its log first, with a deadline (`exitAfterLog`). Alone and with workers, which share stdout.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { closeSync, constants, openSync, readSync, writeSync } from 'node:fs'
+import { type ChildProcess, spawn } from 'node:child_process'
+import { closeSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { minimalServeConfig, ROOT } from './helpers/cli.js'
+import { fillFifo, makeFifo, readFifo } from './helpers/fifo.js'
 import { makeTestPki } from './helpers/pki.js'
 
 const pki = await makeTestPki()
@@ -54,28 +55,22 @@ async function stop(child: ChildProcess, exit: Promise<{ code: number | null; si
 const startLine = (text: string) => text.split('\n').find((l) => l.includes('"admin":'))
 
 /**
- * `ecluse serve` with a FIFO as its stdout (a container runtime's log pipe): this test holds the
- * only read end (non-blocking) and reads it until the start line. Blocking, as runtimes give it,
- * the write end opens at once because the read end is already open.
+ * `ecluse serve` with a FIFO as its stdout (a container runtime's log pipe), read by this test
+ * until the start line (test/helpers/fifo.ts).
  */
 async function serveOnFifo(t: { teardown(fn: () => unknown): void }, name: string, workers: readonly string[]) {
-  const fifo = join(dir, name)
-  execFileSync('mkfifo', [fifo])
-  const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK)
-  const writer = openSync(fifo, constants.O_WRONLY)
-  const gateway = serve(t, writer, workers)
-  closeSync(writer)
-  let out = ''
-  const chunk = Buffer.alloc(64 * 1024)
-  for (const deadline = Date.now() + 30_000; startLine(out) === undefined; await new Promise((r) => setTimeout(r, 25))) {
-    if (Date.now() > deadline || gateway.child.exitCode !== null) throw new Error(`no start line; stderr: ${gateway.stderr()}`)
-    try {
-      out += chunk.subarray(0, readSync(reader, chunk)).toString('utf8')
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err
-    }
-  }
-  return { ...gateway, reader, fifo }
+  const fifo = makeFifo(dir, name)
+  const gateway = serve(t, fifo.writer, workers)
+  closeSync(fifo.writer)
+  const deadline = Date.now() + 30_000
+  await readFifo(
+    fifo,
+    (text) => startLine(text) !== undefined,
+    () => {
+      if (Date.now() > deadline || gateway.child.exitCode !== null) throw new Error(`no start line; stderr: ${gateway.stderr()}`)
+    },
+  )
+  return { ...gateway, fifo }
 }
 
 for (const workers of [[], ['--workers', '2']] as const) {
@@ -99,28 +94,18 @@ for (const workers of [[], ['--workers', '2']] as const) {
   })
 
   t.test(`${mode}: stdout a pipe whose reader has gone, SIGTERM still ends in exit 0`, async (t) => {
-    const { reader, child, exit, stderr } = await serveOnFifo(t, `gone-${workers.length}.fifo`, workers)
+    const { fifo, child, exit, stderr } = await serveOnFifo(t, `gone-${workers.length}.fifo`, workers)
     // The only reader closes: every write to the pipe now fails with EPIPE.
-    closeSync(reader)
+    closeSync(fifo.reader)
     t.same(await stop(child, exit), { code: 0, signal: null }, 'drained and exited 0')
     t.equal(stderr(), '', 'no crash, no complaint')
   })
 
   t.test(`${mode}: stdout's reader stalled on a full pipe, SIGTERM still ends in exit 0`, async (t) => {
-    const { reader, fifo, child, exit, stderr } = await serveOnFifo(t, `stalled-${workers.length}.fifo`, workers)
-    t.teardown(() => closeSync(reader))
+    const { fifo, child, exit, stderr } = await serveOnFifo(t, `stalled-${workers.length}.fifo`, workers)
+    t.teardown(() => closeSync(fifo.reader))
     // Fill the pipe and read no more: the gateway's writes find it full from now on.
-    const filler = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK)
-    let filled = 0
-    for (;;) {
-      try {
-        filled += writeSync(filler, Buffer.alloc(64 * 1024))
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err
-        break
-      }
-    }
-    closeSync(filler)
+    const filled = fillFifo(fifo)
     t.ok(filled >= 4096, `the pipe is full (${filled} bytes)`)
     t.same(await stop(child, exit), { code: 0, signal: null }, 'drained and exited 0')
     t.equal(stderr(), '', 'no crash, no complaint')

@@ -6,13 +6,14 @@
  * pipe (a cluster's primary and workers) never cut into each other's lines. A reader that has gone
  * shows in the metric too.
  */
-import { execFileSync, spawn } from 'node:child_process'
-import { closeSync, constants, openSync, readSync, writeSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { closeSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { LOG_BUFFER_MAX_BYTES } from '../src/observability/stdout-log.js'
 import { ROOT } from './helpers/cli.js'
+import { fillFifo, makeFifo, readFifo } from './helpers/fifo.js'
 
 const dir = t.testdir()
 /** About 16 MiB of lines, twice the buffer: logged in one go, half of them cannot be held. */
@@ -91,22 +92,12 @@ t.test('a socket whose reader keeps up gets every line, the last ones written at
 })
 
 t.test('a stalled reader: at most LOG_BUFFER_MAX_BYTES held, the rest dropped and counted, exit on time', async (t) => {
-  const fifo = join(dir, 'stalled.fifo')
-  execFileSync('mkfifo', [fifo])
-  const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK)
-  t.teardown(() => closeSync(reader))
+  const fifo = makeFifo(dir, 'stalled.fifo')
+  t.teardown(() => closeSync(fifo.reader))
   // Full before the process writes anything, and never read.
-  const filler = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK)
-  try {
-    for (;;) writeSync(filler, Buffer.alloc(65536))
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err
-  }
-  closeSync(filler)
-  // The process gets a blocking write end, as a container runtime's pipe is.
-  const writer = openSync(fifo, constants.O_WRONLY)
-  const { child, exit } = run(writer, LINES)
-  closeSync(writer)
+  fillFifo(fifo)
+  const { child, exit } = run(fifo.writer, LINES)
+  closeSync(fifo.writer)
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL')
   })
@@ -122,33 +113,17 @@ t.test('a stalled reader: at most LOG_BUFFER_MAX_BYTES held, the rest dropped an
 })
 
 t.test('processes that share a pipe, as a cluster does, never interleave inside a line', async (t) => {
-  const fifo = join(dir, 'shared.fifo')
-  execFileSync('mkfifo', [fifo])
-  const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK)
-  t.teardown(() => closeSync(reader))
-  const writer = openSync(fifo, constants.O_WRONLY)
+  const fifo = makeFifo(dir, 'shared.fifo')
+  t.teardown(() => closeSync(fifo.reader))
   // About 2 MiB each, within the buffer: nothing dropped. Each then lingers 3 s before it exits:
   // a writer that waited for room in the pipe on a timer (sonic-boom retries every 100 ms, about
   // 64 KiB per 100 ms once the pipe is full) would still hold lines then, and lose them at exit.
   const lines = 2048
-  const runs = [1, 2, 3].map(() => run(writer, lines, { lingerMs: 3000 }))
-  closeSync(writer)
-  let out = ''
-  const chunk = Buffer.alloc(1 << 16)
+  const runs = [1, 2, 3].map(() => run(fifo.writer, lines, { lingerMs: 3000 }))
+  closeSync(fifo.writer)
   // Read whatever is there, then pause: the pipe fills meanwhile, and the writers' next writes
-  // find it full or partly full.
-  for (;;) {
-    let n: number
-    try {
-      n = readSync(reader, chunk)
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err
-      await new Promise((r) => setTimeout(r, 2))
-      continue
-    }
-    if (n === 0) break // every writer has exited
-    out += chunk.subarray(0, n).toString('utf8')
-  }
+  // find it full or partly full. Until every writer has exited.
+  const out = await readFifo(fifo)
   for (const { exit } of runs) {
     const { code, report } = await exit
     t.same({ code, dropped: report.dropped }, { code: 0, dropped: 0 })
@@ -167,15 +142,12 @@ t.test('processes that share a pipe, as a cluster does, never interleave inside 
 })
 
 t.test('a pipe whose reader goes once the log is open: every line from the first failed write on is counted', async (t) => {
-  const fifo = join(dir, 'gone.fifo')
-  execFileSync('mkfifo', [fifo])
-  const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK)
-  const writer = openSync(fifo, constants.O_WRONLY)
-  const { child, exit, opened } = run(writer, 64, { flags: ['go', 'again'] })
-  closeSync(writer)
+  const fifo = makeFifo(dir, 'gone.fifo')
+  const { child, exit, opened } = run(fifo.writer, 64, { flags: ['go', 'again'] })
+  closeSync(fifo.writer)
   // The process has its own description of the pipe; then the only reader goes.
   await opened
-  closeSync(reader)
+  closeSync(fifo.reader)
   child.stdin!.end('go\n')
   const { code, report } = await exit
   t.equal(code, 0)
@@ -184,14 +156,11 @@ t.test('a pipe whose reader goes once the log is open: every line from the first
 })
 
 t.test('a named pipe whose reader had gone before the process started: the lines after the first failed write are counted', async (t) => {
-  const fifo = join(dir, 'gone-before.fifo')
-  execFileSync('mkfifo', [fifo])
-  const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK)
-  const writer = openSync(fifo, constants.O_WRONLY)
-  closeSync(reader)
+  const fifo = makeFifo(dir, 'gone-before.fifo')
+  closeSync(fifo.reader)
   // No reader: the process cannot open the pipe again (ENXIO) and writes fd 1 as it is.
-  const { exit } = run(writer, 64, { flags: ['again'] })
-  closeSync(writer)
+  const { exit } = run(fifo.writer, 64, { flags: ['again'] })
+  closeSync(fifo.writer)
   const { code, report } = await exit
   t.equal(code, 0)
   t.equal(report.dropped, 64, 'the second 64 lines, logged after EPIPE, are counted (the first are lost uncounted)')
@@ -199,29 +168,13 @@ t.test('a named pipe whose reader had gone before the process started: the lines
 })
 
 t.test('a pipe whose reader keeps up gets every line, the last ones written while the process exits', async (t) => {
-  const fifo = join(dir, 'keeps-up.fifo')
-  execFileSync('mkfifo', [fifo])
-  const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK)
-  t.teardown(() => closeSync(reader))
-  const writer = openSync(fifo, constants.O_WRONLY)
+  const fifo = makeFifo(dir, 'keeps-up.fifo')
+  t.teardown(() => closeSync(fifo.reader))
   // Exits at once: most lines are still held when it asks to, and close() writes them out.
   const lines = 2048
-  const { exit } = run(writer, lines)
-  closeSync(writer)
-  let out = ''
-  const chunk = Buffer.alloc(1 << 16)
-  for (;;) {
-    let n: number
-    try {
-      n = readSync(reader, chunk)
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err
-      await new Promise((r) => setTimeout(r, 2))
-      continue
-    }
-    if (n === 0) break
-    out += chunk.subarray(0, n).toString('utf8')
-  }
+  const { exit } = run(fifo.writer, lines)
+  closeSync(fifo.writer)
+  const out = await readFifo(fifo)
   const { code, report } = await exit
   t.equal(code, 0)
   t.equal(report.dropped, 0)
