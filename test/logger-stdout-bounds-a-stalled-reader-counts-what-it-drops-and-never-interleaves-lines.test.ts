@@ -6,8 +6,8 @@
  * pipe (a cluster's primary and workers) never cut into each other's lines. A reader that has gone
  * shows in the metric too.
  */
-import { spawn } from 'node:child_process'
-import { closeSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { chmodSync, closeSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
@@ -182,3 +182,24 @@ t.test('a pipe whose reader keeps up gets every line, the last ones written whil
   t.equal(received.length, lines, 'every line arrived')
   t.same(JSON.parse(received.at(-1)!).i, lines - 1, 'the last one too')
 })
+
+const asNobody = process.getuid?.() === 0 && spawnSync('setpriv', ['--version']).status === 0
+t.test(
+  'a pipe the process may not open again (owned by another user) is written as it is, the first line a warn that says why',
+  { skip: asNobody ? false : 'needs root and setpriv (util-linux), to run the process as another user' },
+  async (t) => {
+    const fifo = makeFifo(dir, 'not-mine.fifo')
+    t.teardown(() => closeSync(fifo.reader))
+    chmodSync(fifo.path, 0o600)
+    const code = "const { createLogger, exitAfterLog } = await import('./src/observability/logger.ts'); createLogger({ level: 'info' }).info('hello'); exitAfterLog(0)"
+    const child = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', '-e', code], {
+      cwd: ROOT,
+      stdio: ['ignore', fifo.writer, 'inherit'],
+    })
+    closeSync(fifo.writer)
+    const lines = (await readFifo(fifo)).trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+    t.equal(await new Promise((resolve) => child.on('exit', resolve)), 0)
+    t.match(lines[0], { level: 'warn', error: 'EACCES', msg: /cannot write as a non-blocking stream of its own/ })
+    t.match(lines[1], { level: 'info', msg: 'hello' }, 'and the log goes on')
+  },
+)

@@ -179,7 +179,7 @@ export function createLogger(opts: LoggerOptions): Logger {
   if (stdoutLog.fallback !== undefined) {
     log.warn(
       { error: stdoutLog.fallback },
-      'stdout is a pipe this process cannot open again non-blocking; a log reader that stops reading can keep it from exiting',
+      'stdout is a pipe this process cannot write as a non-blocking stream of its own; a log reader that stops reading can keep it from exiting',
     )
   }
   return log
