@@ -498,7 +498,13 @@ class ClusterPrimary {
         return slot.worker === worker ? (answer ?? slot.lastMetrics) : undefined
       }),
     )
-    if (this.#retired.length > 1) this.#retired = [await AggregatorRegistry.aggregate(this.#retired).getMetricsAsJSON()]
+    const parts = this.#retired
+    const count = parts.length
+    if (count > 1) {
+      const folded = await AggregatorRegistry.aggregate(parts.slice(0, count)).getMetricsAsJSON()
+      // A worker that exited meanwhile pushed its part after these; a concurrent scrape may have folded first.
+      if (this.#retired === parts) this.#retired = [folded, ...parts.slice(count)]
+    }
     return [...answers.filter((a): a is RegistryJson => a !== undefined), ...this.#retired]
   }
 

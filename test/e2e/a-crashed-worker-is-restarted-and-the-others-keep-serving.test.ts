@@ -85,6 +85,19 @@ t.test('a worker killed after boot is restarted; the other keeps serving; readin
   t.equal(metricValue(metrics, 'ecluse_cluster_worker_restarts_total', {}), 1)
   t.equal(metricValue(metrics, 'ecluse_cluster_workers', { state: 'ready' }), 2)
   t.equal(requests(metrics), 12, 'with the replacement, the sum goes on from there')
+
+  // A second crash: two exited workers' counts are folded into one part, and still nothing drops.
+  process.kill(Number(replacement['pid']), 'SIGKILL')
+  await until(() => logged('worker exited unexpectedly; restarting').length === 2, 'no second restart line')
+  t.equal(requests(await (await request(`${admin}/metrics`)).body.text()), 12, 'after a second crash, still 12')
+  t.equal(requests(await (await request(`${admin}/metrics`)).body.text()), 12, 'and once the parts are folded')
+  await until(() => logged('écluse gateway started').length === 4, 'the worker was not restarted a second time')
+  for (let ready = false, deadline = Date.now() + 10_000; !ready && Date.now() < deadline; ) {
+    const res = await request(`${admin}/readyz`)
+    await res.body.dump()
+    ready = res.statusCode === 200
+    if (!ready) await new Promise((r) => setTimeout(r, 100))
+  }
   t.equal(await get('/v1/records/after'), 200)
 
   cluster.child.kill('SIGTERM')
