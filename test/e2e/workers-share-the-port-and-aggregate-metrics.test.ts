@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { Agent, request } from 'undici'
 import { stringify } from 'yaml'
-import { ClusterProcess } from '../helpers/cluster.js'
+import { ClusterProcess, hasExited } from '../helpers/cluster.js'
 import { echoHandler, gatewayConfig, metricValue, TestUpstream } from '../helpers/harness.js'
 import { makeTestPki } from '../helpers/pki.js'
 
@@ -57,6 +57,18 @@ t.test('two workers share the sponsor port, the primary aggregates their metrics
   const readiness = (await ready.body.json()) as { status: string; checks: Record<string, string> }
   t.equal(ready.statusCode, 200)
   t.same(readiness.checks, { workers: 'ok', certificates: 'ok', 'upstream:backend': 'ok' })
+
+  // A worker that cannot answer a scrape in time (stopped here) is counted as of its last answer:
+  // a sum that dropped would read as a counter reset to Prometheus.
+  const stalled = Number(workerStarts[0]!['pid'])
+  process.kill(stalled, 'SIGSTOP')
+  t.teardown(() => {
+    // Never left stopped, whatever failed; gone already when the test ran to its end.
+    if (!hasExited(stalled)) process.kill(stalled, 'SIGCONT')
+  })
+  const whileStalled = await (await request(`${admin}/metrics`)).body.text()
+  process.kill(stalled, 'SIGCONT')
+  t.equal(metricValue(whileStalled, 'ecluse_requests_total', { side: 'sponsor', route: 'records' }), REQUESTS, 'a stalled worker is still counted')
 
   cluster.child.kill('SIGTERM')
   t.equal(await cluster.exited, 0, 'every worker drained, then the primary exited 0')
