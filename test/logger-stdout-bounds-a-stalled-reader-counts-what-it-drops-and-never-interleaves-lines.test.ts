@@ -196,9 +196,11 @@ t.test(
       cwd: ROOT,
       stdio: ['ignore', fifo.writer, 'inherit'],
     })
+    // Listened for at once: the child may have exited by the time the pipe reads to its end.
+    const exited = new Promise((resolve) => child.on('exit', resolve))
     closeSync(fifo.writer)
     const lines = (await readFifo(fifo)).trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
-    t.equal(await new Promise((resolve) => child.on('exit', resolve)), 0)
+    t.equal(await exited, 0)
     t.match(lines[0], { level: 'warn', error: 'EACCES', msg: /cannot write as a non-blocking stream of its own/ })
     t.match(lines[1], { level: 'info', msg: 'hello' }, 'and the log goes on')
   },
