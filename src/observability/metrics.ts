@@ -603,7 +603,7 @@ export class GatewayMetrics {
     let droppedReported = droppedLogLines()
     new Counter({
       name: 'ecluse_log_lines_dropped_total',
-      help: "Log lines dropped because stdout's reader did not keep up with them.",
+      help: "Log lines dropped because stdout's reader did not keep up with them, or had gone.",
       registers: [registry],
       collect() {
         const dropped = droppedLogLines()
