@@ -3,8 +3,11 @@
  * load: the runner only starts, samples and stops them. Each child writes JSON lines on stdout; the
  * runner waits for the line it needs and drains the rest (an access log must not fill the pipe).
  */
-import { type ChildProcess, spawn } from 'node:child_process'
-import { realpathSync } from 'node:fs'
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { closeSync, constants, mkdtempSync, openSync, realpathSync, rmSync } from 'node:fs'
+import { Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { compiled } from './build.js'
 import { ROOT } from './root.js'
@@ -40,8 +43,13 @@ export class JsonChild {
   constructor(name: string, command: string, args: readonly string[], options: { keep?: boolean; env?: NodeJS.ProcessEnv } = {}) {
     this.name = name
     this.#keep = options.keep ?? false
-    this.process = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env })
-    this.process.stdout!.setEncoding('utf8').on('data', (chunk: string) => this.#onData(chunk))
+    const stdout = stdoutPipe()
+    try {
+      this.process = spawn(command, args, { cwd: ROOT, stdio: ['ignore', stdout.writer, 'pipe'], env: options.env ?? process.env })
+    } finally {
+      closeSync(stdout.writer)
+    }
+    stdout.reader.setEncoding('utf8').on('data', (chunk: string) => this.#onData(chunk))
     this.process.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
       // Bounded: only the tail is kept, for the error message.
       this.#stderr = (this.#stderr + chunk).slice(-4096)
@@ -133,6 +141,27 @@ export class JsonChild {
     }
     // A child that prints a very long line without a newline must not grow this without bound.
     if (this.#buffered.length > 1024 * 1024) this.#buffered = ''
+  }
+}
+
+/**
+ * A child's stdout as a container runtime gives it: a pipe, where Node's `stdio: 'pipe'` gives a
+ * socketpair. Écluse writes its log to a pipe through a non-blocking description of its own and to
+ * anything else through sonic-boom (`src/observability/stdout-log.ts`), so the bench gives it the
+ * image's case. A named pipe, since Node makes no anonymous one; its name is removed once both
+ * ends are open. The runner reads it with epoll (a `net.Socket` on the read end).
+ */
+function stdoutPipe(): { writer: number; reader: Socket } {
+  const dir = mkdtempSync(join(tmpdir(), 'ecluse-bench-stdout-'))
+  try {
+    const path = join(dir, 'stdout')
+    execFileSync('mkfifo', [path])
+    // The read end first, non-blocking, so that opening the write end does not wait for a reader.
+    const readFd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
+    const writer = openSync(path, constants.O_WRONLY)
+    return { writer, reader: new Socket({ fd: readFd, readable: true, writable: false }) }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
   }
 }
 
