@@ -9,7 +9,8 @@
  * literal beats a param, which beats a wildcard, backtracking when the preferred branch leads
  * nowhere. Two routes whose patterns have the same shape (same literals, params and wildcard in the
  * same places) and share a method could only be told apart by configuration order, so that is a
- * boot error; the same shape on disjoint methods is fine.
+ * boot error; the same shape on disjoint methods is fine. HEAD is the exception to per-method
+ * precedence: it goes where a GET of the same path would (`match`).
  */
 import type { Config, RouteConfig } from '../config/schema.js'
 import { EcluseError } from '../errors.js'
@@ -53,7 +54,9 @@ export interface RouteTable {
   get(name: string): CompiledRoute | undefined
   /**
    * The route for a method and a path already normalised by `normalizeTarget`. A path that some
-   * route matches for other methods gives `method_not_allowed`; HEAD is only routed where listed.
+   * route matches for other methods gives `method_not_allowed`. HEAD is only routed where listed,
+   * and only to the route a GET of the path would take (or one of that shape that lists HEAD):
+   * upstreams answer HEAD with their GET handler.
    */
   match(method: string, path: string): RouteMatch
 }
@@ -142,13 +145,16 @@ function find<T>(node: TrieNode<T>, path: string, start: number): T | null {
   return node.wildcard
 }
 
-/** Inserts `value` for `segments`; returns the value already there, if any. */
-function insert<T>(root: TrieNode<T>, segments: readonly Segment[], value: T): T | null {
+/**
+ * Inserts `value` for `segments`; returns the value already there, if any, unless `replaces(it)`
+ * says the new value takes its place.
+ */
+function insert<T>(root: TrieNode<T>, segments: readonly Segment[], value: T, replaces?: (existing: T) => boolean): T | null {
   let node = root
   for (let i = 0; i < segments.length; i++) {
     const segment = segments[i]!
     if (segment.kind === 'wildcard') {
-      if (node.wildcard !== null) return node.wildcard
+      if (node.wildcard !== null && replaces?.(node.wildcard) !== true) return node.wildcard
       node.wildcard = value
       return null
     }
@@ -159,7 +165,7 @@ function insert<T>(root: TrieNode<T>, segments: readonly Segment[], value: T): T
       node = node.param
     }
   }
-  if (node.terminal !== null) return node.terminal
+  if (node.terminal !== null && replaces?.(node.terminal) !== true) return node.terminal
   node.terminal = value
   return null
 }
@@ -246,21 +252,27 @@ function compileRoute(route: RouteConfig, index: number, config: Config, env: Tr
   })
 }
 
-type Found = { readonly route: CompiledRoute }
+type Found = { readonly route: CompiledRoute; readonly head: boolean }
 
 class CompiledRouteTable implements RouteTable {
   readonly routes: readonly CompiledRoute[]
   readonly #byName: ReadonlyMap<string, CompiledRoute>
   /** One trie per method, so a route for another method never shadows a match (no implicit HEAD). */
   readonly #byMethod: ReadonlyMap<string, TrieNode<Found>>
+  /**
+   * The routes that list GET or HEAD, where a route that lists HEAD takes the place of one of the
+   * same shape that does not: a HEAD is routed as a GET of the same path would be (see `match`).
+   */
+  readonly #getOrHead: TrieNode<Found>
   /** Every route regardless of method: tells 405 from 404. */
   readonly #anyMethod: TrieNode<Found>
 
-  constructor(routes: readonly CompiledRoute[], byMethod: ReadonlyMap<string, TrieNode<Found>>, anyMethod: TrieNode<Found>) {
+  constructor(routes: readonly CompiledRoute[], tries: { byMethod: ReadonlyMap<string, TrieNode<Found>>; getOrHead: TrieNode<Found>; anyMethod: TrieNode<Found> }) {
     this.routes = Object.freeze([...routes])
     this.#byName = new Map(routes.map((r) => [r.name, r]))
-    this.#byMethod = byMethod
-    this.#anyMethod = anyMethod
+    this.#byMethod = tries.byMethod
+    this.#getOrHead = tries.getOrHead
+    this.#anyMethod = tries.anyMethod
   }
 
   get(name: string): CompiledRoute | undefined {
@@ -269,10 +281,19 @@ class CompiledRouteTable implements RouteTable {
 
   match(method: string, path: string): RouteMatch {
     if (path.charCodeAt(0) !== 0x2f) return ROUTE_NOT_FOUND
-    const trie = this.#byMethod.get(method)
-    if (trie !== undefined) {
-      const found = find(trie, path, 1)
-      if (found !== null) return found
+    if (method === 'HEAD') {
+      // Upstreams answer HEAD with their GET handler (Express, Spring, Go, ASP.NET): a HEAD taken by
+      // the HEAD routes alone would reach a broader route than its GET (a literal `GET /docs/secret`
+      // beside `GET, HEAD /docs/:name`) and run the literal's handler under the other's ACL. So it
+      // goes where its GET would, and only if that route lists HEAD.
+      const found = find(this.#getOrHead, path, 1)
+      if (found !== null) return found.head ? found : METHOD_NOT_ALLOWED
+    } else {
+      const trie = this.#byMethod.get(method)
+      if (trie !== undefined) {
+        const found = find(trie, path, 1)
+        if (found !== null) return found
+      }
     }
     return find(this.#anyMethod, path, 1) === null ? ROUTE_NOT_FOUND : METHOD_NOT_ALLOWED
   }
@@ -291,12 +312,13 @@ class CompiledRouteTable implements RouteTable {
 export function compileRouteTable(config: Config, env: TransformEnv): RouteTable {
   const compiled: CompiledRoute[] = []
   const byMethod = new Map<string, TrieNode<Found>>()
+  const getOrHead = new TrieNode<Found>()
   const anyMethod = new TrieNode<Found>()
   config.routes.forEach((routeConfig, index) => {
     const segments = parsePattern(routeConfig.path, `routes[${index}].path`)
     const route = compileRoute(routeConfig, index, config, env)
     // The one object match() returns for this route: built here, never per request.
-    const found: Found = Object.freeze({ route })
+    const found: Found = Object.freeze({ route, head: route.methods.has('HEAD') })
     for (const method of route.methods) {
       let trie = byMethod.get(method)
       if (trie === undefined) {
@@ -311,10 +333,14 @@ export function compileRouteTable(config: Config, env: TransformEnv): RouteTable
         )
       }
     }
+    // Two routes of one shape that both list HEAD clashed above; of a GET-only one and a HEAD one,
+    // the HEAD one answers HEAD.
+    if (found.head || route.methods.has('GET')) insert(getOrHead, segments, found, (existing) => found.head && !existing.head)
     insert(anyMethod, segments, found)
     compiled.push(route)
   })
   for (const trie of byMethod.values()) trie.seal()
+  getOrHead.seal()
   anyMethod.seal()
-  return new CompiledRouteTable(compiled, byMethod, anyMethod)
+  return new CompiledRouteTable(compiled, { byMethod, getOrHead, anyMethod })
 }

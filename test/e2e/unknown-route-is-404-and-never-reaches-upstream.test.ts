@@ -12,3 +12,25 @@ t.test('an unknown route is 404 route_not_found, a wrong method 405, and the ups
   t.equal((wrongMethod.json() as { error: string }).error, 'method_not_allowed')
   t.equal(h.upstream.hits, 0)
 })
+
+t.test('a HEAD goes where its GET would: a GET-only literal is not reached by HEAD through a broader route', async (t) => {
+  // Upstreams answer HEAD with their GET handler: routed by the HEAD routes alone, HEAD /docs/secret
+  // took the broader route and its ACL, and ran the secret's handler for a client the secret refuses.
+  const app = 'uri:spiffe://sponsor.test/accreditation-app'
+  const h = await Harness.start({
+    routes: [
+      { name: 'secret', methods: ['GET'], path: '/docs/secret', allow: ['uri:spiffe://sponsor.test/admin'], upstream: 'backend' },
+      { name: 'docs', methods: ['GET', 'HEAD'], path: '/docs/:name', allow: [app], upstream: 'backend' },
+    ],
+  })
+  t.teardown(() => h.close())
+  const head = await h.request('/docs/secret', { method: 'HEAD' })
+  t.equal(head.status, 405, 'HEAD of the GET-only literal: method_not_allowed')
+  const get = await h.request('/docs/secret')
+  t.equal(get.status, 403, 'its GET: forbidden to this client')
+  t.equal((get.json() as { error: string }).error, 'forbidden')
+  t.equal(h.upstream.hits, 0, 'neither reached the upstream')
+  const other = await h.request('/docs/readme', { method: 'HEAD' })
+  t.equal(other.status, 200, 'HEAD where the broader route is the GET route too')
+  t.equal(h.upstream.hits, 1)
+})
