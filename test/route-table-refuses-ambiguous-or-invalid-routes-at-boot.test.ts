@@ -54,13 +54,35 @@ t.test('an invalid path pattern is a boot error with its key path', async (t) =>
 
 t.test('a route may not allow a header the gateway owns or that is hop-by-hop', async (t) => {
   const requestRefused = ['host', 'forwarded', 'via', 'x-forwarded-for', 'X-Forwarded-Host', 'x-real-ip', 'connection', 'transfer-encoding', 'te', 'x-correlation-id', 'x-ecluse-principal', 'x-http-method-override', 'x-original-url']
-  for (const header of requestRefused) {
+  // A client certificate as a TLS-terminating proxy passes it on, in every family an upstream may
+  // trust from its proxy: a client's own would name another principal.
+  const clientCertificate = [
+    'client-cert',
+    'Client-Cert-Chain',
+    'x-client-cert',
+    'x-client-cert-chain',
+    'x-ssl-client-cert',
+    'x-ssl-client-s-dn',
+    'x-ssl-client-verify',
+    'ssl-client-cert',
+    'ssl-client-s-dn',
+    'x-arr-clientcert',
+    'x-amzn-mtls-clientcert',
+    'x-amzn-mtls-clientcert-leaf',
+    'x-forwarded-client-cert',
+  ]
+  for (const header of [...requestRefused, ...clientCertificate, 'proxy-status']) {
     refuses(t, [{ name: 'r', path: '/a', requestHeaders: ['accept', header] }], /^routes\[0\]\.requestHeaders\[1\]: /, `request header ${header}`)
   }
-  for (const header of ['connection', 'transfer-encoding', 'upgrade', 'x-correlation-id']) {
+  // Every proxy-* field is hop-by-hop: Proxy-Status (RFC 9209) names the trusted side's proxies.
+  for (const header of ['connection', 'transfer-encoding', 'upgrade', 'x-correlation-id', 'proxy-status', 'Proxy-Authenticate', 'proxy-anything']) {
     refuses(t, [{ name: 'r', path: '/a', responseHeaders: [header] }], /^routes\[0\]\.responseHeaders\[0\]: /, `response header ${header}`)
   }
-  boots(t, [{ name: 'r', path: '/a', requestHeaders: ['authorization', 'x-tenant'], responseHeaders: ['location', 'x-ecluse-principal'] }], 'ordinary additions')
+  boots(
+    t,
+    [{ name: 'r', path: '/a', requestHeaders: ['authorization', 'x-tenant', 'x-client-certainty', 'proxyish'], responseHeaders: ['location', 'x-ecluse-principal'] }],
+    'ordinary additions, including names that only start like a reserved one',
+  )
 })
 
 t.test('an unknown transform type fails the boot with the step key path', async (t) => {

@@ -14,8 +14,8 @@ import type { CompiledRoute } from '../route/table.js'
 
 /**
  * Hop-by-hop fields (RFC 9110 §7.6.1, RFC 9112 §9.6, RFC 7540 §3.2.1 for `http2-settings`, and the
- * non-standard `proxy-connection`/`keep-alive`). Removed in both directions, together with every
- * field the message's own `Connection` header names.
+ * non-standard `proxy-connection`/`keep-alive`), and every `proxy-*` field (see {@link isHopByHop}).
+ * Removed in both directions, together with every field the message's own `Connection` header names.
  */
 export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection',
@@ -29,6 +29,16 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'proxy-authorization',
   'http2-settings',
 ])
+
+/**
+ * True for a hop-by-hop field (lower-case name): one of {@link HOP_BY_HOP}, or any `proxy-*` field.
+ * Those speak to or about the proxies a message passed (`Proxy-Status`, RFC 9209, names the trusted
+ * side's intermediaries and their errors; `Proxy-Authorization` is a credential for a proxy), never
+ * to the other side.
+ */
+export function isHopByHop(name: string): boolean {
+  return HOP_BY_HOP.has(name) || name.startsWith('proxy-')
+}
 
 /**
  * Request fields forwarded on every route. Each one is end-to-end, carries no identity or routing
@@ -88,7 +98,8 @@ export const DEFAULT_RESPONSE_HEADERS: ReadonlySet<string> = new Set([
 /**
  * Request fields a route may never add to its allow-list: the gateway owns them, or they let a
  * client override what the gateway routed and authorised (the method, the path, the client's
- * address or certificate). Any `x-forwarded-*` name is reserved as well.
+ * address or certificate). Any name starting with one of {@link RESERVED_REQUEST_PREFIXES} is
+ * reserved as well.
  */
 export const RESERVED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
   'host',
@@ -98,10 +109,12 @@ export const RESERVED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
   'x-real-ip',
   'x-client-ip',
   'true-client-ip',
+  // The client certificate as a TLS-terminating proxy passes it on: an upstream that trusts these
+  // from its proxy would take a client's own for the verified caller. RFC 9440; IIS ARR.
+  'client-cert',
+  'client-cert-chain',
   'x-client-cert',
-  'x-ssl-client-cert',
-  'ssl-client-cert',
-  'x-amzn-mtls-clientcert',
+  'x-arr-clientcert',
   'x-http-method-override',
   'x-http-method',
   'x-method-override',
@@ -110,6 +123,14 @@ export const RESERVED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
   'x-rewrite-url',
   'expect',
 ])
+
+/**
+ * Prefixes of reserved request fields: forwarding fields (`x-forwarded-for`, Envoy's
+ * `x-forwarded-client-cert`), and the client-certificate families of common proxies (nginx and
+ * HAProxy `x-ssl-client-cert`/`-s-dn`/`-verify`, Apache `ssl-client-*`, `x-client-cert-*`, AWS ALB
+ * `x-amzn-mtls-clientcert-*`).
+ */
+export const RESERVED_REQUEST_PREFIXES: readonly string[] = ['x-forwarded-', 'x-ssl-client-', 'ssl-client-', 'x-client-cert-', 'x-amzn-mtls-clientcert']
 
 /** Fields that keep their first value when repeated (Node's `IncomingMessage` discard list, plus ours). */
 const SINGLETON: ReadonlySet<string> = new Set([
@@ -171,10 +192,10 @@ export function headerAdditionRefusal(
   name: string,
   sponsor: { readonly principalHeader?: string | undefined; readonly requestIdHeader: string },
 ): string | null {
-  if (HOP_BY_HOP.has(name)) return `"${name}" is a hop-by-hop field`
+  if (isHopByHop(name)) return `"${name}" is a hop-by-hop field`
   if (name === sponsor.requestIdHeader) return `"${name}" is the request id header, set by the gateway`
   if (direction === 'request') {
-    if (RESERVED_REQUEST_HEADERS.has(name) || name.startsWith('x-forwarded-')) {
+    if (RESERVED_REQUEST_HEADERS.has(name) || RESERVED_REQUEST_PREFIXES.some((prefix) => name.startsWith(prefix))) {
       return `"${name}" is reserved: the gateway sets it or it would override routing`
     }
     if (name === sponsor.principalHeader) return `"${name}" is the principal header, set by the gateway`
@@ -203,7 +224,7 @@ export function buildUpstreamHeaders(
   const named = connectionNamedInRaw(rawHeaders)
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!.toLowerCase()
-    if (!allow.has(name) || HOP_BY_HOP.has(name) || named?.has(name)) continue
+    if (!allow.has(name) || isHopByHop(name) || named?.has(name)) continue
     addValue(out, name, rawHeaders[i + 1]!)
   }
 
@@ -262,7 +283,7 @@ export function buildSponsorHeaders(
   const named = connectionNamedInValue(upstreamHeaders['connection'])
   for (const key of Object.keys(upstreamHeaders)) {
     const name = key.toLowerCase()
-    if (!allow.has(name) || HOP_BY_HOP.has(name) || named?.has(name)) continue
+    if (!allow.has(name) || isHopByHop(name) || named?.has(name)) continue
     const value = upstreamHeaders[key]
     if (typeof value === 'string') addValue(out, name, value)
     else if (Array.isArray(value)) for (const v of value) addValue(out, name, v)
@@ -318,7 +339,7 @@ function addConnectionTokens(named: Set<string> | null, value: string): Set<stri
   if (lower === 'keep-alive' || lower === 'close' || lower === '') return named
   for (const part of lower.split(',')) {
     const token = part.trim()
-    if (token === '' || token === 'close' || HOP_BY_HOP.has(token)) continue
+    if (token === '' || token === 'close' || isHopByHop(token)) continue
     named ??= new Set()
     named.add(token)
   }
