@@ -20,7 +20,7 @@ const PRINCIPAL = Symbol('ecluse.principal')
 /** The exchange a connection is in, and the pipelined requests waiting for it (`#inTurn`). */
 const TURN = Symbol('ecluse.turn')
 type PipelinedSocket = Socket & {
-  [TURN]?: { busy: boolean; waiting: Array<[IncomingMessage, ServerResponse, boolean]> }
+  [TURN]?: { busy: boolean; waiting: Array<[IncomingMessage, ServerResponse, boolean]>; requests: number }
 }
 /** Pipelined requests one connection may have waiting behind the one in progress. */
 export const MAX_PIPELINED_REQUESTS = 16
@@ -78,6 +78,8 @@ export class SponsorListener {
   readonly #metrics: GatewayMetrics
   readonly #log: Logger
   readonly #sockets = new Set<Socket>()
+  /** `sponsor.limits.maxRequestsPerSocket`; 0: no limit. */
+  readonly #maxRequestsPerSocket: number
 
   constructor(opts: SponsorListenerOptions) {
     const { config, tls, handler } = opts
@@ -115,7 +117,10 @@ export class SponsorListener {
     // The header block stays bounded by maxHeaderBytes.
     this.server.maxHeadersCount = 0
     this.server.maxConnections = limits.maxConnections
-    this.server.maxRequestsPerSocket = limits.maxRequestsPerSocket
+    // Counted in `#inTurn`, not by Node: past its limit Node answers a pipelined request with a bare
+    // 503 of its own (no error code, not logged) after a response that said `Connection: close`.
+    this.server.maxRequestsPerSocket = 0
+    this.#maxRequestsPerSocket = limits.maxRequestsPerSocket
     // Idle sockets (no request in flight, no bytes) are closed after idleTimeoutMs.
     this.server.setTimeout(limits.idleTimeoutMs)
 
@@ -183,8 +188,23 @@ export class SponsorListener {
     const socket = req.socket as PipelinedSocket
     let turn = socket[TURN]
     if (turn === undefined) {
-      turn = { busy: false, waiting: [] }
+      turn = { busy: false, waiting: [], requests: 0 }
       socket[TURN] = turn
+    }
+    const limit = this.#maxRequestsPerSocket
+    if (limit > 0) {
+      turn.requests++
+      // The last request of the connection: its response says `Connection: close`, and Node closes
+      // the connection once it is sent.
+      if (turn.requests === limit) res.shouldKeepAlive = false
+      else if (turn.requests > limit) {
+        // Pipelined behind the last one: never begun, never answered (the connection closes first);
+        // RFC 9112 §9.3.2 has the client send it again on a new connection.
+        // Reading stops too: a flood behind a slow last response must not pile up parsed requests.
+        socket.pause()
+        this.#log.debug({ requests: turn.requests, limit }, 'sponsor request pipelined past maxRequestsPerSocket; not begun')
+        return
+      }
     }
     const run = (r: IncomingMessage, s: ServerResponse, e: boolean) => {
       turn.busy = true

@@ -74,3 +74,22 @@ t.test('a connection cut with a request waiting its turn leaves no exchange in f
   t.equal(h.gateway.proxy.inFlight, 0, 'none left in flight')
   t.equal(h.upstream.hits, 1, 'the waiting request never began: nothing of it reached the upstream')
 })
+
+t.test('past sponsor.limits.maxRequestsPerSocket the connection closes after its last answer; a request pipelined behind it is never begun', async (t) => {
+  // Node's own limit answered the third request with a bare 503 (no error code, not logged).
+  const h = await Harness.start({ sponsor: { limits: { maxRequestsPerSocket: 2 } }, handler: (req, res) => res.end(`answer ${req.url}`) })
+  t.teardown(() => h.close())
+  const out = await h.raw(GET('/v1/records/1') + GET('/v1/records/2') + GET('/v1/records/3'))
+  const heads = out.split(/(?=HTTP\/1\.1 )/)
+  t.same(out.match(/answer \/v1\/records\/\d/g), ['answer /v1/records/1', 'answer /v1/records/2'], 'the first two, in order')
+  t.equal(heads.length, 2, 'two responses and nothing else')
+  t.match(heads[0], /^HTTP\/1\.1 200 /)
+  t.notMatch(heads[0], /connection: close/i, 'the first keeps the connection')
+  t.match(heads[1], /^HTTP\/1\.1 200 [^]*\r\nconnection: close\r\n/i, 'the last says it closes')
+  t.equal(h.upstream.hits, 2, 'the third never reached the upstream')
+
+  // A new connection gets its own count.
+  const again = await h.raw(GET('/v1/records/4') + GET('/v1/records/5'))
+  t.same(again.match(/answer \/v1\/records\/\d/g), ['answer /v1/records/4', 'answer /v1/records/5'], 'a new connection counts from zero')
+  t.equal(h.upstream.hits, 4)
+})
