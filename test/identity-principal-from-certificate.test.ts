@@ -84,22 +84,33 @@ t.test('certificates naming their holder differently never share an id', async (
   t.equal(new Set(ids).size, ids.length, 'all distinct')
 })
 
-t.test('a certificate with two CNs is refused: which one names the holder is a guess', async (t) => {
+t.test('a certificate with two CNs is refused, an empty one among them: which one names the holder is a guess', async (t) => {
   const forge: typeof Forge = createRequire(import.meta.url)('node-forge')
-  const cert = forge.pki.createCertificate()
-  cert.publicKey = forge.pki.publicKeyFromPem(new X509Certificate(pki.sponsorClient.certPem).publicKey.export({ type: 'spki', format: 'pem' }) as string)
-  cert.serialNumber = '01'
-  cert.validity.notBefore = new Date(Date.now() - 60_000)
-  cert.validity.notAfter = new Date(Date.now() + 60_000)
-  const subject = [
+  const withSubject = (subject: Array<{ shortName: string; value: string }>): Buffer => {
+    const cert = forge.pki.createCertificate()
+    cert.publicKey = forge.pki.publicKeyFromPem(new X509Certificate(pki.sponsorClient.certPem).publicKey.export({ type: 'spki', format: 'pem' }) as string)
+    cert.serialNumber = '01'
+    cert.validity.notBefore = new Date(Date.now() - 60_000)
+    cert.validity.notAfter = new Date(Date.now() + 60_000)
+    cert.setSubject(subject)
+    cert.setIssuer(subject)
+    cert.sign(forge.pki.privateKeyFromPem(keyPem), forge.md.sha256.create())
+    return Buffer.from(forge.asn1.toDer(forge.pki.certificateToAsn1(cert)).getBytes(), 'binary')
+  }
+  const twoCns = withSubject([
     { shortName: 'CN', value: 'reader' },
     { shortName: 'CN', value: 'admin' },
-  ]
-  cert.setSubject(subject)
-  cert.setIssuer(subject)
-  cert.sign(forge.pki.privateKeyFromPem(keyPem), forge.md.sha256.create())
-  const twoCns = Buffer.from(forge.asn1.toDer(forge.pki.certificateToAsn1(cert)).getBytes(), 'binary')
+  ])
   t.throws(() => principalFromCertificate(twoCns), { code: 'forbidden', message: /more than one subject CN/ })
+  // It was dropped before the count, and the certificate passed as cn:admin.
+  const emptyFirst = withSubject([
+    { shortName: 'CN', value: '' },
+    { shortName: 'CN', value: 'admin' },
+  ])
+  t.throws(() => principalFromCertificate(emptyFirst), { code: 'forbidden', message: /more than one subject CN/ })
+  // One empty CN names nobody: the certificate has no identity at all.
+  const emptyOnly = withSubject([{ shortName: 'CN', value: '' }])
+  t.throws(() => principalFromCertificate(emptyOnly), { code: 'forbidden', message: /no URI SAN, DNS SAN or subject CN/ })
 })
 
 t.test('bytes that are not a certificate are refused with forbidden, not a crash', async (t) => {

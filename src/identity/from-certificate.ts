@@ -77,7 +77,7 @@ export function parseSubjectAltName(san: string): Array<[type: string, value: st
 }
 
 /** The values of one subject attribute as `toLegacyObject()` gives them (string or array). */
-function subjectValues(subject: Record<string, unknown> | undefined, key: string): string[] {
+function subjectValues(subject: Record<string, unknown> | undefined, key: string, keepEmpty = false): string[] {
   const value = subject?.[key]
   if (value === undefined) return []
   const values = Array.isArray(value) ? value : [value]
@@ -88,7 +88,7 @@ function subjectValues(subject: Record<string, unknown> | undefined, key: string
     // and compared as U+FFFD, the same as a real U+FFFD.
     if (LONE_SURROGATE.test(v)) refuse(`unpaired surrogate in subject ${key}`)
   }
-  return (values as string[]).filter((v) => v !== '')
+  return keepEmpty ? (values as string[]) : (values as string[]).filter((v) => v !== '')
 }
 
 function derive(cert: X509Certificate): Principal {
@@ -112,11 +112,12 @@ function derive(cert: X509Certificate): Principal {
   }
 
   const subject = cert.toLegacyObject().subject as Record<string, unknown> | undefined
-  const cns = subjectValues(subject, 'CN')
+  const cns = subjectValues(subject, 'CN', true)
   // Which of several CNs names the holder is a matter of convention (first? most specific?), so a
-  // certificate with more than one is refused rather than guessed at.
+  // certificate with more than one is refused rather than guessed at; an empty one counts, since a
+  // consumer that takes the first or the last CN could read it.
   if (cns.length > 1) refuse('more than one subject CN')
-  const cn = cns[0]
+  const cn = cns[0] === '' ? undefined : cns[0]
   if (cn !== undefined) attributes.add(`cn:${cn}`)
   for (const ou of subjectValues(subject, 'OU')) attributes.add(`ou:${ou}`)
 
