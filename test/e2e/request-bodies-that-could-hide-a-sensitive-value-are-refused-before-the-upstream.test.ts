@@ -8,9 +8,15 @@ t.test('every way a request could carry a listed field past the rewriter is refu
   const dir = await tempDir()
   const keys = await writeKeyFiles(dir, 'th')
   const bodies: Buffer[] = []
+  // Every content-type line the upstream received, per request it received.
+  const contentTypes: string[][] = []
+  const record = recordingHandler(bodies)
   const s = await startSealing({
     dir,
-    handler: recordingHandler(bodies),
+    handler: (req, res) => {
+      contentTypes.push(req.headersDistinct['content-type'] ?? [])
+      record(req, res)
+    },
     keys: { th: { file: keys.publicPath } },
     routes: [
       {
@@ -46,8 +52,10 @@ t.test('every way a request could carry a listed field past the rewriter is refu
   const P = JSON.stringify(CANARY.passport)
   const N = JSON.stringify(CANARY.name)
   const json = { 'content-type': 'application/json' }
-  const cases: Array<[string, { headers: Record<string, string>; body: string | Buffer }, number, string]> = [
+  const cases: Array<[string, { headers: Record<string, string | string[]>; body: string | Buffer }, number, string]> = [
     ['a text/plain body', { headers: { 'content-type': 'text/plain' }, body: `{"passport":${P}}` }, 415, 'unsupported_media_type'],
+    // Repeated, a singleton keeps its first value (as Node's req.headers), for the step and the upstream alike.
+    ['two content-type lines, the first not JSON', { headers: { 'content-type': ['text/plain', 'application/json'] }, body: `{"passport":${P}}` }, 415, 'unsupported_media_type'],
     ['a body without content-type', { headers: {}, body: `{"passport":${P}}` }, 415, 'unsupported_media_type'],
     ['a latin-1 charset', { headers: { 'content-type': 'application/json; charset=iso-8859-1' }, body: `{"passport":${P}}` }, 415, 'unsupported_media_type'],
     ['a UTF-16 charset', { headers: { 'content-type': 'application/json;charset=utf-16' }, body: Buffer.from(`{"passport":${P}}`, 'utf16le') }, 415, 'unsupported_media_type'],
@@ -82,8 +90,9 @@ t.test('every way a request could carry a listed field past the rewriter is refu
   t.equal(s.upstream.hits, 0, 'not one refused request reached the upstream')
 
   // What is accepted: JSON media types with no charset or utf-8, identity coding, NDJSON by type.
-  const accepted: Array<[string, Record<string, string>, string]> = [
+  const accepted: Array<[string, Record<string, string | string[]>, string]> = [
     ['application/json', json, `{"passport":${P}}`],
+    ['two content-type lines, the first JSON', { 'content-type': ['application/json', 'text/plain'] }, `{"passport":${P}}`],
     ['charset=UTF-8, quoted', { 'content-type': 'application/json; charset="UTF-8"' }, `{"passport":${P}}`],
     ['a +json type', { 'content-type': 'application/problem+json' }, `{"passport":${P}}`],
     ['identity coding', { ...json, 'content-encoding': 'identity' }, `{"passport":${P}}`],
@@ -93,6 +102,7 @@ t.test('every way a request could carry a listed field past the rewriter is refu
     const res = await s.gw.request('/v1/seal', { method: 'POST', headers, body })
     t.equal(res.status, 200, `${what} is accepted`)
   }
+  t.same(contentTypes[1], ['application/json'], 'two content-type lines: the upstream gets the one the step read, once')
   const atCap = await s.gw.request('/v1/seal-records', { method: 'POST', headers: json, body: phones(2) })
   t.equal(atCap.status, 200, 'a record with as many values as maxFieldsPerRecord is accepted')
   t.equal(bodies.length, accepted.length + 1)
@@ -104,7 +114,7 @@ t.test('every way a request could carry a listed field past the rewriter is refu
   t.equal(leaksCanary(s.gw.logs.text()), undefined, 'no canary in the log')
   const metrics = await s.gw.metrics()
   t.equal(leaksCanary(metrics), undefined, 'no canary in /metrics')
-  t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'seal', reason: 'unsupported_media_type' }), 8)
+  t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'seal', reason: 'unsupported_media_type' }), 9)
   t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'seal', reason: 'json_invalid' }), 9)
   t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'seal', reason: 'value_too_large' }), 1)
   t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'seal-records', reason: 'value_too_large' }), 1)

@@ -141,7 +141,7 @@ export class TestGateway {
 
   async request(
     path: string,
-    opts: { method?: string; headers?: Record<string, string>; body?: string | Buffer | Readable } = {},
+    opts: { method?: string; headers?: Record<string, string | string[]>; body?: string | Buffer | Readable } = {},
   ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer; text: string; json: () => unknown }> {
     const res = await undiciRequest(`${this.sponsorOrigin}${path}`, {
       method: (opts.method ?? 'GET') as 'GET',
