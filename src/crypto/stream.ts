@@ -2,7 +2,8 @@
  * Sealed bodies: the record-based AEAD stream format of docs/sealed-stream-format.md ("ECLS" v1),
  * modelled on RFC 8188's record layer. A header carries the stream key in a standard compact JWE for
  * the recipient; the body is a sequence of AES-256-GCM records with nonce = base XOR counter and a
- * delimiter byte marking the last record. Memory per stream is bounded by one record.
+ * delimiter byte marking the last record. Memory per stream is bounded by a few records (the
+ * staging buffer, the record just opened, the last record held until the input ends), not by the body.
  *
  * The opening side never releases a byte that has not been authenticated: a record's plaintext is
  * pushed only after its tag verified, and the last record only once the input has ended with nothing
@@ -176,14 +177,19 @@ class SealStream extends Transform {
     const seam = options[TEST_SEAM]
     const streamKey = seam?.streamKey?.() ?? randomBytes(32)
     let jwe: string
+    const plaintext = Buffer.from(JSON.stringify({ k: b64u(streamKey), cty: options.contentType }), 'utf8')
     try {
-      const plaintext = Buffer.from(JSON.stringify({ k: b64u(streamKey), cty: options.contentType }), 'utf8')
       jwe = sealCompact(recipients.current, claims, plaintext, options.windows ?? SEAL_WINDOWS, seam)
-      plaintext.fill(0)
     } catch (err) {
+      streamKey.fill(0)
       throw new EcluseError('seal_failed', `stream key could not be sealed: ${(err as Error).message}`, { cause: err })
+    } finally {
+      plaintext.fill(0)
     }
-    if (jwe.length > DEFAULT_MAX_JWE_BYTES) throw new EcluseError('seal_failed', 'stream key JWE too long')
+    if (jwe.length > DEFAULT_MAX_JWE_BYTES) {
+      streamKey.fill(0)
+      throw new EcluseError('seal_failed', 'stream key JWE too long')
+    }
     const header = Buffer.alloc(FIXED_HEADER_BYTES + jwe.length)
     STREAM_MAGIC.copy(header, 0)
     header[4] = STREAM_VERSION
