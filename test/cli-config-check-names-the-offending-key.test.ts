@@ -1,56 +1,12 @@
-import { spawn } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { type CliIo, main } from '../src/cli.js'
+import { minimalServeConfig, runCli, spawnCli } from './helpers/cli.js'
 import { makeTestPki } from './helpers/pki.js'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
 const pki = await makeTestPki()
 
-function spawnCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const env = { ...process.env }
-    delete env['ECLUSE_DEBUG']
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { cwd: root, env })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
-}
-
-async function runInProcess(argv: string[]) {
-  let stdout = ''
-  let stderr = ''
-  const io: CliIo = { stdout: { write: (s: string) => (stdout += s) }, stderr: { write: (s: string) => (stderr += s) }, env: {} }
-  return { code: await main(argv, io), stdout, stderr }
-}
-
-/** A configuration over the test PKI; `routes` and `sponsorKey` vary per case. */
-function configText(opts: { sponsorKey?: string; routes?: string } = {}): string {
-  const q = JSON.stringify
-  return `sponsor:
-  listen: { port: 0 }
-  tls:
-    cert: ${q(pki.gatewaySponsorServer.certPath)}
-    key: ${q(opts.sponsorKey ?? pki.gatewaySponsorServer.keyPath)}
-    clientCa: ${q(pki.sponsorCa.certPath)}
-upstreams:
-  accreditation:
-    url: https://127.0.0.1:9443
-    serverName: accreditation.trusted.test
-    tls:
-      ca: ${q(pki.trustedCa.certPath)}
-      cert: ${q(pki.gatewayTrustedClient.certPath)}
-      key: ${q(pki.gatewayTrustedClient.keyPath)}
-routes:
-${
-  opts.routes ??
-  `  - name: list
+const TWO_ROUTES = `  - name: list
     methods: [GET]
     path: /v1/accreditations
     allow: [uri:spiffe://sponsor.test/accreditation-app]
@@ -61,9 +17,10 @@ ${
     allow: [uri:spiffe://sponsor.test/accreditation-app]
     upstream: accreditation
 `
-}admin:
-  listen: { port: 0 }
-`
+
+/** A configuration over the test PKI; `routes` and `sponsorKey` vary per case. */
+function configText(opts: { sponsorKey?: string; routes?: string } = {}): string {
+  return minimalServeConfig(pki, { routes: TWO_ROUTES, ...opts })
 }
 
 const dir = t.testdir()
@@ -84,12 +41,12 @@ t.test('the CLI process: ok on a good file, one line naming the key on a bad one
   ])
 
   t.equal(ok.code, 0, 'a good file exits 0')
-  t.equal(ok.stdout, 'ok: 2 routes, 1 upstreams\n')
+  t.equal(ok.stdout.toString(), 'ok: 2 routes, 1 upstreams\n')
   t.equal(ok.stderr, '')
   t.same(spelledAsServe, ok, '--config FILE, as `serve` spells it, is the same check')
 
   t.equal(schema.code, 1, 'a schema problem exits 1')
-  t.equal(schema.stdout, '')
+  t.equal(schema.stdout.length, 0)
   t.equal(
     schema.stderr,
     'ecluse: test/fixtures/config/unknown-upstream.yaml: routes[0].upstream: unknown upstream "accreditaton"\n',
@@ -114,7 +71,7 @@ ${extra}`
     'transform.yaml',
     configText({ routes: route('    transforms:\n      response: [{ type: no-such-transform, field: x }]\n') }),
   )
-  const r = await runInProcess(['config', 'check', transform])
+  const r = await runCli(['config', 'check', transform])
   t.equal(r.code, 1)
   t.match(
     r.stderr,
@@ -127,7 +84,7 @@ ${extra}`
     'clash.yaml',
     configText({ routes: `${route('')}${route('').replace('name: r', 'name: s').replace(':id', ':other')}` }),
   )
-  const c = await runInProcess(['config', 'check', clash])
+  const c = await runCli(['config', 'check', clash])
   t.equal(c.code, 1)
   t.match(c.stderr, `ecluse: ${clash}: routes[1].path: `)
   t.equal(c.stderr.split('\n').length, 2, 'one line')

@@ -67,9 +67,13 @@ export const JOSE_OPEN: { crit: Record<string, boolean>; contentEncryptionAlgori
 /**
  * The smallest configuration `ecluse serve` boots from: both listeners on port 0, one route, an
  * upstream nobody listens on (nothing here sends it a request). `sponsorKey` replaces the sponsor
- * listener's key (a mismatched one fails the boot).
+ * listener's key (a mismatched one fails the boot); `routes` replaces the route list (YAML
+ * sequence items, indented two spaces, to the upstream `accreditation`).
  */
-export function minimalServeConfig(pki: TestPki, opts: { readonly sponsorKey?: string; readonly drainTimeoutMs?: number } = {}): string {
+export function minimalServeConfig(
+  pki: TestPki,
+  opts: { readonly sponsorKey?: string; readonly drainTimeoutMs?: number; readonly routes?: string } = {},
+): string {
   const q = JSON.stringify
   return `sponsor:
   listen: { port: 0 }
@@ -86,12 +90,15 @@ upstreams:
       cert: ${q(pki.gatewayTrustedClient.certPath)}
       key: ${q(pki.gatewayTrustedClient.keyPath)}
 routes:
-  - name: list
+${
+  opts.routes ??
+  `  - name: list
     methods: [GET]
     path: /v1/accreditations
     allow: [uri:spiffe://sponsor.test/accreditation-app]
     upstream: accreditation
-admin:
+`
+}admin:
   listen: { port: 0 }
 shutdown:
   drainTimeoutMs: ${opts.drainTimeoutMs ?? 1000}
