@@ -266,8 +266,8 @@ export class Gateway {
       this.#config = { ...config, sponsor: { ...config.sponsor, listen: old.sponsor.listen }, admin: old.admin }
       this.#readiness = undefined
       this.#recordCertificates(tls)
-      // Retired pools finish what they carry, then close.
-      for (const pool of retired) void pool.close()
+      // Retired pools finish what they carry, then close, once no request in flight can still call them.
+      this.proxy.retirePools(retired)
       this.metrics.reload('ok')
       this.log.info(
         { routes: routes.routes.length, listenersChanged, loaded: loadedMaterial(tls, keySets) },
@@ -317,7 +317,8 @@ export class Gateway {
 
   async #closeAll(): Promise<void> {
     this.sponsor.destroyAll()
-    await Promise.allSettled([this.admin.close(), ...[...this.#upstreams.values()].map((p) => p.destroy())])
+    const pools = [...this.#upstreams.values(), ...this.proxy.retiredPools]
+    await Promise.allSettled([this.admin.close(), ...pools.map((p) => p.destroy())])
   }
 
   #recordCertificates(tls: Awaited<ReturnType<typeof loadAllTls>>): void {

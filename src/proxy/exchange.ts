@@ -47,8 +47,17 @@ export class ProxyHandler implements RequestHandler {
   readonly metrics: GatewayMetrics
   readonly log: Logger
   #idleWaiters: Array<() => void> = []
-  /** Exchanges in flight per route table: a table a reload replaced is retired when its last one ends. */
-  readonly #users = new Map<RouteTable, number>()
+  /**
+   * Exchanges in flight per state (keyed by its route table, new at every reload), with the pools
+   * that state routes to: a table a reload replaced is retired when its last exchange ends.
+   */
+  readonly #users = new Map<RouteTable, { count: number; upstreams: ReadonlyMap<string, UpstreamPool> }>()
+  /**
+   * Pools a reload replaced, until no exchange in flight can still call them. An exchange calls its
+   * pool only once its request transforms hold the body (`requestHoldBytes`), which can be long
+   * after a reload: closed at the swap, the pool refused it (`upstream_unavailable`).
+   */
+  #retiredPools: UpstreamPool[] = []
 
   constructor(state: ProxyState, metrics: GatewayMetrics, log: Logger) {
     this.#state = state
@@ -70,6 +79,32 @@ export class ProxyHandler implements RequestHandler {
     if (old.routes !== next.routes && !this.#users.has(old.routes)) retireRouteTable(old.routes)
   }
 
+  /**
+   * Pools a reload took out of service: each finishes what it carries and closes (`close()`) once no
+   * exchange in flight belongs to a state that routes to it. Call after the state swap.
+   */
+  retirePools(pools: readonly UpstreamPool[]): void {
+    this.#retiredPools.push(...pools)
+    this.#closeUnusedPools()
+  }
+
+  /** Retired pools still waiting for their last exchange, to destroy on shutdown. */
+  get retiredPools(): readonly UpstreamPool[] {
+    return this.#retiredPools
+  }
+
+  #closeUnusedPools(): void {
+    if (this.#retiredPools.length === 0) return
+    const inUse = new Set<UpstreamPool>(this.#state.upstreams.values())
+    for (const { upstreams } of this.#users.values()) for (const pool of upstreams.values()) inUse.add(pool)
+    const waiting: UpstreamPool[] = []
+    for (const pool of this.#retiredPools) {
+      if (inUse.has(pool)) waiting.push(pool)
+      else void pool.close()
+    }
+    this.#retiredPools = waiting
+  }
+
   handle(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
     new Exchange(this, this.#state, req, res).run(expectContinue)
   }
@@ -82,17 +117,20 @@ export class ProxyHandler implements RequestHandler {
 
   exchangeStarted(state: ProxyState): void {
     this.inFlight++
-    this.#users.set(state.routes, (this.#users.get(state.routes) ?? 0) + 1)
+    const users = this.#users.get(state.routes)
+    if (users !== undefined) users.count++
+    else this.#users.set(state.routes, { count: 1, upstreams: state.upstreams })
   }
 
   exchangeDone(state: ProxyState): void {
     this.inFlight--
-    const users = this.#users.get(state.routes)! - 1
-    if (users > 0) {
-      this.#users.set(state.routes, users)
-    } else {
+    const users = this.#users.get(state.routes)!
+    if (--users.count === 0) {
       this.#users.delete(state.routes)
-      if (state.routes !== this.#state.routes) retireRouteTable(state.routes)
+      if (state.routes !== this.#state.routes) {
+        retireRouteTable(state.routes)
+        this.#closeUnusedPools()
+      }
     }
     if (this.inFlight === 0 && this.#idleWaiters.length > 0) {
       const waiters = this.#idleWaiters
