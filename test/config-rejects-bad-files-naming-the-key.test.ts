@@ -102,7 +102,8 @@ t.test('admin beyond loopback is accepted only when asked for explicitly', async
   for (const host of ['127.0.0.1', '127.8.9.10', '::1', '0:0:0:0:0:0:0:1', '[::1]', 'localhost', 'LOCALHOST', '::ffff:127.0.0.1']) {
     t.doesNotThrow(() => parseConfig(`${base}admin: { listen: { host: "${host}", port: 9090 } }\n`, 'x.yaml'), host)
   }
-  for (const host of ['128.0.0.1', '0.0.0.0', 'localhost.example', '::2', 'admin.internal']) {
+  // A trailing dot makes a fully qualified name, which the resolver asks DNS for: any address.
+  for (const host of ['128.0.0.1', '0.0.0.0', 'localhost.example', '::2', 'admin.internal', 'localhost.', '127.0.0.1.']) {
     t.throws(() => parseConfig(`${base}admin: { listen: { host: "${host}", port: 9090 } }\n`, 'x.yaml'), { code: 'config_invalid' }, host)
   }
 })

@@ -129,8 +129,13 @@ export function resolveConfigPaths(config: Config, baseDir: string): Config {
   }
 }
 
-/** `127.0.0.0/8`, `::1` (any spelling), `::ffff:127.x.y.z` and `localhost`. */
+/**
+ * `127.0.0.0/8`, `::1` (any spelling), `::ffff:127.x.y.z` and `localhost`. Not with a trailing dot:
+ * `listen()` hands the host to the resolver as written, and `localhost.` or `127.0.0.1.` is a
+ * fully qualified name that DNS answers, with any address.
+ */
 export function isLoopbackHost(host: string): boolean {
+  if (host.trim().endsWith('.')) return false
   const h = normalizeHost(host)
   if (h === 'localhost') return true
   if (isIP(h) === 4) return h.startsWith('127.')
