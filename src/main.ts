@@ -8,6 +8,7 @@ import { setDefaultHighWaterMark } from 'node:stream'
 import type { SecureContext } from 'node:tls'
 import type { Logger } from 'pino'
 import { AdminServer, type Readiness } from './admin/server.js'
+import { keyFilesReadableByOthers } from './config/key-file-modes.js'
 import { loadConfigFile } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { type ClientTlsMaterial, loadAllTls } from './config/tls-material.js'
@@ -153,6 +154,7 @@ export class Gateway {
       },
       'écluse gateway started',
     )
+    await warnOfReadableKeyFiles(config, log)
     return gateway
   }
 
@@ -273,6 +275,7 @@ export class Gateway {
         { routes: routes.routes.length, listenersChanged, loaded: loadedMaterial(tls, keySets) },
         listenersChanged ? 'reloaded; listener address changes need a restart' : 'reloaded',
       )
+      await warnOfReadableKeyFiles(config, this.log)
       return { ok: true }
     } catch (err) {
       this.metrics.reload('failed')
@@ -332,6 +335,13 @@ export class Gateway {
       this.metrics.certificateExpiry('upstream', `upstream:${name}`, material.notAfter)
       this.metrics.certificateExpiry('upstream', `upstream_ca:${name}`, material.caNotAfter)
     }
+  }
+}
+
+/** One warning per private key file that every user of the host can read (see `keyFilesReadableByOthers`). */
+async function warnOfReadableKeyFiles(config: Config, log: Logger): Promise<void> {
+  for (const { key, file } of await keyFilesReadableByOthers(config)) {
+    log.warn({ setting: key, file }, 'private key file is readable by every user of this host; make it 0600 (or 0640, 0440 for a group)')
   }
 }
 
