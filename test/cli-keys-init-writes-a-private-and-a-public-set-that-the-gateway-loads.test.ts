@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { calculateJwkThumbprint } from 'jose'
 import t from 'tap'
 import { type Jwk, type Jwks, readKeySetFile } from '../src/crypto/keys.js'
-import { listDir, runCli, spawnCli } from './helpers/cli.js'
+import { listDir, minimalServeConfig, runCli, spawnCli } from './helpers/cli.js'
 import { makeTestPki } from './helpers/pki.js'
 
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'oth']
@@ -31,28 +31,14 @@ function privateValues(jwks: Jwks): string[] {
 /** A configuration with an opening route (private set) and a sealing one (public set). */
 function configText(publicFile: string, privateFile: string, swap = false): string {
   const q = JSON.stringify
-  return `sponsor:
-  listen: { port: 0 }
-  tls:
-    cert: ${q(pki.gatewaySponsorServer.certPath)}
-    key: ${q(pki.gatewaySponsorServer.keyPath)}
-    clientCa: ${q(pki.sponsorCa.certPath)}
-upstreams:
-  accreditation:
-    url: https://127.0.0.1:9443
-    serverName: accreditation.trusted.test
-    tls:
-      ca: ${q(pki.trustedCa.certPath)}
-      cert: ${q(pki.gatewayTrustedClient.certPath)}
-      key: ${q(pki.gatewayTrustedClient.keyPath)}
-keys:
-  trusted-host:
+  return minimalServeConfig(pki, {
+    keys: `  trusted-host:
     file: ${q(swap ? privateFile : publicFile)}
   trusted-host-private:
     file: ${q(swap ? publicFile : privateFile)}
     private: true
-routes:
-  - name: create
+`,
+    routes: `  - name: create
     methods: [POST]
     path: /v1/accreditations
     allow: [uri:spiffe://sponsor.test/accreditation-app]
@@ -62,9 +48,8 @@ routes:
         - { type: open, keys: trusted-host-private, context: accreditations, fields: [/name, /passport] }
       response:
         - { type: seal, recipients: trusted-host, context: accreditations, fields: [/name, /passport], records: { pattern: '', id: id } }
-admin:
-  listen: { port: 0 }
-`
+`,
+  })
 }
 
 t.test('the default set: X25519 for ECDH-ES+A256KW, modes, no private material printed, loads and passes config check', async (t) => {

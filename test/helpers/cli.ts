@@ -68,11 +68,12 @@ export const JOSE_OPEN: { crit: Record<string, boolean>; contentEncryptionAlgori
  * The smallest configuration `ecluse serve` boots from: both listeners on port 0, one route, an
  * upstream nobody listens on (nothing here sends it a request). `sponsorKey` replaces the sponsor
  * listener's key (a mismatched one fails the boot); `routes` replaces the route list (YAML
- * sequence items, indented two spaces, to the upstream `accreditation`).
+ * sequence items, indented two spaces, to the upstream `accreditation`); `keys` adds a `keys`
+ * section (its entries, indented two spaces).
  */
 export function minimalServeConfig(
   pki: TestPki,
-  opts: { readonly sponsorKey?: string; readonly drainTimeoutMs?: number; readonly routes?: string } = {},
+  opts: { readonly sponsorKey?: string; readonly drainTimeoutMs?: number; readonly routes?: string; readonly keys?: string } = {},
 ): string {
   const q = JSON.stringify
   return `sponsor:
@@ -89,7 +90,7 @@ upstreams:
       ca: ${q(pki.trustedCa.certPath)}
       cert: ${q(pki.gatewayTrustedClient.certPath)}
       key: ${q(pki.gatewayTrustedClient.keyPath)}
-routes:
+${opts.keys === undefined ? '' : `keys:\n${opts.keys}`}routes:
 ${
   opts.routes ??
   `  - name: list
