@@ -124,6 +124,22 @@ t.test('the sponsor CA trusted upstream (or the reverse) is refused, naming both
   t.match(lines[0], '"CN=Écluse dev trusted CA"')
 })
 
+t.test('one key pair on both sides is refused, naming both certificates', async (t) => {
+  // The gateway's trusted-side client certificate, issued by the trusted CA, on the sponsor listener's key.
+  const twin = await saveTestCert(
+    'trusted-client-on-the-sponsor-key',
+    issueCertificate(pki.trustedCa, { commonName: 'gateway.trusted.test', uris: ['spiffe://trusted.test/gateway'], usage: 'client', keyPem: pki.gatewaySponsorServer.keyPem }),
+  )
+  const err = await failure(loadAllTls(configWith(sponsorTls(), { accreditation: upstreamTls({ cert: twin.certPath, key: twin.keyPath }) })))
+  t.equal(err.code, 'tls_material_invalid')
+  t.ok(
+    err.message.startsWith(`upstreams.accreditation.tls.cert: ${twin.certPath}: has the same key as sponsor.tls.cert (${pki.gatewaySponsorServer.certPath})`),
+    err.message,
+  )
+  t.match(err.message, 'must never share a key pair')
+  t.ok((await loadAllTls(configWith(sponsorTls(), { accreditation: upstreamTls() }))).upstreams.has('accreditation'), 'each side its own key: loads')
+})
+
 t.test('bundles, chains and files that are not what their key says are refused', async (t) => {
   const dir = t.testdir()
   const file = async (name: string, content: string) => {

@@ -92,7 +92,8 @@ export interface AllTlsMaterial {
 /**
  * Loads the sponsor material and every upstream's, then refuses a configuration in which one side
  * trusts the other side's CA: the sponsor `clientCa` and an upstream `tls.ca` must share no
- * certificate (by bytes or by public key). Every problem is reported, one per line.
+ * certificate (by bytes or by public key); nor may the certificate the sponsor listener presents and
+ * an upstream's client certificate have the same key. Every problem is reported, one per line.
  *
  * @throws EcluseError `tls_material_invalid`
  * @example
@@ -112,11 +113,20 @@ export async function loadAllTls(config: Config, options: { now?: Date } = {}): 
 
   const loaded = settled.map((s) => (s as PromiseFulfilledResult<Loaded>).value)
   const sponsor = loaded[0]!
+  const sponsorKey = spkiId(sponsor.leaf)
   const upstreams = new Map<string, ClientTlsMaterial>()
   const problems: string[] = []
   upstreamEntries.forEach(([name, u], i) => {
     const upstream = loaded[i + 1]!
     upstreams.set(name, upstream.material)
+    // One key pair for both sides: whoever takes it from the sponsor-facing listener, the most
+    // exposed of the two, would also hold the gateway's identity on the trusted side.
+    if (spkiId(upstream.leaf) === sponsorKey) {
+      problems.push(
+        `upstreams.${name}.tls.cert: ${u.tls.cert}: has the same key as sponsor.tls.cert (${sponsorTls.cert}); ` +
+          'the sponsor side and the trusted side must never share a key pair',
+      )
+    }
     const shared = sharedCertificate(sponsor.caCerts, upstream.caCerts)
     if (sponsor.material.ca.equals(upstream.material.ca) || shared !== undefined) {
       const what = shared === undefined ? 'the same bundle' : `"${shared}"`
@@ -135,6 +145,8 @@ export async function loadAllTls(config: Config, options: { now?: Date } = {}): 
 interface Loaded {
   readonly material: TlsMaterial
   readonly caCerts: readonly X509Certificate[]
+  /** The certificate presented, for the cross-side key check. */
+  readonly leaf: X509Certificate
 }
 
 async function loadMaterial(
@@ -224,6 +236,7 @@ async function loadMaterial(
       fingerprint256: leaf.fingerprint256,
     },
     caCerts,
+    leaf,
   }
 }
 
