@@ -21,6 +21,7 @@ const plain = table.get('plain')!
 const extra = table.get('extra')!
 const tenant = table.get('tenant')!
 const stripped = table.get('stripped')!
+const SPONSOR = { requestIdHeader: 'x-request-id', principalHeader: 'x-ecluse-principal' }
 
 // As undici hands them over: lower-case names, repeated fields as arrays.
 const upstream = {
@@ -46,7 +47,7 @@ const upstream = {
 }
 
 t.test('only the default safe set crosses, plus the request id', async (t) => {
-  t.strictSame({ ...buildSponsorHeaders(upstream, plain, 'gw-1', 'x-request-id') }, {
+  t.strictSame({ ...buildSponsorHeaders(upstream, plain, 'gw-1', SPONSOR) }, {
     'content-type': 'application/json',
     'content-length': '17',
     etag: '"v7"',
@@ -58,7 +59,7 @@ t.test('only the default safe set crosses, plus the request id', async (t) => {
 })
 
 t.test('a route’s additions cross on that route; set-cookie stays a list', async (t) => {
-  const out = buildSponsorHeaders(upstream, extra, 'gw-2', 'x-request-id')
+  const out = buildSponsorHeaders(upstream, extra, 'gw-2', SPONSOR)
   t.equal(out['location'], 'https://accreditation.internal:8443/v1/b/9')
   t.strictSame(out['set-cookie'], ['sid=1; Secure', 'lb=a'])
   t.equal(out['server'], undefined)
@@ -70,7 +71,7 @@ t.test('fields named by the upstream’s Connection header are removed', async (
     { connection: ['close', 'ETag, Cache-Control'], etag: '"v1"', 'cache-control': 'private', 'content-type': 'text/plain' },
     plain,
     'gw-3',
-    'x-request-id',
+    SPONSOR,
   )
   t.strictSame(Object.keys(out).sort(), ['content-type', 'x-request-id'])
 })
@@ -85,7 +86,7 @@ t.test('singletons keep their first value; invalid values are dropped, not throw
     },
     plain,
     'gw-4',
-    'x-request-id',
+    SPONSOR,
   )
   t.equal(out['content-type'], 'application/json')
   t.equal(out['etag'], undefined)
@@ -97,7 +98,7 @@ t.test('singletons keep their first value; invalid values are dropped, not throw
 t.test('vary names only the request fields the gateway forwards on the route', async (t) => {
   const varying = (vary: string | string[]) => ({ 'content-type': 'application/json', vary })
   const varyOn = (route: NonNullable<ReturnType<typeof table.get>>, vary: string | string[]) =>
-    buildSponsorHeaders(varying(vary), route, 'gw-1', 'x-request-id')['vary']
+    buildSponsorHeaders(varying(vary), route, 'gw-1', SPONSOR)['vary']
   // An internal field names the trusted side's own headers, and the answer cannot vary with it:
   // the gateway never forwards it.
   t.equal(varyOn(plain, 'Accept, X-Internal-Tenant, Origin'), 'accept', 'unforwarded names are dropped, case folded')
@@ -106,4 +107,14 @@ t.test('vary names only the request fields the gateway forwards on the route', a
   t.equal(varyOn(tenant, 'x-tenant, accept-language'), 'x-tenant, accept-language', 'a field the route forwards stays')
   t.equal(varyOn(plain, 'accept, Accept'), 'accept', 'said once')
   t.equal(varyOn(stripped, 'accept, accept-language'), 'accept-language', 'accept is not forwarded where responses are transformed')
+  t.equal(varyOn(tenant, 'x-tenant, *'), '*', '`*` beside names is `*` alone')
+})
+
+t.test('vary on what the gateway sets from the connection becomes `*`: the answer is per client', async (t) => {
+  const varyOn = (vary: string, sponsor: { requestIdHeader: string; principalHeader?: string }) =>
+    buildSponsorHeaders({ 'content-type': 'application/json', vary }, plain, 'gw-1', sponsor)['vary']
+  t.equal(varyOn('Accept, X-Ecluse-Principal', SPONSOR), '*', 'the principal header')
+  t.equal(varyOn('x-forwarded-for', SPONSOR), '*', 'the client address')
+  t.equal(varyOn('accept-language, X-Request-Id', SPONSOR), '*', 'the request id')
+  t.equal(varyOn('x-ecluse-principal, accept', { requestIdHeader: 'x-request-id' }), 'accept', 'no principal header configured: an unforwarded name')
 })

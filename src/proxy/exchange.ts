@@ -468,7 +468,7 @@ class Exchange {
       return
     }
     const sponsor = this.#state.sponsor
-    const headers = buildSponsorHeaders(upstreamRes.headers, route, this.#requestId, sponsor.requestIdHeader)
+    const headers = buildSponsorHeaders(upstreamRes.headers, route, this.#requestId, sponsor)
     // The upstream's tag names the representation before the transforms, a function of what they
     // seal, strip or open: it identifies nothing the sponsor receives (see narrowForTransformedResponses).
     if (route.responseTransforms.length > 0) delete headers['etag']

@@ -270,13 +270,17 @@ export function narrowForTransformedResponses(headers: Record<string, string | s
  * The response headers relayed to the sponsor: allow-listed fields only (minus hop-by-hop and
  * `Connection`-named ones, minus invalid values), plus the request id. `vary` keeps only the request
  * fields the gateway forwards on this route (and `*`): the answer cannot vary with any other, and an
- * upstream's `Vary: X-Internal-Tenant` would name the trusted side's own headers to the sponsor.
+ * upstream's `Vary: X-Internal-Tenant` would name the trusted side's own headers to the sponsor. A
+ * `vary` naming a field the gateway itself sets from the connection (the principal, the client's
+ * address, the request id) becomes `*`: the answer depends on who asked, which nothing in the
+ * sponsor's request shows, so a cache on the sponsor's side must not hand it to another client
+ * (RFC 9110 §12.5.5).
  */
 export function buildSponsorHeaders(
   upstreamHeaders: Readonly<Record<string, string | string[] | undefined>>,
   route: CompiledRoute,
   requestId: string,
-  requestIdHeader: string,
+  sponsor: { readonly principalHeader?: string | undefined; readonly requestIdHeader: string },
 ): Record<string, string | string[]> {
   const allow = route.responseHeaderAllow
   const out: Record<string, string | string[]> = Object.create(null)
@@ -290,14 +294,16 @@ export function buildSponsorHeaders(
   }
   const vary = out['vary']
   if (typeof vary === 'string') {
-    const forwarded = vary
-      .split(',')
-      .map((v) => v.trim().toLowerCase())
-      .filter((v) => v === '*' || (route.requestHeaderAllow.has(v) && !(v === 'accept' && route.responseTransforms.length > 0)))
-    if (forwarded.length > 0) out['vary'] = [...new Set(forwarded)].join(', ')
+    const members = vary.split(',').map((v) => v.trim().toLowerCase())
+    const perClient = members.some((v) => v === 'x-forwarded-for' || v === sponsor.requestIdHeader || v === sponsor.principalHeader)
+    const forwarded = members.filter(
+      (v) => v === '*' || (route.requestHeaderAllow.has(v) && !(v === 'accept' && route.responseTransforms.length > 0)),
+    )
+    if (perClient || forwarded.includes('*')) out['vary'] = '*'
+    else if (forwarded.length > 0) out['vary'] = [...new Set(forwarded)].join(', ')
     else delete out['vary']
   }
-  out[requestIdHeader] = requestId
+  out[sponsor.requestIdHeader] = requestId
   return out
 }
 
