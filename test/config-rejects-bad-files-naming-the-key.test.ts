@@ -206,3 +206,17 @@ t.test('a list longer than any configuration needs is refused by its key path, b
   t.throws(() => parseConfig(huge, 'x.yaml'), { code: 'config_invalid', message: /routes\[0\]\.methods: more than/ })
   t.throws(() => parseConfig(withMethods(3), 'x.yaml'), { message: /unknown upstream "accreditaton"/ }, 'a short list goes on to the schema')
 })
+
+t.test('an upstream name is at most 63 characters, as a route’s: it is a metric label and a readiness check', async (t) => {
+  // Longer, it was counted under `upstream="other"` and made /readyz fail for good (its check name
+  // over the length a check may have) while the gateway served.
+  const fixture = await readFile(`${dir}/unknown-upstream.yaml`, 'utf8')
+  const named = (name: string) =>
+    fixture.replace('upstream: accreditaton', `upstream: ${name}`).replace(/^ {2}accreditation:/m, `  ${name}:`)
+  const longest = `u${'p'.repeat(62)}`
+  t.doesNotThrow(() => parseConfig(named(longest), 'x.yaml'), '63 characters')
+  t.throws(() => parseConfig(named(`${longest}s`), 'x.yaml'), {
+    code: 'config_invalid',
+    message: `x.yaml: upstreams.${longest}s: invalid name: must be lower-case letters, digits, "-" or "_", at most 63 characters`,
+  })
+})

@@ -42,8 +42,8 @@ export const ADMIN_LIMITS = {
 
 const JSON_TYPE = 'application/json'
 const HEALTHY = JSON.stringify({ status: 'ok' })
-/** A check name shown on `/readyz` (e.g. `certificates`, `upstream:accreditation`). */
-const CHECK_NAME = /^[A-Za-z0-9_.:-]{1,64}$/
+/** A check name shown on `/readyz` (e.g. `certificates`, `upstream:accreditation`): room for `upstream:` and a 63-character name. */
+const CHECK_NAME = /^[A-Za-z0-9_.:-]{1,80}$/
 /** The leading code of a check value (`upstream_tls: unable to verify…` → `upstream_tls`). */
 const CHECK_CODE = /^[a-z][a-z0-9_]{0,63}(?![a-z0-9_])/
 const MAX_CHECKS = 64

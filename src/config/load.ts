@@ -275,7 +275,7 @@ function describeIssue(issue: z.core.$ZodIssue, data: unknown): Problem[] {
     case 'invalid_value':
       return [{ path: p, message: `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}` }]
     case 'invalid_key':
-      return [{ path: p, message: 'invalid name: must be lower-case letters, digits, "-" or "_"' }]
+      return [{ path: p, message: 'invalid name: must be lower-case letters, digits, "-" or "_", at most 63 characters' }]
     case 'too_small':
       return [{ path: p, message: boundMessage('at least', issue.origin, issue.minimum, issue.inclusive) }]
     case 'too_big':

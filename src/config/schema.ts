@@ -179,7 +179,7 @@ export const adminSchema = z
 export const configSchema = z
   .object({
     sponsor: sponsorSchema,
-    upstreams: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/), upstreamSchema),
+    upstreams: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/), upstreamSchema),
     routes: z.array(routeSchema),
     /** Sealing key sets by name, referenced by transform steps and `routes[].jwks`. */
     keys: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/), keySetSchema).default({}),

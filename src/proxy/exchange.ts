@@ -258,7 +258,7 @@ class Exchange {
     const match = this.#state.routes.match(req.method ?? '', target.path)
     if ('error' in match) {
       this.#proxy.metrics.authorizationDenied('unmatched', match.error)
-      this.#refuse(match.error, `${req.method} ${target.path}`)
+      this.#refuse(match.error, `${req.method} ${this.#state.routes.pathForLog(target.path)}`)
       return
     }
     // Tomcat, Jetty and Spring strip `;` path parameters before they route (`/docs/secret;x` is
@@ -638,6 +638,9 @@ class Exchange {
     const durationMs = performance.now() - this.#started
     const aborted = this.#aborted || !res.writableFinished
     const metrics = this.#proxy.metrics
+    // A routed request was counted when it matched; one refused before that (path, framing, no
+    // route, draining, an expired certificate) is counted here, as its response is.
+    if (this.#route === undefined) metrics.requestReceived(route)
     metrics.sponsorResponse(route, aborted ? 'aborted' : statusClass(res.statusCode))
     metrics.requestDuration(route, durationMs / 1000)
     const bytesIn = this.#requestBody?.bytes ?? this.#bodyBytes

@@ -59,6 +59,13 @@ export interface RouteTable {
    * upstreams answer HEAD with their GET handler.
    */
   match(method: string, path: string): RouteMatch
+  /**
+   * A normalised path as a log line may show it: each segment that is a literal of some route's
+   * pattern kept, every other one `*`. A path the routes do not know can carry a record id or a
+   * passport number (a mistyped URL, a wrong method on `/v1/records/:id`); a literal comes from the
+   * configuration and tells an operator where the path left the routes.
+   */
+  pathForLog(path: string): string
 }
 
 /**
@@ -78,6 +85,9 @@ const METHOD_NOT_ALLOWED: RouteMatch = Object.freeze({ error: 'method_not_allowe
 type Segment = { readonly kind: 'literal'; readonly text: string } | { readonly kind: 'param' } | { readonly kind: 'wildcard' }
 
 const PARAM_NAME = /^:[A-Za-z_][A-Za-z0-9_]*$/
+
+/** Segments `pathForLog` shows before it only counts the rest: a log line stays short. */
+const LOGGED_SEGMENTS = 12
 
 /**
  * Above this many literal children a node looks its segment up in a Map (one short slice per
@@ -266,13 +276,27 @@ class CompiledRouteTable implements RouteTable {
   readonly #getOrHead: TrieNode<Found>
   /** Every route regardless of method: tells 405 from 404. */
   readonly #anyMethod: TrieNode<Found>
+  /** Every literal segment of every pattern: what `pathForLog` may show. */
+  readonly #literals: ReadonlySet<string>
 
-  constructor(routes: readonly CompiledRoute[], tries: { byMethod: ReadonlyMap<string, TrieNode<Found>>; getOrHead: TrieNode<Found>; anyMethod: TrieNode<Found> }) {
+  constructor(
+    routes: readonly CompiledRoute[],
+    tries: { byMethod: ReadonlyMap<string, TrieNode<Found>>; getOrHead: TrieNode<Found>; anyMethod: TrieNode<Found> },
+    literals: ReadonlySet<string>,
+  ) {
     this.routes = Object.freeze([...routes])
     this.#byName = new Map(routes.map((r) => [r.name, r]))
     this.#byMethod = tries.byMethod
     this.#getOrHead = tries.getOrHead
     this.#anyMethod = tries.anyMethod
+    this.#literals = literals
+  }
+
+  pathForLog(path: string): string {
+    const segments = path.split('/').slice(1)
+    const shown = segments.slice(0, LOGGED_SEGMENTS).map((s) => (s === '' || this.#literals.has(s) ? s : '*'))
+    const more = segments.length - shown.length
+    return `/${shown.join('/')}${more > 0 ? `/… (${more} more segments)` : ''}`
   }
 
   get(name: string): CompiledRoute | undefined {
@@ -314,8 +338,10 @@ export function compileRouteTable(config: Config, env: TransformEnv): RouteTable
   const byMethod = new Map<string, TrieNode<Found>>()
   const getOrHead = new TrieNode<Found>()
   const anyMethod = new TrieNode<Found>()
+  const literals = new Set<string>()
   config.routes.forEach((routeConfig, index) => {
     const segments = parsePattern(routeConfig.path, `routes[${index}].path`)
+    for (const segment of segments) if (segment.kind === 'literal') literals.add(segment.text)
     const route = compileRoute(routeConfig, index, config, env)
     // The one object match() returns for this route: built here, never per request.
     const found: Found = Object.freeze({ route, head: route.methods.has('HEAD') })
@@ -342,5 +368,5 @@ export function compileRouteTable(config: Config, env: TransformEnv): RouteTable
   for (const trie of byMethod.values()) trie.seal()
   getOrHead.seal()
   anyMethod.seal()
-  return new CompiledRouteTable(compiled, { byMethod, getOrHead, anyMethod })
+  return new CompiledRouteTable(compiled, { byMethod, getOrHead, anyMethod }, literals)
 }

@@ -34,3 +34,19 @@ t.test('a HEAD goes where its GET would: a GET-only literal is not reached by HE
   t.equal(other.status, 200, 'HEAD where the broader route is the GET route too')
   t.equal(h.upstream.hits, 1)
 })
+
+t.test('a refused path is logged by the routes’ literals only: a value in it never reaches the log', async (t) => {
+  // A mistyped URL or a wrong method on a record's path carries the record's identifiers.
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const typo = await h.request('/v1/recrods/P12345678/photo')
+  t.equal(typo.status, 404)
+  const wrongMethod = await h.request('/v1/records/P87654321', { method: 'DELETE' })
+  t.equal(wrongMethod.status, 405)
+  const long = await h.request(`/v1/records${'/P11223344'.repeat(20)}`, { method: 'DELETE' })
+  t.equal(long.status, 405)
+  const details = h.logs.find('request refused').map((l) => l['detail'])
+  t.strictSame(details, ['GET /v1/*/*/*', 'DELETE /v1/records/*', 'DELETE /v1/records/*/*/*/*/*/*/*/*/*/*/… (10 more segments)'])
+  t.notMatch(h.logs.text(), /P\d{8}|recrods|photo/, 'no segment of the paths is in any log line')
+  t.equal(h.upstream.hits, 0)
+})
