@@ -32,6 +32,7 @@ export const ERROR_CODES = {
   request_timeout: { status: 408, summary: 'The client was too slow to send its request.' },
   overloaded: { status: 503, summary: 'The gateway is at its connection or request cap.' },
   shutting_down: { status: 503, summary: 'The gateway is draining and accepts no new requests.' },
+  misdirected_request: { status: 421, summary: 'The loopback admin listener answers only a Host that names loopback.' },
 
   // ---- trusted side: upstream failures
   upstream_refused: { status: 502, summary: 'The upstream refused the connection.' },

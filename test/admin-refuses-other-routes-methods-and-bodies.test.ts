@@ -80,3 +80,53 @@ t.test('answers anything but its three GET routes with a stable code', async (t)
   t.match(garbage, /^HTTP\/1\.1 400 /)
   t.match(garbage, /\{"error":"bad_request"\}$/)
 })
+
+t.test('a body is refused with 413 and the connection closed whatever the path or method', async (t) => {
+  const admin = new AdminServer({
+    listen: { host: '127.0.0.1', port: 0 },
+    metrics: new GatewayMetrics({ routes: [], defaultMetrics: false }),
+    readiness: () => ({ ready: true, checks: {} }),
+    log: createLogger({ level: 'silent' }),
+  })
+  const { port } = await admin.listen()
+  t.teardown(() => admin.close())
+  for (const [path, method] of [['/anything', 'POST'], ['/metrics', 'PUT'], ['/readyz', 'GET']] as const) {
+    const res = await call(port, path, method, 'x'.repeat(5000))
+    t.equal(res.status, 413, `${method} ${path} with a body → 413`)
+    t.equal(res.connection, 'close', 'the unread body is not parsed as a next request')
+    t.same(JSON.parse(res.body), { error: 'body_too_large' })
+  }
+  // Behind a body on the same connection, a request is never served: the socket closes first.
+  const pipelined = await raw(port, 'POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n\r\nabcGET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+  t.match(pipelined, /^HTTP\/1\.1 413 /)
+  t.notMatch(pipelined, /HTTP\/1\.1 200/, 'nothing after the refusal was answered')
+})
+
+t.test('on loopback, only a Host that names loopback is answered: a rebound DNS name is 421', async (t) => {
+  const start = async (host: string) => {
+    const admin = new AdminServer({
+      listen: { host, port: 0 },
+      metrics: new GatewayMetrics({ routes: [], defaultMetrics: false }),
+      readiness: () => ({ ready: true, checks: {} }),
+      log: createLogger({ level: 'silent' }),
+    })
+    const { port } = await admin.listen()
+    t.teardown(() => admin.close())
+    return port
+  }
+  const port = await start('127.0.0.1')
+  const get = (hostHeader: string) => raw(port, `GET /metrics HTTP/1.1\r\nHost: ${hostHeader}\r\nConnection: close\r\n\r\n`)
+  for (const host of ['127.0.0.1', `127.0.0.1:${port}`, 'localhost', `LOCALHOST:${port}`, '[::1]', `[::1]:${port}`, '127.0.0.2:9090']) {
+    t.match(await get(host), /^HTTP\/1\.1 200 /, `Host: ${host} is answered`)
+  }
+  for (const host of ['evil.example', `evil.example:${port}`, 'localhost.', '127.0.0.1.', 'localhost.evil.example', '10.0.0.1', '[::2]', '127.0.0.1:x', 'a b']) {
+    const answer = await get(host)
+    t.match(answer, /^HTTP\/1\.1 421 /, `Host: ${host} → 421`)
+    t.match(answer, /\{"error":"misdirected_request"\}$/)
+    t.notMatch(answer, /ecluse_/, 'no metric in the answer')
+  }
+  // Bound beyond loopback (allowNonLoopback), Prometheus addresses it by the pod's IP: no check.
+  const wide = await start('0.0.0.0')
+  const byIp = await raw(wide, 'GET /healthz HTTP/1.1\r\nHost: 10.1.2.3:9090\r\nConnection: close\r\n\r\n')
+  t.match(byIp, /^HTTP\/1\.1 200 /)
+})

@@ -9,6 +9,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
+import { isLoopbackHost } from '../config/load.js'
 import { ERROR_CODES, type ErrorCode, publicErrorBody } from '../errors.js'
 import { timeoutCheckInterval } from '../listener/sponsor.js'
 import type { GatewayMetrics } from '../observability/metrics.js'
@@ -64,6 +65,8 @@ export class AdminServer {
   readonly #metrics: GatewayMetrics
   readonly #log: Logger
   readonly #readinessTimeoutMs: number
+  /** Bound to loopback: only a `Host` naming loopback is answered (see `#route`). */
+  readonly #loopbackOnly: boolean
   #pendingReadiness: Promise<Readiness> | undefined
 
   constructor(opts: AdminServerOptions) {
@@ -71,6 +74,7 @@ export class AdminServer {
     this.#metrics = opts.metrics
     this.#log = opts.log
     this.#readinessTimeoutMs = opts.readinessTimeoutMs ?? 3_000
+    this.#loopbackOnly = isLoopbackHost(opts.listen.host)
     this.server = createServer({
       maxHeaderSize: ADMIN_LIMITS.maxHeaderBytes,
       headersTimeout: ADMIN_LIMITS.headersTimeoutMs,
@@ -154,6 +158,21 @@ export class AdminServer {
   }
 
   async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // No admin request takes a body, whatever its path or method: refuse one rather than read it,
+    // and do not keep the socket (its unread bytes are no next request).
+    const te = req.headers['transfer-encoding']
+    const cl = req.headers['content-length']
+    if (te !== undefined || (cl !== undefined && cl !== '0')) {
+      res.setHeader('connection', 'close')
+      return sendError(res, 'body_too_large')
+    }
+    // DNS rebinding: a web page in a browser on this host can point its own name at 127.0.0.1 and
+    // read a loopback listener as same-origin. Its requests carry that name in `Host`; local tools
+    // (curl, probes, a port-forward) send a loopback address or `localhost`.
+    if (this.#loopbackOnly && !hostNamesLoopback(req.headers.host)) {
+      this.#log.debug('admin request refused: its Host names no loopback address')
+      return sendError(res, 'misdirected_request')
+    }
     const url = req.url ?? ''
     const q = url.indexOf('?')
     const path = q === -1 ? url : url.slice(0, q)
@@ -163,13 +182,6 @@ export class AdminServer {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD')
       return sendError(res, 'method_not_allowed')
-    }
-    // No admin route takes a body; refuse one rather than read it, and do not keep the socket.
-    const te = req.headers['transfer-encoding']
-    const cl = req.headers['content-length']
-    if (te !== undefined || (cl !== undefined && cl !== '0')) {
-      res.setHeader('connection', 'close')
-      return sendError(res, 'body_too_large')
     }
     if (path === '/metrics') return this.#sendMetrics(res)
     if (path === '/healthz') return send(res, 200, JSON_TYPE, HEALTHY)
@@ -242,6 +254,15 @@ export class AdminServer {
 
 const TIMED_OUT: Readiness = Object.freeze({ ready: false, checks: Object.freeze({ readiness: 'timeout' }) })
 const THREW: Readiness = Object.freeze({ ready: false, checks: Object.freeze({ readiness: 'internal' }) })
+
+/** Whether a `Host` value (`name`, `name:port`, `[v6]`, `[v6]:port`) names a loopback address. */
+function hostNamesLoopback(host: string | undefined): boolean {
+  if (host === undefined) return false
+  const bracketed = /^\[([0-9A-Fa-f:.]+)\](?::\d{1,5})?$/.exec(host)
+  if (bracketed !== null) return isLoopbackHost(bracketed[1]!)
+  const named = /^([A-Za-z0-9.-]+)(?::\d{1,5})?$/.exec(host)
+  return named !== null && isLoopbackHost(named[1]!)
+}
 
 const STATUS_TEXT: Readonly<Record<number, string>> = {
   400: 'Bad Request',
