@@ -90,7 +90,7 @@ t.test('claims computed once per pattern equal formatPointer of where each value
       mode: 'document',
       rules: rules.rules,
       onValue: (tg: JsonTarget<(typeof rules.rules.targets)[number]['rule']>) => {
-        claims.push(pointerClaim(tg, rules.recordPattern))
+        claims.push(pointerClaim(tg, rules.recordPattern, false))
         const rec = tg.record
         reference.push(rec === undefined || rules.recordPattern === undefined ? formatPointer(tg.pointer) : rules.recordPattern + formatPointer(tg.pointer.slice(rec.pointer.length)))
         return 'keep'

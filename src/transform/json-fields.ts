@@ -288,14 +288,19 @@ export function emptyBody(headers: MessageHeaders): boolean {
 
 /**
  * The `ecl.ptr` claim of a targeted value. Outside a record it is the value's concrete location
- * (`/person/birthDate`, `/people/2/name`). Inside a record it is the record pattern as configured
- * followed by the location within the record (`/records/*` + `/passport`), with the record id in
- * `ecl.rid`: records may be reordered, filtered or paginated between sealing and opening, and a value
- * still opens only in its own record and member.
+ * (`/person/birthDate`, `/people/2/name`); in NDJSON, the line's index comes first (`/2/name` for
+ * the third line's `/name`): an NDJSON body is read as the array of its lines, so a value swapped
+ * with the same member of another line does not open, as in an array. Inside a record it is the
+ * record pattern as configured followed by the location within the record (`/records/*` +
+ * `/passport`), with the record id in `ecl.rid`: records may be reordered, filtered or paginated
+ * between sealing and opening, and a value still opens only in its own record and member.
  */
-export function pointerClaim(target: JsonTarget<FieldRule>, recordPattern: string | undefined): string {
+export function pointerClaim(target: JsonTarget<FieldRule>, recordPattern: string | undefined, ndjson: boolean): string {
   const record = target.record
-  if (record === undefined || recordPattern === undefined) return target.rule.claim ?? formatPointer(target.pointer)
+  if (record === undefined || recordPattern === undefined) {
+    const inDocument = target.rule.claim ?? formatPointer(target.pointer)
+    return ndjson ? `/${target.documentIndex}${inDocument}` : inDocument
+  }
   return target.rule.recordClaim ?? recordPattern + formatPointer(target.pointer.slice(record.pointer.length))
 }
 

@@ -64,7 +64,7 @@ class OpenMessage extends FieldMessage {
   }
 
   protected act(target: JsonTarget<FieldRule>): { replace: Buffer } {
-    const ptr = pointerClaim(target, this.#recordPattern)
+    const ptr = pointerClaim(target, this.#recordPattern, this.#ndjson)
     const rid = recordClaim(target, this.#recordPattern)
     if (target.type !== 'string') {
       this.failed++

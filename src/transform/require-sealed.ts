@@ -55,17 +55,19 @@ class VerifyMessage extends FieldMessage {
   readonly #route: string
   readonly #recordPattern: string | undefined
   readonly #maxChars: number
+  readonly #ndjson: boolean
 
-  constructor(keys: KeySet, route: string, recordPattern: string | undefined, maxChars: number) {
+  constructor(keys: KeySet, route: string, recordPattern: string | undefined, maxChars: number, ndjson: boolean) {
     super()
     this.#keys = keys
     this.#route = route
     this.#recordPattern = recordPattern
     this.#maxChars = maxChars
+    this.#ndjson = ndjson
   }
 
   protected act(target: JsonTarget<FieldRule>): 'keep' {
-    const ptr = pointerClaim(target, this.#recordPattern)
+    const ptr = pointerClaim(target, this.#recordPattern, this.#ndjson)
     const rid = recordClaim(target, this.#recordPattern)
     const t0 = performance.now()
     const sealed =
@@ -110,7 +112,7 @@ export class RequireSealedTransform implements BodyTransform {
     return new FieldStream({
       rules: this.#rules,
       mode,
-      message: new VerifyMessage(this.#keys, this.#context ?? ctx.routeName, this.#rules.recordPattern, this.#rules.maxValueBytes),
+      message: new VerifyMessage(this.#keys, this.#context ?? ctx.routeName, this.#rules.recordPattern, this.#rules.maxValueBytes, mode === 'ndjson'),
       direction: ctx.direction,
       op: 'verify',
       opMetrics: this.#metrics,

@@ -51,15 +51,17 @@ const sealOptions = z
 class SealMessage extends FieldMessage {
   readonly #sealer: FieldSealer
   readonly #recordPattern: string | undefined
+  readonly #ndjson: boolean
 
-  constructor(sealer: FieldSealer, recordPattern: string | undefined) {
+  constructor(sealer: FieldSealer, recordPattern: string | undefined, ndjson: boolean) {
     super()
     this.#sealer = sealer
     this.#recordPattern = recordPattern
+    this.#ndjson = ndjson
   }
 
   protected act(target: JsonTarget<FieldRule>): { replace: Buffer } {
-    const ptr = pointerClaim(target, this.#recordPattern)
+    const ptr = pointerClaim(target, this.#recordPattern, this.#ndjson)
     const rid = recordClaim(target, this.#recordPattern)
     const t0 = performance.now()
     let json: Buffer
@@ -107,7 +109,7 @@ export class SealTransform implements BodyTransform {
     return new FieldStream({
       rules: this.#rules,
       mode,
-      message: new SealMessage(sealer, this.#rules.recordPattern),
+      message: new SealMessage(sealer, this.#rules.recordPattern, mode === 'ndjson'),
       direction: ctx.direction,
       op: 'seal',
       opMetrics: this.#metrics,

@@ -90,3 +90,51 @@ t.test('a sealed value opens only in its own record, member and context, on open
   t.equal(leaksCanary(s.gw.logs.text()), undefined, 'no canary in the log')
   t.equal(leaksCanary(await s.gw.metrics()), undefined, 'no canary in /metrics')
 })
+
+t.test('in NDJSON without records, a sealed value swapped with the same member of another line does not open', async (t) => {
+  // Each line's `/ssn` was bound as `/ssn` alone: two lines' values could trade places and open.
+  const dir = await tempDir()
+  const keys = await writeKeyFiles(dir, 'th')
+  const bodies: Buffer[] = []
+  const step = { context: 'acc', fields: ['/ssn'] }
+  const route = (name: string, transform: Record<string, unknown>) => ({
+    name,
+    methods: ['POST'],
+    path: `/v1/${name}`,
+    allow: [SPONSOR_APP],
+    upstream: 'backend',
+    transforms: { request: [{ ...transform, ...step }] },
+  })
+  const s = await startSealing({
+    dir,
+    handler: recordingHandler(bodies),
+    keys: { th: { file: keys.publicPath }, 'th-private': { file: keys.privatePath, private: true } },
+    routes: [
+      route('seal', { type: 'seal', recipients: 'th' }),
+      route('verify', { type: 'require-sealed', recipients: 'th' }),
+      route('open', { type: 'open', keys: 'th-private' }),
+    ],
+  })
+  t.teardown(s.close)
+  const post = (path: string, body: string) =>
+    s.gw.request(path, { method: 'POST', body, headers: { 'content-type': 'application/x-ndjson' } })
+
+  const plain = `{"who":"alice","ssn":"${CANARY.passport}-a"}\n{"who":"mallory","ssn":"${CANARY.passport}-m"}\n`
+  t.equal((await post('/v1/seal', plain)).status, 200)
+  const sealedLines = bodies[0]!.toString().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { who: string; ssn: string })
+  t.equal(sealedLines.length, 2)
+  const swapped = `${JSON.stringify({ who: 'alice', ssn: sealedLines[1]!.ssn })}\n${JSON.stringify({ who: 'mallory', ssn: sealedLines[0]!.ssn })}\n`
+
+  const opened = await post('/v1/open', swapped)
+  t.equal(opened.status, 400, 'swapped: open refuses')
+  t.equal((opened.json() as { error: string }).error, 'open_failed')
+  const verified = await post('/v1/verify', swapped)
+  t.equal(verified.status, 422, 'swapped: require-sealed refuses')
+  t.equal((verified.json() as { error: string }).error, 'plaintext_refused')
+  t.equal(bodies.length, 1, 'no swapped body reached the upstream')
+
+  const inPlace = await post('/v1/open', bodies[0]!.toString())
+  t.equal(inPlace.status, 200, 'in their own lines, the values open')
+  t.equal(bodies[1]!.toString(), plain, 'to the exact plaintext')
+  t.equal(leaksCanary(opened.text + verified.text + s.gw.logs.text()), undefined, 'no value in the errors or the log')
+})
