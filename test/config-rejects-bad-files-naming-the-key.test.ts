@@ -220,3 +220,21 @@ t.test('an upstream name is at most 63 characters, as a route’s: it is a metri
     message: `x.yaml: upstreams.${longest}s: invalid name: must be lower-case letters, digits, "-" or "_", at most 63 characters`,
   })
 })
+
+t.test('a sponsor idle timeout not longer than an upstream timeout is refused, naming both', async (t) => {
+  const fixture = (await readFile(`${dir}/unknown-upstream.yaml`, 'utf8')).replace('upstream: accreditaton', 'upstream: accreditation')
+  const withTimeouts = (idle: number, headers: number, body: number) =>
+    fixture
+      .replace('  listen: { host: 0.0.0.0, port: 8443 }\n', `  listen: { host: 0.0.0.0, port: 8443 }\n  limits: { idleTimeoutMs: ${idle} }\n`)
+      .replace('    serverName: accreditation.trusted.test\n', `    serverName: accreditation.trusted.test\n    headersTimeoutMs: ${headers}\n    bodyTimeoutMs: ${body}\n`)
+  t.doesNotThrow(() => parseConfig(withTimeouts(30_001, 30_000, 30_000), 'x.yaml'), 'longer: accepted')
+  t.throws(() => parseConfig(withTimeouts(30_000, 30_000, 1_000), 'x.yaml'), {
+    code: 'config_invalid',
+    message: /x\.yaml: sponsor\.limits\.idleTimeoutMs: must be longer than upstreams\.accreditation\.headersTimeoutMs \(30000\)/,
+  })
+  t.throws(() => parseConfig(withTimeouts(60_000, 1_000, 90_000), 'x.yaml'), {
+    code: 'config_invalid',
+    message: /sponsor\.limits\.idleTimeoutMs: must be longer than upstreams\.accreditation\.bodyTimeoutMs \(90000\)/,
+  })
+  t.doesNotThrow(() => parseConfig(fixture, 'x.yaml'), 'the defaults agree (60 s against 30 s)')
+})

@@ -49,7 +49,7 @@ export const sponsorSchema = z
         maxHeaderBytes: byteSize.default(16 * 1024),
         headersTimeoutMs: positiveMs.default(10_000),
         requestTimeoutMs: positiveMs.default(300_000),
-        idleTimeoutMs: positiveMs.default(30_000),
+        idleTimeoutMs: positiveMs.default(60_000),
         keepAliveTimeoutMs: positiveMs.default(5_000),
         maxConnections: z.number().int().positive().default(1024),
         maxRequestsPerSocket: z.number().int().nonnegative().default(0),
@@ -59,7 +59,7 @@ export const sponsorSchema = z
         maxHeaderBytes: 16 * 1024,
         headersTimeoutMs: 10_000,
         requestTimeoutMs: 300_000,
-        idleTimeoutMs: 30_000,
+        idleTimeoutMs: 60_000,
         keepAliveTimeoutMs: 5_000,
         maxConnections: 1024,
         maxRequestsPerSocket: 0,
@@ -207,6 +207,21 @@ export const configSchema = z
   })
   .strict()
   .superRefine((cfg, ctx) => {
+    // The sponsor's connection is quiet while the gateway awaits its upstream, and Node's idle timer
+    // counts that silence: not longer than the upstream's own timeouts, it would cut the connection
+    // before the upstream's 504 (a dropped connection, no code, no upstream error counted).
+    const idle = cfg.sponsor.limits.idleTimeoutMs
+    for (const [name, upstream] of Object.entries(cfg.upstreams)) {
+      for (const key of ['headersTimeoutMs', 'bodyTimeoutMs'] as const) {
+        if (idle <= upstream[key]) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['sponsor', 'limits', 'idleTimeoutMs'],
+            message: `must be longer than upstreams.${name}.${key} (${upstream[key]}): the sponsor's connection would be cut while the upstream is awaited, before its 504`,
+          })
+        }
+      }
+    }
     const names = new Set<string>()
     cfg.routes.forEach((route, i) => {
       // Own names only: `in` would also find `constructor`, `toString`… on every object.

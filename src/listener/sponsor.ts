@@ -121,7 +121,9 @@ export class SponsorListener {
     // 503 of its own (no error code, not logged) after a response that said `Connection: close`.
     this.server.maxRequestsPerSocket = 0
     this.#maxRequestsPerSocket = limits.maxRequestsPerSocket
-    // Idle sockets (no request in flight, no bytes) are closed after idleTimeoutMs.
+    // A socket with no bytes either way for idleTimeoutMs is closed, a request in flight or not (a
+    // client that stopped sending or reading). It must outlast the upstreams' timeouts, which the
+    // schema checks: the socket is quiet too while the gateway awaits its upstream.
     this.server.setTimeout(limits.idleTimeoutMs)
 
     this.server.prependListener('secureConnection', (socket: TLSSocket) => this.#onSecureConnection(socket))

@@ -43,6 +43,23 @@ t.test('upstream silent: 504 upstream_timeout at the headers timeout, not before
   t.equal(h.upstream.hits, 1, 'sent once, never retried')
 })
 
+t.test('upstream silent with the sponsor idle timeout just above its own: still the 504, not a dropped connection', async (t) => {
+  // Node's idle timer counts the sponsor socket's silence while the upstream is awaited: at or under
+  // the upstream's timeout, it cut the connection first (no code, no upstream error counted). The
+  // schema refuses that now; just above it, the 504 arrives.
+  const h = await Harness.start({
+    handler: () => {},
+    sponsor: { limits: { idleTimeoutMs: 1100 } },
+    upstream: { headersTimeoutMs: 800, bodyTimeoutMs: 800 },
+  })
+  t.teardown(() => h.close())
+  const res = await h.request('/v1/records/1')
+  t.equal(res.status, 504)
+  t.equal((res.json() as { error: string }).error, 'upstream_timeout')
+  const metrics = await h.metrics()
+  t.equal(metricValue(metrics, 'ecluse_upstream_errors_total', { upstream: 'backend', kind: 'upstream_timeout' }), 1, 'counted')
+})
+
 t.test('upstream resets before answering: 502 upstream_reset, the POST sent exactly once', async (t) => {
   const h = await Harness.start({ handler: (req) => req.socket.destroy() })
   t.teardown(() => h.close())
