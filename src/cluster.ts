@@ -29,8 +29,8 @@ import { AdminServer, type Readiness } from './admin/server.js'
 import { loadConfigFile } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { loadAllTls } from './config/tls-material.js'
-import type { ChangeOutcome } from './config/watch.js'
-import { Gateway, prepareWatcher, startWatcher } from './main.js'
+import type { ChangeOutcome, ConfigWatcher } from './config/watch.js'
+import { BootSignals, Gateway, prepareWatcher, startWatcher } from './main.js'
 import { createLogger, exitAfterLog } from './observability/logger.js'
 import { GatewayMetrics } from './observability/metrics.js'
 import { compileRouteTable } from './route/table.js'
@@ -140,19 +140,27 @@ export async function runCluster(configPath: string, options: ClusterOptions): P
     }
     return
   }
-  // The primary watches the files (workers do not): a change is relayed as SIGHUP is.
-  const watcher = await prepareWatcher(configPath)
-  const primary = await ClusterPrimary.start(configPath, options)
-  process.on('SIGHUP', () => void primary.reload())
+  const signals = new BootSignals()
+  let watcher: ConfigWatcher | undefined
+  let primary: ClusterPrimary
+  try {
+    // The primary watches the files (workers do not): a change is relayed as SIGHUP is.
+    watcher = await prepareWatcher(configPath)
+    primary = await ClusterPrimary.start(configPath, options)
+  } catch (err) {
+    signals.failed()
+    throw err
+  }
+  let stopping = false
   const stop = (signal: NodeJS.Signals) => {
+    stopping = true
     watcher?.stop()
     primary.stop(signal)
   }
-  process.on('SIGTERM', () => stop('SIGTERM'))
-  process.on('SIGINT', () => stop('SIGINT'))
+  signals.started({ reload: () => void primary.reload(), stop })
   // Each worker logs its own reload (and counts it for the failed-reload alert); the primary retries
   // a change that failed in any of them.
-  startWatcher(watcher, () => primary.reload(), primary.log)
+  if (!stopping) startWatcher(watcher, () => primary.reload(), primary.log)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -567,16 +575,20 @@ const WORKER_AGGREGATORS: Readonly<Record<string, 'first' | 'min'>> = {
 
 async function runWorker(configPath: string): Promise<void> {
   // First thing: a SIGHUP relayed while this worker boots (the primary's file watcher, an operator)
-  // would otherwise take SIGHUP's default action and kill it. It is remembered, and the reload runs
-  // once the gateway has started: the files may have changed after the boot read them.
-  let hupDuringBoot = false
-  const onBootHup = () => {
-    hupDuringBoot = true
+  // would otherwise take SIGHUP's default action and kill it, and the primary's SIGTERM to a worker
+  // still booting (a stop, a restart after a crash) would make it exit by signal, an unclean stop.
+  // Both wait for the gateway to start (see BootSignals).
+  const signals = new BootSignals()
+  let log: Logger
+  let gateway: Gateway
+  try {
+    const config = await loadConfigFile(configPath)
+    log = createLogger({ level: config.log.level }).child({ worker: cluster.worker?.id })
+    gateway = await Gateway.start(configPath, { log, adminListener: false })
+  } catch (err) {
+    signals.failed()
+    throw err
   }
-  process.on('SIGHUP', onBootHup)
-  const config = await loadConfigFile(configPath)
-  const log = createLogger({ level: config.log.level }).child({ worker: cluster.worker?.id })
-  const gateway = await Gateway.start(configPath, { log, adminListener: false })
 
   // Answer the primary's metrics requests with this gateway's own registry.
   const registry = gateway.metrics.registry
@@ -621,11 +633,7 @@ async function runWorker(configPath: string): Promise<void> {
     if (stopping) return
     void reload().then(() => send({ ecluse: 'drain', drainTimeoutMs: gateway.drainTimeoutMs }))
   }
-  process.on('SIGHUP', reloadOnSignal)
-  process.off('SIGHUP', onBootHup)
-  if (hupDuringBoot) reloadOnSignal()
-  process.on('SIGTERM', () => stop('SIGTERM'))
-  process.on('SIGINT', () => stop('SIGINT'))
+  signals.started({ reload: reloadOnSignal, stop })
   // The primary went away (crash or SIGKILL): drain and exit rather than serve unsupervised. Node's
   // own worker code exits at once (code 0) on a disconnect it did not ask for, before this listener
   // could drain, dropping every request in flight (lib/internal/cluster/child.js): marked as

@@ -375,15 +375,69 @@ export function startWatcher(watcher: ConfigWatcher | undefined, onChange: () =>
   log.info({ watchIntervalMs: watcher.intervalMs }, 'watching the configuration files for changes')
 }
 
+/**
+ * The signals of a serving process, from its first moment. SIGHUP's default action kills the
+ * process, and SIGTERM's would skip the drain: a reload script run across pods, or an orchestrator
+ * stopping one, would kill a gateway that is still booting. Until {@link BootSignals.started}, a
+ * SIGHUP is remembered (one reload once started: the files may have changed after boot read them)
+ * and a SIGTERM or SIGINT too (a stop once started, with nothing to drain yet). Afterwards every
+ * signal goes to the running process's handlers, a repeated one included: they are idempotent, so
+ * a second SIGTERM never cuts a drain short.
+ */
+export class BootSignals {
+  #hup = false
+  #stop: NodeJS.Signals | undefined
+  readonly #onHup = () => {
+    this.#hup = true
+  }
+  readonly #onStop = (signal: NodeJS.Signals) => {
+    this.#stop ??= signal
+  }
+
+  constructor() {
+    process.on('SIGHUP', this.#onHup)
+    process.on('SIGTERM', this.#onStop)
+    process.on('SIGINT', this.#onStop)
+  }
+
+  /** Hands the signals to the started process, then replays what arrived during its boot. */
+  started(handlers: { reload(): void; stop(signal: NodeJS.Signals): void }): void {
+    this.failed()
+    process.on('SIGHUP', () => handlers.reload())
+    process.on('SIGTERM', () => handlers.stop('SIGTERM'))
+    process.on('SIGINT', () => handlers.stop('SIGINT'))
+    if (this.#stop !== undefined) handlers.stop(this.#stop)
+    else if (this.#hup) handlers.reload()
+  }
+
+  /** The boot failed: the signals' default actions again (the caller exits with the error). */
+  failed(): void {
+    process.off('SIGHUP', this.#onHup)
+    process.off('SIGTERM', this.#onStop)
+    process.off('SIGINT', this.#onStop)
+  }
+}
+
 /** `ecluse serve`: start, wire signals, and exit when drained. */
 export async function runGateway(configPath: string): Promise<void> {
-  // The watcher's baseline is read before the gateway loads the files (see ConfigWatcher.baseline).
-  const watcher = await prepareWatcher(configPath)
-  const gateway = await Gateway.start(configPath)
-  process.on('SIGHUP', () => {
-    void gateway.reload()
-  })
+  const signals = new BootSignals()
+  let watcher: ConfigWatcher | undefined
+  let gateway: Gateway
+  try {
+    // The watcher's baseline is read before the gateway loads the files (see ConfigWatcher.baseline).
+    watcher = await prepareWatcher(configPath)
+    gateway = await Gateway.start(configPath)
+  } catch (err) {
+    signals.failed()
+    throw err
+  }
+  let stopping = false
   const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      gateway.log.info({ signal }, 'shutdown already in progress')
+      return
+    }
+    stopping = true
     watcher?.stop()
     gateway.log.info({ signal }, 'shutdown requested')
     gateway.shutdown().then(
@@ -394,7 +448,6 @@ export async function runGateway(configPath: string): Promise<void> {
       },
     )
   }
-  process.once('SIGTERM', stop)
-  process.once('SIGINT', stop)
-  startWatcher(watcher, () => gateway.reload(), gateway.log)
+  signals.started({ reload: () => void gateway.reload(), stop })
+  if (!stopping) startWatcher(watcher, () => gateway.reload(), gateway.log)
 }
