@@ -78,6 +78,9 @@ export class SponsorListener {
   readonly #metrics: GatewayMetrics
   readonly #log: Logger
   readonly #sockets = new Set<Socket>()
+  /** Responses begun and not closed: a drain makes those whose head is not out say `Connection: close`. */
+  readonly #responses = new Set<ServerResponse>()
+  #draining = false
   /** `sponsor.limits.maxRequestsPerSocket`; 0: no limit. */
   readonly #maxRequestsPerSocket: number
 
@@ -165,8 +168,14 @@ export class SponsorListener {
     return this.#sockets.size
   }
 
-  /** Stop accepting connections and close the idle keep-alive ones; requests in flight go on. */
+  /**
+   * Stop accepting connections and close the idle keep-alive ones; requests in flight go on, and
+   * every response whose head is not out yet says `Connection: close`: its client must not send
+   * another request on a connection the drain is about to close under it.
+   */
   stopAccepting(): Promise<void> {
+    this.#draining = true
+    for (const res of this.#responses) if (!res.headersSent) res.shouldKeepAlive = false
     return new Promise((resolve) => {
       this.server.close(() => resolve())
       this.server.closeIdleConnections()
@@ -210,7 +219,10 @@ export class SponsorListener {
     }
     const run = (r: IncomingMessage, s: ServerResponse, e: boolean) => {
       turn.busy = true
+      if (this.#draining) s.shouldKeepAlive = false
+      this.#responses.add(s)
       s.once('close', () => {
+        this.#responses.delete(s)
         if (socket.destroyed) {
           // The connection is gone, and Node never closes the responses still queued on it: the
           // requests waiting their turn are dropped, never begun (their exchanges would never end).

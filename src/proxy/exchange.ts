@@ -563,7 +563,14 @@ class Exchange {
    */
   #abortResponse(route: CompiledRoute, res: ServerResponse, err: Error): void {
     if (this.#aborted || this.#code !== undefined) return
-    if (!res.headersSent && !this.#clientGone()) {
+    if (this.#abort.aborted || this.#clientGone()) {
+      // The client went away mid-response: its close aborted the upstream call, whose body then
+      // errs with "Request aborted". No fault of the upstream's to log or to blame.
+      this.#aborted = true
+      res.destroy()
+      return
+    }
+    if (!res.headersSent) {
       this.#refuseWith(isEcluseError(err) ? asResponseRefusal(err) : upstreamBodyError(route.upstream, err), 'upstream_bad_response')
       return
     }

@@ -56,3 +56,41 @@ t.test('the same holds for a chunked upstream response', async (t) => {
   const res = await request(`${h.sponsorOrigin}/v1/records/1`, { dispatcher: h.agent() })
   await t.rejects(res.body.arrayBuffer(), 'a chunked body cut short is an error for the client')
 })
+
+t.test('a client that hangs up mid-download aborts the upstream call and is no upstream fault in the log', async (t) => {
+  // Its close aborted the upstream call, whose body then erred with "Request aborted": that was
+  // logged as a warning, "response aborted mid-stream", code upstream_bad_response.
+  let upstreamClosed!: () => void
+  const closed = new Promise<void>((resolve) => {
+    upstreamClosed = resolve
+  })
+  const h = await Harness.start({
+    handler: (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' })
+      const timer = setInterval(() => res.write(Buffer.alloc(16 * 1024, 1)), 10)
+      res.on('close', () => {
+        clearInterval(timer)
+        upstreamClosed()
+      })
+    },
+  })
+  t.teardown(() => h.close())
+  const socket = tls.connect(h.sponsorTls())
+  socket.on('error', () => {})
+  await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()))
+  socket.write('GET /v1/records/1 HTTP/1.1\r\nhost: localhost\r\n\r\n')
+  let received = 0
+  await new Promise<void>((resolve) =>
+    socket.on('data', (d: Buffer) => {
+      received += d.length
+      if (received > 64 * 1024) resolve()
+    }),
+  )
+  socket.destroy()
+  await closed
+  await new Promise((r) => setTimeout(r, 200))
+  t.strictSame(h.logs.find('response aborted mid-stream'), [], 'no warning blaming the upstream')
+  const access = h.logs.find('access').at(-1)!
+  t.equal(access['aborted'], true, 'the access line says aborted')
+  t.equal(access['code'], undefined, 'with no error code')
+})

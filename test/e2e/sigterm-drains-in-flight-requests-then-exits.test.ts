@@ -66,6 +66,9 @@ t.test('SIGHUP reloads, SIGTERM drains the in-flight request, refuses new ones, 
   release()
   const slowRes = await slow
   t.equal(await slowRes.body.text(), 'slow-done', 'the in-flight request completed')
+  // It said keep-alive before, and the drain then closed the connection under a client that could
+  // already be sending its next request on it.
+  t.equal(slowRes.headers['connection'], 'close', 'and told its client not to reuse the connection')
   const [code] = await once(child, 'exit')
   t.equal(code, 0, 'exited cleanly after the drain')
 })
