@@ -18,6 +18,9 @@
  *   at boot and after each reload: `shutdown.drainTimeoutMs` applies on SIGHUP).
  * - Crashes after boot: the worker is restarted with an exponential back-off per slot (250 ms, 500 ms,
  *   … capped at 30 s); a worker that stayed up {@link STABLE_AFTER_MS} resets its slot's back-off.
+ * - Hangs after boot: every {@link LIVENESS_INTERVAL_MS} the primary asks each ready worker for a
+ *   sign of life; a worker whose event loop has not answered {@link LIVENESS_MISSES} times in a row
+ *   is killed, and restarted as after a crash. Until then it counts as not ready.
  * - A worker whose primary goes away (IPC channel closed) drains and exits: no orphans.
  *
  * One worker (`--workers 1`, the default) does not use this module: `runGateway` serves in-process.
@@ -46,6 +49,10 @@ export const STABLE_AFTER_MS = 10_000
 const READINESS_ASK_MS = 2_000
 /** How long the primary waits for one worker's reload outcome (no answer: not retried). */
 const RELOAD_ASK_MS = 60_000
+/** How often the primary asks each ready worker for a sign of life (each ask waits `READINESS_ASK_MS`). */
+export const LIVENESS_INTERVAL_MS = 5_000
+/** Unanswered asks in a row after which a worker is killed and restarted: ≈ 15 s of a stuck event loop. */
+export const LIVENESS_MISSES = 3
 
 /** Options for {@link runCluster}. */
 export interface ClusterOptions {
@@ -101,6 +108,15 @@ interface ReadinessAnswer {
   readonly id: number
   readonly readiness: Readiness
 }
+/** The primary asks a ready worker for a sign of life: its event loop answers, or it is stuck. */
+interface LivenessQuery {
+  readonly ecluse: 'alive?'
+  readonly id: number
+}
+interface LivenessAnswer {
+  readonly ecluse: 'alive'
+  readonly id: number
+}
 /** The primary asks a ready worker for its registry, as prom-client's JSON (to aggregate). */
 interface MetricsQuery {
   readonly ecluse: 'metrics?'
@@ -113,7 +129,7 @@ interface MetricsAnswer {
 }
 /** A registry as `getMetricsAsJSON()` gives it: what `AggregatorRegistry.aggregate` sums. */
 type RegistryJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>
-type WorkerMessage = ReadyMessage | DrainMessage | ReadinessAnswer | MetricsAnswer | ReloadAnswer
+type WorkerMessage = ReadyMessage | DrainMessage | ReadinessAnswer | MetricsAnswer | ReloadAnswer | LivenessAnswer
 
 function isWorkerMessage(msg: unknown): msg is WorkerMessage {
   return typeof msg === 'object' && msg !== null && typeof (msg as { ecluse?: unknown }).ecluse === 'string'
@@ -183,6 +199,10 @@ interface Slot {
   reloadWaiters: Array<(answer: ReloadAnswer | undefined) => void>
   /** The registry its worker last gave a scrape: stands in for it when it does not answer in time. */
   lastMetrics: RegistryJson | undefined
+  /** Liveness asks its worker left unanswered in a row (see `#checkLiveness`). */
+  missedAsks: number
+  /** A liveness ask is out: the next tick does not pile another on a worker that is slow. */
+  asking: boolean
 }
 
 /** A registry's counters and histograms only: what stays counted once its worker has gone. */
@@ -246,6 +266,7 @@ class ClusterPrimary {
   #stopping = false
   #cleanExit = true
   #killTimer: NodeJS.Timeout | undefined
+  #livenessTimer: NodeJS.Timeout | undefined
 
   private constructor(configPath: string, config: Config, log: Logger, options: ClusterOptions) {
     this.#configPath = configPath
@@ -262,6 +283,8 @@ class ClusterPrimary {
         reloadPending: false,
         reloadWaiters: [],
         lastMetrics: undefined,
+        missedAsks: 0,
+        asking: false,
         failures: 0,
         restartTimer: undefined,
         sponsorPort: 0,
@@ -277,7 +300,8 @@ class ClusterPrimary {
       registers: [own],
       collect() {
         this.set({ state: 'configured' }, slots.length)
-        this.set({ state: 'ready' }, slots.filter((s) => s.ready).length)
+        // A worker that stopped answering is not ready, whatever it reported at boot.
+        this.set({ state: 'ready' }, slots.filter((s) => s.ready && s.missedAsks === 0).length)
       },
     })
     this.#restarts = new Counter({
@@ -313,7 +337,41 @@ class ClusterPrimary {
     cluster.on('message', (worker, msg: unknown) => primary.#onMessage(worker, msg))
     cluster.on('exit', (worker, code, signal) => primary.#onExit(worker, code, signal))
     for (const slot of primary.#slots) primary.#fork(slot)
+    primary.#livenessTimer = setInterval(() => primary.#checkLiveness(), LIVENESS_INTERVAL_MS)
+    primary.#livenessTimer.unref()
     return primary
+  }
+
+  /**
+   * Asks every ready worker for a sign of life. Exits are seen by the `exit` event; a worker whose
+   * event loop is stuck (an endless loop, a deadlock in native code, SIGSTOP) exits nothing: it holds
+   * its share of the connections the shared port hands out and keeps the pod unready, while the
+   * primary's own `/healthz` stays green. After `LIVENESS_MISSES` unanswered asks it is killed, and
+   * the exit restarts it with the slot's back-off.
+   */
+  #checkLiveness(): void {
+    if (this.#stopping) return
+    for (const slot of this.#slots) {
+      const worker = slot.worker
+      if (worker === undefined || !slot.ready || slot.asking) continue
+      slot.asking = true
+      void this.#ask(worker, 'alive?').then((answer) => {
+        slot.asking = false
+        if (slot.worker !== worker || this.#stopping) return
+        if (answer !== undefined) {
+          if (slot.missedAsks > 0) this.#log.info({ worker: worker.id, missed: slot.missedAsks }, 'worker answers again')
+          slot.missedAsks = 0
+          return
+        }
+        slot.missedAsks++
+        if (slot.missedAsks < LIVENESS_MISSES) {
+          this.#log.warn({ worker: worker.id, missed: slot.missedAsks }, 'worker did not answer the primary')
+          return
+        }
+        this.#log.error({ worker: worker.id, missed: slot.missedAsks }, 'worker unresponsive; killing it')
+        worker.process.kill('SIGKILL')
+      })
+    }
   }
 
   /** Ready when every worker is up and answers ready; each worker's failing checks are shown. */
@@ -377,6 +435,7 @@ class ClusterPrimary {
     if (this.#stopping) return
     this.#stopping = true
     this.#log.info({ signal, workers: this.#liveWorkers().length }, 'shutdown requested')
+    clearInterval(this.#livenessTimer)
     for (const slot of this.#slots) {
       clearTimeout(slot.restartTimer)
       slot.restartTimer = undefined
@@ -403,6 +462,7 @@ class ClusterPrimary {
   #fork(slot: Slot): void {
     slot.restartTimer = undefined
     slot.ready = false
+    slot.missedAsks = 0
     // A new worker reads the files as they are now: a reload meant for the one it replaces is moot.
     slot.reloadPending = false
     this.#settleReloadWaiters(slot, undefined)
@@ -416,7 +476,7 @@ class ClusterPrimary {
 
   #onMessage(worker: Worker, msg: unknown): void {
     if (!isWorkerMessage(msg)) return
-    if (msg.ecluse === 'readiness' || msg.ecluse === 'metrics' || msg.ecluse === 'reloaded') {
+    if (msg.ecluse === 'readiness' || msg.ecluse === 'metrics' || msg.ecluse === 'reloaded' || msg.ecluse === 'alive') {
       this.#pending.get(msg.id)?.done(msg.ecluse === 'readiness' ? msg.readiness : msg.ecluse === 'metrics' ? msg.metrics : msg)
       return
     }
@@ -541,7 +601,7 @@ class ClusterPrimary {
   }
 
   /** One worker's answer to `kind`, or undefined if it does not answer within `timeoutMs`. */
-  #ask(worker: Worker, kind: (ReadinessQuery | MetricsQuery | ReloadQuery)['ecluse'], timeoutMs = READINESS_ASK_MS): Promise<unknown> {
+  #ask(worker: Worker, kind: (ReadinessQuery | MetricsQuery | ReloadQuery | LivenessQuery)['ecluse'], timeoutMs = READINESS_ASK_MS): Promise<unknown> {
     const id = this.#nextQueryId++
     return new Promise((resolve) => {
       const timer = setTimeout(() => done(undefined), timeoutMs)
@@ -551,7 +611,7 @@ class ClusterPrimary {
         resolve(answer)
       }
       this.#pending.set(id, { workerId: worker.id, done })
-      const query: ReadinessQuery | MetricsQuery | ReloadQuery = { ecluse: kind, id }
+      const query: ReadinessQuery | MetricsQuery | ReloadQuery | LivenessQuery = { ecluse: kind, id }
       if (!worker.isConnected()) return done(undefined)
       worker.send(query, (err: Error | null) => {
         if (err) done(undefined)
@@ -596,14 +656,15 @@ async function runWorker(configPath: string): Promise<void> {
     const metric = registry.getSingleMetric(name) as { aggregator?: string } | undefined
     if (metric !== undefined) metric.aggregator = aggregator
   }
-  const send = (answer: ReadinessAnswer | MetricsAnswer | ReloadAnswer | DrainMessage) => {
+  const send = (answer: ReadinessAnswer | MetricsAnswer | ReloadAnswer | DrainMessage | LivenessAnswer) => {
     if (process.connected) process.send?.(answer)
   }
   process.on('message', (msg: unknown) => {
     if (typeof msg !== 'object' || msg === null) return
-    const { ecluse, id } = msg as Partial<ReadinessQuery | MetricsQuery | ReloadQuery>
+    const { ecluse, id } = msg as Partial<ReadinessQuery | MetricsQuery | ReloadQuery | LivenessQuery>
     if (typeof id !== 'number') return
-    if (ecluse === 'readiness?') void gateway.readiness().then((readiness) => send({ ecluse: 'readiness', id, readiness }))
+    if (ecluse === 'alive?') send({ ecluse: 'alive', id })
+    else if (ecluse === 'readiness?') void gateway.readiness().then((readiness) => send({ ecluse: 'readiness', id, readiness }))
     else if (ecluse === 'metrics?') void registry.getMetricsAsJSON().then((metrics) => send({ ecluse: 'metrics', id, metrics }))
     else if (ecluse === 'reload?') {
       // A draining worker reloads nothing, and that is no failure of the files to retry.
