@@ -352,6 +352,8 @@ export class JsonRewriteEngine<R = unknown> {
   // ---- configuration, decided at construction
   private readonly root: MatchState<R> | null
   private readonly idMember: string | null
+  /** `idMember` case-folded: a record member spelled like it but for case is refused (see `onKey`). */
+  private readonly idFolded: string | null
   private readonly ndjson: boolean
   private readonly ws: Uint8Array
   private readonly topStart: number
@@ -448,6 +450,7 @@ export class JsonRewriteEngine<R = unknown> {
     const d = JSON_REWRITER_DEFAULTS
     this.root = opts.rules.root
     this.idMember = opts.rules.record?.idMember ?? null
+    this.idFolded = this.idMember === null ? null : foldName(this.idMember)
     this.ndjson = opts.mode === 'ndjson'
     this.ws = this.ndjson ? WS_LINE : WS_DOC
     this.topStart = this.ndjson ? S_LINE_START : S_DOC_START
@@ -902,7 +905,17 @@ export class JsonRewriteEngine<R = unknown> {
     const child = f.state === null ? null : f.state.member(key)
     this.child = child
     this.state = S_COLON
-    if (this.recDepth >= 0 && this.depth === this.recDepth + 1 && key === this.idMember) this.idPending = true
+    if (this.recDepth >= 0 && this.depth === this.recDepth + 1) {
+      if (key === this.idMember) this.idPending = true
+      // `{"id":"A","ID":"B"}`: a consumer that matches names without case (Go's encoding/json,
+      // Jackson's case-insensitive mode) reads the id as "B", and a value bound to record A would
+      // open in record B. As for targeted names, a spelling that differs only by case is refused.
+      else if (key.length === this.idMember!.length || this.sawHigh || this.sawEsc) {
+        if ((this.sawHigh || this.sawEsc ? foldName(key) : key.toLowerCase()) === this.idFolded) {
+          this.fail('json_invalid', 'member name differs from the record id member only by case', end)
+        }
+      }
+    }
     if (f.sep !== null) {
       const entry = this.entries[this.entryCount - 1]!
       if (this.recDepth < 0 && end + 1 - entry.holdStart > this.maxPrefix) {
