@@ -104,6 +104,34 @@ t.test('invalid bindings are refused before anything is sealed', async (t) => {
   t.throws(() => new FieldOpener(pub), { code: 'key_material_invalid' }, 'opening needs private keys')
 })
 
+t.test('claims as long as a header may carry open here and in jose; longer ones, counted escaped, are refused', async (t) => {
+  // Counted in characters, claims of control characters (six bytes each once escaped) made headers
+  // over what the opener parses: sealed, then refused by this opener and require-sealed alike.
+  const { compactDecrypt, importJWK } = await import('jose')
+  for (const { name, alg, crv } of ALGS) {
+    const g = generateKeySet(crv === undefined ? { alg } : { alg, crv })
+    const pub = parseKeySet(g.publicJwks)
+    const opener = new FieldOpener(parseKeySet(g.privateJwks, { requirePrivate: true }))
+    const route = `r${'x'.repeat(255)}`
+    const s = new FieldSealer(pub, { route })
+    const ptr = `/${'\u0001'.repeat(170)}${'a'.repeat(3)}`
+    const rid = `${'\u0001'.repeat(170)}${'b'.repeat(3)}`
+    t.equal(Buffer.byteLength(JSON.stringify(ptr)) - 2, 1024, 'the longest pointer')
+    t.equal(Buffer.byteLength(JSON.stringify(rid)) - 2, 1023)
+    const jwe = s.seal(Buffer.from('"v"'), { ptr, rid })
+    t.ok(jwe.split('.')[0]!.length <= 8192, `${name}: the header is within what an opener parses`)
+    t.equal(opener.open(jwe, { route, ptr, rid }).toString(), '"v"', `${name}: it opens`)
+    t.ok(isSealedFor(jwe, pub, { route, ptr, rid }), `${name}: require-sealed accepts it`)
+    const key = await importJWK(g.privateJwks.keys[0]!, alg)
+    const crit = { 'ecl.route': true, 'ecl.ptr': true, 'ecl.rid': true }
+    const jose = await compactDecrypt(jwe, key, { crit, keyManagementAlgorithms: [alg], contentEncryptionAlgorithms: ['A256GCM'] })
+    t.equal(Buffer.from(jose.plaintext).toString(), '"v"', `${name}: jose opens it`)
+    t.equal(jose.protectedHeader['ecl.ptr'], ptr)
+    t.throws(() => s.seal(Buffer.from('1'), { ptr: `${ptr}a` }), { code: 'seal_failed', message: /ptr must be .* 1024 bytes/ }, 'one byte more')
+    t.throws(() => s.seal(Buffer.from('1'), { ptr: '/a', rid: `${'\u0001'.repeat(1000)}` }), { code: 'seal_failed' }, 'a rid of 1000 control characters')
+  }
+})
+
 t.test('the public-key check names its reason for the log', async (t) => {
   const g = generateKeySet()
   const pub = parseKeySet(g.publicJwks)

@@ -80,10 +80,25 @@ const REGISTERED = new Set(['alg', 'enc', 'kid', 'epk', 'apu', 'apv', 'crit', 't
 const EPK_MEMBERS_OKP = new Set(['kty', 'crv', 'x'])
 const EPK_MEMBERS_EC = new Set(['kty', 'crv', 'x', 'y'])
 
-/** Bounds on what a header may cost to parse. The sealer never produces more (see MAX_CLAIM_CHARS). */
+/**
+ * Bounds on what a header may cost to parse. The sealer never produces more: its three claims are
+ * at most MAX_CLAIM_BYTES each once in the header, ≈ 3.5 KiB of JSON with the rest, 4.7 Ki characters
+ * of base64url.
+ */
 export const MAX_PROTECTED_CHARS = 8192
-/** Longest route, pointer or record id we bind into a header. */
-export const MAX_CLAIM_CHARS = 1024
+/**
+ * Longest route, pointer or record id we bind into a header, as UTF-8 bytes of its JSON string
+ * (quotes aside): a claim is counted as it will cost in the header, where a control character takes
+ * six bytes (`\u001f`). At most as many UTF-16 units, so also the bound in characters.
+ */
+export const MAX_CLAIM_BYTES = 1024
+/** The same bound in characters, for the code that sizes buffers by characters. */
+export const MAX_CLAIM_CHARS = MAX_CLAIM_BYTES
+
+/** Whether `v` fits a claim: at most MAX_CLAIM_BYTES once JSON-escaped (a short string surely does). */
+export function claimFits(v: string): boolean {
+  return v.length <= MAX_CLAIM_BYTES / 6 || Buffer.byteLength(JSON.stringify(v), 'utf8') - 2 <= MAX_CLAIM_BYTES
+}
 const MAX_PARTY_INFO_BYTES = 256
 
 /** An ephemeral public key as it appears in `epk`, in jose's member order. */
@@ -386,8 +401,8 @@ const LONE_SURROGATE = /[\ud800-\udfff]/u
 
 /** Validate a claim value we are about to bind into a header (sealing side). */
 export function checkClaim(name: string, v: unknown): string {
-  if (typeof v !== 'string' || v.length > MAX_CLAIM_CHARS) {
-    throw new EcluseError('seal_failed', `${name} must be a string of at most ${MAX_CLAIM_CHARS} characters`)
+  if (typeof v !== 'string' || !claimFits(v)) {
+    throw new EcluseError('seal_failed', `${name} must be a string of at most ${MAX_CLAIM_BYTES} bytes as JSON`)
   }
   // A lone surrogate would serialize as a "\udXXX" escape other JOSE libraries may refuse.
   if (LONE_SURROGATE.test(v)) {

@@ -9,6 +9,7 @@
  */
 import type { TransformCallback } from 'node:stream'
 import { z } from 'zod'
+import { claimFits, MAX_CLAIM_BYTES } from '../crypto/jwe.js'
 import type { KeySet } from '../crypto/keys.js'
 import { EcluseError, type ErrorCode, isEcluseError } from '../errors.js'
 import type { CryptoOp, CryptoOpMetrics, CryptoRouteMetrics } from '../observability/metrics.js'
@@ -297,11 +298,16 @@ export function emptyBody(headers: MessageHeaders): boolean {
  */
 export function pointerClaim(target: JsonTarget<FieldRule>, recordPattern: string | undefined, ndjson: boolean): string {
   const record = target.record
+  let claim: string
   if (record === undefined || recordPattern === undefined) {
     const inDocument = target.rule.claim ?? formatPointer(target.pointer)
-    return ndjson ? `/${target.documentIndex}${inDocument}` : inDocument
+    claim = ndjson ? `/${target.documentIndex}${inDocument}` : inDocument
+  } else {
+    claim = target.rule.recordClaim ?? recordPattern + formatPointer(target.pointer.slice(record.pointer.length))
   }
-  return target.rule.recordClaim ?? recordPattern + formatPointer(target.pointer.slice(record.pointer.length))
+  // The body chooses the names a `*` or `**` matches: a place too long to bind is the body's fault.
+  if (!claimFits(claim)) throw new EcluseError('json_invalid', `${pointerForLog(target)}: the value's place is too long to bind (over ${MAX_CLAIM_BYTES} bytes)`)
+  return claim
 }
 
 /**
@@ -330,7 +336,11 @@ export function recordClaim(target: JsonTarget<FieldRule>, recordPattern: string
   if (recordPattern === undefined || target.record === undefined) return undefined
   const id = target.recordId
   if (id === undefined) throw new EcluseError('record_id_missing', `record at ${pointerForLog(target, target.record.pointer.length)} has no id member`)
-  return typeof id === 'number' ? String(id) : id
+  if (typeof id === 'number') return String(id)
+  if (!claimFits(id)) {
+    throw new EcluseError('json_invalid', `record at ${pointerForLog(target, target.record.pointer.length)}: its id is too long to bind (over ${MAX_CLAIM_BYTES} bytes)`)
+  }
+  return id
 }
 
 // ---------------------------------------------------------------------------------------------

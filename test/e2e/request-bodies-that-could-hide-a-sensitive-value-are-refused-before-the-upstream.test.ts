@@ -119,3 +119,53 @@ t.test('every way a request could carry a listed field past the rewriter is refu
   t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'seal', reason: 'value_too_large' }), 1)
   t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'seal-records', reason: 'value_too_large' }), 1)
 })
+
+t.test('a record id or a place too long to bind is the body’s fault: 400 json_invalid, no seal failure counted', async (t) => {
+  // It was 502 seal_failed (and counted as one, which the seal-failure alert watches).
+  const dir = await tempDir()
+  const keys = await writeKeyFiles(dir, 'th')
+  const bodies: Buffer[] = []
+  const s = await startSealing({
+    dir,
+    handler: recordingHandler(bodies),
+    keys: { th: { file: keys.publicPath } },
+    routes: [
+      {
+        name: 'records',
+        methods: ['POST'],
+        path: '/v1/records',
+        allow: [SPONSOR_APP],
+        upstream: 'backend',
+        transforms: { request: [{ type: 'seal', recipients: 'th', fields: ['/records/*/name'], records: { pattern: '/records/*', id: 'id' } }] },
+      },
+      {
+        name: 'deep',
+        methods: ['POST'],
+        path: '/v1/deep',
+        allow: [SPONSOR_APP],
+        upstream: 'backend',
+        transforms: { request: [{ type: 'seal', recipients: 'th', fields: ['/**/name'] }] },
+      },
+    ],
+  })
+  t.teardown(s.close)
+  const post = (path: string, doc: unknown) =>
+    s.gw.request(path, { method: 'POST', body: JSON.stringify(doc), headers: { 'content-type': 'application/json' } })
+  const cases: Array<[string, string, unknown]> = [
+    ['a record id of 1025 characters', '/v1/records', { records: [{ id: 'i'.repeat(1025), name: CANARY.name }] }],
+    ['a record id of 200 control characters', '/v1/records', { records: [{ id: '\u0001'.repeat(200), name: CANARY.name }] }],
+    ['a place under two 600-character names', '/v1/deep', { ['a'.repeat(600)]: { ['b'.repeat(600)]: { name: CANARY.name } } }],
+  ]
+  for (const [what, path, doc] of cases) {
+    const res = await post(path, doc)
+    t.equal(res.status, 400, `${what} → 400`)
+    t.equal((res.json() as { error: string }).error, 'json_invalid', what)
+  }
+  t.equal(bodies.length, 0, 'nothing reached the upstream')
+  const metrics = await s.gw.metrics()
+  t.equal(metricValue(metrics, 'ecluse_crypto_operations_total', { op: 'seal', kind: 'field', result: 'failed' }), 0, 'no seal failure counted')
+  const ok = await post('/v1/records', { records: [{ id: 'i'.repeat(1024), name: CANARY.name }] })
+  t.equal(ok.status, 200, 'an id of 1024 characters binds')
+  t.equal(metricValue(await s.gw.metrics(), 'ecluse_crypto_operations_total', { op: 'seal', kind: 'field', result: 'ok' }), 1, 'and is counted')
+  t.equal(leaksCanary(s.gw.logs.text() + bodies.map(String).join('')), undefined)
+})
