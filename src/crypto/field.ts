@@ -497,9 +497,11 @@ export class FieldSealer {
     const protectedB64 = Buffer.from(header, 'utf8').toString('base64url')
     const cek = this.#seam?.cek?.() ?? randomBytes(GCM.cekBytes)
     const iv = this.#seam?.iv?.() ?? randomBytes(GCM.ivBytes)
-    const out = encryptToCompact(protectedB64, rsaWrap(this.#key, cek), cek, iv, value)
-    cek.fill(0)
-    return Buffer.from(`"${out}"`, 'latin1')
+    try {
+      return Buffer.from(`"${encryptToCompact(protectedB64, rsaWrap(this.#key, cek), cek, iv, value)}"`, 'latin1')
+    } finally {
+      cek.fill(0)
+    }
   }
 }
 

@@ -439,19 +439,24 @@ export function sealCompactOnce(
   let header = headerWithClaims(key, claims)
   const cek = seam?.cek?.() ?? randomBytes(GCM.cekBytes)
   const iv = seam?.iv?.() ?? randomBytes(GCM.ivBytes)
-  let ek: Buffer
-  if (key.algorithm.kind === 'rsa-oaep') {
-    ek = rsaWrap(key, cek)
-    header += headerEnd(undefined)
-  } else {
-    const a = agree(key, seam?.ephemeral)
-    ek = new KeyWrapper(a.kek).wrap256(cek, 1)
-    a.kek.fill(0)
-    header += headerEnd(a.epk)
+  try {
+    let ek: Buffer
+    if (key.algorithm.kind === 'rsa-oaep') {
+      ek = rsaWrap(key, cek)
+      header += headerEnd(undefined)
+    } else {
+      const a = agree(key, seam?.ephemeral)
+      try {
+        ek = new KeyWrapper(a.kek).wrap256(cek, 1)
+      } finally {
+        a.kek.fill(0)
+      }
+      header += headerEnd(a.epk)
+    }
+    return encryptToCompact(Buffer.from(header, 'utf8').toString('base64url'), ek, cek, iv, plaintext)
+  } finally {
+    cek.fill(0)
   }
-  const out = encryptToCompact(Buffer.from(header, 'utf8').toString('base64url'), ek, cek, iv, plaintext)
-  cek.fill(0)
-  return out
 }
 
 /**

@@ -62,12 +62,14 @@ const STAGE_MIN = 16 * 1024
 /**
  * `buf` if it holds `need` bytes, else a larger buffer (doubling, at most `cap`) with its first
  * `used` bytes. Staging grows with the bytes actually received, so a large declared record size
- * costs memory only once the bytes arrive.
+ * costs memory only once the bytes arrive. `wipe`: the buffer left behind held plaintext, and is
+ * zeroed (the sealer's staging; growth is rare, a few doublings per stream).
  */
-function reserve(buf: Buffer, used: number, need: number, cap: number): Buffer {
+function reserve(buf: Buffer, used: number, need: number, cap: number, wipe = false): Buffer {
   if (need <= buf.length) return buf
   const grown = Buffer.allocUnsafe(Math.min(cap, Math.max(need, 2 * buf.length, STAGE_MIN)))
   buf.copy(grown, 0, 0, used)
+  if (wipe) buf.fill(0, 0, used)
   return grown
 }
 
@@ -267,7 +269,7 @@ class SealStream extends Transform {
   /** Copies `take` bytes of `chunk` from `off` into the record being staged (room for the delimiter). */
   #stage(chunk: Buffer, off: number, take: number): void {
     const fill = this.#fill
-    if (fill + take >= this.#plain.length) this.#plain = reserve(this.#plain, fill, fill + take + 1, this.#rs + 1)
+    if (fill + take >= this.#plain.length) this.#plain = reserve(this.#plain, fill, fill + take + 1, this.#rs + 1, true)
     this.#plain.set(take === chunk.length ? chunk : chunk.subarray(off, off + take), fill)
     this.#fill = fill + take
   }
@@ -278,7 +280,7 @@ class SealStream extends Transform {
 
   /** Encrypts the staged data and `delimiter` as one record. */
   #sealStaged(delimiter: number): void {
-    this.#plain = reserve(this.#plain, this.#fill, this.#fill + 1, this.#rs + 1)
+    this.#plain = reserve(this.#plain, this.#fill, this.#fill + 1, this.#rs + 1, true)
     this.#plain[this.#fill] = delimiter
     const cipher = this.#cipher()
     this.push(cipher.update(this.#plain.subarray(0, this.#fill + 1)))
