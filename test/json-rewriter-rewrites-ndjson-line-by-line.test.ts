@@ -61,6 +61,11 @@ t.test('refuses what would let two NDJSON readers split the stream differently',
     ['a syntax error on a later line', '{"a":1}\n{"a":01}\n'],
     ['a duplicate name on a later line', '{"a":1}\n{"a":1,"a":2}\n'],
     ['a byte order mark', '\ufeff{"a":1}\n'],
+    // Python's splitlines() and JavaScript's line terminators split there: `[1,2]` would be a record.
+    ['a raw U+2028 in a string', '{"a":"x\u2028[1,2]\u2028y"}\n'],
+    ['a raw U+2029 in a string', '{"a":"x\u2029"}\n'],
+    ['a raw U+0085 in a string', '{"a":"x\u0085"}\n'],
+    ['a raw U+2028 in a member name', '{"a\u2028":1}\n'],
   ]
   for (const [name, body] of cases) {
     for (const chunks of [[Buffer.from(body)], everyByte(Buffer.from(body))]) {
@@ -69,9 +74,22 @@ t.test('refuses what would let two NDJSON readers split the stream differently',
   }
 })
 
+t.test('Unicode line breaks pass escaped in NDJSON, and raw in a document; other characters of their lead bytes pass raw', async (t) => {
+  for (const body of ['{"a":"x\\u2028\\u2029\\u0085"}\n', '{"a":"\u2027\u202a\u00a9\u0084\u20ac"}\n']) {
+    for (const chunks of [[Buffer.from(body)], everyByte(Buffer.from(body))]) {
+      const r = runEngine(chunks, [], () => 'keep', ndjson)
+      t.equal(r.err, undefined, `${JSON.stringify(body)} (${chunks.length} chunks)`)
+      t.equal(r.out, body)
+    }
+  }
+  t.equal(runEngine([Buffer.from('{"a":"x\u2028"}')], [], () => 'keep').err, undefined, 'a document is not split by lines')
+})
+
 t.test('a replacement must not break the line', async (t) => {
   const r = runEngine([Buffer.from('{"o":1}\n')], ['/o'], () => ({ replace: '{\n"a": 1}' }), ndjson)
   t.equal(r.err?.code, 'internal')
+  const u = runEngine([Buffer.from('{"o":1}\n')], ['/o'], () => ({ replace: '"a\u2028b"' }), ndjson)
+  t.equal(u.err?.code, 'internal', 'nor with a raw U+2028')
   const d = runEngine([Buffer.from('{"o":1}')], ['/o'], () => ({ replace: '{\n"a": 1}' }))
   t.equal(d.out, '{"o":{\n"a": 1}}', 'while a document may hold a pretty-printed replacement')
 })

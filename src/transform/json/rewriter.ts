@@ -307,6 +307,14 @@ export function isPlainJsonString(b: Uint8Array): boolean {
   return true
 }
 
+const UNICODE_LINE_BREAKS = [Buffer.from([0xc2, 0x85]), Buffer.from([0xe2, 0x80, 0xa8]), Buffer.from([0xe2, 0x80, 0xa9])]
+
+/** U+0085, U+2028 or U+2029 as raw UTF-8 (escaped, they are no line break). */
+function hasUnicodeLineBreak(b: Uint8Array): boolean {
+  const buf = Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength)
+  return UNICODE_LINE_BREAKS.some((seq) => buf.indexOf(seq) >= 0)
+}
+
 /** Rules that target nothing: the engine then only checks its input (`isOneStrictJsonValue`). */
 const NO_TARGETS = compileRules<never>({ targets: [] })
 
@@ -320,7 +328,7 @@ const NO_TARGETS = compileRules<never>({ targets: [] })
  */
 export function isOneStrictJsonValue(b: Uint8Array, oneLine: boolean): boolean {
   if (isPlainJsonString(b)) return true
-  if (oneLine && (b.indexOf(LF) >= 0 || b.indexOf(CR) >= 0)) return false
+  if (oneLine && (b.indexOf(LF) >= 0 || b.indexOf(CR) >= 0 || hasUnicodeLineBreak(b))) return false
   const engine = new JsonRewriteEngine<never>({ rules: NO_TARGETS, mode: 'document', onValue: () => 'keep' })
   try {
     engine.write(Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength))
@@ -384,6 +392,11 @@ export class JsonRewriteEngine<R = unknown> {
   private u8need = 0
   private u8lo = 0x80
   private u8hi = 0xbf
+  /**
+   * NDJSON only, a Unicode line break in a string (`scanString`): 1 after a lead 0xC2 (U+0085 is
+   * C2 85), 2 after a lead 0xE2, 3 after E2 80 (U+2028 and U+2029 are E2 80 A8 and A9).
+   */
+  private u8brk = 0
   private sawEsc = false
   private sawHigh = false
   // member names
@@ -764,10 +777,19 @@ export class JsonRewriteEngine<R = unknown> {
     let lo = this.u8lo
     let hi = this.u8hi
     let pendHigh = this.pendHigh
+    let brk = this.u8brk
     while (i < n) {
       const c = buf[i]!
       if (need !== 0) {
         if (c < lo || c > hi) this.fail('json_invalid', 'invalid UTF-8 in a string', this.base + i)
+        if (brk !== 0) {
+          // Python's splitlines(), JavaScript's line terminators and some NDJSON readers split
+          // lines there: in NDJSON such a string would read as two records to them.
+          if ((brk === 1 && c === 0x85) || (brk === 3 && (c === 0xa8 || c === 0xa9))) {
+            this.fail('json_invalid', 'Unicode line break in a string (NDJSON)', this.base + i)
+          }
+          brk = brk === 2 && c === 0x80 ? 3 : 0
+        }
         need--
         lo = 0x80
         hi = 0xbf
@@ -784,6 +806,7 @@ export class JsonRewriteEngine<R = unknown> {
         if (c === QUOTE) {
           this.esc = 0
           this.u8need = 0
+          this.u8brk = 0
           this.pendHigh = false
           return i
         }
@@ -810,6 +833,7 @@ export class JsonRewriteEngine<R = unknown> {
           need = 3
           hi = 0x8f
         } else this.fail('json_invalid', 'invalid UTF-8 in a string', this.base + i)
+        if (this.ndjson) brk = c === 0xc2 ? 1 : c === 0xe2 ? 2 : 0
         this.sawHigh = true
         i++
         continue
@@ -844,6 +868,7 @@ export class JsonRewriteEngine<R = unknown> {
     this.u8need = need
     this.u8lo = lo
     this.u8hi = hi
+    this.u8brk = brk
     this.pendHigh = pendHigh
     return -1
   }
@@ -853,6 +878,7 @@ export class JsonRewriteEngine<R = unknown> {
     this.u8need = 0
     this.u8lo = 0x80
     this.u8hi = 0xbf
+    this.u8brk = 0
     this.pendHigh = false
     this.sawEsc = false
     this.sawHigh = false
