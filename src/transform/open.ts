@@ -8,7 +8,7 @@ import { FieldOpener } from '../crypto/field.js'
 import type { KekCache } from '../crypto/kek-cache.js'
 import { EcluseError, isEcluseError } from '../errors.js'
 import type { CryptoOpMetrics } from '../observability/metrics.js'
-import { isOneStrictJsonValue, type JsonTarget } from './json/rewriter.js'
+import { isOneStrictJsonValue, JSON_REWRITER_DEFAULTS, type JsonTarget } from './json/rewriter.js'
 import {
   compileFieldRules,
   contextOption,
@@ -82,8 +82,10 @@ class OpenMessage extends FieldMessage {
     }
     this.seconds += (performance.now() - t0) / 1000
     // Whoever holds the public key can seal anything: what opens must be exactly one JSON value
-    // (and, in NDJSON, stay on its line) before it is spliced into the body.
-    if (!isOneStrictJsonValue(out, this.#ndjson)) {
+    // (and, in NDJSON, stay on its line) before it is spliced into the body, and no deeper than the
+    // depth left where it goes: the body around it must stay within the cap a recursive parser
+    // upstream is protected by.
+    if (!isOneStrictJsonValue(out, this.#ndjson, JSON_REWRITER_DEFAULTS.maxDepth - target.pointer.length)) {
       out.fill(0)
       this.failed++
       throw new EcluseError('open_failed', `${pointerForLog(target)}: the sealed plaintext is not one JSON value`)

@@ -75,3 +75,41 @@ t.test('a sealed value whose plaintext is not exactly one JSON value does not op
   t.equal(leaksCanary(s.gw.logs.raw.join('\n')), undefined, 'no plaintext in the log')
   t.equal(leaksCanary(await s.gw.metrics()), undefined, 'no plaintext in /metrics')
 })
+
+t.test('what opens may nest only as deep as the body has left where it goes in', async (t) => {
+  // Checked on its own, a 64-deep value opened at /a/b/p made a 67-deep body, which the rewriter
+  // refuses on input: the cap protects a recursive parser upstream.
+  const dir = await tempDir()
+  const keys = await writeKeyFiles(dir, 'th')
+  const bodies: Buffer[] = []
+  const s = await startSealing({
+    dir,
+    handler: recordingHandler(bodies),
+    keys: { 'th-private': { file: keys.privatePath, private: true } },
+    routes: [
+      {
+        name: 'open',
+        methods: ['POST'],
+        path: '/v1/open',
+        allow: [SPONSOR_APP],
+        upstream: 'backend',
+        transforms: { request: [{ type: 'open', keys: 'th-private', context: 'acc', fields: ['/a/b/p'] }] },
+      },
+      // The same body with nothing to open: what the rewriter itself accepts as input.
+      { name: 'check', methods: ['POST'], path: '/v1/check', allow: [SPONSOR_APP], upstream: 'backend', transforms: { request: [{ type: 'strip', fields: ['/none'] }] } },
+    ],
+  })
+  t.teardown(s.close)
+  const pub = parseKeySet(keys.publicJwks, { publicOnly: true })
+  const nested = (k: number) => `${'['.repeat(k)}${']'.repeat(k)}`
+  for (const k of [61, 62, 64]) {
+    const sealed = new FieldSealer(pub, { route: 'acc' }).seal(Buffer.from(nested(k)), { ptr: '/a/b/p' })
+    const opened = await s.gw.request('/v1/open', { method: 'POST', body: JSON.stringify({ a: { b: { p: sealed } } }), headers: { 'content-type': 'application/json' } })
+    const plain = `{"a":{"b":{"p":${nested(k)}}}}`
+    const direct = await s.gw.request('/v1/check', { method: 'POST', body: plain, headers: { 'content-type': 'application/json' } })
+    t.equal(opened.status === 200, direct.status === 200, `${k} levels: opened only if the rewriter accepts the body it makes (${direct.status})`)
+    if (k === 61) t.equal(opened.status, 200, '61 levels under three fit the cap of 64')
+    else t.equal((opened.json() as { error: string }).error, 'open_failed', `${k} levels under three do not`)
+  }
+  t.equal(bodies.filter((b) => b.toString().startsWith('{"a"')).length, 2, 'only the bodies within the cap reached the upstream')
+})

@@ -320,16 +320,21 @@ const NO_TARGETS = compileRules<never>({ targets: [] })
 
 /**
  * Whether `b` is exactly one JSON value by this rewriter's own input rules: valid UTF-8, no
- * unpaired surrogate escape, no duplicate member name, at most `JSON_REWRITER_DEFAULTS.maxDepth`
- * levels; with `oneLine`, no line break either (in NDJSON one would split the record). A
+ * unpaired surrogate escape, no duplicate member name, at most `maxDepth` levels (what is left of
+ * `JSON_REWRITER_DEFAULTS.maxDepth` where it goes in); with `oneLine`, no line break either (in NDJSON one would split the record). A
  * replacement must pass them, or the body it goes into would carry what the rewriter refuses on
  * input because parsers read it differently (`JSON.parse` accepts all four). The common case, a
  * string of printable ASCII without escapes, is checked byte-wise.
  */
-export function isOneStrictJsonValue(b: Uint8Array, oneLine: boolean): boolean {
+export function isOneStrictJsonValue(b: Uint8Array, oneLine: boolean, maxDepth: number = JSON_REWRITER_DEFAULTS.maxDepth): boolean {
   if (isPlainJsonString(b)) return true
   if (oneLine && (b.indexOf(LF) >= 0 || b.indexOf(CR) >= 0 || hasUnicodeLineBreak(b))) return false
-  const engine = new JsonRewriteEngine<never>({ rules: NO_TARGETS, mode: 'document', onValue: () => 'keep' })
+  // At the cap itself no container may open: nothing but a scalar fits there.
+  if (maxDepth < 1 && (b.includes(0x5b) || b.includes(0x7b)) && !isPlainJsonString(b)) {
+    const first = b.find((c) => c !== 0x20 && c !== 0x09 && c !== LF && c !== CR)
+    if (first === 0x5b || first === 0x7b) return false
+  }
+  const engine = new JsonRewriteEngine<never>({ rules: NO_TARGETS, mode: 'document', onValue: () => 'keep', maxDepth: Math.max(1, maxDepth) })
   try {
     engine.write(Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength))
     engine.end()
