@@ -259,6 +259,13 @@ const handshakes: Scenario = {
   },
 }
 
+/**
+ * Both proxies get 512 upstream connections so that 500 uploads really are in flight at once (with
+ * the default 64, the pool would queue them and the test would measure the queue), and timeouts
+ * that 64 MiB uploads into a busy upstream cannot reach.
+ */
+export const CONCURRENCY_TUNING: ProxyTuning = { upstreamConnections: 512, upstreamTimeoutMs: 600_000, requestTimeoutMs: 3_600_000 }
+
 const concurrency: Scenario = {
   name: 'concurrency',
   title: 'Concurrency: 500 concurrent streamed uploads with checksums',
@@ -268,9 +275,7 @@ const concurrency: Scenario = {
     const o = ctx.options
     const count = 500
     const bytes = (o.uploadMib ?? (o.full ? 64 : 1)) * MIB
-    // Both proxies get 512 upstream connections so that 500 uploads really are in flight at once
-    // (with the default 64, the pool would queue them and the test would measure the queue).
-    const tuning: ProxyTuning = { upstreamConnections: 512, upstreamTimeoutMs: 600_000, requestTimeoutMs: 3_600_000 }
+    const tuning = CONCURRENCY_TUNING
     const load: Load = { mode: 'uploads', connections: count, count, bytes, durationSeconds: 0, warmupSeconds: 0 }
     const rows = await withSubjects([() => startBareProxy(ctx.env, tuning), () => startEcluse(ctx.env, { tuning })], (subjects) =>
       compare(ctx.env.pki, subjects, load, 1, {}, ctx.progress),

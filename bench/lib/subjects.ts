@@ -9,6 +9,7 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { connect, createServer } from 'node:net'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
+import { configSchema } from '../../src/config/schema.js'
 import { JsonChild } from './child.js'
 import type { BenchKeys } from './keys.js'
 import { BENCH_CLIENT_PRINCIPAL, type BenchPki, UPSTREAM_SERVER_NAME } from './pki.js'
@@ -85,7 +86,13 @@ export function ecluseConfig(env: SubjectEnv, tuning: ProxyTuning = {}, logLevel
     sponsor: {
       listen: { host: '127.0.0.1', port: 0 },
       tls: { cert: paths.gatewaySponsorServer.cert, key: paths.gatewaySponsorServer.key, clientCa: paths.sponsorCa.cert },
-      limits: { requestTimeoutMs: tuning.requestTimeoutMs ?? 300_000, maxConnections: 4096 },
+      // The idle timeout must outlast the upstream's (the schema refuses it otherwise): Écluse's
+      // default, 60 s, or a minute more than a raised upstream timeout.
+      limits: {
+        requestTimeoutMs: tuning.requestTimeoutMs ?? 300_000,
+        idleTimeoutMs: Math.max(60_000, (tuning.upstreamTimeoutMs ?? 30_000) + 60_000),
+        maxConnections: 4096,
+      },
     },
     upstreams: {
       accreditation: {
@@ -138,6 +145,10 @@ export async function startEcluse(
   const file = join(env.dir, `ecluse-${++configs}.yaml`)
   const config = ecluseConfig(env, options.tuning, options.logLevel)
   options.configure?.(config)
+  // A configuration the gateway would refuse fails here, with the schema's words, rather than as a
+  // child that exits before its start line.
+  const checked = configSchema.safeParse(config)
+  if (!checked.success) throw new Error(`the bench's Écluse configuration is invalid: ${checked.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`)
   await writeFile(file, stringify(config))
   const args = ['serve', '--config', file, ...(workers > 1 ? ['--workers', String(workers)] : [])]
   const key = options.key ?? (workers > 1 ? `ecluse-${workers}w` : 'ecluse')

@@ -95,6 +95,8 @@ t.test('a 1 GiB upload is sealed and a 1 GiB sealed download opened by the gatew
     },
   })
   Object.assign(config.upstreams.backend as Record<string, unknown>, { bodyTimeoutMs: 120_000, headersTimeoutMs: 120_000 })
+  // The sponsor's idle timeout must outlast the upstream's (the schema refuses it otherwise).
+  Object.assign(config.sponsor, { limits: { idleTimeoutMs: 180_000 } })
   const { gateway, ports, agent } = await startGatewayProcess(t, pki, dir, config, { bodyTimeout: 120_000, headersTimeout: 120_000 })
   const origin = `https://127.0.0.1:${ports.sponsor}`
 

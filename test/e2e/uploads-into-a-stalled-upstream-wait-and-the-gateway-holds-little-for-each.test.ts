@@ -67,6 +67,8 @@ t.test('uploads into an upstream that reads nothing wait, the gateway holds litt
   ]
   const config = gatewayConfig(pki, upstream.port, routes)
   Object.assign(config.upstreams.backend as Record<string, unknown>, { connections: UPLOADS, bodyTimeoutMs: 120_000, headersTimeoutMs: 120_000 })
+  // The sponsor's idle timeout must outlast the upstream's (the schema refuses it otherwise).
+  Object.assign(config.sponsor, { limits: { idleTimeoutMs: 180_000 } })
   const { gateway, ports, agent } = await startGatewayProcess(t, pki, dir, config, {
     connections: UPLOADS,
     connectTimeout: 60_000,

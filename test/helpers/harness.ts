@@ -299,6 +299,8 @@ export class GatewayProcess {
   readonly lines: Array<Record<string, unknown>> = []
   readonly #waiters: Array<[string, () => void]> = []
   #buffered = ''
+  /** Every line of its stdout has been read: a line not seen by then never comes. */
+  #closed = false
 
   constructor(configPath: string, { probeMemory = false, args = [] }: GatewayProcessOptions = {}) {
     const probe = probeMemory ? ['--expose-gc', '--import', new URL('./memory-probe.ts', import.meta.url).href] : []
@@ -306,13 +308,31 @@ export class GatewayProcess {
       stdio: ['ignore', 'pipe', 'inherit'],
     })
     this.child.stdout!.on('data', (chunk: Buffer) => this.#onData(chunk))
+    this.child.on('close', () => {
+      this.#closed = true
+      for (const [, wake] of this.#waiters.splice(0)) wake()
+    })
   }
 
-  /** Resolves once a log line with this message has been written. */
+  /**
+   * Resolves once a log line with this message has been written; rejects if the process ends
+   * without writing it (a gateway that refused its configuration fails the test at once).
+   */
   logged(msg: string): Promise<Record<string, unknown>> {
-    const seen = this.lines.find((l) => l['msg'] === msg)
+    const find = () => this.lines.find((l) => l['msg'] === msg)
+    const seen = find()
     if (seen !== undefined) return Promise.resolve(seen)
-    return new Promise((resolve) => this.#waiters.push([msg, () => resolve(this.lines.find((l) => l['msg'] === msg)!)]))
+    if (this.#closed) return Promise.reject(new Error(`the gateway exited without logging "${msg}"`))
+    return new Promise((resolve, reject) =>
+      this.#waiters.push([
+        msg,
+        () => {
+          const line = find()
+          if (line !== undefined) resolve(line)
+          else reject(new Error(`the gateway exited without logging "${msg}"`))
+        },
+      ]),
+    )
   }
 
   async ports(): Promise<{ sponsor: number; admin: number }> {
