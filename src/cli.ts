@@ -168,6 +168,12 @@ export const COMMANDS: Command[] = [
       } catch (err) {
         throw withSource(err, file)
       }
+      // The warning `serve` logs at boot, here too: a check run against the mounted files in CI
+      // would otherwise never show it. Not a failure, as it is not one for `serve`.
+      const { keyFilesReadableByOthers } = await import('./config/key-file-modes.js')
+      for (const { key, file: keyFile } of await keyFilesReadableByOthers(config)) {
+        io.stderr.write(`warning: ${key}: ${keyFile}: private key file is readable by every user of this host; make it 0600 (or 0640, 0440 for a group)\n`)
+      }
       // A fixed shape, for scripts: always "routes" and "upstreams".
       io.stdout.write(`ok: ${config.routes.length} routes, ${Object.keys(config.upstreams).length} upstreams\n`)
       return 0
@@ -1126,8 +1132,19 @@ async function openOutput(out: string | undefined, mode: number, io: CliIo): Pro
     })
     return { stream, commit: async () => {}, abort: async () => {} }
   }
-  const { open, rename, unlink } = await import('node:fs/promises')
+  const { lstat, open, rename, unlink } = await import('node:fs/promises')
+  const { dirname } = await import('node:path')
   const { removeOnInterrupt, temporaryPathBeside } = await import('./write-file-atomic.js')
+  // The output replaces `out` by a rename: over a device (`--out /dev/null` as root) or any other
+  // special file that would leave a regular file of plaintext in its place. Only a regular file, or
+  // a new one, is replaced.
+  const existing = await lstat(out).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined
+    throw new Error(`${out}: cannot write (${err.code ?? 'error'})`)
+  })
+  if (existing !== undefined && !existing.isFile()) {
+    throw new Error(`${out}: not a regular file; --out writes a new file or replaces a regular one (leave --out out to write to stdout)`)
+  }
   const tmp = temporaryPathBeside(out)
   // Interrupted (Ctrl-C, a supervisor's SIGTERM) is failed: the partial file, which may hold opened
   // plaintext, is removed before the process dies of the signal.
@@ -1139,12 +1156,20 @@ async function openOutput(out: string | undefined, mode: number, io: CliIo): Pro
     release()
     throw new Error(`${out}: cannot write (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
   }
-  const stream = fh.createWriteStream()
+  // `flush`: on disk before the stream closes it, so before `commit` gives it its name (the caller
+  // may delete the source once this exits 0).
+  const stream = fh.createWriteStream({ flush: true })
   return {
     stream,
     async commit() {
       try {
-        await rename(tmp, out)
+        const dir = await open(dirname(out), 'r')
+        try {
+          await rename(tmp, out)
+          await dir.sync()
+        } finally {
+          await dir.close()
+        }
       } catch (err) {
         await unlink(tmp).catch(() => {})
         throw new Error(`${out}: cannot write (${(err as NodeJS.ErrnoException).code ?? 'error'})`)

@@ -26,14 +26,20 @@ import { UpstreamPool } from './upstream/pool.js'
 
 /**
  * What the gateway now runs with, for the boot and reload log lines: each certificate's SHA-256
- * fingerprint, a digest of each CA bundle, each key set's current kid. A reload of files the kubelet
- * had not refreshed yet succeeds with the old material: this line is how an operator tells. Public
- * facts only: no key material.
+ * fingerprint, a digest of each CA bundle, each key set's current kid and every kid it accepts. A
+ * reload of files the kubelet had not refreshed yet succeeds with the old material: this line is how
+ * an operator tells (a staged key does not change the current kid: only `kids` shows it arrived, the
+ * check before promoting it). Public facts only: no key material.
  */
 export function loadedMaterial(
   tls: Awaited<ReturnType<typeof loadAllTls>>,
   keySets: ReadonlyMap<string, KeySet>,
-): { certificates: Record<string, string>; caBundles: Record<string, string>; currentKids: Record<string, string> } {
+): {
+  certificates: Record<string, string>
+  caBundles: Record<string, string>
+  currentKids: Record<string, string>
+  kids: Record<string, string[]>
+} {
   const certificates: Record<string, string> = { sponsor_server: tls.sponsor.fingerprint256 }
   const caBundles: Record<string, string> = { sponsor_clients: bundleDigest(tls.sponsor.ca) }
   for (const [name, material] of tls.upstreams) {
@@ -41,8 +47,12 @@ export function loadedMaterial(
     caBundles[`upstream:${name}`] = bundleDigest(material.ca)
   }
   const currentKids: Record<string, string> = {}
-  for (const [name, set] of keySets) currentKids[name] = set.current.kid
-  return { certificates, caBundles, currentKids }
+  const kids: Record<string, string[]> = {}
+  for (const [name, set] of keySets) {
+    currentKids[name] = set.current.kid
+    kids[name] = set.kids
+  }
+  return { certificates, caBundles, currentKids, kids }
 }
 
 function bundleDigest(pem: Buffer): string {

@@ -14,8 +14,8 @@ import { dirname } from 'node:path'
  * set at creation, so a private key is never readable by others, even for a moment), flushed to disk,
  * then renamed over `file`, and the directory flushed: a reader (a gateway reloading on SIGHUP) sees
  * the old file or the new one, and after a crash the new one stays.
- * Killed by SIGINT, SIGTERM or SIGHUP before the rename, the process first removes the temporary file
- * (see `removeOnInterrupt`).
+ * Killed by a signal it can catch (SIGINT, SIGTERM, SIGHUP, SIGQUIT, …) before the rename, the
+ * process first removes the temporary file (see `removeOnInterrupt`).
  *
  * Replacing a file keeps its owner and group, and its mode where that gives nothing to others and no
  * more than `mode` plus group read (a file readable by others gets `mode`): a key set the gateway's
@@ -47,11 +47,12 @@ export async function writeFileAtomic(file: string, data: string, mode: number):
     } finally {
       await fh.close()
     }
-    await rename(tmp, file)
     // The rename is an entry of the directory: flushed too, or a crash right after it could bring
     // back the old file while the caller went on as if the new one were in place (a promoted key).
+    // Opened first: a directory that cannot be opened fails the write before anything is replaced.
     const dir = await open(dirname(file), 'r')
     try {
+      await rename(tmp, file)
       await dir.sync()
     } finally {
       await dir.close()
@@ -108,8 +109,12 @@ export function temporaryPathBeside(file: string): string {
   return `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
 }
 
-/** The signals whose default action ends the process; the ones a supervisor or a terminal sends. */
-const INTERRUPTS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
+/**
+ * The signals whose default action ends the process and that a handler can catch: the ones a
+ * supervisor or a terminal sends, and the others (SIGQUIT from Ctrl-\\, SIGUSR2, SIGALRM). SIGKILL
+ * and a crash of the process itself cannot be caught: they can leave a `*.tmp` file beside the target.
+ */
+const INTERRUPTS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR2', 'SIGALRM']
 
 /** Temporary files written now, to remove if one of `INTERRUPTS` ends the process. */
 const pending = new Set<string>()

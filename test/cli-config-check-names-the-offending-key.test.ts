@@ -89,3 +89,16 @@ ${extra}`
   t.match(c.stderr, `ecluse: ${clash}: routes[1].path: `)
   t.equal(c.stderr.split('\n').length, 2, 'one line')
 })
+
+t.test('a private key file any user can read is warned about, as serve warns, and the check still passes', async (t) => {
+  const { chmod, copyFile } = await import('node:fs/promises')
+  const loose = join(dir, 'loose.key')
+  await copyFile(pki.gatewaySponsorServer.keyPath, loose)
+  await chmod(loose, 0o644)
+  const r = await runCli(['config', 'check', await write('loose.yaml', configText({ sponsorKey: loose }))])
+  t.equal(r.code, 0)
+  t.equal(r.stdout, 'ok: 2 routes, 1 upstreams\n')
+  t.equal(r.stderr, `warning: sponsor.tls.key: ${loose}: private key file is readable by every user of this host; make it 0600 (or 0640, 0440 for a group)\n`)
+  await chmod(loose, 0o600)
+  t.equal((await runCli(['config', 'check', join(dir, 'loose.yaml')])).stderr, '', 'none once it is 0600')
+})

@@ -29,7 +29,7 @@ async function tmpFiles(out?: string): Promise<string[]> {
   return (await readdir(dir)).filter((f) => f.startsWith(prefix) && f.endsWith('.tmp'))
 }
 
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGUSR2'] as const) {
   t.test(`${signal} during open --out: no temporary file, no output file, death by ${signal}`, async (t) => {
     const out = join(dir, `opened-${signal}.bin`)
     const child = spawn(

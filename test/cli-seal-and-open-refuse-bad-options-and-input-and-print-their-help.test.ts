@@ -170,3 +170,36 @@ t.test('--help of keys init, seal and open: the usage on stdout, exit 0; the pro
   t.equal(real.code, 0)
   t.match(real.stdout.toString('utf8'), /^Usage: ecluse open --keys PRIVATE_JWKS /)
 })
+
+t.test('--out that names no regular file is refused and left as it was: a device, a FIFO, a symlink, a directory', async (t) => {
+  // The output takes its name by a rename: over /dev/null (as root) it left a regular file of opened
+  // plaintext in the device's place.
+  const { lstat, mkdir, symlink } = await import('node:fs/promises')
+  const { spawnSync } = await import('node:child_process')
+  const fifo = join(dir, 'a-fifo')
+  t.equal(spawnSync('mkfifo', [fifo]).status, 0, 'mkfifo')
+  const link = join(dir, 'to-null')
+  await symlink('/dev/null', link)
+  const folder = join(dir, 'a-folder')
+  await mkdir(folder)
+  const sealed = await runCli(['seal', '-k', keys.publicPath, '--context', 'c', '--fields', '/name', input])
+  const sealedFile = join(dir, 'sealed.json')
+  const { writeFile } = await import('node:fs/promises')
+  await writeFile(sealedFile, sealed.stdout)
+  for (const [target, kind] of [[fifo, 'FIFO'], [link, 'symlink'], [folder, 'directory']] as const) {
+    const before = await lstat(target)
+    for (const argv of [
+      ['open', '-k', keys.privatePath, '--context', 'c', '--fields', '/name', sealedFile, '--out', target],
+      ['seal', '-k', keys.publicPath, '--context', 'c', '--body', input, '--out', target],
+    ]) {
+      const r = await runCli(argv)
+      t.equal(r.code, 1, `${argv[0]} --out ${kind}`)
+      t.match(r.stderr, `ecluse: ${target}: not a regular file`)
+      t.equal(leaksCanary(r.stderr + r.stdout), undefined)
+    }
+    const after = await lstat(target)
+    t.equal(after.mode, before.mode, `the ${kind} is left as it was`)
+    t.equal(after.ino, before.ino)
+  }
+  t.notOk((await listDir(dir)).some((name) => name.endsWith('.tmp')), 'no temporary file left')
+})

@@ -160,3 +160,25 @@ t.test('a set whose key no longer matches its certificate (a --force run killed 
   t.match(err?.message, /regenerate with --force/)
   t.same(await readdir(dir), listing, 'nothing written')
 })
+
+t.test('a FIFO or a device in place of a file of the set is refused at once, as the gateway refuses it', async (t) => {
+  // Read whole and unbounded, a FIFO there hung `certs init`, and /dev/zero would have exhausted it.
+  const { spawnSync } = await import('node:child_process')
+  const { symlink } = await import('node:fs/promises')
+  for (const [file, plant] of [
+    ['edge-client.crt', (p: string) => t.equal(spawnSync('mkfifo', [p]).status, 0)],
+    ['sponsor-ca.key', (p: string) => symlink('/dev/zero', p)],
+  ] as const) {
+    const dir = await copyOfPristine(file)
+    const planted = path.join(dir, file)
+    await plant(planted)
+    const started = performance.now()
+    const err = await generateDevPki({ outDir: dir }).then(
+      () => undefined,
+      (e: unknown) => e as Error & { code?: string },
+    )
+    t.equal(err?.code, 'tls_material_invalid', file)
+    t.match(err?.message, `${planted}: not a regular file`)
+    t.ok(performance.now() - started < 5000, 'without waiting on it')
+  }
+})

@@ -57,7 +57,7 @@ async function heldTemporary(): Promise<number> {
   throw new Error('the temporary file never appeared')
 }
 
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR2', 'SIGALRM'] as const) {
   t.test(`${signal} while a key file is written: no temporary file, no target, death by ${signal}`, async (t) => {
     const target = join(dir, `killed-${signal}.private.jwks.json`)
     const { p, closed } = start(target, 50_000_000)

@@ -18,12 +18,14 @@ import {
   sign,
   X509Certificate,
 } from 'node:crypto'
-import { mkdir, readFile, stat } from 'node:fs/promises'
+import { mkdir, stat } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { isIPv4, isIPv6 } from 'node:net'
 import { basename, join, resolve } from 'node:path'
 import type * as Forge from 'node-forge'
+import { MAX_PEM_BYTES } from '../config/tls-material.js'
 import { EcluseError } from '../errors.js'
+import { readBoundedFile, unreadable } from '../read-bounded-file.js'
 import { writeFileAtomic } from '../write-file-atomic.js'
 
 // node-forge is CommonJS whose names cjs-module-lexer cannot see (`module.exports = require(...)`),
@@ -462,14 +464,27 @@ async function exists(file: string): Promise<boolean> {
 }
 
 
+/**
+ * A file of an existing PKI, as the gateway reads its PEM files: a regular file, at most
+ * MAX_PEM_BYTES (a FIFO or `/dev/zero` planted there would hang or exhaust the command).
+ */
+async function readPem(file: string): Promise<Buffer> {
+  try {
+    return await readBoundedFile(file, MAX_PEM_BYTES)
+  } catch (err) {
+    throw new EcluseError('tls_material_invalid', `${file}: ${unreadable(err, 'cannot read')}; regenerate with --force`, { cause: err })
+  }
+}
+
 /** An existing PKI is reused only if every certificate (that is there) parses and has not expired. */
 async function checkExisting(pki: DevPki): Promise<void> {
   const now = Date.now()
   for (const [, pair] of pairsOf(pki)) {
     if (!(await exists(pair.cert))) continue
+    const certPem = await readPem(pair.cert)
     let cert: X509Certificate
     try {
-      cert = new X509Certificate(await readFile(pair.cert))
+      cert = new X509Certificate(certPem)
     } catch (err) {
       throw new EcluseError('tls_material_invalid', `${pair.cert} is not a certificate; regenerate with --force`, {
         cause: err,
@@ -481,9 +496,10 @@ async function checkExisting(pki: DevPki): Promise<void> {
     // A --force run killed between its key and certificate writes leaves every file present, new
     // keys beside old certificates: complete-looking, and unusable.
     if (!(await exists(pair.key))) continue
+    const keyPem = await readPem(pair.key)
     let matches: boolean
     try {
-      matches = cert.checkPrivateKey(createPrivateKey(await readFile(pair.key)))
+      matches = cert.checkPrivateKey(createPrivateKey(keyPem))
     } catch {
       matches = false
     }
@@ -499,8 +515,8 @@ async function checkExisting(pki: DevPki): Promise<void> {
  */
 async function completeLaterLeaves(pki: DevPki, names: readonly LaterLeaf[], validityDays: number): Promise<void> {
   const cas: Record<'sponsorCa' | 'trustedCa', CertifiedKey> = {
-    sponsorCa: { certPem: await readFile(pki.sponsorCa.cert, 'utf8'), keyPem: await readFile(pki.sponsorCa.key, 'utf8') },
-    trustedCa: { certPem: await readFile(pki.trustedCa.cert, 'utf8'), keyPem: await readFile(pki.trustedCa.key, 'utf8') },
+    sponsorCa: { certPem: (await readPem(pki.sponsorCa.cert)).toString('utf8'), keyPem: (await readPem(pki.sponsorCa.key)).toString('utf8') },
+    trustedCa: { certPem: (await readPem(pki.trustedCa.cert)).toString('utf8'), keyPem: (await readPem(pki.trustedCa.key)).toString('utf8') },
   }
   const plans = names.map((n) => planLeaf(cas[LATER_LEAF_ISSUER[n]], DEV_LEAF_SPECS[n], validityDays))
   const keys = await Promise.all(names.map(() => generateKeyAsync()))

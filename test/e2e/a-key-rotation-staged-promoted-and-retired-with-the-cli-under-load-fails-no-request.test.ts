@@ -129,8 +129,16 @@ t.test('stage, promote (edge first) and retire with the CLI under continuous loa
       )
     while (!enough()) await new Promise((r) => setTimeout(r, 10))
   }
-  const reload = async (who: 'edge' | 'sidecar', why: string) => {
+  /** Reloads, then checks what its `reloaded` line says it now holds: the operator's check. */
+  const reload = async (who: 'edge' | 'sidecar', why: string, kids: string[], current: string) => {
     t.same(await chain[who].gateway.reload(), { ok: true }, `the ${who} reloaded ${why}`)
+    // Every key set of either gateway is a copy of the one pair of files.
+    const { loaded } = chain[who].logs.find('reloaded').at(-1) as { loaded: { kids: Record<string, string[]>; currentKids: Record<string, string> } }
+    const sets = Object.keys(loaded.kids)
+    t.ok(sets.length > 0)
+    for (const set of sets) {
+      t.same([loaded.kids[set], loaded.currentKids[set]], [kids, current], `its reloaded line lists ${kids.join(', ')} for ${set}, ${current} current`)
+    }
   }
   const cli = async (argv: string[], expect: RegExp) => {
     const r = await runCli(argv)
@@ -147,8 +155,8 @@ t.test('stage, promote (edge first) and retire with the CLI under continuous loa
   const staged = parseKeySet(await readFile(privateFile), { requirePrivate: true })
   t.same([staged.kids, staged.current.kid], [[OLD, NEW], OLD], 'staged: both keys, the old one current')
   await install()
-  await reload('sidecar', 'the staged set')
-  await reload('edge', 'the staged set')
+  await reload('sidecar', 'the staged set', [OLD, NEW], OLD)
+  await reload('edge', 'the staged set', [OLD, NEW], OLD)
   phase = 'staged'
   await settle()
 
@@ -157,11 +165,11 @@ t.test('stage, promote (edge first) and retire with the CLI under continuous loa
   phase = 'promoting-edge'
   await cli(['keys', 'promote', ...set, '--kid', NEW], new RegExp(`^promoted kid ${NEW} `))
   await install()
-  await reload('edge', 'the promoted set')
+  await reload('edge', 'the promoted set', [NEW, OLD], NEW)
   phase = 'edge-promoted'
   await settle()
   phase = 'promoting-sidecar'
-  await reload('sidecar', 'the promoted set')
+  await reload('sidecar', 'the promoted set', [NEW, OLD], NEW)
   phase = 'promoted'
   await settle()
 
@@ -169,8 +177,8 @@ t.test('stage, promote (edge first) and retire with the CLI under continuous loa
   phase = 'retiring'
   await cli(['keys', 'retire', ...set, '--kid', OLD], new RegExp(`^retired kid ${OLD} .*\\nwarning: a value sealed to ${OLD} no longer opens`))
   await install()
-  await reload('sidecar', 'the set without the old key')
-  await reload('edge', 'the set without the old key')
+  await reload('sidecar', 'the set without the old key', [NEW], NEW)
+  await reload('edge', 'the set without the old key', [NEW], NEW)
   phase = 'retired'
   await settle()
   stop = true
