@@ -30,6 +30,7 @@
  * Each run generates a throw-away PKI and sealing key set in a private temporary directory, removed
  * when the run ends however it ends.
  */
+import { spawnSync } from 'node:child_process'
 import { rmSync } from 'node:fs'
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises'
 import { cpus, platform, release, tmpdir } from 'node:os'
@@ -196,9 +197,14 @@ try {
   await upstream.stop()
 }
 
+// Which code the figures are of: a published run names its commit, and says if files differed.
+const git = (...argv: string[]) => spawnSync('git', argv, { cwd: ROOT, encoding: 'utf8' })
+const head = git('rev-parse', '--short', 'HEAD')
+const status = git('status', '--porcelain', '--untracked-files=no')
 const run: RunResult = {
   schema: 1,
   date: new Date(started).toISOString(),
+  ...(head.status === 0 ? { commit: head.stdout.trim(), dirty: status.status === 0 && status.stdout.trim() !== '' } : {}),
   node: process.version,
   cpus: cpus().length,
   cpuModel: cpu,

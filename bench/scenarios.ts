@@ -286,9 +286,13 @@ const concurrency: Scenario = {
       bytes === 64 * MIB
         ? []
         : [`${o.uploadMib === undefined ? 'quick mode' : '--upload-mib'}: 500 × ${bytes / MIB} MiB instead of 500 × 64 MiB (${(500 * 64) / 1024} GiB through each proxy takes minutes here); \`--full\` runs the real size`]
-    // Below 8 MiB the uploads end before the gateway's buffers have filled: its memory there says
-    // nothing of the issue's 64 MiB uploads (at 8 MiB it reaches the same peak, docs/benchmarks.md).
-    const rssScaled = bytes < 8 * MIB ? `${bytes / MIB} MiB uploads end before the buffers fill; --upload-mib 8 or --full judges it` : undefined
+    // Only the issue's 64 MiB uploads judge the memory target. Below 8 MiB they end before the
+    // gateway's buffers have filled; at 8 MiB the peak comes close, but the compiled gateway stays
+    // 16–32 MiB under its 64 MiB peak (docs/benchmarks.md), enough to print a PASS the full size fails.
+    const rssScaled =
+      bytes < 64 * MIB
+        ? `${bytes / MIB} MiB uploads instead of 64 MiB: ${bytes < 8 * MIB ? 'they end before the buffers fill' : 'the peak comes close to the 64 MiB one, 16–32 MiB under it'}; --full judges it`
+        : undefined
     return {
       name: 'concurrency',
       title: concurrency.title,

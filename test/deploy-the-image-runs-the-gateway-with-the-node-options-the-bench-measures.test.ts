@@ -11,6 +11,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { parseAllDocuments } from 'yaml'
+import { IMAGE_NODE_MAJOR } from '../bench/lib/results.js'
 import { IMAGE_NODE_ARGS } from '../bench/lib/subjects.js'
 import { ROOT } from './helpers/cli.js'
 
@@ -32,6 +33,13 @@ t.test('the image runs node with exactly the options the bench gives Écluse', a
   const finalStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '))
   const tried = execForms(finalStage, 'RUN').filter((argv) => argv[0] === 'node')
   t.same(tried, [['node', ...IMAGE_NODE_ARGS, '-e', '0']], 'the build tries them with the image’s node')
+})
+
+t.test('the bench knows the Node major the image runs, to say when a run used another', async (t) => {
+  const dockerfile = await readFile(join(ROOT, 'Dockerfile'), 'utf8')
+  const froms = [...dockerfile.matchAll(/^FROM node:(\d+)-/gm)].map((m) => Number(m[1]))
+  t.ok(froms.length > 0)
+  t.same(froms, froms.map(() => IMAGE_NODE_MAJOR), `every stage is node:${IMAGE_NODE_MAJOR}`)
 })
 
 t.test('this node accepts them (a misspelt V8 flag is a bad option, not a silent no-op)', async (t) => {

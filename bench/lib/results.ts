@@ -70,6 +70,9 @@ export interface ScenarioResult {
 export interface RunResult {
   readonly schema: 1
   readonly date: string
+  /** The commit the run measured (`git rev-parse --short HEAD`), and whether files differed from it; absent from older runs. */
+  readonly commit?: string
+  readonly dirty?: boolean
   readonly node: string
   readonly cpus: number
   readonly cpuModel: string
@@ -86,6 +89,9 @@ export interface RunResult {
   readonly ecluseEnv?: Readonly<Record<string, string>>
   readonly scenarios: ScenarioResult[]
 }
+
+/** The Node major version of the Docker image (`FROM node:22-…`; a test holds them together). */
+export const IMAGE_NODE_MAJOR = 22
 
 function num(v: unknown): number | undefined {
   return typeof v === 'number' && Number.isFinite(v) ? v : undefined
@@ -178,11 +184,11 @@ export function markdownTable(result: ScenarioResult): string {
 /** The header of a run: when, where, how. */
 export function runHeader(run: RunResult): string {
   return (
-    `${run.date} · Node ${run.node} · ${run.cpus} × ${run.cpuModel} · ${run.platform} · ` +
+    `${run.date}${run.commit === undefined ? '' : ` · code of ${run.commit}${run.dirty === true ? ' with uncommitted changes' : ''}`} · Node ${run.node} · ${run.cpus} × ${run.cpuModel} · ${run.platform} · ` +
     `${run.mode} mode (${run.durationSeconds} s per measurement, ${run.connections} connections, ${run.rounds} round${run.rounds === 1 ? '' : 's'})` +
     (run.ecluseImageNodeArgs === undefined || run.ecluseImageNodeArgs.length === 0
       ? ''
-      : ` · écluse runs as its image does, node ${run.ecluseImageNodeArgs.join(' ')}`) +
+      : ` · écluse runs with its image's Node options, node ${run.ecluseImageNodeArgs.join(' ')}${run.node.startsWith(`v${IMAGE_NODE_MAJOR}.`) ? '' : ` (the image's Node is ${IMAGE_NODE_MAJOR}, this run's ${run.node})`}`) +
     (run.ecluseNodeArgs === undefined ? '' : ` · écluse runs with ${run.ecluseNodeArgs.join(' ')}`) +
     (run.ecluseEnv === undefined
       ? ''
