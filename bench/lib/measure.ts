@@ -62,8 +62,9 @@ export async function measure(pki: BenchPki, subject: Subject, load: Load, sidec
   const timeout = (load.warmupSeconds + load.durationSeconds) * 1000 + 600_000
   await child.waitFor((l) => l['event'] === 'measuring', timeout)
   const pids = subject.pid === undefined ? [] : processTree(subject.pid)
-  // Peak memory of the load window, not of the boot.
-  resetPeakRss(pids)
+  // Peak memory of the load window, not of the boot. Where the kernel refuses the reset, the peak is
+  // the process's since it started: never lower than the window's, so no memory target passes by it.
+  if (!resetPeakRss(pids)) process.stderr.write(`warning: ${subject.label}: /proc/<pid>/clear_refs refused; its peak RSS includes its boot\n`)
   const cpu = subject.pid === undefined ? undefined : new CpuWindow(subject.pid)
   cpu?.start()
   const stopSidecar = sidecar?.(subject)
