@@ -57,6 +57,8 @@ t.test('256 MiB streams up and 256 MiB streams down with matching checksums; gat
   ]
   const config = gatewayConfig(pki, upstream.port, routes)
   ;(config.upstreams.backend as Record<string, unknown>)['bodyTimeoutMs'] = 60_000
+  // The sponsor's idle timeout must outlast the upstream's (the schema refuses it otherwise).
+  Object.assign(config.sponsor, { limits: { idleTimeoutMs: 120_000 } })
   const { gateway, ports, agent } = await startGatewayProcess(t, pki, dir, config, { bodyTimeout: 60_000, headersTimeout: 60_000 })
 
   // Warm up (TLS, JIT, pools) so the baseline is the gateway at rest, not at boot.
