@@ -10,10 +10,12 @@ import type { Logger } from 'pino'
 import { AdminServer, type Readiness } from './admin/server.js'
 import { keyFilesReadableByOthers } from './config/key-file-modes.js'
 import { loadConfigFile } from './config/load.js'
-import type { Config } from './config/schema.js'
+import { type Config, idleTimeoutProblems } from './config/schema.js'
 import { type ClientTlsMaterial, loadAllTls } from './config/tls-material.js'
 import { type ChangeOutcome, ConfigWatcher, filesOf } from './config/watch.js'
 import type { KeySet } from './crypto/keys.js'
+import { EcluseError } from './errors.js'
+import { BootSignals } from './boot-signals.js'
 import { SponsorListener } from './listener/sponsor.js'
 import { createLogger, exitAfterLog } from './observability/logger.js'
 import { classifyTlsFailure, GatewayMetrics } from './observability/metrics.js'
@@ -26,10 +28,10 @@ import { UpstreamPool } from './upstream/pool.js'
 
 /**
  * What the gateway now runs with, for the boot and reload log lines: each certificate's SHA-256
- * fingerprint, a digest of each CA bundle, each key set's current kid and every kid it accepts. A
- * reload of files the kubelet had not refreshed yet succeeds with the old material: this line is how
- * an operator tells (a staged key does not change the current kid: only `kids` shows it arrived, the
- * check before promoting it). Public facts only: no key material.
+ * fingerprint, a digest of each CA bundle, and for each key set its current kid and every kid it
+ * accepts. A reload of files the kubelet had not refreshed yet succeeds with the old material: this
+ * line is how an operator tells (a staged key does not change the current kid: only `kids` shows it
+ * arrived, the check before promoting it). Public facts only: no key material.
  */
 export function loadedMaterial(
   tls: Awaited<ReturnType<typeof loadAllTls>>,
@@ -37,8 +39,7 @@ export function loadedMaterial(
 ): {
   certificates: Record<string, string>
   caBundles: Record<string, string>
-  currentKids: Record<string, string>
-  kids: Record<string, string[]>
+  keySets: Array<{ name: string; current: string; kids: string[] }>
 } {
   const certificates: Record<string, string> = { sponsor_server: tls.sponsor.fingerprint256 }
   const caBundles: Record<string, string> = { sponsor_clients: bundleDigest(tls.sponsor.ca) }
@@ -46,13 +47,10 @@ export function loadedMaterial(
     certificates[`upstream:${name}`] = material.fingerprint256
     caBundles[`upstream:${name}`] = bundleDigest(material.ca)
   }
-  const currentKids: Record<string, string> = {}
-  const kids: Record<string, string[]> = {}
-  for (const [name, set] of keySets) {
-    currentKids[name] = set.current.kid
-    kids[name] = set.kids
-  }
-  return { certificates, caBundles, currentKids, kids }
+  // A list, not an object keyed by name: a set named like a credential (`token`) would have its
+  // entry censored by the log's redaction.
+  const sets = [...keySets].map(([name, set]) => ({ name, current: set.current.kid, kids: set.kids }))
+  return { certificates, caBundles, keySets: sets }
 }
 
 function bundleDigest(pem: Buffer): string {
@@ -230,6 +228,16 @@ export class Gateway {
   async #reloadOnce(): Promise<ReloadResult> {
     try {
       const config = await loadConfigFile(this.configPath)
+      // The file's own idle timeout passed the schema, but the listener keeps the one it booted with:
+      // upstream timeouts raised past it would have their 504s cut (see idleTimeoutProblems).
+      const running = this.sponsor.idleTimeoutMs
+      const tooShort = idleTimeoutProblems(running, config.upstreams)
+      if (tooShort.length > 0) {
+        throw new EcluseError(
+          'config_invalid',
+          `sponsor.limits.idleTimeoutMs as running (${running}; a reload does not change it, a restart does) ${tooShort[0]}`,
+        )
+      }
       const tls = await loadAllTls(config)
       // Key sets too: built in full before the swap below, so a broken key file keeps the old ones.
       const keySets = await loadKeySets(config)
@@ -386,51 +394,10 @@ export function startWatcher(watcher: ConfigWatcher | undefined, onChange: () =>
 }
 
 /**
- * The signals of a serving process, from its first moment. SIGHUP's default action kills the
- * process, and SIGTERM's would skip the drain: a reload script run across pods, or an orchestrator
- * stopping one, would kill a gateway that is still booting. Until {@link BootSignals.started}, a
- * SIGHUP is remembered (one reload once started: the files may have changed after boot read them)
- * and a SIGTERM or SIGINT too (a stop once started, with nothing to drain yet). Afterwards every
- * signal goes to the running process's handlers, a repeated one included: they are idempotent, so
- * a second SIGTERM never cuts a drain short.
+ * `ecluse serve`: start, wire signals, and exit when drained. `signals` holds those that arrived
+ * since the command began (the CLI makes it before it loads this module).
  */
-export class BootSignals {
-  #hup = false
-  #stop: NodeJS.Signals | undefined
-  readonly #onHup = () => {
-    this.#hup = true
-  }
-  readonly #onStop = (signal: NodeJS.Signals) => {
-    this.#stop ??= signal
-  }
-
-  constructor() {
-    process.on('SIGHUP', this.#onHup)
-    process.on('SIGTERM', this.#onStop)
-    process.on('SIGINT', this.#onStop)
-  }
-
-  /** Hands the signals to the started process, then replays what arrived during its boot. */
-  started(handlers: { reload(): void; stop(signal: NodeJS.Signals): void }): void {
-    this.failed()
-    process.on('SIGHUP', () => handlers.reload())
-    process.on('SIGTERM', () => handlers.stop('SIGTERM'))
-    process.on('SIGINT', () => handlers.stop('SIGINT'))
-    if (this.#stop !== undefined) handlers.stop(this.#stop)
-    else if (this.#hup) handlers.reload()
-  }
-
-  /** The boot failed: the signals' default actions again (the caller exits with the error). */
-  failed(): void {
-    process.off('SIGHUP', this.#onHup)
-    process.off('SIGTERM', this.#onStop)
-    process.off('SIGINT', this.#onStop)
-  }
-}
-
-/** `ecluse serve`: start, wire signals, and exit when drained. */
-export async function runGateway(configPath: string): Promise<void> {
-  const signals = new BootSignals()
+export async function runGateway(configPath: string, signals: BootSignals = new BootSignals()): Promise<void> {
   let watcher: ConfigWatcher | undefined
   let gateway: Gateway
   try {

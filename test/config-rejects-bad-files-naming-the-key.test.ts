@@ -227,14 +227,15 @@ t.test('a sponsor idle timeout not longer than an upstream timeout is refused, n
     fixture
       .replace('  listen: { host: 0.0.0.0, port: 8443 }\n', `  listen: { host: 0.0.0.0, port: 8443 }\n  limits: { idleTimeoutMs: ${idle} }\n`)
       .replace('    serverName: accreditation.trusted.test\n', `    serverName: accreditation.trusted.test\n    headersTimeoutMs: ${headers}\n    bodyTimeoutMs: ${body}\n`)
-  t.doesNotThrow(() => parseConfig(withTimeouts(30_001, 30_000, 30_000), 'x.yaml'), 'longer: accepted')
-  t.throws(() => parseConfig(withTimeouts(30_000, 30_000, 1_000), 'x.yaml'), {
+  // Connecting (5 s by default) comes before the headers timeout starts: both are waited for.
+  t.doesNotThrow(() => parseConfig(withTimeouts(35_001, 30_000, 30_000), 'x.yaml'), 'longer than connect + headers: accepted')
+  t.throws(() => parseConfig(withTimeouts(35_000, 30_000, 1_000), 'x.yaml'), {
     code: 'config_invalid',
-    message: /x\.yaml: sponsor\.limits\.idleTimeoutMs: must be longer than upstreams\.accreditation\.headersTimeoutMs \(30000\)/,
+    message: /x\.yaml: sponsor\.limits\.idleTimeoutMs: must be longer than upstreams\.accreditation\.connectTimeoutMs \+ headersTimeoutMs \(5000 \+ 30000\)/,
   })
   t.throws(() => parseConfig(withTimeouts(60_000, 1_000, 90_000), 'x.yaml'), {
     code: 'config_invalid',
-    message: /sponsor\.limits\.idleTimeoutMs: must be longer than upstreams\.accreditation\.bodyTimeoutMs \(90000\)/,
+    message: /sponsor\.limits\.idleTimeoutMs: must be longer than upstreams\.accreditation\.bodyTimeoutMs \(90000\).*the default, 60000, is; it was 30000 before/,
   })
   t.doesNotThrow(() => parseConfig(fixture, 'x.yaml'), 'the defaults agree (60 s against 30 s)')
 })

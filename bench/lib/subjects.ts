@@ -87,10 +87,10 @@ export function ecluseConfig(env: SubjectEnv, tuning: ProxyTuning = {}, logLevel
       listen: { host: '127.0.0.1', port: 0 },
       tls: { cert: paths.gatewaySponsorServer.cert, key: paths.gatewaySponsorServer.key, clientCa: paths.sponsorCa.cert },
       // The idle timeout must outlast the upstream's (the schema refuses it otherwise): Écluse's
-      // default, 60 s, or a minute more than a raised upstream timeout.
+      // default (60 s), or a minute more than a raised upstream timeout.
       limits: {
         requestTimeoutMs: tuning.requestTimeoutMs ?? 300_000,
-        idleTimeoutMs: Math.max(60_000, (tuning.upstreamTimeoutMs ?? 30_000) + 60_000),
+        ...(tuning.upstreamTimeoutMs === undefined ? {} : { idleTimeoutMs: tuning.upstreamTimeoutMs + 60_000 }),
         maxConnections: 4096,
       },
     },

@@ -176,6 +176,33 @@ export const adminSchema = z
   })
   .strict()
 
+/**
+ * Why an idle timeout of `idle` ms is too short for these upstreams, one line each (none: it is
+ * long enough). The sponsor's connection is quiet while the gateway awaits its upstream, and Node's
+ * idle timer counts that silence: not longer than the upstream's own timeouts (connecting, then the
+ * response headers; the silence between body chunks), it cuts the connection before the upstream's
+ * 504 (a dropped connection, no code, no upstream error counted). Checked by the schema, and on
+ * reload against the idle timeout the running listener has (a reload does not change it).
+ */
+export function idleTimeoutProblems(
+  idle: number,
+  upstreams: Readonly<Record<string, Pick<UpstreamConfig, 'connectTimeoutMs' | 'headersTimeoutMs' | 'bodyTimeoutMs'>>>,
+): string[] {
+  const problems: string[] = []
+  for (const [name, u] of Object.entries(upstreams)) {
+    const waits: Array<[string, number]> = [
+      [`upstreams.${name}.connectTimeoutMs + headersTimeoutMs (${u.connectTimeoutMs} + ${u.headersTimeoutMs})`, u.connectTimeoutMs + u.headersTimeoutMs],
+      [`upstreams.${name}.bodyTimeoutMs (${u.bodyTimeoutMs})`, u.bodyTimeoutMs],
+    ]
+    for (const [what, ms] of waits) {
+      if (idle <= ms) {
+        problems.push(`must be longer than ${what}: the sponsor's connection would be cut while the upstream is awaited, before its 504 (the default, 60000, is; it was 30000 before 2026-12-06)`)
+      }
+    }
+  }
+  return problems
+}
+
 export const configSchema = z
   .object({
     sponsor: sponsorSchema,
@@ -207,20 +234,8 @@ export const configSchema = z
   })
   .strict()
   .superRefine((cfg, ctx) => {
-    // The sponsor's connection is quiet while the gateway awaits its upstream, and Node's idle timer
-    // counts that silence: not longer than the upstream's own timeouts, it would cut the connection
-    // before the upstream's 504 (a dropped connection, no code, no upstream error counted).
-    const idle = cfg.sponsor.limits.idleTimeoutMs
-    for (const [name, upstream] of Object.entries(cfg.upstreams)) {
-      for (const key of ['headersTimeoutMs', 'bodyTimeoutMs'] as const) {
-        if (idle <= upstream[key]) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['sponsor', 'limits', 'idleTimeoutMs'],
-            message: `must be longer than upstreams.${name}.${key} (${upstream[key]}): the sponsor's connection would be cut while the upstream is awaited, before its 504`,
-          })
-        }
-      }
+    for (const message of idleTimeoutProblems(cfg.sponsor.limits.idleTimeoutMs, cfg.upstreams)) {
+      ctx.addIssue({ code: 'custom', path: ['sponsor', 'limits', 'idleTimeoutMs'], message })
     }
     const names = new Set<string>()
     cfg.routes.forEach((route, i) => {

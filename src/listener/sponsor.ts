@@ -164,6 +164,11 @@ export class SponsorListener {
     this.server.setSecureContext({ cert: tls.cert, key: tls.key, ca: tls.ca, minVersion: this.#config.tls.minVersion })
   }
 
+  /** The idle timeout this listener runs with: its boot configuration's (a reload does not change it). */
+  get idleTimeoutMs(): number {
+    return this.#config.limits.idleTimeoutMs
+  }
+
   get openConnections(): number {
     return this.#sockets.size
   }

@@ -44,7 +44,7 @@ async function within<T>(p: Promise<T>, ms: number, what: string): Promise<{ val
 
 t.test('slow, oversized, silent and surplus connections are refused by the sponsor listener', async (t) => {
   // The idle timeout must outlast the upstream's (the schema refuses it otherwise).
-  const h = await Harness.start({ sponsor: { limits: LIMITS }, upstream: { headersTimeoutMs: 1000, bodyTimeoutMs: 1000 } })
+  const h = await Harness.start({ sponsor: { limits: LIMITS }, upstream: { connectTimeoutMs: 400, headersTimeoutMs: 1000, bodyTimeoutMs: 1000 } })
   t.teardown(() => h.close())
 
   await t.test('a header block dripped byte by byte is answered 408 request_timeout', async (t) => {

@@ -43,21 +43,35 @@ t.test('upstream silent: 504 upstream_timeout at the headers timeout, not before
   t.equal(h.upstream.hits, 1, 'sent once, never retried')
 })
 
-t.test('upstream silent with the sponsor idle timeout just above its own: still the 504, not a dropped connection', async (t) => {
+t.test('the sponsor idle timeout outlasts the upstream wait: the 504 arrives, and a reload cannot raise the wait past it', async (t) => {
   // Node's idle timer counts the sponsor socket's silence while the upstream is awaited: at or under
-  // the upstream's timeout, it cut the connection first (no code, no upstream error counted). The
-  // schema refuses that now; just above it, the 504 arrives.
+  // the upstream's timeouts, it cut the connection first (no code, no upstream error counted). The
+  // schema refuses that file; a reload, which keeps the listener's idle timeout, refuses it too.
   const h = await Harness.start({
     handler: () => {},
-    sponsor: { limits: { idleTimeoutMs: 1100 } },
-    upstream: { headersTimeoutMs: 800, bodyTimeoutMs: 800 },
+    sponsor: { limits: { idleTimeoutMs: 2000 } },
+    upstream: { connectTimeoutMs: 1000, headersTimeoutMs: 800, bodyTimeoutMs: 800 },
   })
   t.teardown(() => h.close())
   const res = await h.request('/v1/records/1')
   t.equal(res.status, 504)
   t.equal((res.json() as { error: string }).error, 'upstream_timeout')
-  const metrics = await h.metrics()
-  t.equal(metricValue(metrics, 'ecluse_upstream_errors_total', { upstream: 'backend', kind: 'upstream_timeout' }), 1, 'counted')
+  t.equal(metricValue(await h.metrics(), 'ecluse_upstream_errors_total', { upstream: 'backend', kind: 'upstream_timeout' }), 1, 'counted')
+
+  // The file now asks for a longer idle timeout and a longer upstream wait: valid on its own, but
+  // the running listener keeps 2 s.
+  const sponsor = h.config['sponsor'] as Record<string, unknown>
+  const upstreams = h.config['upstreams'] as Record<string, Record<string, unknown>>
+  await h.writeConfig({
+    ...h.config,
+    sponsor: { ...sponsor, limits: { idleTimeoutMs: 20_000 } },
+    upstreams: { backend: { ...upstreams['backend'], headersTimeoutMs: 5000 } },
+  })
+  const reload = await h.gateway.reload()
+  t.equal(reload.ok, false, 'the reload is refused')
+  t.match((reload as { error: string }).error, /sponsor\.limits\.idleTimeoutMs as running \(2000; a reload does not change it, a restart does\) must be longer than upstreams\.backend\.connectTimeoutMs \+ headersTimeoutMs \(1000 \+ 5000\)/)
+  const again = await h.request('/v1/records/1')
+  t.equal(again.status, 504, 'the previous configuration goes on')
 })
 
 t.test('upstream resets before answering: 502 upstream_reset, the POST sent exactly once', async (t) => {
