@@ -11,6 +11,7 @@ import { readFileSync, realpathSync } from 'node:fs'
 import { access } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { type ParseArgsConfig, parseArgs } from 'node:util'
+import { BootSignals } from './boot-signals.js'
 // Types only (erased): the crypto modules themselves load with the commands that use them.
 import type { Curve, KeyAlg, KeySet } from './crypto/index.js'
 
@@ -90,12 +91,15 @@ export const COMMANDS: Command[] = [
     async run(values, _positionals, io) {
       const workers = parseWorkers(values['workers'] as string | undefined, this)
       const config = values['config'] as string
+      // Before anything else is loaded: a SIGHUP (a reload sent across pods) or SIGTERM that arrives
+      // while the gateway boots waits for it (src/boot-signals.ts).
+      const signals = new BootSignals()
       // From here on the process lives until a signal; a late uncaught error still ends in one line.
       const { closeStdoutLog, exitAfterLog } = await import('./observability/logger.js')
       installLastResortHandlers(io, exitAfterLog)
       try {
-        if (workers === 1) await (await import('./main.js')).runGateway(config)
-        else await (await import('./cluster.js')).runCluster(config, { workers })
+        if (workers === 1) await (await import('./main.js')).runGateway(config, signals)
+        else await (await import('./cluster.js')).runCluster(config, { workers }, signals)
       } catch (err) {
         // A boot that failed ends when nothing is left to do: lines held for a stalled reader
         // would keep it alive, retrying.

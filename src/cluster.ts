@@ -33,7 +33,8 @@ import { loadConfigFile } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { loadAllTls } from './config/tls-material.js'
 import type { ChangeOutcome, ConfigWatcher } from './config/watch.js'
-import { BootSignals, Gateway, prepareWatcher, startWatcher } from './main.js'
+import { BootSignals } from './boot-signals.js'
+import { Gateway, prepareWatcher, startWatcher } from './main.js'
 import { createLogger, exitAfterLog } from './observability/logger.js'
 import { GatewayMetrics } from './observability/metrics.js'
 import { compileRouteTable } from './route/table.js'
@@ -145,10 +146,10 @@ function isWorkerMessage(msg: unknown): msg is WorkerMessage {
  * @example
  * await runCluster('config/gateway.yaml', { workers: 4 })
  */
-export async function runCluster(configPath: string, options: ClusterOptions): Promise<void> {
+export async function runCluster(configPath: string, options: ClusterOptions, signals: BootSignals = new BootSignals()): Promise<void> {
   if (cluster.isWorker) {
     try {
-      await runWorker(configPath)
+      await runWorker(configPath, signals)
     } catch (err) {
       // The IPC channel would keep this process alive after the CLI reports the error: let it go.
       cluster.worker?.disconnect()
@@ -156,7 +157,6 @@ export async function runCluster(configPath: string, options: ClusterOptions): P
     }
     return
   }
-  const signals = new BootSignals()
   let watcher: ConfigWatcher | undefined
   let primary: ClusterPrimary
   try {
@@ -633,12 +633,11 @@ const WORKER_AGGREGATORS: Readonly<Record<string, 'first' | 'min'>> = {
   ecluse_certificate_expiry_timestamp_seconds: 'min',
 }
 
-async function runWorker(configPath: string): Promise<void> {
-  // First thing: a SIGHUP relayed while this worker boots (the primary's file watcher, an operator)
-  // would otherwise take SIGHUP's default action and kill it, and the primary's SIGTERM to a worker
-  // still booting (a stop, a restart after a crash) would make it exit by signal, an unclean stop.
-  // Both wait for the gateway to start (see BootSignals).
-  const signals = new BootSignals()
+async function runWorker(configPath: string, signals: BootSignals): Promise<void> {
+  // `signals` holds, from the command's first moment, a SIGHUP relayed while this worker boots (the
+  // primary's file watcher, an operator), which would otherwise take SIGHUP's default action and
+  // kill it, and the primary's SIGTERM to a worker still booting (a stop, a restart after a crash),
+  // which would make it exit by signal, an unclean stop. Both wait for the gateway to start.
   let log: Logger
   let gateway: Gateway
   try {
@@ -702,6 +701,8 @@ async function runWorker(configPath: string): Promise<void> {
   cluster.worker!.exitedAfterDisconnect = true
   process.on('disconnect', () => stop('primary_gone'))
 
+  // A stop held during boot is draining already: such a worker is not ready to serve.
+  if (stopping) return
   const ready: ReadyMessage = { ecluse: 'ready', sponsorPort: gateway.sponsorPort, drainTimeoutMs: gateway.drainTimeoutMs }
   process.send?.(ready)
 }

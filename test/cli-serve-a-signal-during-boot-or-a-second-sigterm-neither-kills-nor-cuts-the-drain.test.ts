@@ -24,7 +24,7 @@ function runScript(script: string): Promise<{ code: number | null; signal: NodeJ
 
 // Real signals, sent by the process to itself: SIGHUP's default action kills, SIGTERM's skips the drain.
 const BOOT = `
-import { BootSignals } from './src/main.ts'
+import { BootSignals } from './src/boot-signals.ts'
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const calls = []
 const signals = new BootSignals()
