@@ -10,7 +10,7 @@
  *  2. A copy-on-write scrub (`formatters.log` and `formatters.bindings`, and the `err` serializer's
  *     output) that walks plain objects and arrays up to {@link SCRUB_MAX_DEPTH} levels and censors
  *     the same field names at any depth, header and credential names in any case, and the value
- *     after such a name in a flat name/value list (`rawHeaders`). A clean object is returned as is,
+ *     after such a name in `rawHeaders` and `rawTrailers` (flat name/value lists). A clean object is returned as is,
  *     so the common case allocates nothing.
  * Neither layer can see a secret inside a message string or under an unrelated key name: never log
  * bodies, raw headers or key objects in the first place.
@@ -58,6 +58,7 @@ const SENSITIVE_KEYS: ReadonlySet<string> = new Set<string>([...SECRET_HEADERS, 
  */
 const SENSITIVE_FOLDED: ReadonlySet<string> = new Set<string>([
   ...SECRET_HEADERS,
+  'key',
   'privatekey',
   'private_key',
   'passphrase',
@@ -74,9 +75,34 @@ const SENSITIVE_FOLDED: ReadonlySet<string> = new Set<string>([
   'x-auth-token',
 ])
 
+/** SENSITIVE_FOLDED by length: a name is compared only with those of its own length. */
+const FOLDED_BY_LENGTH: ReadonlyMap<number, readonly string[]> = (() => {
+  const byLength = new Map<number, string[]>()
+  for (const name of SENSITIVE_FOLDED) byLength.set(name.length, [...(byLength.get(name.length) ?? []), name])
+  return byLength
+})()
+
 function isSensitiveName(name: string): boolean {
+  if (SENSITIVE_KEYS.has(name)) return true
   // Names of one or two letters are the JWK members: exact only (a `D` is no private member).
-  return SENSITIVE_KEYS.has(name) || (name.length > 2 && SENSITIVE_FOLDED.has(name.toLowerCase()))
+  const candidates = name.length > 2 ? FOLDED_BY_LENGTH.get(name.length) : undefined
+  if (candidates === undefined) return false
+  for (const lower of candidates) if (equalsFoldingAscii(name, lower)) return true
+  return false
+}
+
+/**
+ * `name` is the lower-case ASCII `lower` but for the case of its letters. Compared in place: this
+ * runs for every key of every log line (the access line per request), and a lower-cased copy of
+ * each key was garbage enough to move V8 into a larger young generation (passthrough: ≈ 10 % more
+ * CPU per request, ≈ 55 MiB more RSS, in alternating runs).
+ */
+function equalsFoldingAscii(name: string, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) {
+    const c = name.charCodeAt(i)
+    if (c !== lower.charCodeAt(i) && !(c >= 0x41 && c <= 0x5a && c + 0x20 === lower.charCodeAt(i))) return false
+  }
+  return true
 }
 
 /** The prototype of what pino's `err` serializer returns: walked by the scrub like a plain object. */
@@ -106,7 +132,7 @@ function scrub(obj: Record<string, unknown>, depth: number): Record<string, unkn
     }
     const v = obj[k]
     if (depth < SCRUB_MAX_DEPTH && typeof v === 'object' && v !== null) {
-      const s = scrubValue(v, depth + 1)
+      const s = scrubValue(v, depth + 1, k === 'rawHeaders' || k === 'rawTrailers')
       if (s !== v) {
         if (out === obj) out = { ...obj }
         out[k] = s
@@ -116,13 +142,14 @@ function scrub(obj: Record<string, unknown>, depth: number): Record<string, unkn
   return out
 }
 
-function scrubValue(v: object, depth: number): unknown {
+function scrubValue(v: object, depth: number, namesAndValues = false): unknown {
   if (Array.isArray(v)) {
     let out: unknown[] = v
     for (let i = 0; i < v.length; i++) {
       const item: unknown = v[i]
-      // A flat list of names and values, as Node's `rawHeaders`: the value after a sensitive name.
-      if (typeof item === 'string' && i % 2 === 0 && i + 1 < v.length && typeof v[i + 1] === 'string' && isSensitiveName(item)) {
+      // Node's `rawHeaders` (and `rawTrailers`): a flat list of names and values, where the value
+      // after a sensitive name is censored. Other lists (kids, names) are values, kept.
+      if (namesAndValues && typeof item === 'string' && i % 2 === 0 && i + 1 < v.length && typeof v[i + 1] === 'string' && isSensitiveName(item)) {
         if (out === v) out = v.slice()
         out[i + 1] = REDACTED
         i++

@@ -179,6 +179,11 @@ function fieldRule(pattern: string, recordPattern: string | undefined, recordDep
     recordPattern !== undefined && segments.length > recordDepth && literal(recordDepth)
       ? recordPattern + formatPointer(segments.slice(recordDepth) as string[])
       : undefined
+  // A place the configuration spells out in full cannot be bound if it is too long: that is the
+  // configuration's fault, found at boot, not a body's at the first request.
+  for (const c of [claim, recordClaim]) {
+    if (c !== undefined && !claimFits(c)) throw new EcluseError('config_invalid', `"${pattern.slice(0, 64)}…" is too long to bind (over ${MAX_CLAIM_BYTES} bytes)`)
+  }
   return { claim, recordClaim }
 }
 

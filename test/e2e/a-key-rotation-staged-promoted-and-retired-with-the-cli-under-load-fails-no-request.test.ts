@@ -133,11 +133,10 @@ t.test('stage, promote (edge first) and retire with the CLI under continuous loa
   const reload = async (who: 'edge' | 'sidecar', why: string, kids: string[], current: string) => {
     t.same(await chain[who].gateway.reload(), { ok: true }, `the ${who} reloaded ${why}`)
     // Every key set of either gateway is a copy of the one pair of files.
-    const { loaded } = chain[who].logs.find('reloaded').at(-1) as { loaded: { kids: Record<string, string[]>; currentKids: Record<string, string> } }
-    const sets = Object.keys(loaded.kids)
-    t.ok(sets.length > 0)
-    for (const set of sets) {
-      t.same([loaded.kids[set], loaded.currentKids[set]], [kids, current], `its reloaded line lists ${kids.join(', ')} for ${set}, ${current} current`)
+    const { loaded } = chain[who].logs.find('reloaded').at(-1) as { loaded: { keySets: Array<{ name: string; current: string; kids: string[] }> } }
+    t.ok(loaded.keySets.length > 0)
+    for (const set of loaded.keySets) {
+      t.same([set.kids, set.current], [kids, current], `its reloaded line lists ${kids.join(', ')} for ${set.name}, ${current} current`)
     }
   }
   const cli = async (argv: string[], expect: RegExp) => {

@@ -113,8 +113,8 @@ t.test('a key set rotated under continuous load in the documented order (docs/pr
   // 2. The edge gets the new public set: it seals requests to the new key, accepts either back.
   await install(join(nextDir, 'trusted-host.public.jwks.json'), edgePublicFile)
   t.same(await chain.edge.gateway.reload(), { ok: true }, '2. the edge reloaded the new public set')
-  const edgeReloaded = chain.edge.logs.find('reloaded').at(-1) as { loaded: { currentKids: Record<string, string> } }
-  t.equal(edgeReloaded.loaded.currentKids['trusted-host'], 'k-2025', 'the reload line names the key the edge now seals to')
+  const edgeReloaded = chain.edge.logs.find('reloaded').at(-1) as { loaded: { keySets: Array<{ name: string; current: string }> } }
+  t.equal(edgeReloaded.loaded.keySets.find((k) => k.name === 'trusted-host')?.current, 'k-2025', 'the reload line names the key the edge now seals to')
   phase = 'edge-rotated'
   await until(40)
   // 3. The sidecar seals responses to the new key.

@@ -169,3 +169,13 @@ t.test('a record id or a place too long to bind is the body’s fault: 400 json_
   t.equal(metricValue(await s.gw.metrics(), 'ecluse_crypto_operations_total', { op: 'seal', kind: 'field', result: 'ok' }), 1, 'and is counted')
   t.equal(leaksCanary(s.gw.logs.text() + bodies.map(String).join('')), undefined)
 })
+
+t.test('a field the configuration spells out in full that is too long to bind is refused at boot, not per request', async (t) => {
+  const { compileFieldRules } = await import('../../src/transform/json-fields.js')
+  const compile = (fields: string[], records?: { pattern: string; id: string }) =>
+    compileFieldRules({ fields, ...(records === undefined ? {} : { records }), format: 'auto', maxValueBytes: 65_536, maxRecordBytes: 1_048_576, maxFieldsPerRecord: 1000 })
+  t.throws(() => compile([`/${'a'.repeat(1024)}`]), { code: 'config_invalid', message: /fields: "\/a{63}…" is too long to bind \(over 1024 bytes\)/ })
+  t.throws(() => compile([`/records/*/${'b'.repeat(1020)}`], { pattern: '/records/*', id: 'id' }), { code: 'config_invalid', message: /too long to bind/ }, 'its record claim')
+  t.doesNotThrow(() => compile([`/${'a'.repeat(1023)}`]), '1024 bytes with its slash')
+  t.doesNotThrow(() => compile([`/*/${'a'.repeat(1023)}`]), 'a pattern with a `*` is judged per value')
+})
