@@ -42,15 +42,21 @@ function raw(port: number, bytes: string): Promise<string> {
   })
 }
 
-t.test('answers anything but its three GET routes with a stable code', async (t) => {
+/** An admin listener with no route series and an always-ready check, closed by `t`; its port. */
+async function startAdmin(t: { teardown(fn: () => unknown): void }, host = '127.0.0.1'): Promise<number> {
   const admin = new AdminServer({
-    listen: { host: '127.0.0.1', port: 0 },
+    listen: { host, port: 0 },
     metrics: new GatewayMetrics({ routes: [], defaultMetrics: false }),
     readiness: () => ({ ready: true, checks: {} }),
     log: createLogger({ level: 'silent' }),
   })
   const { port } = await admin.listen()
   t.teardown(() => admin.close())
+  return port
+}
+
+t.test('answers anything but its three GET routes with a stable code', async (t) => {
+  const port = await startAdmin(t)
 
   for (const path of ['/', '/metrics/', '/admin', '/healthz/../metrics', '/METRICS', 'http://127.0.0.1/metrics']) {
     const res = await call(port, path, 'GET')
@@ -82,14 +88,7 @@ t.test('answers anything but its three GET routes with a stable code', async (t)
 })
 
 t.test('a body is refused with 413 and the connection closed whatever the path or method', async (t) => {
-  const admin = new AdminServer({
-    listen: { host: '127.0.0.1', port: 0 },
-    metrics: new GatewayMetrics({ routes: [], defaultMetrics: false }),
-    readiness: () => ({ ready: true, checks: {} }),
-    log: createLogger({ level: 'silent' }),
-  })
-  const { port } = await admin.listen()
-  t.teardown(() => admin.close())
+  const port = await startAdmin(t)
   for (const [path, method] of [['/anything', 'POST'], ['/metrics', 'PUT'], ['/readyz', 'GET']] as const) {
     const res = await call(port, path, method, 'x'.repeat(5000))
     t.equal(res.status, 413, `${method} ${path} with a body → 413`)
@@ -103,18 +102,7 @@ t.test('a body is refused with 413 and the connection closed whatever the path o
 })
 
 t.test('on loopback, only a Host that names loopback is answered: a rebound DNS name is 421', async (t) => {
-  const start = async (host: string) => {
-    const admin = new AdminServer({
-      listen: { host, port: 0 },
-      metrics: new GatewayMetrics({ routes: [], defaultMetrics: false }),
-      readiness: () => ({ ready: true, checks: {} }),
-      log: createLogger({ level: 'silent' }),
-    })
-    const { port } = await admin.listen()
-    t.teardown(() => admin.close())
-    return port
-  }
-  const port = await start('127.0.0.1')
+  const port = await startAdmin(t)
   const get = (hostHeader: string) => raw(port, `GET /metrics HTTP/1.1\r\nHost: ${hostHeader}\r\nConnection: close\r\n\r\n`)
   for (const host of ['127.0.0.1', `127.0.0.1:${port}`, 'localhost', `LOCALHOST:${port}`, '[::1]', `[::1]:${port}`, '127.0.0.2:9090']) {
     t.match(await get(host), /^HTTP\/1\.1 200 /, `Host: ${host} is answered`)
@@ -126,7 +114,7 @@ t.test('on loopback, only a Host that names loopback is answered: a rebound DNS 
     t.notMatch(answer, /ecluse_/, 'no metric in the answer')
   }
   // Bound beyond loopback (allowNonLoopback), Prometheus addresses it by the pod's IP: no check.
-  const wide = await start('0.0.0.0')
+  const wide = await startAdmin(t, '0.0.0.0')
   const byIp = await raw(wide, 'GET /healthz HTTP/1.1\r\nHost: 10.1.2.3:9090\r\nConnection: close\r\n\r\n')
   t.match(byIp, /^HTTP\/1\.1 200 /)
 })

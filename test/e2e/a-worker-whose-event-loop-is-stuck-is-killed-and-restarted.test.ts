@@ -1,29 +1,14 @@
 // Regression: the primary acted only on a worker's exit. A worker whose event loop was stuck (here
 // SIGSTOP) kept the pod unready (`worker:N: no_answer`) and its share of the shared port for good,
 // still counted ready in ecluse_cluster_workers, while /healthz stayed 200 and nothing replaced it.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
 import { request } from 'undici'
-import { stringify } from 'yaml'
 import { LIVENESS_INTERVAL_MS, LIVENESS_MISSES } from '../../src/cluster.js'
-import { ClusterProcess, killIfStillOurs } from '../helpers/cluster.js'
-import { echoHandler, gatewayConfig, metricValue, TestUpstream } from '../helpers/harness.js'
-import { makeTestPki } from '../helpers/pki.js'
+import { killIfStillOurs, startEchoCluster } from '../helpers/cluster.js'
+import { metricValue } from '../helpers/harness.js'
 
 t.test('a worker that stops answering the primary is not ready, then killed and restarted', async (t) => {
-  const pki = await makeTestPki()
-  const dir = await mkdtemp(join(tmpdir(), 'ecluse-workers-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const upstream = new TestUpstream(pki, echoHandler)
-  await upstream.listen()
-  t.teardown(() => upstream.close())
-  const routes = [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow: ['uri:spiffe://sponsor.test/accreditation-app'], upstream: 'backend' }]
-  const configPath = join(dir, 'gateway.yaml')
-  await writeFile(configPath, stringify(gatewayConfig(pki, upstream.port, routes, { shutdown: { drainTimeoutMs: 2000 } })))
-
-  const cluster = new ClusterProcess(t, configPath)
+  const { cluster } = await startEchoCluster(t)
   const { admin } = await cluster.started()
   const scrape = async () => (await request(`${admin}/metrics`)).body.text()
   t.equal(metricValue(await scrape(), 'ecluse_cluster_workers', { state: 'ready' }), 2)

@@ -1,27 +1,12 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
 import { Agent, request } from 'undici'
-import { stringify } from 'yaml'
-import { ClusterProcess, hasExited } from '../helpers/cluster.js'
-import { echoHandler, gatewayConfig, metricValue, TestUpstream } from '../helpers/harness.js'
-import { makeTestPki } from '../helpers/pki.js'
+import { hasExited, startEchoCluster } from '../helpers/cluster.js'
+import { metricValue } from '../helpers/harness.js'
 
 const REQUESTS = 20
 
 t.test('two workers share the sponsor port, the primary aggregates their metrics, SIGTERM exits 0', async (t) => {
-  const pki = await makeTestPki()
-  const dir = await mkdtemp(join(tmpdir(), 'ecluse-workers-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const upstream = new TestUpstream(pki, echoHandler)
-  await upstream.listen()
-  t.teardown(() => upstream.close())
-  const routes = [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow: ['uri:spiffe://sponsor.test/accreditation-app'], upstream: 'backend' }]
-  const configPath = join(dir, 'gateway.yaml')
-  await writeFile(configPath, stringify(gatewayConfig(pki, upstream.port, routes, { shutdown: { drainTimeoutMs: 2000 } })))
-
-  const cluster = new ClusterProcess(t, configPath)
+  const { pki, upstream, cluster } = await startEchoCluster(t)
   const { line: started, sponsor, admin } = await cluster.started()
   const lines = cluster.lines
   t.equal(started['workers'], 2)

@@ -5,8 +5,13 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Agent, request } from 'undici'
-import type { TestPki } from './pki.js'
+import { stringify } from 'yaml'
+import { echoHandler, gatewayConfig, TestUpstream } from './harness.js'
+import { makeTestPki, type TestPki } from './pki.js'
 
 /**
  * Whether `pid` has exited: gone, or a zombie nobody has reaped yet (its parent was killed). Reads
@@ -114,4 +119,21 @@ export class ClusterProcess {
     const port = (field: string) => Number(String(line[field]).split(':').at(-1))
     return { line, sponsor: `https://127.0.0.1:${port('sponsor')}`, admin: `http://127.0.0.1:${port('admin')}` }
   }
+}
+
+/**
+ * The common cluster setup: a fresh PKI, an echo upstream, and `ecluse serve --workers 2` in front
+ * of it with one `records` route (`/v1/records/*`) and a 2 s drain, all torn down by `t`.
+ */
+export async function startEchoCluster(t: { teardown(fn: () => unknown): void }): Promise<{ pki: TestPki; upstream: TestUpstream; cluster: ClusterProcess }> {
+  const pki = await makeTestPki()
+  const dir = await mkdtemp(join(tmpdir(), 'ecluse-workers-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const upstream = new TestUpstream(pki, echoHandler)
+  await upstream.listen()
+  t.teardown(() => upstream.close())
+  const routes = [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow: ['uri:spiffe://sponsor.test/accreditation-app'], upstream: 'backend' }]
+  const configPath = join(dir, 'gateway.yaml')
+  await writeFile(configPath, stringify(gatewayConfig(pki, upstream.port, routes, { shutdown: { drainTimeoutMs: 2000 } })))
+  return { pki, upstream, cluster: new ClusterProcess(t, configPath) }
 }
