@@ -92,10 +92,8 @@ function isSensitiveName(name: string): boolean {
 }
 
 /**
- * `name` is the lower-case ASCII `lower` but for the case of its letters. Compared in place: this
- * runs for every key of every log line (the access line per request), and a lower-cased copy of
- * each key was garbage enough to move V8 into a larger young generation (passthrough: ≈ 10 % more
- * CPU per request, ≈ 55 MiB more RSS, in alternating runs).
+ * `name` is the lower-case ASCII `lower` but for the case of its letters. Compared in place, without
+ * a lower-cased copy: this runs for every key of every log line (the access line per request).
  */
 function equalsFoldingAscii(name: string, lower: string): boolean {
   for (let i = 0; i < lower.length; i++) {
