@@ -24,10 +24,19 @@ t.test('passes NDJSON through byte-exact, with \\n, \\r\\n, blank lines and no f
   }
 })
 
+/**
+ * A value as an NDJSON producer that means its lines writes it: JSON.stringify leaves U+2028, U+2029
+ * and U+0085 raw, which NDJSON refuses (readers that split lines there would see other records).
+ * They can only sit in strings, where their escapes mean the same.
+ */
+function ndjsonLine(v: unknown): string {
+  return JSON.stringify(v).replace(/[\u2028\u2029\u0085]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}
+
 t.test('any sequence of values, one per line, passes through at any chunking', async () => {
   fc.assert(
     fc.property(fc.array(arbJsonValue('grapheme'), { maxLength: 8 }), fc.boolean(), arbCuts, (values, crlf, cuts) => {
-      const body = values.map((v) => JSON.stringify(v) + (crlf ? '\r\n' : '\n')).join('')
+      const body = values.map((v) => ndjsonLine(v) + (crlf ? '\r\n' : '\n')).join('')
       const r = runEngine(chunked(Buffer.from(body), cuts), [], () => 'keep', ndjson)
       return r.err === undefined && r.out === body
     }),
@@ -72,6 +81,15 @@ t.test('refuses what would let two NDJSON readers split the stream differently',
       t.equal(runEngine(chunks, [], () => 'keep', ndjson).err?.code, 'json_invalid', `${name} (${chunks.length} chunks)`)
     }
   }
+})
+
+t.test('a value JSON.stringify writes with a raw U+2028 is refused, and passes as ndjsonLine escapes it', async (t) => {
+  const raw = `${JSON.stringify({ a: 'x\u2028y' })}\n`
+  t.equal(runEngine([Buffer.from(raw)], [], () => 'keep', ndjson).err?.code, 'json_invalid')
+  const escaped = `${ndjsonLine({ a: 'x\u2028y' })}\n`
+  t.equal(escaped, '{"a":"x\\u2028y"}\n')
+  t.equal(runEngine([Buffer.from(escaped)], [], () => 'keep', ndjson).err, undefined)
+  t.same(JSON.parse(escaped), { a: 'x\u2028y' }, 'the same value')
 })
 
 t.test('Unicode line breaks pass escaped in NDJSON, and raw in a document; other characters of their lead bytes pass raw', async (t) => {
