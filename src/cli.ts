@@ -1136,9 +1136,8 @@ async function openOutput(out: string | undefined, mode: number, io: CliIo): Pro
     })
     return { stream, commit: async () => {}, abort: async () => {} }
   }
-  const { lstat, open, rename, unlink } = await import('node:fs/promises')
-  const { dirname } = await import('node:path')
-  const { removeOnInterrupt, temporaryPathBeside } = await import('./write-file-atomic.js')
+  const { lstat, open, unlink } = await import('node:fs/promises')
+  const { removeOnInterrupt, renameDurably, temporaryPathBeside } = await import('./write-file-atomic.js')
   // The output replaces `out` by a rename: over a device (`--out /dev/null` as root) or any other
   // special file that would leave a regular file of plaintext in its place. Only a regular file, or
   // a new one, is replaced.
@@ -1167,13 +1166,7 @@ async function openOutput(out: string | undefined, mode: number, io: CliIo): Pro
     stream,
     async commit() {
       try {
-        const dir = await open(dirname(out), 'r')
-        try {
-          await rename(tmp, out)
-          await dir.sync()
-        } finally {
-          await dir.close()
-        }
+        await renameDurably(tmp, out)
       } catch (err) {
         await unlink(tmp).catch(() => {})
         throw new Error(`${out}: cannot write (${(err as NodeJS.ErrnoException).code ?? 'error'})`)

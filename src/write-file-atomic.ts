@@ -47,21 +47,28 @@ export async function writeFileAtomic(file: string, data: string, mode: number):
     } finally {
       await fh.close()
     }
-    // The rename is an entry of the directory: flushed too, or a crash right after it could bring
-    // back the old file while the caller went on as if the new one were in place (a promoted key).
-    // Opened first: a directory that cannot be opened fails the write before anything is replaced.
-    const dir = await open(dirname(file), 'r')
-    try {
-      await rename(tmp, file)
-      await dir.sync()
-    } finally {
-      await dir.close()
-    }
+    await renameDurably(tmp, file)
   } catch (err) {
     await unlink(tmp).catch(() => {})
     throw err
   } finally {
     release()
+  }
+}
+
+/**
+ * Renames `tmp` over `file`, then flushes the directory: the rename is an entry of the directory,
+ * and a crash right after it could otherwise bring back the old file while the caller went on as if
+ * the new one were in place (a promoted key, a sealed file whose source was deleted). The directory
+ * is opened first: one that cannot be opened fails the write before anything is replaced.
+ */
+export async function renameDurably(tmp: string, file: string): Promise<void> {
+  const dir = await open(dirname(file), 'r')
+  try {
+    await rename(tmp, file)
+    await dir.sync()
+  } finally {
+    await dir.close()
   }
 }
 

@@ -112,6 +112,18 @@ export class ClusterProcess {
     }
   }
 
+  /** The status `/readyz` of `admin` answers, polled every 100 ms until 200 or for 10 s: the last one. */
+  async readyStatus(admin: string): Promise<number> {
+    let status = 0
+    for (const deadline = Date.now() + 10_000; status !== 200 && Date.now() < deadline; ) {
+      const res = await request(`${admin}/readyz`)
+      await res.body.dump()
+      status = res.statusCode
+      if (status !== 200) await new Promise((r) => setTimeout(r, 100))
+    }
+    return status
+  }
+
   /** Waits for `écluse cluster started`; the sponsor and admin origins it names. */
   async started(): Promise<{ line: Record<string, unknown>; sponsor: string; admin: string }> {
     await this.until(() => this.logged('écluse cluster started').length > 0, 'no cluster start line')
