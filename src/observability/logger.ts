@@ -10,8 +10,8 @@
  *  2. A copy-on-write scrub (`formatters.log` and `formatters.bindings`, and the `err` serializer's
  *     output) that walks plain objects and arrays up to {@link SCRUB_MAX_DEPTH} levels and censors
  *     the same field names at any depth, header and credential names in any case, and the value
- *     after such a name in `rawHeaders` and `rawTrailers` (flat name/value lists). A clean object is returned as is,
- *     so the common case allocates nothing.
+ *     after such a name in `rawHeaders` and `rawTrailers` (flat name/value lists). A clean object
+ *     is returned as is, so the common case allocates nothing.
  * Neither layer can see a secret inside a message string or under an unrelated key name: never log
  * bodies, raw headers or key objects in the first place.
  */
@@ -53,8 +53,8 @@ export const REDACT_PATHS: readonly string[] = [
 const SENSITIVE_KEYS: ReadonlySet<string> = new Set<string>([...SECRET_HEADERS, ...KEY_FIELDS])
 /**
  * Field names censored at any depth in any case (`AUTHORIZATION`, `PrivateKey`): header names are
- * case-insensitive, and these are credentials by convention wherever they appear. Compared after
- * `toLowerCase`, so every name here is lower-case.
+ * case-insensitive, and these are credentials by convention wherever they appear. Compared by
+ * folding the case of ASCII letters (`equalsFoldingAscii`), so every name here is lower-case ASCII.
  */
 const SENSITIVE_FOLDED: ReadonlySet<string> = new Set<string>([
   ...SECRET_HEADERS,
