@@ -134,14 +134,14 @@ function failedOf(r: MeasuredRow): number {
  * pass: a subject answering fast with errors, or a baseline slowed by them, says nothing.
  */
 function ratioTarget(name: string, value: number, min: number, rows: readonly MeasuredRow[] = []): Target {
+  const { failed, value: shown } = withFailures((Math.floor(value * 1000) / 1000).toFixed(3), rows)
+  return { name, value: shown, limit: `≥ ${min.toFixed(2)}`, pass: value >= min && failed === 0 }
+}
+
+/** The failed requests of `rows`, and `shown` with their count when there are any. */
+function withFailures(shown: string, rows: readonly MeasuredRow[]): { failed: number; value: string } {
   const failed = rows.reduce((n, r) => n + failedOf(r), 0)
-  const shown = (Math.floor(value * 1000) / 1000).toFixed(3)
-  return {
-    name,
-    value: failed === 0 ? shown : `${shown} (${failed} failed requests)`,
-    limit: `≥ ${min.toFixed(2)}`,
-    pass: value >= min && failed === 0,
-  }
+  return { failed, value: failed === 0 ? shown : `${shown} (${failed} failed requests)` }
 }
 
 async function withSubjects<T>(start: Array<() => Promise<Subject>>, body: (subjects: Subject[]) => Promise<T>): Promise<T> {
@@ -539,14 +539,8 @@ function checkedTarget(name: string, r: MeasuredRow): Target {
 
 /** A floor on a figure; as for ratios, a figure of rows that failed requests cannot pass. */
 function minTarget(name: string, value: number, min: number, unit: string, rows: readonly MeasuredRow[], digits = 0): Target {
-  const failed = rows.reduce((n, r) => n + failedOf(r), 0)
-  const shown = `${formatNumber(value, digits)} ${unit}`
-  return {
-    name,
-    value: failed === 0 ? shown : `${shown} (${failed} failed requests)`,
-    limit: `≥ ${formatNumber(min, digits)} ${unit}`,
-    pass: value >= min && failed === 0,
-  }
+  const { failed, value: shown } = withFailures(`${formatNumber(value, digits)} ${unit}`, rows)
+  return { name, value: shown, limit: `≥ ${formatNumber(min, digits)} ${unit}`, pass: value >= min && failed === 0 }
 }
 
 /**
@@ -563,13 +557,15 @@ function maxTarget(
   options: { digits?: number; inclusive?: boolean; signed?: boolean; detail?: string } = {},
 ): Target {
   const { digits = 0, inclusive = false, signed = false } = options
-  const failed = rows.reduce((n, r) => n + failedOf(r), 0)
   const scale = 10 ** digits
   const up = Math.ceil(value * scale) / scale
-  const shown = `${signed && up >= 0 ? '+' : ''}${up.toFixed(digits)}${unit}${options.detail === undefined ? '' : ` (${options.detail})`}`
+  const { failed, value: shown } = withFailures(
+    `${signed && up >= 0 ? '+' : ''}${up.toFixed(digits)}${unit}${options.detail === undefined ? '' : ` (${options.detail})`}`,
+    rows,
+  )
   return {
     name,
-    value: failed === 0 ? shown : `${shown} (${failed} failed requests)`,
+    value: shown,
     limit: `${inclusive ? '≤' : '<'} ${signed ? '+' : ''}${max}${unit}`,
     // Judged on the figure shown: a value that reads as the bound does not pass beside it.
     pass: (inclusive ? up <= max : up < max) && failed === 0,

@@ -9,7 +9,7 @@ import type { SecureContext } from 'node:tls'
 import type { Logger } from 'pino'
 import { AdminServer, type Readiness } from './admin/server.js'
 import { BootSignals } from './boot-signals.js'
-import { keyFilesReadableByOthers } from './config/key-file-modes.js'
+import { keyFilesReadableByOthers, READABLE_KEY_FILE_WARNING } from './config/key-file-modes.js'
 import { loadConfigFile } from './config/load.js'
 import { type Config, idleTimeoutProblems } from './config/schema.js'
 import { type ClientTlsMaterial, loadAllTls } from './config/tls-material.js'
@@ -359,7 +359,7 @@ export class Gateway {
 /** One warning per private key file that every user of the host can read (see `keyFilesReadableByOthers`). */
 async function warnOfReadableKeyFiles(config: Config, log: Logger): Promise<void> {
   for (const { key, file } of await keyFilesReadableByOthers(config)) {
-    log.warn({ setting: key, file }, 'private key file is readable by every user of this host; make it 0600 (or 0640, 0440 for a group)')
+    log.warn({ setting: key, file }, READABLE_KEY_FILE_WARNING)
   }
 }
 

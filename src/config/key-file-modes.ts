@@ -6,6 +6,9 @@
 import { stat } from 'node:fs/promises'
 import type { Config } from './schema.js'
 
+/** What `serve` logs and `config check` prints for each such file. */
+export const READABLE_KEY_FILE_WARNING = 'private key file is readable by every user of this host; make it 0600 (or 0640, 0440 for a group)'
+
 /** Each private key file of `config` whose mode lets any user read it, as `{ key, file }`. */
 export async function keyFilesReadableByOthers(config: Config): Promise<Array<{ key: string; file: string }>> {
   const files = [

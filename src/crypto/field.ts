@@ -21,7 +21,7 @@ import {
   headerEnd,
   headerStart,
   headerWithClaims,
-  MAX_CLAIM_CHARS,
+  MAX_CLAIM_BYTES,
   MAX_PROTECTED_CHARS,
   parseCompact,
   rsaWrap,
@@ -98,10 +98,10 @@ const IV_B64 = b64uLength(GCM.ivBytes)
 const TAG_B64 = b64uLength(GCM.tagBytes)
 /**
  * Scratch for the varying middle of a header: the head's last 0–2 bytes, `JSON.stringify(ptr)`,
- * the rid member and up to 2 bytes of the tail. Claims are at most MAX_CLAIM_CHARS UTF-16 units,
- * at most 6 bytes each once JSON-escaped (`\u001f`).
+ * the rid member and up to 2 bytes of the tail. Claims are at most MAX_CLAIM_BYTES once
+ * JSON-escaped (checkClaim), quotes aside.
  */
-const MIDDLE = new Uint8Array(2 + 2 * (2 + 6 * MAX_CLAIM_CHARS) + RID_MEMBER.length + 2)
+const MIDDLE = new Uint8Array(2 + 2 * (2 + MAX_CLAIM_BYTES) + RID_MEMBER.length + 2)
 
 /**
  * Validated pointers and their JSON text as UTF-8 (`"/records/*\/holder/name"`): a message's pointers

@@ -27,7 +27,7 @@ export {
   SEAL_WINDOW_VALUES,
   type SealContext,
 } from './field.js'
-export { ASYMMETRIC_CHANNEL, type AsymmetricOperation, MAX_CLAIM_CHARS } from './jwe.js'
+export { ASYMMETRIC_CHANNEL, type AsymmetricOperation, MAX_CLAIM_BYTES } from './jwe.js'
 export { KekCache } from './kek-cache.js'
 export {
   type GenerateKeySetOptions,

@@ -92,8 +92,6 @@ export const MAX_PROTECTED_CHARS = 8192
  * six bytes (`\u001f`). At most as many UTF-16 units, so also the bound in characters.
  */
 export const MAX_CLAIM_BYTES = 1024
-/** The same bound in characters, for the code that sizes buffers by characters. */
-export const MAX_CLAIM_CHARS = MAX_CLAIM_BYTES
 
 /** Whether `v` fits a claim: at most MAX_CLAIM_BYTES once JSON-escaped (a short string surely does). */
 export function claimFits(v: string): boolean {

@@ -366,6 +366,31 @@ export abstract class FieldMessage {
   protected abstract act(target: JsonTarget<FieldRule>): 'keep' | 'remove' | { replace: string | Uint8Array }
 }
 
+/**
+ * The message of a step that binds each value to its place (seal, open, require-sealed): the value's
+ * claims come from the step's record pattern and the message's format (NDJSON or a document).
+ */
+export abstract class BindingFieldMessage extends FieldMessage {
+  readonly #recordPattern: string | undefined
+  readonly #ndjson: boolean
+
+  constructor(recordPattern: string | undefined, ndjson: boolean) {
+    super()
+    this.#recordPattern = recordPattern
+    this.#ndjson = ndjson
+  }
+
+  /** The value's `ecl.ptr` claim (`pointerClaim`). */
+  protected pointerOf(target: JsonTarget<FieldRule>): string {
+    return pointerClaim(target, this.#recordPattern, this.#ndjson)
+  }
+
+  /** The value's `ecl.rid` claim (`recordClaim`). */
+  protected recordOf(target: JsonTarget<FieldRule>): string | undefined {
+    return recordClaim(target, this.#recordPattern)
+  }
+}
+
 export interface FieldStreamOptions {
   readonly rules: FieldRules
   readonly mode: 'document' | 'ndjson'

@@ -10,10 +10,10 @@ import { EcluseError, isEcluseError } from '../errors.js'
 import type { CryptoOpMetrics } from '../observability/metrics.js'
 import { isOneStrictJsonValue, JSON_REWRITER_DEFAULTS, type JsonTarget } from './json/rewriter.js'
 import {
+  BindingFieldMessage,
   compileFieldRules,
   contextOption,
   emptyBody,
-  FieldMessage,
   type FieldRule,
   type FieldRules,
   FieldStream,
@@ -23,10 +23,8 @@ import {
   keySetFor,
   keySetName,
   parseOptions,
-  pointerClaim,
   pointerForLog,
   recordBytesOption,
-  recordClaim,
   recordFieldsOption,
   recordsOption,
   refuseAtBegin,
@@ -49,23 +47,21 @@ const openOptions = z
   })
   .strict()
 
-class OpenMessage extends FieldMessage {
+class OpenMessage extends BindingFieldMessage {
   readonly #opener: FieldOpener
   readonly #route: string
-  readonly #recordPattern: string | undefined
   readonly #ndjson: boolean
 
   constructor(opener: FieldOpener, route: string, recordPattern: string | undefined, ndjson: boolean) {
-    super()
+    super(recordPattern, ndjson)
     this.#opener = opener
     this.#route = route
-    this.#recordPattern = recordPattern
     this.#ndjson = ndjson
   }
 
   protected act(target: JsonTarget<FieldRule>): { replace: Buffer } {
-    const ptr = pointerClaim(target, this.#recordPattern, this.#ndjson)
-    const rid = recordClaim(target, this.#recordPattern)
+    const ptr = this.pointerOf(target)
+    const rid = this.recordOf(target)
     if (target.type !== 'string') {
       this.failed++
       throw new EcluseError('open_failed', `${pointerForLog(target)}: a ${target.type} where a sealed value was expected`)

@@ -11,10 +11,10 @@ import { EcluseError } from '../errors.js'
 import type { CryptoOpMetrics } from '../observability/metrics.js'
 import type { JsonTarget } from './json/rewriter.js'
 import {
+  BindingFieldMessage,
   compileFieldRules,
   contextOption,
   emptyBody,
-  FieldMessage,
   type FieldRule,
   type FieldRules,
   FieldStream,
@@ -24,10 +24,8 @@ import {
   keySetFor,
   keySetName,
   parseOptions,
-  pointerClaim,
   pointerForLog,
   recordBytesOption,
-  recordClaim,
   recordFieldsOption,
   recordsOption,
   refuseAtBegin,
@@ -50,25 +48,21 @@ const requireSealedOptions = z
   })
   .strict()
 
-class VerifyMessage extends FieldMessage {
+class VerifyMessage extends BindingFieldMessage {
   readonly #keys: KeySet
   readonly #route: string
-  readonly #recordPattern: string | undefined
   readonly #maxChars: number
-  readonly #ndjson: boolean
 
   constructor(keys: KeySet, route: string, recordPattern: string | undefined, maxChars: number, ndjson: boolean) {
-    super()
+    super(recordPattern, ndjson)
     this.#keys = keys
     this.#route = route
-    this.#recordPattern = recordPattern
     this.#maxChars = maxChars
-    this.#ndjson = ndjson
   }
 
   protected act(target: JsonTarget<FieldRule>): 'keep' {
-    const ptr = pointerClaim(target, this.#recordPattern, this.#ndjson)
-    const rid = recordClaim(target, this.#recordPattern)
+    const ptr = this.pointerOf(target)
+    const rid = this.recordOf(target)
     const t0 = performance.now()
     const sealed =
       target.type === 'string' && isSealedFor(target.value, this.#keys, { route: this.#route, ptr, rid }, this.#maxChars)

@@ -10,10 +10,10 @@ import type { KeySet } from '../crypto/keys.js'
 import type { CryptoOpMetrics } from '../observability/metrics.js'
 import type { JsonTarget } from './json/rewriter.js'
 import {
+  BindingFieldMessage,
   compileFieldRules,
   contextOption,
   emptyBody,
-  FieldMessage,
   type FieldRule,
   type FieldRules,
   FieldStream,
@@ -25,9 +25,7 @@ import {
   PLAINTEXT_RECORD_BYTES,
   PLAINTEXT_VALUE_BYTES,
   parseOptions,
-  pointerClaim,
   recordBytesOption,
-  recordClaim,
   recordFieldsOption,
   recordsOption,
   refuseAtBegin,
@@ -48,21 +46,17 @@ const sealOptions = z
   })
   .strict()
 
-class SealMessage extends FieldMessage {
+class SealMessage extends BindingFieldMessage {
   readonly #sealer: FieldSealer
-  readonly #recordPattern: string | undefined
-  readonly #ndjson: boolean
 
   constructor(sealer: FieldSealer, recordPattern: string | undefined, ndjson: boolean) {
-    super()
+    super(recordPattern, ndjson)
     this.#sealer = sealer
-    this.#recordPattern = recordPattern
-    this.#ndjson = ndjson
   }
 
   protected act(target: JsonTarget<FieldRule>): { replace: Buffer } {
-    const ptr = pointerClaim(target, this.#recordPattern, this.#ndjson)
-    const rid = recordClaim(target, this.#recordPattern)
+    const ptr = this.pointerOf(target)
+    const rid = this.recordOf(target)
     const t0 = performance.now()
     let json: Buffer
     try {

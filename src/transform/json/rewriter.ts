@@ -330,7 +330,7 @@ export function isOneStrictJsonValue(b: Uint8Array, oneLine: boolean, maxDepth: 
   if (isPlainJsonString(b)) return true
   if (oneLine && (b.indexOf(LF) >= 0 || b.indexOf(CR) >= 0 || hasUnicodeLineBreak(b))) return false
   // At the cap itself no container may open: nothing but a scalar fits there.
-  if (maxDepth < 1 && (b.includes(0x5b) || b.includes(0x7b)) && !isPlainJsonString(b)) {
+  if (maxDepth < 1) {
     const first = b.find((c) => c !== 0x20 && c !== 0x09 && c !== LF && c !== CR)
     if (first === 0x5b || first === 0x7b) return false
   }
@@ -929,8 +929,7 @@ export class JsonRewriteEngine<R = unknown> {
     const folded = f.state?.folded
     // A name spelled exactly like a transition is that transition: only the others need folding.
     if (folded != null && f.state!.names!.get(key) === undefined) {
-      // An ASCII name (no high byte, no escape) folds by lower-casing alone.
-      const spelled = folded.get(this.sawHigh || this.sawEsc ? foldName(key) : key.toLowerCase())
+      const spelled = folded.get(this.folded(key))
       if (spelled !== undefined && spelled !== key) this.fail('json_invalid', 'member name differs from a targeted name only by case', end)
     }
     const child = f.state === null ? null : f.state.member(key)
@@ -941,10 +940,8 @@ export class JsonRewriteEngine<R = unknown> {
       // `{"id":"A","ID":"B"}`: a consumer that matches names without case (Go's encoding/json,
       // Jackson's case-insensitive mode) reads the id as "B", and a value bound to record A would
       // open in record B. As for targeted names, a spelling that differs only by case is refused.
-      else if (key.length === this.idMember!.length || this.sawHigh || this.sawEsc) {
-        if ((this.sawHigh || this.sawEsc ? foldName(key) : key.toLowerCase()) === this.idFolded) {
-          this.fail('json_invalid', 'member name differs from the record id member only by case', end)
-        }
+      else if ((key.length === this.idMember!.length || this.sawHigh || this.sawEsc) && this.folded(key) === this.idFolded) {
+        this.fail('json_invalid', 'member name differs from the record id member only by case', end)
       }
     }
     if (f.sep !== null) {
@@ -1191,6 +1188,11 @@ export class JsonRewriteEngine<R = unknown> {
 
   private setWatch(): void {
     this.watch = this.capDepth >= 0 ? this.capDepth : this.idDepth >= 0 ? this.idDepth : this.recDepth
+  }
+
+  /** The member name just scanned, case-folded: an ASCII one (no high byte, no escape) by lower-casing alone. */
+  private folded(key: string): string {
+    return this.sawHigh || this.sawEsc ? foldName(key) : key.toLowerCase()
   }
 
   private pointerHere(): (string | number)[] {
