@@ -8,6 +8,10 @@
  *   `RetryAgent`. A POST that met a reset was sent at most once; the caller reports the failure.
  * - Streaming: request and response bodies are streams with undici's back-pressure; nothing is
  *   buffered here.
+ * - Bounded queue: at most `connections` requests are handed to undici at once; the others wait
+ *   here, oldest first, for at most `connectTimeoutMs` (getting a connection includes waiting for a
+ *   free one), then fail `upstream_unavailable`. undici's own queue has no deadline: a request
+ *   waiting in it was outside every upstream timer, and the sponsor's idle timeout cut it instead.
  * - Rotation: `reload()` swaps in a new pool atomically; the old one drains (`close()`), so no
  *   in-flight request fails and no TLS session of the old certificate is resumed.
  */
@@ -106,6 +110,26 @@ const MAX_RESPONSE_HEADER_BYTES = 16 * 1024
 
 function ignore(): void {}
 
+/** One request waiting for a free connection; exactly one of the two is called, once. */
+interface ConnectionWait {
+  admit(): void
+  refuse(err: unknown): void
+}
+
+function abortedWhileWaiting(): Error {
+  return new DOMException('the request was aborted while waiting for an upstream connection', 'AbortError')
+}
+
+function addAbortListener(signal: AbortSignal | UpstreamAbort, listener: () => void): void {
+  if (signal instanceof UpstreamAbort) signal.once('abort', listener)
+  else signal.addEventListener('abort', listener, { once: true })
+}
+
+function removeAbortListener(signal: AbortSignal | UpstreamAbort, listener: () => void): void {
+  if (signal instanceof UpstreamAbort) signal.off('abort', listener)
+  else signal.removeEventListener('abort', listener)
+}
+
 function errorCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code
   return typeof code === 'string' ? code : undefined
@@ -134,6 +158,10 @@ export class UpstreamPool {
   readonly #retiring = new Map<Pool, Promise<void>>()
   #closing: Promise<void> | undefined
   #closed = false
+  /** Requests handed to undici and not finished yet (their response body closed, or they failed). */
+  #busy = 0
+  /** Requests waiting for one of the `connections` to be free, oldest first. */
+  readonly #waiting: ConnectionWait[] = []
 
   /**
    * @throws EcluseError `tls_material_invalid` when the PEM material does not load.
@@ -157,6 +185,9 @@ export class UpstreamPool {
    *   rethrown as is (the caller knows it aborted).
    */
   async request(opts: UpstreamRequest): Promise<UpstreamResponse> {
+    // A closed pool goes straight to undici, which refuses it.
+    if ((this.#busy < this.#cfg.connections && this.#waiting.length === 0) || this.#closed) this.#busy++
+    else await this.#waitForConnection(opts.signal)
     let data: Dispatcher.ResponseData
     try {
       data = await this.#pool.request({
@@ -170,11 +201,15 @@ export class UpstreamPool {
         servername: this.#cfg.serverName,
       } as Dispatcher.RequestOptions)
     } catch (err) {
+      this.#release()
       throw this.#requestFailed(err, opts.signal)
     }
     // Always one listener: a caller that discards the body with `destroy()` makes undici emit
     // RequestAbortedError, which would otherwise be an uncaught exception. Bound once, no closure.
     data.body.on('error', this.#bodyFailed)
+    // The connection is undici's again once the body has ended or been destroyed (a body nobody
+    // reads is destroyed by undici's body timeout), and 'close' follows either, once.
+    data.body.once('close', this.#release)
     return { statusCode: data.statusCode, headers: data.headers, body: data.body }
   }
 
@@ -249,6 +284,7 @@ export class UpstreamPool {
   /** Graceful: refuses new requests (`upstream_unavailable`), lets in-flight ones finish. Idempotent. */
   close(): Promise<void> {
     this.#closed = true
+    this.#refuseWaiting()
     this.#closing ??= Promise.all([this.#pool.close().catch(ignore), ...this.#retiring.values()]).then(ignore)
     return this.#closing
   }
@@ -256,7 +292,71 @@ export class UpstreamPool {
   /** Immediate: aborts in-flight requests and closes every connection. */
   async destroy(): Promise<void> {
     this.#closed = true
+    this.#refuseWaiting()
     await Promise.all([this.#pool, ...this.#retiring.keys()].map((pool) => pool.destroy().catch(ignore)))
+  }
+
+  /** Requests waiting for a free connection now (for tests and the log). */
+  get waiting(): number {
+    return this.#waiting.length
+  }
+
+  /**
+   * Waits, oldest first, until a finishing request hands over its connection; resolves holding it.
+   * @throws EcluseError `upstream_unavailable` after `connectTimeoutMs` or when the pool closes; an
+   *   abort by `signal` rejects with an AbortError (the caller knows it aborted, nothing is counted).
+   */
+  #waitForConnection(signal: AbortSignal | UpstreamAbort): Promise<void> {
+    if (signal.aborted) return Promise.reject(abortedWhileWaiting())
+    return new Promise<void>((resolve, reject) => {
+      const wait: ConnectionWait = {
+        admit: () => {
+          settle()
+          resolve()
+        },
+        refuse: (err) => {
+          settle()
+          reject(err)
+        },
+      }
+      const timer = setTimeout(() => {
+        this.#dequeue(wait)
+        const err = new EcluseError(
+          'upstream_unavailable',
+          `upstream ${this.name}: all ${this.#cfg.connections} connections stayed busy for ${this.#cfg.connectTimeoutMs} ms (connectTimeoutMs)`,
+        )
+        this.#onError?.('upstream_unavailable', err)
+        wait.refuse(err)
+      }, this.#cfg.connectTimeoutMs)
+      const onAbort = (): void => {
+        this.#dequeue(wait)
+        wait.refuse(abortedWhileWaiting())
+      }
+      const settle = (): void => {
+        clearTimeout(timer)
+        removeAbortListener(signal, onAbort)
+      }
+      addAbortListener(signal, onAbort)
+      this.#waiting.push(wait)
+    })
+  }
+
+  #dequeue(wait: ConnectionWait): void {
+    const at = this.#waiting.indexOf(wait)
+    if (at !== -1) this.#waiting.splice(at, 1)
+  }
+
+  /** A request is done with its connection: the oldest waiting request takes it over, if any. */
+  readonly #release = (): void => {
+    const next = this.#waiting.shift()
+    if (next === undefined) this.#busy--
+    else next.admit()
+  }
+
+  #refuseWaiting(): void {
+    for (const wait of this.#waiting.splice(0)) {
+      wait.refuse(new EcluseError('upstream_unavailable', `upstream ${this.name}: pool closed while waiting for a connection`))
+    }
   }
 
   #buildPool(secureContext: SecureContext): Pool {

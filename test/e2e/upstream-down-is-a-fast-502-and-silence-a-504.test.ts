@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
 import t from 'tap'
 import { closedPort, Harness, metricValue } from '../helpers/harness.js'
@@ -81,4 +82,30 @@ t.test('upstream resets before answering: 502 upstream_reset, the POST sent exac
   t.equal(res.status, 502)
   t.equal((res.json() as { error: string }).error, 'upstream_reset')
   t.equal(h.upstream.hits, 1, 'a non-idempotent request is not retried')
+})
+
+t.test('every upstream connection busy: 503 upstream_unavailable after connectTimeoutMs, and the upload never reaches the upstream', async (t) => {
+  // One connection, held by a first request the upstream does not answer: the second waits in the
+  // pool's queue for connectTimeoutMs, not until the sponsor's idle timeout cuts it.
+  const held: ServerResponse[] = []
+  const h = await Harness.start({
+    handler: (_req, res) => held.push(res),
+    upstream: { connections: 1, connectTimeoutMs: 400, headersTimeoutMs: 5000 },
+  })
+  t.teardown(() => h.close())
+  const first = h.request('/v1/records/1')
+  for (let i = 0; i < 200 && h.upstream.hits === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.equal(h.upstream.hits, 1, 'the first request holds the only connection')
+  const started = performance.now()
+  const res = await h.request('/v1/records/2', { method: 'POST', body: '{"passport":"X1"}', headers: { 'content-type': 'application/json' } })
+  const elapsed = performance.now() - started
+  t.equal(res.status, 503)
+  const body = res.json() as Record<string, unknown>
+  t.equal(body['error'], 'upstream_unavailable')
+  t.same(Object.keys(body).sort(), ['error', 'requestId'], 'terse: the code and the request id, nothing of the upstream')
+  t.ok(elapsed >= 350 && elapsed < 3_000, `after about connectTimeoutMs (${elapsed.toFixed(0)} ms)`)
+  t.equal(h.upstream.hits, 1, 'the waiting request never reached the upstream')
+  t.equal(metricValue(await h.metrics(), 'ecluse_upstream_errors_total', { upstream: 'backend', kind: 'upstream_unavailable' }), 1, 'counted')
+  held[0]!.end('{"ok":true}')
+  t.equal((await first).status, 200, 'the request in flight finishes')
 })
