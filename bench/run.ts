@@ -227,7 +227,9 @@ await writeFile(outFile, `${JSON.stringify(run, null, 2)}\n`)
 const targets = results.flatMap((s) => s.targets)
 process.stdout.write(`\n${runHeader(run)}\n`)
 const count = (v: ReturnType<typeof verdict>) => targets.filter((t) => verdict(t) === v).length
-process.stdout.write(`targets: ${count('PASS')} PASS, ${count('FAIL')} FAIL${count('SCALED') > 0 ? `, ${count('SCALED')} not judged at the scaled-down size of this run (--full judges them)` : ''}\n`)
+process.stdout.write(
+  `targets: ${count('PASS')} PASS, ${count('FAIL')} FAIL${count('SCALED') > 0 ? `, ${count('SCALED')} not judged at the scaled-down size of this run (--full judges them)` : ''}${count('LOAD-BOUND') > 0 ? `, ${count('LOAD-BOUND')} not judged: the load generator was the limit` : ''}\n`,
+)
 process.stdout.write(`results: ${outFile}\n`)
 if (args.docs === true) {
   await updateDocs(run, outFile)

@@ -41,16 +41,29 @@ export interface Target {
    * `SCALED` instead of PASS or FAIL, and counted as neither.
    */
   readonly scaled?: string
+  /**
+   * Why this run's figure measures its load generator, not the subjects (it saturated its core
+   * against every row compared): printed `LOAD-BOUND` instead of PASS or FAIL, counted as neither.
+   */
+  readonly loadBound?: string
 }
 
-/** `PASS`, `FAIL`, or `SCALED` for a target measured below the issue's size. */
-export function verdict(t: Target): 'PASS' | 'FAIL' | 'SCALED' {
-  return t.scaled !== undefined ? 'SCALED' : t.pass ? 'PASS' : 'FAIL'
+export type Verdict = 'PASS' | 'FAIL' | 'SCALED' | 'LOAD-BOUND'
+
+/** `PASS`, `FAIL`, `SCALED` for a target measured below the issue's size, `LOAD-BOUND` for one the load limited. */
+export function verdict(t: Target): Verdict {
+  return t.scaled !== undefined ? 'SCALED' : t.loadBound !== undefined ? 'LOAD-BOUND' : t.pass ? 'PASS' : 'FAIL'
+}
+
+/** Why the target is not judged in this run, if it is not. */
+export function notJudged(t: Target): string | undefined {
+  return t.scaled ?? t.loadBound
 }
 
 /** The target's measured value, with the reason it is not judged when it is not. */
 export function targetLine(t: Target): string {
-  return `${t.name}: ${t.value} (target ${t.limit}${t.scaled === undefined ? '' : `; not judged: ${t.scaled}`})`
+  const why = notJudged(t)
+  return `${t.name}: ${t.value} (target ${t.limit}${why === undefined ? '' : `; not judged: ${why}`})`
 }
 
 export interface ScenarioResult {
