@@ -261,16 +261,14 @@ class Exchange {
       this.#refuse(match.error, `${req.method} ${this.#state.routes.pathForLog(target.path)}`)
       return
     }
-    // Tomcat, Jetty and Spring strip `;` path parameters before they route (`/docs/secret;x` is
-    // `/docs/secret` to them). No route literal holds a `;`, so such a segment only ever matches a
-    // parameter or a wildcard: it must match the same route without them, or it is refused.
-    if (target.path.includes(';')) {
-      const without = this.#state.routes.match(req.method ?? '', target.path.replace(/;[^/]*/g, ''))
-      if ('error' in without || without.route !== match.route) {
-        this.#proxy.metrics.authorizationDenied('unmatched', 'path_rejected')
-        this.#refuse('path_rejected', 'path parameters (";") would route the request elsewhere')
-        return
-      }
+    // An upstream may read the path as another one (`;` parameters stripped, letter case ignored, a
+    // trailing slash or a `.ext` suffix dropped): if that one is another route's, the upstream would
+    // run that route's handler under this route's ACL and transforms. Refused.
+    const elsewhere = this.#state.routes.readElsewhere(req.method ?? '', target.path, match.route)
+    if (elsewhere !== null) {
+      this.#proxy.metrics.authorizationDenied('unmatched', 'path_rejected')
+      this.#refuse('path_rejected', `the path read ${elsewhere.reading} is routed to ${elsewhere.route.name}, not ${match.route.name}`)
+      return
     }
     const route = match.route
     this.#route = route

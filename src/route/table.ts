@@ -66,6 +66,25 @@ export interface RouteTable {
    * configuration and tells an operator where the path left the routes.
    */
   pathForLog(path: string): string
+  /**
+   * How an upstream framework may read `path` as another path that this table routes to another
+   * route than `route` (`match` gave `route` for it): the reading and that route, or `null`.
+   * Upstreams commonly strip `;` path parameters (Tomcat, Jetty, Spring), ignore letter case
+   * (Express, ASP.NET Core), ignore a trailing slash (Express, Spring 5) and read a final `.ext` as
+   * a format (Rails, Spring before 5.3): `/docs/SECRET`, `/docs/secret/` and `/docs/secret.json`
+   * then reach the handler of a literal `/docs/secret` while the gateway routed them, and checked
+   * their principal, by a broader `/docs/:name`. Such a request must be refused; a reading that no
+   * route matches is no concern (nothing else the upstream serves is routed either).
+   */
+  readElsewhere(method: string, path: string, route: CompiledRoute): UpstreamReading | null
+}
+
+/** A reading of a path by an upstream that routes it elsewhere (`RouteTable.readElsewhere`). */
+export interface UpstreamReading {
+  /** What the upstream does to the path, e.g. `without its trailing slash`. */
+  readonly reading: string
+  /** The route the path read that way matches. */
+  readonly route: CompiledRoute
 }
 
 /**
@@ -78,6 +97,19 @@ export function retireRouteTable(table: RouteTable): void {
     for (const step of route.responseTransforms) step.retire?.()
   }
 }
+
+/** The ways upstream frameworks commonly read a path as another (see `RouteTable.readElsewhere`). */
+const UPSTREAM_READINGS: ReadonlyArray<{ readonly what: string; applies(path: string): boolean; read(path: string): string }> = [
+  { what: 'without its ";" path parameters', applies: (p) => p.includes(';'), read: (p) => p.replace(/;[^/]*/g, '') },
+  { what: 'ignoring letter case', applies: (p) => /[A-Z]/.test(p), read: (p) => p.toLowerCase() },
+  { what: 'without its trailing slash', applies: (p) => p.length > 1 && p.endsWith('/'), read: (p) => p.slice(0, -1) },
+  {
+    what: 'without its final ".ext" suffix',
+    // A dot after the last segment's first character: `.well-known` is a name, not a suffix.
+    applies: (p) => p.lastIndexOf('.') > p.lastIndexOf('/') + 1,
+    read: (p) => p.slice(0, p.lastIndexOf('.')),
+  },
+]
 
 const ROUTE_NOT_FOUND: RouteMatch = Object.freeze({ error: 'route_not_found' as const })
 const METHOD_NOT_ALLOWED: RouteMatch = Object.freeze({ error: 'method_not_allowed' as const })
@@ -303,6 +335,30 @@ class CompiledRouteTable implements RouteTable {
     return this.#byName.get(name)
   }
 
+  readElsewhere(method: string, path: string, route: CompiledRoute): UpstreamReading | null {
+    // Each reading alone, then all of them together (`/docs/Secret.json/`).
+    let together = path
+    let readings = 0
+    for (const reading of UPSTREAM_READINGS) {
+      if (reading.applies(path)) {
+        const elsewhere = this.#routedElsewhere(method, reading.read(path), route)
+        if (elsewhere !== null) return { reading: reading.what, route: elsewhere }
+      }
+      if (reading.applies(together)) {
+        together = reading.read(together)
+        readings++
+      }
+    }
+    if (readings < 2) return null
+    const elsewhere = this.#routedElsewhere(method, together, route)
+    return elsewhere === null ? null : { reading: 'with all of these readings together', route: elsewhere }
+  }
+
+  #routedElsewhere(method: string, path: string, route: CompiledRoute): CompiledRoute | null {
+    const match = this.match(method, path)
+    return 'route' in match && match.route !== route ? match.route : null
+  }
+
   match(method: string, path: string): RouteMatch {
     if (path.charCodeAt(0) !== 0x2f) return ROUTE_NOT_FOUND
     if (method === 'HEAD') {
@@ -368,5 +424,30 @@ export function compileRouteTable(config: Config, env: TransformEnv): RouteTable
   for (const trie of byMethod.values()) trie.seal()
   getOrHead.seal()
   anyMethod.seal()
-  return new CompiledRouteTable(compiled, { byMethod, getOrHead, anyMethod }, literals)
+  const table = new CompiledRouteTable(compiled, { byMethod, getOrHead, anyMethod }, literals)
+  refuseUnreachableRoutes(table, config)
+  return table
+}
+
+/**
+ * A route whose own paths an upstream may read as another route's (`readElsewhere`) would refuse
+ * every request it gets: say so at boot, naming both. Checked on a path of the pattern's shape
+ * (each param and wildcard a plain lower-case segment), for each of its methods.
+ */
+function refuseUnreachableRoutes(table: RouteTable, config: Config): void {
+  config.routes.forEach((routeConfig, index) => {
+    const route = table.routes[index]!
+    const sample = parsePattern(routeConfig.path, `routes[${index}].path`)
+      .map((segment) => (segment.kind === 'literal' ? segment.text : 'x'))
+      .join('/')
+    for (const method of route.methods) {
+      const elsewhere = table.readElsewhere(method, `/${sample}`, route)
+      if (elsewhere !== null) {
+        throw new EcluseError(
+          'config_invalid',
+          `routes[${index}].path: "${routeConfig.path}" read ${elsewhere.reading}, as common upstream frameworks read paths, is routed to "${elsewhere.route.name}": every request to "${route.name}" would be refused (path_rejected); name its literal segments so that no such reading reaches another route`,
+        )
+      }
+    }
+  })
 }

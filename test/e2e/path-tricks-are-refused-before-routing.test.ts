@@ -30,7 +30,7 @@ t.test('ambiguous paths are refused with path_rejected and never reach the upstr
 // gateway must route a request as the upstream will, or the client reaches the literal's handler
 // through the broader route. Many upstreams decode `%3A` before routing; Tomcat, Jetty and Spring
 // strip `;` path parameters.
-t.test('an encoded ":" or a ";" path parameter cannot route around a narrower literal route', async (t) => {
+t.test('an encoded ":", a ";" path parameter, letter case, a trailing slash or a suffix cannot route around a narrower literal route', async (t) => {
   const app = 'uri:spiffe://sponsor.test/accreditation-app'
   const other = 'uri:spiffe://sponsor.test/other-app'
   const h = await Harness.start({
@@ -50,7 +50,9 @@ t.test('an encoded ":" or a ";" path parameter cannot route around a narrower li
   for (const path of ['/v1/items%3Abatch', '/v1/items%3abatch']) {
     t.match(await send('POST', path), /^HTTP\/1\.1 403 /, `POST ${path}: the batch route, which refuses this client`)
   }
-  for (const path of ['/v1/items/special;x=1', '/v1/docs/secret;a']) {
+  // …nor can letter case, a trailing slash or a `.ext` suffix, which Express, ASP.NET Core, Spring
+  // or Rails read as the same resource.
+  for (const path of ['/v1/items/special;x=1', '/v1/docs/secret;a', '/v1/docs/SECRET', '/v1/docs/secret/', '/v1/docs/secret.json', '/v1/docs/Secret.json/']) {
     const response = await send('GET', path)
     t.match(response, /^HTTP\/1\.1 400 /, `GET ${path}: refused`)
     t.match(response, /"error":"path_rejected"/, `GET ${path}: path_rejected`)
