@@ -25,6 +25,9 @@ RUN ["node", "--no-concurrent-sweeping", "-e", "0"]
 USER 1000:1000
 # Sponsor side and admin (bind the admin listener to loopback unless the pod needs it; see docs/operations.md).
 EXPOSE 8443 9090
+# The gateway takes its admin port from its configuration file only: ECLUSE_ADMIN_PORT here must say
+# the same as `admin.listen.port` when that is not 9090 (and the admin listener must listen on
+# loopback or a wildcard address for 127.0.0.1 to reach it).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.ECLUSE_ADMIN_PORT||9090)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # V8 sweeps freed memory on the gateway's own thread instead of waking helper threads for it: less

@@ -624,13 +624,24 @@ class ClusterPrimary {
 // Worker
 
 /**
- * Gauges that must not be summed across workers (prom-client's default aggregator): every worker
- * reports the same build and the same certificates.
+ * Gauges whose workers' values must not be summed (prom-client's default) nor averaged: every worker
+ * reports the same build and certificates, and readiness and the event loop's lag are judged by the
+ * worst worker.
  */
-const WORKER_AGGREGATORS: Readonly<Record<string, 'first' | 'min'>> = {
+const WORKER_AGGREGATORS: Readonly<Record<string, 'first' | 'min' | 'max'>> = {
   ecluse_build_info: 'first',
   // The soonest expiry is the one to alert on (workers reload on the same SIGHUP, so they agree).
   ecluse_certificate_expiry_timestamp_seconds: 'min',
+  // An upstream is ready for the process only if every worker reaches it.
+  ecluse_upstream_ready: 'min',
+  // prom-client averages the event loop's lag across workers, which would dilute one saturated
+  // worker N-fold under the alert on its p99: the worst worker is the one to see.
+  ecluse_nodejs_eventloop_lag_seconds: 'max',
+  ecluse_nodejs_eventloop_lag_mean_seconds: 'max',
+  ecluse_nodejs_eventloop_lag_stddev_seconds: 'max',
+  ecluse_nodejs_eventloop_lag_p50_seconds: 'max',
+  ecluse_nodejs_eventloop_lag_p90_seconds: 'max',
+  ecluse_nodejs_eventloop_lag_p99_seconds: 'max',
 }
 
 async function runWorker(configPath: string, signals: BootSignals): Promise<void> {

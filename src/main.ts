@@ -127,6 +127,10 @@ export class Gateway {
       readiness: () => this.readiness(),
       log,
     })
+    metrics.probeUpstreamsWith(async () => {
+      const { checks } = await this.readiness()
+      return new Map([...this.#upstreams.keys()].map((name) => [name, checks[`upstream:${name}`] === 'ok']))
+    })
   }
 
   static async start(configPath: string, options: GatewayOptions = {}): Promise<Gateway> {

@@ -125,6 +125,9 @@ export class SponsorListener {
     // The header block stays bounded by maxHeaderBytes.
     this.server.maxHeadersCount = 0
     this.server.maxConnections = limits.maxConnections
+    // Node closes a connection past the cap before TLS, with no 'connection' event: count it here,
+    // or the saturation it signals shows in no metric.
+    this.server.on('drop', () => this.#metrics.requestRejected('overloaded'))
     // Counted in `#inTurn`, not by Node: past its limit Node answers a pipelined request with a bare
     // 503 of its own (no error code, not logged) after a response that said `Connection: close`.
     this.server.maxRequestsPerSocket = 0

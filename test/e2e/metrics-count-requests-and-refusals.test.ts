@@ -25,6 +25,7 @@ t.test('metrics show requests, refusals, bytes and open connections; readiness f
   t.ok(metricValue(m, 'ecluse_open_connections', { side: 'sponsor' }) >= 1)
   t.notMatch(m, /v1\/records\/1|accreditation-app|other-app/, 'no raw path or principal in any label')
   t.match(m, /ecluse_process_cpu_seconds_total|ecluse_process_cpu_user_seconds_total/, 'default Node metrics are there')
+  t.equal(metricValue(m, 'ecluse_upstream_ready', { upstream: 'backend' }), 1, 'the upstream answers its readiness probe')
 
   const ready = await request(`${h.adminOrigin}/readyz`)
   t.equal(ready.statusCode, 200)
@@ -41,6 +42,14 @@ t.test('readiness is 503 while the upstream does not answer', async (t) => {
   t.equal(ready.statusCode, 503)
   const body = (await ready.body.json()) as { checks: Record<string, string> }
   t.not(body.checks['upstream:backend'], 'ok')
+  // Unready, the pod gets no requests and counts no upstream error: the gauge still says why.
+  t.match(await h.metrics(), /^ecluse_upstream_ready\{upstream="backend"\} 0$/m, 'the gauge says the upstream is not ready')
+})
+
+t.test('the readiness gauge is probed when scraped, with no /readyz asked first', async (t) => {
+  const h = await Harness.start({ upstreamPort: 1 })
+  t.teardown(() => h.close())
+  t.match(await h.metrics(), /^ecluse_upstream_ready\{upstream="backend"\} 0$/m)
 })
 
 t.test('an upstream handshake that fails counts as a TLS failure on the upstream side; a body over its limit as a rejected request', async (t) => {

@@ -94,4 +94,5 @@ t.test('slow, oversized, silent and surplus connections are refused by the spons
   const metrics = await h.metrics()
   t.ok(metricValue(metrics, 'ecluse_rejected_requests_total', { reason: 'request_timeout' }) >= 1, 'timeouts counted')
   t.equal(metricValue(metrics, 'ecluse_rejected_requests_total', { reason: 'headers_too_large' }), 1, 'the oversized header counted')
+  t.equal(metricValue(metrics, 'ecluse_rejected_requests_total', { reason: 'overloaded' }), 1, 'the connection over maxConnections counted')
 })
