@@ -127,10 +127,6 @@ export class Gateway {
       readiness: () => this.readiness(),
       log,
     })
-    metrics.probeUpstreamsWith(async () => {
-      const { checks } = await this.readiness()
-      return new Map([...this.#upstreams.keys()].map((name) => [name, checks[`upstream:${name}`] === 'ok']))
-    })
   }
 
   static async start(configPath: string, options: GatewayOptions = {}): Promise<Gateway> {
@@ -189,12 +185,15 @@ export class Gateway {
     if (this.#readiness !== undefined && now - this.#readiness.at < READINESS_TTL_MS) return this.#readiness.value
     const checks: Record<string, string> = { certificates: 'ok' }
     if (this.proxy.draining) checks['shutdown'] = 'draining'
+    const upstreamReady = new Map<string, boolean>()
     await Promise.all(
       [...this.#upstreams].map(async ([name, pool]) => {
         const probe = await pool.probe()
         checks[`upstream:${name}`] = probe.ok ? 'ok' : probe.detail
+        upstreamReady.set(name, probe.ok)
       }),
     )
+    this.metrics.upstreamReadiness(upstreamReady)
     const value: Readiness = { ready: Object.values(checks).every((c) => c === 'ok'), checks }
     this.#readiness = { at: now, value }
     return value

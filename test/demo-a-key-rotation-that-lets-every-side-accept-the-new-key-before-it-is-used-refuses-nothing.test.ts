@@ -7,7 +7,7 @@
  * public set (docs/profiles.md). That order refuses nothing; reloading either gateway alone with the
  * whole rotated set refuses traffic until the other follows.
  */
-import { copyFile, cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { copyFile, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { request as httpRequest } from 'node:http'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -170,4 +170,15 @@ t.test('the public set on the edge first: the sidecar refuses its requests until
   await copyFile(path.join(s.next, PRIVATE), path.join(s.host, PRIVATE))
   t.same(await s.chain.sidecar.reload(), { ok: true })
   t.match(await round(s), { create: 201, get: 200, stored: 1 }, 'once the sidecar follows')
+})
+
+t.test('the chain’s reload leaves the edge alone when the sidecar, which opens, refuses its reload', async (t) => {
+  const s = await setup('documented')
+  // The edge's file already names the new key; the sidecar's private set is unreadable.
+  await copyFile(path.join(s.next, PUBLIC), s.edgeFile)
+  await writeFile(path.join(s.host, PRIVATE), '{ not json')
+  const [sidecar, edge] = await s.chain.reload()
+  t.equal(sidecar.ok, false, 'the sidecar refused its reload')
+  t.same(edge, { ok: false, error: 'not reloaded: the sidecar, which opens, refused its reload first' })
+  t.same(await round(s), { create: 201, get: 200, kid: s.oldKid, stored: 1 }, 'both sides still on the old key: nothing refused')
 })

@@ -98,6 +98,10 @@ async function scrapeOfARunningCluster(t: Test): Promise<{ scrape: string; admin
   t.equal(await status('/v1/nowhere'), 404, 'a request no route matches')
   // Workers report their metrics to the primary when it is scraped: the last answer is counted.
   const admin = `127.0.0.1:${port('admin')}`
+  // The kubelet's readiness probe, which sets `ecluse_upstream_ready` (one upstream down: 503).
+  const ready = await request(`http://${admin}/readyz`)
+  await ready.body.dump()
+  t.equal(ready.statusCode, 503, 'readiness checked, and fails for the upstream that is down')
   const res = await request(`http://${admin}/metrics`)
   return { scrape: await res.body.text(), admin }
 }

@@ -24,11 +24,12 @@ const MESSAGE = 'x'.repeat(1000)
 // (itself and through a registry) and, from a twin logger that only measures, how many bytes the
 // lines it kept make and the size of the first line it dropped; then exits the way a serving
 // process does, at once or after lingering argv[3] ms. Flags (argv[4]): 'go' waits, once its log
-// is open, for a line on stdin before logging; 'again' logs as many lines again 500 ms later.
+// is open, for a line on stdin before logging; 'again' logs as many lines again 500 ms later;
+// 'return' closes the log and returns without exiting, as a serve whose boot failed does.
 const script = join(dir, 'log-and-exit.ts')
 await writeFile(
   script,
-  `import { createLogger, droppedLogLines, exitAfterLog } from ${JSON.stringify(join(ROOT, 'src/observability/logger.ts'))}
+  `import { closeStdoutLog, createLogger, droppedLogLines, exitAfterLog } from ${JSON.stringify(join(ROOT, 'src/observability/logger.ts'))}
 import { GatewayMetrics } from ${JSON.stringify(join(ROOT, 'src/observability/metrics.ts'))}
 const metrics = new GatewayMetrics({ routes: [], defaultMetrics: false })
 const log = createLogger({ level: 'info' })
@@ -54,7 +55,8 @@ const dropped = droppedLogLines()
 const kept = lines - dropped
 const keptBytes = sizes.slice(0, kept).reduce((a, b) => a + b, 0)
 process.stderr.write(JSON.stringify({ dropped, counted, keptBytes, nextBytes: sizes[kept] ?? 0 }))
-setTimeout(() => exitAfterLog(0), Number(process.argv[3]))
+if (flags.includes('return')) await closeStdoutLog()
+else setTimeout(() => exitAfterLog(0), Number(process.argv[3]))
 `,
 )
 
@@ -89,6 +91,22 @@ t.test('a socket whose reader keeps up gets every line, the last ones written at
   const received = out.split('\n').filter((l) => l !== '')
   t.equal(received.length, lines, 'every line arrived')
   t.same(JSON.parse(received.at(-1)!).i, lines - 1, 'the last one too')
+})
+
+t.test('a socket whose reader stalled: a process that closes its log and returns (a failed boot) still ends', async (t) => {
+  // Found by review: sonic-boom retried its write every 100 ms after the log was closed (EAGAIN on
+  // the non-blocking socket), and its timer kept a failed `serve` alive until the reader read.
+  const { child, exit } = run('pipe', 1024, { flags: ['return'] })
+  // Never read: the socket fills, and the process's writes meet EAGAIN.
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL')
+  })
+  const started = performance.now()
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+  const { code } = await exit
+  clearTimeout(timer)
+  t.equal(code, 0, 'ended by itself, not killed')
+  t.ok(performance.now() - started < 10_000, 'soon after the close deadline')
 })
 
 t.test('a stalled reader: at most LOG_BUFFER_MAX_BYTES held, the rest dropped and counted, exit on time', async (t) => {

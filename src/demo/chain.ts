@@ -91,9 +91,15 @@ export class DemoChain {
     this.#workDir = init.workDir
   }
 
-  /** Reloads both gateways (SIGHUP): the opening side first, so it knows a new key before it is used. */
+  /**
+   * Reloads both gateways (SIGHUP): the opening side first, so it knows a new key before it is used;
+   * the edge is not reloaded when the sidecar's reload failed (it would be asked to seal to a key the
+   * sidecar may not open).
+   */
   async reload(): Promise<Array<{ ok: true } | { ok: false; error: string }>> {
-    return [await this.sidecar.reload(), await this.edge.reload()]
+    const sidecar = await this.sidecar.reload()
+    if (!sidecar.ok) return [sidecar, { ok: false, error: 'not reloaded: the sidecar, which opens, refused its reload first' }]
+    return [sidecar, await this.edge.reload()]
   }
 
   /** Drains and stops everything, front to back; idempotent. */

@@ -150,8 +150,12 @@ export class SponsorListener {
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#inTurn(handler, req, res, false))
     // Answer `Expect: 100-continue` only once the request is known to be routed and allowed.
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.#inTurn(handler, req, res, true))
+    // Any other expectation is one the gateway cannot meet: Node's 417, with our code, counted.
     this.server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
-      res.writeHead(417, { 'content-type': 'application/json', connection: 'close' }).end(publicErrorBody('bad_request'))
+      this.#metrics.requestRejected('bad_request')
+      this.#log.info({ code: 'bad_request', status: 417 }, 'sponsor request with an Expect other than 100-continue; refused')
+      const body = publicErrorBody('bad_request')
+      res.writeHead(417, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body)
     })
   }
 

@@ -493,8 +493,7 @@ export class GatewayMetrics {
   readonly #rejectedCells = new Map<ErrorCode, CounterCell>()
   readonly #reloads: Counter<'result'>
   readonly #certExpiry: Gauge<'side' | 'name'>
-  /** What `ecluse_upstream_ready` reports at each scrape: set by the gateway (`probeUpstreamsWith`). */
-  #upstreamReadiness: (() => Promise<ReadonlyMap<string, boolean>>) | undefined
+  readonly #upstreamReady: Gauge<'upstream'>
 
   // ---- crypto (sealing) metrics ------------------------------------------------------------
   // Bounded labels only (fixed op/kind enums, route names, error codes); never a value, a kid or
@@ -601,21 +600,15 @@ export class GatewayMetrics {
       registers: [registry],
     })
 
-    // The readiness probe's answer per upstream, asked at scrape time (the gateway caches it for a few
-    // seconds). A failing probe takes the pod out of its Service, so requests, and with them
-    // `ecluse_upstream_errors_total`, stop: without this gauge, an upstream lost to a bad rotation
-    // would look like silence.
-    const upstreamReady: Gauge<'upstream'> = new Gauge<'upstream'>({
+    // The last readiness probe's answer per upstream. A failing probe takes the pod out of its
+    // Service, so requests, and with them `ecluse_upstream_errors_total`, stop: without this gauge,
+    // an upstream lost to a bad rotation would look like silence. Set by `/readyz` (the kubelet asks
+    // every few seconds), not probed at scrape time: a scrape sends nothing to the trusted side.
+    this.#upstreamReady = new Gauge<'upstream'>({
       name: 'ecluse_upstream_ready',
-      help: "1 when the upstream answers the gateway's readiness probe (mutual TLS, then any HTTP status), 0 when it does not; probed when scraped.",
+      help: "1 when the upstream answered the gateway's last readiness probe (mutual TLS, then any HTTP status), 0 when it did not.",
       labelNames: ['upstream'],
       registers: [registry],
-      collect: async () => {
-        const readiness = await this.#upstreamReadiness?.()
-        if (readiness === undefined) return
-        upstreamReady.reset()
-        for (const [upstream, ready] of readiness) upstreamReady.set({ upstream }, ready ? 1 : 0)
-      },
     })
 
     // Process-wide (one stdout per process); each registry reports the lines dropped since it was made.
@@ -774,11 +767,12 @@ export class GatewayMetrics {
    * A number is Unix time in **milliseconds** (as `Date.getTime()`).
    */
   /**
-   * Where `ecluse_upstream_ready` asks at each scrape: every configured upstream, ready or not (the
-   * gateway's readiness probes; upstreams a reload removed are no longer listed, so their series go).
+   * `ecluse_upstream_ready` from a readiness check: every configured upstream, ready or not
+   * (upstreams a reload removed are no longer listed, so their series go).
    */
-  probeUpstreamsWith(readiness: () => Promise<ReadonlyMap<string, boolean>>): void {
-    this.#upstreamReadiness = readiness
+  upstreamReadiness(readiness: ReadonlyMap<string, boolean>): void {
+    this.#upstreamReady.reset()
+    for (const [upstream, ready] of readiness) this.#upstreamReady.set({ upstream }, ready ? 1 : 0)
   }
 
   /** Forgets every `ecluse_certificate_expiry_timestamp_seconds` series (before recording the current set). */

@@ -189,7 +189,16 @@ interface PendingWrite {
  */
 class SonicLog implements StdoutLog {
   readonly fallback: string | undefined
-  readonly #sink = pino.destination({ dest: 1, sync: false, maxLength: LOG_BUFFER_MAX_BYTES, maxWrite: STDOUT_MAX_WRITE })
+  readonly #sink = pino.destination({
+    dest: 1,
+    sync: false,
+    maxLength: LOG_BUFFER_MAX_BYTES,
+    maxWrite: STDOUT_MAX_WRITE,
+    // sonic-boom retries a write that met EAGAIN every 100 ms, with no end: once closed, its timer
+    // would keep a process that returned (a failed boot) alive until the reader reads. It gives up
+    // instead, with an error, which makes the log quiet (below).
+    retryEAGAIN: () => this.#open,
+  })
   #open = true
   #failed = false
   #closed: Promise<void> | undefined

@@ -162,12 +162,14 @@ const SINGLETON: ReadonlySet<string> = new Set([
 const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/
 
 /**
- * Characters sent as-is in the principal header: printable ASCII but `%`. Anything else, `%`
- * included, is percent-encoded as UTF-8, so that the encoding is one-to-one: a CN `%C3%89` and a CN
- * `É` are two headers.
+ * Characters sent as-is in the principal header: printable ASCII but `%`, `,` and `"`. Anything
+ * else is percent-encoded as UTF-8, so that the encoding is one-to-one as the upstream reads it: a
+ * CN `%C3%89` and a CN `É` are two headers (`%`), and a CN `alice, cn:admin` is not read as a list
+ * holding `cn:admin` (`,` separates list members and `"` quotes them, RFC 9110 §5.6). A space at
+ * either end is encoded too, since parsers strip it (§5.5): `cn:admin ` is not `cn:admin`.
  */
-const PLAIN_ID = /^[\x20-\x24\x26-\x7e]*$/
-const NON_PLAIN_ID_CHAR = /[^\x20-\x24\x26-\x7e]/gu
+const PLAIN_ID = /^(?! )[\x20\x21\x23\x24\x26-\x2b\x2d-\x7e]*(?<! )$/
+const NON_PLAIN_ID_CHAR = /[^\x20\x21\x23\x24\x26-\x2b\x2d-\x7e]|^ | $/gu
 
 const IPV4_MAPPED = '::ffff:'
 

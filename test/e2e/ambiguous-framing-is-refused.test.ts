@@ -29,3 +29,13 @@ t.test('ambiguous framing is refused with 400 and never reaches the upstream', a
     metricValue(metrics, 'ecluse_rejected_requests_total', { reason: 'bad_request' })
   t.equal(refused, Object.keys(CASES).length, 'every refusal is counted')
 })
+
+t.test('an Expect other than 100-continue is a 417 with the stable code, counted, and never reaches the upstream', async (t) => {
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const response = await h.raw('POST /v1/records/1 HTTP/1.1\r\nhost: localhost\r\nexpect: foo\r\ncontent-length: 2\r\n\r\n{}')
+  t.match(response, /^HTTP\/1\.1 417 /)
+  t.match(response, /\r\n\r\n\{"error":"bad_request"\}$/, 'the code alone')
+  t.equal(h.upstream.hits, 0)
+  t.equal(metricValue(await h.metrics(), 'ecluse_rejected_requests_total', { reason: 'bad_request' }), 1, 'counted')
+})
