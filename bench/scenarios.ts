@@ -157,10 +157,14 @@ function withFailures(shown: string, rows: readonly MeasuredRow[]): { failed: nu
   return { failed, value: failed === 0 ? shown : `${shown} (${failed} failed requests)` }
 }
 
-async function withSubjects<T>(start: Array<() => Promise<Subject>>, body: (subjects: Subject[]) => Promise<T>): Promise<T> {
+/** Starts the subjects (one that resolves `null` is skipped: an optional baseline that could not start), runs `body`, stops them. */
+export async function withSubjects<T>(start: Array<() => Promise<Subject | null>>, body: (subjects: Subject[]) => Promise<T>): Promise<T> {
   const subjects: Subject[] = []
   try {
-    for (const s of start) subjects.push(await s())
+    for (const s of start) {
+      const subject = await s()
+      if (subject !== null) subjects.push(subject)
+    }
     return await body(subjects)
   } finally {
     await Promise.allSettled(subjects.map((s) => s.stop()))
@@ -200,12 +204,17 @@ const passthrough: Scenario = {
   async run(ctx) {
     const nginx = findNginx()
     const notes: string[] = []
-    const starts: Array<() => Promise<Subject>> = [() => startBareProxy(ctx.env), () => startEcluse(ctx.env, { cpuProfileDir: ctx.options.cpuProfileDir })]
+    const starts: Array<() => Promise<Subject | null>> = [() => startBareProxy(ctx.env), () => startEcluse(ctx.env, { cpuProfileDir: ctx.options.cpuProfileDir })]
     if (nginx === undefined) notes.push('nginx is not installed: its row is skipped (`apt-get install nginx` to include it)')
     else
       starts.push(async () => {
-        const s = await startNginx(ctx.env, nginx)
-        notes.push(`nginx row: ${s.version}, one worker process, upstream keep-alive, no buffering, no access log`)
+        // An optional reference: one that does not start (a port, a module Debian's build lacks)
+        // costs its row, not the run.
+        const s = await startNginx(ctx.env, nginx).catch((err: unknown) => {
+          notes.push(`nginx did not start (${err instanceof Error ? err.message.split('\n')[0] : String(err)}): its row is skipped`)
+          return null
+        })
+        if (s !== null) notes.push(`nginx row: ${s.version}, one worker process, upstream keep-alive, no buffering, no access log`)
         return s
       })
     starts.push(async () => directSubject(ctx.env))
