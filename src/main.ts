@@ -278,6 +278,12 @@ export class Gateway {
         throw err
       }
       for (const [name, pool] of this.#upstreams) if (!upstreams.has(name)) retired.push(pool)
+      // A shutdown that began while the files were read closes the pools it knows: the ones built
+      // here would outlive it, and a drain would go on with half the new state.
+      if (this.#shutdown !== undefined) {
+        for (const pool of created) void pool.destroy()
+        return { ok: false, error: 'shutting down' }
+      }
 
       // From here on nothing throws: the swap is whole. The new routes' series are bound only now,
       // so a reload that failed leaves no series behind for routes that never served.

@@ -51,3 +51,19 @@ t.test('an upload that straddles a reload replacing its upstream pool completes 
   t.equal(after.status, 200, 'a request after the reload goes through the new pool')
   t.equal(h.upstream.hits, 2)
 })
+
+t.test('a reload that a shutdown overtakes while it reads its files applies nothing', async (t) => {
+  // The reload reads the files (async), the shutdown begins meanwhile: the reload's new pool would
+  // have outlived the close, and the drain would have gone on with half the new state.
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const before = h.gateway.config
+  const upstreams = h.config['upstreams'] as Record<string, Record<string, unknown>>
+  await h.writeConfig({ ...h.config, upstreams: { backend: { ...upstreams['backend'], connectTimeoutMs: 1500 } } })
+  const reloading = h.gateway.reload()
+  const stopping = h.gateway.shutdown()
+  t.same(await reloading, { ok: false, error: 'shutting down' }, 'not applied')
+  t.equal(h.gateway.config, before, 'the configuration in use is the one it had')
+  t.equal(h.gateway.proxy.retiredPools.length, 0, 'no pool was swapped out')
+  await stopping
+})
