@@ -109,7 +109,8 @@ const LOAD_SATURATED_PERCENT = 90
  * against every row compared, both ran at its pace and the ratio says nothing of them.
  */
 export function loadBound(rows: readonly MeasuredRow[], judgedBy: string): { loadBound?: string } {
-  if (!rows.every((r) => r.loadCpuPercent > LOAD_SATURATED_PERCENT)) return {}
+  // Failed requests fail the target whatever the load: LOAD-BOUND must not hide that FAIL.
+  if (!rows.every((r) => r.loadCpuPercent > LOAD_SATURATED_PERCENT) || rows.some((r) => failedOf(r) > 0)) return {}
   const used = rows.map((r) => `${r.loadCpuPercent.toFixed(0)} %`).join(' and ')
   return { loadBound: `the load generator used ${used} of a core: every row ran at its pace; ${judgedBy}` }
 }

@@ -16,6 +16,8 @@ t.test('a target is LOAD-BOUND only when the load generator saturated its core a
   t.match(saturated.loadBound, /load generator used 97 % and 93 % of a core: every row ran at its pace; the per-CPU-second target judges the proxies/)
   t.same(loadBound([rowWithLoad('écluse', 97), rowWithLoad('bare', 60)], judgedBy), {}, 'one row under the bound: the ratio measures the subjects')
   t.same(loadBound([rowWithLoad('écluse', 90), rowWithLoad('bare', 95)], judgedBy), {}, 'at 90 % exactly, still judged')
+  const failing = { ...rowWithLoad('écluse', 97), errors: 3, non2xx: 0, mismatches: 0 } as MeasuredRow
+  t.same(loadBound([failing, rowWithLoad('bare', 93)], judgedBy), {}, 'failed requests: judged (and failed), not hidden as LOAD-BOUND')
 })
 
 t.test('the verdict: SCALED and LOAD-BOUND are neither PASS nor FAIL, and the line says why', async (t) => {

@@ -37,7 +37,7 @@ t.test('two routes with the same pattern shape on a shared method are a boot err
   boots(t, [{ name: 'lit', path: '/v1/a' }, { name: 'par', path: '/v1/:id' }, { name: 'wild', path: '/v1/*' }], 'overlaps resolved by precedence')
   // Another shape to the trie, but one resource to an upstream that ignores a trailing slash: every
   // request to "slash" would be refused at run time (RouteTable.readElsewhere), so it is a boot error.
-  refuses(t, [{ name: 'slash', path: '/v1/a/' }, { name: 'bare', path: '/v1/a' }], /routes\[0\]\.path: "\/v1\/a\/" read without its trailing slash, .* is routed to "bare": every request to "slash" would be refused/, 'a trailing slash beside the same path without')
+  refuses(t, [{ name: 'slash', path: '/v1/a/' }, { name: 'bare', path: '/v1/a' }], /routes\[0\]\.path: "\/v1\/a\/" read without its trailing slash, .* goes to route "bare": every GET to "slash" would be refused/, 'a trailing slash beside the same path without')
 })
 
 t.test('an invalid path pattern is a boot error with its key path', async (t) => {
@@ -92,9 +92,9 @@ t.test('an unknown transform type fails the boot with the step key path', async 
 })
 
 t.test('a route an upstream would read as another route is a boot error naming both', async (t) => {
-  refuses(t, [{ name: 'upper', path: '/v1/Records' }, { name: 'any', path: '/v1/:x' }], /"\/v1\/Records" read ignoring letter case, .* is routed to "any"/, 'letter case')
-  refuses(t, [{ name: 'export', path: '/v1/records/export.csv' }, { name: 'record', path: '/v1/records/:id' }], /"\/v1\/records\/export\.csv" read without its final "\.ext" suffix, .* is routed to "record"/, 'a suffix')
-  refuses(t, [{ name: 'both', path: '/v1/Export.csv/', methods: ['POST'] }, { name: 'lower', path: '/v1/export', methods: ['POST'] }], /read with all of these readings together, .* is routed to "lower"/, 'the readings together, on the route’s own method')
+  refuses(t, [{ name: 'upper', path: '/v1/Records' }, { name: 'any', path: '/v1/:x' }], /"\/v1\/Records" read ignoring letter case, .* goes to route "any"/, 'letter case')
+  refuses(t, [{ name: 'export', path: '/v1/records/export.csv' }, { name: 'record', path: '/v1/records/:id' }], /"\/v1\/records\/export\.csv" read without its final "\.ext" suffix, .* goes to route "record"/, 'a suffix')
+  refuses(t, [{ name: 'both', path: '/v1/Export.csv/', methods: ['POST'] }, { name: 'lower', path: '/v1/export', methods: ['POST'] }], /read ignoring letter case, without its trailing slash, without its final "\.ext" suffix, .* goes to route "lower"/, 'the readings together, on the route’s own method')
   // No concern: the readings reach no route, or the same one, or another method's.
   boots(t, [{ name: 'jwks', path: '/.well-known/jwks.json' }, { name: 'records', path: '/v1/records/:id' }], 'a suffix read to no route')
   boots(t, [{ name: 'upper', path: '/v1/Records' }, { name: 'lower', path: '/v1/records', methods: ['POST'] }], 'the lower-case twin takes another method')

@@ -28,21 +28,21 @@ function readElsewhere(method: string, path: string): string {
   const match = table.match(method, path)
   if ('error' in match) return match.error
   const elsewhere = table.readElsewhere(method, path, match.route)
-  return elsewhere === null ? `${match.route.name}, read nowhere else` : `${match.route.name} → ${elsewhere.route.name} (${elsewhere.reading})`
+  return elsewhere === null ? `${match.route.name}, read nowhere else` : `${match.route.name} → ${elsewhere.goes} (${elsewhere.reading})`
 }
 
 t.test('a path an upstream reads as a narrower route is named with the reading', async (t) => {
   const cases: Array<[string, string, string]> = [
-    ['GET', '/docs/SECRET', 'docs → secret (ignoring letter case)'],
-    ['HEAD', '/docs/Secret', 'docs → secret (ignoring letter case)'],
+    ['GET', '/docs/SECRET', 'docs → route "secret" (ignoring letter case)'],
+    ['HEAD', '/docs/Secret', 'docs → route "secret" (ignoring letter case)'],
     ['GET', '/docs/secret/', 'route_not_found'], // a param never matches the empty last segment
-    ['GET', '/docs/secret.json', 'docs → secret (without its final ".ext" suffix)'],
-    ['GET', '/docs/secret.', 'docs → secret (without its final ".ext" suffix)'],
-    ['GET', '/docs/secret;v=1', 'docs → secret (without its ";" path parameters)'],
-    ['GET', '/files/Admin/keys.PEM/', 'files → keys (with all of these readings together)'],
-    ['GET', '/files/admin/keys/', 'files → keys (without its trailing slash)'],
-    ['GET', '/files/Admin/keys', 'files → keys (ignoring letter case)'],
-    ['GET', '/files/admin/keys.pem', 'files → keys (without its final ".ext" suffix)'],
+    ['GET', '/docs/secret.json', 'docs → route "secret" (without its final ".ext" suffix)'],
+    ['GET', '/docs/secret.', 'docs → route "secret" (without its final ".ext" suffix)'],
+    ['GET', '/docs/secret;v=1', 'docs → route "secret" (without its ";" path parameters)'],
+    ['GET', '/files/Admin/keys.PEM/', 'files → route "keys" (ignoring letter case, without its trailing slash, without its final ".ext" suffix)'],
+    ['GET', '/files/admin/keys/', 'files → route "keys" (without its trailing slash)'],
+    ['GET', '/files/Admin/keys', 'files → route "keys" (ignoring letter case)'],
+    ['GET', '/files/admin/keys.pem', 'files → route "keys" (without its final ".ext" suffix)'],
   ]
   for (const [method, path, expected] of cases) t.equal(readElsewhere(method, path), expected, `${method} ${path}`)
 })
@@ -59,4 +59,58 @@ t.test('readings that reach the same route, no route, or another method’s rout
     ['GET', '/docs/secret', 'secret, read nowhere else'],
   ]
   for (const [method, path, expected] of cases) t.equal(readElsewhere(method, path), expected, `${method} ${path}`)
+})
+
+function tableOf(routes: Array<Record<string, unknown>>, pathReadings?: string[]) {
+  const parsed = configSchema.parse({
+    sponsor: { listen: { port: 0 }, tls: { cert: 'c', key: 'k', clientCa: 'ca' } },
+    upstreams: { svc: { url: 'https://127.0.0.1:8443', serverName: 'svc', tls: { ca: 'ca', cert: 'c', key: 'k' }, ...(pathReadings === undefined ? {} : { pathReadings }) } },
+    admin: { listen: { port: 0 } },
+    routes: routes.map((r) => ({ allow: ['dns:a'], upstream: 'svc', ...r })),
+  })
+  return compileRouteTable(parsed, { log: pino({ level: 'silent' }) })
+}
+
+function goes(t: ReturnType<typeof tableOf>, method: string, path: string): string {
+  const match = t.match(method, path)
+  if ('error' in match) return match.error
+  const elsewhere = t.readElsewhere(method, path, match.route)
+  return elsewhere === null ? `${match.route.name}` : `${match.route.name} → ${elsewhere.goes} (${elsewhere.reading})`
+}
+
+t.test('found by review of the first version: HEAD, a ";" read to no route, and readings in pairs', async (t) => {
+  // A HEAD goes where its GET would: to a GET-only literal, which an upstream runs for HEAD.
+  const head = tableOf([
+    { name: 'docs', methods: ['GET', 'HEAD'], path: '/docs/:name' },
+    { name: 'secret', methods: ['GET'], path: '/docs/secret' },
+  ])
+  t.equal(goes(head, 'HEAD', '/docs/secret'), 'method_not_allowed', 'the literal itself: refused by the route table')
+  for (const path of ['/docs/SECRET', '/docs/secret.json', '/docs/secret;x']) {
+    t.match(goes(head, 'HEAD', path), /^docs → route "secret" \(/, `HEAD ${path}`)
+  }
+  // `/docs/;x` is `/docs/` to Tomcat: no route, and deny by default. Case or a suffix read to no
+  // route stays no concern.
+  t.equal(goes(head, 'GET', '/docs/;x'), 'docs → no route (without its ";" path parameters)')
+  t.equal(goes(head, 'GET', '/docs/Readme.md'), 'docs')
+  // Two readings, not all: case and slash make /x/secret.v2, and the suffix would undo it.
+  const pair = tableOf([
+    { name: 'broad', methods: ['GET'], path: '/x/:name/' },
+    { name: 'narrow', methods: ['GET'], path: '/x/secret.v2' },
+  ])
+  t.equal(goes(pair, 'GET', '/x/SECRET.V2/'), 'broad → route "narrow" (ignoring letter case, without its trailing slash)')
+})
+
+t.test('an upstream that lists fewer pathReadings is held to those only', async (t) => {
+  const routes = [
+    { name: 'docs', methods: ['GET'], path: '/docs/:name' },
+    { name: 'secret', methods: ['GET'], path: '/docs/secret' },
+    { name: 'export', methods: ['GET'], path: '/docs/export.csv' },
+  ]
+  t.throws(() => tableOf(routes), { code: 'config_invalid', message: /"\/docs\/export\.csv" read without its final "\.ext" suffix, as upstream "svc" may read paths \(its pathReadings\), goes to route "docs"/ }, 'by default: every reading, so export.csv cannot be reached')
+  const strict = tableOf(routes, ['parameters'])
+  t.equal(goes(strict, 'GET', '/docs/export.csv'), 'export', 'a suffix this upstream does not read')
+  t.equal(goes(strict, 'GET', '/docs/SECRET'), 'docs', 'nor case')
+  t.equal(goes(strict, 'GET', '/docs/secret;x'), 'docs → route "secret" (without its ";" path parameters)')
+  t.throws(() => tableOf(routes, ['case', 'case']), /each reading at most once/)
+  t.throws(() => tableOf(routes, ['lowercase']), /pathReadings/)
 })

@@ -2,6 +2,7 @@ import { once } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
+import { PassThrough } from 'node:stream'
 import t, { type Test } from 'tap'
 import { type UpstreamConfig, upstreamSchema } from '../src/config/schema.js'
 import { isEcluseError } from '../src/errors.js'
@@ -108,6 +109,26 @@ t.test('past `connections`, requests wait and reach the upstream one at a time, 
   await until(() => upstream.arrived.length === 4)
   upstream.releaseOldest()
   t.equal(await text(await fourth), '/4')
+})
+
+t.test('a request body that waited in vain is destroyed with the refusal, as undici destroys one it fails to send', async (t) => {
+  const upstream = await heldUpstream(t)
+  const pool = poolFor(t, upstream.port, [], { connectTimeoutMs: 200 })
+  const first = get(pool, '/1')
+  await until(() => upstream.arrived.length === 1)
+  // A body stage (a sealer holds a key and plaintext until destroyed) that never reaches undici.
+  const body = new PassThrough()
+  const bodyError = new Promise((resolve) => body.on('error', resolve))
+  body.write('{"passport":"X1"}')
+  const err = await pool.request({ method: 'POST', path: '/2', headers: {}, body, signal: new UpstreamAbort() }).then(
+    () => null,
+    (e: unknown) => e,
+  )
+  t.ok(isEcluseError(err) && err.code === 'upstream_unavailable')
+  t.ok(body.destroyed, 'the body is destroyed')
+  t.equal(await bodyError, err, 'with the refusal itself, which a chain reports as its cause')
+  upstream.releaseOldest()
+  await text(await first)
 })
 
 t.test('a request waits connectTimeoutMs at most, then fails upstream_unavailable without reaching the upstream', async (t) => {

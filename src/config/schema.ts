@@ -71,6 +71,10 @@ export const sponsorSchema = z
   })
   .strict()
 
+/** The ways an upstream may read a path as another: `;` parameters stripped, case folded, a trailing slash or a final `.ext` dropped. */
+export const PATH_READINGS = ['parameters', 'case', 'trailing-slash', 'suffix'] as const
+export type PathReading = (typeof PATH_READINGS)[number]
+
 export const upstreamSchema = z
   .object({
     /** `https://host:port` of the trusted service; no path, no credentials. */
@@ -102,6 +106,15 @@ export const upstreamSchema = z
     keepAliveTimeoutMs: positiveMs.default(4_000),
     /** Path probed by readiness; any HTTP answer counts as reachable. */
     healthPath: z.string().startsWith('/').default('/healthz'),
+    /**
+     * How this upstream may read a path as another (RouteTable.readElsewhere): a request such a
+     * reading would take to another route is refused. Default: all four, as common frameworks do;
+     * list fewer only for an upstream known not to make the others.
+     */
+    pathReadings: z
+      .array(z.enum(PATH_READINGS))
+      .refine((list) => new Set(list).size === list.length, 'each reading at most once')
+      .default([...PATH_READINGS]),
   })
   .strict()
 

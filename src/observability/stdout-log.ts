@@ -194,12 +194,14 @@ class SonicLog implements StdoutLog {
     sync: false,
     maxLength: LOG_BUFFER_MAX_BYTES,
     maxWrite: STDOUT_MAX_WRITE,
-    // sonic-boom retries a write that met EAGAIN every 100 ms, with no end: once closed, its timer
-    // would keep a process that returned (a failed boot) alive until the reader reads. It gives up
-    // instead, with an error, which makes the log quiet (below).
-    retryEAGAIN: () => this.#open,
+    // sonic-boom retries a write that met EAGAIN every 100 ms, with no end: past the close deadline,
+    // its timer would keep a process that returned (a failed boot) alive until the reader reads. It
+    // gives up then instead, with an error, which makes the log quiet (below).
+    retryEAGAIN: () => !this.#settled,
   })
   #open = true
+  /** True once `close` has finished, flushed or not: nothing is retried after. */
+  #settled = false
   #failed = false
   #closed: Promise<void> | undefined
   #dropped = 0
@@ -236,6 +238,7 @@ class SonicLog implements StdoutLog {
     this.#closed ??= new Promise((resolve) => {
       const sink = this.#sink
       const settle = () => {
+        this.#settled = true
         clearTimeout(timer)
         sink.off('close', settle)
         sink.off('error', settle)

@@ -267,7 +267,7 @@ class Exchange {
     const elsewhere = this.#state.routes.readElsewhere(req.method ?? '', target.path, match.route)
     if (elsewhere !== null) {
       this.#proxy.metrics.authorizationDenied('unmatched', 'path_rejected')
-      this.#refuse('path_rejected', `the path read ${elsewhere.reading} is routed to ${elsewhere.route.name}, not ${match.route.name}`)
+      this.#refuse('path_rejected', `the path read ${elsewhere.reading} goes to ${elsewhere.goes}, not route "${match.route.name}"`)
       return
     }
     const route = match.route

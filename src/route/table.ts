@@ -12,7 +12,7 @@
  * boot error; the same shape on disjoint methods is fine. HEAD is the exception to per-method
  * precedence: it goes where a GET of the same path would (`match`).
  */
-import type { Config, RouteConfig } from '../config/schema.js'
+import type { Config, PathReading, RouteConfig } from '../config/schema.js'
 import { EcluseError } from '../errors.js'
 import { DEFAULT_REQUEST_HEADERS, DEFAULT_RESPONSE_HEADERS, headerAdditionRefusal } from '../proxy/headers.js'
 import { compileTransformChain } from '../transform/registry.js'
@@ -26,6 +26,8 @@ export interface CompiledRoute {
   readonly methods: ReadonlySet<string>
   /** Key of `config.upstreams`. */
   readonly upstream: string
+  /** The path readings its upstream makes (`pathReadings`), as a mask of `UPSTREAM_READINGS` bits. */
+  readonly readings: number
   readonly maxBodyBytes: number
   /** With request transforms: bytes of transformed body held before the upstream is contacted. */
   readonly requestHoldBytes: number
@@ -67,14 +69,18 @@ export interface RouteTable {
    */
   pathForLog(path: string): string
   /**
-   * How an upstream framework may read `path` as another path that this table routes to another
-   * route than `route` (`match` gave `route` for it): the reading and that route, or `null`.
-   * Upstreams commonly strip `;` path parameters (Tomcat, Jetty, Spring), ignore letter case
-   * (Express, ASP.NET Core), ignore a trailing slash (Express, Spring 5) and read a final `.ext` as
-   * a format (Rails, Spring before 5.3): `/docs/SECRET`, `/docs/secret/` and `/docs/secret.json`
-   * then reach the handler of a literal `/docs/secret` while the gateway routed them, and checked
-   * their principal, by a broader `/docs/:name`. Such a request must be refused; a reading that no
-   * route matches is no concern (nothing else the upstream serves is routed either).
+   * How the route's upstream may read `path` as another path that this table does not route to
+   * `route` (`match` gave `route` for it): the reading and where it goes, or `null`. Upstreams
+   * commonly strip `;` path parameters (Tomcat, Jetty, Spring), ignore letter case (Express,
+   * ASP.NET Core), ignore a trailing slash (Express, Spring 5) and read a final `.ext` as a format
+   * (Rails, Spring before 5.3): `/docs/SECRET`, `/docs/secret/` and `/docs/secret.json` then reach
+   * the handler of a literal `/docs/secret` while the gateway routed them, and checked their
+   * principal, by a broader `/docs/:name`. Every combination of the readings the route's upstream
+   * makes (`upstreams.<name>.pathReadings`) is tried; one is refused when it goes to another route,
+   * to a route for other methods only (a HEAD to a GET-only literal), or, for a reading that
+   * strips `;` parameters, to no route at all (`/docs/;x` is the unrouted `/docs/` to Tomcat).
+   * Letter case, a trailing slash or a suffix read to no route is no concern: the upstream then
+   * serves what the operator routed under this very path (`/v1/photos/1.jpg` as `/v1/photos/1`).
    */
   readElsewhere(method: string, path: string, route: CompiledRoute): UpstreamReading | null
 }
@@ -83,8 +89,8 @@ export interface RouteTable {
 export interface UpstreamReading {
   /** What the upstream does to the path, e.g. `without its trailing slash`. */
   readonly reading: string
-  /** The route the path read that way matches. */
-  readonly route: CompiledRoute
+  /** Where the path read that way goes: `route "secret"`, `no route`, `no route for HEAD`. */
+  readonly goes: string
 }
 
 /**
@@ -98,18 +104,33 @@ export function retireRouteTable(table: RouteTable): void {
   }
 }
 
-/** The ways upstream frameworks commonly read a path as another (see `RouteTable.readElsewhere`). */
-const UPSTREAM_READINGS: ReadonlyArray<{ readonly what: string; applies(path: string): boolean; read(path: string): string }> = [
-  { what: 'without its ";" path parameters', applies: (p) => p.includes(';'), read: (p) => p.replace(/;[^/]*/g, '') },
-  { what: 'ignoring letter case', applies: (p) => /[A-Z]/.test(p), read: (p) => p.toLowerCase() },
-  { what: 'without its trailing slash', applies: (p) => p.length > 1 && p.endsWith('/'), read: (p) => p.slice(0, -1) },
+/**
+ * The ways upstream frameworks commonly read a path as another (see `RouteTable.readElsewhere`), in
+ * the order they are applied; `name` is the value of `upstreams.<name>.pathReadings`.
+ */
+const UPSTREAM_READINGS: ReadonlyArray<{ readonly name: PathReading; readonly what: string; applies(path: string): boolean; read(path: string): string }> = [
+  { name: 'parameters', what: 'without its ";" path parameters', applies: (p) => p.includes(';'), read: (p) => p.replace(/;[^/]*/g, '') },
+  { name: 'case', what: 'ignoring letter case', applies: (p) => /[A-Z]/.test(p), read: (p) => p.toLowerCase() },
+  { name: 'trailing-slash', what: 'without its trailing slash', applies: (p) => p.length > 1 && p.endsWith('/'), read: (p) => p.slice(0, -1) },
   {
+    name: 'suffix',
     what: 'without its final ".ext" suffix',
     // A dot after the last segment's first character: `.well-known` is a name, not a suffix.
     applies: (p) => p.lastIndexOf('.') > p.lastIndexOf('/') + 1,
     read: (p) => p.slice(0, p.lastIndexOf('.')),
   },
 ]
+/** The bit of the `;` reading in a readings mask: a reading with it must keep the same route. */
+const PARAMETERS_BIT = 1
+
+/** The readings mask of a `pathReadings` list. */
+function readingsMask(readings: readonly PathReading[]): number {
+  let mask = 0
+  UPSTREAM_READINGS.forEach((r, i) => {
+    if (readings.includes(r.name)) mask |= 1 << i
+  })
+  return mask
+}
 
 const ROUTE_NOT_FOUND: RouteMatch = Object.freeze({ error: 'route_not_found' as const })
 const METHOD_NOT_ALLOWED: RouteMatch = Object.freeze({ error: 'method_not_allowed' as const })
@@ -282,6 +303,7 @@ function compileRoute(route: RouteConfig, index: number, config: Config, env: Tr
     path: route.path,
     methods: new Set(route.methods),
     upstream: route.upstream,
+    readings: readingsMask(config.upstreams[route.upstream]!.pathReadings),
     maxBodyBytes: route.maxBodyBytes,
     requestHoldBytes: route.requestHoldBytes,
     responseHoldBytes: route.responseHoldBytes,
@@ -336,27 +358,46 @@ class CompiledRouteTable implements RouteTable {
   }
 
   readElsewhere(method: string, path: string, route: CompiledRoute): UpstreamReading | null {
-    // Each reading alone, then all of them together (`/docs/Secret.json/`).
-    let together = path
-    let readings = 0
-    for (const reading of UPSTREAM_READINGS) {
-      if (reading.applies(path)) {
-        const elsewhere = this.#routedElsewhere(method, reading.read(path), route)
-        if (elsewhere !== null) return { reading: reading.what, route: elsewhere }
-      }
-      if (reading.applies(together)) {
-        together = reading.read(together)
-        readings++
-      }
+    const readings = route.readings
+    // None applies to the path as sent: none can apply after another either (the common case).
+    let applicable = false
+    for (let i = 0; i < UPSTREAM_READINGS.length; i++) {
+      if ((readings & (1 << i)) !== 0 && UPSTREAM_READINGS[i]!.applies(path)) applicable = true
     }
-    if (readings < 2) return null
-    const elsewhere = this.#routedElsewhere(method, together, route)
-    return elsewhere === null ? null : { reading: 'with all of these readings together', route: elsewhere }
+    if (!applicable) return null
+    // Every combination, each reading applied in order where it applies at that point (dropping a
+    // trailing slash can reveal a suffix): pairs too, which an upstream that folds case and slashes
+    // but reads no suffix makes (`/x/SECRET.V2/` is its `/x/secret.v2`).
+    const tried = new Set<string>()
+    for (let combination = 1; combination < 1 << UPSTREAM_READINGS.length; combination++) {
+      if ((combination & readings) !== combination) continue
+      let read = path
+      const what: string[] = []
+      for (let i = 0; i < UPSTREAM_READINGS.length && read !== ''; i++) {
+        if ((combination & (1 << i)) === 0) continue
+        const reading = UPSTREAM_READINGS[i]!
+        // A reading that does not apply here: this combination is a smaller one, tried already.
+        if (!reading.applies(read)) read = ''
+        else {
+          read = reading.read(read)
+          what.push(reading.what)
+        }
+      }
+      if (read === '' || tried.has(read)) continue
+      tried.add(read)
+      const goes = this.#goesElsewhere(method, read, route, (combination & PARAMETERS_BIT) !== 0)
+      if (goes !== null) return { reading: what.join(', '), goes }
+    }
+    return null
   }
 
-  #routedElsewhere(method: string, path: string, route: CompiledRoute): CompiledRoute | null {
-    const match = this.match(method, path)
-    return 'route' in match && match.route !== route ? match.route : null
+  /** Where `path` goes if not to `route`, as `readElsewhere` judges it; `null` when that is no concern. */
+  #goesElsewhere(method: string, path: string, route: CompiledRoute, parameters: boolean): string | null {
+    // The upstream answers a HEAD with its GET handler: what matters is the route a GET would take,
+    // though it may not list HEAD (then `match` says only "method not allowed").
+    const match = this.match(method === 'HEAD' ? 'GET' : method, path)
+    if ('route' in match) return match.route === route ? null : `route "${match.route.name}"`
+    return parameters ? 'no route' : null
   }
 
   match(method: string, path: string): RouteMatch {
@@ -445,7 +486,7 @@ function refuseUnreachableRoutes(table: RouteTable, config: Config): void {
       if (elsewhere !== null) {
         throw new EcluseError(
           'config_invalid',
-          `routes[${index}].path: "${routeConfig.path}" read ${elsewhere.reading}, as common upstream frameworks read paths, is routed to "${elsewhere.route.name}": every request to "${route.name}" would be refused (path_rejected); name its literal segments so that no such reading reaches another route`,
+          `routes[${index}].path: "${routeConfig.path}" read ${elsewhere.reading}, as upstream "${route.upstream}" may read paths (its pathReadings), goes to ${elsewhere.goes}: every ${method} to "${route.name}" would be refused (path_rejected); name its literal segments so that no such reading reaches another route, or list only the readings that upstream makes`,
         )
       }
     }

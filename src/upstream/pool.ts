@@ -16,6 +16,7 @@
  *   in-flight request fails and no TLS session of the old certificate is resumed.
  */
 import { EventEmitter } from 'node:events'
+import { IncomingMessage } from 'node:http'
 import type { Readable } from 'node:stream'
 import type { SecureContext } from 'node:tls'
 import { Client, type Dispatcher, Pool } from 'undici'
@@ -116,6 +117,16 @@ interface ConnectionWait {
   refuse(err: unknown): void
 }
 
+/**
+ * Destroys a request body that will not be sent, as undici's `util.destroy` does: a server request
+ * is detached from its socket first, so that the refusal can still be written on it.
+ */
+function discardBody(body: Readable | Buffer | null, err: unknown): void {
+  if (body === null || Buffer.isBuffer(body) || body.destroyed) return
+  if (body instanceof IncomingMessage) (body as { socket: unknown }).socket = null
+  body.destroy(err instanceof Error ? err : undefined)
+}
+
 function abortedWhileWaiting(): Error {
   return new DOMException('the request was aborted while waiting for an upstream connection', 'AbortError')
 }
@@ -187,7 +198,16 @@ export class UpstreamPool {
   async request(opts: UpstreamRequest): Promise<UpstreamResponse> {
     // A closed pool goes straight to undici, which refuses it.
     if ((this.#busy < this.#cfg.connections && this.#waiting.length === 0) || this.#closed) this.#busy++
-    else await this.#waitForConnection(opts.signal)
+    else {
+      try {
+        await this.#waitForConnection(opts.signal)
+      } catch (err) {
+        // undici never got the body, so it will not destroy it as it does on its own failures: a
+        // body stage (a sealer holding a key and plaintext) would wait for the garbage collector.
+        discardBody(opts.body, err)
+        throw err
+      }
+    }
     let data: Dispatcher.ResponseData
     try {
       data = await this.#pool.request({
