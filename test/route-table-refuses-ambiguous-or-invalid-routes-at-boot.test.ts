@@ -92,7 +92,10 @@ t.test('an unknown transform type fails the boot with the step key path', async 
 })
 
 t.test('a route an upstream would read as another route is a boot error naming both', async (t) => {
-  refuses(t, [{ name: 'upper', path: '/v1/Records' }, { name: 'any', path: '/v1/:x' }], /"\/v1\/Records" read ignoring letter case, .* goes to route "any"/, 'letter case')
+  // An upstream that ignores case folds its own routes too: /v1/records is its /v1/Records, the same route.
+  boots(t, [{ name: 'upper', path: '/v1/Records' }, { name: 'any', path: '/v1/:x' }], 'a mixed-case literal beside a param')
+  refuses(t, [{ name: 'upper', path: '/v1/Records' }, { name: 'lower', path: '/v1/records' }], /routes "upper" and "lower" both match GET \/v1\/records to an upstream that ignores letter case/, 'two literals one to a case-folding upstream')
+  boots(t, [{ name: 'slash', path: '/v1/:id/' }, { name: 'x', path: '/v1/x' }], 'a sample for the param that no literal spells')
   refuses(t, [{ name: 'export', path: '/v1/records/export.csv' }, { name: 'record', path: '/v1/records/:id' }], /"\/v1\/records\/export\.csv" read without its final "\.ext" suffix, .* goes to route "record"/, 'a suffix')
   refuses(t, [{ name: 'both', path: '/v1/Export.csv/', methods: ['POST'] }, { name: 'lower', path: '/v1/export', methods: ['POST'] }], /read ignoring letter case, without its trailing slash, without its final "\.ext" suffix, .* goes to route "lower"/, 'the readings together, on the route’s own method')
   // No concern: the readings reach no route, or the same one, or another method's.

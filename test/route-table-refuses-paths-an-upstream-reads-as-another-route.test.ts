@@ -114,3 +114,37 @@ t.test('an upstream that lists fewer pathReadings is held to those only', async 
   t.throws(() => tableOf(routes, ['case', 'case']), /each reading at most once/)
   t.throws(() => tableOf(routes, ['lowercase']), /pathReadings/)
 })
+
+t.test('found by the second review: HEAD as match routes it, literals folded as the upstream folds them, an empty segment', async (t) => {
+  // A HEAD-only literal beside a GET+HEAD param: HEAD /docs/secret goes to the literal, so its readings must too.
+  const headOnly = tableOf([
+    { name: 'docs', methods: ['GET', 'HEAD'], path: '/docs/:name' },
+    { name: 'secret', methods: ['HEAD'], path: '/docs/secret' },
+  ])
+  t.equal(goes(headOnly, 'HEAD', '/docs/secret'), 'secret')
+  t.equal(goes(headOnly, 'HEAD', '/docs/SECRET'), 'docs → route "secret" (ignoring letter case)')
+  // GET and HEAD split over two routes of one pattern: no false refusal.
+  const split = tableOf([
+    { name: 'get', methods: ['GET'], path: '/docs/:name' },
+    { name: 'head', methods: ['HEAD'], path: '/docs/:name' },
+  ])
+  for (const path of ['/docs/Foo', '/docs/foo.txt', '/docs/foo;v=1']) {
+    t.equal(goes(split, 'HEAD', path), 'head', `HEAD ${path}`)
+    t.equal(goes(split, 'GET', path), 'get', `GET ${path}`)
+  }
+  // The upstream folds its literals as it folds the path: /v1/Admin/Keys is its /v1/Admin/keys.
+  const folded = tableOf([
+    { name: 'keys', methods: ['GET'], path: '/v1/Admin/keys' },
+    { name: 'any', methods: ['GET'], path: '/v1/:x/Keys' },
+  ])
+  t.equal(goes(folded, 'GET', '/v1/Admin/Keys'), 'any → route "keys" (ignoring letter case)')
+  t.equal(goes(folded, 'GET', '/v1/Admin/keys'), 'keys')
+  // Stripping `;a` leaves an empty segment, which Tomcat merges and a wildcard here would take.
+  const wild = tableOf([
+    { name: 'docs', methods: ['GET'], path: '/docs/*' },
+    { name: 'secret', methods: ['GET'], path: '/docs/secret' },
+  ])
+  t.equal(goes(wild, 'GET', '/docs/secret/;a/'), 'docs → an empty segment (without its ";" path parameters)')
+  t.equal(goes(wild, 'GET', '/docs/secret/;a/;b'), 'docs → an empty segment (without its ";" path parameters)')
+  t.equal(goes(wild, 'GET', '/docs/other;v=2/x'), 'docs', 'a parameter that leaves no empty segment and keeps the route')
+})

@@ -122,6 +122,8 @@ const UPSTREAM_READINGS: ReadonlyArray<{ readonly name: PathReading; readonly wh
 ]
 /** The bit of the `;` reading in a readings mask: a reading with it must keep the same route. */
 const PARAMETERS_BIT = 1
+/** The bit of the letter-case reading: a path read so is matched as the upstream matches it, against case-folded literals. */
+const CASE_BIT = 2
 
 /** The readings mask of a `pathReadings` list. */
 function readingsMask(readings: readonly PathReading[]): number {
@@ -318,6 +320,9 @@ function compileRoute(route: RouteConfig, index: number, config: Config, env: Tr
 
 type Found = { readonly route: CompiledRoute; readonly head: boolean }
 
+/** The tries a method is matched in: one per method, and HEAD's (see `match`). */
+type MethodTries = { readonly byMethod: ReadonlyMap<string, TrieNode<Found>>; readonly getOrHead: TrieNode<Found> }
+
 class CompiledRouteTable implements RouteTable {
   readonly routes: readonly CompiledRoute[]
   readonly #byName: ReadonlyMap<string, CompiledRoute>
@@ -330,12 +335,17 @@ class CompiledRouteTable implements RouteTable {
   readonly #getOrHead: TrieNode<Found>
   /** Every route regardless of method: tells 405 from 404. */
   readonly #anyMethod: TrieNode<Found>
+  /**
+   * The same routes with their literals lower-cased: how an upstream that ignores letter case
+   * matches (it folds its own routes as it folds the path), for `readElsewhere`.
+   */
+  readonly #folded: MethodTries
   /** Every literal segment of every pattern: what `pathForLog` may show. */
   readonly #literals: ReadonlySet<string>
 
   constructor(
     routes: readonly CompiledRoute[],
-    tries: { byMethod: ReadonlyMap<string, TrieNode<Found>>; getOrHead: TrieNode<Found>; anyMethod: TrieNode<Found> },
+    tries: MethodTries & { anyMethod: TrieNode<Found>; folded: MethodTries },
     literals: ReadonlySet<string>,
   ) {
     this.routes = Object.freeze([...routes])
@@ -343,6 +353,7 @@ class CompiledRouteTable implements RouteTable {
     this.#byMethod = tries.byMethod
     this.#getOrHead = tries.getOrHead
     this.#anyMethod = tries.anyMethod
+    this.#folded = tries.folded
     this.#literals = literals
   }
 
@@ -385,18 +396,26 @@ class CompiledRouteTable implements RouteTable {
       }
       if (read === '' || tried.has(read)) continue
       tried.add(read)
-      const goes = this.#goesElsewhere(method, read, route, (combination & PARAMETERS_BIT) !== 0)
+      const parameters = (combination & PARAMETERS_BIT) !== 0
+      // Tomcat merges the empty segment that stripping `;x` leaves (`/docs/secret/;a/`), which a
+      // wildcard route here would take as well as the literal: no route can say where it goes.
+      if (parameters && read.includes('//')) return { reading: what.join(', '), goes: 'an empty segment' }
+      const goes = this.#goesElsewhere(method, read, route, parameters, (combination & CASE_BIT) !== 0)
       if (goes !== null) return { reading: what.join(', '), goes }
     }
     return null
   }
 
-  /** Where `path` goes if not to `route`, as `readElsewhere` judges it; `null` when that is no concern. */
-  #goesElsewhere(method: string, path: string, route: CompiledRoute, parameters: boolean): string | null {
-    // The upstream answers a HEAD with its GET handler: what matters is the route a GET would take,
-    // though it may not list HEAD (then `match` says only "method not allowed").
-    const match = this.match(method === 'HEAD' ? 'GET' : method, path)
-    if ('route' in match) return match.route === route ? null : `route "${match.route.name}"`
+  /**
+   * Where `path` goes if not to `route`, as `readElsewhere` judges it; `null` when that is no concern.
+   * A HEAD goes where `match` sends it (the GET-shaped routes, one that lists HEAD first), whether or
+   * not that route lists HEAD: the upstream answers a HEAD with a handler there all the same.
+   */
+  #goesElsewhere(method: string, path: string, route: CompiledRoute, parameters: boolean, folded: boolean): string | null {
+    const tries: MethodTries = folded ? this.#folded : { byMethod: this.#byMethod, getOrHead: this.#getOrHead }
+    const trie = method === 'HEAD' ? tries.getOrHead : tries.byMethod.get(method)
+    const found = trie === undefined ? null : find(trie, path, 1)
+    if (found !== null) return found.route === route ? null : `route "${found.route.name}"`
     return parameters ? 'no route' : null
   }
 
@@ -435,6 +454,7 @@ export function compileRouteTable(config: Config, env: TransformEnv): RouteTable
   const byMethod = new Map<string, TrieNode<Found>>()
   const getOrHead = new TrieNode<Found>()
   const anyMethod = new TrieNode<Found>()
+  const folded = { byMethod: new Map<string, TrieNode<Found>>(), getOrHead: new TrieNode<Found>() }
   const literals = new Set<string>()
   config.routes.forEach((routeConfig, index) => {
     const segments = parsePattern(routeConfig.path, `routes[${index}].path`)
@@ -460,14 +480,41 @@ export function compileRouteTable(config: Config, env: TransformEnv): RouteTable
     // the HEAD one answers HEAD.
     if (found.head || route.methods.has('GET')) insert(getOrHead, segments, found, (existing) => found.head && !existing.head)
     insert(anyMethod, segments, found)
+    insertFolded(folded, segments, found, index)
     compiled.push(route)
   })
-  for (const trie of byMethod.values()) trie.seal()
+  for (const trie of [...byMethod.values(), ...folded.byMethod.values()]) trie.seal()
   getOrHead.seal()
   anyMethod.seal()
-  const table = new CompiledRouteTable(compiled, { byMethod, getOrHead, anyMethod }, literals)
+  folded.getOrHead.seal()
+  const table = new CompiledRouteTable(compiled, { byMethod, getOrHead, anyMethod, folded }, literals)
   refuseUnreachableRoutes(table, config)
   return table
+}
+
+/**
+ * Adds a route to the case-folded tries. Two routes that fold to one shape on a shared method are
+ * one resource to an upstream that ignores letter case (`/v1/Records` and `/v1/records`): a boot
+ * error when either route's upstream reads case; otherwise the first stays.
+ */
+function insertFolded(folded: { byMethod: Map<string, TrieNode<Found>>; getOrHead: TrieNode<Found> }, segments: readonly Segment[], found: Found, index: number): void {
+  const lower = segments.map((s) => (s.kind === 'literal' ? { kind: 'literal' as const, text: s.text.toLowerCase() } : s))
+  const route = found.route
+  for (const method of route.methods) {
+    let trie = folded.byMethod.get(method)
+    if (trie === undefined) {
+      trie = new TrieNode<Found>()
+      folded.byMethod.set(method, trie)
+    }
+    const clash = insert(trie, lower, found)
+    if (clash !== null && ((clash.route.readings | route.readings) & CASE_BIT) !== 0) {
+      throw new EcluseError(
+        'config_invalid',
+        `routes[${index}].path: routes "${clash.route.name}" and "${route.name}" both match ${method} ${shapeOf(lower)} to an upstream that ignores letter case (its pathReadings)`,
+      )
+    }
+  }
+  if (found.head || route.methods.has('GET')) insert(folded.getOrHead, lower, found, (existing) => found.head && !existing.head)
 }
 
 /**
@@ -476,10 +523,14 @@ export function compileRouteTable(config: Config, env: TransformEnv): RouteTable
  * (each param and wildcard a plain lower-case segment), for each of its methods.
  */
 function refuseUnreachableRoutes(table: RouteTable, config: Config): void {
+  // A sample segment for params and wildcards that no literal spells, in any case, with no dot.
+  const spelt = new Set(config.routes.flatMap((r) => r.path.toLowerCase().split('/')))
+  let plain = 'x'
+  while (spelt.has(plain)) plain += 'x'
   config.routes.forEach((routeConfig, index) => {
     const route = table.routes[index]!
     const sample = parsePattern(routeConfig.path, `routes[${index}].path`)
-      .map((segment) => (segment.kind === 'literal' ? segment.text : 'x'))
+      .map((segment) => (segment.kind === 'literal' ? segment.text : plain))
       .join('/')
     for (const method of route.methods) {
       const elsewhere = table.readElsewhere(method, `/${sample}`, route)
