@@ -59,6 +59,9 @@ export async function readBoundedFile(path: string, maxBytes: number): Promise<B
       length += bytesRead
       if (length > info.size) throw new UnreadableFile('changed while being read')
     }
+    // Shorter than the stat said: truncated by a writer that is not atomic (`cp`, `cat >`). A prefix
+    // of a chain or a bundle can still parse; refused, the next reload reads it whole.
+    if (length !== info.size) throw new UnreadableFile('changed while being read')
     return buf.subarray(0, length)
   } catch (err) {
     if (err instanceof UnreadableFile) throw err

@@ -192,6 +192,19 @@ t.test('names every object inherits are not upstreams or key sets, and __proto__
   }
 })
 
+t.test('found by review: keys that are one once the document is an object are written twice (1 and "1")', async (t) => {
+  const fixture = (await readFile(`${dir}/unknown-upstream.yaml`, 'utf8')).replace('upstream: accreditaton', 'upstream: accreditation')
+  for (const [first, second] of [
+    ['1', '"1"'],
+    ['true', '"true"'],
+    ['"01"', "'01'"],
+  ] as const) {
+    const text = `${fixture}keys:\n  ${first}: { file: a.json }\n  ${second}: { file: b.json }\n`
+    t.throws(() => parseConfig(text, 'x.yaml'), { code: 'config_invalid', message: /written twice/ }, `${first} and ${second}`)
+  }
+  t.doesNotThrow(() => parseConfig(`${fixture}keys:\n  "1": { file: a.json }\n  "01": { file: b.json }\n`, 'x.yaml'), '"1" and "01" are two keys')
+})
+
 t.test('a list longer than any configuration needs is refused by its key path, before the schema', async (t) => {
   const fixture = await readFile(`${dir}/unknown-upstream.yaml`, 'utf8')
   const withMethods = (n: number) => fixture.replace('methods: [GET]', `methods: [${Array.from({ length: n }, () => 'GET').join(', ')}]`)

@@ -1,6 +1,8 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
+import { createRequire } from 'node:module'
 import { join } from 'node:path'
+import type * as Forge from 'node-forge'
 import t from 'tap'
 import type { Config } from '../src/config/schema.js'
 import { loadAllTls, loadClientTls, loadServerTls } from '../src/config/tls-material.js'
@@ -35,6 +37,12 @@ const configWith = (sponsor: Config['sponsor']['tls'], upstreams: Record<string,
     upstreams: Object.fromEntries(Object.entries(upstreams).map(([name, tls]) => [name, { tls }])),
   }) as unknown as Config
 
+/** The SHA-256 fingerprints of the PEM certificates in `pem`, in order. */
+function fingerprints(pem: Buffer): string[] {
+  const blocks = pem.toString('latin1').match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []
+  return blocks.map((block) => new X509Certificate(block).fingerprint256)
+}
+
 /** The base64 body of a PEM key: none of it may appear in a message. */
 function keyFragments(pem: string): string[] {
   return pem
@@ -54,16 +62,18 @@ async function failure(p: Promise<unknown>): Promise<EcluseError> {
 
 t.test('good material loads into Buffers, with the leaf expiry', async (t) => {
   const all = await loadAllTls(configWith(sponsorTls(), { accreditation: upstreamTls() }))
-  t.same(all.sponsor.cert, await readFile(pki.gatewaySponsorServer.certPath))
+  // Certificates come back re-encoded from what was checked (the files' other bytes never reach
+  // OpenSSL): the same certificates, in the same order; the key as it is.
+  t.same(fingerprints(all.sponsor.cert), fingerprints(await readFile(pki.gatewaySponsorServer.certPath)))
   t.same(all.sponsor.key, await readFile(pki.gatewaySponsorServer.keyPath))
-  t.same(all.sponsor.ca, await readFile(pki.sponsorCa.certPath))
+  t.same(fingerprints(all.sponsor.ca), fingerprints(await readFile(pki.sponsorCa.certPath)))
   t.ok(Buffer.isBuffer(all.sponsor.cert))
   t.ok(all.sponsor.notAfter instanceof Date)
   t.ok(all.sponsor.notAfter.getTime() > Date.now() + 300 * DAY, 'a year of validity')
   t.equal(all.sponsor.subject, 'CN=ecluse.sponsor.test')
   t.match(all.sponsor.fingerprint256, /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/)
   t.same([...all.upstreams.keys()], ['accreditation'])
-  t.same(all.upstreams.get('accreditation')!.ca, await readFile(pki.trustedCa.certPath))
+  t.same(fingerprints(all.upstreams.get('accreditation')!.ca), fingerprints(await readFile(pki.trustedCa.certPath)))
   t.same(all.sponsor.caNotAfter, new Date(new X509Certificate(pki.sponsorCa.certPem).validTo), 'the CA bundle expires with its CA')
   t.same(all.upstreams.get('accreditation')!.caNotAfter, new Date(new X509Certificate(pki.trustedCa.certPem).validTo))
 })
@@ -234,4 +244,56 @@ t.test('material only OpenSSL refuses (a 512-bit RSA key) fails the load, naming
   t.match(err.message, `sponsor.tls.cert: ${weak.certPath}: rejected by OpenSSL`)
   t.match(err.message, /key too small/)
   for (const fragment of keyFragments(weakKey)) t.notOk(err.message.includes(fragment), 'no key bytes in the message')
+})
+
+t.test('found by review: a bundle cannot hide the other side’s CA in a block the checks did not read', async (t) => {
+  const dir = t.testdir()
+  const body = (pem: string) => pem.replace(/-----(BEGIN|END) CERTIFICATE-----/g, '').trim()
+  const variants: Array<[string, string, RegExp]> = [
+    ['X509 CERTIFICATE', `-----BEGIN X509 CERTIFICATE-----\n${body(pki.sponsorCa.certPem)}\n-----END X509 CERTIFICATE-----\n`, /holds a "X509 CERTIFICATE" PEM block; only CERTIFICATE blocks are read/],
+    ['TRUSTED CERTIFICATE', `-----BEGIN TRUSTED CERTIFICATE-----\n${body(pki.sponsorCa.certPem)}\n-----END TRUSTED CERTIFICATE-----\n`, /holds a "TRUSTED CERTIFICATE" PEM block/],
+    ['a BEGIN line with trailing spaces', pki.sponsorCa.certPem.replace('-----BEGIN CERTIFICATE-----', '-----BEGIN CERTIFICATE-----  '), /not spelt exactly/],
+  ]
+  for (const [what, hidden, message] of variants) {
+    // The trusted CA as it should be, then the sponsor CA in a form OpenSSL reads and the checks did not.
+    const path = join(dir, `${what.replaceAll(' ', '-')}.crt`)
+    await writeFile(path, pki.trustedCa.certPem + hidden)
+    const err = await failure(loadAllTls(configWith(sponsorTls(), { accreditation: upstreamTls({ ca: path }) })))
+    t.equal(err.code, 'tls_material_invalid', what)
+    t.match(err.message, message, what)
+  }
+  // What OpenSSL is given is the certificates that were checked, re-encoded: comments and other
+  // text around them are not passed on.
+  const commented = join(dir, 'commented.crt')
+  await writeFile(commented, `# the trusted CA\n${pki.trustedCa.certPem}`)
+  const loaded = await loadAllTls(configWith(sponsorTls(), { accreditation: upstreamTls({ ca: commented }) }))
+  t.equal(loaded.upstreams.get('accreditation')!.ca.toString(), new X509Certificate(pki.trustedCa.certPem).toString())
+})
+
+t.test('found by review: a CA on one side that issued a CA the other side trusts is refused', async (t) => {
+  const forge: typeof Forge = createRequire(import.meta.url)('node-forge')
+  // A corporate root R, and an intermediate I it signed: R as the sponsor clientCa, I as the
+  // upstream's trust anchor. They share no certificate, yet every client I issues chains to R.
+  const root = createCa('Corporate root')
+  const intermediateKey = forge.pki.rsa.generateKeyPair(2048)
+  const cert = forge.pki.createCertificate()
+  cert.publicKey = intermediateKey.publicKey
+  cert.serialNumber = '02'
+  cert.validity.notBefore = new Date(Date.now() - 60_000)
+  cert.validity.notAfter = new Date(Date.now() + 30 * DAY)
+  cert.setSubject([{ shortName: 'CN', value: 'Trusted-side intermediate' }])
+  cert.setIssuer(forge.pki.certificateFromPem(root.certPem).subject.attributes)
+  cert.setExtensions([{ name: 'basicConstraints', cA: true, critical: true }, { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true }])
+  cert.sign(forge.pki.privateKeyFromPem(root.keyPem), forge.md.sha256.create())
+  const dir = t.testdir()
+  const rootPath = join(dir, 'root.crt')
+  const intermediatePath = join(dir, 'intermediate.crt')
+  await writeFile(rootPath, root.certPem)
+  await writeFile(intermediatePath, forge.pki.certificateToPem(cert))
+
+  const err = await failure(loadAllTls(configWith(sponsorTls({ clientCa: rootPath }), { accreditation: upstreamTls({ ca: intermediatePath }) })))
+  t.equal(err.code, 'tls_material_invalid')
+  t.match(err.message, `sponsor.tls.clientCa: ${rootPath}: "CN=Corporate root" issued "CN=Trusted-side intermediate", which the other side trusts`)
+  const reverse = await failure(loadAllTls(configWith(sponsorTls({ clientCa: intermediatePath }), { accreditation: upstreamTls({ ca: rootPath }) })))
+  t.match(reverse.message, `upstreams.accreditation.tls.ca: ${rootPath}: "CN=Corporate root" issued "CN=Trusted-side intermediate"`)
 })

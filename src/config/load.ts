@@ -146,8 +146,8 @@ export function isLoopbackHost(host: string): boolean {
 // ---------------------------------------------------------------------------------------------
 
 function parseYaml(text: string, source: string): unknown {
-  // `uniqueKeys` (the default, stated here on purpose): a key written twice is an error, never
-  // "the last one wins" — a duplicated `allow:` must not silently replace the first.
+  // `uniqueKeys`: a key written twice is an error, never "the last one wins" — a duplicated
+  // `allow:` must not silently replace the first.
   // The YAML 1.2 core schema only: no `<<` merge keys, and no `!!binary`/`!!set`/`!!timestamp`
   // (yaml resolves those "known tags" by default; unresolved, they become warnings and fail below).
   const doc = parseDocument(text, {
@@ -155,7 +155,9 @@ function parseYaml(text: string, source: string): unknown {
     schema: 'core',
     merge: false,
     resolveKnownTags: false,
-    uniqueKeys: true,
+    // As keys, not as YAML values: `1:` and `"1":` (or `true:` and `"true":`) are one key once the
+    // document is a plain object, where the last would silently win (found by review).
+    uniqueKeys: (a, b) => a === b || (isScalar(a) && isScalar(b) && String(a.value) === String(b.value)),
     prettyErrors: true,
     strict: true,
   })

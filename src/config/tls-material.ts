@@ -135,6 +135,22 @@ export async function loadAllTls(config: Config, options: { now?: Date } = {}): 
           "the sponsor side and the trusted side must never trust each other's CA",
       )
     }
+    // Sharing no certificate is not enough: a CA on one side that issued a CA the other side
+    // trusts trusts what that one issues too (found by review: a corporate root as clientCa admitted
+    // clients of the trusted side's intermediate). The certificates the gateway presents are not
+    // judged so: the chained demo's edge presents a sponsor-CA certificate to its sidecar by design.
+    for (const [issuers, issuedBy, where] of [
+      [sponsor.caCerts, upstream.caCerts, `sponsor.tls.clientCa: ${sponsorTls.clientCa}`],
+      [upstream.caCerts, sponsor.caCerts, `upstreams.${name}.tls.ca: ${u.tls.ca}`],
+    ] as const) {
+      const across = issuedAcross(issuers, issuedBy)
+      if (across !== undefined) {
+        problems.push(
+          `${where}: "${across.issuer}" issued "${across.issued}", which the other side trusts; ` +
+            "the sponsor side and the trusted side must never trust each other's CA",
+        )
+      }
+    }
   })
   if (problems.length > 0) throw new EcluseError('tls_material_invalid', problems.join('\n'))
   return { sponsor: sponsor.material, upstreams }
@@ -161,14 +177,14 @@ async function loadMaterial(
   const fail = (key: string, file: string, reason: string): never => {
     throw new EcluseError('tls_material_invalid', `${keyPath}.${key}: ${file}: ${reason}`)
   }
-  const [cert, key, ca] = await Promise.all([
+  const [certFileBytes, key, caFileBytes] = await Promise.all([
     readPem(certFile, `${keyPath}.cert`),
     readPem(keyFile, `${keyPath}.key`),
     readPem(caFile, `${keyPath}.${caKey}`),
   ])
 
   // --- the chain we present
-  const chain = parseCertificates(cert, `${keyPath}.cert`, certFile)
+  const chain = parseCertificates(certFileBytes, `${keyPath}.cert`, certFile)
   const leaf = chain[0]!
   chain.forEach((c, i) => {
     const what = i === 0 ? 'certificate' : `chain certificate ${i + 1} ("${subjectOf(c)}")`
@@ -207,7 +223,7 @@ async function loadMaterial(
   if (!leaf.checkPrivateKey(privateKey!)) fail('key', keyFile, `does not match the certificate in ${certFile}`)
 
   // --- the trust bundle
-  const caCerts = parseCertificates(ca, `${keyPath}.${caKey}`, caFile)
+  const caCerts = parseCertificates(caFileBytes, `${keyPath}.${caKey}`, caFile)
   caCerts.forEach((c, i) => {
     // A non-CA certificate in a trust bundle would be a pinned trust anchor in OpenSSL; refuse it.
     if (!c.ca) fail(caKey, caFile, `certificate ${i + 1} ("${subjectOf(c)}") is not a CA certificate`)
@@ -215,6 +231,11 @@ async function loadMaterial(
   if (!caCerts.some((c) => validityProblem(c, now) === undefined)) {
     fail(caKey, caFile, 'no CA certificate in the bundle is currently valid')
   }
+  // OpenSSL gets the certificates checked above, as PEM rebuilt from them, never the files' bytes:
+  // it would also read blocks the checks never saw (`X509 CERTIFICATE`, `TRUSTED CERTIFICATE`), so
+  // a bundle could smuggle the other side's CA past the cross-side check (found by review).
+  const cert = pemOf(chain)
+  const ca = pemOf(caCerts)
   // Last, what only OpenSSL decides: a key too small for its security level, a weak signature. The
   // same material must not pass `config check` and then fail at boot, or half-way through a reload.
   try {
@@ -249,6 +270,8 @@ async function readPem(file: string, keyPath: string): Promise<Buffer> {
 }
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----\r?\n[\s\S]*?-----END CERTIFICATE-----/g
+/** The label of every PEM block, however it is spelt: each must be a certificate read above. */
+const PEM_BEGIN = /-----BEGIN ([^\r\n]*?)-----/g
 const PEM_PRIVATE_KEY = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/
 const ENCRYPTED_KEY = /-----BEGIN ENCRYPTED PRIVATE KEY-----|^Proc-Type: 4,ENCRYPTED/m
 
@@ -262,6 +285,12 @@ function parseCertificates(pem: Buffer, keyPath: string, file: string): X509Cert
   if (PEM_PRIVATE_KEY.test(text)) fail('contains a private key; certificate files must not')
   const blocks = text.match(PEM_CERTIFICATE) ?? []
   if (blocks.length === 0) fail('no PEM certificate found')
+  // Every block must be one of those: OpenSSL would read `X509 CERTIFICATE` or `TRUSTED CERTIFICATE`
+  // blocks, or a `BEGIN CERTIFICATE` line with trailing spaces, that the pattern above skips.
+  const labels = [...text.matchAll(PEM_BEGIN)].map((m) => m[1]!)
+  const other = labels.find((label) => label !== 'CERTIFICATE')
+  if (other !== undefined) fail(`holds a "${other}" PEM block; only CERTIFICATE blocks are read`)
+  if (labels.length !== blocks.length) fail('holds a CERTIFICATE PEM block that is not spelt exactly (a BEGIN line with trailing characters?)')
   return blocks.map((block, i) => {
     try {
       return new X509Certificate(block)
@@ -269,6 +298,11 @@ function parseCertificates(pem: Buffer, keyPath: string, file: string): X509Cert
       return fail(`certificate ${i + 1} cannot be parsed`)
     }
   })
+}
+
+/** Certificates as one PEM bundle, rebuilt from what was parsed (`X509Certificate.toString()`). */
+function pemOf(certs: readonly X509Certificate[]): Buffer {
+  return Buffer.from(certs.map((c) => c.toString()).join(''))
 }
 
 /** `undefined` when `cert` is valid at `now`, else why not. */
@@ -299,6 +333,18 @@ function sharedCertificate(a: readonly X509Certificate[], b: readonly X509Certif
   for (const c of b) {
     const hit = seen.get(`raw:${c.fingerprint256}`) ?? seen.get(`spki:${spkiId(c)}`)
     if (hit !== undefined) return hit
+  }
+  return undefined
+}
+
+/** A certificate of `issuers` that issued (and signed) one of `certs`, with the one it issued. */
+function issuedAcross(issuers: readonly X509Certificate[], certs: readonly X509Certificate[]): { issuer: string; issued: string } | undefined {
+  for (const issuer of issuers) {
+    for (const c of certs) {
+      if (c.fingerprint256 !== issuer.fingerprint256 && c.checkIssued(issuer) && c.verify(issuer.publicKey)) {
+        return { issuer: subjectOf(issuer), issued: subjectOf(c) }
+      }
+    }
   }
   return undefined
 }

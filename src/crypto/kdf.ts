@@ -162,8 +162,3 @@ export class KeyUnwrapper {
     this.#ctx = undefined
   }
 }
-
-/** One-shot RFC 3394 unwrap (used where a context would not be reused, e.g. a stream header). */
-export function unwrap256Once(kek: Buffer, wrapped: Uint8Array): Buffer | undefined {
-  return new KeyUnwrapper(kek).unwrap256(wrapped)
-}

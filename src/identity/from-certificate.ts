@@ -102,6 +102,9 @@ function derive(cert: X509Certificate): Principal {
       if (type !== 'URI' && type !== 'DNS') continue // IP, email, othername…: not matchable identities
       if (!SAN_VALUE.test(value)) refuse(`invalid ${type} subjectAltName`)
       if (type === 'URI') {
+        // A SPIFFE SVID carries exactly one. With two, a route could admit the holder as the second
+        // while the principal header named the first: which names the holder would be a guess.
+        if (firstUri !== undefined && firstUri !== value) refuse('more than one URI subjectAltName')
         firstUri ??= value
         attributes.add(`uri:${value}`)
       } else {
@@ -139,7 +142,7 @@ function parse(der: Buffer): X509Certificate {
 /**
  * The principal a verified client certificate names: attributes `uri:<each URI SAN>`,
  * `dns:<each DNS SAN>`, `cn:<subject CN>`, `ou:<each subject OU>`; `id` is, in the same form, the
- * first URI SAN (`uri:…`), else the first DNS SAN (`dns:…`), else `cn:<CN>`. Throws `EcluseError('forbidden')` for a certificate with none of
+ * URI SAN (`uri:…`; more than one is refused), else the first DNS SAN (`dns:…`), else `cn:<CN>`. Throws `EcluseError('forbidden')` for a certificate with none of
  * these, or with a name that is malformed or ambiguous. Results are cached by SHA-256 of the DER in a
  * bounded LRU ({@link PRINCIPAL_CACHE_SIZE} entries).
  *

@@ -4,7 +4,7 @@
  */
 export interface Principal {
   /**
-   * The display identity, in matcher form: `uri:<first URI SAN>`, else `dns:<first DNS SAN>`, else
+   * The display identity, in matcher form: `uri:<the URI SAN>`, else `dns:<first DNS SAN>`, else
    * `cn:<CN>`. Distinct certificates' names give distinct ids. Log-safe.
    */
   readonly id: string

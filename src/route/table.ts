@@ -76,11 +76,13 @@ export interface RouteTable {
    * (Rails, Spring before 5.3): `/docs/SECRET`, `/docs/secret/` and `/docs/secret.json` then reach
    * the handler of a literal `/docs/secret` while the gateway routed them, and checked their
    * principal, by a broader `/docs/:name`. Every combination of the readings the route's upstream
-   * makes (`upstreams.<name>.pathReadings`) is tried; one is refused when it goes to another route,
-   * to a route for other methods only (a HEAD to a GET-only literal), or, for a reading that
-   * strips `;` parameters, to no route at all (`/docs/;x` is the unrouted `/docs/` to Tomcat).
-   * Letter case, a trailing slash or a suffix read to no route is no concern: the upstream then
-   * serves what the operator routed under this very path (`/v1/photos/1.jpg` as `/v1/photos/1`).
+   * makes (`upstreams.<name>.pathReadings`) is tried; one is refused when it goes to another route
+   * (a HEAD: where a HEAD is routed, even to a GET-only route; a path read ignoring case: among the
+   * routes with their literals folded, as the upstream folds its own), or, for a reading that
+   * strips `;` parameters, to no route at all or to an empty segment (`/docs/;x` is the unrouted
+   * `/docs/` to Tomcat). Letter case, a trailing slash or a suffix read to no route is no concern:
+   * the upstream then serves what the operator routed under this very path (`/v1/photos/1.jpg` as
+   * `/v1/photos/1`).
    */
   readElsewhere(method: string, path: string, route: CompiledRoute): UpstreamReading | null
 }
@@ -89,7 +91,7 @@ export interface RouteTable {
 export interface UpstreamReading {
   /** What the upstream does to the path, e.g. `without its trailing slash`. */
   readonly reading: string
-  /** Where the path read that way goes: `route "secret"`, `no route`, `no route for HEAD`. */
+  /** Where the path read that way goes: `route "secret"`, `no route`, `an empty segment`. */
   readonly goes: string
 }
 
