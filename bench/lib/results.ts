@@ -165,7 +165,7 @@ export function consoleTable(result: ScenarioResult): string {
   ]
   if (result.targets.length > 0) {
     lines.push('')
-    for (const t of result.targets) lines.push(`  ${verdict(t).padEnd(8)}${targetLine(t)}`)
+    for (const t of result.targets) lines.push(`  ${verdict(t).padEnd(11)}${targetLine(t)}`)
   }
   for (const note of result.notes) lines.push(`  note: ${note}`)
   return `${lines.join('\n')}\n`
