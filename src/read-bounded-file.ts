@@ -57,10 +57,10 @@ export async function readBoundedFile(path: string, maxBytes: number): Promise<B
       const { bytesRead } = await fh.read(buf, length, buf.length - length, length)
       if (bytesRead === 0) break
       length += bytesRead
-      if (length > info.size) throw new UnreadableFile('changed while being read')
     }
-    // Shorter than the stat said: truncated by a writer that is not atomic (`cp`, `cat >`). A prefix
-    // of a chain or a bundle can still parse; refused, the next reload reads it whole.
+    // Longer or shorter than the stat said: written meanwhile by a writer that is not atomic (`cp`,
+    // `cat >`); a truncated prefix of a chain or a bundle can still parse. Refused either way, the
+    // next reload reads it whole.
     if (length !== info.size) throw new UnreadableFile('changed while being read')
     return buf.subarray(0, length)
   } catch (err) {

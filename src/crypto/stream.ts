@@ -83,6 +83,15 @@ const QUOTED = '"(?:[\\t \\x21\\x23-\\x5b\\x5d-\\x7e]|\\\\[\\t \\x21-\\x7e])*"'
  */
 const MEDIA_TYPE = new RegExp(`^${TOKEN}/${TOKEN}(?:[ \\t]*;(?:[ \\t]*${TOKEN}=(?:${TOKEN}|${QUOTED}))?)*[ \\t]*$`)
 
+/**
+ * Refuses a record whose plaintext is never released (unauthenticated, or in the wrong place): it is
+ * zeroed now, not left for the garbage collector. Throws `open_failed`.
+ */
+function refuseRecord(plaintext: Buffer, detail: string): never {
+  plaintext.fill(0)
+  return openFailed(detail)
+}
+
 /** True if `v` is a media type we are willing to carry and later emit as `content-type`. */
 export function isMediaType(v: unknown): v is string {
   return typeof v === 'string' && v.length <= MAX_CONTENT_TYPE_CHARS && MEDIA_TYPE.test(v)
@@ -592,9 +601,7 @@ class OpenStreamImpl extends Transform implements OpenStream {
     try {
       decipher.final()
     } catch {
-      // Unauthenticated plaintext: never released, and not left for the garbage collector either.
-      plaintext.fill(0)
-      openFailed(`record ${index} failed authentication`)
+      refuseRecord(plaintext, `record ${index} failed authentication`)
     }
     if (this.#info === undefined) {
       this.#info = this.#pendingInfo
@@ -604,18 +611,14 @@ class OpenStreamImpl extends Transform implements OpenStream {
     const delimiter = plaintext[end - 1]
     const data = plaintext.subarray(0, end - 1)
     if (delimiter === DELIMITER_MORE) {
-      if (!full) {
-        plaintext.fill(0)
-        openFailed('truncated: the stream ended after a non-last record')
-      }
+      if (!full) refuseRecord(plaintext, 'truncated: the stream ended after a non-last record')
       this.push(data)
     } else if (delimiter === DELIMITER_LAST) {
       // Held back until the input ends, so trailing bytes fail the stream before this is released.
       this.#held = data
       this.#record = EMPTY
     } else {
-      plaintext.fill(0)
-      openFailed(`record ${index} has an invalid delimiter`)
+      refuseRecord(plaintext, `record ${index} has an invalid delimiter`)
     }
   }
 }

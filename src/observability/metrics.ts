@@ -763,10 +763,6 @@ export class GatewayMetrics {
   }
 
   /**
-   * `ecluse_certificate_expiry_timestamp_seconds{side,name}` = the certificate's notAfter.
-   * A number is Unix time in **milliseconds** (as `Date.getTime()`).
-   */
-  /**
    * `ecluse_upstream_ready` from a readiness check: every configured upstream, ready or not
    * (upstreams a reload removed are no longer listed, so their series go).
    */
@@ -780,6 +776,10 @@ export class GatewayMetrics {
     this.#certExpiry.reset()
   }
 
+  /**
+   * `ecluse_certificate_expiry_timestamp_seconds{side,name}` = the certificate's notAfter.
+   * A number is Unix time in **milliseconds** (as `Date.getTime()`).
+   */
   certificateExpiry(side: MetricSide, name: CertificateName, notAfter: Date | number): void {
     const ms = typeof notAfter === 'number' ? notAfter : notAfter.getTime()
     if (!Number.isFinite(ms)) return

@@ -168,8 +168,9 @@ const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/
  * holding `cn:admin` (`,` separates list members and `"` quotes them, RFC 9110 §5.6). A space at
  * either end is encoded too, since parsers strip it (§5.5): `cn:admin ` is not `cn:admin`.
  */
-const PLAIN_ID = /^(?! )[\x20\x21\x23\x24\x26-\x2b\x2d-\x7e]*(?<! )$/
-const NON_PLAIN_ID_CHAR = /[^\x20\x21\x23\x24\x26-\x2b\x2d-\x7e]|^ | $/gu
+const PLAIN_ID_CHARS = '\\x20\\x21\\x23\\x24\\x26-\\x2b\\x2d-\\x7e'
+const PLAIN_ID = new RegExp(`^(?! )[${PLAIN_ID_CHARS}]*(?<! )$`)
+const NON_PLAIN_ID_CHAR = new RegExp(`[^${PLAIN_ID_CHARS}]|^ | $`, 'gu')
 
 const IPV4_MAPPED = '::ffff:'
 
