@@ -128,14 +128,18 @@ export const COMMANDS: Command[] = [
       if (outDir.trim() === '') throw new UsageError('--out needs a directory', commandUsage(this))
       const force = values['force'] === true
       const files = listPairs(devPkiPaths(outDir))
-      const existed = !force && (await Promise.all(files.map(exists))).every(Boolean)
+      const present = force ? files.map(() => false) : await Promise.all(files.map(exists))
       const pki = await generateDevPki({ outDir, force })
-      if (existed) {
+      const written = listPairs(pki).filter((_, i) => !present[i])
+      if (written.length === 0) {
         io.stdout.write(`kept the existing development PKI in ${pki.dir} (--force regenerates it):\n`)
+      } else if (written.length < files.length) {
+        // A set from before the chained demo, completed from its own CAs: only the new pairs are new.
+        io.stdout.write(`completed the development PKI in ${pki.dir} from its CAs, keeping the other files; wrote:\n`)
       } else {
         io.stdout.write(`wrote a development PKI in ${pki.dir}:\n`)
       }
-      for (const file of listPairs(pki)) io.stdout.write(`  ${file}\n`)
+      for (const file of written.length === 0 ? listPairs(pki) : written) io.stdout.write(`  ${file}\n`)
       return 0
     },
   },
@@ -307,7 +311,8 @@ export const COMMANDS: Command[] = [
   {
     words: ['open'],
     summary: 'open sealed JSON fields or a sealed body with the private key set, as the trusted sidecar does',
-    synopsis: '--keys PRIVATE_JWKS --context CTX (--fields PTRS [--records PTR:ID] [--ndjson] | --body [--min-record-size N]) [FILE|-] [--out FILE]',
+    synopsis:
+      '--keys PRIVATE_JWKS --context CTX (--fields PTRS [--records PTR:ID] [--ndjson] | --body [--min-record-size N] [--max-record-size N]) [FILE|-] [--out FILE]',
     details: [
       '--keys, -k JWKS        the private key set (NAME.private.jwks.json); every key in it is accepted',
       '--context CTX          the context the values were sealed for; anything else does not open',
@@ -320,12 +325,14 @@ export const COMMANDS: Command[] = [
       '                       cap for the values opened in one record with --records (default 1000)',
       '--body                 the input is one sealed stream; writes the original bytes',
       '--min-record-size N    with --body, the smallest record size accepted (default 4096, as open-body)',
+      '--max-record-size N    with --body, the largest record size accepted (default 1048576, as open-body;',
+      '                       up to 16777216, what seal --record-size may make)',
       '--out, -o FILE         write there, mode 0600 (atomically: nothing is left behind on failure)',
       '',
       'Any value that does not open, whatever the reason, is "open_failed" (exit 1). On stdout, output',
       'already written stays written: check the exit status, or use --out.',
     ],
-    options: { ...SEALING_OPTIONS, 'min-record-size': { type: 'string' } },
+    options: { ...SEALING_OPTIONS, 'min-record-size': { type: 'string' }, 'max-record-size': { type: 'string' } },
     positionals: ['FILE'],
     optionalPositionals: 1,
     required: ['keys', 'context'],
@@ -409,18 +416,22 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
 }
 
 async function runCommand(command: Command, args: string[], io: CliIo): Promise<number> {
-  let parsed: { values: Values; positionals: string[] }
+  const options: Options = { ...command.options, ...HELP }
+  let parsed: { values: Values; positionals: string[]; tokens: Array<{ kind: string; name?: string }> }
   try {
-    parsed = parseArgs({
-      args,
-      options: { ...command.options, ...HELP },
-      allowPositionals: true,
-      strict: true,
-    }) as { values: Values; positionals: string[] }
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true, tokens: true }) as typeof parsed
   } catch (err) {
     throw new UsageError(parseArgsMessage(err), commandUsage(command))
   }
   const { values, positionals } = parsed
+  // parseArgs keeps the last of a repeated option: `--context a … --context b` would seal for b, `-k
+  // public -k private` open with whichever came last. Only the options that take a list repeat.
+  const seen = new Set<string>()
+  for (const token of parsed.tokens) {
+    if (token.kind !== 'option' || token.name === undefined || options[token.name]?.multiple === true) continue
+    if (seen.has(token.name)) throw new UsageError(`--${token.name} is given more than once`, commandUsage(command))
+    seen.add(token.name)
+  }
   if (values['help'] === true) {
     io.stdout.write(commandUsage(command))
     return 0
@@ -634,7 +645,7 @@ function shellWord(word: string): string {
 
 /** `--out DIR [--name NAME]` as the user gave them, for the next command to print. */
 function keySetArgs(values: Values, name: string): string {
-  return `--out ${shellWord(values['out'] as string)}${name === 'trusted-host' ? '' : ` --name ${shellWord(name)}`}`
+  return `--out=${shellWord(values['out'] as string)}${name === 'trusted-host' ? '' : ` --name=${shellWord(name)}`}`
 }
 
 /** What `keys init` does: writes or rotates NAME.private.jwks.json and NAME.public.jwks.json. */
@@ -662,119 +673,123 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
   if (kidValue !== undefined && !KID.test(kidValue)) {
     throw new UsageError('--kid takes 1 to 128 visible ASCII characters (no spaces)', usage)
   }
-
-  let existing: PrivateSetOnDisk | undefined
-  if (rotate) {
-    if (!(await exists(privateFile))) {
-      throw new Error(`cannot rotate: ${privateFile} does not exist (without --rotate, keys init creates the set)`)
-    }
-    existing = await readPrivateSet(privateFile)
-    if (await exists(publicFile)) {
-      // A key in the private file only: an interrupted keys init --rotate (the private file is written
-      // first) or retire (the public one is). A re-run must not add yet another key on top, nor
-      // publish a key a retire was removing: the operator says which it was.
-      const publishedSet = await readPublicSet(publicFile)
-      const unpublished = existing.set.kids.filter((k) => publishedSet.get(k) === undefined)
-      if (unpublished.length > 0) {
-        const list = unpublished.map((k) => `"${k}"`).join(', ')
-        throw new Error(
-          `cannot rotate: ${privateFile} holds ${list} that ${publicFile} lacks (an interrupted keys init --rotate or keys retire): ` +
-            `run an interrupted retire again; after an interrupted rotation, remove the key that was never published with ` +
-            `keys retire ${keySetArgs(values, name)} --kid …, promoting --kid ${shellWord(publishedSet.current.kid)} first if it is current`,
-        )
+  return await withKeySetLock(dir, name, async () => {
+    let existing: PrivateSetOnDisk | undefined
+    if (rotate) {
+      if (!(await exists(privateFile))) {
+        throw new Error(`cannot rotate: ${privateFile} does not exist (without --rotate, keys init creates the set)`)
+      }
+      existing = await readPrivateSet(privateFile)
+      if (await exists(publicFile)) {
+        // A key in the private file only: an interrupted keys init --rotate (the private file is written
+        // first) or retire (the public one is). A re-run must not add yet another key on top, nor
+        // publish a key a retire was removing: the operator says which it was.
+        const publishedSet = await readPublicSet(publicFile)
+        const unpublished = existing.set.kids.filter((k) => publishedSet.get(k) === undefined)
+        if (unpublished.length > 0) {
+          const list = unpublished.map((k) => `"${k}"`).join(', ')
+          throw new Error(
+            `cannot rotate: ${privateFile} holds ${list} that ${publicFile} lacks (an interrupted keys init --rotate or keys retire): ` +
+              `run an interrupted retire again; after an interrupted rotation, remove the key that was never published with ` +
+              `keys retire ${keySetArgs(values, name)} --kid=…, promoting --kid=${shellWord(publishedSet.current.kid)} first if it is current`,
+          )
+        }
+      }
+      // Staging keeps the current key; it must be the one the sealers were told about, or writing the
+      // public file would switch them to another key (an interrupted promote) in a step meant to
+      // change nothing.
+      if (stage && (await exists(publicFile))) {
+        const published = (await readPublicSet(publicFile)).current.kid
+        if (published !== existing.set.current.kid) {
+          throw new Error(
+            `cannot stage: ${privateFile} has current kid "${existing.set.current.kid}" but ${publicFile} has "${published}" ` +
+              `(an interrupted promote? run keys promote ${keySetArgs(values, name)} --kid=${shellWord(existing.set.current.kid)} first)`,
+          )
+        }
+      }
+    } else if (values['force'] !== true) {
+      for (const file of [privateFile, publicFile]) {
+        if (await exists(file)) {
+          throw new Error(`${file} already exists: --rotate adds a new current key, --force replaces the set`)
+        }
       }
     }
-    // Staging keeps the current key; it must be the one the sealers were told about, or writing the
-    // public file would switch them to another key (an interrupted promote) in a step meant to
-    // change nothing.
-    if (stage && (await exists(publicFile))) {
-      const published = (await readPublicSet(publicFile)).current.kid
-      if (published !== existing.set.current.kid) {
-        throw new Error(
-          `cannot stage: ${privateFile} has current kid "${existing.set.current.kid}" but ${publicFile} has "${published}" ` +
-            `(an interrupted promote? run keys promote ${keySetArgs(values, name)} --kid ${shellWord(existing.set.current.kid)} first)`,
-        )
+
+    // A rotation replaces the current key with one of the same kind unless told otherwise: whoever
+    // consumes the public set (perhaps not an Écluse gateway) chose that algorithm for a reason.
+    const base = existing?.set.current
+    const alg = (algValue as KeyAlg | undefined) ?? (crvValue === undefined ? base?.alg : undefined) ?? DEFAULT_KEY_ALG
+    const algorithm = KEY_ALGORITHMS[alg]
+    const crv = algorithm.kind === 'ecdh-es+kw' ? ((crvValue as Curve | undefined) ?? base?.curve?.crv ?? DEFAULT_CURVE) : undefined
+    const fresh = generateKeySet({ alg, ...(crv === undefined ? {} : { crv }), ...optionalKid(values) })
+    const newPrivate = fresh.privateJwks.keys[0]!
+    const newPublic = fresh.publicJwks.keys[0]!
+    const kid = newPrivate['kid'] as string
+
+    let privateKeys: Record<string, unknown>[] = [newPrivate]
+    let publicKeys: Record<string, unknown>[] = [newPublic]
+    let older: string[] = []
+    let current = kid
+    if (existing !== undefined) {
+      const set = existing.set
+      if (set.get(kid) !== undefined) throw new Error(`cannot rotate: kid "${kid}" is already in ${privateFile}`)
+      // The current key first, then the others in their existing order: a reader that ignores our
+      // `current` member (RFC 7517 §5 allows it) seals to the first key, so it must be the current one.
+      older = [set.current.kid, ...set.kids.filter((k) => k !== set.current.kid)]
+      const oldPrivate = older.map((k) => existing.byKid.get(k)!)
+      const oldPublic = older.map((k) => publicMembers(set.get(k)!))
+      if (stage) {
+        // Staged: accepted everywhere once the gateways reload, sealed to by nobody yet. Right behind
+        // the current key, which stays current (and first).
+        current = set.current.kid
+        privateKeys = [oldPrivate[0]!, newPrivate, ...oldPrivate.slice(1)]
+        publicKeys = [oldPublic[0]!, newPublic, ...oldPublic.slice(1)]
+      } else {
+        privateKeys = [newPrivate, ...oldPrivate]
+        publicKeys = [newPublic, ...oldPublic]
       }
     }
-  } else if (values['force'] !== true) {
-    for (const file of [privateFile, publicFile]) {
-      if (await exists(file)) {
-        throw new Error(`${file} already exists: --rotate adds a new current key, --force replaces the set`)
-      }
+    const { privateText, publicText } = await keySetDocuments(privateKeys, publicKeys, current, { privateFile, publicFile })
+
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 })
+    } catch (err) {
+      throw new Error(`${dir}: cannot create the directory (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
     }
-  }
+    // The private set first: the opening side must know a key before anything can be sealed to it.
+    await writeKeySetFiles([
+      { file: privateFile, data: privateText, mode: 0o600 },
+      { file: publicFile, data: publicText, mode: 0o644 },
+    ])
 
-  // A rotation replaces the current key with one of the same kind unless told otherwise: whoever
-  // consumes the public set (perhaps not an Écluse gateway) chose that algorithm for a reason.
-  const base = existing?.set.current
-  const alg = (algValue as KeyAlg | undefined) ?? (crvValue === undefined ? base?.alg : undefined) ?? DEFAULT_KEY_ALG
-  const algorithm = KEY_ALGORITHMS[alg]
-  const crv = algorithm.kind === 'ecdh-es+kw' ? ((crvValue as Curve | undefined) ?? base?.curve?.crv ?? DEFAULT_CURVE) : undefined
-  const fresh = generateKeySet({ alg, ...(crv === undefined ? {} : { crv }), ...optionalKid(values) })
-  const newPrivate = fresh.privateJwks.keys[0]!
-  const newPublic = fresh.publicJwks.keys[0]!
-  const kid = newPrivate['kid'] as string
-
-  let privateKeys: Record<string, unknown>[] = [newPrivate]
-  let publicKeys: Record<string, unknown>[] = [newPublic]
-  let older: string[] = []
-  let current = kid
-  if (existing !== undefined) {
-    const set = existing.set
-    if (set.get(kid) !== undefined) throw new Error(`cannot rotate: kid "${kid}" is already in ${privateFile}`)
-    // The current key first, then the others in their existing order: a reader that ignores our
-    // `current` member (RFC 7517 §5 allows it) seals to the first key, so it must be the current one.
-    older = [set.current.kid, ...set.kids.filter((k) => k !== set.current.kid)]
-    const oldPrivate = older.map((k) => existing.byKid.get(k)!)
-    const oldPublic = older.map((k) => publicMembers(set.get(k)!))
-    if (stage) {
-      // Staged: accepted everywhere once the gateways reload, sealed to by nobody yet. Right behind
-      // the current key, which stays current (and first).
-      current = set.current.kid
-      privateKeys = [oldPrivate[0]!, newPrivate, ...oldPrivate.slice(1)]
-      publicKeys = [oldPublic[0]!, newPublic, ...oldPublic.slice(1)]
-    } else {
-      privateKeys = [newPrivate, ...oldPrivate]
-      publicKeys = [newPublic, ...oldPublic]
-    }
-  }
-  const { privateText, publicText } = await keySetDocuments(privateKeys, publicKeys, current, { privateFile, publicFile })
-
-  try {
-    await mkdir(dir, { recursive: true, mode: 0o700 })
-  } catch (err) {
-    throw new Error(`${dir}: cannot create the directory (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
-  }
-  // The private set first: the opening side must know a key before anything can be sealed to it.
-  await writeAtomic(privateFile, privateText, 0o600)
-  await writeAtomic(publicFile, publicText, 0o644)
-
-  const what = `${alg}${crv === undefined ? '' : `, ${crv}`}`
-  io.stdout.write(
-    stage
-      ? `staged kid ${kid} (${what}) in the key set "${name}" in ${dir}: the current kid stays ${current}; accepted for opening: ${[current, kid, ...older.slice(1)].join(', ')}\n`
-      : rotate
-        ? `rotated the key set "${name}" in ${dir}: new current kid ${kid} (${what}); still accepted for opening: ${older.join(', ')}\n`
-        : `wrote the key set "${name}" in ${dir}: current kid ${kid} (${what})\n`,
-  )
-  io.stdout.write(`  ${privateFile}   private, 0600: keep it on the trusted host only\n`)
-  io.stdout.write(`  ${publicFile}   public: give it to every gateway that seals\n`)
-  if (stage) {
+    const what = `${alg}${crv === undefined ? '' : `, ${crv}`}`
     io.stdout.write(
-      'Next: install the public set wherever it is used (every edge, and the trusted sidecar), reload (SIGHUP)\n' +
-        'every gateway, in any order: each then accepts both keys and still seals to the current one. Then:\n' +
-        `  ecluse keys promote ${keySetArgs(values, name)} --kid ${shellWord(kid)}\n`,
+      stage
+        ? `staged kid ${kid} (${what}) in the key set "${name}" in ${dir}: the current kid stays ${current}; accepted for opening: ${[current, kid, ...older.slice(1)].join(', ')}\n`
+        : rotate
+          ? `rotated the key set "${name}" in ${dir}: new current kid ${kid} (${what}); still accepted for opening: ${older.join(', ')}\n`
+          : `wrote the key set "${name}" in ${dir}: current kid ${kid} (${what})\n`,
     )
-  } else if (rotate) {
-    io.stdout.write('Reload the opening gateways first (SIGHUP), then the sealing ones.\n')
-  }
-  return 0
+    io.stdout.write(`  ${privateFile}   private, 0600: keep it on the trusted host only\n`)
+    io.stdout.write(`  ${publicFile}   public: give it to every gateway that seals\n`)
+    if (stage) {
+      io.stdout.write(
+        'Next: install the public set wherever it is used (every edge, and the trusted sidecar), reload (SIGHUP)\n' +
+          'every gateway, in any order: each then accepts both keys and still seals to the current one. Then:\n' +
+          `  ecluse keys promote ${keySetArgs(values, name)} --kid=${shellWord(kid)}\n`,
+      )
+    } else if (rotate) {
+      io.stdout.write('Reload the opening gateways first (SIGHUP), then the sealing ones.\n')
+    }
+    return 0
+  })
 }
 
 /**
  * `keys promote` and `keys retire`: rewrite both files of an existing set from its private file (the
  * trusted host's copy is the reference; the public file is always derived from it, as `keys init`
- * writes it), after checking that the public file as it stands agrees with what is asked.
+ * writes it, with the keys the public file already has), after checking that the public file as it
+ * stands agrees with what is asked. Both take the set's lock (`withKeySetLock`).
  */
 async function keysChange(op: 'promote' | 'retire', values: Values, io: CliIo, usage: string): Promise<number> {
   const { dir, name, privateFile, publicFile } = await keySetPaths(values, usage)
@@ -783,89 +798,140 @@ async function keysChange(op: 'promote' | 'retire', values: Values, io: CliIo, u
   for (const file of [privateFile, publicFile]) {
     if (!(await exists(file))) throw new Error(`cannot ${op}: ${file} does not exist`)
   }
-  const { set, byKid } = await readPrivateSet(privateFile)
-  const published = await readPublicSet(publicFile)
-  const target = set.get(kid)
-  if (target === undefined) throw new Error(`cannot ${op}: kid "${kid}" is not in ${privateFile} (it holds ${set.kids.join(', ')})`)
-  const currentKid = set.current.kid
-  const files = { privateFile, publicFile }
-  const printFiles = () => {
-    io.stdout.write(`  ${privateFile}   private, 0600: keep it on the trusted host only\n`)
-    io.stdout.write(`  ${publicFile}   public: install it wherever the previous one is used\n`)
-  }
-
-  if (op === 'promote') {
-    if (published.get(kid) === undefined) {
-      throw new Error(
-        `cannot promote: kid "${kid}" is not in ${publicFile}, so the gateways that load it would refuse what is ` +
-          'sealed to it; stage it (keys init --rotate --stage) and reload every gateway first',
-      )
+  return await withKeySetLock(dir, name, async () => {
+    const { set, byKid } = await readPrivateSet(privateFile)
+    const published = await readPublicSet(publicFile)
+    const target = set.get(kid)
+    if (target === undefined) throw new Error(`cannot ${op}: kid "${kid}" is not in ${privateFile} (it holds ${set.kids.join(', ')})`)
+    const currentKid = set.current.kid
+    const files = { privateFile, publicFile }
+    // The public file keeps the keys it has: a key in the private file only was left there by an
+    // interrupted rotation or retire (perhaps the very key a retire was removing), and only a run
+    // again of that command, or a retire of it, may settle it; neither step here publishes it.
+    const publicOf = (order: readonly string[]) =>
+      order.filter((k) => published.get(k) !== undefined).map((k) => publicMembers(set.get(k)!))
+    const printFiles = () => {
+      io.stdout.write(`  ${privateFile}   private, 0600: keep it on the trusted host only\n`)
+      io.stdout.write(`  ${publicFile}   public: install it wherever the previous one is used\n`)
     }
-    if (currentKid === kid && published.current.kid === kid) {
-      io.stdout.write(`kid ${kid} is already current in the key set "${name}" in ${dir}; nothing written\n`)
+
+    if (op === 'promote') {
+      if (published.get(kid) === undefined) {
+        throw new Error(
+          `cannot promote: kid "${kid}" is not in ${publicFile}, so the gateways that load it would refuse what is ` +
+            'sealed to it; stage it (keys init --rotate --stage) and reload every gateway first',
+        )
+      }
+      if (currentKid === kid && published.current.kid === kid) {
+        io.stdout.write(`kid ${kid} is already current in the key set "${name}" in ${dir}; nothing written\n`)
+        return 0
+      }
+      // The promoted key first (readers that ignore `current` seal to the first key), then the one it
+      // replaces, then the others in their order.
+      const order = [kid, ...[currentKid, ...set.kids.filter((k) => k !== currentKid)].filter((k) => k !== kid)]
+      const docs = await keySetDocuments(
+        order.map((k) => byKid.get(k)!),
+        publicOf(order),
+        kid,
+        files,
+      )
+      // Both files already hold every key (that is what staging did); only `current` moves. The private
+      // file first, the public file last: sealers act on the public file, so until its rename lands it
+      // still reads as the staged set, and an interruption in between leaves the sealers where they
+      // were (a run again completes it), never a public file ahead of the trusted host's own copy.
+      await writeKeySetFiles([
+        { file: privateFile, data: docs.privateText, mode: 0o600 },
+        { file: publicFile, data: docs.publicText, mode: 0o644 },
+      ])
+      const previous = published.current.kid === kid ? currentKid : published.current.kid
+      io.stdout.write(
+        `promoted kid ${kid} in the key set "${name}" in ${dir}: new values are sealed to it; still accepted for opening: ${order.slice(1).join(', ')}\n`,
+      )
+      printFiles()
+      io.stdout.write(
+        'Next: install the public set wherever it is used and reload (SIGHUP) every gateway, in any order\n' +
+          '(each already accepts both keys since the staged set was reloaded). Once nothing sealed to the old key\n' +
+          'can still arrive:\n' +
+          `  ecluse keys retire ${keySetArgs(values, name)} --kid=${shellWord(previous)}\n`,
+      )
       return 0
     }
-    // The promoted key first (readers that ignore `current` seal to the first key), then the one it
-    // replaces, then the others in their order.
-    const order = [kid, ...[currentKid, ...set.kids.filter((k) => k !== currentKid)].filter((k) => k !== kid)]
+
+    if (set.keys.length === 1) throw new Error(`cannot retire kid "${kid}": it is the only key in ${privateFile}`)
+    if (kid === currentKid || kid === published.current.kid) {
+      throw new Error(`cannot retire kid "${kid}": it is the current key (values are sealed to it); promote another key first`)
+    }
+    if (published.current.kid !== currentKid) {
+      // Rewriting the public file would switch its sealers to another key in a step meant not to.
+      throw new Error(
+        `cannot retire: ${privateFile} has current kid "${currentKid}" but ${publicFile} has "${published.current.kid}" ` +
+          `(an interrupted promote? run keys promote ${keySetArgs(values, name)} --kid=${shellWord(currentKid)} first)`,
+      )
+    }
+    const order = [currentKid, ...set.kids.filter((k) => k !== currentKid && k !== kid)]
     const docs = await keySetDocuments(
       order.map((k) => byKid.get(k)!),
-      order.map((k) => publicMembers(set.get(k)!)),
-      kid,
+      publicOf(order),
+      currentKid,
       files,
     )
-    // Both files already hold every key (that is what staging did); only `current` moves. The private
-    // file first, the public file last: sealers act on the public file, so until its rename lands it
-    // still reads as the staged set, and an interruption in between leaves the sealers where they
-    // were (a run again completes it), never a public file ahead of the trusted host's own copy.
-    await writeAtomic(privateFile, docs.privateText, 0o600)
-    await writeAtomic(publicFile, docs.publicText, 0o644)
-    const previous = published.current.kid === kid ? currentKid : published.current.kid
+    // The public file first, the private file last: at every moment each kid in the public file (what
+    // sealers may seal to and what require-sealed accepts) is still in the private file, so an
+    // interruption in between never leaves a key that is accepted on one side and cannot be opened on
+    // the other; a run again completes it.
+    await writeKeySetFiles([
+      { file: publicFile, data: docs.publicText, mode: 0o644 },
+      { file: privateFile, data: docs.privateText, mode: 0o600 },
+    ])
+    io.stdout.write(`retired kid ${kid} from the key set "${name}" in ${dir}: current kid ${currentKid}; still accepted for opening: ${order.join(', ')}\n`)
     io.stdout.write(
-      `promoted kid ${kid} in the key set "${name}" in ${dir}: new values are sealed to it; still accepted for opening: ${order.slice(1).join(', ')}\n`,
+      `warning: a value sealed to ${kid} no longer opens with this set (open_failed), and require-sealed refuses it\n` +
+        'once the gateways reload; retire a key only when nothing sealed to it can still arrive.\n',
     )
     printFiles()
-    io.stdout.write(
-      'Next: install the public set wherever it is used and reload (SIGHUP) every gateway, in any order\n' +
-        '(each already accepts both keys since the staged set was reloaded). Once nothing sealed to the old key\n' +
-        'can still arrive:\n' +
-        `  ecluse keys retire ${keySetArgs(values, name)} --kid ${shellWord(previous)}\n`,
-    )
+    io.stdout.write('Next: install the public set wherever it is used and reload (SIGHUP) every gateway, in any order.\n')
     return 0
-  }
+  })
+}
 
-  if (set.keys.length === 1) throw new Error(`cannot retire kid "${kid}": it is the only key in ${privateFile}`)
-  if (kid === currentKid || kid === published.current.kid) {
-    throw new Error(`cannot retire kid "${kid}": it is the current key (values are sealed to it); promote another key first`)
+/**
+ * Runs `change` holding `NAME.jwks.lock` in the set's directory (created with `wx`, so by one
+ * command at a time), when that directory exists. Every keys command reads both files, decides, then
+ * writes both: two at once (two operators, a script run twice) would each write a set built from
+ * what they read, and the later one would silently drop the earlier one's key — a staged key whose
+ * private half vanishes while its public half may already be installed. A lock left by a command
+ * killed with SIGKILL must be removed by hand; the error names it.
+ */
+async function withKeySetLock<T>(dir: string, name: string, change: () => Promise<T>): Promise<T> {
+  const { join } = await import('node:path')
+  const { open, unlink } = await import('node:fs/promises')
+  const { removeOnInterrupt } = await import('./write-file-atomic.js')
+  const lock = join(dir, `${name}.jwks.lock`)
+  const release = removeOnInterrupt(lock)
+  try {
+    const fh = await open(lock, 'wx', 0o600)
+    await fh.writeFile(`${process.pid}\n`)
+    await fh.close()
+  } catch (err) {
+    release()
+    const code = (err as NodeJS.ErrnoException).code
+    // No directory yet (keys init creates it: nothing to race with), or --out is not one (the
+    // command says so in its own words).
+    if (code === 'ENOENT' || code === 'ENOTDIR') return await change()
+    if (code === 'EEXIST') {
+      throw new Error(
+        `${lock} exists: another keys command is changing the set "${name}"; run this one when it has finished ` +
+          '(if none is running, one was killed before it could remove the lock: check both files, then remove it)',
+      )
+    }
+    throw new Error(`${lock}: cannot create the lock (${code ?? 'error'})`)
   }
-  if (published.current.kid !== currentKid) {
-    // Rewriting the public file would switch its sealers to another key in a step meant not to.
-    throw new Error(
-      `cannot retire: ${privateFile} has current kid "${currentKid}" but ${publicFile} has "${published.current.kid}" ` +
-        `(an interrupted promote? run keys promote ${keySetArgs(values, name)} --kid ${shellWord(currentKid)} first)`,
-    )
+  try {
+    return await change()
+  } finally {
+    await unlink(lock).catch(() => {})
+    release()
   }
-  const order = [currentKid, ...set.kids.filter((k) => k !== currentKid && k !== kid)]
-  const docs = await keySetDocuments(
-    order.map((k) => byKid.get(k)!),
-    order.map((k) => publicMembers(set.get(k)!)),
-    currentKid,
-    files,
-  )
-  // The public file first, the private file last: at every moment each kid in the public file (what
-  // sealers may seal to and what require-sealed accepts) is still in the private file, so an
-  // interruption in between never leaves a key that is accepted on one side and cannot be opened on
-  // the other; a run again completes it.
-  await writeAtomic(publicFile, docs.publicText, 0o644)
-  await writeAtomic(privateFile, docs.privateText, 0o600)
-  io.stdout.write(`retired kid ${kid} from the key set "${name}" in ${dir}: current kid ${currentKid}; still accepted for opening: ${order.join(', ')}\n`)
-  io.stdout.write(
-    `warning: a value sealed to ${kid} no longer opens with this set (open_failed), and require-sealed refuses it\n` +
-      'once the gateways reload; retire a key only when nothing sealed to it can still arrive.\n',
-  )
-  printFiles()
-  io.stdout.write('Next: install the public set wherever it is used and reload (SIGHUP) every gateway, in any order.\n')
-  return 0
 }
 
 function optionalKid(values: Values): { kid?: string } {
@@ -873,10 +939,13 @@ function optionalKid(values: Values): { kid?: string } {
   return kid === undefined ? {} : { kid }
 }
 
-/** `writeFileAtomic` (src/write-file-atomic.ts), loaded when a keys command runs. */
-async function writeAtomic(file: string, data: string, mode: number): Promise<void> {
-  const { writeFileAtomic } = await import('./write-file-atomic.js')
-  await writeFileAtomic(file, data, mode)
+/**
+ * Both files of a key set, in the order given, through `writeFilesAtomic` (src/write-file-atomic.ts,
+ * loaded when a keys command runs): neither is replaced unless both can be.
+ */
+async function writeKeySetFiles(files: readonly import('./write-file-atomic.js').FileToWrite[]): Promise<void> {
+  const { writeFilesAtomic } = await import('./write-file-atomic.js')
+  await writeFilesAtomic(files)
 }
 
 /** The parsed arguments of `seal` and `open`. */
@@ -892,6 +961,8 @@ interface SealingArgs {
   readonly maxFieldsPerRecord: number | undefined
   /** `open --body` only. */
   readonly minRecordSize: number | undefined
+  /** `open --body` only. */
+  readonly maxRecordSize: number | undefined
   /** `seal --body` only. */
   readonly recordSize: number | undefined
   readonly contentType: string
@@ -909,16 +980,20 @@ function sealingArgs(values: Values, positionals: readonly string[], usage: stri
   if (context === '') throw new UsageError('--context must not be empty', usage)
   // An empty path would otherwise surface as a confusing "<empty>: cannot read" failure.
   for (const o of ['keys', 'out']) if (values[o] === '') throw new UsageError(`--${o} needs a file`, usage)
+  // `-` is stdin as FILE; as --out it would be a file named "-" (of plaintext, for open).
+  if (values['out'] === '-') throw new UsageError('--out takes a file name; leave --out out to write to stdout', usage)
   if (body) {
     for (const o of ['records', 'ndjson', 'max-value-bytes', 'max-record-bytes', 'max-fields-per-record']) {
       if (values[o] !== undefined) throw new UsageError(`--${o} applies to --fields only`, usage)
     }
   } else {
-    for (const o of ['content-type', 'min-record-size', 'record-size']) {
+    for (const o of ['content-type', 'min-record-size', 'max-record-size', 'record-size']) {
       if (values[o] !== undefined) throw new UsageError(`--${o} applies to --body only`, usage)
     }
   }
-  const fields = fieldsValue?.flatMap((v) => v.split(',')).map((f) => f.trim())
+  // Blanks after a comma are not part of the next pointer (it starts with "/"); blanks at the end of
+  // one are, as RFC 6901 reads it (`/c ` names the member "c "), so they are kept, never trimmed off.
+  const fields = fieldsValue?.flatMap((v) => v.split(',')).map((f) => f.trimStart())
   if (fields?.some((f) => !f.startsWith('/'))) throw new UsageError('--fields takes JSON Pointers, each starting with "/"', usage)
   let records: SealingArgs['records']
   const recordsValue = values['records'] as string | undefined
@@ -944,6 +1019,7 @@ function sealingArgs(values: Values, positionals: readonly string[], usage: stri
     maxRecordBytes: byteCount(values['max-record-bytes'], '--max-record-bytes', usage),
     maxFieldsPerRecord: positiveCount(values['max-fields-per-record'], '--max-fields-per-record', 'values', usage),
     minRecordSize: byteCount(values['min-record-size'], '--min-record-size', usage),
+    maxRecordSize: byteCount(values['max-record-size'], '--max-record-size', usage),
     recordSize: byteCount(values['record-size'], '--record-size', usage),
     contentType,
     input: positionals[0],
@@ -973,6 +1049,7 @@ async function sealOrOpen(op: 'seal' | 'open', a: SealingArgs, io: CliIo, usage:
   } catch (err) {
     throw sealingError(err, bodyMode)
   }
+  if (a.out !== undefined) await refuseOutputOverInput(a.out, { '--keys': a.keys, FILE: a.input })
   const input = await openInput(a.input)
   const sink = await openOutput(a.out, op === 'open' ? 0o600 : 0o644, io)
   try {
@@ -1026,6 +1103,7 @@ async function beginStep(
         ...keyOption,
         context: a.context,
         ...(a.minRecordSize === undefined ? {} : { minRecordSize: a.minRecordSize }),
+        ...(a.maxRecordSize === undefined ? {} : { maxRecordSize: a.maxRecordSize }),
         ...(a.recordSize === undefined ? {} : { recordSize: a.recordSize }),
       }
       if (op === 'seal') {
@@ -1063,7 +1141,8 @@ async function beginStep(
   } catch (err) {
     // The step's option names are the command's: `fields: …`, `context: …`, `maxValueBytes: …`.
     if (isEcluseError(err) && err.code === 'config_invalid') {
-      throw new UsageError(err.message.split('\n')[0]!.replace(/^(\w+):/, (_m, k: string) => `--${kebab(k)}:`), usage)
+      const first = err.message.split('\n')[0]!.replace(/^(\w+):/, (_m, k: string) => `--${kebab(k)}:`)
+      throw new UsageError(first.replace(/\b(?:min|max)RecordSize\b/g, (k) => `--${kebab(k)}`), usage)
     }
     throw err
   }
@@ -1074,6 +1153,24 @@ async function beginStep(
 
 function kebab(name: string): string {
   return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+}
+
+/**
+ * `--out` naming the key set or the input (by any path, or a hard link) would replace it with the
+ * output: `open --out` over the private key set leaves plaintext where the keys were, and nothing
+ * to open the rest with.
+ */
+async function refuseOutputOverInput(out: string, inputs: Record<string, string | undefined>): Promise<void> {
+  const { lstat, stat } = await import('node:fs/promises')
+  const target = await lstat(out).catch(() => undefined)
+  if (target === undefined) return
+  for (const [option, file] of Object.entries(inputs)) {
+    if (file === undefined || file === '-') continue
+    const st = await stat(file).catch(() => undefined)
+    if (st !== undefined && st.dev === target.dev && st.ino === target.ino) {
+      throw new Error(`${out}: --out is the same file as ${option}; write the output to another file`)
+    }
+  }
 }
 
 /** A file (opened now, so a missing one fails before anything is written) or stdin. */

@@ -27,32 +27,77 @@ import { dirname } from 'node:path'
  * await writeFileAtomic('keys/trusted-host.private.jwks.json', text, 0o600)
  */
 export async function writeFileAtomic(file: string, data: string, mode: number): Promise<void> {
-  const tmp = temporaryPathBeside(file)
-  const release = removeOnInterrupt(tmp)
-  let fh: FileHandle
+  await writeFilesAtomic([{ file, data, mode }])
+}
+
+/** One file of {@link writeFilesAtomic}. */
+export interface FileToWrite {
+  readonly file: string
+  readonly data: string
+  readonly mode: number
+}
+
+/**
+ * {@link writeFileAtomic} for files that change together (the private and the public file of a key
+ * set): every temporary file is written, given its owner and mode and flushed before the first
+ * rename, so a file that cannot be replaced (its owner cannot be kept, the disk is full) fails the
+ * call with every file left as it was. The renames then run in the order given; only a failure of a
+ * rename itself (in a directory the caller could write to a moment before) can leave the first files
+ * replaced and the later ones not, and the error then says which were.
+ */
+export async function writeFilesAtomic(files: readonly FileToWrite[]): Promise<void> {
+  const prepared: Array<{ tmp: string; file: string; release: () => void }> = []
   try {
-    fh = await open(tmp, 'wx', mode)
-  } catch (err) {
-    release()
-    throw err // not created by us: nothing to remove
-  }
-  try {
-    try {
-      await fh.writeFile(data)
-      const replaced = await ownershipOf(file)
-      if (replaced !== undefined) await keepOwner(fh, file, replaced)
-      // The umask could only have removed bits; this makes the mode exact.
-      await fh.chmod(keptMode(replaced?.mode, mode))
-      await fh.sync()
-    } finally {
-      await fh.close()
+    for (const { file, data, mode } of files) {
+      const tmp = temporaryPathBeside(file)
+      const release = removeOnInterrupt(tmp)
+      let fh: FileHandle
+      try {
+        fh = await open(tmp, 'wx', mode)
+      } catch (err) {
+        release()
+        throw err // not created by us: nothing to remove
+      }
+      prepared.push({ tmp, file, release })
+      try {
+        await fh.writeFile(data)
+        const replaced = await ownershipOf(file)
+        if (replaced !== undefined) await keepOwner(fh, file, replaced)
+        // The umask could only have removed bits; this makes the mode exact.
+        await fh.chmod(keptMode(replaced?.mode, mode))
+        await fh.sync()
+      } finally {
+        await fh.close()
+      }
     }
-    await renameDurably(tmp, file)
   } catch (err) {
-    await unlink(tmp).catch(() => {})
+    for (const { tmp, release } of prepared) {
+      await unlink(tmp).catch(() => {})
+      release()
+    }
     throw err
-  } finally {
-    release()
+  }
+  const renamed: string[] = []
+  try {
+    for (const { tmp, file, release } of prepared) {
+      try {
+        await renameDurably(tmp, file)
+      } catch (err) {
+        await unlink(tmp).catch(() => {})
+        throw err
+      } finally {
+        release()
+      }
+      renamed.push(file)
+    }
+  } catch (err) {
+    for (const { tmp, release } of prepared.slice(renamed.length + 1)) {
+      await unlink(tmp).catch(() => {})
+      release()
+    }
+    if (renamed.length === 0) throw err
+    const left = prepared.slice(renamed.length).map((p) => p.file)
+    throw new Error(`${renamed.join(', ')} replaced, but ${left.join(', ')} left as it was: ${(err as Error).message}`, { cause: err })
   }
 }
 

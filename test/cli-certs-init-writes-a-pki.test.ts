@@ -78,6 +78,18 @@ t.test('certs init writes both CAs and the demo pairs, keys private, and lists e
   t.match(again.stdout, /^kept the existing development PKI in .* \(--force regenerates it\):\n/)
   t.same(await readFile(join(out, 'sponsor-ca.key')), before, 'the CA key is untouched')
 
+  // A set from before the chained demo (no sidecar-server, no edge-client) is completed: the output
+  // lists the four files written, not the twelve it kept (it used to say "wrote" and list all 16).
+  const { rm } = await import('node:fs/promises')
+  const later = ['sidecar-server.crt', 'sidecar-server.key', 'edge-client.crt', 'edge-client.key'].map((f) => join(out, f))
+  for (const f of later) await rm(f)
+  const completed = await runInProcess(['certs', 'init', '--out', out])
+  t.equal(completed.code, 0)
+  const listed = completed.stdout.trimEnd().split('\n')
+  t.match(listed[0], /^completed the development PKI in .* from its CAs, keeping the other files; wrote:$/)
+  t.same(listed.slice(1).map((l) => l.trim()).sort(), later.sort(), 'exactly the files written')
+  t.same(await readFile(join(out, 'sponsor-ca.key')), before, 'the CA key is untouched')
+
   // With --force: a new PKI.
   const forced = await runInProcess(['certs', 'init', '--out', out, '--force'])
   t.equal(forced.code, 0)

@@ -149,7 +149,7 @@ t.test('an interrupted promote (private file written, public not): promote again
   await copyFile(join(copy, NAMES[0]!), priv)
   t.same((await kids(dir)).current, ['k2', 'k1'], 'the private file promoted, the public one not')
 
-  const mismatch = `${priv} has current kid "k2" but ${pub} has "k1" (an interrupted promote? run keys promote --out ${dir} --kid k2 first)`
+  const mismatch = `${priv} has current kid "k2" but ${pub} has "k1" (an interrupted promote? run keys promote --out=${dir} --kid=k2 first)`
   await refused(t, dir, ['keys', 'retire', '--out', dir, '--kid', 'k3'], `cannot retire: ${mismatch}`)
   await refused(t, dir, ['keys', 'init', '--out', dir, '--rotate', '--stage', '--kid', 'k4'], `cannot stage: ${mismatch}`)
   await refused(
@@ -161,7 +161,7 @@ t.test('an interrupted promote (private file written, public not): promote again
 
   const again = await ok(t, ['keys', 'promote', '--out', dir, '--kid', 'k2'])
   t.match(again.stdout, /^promoted kid k2 in the key set "trusted-host" in .*: new values are sealed to it; still accepted for opening: k1, k3\n/)
-  t.match(again.stdout, `\n  ecluse keys retire --out ${dir} --kid k1\n`, 'the key to retire is the one the public file had')
+  t.match(again.stdout, `\n  ecluse keys retire --out=${dir} --kid=k1\n`, 'the key to retire is the one the public file had')
   t.same(await kids(dir), { private: ['k2', 'k1', 'k3'], public: ['k2', 'k1', 'k3'], current: ['k2', 'k2'] }, 'completed')
   t.same(await snapshot(dir), await snapshot(copy), 'the same files as an uninterrupted promote')
   await ok(t, ['keys', 'retire', '--out', dir, '--kid', 'k3'])
@@ -222,7 +222,7 @@ t.test('an interrupted keys init --rotate is refused on a re-run, not topped wit
       t,
       dir,
       ['keys', 'init', '--out', dir, '--rotate', ...(stage ? ['--stage'] : []), '--kid', 'k3'],
-      `cannot rotate: ${priv} holds "k2" that ${pub} lacks (an interrupted keys init --rotate or keys retire): run an interrupted retire again; after an interrupted rotation, remove the key that was never published with keys retire --out ${dir} --kid …, promoting --kid k1 first if it is current`,
+      `cannot rotate: ${priv} holds "k2" that ${pub} lacks (an interrupted keys init --rotate or keys retire): run an interrupted retire again; after an interrupted rotation, remove the key that was never published with keys retire --out=${dir} --kid=…, promoting --kid=k1 first if it is current`,
     )
     // The way out the message gives.
     if (!stage) await ok(t, ['keys', 'promote', '--out', dir, '--kid', 'k1'])

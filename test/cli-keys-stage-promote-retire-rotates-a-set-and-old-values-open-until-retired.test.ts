@@ -90,7 +90,7 @@ t.test('stage, promote, retire: current moves only at promote, old values open u
       `  ${f.publicFile}   public: give it to every gateway that seals\n` +
       'Next: install the public set wherever it is used (every edge, and the trusted sidecar), reload (SIGHUP)\n' +
       'every gateway, in any order: each then accepts both keys and still seals to the current one. Then:\n' +
-      `  ecluse keys promote --out ${f.dir} --kid k2\n`,
+      `  ecluse keys promote --out=${f.dir} --kid=k2\n`,
   )
   const s = await loadBoth(t, f, 'stage')
   t.same(s.privateSet.kids, ['k1', 'k2'], 'stage: the staged key right behind the current one')
@@ -124,7 +124,7 @@ t.test('stage, promote, retire: current moves only at promote, old values open u
       'Next: install the public set wherever it is used and reload (SIGHUP) every gateway, in any order\n' +
       '(each already accepts both keys since the staged set was reloaded). Once nothing sealed to the old key\n' +
       'can still arrive:\n' +
-      `  ecluse keys retire --out ${f.dir} --kid k1\n`,
+      `  ecluse keys retire --out=${f.dir} --kid=k1\n`,
   )
   const p = await loadBoth(t, f, 'promote')
   t.same(p.privateSet.kids, ['k2', 'k1'], 'promote: the promoted key first')
@@ -187,12 +187,12 @@ t.test('through ecluse seal and open: a file sealed before the rotation opens un
 
   const staged = await runCli(['keys', 'init', ...set, '--rotate', '--stage', '--kid', 'new'])
   t.equal(staged.code, 0, staged.stderr)
-  t.match(staged.stdout, `\n  ecluse keys promote --out ${f.dir} --name host --kid new\n`, 'the printed command names the set')
+  t.match(staged.stdout, `\n  ecluse keys promote --out=${f.dir} --name=host --kid=new\n`, 'the printed command names the set')
   const open = () => runCli(['open', '-k', f.privateFile, ...fields, sealed])
   t.same(await open(), { code: 0, stdout: input, stderr: '' }, 'opens with the staged set')
   const promoted = await runCli(['keys', 'promote', ...set, '--kid', 'new'])
   t.equal(promoted.code, 0, promoted.stderr)
-  t.match(promoted.stdout, `\n  ecluse keys retire --out ${f.dir} --name host --kid old\n`)
+  t.match(promoted.stdout, `\n  ecluse keys retire --out=${f.dir} --name=host --kid=old\n`)
   t.same(await open(), { code: 0, stdout: input, stderr: '' }, 'opens with the promoted set')
   const resealed = join(base, 'resealed.json')
   t.equal((await runCli(['seal', '-k', f.publicFile, ...fields, join(base, 'in.json'), '-o', resealed])).code, 0)

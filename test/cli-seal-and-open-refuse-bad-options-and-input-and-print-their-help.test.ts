@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path'
 import t from 'tap'
-import { listDir, runCli, spawnCli } from './helpers/cli.js'
+import { COMPACT_JWE, listDir, runCli, spawnCli } from './helpers/cli.js'
 import { CANARY, leaksCanary, writeKeyFiles } from './helpers/sealing.js'
 
 const dir = t.testdir({
@@ -42,7 +42,18 @@ t.test('bad options: exit 2, a message naming the option, the usage, nothing wri
     [[...seal, '--context', 'c', '--body', '--record-size', '8', input], '--record-size: Too small: expected number to be >=16'],
     [[...seal, '--context', 'c', '--fields', '/name', '--record-size', '4096', input], '--record-size applies to --body only'],
     [[...open, '--context', 'c', '--body', '--record-size', '4096', input], "unknown option '--record-size'"],
-    [[...open, '--context', 'c', '--body', '--min-record-size', '2097152', input], '--min-record-size: must not exceed maxRecordSize'],
+    [[...open, '--context', 'c', '--body', '--min-record-size', '2097152', input], '--min-record-size: must not exceed --max-record-size'],
+    [[...open, '--context', 'c', '--body', '--min-record-size', '8192', '--max-record-size', '4096', input], '--min-record-size: must not exceed --max-record-size'],
+    [[...open, '--context', 'c', '--body', '--max-record-size', '16777217', input], '--max-record-size: Too big: expected number to be <=16777216'],
+    [[...open, '--context', 'c', '--fields', '/name', '--max-record-size', '4096', input], '--max-record-size applies to --body only'],
+    [[...seal, '--context', 'c', '--body', '--max-record-size', '4096', input], "unknown option '--max-record-size'"],
+    // parseArgs keeps the last of a repeated option: a run would seal for whichever context came last.
+    [[...seal, '--context', 'a', '--fields', '/name', '--context', 'b', input], '--context is given more than once'],
+    [['open', '-k', keys.publicPath, '--keys', keys.privatePath, '--context', 'c', '--fields', '/name', input], '--keys is given more than once'],
+    [[...seal, '--context', 'c', '--body', '--body', input], '--body is given more than once'],
+    [[...seal, '--context', 'c', '--fields', '/name', '-o', out, '--out', join(dir, 'other.json'), input], '--out is given more than once'],
+    // `-` is stdin as FILE; as --out it was a file named "-".
+    [[...open, '--context', 'c', '--fields', '/name', '-o', '-', input], '--out takes a file name; leave --out out to write to stdout'],
     [[...seal, '--context', 'c', '--fields', '/name', '--max-fields-per-record', 'many', input], '--max-fields-per-record takes a positive number of values'],
     [['seal', '--context', 'c', '--fields', '/name', input], '--keys is required'],
     [[...open, '--fields', '/name', input], '--context is required'],
@@ -151,7 +162,7 @@ t.test('--help of keys init, seal and open: the usage on stdout, exit 0; the pro
     ],
     [
       ['open', '--help'],
-      'Usage: ecluse open --keys PRIVATE_JWKS --context CTX (--fields PTRS [--records PTR:ID] [--ndjson] | --body [--min-record-size N]) [FILE|-] [--out FILE]\n',
+      'Usage: ecluse open --keys PRIVATE_JWKS --context CTX (--fields PTRS [--records PTR:ID] [--ndjson] | --body [--min-record-size N] [--max-record-size N]) [FILE|-] [--out FILE]\n',
       ['"open_failed"', 'mode 0600', '--body ', '--min-record-size N', '--max-fields-per-record N'],
     ],
     [['keys', '--help'], 'Usage: ecluse keys <command> [options]\n', ['keys init --out DIR']],
@@ -202,4 +213,74 @@ t.test('--out that names no regular file is refused and left as it was: a device
     t.equal(after.ino, before.ino)
   }
   t.notOk((await listDir(dir)).some((name) => name.endsWith('.tmp')), 'no temporary file left')
+})
+
+t.test('--out that is the key set or the input (by any name) is refused, and both stay as they were', async (t) => {
+  // `open --out` over the private key set used to replace the keys with plaintext, exit 0.
+  const { link, readFile, writeFile } = await import('node:fs/promises')
+  const sealed = await runCli(['seal', '-k', keys.publicPath, '--context', 'c', '--fields', '/name', input])
+  const sealedFile = join(dir, 'sealed-for-out.json')
+  await writeFile(sealedFile, sealed.stdout)
+  const alias = join(dir, 'keys-alias.json')
+  await link(keys.privatePath, alias)
+  const cases: Array<[string[], string, string]> = [
+    [['open', '-k', keys.privatePath, '--context', 'c', '--fields', '/name', sealedFile, '-o', keys.privatePath], keys.privatePath, '--keys'],
+    [['open', '-k', keys.privatePath, '--context', 'c', '--fields', '/name', sealedFile, '-o', alias], alias, '--keys'],
+    [['open', '-k', keys.privatePath, '--context', 'c', '--fields', '/name', sealedFile, '-o', sealedFile], sealedFile, 'FILE'],
+    [['seal', '-k', keys.publicPath, '--context', 'c', '--body', input, '-o', join(dir, '.', 'record.json')], join(dir, '.', 'record.json'), 'FILE'],
+  ]
+  for (const [argv, target, what] of cases) {
+    const before = await readFile(target)
+    const listing = await listDir(dir)
+    const r = await runCli(argv)
+    t.equal(r.code, 1, `${argv[0]} -o ${target}: exit 1`)
+    t.equal(r.stderr, `ecluse: ${target}: --out is the same file as ${what}; write the output to another file\n`)
+    t.same(await readFile(target), before, `${target} is left as it was`)
+    t.same(await listDir(dir), listing, 'nothing written')
+  }
+})
+
+t.test('--fields: blanks after a comma separate pointers, blanks at the end of one belong to it', async (t) => {
+  const { writeFile } = await import('node:fs/promises')
+  const file = join(dir, 'blanks.json')
+  await writeFile(file, JSON.stringify({ a: CANARY.name, b: CANARY.passport, 'c ': CANARY.phone, c: 'kept' }))
+  const both = await runCli(['seal', '-k', keys.publicPath, '--context', 'c', '--fields', '/a, /b', file])
+  t.equal(both.code, 0, both.stderr)
+  const sealed = JSON.parse(both.stdout) as Record<string, string>
+  t.match(sealed['a'], COMPACT_JWE, '/a sealed')
+  t.match(sealed['b'], COMPACT_JWE, '/b sealed, the blank before it is no part of it')
+  const trailing = await runCli(['seal', '-k', keys.publicPath, '--context', 'c', '--fields', '/c ', file])
+  t.equal(trailing.code, 0, trailing.stderr)
+  const out = JSON.parse(trailing.stdout) as Record<string, string>
+  t.match(out['c '], COMPACT_JWE, '"/c " sealed the member "c " (it used to be trimmed to /c, sealing nothing of it)')
+  t.equal(out['c'], 'kept', 'and not the member "c"')
+})
+
+t.test('whatever seal may make, open opens: a body of 2 MB records, a field of 12 MiB', async (t) => {
+  const { randomBytes } = await import('node:crypto')
+  const { readFile, writeFile } = await import('node:fs/promises')
+  // A body sealed with records over open-body's default cap of 1 MiB: --max-record-size opens it.
+  const plain = randomBytes(3_000_000)
+  const plainFile = join(dir, 'big.bin')
+  await writeFile(plainFile, plain)
+  const sealedBody = join(dir, 'big.sealed')
+  t.equal((await runCli(['seal', '-k', keys.publicPath, '--context', 'c', '--body', '--record-size', '2000000', plainFile, '-o', sealedBody])).code, 0)
+  const refused = await runCli(['open', '-k', keys.privatePath, '--context', 'c', '--body', sealedBody, '-o', join(dir, 'big.opened')])
+  t.equal(refused.code, 1, 'over the default cap: refused')
+  t.match(refused.stderr, /^ecluse: open_failed: /)
+  const opened = await runCli(['open', '-k', keys.privatePath, '--context', 'c', '--body', '--max-record-size', '2000000', sealedBody, '-o', join(dir, 'big.opened')])
+  t.equal(opened.code, 0, opened.stderr)
+  t.ok((await readFile(join(dir, 'big.opened'))).equals(plain), 'the exact bytes')
+
+  // A field: seal allows 16 MiB of plaintext, which seals to over 16 MiB; open and require-sealed
+  // allow 24 MiB of sealed value, so the largest sealable value still opens.
+  const value = 'x'.repeat(12 * 1024 * 1024)
+  const fieldFile = join(dir, 'big-field.json')
+  await writeFile(fieldFile, JSON.stringify({ name: value }))
+  const sealedField = join(dir, 'big-field.sealed.json')
+  t.equal((await runCli(['seal', '-k', keys.publicPath, '--context', 'c', '--fields', '/name', '--max-value-bytes', '16777216', fieldFile, '-o', sealedField])).code, 0)
+  t.ok((await readFile(sealedField)).length > 16 * 1024 * 1024, 'the sealed value is over 16 MiB')
+  const back = await runCli(['open', '-k', keys.privatePath, '--context', 'c', '--fields', '/name', '--max-value-bytes', '25165824', sealedField, '-o', join(dir, 'big-field.opened.json')])
+  t.equal(back.code, 0, back.stderr)
+  t.equal((JSON.parse(await readFile(join(dir, 'big-field.opened.json'), 'utf8')) as { name: string }).name, value, 'the exact value')
 })

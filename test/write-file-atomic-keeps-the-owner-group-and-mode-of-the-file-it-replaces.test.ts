@@ -12,7 +12,7 @@ import { chmod, chown, lstat, readdir, readFile, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { writeFileAtomic } from '../src/write-file-atomic.js'
+import { writeFileAtomic, writeFilesAtomic } from '../src/write-file-atomic.js'
 
 const NOBODY = 65534
 const root = process.getuid?.() === 0
@@ -97,4 +97,34 @@ t.test('an owner outside the file’s group is told so', { skip: root ? false : 
   const stdout = await writeAsNobody(file)
   t.match(stdout, /^refused: .*uid 65534 owns it but is not in group 0/, 'the reason names the group')
   t.equal(await readFile(file, 'utf8'), 'old')
+})
+
+t.test('two files that change together: when the second cannot be replaced, neither is', { skip: root ? false : 'needs root to run a child as another user' }, async (t) => {
+  // The private and public files of a key set: a `keys promote` by a user who owns the first file
+  // but not the second used to replace the first and then report failure, leaving the two files
+  // naming different current keys (found by a review).
+  const dir = t.testdir({ 'first.json': 'old first', 'second.json': 'old second' })
+  await chmod(dir, 0o777)
+  const [first, second] = [join(dir, 'first.json'), join(dir, 'second.json')]
+  await chown(first, NOBODY, NOBODY)
+  const script = `import { writeFilesAtomic } from ${JSON.stringify(resolve('src/write-file-atomic.ts'))}
+try { await writeFilesAtomic([{ file: ${JSON.stringify(first)}, data: 'new first', mode: 0o600 }, { file: ${JSON.stringify(second)}, data: 'new second', mode: 0o644 }]); console.log('written') } catch (err) { console.log('refused: ' + err.message) }`
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { uid: NOBODY, gid: NOBODY, cwd: resolve('.') })
+  t.match(stdout, /^refused: .*second\.json belongs to uid 0, gid 0, and uid 65534 is neither its owner nor root/, 'refused for the second file')
+  t.equal(await readFile(first, 'utf8'), 'old first', 'the first file, which could be replaced, stays as it was')
+  t.equal(await readFile(second, 'utf8'), 'old second', 'and the second')
+  t.same((await readdir(dir)).sort(), ['first.json', 'second.json'], 'no temporary file is left')
+})
+
+t.test('two files that change together are both replaced, in the order given', async (t) => {
+  const dir = t.testdir({ 'first.json': 'old first' })
+  const [first, second] = [join(dir, 'first.json'), join(dir, 'second.json')]
+  await writeFilesAtomic([
+    { file: first, data: 'new first', mode: 0o600 },
+    { file: second, data: 'new second', mode: 0o644 },
+  ])
+  t.equal(await readFile(first, 'utf8'), 'new first')
+  t.equal(await readFile(second, 'utf8'), 'new second')
+  t.equal((await stat(second)).mode & 0o777, 0o644)
+  t.ok((await stat(first)).mtimeMs <= (await stat(second)).mtimeMs, 'the first renamed no later than the second')
 })

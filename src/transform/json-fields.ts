@@ -33,9 +33,15 @@ export const fieldsOption = z.array(z.string()).min(1)
 export const recordsOption = z.object({ pattern: z.string(), id: z.string().min(1).max(1024) }).strict().optional()
 export const formatOption = z.enum(['auto', 'json', 'ndjson']).default('auto')
 const size = (max: number) => z.number().int().positive().max(max)
-/** Byte caps: a value up to 16 MiB, a record up to 64 MiB (both held whole while they are decided). */
-export const valueBytesOption = (dflt: number) => size(16 * 1024 * 1024).default(dflt)
-export const recordBytesOption = (dflt: number) => size(64 * 1024 * 1024).default(dflt)
+/**
+ * Byte caps: a plaintext value up to 16 MiB, a record up to 64 MiB (both held whole while they are
+ * decided); on the sealed side (`open`, `require-sealed`) up to 24 and 96 MiB, what the largest a
+ * `seal` may make becomes (base64url is 4/3, plus the header): whatever one step seals, another opens.
+ */
+export const MAX_VALUE_BYTES = { plaintext: 16 * 1024 * 1024, sealed: 24 * 1024 * 1024 } as const
+export const MAX_RECORD_BYTES = { plaintext: 64 * 1024 * 1024, sealed: 96 * 1024 * 1024 } as const
+export const valueBytesOption = (dflt: number, side: 'plaintext' | 'sealed') => size(MAX_VALUE_BYTES[side]).default(dflt)
+export const recordBytesOption = (dflt: number, side: 'plaintext' | 'sealed') => size(MAX_RECORD_BYTES[side]).default(dflt)
 /**
  * Values the fields may match in one record: a record's values are held until it ends, with their
  * results (a sealed value is a few hundred bytes more than its plaintext), so their number is

@@ -41,8 +41,8 @@ const openOptions = z
     fields: fieldsOption,
     records: recordsOption,
     format: formatOption,
-    maxValueBytes: valueBytesOption(SEALED_VALUE_BYTES),
-    maxRecordBytes: recordBytesOption(SEALED_RECORD_BYTES),
+    maxValueBytes: valueBytesOption(SEALED_VALUE_BYTES, 'sealed'),
+    maxRecordBytes: recordBytesOption(SEALED_RECORD_BYTES, 'sealed'),
     maxFieldsPerRecord: recordFieldsOption,
   })
   .strict()

@@ -40,8 +40,8 @@ const sealOptions = z
     fields: fieldsOption,
     records: recordsOption,
     format: formatOption,
-    maxValueBytes: valueBytesOption(PLAINTEXT_VALUE_BYTES),
-    maxRecordBytes: recordBytesOption(PLAINTEXT_RECORD_BYTES),
+    maxValueBytes: valueBytesOption(PLAINTEXT_VALUE_BYTES, 'plaintext'),
+    maxRecordBytes: recordBytesOption(PLAINTEXT_RECORD_BYTES, 'plaintext'),
     maxFieldsPerRecord: recordFieldsOption,
   })
   .strict()

@@ -28,8 +28,8 @@ const stripOptions = z
   .object({
     fields: fieldsOption,
     format: formatOption,
-    maxValueBytes: valueBytesOption(PLAINTEXT_VALUE_BYTES),
-    maxRecordBytes: recordBytesOption(PLAINTEXT_RECORD_BYTES),
+    maxValueBytes: valueBytesOption(PLAINTEXT_VALUE_BYTES, 'plaintext'),
+    maxRecordBytes: recordBytesOption(PLAINTEXT_RECORD_BYTES, 'plaintext'),
     maxFieldsPerRecord: recordFieldsOption,
   })
   .strict()
