@@ -26,6 +26,10 @@ t.test('a repeated content type is decided as the first time, for each format', 
   t.equal(decide('application/x-ndjson', 'json'), 'unsupported_media_type')
   t.equal(decide('application/x-ndjson', 'auto'), 'ndjson')
   t.equal(decide(undefined, 'auto'), 'unsupported_media_type')
+  // A JSON Patch names its fields in strings: refused, where a merge patch has the document's shape.
+  t.equal(decide('application/json-patch+json', 'auto'), 'unsupported_media_type')
+  t.equal(decide('application/json-patch+json', 'json'), 'unsupported_media_type')
+  t.equal(decide('application/merge-patch+json', 'json'), 'document')
 })
 
 t.test('the cache is bounded and a refusal is never served from it', async (t) => {

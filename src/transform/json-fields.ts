@@ -197,6 +197,7 @@ function fieldRule(pattern: string, recordPattern: string | undefined, recordDep
 // Content type and encoding policy
 
 const JSON_TYPE = /^application\/(?:json|[a-z0-9!#$&^_.-]+\+json)$/
+const JSON_PATCH = 'application/json-patch+json'
 const NDJSON_TYPES: ReadonlySet<string> = new Set(['application/x-ndjson', 'application/ndjson'])
 const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
 
@@ -281,6 +282,11 @@ function parseJsonMode(raw: string, format: FieldRules['format'], direction: Dir
   const slash = mediaType.indexOf('/')
   if (slash === -1 || !TOKEN.test(mediaType.slice(0, slash)) || !TOKEN.test(mediaType.slice(slash + 1))) {
     throw refusal(direction, 'unsupported_media_type', `${type}: content-type is not a media type`)
+  }
+  // A JSON Patch (RFC 6902) names its fields in strings (`{"path":"/passportNumber","value":…}`):
+  // no pattern can reach them, and a step would act on nothing while every value crossed as it came.
+  if (mediaType === JSON_PATCH) {
+    throw refusal(direction, 'unsupported_media_type', `${type}: a JSON Patch names its fields in strings, which field steps cannot act on`)
   }
   const isJson = JSON_TYPE.test(mediaType)
   const isNdjson = NDJSON_TYPES.has(mediaType)

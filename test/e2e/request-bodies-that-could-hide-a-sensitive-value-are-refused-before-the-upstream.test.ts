@@ -63,6 +63,8 @@ t.test('every way a request could carry a listed field past the rewriter is refu
     ['an unknown media type parameter', { headers: { 'content-type': 'application/json; x=1' }, body: `{"passport":${P}}` }, 415, 'unsupported_media_type'],
     ['a gzip content-encoding', { headers: { ...json, 'content-encoding': 'gzip' }, body: `{"passport":${P}}` }, 415, 'unsupported_media_type'],
     ['stacked content-encodings', { headers: { ...json, 'content-encoding': 'identity, br' }, body: `{"passport":${P}}` }, 415, 'unsupported_media_type'],
+    // RFC 6902 names the field in a string, where no pattern reaches it.
+    ['a JSON Patch', { headers: { 'content-type': 'application/json-patch+json' }, body: `[{"op":"replace","path":"/passport","value":${P}}]` }, 415, 'unsupported_media_type'],
     ['a member written twice', { headers: json, body: `{"passport":"sealed-later","passport":${P}}` }, 400, 'json_invalid'],
     ['a member written twice, once escaped', { headers: json, body: `{"passport":${P},"pass\\u0070ort":"x"}` }, 400, 'json_invalid'],
     ['a name escaped as a surrogate pair trick', { headers: json, body: `{"name":${N},"\\u006eame":"x"}` }, 400, 'json_invalid'],
@@ -114,7 +116,7 @@ t.test('every way a request could carry a listed field past the rewriter is refu
   t.equal(leaksCanary(s.gw.logs.text()), undefined, 'no canary in the log')
   const metrics = await s.gw.metrics()
   t.equal(leaksCanary(metrics), undefined, 'no canary in /metrics')
-  t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'seal', reason: 'unsupported_media_type' }), 9)
+  t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'seal', reason: 'unsupported_media_type' }), 10)
   t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'seal', reason: 'json_invalid' }), 9)
   t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'seal', reason: 'value_too_large' }), 1)
   t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'seal-records', reason: 'value_too_large' }), 1)

@@ -917,6 +917,10 @@ export class JsonRewriteEngine<R = unknown> {
     }
     // Names are compared after unescaping (RFC 8259 §8.3): "pass\u0070ort" is "passport".
     const key = this.sawEsc ? this.unescape(src, s, e) : this.sawHigh ? src.toString('utf8', s, e) : this.ascii(src, s, e)
+    // C parsers (json-c, cJSON) keep names as C strings: `"passportNumber\u0000x"` is
+    // `passportNumber` to them, a value that would have crossed unsealed and unchecked here. A NUL
+    // can only come escaped (a raw control character is refused as a string's).
+    if (this.sawEsc && key.includes('\0')) this.fail('json_invalid', 'member name holds a NUL', end)
     const f = this.frames[this.depth - 1]!
     // RFC 8259 §4 leaves duplicate names to the parser; parsers disagree on which one wins, so a
     // duplicate could smuggle a plaintext value past a check that reads the other one. Refused.
@@ -930,7 +934,7 @@ export class JsonRewriteEngine<R = unknown> {
     // A name spelled exactly like a transition is that transition: only the others need folding.
     if (folded != null && f.state!.names!.get(key) === undefined) {
       const spelled = folded.get(this.folded(key))
-      if (spelled !== undefined && spelled !== key) this.fail('json_invalid', 'member name differs from a targeted name only by case', end)
+      if (spelled !== undefined && spelled !== key) this.fail('json_invalid', 'member name differs from a targeted name only by case or composition', end)
     }
     const child = f.state === null ? null : f.state.member(key)
     this.child = child
@@ -941,7 +945,7 @@ export class JsonRewriteEngine<R = unknown> {
       // Jackson's case-insensitive mode) reads the id as "B", and a value bound to record A would
       // open in record B. As for targeted names, a spelling that differs only by case is refused.
       else if ((key.length === this.idMember!.length || this.sawHigh || this.sawEsc) && this.folded(key) === this.idFolded) {
-        this.fail('json_invalid', 'member name differs from the record id member only by case', end)
+        this.fail('json_invalid', 'member name differs from the record id member only by case or composition', end)
       }
     }
     if (f.sep !== null) {
