@@ -24,6 +24,7 @@ import type { GatewayMetrics } from '../observability/metrics.js'
 import { normalizeTarget } from '../route/path.js'
 import { type CompiledRoute, type RouteTable, retireRouteTable } from '../route/table.js'
 import type { BodyTransform, Direction, MessageHeaders, TransformContext } from '../transform/types.js'
+import { recognizedUpstreamError } from '../upstream/classify.js'
 import { UpstreamAbort, type UpstreamPool, type UpstreamResponse, upstreamBodyError } from '../upstream/pool.js'
 import { BodyLimit } from './body-limit.js'
 import { chain } from './chain.js'
@@ -201,6 +202,8 @@ class Exchange {
   #principal: Principal | undefined
   #requestBody: BodyLimit | undefined
   #requestBodyError: unknown
+  /** The upstream response body's own error, if it failed (told apart from a response stage's). */
+  #upstreamBodyError: Error | undefined
   /** Body bytes received when no BodyLimit counts them (`#declaredLengthBody`). */
   #bodyBytes = 0
   #bytesOut = 0
@@ -551,7 +554,16 @@ class Exchange {
       })
       hold.pipe(res)
     })
-    chain([upstreamBody, ...stages, hold], fail)
+    // Which failure is the upstream's: its body's own error, seen before the chain reports it (a
+    // stage's error reaches the body only after, when the chain destroys it).
+    upstreamBody.once('error', (err: Error) => {
+      this.#upstreamBodyError ??= err
+    })
+    chain([upstreamBody, ...stages, hold], (err) => {
+      // An error that is neither an EcluseError nor the upstream body's is a stage's own (a bug, a
+      // stream misuse): the response fails closed all the same, blamed on the gateway.
+      this.#abortResponse(route, res, isEcluseError(err) || err === this.#upstreamBodyError ? err : stageFailure('transform_failed', err))
+    })
   }
 
   /**
@@ -593,8 +605,18 @@ class Exchange {
     // Upstream failures are counted by the pool itself (its onError hook), not here. A stage of the
     // request body that refused it (an EcluseError: too large, a transform) is the cause; any other
     // body error is undici destroying the body with the raw upstream error, which `err` classifies.
-    const bodyRefusal = isEcluseError(this.#requestBodyError) ? this.#requestBodyError : undefined
-    this.#refuseWith(bodyRefusal ?? err, 'upstream_bad_response')
+    const bodyError = this.#requestBodyError
+    if (isEcluseError(bodyError)) {
+      this.#refuseWith(bodyError, 'upstream_bad_response')
+      return
+    }
+    // A body error without the upstream's mark is a stage's own failure (a bug), not the upstream's;
+    // with it, undici destroyed the body with the upstream's error, which `err` classifies.
+    if (bodyError instanceof Error && recognizedUpstreamError(bodyError) === undefined) {
+      this.#refuseWith(stageFailure('request_transform_failed', bodyError), 'request_transform_failed')
+      return
+    }
+    this.#refuseWith(err, 'upstream_bad_response')
   }
 
   #refuseWith(err: unknown, fallback: ErrorCode): void {
@@ -676,6 +698,11 @@ class Exchange {
  * with a 4xx code (a transform that did not say `transform_failed` itself) is reported as
  * `transform_failed`, its own code kept in the log detail.
  */
+/** A stage that failed with an error of its own (not an `EcluseError`): the gateway's fault. */
+function stageFailure(code: 'transform_failed' | 'request_transform_failed', err: Error): EcluseError {
+  return new EcluseError(code, `a ${code === 'transform_failed' ? 'response' : 'request'} stage failed: ${err.message}`, { cause: err })
+}
+
 function asResponseRefusal(err: EcluseError): EcluseError {
   if (err.status >= 500) return err
   return new EcluseError('transform_failed', `${err.code}: ${err.message}`, { cause: err })

@@ -108,12 +108,22 @@ function byCode(code: string | undefined): UpstreamErrorCode | undefined {
 /**
  * Maps any error raised while talking to an upstream (request or response body) to an
  * `upstream_*` code. Follows `cause` and `AggregateError.errors` a few levels deep; anything not
- * recognised is `upstream_bad_response` (the exchange could not be relayed safely).
+ * recognised (`recognizedUpstreamError`) is `upstream_bad_response` (the exchange could not be
+ * relayed safely).
  *
  * @example
  * classifyUpstreamError(Object.assign(new Error('x'), { code: 'ECONNREFUSED' })) // 'upstream_refused'
  */
 export function classifyUpstreamError(err: unknown): UpstreamErrorCode {
+  return recognizedUpstreamError(err) ?? 'upstream_bad_response'
+}
+
+/**
+ * The `upstream_*` code of an error that carries the mark of the upstream connection (a socket,
+ * TLS, undici or llhttp code, or an `upstream_*` EcluseError), else `undefined`: an error without
+ * one (a `TypeError` from a body stage) did not come from the upstream.
+ */
+export function recognizedUpstreamError(err: unknown): UpstreamErrorCode | undefined {
   let current: unknown = err
   for (let depth = 0; depth < 4 && current != null; depth++) {
     if (isEcluseError(current) && current.code.startsWith('upstream_')) {
@@ -136,7 +146,7 @@ export function classifyUpstreamError(err: unknown): UpstreamErrorCode {
     }
     current = (current as { cause?: unknown }).cause
   }
-  return 'upstream_bad_response'
+  return undefined
 }
 
 /** True for an abort (signal reason, undici's RequestAbortedError, a DOMException AbortError). */

@@ -22,7 +22,7 @@ import type { SecureContext } from 'node:tls'
 import { Client, type Dispatcher, Pool } from 'undici'
 import type { UpstreamConfig } from '../config/schema.js'
 import { EcluseError, isEcluseError } from '../errors.js'
-import { classifyUpstreamError, isAbortError, toUpstreamError, type UpstreamErrorCode } from './classify.js'
+import { classifyUpstreamError, isAbortError, recognizedUpstreamError, toUpstreamError, type UpstreamErrorCode } from './classify.js'
 import { buildClientSecureContext, type ClientTlsMaterial } from './tls.js'
 
 export {
@@ -200,7 +200,7 @@ export class UpstreamPool {
     if ((this.#busy < this.#cfg.connections && this.#waiting.length === 0) || this.#closed) this.#busy++
     else {
       try {
-        await this.#waitForConnection(opts.signal)
+        await this.#waitForConnection(opts.signal, opts.body)
       } catch (err) {
         // undici never got the body, so it will not destroy it as it does on its own failures: a
         // body stage (a sealer holding a key and plaintext) would wait for the garbage collector.
@@ -222,7 +222,7 @@ export class UpstreamPool {
       } as Dispatcher.RequestOptions)
     } catch (err) {
       this.#release()
-      throw this.#requestFailed(err, opts.signal)
+      throw this.#requestFailed(err, opts.signal, opts.body)
     }
     // Always one listener: a caller that discards the body with `destroy()` makes undici emit
     // RequestAbortedError, which would otherwise be an uncaught exception. Bound once, no closure.
@@ -261,7 +261,10 @@ export class UpstreamPool {
       return { ok: true, detail: `HTTP ${data.statusCode}` }
     } catch (err) {
       const code = deadline.aborted ? 'upstream_timeout' : classifyUpstreamError(err)
-      return { ok: false, detail: `${code}: ${err instanceof Error ? err.message : String(err)}` }
+      // A Node server (an Écluse sidecar among them) refuses a client certificate by closing the
+      // connection after the handshake, with no alert: on a fresh connection, say so in the log.
+      const hint = code === 'upstream_reset' ? ' (closed on a fresh connection: an upstream that refuses the gateway client certificate without a TLS alert closes it this way)' : ''
+      return { ok: false, detail: `${code}: ${err instanceof Error ? err.message : String(err)}${hint}` }
     } finally {
       await client.destroy().catch(ignore)
     }
@@ -326,8 +329,12 @@ export class UpstreamPool {
    * @throws EcluseError `upstream_unavailable` after `connectTimeoutMs` or when the pool closes; an
    *   abort by `signal` rejects with an AbortError (the caller knows it aborted, nothing is counted).
    */
-  #waitForConnection(signal: AbortSignal | UpstreamAbort): Promise<void> {
+  #waitForConnection(signal: AbortSignal | UpstreamAbort, body: Readable | Buffer | null): Promise<void> {
     if (signal.aborted) return Promise.reject(abortedWhileWaiting())
+    // A body refused while it waits (over its route's limit, a transform's refusal) ends the wait:
+    // the answer is the refusal, now, not a 503 once connectTimeoutMs has passed.
+    const stream = body === null || Buffer.isBuffer(body) ? null : body
+    if (stream?.errored) return Promise.reject(stream.errored)
     return new Promise<void>((resolve, reject) => {
       const wait: ConnectionWait = {
         admit: () => {
@@ -352,11 +359,17 @@ export class UpstreamPool {
         this.#dequeue(wait)
         wait.refuse(abortedWhileWaiting())
       }
+      const onBodyError = (err: Error): void => {
+        this.#dequeue(wait)
+        wait.refuse(err)
+      }
       const settle = (): void => {
         clearTimeout(timer)
         removeAbortListener(signal, onAbort)
+        stream?.off('error', onBodyError)
       }
       addAbortListener(signal, onAbort)
+      stream?.once('error', onBodyError)
       this.#waiting.push(wait)
     })
   }
@@ -413,11 +426,16 @@ export class UpstreamPool {
     } as Pool.Options['connect']
   }
 
-  #requestFailed(err: unknown, signal: AbortSignal | UpstreamAbort): unknown {
+  #requestFailed(err: unknown, signal: AbortSignal | UpstreamAbort, body: Readable | Buffer | null): unknown {
     // Our own abort (the sponsor went away): the caller knows, nothing to classify or count.
     if (signal.aborted) return err
-    // A request body stage refused the body (body_too_large, request_transform_failed…).
-    if (isEcluseError(err)) return err
+    // A request body stage refused the body (body_too_large, request_transform_failed…), or failed
+    // with an error of its own (a bug in a stage): undici rejects with the body's error, which is
+    // the gateway's, not the upstream's, to report. (When the upstream fails, undici destroys the
+    // body with the upstream's error, which carries its mark.)
+    if (isEcluseError(err) || (body !== null && !Buffer.isBuffer(body) && body.errored === err && recognizedUpstreamError(err) === undefined)) {
+      return err
+    }
     const code = errorCode(err)
     if (code !== undefined && CALLER_BUG_CODES.has(code)) {
       return new EcluseError('internal', `upstream ${this.name}: undici refused the request: ${(err as Error).message}`, {
