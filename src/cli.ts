@@ -1234,7 +1234,7 @@ async function openOutput(out: string | undefined, mode: number, io: CliIo): Pro
     return { stream, commit: async () => {}, abort: async () => {} }
   }
   const { lstat, open, unlink } = await import('node:fs/promises')
-  const { removeOnInterrupt, renameDurably, temporaryPathBeside } = await import('./write-file-atomic.js')
+  const { NotFlushed, removeOnInterrupt, renameDurably, temporaryPathBeside } = await import('./write-file-atomic.js')
   // The output replaces `out` by a rename: over a device (`--out /dev/null` as root) or any other
   // special file that would leave a regular file of plaintext in its place. Only a regular file, or
   // a new one, is replaced.
@@ -1265,6 +1265,8 @@ async function openOutput(out: string | undefined, mode: number, io: CliIo): Pro
       try {
         await renameDurably(tmp, out)
       } catch (err) {
+        // In place but not flushed: a failure (the source must not be deleted), said as it is.
+        if (err instanceof NotFlushed) throw err
         await unlink(tmp).catch(() => {})
         throw new Error(`${out}: cannot write (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
       } finally {

@@ -78,13 +78,18 @@ export async function writeFilesAtomic(files: readonly FileToWrite[]): Promise<v
     throw err
   }
   const renamed: string[] = []
+  let notFlushed: NotFlushed | undefined
   try {
     for (const { tmp, file, release } of prepared) {
       try {
         await renameDurably(tmp, file)
       } catch (err) {
-        await unlink(tmp).catch(() => {})
-        throw err
+        // Renamed all the same: the files that follow go too, so the set stays whole.
+        if (!(err instanceof NotFlushed)) {
+          await unlink(tmp).catch(() => {})
+          throw err
+        }
+        notFlushed ??= err
       } finally {
         release()
       }
@@ -99,6 +104,7 @@ export async function writeFilesAtomic(files: readonly FileToWrite[]): Promise<v
     const left = prepared.slice(renamed.length).map((p) => p.file)
     throw new Error(`${renamed.join(', ')} replaced, but ${left.join(', ')} left as it was: ${(err as Error).message}`, { cause: err })
   }
+  if (notFlushed !== undefined) throw notFlushed
 }
 
 /**
@@ -111,9 +117,25 @@ export async function renameDurably(tmp: string, file: string): Promise<void> {
   const dir = await open(dirname(file), 'r')
   try {
     await rename(tmp, file)
-    await dir.sync()
+    try {
+      await dir.sync()
+    } catch (err) {
+      throw new NotFlushed(file, err)
+    }
   } finally {
     await dir.close()
+  }
+}
+
+/**
+ * The rename was done but the directory could not be flushed: `file` holds the new contents now,
+ * and a crash could still bring the old ones back. A failure all the same, but the caller must not
+ * treat the file as untouched (remove a temporary that no longer exists, say "left as it was").
+ */
+export class NotFlushed extends Error {
+  constructor(file: string, cause: unknown) {
+    super(`${file} was replaced, but its directory could not be flushed to disk (${(cause as NodeJS.ErrnoException).code ?? 'error'}): after a crash the old file may come back`, { cause })
+    this.name = 'NotFlushed'
   }
 }
 

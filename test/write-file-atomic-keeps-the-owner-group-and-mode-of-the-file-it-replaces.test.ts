@@ -128,3 +128,31 @@ t.test('two files that change together are both replaced, in the order given', a
   t.equal((await stat(second)).mode & 0o777, 0o644)
   t.ok((await stat(first)).mtimeMs <= (await stat(second)).mtimeMs, 'the first renamed no later than the second')
 })
+
+t.test('a directory that cannot be flushed after the rename: the failure says the files were replaced', async (t) => {
+  // The rename is done when the directory's fsync fails: the files hold the new contents, and the
+  // error must not say "left as it was" (nor a caller remove what is now the file).
+  const fs = await import('node:fs/promises')
+  const { writeFilesAtomic: writeWithFailingDirectorySync } = await t.mockImport<typeof import('../src/write-file-atomic.js')>('../src/write-file-atomic.js', {
+    'node:fs/promises': {
+      ...fs,
+      open: async (path: string, flags: string, mode?: number) => {
+        const fh = await fs.open(path, flags, mode)
+        if (flags !== 'r') return fh
+        return { sync: async () => Promise.reject(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' })), close: () => fh.close() }
+      },
+    },
+  })
+  const dir = t.testdir({ 'first.json': 'old first', 'second.json': 'old second' })
+  const [first, second] = [join(dir, 'first.json'), join(dir, 'second.json')]
+  await t.rejects(
+    writeWithFailingDirectorySync([
+      { file: first, data: 'new first', mode: 0o600 },
+      { file: second, data: 'new second', mode: 0o644 },
+    ]),
+    { name: 'NotFlushed', message: `${first} was replaced, but its directory could not be flushed to disk (EIO): after a crash the old file may come back` },
+  )
+  t.equal(await readFile(first, 'utf8'), 'new first', 'the first file is the new one')
+  t.equal(await readFile(second, 'utf8'), 'new second', 'and the second was renamed too: the set stays whole')
+  t.same((await readdir(dir)).sort(), ['first.json', 'second.json'], 'no temporary file is left')
+})
