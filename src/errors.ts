@@ -91,3 +91,17 @@ export function publicErrorBody(code: ErrorCode, requestId?: string): string {
     ? JSON.stringify({ error: code })
     : JSON.stringify({ error: code, requestId })
 }
+
+/**
+ * What a log may say of an error the gateway did not make (a plug-in stage's, a library's): its
+ * name and code, never its message, which may quote the input it choked on (V8's `JSON.parse`
+ * quotes up to the whole of a short one).
+ *
+ * @example
+ * foreignErrorDetail(new SyntaxError('Unexpected token …')) // 'SyntaxError'
+ */
+export function foreignErrorDetail(err: unknown): string {
+  if (!(err instanceof Error)) return typeof err
+  const code = (err as { code?: unknown }).code
+  return typeof code === 'string' && /^[A-Z0-9_]{1,64}$/.test(code) ? `${err.name} ${code}` : err.name
+}

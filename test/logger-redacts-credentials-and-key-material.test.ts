@@ -106,3 +106,26 @@ t.test('header and credential names in any case, rawHeaders lists and the proper
   t.same(values.tls, { KEY: REDACTED, Key: REDACTED }, '`key` in any case')
   t.same(values.kids, ['secret', 'k-2026', 'token', 'k-2027'], 'a list that is not rawHeaders is values, kept')
 })
+
+t.test('an error under another key than err, and a header list under headers, are censored too', async (t) => {
+  // Found by a review: `{ error: e }` and `{ errors: [e] }` were written by JSON.stringify with the
+  // error's own properties in clear, and undici's flat `headers` list was kept as values.
+  const out = capture()
+  const log = createLogger({ level: 'debug', destination: out.stream })
+  const secret = 'CANARY-SECRET-4c1d'
+  const failure = Object.assign(new Error('failed'), { headers: { Authorization: secret }, rawHeaders: ['Cookie', secret] })
+  log.error({ error: failure }, 'under error')
+  log.error({ errors: [failure], detail: { cause: failure } }, 'in a list and nested')
+  log.info({ request: { headers: ['host', 'gw', 'authorization', secret, 'accept', '*/*'] } }, 'undici headers list')
+  const text = out.text()
+  t.equal(out.lines.length, 3)
+  t.notOk(text.includes(secret), 'the secret never appears')
+  const [under, list, undici] = out.lines.map((l) => JSON.parse(l))
+  t.same(under.error.headers, { Authorization: REDACTED })
+  t.same(under.error.rawHeaders, ['Cookie', REDACTED])
+  t.equal(under.error.message, 'failed', 'serialised as err is')
+  t.match(under.error.stack, /failed/)
+  t.same(list.errors[0].headers, { Authorization: REDACTED })
+  t.same(list.detail.cause.headers, { Authorization: REDACTED })
+  t.same(undici.request.headers, ['host', 'gw', 'authorization', REDACTED, 'accept', '*/*'])
+})

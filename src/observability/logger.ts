@@ -116,8 +116,9 @@ function isPlainObject(v: object): v is Record<string, unknown> {
 
 /**
  * Censor sensitive keys at any depth, copying only the objects on the way to a censored value.
- * Only plain objects and arrays are walked: class instances (Error, Buffer, KeyObject, Map) are left
- * to their serializers (a KeyObject serialises as `{}`; Errors go through pino's `err` serializer).
+ * Only plain objects and arrays are walked, and Errors through pino's `err` serializer wherever they
+ * are; other class instances (Buffer, KeyObject, Map) are left to their serializers (a KeyObject
+ * serialises as `{}`).
  */
 function scrub(obj: Record<string, unknown>, depth: number): Record<string, unknown> {
   let out = obj
@@ -130,7 +131,7 @@ function scrub(obj: Record<string, unknown>, depth: number): Record<string, unkn
     }
     const v = obj[k]
     if (depth < SCRUB_MAX_DEPTH && typeof v === 'object' && v !== null) {
-      const s = scrubValue(v, depth + 1, k === 'rawHeaders' || k === 'rawTrailers')
+      const s = scrubValue(v, depth + 1, k === 'rawHeaders' || k === 'rawTrailers' || k === 'headers')
       if (s !== v) {
         if (out === obj) out = { ...obj }
         out[k] = s
@@ -145,8 +146,9 @@ function scrubValue(v: object, depth: number, namesAndValues = false): unknown {
     let out: unknown[] = v
     for (let i = 0; i < v.length; i++) {
       const item: unknown = v[i]
-      // Node's `rawHeaders` (and `rawTrailers`): a flat list of names and values, where the value
-      // after a sensitive name is censored. Other lists (kids, names) are values, kept.
+      // Node's `rawHeaders` (and `rawTrailers`, and undici's `headers` as a list): a flat list of
+      // names and values, where the value after a sensitive name is censored. Other lists (kids,
+      // names) are values, kept.
       if (namesAndValues && typeof item === 'string' && i % 2 === 0 && i + 1 < v.length && typeof v[i + 1] === 'string' && isSensitiveName(item)) {
         if (out === v) out = v.slice()
         out[i + 1] = REDACTED
@@ -163,6 +165,9 @@ function scrubValue(v: object, depth: number, namesAndValues = false): unknown {
     }
     return out
   }
+  // An Error under another key than `err` (`{ error: e }`, `{ errors: [e] }`): serialised and
+  // scrubbed as `err` is, not left to JSON.stringify with its own properties in clear.
+  if (v instanceof Error) return serializeError(v)
   return isPlainObject(v) ? scrub(v, depth) : v
 }
 

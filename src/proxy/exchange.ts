@@ -15,7 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex, Readable } from 'node:stream'
 import type { Logger } from 'pino'
 import type { SponsorConfig } from '../config/schema.js'
-import { EcluseError, type ErrorCode, isEcluseError, publicErrorBody } from '../errors.js'
+import { EcluseError, type ErrorCode, foreignErrorDetail, isEcluseError, publicErrorBody } from '../errors.js'
 import { isAllowed } from '../identity/authorize.js'
 import type { Principal } from '../identity/principal.js'
 import { principalOf, type RequestHandler } from '../listener/sponsor.js'
@@ -586,7 +586,7 @@ class Exchange {
     }
     this.#aborted = true
     this.#code = upstreamBodyError(route.upstream, err).code
-    this.#proxy.log.warn({ reqId: this.#requestId, route: route.name, code: this.#code, err: err.message }, 'response aborted mid-stream')
+    this.#proxy.log.warn({ reqId: this.#requestId, route: route.name, code: this.#code, err: safeDetail(err) }, 'response aborted mid-stream')
     res.destroy()
   }
 
@@ -624,7 +624,7 @@ class Exchange {
       this.#refuse(err.code, err.message)
       return
     }
-    this.#refuse(fallback, err instanceof Error ? err.message : String(err))
+    this.#refuse(fallback, safeDetail(err))
     return
   }
 
@@ -698,9 +698,19 @@ class Exchange {
  * with a 4xx code (a transform that did not say `transform_failed` itself) is reported as
  * `transform_failed`, its own code kept in the log detail.
  */
+/**
+ * What the log says of a failure: our own errors' messages and those of the upstream connection
+ * (socket, TLS, undici: constant texts), but of any other error only its name and code, since its
+ * message may quote the body it choked on.
+ */
+function safeDetail(err: unknown): string {
+  if (isEcluseError(err) || (err instanceof Error && recognizedUpstreamError(err) !== undefined)) return (err as Error).message
+  return foreignErrorDetail(err)
+}
+
 /** A stage that failed with an error of its own (not an `EcluseError`): the gateway's fault. */
 function stageFailure(code: 'transform_failed' | 'request_transform_failed', err: Error): EcluseError {
-  return new EcluseError(code, `a ${code === 'transform_failed' ? 'response' : 'request'} stage failed: ${err.message}`, { cause: err })
+  return new EcluseError(code, `a ${code === 'transform_failed' ? 'response' : 'request'} stage failed: ${foreignErrorDetail(err)}`, { cause: err })
 }
 
 function asResponseRefusal(err: EcluseError): EcluseError {

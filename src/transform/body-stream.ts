@@ -6,7 +6,7 @@
  * stream's work is synchronous, so the time measured around each call is its own.
  */
 import type { Transform, TransformCallback } from 'node:stream'
-import { EcluseError, isEcluseError } from '../errors.js'
+import { EcluseError, foreignErrorDetail, isEcluseError } from '../errors.js'
 import type { CryptoOpMetrics, CryptoRouteMetrics } from '../observability/metrics.js'
 import { forResponse } from './json-fields.js'
 import type { Direction } from './types.js'
@@ -69,7 +69,8 @@ class BodyMeter {
   }
 
   #fail(err: Error): EcluseError {
-    const e = isEcluseError(err) ? err : new EcluseError(this.#o.failure, err.message, { cause: err })
+    // Not ours: its name and code only, as its message may quote the bytes it failed on.
+    const e = isEcluseError(err) ? err : new EcluseError(this.#o.failure, foreignErrorDetail(err), { cause: err })
     this.#report(false, e)
     return this.#o.direction === 'request' ? e : forResponse(e)
   }

@@ -292,8 +292,8 @@ function parseJsonMode(raw: string, format: FieldRules['format'], direction: Dir
   const isNdjson = NDJSON_TYPES.has(mediaType)
   if ((format === 'json' || format === 'auto') && isJson) return 'document'
   if ((format === 'ndjson' || format === 'auto') && isNdjson) return 'ndjson'
-  // Only the type's name, which the client or upstream chose; it is not a body value.
-  throw refusal(direction, 'unsupported_media_type', `${type}: content-type ${JSON.stringify(mediaType.slice(0, 100))} is not ${format === 'auto' ? 'JSON or NDJSON' : format.toUpperCase()}`)
+  // Not the value itself: header values are never logged (a response's is the other side's).
+  throw refusal(direction, 'unsupported_media_type', `${type}: content-type is not ${format === 'auto' ? 'JSON or NDJSON' : format.toUpperCase()}`)
 }
 
 /** True when the message certainly has an empty body (nothing to inspect). */

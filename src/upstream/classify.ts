@@ -6,7 +6,7 @@
  * through Node (`CERT_HAS_EXPIRED`, `ERR_SSL_…`) and undici (`UND_ERR_…`, `HPE_…` from llhttp).
  * Happy-eyeballs connects may wrap them in an `AggregateError`; they are unwrapped here.
  */
-import { EcluseError, type ErrorCode, isEcluseError } from '../errors.js'
+import { EcluseError, type ErrorCode, foreignErrorDetail, isEcluseError } from '../errors.js'
 
 /** The subset of error codes that describe a failure of the trusted side. */
 export type UpstreamErrorCode = Extract<ErrorCode, `upstream_${string}`>
@@ -162,8 +162,11 @@ export function isAbortError(err: unknown): boolean {
  */
 export function toUpstreamError(upstream: string, err: unknown): EcluseError {
   if (isEcluseError(err)) return err
-  const code = classifyUpstreamError(err)
-  const message = err instanceof Error ? `${err.name}${codeOf(err) ? ` ${codeOf(err)}` : ''}: ${err.message}` : String(err)
+  const recognized = recognizedUpstreamError(err)
+  const code = recognized ?? 'upstream_bad_response'
+  // The texts of socket, TLS, undici and llhttp errors are constant; another error's message may
+  // quote what it failed on, so the log gets its name and code only.
+  const message = recognized !== undefined && err instanceof Error ? `${err.name}${codeOf(err) ? ` ${codeOf(err)}` : ''}: ${err.message}` : foreignErrorDetail(err)
   return new EcluseError(code, `upstream ${upstream}: ${message}`, { cause: err })
 }
 

@@ -7,6 +7,8 @@
  * on a request, and no upstream error is counted; the response still fails closed. And a chunked
  * body refused by its route's limit while every upstream connection is busy is answered at once
  * (413), not after `connectTimeoutMs` with an `upstream_unavailable` counted against the upstream.
+ * The log names such an error by its name, never its message, which may quote the body (V8's
+ * JSON.parse quotes the input it choked on).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Readable, Transform, type TransformCallback } from 'node:stream'
@@ -14,12 +16,15 @@ import t from 'tap'
 import { registerTransform } from '../../src/transform/registry.js'
 import { Harness, metricValue } from '../helpers/harness.js'
 
-/** Passes the first 100,000 bytes, then fails the way a bug does. */
+const SECRET = 'P-CANARY-0612345678'
+
+/** Passes the first 100,000 bytes, then fails the way a bug does, quoting what it read. */
 class FailsAfterAWhile extends Transform {
   #seen = 0
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.#seen += chunk.length
-    if (this.#seen > 100_000) cb(new TypeError('cannot read properties of undefined'))
+    // Foreign errors quote their input, as V8's JSON.parse does.
+    if (this.#seen > 100_000) cb(new SyntaxError(`Unexpected token 'P', "${SECRET}" is not valid JSON`))
     else cb(null, chunk)
   }
 }
@@ -86,7 +91,8 @@ t.test('a stage failing on its own: the gateway is blamed, the upstream is not c
     ],
     'the log names the stage, for each',
   )
-  t.ok(refused.every((l) => /stage failed: cannot read properties of undefined/.test(String(l.detail ?? l.err))), 'with the error')
+  t.ok(refused.every((l) => /stage failed: SyntaxError$/.test(String(l.detail ?? l.err))), 'with the error’s name')
+  t.notMatch(h.logs.raw.join('\n'), SECRET, 'and never its message, which quotes the body')
   t.same(received.sort(), ['/v1/held', '/v1/streamed', '/v1/upload'])
 })
 
