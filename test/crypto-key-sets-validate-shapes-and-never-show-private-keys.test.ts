@@ -81,6 +81,21 @@ t.test('shapes are validated and duplicate kids refused', async (t) => {
     /cannot be imported/,
     'P-256 point not on the curve',
   )
+  // X25519 points of small order import, and every agreement with them is the all-zero secret that
+  // OpenSSL refuses: such a set used to load and then fail every seal (a 502 on every request).
+  const u = (n: bigint) => Buffer.from(n.toString(16).padStart(64, '0'), 'hex').reverse().toString('base64url')
+  const p25519 = 2n ** 255n - 19n
+  const smallOrder: Array<[string, bigint]> = [
+    ['u = 0', 0n],
+    ['u = 1', 1n],
+    ['the order-8 point 325606…', 325606250916557431795983626356110631294008115727848805560023387167927233504n],
+    ['the order-8 point 395837…', 39382357235489614581723060781553021112529911719440698176882885853963445705823n],
+    ['u = p − 1', p25519 - 1n],
+  ]
+  for (const [what, point] of smallOrder) {
+    refused(t, () => parseKeySet({ keys: [with_({ x: u(point) })] }, { publicOnly: true }), /is a point of small order/, `X25519 public key of small order: ${what}`)
+  }
+  t.equal(parseKeySet({ keys: [pub] }, { publicOnly: true }).current.kid, pub.kid, 'a real X25519 key still loads')
   const weak = generateKeySet({ alg: 'RSA-OAEP-256', modulusLength: 2048 }).publicJwks.keys[0]!
   refused(t, () => parseKeySet({ keys: [{ ...weak, n: Buffer.from(String(weak.n), 'base64url').subarray(0, 128).toString('base64url') }] }), /modulus must be 2048/, 'RSA 1024-bit')
   // e = 1: the "encrypted" CEK is its OAEP padding in clear, which anyone can undo; e = 3 invites

@@ -147,6 +147,22 @@ t.test('the windows are bounded: beyond maxKeys recipient keys the oldest window
   t.throws(() => new SealWindows({ maxValues: 0 }), { code: 'config_invalid' })
 })
 
+t.test('a retired or spent window seals nothing: its unused CEKs are zeroed, so it fails closed', async (t) => {
+  // Every caller checks usable() first; the window refuses on its own too, where it used to hand out
+  // an erased slot and seal under an all-zero CEK (found by a review).
+  const windows = new SealWindows({ maxValues: 2, now: () => 0 })
+  const key = parseKeySet(generateKeySet().publicJwks).current
+  const retired = windows.acquire(key, 0)
+  retired.sealCompact([['ecl.fmt', 'x']], Buffer.from('first'))
+  retired.retire()
+  t.throws(() => retired.sealCompact([['ecl.fmt', 'x']], Buffer.from('after retire')), { code: 'seal_failed', message: /retired or spent/ })
+  windows.clear()
+  const spent = windows.acquire(key, 0)
+  spent.sealCompact([['ecl.fmt', 'x']], Buffer.from('1'))
+  spent.sealCompact([['ecl.fmt', 'x']], Buffer.from('2'))
+  t.throws(() => spent.sealCompact([['ecl.fmt', 'x']], Buffer.from('3')), { code: 'seal_failed' }, 'past maxValues')
+})
+
 t.test('an idle window is dropped when it expires, so no KEK outlives its window', async (t) => {
   let now = 0
   const windows = new SealWindows({ maxAgeMs: 1, now: () => now })

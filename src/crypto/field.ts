@@ -216,6 +216,9 @@ export class SealWindow {
 
   /** Takes the next CEK/IV/wrapped-key slot of the batch (`ceks`, `ivs`, `wrapped` by index). */
   take(): number {
+    // Callers check `usable()` in the same turn; this is the backstop: a retired window's unused
+    // slots are zeroed, and a value sealed under one would be under an all-zero CEK (fail closed).
+    if (this.#wrapper === undefined || this.#left <= 0) throw new EcluseError('seal_failed', 'sealing window retired or spent')
     if (this.#next === this.#count) this.#refill()
     this.#left--
     return this.#next++

@@ -86,8 +86,10 @@ export class KekCache {
       if (kek === undefined) openFailed('key agreement failed')
       unwrapper = new KeyUnwrapper(kek)
     }
-    // A failed unwrap continues with a random CEK so it fails on the tag, in the same way and about
-    // the same time as a tampered ciphertext (RFC 7516 §11.5).
+    // A failed unwrap continues with a random CEK so it fails on the tag, in the same way as a
+    // tampered ciphertext (RFC 7516 §11.5): one uniform error. Not in the same time: a refused
+    // unwrap also rebuilds its OpenSSL context (≈ 35 µs against ≈ 24 µs for a bad tag, measured in
+    // a review), which tells only whether the wrapped key was well formed, never anything of a key.
     const cek = unwrapper.unwrap256(p.ek)
     let out: Buffer
     try {

@@ -381,7 +381,22 @@ function importJwk(input: unknown, source: string, at: string, options: KeySetOp
     fail(source, where, 'cannot be imported (invalid point, modulus or encoding)')
   }
   if (privateKey !== undefined) checkPair(publicKey, privateKey, algorithm, publicJwk, source, where)
+  // An X25519 point of small order (u = 0, 1, …) imports, but every agreement with it gives the
+  // all-zero secret, which OpenSSL refuses: every seal would fail (a 502 on every request) where the
+  // boot is meant to refuse the set. One trial agreement at load tells.
+  if (curve?.kty === 'OKP' && !agreesWith(publicKey)) fail(source, where, 'is a point of small order (no agreement with it is possible)')
   return new RecipientKey({ kid, alg, curve, publicKey, modulusBytes, publicJwk }, privateKey)
+}
+
+/** A trial ECDH with a fresh ephemeral key of the same curve: false when OpenSSL refuses it. */
+function agreesWith(publicKey: KeyObject): boolean {
+  try {
+    const { privateKey } = generateKeyPairSync(publicKey.asymmetricKeyType as 'x25519')
+    diffieHellman({ privateKey, publicKey }).fill(0)
+    return true
+  } catch {
+    return false
+  }
 }
 
 /**
