@@ -7,17 +7,21 @@
  *
  * - Boot: the primary validates the configuration, certificates and routes exactly as `config check`
  *   does, opens the admin listener, then forks. Until every worker has reported ready once, a worker
- *   that exits fails the whole boot (exit 1): a broken deployment must not crash-loop quietly.
+ *   that exits fails the whole boot (exit 1): a broken deployment must not crash-loop quietly. A
+ *   worker that has not reported ready {@link BOOT_TIMEOUT_MS} after its fork is killed: the boot
+ *   fails as well, or, once the cluster has started, the worker is restarted as after a crash.
  * - Sharing the port: workers `listen()` through the primary (Node's round-robin handle on Linux), so
  *   a configured port 0 is the same random port for every worker.
  * - Signals: SIGHUP and SIGTERM/SIGINT are relayed to every worker (reload; drain then exit). A
  *   reload is asked for over IPC and each worker answers with its outcome, so the primary's file
- *   watcher tries a change that failed to load again as a single process does. The
- *   primary exits once every worker has exited: 0 when all drained cleanly, 1 otherwise. A worker that
- *   outlives its drain deadline by {@link KILL_GRACE_MS} is killed (the deadline each worker reported
- *   at boot and after each reload: `shutdown.drainTimeoutMs` applies on SIGHUP).
+ *   watcher tries a change that failed to load again as a single process does. The primary exits
+ *   once every worker has exited: 0 when all drained cleanly (or, not yet ready, had nothing to
+ *   drain), 1 otherwise. A worker that outlives its drain deadline by {@link KILL_GRACE_MS} is killed
+ *   (the deadline each worker reported at boot and after each reload: `shutdown.drainTimeoutMs`
+ *   applies on SIGHUP).
  * - Crashes after boot: the worker is restarted with an exponential back-off per slot (250 ms, 500 ms,
- *   … capped at 30 s); a worker that stayed up {@link STABLE_AFTER_MS} resets its slot's back-off.
+ *   … capped at 30 s); a worker that got ready and stayed up {@link STABLE_AFTER_MS} resets its
+ *   slot's back-off.
  * - Hangs after boot: every {@link LIVENESS_INTERVAL_MS} the primary asks each ready worker for a
  *   sign of life; a worker whose event loop has not answered {@link LIVENESS_MISSES} times in a row
  *   is killed, and restarted as after a crash. Until then it counts as not ready.
@@ -44,7 +48,7 @@ import { loadKeySets } from './transform/key-sets.js'
 export const MAX_WORKERS = 256
 /** A worker that outlives its drain deadline by this much is killed. */
 export const KILL_GRACE_MS = 5_000
-/** A worker that lived at least this long starts its slot's back-off again from the first step. */
+/** A worker that got ready and lived at least this long starts its slot's back-off again from the first step. */
 export const STABLE_AFTER_MS = 10_000
 /** How long the primary waits for one worker's readiness or metrics answer. */
 const READINESS_ASK_MS = 2_000
@@ -54,6 +58,13 @@ const RELOAD_ASK_MS = 60_000
 export const LIVENESS_INTERVAL_MS = 5_000
 /** Unanswered asks in a row after which a worker is killed and restarted: ≈ 15 s of a stuck event loop. */
 export const LIVENESS_MISSES = 3
+/**
+ * How long a worker may take from its fork to reporting ready before it is killed. Liveness asks only
+ * ready workers, so without it a worker stuck in its boot would keep the pod unready for good while
+ * the primary's `/healthz` stays green. A boot reads files and listens, nothing remote: a minute is
+ * far beyond a slow one.
+ */
+export const BOOT_TIMEOUT_MS = 60_000
 
 /** Options for {@link runCluster}. */
 export interface ClusterOptions {
@@ -63,6 +74,8 @@ export interface ClusterOptions {
   readonly restartDelayMs?: number
   /** Ceiling of the restart back-off. Default 30 s. */
   readonly maxRestartDelayMs?: number
+  /** How long a worker may boot before it is killed. Default {@link BOOT_TIMEOUT_MS}. */
+  readonly bootTimeoutMs?: number
 }
 
 /** The restart delay after `failures` consecutive crashes of one slot (1 → `base`). */
@@ -187,7 +200,9 @@ interface Slot {
   worker: Worker | undefined
   startedAt: number
   ready: boolean
-  /** Consecutive crashes of this slot (reset once a worker stays up STABLE_AFTER_MS). */
+  /** Kills its worker if it has not reported ready by `bootTimeoutMs` after its fork. */
+  bootTimer: NodeJS.Timeout | undefined
+  /** Consecutive crashes of this slot (reset once a worker that got ready stays up STABLE_AFTER_MS). */
   failures: number
   restartTimer: NodeJS.Timeout | undefined
   sponsorPort: number
@@ -250,6 +265,7 @@ class ClusterPrimary {
   readonly #admin: AdminServer
   readonly #restartDelayMs: number
   readonly #maxRestartDelayMs: number
+  readonly #bootTimeoutMs: number
   /** Questions to workers awaiting an answer, by query id, with the worker asked. */
   readonly #pending = new Map<number, { readonly workerId: number; readonly done: (answer: unknown) => void }>()
   readonly #restarts: Counter
@@ -274,12 +290,14 @@ class ClusterPrimary {
     this.#log = log
     this.#restartDelayMs = options.restartDelayMs ?? 250
     this.#maxRestartDelayMs = options.maxRestartDelayMs ?? 30_000
+    this.#bootTimeoutMs = options.bootTimeoutMs ?? BOOT_TIMEOUT_MS
     for (let index = 0; index < options.workers; index++) {
       this.#slots.push({
         index,
         worker: undefined,
         startedAt: 0,
         ready: false,
+        bootTimer: undefined,
         reloadPending: false,
         reloadWaiters: [],
         lastMetrics: undefined,
@@ -432,13 +450,19 @@ class ClusterPrimary {
 
   /** SIGTERM/SIGINT: no more restarts; every worker drains and exits; then the primary exits. */
   stop(signal: NodeJS.Signals | 'boot_failed'): void {
-    if (this.#stopping) return
+    if (this.#stopping) {
+      this.#log.info({ signal }, 'shutdown already in progress')
+      return
+    }
     this.#stopping = true
     this.#log.info({ signal, workers: this.#liveWorkers().length }, 'shutdown requested')
     clearInterval(this.#livenessTimer)
     for (const slot of this.#slots) {
       clearTimeout(slot.restartTimer)
       slot.restartTimer = undefined
+      // A worker still booting now gets the drain deadline and its grace, as every other.
+      clearTimeout(slot.bootTimer)
+      slot.bootTimer = undefined
     }
     for (const worker of this.#liveWorkers()) worker.process.kill('SIGTERM')
     // The longest deadline any worker has now: a reload (SIGHUP) may have lengthened the drain, and
@@ -472,6 +496,18 @@ class ClusterPrimary {
     const worker = cluster.fork({ ECLUSE_WORKER_SLOT: String(slot.index) })
     slot.worker = worker
     this.#byWorkerId.set(worker.id, slot)
+    slot.bootTimer = setTimeout(() => this.#onBootTimeout(slot, worker), this.#bootTimeoutMs)
+  }
+
+  /**
+   * A worker that has not reported ready in time is killed; its exit fails the boot, or restarts it
+   * once the cluster has started. Liveness asks only ready workers: nothing else would see it.
+   */
+  #onBootTimeout(slot: Slot, worker: Worker): void {
+    slot.bootTimer = undefined
+    if (slot.worker !== worker || slot.ready || this.#stopping) return
+    this.#log.error({ worker: worker.id, bootTimeoutMs: this.#bootTimeoutMs }, 'worker did not report ready in time; killing it')
+    worker.process.kill('SIGKILL')
   }
 
   #onMessage(worker: Worker, msg: unknown): void {
@@ -485,6 +521,8 @@ class ClusterPrimary {
     slot.drainTimeoutMs = msg.drainTimeoutMs
     if (msg.ecluse === 'drain') return
     slot.ready = true
+    clearTimeout(slot.bootTimer)
+    slot.bootTimer = undefined
     slot.sponsorPort = msg.sponsorPort
     if (slot.reloadPending) {
       slot.reloadPending = false
@@ -514,14 +552,20 @@ class ClusterPrimary {
     const slot = this.#byWorkerId.get(worker.id)
     this.#byWorkerId.delete(worker.id)
     if (slot === undefined || slot.worker !== worker) return
+    const wasReady = slot.ready
     slot.worker = undefined
     slot.ready = false
+    clearTimeout(slot.bootTimer)
+    slot.bootTimer = undefined
     if (slot.lastMetrics !== undefined) this.#retired.push(cumulativeOnly(slot.lastMetrics))
     slot.lastMetrics = undefined
     this.#settleReloadWaiters(slot, undefined)
     const clean = code === 0 && signal === null
     if (this.#stopping) {
-      if (!clean) this.#cleanExit = false
+      // A worker signalled before its boot holds signals (src/boot-signals.ts), just forked, dies of
+      // the signal's default action: it had nothing to drain, which is a clean stop.
+      const nothingToDrain = !wasReady && (signal === 'SIGTERM' || signal === 'SIGINT')
+      if (!clean && !nothingToDrain) this.#cleanExit = false
       this.#log.info({ worker: worker.id, code, signal }, 'worker exited')
       this.#maybeExit()
       return
@@ -534,7 +578,8 @@ class ClusterPrimary {
       return
     }
     const uptime = Date.now() - slot.startedAt
-    slot.failures = uptime >= STABLE_AFTER_MS ? 1 : slot.failures + 1
+    // A worker that never got ready was never stable, however long its boot hung.
+    slot.failures = wasReady && uptime >= STABLE_AFTER_MS ? 1 : slot.failures + 1
     const delayMs = restartDelay(slot.failures, this.#restartDelayMs, this.#maxRestartDelayMs)
     this.#restarts.inc()
     this.#log.warn({ worker: worker.id, code, signal, uptimeMs: uptime, restartInMs: delayMs }, 'worker exited unexpectedly; restarting')
@@ -560,10 +605,9 @@ class ClusterPrimary {
     const answers = await Promise.all(
       slots.map(async (slot) => {
         const worker = slot.worker!
-        const answer = (await this.#ask(worker, 'metrics?')) as RegistryJson | undefined
-        // A worker that exited meanwhile has had its last registry retired (#onExit).
-        if (answer !== undefined && slot.worker === worker) slot.lastMetrics = answer
-        return slot.worker === worker ? (answer ?? slot.lastMetrics) : undefined
+        const metrics = (await this.#ask(worker, 'metrics?')) as RegistryJson | undefined
+        if (metrics !== undefined && slot.worker === worker) slot.lastMetrics = metrics
+        return { slot, worker, metrics: metrics ?? slot.lastMetrics }
       }),
     )
     const parts = this.#retired
@@ -573,7 +617,11 @@ class ClusterPrimary {
       // A worker that exited meanwhile pushed its part after these; a concurrent scrape may have folded first.
       if (this.#retired === parts) this.#retired = [folded, ...parts.slice(count)]
     }
-    return [...answers.filter((a): a is RegistryJson => a !== undefined), ...this.#retired]
+    // Judged in the step that reads `#retired`: a worker that answered, then exited while the others
+    // were awaited, is in `#retired` now with that very answer (#onExit), and counts there only.
+    const live: RegistryJson[] = []
+    for (const { slot, worker, metrics } of answers) if (slot.worker === worker && metrics !== undefined) live.push(metrics)
+    return [...live, ...this.#retired]
   }
 
   /** The outcome of a reload a booting worker is asked for once ready (nothing after `RELOAD_ASK_MS`). */

@@ -26,13 +26,35 @@ export function hasExited(pid: number): boolean {
   }
 }
 
+/** The pids of `pid`'s children (the workers of a primary), from /proc (Linux). */
+export function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
+  } catch {
+    return []
+  }
+}
+
+/** The entry that runs `runCluster` with options the CLI does not offer (see that file). */
+const SERVE_WITH_OPTIONS = 'test/helpers/cluster-serve.ts'
+
+/** What a test may ask of the cluster beyond the CLI's options, through {@link SERVE_WITH_OPTIONS}. */
+export interface ServeOptions {
+  /** The primary kills a worker not ready this long after its fork (default: `BOOT_TIMEOUT_MS`). */
+  readonly bootTimeoutMs?: number
+  /** The primary sends itself this signal as soon as it holds signals: one during its boot for certain. */
+  readonly signalDuringBoot?: NodeJS.Signals
+}
+
 /**
  * Teardown for a worker a test stopped or orphaned: SIGKILL it if it is still running this gateway,
  * never a process that took over its pid once it had exited.
  */
 export function killIfStillOurs(pid: number): void {
   try {
-    if (hasExited(pid) || !readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('src/cli.ts')) return
+    if (hasExited(pid)) return
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+    if (!cmdline.includes('src/cli.ts') && !cmdline.includes(SERVE_WITH_OPTIONS)) return
     process.kill(pid, 'SIGKILL')
   } catch {
     // gone meanwhile
@@ -69,10 +91,17 @@ export class ClusterProcess {
 
   /**
    * Spawned from source as `npm start` would run it, with `nodeArgs` before the script (as the
-   * image's ENTRYPOINT gives node its options); killed (SIGKILL) in teardown if still up.
+   * image's ENTRYPOINT gives node its options); killed (SIGKILL) in teardown if still up. With
+   * `serve`, through {@link SERVE_WITH_OPTIONS} instead of the CLI.
    */
-  constructor(t: { teardown(fn: () => unknown): void }, configPath: string, workers = 2, nodeArgs: readonly string[] = []) {
-    const argv = [...nodeArgs, '--import', 'tsx', 'src/cli.ts', 'serve', '--config', configPath, '--workers', String(workers)]
+  constructor(t: { teardown(fn: () => unknown): void }, configPath: string, workers = 2, nodeArgs: readonly string[] = [], serve?: ServeOptions) {
+    const entry =
+      serve === undefined
+        ? ['src/cli.ts', 'serve', '--config', configPath, '--workers', String(workers)]
+        : [SERVE_WITH_OPTIONS, configPath, String(workers)]
+    if (serve?.bootTimeoutMs !== undefined) entry.push('--boot-timeout-ms', String(serve.bootTimeoutMs))
+    if (serve?.signalDuringBoot !== undefined) entry.push('--signal-during-boot', serve.signalDuringBoot)
+    const argv = [...nodeArgs, '--import', 'tsx', ...entry]
     this.child = spawn(process.execPath, argv, {
       stdio: ['ignore', 'pipe', 'pipe'],
     })
@@ -135,9 +164,13 @@ export class ClusterProcess {
 
 /**
  * The common cluster setup: a fresh PKI, an echo upstream, and `ecluse serve --workers 2` in front
- * of it with one `records` route (`/v1/records/*`) and a 2 s drain, all torn down by `t`.
+ * of it with one `records` route (`/v1/records/*`) and a 2 s drain, all torn down by `t`; with
+ * `serve`, run through {@link SERVE_WITH_OPTIONS}.
  */
-export async function startEchoCluster(t: { teardown(fn: () => unknown): void }): Promise<{ pki: TestPki; upstream: TestUpstream; cluster: ClusterProcess }> {
+export async function startEchoCluster(
+  t: { teardown(fn: () => unknown): void },
+  serve?: ServeOptions,
+): Promise<{ pki: TestPki; upstream: TestUpstream; cluster: ClusterProcess }> {
   const pki = await makeTestPki()
   const dir = await mkdtemp(join(tmpdir(), 'ecluse-workers-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
@@ -147,5 +180,5 @@ export async function startEchoCluster(t: { teardown(fn: () => unknown): void })
   const routes = [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow: ['uri:spiffe://sponsor.test/accreditation-app'], upstream: 'backend' }]
   const configPath = join(dir, 'gateway.yaml')
   await writeFile(configPath, stringify(gatewayConfig(pki, upstream.port, routes, { shutdown: { drainTimeoutMs: 2000 } })))
-  return { pki, upstream, cluster: new ClusterProcess(t, configPath) }
+  return { pki, upstream, cluster: new ClusterProcess(t, configPath, 2, [], serve) }
 }
