@@ -673,7 +673,7 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
   if (kidValue !== undefined && !KID.test(kidValue)) {
     throw new UsageError('--kid takes 1 to 128 visible ASCII characters (no spaces)', usage)
   }
-  return await withKeySetLock(dir, name, async () => {
+  return await withKeySetLock(dir, name, !rotate, async () => {
     let existing: PrivateSetOnDisk | undefined
     if (rotate) {
       if (!(await exists(privateFile))) {
@@ -798,7 +798,7 @@ async function keysChange(op: 'promote' | 'retire', values: Values, io: CliIo, u
   for (const file of [privateFile, publicFile]) {
     if (!(await exists(file))) throw new Error(`cannot ${op}: ${file} does not exist`)
   }
-  return await withKeySetLock(dir, name, async () => {
+  return await withKeySetLock(dir, name, false, async () => {
     const { set, byKid } = await readPrivateSet(privateFile)
     const published = await readPublicSet(publicFile)
     const target = set.get(kid)
@@ -896,37 +896,45 @@ async function keysChange(op: 'promote' | 'retire', values: Values, io: CliIo, u
 
 /**
  * Runs `change` holding `NAME.jwks.lock` in the set's directory (created with `wx`, so by one
- * command at a time), when that directory exists. Every keys command reads both files, decides, then
- * writes both: two at once (two operators, a script run twice) would each write a set built from
- * what they read, and the later one would silently drop the earlier one's key — a staged key whose
- * private half vanishes while its public half may already be installed. A lock left by a command
- * killed with SIGKILL must be removed by hand; the error names it.
+ * command at a time). Every keys command reads both files, decides, then writes both: two at once
+ * (two operators, a script run twice) would each write a set built from what they read, and the
+ * later one would silently drop the earlier one's key — a staged key whose private half vanishes
+ * while its public half may already be installed, or two new sets whose files hold different keys.
+ * `create`: the directory is made first (0700, as `keys init` makes it), so that a new set is locked
+ * too. A lock left by a command killed with SIGKILL must be removed by hand; the error names it.
  */
-async function withKeySetLock<T>(dir: string, name: string, change: () => Promise<T>): Promise<T> {
+async function withKeySetLock<T>(dir: string, name: string, create: boolean, change: () => Promise<T>): Promise<T> {
   const { join } = await import('node:path')
-  const { open, unlink } = await import('node:fs/promises')
+  const { mkdir, open, unlink } = await import('node:fs/promises')
   const { removeOnInterrupt } = await import('./write-file-atomic.js')
+  // A directory that cannot be made (--out names a file…) is the command's to report, in its words.
+  if (create) await mkdir(dir, { recursive: true, mode: 0o700 }).catch(() => {})
   const lock = join(dir, `${name}.jwks.lock`)
-  const release = removeOnInterrupt(lock)
+  let fh: import('node:fs/promises').FileHandle
   try {
-    const fh = await open(lock, 'wx', 0o600)
-    await fh.writeFile(`${process.pid}\n`)
-    await fh.close()
+    fh = await open(lock, 'wx', 0o600)
   } catch (err) {
-    release()
     const code = (err as NodeJS.ErrnoException).code
-    // No directory yet (keys init creates it: nothing to race with), or --out is not one (the
-    // command says so in its own words).
-    if (code === 'ENOENT' || code === 'ENOTDIR') return await change()
     if (code === 'EEXIST') {
       throw new Error(
         `${lock} exists: another keys command is changing the set "${name}"; run this one when it has finished ` +
           '(if none is running, one was killed before it could remove the lock: check both files, then remove it)',
       )
     }
+    // No directory, --out not one, or one this user cannot write: the command cannot write either,
+    // and says why in its own words (a change that writes nothing, such as promoting the current
+    // key again, still runs).
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return await change()
     throw new Error(`${lock}: cannot create the lock (${code ?? 'error'})`)
   }
+  // Registered once it is ours: removing the name on a signal before would take another's lock.
+  const release = removeOnInterrupt(lock)
   try {
+    try {
+      await fh.writeFile(`${process.pid}\n`)
+    } finally {
+      await fh.close()
+    }
     return await change()
   } finally {
     await unlink(lock).catch(() => {})
@@ -991,10 +999,14 @@ function sealingArgs(values: Values, positionals: readonly string[], usage: stri
       if (values[o] !== undefined) throw new UsageError(`--${o} applies to --body only`, usage)
     }
   }
-  // Blanks after a comma are not part of the next pointer (it starts with "/"); blanks at the end of
-  // one are, as RFC 6901 reads it (`/c ` names the member "c "), so they are kept, never trimmed off.
+  // Blanks after a comma are not part of the next pointer (it starts with "/"). Blanks at its end
+  // would be (`/c ` names the member "c "), but `/name , /passport` means /name: either reading
+  // leaves a member unsealed without a word, so a pointer may not end in one.
   const fields = fieldsValue?.flatMap((v) => v.split(',')).map((f) => f.trimStart())
   if (fields?.some((f) => !f.startsWith('/'))) throw new UsageError('--fields takes JSON Pointers, each starting with "/"', usage)
+  if (fields?.some((f) => /\s$/.test(f))) {
+    throw new UsageError('--fields: a JSON Pointer may not end in a blank (write "/a,/b"; a member whose name ends in one needs a configuration step)', usage)
+  }
   let records: SealingArgs['records']
   const recordsValue = values['records'] as string | undefined
   if (recordsValue !== undefined) {

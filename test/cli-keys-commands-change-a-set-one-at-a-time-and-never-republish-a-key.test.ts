@@ -62,6 +62,18 @@ t.test('commands started together: every key one of them reports is in both file
   t.same(await listDir(dir), [PRIVATE, PUBLIC], 'no lock and no temporary file is left')
 })
 
+t.test('new sets started together in a new directory: one is written, and its two files agree', async (t) => {
+  // Without a lock on a directory that did not exist yet, all four reported "wrote", and one round
+  // left a private file with one kid beside a public file with another (found by a review).
+  const dir = join(t.testdir(), 'new', 'keys')
+  const runs = await Promise.all(['a', 'b', 'c', 'd'].map((k) => runCli(['keys', 'init', '--out', dir, '--kid', k])))
+  const wrote = ['a', 'b', 'c', 'd'].filter((_, i) => runs[i]!.code === 0)
+  t.equal(wrote.length, 1, `exactly one wrote the set (${wrote.join(', ')})`)
+  for (const r of runs) if (r.code !== 0) t.match(r.stderr, /jwks\.lock exists: another keys command|already exists: --rotate adds/, 'the others are refused')
+  t.same(await kids(dir), { private: wrote, public: wrote }, 'the private and the public file hold the same key')
+  t.same(await listDir(dir), [PRIVATE, PUBLIC], 'no lock is left')
+})
+
 t.test('promote and retire never publish a key the public file lacks', async (t) => {
   // A `retire k3` killed between its two renames leaves a private file with k1, k2, k3 beside a
   // public one with k1, k2.

@@ -129,3 +129,22 @@ t.test('an error under another key than err, and a header list under headers, ar
   t.same(list.detail.cause.headers, { Authorization: REDACTED })
   t.same(undici.request.headers, ['host', 'gw', 'authorization', REDACTED, 'accept', '*/*'])
 })
+
+t.test('an error keeps its type under err, and an error that points back at itself is logged, not a crash', async (t) => {
+  const out = capture()
+  const log = createLogger({ level: 'debug', destination: out.stream })
+  log.error({ err: new TypeError('boom') }, 'typed')
+  const looped = Object.assign(new Error('looped'), { ctx: {} as Record<string, unknown> })
+  looped.ctx['back'] = looped
+  t.doesNotThrow(() => log.error({ err: looped }, 'cycle under err'))
+  t.doesNotThrow(() => log.error({ error: looped }, 'cycle under another key'))
+  const list: unknown[] = []
+  list.push(list)
+  t.doesNotThrow(() => log.info({ list }, 'a list holding itself'))
+  const [typed, underErr, underOther, selfList] = out.lines.map((l) => JSON.parse(l))
+  t.equal(typed.err.type, 'TypeError', 'the type of the error, not "Object"')
+  t.equal(typed.err.message, 'boom')
+  t.equal(underErr.err.message, 'looped')
+  t.equal(underOther.error.message, 'looped')
+  t.ok(selfList.msg === 'a list holding itself')
+})

@@ -130,6 +130,8 @@ function scrub(obj: Record<string, unknown>, depth: number): Record<string, unkn
       continue
     }
     const v = obj[k]
+    // Under `err`, pino's own serializer (then this scrub) takes the Error, as it always did.
+    if (k === 'err' && v instanceof Error) continue
     if (depth < SCRUB_MAX_DEPTH && typeof v === 'object' && v !== null) {
       const s = scrubValue(v, depth + 1, k === 'rawHeaders' || k === 'rawTrailers' || k === 'headers')
       if (s !== v) {
@@ -142,6 +144,8 @@ function scrub(obj: Record<string, unknown>, depth: number): Record<string, unkn
 }
 
 function scrubValue(v: object, depth: number, namesAndValues = false): unknown {
+  // The bound also ends a cycle (an error whose context points back at it, a list holding itself).
+  if (depth > SCRUB_MAX_DEPTH) return v
   if (Array.isArray(v)) {
     let out: unknown[] = v
     for (let i = 0; i < v.length; i++) {
@@ -167,7 +171,7 @@ function scrubValue(v: object, depth: number, namesAndValues = false): unknown {
   }
   // An Error under another key than `err` (`{ error: e }`, `{ errors: [e] }`): serialised and
   // scrubbed as `err` is, not left to JSON.stringify with its own properties in clear.
-  if (v instanceof Error) return serializeError(v)
+  if (v instanceof Error) return serializeError(v, depth)
   return isPlainObject(v) ? scrub(v, depth) : v
 }
 
@@ -179,9 +183,9 @@ function scrubLogObject(obj: Record<string, unknown>): Record<string, unknown> {
  * pino's `err` serializer, then the scrub: the formatters see an Error before it is serialised
  * and do not walk it, while the serializer copies its own properties (`err.tls`, `err.headers`).
  */
-function serializeError(err: unknown): unknown {
+function serializeError(err: unknown, depth = 0): unknown {
   const out: unknown = pino.stdSerializers.err(err as Error)
-  return typeof out === 'object' && out !== null ? scrubValue(out, 0) : out
+  return typeof out === 'object' && out !== null ? scrubValue(out, depth) : out
 }
 
 function levelLabel(label: string): { level: string } {

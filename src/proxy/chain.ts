@@ -12,29 +12,32 @@ import { IncomingMessage } from 'node:http'
 import { type Duplex, finished, type Readable } from 'node:stream'
 
 export type ChainStreams = readonly [Readable, ...Duplex[]]
+export type ChainErrorHandler = (err: Error, origin: Readable | undefined) => void
 
 /**
  * Pipes `streams` in order, with back-pressure, and returns the last one (to be read, or piped on).
- * `onError` is called once, after every stream has been destroyed with the error.
+ * `onError` is called once, after every stream has been destroyed with the error, with the stream
+ * that failed first (`origin`; undefined for a premature close): whose fault it was, the upstream's
+ * body or a stage's.
  *
  * @example
  * const body = chain([req, new BodyLimit(max), ...stages], (err) => refuse(err))
  */
-export function chain(streams: ChainStreams, onError: (err: Error) => void): Readable {
+export function chain(streams: ChainStreams, onError: ChainErrorHandler): Readable {
   new Chain(streams, onError)
   return streams[streams.length - 1]!
 }
 
 class Chain {
   readonly #streams: ChainStreams
-  readonly #onError: (err: Error) => void
+  readonly #onError: ChainErrorHandler
   #failed = false
   /** Bound once per chain: the only closure `finished()` gets. */
   readonly #onFinished = (err?: Error | null): void => {
     if (err) this.#fail(err)
   }
 
-  constructor(streams: ChainStreams, onError: (err: Error) => void) {
+  constructor(streams: ChainStreams, onError: ChainErrorHandler) {
     this.#streams = streams
     this.#onError = onError
     for (let i = 0; i < streams.length; i++) {
@@ -47,6 +50,8 @@ class Chain {
   #fail(err: Error): void {
     if (this.#failed) return
     this.#failed = true
+    // Before the others are destroyed with it: only the stream that failed holds the error yet.
+    const origin = this.#streams.find((s) => s.errored === err)
     // As pipeline does: every stream goes, so a half-read body can never be taken as complete.
     for (const s of this.#streams) {
       if (s.destroyed) continue
@@ -60,6 +65,6 @@ class Chain {
       }
       s.destroy(err)
     }
-    this.#onError(err)
+    this.#onError(err, origin)
   }
 }

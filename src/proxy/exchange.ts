@@ -202,8 +202,8 @@ class Exchange {
   #principal: Principal | undefined
   #requestBody: BodyLimit | undefined
   #requestBodyError: unknown
-  /** The upstream response body's own error, if it failed (told apart from a response stage's). */
-  #upstreamBodyError: Error | undefined
+  /** A request body stage failed with an error of its own (not undici destroying the body). */
+  #requestStageFailed = false
   /** Body bytes received when no BodyLimit counts them (`#declaredLengthBody`). */
   #bodyBytes = 0
   #bytesOut = 0
@@ -428,8 +428,9 @@ class Exchange {
     if (hold !== null) streams.push(hold)
     // undici reads the last stream with back-pressure. Any stage's error destroys the whole chain,
     // so the upstream sees an aborted body, never a short one.
-    return chain(streams, (err) => {
+    return chain(streams, (err, origin) => {
       this.#requestBodyError ??= err
+      this.#requestStageFailed = origin !== undefined && stages.includes(origin as Duplex)
       // Refused while held back: the upstream was never contacted, so answer here.
       if (!this.#forwarded) this.#refuseWith(err, 'request_transform_failed')
     })
@@ -554,15 +555,11 @@ class Exchange {
       })
       hold.pipe(res)
     })
-    // Which failure is the upstream's: its body's own error, seen before the chain reports it (a
-    // stage's error reaches the body only after, when the chain destroys it).
-    upstreamBody.once('error', (err: Error) => {
-      this.#upstreamBodyError ??= err
-    })
-    chain([upstreamBody, ...stages, hold], (err) => {
-      // An error that is neither an EcluseError nor the upstream body's is a stage's own (a bug, a
-      // stream misuse): the response fails closed all the same, blamed on the gateway.
-      this.#abortResponse(route, res, isEcluseError(err) || err === this.#upstreamBodyError ? err : stageFailure('transform_failed', err))
+    chain([upstreamBody, ...stages, hold], (err, origin) => {
+      // A stage that failed with an error of its own (a bug, a stream misuse): the response fails
+      // closed all the same, blamed on the gateway, not on the upstream.
+      const ownFailure = !isEcluseError(err) && origin !== undefined && origin !== upstreamBody
+      this.#abortResponse(route, res, ownFailure ? stageFailure('transform_failed', err) : err)
     })
   }
 
@@ -610,9 +607,9 @@ class Exchange {
       this.#refuseWith(bodyError, 'upstream_bad_response')
       return
     }
-    // A body error without the upstream's mark is a stage's own failure (a bug), not the upstream's;
-    // with it, undici destroyed the body with the upstream's error, which `err` classifies.
-    if (bodyError instanceof Error && recognizedUpstreamError(bodyError) === undefined) {
+    // A stage's own failure (a bug), not the upstream's; otherwise undici destroyed the body with
+    // the upstream's error, which `err` classifies.
+    if (bodyError instanceof Error && this.#requestStageFailed) {
       this.#refuseWith(stageFailure('request_transform_failed', bodyError), 'request_transform_failed')
       return
     }
@@ -694,11 +691,6 @@ class Exchange {
 }
 
 /**
- * A response the gateway refuses is the upstream side's failure, never the sponsor's: a refusal
- * with a 4xx code (a transform that did not say `transform_failed` itself) is reported as
- * `transform_failed`, its own code kept in the log detail.
- */
-/**
  * What the log says of a failure: our own errors' messages and those of the upstream connection
  * (socket, TLS, undici: constant texts), but of any other error only its name and code, since its
  * message may quote the body it choked on.
@@ -710,9 +702,15 @@ function safeDetail(err: unknown): string {
 
 /** A stage that failed with an error of its own (not an `EcluseError`): the gateway's fault. */
 function stageFailure(code: 'transform_failed' | 'request_transform_failed', err: Error): EcluseError {
-  return new EcluseError(code, `a ${code === 'transform_failed' ? 'response' : 'request'} stage failed: ${foreignErrorDetail(err)}`, { cause: err })
+  // No `cause`: pino's error serializer writes out the messages of the whole cause chain.
+  return new EcluseError(code, `a ${code === 'transform_failed' ? 'response' : 'request'} stage failed: ${foreignErrorDetail(err)}`)
 }
 
+/**
+ * A response the gateway refuses is the upstream side's failure, never the sponsor's: a refusal
+ * with a 4xx code (a transform that did not say `transform_failed` itself) is reported as
+ * `transform_failed`, its own code kept in the log detail.
+ */
 function asResponseRefusal(err: EcluseError): EcluseError {
   if (err.status >= 500) return err
   return new EcluseError('transform_failed', `${err.code}: ${err.message}`, { cause: err })

@@ -69,8 +69,9 @@ class BodyMeter {
   }
 
   #fail(err: Error): EcluseError {
-    // Not ours: its name and code only, as its message may quote the bytes it failed on.
-    const e = isEcluseError(err) ? err : new EcluseError(this.#o.failure, foreignErrorDetail(err), { cause: err })
+    // Not ours: its name and code only, as its message may quote the bytes it failed on (and not as
+    // a `cause`, whose message a logged error would carry along).
+    const e = isEcluseError(err) ? err : new EcluseError(this.#o.failure, foreignErrorDetail(err))
     this.#report(false, e)
     return this.#o.direction === 'request' ? e : forResponse(e)
   }

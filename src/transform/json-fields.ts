@@ -35,8 +35,10 @@ export const formatOption = z.enum(['auto', 'json', 'ndjson']).default('auto')
 const size = (max: number) => z.number().int().positive().max(max)
 /**
  * Byte caps: a plaintext value up to 16 MiB, a record up to 64 MiB (both held whole while they are
- * decided); on the sealed side (`open`, `require-sealed`) up to 24 and 96 MiB, what the largest a
- * `seal` may make becomes (base64url is 4/3, plus the header): whatever one step seals, another opens.
+ * decided); on the sealed side (`open`, `require-sealed`) up to 24 and 96 MiB. 24 MiB holds the
+ * largest value a `seal` may make (base64url is 4/3, plus a header of at most 8 KiB): whatever value
+ * one step seals, another opens. A record has no such bound: each of its values adds a header that
+ * repeats its pointer and record id, so a record of very many values can seal to more than 96 MiB.
  */
 export const MAX_VALUE_BYTES = { plaintext: 16 * 1024 * 1024, sealed: 24 * 1024 * 1024 } as const
 export const MAX_RECORD_BYTES = { plaintext: 64 * 1024 * 1024, sealed: 96 * 1024 * 1024 } as const

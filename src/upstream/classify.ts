@@ -16,6 +16,7 @@ const BY_CODE: ReadonlyMap<string, UpstreamErrorCode> = new Map<string, Upstream
 
   ['ECONNRESET', 'upstream_reset'],
   ['ECONNABORTED', 'upstream_reset'],
+  ['ENETRESET', 'upstream_reset'],
   ['EPIPE', 'upstream_reset'],
   // undici's SocketError: "other side closed", "closed", or a reset it observed.
   ['UND_ERR_SOCKET', 'upstream_reset'],
@@ -38,6 +39,12 @@ const BY_CODE: ReadonlyMap<string, UpstreamErrorCode> = new Map<string, Upstream
   ['ENETUNREACH', 'upstream_unavailable'],
   ['ENETDOWN', 'upstream_unavailable'],
   ['EADDRNOTAVAIL', 'upstream_unavailable'],
+  // The gateway's own resources for a connection (descriptors, socket buffers) ran out.
+  ['EMFILE', 'upstream_unavailable'],
+  ['ENFILE', 'upstream_unavailable'],
+  ['ENOBUFS', 'upstream_unavailable'],
+  // A TLS record the socket layer could not make sense of.
+  ['EPROTO', 'upstream_tls'],
 
   ['UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', 'upstream_bad_response'],
   ['UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'upstream_bad_response'],
@@ -144,6 +151,9 @@ export function recognizedUpstreamError(err: unknown): UpstreamErrorCode | undef
     if (typeof current === 'object' && (current as { library?: unknown }).library === 'SSL routines') {
       return 'upstream_tls'
     }
+    // Any other system error of the socket (Node sets `syscall`: read, write, connect): the
+    // connection failed under the exchange.
+    if (typeof current === 'object' && typeof (current as { syscall?: unknown }).syscall === 'string') return 'upstream_reset'
     current = (current as { cause?: unknown }).cause
   }
   return undefined
@@ -165,9 +175,9 @@ export function toUpstreamError(upstream: string, err: unknown): EcluseError {
   const recognized = recognizedUpstreamError(err)
   const code = recognized ?? 'upstream_bad_response'
   // The texts of socket, TLS, undici and llhttp errors are constant; another error's message may
-  // quote what it failed on, so the log gets its name and code only.
-  const message = recognized !== undefined && err instanceof Error ? `${err.name}${codeOf(err) ? ` ${codeOf(err)}` : ''}: ${err.message}` : foreignErrorDetail(err)
-  return new EcluseError(code, `upstream ${upstream}: ${message}`, { cause: err })
+  // quote what it failed on, so the log gets its name and code only, and no `cause` to carry it.
+  if (recognized === undefined || !(err instanceof Error)) return new EcluseError(code, `upstream ${upstream}: ${foreignErrorDetail(err)}`)
+  return new EcluseError(code, `upstream ${upstream}: ${err.name}${codeOf(err) ? ` ${codeOf(err)}` : ''}: ${err.message}`, { cause: err })
 }
 
 /**

@@ -327,7 +327,8 @@ export class UpstreamPool {
   /**
    * Waits, oldest first, until a finishing request hands over its connection; resolves holding it.
    * @throws EcluseError `upstream_unavailable` after `connectTimeoutMs` or when the pool closes; an
-   *   abort by `signal` rejects with an AbortError (the caller knows it aborted, nothing is counted).
+   *   abort by `signal` rejects with an AbortError (the caller knows it aborted, nothing is counted);
+   *   a streamed body that fails meanwhile rejects with its error (a refusal: nothing is counted).
    */
   #waitForConnection(signal: AbortSignal | UpstreamAbort, body: Readable | Buffer | null): Promise<void> {
     if (signal.aborted) return Promise.reject(abortedWhileWaiting())
