@@ -810,6 +810,18 @@ async function keysChange(op: 'promote' | 'retire', values: Values, io: CliIo, u
     // again of that command, or a retire of it, may settle it; neither step here publishes it.
     const publicOf = (order: readonly string[]) =>
       order.filter((k) => published.get(k) !== undefined).map((k) => publicMembers(set.get(k)!))
+    /** Both files with the keys in `order` and `current`, the file named by `first` renamed first. */
+    const rewrite = async (order: readonly string[], current: string, first: 'private' | 'public'): Promise<void> => {
+      const docs = await keySetDocuments(
+        order.map((k) => byKid.get(k)!),
+        publicOf(order),
+        current,
+        files,
+      )
+      const privateDoc = { file: privateFile, data: docs.privateText, mode: 0o600 }
+      const publicDoc = { file: publicFile, data: docs.publicText, mode: 0o644 }
+      await writeKeySetFiles(first === 'private' ? [privateDoc, publicDoc] : [publicDoc, privateDoc])
+    }
     const printFiles = () => {
       io.stdout.write(`  ${privateFile}   private, 0600: keep it on the trusted host only\n`)
       io.stdout.write(`  ${publicFile}   public: install it wherever the previous one is used\n`)
@@ -829,20 +841,11 @@ async function keysChange(op: 'promote' | 'retire', values: Values, io: CliIo, u
       // The promoted key first (readers that ignore `current` seal to the first key), then the one it
       // replaces, then the others in their order.
       const order = [kid, ...[currentKid, ...set.kids.filter((k) => k !== currentKid)].filter((k) => k !== kid)]
-      const docs = await keySetDocuments(
-        order.map((k) => byKid.get(k)!),
-        publicOf(order),
-        kid,
-        files,
-      )
       // Both files already hold every key (that is what staging did); only `current` moves. The private
       // file first, the public file last: sealers act on the public file, so until its rename lands it
       // still reads as the staged set, and an interruption in between leaves the sealers where they
       // were (a run again completes it), never a public file ahead of the trusted host's own copy.
-      await writeKeySetFiles([
-        { file: privateFile, data: docs.privateText, mode: 0o600 },
-        { file: publicFile, data: docs.publicText, mode: 0o644 },
-      ])
+      await rewrite(order, kid, 'private')
       const previous = published.current.kid === kid ? currentKid : published.current.kid
       io.stdout.write(
         `promoted kid ${kid} in the key set "${name}" in ${dir}: new values are sealed to it; still accepted for opening: ${order.slice(1).join(', ')}\n`,
@@ -869,20 +872,11 @@ async function keysChange(op: 'promote' | 'retire', values: Values, io: CliIo, u
       )
     }
     const order = [currentKid, ...set.kids.filter((k) => k !== currentKid && k !== kid)]
-    const docs = await keySetDocuments(
-      order.map((k) => byKid.get(k)!),
-      publicOf(order),
-      currentKid,
-      files,
-    )
     // The public file first, the private file last: at every moment each kid in the public file (what
     // sealers may seal to and what require-sealed accepts) is still in the private file, so an
     // interruption in between never leaves a key that is accepted on one side and cannot be opened on
     // the other; a run again completes it.
-    await writeKeySetFiles([
-      { file: publicFile, data: docs.publicText, mode: 0o644 },
-      { file: privateFile, data: docs.privateText, mode: 0o600 },
-    ])
+    await rewrite(order, currentKid, 'public')
     io.stdout.write(`retired kid ${kid} from the key set "${name}" in ${dir}: current kid ${currentKid}; still accepted for opening: ${order.join(', ')}\n`)
     io.stdout.write(
       `warning: a value sealed to ${kid} no longer opens with this set (open_failed), and require-sealed refuses it\n` +
