@@ -444,8 +444,14 @@ class ClusterPrimary {
       this.#log.warn(outcome, 'a reload failed in some workers; they keep their previous configuration')
       return { ok: false }
     }
+    if (applied < asked.length) {
+      // Gone, draining or silent for RELOAD_ASK_MS: not retried, as each such worker either is
+      // replaced (and a replacement reads the files as it boots) or is killed by the liveness check.
+      this.#log.warn(outcome, 'a reload got no answer from some workers; a worker restarted later reads the files as it boots')
+      return undefined
+    }
     this.#log.info(outcome, 'workers reloaded')
-    return applied > 0 && applied === asked.length ? { ok: true } : undefined
+    return applied > 0 ? { ok: true } : undefined
   }
 
   /** SIGTERM/SIGINT: no more restarts; every worker drains and exits; then the primary exits. */
