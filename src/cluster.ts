@@ -202,6 +202,8 @@ interface Slot {
   ready: boolean
   /** Kills its worker if it has not reported ready by `bootTimeoutMs` after its fork. */
   bootTimer: NodeJS.Timeout | undefined
+  /** The worker the boot timer killed: a `ready` of its still in the IPC pipe is ignored. */
+  bootKilled: Worker | undefined
   /** Consecutive crashes of this slot (reset once a worker that got ready stays up STABLE_AFTER_MS). */
   failures: number
   restartTimer: NodeJS.Timeout | undefined
@@ -291,6 +293,10 @@ class ClusterPrimary {
     this.#restartDelayMs = options.restartDelayMs ?? 250
     this.#maxRestartDelayMs = options.maxRestartDelayMs ?? 30_000
     this.#bootTimeoutMs = options.bootTimeoutMs ?? BOOT_TIMEOUT_MS
+    // A timer of NaN, 0 or over 2^31 − 1 ms fires at once: every worker would be killed in its boot.
+    if (!Number.isInteger(this.#bootTimeoutMs) || this.#bootTimeoutMs < 1000 || this.#bootTimeoutMs > 3_600_000) {
+      throw new RangeError('bootTimeoutMs must be a whole number of milliseconds from 1000 to 3600000')
+    }
     for (let index = 0; index < options.workers; index++) {
       this.#slots.push({
         index,
@@ -298,6 +304,7 @@ class ClusterPrimary {
         startedAt: 0,
         ready: false,
         bootTimer: undefined,
+        bootKilled: undefined,
         reloadPending: false,
         reloadWaiters: [],
         lastMetrics: undefined,
@@ -445,8 +452,9 @@ class ClusterPrimary {
       return { ok: false }
     }
     if (applied < asked.length) {
-      // Gone, draining or silent for RELOAD_ASK_MS: not retried, as each such worker either is
-      // replaced (and a replacement reads the files as it boots) or is killed by the liveness check.
+      // Gone, draining or silent for RELOAD_ASK_MS: not retried. A worker that went away is replaced,
+      // and its replacement reads the files as it boots; one whose reload is merely slow (a file
+      // system that hangs) may still be on its previous state: the warning says to look.
       this.#log.warn(outcome, 'a reload got no answer from some workers; a worker restarted later reads the files as it boots')
       return undefined
     }
@@ -501,6 +509,7 @@ class ClusterPrimary {
     // `cluster.isWorker` there and starts a gateway instead of a primary.
     const worker = cluster.fork({ ECLUSE_WORKER_SLOT: String(slot.index) })
     slot.worker = worker
+    slot.bootKilled = undefined
     this.#byWorkerId.set(worker.id, slot)
     slot.bootTimer = setTimeout(() => this.#onBootTimeout(slot, worker), this.#bootTimeoutMs)
   }
@@ -513,6 +522,7 @@ class ClusterPrimary {
     slot.bootTimer = undefined
     if (slot.worker !== worker || slot.ready || this.#stopping) return
     this.#log.error({ worker: worker.id, bootTimeoutMs: this.#bootTimeoutMs }, 'worker did not report ready in time; killing it')
+    slot.bootKilled = worker
     worker.process.kill('SIGKILL')
   }
 
@@ -525,7 +535,8 @@ class ClusterPrimary {
     const slot = this.#byWorkerId.get(worker.id)
     if (slot === undefined || slot.worker !== worker) return
     slot.drainTimeoutMs = msg.drainTimeoutMs
-    if (msg.ecluse === 'drain') return
+    // Ready too late: it is being killed, and its exit must count as a boot that never ended.
+    if (msg.ecluse === 'drain' || slot.bootKilled === worker) return
     slot.ready = true
     clearTimeout(slot.bootTimer)
     slot.bootTimer = undefined
@@ -577,7 +588,8 @@ class ClusterPrimary {
       return
     }
     if (!this.#started) {
-      // Boot failure: the worker wrote its own one-line reason to stderr.
+      // Boot failure: the worker wrote its own one-line reason to stderr, or the boot timer's line
+      // (`worker did not report ready in time`) is in the log.
       this.#log.error({ worker: worker.id, code, signal }, 'a worker failed to start; stopping')
       this.#cleanExit = false
       this.stop('boot_failed')
