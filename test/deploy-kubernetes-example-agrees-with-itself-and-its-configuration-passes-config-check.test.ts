@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { parse, parseAllDocuments } from 'yaml'
+import { generateKeySet } from '../src/crypto/index.js'
 import { ROOT, runCli } from './helpers/cli.js'
 import { closedPort, Harness } from './helpers/harness.js'
 import { makeTestPki } from './helpers/pki.js'
@@ -46,22 +47,29 @@ t.test("the ConfigMap's gateway.yaml passes `ecluse config check` with certifica
   const dir = await mkdtemp(join(tmpdir(), 'ecluse-k8s-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   // Each file a Secret of the example provides (the `kubectl create secret` lines in deployment.yaml).
+  // The sealing key sets of the ecluse-sealing-keys Secret, as `ecluse keys init` writes them.
+  const keySet = generateKeySet()
+  await writeFile(join(dir, 'trusted-host.private.jwks.json'), JSON.stringify(keySet.privateJwks), { mode: 0o600 })
+  await writeFile(join(dir, 'trusted-host.public.jwks.json'), JSON.stringify(keySet.publicJwks))
   const mounted: Record<string, string> = {
-    '/etc/ecluse/tls/sponsor/tls.crt': pki.gatewaySponsorServer.certPath,
-    '/etc/ecluse/tls/sponsor/tls.key': pki.gatewaySponsorServer.keyPath,
+    // The sidecar's server certificate is the trusted side's: the edges verify it against the trusted CA.
+    '/etc/ecluse/tls/sponsor/tls.crt': pki.sidecarServer.certPath,
+    '/etc/ecluse/tls/sponsor/tls.key': pki.sidecarServer.keyPath,
     '/etc/ecluse/tls/sponsor/client-ca.crt': pki.sponsorCa.certPath,
     '/etc/ecluse/tls/trusted/tls.crt': pki.gatewayTrustedClient.certPath,
     '/etc/ecluse/tls/trusted/tls.key': pki.gatewayTrustedClient.keyPath,
     '/etc/ecluse/tls/trusted/ca.crt': pki.trustedCa.certPath,
+    '/etc/ecluse/keys/trusted-host.private.jwks.json': join(dir, 'trusted-host.private.jwks.json'),
+    '/etc/ecluse/keys/trusted-host.public.jwks.json': join(dir, 'trusted-host.public.jwks.json'),
   }
   const paths = [...gatewayYaml.matchAll(/\/etc\/ecluse\/[^\s,}]+/g)].map((m) => m[0])
-  t.ok(paths.length >= 6, `${paths.length} file paths in the configuration`)
+  t.ok(paths.length >= 8, `${paths.length} file paths in the configuration`)
   for (const path of paths) t.ok(path in mounted, `${path} is a file of a mounted Secret`)
   const file = join(dir, 'gateway.yaml')
   await writeFile(file, gatewayYaml.replace(/\/etc\/ecluse\/[^\s,}]+/g, (path) => mounted[path] ?? path))
   const check = await runCli(['config', 'check', file])
   t.equal(check.code, 0, `config check: ${check.stdout}${check.stderr}`)
-  t.match(check.stdout, /^ok: 3 routes, 1 upstreams/)
+  t.match(check.stdout, /^ok: 6 routes, 1 upstreams/)
 })
 
 t.test('the Deployment, Service and NetworkPolicy agree with the configuration', async (t) => {
@@ -74,6 +82,7 @@ t.test('the Deployment, Service and NetworkPolicy agree with the configuration',
   for (const [name, path] of [
     ['sponsor-tls', '/etc/ecluse/tls/sponsor'],
     ['trusted-tls', '/etc/ecluse/tls/trusted'],
+    ['sealing-keys', '/etc/ecluse/keys'],
   ] as const) {
     t.equal(mountOf(name).mountPath, path, `${name} is mounted where the configuration reads it`)
     t.ok(pod.volumes.find((v: K8s) => v.name === name).secret, `${name} is a Secret`)
@@ -129,6 +138,18 @@ t.test('the Deployment, Service and NetworkPolicy agree with the configuration',
   const drainSeconds = gateway.shutdown.drainTimeoutMs / 1000
   t.ok(sleepOf(accreditationService) >= sleepOf(ecluse) + drainSeconds, 'the service outlives the gateway’s preStop and drain')
   t.ok(pod.terminationGracePeriodSeconds > sleepOf(accreditationService), 'the grace period outlasts both')
+})
+
+t.test('the example is the trusted-sidecar profile: every route seals or opens as config/trusted-sidecar.yaml does', async (t) => {
+  // It was a plain pass-through (no transforms, no keys): copied as it stood, every sensitive field
+  // went to the sponsor in clear (found by a review).
+  const profile = parse(await readFile(join(ROOT, 'config/trusted-sidecar.yaml'), 'utf8'))
+  const shape = (routes: K8s[]) =>
+    routes.map((r) => ({ name: r.name, methods: r.methods, path: r.path, jwks: r.jwks, maxBodyBytes: r.maxBodyBytes, transforms: r.transforms }))
+  t.same(shape(gateway.routes), shape(profile.routes), 'the same routes, limits and steps')
+  t.same(Object.keys(gateway.keys), Object.keys(profile.keys), 'the same key sets')
+  t.equal(gateway.keys['trusted-host-private'].private, true, 'the private set, to open')
+  for (const route of gateway.routes) t.same(route.allow, ['uri:spiffe://sponsor.example/ecluse-edge'], `${route.name}: the edges only`)
 })
 
 t.test('the pod keeps its hardening', async (t) => {
