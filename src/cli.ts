@@ -808,19 +808,18 @@ async function keysChange(op: 'promote' | 'retire', values: Values, io: CliIo, u
     const target = set.get(kid)
     if (target === undefined) throw new Error(`cannot ${op}: kid "${kid}" is not in ${privateFile} (it holds ${set.kids.join(', ')})`)
     const currentKid = set.current.kid
-    const files = { privateFile, publicFile }
-    // The public file keeps the keys it has: a key in the private file only was left there by an
-    // interrupted rotation or retire (perhaps the very key a retire was removing), and only a run
-    // again of that command, or a retire of it, may settle it; neither step here publishes it.
-    const publicOf = (order: readonly string[]) =>
-      order.filter((k) => published.get(k) !== undefined).map((k) => publicMembers(set.get(k)!))
-    /** Both files with the keys in `order` and `current`, the file named by `first` renamed first. */
+    /**
+     * Both files with the keys in `order` and `current`, the file named by `first` renamed first.
+     * The public file keeps the keys it has: a key in the private file only was left there by an
+     * interrupted rotation or retire (perhaps the very key a retire was removing), and only a run
+     * again of that command, or a retire of it, may settle it; neither step here publishes it.
+     */
     const rewrite = async (order: readonly string[], current: string, first: 'private' | 'public'): Promise<void> => {
       const docs = await keySetDocuments(
         order.map((k) => byKid.get(k)!),
-        publicOf(order),
+        order.filter((k) => published.get(k) !== undefined).map((k) => publicMembers(set.get(k)!)),
         current,
-        files,
+        { privateFile, publicFile },
       )
       const privateDoc = { file: privateFile, data: docs.privateText, mode: 0o600 }
       const publicDoc = { file: publicFile, data: docs.publicText, mode: 0o644 }

@@ -380,11 +380,12 @@ function importJwk(input: unknown, source: string, at: string, options: KeySetOp
     // Node's message is generic, but never risk echoing material: the fact is enough.
     fail(source, where, 'cannot be imported (invalid point, modulus or encoding)')
   }
-  if (privateKey !== undefined) checkPair(publicKey, privateKey, algorithm, publicJwk, source, where)
   // An X25519 point of small order (u = 0, 1, …) imports, but every agreement with it gives the
   // all-zero secret, which OpenSSL refuses: every seal would fail (a 502 on every request) where the
-  // boot is meant to refuse the set. One trial agreement at load tells.
-  if (curve?.kty === 'OKP' && !agreesWith(publicKey)) fail(source, where, 'is a point of small order (no agreement with it is possible)')
+  // boot is meant to refuse the set. One trial agreement at load tells; for a private key, the
+  // pairwise check's agreement with the public point is that trial already.
+  if (privateKey !== undefined) checkPair(publicKey, privateKey, algorithm, publicJwk, source, where)
+  else if (curve?.kty === 'OKP' && !agreesWith(publicKey)) fail(source, where, 'is a point of small order (no agreement with it is possible)')
   return new RecipientKey({ kid, alg, curve, publicKey, modulusBytes, publicJwk }, privateKey)
 }
 

@@ -121,10 +121,16 @@ interface ConnectionWait {
  * Destroys a request body that will not be sent, as undici's `util.destroy` does: a server request
  * is detached from its socket first, so that the refusal can still be written on it.
  */
+/** The body as a stream, or null for none or a whole buffer. */
+function streamOf(body: Readable | Buffer | null): Readable | null {
+  return body === null || Buffer.isBuffer(body) ? null : body
+}
+
 function discardBody(body: Readable | Buffer | null, err: unknown): void {
-  if (body === null || Buffer.isBuffer(body) || body.destroyed) return
-  if (body instanceof IncomingMessage) (body as { socket: unknown }).socket = null
-  body.destroy(err instanceof Error ? err : undefined)
+  const stream = streamOf(body)
+  if (stream === null || stream.destroyed) return
+  if (stream instanceof IncomingMessage) (stream as { socket: unknown }).socket = null
+  stream.destroy(err instanceof Error ? err : undefined)
 }
 
 function abortedWhileWaiting(): Error {
@@ -334,7 +340,7 @@ export class UpstreamPool {
     if (signal.aborted) return Promise.reject(abortedWhileWaiting())
     // A body refused while it waits (over its route's limit, a transform's refusal) ends the wait:
     // the answer is the refusal, now, not a 503 once connectTimeoutMs has passed.
-    const stream = body === null || Buffer.isBuffer(body) ? null : body
+    const stream = streamOf(body)
     if (stream?.errored) return Promise.reject(stream.errored)
     return new Promise<void>((resolve, reject) => {
       const wait: ConnectionWait = {
@@ -434,7 +440,7 @@ export class UpstreamPool {
     // with an error of its own (a bug in a stage): undici rejects with the body's error, which is
     // the gateway's, not the upstream's, to report. (When the upstream fails, undici destroys the
     // body with the upstream's error, which carries its mark.)
-    if (isEcluseError(err) || (body !== null && !Buffer.isBuffer(body) && body.errored === err && recognizedUpstreamError(err) === undefined)) {
+    if (isEcluseError(err) || (streamOf(body)?.errored === err && recognizedUpstreamError(err) === undefined)) {
       return err
     }
     const code = errorCode(err)
