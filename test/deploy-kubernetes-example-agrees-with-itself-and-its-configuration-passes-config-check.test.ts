@@ -11,34 +11,15 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { parse, parseAllDocuments } from 'yaml'
+import { parse } from 'yaml'
 import { generateKeySet } from '../src/crypto/index.js'
-import { ROOT, runCli } from './helpers/cli.js'
+import { ROOT } from './helpers/cli.js'
 import { closedPort, Harness } from './helpers/harness.js'
+import { checkHardening, configCheck, type K8s, loadExample, mountedPaths, routeShape, selectorsOf, selects } from './helpers/kubernetes.js'
 import { makeTestPki } from './helpers/pki.js'
 
-// biome-ignore lint/suspicious/noExplicitAny: Kubernetes objects, walked by path in the checks below
-type K8s = any
-const documents: K8s[] = []
-for (const file of ['configmap.yaml', 'deployment.yaml', 'service.yaml', 'networkpolicy.yaml', 'podmonitor.yaml', 'poddisruptionbudget.yaml']) {
-  const text = await readFile(join(ROOT, 'deploy/kubernetes', file), 'utf8')
-  for (const doc of parseAllDocuments(text)) documents.push(doc.toJS())
-}
-const only = (kind: string): K8s => {
-  const found = documents.filter((d) => d.kind === kind)
-  if (found.length !== 1) throw new Error(`expected one ${kind} in deploy/kubernetes, found ${found.length}`)
-  return found[0]
-}
-const configMap = only('ConfigMap')
-const deployment = only('Deployment')
-const service = only('Service')
-const policy = only('NetworkPolicy')
-const podMonitor = only('PodMonitor')
-const disruptionBudget = only('PodDisruptionBudget')
-const gatewayYaml: string = configMap.data['gateway.yaml']
-const gateway = parse(gatewayYaml)
-const pod = deployment.spec.template.spec
-const ecluse = pod.containers.find((c: K8s) => c.name === 'ecluse')
+const example = await loadExample('kubernetes')
+const { configMap, deployment, service, policy, podMonitor, disruptionBudget, gatewayYaml, gateway, pod, ecluse } = example
 const accreditationService = pod.containers.find((c: K8s) => c.name !== 'ecluse')
 const sleepOf = (container: K8s): number => Number(container.lifecycle.preStop.exec.command[1])
 
@@ -62,12 +43,10 @@ t.test("the ConfigMap's gateway.yaml passes `ecluse config check` with certifica
     '/etc/ecluse/keys/trusted-host.private.jwks.json': join(dir, 'trusted-host.private.jwks.json'),
     '/etc/ecluse/keys/trusted-host.public.jwks.json': join(dir, 'trusted-host.public.jwks.json'),
   }
-  const paths = [...gatewayYaml.matchAll(/\/etc\/ecluse\/[^\s,}]+/g)].map((m) => m[0])
+  const paths = mountedPaths(gatewayYaml)
   t.ok(paths.length >= 8, `${paths.length} file paths in the configuration`)
   for (const path of paths) t.ok(path in mounted, `${path} is a file of a mounted Secret`)
-  const file = join(dir, 'gateway.yaml')
-  await writeFile(file, gatewayYaml.replace(/\/etc\/ecluse\/[^\s,}]+/g, (path) => mounted[path] ?? path))
-  const check = await runCli(['config', 'check', file])
+  const check = await configCheck(gatewayYaml, mounted)
   t.equal(check.code, 0, `config check: ${check.stdout}${check.stderr}`)
   t.match(check.stdout, /^ok: 6 routes, 1 upstreams/)
 })
@@ -109,19 +88,7 @@ t.test('the Deployment, Service and NetworkPolicy agree with the configuration',
   t.equal(rules[0].from, undefined, 'the sponsor port from wherever the Service reaches')
   t.same(rules[1].from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], 'the admin port from the monitoring namespace only')
   t.same(podMonitor.spec.podMetricsEndpoints, [{ port: 'admin', path: '/metrics', interval: '30s' }], 'Prometheus scrapes the admin port')
-  const labels = deployment.spec.template.metadata.labels
-  for (const [what, selector] of [
-    ['Deployment', deployment.spec.selector.matchLabels],
-    ['Service', service.spec.selector],
-    ['NetworkPolicy', policy.spec.podSelector.matchLabels],
-    ['PodMonitor', podMonitor.spec.selector.matchLabels],
-    ['PodDisruptionBudget', disruptionBudget.spec.selector.matchLabels],
-  ] as const) {
-    t.ok(
-      Object.entries(selector).every(([k, v]) => labels[k] === v),
-      `the ${what} selects the pods`,
-    )
-  }
+  for (const [what, selector] of selectorsOf(example)) t.ok(selects(example, selector), `the ${what} selects the pods`)
   t.ok(disruptionBudget.spec.minAvailable >= 1 && disruptionBudget.spec.minAvailable < deployment.spec.replicas, 'evictions keep a replica serving, and can proceed')
   const upstream = new URL(gateway.upstreams.accreditation.url)
   t.equal(upstream.hostname, '127.0.0.1', 'the upstream is the service container on loopback')
@@ -144,24 +111,14 @@ t.test('the example is the trusted-sidecar profile: every route seals or opens a
   // It was a plain pass-through (no transforms, no keys): copied as it stood, every sensitive field
   // went to the sponsor in clear (found by a review).
   const profile = parse(await readFile(join(ROOT, 'config/trusted-sidecar.yaml'), 'utf8'))
-  const shape = (routes: K8s[]) =>
-    routes.map((r) => ({ name: r.name, methods: r.methods, path: r.path, jwks: r.jwks, maxBodyBytes: r.maxBodyBytes, transforms: r.transforms }))
-  t.same(shape(gateway.routes), shape(profile.routes), 'the same routes, limits and steps')
+  t.same(routeShape(gateway.routes), routeShape(profile.routes), 'the same routes, limits and steps')
   t.same(Object.keys(gateway.keys), Object.keys(profile.keys), 'the same key sets')
   t.equal(gateway.keys['trusted-host-private'].private, true, 'the private set, to open')
   for (const route of gateway.routes) t.same(route.allow, ['uri:spiffe://sponsor.example/ecluse-edge'], `${route.name}: the edges only`)
 })
 
 t.test('the pod keeps its hardening', async (t) => {
-  t.equal(pod.automountServiceAccountToken, false, 'no service-account token')
-  t.equal(pod.securityContext.runAsNonRoot, true)
-  t.equal(pod.securityContext.seccompProfile.type, 'RuntimeDefault')
-  for (const container of pod.containers) {
-    t.equal(container.securityContext.allowPrivilegeEscalation, false, `${container.name}: no privilege escalation`)
-    t.equal(container.securityContext.readOnlyRootFilesystem, true, `${container.name}: read-only root filesystem`)
-    t.same(container.securityContext.capabilities.drop, ['ALL'], `${container.name}: every capability dropped`)
-    t.ok(container.resources.limits.memory, `${container.name}: a memory limit`)
-  }
+  checkHardening(t, pod)
 })
 
 t.test('the exec probes, run as the kubelet runs them, pass on a ready gateway and fail on one that is not', async (t) => {

@@ -1,0 +1,125 @@
+/**
+ * The Kubernetes examples (deploy/kubernetes: the trusted sidecar; deploy/kubernetes-edge: the edge)
+ * are copied by platform engineers as the starting point of a real deployment. What both promise is
+ * checked the same way: their manifests, read as the API server would take them; their gateway
+ * configuration through `ecluse config check`; their pods' hardening.
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Test } from 'tap'
+import { parse, parseAllDocuments } from 'yaml'
+import { type CliResult, ROOT, runCli } from './cli.js'
+
+// biome-ignore lint/suspicious/noExplicitAny: Kubernetes objects, walked by path in the checks
+export type K8s = any
+
+/** The files every example has, one object of each kind. */
+const FILES = ['configmap.yaml', 'deployment.yaml', 'service.yaml', 'networkpolicy.yaml', 'podmonitor.yaml', 'poddisruptionbudget.yaml']
+
+export interface KubernetesExample {
+  configMap: K8s
+  deployment: K8s
+  service: K8s
+  policy: K8s
+  podMonitor: K8s
+  disruptionBudget: K8s
+  /** The ConfigMap's `gateway.yaml`, as text and parsed. */
+  gatewayYaml: string
+  gateway: K8s
+  pod: K8s
+  ecluse: K8s
+}
+
+/** Reads `deploy/<folder>`: exactly one object of each kind, or an error naming the kind. */
+export async function loadExample(folder: string): Promise<KubernetesExample> {
+  const documents: K8s[] = []
+  for (const file of FILES) {
+    const text = await readFile(join(ROOT, 'deploy', folder, file), 'utf8')
+    for (const doc of parseAllDocuments(text)) documents.push(doc.toJS())
+  }
+  const only = (kind: string): K8s => {
+    const found = documents.filter((d) => d.kind === kind)
+    if (found.length !== 1) throw new Error(`expected one ${kind} in deploy/${folder}, found ${found.length}`)
+    return found[0]
+  }
+  const configMap = only('ConfigMap')
+  const deployment = only('Deployment')
+  const gatewayYaml: string = configMap.data['gateway.yaml']
+  const pod = deployment.spec.template.spec
+  return {
+    configMap,
+    deployment,
+    service: only('Service'),
+    policy: only('NetworkPolicy'),
+    podMonitor: only('PodMonitor'),
+    disruptionBudget: only('PodDisruptionBudget'),
+    gatewayYaml,
+    gateway: parse(gatewayYaml),
+    pod,
+    ecluse: pod.containers.find((c: K8s) => c.name === 'ecluse'),
+  }
+}
+
+/** Every absolute path under /etc/ecluse that the configuration reads. */
+export function mountedPaths(gatewayYaml: string): string[] {
+  return [...gatewayYaml.matchAll(/\/etc\/ecluse\/[^\s,}]+/g)].map((m) => m[0])
+}
+
+/**
+ * Runs `ecluse config check` on `gatewayYaml` with each mounted path replaced by the local file
+ * that stands for it (`mounted`: path in the pod → file here).
+ */
+export async function configCheck(gatewayYaml: string, mounted: Record<string, string>): Promise<CliResult> {
+  const dir = await mkdtemp(join(tmpdir(), 'ecluse-k8s-'))
+  try {
+    const file = join(dir, 'gateway.yaml')
+    await writeFile(file, gatewayYaml.replace(/\/etc\/ecluse\/[^\s,}]+/g, (path) => mounted[path] ?? path))
+    return await runCli(['config', 'check', file])
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/** A route as the profile and the example must both have it (everything but `allow`). */
+export function routeShape(routes: K8s[]): K8s[] {
+  return routes.map((r) => ({
+    name: r.name,
+    methods: r.methods,
+    path: r.path,
+    upstream: r.upstream === undefined ? undefined : 'upstream',
+    jwks: r.jwks,
+    maxBodyBytes: r.maxBodyBytes,
+    transforms: r.transforms,
+  }))
+}
+
+/** The labels of the pod template that `selector` must all match. */
+export function selects(example: KubernetesExample, selector: Record<string, string>): boolean {
+  const labels = example.deployment.spec.template.metadata.labels
+  return Object.entries(selector).every(([k, v]) => labels[k] === v)
+}
+
+/** The selectors of the example's other objects, by kind, for `selects`. */
+export function selectorsOf(example: KubernetesExample): [string, Record<string, string>][] {
+  return [
+    ['Deployment', example.deployment.spec.selector.matchLabels],
+    ['Service', example.service.spec.selector],
+    ['NetworkPolicy', example.policy.spec.podSelector.matchLabels],
+    ['PodMonitor', example.podMonitor.spec.selector.matchLabels],
+    ['PodDisruptionBudget', example.disruptionBudget.spec.selector.matchLabels],
+  ]
+}
+
+/** The pod's hardening, one assertion per property and container. */
+export function checkHardening(t: Test, pod: K8s): void {
+  t.equal(pod.automountServiceAccountToken, false, 'no service-account token')
+  t.equal(pod.securityContext.runAsNonRoot, true)
+  t.equal(pod.securityContext.seccompProfile.type, 'RuntimeDefault')
+  for (const container of pod.containers) {
+    t.equal(container.securityContext.allowPrivilegeEscalation, false, `${container.name}: no privilege escalation`)
+    t.equal(container.securityContext.readOnlyRootFilesystem, true, `${container.name}: read-only root filesystem`)
+    t.same(container.securityContext.capabilities.drop, ['ALL'], `${container.name}: every capability dropped`)
+    t.ok(container.resources.limits.memory, `${container.name}: a memory limit`)
+  }
+}
