@@ -136,3 +136,36 @@ t.test('found by the second review: HEAD as match routes it, literals folded as 
   t.equal(goes(wild, 'GET', '/docs/secret/;a/;b'), 'docs → an empty segment (without its ";" path parameters)')
   t.equal(goes(wild, 'GET', '/docs/other;v=2/x'), 'docs', 'a parameter that leaves no empty segment and keeps the route')
 })
+
+t.test('found by the third review: a literal in capitals reached in lower case, and a suffix of more than one dot', async (t) => {
+  // ASP.NET Core's routes are PascalCase and it ignores case: `/v1/docs/secret` runs the handler of
+  // `/v1/docs/Secret`. The case reading only applied to a path with a capital letter, so this one
+  // went to the broad route, under its ACL, unchecked.
+  const pascal = tableOf([
+    { name: 'secret', methods: ['GET', 'HEAD'], path: '/v1/docs/Secret', allow: ['dns:admin'] },
+    { name: 'docs', methods: ['GET', 'HEAD'], path: '/v1/docs/:name' },
+  ])
+  t.equal(goes(pascal, 'GET', '/v1/docs/Secret'), 'secret')
+  t.equal(goes(pascal, 'GET', '/v1/docs/SECRET'), 'docs → route "secret" (ignoring letter case)')
+  t.equal(goes(pascal, 'GET', '/v1/docs/secret'), 'docs → route "secret" (ignoring letter case)')
+  t.equal(goes(pascal, 'HEAD', '/v1/docs/secret'), 'docs → route "secret" (ignoring letter case)')
+  t.match(goes(pascal, 'GET', '/v1/docs/secret.json'), /^docs → route "secret" \(ignoring letter case, without /)
+  t.match(goes(pascal, 'GET', '/v1/docs/secret;x'), /^docs → route "secret" \(/)
+  t.equal(goes(pascal, 'GET', '/v1/docs/other'), 'docs', 'a name of no literal stays where it was routed')
+  t.equal(goes(tableOf([pascalRoute('secret'), pascalRoute('docs')], ['suffix']), 'GET', '/v1/docs/secret'), 'docs', 'an upstream that reads case exactly')
+
+  // Spring before 5.3 matches `/docs/secret` as `/docs/secret.*`, and `*` takes dots:
+  // `/docs/secret.x.y` is its `/docs/secret`, where the last-dot reading alone made it `secret.x`.
+  for (const path of ['/docs/secret.x.y', '/docs/secret.json.json', '/docs/secret.tar.gz']) {
+    t.equal(goes(table, 'GET', path), 'docs → route "secret" (without everything from the first "." of its last segment)', `GET ${path}`)
+  }
+  t.equal(goes(table, 'GET', '/docs/guide.tar.gz'), 'docs', 'a name of no literal stays where it was routed')
+  t.equal(goes(table, 'GET', '/files/.well-known.d/x'), 'files', 'a leading dot is still a name')
+})
+
+/** The two routes of the PascalCase table above, for a table with other readings. */
+function pascalRoute(name: 'secret' | 'docs'): Record<string, unknown> {
+  return name === 'secret'
+    ? { name: 'secret', methods: ['GET'], path: '/v1/docs/Secret', allow: ['dns:admin'] }
+    : { name: 'docs', methods: ['GET'], path: '/v1/docs/:name' }
+}

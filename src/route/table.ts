@@ -121,13 +121,24 @@ const UPSTREAM_READINGS: ReadonlyArray<{ readonly name: PathReading; readonly wh
     applies: (p) => p.lastIndexOf('.') > p.lastIndexOf('/') + 1,
     read: (p) => p.slice(0, p.lastIndexOf('.')),
   },
+  {
+    // Spring before 5.3 matches a pattern without a dot as `pattern.*`, where `*` takes dots too:
+    // `/docs/secret.x.y` is its `/docs/secret`, which the last-dot reading alone leaves `secret.x`.
+    name: 'suffix',
+    what: 'without everything from the first "." of its last segment',
+    applies: (p) => p.indexOf('.', p.lastIndexOf('/') + 2) !== -1,
+    read: (p) => p.slice(0, p.indexOf('.', p.lastIndexOf('/') + 2)),
+  },
 ]
 /** The bit of the `;` reading in a readings mask: a reading with it must keep the same route. */
 const PARAMETERS_BIT = 1
 /** The bit of the letter-case reading: a path read so is matched as the upstream matches it, against case-folded literals. */
 const CASE_BIT = 2
 
-/** The readings mask of a `pathReadings` list. */
+/** The index of the letter-case reading in `UPSTREAM_READINGS`. */
+const CASE_INDEX = 1
+
+/** The readings mask of a `pathReadings` list (a name may stand for more than one reading). */
 function readingsMask(readings: readonly PathReading[]): number {
   let mask = 0
   UPSTREAM_READINGS.forEach((r, i) => {
@@ -344,6 +355,12 @@ class CompiledRouteTable implements RouteTable {
   readonly #folded: MethodTries
   /** Every literal segment of every pattern: what `pathForLog` may show. */
   readonly #literals: ReadonlySet<string>
+  /**
+   * Some literal has an upper-case letter: a path in lower case is then read differently by an
+   * upstream that ignores case too (`/docs/secret` is its `/docs/Secret`), so the case reading
+   * applies to every path, not only to one with an upper-case letter.
+   */
+  readonly #upperCaseLiterals: boolean
 
   constructor(
     routes: readonly CompiledRoute[],
@@ -357,6 +374,12 @@ class CompiledRouteTable implements RouteTable {
     this.#anyMethod = tries.anyMethod
     this.#folded = tries.folded
     this.#literals = literals
+    this.#upperCaseLiterals = [...literals].some((text) => /[A-Z]/.test(text))
+  }
+
+  /** Whether reading `i` of `UPSTREAM_READINGS` reads `path` as something else to look up. */
+  #applies(i: number, path: string): boolean {
+    return UPSTREAM_READINGS[i]!.applies(path) || (i === CASE_INDEX && this.#upperCaseLiterals)
   }
 
   pathForLog(path: string): string {
@@ -375,7 +398,7 @@ class CompiledRouteTable implements RouteTable {
     // None applies to the path as sent: none can apply after another either (the common case).
     let applicable = false
     for (let i = 0; i < UPSTREAM_READINGS.length; i++) {
-      if ((readings & (1 << i)) !== 0 && UPSTREAM_READINGS[i]!.applies(path)) applicable = true
+      if ((readings & (1 << i)) !== 0 && this.#applies(i, path)) applicable = true
     }
     if (!applicable) return null
     // Every combination, each reading applied in order where it applies at that point (dropping a
@@ -390,19 +413,23 @@ class CompiledRouteTable implements RouteTable {
         if ((combination & (1 << i)) === 0) continue
         const reading = UPSTREAM_READINGS[i]!
         // A reading that does not apply here: this combination is a smaller one, tried already.
-        if (!reading.applies(read)) read = ''
+        if (!this.#applies(i, read)) read = ''
         else {
           read = reading.read(read)
           what.push(reading.what)
         }
       }
-      if (read === '' || tried.has(read)) continue
-      tried.add(read)
+      const folded = (combination & CASE_BIT) !== 0
+      // The same string is another lookup folded (`/docs/secret` unchanged by folding still meets
+      // the folded literal `secret` of `/docs/Secret`).
+      const key = folded ? `F${read}` : `U${read}`
+      if (read === '' || tried.has(key)) continue
+      tried.add(key)
       const parameters = (combination & PARAMETERS_BIT) !== 0
       // Tomcat merges the empty segment that stripping `;x` leaves (`/docs/secret/;a/`), which a
       // wildcard route here would take as well as the literal: no route can say where it goes.
       if (parameters && read.includes('//')) return { reading: what.join(', '), goes: 'an empty segment' }
-      const goes = this.#goesElsewhere(method, read, route, parameters, (combination & CASE_BIT) !== 0)
+      const goes = this.#goesElsewhere(method, read, route, parameters, folded)
       if (goes !== null) return { reading: what.join(', '), goes }
     }
     return null
