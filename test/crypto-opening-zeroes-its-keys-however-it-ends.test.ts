@@ -1,8 +1,8 @@
 /**
  * The opening side zeroes the keys it derives once they have served, however the opening ends: a
  * sealed stream's record key when the stream ends, fails or is destroyed half-way (the other side
- * went away), a verified last record never released, and a value's content key when its tag does not
- * verify, on the ECDH and RSA paths alike. The keys are caught where they are used, at
+ * went away), a verified last record never released, and a value's content key, and what was
+ * deciphered of it, when its tag does not verify, on the ECDH and RSA paths alike. The keys are caught where they are used, at
  * `createDecipheriv`, through a spy on `node:crypto`.
  */
 import crypto, { createCipheriv, randomBytes } from 'node:crypto'
@@ -86,6 +86,27 @@ for (const alg of ['ECDH-ES+A256KW', 'RSA-OAEP-256'] as const) {
     const ceks = used.filter((k) => k.length === 32)
     t.equal(ceks.length, 1, 'one content key was tried')
     t.ok(zeroed(ceks[0]!), 'and zeroed although the opening failed')
+  })
+
+  t.test(`${alg}: the plaintext deciphered before a bad tag is zeroed (a sealed body's key JWE held the stream key)`, async (t) => {
+    // Found by review: only the tag of the key JWE changed, so the decipher gave out the real
+    // `{"k":…}` before final() refused it, and that buffer was left to the garbage collector.
+    const sealed = Buffer.concat(await Readable.from([Buffer.from('hello')]).pipe(createSealStream(pub, { contentType: 'text/plain' })).toArray())
+    const text = sealed.toString('latin1')
+    const start = text.indexOf('ey')
+    const dots = [...text.slice(start).matchAll(/\./g)].map((m) => start + m.index)
+    const tagAt = dots[3]! + 1
+    const tagEnd = tagAt + 22
+    const tag = Buffer.from(text.slice(tagAt, tagEnd), 'base64url')
+    tag[0] ^= 1
+    const tampered = Buffer.concat([sealed.subarray(0, tagAt), Buffer.from(tag.toString('base64url'), 'latin1'), sealed.subarray(tagEnd)])
+    plaintexts.length = 0
+    await t.rejects(pipeline(Readable.from([tampered]), createOpenStream(priv), async function* (source) {
+      for await (const _ of source) yield
+    }), { code: 'open_failed' })
+    t.equal(plaintexts.length, 1, "the key JWE's content was deciphered, and nothing after it")
+    t.ok(plaintexts[0]!.length > 32, 'the key JWE plaintext')
+    t.ok(zeroed(plaintexts[0]!), 'zeroed although its tag failed')
   })
 }
 

@@ -382,7 +382,7 @@ export function rsaUnwrap(p: CompactParts): { cek: Buffer; ok: boolean } {
 
 /** AES-256-GCM decryption and tag check; throws `open_failed` (with `reason` as detail) on a bad tag. */
 export function decryptContent(p: CompactParts, cek: Uint8Array, reason: string): Buffer {
-  let out: Buffer
+  let out: Buffer | undefined
   try {
     const decipher = createDecipheriv(GCM.cipher, cek, p.iv, { authTagLength: GCM.tagBytes })
     decipher.setAAD(Buffer.from(p.protectedB64, 'latin1'))
@@ -390,6 +390,9 @@ export function decryptContent(p: CompactParts, cek: Uint8Array, reason: string)
     out = decipher.update(p.ct)
     decipher.final()
   } catch {
+    // The plaintext is out before the tag is checked: zeroed, as it was never authenticated (a
+    // sealed body's key JWE with a bad tag held the real stream key here).
+    out?.fill(0)
     openFailed(reason)
   }
   return out
