@@ -47,7 +47,7 @@ t.test("the ConfigMap's gateway.yaml passes `ecluse config check` with certifica
   await writeFile(join(dir, 'private.jwks.json'), JSON.stringify(generateKeySet().privateJwks), { mode: 0o600 })
   const refused = await configCheck(gatewayYaml, { ...mounted, '/etc/ecluse/keys/trusted-host.public.jwks.json': join(dir, 'private.jwks.json') })
   t.not(refused.code, 0, 'a private key set in the edge Secret is refused')
-  t.match(refused.stdout + refused.stderr, /key_material_invalid|private/)
+  t.match(refused.stdout + refused.stderr, /holds private key material/)
 })
 
 t.test('the example is the edge profile: every route seals or requires sealed values as config/edge.yaml does', async (t) => {
@@ -105,7 +105,10 @@ t.test('the Deployment, Service and NetworkPolicy agree with the configuration',
   const upstreamPort = Number(upstream.port || 443)
   const egress = policy.spec.egress as K8s[]
   t.same(egress.map((rule) => rule.ports.map((p: K8s) => `${p.protocol}/${p.port}`)), [[`TCP/${upstreamPort}`], ['UDP/53', 'TCP/53']], "egress to the upstream's port and DNS, nothing else")
-  t.ok(egress[0].to.every((peer: K8s) => peer.ipBlock?.cidr !== undefined && peer.ipBlock.cidr !== '0.0.0.0/0'), 'the upstream port to an address block, not anywhere')
+  // An empty or missing `to` admits every destination.
+  t.ok(egress[0].to?.length > 0 && egress[0].to.every((peer: K8s) => peer.ipBlock?.cidr !== undefined && !/\/0$/.test(peer.ipBlock.cidr)), 'the upstream port to an address block, not anywhere')
+  // Both selectors in one peer: the cluster's DNS pods, not every pod of kube-system nor every kube-dns-labelled pod.
+  t.same(egress[1].to, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } }, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }], 'DNS to the cluster DNS pods only')
   t.equal(upstream.hostname, gateway.upstreams['trusted-sidecar'].serverName, 'the sidecar is verified under the name it is reached by')
 
   t.same(podMonitor.spec.podMetricsEndpoints, [{ port: 'admin', path: '/metrics', interval: '30s' }], 'Prometheus scrapes the admin port')
