@@ -169,3 +169,62 @@ function pascalRoute(name: 'secret' | 'docs'): Record<string, unknown> {
     ? { name: 'secret', methods: ['GET'], path: '/v1/docs/Secret', allow: ['dns:admin'] }
     : { name: 'docs', methods: ['GET'], path: '/v1/docs/:name' }
 }
+
+t.test('found by a review of that fix: no false refusal at boot or across upstreams, and letters outside ASCII that fold into it', async (t) => {
+  // A capital anywhere made the case reading apply to every sample path: `/files/x`, the wildcard
+  // route's sample, is the param route's own path, and the boot refused the wildcard route.
+  const tree = tableOf([
+    { name: 'file', methods: ['GET'], path: '/files/:name' },
+    { name: 'tree', methods: ['GET'], path: '/files/*' },
+    { name: 'health', methods: ['GET'], path: '/Health' },
+  ])
+  t.equal(goes(tree, 'GET', '/files/a/b'), 'tree')
+  t.equal(goes(tree, 'GET', '/files/a'), 'file')
+
+  // A capital in a route to another upstream says nothing of this upstream's handlers.
+  const twoUpstreams = compileRouteTable(
+    configSchema.parse({
+      sponsor: { listen: { port: 0 }, tls: { cert: 'c', key: 'k', clientCa: 'ca' } },
+      upstreams: {
+        dotnet: { url: 'https://127.0.0.1:8443', serverName: 'a', tls: { ca: 'ca', cert: 'c', key: 'k' } },
+        go: { url: 'https://127.0.0.1:8444', serverName: 'b', tls: { ca: 'ca', cert: 'c', key: 'k' }, pathReadings: [] },
+      },
+      admin: { listen: { port: 0 } },
+      routes: [
+        { name: 'api', methods: ['GET'], path: '/api/:x', allow: ['dns:a'], upstream: 'dotnet' },
+        { name: 'status', methods: ['GET'], path: '/api/Status', allow: ['dns:admin'], upstream: 'go' },
+      ],
+    }),
+    { log: pino({ level: 'silent' }) },
+  )
+  t.equal(goes(twoUpstreams, 'GET', '/api/status'), 'api', 'lower-case traffic to the other upstream is not refused')
+  t.equal(goes(twoUpstreams, 'GET', '/api/STATUS'), 'api → route "status" (ignoring letter case)', 'a path in capitals still is, as before')
+
+  // Spring tries `pattern.*` only after an exact pattern: `/docs/report.v2.pdf` is its own route's.
+  // (Beside a `/docs/:name` it is refused at boot all the same, by the last-dot reading, as
+  // `/docs/export.csv` is above: a Rails upstream tries its routes in their order.)
+  const exact = tableOf([
+    { name: 'report', methods: ['GET'], path: '/docs/report' },
+    { name: 'report-pdf', methods: ['GET'], path: '/docs/report.v2.pdf' },
+  ])
+  t.equal(goes(exact, 'GET', '/docs/report.v2.pdf'), 'report-pdf')
+
+  // Java folds the Kelvin sign and the dotted İ into k and i (Character.toLowerCase), and
+  // equalsIgnoreCase the long ſ and the dotless ı into s and i.
+  const keys = tableOf([
+    { name: 'keys', methods: ['GET'], path: '/v1/keys', allow: ['dns:admin'] },
+    { name: 'sessions', methods: ['GET'], path: '/v1/sessions', allow: ['dns:admin'] },
+    { name: 'info', methods: ['GET'], path: '/v1/info', allow: ['dns:admin'] },
+    { name: 'any', methods: ['GET'], path: '/v1/:name' },
+  ])
+  for (const [path, route] of [
+    ['/v1/%E2%84%AAeys', 'keys'],
+    ['/v1/%C5%BFessions', 'sessions'],
+    ['/v1/%C4%B0nfo', 'info'],
+    ['/v1/%C4%B1nfo', 'info'],
+  ] as const) {
+    t.equal(goes(keys, 'GET', path), `any → route "${route}" (ignoring letter case)`, path)
+  }
+  t.equal(goes(keys, 'GET', '/v1/caf%C3%A9'), 'any', 'other letters outside ASCII fold into none of these')
+  t.equal(goes(tableOf([{ name: 'keys', methods: ['GET'], path: '/v1/keys' }, { name: 'any', methods: ['GET'], path: '/v1/:name' }], ['suffix']), 'GET', '/v1/%E2%84%AAeys'), 'any', 'nor for an upstream that reads case exactly')
+})

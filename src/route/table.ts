@@ -112,7 +112,7 @@ export function retireRouteTable(table: RouteTable): void {
  */
 const UPSTREAM_READINGS: ReadonlyArray<{ readonly name: PathReading; readonly what: string; applies(path: string): boolean; read(path: string): string }> = [
   { name: 'parameters', what: 'without its ";" path parameters', applies: (p) => p.includes(';'), read: (p) => p.replace(/;[^/]*/g, '') },
-  { name: 'case', what: 'ignoring letter case', applies: (p) => /[A-Z]/.test(p), read: (p) => p.toLowerCase() },
+  { name: 'case', what: 'ignoring letter case', applies: (p) => /[A-Z]/.test(p) || FOLDS_TO_ASCII.test(p), read: foldCase },
   { name: 'trailing-slash', what: 'without its trailing slash', applies: (p) => p.length > 1 && p.endsWith('/'), read: (p) => p.slice(0, -1) },
   {
     name: 'suffix',
@@ -130,6 +130,21 @@ const UPSTREAM_READINGS: ReadonlyArray<{ readonly name: PathReading; readonly wh
     read: (p) => p.slice(0, p.indexOf('.', p.lastIndexOf('/') + 2)),
   },
 ]
+/**
+ * The four letters outside ASCII that a case-insensitive match takes for ASCII ones (as the gateway
+ * has them: percent-encoded UTF-8, upper-case hex): the Kelvin sign K and the dotted İ, which Java's
+ * `Character.toLowerCase` (Spring's case-insensitive `PathPattern`) makes `k` and `i`, and the long
+ * ſ and the dotless ı, which `equalsIgnoreCase` takes for `s` and `i`.
+ */
+const FOLDS_TO_ASCII = /%E2%84%AA|%C4%B0|%C4%B1|%C5%BF/
+const FOLDED_TO_ASCII: Readonly<Record<string, string>> = { '%E2%84%AA': 'k', '%C4%B0': 'i', '%C4%B1': 'i', '%C5%BF': 's' }
+
+/** A path as an upstream that ignores letter case reads it (`/Files/%E2%84%AAeys` as `/files/keys`). */
+function foldCase(p: string): string {
+  const ascii = FOLDS_TO_ASCII.test(p) ? p.replace(/%E2%84%AA|%C4%B0|%C4%B1|%C5%BF/g, (e) => FOLDED_TO_ASCII[e]!) : p
+  return ascii.toLowerCase()
+}
+
 /** The bit of the `;` reading in a readings mask: a reading with it must keep the same route. */
 const PARAMETERS_BIT = 1
 /** The bit of the letter-case reading: a path read so is matched as the upstream matches it, against case-folded literals. */
@@ -137,6 +152,18 @@ const CASE_BIT = 2
 
 /** The index of the letter-case reading in `UPSTREAM_READINGS`. */
 const CASE_INDEX = 1
+/**
+ * The bit of the first-dot suffix reading. Spring's `pattern.*` is tried only after an exact
+ * pattern, so a path whose route ends in a literal (`/docs/report.v2.pdf`) is read so by no one.
+ */
+const FIRST_DOT_BIT = 1 << 4
+
+/** The readings of a mask as a log line says them: `ignoring letter case, without its trailing slash`. */
+function describeReadings(mask: number): string {
+  return UPSTREAM_READINGS.filter((_, i) => (mask & (1 << i)) !== 0)
+    .map((r) => r.what)
+    .join(', ')
+}
 
 /** The readings mask of a `pathReadings` list (a name may stand for more than one reading). */
 function readingsMask(readings: readonly PathReading[]): number {
@@ -356,16 +383,20 @@ class CompiledRouteTable implements RouteTable {
   /** Every literal segment of every pattern: what `pathForLog` may show. */
   readonly #literals: ReadonlySet<string>
   /**
-   * Some literal has an upper-case letter: a path in lower case is then read differently by an
-   * upstream that ignores case too (`/docs/secret` is its `/docs/Secret`), so the case reading
-   * applies to every path, not only to one with an upper-case letter.
+   * The upstreams some of whose routes have a literal with an upper-case letter: such an upstream,
+   * if it ignores case, reads a path in lower case differently too (`/docs/secret` is its
+   * `/docs/Secret`), so the case reading applies to every path of its routes, not only to one with
+   * an upper-case letter. (Another upstream's routes say nothing of this one's handlers.)
    */
-  readonly #upperCaseLiterals: boolean
+  readonly #upperCaseUpstreams: ReadonlySet<string>
+  /** The routes whose pattern ends in a literal, which no first-dot suffix reading concerns. */
+  readonly #literalEnds: ReadonlySet<CompiledRoute>
 
   constructor(
     routes: readonly CompiledRoute[],
     tries: MethodTries & { anyMethod: TrieNode<Found>; folded: MethodTries },
     literals: ReadonlySet<string>,
+    patterns: readonly (readonly Segment[])[],
   ) {
     this.routes = Object.freeze([...routes])
     this.#byName = new Map(routes.map((r) => [r.name, r]))
@@ -374,12 +405,14 @@ class CompiledRouteTable implements RouteTable {
     this.#anyMethod = tries.anyMethod
     this.#folded = tries.folded
     this.#literals = literals
-    this.#upperCaseLiterals = [...literals].some((text) => /[A-Z]/.test(text))
+    const capitals = (segments: readonly Segment[]) => segments.some((s) => s.kind === 'literal' && /[A-Z]/.test(s.text))
+    this.#upperCaseUpstreams = new Set(routes.filter((_, i) => capitals(patterns[i]!)).map((r) => r.upstream))
+    this.#literalEnds = new Set(routes.filter((_, i) => patterns[i]!.at(-1)?.kind === 'literal'))
   }
 
-  /** Whether reading `i` of `UPSTREAM_READINGS` reads `path` as something else to look up. */
-  #applies(i: number, path: string): boolean {
-    return UPSTREAM_READINGS[i]!.applies(path) || (i === CASE_INDEX && this.#upperCaseLiterals)
+  /** Whether reading `i` of `UPSTREAM_READINGS` reads `path`, a path of `route`, as something else to look up. */
+  #applies(i: number, path: string, route: CompiledRoute): boolean {
+    return UPSTREAM_READINGS[i]!.applies(path) || (i === CASE_INDEX && this.#upperCaseUpstreams.has(route.upstream))
   }
 
   pathForLog(path: string): string {
@@ -394,43 +427,40 @@ class CompiledRouteTable implements RouteTable {
   }
 
   readElsewhere(method: string, path: string, route: CompiledRoute): UpstreamReading | null {
-    const readings = route.readings
+    const readings = this.#literalEnds.has(route) ? route.readings & ~FIRST_DOT_BIT : route.readings
     // None applies to the path as sent: none can apply after another either (the common case).
     let applicable = false
     for (let i = 0; i < UPSTREAM_READINGS.length; i++) {
-      if ((readings & (1 << i)) !== 0 && this.#applies(i, path)) applicable = true
+      if ((readings & (1 << i)) !== 0 && this.#applies(i, path, route)) applicable = true
     }
     if (!applicable) return null
     // Every combination, each reading applied in order where it applies at that point (dropping a
     // trailing slash can reveal a suffix): pairs too, which an upstream that folds case and slashes
-    // but reads no suffix makes (`/x/SECRET.V2/` is its `/x/secret.v2`).
+    // but reads no suffix makes (`/x/SECRET.V2/` is its `/x/secret.v2`). A combination's path is
+    // the path of the combination without its last reading, read by that one: each reading runs
+    // once per combination, whatever the path's length ('' where one does not apply).
+    const reads: string[] = [path]
     const tried = new Set<string>()
     for (let combination = 1; combination < 1 << UPSTREAM_READINGS.length; combination++) {
+      reads.push('')
       if ((combination & readings) !== combination) continue
-      let read = path
-      const what: string[] = []
-      for (let i = 0; i < UPSTREAM_READINGS.length && read !== ''; i++) {
-        if ((combination & (1 << i)) === 0) continue
-        const reading = UPSTREAM_READINGS[i]!
-        // A reading that does not apply here: this combination is a smaller one, tried already.
-        if (!this.#applies(i, read)) read = ''
-        else {
-          read = reading.read(read)
-          what.push(reading.what)
-        }
-      }
+      const last = 31 - Math.clz32(combination)
+      const before = reads[combination ^ (1 << last)]!
+      if (before === '' || !this.#applies(last, before, route)) continue
+      const read = UPSTREAM_READINGS[last]!.read(before)
+      reads[combination] = read
       const folded = (combination & CASE_BIT) !== 0
       // The same string is another lookup folded (`/docs/secret` unchanged by folding still meets
       // the folded literal `secret` of `/docs/Secret`).
       const key = folded ? `F${read}` : `U${read}`
-      if (read === '' || tried.has(key)) continue
+      if (tried.has(key)) continue
       tried.add(key)
       const parameters = (combination & PARAMETERS_BIT) !== 0
       // Tomcat merges the empty segment that stripping `;x` leaves (`/docs/secret/;a/`), which a
       // wildcard route here would take as well as the literal: no route can say where it goes.
-      if (parameters && read.includes('//')) return { reading: what.join(', '), goes: 'an empty segment' }
+      if (parameters && read.includes('//')) return { reading: describeReadings(combination), goes: 'an empty segment' }
       const goes = this.#goesElsewhere(method, read, route, parameters, folded)
-      if (goes !== null) return { reading: what.join(', '), goes }
+      if (goes !== null) return { reading: describeReadings(combination), goes }
     }
     return null
   }
@@ -485,8 +515,10 @@ export function compileRouteTable(config: Config, env: TransformEnv): RouteTable
   const anyMethod = new TrieNode<Found>()
   const folded = { byMethod: new Map<string, TrieNode<Found>>(), getOrHead: new TrieNode<Found>() }
   const literals = new Set<string>()
+  const patterns: Segment[][] = []
   config.routes.forEach((routeConfig, index) => {
     const segments = parsePattern(routeConfig.path, `routes[${index}].path`)
+    patterns.push(segments)
     for (const segment of segments) if (segment.kind === 'literal') literals.add(segment.text)
     const route = compileRoute(routeConfig, index, config, env)
     // The one object match() returns for this route: built here, never per request.
@@ -516,7 +548,7 @@ export function compileRouteTable(config: Config, env: TransformEnv): RouteTable
   getOrHead.seal()
   anyMethod.seal()
   folded.getOrHead.seal()
-  const table = new CompiledRouteTable(compiled, { byMethod, getOrHead, anyMethod, folded }, literals)
+  const table = new CompiledRouteTable(compiled, { byMethod, getOrHead, anyMethod, folded }, literals, patterns)
   refuseUnreachableRoutes(table, config)
   return table
 }
@@ -558,10 +590,14 @@ function refuseUnreachableRoutes(table: RouteTable, config: Config): void {
   while (spelt.has(plain)) plain += 'x'
   config.routes.forEach((routeConfig, index) => {
     const route = table.routes[index]!
+    // A wildcard as two segments: `/files/x` is `/files/:name`'s beside `/files/*`, not its own.
     const sample = parsePattern(routeConfig.path, `routes[${index}].path`)
-      .map((segment) => (segment.kind === 'literal' ? segment.text : plain))
+      .map((segment) => (segment.kind === 'literal' ? segment.text : segment.kind === 'param' ? plain : `${plain}/${plain}`))
       .join('/')
     for (const method of route.methods) {
+      // Only a path the route is given is read by its upstream (another route's sample is judged there).
+      const matched = table.match(method, `/${sample}`)
+      if (!('route' in matched) || matched.route !== route) continue
       const elsewhere = table.readElsewhere(method, `/${sample}`, route)
       if (elsewhere !== null) {
         throw new EcluseError(
