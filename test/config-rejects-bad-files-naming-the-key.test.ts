@@ -252,3 +252,16 @@ t.test('a sponsor idle timeout not longer than an upstream timeout is refused, n
   })
   t.doesNotThrow(() => parseConfig(fixture, 'x.yaml'), 'the defaults agree (60 s against 30 s)')
 })
+
+t.test('a sponsor headers timeout longer than the request timeout is refused by config check, not by Node at start', async (t) => {
+  // Found by review: `config check` said ok, then `serve` failed with Node's ERR_OUT_OF_RANGE
+  // ("headersTimeout … must be <= requestTimeout"), naming no key.
+  const fixture = (await readFile(`${dir}/unknown-upstream.yaml`, 'utf8')).replace('upstream: accreditaton', 'upstream: accreditation')
+  const withLimits = (headers: number, request: number) =>
+    fixture.replace('  listen: { host: 0.0.0.0, port: 8443 }\n', `  listen: { host: 0.0.0.0, port: 8443 }\n  limits: { headersTimeoutMs: ${headers}, requestTimeoutMs: ${request} }\n`)
+  t.throws(() => parseConfig(withLimits(20_000, 10_000), 'x.yaml'), {
+    code: 'config_invalid',
+    message: /x\.yaml: sponsor\.limits\.headersTimeoutMs: must not exceed sponsor\.limits\.requestTimeoutMs \(10000\)/,
+  })
+  t.doesNotThrow(() => parseConfig(withLimits(10_000, 10_000), 'x.yaml'), 'equal: accepted, as Node accepts it')
+})

@@ -247,7 +247,17 @@ export const configSchema = z
   })
   .strict()
   .superRefine((cfg, ctx) => {
-    for (const message of idleTimeoutProblems(cfg.sponsor.limits.idleTimeoutMs, cfg.upstreams)) {
+    const limits = cfg.sponsor.limits
+    // Node's server refuses to start with it (ERR_OUT_OF_RANGE, naming no key): the headers are part
+    // of the request whose whole time requestTimeoutMs bounds.
+    if (limits.headersTimeoutMs > limits.requestTimeoutMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['sponsor', 'limits', 'headersTimeoutMs'],
+        message: `must not exceed sponsor.limits.requestTimeoutMs (${limits.requestTimeoutMs})`,
+      })
+    }
+    for (const message of idleTimeoutProblems(limits.idleTimeoutMs, cfg.upstreams)) {
       ctx.addIssue({ code: 'custom', path: ['sponsor', 'limits', 'idleTimeoutMs'], message })
     }
     const names = new Set<string>()

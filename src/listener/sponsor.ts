@@ -315,6 +315,14 @@ export class SponsorListener {
   }
 
   #onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    // Node hands every TLS handshake failure (a timeout, plain HTTP on this port, a protocol version)
+    // to `clientError` as well. 'tlsClientError' has counted it; no HTTP answer can cross a handshake
+    // that never finished, and waiting the refusal grace for one would hold the slot 5 s longer.
+    // Only a verified connection carries HTTP.
+    if (!this.#verified.has(socket as VerifiedSocket)) {
+      socket.destroy()
+      return
+    }
     this.#refuseOnSocket(clientErrorCode(err), err.code, socket)
   }
 

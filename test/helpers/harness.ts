@@ -150,6 +150,8 @@ export class Harness {
     const dir = await mkdtemp(join(tmpdir(), 'ecluse-harness-'))
     const upstream = new TestUpstream(pki, opts.handler ?? echoHandler)
     const port = opts.upstreamPort ?? (await upstream.listen())
+    // `sponsor.tls` is merged key by key: a test sets a TLS option without restating the files.
+    const { tls: sponsorTls, ...sponsorRest } = opts.sponsor ?? {}
     const config = {
       sponsor: {
         listen: { host: '127.0.0.1', port: 0 },
@@ -158,9 +160,10 @@ export class Harness {
           key: pki.gatewaySponsorServer.keyPath,
           clientCa: pki.sponsorCa.certPath,
           handshakeTimeoutMs: 2000,
+          ...(sponsorTls as Record<string, unknown> | undefined),
         },
         principalHeader: 'x-ecluse-principal',
-        ...opts.sponsor,
+        ...sponsorRest,
       },
       upstreams: {
         backend: {
