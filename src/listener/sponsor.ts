@@ -3,6 +3,7 @@
  * sponsor CA bundle only. A connection whose certificate did not verify is destroyed before a single
  * HTTP byte is parsed; the reason is counted, never sent.
  */
+import { randomBytes } from 'node:crypto'
 import { type IncomingMessage, ServerResponse } from 'node:http'
 import https from 'node:https'
 import type { Socket } from 'node:net'
@@ -49,7 +50,18 @@ export interface SponsorListenerOptions {
   readonly handler: RequestHandler
   readonly metrics: GatewayMetrics
   readonly log: Logger
+  /** How long a session ticket key serves (see `TICKET_KEY_LIFETIME_MS`); tests shorten it. */
+  readonly ticketKeyLifetimeMs?: number
 }
+
+/**
+ * How long a TLS session may be resumed after the full handshake that verified its chain: sessions
+ * time out after it (`sessionTimeout`), and the ticket keys are replaced as often. A resumed session
+ * skips verification, and TLS 1.3 issues a fresh ticket at each resumption, so without new keys a
+ * client resuming within every 300 s would never be verified again: its CA could expire, or lose
+ * a certificate of the bundle to a reload of other files, and it would still come in.
+ */
+export const TICKET_KEY_LIFETIME_MS = 300_000
 
 /** Maps the HTTP parser's refusals to our stable codes. */
 function clientErrorCode(err: NodeJS.ErrnoException): ErrorCode {
@@ -88,6 +100,8 @@ export class SponsorListener {
   #draining = false
   /** `sponsor.limits.maxRequestsPerSocket`; 0: no limit. */
   readonly #maxRequestsPerSocket: number
+  readonly #ticketKeyRotation: NodeJS.Timeout
+  readonly #ticketKeyLifetimeMs: number
 
   constructor(opts: SponsorListenerOptions) {
     const { config, tls, handler } = opts
@@ -107,6 +121,7 @@ export class SponsorListener {
       minVersion: config.tls.minVersion,
       handshakeTimeout: config.tls.handshakeTimeoutMs,
       ALPNProtocols: ['http/1.1'],
+      sessionTimeout: Math.ceil((opts.ticketKeyLifetimeMs ?? TICKET_KEY_LIFETIME_MS) / 1000),
       maxHeaderSize: limits.maxHeaderBytes,
       headersTimeout: limits.headersTimeoutMs,
       requestTimeout: limits.requestTimeoutMs,
@@ -136,6 +151,10 @@ export class SponsorListener {
     // client that stopped sending or reading). It must outlast the upstreams' timeouts, which the
     // schema checks: the socket is quiet too while the gateway awaits its upstream.
     this.server.setTimeout(limits.idleTimeoutMs)
+    this.#ticketKeyLifetimeMs = opts.ticketKeyLifetimeMs ?? TICKET_KEY_LIFETIME_MS
+    this.#ticketKeyRotation = setInterval(() => this.rotateTicketKeys(), this.#ticketKeyLifetimeMs)
+    this.#ticketKeyRotation.unref()
+    this.server.once('close', () => clearInterval(this.#ticketKeyRotation))
 
     this.server.prependListener('secureConnection', (socket: TLSSocket) => this.#onSecureConnection(socket))
     this.server.on('connection', (socket: Socket) => this.#onConnection(socket))
@@ -171,9 +190,23 @@ export class SponsorListener {
     })
   }
 
-  /** New certificate, key and sponsor CA for new handshakes; open connections keep theirs. */
+  /**
+   * New certificate, key and sponsor CA for new handshakes; open connections keep theirs. The new
+   * context has new ticket keys of its own: no session of the old trust resumes.
+   */
   reloadTls(tls: ServerTlsMaterial): void {
-    this.server.setSecureContext({ cert: tls.cert, key: tls.key, ca: tls.ca, minVersion: this.#config.tls.minVersion })
+    this.server.setSecureContext({
+      cert: tls.cert,
+      key: tls.key,
+      ca: tls.ca,
+      minVersion: this.#config.tls.minVersion,
+      sessionTimeout: Math.ceil(this.#ticketKeyLifetimeMs / 1000),
+    })
+  }
+
+  /** Replaces the session ticket keys: every ticket issued so far stops resuming (a full handshake instead). */
+  rotateTicketKeys(): void {
+    this.server.setTicketKeys(randomBytes(48))
   }
 
   /** The idle timeout this listener runs with: its boot configuration's (a reload does not change it). */
