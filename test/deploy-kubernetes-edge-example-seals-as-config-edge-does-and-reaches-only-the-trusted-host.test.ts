@@ -13,11 +13,11 @@ import t from 'tap'
 import { parse } from 'yaml'
 import { generateKeySet } from '../src/crypto/index.js'
 import { ROOT } from './helpers/cli.js'
-import { checkHardening, configCheck, type K8s, loadExample, mountedPaths, routeShape, selectorsOf, selects } from './helpers/kubernetes.js'
+import { checkHardening, checkMounts, configCheck, type K8s, loadExample, mountedPaths, routeShape, selectorsOf, selects } from './helpers/kubernetes.js'
 import { makeTestPki } from './helpers/pki.js'
 
 const example = await loadExample('kubernetes-edge')
-const { configMap, service, policy, podMonitor, disruptionBudget, gatewayYaml, gateway, pod, ecluse } = example
+const { service, policy, podMonitor, disruptionBudget, gatewayYaml, gateway, pod, ecluse } = example
 
 t.test("the ConfigMap's gateway.yaml passes `ecluse config check` with certificates where the Secrets are mounted", async (t) => {
   const pki = await makeTestPki()
@@ -72,24 +72,8 @@ t.test('the example is the edge profile: every route seals or requires sealed va
 t.test('the Deployment, Service and NetworkPolicy agree with the configuration', async (t) => {
   const sponsorPort: number = gateway.sponsor.listen.port
   const adminPort: number = gateway.admin.listen.port
-  t.same(ecluse.args, ['serve', '--config', '/etc/ecluse/config/gateway.yaml'], 'serve the ConfigMap file')
+  checkMounts(t, example)
   t.equal(pod.containers.length, 1, 'the edge runs alone in its pod')
-  const mountOf = (name: string) => ecluse.volumeMounts.find((m: K8s) => m.name === name)
-  t.equal(mountOf('gateway-config').mountPath, '/etc/ecluse/config')
-  t.equal(pod.volumes.find((v: K8s) => v.name === 'gateway-config').configMap.name, configMap.metadata.name, 'the ConfigMap mounted is this one')
-  for (const [name, path] of [
-    ['sponsor-tls', '/etc/ecluse/tls/sponsor'],
-    ['trusted-tls', '/etc/ecluse/tls/trusted'],
-    ['sealing-keys', '/etc/ecluse/keys'],
-  ] as const) {
-    t.equal(mountOf(name).mountPath, path, `${name} is mounted where the configuration reads it`)
-    // The public key set too: whoever replaces it reads every value sealed after.
-    t.ok(pod.volumes.find((v: K8s) => v.name === name).secret, `${name} is a Secret`)
-  }
-  t.ok(
-    ecluse.volumeMounts.every((m: K8s) => m.readOnly === true && m.subPath === undefined),
-    'every mount is read-only and none uses subPath (subPath mounts never see a rotated Secret)',
-  )
 
   t.same(ecluse.ports.map((p: K8s) => [p.name, p.containerPort]), [['sponsor', sponsorPort], ['admin', adminPort]], 'the sponsor and admin listeners are the only container ports')
   t.equal(gateway.sponsor.listen.host, '0.0.0.0', 'the sponsor listener is reachable from the pod network')

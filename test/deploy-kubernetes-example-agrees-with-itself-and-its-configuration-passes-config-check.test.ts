@@ -15,11 +15,11 @@ import { parse } from 'yaml'
 import { generateKeySet } from '../src/crypto/index.js'
 import { ROOT } from './helpers/cli.js'
 import { closedPort, Harness } from './helpers/harness.js'
-import { checkHardening, configCheck, type K8s, loadExample, mountedPaths, routeShape, selectorsOf, selects } from './helpers/kubernetes.js'
+import { checkHardening, checkMounts, configCheck, type K8s, loadExample, mountedPaths, routeShape, selectorsOf, selects } from './helpers/kubernetes.js'
 import { makeTestPki } from './helpers/pki.js'
 
 const example = await loadExample('kubernetes')
-const { configMap, deployment, service, policy, podMonitor, disruptionBudget, gatewayYaml, gateway, pod, ecluse } = example
+const { deployment, service, policy, podMonitor, disruptionBudget, gatewayYaml, gateway, pod, ecluse } = example
 const accreditationService = pod.containers.find((c: K8s) => c.name !== 'ecluse')
 const sleepOf = (container: K8s): number => Number(container.lifecycle.preStop.exec.command[1])
 
@@ -54,23 +54,7 @@ t.test("the ConfigMap's gateway.yaml passes `ecluse config check` with certifica
 t.test('the Deployment, Service and NetworkPolicy agree with the configuration', async (t) => {
   const sponsorPort: number = gateway.sponsor.listen.port
   const adminPort: number = gateway.admin.listen.port
-  t.same(ecluse.args, ['serve', '--config', '/etc/ecluse/config/gateway.yaml'], 'serve the ConfigMap file')
-  const mountOf = (name: string) => ecluse.volumeMounts.find((m: K8s) => m.name === name)
-  t.equal(mountOf('gateway-config').mountPath, '/etc/ecluse/config')
-  t.equal(pod.volumes.find((v: K8s) => v.name === 'gateway-config').configMap.name, configMap.metadata.name, 'the ConfigMap mounted is this one')
-  for (const [name, path] of [
-    ['sponsor-tls', '/etc/ecluse/tls/sponsor'],
-    ['trusted-tls', '/etc/ecluse/tls/trusted'],
-    ['sealing-keys', '/etc/ecluse/keys'],
-  ] as const) {
-    t.equal(mountOf(name).mountPath, path, `${name} is mounted where the configuration reads it`)
-    t.ok(pod.volumes.find((v: K8s) => v.name === name).secret, `${name} is a Secret`)
-  }
-  t.ok(
-    ecluse.volumeMounts.every((m: K8s) => m.readOnly === true && m.subPath === undefined),
-    'every mount is read-only and none uses subPath (subPath mounts never see a rotated Secret)',
-  )
-  t.not(pod.volumes.find((v: K8s) => v.name === 'sponsor-tls').secret.secretName, pod.volumes.find((v: K8s) => v.name === 'trusted-tls').secret.secretName, 'the two sides use two Secrets')
+  checkMounts(t, example)
 
   const sponsor = ecluse.ports.find((p: K8s) => p.name === 'sponsor')
   t.equal(sponsor.containerPort, sponsorPort, 'the container port is the sponsor listener')

@@ -123,3 +123,29 @@ export function checkHardening(t: Test, pod: K8s): void {
     t.ok(container.resources.limits.memory, `${container.name}: a memory limit`)
   }
 }
+
+/**
+ * The gateway container serves the ConfigMap's file and mounts it, the two TLS Secrets and the key
+ * sets' Secret where the configuration reads them, read-only and without subPath.
+ */
+export function checkMounts(t: Test, example: KubernetesExample): void {
+  const { ecluse, pod, configMap } = example
+  t.same(ecluse.args, ['serve', '--config', '/etc/ecluse/config/gateway.yaml'], 'serve the ConfigMap file')
+  const mountOf = (name: string) => ecluse.volumeMounts.find((m: K8s) => m.name === name)
+  t.equal(mountOf('gateway-config').mountPath, '/etc/ecluse/config')
+  t.equal(pod.volumes.find((v: K8s) => v.name === 'gateway-config').configMap.name, configMap.metadata.name, 'the ConfigMap mounted is this one')
+  for (const [name, path] of [
+    ['sponsor-tls', '/etc/ecluse/tls/sponsor'],
+    ['trusted-tls', '/etc/ecluse/tls/trusted'],
+    ['sealing-keys', '/etc/ecluse/keys'],
+  ] as const) {
+    t.equal(mountOf(name).mountPath, path, `${name} is mounted where the configuration reads it`)
+    // A public key set too: whoever replaces it reads every value sealed after.
+    t.ok(pod.volumes.find((v: K8s) => v.name === name).secret, `${name} is a Secret`)
+  }
+  t.ok(
+    ecluse.volumeMounts.every((m: K8s) => m.readOnly === true && m.subPath === undefined),
+    'every mount is read-only and none uses subPath (subPath mounts never see a rotated Secret)',
+  )
+  t.not(pod.volumes.find((v: K8s) => v.name === 'sponsor-tls').secret.secretName, pod.volumes.find((v: K8s) => v.name === 'trusted-tls').secret.secretName, 'the two sides use two Secrets')
+}
