@@ -25,14 +25,14 @@ type PipelinedSocket = Socket & {
 }
 /** Pipelined requests one connection may have waiting behind the one in progress. */
 export const MAX_PIPELINED_REQUESTS = 16
-/** When the client certificate of the connection expires (ms since the epoch). */
+/** Until when the connection's verification holds: its client certificate's notAfter, or when it was retired (ms since the epoch). */
 const NOT_AFTER = Symbol('ecluse.notAfter')
 type VerifiedSocket = TLSSocket & { [PRINCIPAL]?: Principal; [NOT_AFTER]?: number }
 
 /**
- * The principal of a request's connection, or undefined if the connection was not verified or its
- * client certificate has expired since: a keep-alive connection carries no identity past the
- * certificate's notAfter (the caller closes it).
+ * The principal of a request's connection, or undefined if the connection was not verified, its
+ * client certificate has expired since, or the listener retired it (a reloaded CA bundle, a ticket
+ * key rotation): a keep-alive connection carries no identity past either (the caller closes it).
  */
 export function principalOf(req: IncomingMessage): Principal | undefined {
   const socket = req.socket as VerifiedSocket
@@ -102,12 +102,15 @@ export class SponsorListener {
   readonly #maxRequestsPerSocket: number
   readonly #ticketKeyRotation: NodeJS.Timeout
   readonly #ticketKeyLifetimeMs: number
+  /** The sponsor CA bundle the open connections were verified against (see `reloadTls`). */
+  #clientCa: Buffer
 
   constructor(opts: SponsorListenerOptions) {
     const { config, tls, handler } = opts
     this.#config = config
     this.#metrics = opts.metrics
     this.#log = opts.log
+    this.#clientCa = tls.ca
     const limits = config.limits
     this.server = https.createServer({
       cert: tls.cert,
@@ -184,6 +187,10 @@ export class SponsorListener {
       this.server.once('error', reject)
       this.server.listen(port, host, () => {
         this.server.off('error', reject)
+        // Under `--workers`, Node's cluster hands every worker that listens, one restarted after a
+        // crash included, the ticket keys of the first: a ticket of before a reload would resume on
+        // it. Keys of our own, set once the handle is ours.
+        this.server.setTicketKeys(randomBytes(48))
         const addr = this.server.address()
         resolve({ host, port: typeof addr === 'object' && addr !== null ? addr.port : port })
       })
@@ -191,10 +198,14 @@ export class SponsorListener {
   }
 
   /**
-   * New certificate, key and sponsor CA for new handshakes; open connections keep theirs. The new
-   * context has new ticket keys of its own: no session of the old trust resumes.
+   * New certificate, key and sponsor CA for new handshakes. The new context has new ticket keys of
+   * its own: no session of the old trust resumes. When the sponsor CA bundle changed, the open
+   * connections, verified under the old one, are retired too (`#retireConnections`): a CA removed
+   * from the bundle lets none of its clients' requests through past their current one.
    */
   reloadTls(tls: ServerTlsMaterial): void {
+    const caChanged = !this.#clientCa.equals(tls.ca)
+    this.#clientCa = tls.ca
     this.server.setSecureContext({
       cert: tls.cert,
       key: tls.key,
@@ -202,11 +213,36 @@ export class SponsorListener {
       minVersion: this.#config.tls.minVersion,
       sessionTimeout: Math.ceil(this.#ticketKeyLifetimeMs / 1000),
     })
+    if (caChanged) this.#retireConnections()
   }
 
-  /** Replaces the session ticket keys: every ticket issued so far stops resuming (a full handshake instead). */
+  /**
+   * Replaces the session ticket keys, so that every ticket issued so far stops resuming, and retires
+   * the open connections: after it, every request comes from a connection whose chain was verified,
+   * in a full handshake, since the previous rotation (a resumption chains back to one).
+   */
   rotateTicketKeys(): void {
     this.server.setTicketKeys(randomBytes(48))
+    this.#retireConnections()
+  }
+
+  /**
+   * Ends every open connection once its current response is done: each was verified under trust
+   * that may no longer hold (a CA bundle reloaded, a CA expired since), and a client that keeps its
+   * connection busy would otherwise never be verified again. Idle ones close now, as a keep-alive
+   * timeout closes them; a request that still reaches a retired one finds no principal on it, and
+   * the connection ends (see `principalOf`).
+   */
+  #retireConnections(): void {
+    const now = Date.now()
+    for (const socket of this.#verified as Set<VerifiedSocket>) {
+      socket[NOT_AFTER] = Math.min(socket[NOT_AFTER] ?? now, now)
+      const res = (socket as TLSSocket & { _httpMessage?: unknown })._httpMessage
+      if (!(res instanceof ServerResponse)) continue
+      if (!res.headersSent) res.shouldKeepAlive = false
+      else res.once('finish', () => socket.end())
+    }
+    this.server.closeIdleConnections()
   }
 
   /** The idle timeout this listener runs with: its boot configuration's (a reload does not change it). */

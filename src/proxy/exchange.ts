@@ -232,7 +232,7 @@ class Exchange {
     const principal = principalOf(req)
     if (principal === undefined) {
       this.#aborted = true
-      this.#proxy.log.info({ reqId: this.#requestId }, 'connection closed: its client certificate is no longer valid')
+      this.#proxy.log.info({ reqId: this.#requestId }, 'connection closed: its client certificate is no longer valid, or the listener retired it')
       req.socket.destroy()
       return
     }

@@ -430,6 +430,11 @@ export class UpstreamPool {
       ALPNProtocols: ['http/1.1'],
       // Covers TCP connect and the TLS handshake: undici clears it on 'secureConnect'.
       timeout,
+      // No TLS session resumption: a resumed session skips verifying the upstream's chain, and a TLS
+      // 1.3 upstream hands out a fresh ticket at each resumption, so an upstream certificate (or CA)
+      // that expired would never be checked again. Connections are kept alive: a full handshake per
+      // new connection costs little.
+      maxCachedSessions: 0,
     } as Pool.Options['connect']
   }
 

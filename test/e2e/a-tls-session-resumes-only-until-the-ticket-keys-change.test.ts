@@ -91,7 +91,16 @@ t.test('a TLS 1.3 ticket chain resumes until the keys rotate, then the client is
   const again = await exchange(after.ticket)
   t.ok(again.reused, 'and resumes the ticket of that handshake')
 
-  // A reload's new context has new keys too, and an explicit rotation drops every ticket at once.
+  // A rotation drops every ticket at once, and retires the open connections: a client that kept one
+  // busy would otherwise never be verified again. An idle one is closed at once.
+  const idle = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: pki.sponsorCa.certPem, cert: pki.sponsorClient.certPem, key: pki.sponsorClient.keyPem })
+  idle.on('error', () => {})
+  idle.setEncoding('latin1')
+  const served = new Promise<string>((resolve) => idle.once('data', resolve))
+  const idleClosed = new Promise<void>((resolve) => idle.on('close', () => resolve()))
+  idle.once('secureConnect', () => idle.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n'))
+  t.match(await served, /^HTTP\/1\.1 200 /, 'a keep-alive connection, served and idle')
   listener.rotateTicketKeys()
   t.notOk((await exchange(again.ticket)).reused, 'no ticket survives a rotation')
+  t.equal(await Promise.race([idleClosed.then(() => 'closed'), sleep(3_000).then(() => 'open')]), 'closed', 'the idle connection is closed by the rotation')
 })
