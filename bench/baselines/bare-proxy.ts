@@ -4,8 +4,8 @@
  *
  * - sponsor side: HTTPS/1.1 (ALPN `http/1.1`), client certificate required and verified against the
  *   sponsor CA only, TLS ≥ 1.2, the same header/keep-alive/request timeouts as Écluse's defaults;
- * - trusted side: one undici `Pool` over mTLS, trusted CA only, `servername` pinned, TLS ≥ 1.2,
- *   `pipelining: 1`, the same connection count and keep-alive as Écluse's defaults.
+ * - trusted side: one undici `Pool` over mTLS, trusted CA only, `servername` pinned, TLS ≥ 1.2, no
+ *   TLS session resumed, `pipelining: 1`, the same connection count and keep-alive as Écluse's defaults.
  *
  * It streams both bodies with back-pressure and drops hop-by-hop headers, and nothing else: no route
  * table, no ACL, no principal, no path normalisation, no header policy, no limits, no metrics, no
@@ -92,6 +92,8 @@ export class BareProxy {
         rejectUnauthorized: true,
         ALPNProtocols: ['http/1.1'],
         timeout: 5_000,
+        // As Écluse: no upstream TLS session resumed (a resumed session skips verifying the upstream).
+        maxCachedSessions: 0,
       } as Pool.Options['connect'],
       connections: opts.connections ?? 64,
       pipelining: 1,
