@@ -28,6 +28,8 @@ export interface TlsMaterial {
   readonly key: Buffer
   /** The PEM bundle of trusted CA certificates, as read. */
   readonly ca: Buffer
+  /** The same bundle, parsed: what a connection verified earlier is checked against after a reload. */
+  readonly caCerts: readonly X509Certificate[]
   /** When the leaf certificate expires (for logs and the expiry metric). */
   readonly notAfter: Date
   /**
@@ -249,6 +251,7 @@ async function loadMaterial(
       cert,
       key,
       ca,
+      caCerts,
       notAfter: new Date(leaf.validTo),
       caNotAfter: new Date(
         Math.min(...caCerts.filter((c) => validityProblem(c, now) === undefined).map((c) => new Date(c.validTo).getTime())),

@@ -3,11 +3,11 @@
  * sponsor CA bundle only. A connection whose certificate did not verify is destroyed before a single
  * HTTP byte is parsed; the reason is counted, never sent.
  */
-import { randomBytes } from 'node:crypto'
+import { randomBytes, X509Certificate } from 'node:crypto'
 import { type IncomingMessage, ServerResponse } from 'node:http'
 import https from 'node:https'
 import type { Socket } from 'node:net'
-import type { TLSSocket } from 'node:tls'
+import type { DetailedPeerCertificate, TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'
 import type { SponsorConfig } from '../config/schema.js'
 import type { ServerTlsMaterial } from '../config/tls-material.js'
@@ -25,14 +25,19 @@ type PipelinedSocket = Socket & {
 }
 /** Pipelined requests one connection may have waiting behind the one in progress. */
 export const MAX_PIPELINED_REQUESTS = 16
-/** Until when the connection's verification holds: its client certificate's notAfter, or when it was retired (ms since the epoch). */
+/**
+ * Until when the connection may carry requests (ms since the epoch): its client certificate's
+ * notAfter, or 0 once a reload took its CA out of the sponsor bundle.
+ */
 const NOT_AFTER = Symbol('ecluse.notAfter')
-type VerifiedSocket = TLSSocket & { [PRINCIPAL]?: Principal; [NOT_AFTER]?: number }
+/** When the connection is retired: its next response says `Connection: close` (ms since the epoch). */
+const RETIRE_AT = Symbol('ecluse.retireAt')
+type VerifiedSocket = TLSSocket & { [PRINCIPAL]?: Principal; [NOT_AFTER]?: number; [RETIRE_AT]?: number }
 
 /**
  * The principal of a request's connection, or undefined if the connection was not verified, its
- * client certificate has expired since, or the listener retired it (a reloaded CA bundle, a ticket
- * key rotation): a keep-alive connection carries no identity past either (the caller closes it).
+ * client certificate has expired since, or a reload took its CA out of the sponsor bundle: a
+ * keep-alive connection carries no identity past either (the caller closes it).
  */
 export function principalOf(req: IncomingMessage): Principal | undefined {
   const socket = req.socket as VerifiedSocket
@@ -58,10 +63,16 @@ export interface SponsorListenerOptions {
  * How long a TLS session may be resumed after the full handshake that verified its chain: sessions
  * time out after it (`sessionTimeout`), and the ticket keys are replaced as often. A resumed session
  * skips verification, and TLS 1.3 issues a fresh ticket at each resumption, so without new keys a
- * client resuming within every 300 s would never be verified again: its CA could expire, or lose
- * a certificate of the bundle to a reload of other files, and it would still come in.
+ * client resuming within every 300 s would never be verified again: its CA could expire and it
+ * would still come in. For the same reason a connection is retired after as long (see
+ * `CONNECTION_LIFETIME_SPREAD`), so that a client keeping one busy goes through a handshake too.
  */
 export const TICKET_KEY_LIFETIME_MS = 300_000
+/**
+ * A connection's lifetime is the ticket keys' lifetime plus up to this fraction more, at random:
+ * clients that connected together (at a gateway's start) do not all reconnect at once.
+ */
+const CONNECTION_LIFETIME_SPREAD = 0.2
 
 /** Maps the HTTP parser's refusals to our stable codes. */
 function clientErrorCode(err: NodeJS.ErrnoException): ErrorCode {
@@ -104,6 +115,9 @@ export class SponsorListener {
   readonly #ticketKeyLifetimeMs: number
   /** The sponsor CA bundle the open connections were verified against (see `reloadTls`). */
   #clientCa: Buffer
+  #clientCaCerts: readonly X509Certificate[]
+  /** When a reload last changed the sponsor CA bundle (ms since the epoch). */
+  #clientCaChangedAt = Number.NEGATIVE_INFINITY
 
   constructor(opts: SponsorListenerOptions) {
     const { config, tls, handler } = opts
@@ -111,6 +125,7 @@ export class SponsorListener {
     this.#metrics = opts.metrics
     this.#log = opts.log
     this.#clientCa = tls.ca
+    this.#clientCaCerts = tls.caCerts
     const limits = config.limits
     this.server = https.createServer({
       cert: tls.cert,
@@ -200,12 +215,13 @@ export class SponsorListener {
   /**
    * New certificate, key and sponsor CA for new handshakes. The new context has new ticket keys of
    * its own: no session of the old trust resumes. When the sponsor CA bundle changed, the open
-   * connections, verified under the old one, are retired too (`#retireConnections`): a CA removed
-   * from the bundle lets none of its clients' requests through past their current one.
+   * connections whose chain it no longer anchors are closed (`#closeUntrusted`); the others, a CA
+   * added beside theirs, go on.
    */
   reloadTls(tls: ServerTlsMaterial): void {
     const caChanged = !this.#clientCa.equals(tls.ca)
     this.#clientCa = tls.ca
+    this.#clientCaCerts = tls.caCerts
     this.server.setSecureContext({
       cert: tls.cert,
       key: tls.key,
@@ -213,36 +229,52 @@ export class SponsorListener {
       minVersion: this.#config.tls.minVersion,
       sessionTimeout: Math.ceil(this.#ticketKeyLifetimeMs / 1000),
     })
-    if (caChanged) this.#retireConnections()
+    if (caChanged) {
+      this.#clientCaChangedAt = Date.now()
+      this.#closeUntrusted()
+    }
   }
 
   /**
-   * Replaces the session ticket keys, so that every ticket issued so far stops resuming, and retires
-   * the open connections: after it, every request comes from a connection whose chain was verified,
-   * in a full handshake, since the previous rotation (a resumption chains back to one).
+   * Replaces the session ticket keys: every ticket issued so far stops resuming, and the next
+   * connection of each client is verified in a full handshake.
    */
   rotateTicketKeys(): void {
     this.server.setTicketKeys(randomBytes(48))
-    this.#retireConnections()
   }
 
   /**
-   * Ends every open connection once its current response is done: each was verified under trust
-   * that may no longer hold (a CA bundle reloaded, a CA expired since), and a client that keeps its
-   * connection busy would otherwise never be verified again. Idle ones close now, as a keep-alive
-   * timeout closes them; a request that still reaches a retired one finds no principal on it, and
-   * the connection ends (see `principalOf`).
+   * Ends the connections of clients the current sponsor bundle no longer anchors (their CA was taken
+   * out): an idle one now, a busy one when its current response is done; any request that still
+   * reaches one finds no principal on it (`principalOf`). Their requests are lost, as they should be.
    */
-  #retireConnections(): void {
-    const now = Date.now()
+  #closeUntrusted(): void {
+    let closed = 0
     for (const socket of this.#verified as Set<VerifiedSocket>) {
-      socket[NOT_AFTER] = Math.min(socket[NOT_AFTER] ?? now, now)
+      if (this.#anchored(socket)) continue
+      closed++
+      socket[NOT_AFTER] = 0
       const res = (socket as TLSSocket & { _httpMessage?: unknown })._httpMessage
-      if (!(res instanceof ServerResponse)) continue
-      if (!res.headersSent) res.shouldKeepAlive = false
-      else res.once('finish', () => socket.end())
+      if (res instanceof ServerResponse) res.once('close', () => socket.destroy())
+      else socket.destroy()
     }
-    this.server.closeIdleConnections()
+    if (closed > 0) this.#log.info({ closed }, 'sponsor connections closed: a reload took their CA out of the sponsor bundle')
+  }
+
+  /**
+   * Whether the current sponsor bundle still anchors the connection's chain: a certificate of it is
+   * in the bundle, or issued and signed by one there. A resumed session may carry its leaf alone: a
+   * leaf issued through an intermediate is then judged not anchored (closed; its client reconnects).
+   */
+  #anchored(socket: TLSSocket): boolean {
+    let cert: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true)
+    for (let depth = 0; cert?.raw !== undefined && depth < 10; depth++) {
+      const x = new X509Certificate(cert.raw)
+      if (this.#clientCaCerts.some((ca) => ca.fingerprint256 === x.fingerprint256 || (x.checkIssued(ca) && x.verify(ca.publicKey)))) return true
+      if (cert.issuerCertificate === cert) break
+      cert = cert.issuerCertificate
+    }
+    return false
   }
 
   /** The idle timeout this listener runs with: its boot configuration's (a reload does not change it). */
@@ -308,8 +340,9 @@ export class SponsorListener {
     }
     const run = (r: IncomingMessage, s: ServerResponse, e: boolean) => {
       turn.busy = true
-      // Begun during a drain (it was pipelined behind one in flight): the last on its connection.
-      if (this.#draining) s.shouldKeepAlive = false
+      // Begun during a drain (it was pipelined behind one in flight), or on a connection past its
+      // lifetime: the last on its connection, served whole, its client verified anew on the next.
+      if (this.#draining || Date.now() >= ((socket as VerifiedSocket)[RETIRE_AT] ?? Number.POSITIVE_INFINITY)) s.shouldKeepAlive = false
       s.once('close', () => {
         if (socket.destroyed) {
           // The connection is gone, and Node never closes the responses still queued on it: the
@@ -379,6 +412,16 @@ export class SponsorListener {
       socket.destroy()
       return
     }
+    // A handshake that began before a reload changed the bundle was verified against the old one
+    // (the context is bound when the connection is accepted): checked against the new one. No
+    // handshake outlasts handshakeTimeoutMs, so one that ends later began after the change.
+    if (Date.now() - this.#clientCaChangedAt <= this.#config.tls.handshakeTimeoutMs + 1000 && !this.#anchored(socket)) {
+      this.#metrics.tlsHandshakeFailure('sponsor', 'untrusted_certificate')
+      this.#log.info({ reason: 'untrusted_certificate' }, 'sponsor client certificate refused: verified against a CA bundle a reload has since replaced')
+      socket.destroy()
+      return
+    }
+    socket[RETIRE_AT] = Date.now() + this.#ticketKeyLifetimeMs * (1 + CONNECTION_LIFETIME_SPREAD * Math.random())
     this.#verified.add(socket)
     socket.once('close', () => this.#verified.delete(socket))
   }

@@ -232,7 +232,7 @@ class Exchange {
     const principal = principalOf(req)
     if (principal === undefined) {
       this.#aborted = true
-      this.#proxy.log.info({ reqId: this.#requestId }, 'connection closed: its client certificate is no longer valid, or the listener retired it')
+      this.#proxy.log.info({ reqId: this.#requestId }, 'connection closed: its client certificate is no longer valid, or its CA was taken out of the sponsor bundle')
       req.socket.destroy()
       return
     }

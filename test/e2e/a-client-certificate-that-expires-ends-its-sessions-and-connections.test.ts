@@ -121,5 +121,5 @@ t.test('past notAfter: no fresh handshake, no resumed session, no further reques
     metricValue(metrics, 'ecluse_tls_handshake_failures_total', { side: 'sponsor', reason: 'expired_certificate' }) >= 4,
     'each refused handshake counted as expired_certificate',
   )
-  t.equal(h.logs.find('connection closed: its client certificate is no longer valid, or the listener retired it').length, 2, 'each ended connection logged')
+  t.equal(h.logs.find('connection closed: its client certificate is no longer valid, or its CA was taken out of the sponsor bundle').length, 2, 'each ended connection logged')
 })

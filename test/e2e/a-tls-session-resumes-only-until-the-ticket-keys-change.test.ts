@@ -91,16 +91,31 @@ t.test('a TLS 1.3 ticket chain resumes until the keys rotate, then the client is
   const again = await exchange(after.ticket)
   t.ok(again.reused, 'and resumes the ticket of that handshake')
 
-  // A rotation drops every ticket at once, and retires the open connections: a client that kept one
-  // busy would otherwise never be verified again. An idle one is closed at once.
-  const idle = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: pki.sponsorCa.certPem, cert: pki.sponsorClient.certPem, key: pki.sponsorClient.keyPem })
-  idle.on('error', () => {})
-  idle.setEncoding('latin1')
-  const served = new Promise<string>((resolve) => idle.once('data', resolve))
-  const idleClosed = new Promise<void>((resolve) => idle.on('close', () => resolve()))
-  idle.once('secureConnect', () => idle.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n'))
-  t.match(await served, /^HTTP\/1\.1 200 /, 'a keep-alive connection, served and idle')
+  // A rotation drops every ticket at once.
   listener.rotateTicketKeys()
   t.notOk((await exchange(again.ticket)).reused, 'no ticket survives a rotation')
-  t.equal(await Promise.race([idleClosed.then(() => 'closed'), sleep(3_000).then(() => 'open')]), 'closed', 'the idle connection is closed by the rotation')
+
+  // A connection is retired after the lifetime (plus up to a fifth, at random): its next response,
+  // served whole, says `connection: close`, and the client's next connection is a new handshake.
+  const kept = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: pki.sponsorCa.certPem, cert: pki.sponsorClient.certPem, key: pki.sponsorClient.keyPem })
+  kept.on('error', () => {})
+  kept.setEncoding('latin1')
+  let received = ''
+  kept.on('data', (d: string) => {
+    received += d
+  })
+  const keptClosed = new Promise<void>((resolve) => kept.on('close', () => resolve()))
+  await new Promise<void>((resolve) => kept.once('secureConnect', () => resolve()))
+  const ask = async () => {
+    const before = received.length
+    kept.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n')
+    while (!received.slice(before).includes('\r\n\r\nok')) await sleep(10)
+    return received.slice(before)
+  }
+  t.match(await ask(), /^HTTP\/1\.1 200 [\s\S]*connection: keep-alive/i, 'a young connection is kept alive')
+  await sleep(LIFETIME_MS * 1.25)
+  const last = await ask()
+  t.match(last, /^HTTP\/1\.1 200 /, 'past its lifetime the request is still served')
+  t.match(last, /connection: close/i, 'with the last response of its connection')
+  t.equal(await Promise.race([keptClosed.then(() => 'closed'), sleep(3_000).then(() => 'open')]), 'closed', 'which then closes')
 })
