@@ -1,7 +1,7 @@
 /**
  * The load, always in its own process (never inside the process being measured). One JSON spec in,
- * JSON lines out: `{"event":"measuring"}` when the warm-up is over (the runner starts its /proc
- * sampling then), and `{"event":"result",…}` at the end.
+ * JSON lines out: `{"event":"measuring"}` when the warm-up is over (the runner starts its CPU
+ * window then; its peak memory covers the warm-up too), and `{"event":"result",…}` at the end.
  *
  *   node --import tsx bench/load-generator.ts '<spec JSON>'
  *

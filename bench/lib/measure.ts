@@ -1,6 +1,7 @@
 /**
- * One measurement: a load-generator process against one subject, with the subject's CPU time and
- * peak memory read from /proc over exactly the measured window (after the warm-up).
+ * One measurement: a load-generator process against one subject, with the subject's CPU time read
+ * from /proc over exactly the measured window (after the warm-up), and its peak memory over the whole
+ * load, warm-up included.
  */
 import type { LoadResult, LoadSpec } from '../load-generator.js'
 import { JsonChild } from './child.js'
@@ -32,7 +33,7 @@ export interface MeasuredRow extends Row {
   readonly cpuPercent: number | null
   readonly cpuUsPerRequest: number | null
   readonly peakRssMiB: number | null
-  /** Peak RSS during the window minus the subject's RSS when it had just started (idle). */
+  /** Peak RSS over the whole load minus the subject's RSS when it had just started (idle). */
   readonly rssAboveIdleMiB: number | null
   readonly requests: number
   readonly errors: number

@@ -71,7 +71,7 @@ export const sponsorSchema = z
   })
   .strict()
 
-/** The ways an upstream may read a path as another: `;` parameters stripped, case folded, a trailing slash or a final `.ext` dropped. */
+/** The ways an upstream may read a path as another: `;` parameters stripped, case folded, a trailing slash or a final `.ext` (or every suffix of the last segment) dropped. */
 export const PATH_READINGS = ['parameters', 'case', 'trailing-slash', 'suffix'] as const
 export type PathReading = (typeof PATH_READINGS)[number]
 

@@ -116,6 +116,8 @@ export class SponsorListener {
   /** The sponsor CA bundle the open connections were verified against (see `reloadTls`). */
   #clientCa: Buffer
   #clientCaCerts: readonly X509Certificate[]
+  /** The bundle before the last change (see `#trustLost`). */
+  #previousClientCaCerts: readonly X509Certificate[] = []
   /** When a reload last changed the sponsor CA bundle (ms since the epoch). */
   #clientCaChangedAt = Number.NEGATIVE_INFINITY
 
@@ -215,11 +217,12 @@ export class SponsorListener {
   /**
    * New certificate, key and sponsor CA for new handshakes. The new context has new ticket keys of
    * its own: no session of the old trust resumes. When the sponsor CA bundle changed, the open
-   * connections whose chain it no longer anchors are closed (`#closeUntrusted`); the others, a CA
-   * added beside theirs, go on.
+   * connections whose CA it took out are closed (`#closeUntrusted`); the others, a CA added beside
+   * theirs, go on.
    */
   reloadTls(tls: ServerTlsMaterial): void {
     const caChanged = !this.#clientCa.equals(tls.ca)
+    if (caChanged) this.#previousClientCaCerts = this.#clientCaCerts
     this.#clientCa = tls.ca
     this.#clientCaCerts = tls.caCerts
     this.server.setSecureContext({
@@ -244,37 +247,42 @@ export class SponsorListener {
   }
 
   /**
-   * Ends the connections of clients the current sponsor bundle no longer anchors (their CA was taken
-   * out): an idle one now, a busy one when its current response is done; any request that still
-   * reaches one finds no principal on it (`principalOf`). Their requests are lost, as they should be.
+   * Ends the connections of clients whose CA the last reload took out of the sponsor bundle
+   * (`#trustLost`): an idle one now, a busy one when its current response is done (which says
+   * `Connection: close`); any request that still reaches one finds no principal on it
+   * (`principalOf`). Their requests are lost, as they should be.
    */
   #closeUntrusted(): void {
     let closed = 0
     for (const socket of this.#verified as Set<VerifiedSocket>) {
-      if (this.#anchored(socket)) continue
+      if (!this.#trustLost(socket)) continue
       closed++
       socket[NOT_AFTER] = 0
       const res = (socket as TLSSocket & { _httpMessage?: unknown })._httpMessage
-      if (res instanceof ServerResponse) res.once('close', () => socket.destroy())
-      else socket.destroy()
+      if (res instanceof ServerResponse) {
+        if (!res.headersSent) res.shouldKeepAlive = false
+        res.once('close', () => socket.destroy())
+      } else socket.destroy()
     }
     if (closed > 0) this.#log.info({ closed }, 'sponsor connections closed: a reload took their CA out of the sponsor bundle')
   }
 
   /**
-   * Whether the current sponsor bundle still anchors the connection's chain: a certificate of it is
-   * in the bundle, or issued and signed by one there. A resumed session may carry its leaf alone: a
-   * leaf issued through an intermediate is then judged not anchored (closed; its client reconnects).
+   * Whether the connection's chain was anchored by a CA the last change of the sponsor bundle took
+   * out: not anchored by the current bundle, and anchored by the previous one. A resumed session may
+   * carry its leaf alone, without the intermediates of its full handshake: a leaf issued through
+   * one is then anchored by neither and kept (not knowing is no reason to cut a client whose CA may
+   * well remain; its connection's lifetime still bounds it, and its next one is a full handshake).
    */
-  #anchored(socket: TLSSocket): boolean {
+  #trustLost(socket: TLSSocket): boolean {
+    const chain: X509Certificate[] = []
     let cert: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true)
     for (let depth = 0; cert?.raw !== undefined && depth < 10; depth++) {
-      const x = new X509Certificate(cert.raw)
-      if (this.#clientCaCerts.some((ca) => ca.fingerprint256 === x.fingerprint256 || (x.checkIssued(ca) && x.verify(ca.publicKey)))) return true
+      chain.push(new X509Certificate(cert.raw))
       if (cert.issuerCertificate === cert) break
       cert = cert.issuerCertificate
     }
-    return false
+    return !anchoredBy(chain, this.#clientCaCerts) && anchoredBy(chain, this.#previousClientCaCerts)
   }
 
   /** The idle timeout this listener runs with: its boot configuration's (a reload does not change it). */
@@ -413,9 +421,9 @@ export class SponsorListener {
       return
     }
     // A handshake that began before a reload changed the bundle was verified against the old one
-    // (the context is bound when the connection is accepted): checked against the new one. No
-    // handshake outlasts handshakeTimeoutMs, so one that ends later began after the change.
-    if (Date.now() - this.#clientCaChangedAt <= this.#config.tls.handshakeTimeoutMs + 1000 && !this.#anchored(socket)) {
+    // (the context is bound when the connection is accepted): refused if the change took its CA
+    // out. No handshake outlasts handshakeTimeoutMs, so one that ends later began after the change.
+    if (Date.now() - this.#clientCaChangedAt <= this.#config.tls.handshakeTimeoutMs + 1000 && this.#trustLost(socket)) {
       this.#metrics.tlsHandshakeFailure('sponsor', 'untrusted_certificate')
       this.#log.info({ reason: 'untrusted_certificate' }, 'sponsor client certificate refused: verified against a CA bundle a reload has since replaced')
       socket.destroy()
@@ -497,6 +505,11 @@ function destroySocket(socket: Socket): void {
  */
 export function timeoutCheckInterval(headersTimeoutMs: number, requestTimeoutMs: number): number {
   return Math.max(100, Math.min(1000, Math.floor(Math.min(headersTimeoutMs, requestTimeoutMs) / 2)))
+}
+
+/** Whether a certificate of `chain` is in `bundle`, or issued and signed by one there. */
+function anchoredBy(chain: readonly X509Certificate[], bundle: readonly X509Certificate[]): boolean {
+  return chain.some((x) => bundle.some((ca) => ca.fingerprint256 === x.fingerprint256 || (x.checkIssued(ca) && x.verify(ca.publicKey))))
 }
 
 function httpReason(status: number): string {

@@ -82,7 +82,9 @@ export interface RouteTable {
    * strips `;` parameters, to no route at all or to an empty segment (`/docs/;x` is the unrouted
    * `/docs/` to Tomcat). Letter case, a trailing slash or a suffix read to no route is no concern:
    * the upstream then serves what the operator routed under this very path (`/v1/photos/1.jpg` as
-   * `/v1/photos/1`).
+   * `/v1/photos/1`). Where a route to the upstream has a literal with a capital, every path to it is
+   * read ignoring case, one in lower case too; a suffix is read from the last dot of the last
+   * segment and from its first (Spring's `pattern.*`), the latter not for a route ending in a literal.
    */
   readElsewhere(method: string, path: string, route: CompiledRoute): UpstreamReading | null
 }
@@ -580,8 +582,9 @@ function insertFolded(folded: { byMethod: Map<string, TrieNode<Found>>; getOrHea
 
 /**
  * A route whose own paths an upstream may read as another route's (`readElsewhere`) would refuse
- * every request it gets: say so at boot, naming both. Checked on a path of the pattern's shape
- * (each param and wildcard a plain lower-case segment), for each of its methods.
+ * every request it gets: say so at boot, naming both. Checked on a path of the pattern's shape (each
+ * param a plain lower-case segment, a wildcard two), for each of its methods the table routes that
+ * path to it on.
  */
 function refuseUnreachableRoutes(table: RouteTable, config: Config): void {
   // A sample segment for params and wildcards that no literal spells, in any case, with no dot.
