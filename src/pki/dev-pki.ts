@@ -42,6 +42,8 @@ export interface CertifiedKey {
 export interface CaOptions {
   /** Validity from now; default 3650 days. The start is back-dated 5 minutes for clock skew. */
   validityDays?: number
+  /** Sign it with this CA (an intermediate CA) instead of itself (a root). Tests only. */
+  issuer?: CertifiedKey
 }
 
 /** What to put in a leaf certificate issued by {@link issueCertificate}. */
@@ -244,14 +246,17 @@ function buildCa(commonName: string, opts: CaOptions, keys: KeyPairPem): Certifi
   cert.validity.notAfter = new Date(now + days * DAY_MS)
   const subject = name(commonName)
   cert.setSubject(subject)
-  cert.setIssuer(subject)
+  const issuerCert = opts.issuer === undefined ? undefined : forge.pki.certificateFromPem(opts.issuer.certPem)
+  cert.setIssuer(issuerCert === undefined ? subject : issuerName(issuerCert))
   // RFC 5280 §4.2.1.9 and §4.2.1.3: both critical on a CA. No pathLen: the dev CAs issue leaves directly.
   cert.setExtensions([
     { name: 'basicConstraints', cA: true, critical: true },
     { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
     { name: 'subjectKeyIdentifier' },
+    ...(issuerCert === undefined ? [] : [{ name: 'authorityKeyIdentifier', keyIdentifier: authorityKeyIdOf(issuerCert) }]),
   ])
-  return { certPem: signCertificate(cert, rsaPrivateKey(keys.privateKey, 'the CA key')), keyPem: keys.privateKey }
+  const signer = opts.issuer === undefined ? keys.privateKey : opts.issuer.keyPem
+  return { certPem: signCertificate(cert, rsaPrivateKey(signer, 'the CA key')), keyPem: keys.privateKey }
 }
 
 /**
@@ -291,6 +296,12 @@ function planLeaf(ca: CertifiedKey, spec: LeafSpec, defaultDays = DEFAULT_LEAF_D
   return { caCert, caKey, notBefore, notAfter, sans }
 }
 
+/** The AKI of a certificate `ca` issues: the CA's own SKI (forge's `keyIdentifier: true` would hash the subject's key). */
+function authorityKeyIdOf(ca: Forge.pki.Certificate): string {
+  const ski = ca.getExtension('subjectKeyIdentifier') as { subjectKeyIdentifier?: string } | undefined
+  return ski?.subjectKeyIdentifier !== undefined ? forge.util.hexToBytes(ski.subjectKeyIdentifier) : ca.generateSubjectKeyIdentifier().getBytes()
+}
+
 function buildLeaf(plan: LeafPlan, spec: LeafSpec, keys: KeyPairPem): CertifiedKey {
   const { caCert } = plan
   const cert = forge.pki.createCertificate()
@@ -300,12 +311,7 @@ function buildLeaf(plan: LeafPlan, spec: LeafSpec, keys: KeyPairPem): CertifiedK
   cert.validity.notAfter = plan.notAfter
   cert.setSubject(name(spec.commonName, spec.organizationalUnit))
   cert.setIssuer(issuerName(caCert))
-  // The AKI must carry the CA's own SKI (forge's `keyIdentifier: true` would hash the leaf's key).
-  const caSki = caCert.getExtension('subjectKeyIdentifier') as { subjectKeyIdentifier?: string } | undefined
-  const authorityKeyId =
-    caSki?.subjectKeyIdentifier !== undefined
-      ? forge.util.hexToBytes(caSki.subjectKeyIdentifier)
-      : caCert.generateSubjectKeyIdentifier().getBytes()
+  const authorityKeyId = authorityKeyIdOf(caCert)
   cert.setExtensions([
     { name: 'basicConstraints', cA: false, critical: true },
     // keyEncipherment for TLS 1.2 RSA key transport; digitalSignature for (EC)DHE and TLS 1.3.
@@ -328,7 +334,8 @@ function checkCaOptions(opts: CaOptions): void {
 }
 
 /**
- * A self-signed root CA (RSA 2048, SHA-256) with a fresh key.
+ * A self-signed root CA (RSA 2048, SHA-256) with a fresh key; with `opts.issuer`, an intermediate CA
+ * signed by that one (tests of chains).
  *
  * @example
  * const ca = createCa('Example dev CA', { validityDays: 30 })

@@ -1,0 +1,96 @@
+/**
+ * The sponsor bundle holds roots; clients often present a leaf and the intermediate that issued it.
+ * A reload that changes the bundle must then judge the whole chain: a client whose root stays keeps
+ * its connections (a review found the first version cut them when the connection was a resumed
+ * session, which keeps the leaf but not the intermediate), and one whose root was taken out loses
+ * its full-handshake connections. A resumed session's connection cannot be tied to its root after
+ * the reload: it is kept to its lifetime (docs/security-model.md), and its next connection, a full
+ * handshake against the new bundle, is refused.
+ */
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import tls from 'node:tls'
+import t from 'tap'
+import { createCa, DEV_LEAF_SPECS, issueCertificate } from '../../src/pki/dev-pki.js'
+import { Harness } from '../helpers/harness.js'
+
+t.test('a chain through an intermediate is judged whole when a reload changes the sponsor bundle', async (t) => {
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const intermediate = createCa('Sponsor issuing CA', { issuer: h.pki.sponsorCa })
+  const leaf = issueCertificate(intermediate, { ...DEV_LEAF_SPECS.sponsorClient })
+  const client = { certPem: `${leaf.certPem}${intermediate.certPem}`, keyPem: leaf.keyPem }
+
+  /** A keep-alive connection of that client; `ask` sends a GET and resolves with the response head, or '' if the connection closed. */
+  const open = (session?: Buffer) =>
+    new Promise<{ reused: boolean; session: () => Buffer | undefined; ask: () => Promise<string>; closed: () => boolean }>((resolve) => {
+      const socket = tls.connect({ ...h.sponsorTls(client), ...(session === undefined ? {} : { session }) })
+      let ticket: Buffer | undefined
+      let buffer = ''
+      let isClosed = false
+      let pending: ((head: string) => void) | undefined
+      socket.on('session', (s: Buffer) => {
+        ticket ??= s
+      })
+      socket.on('error', () => {})
+      socket.setEncoding('latin1')
+      socket.on('data', (d: string) => {
+        buffer += d
+        const end = buffer.indexOf('\r\n\r\n')
+        if (end === -1) return
+        const length = Number(/content-length: (\d+)/i.exec(buffer.slice(0, end))?.[1] ?? 0)
+        if (buffer.length < end + 4 + length) return
+        const head = buffer.slice(0, end)
+        buffer = buffer.slice(end + 4 + length)
+        pending?.(head)
+        pending = undefined
+      })
+      socket.on('close', () => {
+        isClosed = true
+        pending?.('')
+        pending = undefined
+      })
+      socket.once('secureConnect', () =>
+        resolve({
+          reused: socket.isSessionReused(),
+          session: () => ticket,
+          ask: () =>
+            new Promise<string>((r) => {
+              if (isClosed) return r('')
+              pending = r
+              socket.write('GET /v1/records/1 HTTP/1.1\r\nhost: gateway\r\n\r\n')
+            }),
+          closed: () => isClosed,
+        }),
+      )
+    })
+  const withClientCa = async (pem: string) => {
+    const file = join(h.dir, `client-ca-${Math.random()}.crt`)
+    await writeFile(file, pem)
+    const sponsor = h.config['sponsor'] as { tls: Record<string, string> }
+    await h.writeConfig({ ...h.config, sponsor: { ...sponsor, tls: { ...sponsor.tls, clientCa: file } } })
+    t.same(await h.gateway.reload(), { ok: true })
+  }
+  const settle = () => new Promise((r) => setTimeout(r, 300))
+
+  const full = await open()
+  t.notOk(full.reused)
+  t.match(await full.ask(), /^HTTP\/1\.1 200 /, 'served through the intermediate')
+  const resumed = await open(full.session())
+  t.ok(resumed.reused, 'a second connection resumes the first one’s session')
+  t.match(await resumed.ask(), /^HTTP\/1\.1 200 /)
+
+  // Another root added beside the client's: nothing is cut.
+  await withClientCa(`${h.pki.sponsorCa.certPem}${createCa('Another sponsor CA').certPem}`)
+  await settle()
+  t.match(await full.ask(), /^HTTP\/1\.1 200 /, 'the full-handshake connection goes on')
+  t.match(await resumed.ask(), /^HTTP\/1\.1 200 /, 'and the resumed one')
+
+  // The client's root taken out.
+  await withClientCa(createCa('Yet another sponsor CA').certPem)
+  await settle()
+  t.ok(full.closed(), 'the full-handshake connection, whose chain reached the root, is closed')
+  t.notOk(resumed.closed(), 'the resumed one cannot be tied to its root: kept to its lifetime (documented)')
+  const again = await open()
+  t.equal(await again.ask(), '', 'a new connection of that client is refused')
+})
