@@ -128,6 +128,7 @@ export class SponsorListener {
     this.#log = opts.log
     this.#clientCa = tls.ca
     this.#clientCaCerts = tls.caCerts
+    this.#ticketKeyLifetimeMs = opts.ticketKeyLifetimeMs ?? TICKET_KEY_LIFETIME_MS
     const limits = config.limits
     this.server = https.createServer({
       cert: tls.cert,
@@ -141,7 +142,7 @@ export class SponsorListener {
       minVersion: config.tls.minVersion,
       handshakeTimeout: config.tls.handshakeTimeoutMs,
       ALPNProtocols: ['http/1.1'],
-      sessionTimeout: Math.ceil((opts.ticketKeyLifetimeMs ?? TICKET_KEY_LIFETIME_MS) / 1000),
+      sessionTimeout: Math.ceil(this.#ticketKeyLifetimeMs / 1000),
       maxHeaderSize: limits.maxHeaderBytes,
       headersTimeout: limits.headersTimeoutMs,
       requestTimeout: limits.requestTimeoutMs,
@@ -171,7 +172,6 @@ export class SponsorListener {
     // client that stopped sending or reading). It must outlast the upstreams' timeouts, which the
     // schema checks: the socket is quiet too while the gateway awaits its upstream.
     this.server.setTimeout(limits.idleTimeoutMs)
-    this.#ticketKeyLifetimeMs = opts.ticketKeyLifetimeMs ?? TICKET_KEY_LIFETIME_MS
     this.#ticketKeyRotation = setInterval(() => this.rotateTicketKeys(), this.#ticketKeyLifetimeMs)
     this.#ticketKeyRotation.unref()
     this.server.once('close', () => clearInterval(this.#ticketKeyRotation))
@@ -258,8 +258,8 @@ export class SponsorListener {
       if (!this.#trustLost(socket)) continue
       closed++
       socket[NOT_AFTER] = 0
-      const res = (socket as TLSSocket & { _httpMessage?: unknown })._httpMessage
-      if (res instanceof ServerResponse) {
+      const res = responseInFlight(socket)
+      if (res !== undefined) {
         if (!res.headersSent) res.shouldKeepAlive = false
         res.once('close', () => socket.destroy())
       } else socket.destroy()
@@ -302,8 +302,8 @@ export class SponsorListener {
   stopAccepting(): Promise<void> {
     this.#draining = true
     for (const socket of this.#verified) {
-      const res = (socket as TLSSocket & { _httpMessage?: unknown })._httpMessage
-      if (res instanceof ServerResponse && !res.headersSent) res.shouldKeepAlive = false
+      const res = responseInFlight(socket)
+      if (res !== undefined && !res.headersSent) res.shouldKeepAlive = false
     }
     return new Promise((resolve) => {
       this.server.close(() => resolve())
@@ -452,8 +452,8 @@ export class SponsorListener {
    * written now would take that request's place.
    */
   #refuseConnect(socket: Socket): void {
-    const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
-    if (pending == null) {
+    const pending = responseInFlight(socket)
+    if (pending === undefined) {
       this.#refuseOnSocket('bad_request', 'CONNECT', socket)
       return
     }
@@ -471,8 +471,8 @@ export class SponsorListener {
     this.#countRefusal(code, parserError)
     // The parser may fail after a request was handed to the proxy (a bad chunk in the body): the
     // error can still be answered as long as that request's response has not started.
-    const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
-    if (socket.writable && (pending == null || !pending.headersSent)) {
+    const pending = responseInFlight(socket)
+    if (socket.writable && (pending === undefined || !pending.headersSent)) {
       const body = publicErrorBody(code)
       // Closed once the answer is out, or after a grace period if the client never reads it: a
       // client that keeps its side open must not keep the connection (and its slot) either.
@@ -505,6 +505,12 @@ function destroySocket(socket: Socket): void {
  */
 export function timeoutCheckInterval(headersTimeoutMs: number, requestTimeoutMs: number): number {
   return Math.max(100, Math.min(1000, Math.floor(Math.min(headersTimeoutMs, requestTimeoutMs) / 2)))
+}
+
+/** The response Node is writing on `socket` (its internal `_httpMessage`), if any. */
+function responseInFlight(socket: Socket): ServerResponse | undefined {
+  const res = (socket as Socket & { _httpMessage?: unknown })._httpMessage
+  return res instanceof ServerResponse ? res : undefined
 }
 
 /** Whether a certificate of `chain` is in `bundle`, or issued and signed by one there. */

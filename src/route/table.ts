@@ -139,21 +139,20 @@ const UPSTREAM_READINGS: ReadonlyArray<{ readonly name: PathReading; readonly wh
  * ſ and the dotless ı, which `equalsIgnoreCase` takes for `s` and `i`.
  */
 const FOLDS_TO_ASCII = /%E2%84%AA|%C4%B0|%C4%B1|%C5%BF/
+const EVERY_FOLDED_TO_ASCII = new RegExp(FOLDS_TO_ASCII.source, 'g')
 const FOLDED_TO_ASCII: Readonly<Record<string, string>> = { '%E2%84%AA': 'k', '%C4%B0': 'i', '%C4%B1': 'i', '%C5%BF': 's' }
 
 /** A path as an upstream that ignores letter case reads it (`/Files/%E2%84%AAeys` as `/files/keys`). */
 function foldCase(p: string): string {
-  const ascii = FOLDS_TO_ASCII.test(p) ? p.replace(/%E2%84%AA|%C4%B0|%C4%B1|%C5%BF/g, (e) => FOLDED_TO_ASCII[e]!) : p
-  return ascii.toLowerCase()
+  return p.replace(EVERY_FOLDED_TO_ASCII, (e) => FOLDED_TO_ASCII[e]!).toLowerCase()
 }
 
 /** The bit of the `;` reading in a readings mask: a reading with it must keep the same route. */
 const PARAMETERS_BIT = 1
-/** The bit of the letter-case reading: a path read so is matched as the upstream matches it, against case-folded literals. */
-const CASE_BIT = 2
-
 /** The index of the letter-case reading in `UPSTREAM_READINGS`. */
 const CASE_INDEX = 1
+/** The bit of the letter-case reading: a path read so is matched as the upstream matches it, against case-folded literals. */
+const CASE_BIT = 1 << CASE_INDEX
 /**
  * The bit of the first-dot suffix reading. Spring's `pattern.*` is tried only after an exact
  * pattern, so a path whose route ends in a literal (`/docs/report.v2.pdf`) is read so by no one.
@@ -551,7 +550,7 @@ export function compileRouteTable(config: Config, env: TransformEnv): RouteTable
   anyMethod.seal()
   folded.getOrHead.seal()
   const table = new CompiledRouteTable(compiled, { byMethod, getOrHead, anyMethod, folded }, literals, patterns)
-  refuseUnreachableRoutes(table, config)
+  refuseUnreachableRoutes(table, config, patterns)
   return table
 }
 
@@ -586,7 +585,7 @@ function insertFolded(folded: { byMethod: Map<string, TrieNode<Found>>; getOrHea
  * param a plain lower-case segment, a wildcard two), for each of its methods the table routes that
  * path to it on.
  */
-function refuseUnreachableRoutes(table: RouteTable, config: Config): void {
+function refuseUnreachableRoutes(table: RouteTable, config: Config, patterns: readonly (readonly Segment[])[]): void {
   // A sample segment for params and wildcards that no literal spells, in any case, with no dot.
   const spelt = new Set(config.routes.flatMap((r) => r.path.toLowerCase().split('/')))
   let plain = 'x'
@@ -594,7 +593,7 @@ function refuseUnreachableRoutes(table: RouteTable, config: Config): void {
   config.routes.forEach((routeConfig, index) => {
     const route = table.routes[index]!
     // A wildcard as two segments: `/files/x` is `/files/:name`'s beside `/files/*`, not its own.
-    const sample = parsePattern(routeConfig.path, `routes[${index}].path`)
+    const sample = patterns[index]!
       .map((segment) => (segment.kind === 'literal' ? segment.text : segment.kind === 'param' ? plain : `${plain}/${plain}`))
       .join('/')
     for (const method of route.methods) {
