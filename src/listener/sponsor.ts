@@ -73,6 +73,11 @@ export const TICKET_KEY_LIFETIME_MS = 300_000
  * clients that connected together (at a gateway's start) do not all reconnect at once.
  */
 const CONNECTION_LIFETIME_SPREAD = 0.2
+/**
+ * Intermediate CAs remembered from clients' full handshakes (`#rememberIntermediates`). A sponsor
+ * has a handful; past this many the least recently seen is forgotten.
+ */
+const MAX_REMEMBERED_INTERMEDIATES = 64
 
 /** Maps the HTTP parser's refusals to our stable codes. */
 function clientErrorCode(err: NodeJS.ErrnoException): ErrorCode {
@@ -116,10 +121,17 @@ export class SponsorListener {
   /** The sponsor CA bundle the open connections were verified against (see `reloadTls`). */
   #clientCa: Buffer
   #clientCaCerts: readonly X509Certificate[]
-  /** The bundle before the last change (see `#trustLost`). */
-  #previousClientCaCerts: readonly X509Certificate[] = []
-  /** When a reload last changed the sponsor CA bundle (ms since the epoch). */
-  #clientCaChangedAt = Number.NEGATIVE_INFINITY
+  /**
+   * The bundles reloads replaced within the last handshake timeout (and a second), newest last: a
+   * handshake that ends now may have begun under any of them (see `#onSecureConnection`).
+   */
+  #replacedClientCaCerts: Array<{ certs: readonly X509Certificate[]; replacedAt: number }> = []
+  /**
+   * Intermediates that issued verified clients' certificates in full handshakes, by SHA-256
+   * fingerprint, least recently seen first. A resumed session carries its client's leaf alone: these
+   * complete its chain when a reload asks which CA anchored it (`#chainOf`).
+   */
+  readonly #intermediates = new Map<string, X509Certificate>()
 
   constructor(opts: SponsorListenerOptions) {
     const { config, tls, handler } = opts
@@ -222,7 +234,7 @@ export class SponsorListener {
    */
   reloadTls(tls: ServerTlsMaterial): void {
     const caChanged = !this.#clientCa.equals(tls.ca)
-    if (caChanged) this.#previousClientCaCerts = this.#clientCaCerts
+    const replaced = this.#clientCaCerts
     this.#clientCa = tls.ca
     this.#clientCaCerts = tls.caCerts
     this.server.setSecureContext({
@@ -233,8 +245,10 @@ export class SponsorListener {
       sessionTimeout: Math.ceil(this.#ticketKeyLifetimeMs / 1000),
     })
     if (caChanged) {
-      this.#clientCaChangedAt = Date.now()
-      this.#closeUntrusted()
+      const now = Date.now()
+      this.#replacedClientCaCerts = this.#replacedClientCaCerts.filter((b) => now - b.replacedAt <= this.#handshakeWindowMs)
+      this.#replacedClientCaCerts.push({ certs: replaced, replacedAt: now })
+      this.#closeUntrusted(replaced)
     }
   }
 
@@ -247,15 +261,15 @@ export class SponsorListener {
   }
 
   /**
-   * Ends the connections of clients whose CA the last reload took out of the sponsor bundle
+   * Ends the connections of clients whose CA the reload took out of the sponsor bundle, `replaced`
    * (`#trustLost`): an idle one now, a busy one when its current response is done (which says
    * `Connection: close`); any request that still reaches one finds no principal on it
    * (`principalOf`). Their requests are lost, as they should be.
    */
-  #closeUntrusted(): void {
+  #closeUntrusted(replaced: readonly X509Certificate[]): void {
     let closed = 0
     for (const socket of this.#verified as Set<VerifiedSocket>) {
-      if (!this.#trustLost(socket)) continue
+      if (!this.#trustLost(socket, [replaced])) continue
       closed++
       socket[NOT_AFTER] = 0
       const res = responseInFlight(socket)
@@ -268,13 +282,22 @@ export class SponsorListener {
   }
 
   /**
-   * Whether the connection's chain was anchored by a CA the last change of the sponsor bundle took
-   * out: not anchored by the current bundle, and anchored by the previous one. A resumed session may
-   * carry its leaf alone, without the intermediates of its full handshake: a leaf issued through
-   * one is then anchored by neither and kept (not knowing is no reason to cut a client whose CA may
-   * well remain; its connection's lifetime still bounds it, and its next one is a full handshake).
+   * Whether the connection's chain was anchored by a CA a change of the sponsor bundle took out: not
+   * anchored by the current bundle, and anchored by one of `replaced`. A chain that cannot be
+   * completed (`#chainOf`) is anchored by neither and kept: not knowing is no reason to cut a client
+   * whose CA may well remain; its connection's lifetime still bounds it.
    */
-  #trustLost(socket: TLSSocket): boolean {
+  #trustLost(socket: TLSSocket, replaced: ReadonlyArray<readonly X509Certificate[]>): boolean {
+    const chain = this.#chainOf(socket)
+    return !anchoredBy(chain, this.#clientCaCerts) && replaced.some((bundle) => anchoredBy(chain, bundle))
+  }
+
+  /**
+   * The client's chain as its connection knows it, leaf first. A resumed session keeps the leaf but
+   * not the intermediates its full handshake sent: those remembered from full handshakes complete
+   * it, each link's signature checked.
+   */
+  #chainOf(socket: TLSSocket): X509Certificate[] {
     const chain: X509Certificate[] = []
     let cert: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true)
     for (let depth = 0; cert?.raw !== undefined && depth < 10; depth++) {
@@ -282,7 +305,44 @@ export class SponsorListener {
       if (cert.issuerCertificate === cert) break
       cert = cert.issuerCertificate
     }
-    return !anchoredBy(chain, this.#clientCaCerts) && anchoredBy(chain, this.#previousClientCaCerts)
+    for (let last = chain.at(-1); last !== undefined && chain.length < 10 && !last.checkIssued(last); ) {
+      const tip: X509Certificate = last
+      last = undefined
+      for (const candidate of this.#intermediates.values()) {
+        if (tip.checkIssued(candidate) && tip.verify(candidate.publicKey) && !chain.some((c) => c.fingerprint256 === candidate.fingerprint256)) {
+          chain.push(candidate)
+          last = candidate
+          break
+        }
+      }
+    }
+    return chain
+  }
+
+  /**
+   * Remembers the intermediate CAs of a verified full handshake's chain (see `#intermediates`): a CA
+   * certificate that signed the certificate before it, not self-issued (the roots are in the
+   * bundle). One already remembered is only moved to the end.
+   */
+  #rememberIntermediates(socket: TLSSocket): void {
+    let subject = socket.getPeerX509Certificate()
+    for (let depth = 0; subject !== undefined && depth < 10; depth++) {
+      const issuer: X509Certificate | undefined = subject.issuerCertificate
+      if (issuer === undefined || !issuer.ca || issuer.checkIssued(issuer)) return
+      const key = issuer.fingerprint256
+      if (this.#intermediates.delete(key) || (subject.checkIssued(issuer) && subject.verify(issuer.publicKey))) {
+        this.#intermediates.set(key, issuer)
+        if (this.#intermediates.size > MAX_REMEMBERED_INTERMEDIATES) {
+          this.#intermediates.delete(this.#intermediates.keys().next().value as string)
+        }
+      } else return
+      subject = issuer
+    }
+  }
+
+  /** How long after a change of the bundle a handshake may still have begun under the old one. */
+  get #handshakeWindowMs(): number {
+    return this.#config.tls.handshakeTimeoutMs + 1000
   }
 
   /** The idle timeout this listener runs with: its boot configuration's (a reload does not change it). */
@@ -421,14 +481,17 @@ export class SponsorListener {
       return
     }
     // A handshake that began before a reload changed the bundle was verified against the old one
-    // (the context is bound when the connection is accepted): refused if the change took its CA
-    // out. No handshake outlasts handshakeTimeoutMs, so one that ends later began after the change.
-    if (Date.now() - this.#clientCaChangedAt <= this.#config.tls.handshakeTimeoutMs + 1000 && this.#trustLost(socket)) {
+    // (the context is bound when the connection is accepted): refused if a change took its CA out.
+    // No handshake outlasts handshakeTimeoutMs, so one that ends later began after the change.
+    const now = Date.now()
+    const replacedSinceItBegan = this.#replacedClientCaCerts.filter((b) => now - b.replacedAt <= this.#handshakeWindowMs).map((b) => b.certs)
+    if (replacedSinceItBegan.length > 0 && this.#trustLost(socket, replacedSinceItBegan)) {
       this.#metrics.tlsHandshakeFailure('sponsor', 'untrusted_certificate')
       this.#log.info({ reason: 'untrusted_certificate' }, 'sponsor client certificate refused: verified against a CA bundle a reload has since replaced')
       socket.destroy()
       return
     }
+    if (!socket.isSessionReused()) this.#rememberIntermediates(socket)
     socket[RETIRE_AT] = Date.now() + this.#ticketKeyLifetimeMs * (1 + CONNECTION_LIFETIME_SPREAD * Math.random())
     this.#verified.add(socket)
     socket.once('close', () => this.#verified.delete(socket))

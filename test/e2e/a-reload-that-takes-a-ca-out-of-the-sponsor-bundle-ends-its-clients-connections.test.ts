@@ -133,3 +133,41 @@ t.test('a reload that takes a CA out of the sponsor bundle ends its clients’ c
   await t.rejects(h.request('/v1/records/5'), 'a new connection of that client is refused')
   t.equal(h.upstream.seen.filter((s) => s.url === '/v1/records/4' || s.url === '/v1/records/5').length, 0, 'none of its later requests reached the upstream')
 })
+
+t.test('a handshake that began before two quick reloads is checked against every bundle they replaced', async (t) => {
+  // Found by review: the check knew only the bundle before the last change, so a handshake begun
+  // under the first bundle, whose CA the first reload took out and which a second reload replaced
+  // again, was served.
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const withClientCa = async (pem: string) => {
+    const file = join(h.dir, `client-ca-${Date.now()}-${Math.random()}.crt`)
+    await writeFile(file, pem)
+    const sponsor = h.config['sponsor'] as { tls: Record<string, string> }
+    await h.writeConfig({ ...h.config, sponsor: { ...sponsor, tls: { ...sponsor.tls, clientCa: file } } })
+    t.same(await h.gateway.reload(), { ok: true })
+  }
+  const raw = await new Promise<Socket>((resolve) => {
+    const s = connect(h.gateway.sponsorPort, '127.0.0.1', () => resolve(s))
+  })
+  await withClientCa(createCa('Another sponsor CA').certPem)
+  await withClientCa(createCa('Yet another sponsor CA').certPem)
+  const straddling = tls.connect({ ...h.sponsorTls(), socket: raw })
+  straddling.on('error', () => {})
+  const answered = await new Promise<{ handshake: boolean; out: string }>((resolve) => {
+    let out = ''
+    let handshake = false
+    straddling.setEncoding('latin1')
+    straddling.once('secureConnect', () => {
+      handshake = true
+      straddling.write('GET /v1/records/6 HTTP/1.1\r\nhost: gateway\r\n\r\n')
+    })
+    straddling.on('data', (d: string) => {
+      out += d
+    })
+    straddling.on('close', () => resolve({ handshake, out }))
+  })
+  t.ok(answered.handshake, 'the handshake was verified against the first bundle (the context of its accept)')
+  t.equal(answered.out, '', 'and refused once it ended: no answer')
+  t.equal(h.upstream.seen.filter((s) => s.url === '/v1/records/6').length, 0, 'nothing reached the upstream')
+})
