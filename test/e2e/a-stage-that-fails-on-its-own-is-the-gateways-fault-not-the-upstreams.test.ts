@@ -76,7 +76,7 @@ t.test('a stage failing on its own: the gateway is blamed, the upstream is not c
   t.notMatch(streamed, { status: 200, length: 300_000 }, 'mid-stream: never a complete response')
 
   const upload = await h.request('/v1/upload', { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Readable.from(slowly(20)) })
-  t.equal(upload.status, 400)
+  t.equal(upload.status, 500, 'the gateway’s fault: a 5xx, not a 4xx that blames the client')
   t.same(upload.json(), { error: 'request_transform_failed', requestId: upload.headers['x-request-id'] }, 'request stage: request_transform_failed')
 
   const metrics = await h.metrics()
