@@ -8,7 +8,7 @@
  * `ECLUSE_DEBUG=1`), 2 usage error (the usage on stderr).
  */
 import { readFileSync, realpathSync } from 'node:fs'
-import { access } from 'node:fs/promises'
+import { access, stat } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { type ParseArgsConfig, parseArgs } from 'node:util'
 import { BootSignals } from './boot-signals.js'
@@ -140,6 +140,12 @@ export const COMMANDS: Command[] = [
         io.stdout.write(`wrote a development PKI in ${pki.dir}:\n`)
       }
       for (const file of written.length === 0 ? listPairs(pki) : written) io.stdout.write(`  ${file}\n`)
+      // Keys it kept are as their owner left them: one every user may read is said, not changed.
+      const { READABLE_KEY_FILE_WARNING } = await import('./config/key-file-modes.js')
+      for (const key of listPairs(pki).filter((f, i) => f.endsWith('.key') && present[i])) {
+        const mode = await stat(key).then((s) => s.mode, () => 0)
+        if ((mode & 0o004) !== 0) io.stderr.write(`warning: ${key}: ${READABLE_KEY_FILE_WARNING}\n`)
+      }
       return 0
     },
   },

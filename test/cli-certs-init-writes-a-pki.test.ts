@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { readFile, stat } from 'node:fs/promises'
+import { chmod, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
@@ -77,6 +77,19 @@ t.test('certs init writes both CAs and the demo pairs, keys private, and lists e
   t.equal(again.code, 0)
   t.match(again.stdout, /^kept the existing development PKI in .* \(--force regenerates it\):\n/)
   t.same(await readFile(join(out, 'sponsor-ca.key')), before, 'the CA key is untouched')
+  t.equal(again.stderr, '', 'its keys are 0600: no warning')
+
+  // A CA key its owner made readable by every user is kept as it is, and said.
+  await chmod(join(out, 'sponsor-ca.key'), 0o644)
+  const readable = await runInProcess(['certs', 'init', '--out', out])
+  t.equal(readable.code, 0, 'not a failure, as it is not one for serve')
+  t.equal(
+    readable.stderr,
+    `warning: ${join(out, 'sponsor-ca.key')}: private key file is readable by every user of this host; make it 0600 (or 0640, 0440 for a group)\n`,
+    'a warning names the file',
+  )
+  t.equal((await stat(join(out, 'sponsor-ca.key'))).mode & 0o777, 0o644, 'its mode is left to its owner')
+  await chmod(join(out, 'sponsor-ca.key'), 0o600)
 
   // A set from before the chained demo (no sidecar-server, no edge-client) is completed: the output
   // lists the four files written, not the twelve it kept (it used to say "wrote" and list all 16).
