@@ -101,6 +101,8 @@ export class Gateway {
   #config: Config
   #upstreams: Map<string, UpstreamPool>
   #readiness: { at: number; value: Readiness } | undefined
+  /** Moved on by each reload and by a drain: a readiness probed before it is stale. */
+  #readinessEpoch = 0
   #shutdown: Promise<void> | undefined
   /** The reload running now, and the one queued behind it (see `reload`). */
   #reloading: Promise<ReloadResult> | undefined
@@ -179,24 +181,49 @@ export class Gateway {
     })
   }
 
-  /** Ready when certificates are loaded (they are, once started) and every upstream answers. */
+  /**
+   * Ready when certificates are loaded (they are, once started), the gateway is not draining, and
+   * every upstream answers. The probes' answer is cached `READINESS_TTL_MS`; one that a reload or a
+   * drain overtook (`#readinessEpoch`) is neither cached nor given: the pools it probed may be
+   * retired, and a drain must say 503 at once (the load balancer's cue to stop sending).
+   */
   async readiness(): Promise<Readiness> {
-    const now = Date.now()
-    if (this.#readiness !== undefined && now - this.#readiness.at < READINESS_TTL_MS) return this.#readiness.value
-    const checks: Record<string, string> = { certificates: 'ok' }
-    if (this.proxy.draining) checks['shutdown'] = 'draining'
-    const upstreamReady = new Map<string, boolean>()
-    await Promise.all(
-      [...this.#upstreams].map(async ([name, pool]) => {
-        const probe = await pool.probe()
-        checks[`upstream:${name}`] = probe.ok ? 'ok' : probe.detail
-        upstreamReady.set(name, probe.ok)
-      }),
-    )
-    this.metrics.upstreamReadiness(upstreamReady)
-    const value: Readiness = { ready: Object.values(checks).every((c) => c === 'ok'), checks }
-    this.#readiness = { at: now, value }
-    return value
+    for (;;) {
+      const now = Date.now()
+      const cached = this.#readiness
+      if (cached !== undefined && now - cached.at < READINESS_TTL_MS) return this.#withShutdown(cached.value)
+      const epoch = this.#readinessEpoch
+      const checks: Record<string, string> = { certificates: 'ok' }
+      const upstreamReady = new Map<string, boolean>()
+      await Promise.all(
+        [...this.#upstreams].map(async ([name, pool]) => {
+          const probe = await pool.probe()
+          checks[`upstream:${name}`] = probe.ok ? 'ok' : probe.detail
+          upstreamReady.set(name, probe.ok)
+        }),
+      )
+      if (epoch !== this.#readinessEpoch) {
+        // A drain needs no new probe to say 503; a reload's new pools do.
+        if (this.proxy.draining) return this.#withShutdown({ ready: false, checks })
+        continue
+      }
+      this.metrics.upstreamReadiness(upstreamReady)
+      const value: Readiness = { ready: Object.values(checks).every((c) => c === 'ok'), checks }
+      this.#readiness = { at: now, value }
+      return this.#withShutdown(value)
+    }
+  }
+
+  /** `value`, or not ready with `shutdown: draining` once a drain has begun. */
+  #withShutdown(value: Readiness): Readiness {
+    if (!this.proxy.draining) return value
+    return { ready: false, checks: { ...value.checks, shutdown: 'draining' } }
+  }
+
+  /** Forgets the cached readiness, and makes any probe in flight start over (see `readiness`). */
+  #readinessChanged(): void {
+    this.#readiness = undefined
+    this.#readinessEpoch++
   }
 
   /** The configuration in use (the boot one, or the last one a reload applied). */
@@ -293,7 +320,7 @@ export class Gateway {
       this.proxy.state = { routes, upstreams, sponsor: { ...config.sponsor, listen: old.sponsor.listen }, jwks }
       this.#upstreams = upstreams
       this.#config = { ...config, sponsor: { ...config.sponsor, listen: old.sponsor.listen }, admin: old.admin }
-      this.#readiness = undefined
+      this.#readinessChanged()
       this.#recordCertificates(tls)
       // Retired pools finish what they carry, then close, once no request in flight can still call them.
       this.proxy.retirePools(retired)
@@ -326,7 +353,7 @@ export class Gateway {
   async #drainAndClose(): Promise<void> {
     const deadline = this.#config.shutdown.drainTimeoutMs
     this.proxy.draining = true
-    this.#readiness = undefined
+    this.#readinessChanged()
     this.log.info({ inFlight: this.proxy.inFlight, deadlineMs: deadline }, 'draining')
     const stopped = this.sponsor.stopAccepting()
     let timer: NodeJS.Timeout | undefined
