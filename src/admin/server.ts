@@ -287,6 +287,10 @@ function send(res: ServerResponse, status: number, contentType: string, body: st
   res.setHeader('content-length', Buffer.byteLength(body))
   res.setHeader('cache-control', 'no-store')
   res.setHeader('x-content-type-options', 'nosniff')
+  // One request per connection: kept alive, 64 clients asking every few seconds would hold every
+  // slot (ADMIN_LIMITS.maxConnections) and lock the kubelet's probes and Prometheus out. A probe or
+  // a scrape opens a connection anyway; over loopback or the pod network that costs little.
+  res.setHeader('connection', 'close')
   // HEAD: node:http sends the headers (with the GET length) and drops the body.
   res.end(body)
 }
