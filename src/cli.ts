@@ -1342,12 +1342,25 @@ function version(): string {
   }
 }
 
+/** Set when stdout failed other than by its reader going away (see `processIo`). */
+let stdoutFailed = false
+
 function processIo(): CliIo {
   // A reader that went away (`ecluse keys init … | head -c 0`): what is left to print is dropped,
   // as for any Unix filter, and the command's own exit code stands. Unhandled, the EPIPE would end
-  // the process with a stack trace after the command had done its work. Other errors still throw.
+  // the process with a stack trace after the command had done its work. Any other failure (a full
+  // disk, `> /dev/full`) loses output the caller asked for: said in one line, and the exit code is
+  // 1 whatever the command's (a stack trace only with ECLUSE_DEBUG=1, as for any error).
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EPIPE') throw err
+    if (err.code === 'EPIPE' || stdoutFailed) return
+    stdoutFailed = true
+    // Also set here: the error may be emitted after `main` has returned and its code been set.
+    process.exitCode = 1
+    reportError(new Error(`cannot write to standard output (${err.code ?? err.name})`, { cause: err }), {
+      stdout: process.stdout,
+      stderr: process.stderr,
+      env: process.env,
+    })
   })
   return { stdout: process.stdout, stderr: process.stderr, env: process.env }
 }
@@ -1364,5 +1377,6 @@ function isEntryPoint(): boolean {
 }
 
 if (isEntryPoint()) {
-  process.exitCode = await main(process.argv.slice(2))
+  const code = await main(process.argv.slice(2))
+  process.exitCode = stdoutFailed && code === 0 ? 1 : code
 }
