@@ -100,16 +100,20 @@ export class MatchState<R> {
 }
 
 const DOTTED_I = /i\u0307/g
+const CAPITAL_SHARP_S = /\u1e9e/g
 
 /**
  * A member name as case-insensitive consumers compare it: upper-cased then lower-cased, so that the
  * letters that fold onto ASCII ones do too (`ſ` → s, the Kelvin sign → k, dotless `ı` → i), and
  * the dotted capital `İ` as i: the root locale lower-cases it to i + U+0307, a Turkish one to i.
- * Composed first (NFC): consumers that compare strings up to canonical equivalence (Swift's
- * `String`, and any that normalise their input) read `pre\u0301nom` as `prénom`.
+ * The capital `ẞ` is made `ß` first: `ß` upper-cases to SS but `ẞ` to itself, so the round trip
+ * alone gave `straße` for `straẞe` and `strasse` for `straße`, which Go and Jackson take as one
+ * name (a review found that split). Composed first (NFC): consumers that compare strings up to
+ * canonical equivalence (Swift's `String`, and any that normalise their input) read `pre\u0301nom`
+ * as `prénom`.
  */
 export function foldName(name: string): string {
-  return name.normalize('NFC').toUpperCase().toLowerCase().normalize('NFC').replace(DOTTED_I, 'i')
+  return name.normalize('NFC').replace(CAPITAL_SHARP_S, '\u00df').toUpperCase().toLowerCase().normalize('NFC').replace(DOTTED_I, 'i')
 }
 
 /** A rule set compiled at boot; share it between every stream of a route. */
