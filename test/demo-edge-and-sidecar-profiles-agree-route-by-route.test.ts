@@ -78,14 +78,15 @@ t.test('what the edge requires sealed on the way back, the sidecar seals with th
   for (const r of edge.routes) {
     const seals = sidecarRoute(r.name)?.transforms?.response ?? []
     for (const step of r.transforms?.response ?? []) {
-      t.equal(step.type, 'require-sealed', `${r.name}: the edge only verifies responses`)
-      const match = seals.find((s) => s.type === 'seal' && s.context === step.context)
-      t.ok(match, `${r.name}: the sidecar seals context ${step.context}`)
+      const expected = step.type === 'require-sealed' ? 'seal' : step.type === 'require-sealed-body' ? 'seal-body' : undefined
+      t.ok(expected, `${r.name}: the edge only verifies responses (${step.type})`)
+      const match = seals.find((s) => s.type === expected && s.context === step.context)
+      t.ok(match, `${r.name}: the sidecar has ${expected} for context ${step.context}`)
       if (match !== undefined) t.same(binding(match), binding(step), `${r.name}: same pointers and record binding`)
       checked++
     }
   }
-  t.equal(checked, 3, 'create, get and list')
+  t.equal(checked, 4, 'create, get, list and get-photo')
 })
 
 t.test('the field lists are the record’s sensitive members, by id, and the vetting notes are stripped first', async (t) => {

@@ -385,9 +385,7 @@ class OpenStreamImpl extends Transform implements OpenStream {
   #info: SealedStreamInfo | undefined
   #pendingInfo: SealedStreamInfo | undefined
   // header phase
-  #headerParts: Buffer[] = []
-  #headerHave = 0
-  #headerNeed = FIXED_HEADER_BYTES
+  readonly #header: StreamHeaderReader
   // record phase
   #key: Buffer = Buffer.alloc(0)
   #nonces: RecordNonces | undefined
@@ -420,6 +418,7 @@ class OpenStreamImpl extends Transform implements OpenStream {
     if (!Number.isInteger(this.#maxJwe) || this.#maxJwe < 1 || this.#maxJwe > 0xffff) {
       throw new EcluseError('config_invalid', 'maxJweBytes must be an integer from 1 to 65535')
     }
+    this.#header = new StreamHeaderReader(this.#minRs, this.#maxRs, this.#maxJwe)
   }
 
   get info(): SealedStreamInfo | undefined {
@@ -429,8 +428,12 @@ class OpenStreamImpl extends Transform implements OpenStream {
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     try {
       let off = 0
-      if (this.#phase === Phase.Header) off = this.#readHeader(chunk)
-      if (off < chunk.length) this.#readRecords(off === 0 ? chunk : chunk.subarray(off))
+      if (this.#phase === Phase.Header) {
+        off = this.#header.read(chunk)
+        const header = this.#header.header
+        if (header !== undefined) this.#openHeader(header)
+      }
+      if (this.#phase === Phase.Records && off < chunk.length) this.#readRecords(off === 0 ? chunk : chunk.subarray(off))
       done()
     } catch (err) {
       this.#fail(err, done)
@@ -477,47 +480,9 @@ class OpenStreamImpl extends Transform implements OpenStream {
     done(err instanceof EcluseError ? err : new EcluseError('open_failed', (err as Error).message, { cause: err }))
   }
 
-  /** Accumulate the header (bounded by `maxJweBytes`); returns how much of `chunk` it consumed. */
-  #readHeader(chunk: Buffer): number {
-    let off = 0
-    while (this.#phase === Phase.Header && off < chunk.length) {
-      const take = Math.min(this.#headerNeed - this.#headerHave, chunk.length - off)
-      this.#headerParts.push(chunk.subarray(off, off + take))
-      this.#headerHave += take
-      off += take
-      if (this.#headerHave < this.#headerNeed) break
-      const header = Buffer.concat(this.#headerParts, this.#headerHave)
-      if (this.#headerNeed === FIXED_HEADER_BYTES) {
-        this.#checkFixedHeader(header)
-        this.#headerNeed = FIXED_HEADER_BYTES + header.readUInt16BE(10)
-        this.#headerParts = [header]
-      } else {
-        this.#openHeader(header)
-      }
-    }
-    return off
-  }
-
-  #checkFixedHeader(h: Buffer): void {
-    if (!h.subarray(0, 4).equals(STREAM_MAGIC)) openFailed('not a sealed stream (bad magic)')
-    if (h[4] !== STREAM_VERSION) openFailed(`unsupported sealed stream version ${h[4]}`)
-    if (h[5] !== 0) openFailed('reserved header flags set')
-    const rs = h.readUInt32BE(6)
-    if (rs < this.#minRs || rs > this.#maxRs) openFailed(`record size ${rs} outside ${this.#minRs}..${this.#maxRs}`)
-    const jweLen = h.readUInt16BE(10)
-    if (jweLen === 0 || jweLen > this.#maxJwe) openFailed(`key JWE length ${jweLen} outside 1..${this.#maxJwe}`)
-  }
-
   #openHeader(header: Buffer): void {
     const rs = header.readUInt32BE(6)
-    const jwe = header.toString('latin1', FIXED_HEADER_BYTES)
-    const p = parseCompact(
-      jwe,
-      this.#keys,
-      STREAM_PROFILE,
-      { 'ecl.fmt': STREAM_FORMAT_CLAIM, 'ecl.route': this.#route ?? ANY_VALUE },
-      this.#maxJwe,
-    )
+    const p = parseKeyJwe(header, this.#keys, this.#route, this.#maxJwe)
     const plaintext = this.#keks === undefined ? openParsedOnce(p) : this.#keks.open(p)
     let doc: unknown
     try {
@@ -544,7 +509,6 @@ class OpenStreamImpl extends Transform implements OpenStream {
     this.#key = key
     this.#nonces = new RecordNonces(nonceBase)
     this.#wire = rs + RECORD_OVERHEAD
-    this.#headerParts = []
     this.#phase = Phase.Records
     const route = p.header['ecl.route']
     // Announced only once the first record verifies: the JWE authenticates kid and content type,
@@ -621,4 +585,155 @@ class OpenStreamImpl extends Transform implements OpenStream {
       refuseRecord(plaintext, `record ${index} has an invalid delimiter`)
     }
   }
+}
+
+/**
+ * Gathers a sealed stream's header from the first chunks of its input, checking the fixed part as
+ * soon as it is whole (§5 step 1: before `jwe_len` bytes are held, and before any key agreement).
+ */
+class StreamHeaderReader {
+  readonly #minRs: number
+  readonly #maxRs: number
+  readonly #maxJwe: number
+  #parts: Buffer[] = []
+  #have = 0
+  #need = FIXED_HEADER_BYTES
+  /** The whole header (fixed part and key JWE), once read. */
+  header: Buffer | undefined
+
+  constructor(minRs: number, maxRs: number, maxJwe: number) {
+    this.#minRs = minRs
+    this.#maxRs = maxRs
+    this.#maxJwe = maxJwe
+  }
+
+  /** Takes what the header still needs from `chunk`; returns how much of it that was. */
+  read(chunk: Buffer): number {
+    let off = 0
+    while (this.header === undefined && off < chunk.length) {
+      const take = Math.min(this.#need - this.#have, chunk.length - off)
+      this.#parts.push(chunk.subarray(off, off + take))
+      this.#have += take
+      off += take
+      if (this.#have < this.#need) break
+      const header = Buffer.concat(this.#parts, this.#have)
+      if (this.#need === FIXED_HEADER_BYTES) {
+        this.#checkFixed(header)
+        this.#need = FIXED_HEADER_BYTES + header.readUInt16BE(10)
+        this.#parts = [header]
+      } else {
+        this.header = header
+        this.#parts = []
+      }
+    }
+    return off
+  }
+
+  #checkFixed(h: Buffer): void {
+    if (!h.subarray(0, 4).equals(STREAM_MAGIC)) openFailed('not a sealed stream (bad magic)')
+    if (h[4] !== STREAM_VERSION) openFailed(`unsupported sealed stream version ${h[4]}`)
+    if (h[5] !== 0) openFailed('reserved header flags set')
+    const rs = h.readUInt32BE(6)
+    if (rs < this.#minRs || rs > this.#maxRs) openFailed(`record size ${rs} outside ${this.#minRs}..${this.#maxRs}`)
+    const jweLen = h.readUInt16BE(10)
+    if (jweLen === 0 || jweLen > this.#maxJwe) openFailed(`key JWE length ${jweLen} outside 1..${this.#maxJwe}`)
+  }
+}
+
+/** The header's key JWE, parsed against the stream profile (§5 step 2, up to its decryption). */
+function parseKeyJwe(header: Buffer, keys: KeySet, route: string | undefined, maxJwe: number): ReturnType<typeof parseCompact> {
+  const jwe = header.toString('latin1', FIXED_HEADER_BYTES)
+  return parseCompact(jwe, keys, STREAM_PROFILE, { 'ecl.fmt': STREAM_FORMAT_CLAIM, 'ecl.route': route ?? ANY_VALUE }, maxJwe)
+}
+
+/**
+ * The shortest and longest key JWE plaintext a sealer writes: `{"k":"<43 chars>","cty":"<type>"}`
+ * with a media type of 3 to 255 characters, each at most two once escaped in JSON (a quoted
+ * parameter's `"` and `\`).
+ */
+const MIN_KEY_PAYLOAD_BYTES = '{"k":"","cty":"a/b"}'.length + 43
+const MAX_KEY_PAYLOAD_BYTES = '{"k":"","cty":""}'.length + 43 + 2 * MAX_CONTENT_TYPE_CHARS
+
+export interface SealedStreamCheckOptions {
+  /** The route (context) the stream must be bound to (`ecl.route`); required, as a gateway knows it. */
+  readonly route: string
+  readonly maxRecordSize?: number
+  readonly minRecordSize?: number
+  readonly maxJweBytes?: number
+}
+
+/**
+ * A transform that checks, with **public** keys only, that its input is a sealed stream for `keys`
+ * bound to `route`, and passes it on unchanged: the header (fixed part and key JWE: allowed
+ * algorithms, an accepted `kid`, a well-formed `epk`, the claims, a key payload of a plausible
+ * length) is held until it checks, then released with everything after it; at the end, the records
+ * must frame (each full one `rs + 17` bytes, the last 17 to `rs + 17`). A body that is not such a
+ * stream (plaintext, another context, an unknown key) fails with `open_failed` before a byte of it
+ * is passed on; one whose records do not frame fails at its end. Like `isSealedFor`, it cannot tell
+ * a genuine ciphertext from random bytes after a valid header: only the private key's holder can.
+ *
+ * @example
+ * const check = createSealedStreamCheck(publicKeys, { route: 'photos-out' })
+ */
+export function createSealedStreamCheck(keys: KeySet, options: SealedStreamCheckOptions): Transform {
+  return new SealedStreamCheck(keys, options)
+}
+
+class SealedStreamCheck extends Transform {
+  readonly #keys: KeySet
+  readonly #route: string
+  readonly #maxJwe: number
+  readonly #header: StreamHeaderReader
+  #wire = 0
+  /** Bytes after the header. */
+  #records = 0
+
+  constructor(keys: KeySet, options: SealedStreamCheckOptions) {
+    super()
+    this.#keys = keys
+    this.#route = options.route
+    this.#maxJwe = options.maxJweBytes ?? DEFAULT_MAX_JWE_BYTES
+    this.#header = new StreamHeaderReader(
+      options.minRecordSize ?? MIN_RECORD_SIZE,
+      options.maxRecordSize ?? DEFAULT_MAX_OPEN_RECORD_SIZE,
+      this.#maxJwe,
+    )
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    try {
+      if (this.#wire === 0) {
+        const off = this.#header.read(chunk)
+        const header = this.#header.header
+        if (header === undefined) {
+          done()
+          return
+        }
+        const p = parseKeyJwe(header, this.#keys, this.#route, this.#maxJwe)
+        if (p.ct.length < MIN_KEY_PAYLOAD_BYTES || p.ct.length > MAX_KEY_PAYLOAD_BYTES) {
+          openFailed('the key JWE cannot hold a stream key and media type')
+        }
+        this.#wire = header.readUInt32BE(6) + RECORD_OVERHEAD
+        this.push(header)
+        chunk = chunk.subarray(off)
+      }
+      this.#records += chunk.length
+      if (chunk.length > 0) this.push(chunk)
+      done()
+    } catch (err) {
+      done(err as Error)
+    }
+  }
+
+  override _flush(done: TransformCallback): void {
+    const last = this.#records % this.#wire
+    if (this.#wire === 0) done(failure('truncated: the stream ended inside its header'))
+    else if (this.#records < RECORD_OVERHEAD || (last !== 0 && last < RECORD_OVERHEAD)) {
+      done(failure('the records do not frame: the last one is shorter than its tag and delimiter'))
+    } else done()
+  }
+}
+
+function failure(detail: string): EcluseError {
+  return new EcluseError('open_failed', detail)
 }

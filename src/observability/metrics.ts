@@ -929,8 +929,6 @@ export class CryptoMetrics {
     })
     for (const op of CRYPTO_OPS) {
       for (const kind of CRYPTO_KINDS) {
-        // A stream is never "verified" without its private key: no such series.
-        if (op === 'verify' && kind === 'stream') continue
         const child = duration.labels({ op, kind })
         duration.zero({ op, kind })
         this.#ops.set(
@@ -957,7 +955,7 @@ export class CryptoMetrics {
     this.unmatched = this.#bind(UNMATCHED_ROUTE)
   }
 
-  /** The pre-bound series of one (op, kind); `verify` exists for `field` only. */
+  /** The pre-bound series of one (op, kind). */
   op(op: CryptoOp, kind: CryptoKind): CryptoOpMetrics {
     const m = this.#ops.get(`${op}:${kind}`)
     if (m === undefined) throw new EcluseError('internal', `no crypto series for ${op}/${kind}`)

@@ -1,5 +1,6 @@
 /**
- * Metrics and direction-mapped failures for the whole-body transforms (`seal-body`, `open-body`).
+ * Metrics and direction-mapped failures for the whole-body transforms (`seal-body`, `open-body`,
+ * `require-sealed-body`).
  * The sealed-stream transforms come from `src/crypto/stream.ts`, which knows nothing of the proxy;
  * this wraps one instance per message: its `_transform`/`_flush` callbacks (to map a failure to the
  * direction's code and count it) and `push` (to count plaintext on the opening side). The crypto
@@ -13,10 +14,15 @@ import type { Direction } from './types.js'
 
 export interface BodyMeterOptions {
   readonly direction: Direction
-  /** Which side of the stream is plaintext: the input when sealing, the output when opening. */
+  /**
+   * Which side of the stream is counted: the plaintext, the input when sealing and the output when
+   * opening; the input, sealed, when checking.
+   */
   readonly plaintext: 'input' | 'output'
   /** The code a failure without one of its own gets (`seal_failed` or `open_failed`). */
-  readonly failure: 'seal_failed' | 'open_failed'
+  readonly failure: 'seal_failed' | 'open_failed' | 'plaintext_refused'
+  /** Every failure gets `failure`, its own code kept in the detail (a check's `open_failed` is `plaintext_refused`). */
+  readonly recode?: boolean
   readonly opMetrics: CryptoOpMetrics | undefined
   readonly routeMetrics: CryptoRouteMetrics | undefined
 }
@@ -71,7 +77,11 @@ class BodyMeter {
   #fail(err: Error): EcluseError {
     // Not ours: its name and code only, as its message may quote the bytes it failed on (and not as
     // a `cause`, whose message a logged error would carry along).
-    const e = isEcluseError(err) ? err : new EcluseError(this.#o.failure, foreignErrorDetail(err))
+    const e = !isEcluseError(err)
+      ? new EcluseError(this.#o.failure, foreignErrorDetail(err))
+      : this.#o.recode === true && err.code !== this.#o.failure
+        ? new EcluseError(this.#o.failure, `${err.code}: ${err.message}`)
+        : err
     this.#report(false, e)
     return this.#o.direction === 'request' ? e : forResponse(e)
   }

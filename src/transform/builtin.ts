@@ -6,12 +6,13 @@ import { createOpenTransform } from './open.js'
 import { createOpenBodyTransform } from './open-body.js'
 import { registerTransform } from './registry.js'
 import { createRequireSealedTransform } from './require-sealed.js'
+import { createRequireSealedBodyTransform } from './require-sealed-body.js'
 import { createSealTransform } from './seal.js'
 import { createSealBodyTransform } from './seal-body.js'
 import { createStripTransform } from './strip.js'
 
 /** The built-in transform types, in the order docs/transforms.md presents them. */
-export const BUILTIN_TRANSFORMS = ['seal', 'open', 'require-sealed', 'strip', 'seal-body', 'open-body'] as const
+export const BUILTIN_TRANSFORMS = ['seal', 'open', 'require-sealed', 'strip', 'seal-body', 'open-body', 'require-sealed-body'] as const
 
 registerTransform('seal', createSealTransform)
 registerTransform('open', createOpenTransform)
@@ -19,3 +20,4 @@ registerTransform('require-sealed', createRequireSealedTransform)
 registerTransform('strip', createStripTransform)
 registerTransform('seal-body', createSealBodyTransform)
 registerTransform('open-body', createOpenBodyTransform)
+registerTransform('require-sealed-body', createRequireSealedBodyTransform)
