@@ -7,7 +7,7 @@ import { randomBytes, X509Certificate } from 'node:crypto'
 import { type IncomingMessage, ServerResponse } from 'node:http'
 import https from 'node:https'
 import type { Socket } from 'node:net'
-import type { DetailedPeerCertificate, TLSSocket } from 'node:tls'
+import type { TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'
 import type { SponsorConfig } from '../config/schema.js'
 import type { ServerTlsMaterial } from '../config/tls-material.js'
@@ -32,7 +32,14 @@ export const MAX_PIPELINED_REQUESTS = 16
 const NOT_AFTER = Symbol('ecluse.notAfter')
 /** When the connection is retired: its next response says `Connection: close` (ms since the epoch). */
 const RETIRE_AT = Symbol('ecluse.retireAt')
-type VerifiedSocket = TLSSocket & { [PRINCIPAL]?: Principal; [NOT_AFTER]?: number; [RETIRE_AT]?: number }
+/** The client's chain, leaf first, as the connection presented it (`#chainOnConnect`). */
+const CHAIN = Symbol('ecluse.chain')
+type VerifiedSocket = TLSSocket & {
+  [PRINCIPAL]?: Principal
+  [NOT_AFTER]?: number
+  [RETIRE_AT]?: number
+  [CHAIN]?: readonly X509Certificate[]
+}
 
 /**
  * The principal of a request's connection, or undefined if the connection was not verified, its
@@ -74,10 +81,10 @@ export const TICKET_KEY_LIFETIME_MS = 300_000
  */
 const CONNECTION_LIFETIME_SPREAD = 0.2
 /**
- * Intermediate CAs remembered from clients' full handshakes (`#rememberIntermediates`). A sponsor
- * has a handful; past this many the least recently seen is forgotten.
+ * Clients whose intermediates are remembered from their last full handshake (`#chainOnConnect`),
+ * for their resumed sessions; past this many the least recently seen is forgotten.
  */
-const MAX_REMEMBERED_INTERMEDIATES = 64
+const MAX_REMEMBERED_CHAINS = 4096
 
 /** Maps the HTTP parser's refusals to our stable codes. */
 function clientErrorCode(err: NodeJS.ErrnoException): ErrorCode {
@@ -121,17 +128,14 @@ export class SponsorListener {
   /** The sponsor CA bundle the open connections were verified against (see `reloadTls`). */
   #clientCa: Buffer
   #clientCaCerts: readonly X509Certificate[]
+  /** When a reload last changed the sponsor CA bundle (ms since the epoch). */
+  #clientCaChangedAt = Number.NEGATIVE_INFINITY
   /**
-   * The bundles reloads replaced within the last handshake timeout (and a second), newest last: a
-   * handshake that ends now may have begun under any of them (see `#onSecureConnection`).
+   * The intermediates each client sent in its last full handshake, by its leaf's SHA-256
+   * fingerprint, least recently seen first: a resumed session carries the leaf alone, and these
+   * complete its chain. Per client, so that what one client sends never decides for another.
    */
-  #replacedClientCaCerts: Array<{ certs: readonly X509Certificate[]; replacedAt: number }> = []
-  /**
-   * Intermediates that issued verified clients' certificates in full handshakes, by SHA-256
-   * fingerprint, least recently seen first. A resumed session carries its client's leaf alone: these
-   * complete its chain when a reload asks which CA anchored it (`#chainOf`).
-   */
-  readonly #intermediates = new Map<string, X509Certificate>()
+  readonly #intermediatesByLeaf = new Map<string, readonly X509Certificate[]>()
 
   constructor(opts: SponsorListenerOptions) {
     const { config, tls, handler } = opts
@@ -228,13 +232,14 @@ export class SponsorListener {
 
   /**
    * New certificate, key and sponsor CA for new handshakes. The new context has new ticket keys of
-   * its own: no session of the old trust resumes. When the sponsor CA bundle changed, the open
-   * connections whose CA it took out are closed (`#closeUntrusted`); the others, a CA added beside
-   * theirs, go on.
+   * its own: no session of the old trust resumes. When the reload takes a CA out of the sponsor
+   * bundle, the open connections the new bundle does not anchor are closed (`#closeUntrusted`); the
+   * others, and all of them when a CA is only added, go on.
    */
   reloadTls(tls: ServerTlsMaterial): void {
     const caChanged = !this.#clientCa.equals(tls.ca)
-    const replaced = this.#clientCaCerts
+    const kept = new Set(tls.caCerts.map((ca) => ca.fingerprint256))
+    const caRemoved = this.#clientCaCerts.some((ca) => !kept.has(ca.fingerprint256))
     this.#clientCa = tls.ca
     this.#clientCaCerts = tls.caCerts
     this.server.setSecureContext({
@@ -244,12 +249,8 @@ export class SponsorListener {
       minVersion: this.#config.tls.minVersion,
       sessionTimeout: Math.ceil(this.#ticketKeyLifetimeMs / 1000),
     })
-    if (caChanged) {
-      const now = Date.now()
-      this.#replacedClientCaCerts = this.#replacedClientCaCerts.filter((b) => now - b.replacedAt <= this.#handshakeWindowMs)
-      this.#replacedClientCaCerts.push({ certs: replaced, replacedAt: now })
-      this.#closeUntrusted(replaced)
-    }
+    if (caChanged) this.#clientCaChangedAt = Date.now()
+    if (caRemoved) this.#closeUntrusted()
   }
 
   /**
@@ -261,15 +262,18 @@ export class SponsorListener {
   }
 
   /**
-   * Ends the connections of clients whose CA the reload took out of the sponsor bundle, `replaced`
-   * (`#trustLost`): an idle one now, a busy one when its current response is done (which says
-   * `Connection: close`); any request that still reaches one finds no principal on it
-   * (`principalOf`). Their requests are lost, as they should be.
+   * Ends the connections whose chain the sponsor bundle no longer anchors (`anchored`): an idle one
+   * now, a busy one when its current response is done (which says `Connection: close`); any request
+   * that still reaches one finds no principal on it (`principalOf`). Their requests are lost, as
+   * they should be. A chain the gateway cannot complete (a resumed session of a client it has
+   * forgotten, a chain Node linked through a decoy) is not anchored either: its client connects
+   * again, in a full handshake the new bundle decides.
    */
-  #closeUntrusted(replaced: readonly X509Certificate[]): void {
+  #closeUntrusted(): void {
     let closed = 0
+    const links = new Map<string, boolean>()
     for (const socket of this.#verified as Set<VerifiedSocket>) {
-      if (!this.#trustLost(socket, [replaced])) continue
+      if (anchored(socket[CHAIN] ?? [], this.#clientCaCerts, links)) continue
       closed++
       socket[NOT_AFTER] = 0
       const res = responseInFlight(socket)
@@ -278,71 +282,30 @@ export class SponsorListener {
         res.once('close', () => socket.destroy())
       } else socket.destroy()
     }
-    if (closed > 0) this.#log.info({ closed }, 'sponsor connections closed: a reload took their CA out of the sponsor bundle')
+    if (closed > 0) this.#log.info({ closed }, 'sponsor connections closed: a reload took a CA out, and the bundle no longer anchors their chain')
   }
 
   /**
-   * Whether the connection's chain was anchored by a CA a change of the sponsor bundle took out: not
-   * anchored by the current bundle, and anchored by one of `replaced`. A chain that cannot be
-   * completed (`#chainOf`) is anchored by neither and kept: not knowing is no reason to cut a client
-   * whose CA may well remain; its connection's lifetime still bounds it.
+   * The client's chain, leaf first. Read once, from the verified handshake: Node hands over the
+   * chain's certificates by taking them out of the connection (nodejs/node#65579), so a second
+   * read, or `getPeerCertificate(true)`, would find the leaf alone. A full handshake's
+   * intermediates are remembered for the client's resumed sessions, which carry the leaf alone.
    */
-  #trustLost(socket: TLSSocket, replaced: ReadonlyArray<readonly X509Certificate[]>): boolean {
-    const chain = this.#chainOf(socket)
-    return !anchoredBy(chain, this.#clientCaCerts) && replaced.some((bundle) => anchoredBy(chain, bundle))
-  }
-
-  /**
-   * The client's chain as its connection knows it, leaf first. A resumed session keeps the leaf but
-   * not the intermediates its full handshake sent: those remembered from full handshakes complete
-   * it, each link's signature checked.
-   */
-  #chainOf(socket: TLSSocket): X509Certificate[] {
-    const chain: X509Certificate[] = []
-    let cert: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true)
-    for (let depth = 0; cert?.raw !== undefined && depth < 10; depth++) {
-      chain.push(new X509Certificate(cert.raw))
-      if (cert.issuerCertificate === cert) break
-      cert = cert.issuerCertificate
+  #chainOnConnect(leaf: X509Certificate, resumed: boolean): X509Certificate[] {
+    const fingerprint = leaf.fingerprint256
+    if (resumed) return [leaf, ...(this.#intermediatesByLeaf.get(fingerprint) ?? [])]
+    const intermediates: X509Certificate[] = []
+    for (let cert = leaf.issuerCertificate; cert !== undefined && intermediates.length < 9 && !cert.checkIssued(cert); cert = cert.issuerCertificate) {
+      intermediates.push(cert)
     }
-    for (let last = chain.at(-1); last !== undefined && chain.length < 10 && !last.checkIssued(last); ) {
-      const tip: X509Certificate = last
-      last = undefined
-      for (const candidate of this.#intermediates.values()) {
-        if (tip.checkIssued(candidate) && tip.verify(candidate.publicKey) && !chain.some((c) => c.fingerprint256 === candidate.fingerprint256)) {
-          chain.push(candidate)
-          last = candidate
-          break
-        }
+    this.#intermediatesByLeaf.delete(fingerprint)
+    if (intermediates.length > 0) {
+      this.#intermediatesByLeaf.set(fingerprint, intermediates)
+      if (this.#intermediatesByLeaf.size > MAX_REMEMBERED_CHAINS) {
+        this.#intermediatesByLeaf.delete(this.#intermediatesByLeaf.keys().next().value as string)
       }
     }
-    return chain
-  }
-
-  /**
-   * Remembers the intermediate CAs of a verified full handshake's chain (see `#intermediates`): a CA
-   * certificate that signed the certificate before it, not self-issued (the roots are in the
-   * bundle). One already remembered is only moved to the end.
-   */
-  #rememberIntermediates(socket: TLSSocket): void {
-    let subject = socket.getPeerX509Certificate()
-    for (let depth = 0; subject !== undefined && depth < 10; depth++) {
-      const issuer: X509Certificate | undefined = subject.issuerCertificate
-      if (issuer === undefined || !issuer.ca || issuer.checkIssued(issuer)) return
-      const key = issuer.fingerprint256
-      if (this.#intermediates.delete(key) || (subject.checkIssued(issuer) && subject.verify(issuer.publicKey))) {
-        this.#intermediates.set(key, issuer)
-        if (this.#intermediates.size > MAX_REMEMBERED_INTERMEDIATES) {
-          this.#intermediates.delete(this.#intermediates.keys().next().value as string)
-        }
-      } else return
-      subject = issuer
-    }
-  }
-
-  /** How long after a change of the bundle a handshake may still have begun under the old one. */
-  get #handshakeWindowMs(): number {
-    return this.#config.tls.handshakeTimeoutMs + 1000
+    return [leaf, ...intermediates]
   }
 
   /** The idle timeout this listener runs with: its boot configuration's (a reload does not change it). */
@@ -453,10 +416,10 @@ export class SponsorListener {
   }
 
   #onSecureConnection(socket: VerifiedSocket): void {
-    const peer = socket.getPeerCertificate(false)
-    if (!socket.authorized || peer === null || peer.raw === undefined) {
-      const reason =
-        peer === null || peer.raw === undefined ? 'no_certificate' : classifyTlsFailure(socket.authorizationError)
+    // Read once (see `#chainOnConnect`).
+    const peer = socket.getPeerX509Certificate()
+    if (!socket.authorized || peer === undefined) {
+      const reason = peer === undefined ? 'no_certificate' : classifyTlsFailure(socket.authorizationError)
       this.#metrics.tlsHandshakeFailure('sponsor', reason)
       this.#log.info({ reason, tlsError: String(socket.authorizationError ?? '') }, 'sponsor client certificate refused')
       socket.destroy()
@@ -464,7 +427,7 @@ export class SponsorListener {
     }
     // A resumed session (ticket or session id) skips verification: OpenSSL reports the result of the
     // first handshake, so a ticket taken just before notAfter would outlive the certificate.
-    const notAfter = Date.parse(peer.valid_to)
+    const notAfter = Date.parse(peer.validTo)
     if (!(Date.now() < notAfter)) {
       this.#metrics.tlsHandshakeFailure('sponsor', 'expired_certificate')
       this.#log.info({ reason: 'expired_certificate', resumed: socket.isSessionReused() }, 'sponsor client certificate refused')
@@ -480,18 +443,18 @@ export class SponsorListener {
       socket.destroy()
       return
     }
-    // A handshake that began before a reload changed the bundle was verified against the old one
-    // (the context is bound when the connection is accepted): refused if a change took its CA out.
-    // No handshake outlasts handshakeTimeoutMs, so one that ends later began after the change.
-    const now = Date.now()
-    const replacedSinceItBegan = this.#replacedClientCaCerts.filter((b) => now - b.replacedAt <= this.#handshakeWindowMs).map((b) => b.certs)
-    if (replacedSinceItBegan.length > 0 && this.#trustLost(socket, replacedSinceItBegan)) {
+    const chain = this.#chainOnConnect(peer, socket.isSessionReused())
+    // A handshake that began before a reload changed the bundle was verified against an older one
+    // (the context is bound when the connection is accepted): refused unless the current bundle
+    // anchors it. No handshake outlasts handshakeTimeoutMs, so one that ends later began after.
+    const changedSinceItBegan = Date.now() - this.#clientCaChangedAt <= this.#config.tls.handshakeTimeoutMs + 1000
+    if (changedSinceItBegan && !anchored(chain, this.#clientCaCerts, new Map())) {
       this.#metrics.tlsHandshakeFailure('sponsor', 'untrusted_certificate')
       this.#log.info({ reason: 'untrusted_certificate' }, 'sponsor client certificate refused: verified against a CA bundle a reload has since replaced')
       socket.destroy()
       return
     }
-    if (!socket.isSessionReused()) this.#rememberIntermediates(socket)
+    socket[CHAIN] = chain
     socket[RETIRE_AT] = Date.now() + this.#ticketKeyLifetimeMs * (1 + CONNECTION_LIFETIME_SPREAD * Math.random())
     this.#verified.add(socket)
     socket.once('close', () => this.#verified.delete(socket))
@@ -576,9 +539,30 @@ function responseInFlight(socket: Socket): ServerResponse | undefined {
   return res instanceof ServerResponse ? res : undefined
 }
 
-/** Whether a certificate of `chain` is in `bundle`, or issued and signed by one there. */
-function anchoredBy(chain: readonly X509Certificate[], bundle: readonly X509Certificate[]): boolean {
-  return chain.some((x) => bundle.some((ca) => ca.fingerprint256 === x.fingerprint256 || (x.checkIssued(ca) && x.verify(ca.publicKey))))
+/**
+ * Whether a path of signatures runs from the leaf of `chain`, through its other certificates, to a
+ * CA of `bundle` (or to one of them itself), every certificate on it current. `links` memoises the
+ * signature checks of one pass (`issuer>subject` fingerprints): many clients share an intermediate.
+ */
+function anchored(chain: readonly X509Certificate[], bundle: readonly X509Certificate[], links: Map<string, boolean>): boolean {
+  const now = Date.now()
+  const current = (c: X509Certificate) => Date.parse(c.validFrom) <= now && now < Date.parse(c.validTo)
+  const signs = (issuer: X509Certificate, subject: X509Certificate): boolean => {
+    const key = `${issuer.fingerprint256}>${subject.fingerprint256}`
+    let ok = links.get(key)
+    if (ok === undefined) {
+      ok = subject.checkIssued(issuer) && subject.verify(issuer.publicKey)
+      links.set(key, ok)
+    }
+    return ok
+  }
+  const reaches = (cert: X509Certificate, depth: number): boolean => {
+    if (bundle.some((ca) => ca.fingerprint256 === cert.fingerprint256 || signs(ca, cert))) return true
+    if (depth >= chain.length) return false
+    return chain.some((next) => next !== cert && current(next) && signs(next, cert) && reaches(next, depth + 1))
+  }
+  const leaf = chain[0]
+  return leaf !== undefined && reaches(leaf, 1)
 }
 
 function httpReason(status: number): string {

@@ -44,6 +44,14 @@ export interface CaOptions {
   validityDays?: number
   /** Sign it with this CA (an intermediate CA) instead of itself (a root). Tests only. */
   issuer?: CertifiedKey
+  /**
+   * Certify this existing private key (PEM) instead of generating a new one: with another `issuer`,
+   * a cross-signed copy of a CA (same name and key). Tests only.
+   */
+  keyPem?: string
+  /** Explicit validity, instead of `validityDays` from now (an expired CA). Tests only. */
+  notBefore?: Date
+  notAfter?: Date
 }
 
 /** What to put in a leaf certificate issued by {@link issueCertificate}. */
@@ -242,8 +250,8 @@ function buildCa(commonName: string, opts: CaOptions, keys: KeyPairPem): Certifi
   const cert = forge.pki.createCertificate()
   cert.publicKey = forge.pki.publicKeyFromPem(keys.publicKey)
   cert.serialNumber = randomSerialHex()
-  cert.validity.notBefore = new Date(now - SKEW_MS)
-  cert.validity.notAfter = new Date(now + days * DAY_MS)
+  cert.validity.notBefore = opts.notBefore ?? new Date(now - SKEW_MS)
+  cert.validity.notAfter = opts.notAfter ?? new Date(now + days * DAY_MS)
   const subject = name(commonName)
   cert.setSubject(subject)
   const issuerCert = opts.issuer === undefined ? undefined : forge.pki.certificateFromPem(opts.issuer.certPem)
@@ -342,13 +350,13 @@ function checkCaOptions(opts: CaOptions): void {
  */
 export function createCa(commonName: string, opts: CaOptions = {}): CertifiedKey {
   checkCaOptions(opts)
-  return buildCa(commonName, opts, generateKeySync())
+  return buildCa(commonName, opts, opts.keyPem === undefined ? generateKeySync() : keyPairFromPrivate(opts.keyPem))
 }
 
 /** {@link createCa} with the key generated off the main thread. */
 export async function createCaAsync(commonName: string, opts: CaOptions = {}): Promise<CertifiedKey> {
   checkCaOptions(opts)
-  return buildCa(commonName, opts, await generateKeyAsync())
+  return buildCa(commonName, opts, opts.keyPem === undefined ? await generateKeyAsync() : keyPairFromPrivate(opts.keyPem))
 }
 
 /**

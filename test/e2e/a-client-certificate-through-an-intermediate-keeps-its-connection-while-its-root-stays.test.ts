@@ -6,12 +6,10 @@
  * them all, a resumed session's included: the gateway completes its chain with the intermediate its
  * full handshake sent (the version before kept it to its lifetime, not knowing its root).
  */
-import { writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
-import tls from 'node:tls'
 import t from 'tap'
 import { createCa, DEV_LEAF_SPECS, issueCertificate } from '../../src/pki/dev-pki.js'
 import { Harness } from '../helpers/harness.js'
+import { openSponsorConnection, reloadSponsorBundle } from '../helpers/sponsor-connection.js'
 
 t.test('a chain through an intermediate is judged whole when a reload changes the sponsor bundle', async (t) => {
   const h = await Harness.start()
@@ -20,56 +18,8 @@ t.test('a chain through an intermediate is judged whole when a reload changes th
   const leaf = issueCertificate(intermediate, { ...DEV_LEAF_SPECS.sponsorClient })
   const client = { certPem: `${leaf.certPem}${intermediate.certPem}`, keyPem: leaf.keyPem }
 
-  /** A keep-alive connection of that client; `ask` sends a GET and resolves with the response head, or '' if the connection closed. */
-  const open = (session?: Buffer) =>
-    new Promise<{ reused: boolean; session: () => Buffer | undefined; ask: () => Promise<string>; closed: () => boolean }>((resolve) => {
-      const socket = tls.connect({ ...h.sponsorTls(client), ...(session === undefined ? {} : { session }) })
-      let ticket: Buffer | undefined
-      let buffer = ''
-      let isClosed = false
-      let pending: ((head: string) => void) | undefined
-      socket.on('session', (s: Buffer) => {
-        ticket ??= s
-      })
-      socket.on('error', () => {})
-      socket.setEncoding('latin1')
-      socket.on('data', (d: string) => {
-        buffer += d
-        const end = buffer.indexOf('\r\n\r\n')
-        if (end === -1) return
-        const length = Number(/content-length: (\d+)/i.exec(buffer.slice(0, end))?.[1] ?? 0)
-        if (buffer.length < end + 4 + length) return
-        const head = buffer.slice(0, end)
-        buffer = buffer.slice(end + 4 + length)
-        pending?.(head)
-        pending = undefined
-      })
-      socket.on('close', () => {
-        isClosed = true
-        pending?.('')
-        pending = undefined
-      })
-      socket.once('secureConnect', () =>
-        resolve({
-          reused: socket.isSessionReused(),
-          session: () => ticket,
-          ask: () =>
-            new Promise<string>((r) => {
-              if (isClosed) return r('')
-              pending = r
-              socket.write('GET /v1/records/1 HTTP/1.1\r\nhost: gateway\r\n\r\n')
-            }),
-          closed: () => isClosed,
-        }),
-      )
-    })
-  const withClientCa = async (pem: string) => {
-    const file = join(h.dir, `client-ca-${Math.random()}.crt`)
-    await writeFile(file, pem)
-    const sponsor = h.config['sponsor'] as { tls: Record<string, string> }
-    await h.writeConfig({ ...h.config, sponsor: { ...sponsor, tls: { ...sponsor.tls, clientCa: file } } })
-    t.same(await h.gateway.reload(), { ok: true })
-  }
+  const open = (session?: Buffer) => openSponsorConnection(h, client, session)
+  const withClientCa = async (pem: string) => t.same(await reloadSponsorBundle(h, pem), { ok: true })
   const settle = () => new Promise((r) => setTimeout(r, 300))
 
   const full = await open()

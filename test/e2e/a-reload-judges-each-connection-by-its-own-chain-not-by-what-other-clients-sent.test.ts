@@ -1,0 +1,85 @@
+/**
+ * Found by review of the first version of the intermediate memory, one pool of intermediates that
+ * every client's full handshake fed, searched first match first, and judged every connection:
+ * - a client could plant a decoy copy of its intermediate (same name and key, issued by a CA of its
+ *   own, expired: OpenSSL passes over it), and after a reload that took the root out, every
+ *   connection through that intermediate, other clients' included, was kept;
+ * - during a migration to a cross-signed intermediate, a client whose chain the new bundle anchors
+ *   was cut because another client had sent the old copy;
+ * - and Node's `getPeerX509Certificate()` takes the chain's certificates out of the connection as it
+ *   hands them over, so full-handshake connections too were judged through that pool.
+ * Now each connection's chain is read once at its handshake and kept with it; a client's
+ * intermediates are remembered under its own leaf, for its resumed sessions; and a reload that takes
+ * a CA out keeps a connection only if a path of current certificates, each signature checked, runs
+ * from its leaf to the new bundle.
+ */
+import t from 'tap'
+import { createCa, DEV_LEAF_SPECS, issueCertificate } from '../../src/pki/dev-pki.js'
+import { Harness } from '../helpers/harness.js'
+import { openSponsorConnection, reloadSponsorBundle } from '../helpers/sponsor-connection.js'
+
+const OK = /^HTTP\/1\.1 200 /
+const settle = () => new Promise((r) => setTimeout(r, 300))
+
+t.test('a decoy copy of an intermediate sent by one client decides for nobody', async (t) => {
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const issuing = createCa('Sponsor issuing CA', { issuer: h.pki.sponsorCa })
+  const victimLeaf = issueCertificate(issuing, { ...DEV_LEAF_SPECS.sponsorClient })
+  const victim = { certPem: `${victimLeaf.certPem}${issuing.certPem}`, keyPem: victimLeaf.keyPem }
+  const full = await openSponsorConnection(h, victim)
+  t.match(await full.ask(), OK)
+  const resumed = await openSponsorConnection(h, victim, full.session())
+  t.ok(resumed.reused)
+  t.match(await resumed.ask(), OK)
+
+  // Another client of the same intermediate sends, before it, a copy with the same name and key,
+  // issued by a CA of its own and expired: OpenSSL builds the path through the real one.
+  const own = createCa('Attacker CA')
+  const decoy = createCa('Sponsor issuing CA', {
+    issuer: own,
+    keyPem: issuing.keyPem,
+    notBefore: new Date(Date.now() - 10 * 86_400_000),
+    notAfter: new Date(Date.now() - 86_400_000),
+  })
+  const attackerLeaf = issueCertificate(issuing, { ...DEV_LEAF_SPECS.sponsorClient, commonName: 'attacker' })
+  const withDecoy = await openSponsorConnection(h, { certPem: `${attackerLeaf.certPem}${decoy.certPem}${issuing.certPem}`, keyPem: attackerLeaf.keyPem })
+  t.match(await withDecoy.ask(), OK, 'the handshake with the decoy verifies')
+  const honest = await openSponsorConnection(h, { certPem: `${attackerLeaf.certPem}${issuing.certPem}`, keyPem: attackerLeaf.keyPem })
+  t.match(await honest.ask(), OK)
+
+  t.same(await reloadSponsorBundle(h, createCa('Yet another sponsor CA').certPem), { ok: true })
+  await settle()
+  t.ok(full.closed(), 'the victim’s full-handshake connection is closed: its root was taken out')
+  t.ok(resumed.closed(), 'so is its resumed one')
+  t.ok(honest.closed(), 'and the other client’s')
+  t.ok(withDecoy.closed(), 'even the one with the decoy: a chain that reaches no CA of the new bundle is not kept')
+})
+
+t.test('a cross-signed intermediate: a client the new bundle anchors keeps its connection whatever others sent', async (t) => {
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const oldRoot = h.pki.sponsorCa
+  const newRoot = createCa('New sponsor root')
+  t.same(await reloadSponsorBundle(h, `${oldRoot.certPem}${newRoot.certPem}`), { ok: true })
+  const issuingOld = createCa('Sponsor issuing CA', { issuer: oldRoot })
+  // The same intermediate (name and key) cross-signed by the new root.
+  const issuingNew = createCa('Sponsor issuing CA', { issuer: newRoot, keyPem: issuingOld.keyPem })
+  const notMigratedLeaf = issueCertificate(issuingOld, { ...DEV_LEAF_SPECS.sponsorClient, commonName: 'not migrated' })
+  const notMigrated = await openSponsorConnection(h, { certPem: `${notMigratedLeaf.certPem}${issuingOld.certPem}`, keyPem: notMigratedLeaf.keyPem })
+  t.match(await notMigrated.ask(), OK)
+  const migratedLeaf = issueCertificate(issuingOld, { ...DEV_LEAF_SPECS.sponsorClient, commonName: 'migrated' })
+  const migratedClient = { certPem: `${migratedLeaf.certPem}${issuingNew.certPem}`, keyPem: migratedLeaf.keyPem }
+  const migrated = await openSponsorConnection(h, migratedClient)
+  t.match(await migrated.ask(), OK, 'verified through the cross-signed copy')
+  const migratedResumed = await openSponsorConnection(h, migratedClient, migrated.session())
+  t.ok(migratedResumed.reused)
+
+  t.same(await reloadSponsorBundle(h, newRoot.certPem), { ok: true })
+  await settle()
+  t.ok(notMigrated.closed(), 'the client still on the old root is cut')
+  t.notOk(migrated.closed(), 'the migrated one, whose chain the new root anchors, is kept')
+  t.match(await migrated.ask(), OK)
+  t.notOk(migratedResumed.closed(), 'and its resumed session, completed from its own full handshake')
+  t.match(await migratedResumed.ask(), OK)
+})
