@@ -183,15 +183,17 @@ export class Gateway {
 
   /**
    * Ready when certificates are loaded (they are, once started), the gateway is not draining, and
-   * every upstream answers. The probes' answer is cached `READINESS_TTL_MS`; one that a reload or a
-   * drain overtook (`#readinessEpoch`) is neither cached nor given: the pools it probed may be
-   * retired, and a drain must say 503 at once (the load balancer's cue to stop sending).
+   * every upstream answers. The probes' answer is cached `READINESS_TTL_MS`. A draining gateway says
+   * so at once, without probing (the load balancer's cue to stop sending). An answer a reload
+   * overtook (`#readinessEpoch`: the pools it probed may be retired) is neither cached nor given:
+   * the new pools are probed, once; if reloads overtake that too, its answer is given, uncached.
    */
   async readiness(): Promise<Readiness> {
-    for (;;) {
+    for (let attempt = 0; ; attempt++) {
+      if (this.proxy.draining) return { ready: false, checks: { certificates: 'ok', shutdown: 'draining' } }
       const now = Date.now()
       const cached = this.#readiness
-      if (cached !== undefined && now - cached.at < READINESS_TTL_MS) return this.#withShutdown(cached.value)
+      if (cached !== undefined && now - cached.at < READINESS_TTL_MS) return cached.value
       const epoch = this.#readinessEpoch
       const checks: Record<string, string> = { certificates: 'ok' }
       const upstreamReady = new Map<string, boolean>()
@@ -202,22 +204,13 @@ export class Gateway {
           upstreamReady.set(name, probe.ok)
         }),
       )
-      if (epoch !== this.#readinessEpoch) {
-        // A drain needs no new probe to say 503; a reload's new pools do.
-        if (this.proxy.draining) return this.#withShutdown({ ready: false, checks })
-        continue
-      }
-      this.metrics.upstreamReadiness(upstreamReady)
       const value: Readiness = { ready: Object.values(checks).every((c) => c === 'ok'), checks }
-      this.#readiness = { at: now, value }
-      return this.#withShutdown(value)
+      if (epoch === this.#readinessEpoch) {
+        this.metrics.upstreamReadiness(upstreamReady)
+        this.#readiness = { at: now, value }
+      } else if (attempt === 0 || this.proxy.draining) continue
+      return value
     }
-  }
-
-  /** `value`, or not ready with `shutdown: draining` once a drain has begun. */
-  #withShutdown(value: Readiness): Readiness {
-    if (!this.proxy.draining) return value
-    return { ready: false, checks: { ...value.checks, shutdown: 'draining' } }
   }
 
   /** Forgets the cached readiness, and makes any probe in flight start over (see `readiness`). */

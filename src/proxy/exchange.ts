@@ -431,8 +431,17 @@ class Exchange {
     return chain(streams, (err, origin) => {
       this.#requestBodyError ??= err
       this.#requestStageFailed = origin !== undefined && stages.includes(origin as Duplex)
+      if (this.#forwarded) return
+      if (!isEcluseError(err) && !this.#requestStageFailed) {
+        // The client's own body failed under it: it went away, or the HTTP parser refused a chunk
+        // and answered that itself (the listener's clientError). Nothing to refuse, no code of ours.
+        this.#proxy.log.debug({ reqId: this.#requestId, route: this.#route?.name, detail: safeDetail(err) }, 'request body broken off by the client')
+        this.#aborted = true
+        this.#res.destroy()
+        return
+      }
       // Refused while held back: the upstream was never contacted, so answer here.
-      if (!this.#forwarded) this.#refuseWith(err, 'request_transform_failed')
+      this.#refuseWith(err, 'request_transform_failed')
     })
   }
 

@@ -126,3 +126,35 @@ t.test('a chunked body over its limit while every connection is busy: 413 at onc
   release()
   t.equal((await slow).status, 200)
 })
+
+t.test('a client breaking its body off while it is held back is not logged as a stage’s failure', async (t) => {
+  // Found by re-review: the body's own error (a chunk the HTTP parser refused, which the listener
+  // answers `400 request_framing`) fell through to `request_transform_failed`, a 5xx code in the log.
+  const h = await Harness.start({
+    routes: [{ name: 'upload', methods: ['POST'], path: '/v1/upload', allow, upstream: 'backend', transforms: { request: [{ type: 'test-fails-after-a-while' }] } }],
+  })
+  t.teardown(() => h.close())
+  const { connect } = await import('node:tls')
+  const answer = await new Promise<string>((resolve) => {
+    const socket = connect(h.sponsorTls())
+    let out = ''
+    socket.setEncoding('latin1')
+    socket.on('data', (d: string) => {
+      out += d
+    })
+    socket.on('error', () => {})
+    socket.on('close', () => resolve(out))
+    socket.once('secureConnect', () => {
+      socket.write('POST /v1/upload HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/octet-stream\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n')
+      setTimeout(() => socket.write('zz\r\nxx\r\n0\r\n\r\n'), 100)
+    })
+  })
+  t.match(answer, /^HTTP\/1\.1 400 [\s\S]*"error":"request_framing"/, 'the parser’s answer')
+  await new Promise((r) => setTimeout(r, 100))
+  t.same(
+    h.logs.lines.filter((l) => l.code === 'request_transform_failed'),
+    [],
+    'no request_transform_failed in the log',
+  )
+  t.equal(h.upstream.seen.length, 0, 'nothing reached the upstream')
+})

@@ -4,6 +4,9 @@
  * gateway said "ready" after SIGTERM (the load balancer's cue to stop sending it traffic), and said
  * its upstream answered after a reload had moved it to one that refuses. Now an answer a drain or a
  * reload overtook is neither cached nor given: a drain says 503 at once, a reload's pools are probed.
+ * A re-review found the first version of that probed again after a drain before saying so, and
+ * started over for as long as reloads kept coming: a reload every 400 ms held every /readyz until
+ * its 3 s timeout. It starts over once.
  */
 import t from 'tap'
 import { request } from 'undici'
@@ -37,9 +40,13 @@ t.test('a drain that begins while /readyz probes the upstream: 503 draining, fro
   const during = await probing
   t.equal(during.status, 503, 'the probe begun before the drain answers 503')
   t.equal(during.checks['shutdown'], 'draining')
+  const probes = h.upstream.seen.filter((r) => r.url === '/healthz').length
+  const started = performance.now()
   const after = await readyz(h)
-  t.equal(after.status, 503, 'and so does the next one, within the cache’s 2 s')
+  t.equal(after.status, 503, 'and so does the next one')
   t.equal(after.checks['shutdown'], 'draining')
+  t.equal(h.upstream.seen.filter((r) => r.url === '/healthz').length, probes, 'at once: a draining gateway probes no upstream to say so')
+  t.ok(performance.now() - started < PROBE_MS, 'well within a probe’s time')
   releaseSlow()
   t.equal((await slow).status, 200, 'the request in flight completes')
   await drained
@@ -68,4 +75,33 @@ t.test('a reload that moves the upstream while /readyz probes it: the new upstre
   const after = await readyz(h)
   t.equal(after.status, 503, 'and so does the next one')
   t.equal(after.checks['upstream:backend'], 'upstream_refused')
+})
+
+t.test('reloads more often than a probe takes: /readyz still answers, and probes a bounded number of times', async (t) => {
+  const h = await Harness.start({
+    handler: (req, res) => {
+      if (req.url === '/healthz') setTimeout(() => res.end('{}'), PROBE_MS)
+      else res.end('{}')
+    },
+  })
+  t.teardown(() => h.close())
+  const probes = () => h.upstream.seen.filter((r) => r.url === '/healthz').length
+  let storming = true
+  const storm = (async () => {
+    while (storming) {
+      await h.gateway.reload()
+      await new Promise((r) => setTimeout(r, PROBE_MS / 2))
+    }
+  })()
+  const before = probes()
+  const answers = []
+  for (let i = 0; i < 3; i++) answers.push(await readyz(h))
+  storming = false
+  await storm
+  t.same(
+    answers.map((a) => [a.status, a.checks['upstream:backend']]),
+    Array.from({ length: 3 }, () => [200, 'ok']),
+    'each answers from its probes, not with its 3 s timeout',
+  )
+  t.ok(probes() - before <= 2 * answers.length, `at most two probes per answer (${probes() - before} for ${answers.length})`)
 })
