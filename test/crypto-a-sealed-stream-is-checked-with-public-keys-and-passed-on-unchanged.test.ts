@@ -90,3 +90,33 @@ t.test('records that do not frame are refused at the end, a whole stream passes'
   t.equal(whole.error, undefined)
   t.ok(whole.out.equals(sealed), 'the whole stream, byte for byte')
 })
+
+t.test('a stream another writer serialised differently passes, as it opens', async (t) => {
+  // Found by review: an upper bound on the key payload's length assumed our own JSON.stringify;
+  // Go's encoding/json writes `<` as \u003c, and the opener (JSON.parse) takes it.
+  const { createCipheriv, randomBytes } = await import('node:crypto')
+  const { b64u } = await import('../src/crypto/base64url.js')
+  const { sealCompact } = await import('../src/crypto/field.js')
+  const { createOpenStream, deriveRecordKeys } = await import('../src/crypto/stream.js')
+  const priv = parseKeySet(set.privateJwks, { requirePrivate: true })
+  const cty = `text/plain; x="${'<'.repeat(90)}"`
+  const k = randomBytes(32)
+  const payload = JSON.stringify({ k: b64u(k), cty }).replace(/</g, '\\u003c')
+  const jwe = sealCompact(pub.current, [['ecl.fmt', 'ecls/1'], ['ecl.route', 'r']], Buffer.from(payload))
+  const header = Buffer.alloc(12 + jwe.length)
+  header.write('ECLS', 0, 'ascii')
+  header[4] = 1
+  header.writeUInt32BE(4096, 6)
+  header.writeUInt16BE(jwe.length, 10)
+  header.write(jwe, 12, 'latin1')
+  const { key, nonceBase } = deriveRecordKeys(k, header)
+  const cipher = createCipheriv('aes-256-gcm', key, nonceBase)
+  const stream = Buffer.concat([header, cipher.update(Buffer.from('hello\x02')), cipher.final(), cipher.getAuthTag()])
+  t.ok(payload.length > 600, `a payload of ${payload.length} bytes`)
+  const opened: Buffer[] = []
+  await pipeline(Readable.from([stream]), createOpenStream(priv, { route: 'r' }), new Writable({ write: (c, _e, cb) => { opened.push(c); cb() } }))
+  t.equal(Buffer.concat(opened).toString(), 'hello', 'the opener opens it')
+  const r = await check([stream], pub, { route: 'r' })
+  t.equal(r.error, undefined, 'and the check passes it')
+  t.ok(r.out.equals(stream))
+})

@@ -647,12 +647,12 @@ function parseKeyJwe(header: Buffer, keys: KeySet, route: string | undefined, ma
 }
 
 /**
- * The shortest and longest key JWE plaintext a sealer writes: `{"k":"<43 chars>","cty":"<type>"}`
- * with a media type of 3 to 255 characters, each at most two once escaped in JSON (a quoted
- * parameter's `"` and `\`).
+ * The shortest key JWE plaintext there is: `{"k":"<43 chars>","cty":"a/b"}` (escapes and blanks only
+ * lengthen it, and a media type has at least three characters). No upper bound but `maxJweBytes`:
+ * `JSON.parse`, which the opener uses, takes any escaping and spacing (Go's encoding/json writes `<`
+ * as `\u003c`).
  */
 const MIN_KEY_PAYLOAD_BYTES = '{"k":"","cty":"a/b"}'.length + 43
-const MAX_KEY_PAYLOAD_BYTES = '{"k":"","cty":""}'.length + 43 + 2 * MAX_CONTENT_TYPE_CHARS
 
 export interface SealedStreamCheckOptions {
   /** The route (context) the stream must be bound to (`ecl.route`); required, as a gateway knows it. */
@@ -665,8 +665,8 @@ export interface SealedStreamCheckOptions {
 /**
  * A transform that checks, with **public** keys only, that its input is a sealed stream for `keys`
  * bound to `route`, and passes it on unchanged: the header (fixed part and key JWE: allowed
- * algorithms, an accepted `kid`, a well-formed `epk`, the claims, a key payload of a plausible
- * length) is held until it checks, then released with everything after it; at the end, the records
+ * algorithms, an accepted `kid`, a well-formed `epk`, the claims, a key payload long enough to hold a
+ * key) is held until it checks, then released with everything after it; at the end, the records
  * must frame (each full one `rs + 17` bytes, the last 17 to `rs + 17`). A body that is not such a
  * stream (plaintext, another context, an unknown key) fails with `open_failed` before a byte of it
  * is passed on; one whose records do not frame fails at its end. Like `isSealedFor`, it cannot tell
@@ -710,9 +710,7 @@ class SealedStreamCheck extends Transform {
           return
         }
         const p = parseKeyJwe(header, this.#keys, this.#route, this.#maxJwe)
-        if (p.ct.length < MIN_KEY_PAYLOAD_BYTES || p.ct.length > MAX_KEY_PAYLOAD_BYTES) {
-          openFailed('the key JWE cannot hold a stream key and media type')
-        }
+        if (p.ct.length < MIN_KEY_PAYLOAD_BYTES) openFailed('the key JWE is too short to hold a stream key and media type')
         this.#wire = header.readUInt32BE(6) + RECORD_OVERHEAD
         this.push(header)
         chunk = chunk.subarray(off)

@@ -7,7 +7,7 @@
  * end. The whole-body counterpart of `require-sealed`, and like it, it cannot prove the ciphertext
  * genuine: only the private key's holder can.
  */
-import type { Transform } from 'node:stream'
+import { Transform, type TransformCallback } from 'node:stream'
 import { z } from 'zod'
 import type { KeySet } from '../crypto/keys.js'
 import {
@@ -17,6 +17,7 @@ import {
   MAX_RECORD_SIZE,
   MIN_RECORD_SIZE,
 } from '../crypto/stream.js'
+import { ERROR_CODES, type ErrorCode, publicErrorBody } from '../errors.js'
 import type { CryptoOpMetrics } from '../observability/metrics.js'
 import { meterBodyStream } from './body-stream.js'
 import { checkNoContentEncoding, contextOption, keySetFor, keySetName, parseOptions, refusal, refuseAtBegin } from './json-fields.js'
@@ -60,6 +61,8 @@ export class RequireSealedBodyTransform implements BodyTransform {
     try {
       checkNoContentEncoding(ctx.headers, ctx.direction, 'require-sealed-body')
       const type = ctx.headers['content-type']
+      // The answers the trusted side's own gateway writes (its upstream down, a drain, a timeout).
+      if (ctx.direction === 'response' && type === 'application/json') return new GatewayErrorAnswer(this.#env, ctx)
       if (typeof type !== 'string' || type.trim().toLowerCase() !== SEALED_MEDIA_TYPE) {
         throw refusal(ctx.direction, 'plaintext_refused', `require-sealed-body: content-type is not ${SEALED_MEDIA_TYPE}`)
       }
@@ -76,6 +79,65 @@ export class RequireSealedBodyTransform implements BodyTransform {
       routeMetrics: this.#env.metrics?.forRoute(ctx.routeName),
     })
   }
+}
+
+/** A gateway's error body is `{"error":<code>,"requestId":<UUID>}`: a few dozen bytes. */
+const MAX_ERROR_ANSWER_BYTES = 256
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+/**
+ * A response labelled `application/json` crosses only if it is, byte for byte, an error answer an
+ * Écluse gateway writes (`publicErrorBody`): one of our error codes and a request id, room for no
+ * value. Without this, the trusted side's own refusals (`upstream_refused` while the service is
+ * down) reached the sponsor as `transform_failed` and counted as plaintext refused. Anything else
+ * so labelled is refused like any body that is not sealed.
+ */
+class GatewayErrorAnswer extends Transform {
+  readonly #env: TransformEnv
+  readonly #ctx: TransformContext
+  #held: Buffer[] = []
+  #bytes = 0
+
+  constructor(env: TransformEnv, ctx: TransformContext) {
+    super()
+    this.#env = env
+    this.#ctx = ctx
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.#bytes += chunk.length
+    if (this.#bytes > MAX_ERROR_ANSWER_BYTES) {
+      done(this.#refuse('a JSON body longer than an error answer'))
+      return
+    }
+    this.#held.push(chunk)
+    done()
+  }
+
+  override _flush(done: TransformCallback): void {
+    const body = Buffer.concat(this.#held, this.#bytes)
+    if (!isGatewayErrorAnswer(body)) done(this.#refuse('a JSON body that is not an error answer'))
+    else done(null, body)
+  }
+
+  #refuse(detail: string): Error {
+    return refuseAtBegin(this.#env, this.#ctx, refusal(this.#ctx.direction, 'plaintext_refused', `require-sealed-body: ${detail}`))
+  }
+}
+
+function isGatewayErrorAnswer(body: Buffer): boolean {
+  let doc: unknown
+  try {
+    doc = JSON.parse(body.toString('utf8'))
+  } catch {
+    return false
+  }
+  if (typeof doc !== 'object' || doc === null) return false
+  const { error, requestId } = doc as Record<string, unknown>
+  if (typeof error !== 'string' || !Object.hasOwn(ERROR_CODES, error)) return false
+  if (requestId !== undefined && (typeof requestId !== 'string' || !UUID.test(requestId))) return false
+  // Byte for byte: no other member, no whitespace, nothing escaped.
+  return Buffer.from(publicErrorBody(error as ErrorCode, requestId)).equals(body)
 }
 
 /**

@@ -110,3 +110,67 @@ t.test('only a sealed stream for the step’s key set and context crosses, eithe
   t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'get-photo', reason: 'plaintext_refused' }), 5)
   t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'put-photo', reason: 'plaintext_refused' }), 2)
 })
+
+t.test('the trusted side’s own error answers cross as they are; no other JSON does', async (t) => {
+  // Found by review: with the service down, the sidecar's `502 upstream_refused` reached the sponsor
+  // as `transform_failed`, counted as plaintext refused (the critical alert), the real code lost.
+  const dir = await tempDir()
+  const keys = await writeKeyFiles(dir, 'th')
+  const id = '0b6f7c1e-4f2a-4d0e-9a51-3c8f2d7e9b10'
+  const answers: Record<string, { status: number; body: string }> = {
+    'gateway-error': { status: 502, body: `{"error":"upstream_refused","requestId":"${id}"}` },
+    'gateway-error-no-id': { status: 503, body: '{"error":"shutting_down"}' },
+    'with-a-value': { status: 502, body: `{"error":"upstream_refused","requestId":"${id}","name":"Ada Lovelace"}` },
+    spaced: { status: 502, body: `{"error": "upstream_refused","requestId":"${id}"}` },
+    'unknown-code': { status: 502, body: `{"error":"Ada Lovelace","requestId":"${id}"}` },
+    'not-a-uuid': { status: 502, body: '{"error":"upstream_refused","requestId":"Ada Lovelace"}' },
+    record: { status: 200, body: '{"name":"Ada Lovelace"}' },
+    long: { status: 502, body: `{"error":"upstream_refused","requestId":"${id}"}${' '.repeat(300)}` },
+  }
+  const s = await startSealing({
+    dir,
+    keys: { th: { file: keys.publicPath } },
+    handler: (req, res) => {
+      if (req.method === 'PUT') {
+        req.resume()
+        req.on('end', () => res.end())
+        return
+      }
+      const answer = answers[(req.url ?? '').split('/').pop()!]!
+      res.writeHead(answer.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(answer.body) })
+      res.end(answer.body)
+    },
+    routes: [
+      {
+        name: 'get-photo',
+        methods: ['GET', 'PUT'],
+        path: '/v1/photos/:id',
+        allow: [SPONSOR_APP],
+        upstream: 'backend',
+        transforms: { request: [{ type: 'require-sealed-body', recipients: 'th' }], response: [{ type: 'require-sealed-body', recipients: 'th' }] },
+      },
+    ],
+  })
+  t.teardown(s.close)
+  for (const what of ['gateway-error', 'gateway-error-no-id']) {
+    const res = await s.gw.request(`/v1/photos/${what}`)
+    t.equal(res.status, answers[what]!.status, `${what}: its status`)
+    t.equal(res.text, answers[what]!.body, `${what}: its body, byte for byte`)
+  }
+  for (const what of ['with-a-value', 'spaced', 'unknown-code', 'not-a-uuid', 'record', 'long']) {
+    const res = await s.gw.request(`/v1/photos/${what}`)
+    t.equal(res.status, 502, `${what}: refused`)
+    t.match(res.json(), { error: 'transform_failed' }, `${what}: transform_failed`)
+    t.notMatch(res.text, 'Ada', `${what}: none of it crosses`)
+  }
+  t.notMatch(s.gw.logs.raw.join('\n'), 'Ada', 'nor reaches the log')
+  const metrics = await s.gw.metrics()
+  t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'get-photo', reason: 'plaintext_refused' }), 6, 'the six refused, counted')
+  // A request is never an error answer, and a content coding is refused as such.
+  const put = await s.gw.request('/v1/photos/1', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: answers['gateway-error']!.body })
+  t.equal(put.status, 422, 'a request labelled JSON: plaintext_refused, whatever it holds')
+  const gzip = await s.gw.request('/v1/photos/1', { method: 'PUT', headers: { 'content-type': SEALED, 'content-encoding': 'gzip' }, body: 'x' })
+  t.equal(gzip.status, 415)
+  t.match(gzip.json(), { error: 'unsupported_media_type' })
+  t.equal(s.upstream.seen.filter((r) => r.method === 'PUT').length, 0, 'no request reached the upstream')
+})
