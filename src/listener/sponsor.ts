@@ -3,7 +3,7 @@
  * sponsor CA bundle only. A connection whose certificate did not verify is destroyed before a single
  * HTTP byte is parsed; the reason is counted, never sent.
  */
-import { randomBytes, X509Certificate } from 'node:crypto'
+import { randomBytes, type X509Certificate } from 'node:crypto'
 import { type IncomingMessage, ServerResponse } from 'node:http'
 import https from 'node:https'
 import type { Socket } from 'node:net'

@@ -22,24 +22,33 @@ import { checkNoContentEncoding, contextOption, keySetFor, keySetName, parseOpti
 import { SEALED_MEDIA_TYPE } from './seal-body.js'
 import type { BodyTransform, MessageHeaders, TransformContext, TransformEnv } from './types.js'
 
+/** The record sizes a sealed body may declare, for the steps that read one (`open-body`, `require-sealed-body`). */
+export const recordSizeOptions = {
+  /** Largest record size a sealed body may declare: memory per message is one record. */
+  maxRecordSize: z.number().int().min(MIN_RECORD_SIZE).max(MAX_RECORD_SIZE).default(DEFAULT_MAX_OPEN_RECORD_SIZE),
+  /**
+   * Smallest record size a sealed body may declare: CPU per byte grows as records shrink. Default
+   * 4 KiB, or `maxRecordSize` when that is smaller (a route configured for small records keeps
+   * working).
+   */
+  minRecordSize: z.number().int().min(MIN_RECORD_SIZE).max(MAX_RECORD_SIZE).optional(),
+}
+
+/** `recordSizeOptions` checked together (`.refine(...recordSizesAgree)`): the floor does not exceed the cap. */
+export const recordSizesAgree: [(o: { minRecordSize?: number | undefined; maxRecordSize: number }) => boolean, { message: string; path: string[] }] = [
+  (o) => o.minRecordSize === undefined || o.minRecordSize <= o.maxRecordSize,
+  { message: 'must not exceed maxRecordSize', path: ['minRecordSize'] },
+]
+
+/** The record sizes `o` gives, the floor defaulted. */
+export function recordSizesOf(o: { minRecordSize?: number | undefined; maxRecordSize: number }): { minRecordSize: number; maxRecordSize: number } {
+  return { minRecordSize: o.minRecordSize ?? Math.min(DEFAULT_MIN_OPEN_RECORD_SIZE, o.maxRecordSize), maxRecordSize: o.maxRecordSize }
+}
+
 const openBodyOptions = z
-  .object({
-    keys: keySetName,
-    context: contextOption,
-    /** Largest record size a sealed body may declare: memory per message is one record. */
-    maxRecordSize: z.number().int().min(MIN_RECORD_SIZE).max(MAX_RECORD_SIZE).default(DEFAULT_MAX_OPEN_RECORD_SIZE),
-    /**
-     * Smallest record size a sealed body may declare: CPU per byte grows as records shrink. Default
-     * 4 KiB, or `maxRecordSize` when that is smaller (a route configured for small records keeps
-     * working).
-     */
-    minRecordSize: z.number().int().min(MIN_RECORD_SIZE).max(MAX_RECORD_SIZE).optional(),
-  })
+  .object({ keys: keySetName, context: contextOption, ...recordSizeOptions })
   .strict()
-  .refine((o) => o.minRecordSize === undefined || o.minRecordSize <= o.maxRecordSize, {
-    message: 'must not exceed maxRecordSize',
-    path: ['minRecordSize'],
-  })
+  .refine(...recordSizesAgree)
 
 /** Restores the sealed media type on the message once the stream header has been authenticated. */
 class RestoreType {
@@ -117,6 +126,5 @@ export class OpenBodyTransform implements BodyTransform {
  */
 export function createOpenBodyTransform(options: Readonly<Record<string, unknown>>, env: TransformEnv): OpenBodyTransform {
   const o = parseOptions(openBodyOptions, options)
-  const minRecordSize = o.minRecordSize ?? Math.min(DEFAULT_MIN_OPEN_RECORD_SIZE, o.maxRecordSize)
-  return new OpenBodyTransform(env, keySetFor(env, 'keys', o.keys, true), o.context, { minRecordSize, maxRecordSize: o.maxRecordSize })
+  return new OpenBodyTransform(env, keySetFor(env, 'keys', o.keys, true), o.context, recordSizesOf(o))
 }

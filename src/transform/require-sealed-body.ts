@@ -10,33 +10,20 @@
 import { Transform, type TransformCallback } from 'node:stream'
 import { z } from 'zod'
 import type { KeySet } from '../crypto/keys.js'
-import {
-  createSealedStreamCheck,
-  DEFAULT_MAX_OPEN_RECORD_SIZE,
-  DEFAULT_MIN_OPEN_RECORD_SIZE,
-  MAX_RECORD_SIZE,
-  MIN_RECORD_SIZE,
-} from '../crypto/stream.js'
+import { createSealedStreamCheck } from '../crypto/stream.js'
 import { ERROR_CODES, type ErrorCode, publicErrorBody } from '../errors.js'
 import type { CryptoOpMetrics } from '../observability/metrics.js'
 import { meterBodyStream } from './body-stream.js'
 import { checkNoContentEncoding, contextOption, keySetFor, keySetName, parseOptions, refusal, refuseAtBegin } from './json-fields.js'
+import { recordSizeOptions, recordSizesAgree, recordSizesOf } from './open-body.js'
 import { SEALED_MEDIA_TYPE } from './seal-body.js'
 import type { BodyTransform, TransformContext, TransformEnv } from './types.js'
 
+/** The record sizes `open-body` accepts, by default: a stream that passes here opens there. */
 const requireSealedBodyOptions = z
-  .object({
-    recipients: keySetName,
-    context: contextOption,
-    /** The record sizes `open-body` accepts by default: a stream that passes here opens there. */
-    maxRecordSize: z.number().int().min(MIN_RECORD_SIZE).max(MAX_RECORD_SIZE).default(DEFAULT_MAX_OPEN_RECORD_SIZE),
-    minRecordSize: z.number().int().min(MIN_RECORD_SIZE).max(MAX_RECORD_SIZE).optional(),
-  })
+  .object({ recipients: keySetName, context: contextOption, ...recordSizeOptions })
   .strict()
-  .refine((o) => o.minRecordSize === undefined || o.minRecordSize <= o.maxRecordSize, {
-    message: 'must not exceed maxRecordSize',
-    path: ['minRecordSize'],
-  })
+  .refine(...recordSizesAgree)
 
 /** The `require-sealed-body` step. */
 export class RequireSealedBodyTransform implements BodyTransform {
@@ -148,9 +135,5 @@ function isGatewayErrorAnswer(body: Buffer): boolean {
  */
 export function createRequireSealedBodyTransform(options: Readonly<Record<string, unknown>>, env: TransformEnv): RequireSealedBodyTransform {
   const o = parseOptions(requireSealedBodyOptions, options)
-  const minRecordSize = o.minRecordSize ?? Math.min(DEFAULT_MIN_OPEN_RECORD_SIZE, o.maxRecordSize)
-  return new RequireSealedBodyTransform(env, keySetFor(env, 'recipients', o.recipients, false), o.context, {
-    minRecordSize,
-    maxRecordSize: o.maxRecordSize,
-  })
+  return new RequireSealedBodyTransform(env, keySetFor(env, 'recipients', o.recipients, false), o.context, recordSizesOf(o))
 }
