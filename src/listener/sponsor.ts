@@ -3,11 +3,11 @@
  * sponsor CA bundle only. A connection whose certificate did not verify is destroyed before a single
  * HTTP byte is parsed; the reason is counted, never sent.
  */
-import { randomBytes, type X509Certificate } from 'node:crypto'
+import { randomBytes, X509Certificate } from 'node:crypto'
 import { type IncomingMessage, ServerResponse } from 'node:http'
 import https from 'node:https'
 import type { Socket } from 'node:net'
-import type { TLSSocket } from 'node:tls'
+import type { DetailedPeerCertificate, TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'
 import type { SponsorConfig } from '../config/schema.js'
 import type { ServerTlsMaterial } from '../config/tls-material.js'
@@ -15,6 +15,7 @@ import { ERROR_CODES, type ErrorCode, publicErrorBody } from '../errors.js'
 import { principalFromCertificate } from '../identity/from-certificate.js'
 import type { Principal } from '../identity/principal.js'
 import { classifyTlsFailure, type GatewayMetrics } from '../observability/metrics.js'
+import { anchored } from './anchored.js'
 
 /** The verified principal, attached to the TLS socket once, at handshake time. */
 const PRINCIPAL = Symbol('ecluse.principal')
@@ -32,7 +33,7 @@ export const MAX_PIPELINED_REQUESTS = 16
 const NOT_AFTER = Symbol('ecluse.notAfter')
 /** When the connection is retired: its next response says `Connection: close` (ms since the epoch). */
 const RETIRE_AT = Symbol('ecluse.retireAt')
-/** The client's chain, leaf first, as the connection presented it (`#chainOnConnect`). */
+/** The client's chain, leaf first, once read (`chainOf`). */
 const CHAIN = Symbol('ecluse.chain')
 type VerifiedSocket = TLSSocket & {
   [PRINCIPAL]?: Principal
@@ -80,11 +81,6 @@ export const TICKET_KEY_LIFETIME_MS = 300_000
  * clients that connected together (at a gateway's start) do not all reconnect at once.
  */
 const CONNECTION_LIFETIME_SPREAD = 0.2
-/**
- * Clients whose intermediates are remembered from their last full handshake (`#chainOnConnect`),
- * for their resumed sessions; past this many the least recently seen is forgotten.
- */
-const MAX_REMEMBERED_CHAINS = 4096
 
 /** Maps the HTTP parser's refusals to our stable codes. */
 function clientErrorCode(err: NodeJS.ErrnoException): ErrorCode {
@@ -125,24 +121,16 @@ export class SponsorListener {
   readonly #maxRequestsPerSocket: number
   readonly #ticketKeyRotation: NodeJS.Timeout
   readonly #ticketKeyLifetimeMs: number
-  /** The sponsor CA bundle the open connections were verified against (see `reloadTls`). */
-  #clientCa: Buffer
+  /** The sponsor CA bundle new handshakes are verified against (see `reloadTls`). */
   #clientCaCerts: readonly X509Certificate[]
-  /** When a reload last changed the sponsor CA bundle (ms since the epoch). */
-  #clientCaChangedAt = Number.NEGATIVE_INFINITY
-  /**
-   * The intermediates each client sent in its last full handshake, by its leaf's SHA-256
-   * fingerprint, least recently seen first: a resumed session carries the leaf alone, and these
-   * complete its chain. Per client, so that what one client sends never decides for another.
-   */
-  readonly #intermediatesByLeaf = new Map<string, readonly X509Certificate[]>()
+  /** When a reload last took a CA out of the sponsor bundle (ms since the epoch). */
+  #clientCaRemovedAt = Number.NEGATIVE_INFINITY
 
   constructor(opts: SponsorListenerOptions) {
     const { config, tls, handler } = opts
     this.#config = config
     this.#metrics = opts.metrics
     this.#log = opts.log
-    this.#clientCa = tls.ca
     this.#clientCaCerts = tls.caCerts
     this.#ticketKeyLifetimeMs = opts.ticketKeyLifetimeMs ?? TICKET_KEY_LIFETIME_MS
     const limits = config.limits
@@ -237,10 +225,8 @@ export class SponsorListener {
    * others, and all of them when a CA is only added, go on.
    */
   reloadTls(tls: ServerTlsMaterial): void {
-    const caChanged = !this.#clientCa.equals(tls.ca)
     const kept = new Set(tls.caCerts.map((ca) => ca.fingerprint256))
     const caRemoved = this.#clientCaCerts.some((ca) => !kept.has(ca.fingerprint256))
-    this.#clientCa = tls.ca
     this.#clientCaCerts = tls.caCerts
     this.server.setSecureContext({
       cert: tls.cert,
@@ -249,8 +235,10 @@ export class SponsorListener {
       minVersion: this.#config.tls.minVersion,
       sessionTimeout: Math.ceil(this.#ticketKeyLifetimeMs / 1000),
     })
-    if (caChanged) this.#clientCaChangedAt = Date.now()
-    if (caRemoved) this.#closeUntrusted()
+    if (caRemoved) {
+      this.#clientCaRemovedAt = Date.now()
+      this.#closeUntrusted()
+    }
   }
 
   /**
@@ -265,15 +253,30 @@ export class SponsorListener {
    * Ends the connections whose chain the sponsor bundle no longer anchors (`anchored`): an idle one
    * now, a busy one when its current response is done (which says `Connection: close`); any request
    * that still reaches one finds no principal on it (`principalOf`). Their requests are lost, as
-   * they should be. A chain the gateway cannot complete (a resumed session of a client it has
-   * forgotten, a chain Node linked through a decoy) is not anchored either: its client connects
-   * again, in a full handshake the new bundle decides.
+   * they should be. A resumed session carries its client's leaf but not the intermediates of its
+   * full handshake: those its client's open full-handshake connections sent complete it (the same
+   * leaf, so the same key holder). One the gateway cannot complete is not anchored: its client
+   * connects again, in a full handshake the new bundle decides.
    */
   #closeUntrusted(): void {
+    const sockets = [...this.#verified] as VerifiedSocket[]
+    const intermediatesByLeaf = new Map<string, X509Certificate[]>()
+    for (const socket of sockets) {
+      if (socket.isSessionReused()) continue
+      const [leaf, ...sent] = chainOf(socket)
+      if (leaf === undefined || sent.length === 0) continue
+      const known = intermediatesByLeaf.get(leaf.fingerprint256) ?? []
+      for (const cert of sent) {
+        if (known.length < MAX_CHAIN && !known.some((k) => k.fingerprint256 === cert.fingerprint256)) known.push(cert)
+      }
+      intermediatesByLeaf.set(leaf.fingerprint256, known)
+    }
     let closed = 0
     const links = new Map<string, boolean>()
-    for (const socket of this.#verified as Set<VerifiedSocket>) {
-      if (anchored(socket[CHAIN] ?? [], this.#clientCaCerts, links)) continue
+    for (const socket of sockets) {
+      let chain = chainOf(socket)
+      if (socket.isSessionReused() && chain[0] !== undefined) chain = [...chain, ...(intermediatesByLeaf.get(chain[0].fingerprint256) ?? [])]
+      if (anchored(chain, this.#clientCaCerts, links)) continue
       closed++
       socket[NOT_AFTER] = 0
       const res = responseInFlight(socket)
@@ -283,29 +286,6 @@ export class SponsorListener {
       } else socket.destroy()
     }
     if (closed > 0) this.#log.info({ closed }, 'sponsor connections closed: a reload took a CA out, and the bundle no longer anchors their chain')
-  }
-
-  /**
-   * The client's chain, leaf first. Read once, from the verified handshake: Node hands over the
-   * chain's certificates by taking them out of the connection (nodejs/node#65579), so a second
-   * read, or `getPeerCertificate(true)`, would find the leaf alone. A full handshake's
-   * intermediates are remembered for the client's resumed sessions, which carry the leaf alone.
-   */
-  #chainOnConnect(leaf: X509Certificate, resumed: boolean): X509Certificate[] {
-    const fingerprint = leaf.fingerprint256
-    if (resumed) return [leaf, ...(this.#intermediatesByLeaf.get(fingerprint) ?? [])]
-    const intermediates: X509Certificate[] = []
-    for (let cert = leaf.issuerCertificate; cert !== undefined && intermediates.length < 9 && !cert.checkIssued(cert); cert = cert.issuerCertificate) {
-      intermediates.push(cert)
-    }
-    this.#intermediatesByLeaf.delete(fingerprint)
-    if (intermediates.length > 0) {
-      this.#intermediatesByLeaf.set(fingerprint, intermediates)
-      if (this.#intermediatesByLeaf.size > MAX_REMEMBERED_CHAINS) {
-        this.#intermediatesByLeaf.delete(this.#intermediatesByLeaf.keys().next().value as string)
-      }
-    }
-    return [leaf, ...intermediates]
   }
 
   /** The idle timeout this listener runs with: its boot configuration's (a reload does not change it). */
@@ -416,10 +396,9 @@ export class SponsorListener {
   }
 
   #onSecureConnection(socket: VerifiedSocket): void {
-    // Read once (see `#chainOnConnect`).
-    const peer = socket.getPeerX509Certificate()
-    if (!socket.authorized || peer === undefined) {
-      const reason = peer === undefined ? 'no_certificate' : classifyTlsFailure(socket.authorizationError)
+    const peer = socket.getPeerCertificate(false)
+    if (!socket.authorized || peer === null || peer.raw === undefined) {
+      const reason = peer === null || peer.raw === undefined ? 'no_certificate' : classifyTlsFailure(socket.authorizationError)
       this.#metrics.tlsHandshakeFailure('sponsor', reason)
       this.#log.info({ reason, tlsError: String(socket.authorizationError ?? '') }, 'sponsor client certificate refused')
       socket.destroy()
@@ -427,7 +406,7 @@ export class SponsorListener {
     }
     // A resumed session (ticket or session id) skips verification: OpenSSL reports the result of the
     // first handshake, so a ticket taken just before notAfter would outlive the certificate.
-    const notAfter = Date.parse(peer.validTo)
+    const notAfter = Date.parse(peer.valid_to)
     if (!(Date.now() < notAfter)) {
       this.#metrics.tlsHandshakeFailure('sponsor', 'expired_certificate')
       this.#log.info({ reason: 'expired_certificate', resumed: socket.isSessionReused() }, 'sponsor client certificate refused')
@@ -443,18 +422,16 @@ export class SponsorListener {
       socket.destroy()
       return
     }
-    const chain = this.#chainOnConnect(peer, socket.isSessionReused())
-    // A handshake that began before a reload changed the bundle was verified against an older one
-    // (the context is bound when the connection is accepted): refused unless the current bundle
-    // anchors it. No handshake outlasts handshakeTimeoutMs, so one that ends later began after.
-    const changedSinceItBegan = Date.now() - this.#clientCaChangedAt <= this.#config.tls.handshakeTimeoutMs + 1000
-    if (changedSinceItBegan && !anchored(chain, this.#clientCaCerts, new Map())) {
+    // A handshake that began before a reload took a CA out was verified against the older bundle (the
+    // context is bound when the connection is accepted): refused unless the current bundle anchors
+    // it. No handshake outlasts handshakeTimeoutMs, so one that ends later began after the reload.
+    const removedSinceItBegan = Date.now() - this.#clientCaRemovedAt <= this.#config.tls.handshakeTimeoutMs + 1000
+    if (removedSinceItBegan && !anchored(chainOf(socket), this.#clientCaCerts, new Map())) {
       this.#metrics.tlsHandshakeFailure('sponsor', 'untrusted_certificate')
       this.#log.info({ reason: 'untrusted_certificate' }, 'sponsor client certificate refused: verified against a CA bundle a reload has since replaced')
       socket.destroy()
       return
     }
-    socket[CHAIN] = chain
     socket[RETIRE_AT] = Date.now() + this.#ticketKeyLifetimeMs * (1 + CONNECTION_LIFETIME_SPREAD * Math.random())
     this.#verified.add(socket)
     socket.once('close', () => this.#verified.delete(socket))
@@ -539,30 +516,29 @@ function responseInFlight(socket: Socket): ServerResponse | undefined {
   return res instanceof ServerResponse ? res : undefined
 }
 
+/** Certificates of a client chain that are looked at: the leaf and what it sent (or Node linked). */
+const MAX_CHAIN = 10
+
 /**
- * Whether a path of signatures runs from the leaf of `chain`, through its other certificates, to a
- * CA of `bundle` (or to one of them itself), every certificate on it current. `links` memoises the
- * signature checks of one pass (`issuer>subject` fingerprints): many clients share an intermediate.
+ * The client's chain as Node links it (`getPeerCertificate(true)`: the certificates it sent, by
+ * issuer name, and the root from the bundle), leaf first, read once per connection and kept: a
+ * resumed session's is its leaf alone. Read only when a reload asks (once per connection: Node's
+ * `getPeerX509Certificate()` would take the certificates out of the connection, nodejs/node#65579,
+ * and reading the chain at every handshake costs 150–250 µs where the leaf alone costs 45).
  */
-function anchored(chain: readonly X509Certificate[], bundle: readonly X509Certificate[], links: Map<string, boolean>): boolean {
-  const now = Date.now()
-  const current = (c: X509Certificate) => Date.parse(c.validFrom) <= now && now < Date.parse(c.validTo)
-  const signs = (issuer: X509Certificate, subject: X509Certificate): boolean => {
-    const key = `${issuer.fingerprint256}>${subject.fingerprint256}`
-    let ok = links.get(key)
-    if (ok === undefined) {
-      ok = subject.checkIssued(issuer) && subject.verify(issuer.publicKey)
-      links.set(key, ok)
+function chainOf(socket: VerifiedSocket): readonly X509Certificate[] {
+  let chain = socket[CHAIN]
+  if (chain === undefined) {
+    const certs: X509Certificate[] = []
+    let cert: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true)
+    for (; cert?.raw !== undefined && certs.length < MAX_CHAIN; cert = cert.issuerCertificate) {
+      certs.push(new X509Certificate(cert.raw))
+      if (cert.issuerCertificate === cert) break
     }
-    return ok
+    chain = certs
+    socket[CHAIN] = chain
   }
-  const reaches = (cert: X509Certificate, depth: number): boolean => {
-    if (bundle.some((ca) => ca.fingerprint256 === cert.fingerprint256 || signs(ca, cert))) return true
-    if (depth >= chain.length) return false
-    return chain.some((next) => next !== cert && current(next) && signs(next, cert) && reaches(next, depth + 1))
-  }
-  const leaf = chain[0]
-  return leaf !== undefined && reaches(leaf, 1)
+  return chain
 }
 
 function httpReason(status: number): string {

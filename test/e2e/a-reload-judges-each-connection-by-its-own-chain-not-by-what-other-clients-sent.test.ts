@@ -8,10 +8,10 @@
  *   was cut because another client had sent the old copy;
  * - and Node's `getPeerX509Certificate()` takes the chain's certificates out of the connection as it
  *   hands them over, so full-handshake connections too were judged through that pool.
- * Now each connection's chain is read once at its handshake and kept with it; a client's
- * intermediates are remembered under its own leaf, for its resumed sessions; and a reload that takes
- * a CA out keeps a connection only if a path of current certificates, each signature checked, runs
- * from its leaf to the new bundle.
+ * Now a reload that takes a CA out keeps a connection only if a path of current CA certificates,
+ * each signature checked, runs from its leaf through its own chain to the new bundle; a resumed
+ * session, which carries its leaf alone, is completed by what that same leaf's open full-handshake
+ * connections sent, and closed when there is none (its client reconnects).
  */
 import t from 'tap'
 import { createCa, DEV_LEAF_SPECS, issueCertificate } from '../../src/pki/dev-pki.js'
@@ -82,4 +82,47 @@ t.test('a cross-signed intermediate: a client the new bundle anchors keeps its c
   t.match(await migrated.ask(), OK)
   t.notOk(migratedResumed.closed(), 'and its resumed session, completed from its own full handshake')
   t.match(await migratedResumed.ask(), OK)
+})
+
+t.test('one leaf on two pods with different chains: each connection judged by its own, a resumed one by either', async (t) => {
+  // Found by re-review: the second version remembered one chain per leaf, the last full handshake's.
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const oldRoot = h.pki.sponsorCa
+  const newRoot = createCa('New sponsor root')
+  t.same(await reloadSponsorBundle(h, `${oldRoot.certPem}${newRoot.certPem}`), { ok: true })
+  const issuingOld = createCa('Sponsor issuing CA', { issuer: oldRoot })
+  const issuingNew = createCa('Sponsor issuing CA', { issuer: newRoot, keyPem: issuingOld.keyPem })
+  const leaf = issueCertificate(issuingOld, { ...DEV_LEAF_SPECS.sponsorClient })
+  const podA = { certPem: `${leaf.certPem}${issuingNew.certPem}`, keyPem: leaf.keyPem }
+  const podB = { certPem: `${leaf.certPem}${issuingOld.certPem}`, keyPem: leaf.keyPem }
+  const a = await openSponsorConnection(h, podA)
+  t.match(await a.ask(), OK)
+  const b = await openSponsorConnection(h, podB)
+  t.match(await b.ask(), OK)
+  const aResumed = await openSponsorConnection(h, podA, a.session())
+  t.ok(aResumed.reused)
+  // Another client, whose chain the new root anchors too, with a resumed session whose
+  // full-handshake connection has gone: nothing is left to complete it.
+  const otherLeaf = issueCertificate(issuingOld, { ...DEV_LEAF_SPECS.sponsorClient, commonName: 'other' })
+  const other = { certPem: `${otherLeaf.certPem}${issuingNew.certPem}`, keyPem: otherLeaf.keyPem }
+  const lone = await openSponsorConnection(h, other)
+  t.match(await lone.ask(), OK, 'its ticket comes with its first answer')
+  const loneResumed = await openSponsorConnection(h, other, lone.session())
+  t.ok(loneResumed.reused)
+  t.match(await loneResumed.ask(), OK)
+  t.same(await reloadSponsorBundle(h, `${oldRoot.certPem}${newRoot.certPem}${createCa('Third root').certPem}`), { ok: true })
+  await settle()
+  t.ok([a, b, aResumed, lone, loneResumed].every((c) => !c.closed()), 'a reload that only adds a CA cuts nothing')
+  lone.close()
+  while (!lone.closed()) await new Promise((r) => setTimeout(r, 10))
+
+  t.same(await reloadSponsorBundle(h, newRoot.certPem), { ok: true })
+  await settle()
+  t.notOk(a.closed(), 'pod A, whose chain the new root anchors, keeps its connection')
+  t.ok(b.closed(), 'pod B, on the old root, loses its own')
+  t.notOk(aResumed.closed(), 'a resumed session of that leaf is completed by pod A’s chain')
+  t.match(await aResumed.ask(), OK)
+  t.ok(loneResumed.closed(), 'one with no full-handshake connection of its leaf open is closed: its client reconnects')
+  t.match(await (await openSponsorConnection(h, other)).ask(), OK, 'as it can, at once')
 })

@@ -13,6 +13,8 @@ export interface SponsorConnection {
   session(): Buffer | undefined
   ask(path?: string): Promise<string>
   closed(): boolean
+  /** Closes it from the client's side. */
+  close(): void
 }
 
 export function openSponsorConnection(h: Harness, client: { certPem: string; keyPem: string }, session?: Buffer): Promise<SponsorConnection> {
@@ -54,6 +56,7 @@ export function openSponsorConnection(h: Harness, client: { certPem: string; key
             socket.write(`GET ${path} HTTP/1.1\r\nhost: gateway\r\n\r\n`)
           }),
         closed: () => isClosed,
+        close: () => socket.destroy(),
       }),
     )
   })

@@ -1,0 +1,87 @@
+/**
+ * `anchored`, what a reload that takes a CA out asks of every open connection: is there a path of
+ * signatures from the client's leaf, through what it sent, to a CA of the new bundle? Found by
+ * review of its first version: a path through a certificate that is not a CA counted (a client
+ * holding the key of a leaf without keyUsage could forge a copy of its removed root under it and
+ * keep its connection), and the search had no memory of the certificates it had visited (a chain
+ * padded with certificates that sign each other took ≈ 250 ms per connection to search: 4 minutes
+ * of a stalled event loop for 1,024 such connections).
+ */
+import { X509Certificate } from 'node:crypto'
+import t from 'tap'
+import { anchored } from '../src/listener/anchored.js'
+import { createCa, DEV_LEAF_SPECS, issueCertificate } from '../src/pki/dev-pki.js'
+import { commonName, makeCertificate, newKeyPair, publicKeyOf, subjectKeyIdOf, subjectOf } from './helpers/handmade-certificates.js'
+
+const x509 = (pem: string) => new X509Certificate(pem)
+const root = createCa('Sponsor root')
+const issuing = createCa('Sponsor issuing CA', { issuer: root })
+const leafViaIssuing = issueCertificate(issuing, { ...DEV_LEAF_SPECS.sponsorClient })
+const leafOfRoot = issueCertificate(root, { ...DEV_LEAF_SPECS.sponsorClient })
+
+t.test('a chain is anchored through its own intermediates, to the bundle’s CAs only', async (t) => {
+  const other = createCa('Another sponsor root')
+  t.ok(anchored([x509(leafViaIssuing.certPem), x509(issuing.certPem)], [x509(root.certPem)], new Map()), 'leaf, intermediate, root')
+  t.ok(anchored([x509(leafOfRoot.certPem)], [x509(root.certPem)], new Map()), 'a leaf the root issued')
+  t.notOk(anchored([x509(leafViaIssuing.certPem)], [x509(root.certPem)], new Map()), 'without its intermediate: not anchored')
+  t.notOk(anchored([x509(leafViaIssuing.certPem), x509(issuing.certPem)], [x509(other.certPem)], new Map()), 'by another root: not anchored')
+  t.ok(anchored([x509(leafViaIssuing.certPem), x509(issuing.certPem)], [x509(issuing.certPem)], new Map()), 'an intermediate in the bundle anchors')
+})
+
+t.test('a path through a certificate that is not a CA anchors nothing', async (t) => {
+  const newRoot = createCa('New sponsor root')
+  // A certificate under the new root that says it is no CA and has no keyUsage, whose key the client holds…
+  const clientKey = newKeyPair()
+  const notCa = makeCertificate({
+    subject: commonName('client two'),
+    issuer: subjectOf(newRoot.certPem),
+    publicKeyPem: clientKey.publicKey,
+    signingKeyPem: newRoot.keyPem,
+    ca: false,
+    authorityKeyIdHex: subjectKeyIdOf(newRoot.certPem),
+    subjectKeyId: true,
+  })
+  // …signs a copy of the old root (its name and key) as a CA.
+  const forgedOldRoot = makeCertificate({
+    subject: subjectOf(root.certPem),
+    issuer: commonName('client two'),
+    publicKeyPem: publicKeyOf(root.certPem),
+    signingKeyPem: clientKey.privateKey,
+    ca: true,
+    keyUsage: { keyCertSign: true },
+    subjectKeyId: true,
+    authorityKeyIdHex: subjectKeyIdOf(notCa),
+  })
+  const chain = [x509(leafOfRoot.certPem), x509(forgedOldRoot), x509(notCa)]
+  t.ok(chain[0]!.checkIssued(chain[1]!) && chain[1]!.checkIssued(chain[2]!), 'the names and key identifiers link up')
+  t.notOk(anchored(chain, [x509(newRoot.certPem)], new Map()), 'the new root does not anchor a leaf of the old one through it')
+})
+
+t.test('a chain padded with certificates that sign each other is searched in bounded work', async (t) => {
+  // A copy of the root signed by the client's own key, then four "q" and four "p" CAs that sign each
+  // other: every path through them is a dead end, and there are 4^8 of them.
+  const key = newKeyPair()
+  const ca = (subject: string, issuer: string) =>
+    makeCertificate({ subject: commonName(subject), issuer: commonName(issuer), publicKeyPem: key.publicKey, signingKeyPem: key.privateKey, ca: true, keyUsage: { keyCertSign: true } })
+  const rootCopy = makeCertificate({
+    subject: subjectOf(root.certPem),
+    issuer: commonName('q'),
+    publicKeyPem: publicKeyOf(root.certPem),
+    signingKeyPem: key.privateKey,
+    ca: true,
+    keyUsage: { keyCertSign: true },
+    subjectKeyId: true,
+  })
+  const padding = [...Array.from({ length: 4 }, () => ca('q', 'p')), ...Array.from({ length: 4 }, () => ca('p', 'q'))]
+  // Counts the steps of the search: each visit of a certificate looks through the chain once.
+  let steps = 0
+  class Counted<T> extends Array<T> {
+    override some(predicate: (value: T, index: number, array: T[]) => unknown): boolean {
+      steps++
+      return super.some(predicate)
+    }
+  }
+  const chain = Counted.from([x509(leafOfRoot.certPem), x509(rootCopy), ...padding.map(x509)]) as X509Certificate[]
+  t.notOk(anchored(chain, [x509(createCa('Another sponsor root').certPem)], new Map()), 'not anchored by another root')
+  t.ok(steps <= chain.length, `each certificate visited once: ${steps} steps for ${chain.length} certificates`)
+})
