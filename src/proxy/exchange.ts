@@ -445,10 +445,11 @@ class Exchange {
     })
   }
 
-  #beginTransforms(transforms: readonly BodyTransform[], direction: Direction, headers: MessageHeaders): Duplex[] {
+  #beginTransforms(transforms: readonly BodyTransform[], direction: Direction, headers: MessageHeaders, status?: number): Duplex[] {
     if (transforms.length === 0) return []
     const ctx: TransformContext = {
       direction,
+      ...(status === undefined ? {} : { status }),
       routeName: this.#route!.name,
       requestId: this.#requestId,
       principal: this.#principal!,
@@ -506,7 +507,7 @@ class Exchange {
     let stages: Duplex[] = []
     if (!noBody) {
       try {
-        stages = this.#beginTransforms(route.responseTransforms, 'response', headers)
+        stages = this.#beginTransforms(route.responseTransforms, 'response', headers, upstreamRes.statusCode)
       } catch (err) {
         upstreamBody.destroy()
         this.#refuseWith(isEcluseError(err) ? asResponseRefusal(err) : err, 'transform_failed')

@@ -74,10 +74,11 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 /**
  * A response labelled `application/json` crosses only if it is, byte for byte, an error answer an
- * Écluse gateway writes (`publicErrorBody`): one of our error codes and a request id, room for no
- * value. Without this, the trusted side's own refusals (`upstream_refused` while the service is
- * down) reached the sponsor as `transform_failed` and counted as plaintext refused. Anything else
- * so labelled is refused like any body that is not sealed.
+ * Écluse gateway writes (`publicErrorBody`) with that code's status: the trusted side's own
+ * refusals (`upstream_refused` while the service is down), which reached the sponsor as
+ * `transform_failed` and counted as plaintext refused. What crosses is this gateway's answer with
+ * that code (its own request id): nothing of the upstream's bytes but the code, one of a fixed set.
+ * Anything else so labelled is refused like any body that is not sealed.
  */
 class GatewayErrorAnswer extends Transform {
   readonly #env: TransformEnv
@@ -102,9 +103,9 @@ class GatewayErrorAnswer extends Transform {
   }
 
   override _flush(done: TransformCallback): void {
-    const body = Buffer.concat(this.#held, this.#bytes)
-    if (!isGatewayErrorAnswer(body)) done(this.#refuse('a JSON body that is not an error answer'))
-    else done(null, body)
+    const code = gatewayErrorCode(Buffer.concat(this.#held, this.#bytes))
+    if (code === undefined || ERROR_CODES[code].status !== this.#ctx.status) done(this.#refuse('a JSON body that is not an error answer'))
+    else done(null, publicErrorBody(code, this.#ctx.requestId))
   }
 
   #refuse(detail: string): Error {
@@ -112,19 +113,20 @@ class GatewayErrorAnswer extends Transform {
   }
 }
 
-function isGatewayErrorAnswer(body: Buffer): boolean {
+/** The code of `body` if it is, byte for byte, a gateway's error answer. */
+function gatewayErrorCode(body: Buffer): ErrorCode | undefined {
   let doc: unknown
   try {
     doc = JSON.parse(body.toString('utf8'))
   } catch {
-    return false
+    return undefined
   }
-  if (typeof doc !== 'object' || doc === null) return false
+  if (typeof doc !== 'object' || doc === null) return undefined
   const { error, requestId } = doc as Record<string, unknown>
-  if (typeof error !== 'string' || !Object.hasOwn(ERROR_CODES, error)) return false
-  if (requestId !== undefined && (typeof requestId !== 'string' || !UUID.test(requestId))) return false
+  if (typeof error !== 'string' || !Object.hasOwn(ERROR_CODES, error)) return undefined
+  if (requestId !== undefined && (typeof requestId !== 'string' || !UUID.test(requestId))) return undefined
   // Byte for byte: no other member, no whitespace, nothing escaped.
-  return Buffer.from(publicErrorBody(error as ErrorCode, requestId)).equals(body)
+  return Buffer.from(publicErrorBody(error as ErrorCode, requestId)).equals(body) ? (error as ErrorCode) : undefined
 }
 
 /**

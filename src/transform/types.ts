@@ -16,6 +16,8 @@ export type MessageHeaders = Record<string, string | string[] | undefined>
 
 export interface TransformContext {
   readonly direction: Direction
+  /** The upstream's status, on a response. */
+  readonly status?: number
   readonly routeName: string
   readonly requestId: string
   readonly principal: Principal

@@ -120,6 +120,9 @@ t.test('the trusted side’s own error answers cross as they are; no other JSON 
   const answers: Record<string, { status: number; body: string }> = {
     'gateway-error': { status: 502, body: `{"error":"upstream_refused","requestId":"${id}"}` },
     'gateway-error-no-id': { status: 503, body: '{"error":"shutting_down"}' },
+    // 16 free bytes in a request id: "Ada Lovelace" in hex.
+    'id-carrying-bytes': { status: 502, body: '{"error":"upstream_refused","requestId":"41646120-4c6f-7665-6c61-636500000000"}' },
+    'error-with-a-200': { status: 200, body: `{"error":"upstream_refused","requestId":"${id}"}` },
     'with-a-value': { status: 502, body: `{"error":"upstream_refused","requestId":"${id}","name":"Ada Lovelace"}` },
     spaced: { status: 502, body: `{"error": "upstream_refused","requestId":"${id}"}` },
     'unknown-code': { status: 502, body: `{"error":"Ada Lovelace","requestId":"${id}"}` },
@@ -152,12 +155,16 @@ t.test('the trusted side’s own error answers cross as they are; no other JSON 
     ],
   })
   t.teardown(s.close)
-  for (const what of ['gateway-error', 'gateway-error-no-id']) {
+  for (const [what, code] of [
+    ['gateway-error', 'upstream_refused'],
+    ['gateway-error-no-id', 'shutting_down'],
+    ['id-carrying-bytes', 'upstream_refused'],
+  ] as const) {
     const res = await s.gw.request(`/v1/photos/${what}`)
     t.equal(res.status, answers[what]!.status, `${what}: its status`)
-    t.equal(res.text, answers[what]!.body, `${what}: its body, byte for byte`)
+    t.same(res.json(), { error: code, requestId: res.headers['x-request-id'] }, `${what}: this gateway’s answer with its code, nothing else of the upstream’s`)
   }
-  for (const what of ['with-a-value', 'spaced', 'unknown-code', 'not-a-uuid', 'record', 'long']) {
+  for (const what of ['with-a-value', 'spaced', 'unknown-code', 'not-a-uuid', 'record', 'long', 'error-with-a-200']) {
     const res = await s.gw.request(`/v1/photos/${what}`)
     t.equal(res.status, 502, `${what}: refused`)
     t.match(res.json(), { error: 'transform_failed' }, `${what}: transform_failed`)
@@ -165,7 +172,7 @@ t.test('the trusted side’s own error answers cross as they are; no other JSON 
   }
   t.notMatch(s.gw.logs.raw.join('\n'), 'Ada', 'nor reaches the log')
   const metrics = await s.gw.metrics()
-  t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'get-photo', reason: 'plaintext_refused' }), 6, 'the six refused, counted')
+  t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'get-photo', reason: 'plaintext_refused' }), 7, 'the seven refused, counted')
   // A request is never an error answer, and a content coding is refused as such.
   const put = await s.gw.request('/v1/photos/1', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: answers['gateway-error']!.body })
   t.equal(put.status, 422, 'a request labelled JSON: plaintext_refused, whatever it holds')
