@@ -6,6 +6,23 @@
 import type { X509Certificate } from 'node:crypto'
 
 /**
+ * Signature checks one chain may cost. A chain of ten certificates that all name each other needs
+ * at most 90; past this many the chain is taken as not anchored (its client reconnects).
+ */
+const MAX_SIGNATURE_CHECKS = 100
+
+/**
+ * A key a CA's signature is checked with: an RSA key of at most 8,192 bits and a public exponent of
+ * at most 2^32 (the loader's bounds for the sealing keys too), or an EC key. A client can send a
+ * certificate whose RSA exponent has 2,040 bits: each check with it costs ≈ 1.8 ms, not 0.03.
+ */
+function ordinaryKey(cert: X509Certificate): boolean {
+  const details = cert.publicKey.asymmetricKeyDetails
+  if (!cert.publicKey.asymmetricKeyType?.startsWith('rsa')) return true
+  return (details?.modulusLength ?? Number.POSITIVE_INFINITY) <= 8192 && (details?.publicExponent ?? 0n) <= 2n ** 32n
+}
+
+/**
  * Whether a path of signatures runs from the leaf of `chain`, through its other certificates, to a
  * CA of `bundle` (or to one of them itself), every issuer on it a current CA certificate. A
  * depth-first search that visits each certificate once (whether one reaches the bundle does not
@@ -15,12 +32,13 @@ import type { X509Certificate } from 'node:crypto'
  */
 export function anchored(chain: readonly X509Certificate[], bundle: readonly X509Certificate[], links: Map<string, boolean>): boolean {
   const now = Date.now()
+  let checks = 0
   const signs = (issuer: X509Certificate, subject: X509Certificate): boolean => {
     const key = `${issuer.fingerprint256}>${subject.fingerprint256}`
     let ok = links.get(key)
     if (ok === undefined) {
       // `ca`: basicConstraints; checkIssued compares names and key identifiers, and key usage.
-      ok = issuer.ca && subject.checkIssued(issuer) && subject.verify(issuer.publicKey)
+      ok = issuer.ca && subject.checkIssued(issuer) && ordinaryKey(issuer) && ++checks <= MAX_SIGNATURE_CHECKS && subject.verify(issuer.publicKey)
       links.set(key, ok)
     }
     return ok

@@ -14,7 +14,7 @@
  * connections sent, and closed when there is none (its client reconnects).
  */
 import t from 'tap'
-import { createCa, DEV_LEAF_SPECS, issueCertificate } from '../../src/pki/dev-pki.js'
+import { createCa, DEV_LEAF_SPECS, DEV_SPONSOR_CA_NAME, issueCertificate } from '../../src/pki/dev-pki.js'
 import { Harness } from '../helpers/harness.js'
 import { openSponsorConnection, reloadSponsorBundle } from '../helpers/sponsor-connection.js'
 
@@ -125,4 +125,40 @@ t.test('one leaf on two pods with different chains: each connection judged by it
   t.match(await aResumed.ask(), OK)
   t.ok(loneResumed.closed(), 'one with no full-handshake connection of its leaf open is closed: its client reconnects')
   t.match(await (await openSponsorConnection(h, other)).ask(), OK, 'as it can, at once')
+})
+
+t.test('after a reload that takes a CA out, only connections accepted before it are judged again; a renewed CA is not taken out', async (t) => {
+  // Found by re-review: the check of handshakes in progress ran on every handshake for 6 s after
+  // such a reload, and refused resumed sessions through an intermediate, even of tickets the new
+  // context had issued; and a CA renewed (the same name and key) counted as taken out.
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const root = h.pki.sponsorCa
+  const issuing = createCa('Sponsor issuing CA', { issuer: root })
+  const leaf = issueCertificate(issuing, { ...DEV_LEAF_SPECS.sponsorClient })
+  const client = { certPem: `${leaf.certPem}${issuing.certPem}`, keyPem: leaf.keyPem }
+  const full = await openSponsorConnection(h, client)
+  t.match(await full.ask(), OK)
+  const resumed = await openSponsorConnection(h, client, full.session())
+  t.ok(resumed.reused)
+  // Its full-handshake connection gone, nothing would complete the resumed one's chain.
+  full.close()
+  while (!full.closed()) await new Promise((r) => setTimeout(r, 10))
+
+  // The root renewed: the same name and key, another serial and validity.
+  const renewed = createCa(DEV_SPONSOR_CA_NAME, { keyPem: root.keyPem })
+  t.ok(renewed.certPem !== root.certPem)
+  t.same(await reloadSponsorBundle(h, renewed.certPem), { ok: true })
+  await settle()
+  t.notOk(resumed.closed(), 'a renewed root takes no CA out: the resumed connection goes on')
+  t.match(await resumed.ask(), OK)
+
+  // Another CA taken out: the client's chain is still anchored.
+  t.same(await reloadSponsorBundle(h, `${renewed.certPem}${createCa('Another sponsor CA').certPem}`), { ok: true })
+  t.same(await reloadSponsorBundle(h, renewed.certPem), { ok: true })
+  const fresh = await openSponsorConnection(h, client)
+  t.match(await fresh.ask(), OK, 'right after, a full handshake is served')
+  const freshResumed = await openSponsorConnection(h, client, fresh.session())
+  t.ok(freshResumed.reused, 'and a session the new context issued resumes')
+  t.match(await freshResumed.ask(), OK, 'and is served: it was accepted after the reload, under the new bundle')
 })
