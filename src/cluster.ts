@@ -419,6 +419,8 @@ class ClusterPrimary {
       }
       if (!answer.ready && Object.values(answer.checks).every((v) => v === 'ok')) checks[`worker:${id}`] = 'not_ready'
     })
+    // Again after the workers answered: a SIGTERM that came while they did turns this answer too.
+    if (this.#stopping) checks['shutdown'] = 'draining'
     return { ready: Object.values(checks).every((v) => v === 'ok'), checks }
   }
 
