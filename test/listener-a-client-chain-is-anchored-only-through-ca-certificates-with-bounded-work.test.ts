@@ -111,3 +111,17 @@ t.test('certificates with keys no CA has are never checked with', async (t) => {
   t.ok(anchored(chain, [x509(root.certPem)], new Map()), 'the real intermediate still anchors it')
   t.equal(checkedWithOddKeys, 0, 'and no signature was checked with a decoy’s key')
 })
+
+t.test('a chain that runs out of signature checks leaves nothing false in the memo other connections share', async (t) => {
+  // Fourteen copies of the intermediate (its name and key, so each verifies the leaf), each signed by
+  // another key under the intermediate's name: every one is a dead end that costs a check against
+  // each other one not yet visited, 119 checks before the real intermediate, last in the chain, is tried.
+  const key = newKeyPair()
+  const copies = Array.from({ length: 14 }, () =>
+    makeCertificate({ subject: subjectOf(issuing.certPem), issuer: subjectOf(issuing.certPem), publicKeyPem: publicKeyOf(issuing.certPem), signingKeyPem: key.privateKey, ca: true, keyUsage: { keyCertSign: true } }),
+  )
+  const links = new Map<string, boolean>()
+  const padded = [x509(leafViaIssuing.certPem), ...copies.map(x509), x509(issuing.certPem)]
+  t.notOk(anchored(padded, [x509(root.certPem)], links), 'the padded chain runs out of checks: not anchored (its client reconnects)')
+  t.ok(anchored([x509(leafViaIssuing.certPem), x509(issuing.certPem)], [x509(root.certPem)], links), 'another connection with the same memo is judged on its own merits')
+})

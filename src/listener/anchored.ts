@@ -38,7 +38,10 @@ export function anchored(chain: readonly X509Certificate[], bundle: readonly X50
     let ok = links.get(key)
     if (ok === undefined) {
       // `ca`: basicConstraints; checkIssued compares names and key identifiers, and key usage.
-      ok = issuer.ca && subject.checkIssued(issuer) && ordinaryKey(issuer) && ++checks <= MAX_SIGNATURE_CHECKS && subject.verify(issuer.publicKey)
+      if (!(issuer.ca && subject.checkIssued(issuer) && ordinaryKey(issuer))) ok = false
+      // Past the cap, not memoised: the cap is this chain's, and `links` serves other connections.
+      else if (++checks > MAX_SIGNATURE_CHECKS) return false
+      else ok = subject.verify(issuer.publicKey)
       links.set(key, ok)
     }
     return ok
