@@ -125,3 +125,9 @@ t.test('a chain that runs out of signature checks leaves nothing false in the me
   t.notOk(anchored(padded, [x509(root.certPem)], links), 'the padded chain runs out of checks: not anchored (its client reconnects)')
   t.ok(anchored([x509(leafViaIssuing.certPem), x509(issuing.certPem)], [x509(root.certPem)], links), 'another connection with the same memo is judged on its own merits')
 })
+
+t.test('a bundle CA past its validity anchors nothing, as it lets no handshake in', async (t) => {
+  const expired = createCa('Expired root', { notBefore: new Date(Date.now() - 10 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) })
+  const leaf = issueCertificate(expired, { ...DEV_LEAF_SPECS.sponsorClient, notBefore: new Date(Date.now() - 9 * 86_400_000), notAfter: new Date(Date.now() + 86_400_000) })
+  t.notOk(anchored([x509(leaf.certPem)], [x509(expired.certPem)], new Map()))
+})

@@ -6,8 +6,9 @@
 import type { X509Certificate } from 'node:crypto'
 
 /**
- * Signature checks one chain may cost. A chain of ten certificates that all name each other needs
- * at most 90; past this many the chain is taken as not anchored (its client reconnects).
+ * Signature checks one chain may cost. Each certificate is visited once, so a chain of ten that all
+ * name each other needs at most 45 among themselves, and one per bundle CA for each; past this many
+ * the chain is taken as not anchored (its client reconnects).
  */
 const MAX_SIGNATURE_CHECKS = 100
 
@@ -50,7 +51,7 @@ export function anchored(chain: readonly X509Certificate[], bundle: readonly X50
   const visited = new Set<X509Certificate>()
   const reaches = (cert: X509Certificate): boolean => {
     visited.add(cert)
-    if (bundle.some((ca) => ca.fingerprint256 === cert.fingerprint256 || signs(ca, cert))) return true
+    if (bundle.some((ca) => current(ca) && (ca.fingerprint256 === cert.fingerprint256 || signs(ca, cert)))) return true
     return chain.some((next) => !visited.has(next) && current(next) && signs(next, cert) && reaches(next))
   }
   const leaf = chain[0]

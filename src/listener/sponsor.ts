@@ -138,6 +138,8 @@ export class SponsorListener {
    * had sent: they complete the chains of resumed sessions (`#anchoredNow`).
    */
   #intermediatesAtRemoval = new Map<string, X509Certificate[]>()
+  /** Runs of `#closeUntrusted`: a run stops when a newer one has begun (which judges every connection). */
+  #untrustRuns = 0
 
   constructor(opts: SponsorListenerOptions) {
     const { config, tls, handler } = opts
@@ -272,12 +274,13 @@ export class SponsorListener {
    * every other request for as long.
    */
   #closeUntrusted(): void {
+    const run = ++this.#untrustRuns
     const sockets = [...this.#verified] as VerifiedSocket[]
     const intermediatesByLeaf = new Map<string, X509Certificate[]>()
-    this.#intermediatesAtRemoval = intermediatesByLeaf
     const links = new Map<string, boolean>()
     let closed = 0
     const judge = (from: number): void => {
+      if (run !== this.#untrustRuns) return
       const to = Math.min(from + UNTRUSTED_BATCH, sockets.length)
       for (const socket of sockets.slice(from, to)) {
         if (socket.destroyed || socket[NOT_AFTER] === 0 || this.#anchoredNow(socket, links)) continue
@@ -295,6 +298,7 @@ export class SponsorListener {
     // First what each leaf's full handshakes sent, for its resumed sessions (the same leaf, so the
     // same key holder), then each connection by its chain.
     const read = (from: number): void => {
+      if (run !== this.#untrustRuns) return
       const to = Math.min(from + UNTRUSTED_BATCH, sockets.length)
       for (const socket of sockets.slice(from, to)) {
         if (socket.destroyed || socket.isSessionReused()) continue
@@ -307,7 +311,11 @@ export class SponsorListener {
         intermediatesByLeaf.set(leaf.fingerprint256, known)
       }
       if (to < sockets.length) setImmediate(read, to)
-      else judge(0)
+      else {
+        // Published whole: until then, handshakes judged meanwhile use the previous run's.
+        this.#intermediatesAtRemoval = intermediatesByLeaf
+        judge(0)
+      }
     }
     read(0)
   }

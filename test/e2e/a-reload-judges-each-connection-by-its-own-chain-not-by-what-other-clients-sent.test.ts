@@ -16,7 +16,7 @@
 import t from 'tap'
 import { createCa, DEV_LEAF_SPECS, DEV_SPONSOR_CA_NAME, issueCertificate } from '../../src/pki/dev-pki.js'
 import { Harness } from '../helpers/harness.js'
-import { openSponsorConnection, reloadSponsorBundle } from '../helpers/sponsor-connection.js'
+import { openSponsorConnection, reloadSponsorBundle, type SponsorConnection } from '../helpers/sponsor-connection.js'
 
 const OK = /^HTTP\/1\.1 200 /
 const settle = () => new Promise((r) => setTimeout(r, 300))
@@ -161,4 +161,50 @@ t.test('after a reload that takes a CA out, only connections accepted before it 
   const freshResumed = await openSponsorConnection(h, client, fresh.session())
   t.ok(freshResumed.reused, 'and a session the new context issued resumes')
   t.match(await freshResumed.ask(), OK, 'and is served: it was accepted after the reload, under the new bundle')
+})
+
+t.test('a second reload that takes a CA out while the first one’s connections are being judged', async (t) => {
+  // Found by re-review: connections are judged 64 per turn of the event loop, and a second such
+  // reload in between replaced, with an empty one, the map that completes resumed sessions: the rest
+  // of the first run closed resumed sessions the bundle still anchored.
+  const { writeFile } = await import('node:fs/promises')
+  const { join } = await import('node:path')
+  const { loadServerTls } = await import('../../src/config/tls-material.js')
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const root = h.pki.sponsorCa
+  const [x, y] = [createCa('CA X'), createCa('CA Y')]
+  t.same(await reloadSponsorBundle(h, `${root.certPem}${x.certPem}${y.certPem}`), { ok: true })
+  const material = async (pem: string) => {
+    const file = join(h.dir, `bundle-${Math.random()}.crt`)
+    await writeFile(file, pem)
+    const sponsor = h.config['sponsor'] as { tls: { cert: string; key: string } }
+    return loadServerTls({ cert: sponsor.tls.cert, key: sponsor.tls.key, clientCa: file, minVersion: 'TLSv1.2', handshakeTimeoutMs: 5000 })
+  }
+  const [withoutX, withoutBoth] = await Promise.all([material(`${root.certPem}${y.certPem}`), material(root.certPem)])
+  // More connections than one batch, the client through an intermediate last.
+  const others: SponsorConnection[] = []
+  for (let i = 0; i < 66; i++) others.push(await openSponsorConnection(h, h.pki.sponsorClient))
+  t.teardown(() => {
+    for (const c of others) c.close()
+  })
+  const issuing = createCa('Sponsor issuing CA', { issuer: root })
+  const leaf = issueCertificate(issuing, { ...DEV_LEAF_SPECS.sponsorClient, commonName: 'through an intermediate' })
+  const client = { certPem: `${leaf.certPem}${issuing.certPem}`, keyPem: leaf.keyPem }
+  const full = await openSponsorConnection(h, client)
+  t.match(await full.ask(), OK)
+  const resumed = await openSponsorConnection(h, client, full.session())
+  t.ok(resumed.reused)
+
+  h.gateway.sponsor.reloadTls(withoutX)
+  await new Promise<void>((resolve) =>
+    setImmediate(() => {
+      h.gateway.sponsor.reloadTls(withoutBoth)
+      resolve()
+    }),
+  )
+  await settle()
+  t.notOk(full.closed(), 'the root stays: the full-handshake connection goes on')
+  t.notOk(resumed.closed(), 'and the resumed one')
+  t.equal(others.filter((c) => c.closed()).length, 0, 'and every other')
 })
