@@ -131,6 +131,13 @@ export class SponsorListener {
   readonly #ticketKeyLifetimeMs: number
   /** The sponsor CA bundle new handshakes are verified against (see `reloadTls`). */
   #clientCaCerts: readonly X509Certificate[]
+  /** The CAs of that bundle OpenSSL anchors a chain in (`trustAnchors`). */
+  #clientAnchors: readonly X509Certificate[]
+  /**
+   * Fingerprints of the CAs reloads have taken out of the bundle: Node completes a chain from the
+   * connection's own (older) trust store, so such a CA can appear in a chain its client never sent.
+   */
+  readonly #removedCas = new Set<string>()
   /** How many reloads have taken a CA out of the sponsor bundle (see `ACCEPTED_UNDER`). */
   #caRemovals = 0
   /**
@@ -147,6 +154,7 @@ export class SponsorListener {
     this.#metrics = opts.metrics
     this.#log = opts.log
     this.#clientCaCerts = tls.caCerts
+    this.#clientAnchors = trustAnchors(tls.caCerts)
     this.#ticketKeyLifetimeMs = opts.ticketKeyLifetimeMs ?? TICKET_KEY_LIFETIME_MS
     const limits = config.limits
     this.server = https.createServer({
@@ -243,7 +251,10 @@ export class SponsorListener {
     // A CA renewed (the same name and key, a new serial or validity) is not taken out.
     const kept = new Set(tls.caCerts.map(caIdentity))
     const caRemoved = this.#clientCaCerts.some((ca) => !kept.has(caIdentity(ca)))
+    for (const ca of this.#clientCaCerts) this.#removedCas.add(ca.fingerprint256)
+    for (const ca of tls.caCerts) this.#removedCas.delete(ca.fingerprint256)
     this.#clientCaCerts = tls.caCerts
+    this.#clientAnchors = trustAnchors(tls.caCerts)
     this.server.setSecureContext({
       cert: tls.cert,
       key: tls.key,
@@ -302,7 +313,7 @@ export class SponsorListener {
       const to = Math.min(from + UNTRUSTED_BATCH, sockets.length)
       for (const socket of sockets.slice(from, to)) {
         if (socket.destroyed || socket.isSessionReused()) continue
-        const [leaf, ...sent] = chainOf(socket)
+        const [leaf, ...sent] = this.#chainSent(socket)
         if (leaf === undefined || sent.length === 0) continue
         const known = intermediatesByLeaf.get(leaf.fingerprint256) ?? []
         for (const cert of sent) {
@@ -312,8 +323,12 @@ export class SponsorListener {
       }
       if (to < sockets.length) setImmediate(read, to)
       else {
-        // Published whole: until then, handshakes judged meanwhile use the previous run's.
+        // Published whole: until then, handshakes judged meanwhile use the previous run's. Kept
+        // while a handshake accepted before the reload may still complete, then let go.
         this.#intermediatesAtRemoval = intermediatesByLeaf
+        setTimeout(() => {
+          if (this.#intermediatesAtRemoval === intermediatesByLeaf) this.#intermediatesAtRemoval = new Map()
+        }, this.#config.tls.handshakeTimeoutMs + 1000).unref()
         judge(0)
       }
     }
@@ -327,10 +342,19 @@ export class SponsorListener {
    * complete is not anchored: its client connects again, in a full handshake the bundle decides.
    */
   #anchoredNow(socket: VerifiedSocket, links: Map<string, boolean>): boolean {
-    let chain = chainOf(socket)
+    let chain = this.#chainSent(socket)
     const leaf = chain[0]
     if (socket.isSessionReused() && leaf !== undefined) chain = [...chain, ...(this.#intermediatesAtRemoval.get(leaf.fingerprint256) ?? [])]
-    return anchored(chain, this.#clientCaCerts, links)
+    return anchored(chain, this.#clientAnchors, links)
+  }
+
+  /**
+   * The connection's chain without the CAs reloads took out of the bundle (the leaf excepted): Node
+   * fills a chain in from the connection's own trust store, older than the bundle. A client that
+   * sent such a CA itself loses it too, and reconnects: the safe direction.
+   */
+  #chainSent(socket: VerifiedSocket): readonly X509Certificate[] {
+    return chainOf(socket).filter((cert, i) => i === 0 || !this.#removedCas.has(cert.fingerprint256))
   }
 
   /** The idle timeout this listener runs with: its boot configuration's (a reload does not change it). */
@@ -559,6 +583,27 @@ export function timeoutCheckInterval(headersTimeoutMs: number, requestTimeoutMs:
 function responseInFlight(socket: Socket): ServerResponse | undefined {
   const res = (socket as Socket & { _httpMessage?: unknown })._httpMessage
   return res instanceof ServerResponse ? res : undefined
+}
+
+/**
+ * The CAs of `bundle` OpenSSL anchors a chain in: its self-signed ones, and those a path of
+ * signatures within the bundle joins to one (OpenSSL takes no intermediate alone as an anchor).
+ */
+function trustAnchors(bundle: readonly X509Certificate[]): X509Certificate[] {
+  const now = Date.now()
+  const current = (c: X509Certificate) => Date.parse(c.validFrom) <= now && now < Date.parse(c.validTo)
+  const anchors = bundle.filter((ca) => current(ca) && ca.checkIssued(ca) && ca.verify(ca.publicKey))
+  for (let grew = true; grew; ) {
+    grew = false
+    for (const ca of bundle) {
+      if (anchors.includes(ca) || !current(ca)) continue
+      if (anchors.some((a) => a.ca && ca.checkIssued(a) && ca.verify(a.publicKey))) {
+        anchors.push(ca)
+        grew = true
+      }
+    }
+  }
+  return anchors
 }
 
 /** A CA as a renewal keeps it: its name and its key. */

@@ -208,3 +208,38 @@ t.test('a second reload that takes a CA out while the first one’s connections 
   t.notOk(resumed.closed(), 'and the resumed one')
   t.equal(others.filter((c) => c.closed()).length, 0, 'and every other')
 })
+
+t.test('an intermediate held in the bundle, or a root, taken out: the connections that relied on it are closed', async (t) => {
+  // Found by review: Node fills a chain in from the connection's own trust store (the bundle it was
+  // accepted under), so a client that sent its leaf alone seemed anchored through the intermediate
+  // the reload had just taken out; and a CA of the bundle that is not self-signed counted as an
+  // anchor, though OpenSSL anchors no chain in an intermediate alone.
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const root = h.pki.sponsorCa
+  const intermediate = createCa('Sponsor issuing CA', { issuer: root })
+  const leaf = issueCertificate(intermediate, { ...DEV_LEAF_SPECS.sponsorClient })
+  const leafOnly = { certPem: leaf.certPem, keyPem: leaf.keyPem }
+  const withIntermediate = { certPem: `${leaf.certPem}${intermediate.certPem}`, keyPem: leaf.keyPem }
+  t.same(await reloadSponsorBundle(h, `${root.certPem}${intermediate.certPem}`), { ok: true })
+  const sentLeafOnly = await openSponsorConnection(h, leafOnly)
+  t.match(await sentLeafOnly.ask(), OK, 'the bundle completes its chain')
+  const sentBoth = await openSponsorConnection(h, withIntermediate)
+  t.match(await sentBoth.ask(), OK)
+
+  t.same(await reloadSponsorBundle(h, root.certPem), { ok: true })
+  await settle()
+  t.ok(sentLeafOnly.closed(), 'the intermediate taken out: the client that relied on the bundle’s copy is closed')
+  t.equal(await (await openSponsorConnection(h, leafOnly)).ask(), '', 'as a new handshake of it is refused')
+  // Which copy of the intermediate a chain holds, Node does not say: one the bundle had is taken as
+  // the bundle's. The client that sent it itself is closed too, and reconnects: the safe direction.
+  t.ok(sentBoth.closed(), 'the one that sent the intermediate itself is closed too')
+
+  const again = await openSponsorConnection(h, withIntermediate)
+  t.match(await again.ask(), OK)
+  // The root taken out, the intermediate alone left in the bundle: OpenSSL anchors nothing in it.
+  t.same(await reloadSponsorBundle(h, intermediate.certPem), { ok: true })
+  await settle()
+  t.equal(await (await openSponsorConnection(h, withIntermediate)).ask(), '', 'no new handshake through the intermediate alone')
+  t.ok(again.closed(), 'and no open connection kept through it')
+})
