@@ -13,13 +13,28 @@
  * session, which carries its leaf alone, is completed by what that same leaf's open full-handshake
  * connections sent, and closed when there is none (its client reconnects).
  */
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { createCa, DEV_LEAF_SPECS, DEV_SPONSOR_CA_NAME, issueCertificate } from '../../src/pki/dev-pki.js'
 import { Harness } from '../helpers/harness.js'
 import { openSponsorConnection, reloadSponsorBundle, type SponsorConnection } from '../helpers/sponsor-connection.js'
 
 const OK = /^HTTP\/1\.1 200 /
 const settle = () => new Promise((r) => setTimeout(r, 300))
+
+/**
+ * A gateway whose bundle holds the old root and a new one, and an intermediate under the old root
+ * with its cross-signed copy (the same name and key) under the new one.
+ */
+async function migratingToANewRoot(t: Test) {
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const oldRoot = h.pki.sponsorCa
+  const newRoot = createCa('New sponsor root')
+  t.same(await reloadSponsorBundle(h, `${oldRoot.certPem}${newRoot.certPem}`), { ok: true })
+  const issuingOld = createCa('Sponsor issuing CA', { issuer: oldRoot })
+  const issuingNew = createCa('Sponsor issuing CA', { issuer: newRoot, keyPem: issuingOld.keyPem })
+  return { h, oldRoot, newRoot, issuingOld, issuingNew }
+}
 
 t.test('a decoy copy of an intermediate sent by one client decides for nobody', async (t) => {
   const h = await Harness.start()
@@ -57,14 +72,7 @@ t.test('a decoy copy of an intermediate sent by one client decides for nobody', 
 })
 
 t.test('a cross-signed intermediate: a client the new bundle anchors keeps its connection whatever others sent', async (t) => {
-  const h = await Harness.start()
-  t.teardown(() => h.close())
-  const oldRoot = h.pki.sponsorCa
-  const newRoot = createCa('New sponsor root')
-  t.same(await reloadSponsorBundle(h, `${oldRoot.certPem}${newRoot.certPem}`), { ok: true })
-  const issuingOld = createCa('Sponsor issuing CA', { issuer: oldRoot })
-  // The same intermediate (name and key) cross-signed by the new root.
-  const issuingNew = createCa('Sponsor issuing CA', { issuer: newRoot, keyPem: issuingOld.keyPem })
+  const { h, newRoot, issuingOld, issuingNew } = await migratingToANewRoot(t)
   const notMigratedLeaf = issueCertificate(issuingOld, { ...DEV_LEAF_SPECS.sponsorClient, commonName: 'not migrated' })
   const notMigrated = await openSponsorConnection(h, { certPem: `${notMigratedLeaf.certPem}${issuingOld.certPem}`, keyPem: notMigratedLeaf.keyPem })
   t.match(await notMigrated.ask(), OK)
@@ -86,13 +94,7 @@ t.test('a cross-signed intermediate: a client the new bundle anchors keeps its c
 
 t.test('one leaf on two pods with different chains: each connection judged by its own, a resumed one by either', async (t) => {
   // Found by re-review: the second version remembered one chain per leaf, the last full handshake's.
-  const h = await Harness.start()
-  t.teardown(() => h.close())
-  const oldRoot = h.pki.sponsorCa
-  const newRoot = createCa('New sponsor root')
-  t.same(await reloadSponsorBundle(h, `${oldRoot.certPem}${newRoot.certPem}`), { ok: true })
-  const issuingOld = createCa('Sponsor issuing CA', { issuer: oldRoot })
-  const issuingNew = createCa('Sponsor issuing CA', { issuer: newRoot, keyPem: issuingOld.keyPem })
+  const { h, oldRoot, newRoot, issuingOld, issuingNew } = await migratingToANewRoot(t)
   const leaf = issueCertificate(issuingOld, { ...DEV_LEAF_SPECS.sponsorClient })
   const podA = { certPem: `${leaf.certPem}${issuingNew.certPem}`, keyPem: leaf.keyPem }
   const podB = { certPem: `${leaf.certPem}${issuingOld.certPem}`, keyPem: leaf.keyPem }
