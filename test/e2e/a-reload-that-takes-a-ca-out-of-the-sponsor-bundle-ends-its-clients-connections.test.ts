@@ -8,13 +8,14 @@
  * and checks a handshake in progress against the new bundle. A reload that keeps the client's CA (a
  * renewed server certificate, another CA added beside it) cuts nothing.
  */
-import { copyFile, writeFile } from 'node:fs/promises'
+import { copyFile } from 'node:fs/promises'
 import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import tls from 'node:tls'
 import t from 'tap'
 import { createCa } from '../../src/pki/dev-pki.js'
 import { echoHandler, Harness } from '../helpers/harness.js'
+import { reloadSponsorBundle } from '../helpers/sponsor-connection.js'
 
 /** A raw keep-alive connection of the sponsor client: each `get` writes one request and resolves with its response head. */
 function keepAlive(h: Harness) {
@@ -66,13 +67,7 @@ t.test('a reload that takes a CA out of the sponsor bundle ends its clients’ c
     },
   })
   t.teardown(() => h.close())
-  const withClientCa = async (pem: string) => {
-    const file = join(h.dir, `client-ca-${Date.now()}-${Math.random()}.crt`)
-    await writeFile(file, pem)
-    const sponsor = h.config['sponsor'] as { tls: Record<string, string> }
-    await h.writeConfig({ ...h.config, sponsor: { ...sponsor, tls: { ...sponsor.tls, clientCa: file } } })
-    t.same(await h.gateway.reload(), { ok: true })
-  }
+  const withClientCa = async (pem: string) => t.same(await reloadSponsorBundle(h, pem), { ok: true })
   const other = createCa('Another sponsor CA').certPem
 
   const idle = keepAlive(h)
@@ -134,19 +129,13 @@ t.test('a reload that takes a CA out of the sponsor bundle ends its clients’ c
   t.equal(h.upstream.seen.filter((s) => s.url === '/v1/records/4' || s.url === '/v1/records/5').length, 0, 'none of its later requests reached the upstream')
 })
 
-t.test('a handshake that began before two quick reloads is checked against every bundle they replaced', async (t) => {
+t.test('a handshake accepted before two quick reloads is judged by the bundle it completes under', async (t) => {
   // Found by review: the check knew only the bundle before the last change, so a handshake begun
   // under the first bundle, whose CA the first reload took out and which a second reload replaced
   // again, was served.
   const h = await Harness.start()
   t.teardown(() => h.close())
-  const withClientCa = async (pem: string) => {
-    const file = join(h.dir, `client-ca-${Date.now()}-${Math.random()}.crt`)
-    await writeFile(file, pem)
-    const sponsor = h.config['sponsor'] as { tls: Record<string, string> }
-    await h.writeConfig({ ...h.config, sponsor: { ...sponsor, tls: { ...sponsor.tls, clientCa: file } } })
-    t.same(await h.gateway.reload(), { ok: true })
-  }
+  const withClientCa = async (pem: string) => t.same(await reloadSponsorBundle(h, pem), { ok: true })
   const raw = await new Promise<Socket>((resolve) => {
     const s = connect(h.gateway.sponsorPort, '127.0.0.1', () => resolve(s))
   })
