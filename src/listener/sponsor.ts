@@ -40,7 +40,9 @@ const CHAIN = Symbol('ecluse.chain')
  * was accepted, which is when Node binds the TLS context that verifies its handshake.
  */
 const ACCEPTED_UNDER = Symbol('ecluse.acceptedUnder')
-type AcceptedSocket = Socket & { [ACCEPTED_UNDER]?: number }
+/** On the accepted socket: the sponsor bundle of the context Node bound to it. */
+const ACCEPTED_BUNDLE = Symbol('ecluse.acceptedBundle')
+type AcceptedSocket = Socket & { [ACCEPTED_UNDER]?: number; [ACCEPTED_BUNDLE]?: readonly X509Certificate[] }
 /** Connections `#closeUntrusted` looks at per turn of the event loop. */
 const UNTRUSTED_BATCH = 64
 type VerifiedSocket = TLSSocket & {
@@ -133,11 +135,6 @@ export class SponsorListener {
   #clientCaCerts: readonly X509Certificate[]
   /** The CAs of that bundle OpenSSL anchors a chain in (`trustAnchors`). */
   #clientAnchors: readonly X509Certificate[]
-  /**
-   * Fingerprints of the CAs reloads have taken out of the bundle: Node completes a chain from the
-   * connection's own (older) trust store, so such a CA can appear in a chain its client never sent.
-   */
-  readonly #removedCas = new Set<string>()
   /** How many reloads have taken a CA out of the sponsor bundle (see `ACCEPTED_UNDER`). */
   #caRemovals = 0
   /**
@@ -251,8 +248,6 @@ export class SponsorListener {
     // A CA renewed (the same name and key, a new serial or validity) is not taken out.
     const kept = new Set(tls.caCerts.map(caIdentity))
     const caRemoved = this.#clientCaCerts.some((ca) => !kept.has(caIdentity(ca)))
-    for (const ca of this.#clientCaCerts) this.#removedCas.add(ca.fingerprint256)
-    for (const ca of tls.caCerts) this.#removedCas.delete(ca.fingerprint256)
     this.#clientCaCerts = tls.caCerts
     this.#clientAnchors = trustAnchors(tls.caCerts)
     this.server.setSecureContext({
@@ -349,12 +344,17 @@ export class SponsorListener {
   }
 
   /**
-   * The connection's chain without the CAs reloads took out of the bundle (the leaf excepted): Node
-   * fills a chain in from the connection's own trust store, older than the bundle. A client that
-   * sent such a CA itself loses it too, and reconnects: the safe direction.
+   * The connection's chain without the CAs that were in the bundle it was accepted under and are no
+   * longer (the leaf excepted): Node fills a chain in from that bundle, and cannot say whose copy a
+   * certificate is. A client that sent such a CA itself loses it too, and reconnects: the safe
+   * direction.
    */
   #chainSent(socket: VerifiedSocket): readonly X509Certificate[] {
-    return chainOf(socket).filter((cert, i) => i === 0 || !this.#removedCas.has(cert.fingerprint256))
+    const acceptedUnder = (socket as TLSSocket & { _parent?: AcceptedSocket })._parent?.[ACCEPTED_BUNDLE]
+    if (acceptedUnder === undefined || acceptedUnder === this.#clientCaCerts) return chainOf(socket)
+    const current = new Set(this.#clientCaCerts.map((ca) => ca.fingerprint256))
+    const gone = new Set(acceptedUnder.filter((ca) => !current.has(ca.fingerprint256)).map((ca) => ca.fingerprint256))
+    return chainOf(socket).filter((cert, i) => i === 0 || !gone.has(cert.fingerprint256))
   }
 
   /** The idle timeout this listener runs with: its boot configuration's (a reload does not change it). */
@@ -457,6 +457,7 @@ export class SponsorListener {
 
   #onConnection(socket: AcceptedSocket): void {
     socket[ACCEPTED_UNDER] = this.#caRemovals
+    socket[ACCEPTED_BUNDLE] = this.#clientCaCerts
     this.#sockets.add(socket)
     this.#metrics.connectionOpened('sponsor')
     socket.once('close', () => {
@@ -586,13 +587,14 @@ function responseInFlight(socket: Socket): ServerResponse | undefined {
 }
 
 /**
- * The CAs of `bundle` OpenSSL anchors a chain in: its self-signed ones, and those a path of
- * signatures within the bundle joins to one (OpenSSL takes no intermediate alone as an anchor).
+ * The CAs of `bundle` OpenSSL anchors a chain in: its self-issued ones (their own signature is not
+ * checked, as OpenSSL does not), and those a path of signatures within the bundle joins to one
+ * (OpenSSL takes no intermediate alone as an anchor).
  */
 function trustAnchors(bundle: readonly X509Certificate[]): X509Certificate[] {
   const now = Date.now()
   const current = (c: X509Certificate) => Date.parse(c.validFrom) <= now && now < Date.parse(c.validTo)
-  const anchors = bundle.filter((ca) => current(ca) && ca.checkIssued(ca) && ca.verify(ca.publicKey))
+  const anchors = bundle.filter((ca) => current(ca) && ca.checkIssued(ca))
   for (let grew = true; grew; ) {
     grew = false
     for (const ca of bundle) {

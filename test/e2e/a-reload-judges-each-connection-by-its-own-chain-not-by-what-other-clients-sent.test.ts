@@ -15,6 +15,7 @@
  */
 import t, { type Test } from 'tap'
 import { createCa, DEV_LEAF_SPECS, DEV_SPONSOR_CA_NAME, issueCertificate } from '../../src/pki/dev-pki.js'
+import { commonName, makeCertificate, newKeyPair } from '../helpers/handmade-certificates.js'
 import { Harness } from '../helpers/harness.js'
 import { openSponsorConnection, reloadSponsorBundle, type SponsorConnection } from '../helpers/sponsor-connection.js'
 
@@ -244,4 +245,42 @@ t.test('an intermediate held in the bundle, or a root, taken out: the connection
   await settle()
   t.equal(await (await openSponsorConnection(h, withIntermediate)).ask(), '', 'no new handshake through the intermediate alone')
   t.ok(again.closed(), 'and no open connection kept through it')
+})
+
+t.test('what decides is the bundle a connection was accepted under, and a root’s own signature is not checked', async (t) => {
+  // Found by review: the CAs reloads took out were remembered for ever, so a client that sends an
+  // intermediate taken out of the bundle long before it connected was cut at every later removal;
+  // and a root whose self-signature does not verify (OpenSSL never checks it) anchored nothing here.
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const root = h.pki.sponsorCa
+  const intermediate = createCa('Sponsor issuing CA', { issuer: root })
+  const leaf = issueCertificate(intermediate, { ...DEV_LEAF_SPECS.sponsorClient })
+  t.same(await reloadSponsorBundle(h, `${root.certPem}${intermediate.certPem}`), { ok: true })
+  t.same(await reloadSponsorBundle(h, root.certPem), { ok: true })
+  const sendsItsIntermediate = await openSponsorConnection(h, { certPem: `${leaf.certPem}${intermediate.certPem}`, keyPem: leaf.keyPem })
+  t.match(await sendsItsIntermediate.ask(), OK, 'accepted after the intermediate left the bundle, sending it itself')
+
+  // A root whose self-signature is wrong: signed by another key than its own.
+  const rootKey = newKeyPair()
+  const brokenRoot = makeCertificate({
+    subject: commonName('Root with a wrong self-signature'),
+    issuer: commonName('Root with a wrong self-signature'),
+    publicKeyPem: rootKey.publicKey,
+    signingKeyPem: newKeyPair().privateKey,
+    ca: true,
+    keyUsage: { keyCertSign: true, cRLSign: true },
+    subjectKeyId: true,
+  })
+  const underBroken = issueCertificate({ certPem: brokenRoot, keyPem: rootKey.privateKey }, { ...DEV_LEAF_SPECS.sponsorClient, commonName: 'under a broken root' })
+  const other = createCa('Another sponsor CA')
+  t.same(await reloadSponsorBundle(h, `${root.certPem}${brokenRoot}${other.certPem}`), { ok: true })
+  const viaBroken = await openSponsorConnection(h, underBroken)
+  t.match(await viaBroken.ask(), OK, 'OpenSSL anchors a handshake in it')
+
+  // Another CA taken out: neither connection relied on it.
+  t.same(await reloadSponsorBundle(h, `${root.certPem}${brokenRoot}`), { ok: true })
+  await settle()
+  t.notOk(sendsItsIntermediate.closed(), 'the client that sends its intermediate goes on')
+  t.notOk(viaBroken.closed(), 'and so does the one under the root OpenSSL anchors')
 })
