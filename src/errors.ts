@@ -47,7 +47,7 @@ export const ERROR_CODES = {
   transform_failed: { status: 502, summary: 'A body transform could not guarantee the response is safe.' },
   request_transform_failed: { status: 500, summary: 'A request body transform failed on its own (a bug in a stage).' },
   unsupported_media_type: { status: 415, summary: 'The body type or encoding cannot be transformed safely.' },
-  plaintext_refused: { status: 422, summary: 'A field that must cross sealed was present in plaintext.' },
+  plaintext_refused: { status: 422, summary: 'A field or body that must cross sealed was present in plaintext.' },
   seal_failed: { status: 502, summary: 'A value could not be sealed; nothing was sent.' },
   open_failed: { status: 400, summary: 'A sealed value could not be opened (uniform, RFC 7516 §11.5).' },
   json_invalid: { status: 400, summary: 'The JSON body does not parse, or spells a member twice or ambiguously.' },

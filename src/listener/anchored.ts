@@ -7,14 +7,14 @@ import type { X509Certificate } from 'node:crypto'
 
 /**
  * Signature checks one chain may cost. Each certificate is visited once, so a chain of ten that all
- * name each other needs at most 45 among themselves, and one per bundle CA for each; past this many
- * the chain is taken as not anchored (its client reconnects).
+ * name each other needs at most 45 among themselves, and one per bundle CA for each; past this many,
+ * links not yet known count as absent (the chain is then likely not anchored: its client reconnects).
  */
 const MAX_SIGNATURE_CHECKS = 100
 
 /**
  * A key a CA's signature is checked with: an RSA key of at most 8,192 bits and a public exponent of
- * at most 2^32 (the loader's bounds for the sealing keys too), or an EC key. A client can send a
+ * at most 2^32 (the loader's bounds for the sealing keys too), or any key that is not RSA. A client can send a
  * certificate whose RSA exponent has 2,040 bits: each check with it costs ≈ 1.8 ms, not 0.03.
  */
 function ordinaryKey(cert: X509Certificate): boolean {

@@ -342,7 +342,7 @@ function checkCaOptions(opts: CaOptions): void {
 }
 
 /**
- * A self-signed root CA (RSA 2048, SHA-256) with a fresh key; with `opts.issuer`, an intermediate CA
+ * A self-signed root CA (RSA 2048, SHA-256) with a fresh key (or `opts.keyPem`); with `opts.issuer`, an intermediate CA
  * signed by that one (tests of chains).
  *
  * @example
@@ -353,7 +353,7 @@ export function createCa(commonName: string, opts: CaOptions = {}): CertifiedKey
   return buildCa(commonName, opts, opts.keyPem === undefined ? generateKeySync() : keyPairFromPrivate(opts.keyPem))
 }
 
-/** {@link createCa} with the key generated off the main thread. */
+/** {@link createCa} with the key generated off the main thread (none is generated with `keyPem`). */
 export async function createCaAsync(commonName: string, opts: CaOptions = {}): Promise<CertifiedKey> {
   checkCaOptions(opts)
   return buildCa(commonName, opts, opts.keyPem === undefined ? await generateKeyAsync() : keyPairFromPrivate(opts.keyPem))
