@@ -19,7 +19,7 @@ import {
 import type { CryptoOpMetrics } from '../observability/metrics.js'
 import { meterBodyStream } from './body-stream.js'
 import { checkNoContentEncoding, contextOption, keySetFor, keySetName, parseOptions, refusal, refuseAtBegin } from './json-fields.js'
-import { SEALED_MEDIA_TYPE } from './seal-body.js'
+import { isSealedMediaType, SEALED_MEDIA_TYPE } from './seal-body.js'
 import type { BodyTransform, MessageHeaders, TransformContext, TransformEnv } from './types.js'
 
 /** The record sizes a sealed body may declare, for the steps that read one (`open-body`, `require-sealed-body`). */
@@ -89,7 +89,7 @@ export class OpenBodyTransform implements BodyTransform {
     try {
       checkNoContentEncoding(ctx.headers, ctx.direction, 'open-body')
       const type = ctx.headers['content-type']
-      if (typeof type !== 'string' || type.trim().toLowerCase() !== SEALED_MEDIA_TYPE) {
+      if (!isSealedMediaType(type)) {
         throw refusal(ctx.direction, 'unsupported_media_type', `open-body: content-type is not ${SEALED_MEDIA_TYPE}`)
       }
       stream = createOpenStream(this.#keys, { route: this.#context ?? ctx.routeName, ...this.#recordSizes, kekCache: this.#keks })

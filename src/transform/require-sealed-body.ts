@@ -16,7 +16,7 @@ import type { CryptoOpMetrics } from '../observability/metrics.js'
 import { meterBodyStream } from './body-stream.js'
 import { checkNoContentEncoding, contextOption, keySetFor, keySetName, parseOptions, refusal, refuseAtBegin } from './json-fields.js'
 import { recordSizeOptions, recordSizesAgree, recordSizesOf } from './open-body.js'
-import { SEALED_MEDIA_TYPE } from './seal-body.js'
+import { isSealedMediaType, SEALED_MEDIA_TYPE } from './seal-body.js'
 import type { BodyTransform, TransformContext, TransformEnv } from './types.js'
 
 /** The record sizes `open-body` accepts, by default: a stream that passes here opens there. */
@@ -50,7 +50,7 @@ export class RequireSealedBodyTransform implements BodyTransform {
       const type = ctx.headers['content-type']
       // The answers the trusted side's own gateway writes (its upstream down, a drain, a timeout).
       if (ctx.direction === 'response' && type === 'application/json') return new GatewayErrorAnswer(this.#env, ctx)
-      if (typeof type !== 'string' || type.trim().toLowerCase() !== SEALED_MEDIA_TYPE) {
+      if (!isSealedMediaType(type)) {
         throw refusal(ctx.direction, 'plaintext_refused', `require-sealed-body: content-type is not ${SEALED_MEDIA_TYPE}`)
       }
       check = createSealedStreamCheck(this.#keys, { route: this.#context ?? ctx.routeName, ...this.#recordSizes })

@@ -17,6 +17,11 @@ import type { BodyTransform, TransformContext, TransformEnv } from './types.js'
 
 /** The media type of a sealed body on the wire. */
 export const SEALED_MEDIA_TYPE = 'application/vnd.ecluse.sealed'
+
+/** Whether a message's `content-type` labels it a sealed body (the steps that read one). */
+export function isSealedMediaType(type: string | string[] | undefined): boolean {
+  return typeof type === 'string' && type.trim().toLowerCase() === SEALED_MEDIA_TYPE
+}
 /** What a body without a `content-type` is sealed as (RFC 9110 §8.3: the recipient may assume it). */
 const UNTYPED = 'application/octet-stream'
 
