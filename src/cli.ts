@@ -289,7 +289,8 @@ export const COMMANDS: Command[] = [
       '--keys, -k JWKS        the recipients\' key set; only its public keys are used (a private set is',
       '                       accepted, its private halves ignored); values are sealed to its current key',
       '--context CTX          bound into every sealed value (ecl.route): the `context` of the matching',
-      '                       transform step, e.g. accreditations',
+      '                       transform step, e.g. accreditations; for a body, with its path',
+      '                       parameters filled in (photos-in/A for photos-in/{id})',
       '--fields PTRS          JSON Pointers to seal, comma-separated or repeated, none ending in a',
       '                       blank; `*` matches any member or index, e.g. /name,/records/*/passportNumber',
       '--records PTR:ID       bind each value to its record: records at PTR, id member ID (ecl.rid),',
@@ -325,6 +326,7 @@ export const COMMANDS: Command[] = [
     details: [
       '--keys, -k JWKS        the private key set (NAME.private.jwks.json); every key in it is accepted',
       '--context CTX          the context the values were sealed for; anything else does not open',
+      '                       (a body\'s, as bound: photos-out/A for photos-out/{id})',
       '--fields PTRS          JSON Pointers of the sealed values, comma-separated or repeated',
       '--records PTR:ID       the values were bound to their records (see seal --help)',
       '--ndjson               the input is newline-delimited JSON',
@@ -1161,7 +1163,7 @@ async function beginStep(
     }
     throw err
   }
-  const stream = step.begin({ direction: 'request', routeName: a.context, requestId: 'cli', principal: CLI_PRINCIPAL, headers, log })
+  const stream = step.begin({ direction: 'request', routeName: a.context, path: '/', requestId: 'cli', principal: CLI_PRINCIPAL, headers, log })
   if (stream === null) throw new Error(`internal: the ${step.type} step declined the input`)
   return { stream, headers }
 }

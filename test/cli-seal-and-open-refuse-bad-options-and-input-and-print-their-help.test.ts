@@ -61,6 +61,9 @@ t.test('bad options: exit 2, a message naming the option, the usage, nothing wri
     [['seal', '-k', '', '--context', 'c', '--fields', '/name', input], '--keys needs a file'],
     [[...open, '--context', 'c', '--body', input, '-o', ''], '--out needs a file'],
     [[...seal, '--context', 'two words', '--fields', '/name', input], '--context: must be visible ASCII without spaces'],
+    // A gateway fills a body's path parameters in; offline there is no path to read them from.
+    [[...open, '--context', 'photos-in/{id}', '--body', input], '--context: {id} reads a path parameter, and there is no route path here; give the context as it was bound, e.g. photos-in/A'],
+    [[...seal, '--context', 'records/{id}', '--fields', '/name', input], '--context: a "{name}" path parameter binds whole bodies only (seal-body, open-body, require-sealed-body); a field is bound to its record through records'],
     [[...seal, '--context', 'c', '--fields', 'name', input], '--fields takes JSON Pointers, each starting with "/"'],
     [[...seal, '--context', 'c', '--fields', '/name,', input], '--fields takes JSON Pointers, each starting with "/"'],
     [[...seal, '--context', 'c', '--fields', '/name,/name', input], '--fields: JSON patterns "/name" and "/name" can match the same value'],

@@ -283,7 +283,7 @@ t.test('records smaller than minRecordSize are refused at the header, before any
   const step = createOpenBodyTransform({ keys: 'k', maxRecordSize: RS }, { ...env, keySets })
   const forRoute = Buffer.concat(await Readable.from([data]).pipe(createSealStream(pub, { contentType: 'image/jpeg', recordSize: RS, route: 'r' })).toArray())
   const headers: Record<string, string> = { 'content-type': 'application/vnd.ecluse.sealed' }
-  const stream = step.begin({ direction: 'request', routeName: 'r', requestId: 'x', principal: { id: 'uri:x' } as never, headers, log: env.log })!
+  const stream = step.begin({ direction: 'request', routeName: 'r', path: '/', requestId: 'x', principal: { id: 'uri:x' } as never, headers, log: env.log })!
   const out: Buffer[] = []
   await pipeline(Readable.from([forRoute]), stream, new Writable({ write: (c, _e, cb) => { out.push(c); cb() } }))
   t.ok(Buffer.concat(out).equals(data), `records of ${RS} bytes open under maxRecordSize ${RS} with no minRecordSize set`)

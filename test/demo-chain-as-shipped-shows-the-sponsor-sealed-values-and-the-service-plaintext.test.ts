@@ -129,7 +129,7 @@ const probe = spawnSync(PYTHON, ['-c', 'import cryptography, jwcrypto'], { encod
 const noPython = probe.error !== undefined || probe.status !== 0
 const why = `${PYTHON} with python3-cryptography and python3-jwcrypto is needed: ${probe.error?.message ?? probe.stderr.trim()}`
 t.test(
-  'an independent decoder opens the sponsor’s photo with the private set, for photos-out only',
+  'an independent decoder opens the sponsor’s photo with the private set, for photos-out and its record only',
   { skip: noPython && !process.env['CI'] ? why : false },
   async (t) => {
     if (noPython) {
@@ -141,12 +141,16 @@ t.test(
       keys: privateJwks.keys,
       fields: [],
       streams: [
+        { sealed, route: `photos-out/${sample.id}` },
+        { sealed, route: `photos-in/${sample.id}` },
         { sealed, route: 'photos-out' },
-        { sealed, route: 'photos-in' },
+        { sealed, route: `photos-out/${sample.id}x` },
       ],
     })
     t.match(out.streams[0], { ok: true, contentType: 'image/png', plaintext: SAMPLE_PHOTO.toString('hex') })
     t.match(out.streams[1], { ok: false }, 'a photo handed out does not open as an upload')
+    t.match(out.streams[2], { ok: false }, 'nor without its record')
+    t.match(out.streams[3], { ok: false }, 'nor as the photo of another record')
   },
 )
 

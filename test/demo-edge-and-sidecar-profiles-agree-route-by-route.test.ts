@@ -102,7 +102,7 @@ t.test('the field lists are the record’s sensitive members, by id, and the vet
     t.same(binding(response[1]!), { context: 'accreditations', fields: fieldsAt(prefix), records: { pattern: prefix, id: 'id' } })
   }
   t.same(byName['create-accreditation']?.transforms?.request?.[0]?.fields, fieldsAt(''), 'the sidecar opens every sensitive member')
-  t.same(byName['get-photo']?.transforms?.response, [{ type: 'seal-body', recipients: 'trusted-host', context: 'photos-out' }])
+  t.same(byName['get-photo']?.transforms?.response, [{ type: 'seal-body', recipients: 'trusted-host', context: 'photos-out/{id}' }])
 })
 
 t.test('the edge holds the public set only; the sidecar opens with its private set and seals to the public one', async (t) => {

@@ -213,9 +213,13 @@ export interface ParsedCompact extends CompactParts {
   readonly header: Readonly<Record<string, unknown>>
 }
 
-/** Expected claim values: a string must match exactly, `ANY_VALUE` accepts any string, absent means must be absent. */
+/**
+ * Expected claim values: a string must match exactly, a list accepts any of its strings (a context
+ * and those accepted while the sealing side changes it), `ANY_VALUE` accepts any string, absent means
+ * must be absent.
+ */
 export const ANY_VALUE: unique symbol = Symbol('any')
-export type Expected = Readonly<Record<string, string | typeof ANY_VALUE | undefined>>
+export type Expected = Readonly<Record<string, string | readonly string[] | typeof ANY_VALUE | undefined>>
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
@@ -284,7 +288,7 @@ export function parseCompact(
     if (typeof v !== 'string') openFailed(`${name} is not a string`)
     if (!crit.includes(name)) openFailed(`${name} not listed in crit`)
     if (want === undefined) openFailed(`${name} present but not expected here`)
-    if (want !== ANY_VALUE && v !== want) openFailed(`${name} does not match where the value sits`)
+    if (want !== ANY_VALUE && (typeof want === 'string' ? v !== want : !want.includes(v))) openFailed(`${name} does not match where the value sits`)
   }
   if (crit.length !== present || new Set(crit).size !== crit.length) openFailed('crit lists unknown, absent or duplicate names')
 

@@ -317,8 +317,8 @@ class SealStream extends Transform {
 }
 
 export interface OpenStreamOptions {
-  /** If set, the stream must have been sealed for exactly this route. */
-  readonly route?: string
+  /** If set, the stream must have been sealed for exactly this route (or one of these). */
+  readonly route?: string | readonly string[]
   /** Largest `rs` accepted (default 1 MiB): memory per stream is bounded by one record. */
   readonly maxRecordSize?: number
   /** Smallest `rs` accepted (default 16, the format's): CPU per byte is bounded by it. */
@@ -376,7 +376,7 @@ type Phase = (typeof Phase)[keyof typeof Phase]
 
 class OpenStreamImpl extends Transform implements OpenStream {
   readonly #keys: KeySet
-  readonly #route: string | undefined
+  readonly #route: string | readonly string[] | undefined
   readonly #maxRs: number
   readonly #minRs: number
   readonly #maxJwe: number
@@ -641,7 +641,7 @@ class StreamHeaderReader {
 }
 
 /** The header's key JWE, parsed against the stream profile (§5 step 2, up to its decryption). */
-function parseKeyJwe(header: Buffer, keys: KeySet, route: string | undefined, maxJwe: number): ReturnType<typeof parseCompact> {
+function parseKeyJwe(header: Buffer, keys: KeySet, route: string | readonly string[] | undefined, maxJwe: number): ReturnType<typeof parseCompact> {
   const jwe = header.toString('latin1', FIXED_HEADER_BYTES)
   return parseCompact(jwe, keys, STREAM_PROFILE, { 'ecl.fmt': STREAM_FORMAT_CLAIM, 'ecl.route': route ?? ANY_VALUE }, maxJwe)
 }
@@ -655,8 +655,8 @@ function parseKeyJwe(header: Buffer, keys: KeySet, route: string | undefined, ma
 const MIN_KEY_PAYLOAD_BYTES = '{"k":"","cty":"a/b"}'.length + 43
 
 export interface SealedStreamCheckOptions {
-  /** The route (context) the stream must be bound to (`ecl.route`); required, as a gateway knows it. */
-  readonly route: string
+  /** The route (context) the stream must be bound to (`ecl.route`), or those it may be; required, as a gateway knows it. */
+  readonly route: string | readonly string[]
   readonly maxRecordSize?: number
   readonly minRecordSize?: number
   readonly maxJweBytes?: number
@@ -681,7 +681,7 @@ export function createSealedStreamCheck(keys: KeySet, options: SealedStreamCheck
 
 class SealedStreamCheck extends Transform {
   readonly #keys: KeySet
-  readonly #route: string
+  readonly #route: string | readonly string[]
   readonly #maxJwe: number
   readonly #header: StreamHeaderReader
   #wire = 0

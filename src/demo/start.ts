@@ -142,7 +142,7 @@ Try, from ${REPO_ROOT} (T is the sponsor application's client certificate):
   echo ${photoB64} | base64 -d | curl $T -X PUT -H 'content-type: image/png' --data-binary @- ${edge}/v1/accreditations/${id}/photo
   curl $T -o ${photoFile}.sealed -w '%{http_code} %{content_type} %{size_download} bytes\\n' ${edge}/v1/accreditations/${id}/photo
   # only the private key set opens them (the trusted host's tools):
-  node --import tsx src/cli.ts open --keys ${rel(keys.privateFile)} --context photos-out --body ${photoFile}.sealed -o ${photoFile}.png
+  node --import tsx src/cli.ts open --keys ${rel(keys.privateFile)} --context photos-out/${id} --body ${photoFile}.sealed -o ${photoFile}.png
   curl -s $T ${edge}/v1/accreditations/${id} | node --import tsx src/cli.ts open --keys ${rel(keys.privateFile)} --context accreditations --fields ${fields} --records :id
   # refused: an unknown route (404 route_not_found, nothing forwarded)
   curl $T ${edge}/v1/does-not-exist

@@ -199,6 +199,8 @@ class Exchange {
   readonly #requestId = randomUUID()
   readonly #abort = new UpstreamAbort()
   #route: CompiledRoute | undefined
+  /** The normalised path `#route` matched (without the query). */
+  #path = ''
   #principal: Principal | undefined
   #requestBody: BodyLimit | undefined
   #requestBodyError: unknown
@@ -275,6 +277,7 @@ class Exchange {
     }
     const route = match.route
     this.#route = route
+    this.#path = target.path
     this.#proxy.metrics.requestReceived(route.name)
 
     if (!isAllowed(route, principal)) {
@@ -287,6 +290,15 @@ class Exchange {
     const jwks = this.#state.jwks?.get(route.name)
     if (jwks !== undefined) {
       this.#serveJwks(jwks)
+      return
+    }
+
+    // A step that cannot serve this path whatever the body (a whole-body context binding a path
+    // parameter too long to bind): refused now, before the upstream does any work for it.
+    const pathRefusal = route.pathRefusal?.(target.path)
+    if (pathRefusal !== undefined) {
+      this.#proxy.metrics.authorizationDenied(route.name, 'path_rejected')
+      this.#refuse('path_rejected', pathRefusal)
       return
     }
 
@@ -451,6 +463,7 @@ class Exchange {
       direction,
       ...(status === undefined ? {} : { status }),
       routeName: this.#route!.name,
+      path: this.#path,
       requestId: this.#requestId,
       principal: this.#principal!,
       headers,

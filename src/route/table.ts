@@ -43,6 +43,11 @@ export interface CompiledRoute {
   readonly requestTransforms: readonly BodyTransform[]
   /** Already reversed: run in this order on the response body (filters unwind in reverse). */
   readonly responseTransforms: readonly BodyTransform[]
+  /**
+   * Why a request to a path (normalised) is refused by one of the steps, in either direction
+   * (`BodyTransform.refusePath`), or undefined; undefined itself when no step asks.
+   */
+  readonly pathRefusal: ((path: string) => string | undefined) | undefined
 }
 
 /** The outcome of a match: the route, or the stable code to refuse with. */
@@ -339,8 +344,17 @@ function compileRoute(route: RouteConfig, index: number, config: Config, env: Tr
     throw new EcluseError('config_invalid', `${key}.upstream: unknown upstream "${route.upstream}"`)
   }
   if (route.allow.length === 0) env.log.warn({ route: route.name }, 'route allows no principal: every request to it is refused')
-  const requestTransforms = compileTransformChain(route.transforms.request, env, `${key}.transforms.request`)
-  const responseTransforms = compileTransformChain(route.transforms.response, env, `${key}.transforms.response`)
+  const routeEnv: TransformEnv = { ...env, routePath: route.path }
+  const requestTransforms = compileTransformChain(route.transforms.request, routeEnv, `${key}.transforms.request`)
+  const responseTransforms = compileTransformChain(route.transforms.response, routeEnv, `${key}.transforms.response`)
+  const pathChecks = [...requestTransforms, ...responseTransforms].filter((step) => step.refusePath !== undefined)
+  const pathRefusal = (path: string): string | undefined => {
+    for (const step of pathChecks) {
+      const why = step.refusePath!(path)
+      if (why !== undefined) return `${step.type}: ${why}`
+    }
+    return undefined
+  }
   return Object.freeze({
     name: route.name,
     path: route.path,
@@ -356,6 +370,7 @@ function compileRoute(route: RouteConfig, index: number, config: Config, env: Tr
     requestTransforms: Object.freeze([...requestTransforms]),
     // Envoy's filter-chain order: the last request filter is the first to see the response.
     responseTransforms: Object.freeze([...responseTransforms].reverse()),
+    pathRefusal: pathChecks.length === 0 ? undefined : pathRefusal,
   })
 }
 

@@ -22,13 +22,22 @@ import type { Direction, MessageHeaders, TransformContext, TransformEnv } from '
 
 /** A key set name, as in the `keys` section. */
 export const keySetName = z.string().min(1)
-/** `context`: bound into every sealed value as `ecl.route`; default the route name. */
-export const contextOption = z
+/** A context as configured: 1–256 visible ASCII characters. */
+export const contextText = z
   .string()
   .min(1)
   .max(256)
   .regex(/^[\x21-\x7e]+$/, 'must be visible ASCII without spaces')
-  .optional()
+/** `context`: bound into every sealed value as `ecl.route`; default the route name. */
+export const contextOption = contextText.optional()
+/**
+ * A field step's `context`: `{…}` reads a path parameter in the whole-body steps' context
+ * (body-context.ts) and is refused here rather than bound as text; a field is bound to its record
+ * through `records` instead.
+ */
+export const fieldContextOption = contextOption.refine((v) => v === undefined || !/[{}]/.test(v), {
+  message: 'a "{name}" path parameter binds whole bodies only (seal-body, open-body, require-sealed-body); a field is bound to its record through records',
+})
 export const fieldsOption = z.array(z.string()).min(1)
 export const recordsOption = z.object({ pattern: z.string(), id: z.string().min(1).max(1024) }).strict().optional()
 export const formatOption = z.enum(['auto', 'json', 'ndjson']).default('auto')

@@ -17,6 +17,7 @@ import {
   type SealedStreamInfo,
 } from '../crypto/stream.js'
 import type { CryptoOpMetrics } from '../observability/metrics.js'
+import { type AcceptedContexts, alsoAcceptOption, compileAcceptedContexts } from './body-context.js'
 import { meterBodyStream } from './body-stream.js'
 import { checkNoContentEncoding, contextOption, keySetFor, keySetName, parseOptions, refusal, refuseAtBegin } from './json-fields.js'
 import { isSealedMediaType, SEALED_MEDIA_TYPE } from './seal-body.js'
@@ -46,7 +47,7 @@ export function recordSizesOf(o: { minRecordSize?: number | undefined; maxRecord
 }
 
 const openBodyOptions = z
-  .object({ keys: keySetName, context: contextOption, ...recordSizeOptions })
+  .object({ keys: keySetName, context: contextOption, alsoAccept: alsoAcceptOption, ...recordSizeOptions })
   .strict()
   .refine(...recordSizesAgree)
 
@@ -69,16 +70,19 @@ export class OpenBodyTransform implements BodyTransform {
   readonly wholeBody = true
   readonly #env: TransformEnv
   readonly #keys: KeySet
-  readonly #context: string | undefined
+  readonly #contexts: AcceptedContexts
+  /** Present when the context binds a path parameter (`BodyTransform.refusePath`). */
+  readonly refusePath?: (path: string) => string | undefined
   readonly #recordSizes: { readonly minRecordSize: number; readonly maxRecordSize: number }
   /** Shared by the route's bodies: those sealed in one window of the sealer cost one agreement. */
   readonly #keks: KekCache
   readonly #metrics: CryptoOpMetrics | undefined
 
-  constructor(env: TransformEnv, keys: KeySet, context: string | undefined, recordSizes: { minRecordSize: number; maxRecordSize: number }) {
+  constructor(env: TransformEnv, keys: KeySet, contexts: AcceptedContexts, recordSizes: { minRecordSize: number; maxRecordSize: number }) {
     this.#env = env
     this.#keys = keys
-    this.#context = context
+    this.#contexts = contexts
+    if (contexts.refusal !== undefined) this.refusePath = contexts.refusal
     this.#recordSizes = recordSizes
     this.#keks = new KekCache(keys)
     this.#metrics = env.metrics?.op('open', 'stream')
@@ -92,7 +96,7 @@ export class OpenBodyTransform implements BodyTransform {
       if (!isSealedMediaType(type)) {
         throw refusal(ctx.direction, 'unsupported_media_type', `open-body: content-type is not ${SEALED_MEDIA_TYPE}`)
       }
-      stream = createOpenStream(this.#keys, { route: this.#context ?? ctx.routeName, ...this.#recordSizes, kekCache: this.#keks })
+      stream = createOpenStream(this.#keys, { route: this.#contexts.of(ctx), ...this.#recordSizes, kekCache: this.#keks })
     } catch (err) {
       throw refuseAtBegin(this.#env, ctx, err)
     }
@@ -126,5 +130,5 @@ export class OpenBodyTransform implements BodyTransform {
  */
 export function createOpenBodyTransform(options: Readonly<Record<string, unknown>>, env: TransformEnv): OpenBodyTransform {
   const o = parseOptions(openBodyOptions, options)
-  return new OpenBodyTransform(env, keySetFor(env, 'keys', o.keys, true), o.context, recordSizesOf(o))
+  return new OpenBodyTransform(env, keySetFor(env, 'keys', o.keys, true), compileAcceptedContexts(o.context, o.alsoAccept, env), recordSizesOf(o))
 }

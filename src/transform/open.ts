@@ -12,11 +12,11 @@ import { isOneStrictJsonValue, JSON_REWRITER_DEFAULTS, type JsonTarget } from '.
 import {
   BindingFieldMessage,
   compileFieldRules,
-  contextOption,
   emptyBody,
   type FieldRule,
   type FieldRules,
   FieldStream,
+  fieldContextOption,
   fieldsOption,
   formatOption,
   jsonMode,
@@ -37,7 +37,7 @@ import type { BodyTransform, TransformContext, TransformEnv } from './types.js'
 const openOptions = z
   .object({
     keys: keySetName,
-    context: contextOption,
+    context: fieldContextOption,
     fields: fieldsOption,
     records: recordsOption,
     format: formatOption,

@@ -13,6 +13,7 @@ import type { KeySet } from '../crypto/keys.js'
 import { createSealedStreamCheck } from '../crypto/stream.js'
 import { ERROR_CODES, type ErrorCode, publicErrorBody } from '../errors.js'
 import type { CryptoOpMetrics } from '../observability/metrics.js'
+import { type AcceptedContexts, alsoAcceptOption, compileAcceptedContexts } from './body-context.js'
 import { meterBodyStream } from './body-stream.js'
 import { checkNoContentEncoding, contextOption, keySetFor, keySetName, parseOptions, refusal, refuseAtBegin } from './json-fields.js'
 import { recordSizeOptions, recordSizesAgree, recordSizesOf } from './open-body.js'
@@ -21,7 +22,7 @@ import type { BodyTransform, TransformContext, TransformEnv } from './types.js'
 
 /** The record sizes `open-body` accepts, by default: a stream that passes here opens there. */
 const requireSealedBodyOptions = z
-  .object({ recipients: keySetName, context: contextOption, ...recordSizeOptions })
+  .object({ recipients: keySetName, context: contextOption, alsoAccept: alsoAcceptOption, ...recordSizeOptions })
   .strict()
   .refine(...recordSizesAgree)
 
@@ -31,14 +32,17 @@ export class RequireSealedBodyTransform implements BodyTransform {
   readonly wholeBody = true
   readonly #env: TransformEnv
   readonly #keys: KeySet
-  readonly #context: string | undefined
+  readonly #contexts: AcceptedContexts
+  /** Present when the context binds a path parameter (`BodyTransform.refusePath`). */
+  readonly refusePath?: (path: string) => string | undefined
   readonly #recordSizes: { readonly minRecordSize: number; readonly maxRecordSize: number }
   readonly #metrics: CryptoOpMetrics | undefined
 
-  constructor(env: TransformEnv, keys: KeySet, context: string | undefined, recordSizes: { minRecordSize: number; maxRecordSize: number }) {
+  constructor(env: TransformEnv, keys: KeySet, contexts: AcceptedContexts, recordSizes: { minRecordSize: number; maxRecordSize: number }) {
     this.#env = env
     this.#keys = keys
-    this.#context = context
+    this.#contexts = contexts
+    if (contexts.refusal !== undefined) this.refusePath = contexts.refusal
     this.#recordSizes = recordSizes
     this.#metrics = env.metrics?.op('verify', 'stream')
   }
@@ -53,7 +57,7 @@ export class RequireSealedBodyTransform implements BodyTransform {
       if (!isSealedMediaType(type)) {
         throw refusal(ctx.direction, 'plaintext_refused', `require-sealed-body: content-type is not ${SEALED_MEDIA_TYPE}`)
       }
-      check = createSealedStreamCheck(this.#keys, { route: this.#context ?? ctx.routeName, ...this.#recordSizes })
+      check = createSealedStreamCheck(this.#keys, { route: this.#contexts.of(ctx), ...this.#recordSizes })
     } catch (err) {
       throw refuseAtBegin(this.#env, ctx, err)
     }
@@ -137,5 +141,5 @@ function gatewayErrorCode(body: Buffer): ErrorCode | undefined {
  */
 export function createRequireSealedBodyTransform(options: Readonly<Record<string, unknown>>, env: TransformEnv): RequireSealedBodyTransform {
   const o = parseOptions(requireSealedBodyOptions, options)
-  return new RequireSealedBodyTransform(env, keySetFor(env, 'recipients', o.recipients, false), o.context, recordSizesOf(o))
+  return new RequireSealedBodyTransform(env, keySetFor(env, 'recipients', o.recipients, false), compileAcceptedContexts(o.context, o.alsoAccept, env), recordSizesOf(o))
 }

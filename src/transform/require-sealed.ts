@@ -13,11 +13,11 @@ import type { JsonTarget } from './json/rewriter.js'
 import {
   BindingFieldMessage,
   compileFieldRules,
-  contextOption,
   emptyBody,
   type FieldRule,
   type FieldRules,
   FieldStream,
+  fieldContextOption,
   fieldsOption,
   formatOption,
   jsonMode,
@@ -38,7 +38,7 @@ import type { BodyTransform, TransformContext, TransformEnv } from './types.js'
 const requireSealedOptions = z
   .object({
     recipients: keySetName,
-    context: contextOption,
+    context: fieldContextOption,
     fields: fieldsOption,
     records: recordsOption,
     format: formatOption,

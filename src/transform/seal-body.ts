@@ -11,6 +11,7 @@ import { z } from 'zod'
 import type { KeySet } from '../crypto/keys.js'
 import { createSealStream, DEFAULT_RECORD_SIZE, isMediaType, MAX_RECORD_SIZE } from '../crypto/stream.js'
 import type { CryptoOpMetrics } from '../observability/metrics.js'
+import { type BodyContext, compileBodyContext } from './body-context.js'
 import { meterBodyStream } from './body-stream.js'
 import { checkNoContentEncoding, contextOption, keySetFor, keySetName, parseOptions, refusal, refuseAtBegin } from './json-fields.js'
 import type { BodyTransform, TransformContext, TransformEnv } from './types.js'
@@ -39,14 +40,17 @@ export class SealBodyTransform implements BodyTransform {
   readonly wholeBody = true
   readonly #env: TransformEnv
   readonly #recipients: KeySet
-  readonly #context: string | undefined
+  readonly #context: BodyContext
+  /** Present when the context binds a path parameter (`BodyTransform.refusePath`). */
+  readonly refusePath?: (path: string) => string | undefined
   readonly #recordSize: number
   readonly #metrics: CryptoOpMetrics | undefined
 
-  constructor(env: TransformEnv, recipients: KeySet, context: string | undefined, recordSize: number) {
+  constructor(env: TransformEnv, recipients: KeySet, context: BodyContext, recordSize: number) {
     this.#env = env
     this.#recipients = recipients
     this.#context = context
+    if (context.refusal !== undefined) this.refusePath = context.refusal
     this.#recordSize = recordSize
     this.#metrics = env.metrics?.op('seal', 'stream')
   }
@@ -60,7 +64,7 @@ export class SealBodyTransform implements BodyTransform {
       stream = createSealStream(this.#recipients, {
         contentType: type,
         recordSize: this.#recordSize,
-        route: this.#context ?? ctx.routeName,
+        route: this.#context.of(ctx),
       })
     } catch (err) {
       throw refuseAtBegin(this.#env, ctx, err)
@@ -87,5 +91,5 @@ export class SealBodyTransform implements BodyTransform {
  */
 export function createSealBodyTransform(options: Readonly<Record<string, unknown>>, env: TransformEnv): SealBodyTransform {
   const o = parseOptions(sealBodyOptions, options)
-  return new SealBodyTransform(env, keySetFor(env, 'recipients', o.recipients, false), o.context, o.recordSize)
+  return new SealBodyTransform(env, keySetFor(env, 'recipients', o.recipients, false), compileBodyContext(o.context, env), o.recordSize)
 }

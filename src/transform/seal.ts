@@ -12,11 +12,11 @@ import type { JsonTarget } from './json/rewriter.js'
 import {
   BindingFieldMessage,
   compileFieldRules,
-  contextOption,
   emptyBody,
   type FieldRule,
   type FieldRules,
   FieldStream,
+  fieldContextOption,
   fieldsOption,
   formatOption,
   jsonMode,
@@ -36,7 +36,7 @@ import type { BodyTransform, TransformContext, TransformEnv } from './types.js'
 const sealOptions = z
   .object({
     recipients: keySetName,
-    context: contextOption,
+    context: fieldContextOption,
     fields: fieldsOption,
     records: recordsOption,
     format: formatOption,

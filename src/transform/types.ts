@@ -19,6 +19,11 @@ export interface TransformContext {
   /** The upstream's status, on a response. */
   readonly status?: number
   readonly routeName: string
+  /**
+   * The request's path as routed, normalised (`normalizeTarget`), without its query: what a
+   * whole-body step reads the route's parameters from (src/transform/body-context.ts).
+   */
+  readonly path: string
   readonly requestId: string
   readonly principal: Principal
   /**
@@ -47,6 +52,13 @@ export interface BodyTransform {
    */
   begin(ctx: TransformContext): Duplex | null
   /**
+   * Why a request to `path` (normalised) must be refused whatever its body, or undefined. Asked of
+   * the steps of both directions once the request is routed and admitted, before the upstream is
+   * contacted: a whole-body step whose context binds a path parameter too long to bind refuses here
+   * (`400 path_rejected`), rather than on the response, after the upstream has done its work.
+   */
+  refusePath?(path: string): string | undefined
+  /**
    * Called once when the route table holding this step is retired: a reload replaced it and the
    * last request that began under it has ended. A step that keeps key material between messages
    * (an opener's cache of derived KEKs) erases it here; nothing calls `begin` afterwards.
@@ -64,6 +76,11 @@ export interface TransformEnv {
   readonly keySets?: ReadonlyMap<string, KeySet>
   /** The sealing metrics (`GatewayMetrics.crypto`); absent in tools that only compile a config. */
   readonly metrics?: CryptoMetrics
+  /**
+   * The path pattern of the route the step belongs to (`/v1/accreditations/:id/photo`), whose
+   * parameters a whole-body step's context may name; absent outside a route (the CLI).
+   */
+  readonly routePath?: string
 }
 
 /** Builds a transform from its configuration step; throws `EcluseError('config_invalid')` on bad options. */
