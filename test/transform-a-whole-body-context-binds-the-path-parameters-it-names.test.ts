@@ -118,10 +118,19 @@ t.test('alsoAccept: an opening or checking step accepts its context or any liste
 
 t.test('the route table asks every whole-body step of both directions about the path', async (t) => {
   const long = `/v1/${'a'.repeat(1100)}/photo`
-  for (const direction of ['request', 'response'] as const) {
-    const route = compile('/v1/:id/photo', [{ type: 'seal-body', recipients: 'th', context: 'photos/{id}' }], direction).get('r')!
-    t.equal(route.pathRefusal?.(long), 'seal-body: the context bound to the path is longer than 1024 bytes', `${direction} steps`)
-    t.equal(route.pathRefusal?.('/v1/A/photo'), undefined)
+  const steps = [
+    { type: 'seal-body', recipients: 'th' },
+    { type: 'open-body', keys: 'thp' },
+    { type: 'require-sealed-body', recipients: 'th' },
+  ]
+  for (const step of steps) {
+    for (const direction of ['request', 'response'] as const) {
+      const route = compile('/v1/:id/photo', [{ ...step, context: 'photos/{id}' }], direction).get('r')!
+      t.equal(route.pathRefusal?.(long), `${step.type}: the context bound to the path is longer than 1024 bytes`, `${step.type}, ${direction}`)
+      t.equal(route.pathRefusal?.('/v1/A/photo'), undefined)
+    }
+    t.equal(compile('/v1/:id/photo', [{ ...step, context: 'photos' }]).get('r')!.pathRefusal, undefined, `${step.type}: nothing to ask, no check on the hot path`)
   }
-  t.equal(compile('/v1/:id/photo', [{ type: 'seal-body', recipients: 'th', context: 'photos' }]).get('r')!.pathRefusal, undefined, 'nothing to ask: no check on the hot path')
+  const migrating = compile('/v1/:id/photo', [{ type: 'open-body', keys: 'thp', context: 'photos', alsoAccept: ['photos/{id}'] }]).get('r')!
+  t.match(migrating.pathRefusal?.(long), /^open-body: .*longer than 1024 bytes/, 'a parameter in alsoAccept is asked about too')
 })

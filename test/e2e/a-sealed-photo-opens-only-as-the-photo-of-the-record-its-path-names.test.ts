@@ -109,26 +109,40 @@ t.test('a record id too long to bind is refused before the upstream is contacted
   const keys = await writeKeyFiles(dir, 'th')
   const s = await startSealing({
     dir,
-    keys: { th: { file: keys.publicPath } },
+    keys: { th: { file: keys.publicPath }, 'th-private': { file: keys.privatePath, private: true } },
     handler: recordingHandler([]),
     routes: [
       { name: 'seal-photo', methods: ['PUT'], path: '/v1/edge/:id/photo', allow: [SPONSOR_APP], upstream: 'backend', transforms: { request: [{ type: 'seal-body', recipients: 'th', context: 'photos-in/{id}' }] } },
       { name: 'hand-out', methods: ['GET'], path: '/v1/out/:id/photo', allow: [SPONSOR_APP], upstream: 'backend', transforms: { response: [{ type: 'seal-body', recipients: 'th', context: 'photos-out/{id}' }] } },
+      // The edge's get-photo: a check on the response, its context bound to the path.
+      { name: 'check', methods: ['GET', 'HEAD'], path: '/v1/checked/:id/photo', allow: [SPONSOR_APP], upstream: 'backend', transforms: { response: [{ type: 'require-sealed-body', recipients: 'th', context: 'photos-out/{id}' }] } },
+      { name: 'open', methods: ['GET'], path: '/v1/opened/:id/photo', allow: [SPONSOR_APP], upstream: 'backend', transforms: { response: [{ type: 'open-body', keys: 'th-private', context: 'photos-out', alsoAccept: ['photos-out/{id}'] }] } },
+      { name: 'not-yours', methods: ['GET'], path: '/v1/others/:id/photo', allow: ['uri:spiffe://sponsor.test/someone-else'], upstream: 'backend', transforms: { response: [{ type: 'seal-body', recipients: 'th', context: 'photos-out/{id}' }] } },
     ],
   })
   t.teardown(s.close)
   const id = 'a'.repeat(1100)
-  for (const [route, path, method] of [
-    ['seal-photo', `/v1/edge/${id}/photo`, 'PUT'],
-    ['hand-out', `/v1/out/${id}/photo`, 'GET'],
+  for (const [route, step, path, method] of [
+    ['seal-photo', 'seal-body', `/v1/edge/${id}/photo`, 'PUT'],
+    ['hand-out', 'seal-body', `/v1/out/${id}/photo`, 'GET'],
+    ['check', 'require-sealed-body', `/v1/checked/${id}/photo`, 'GET'],
+    ['check', 'require-sealed-body', `/v1/checked/${id}/photo`, 'HEAD'],
+    ['open', 'open-body', `/v1/opened/${id}/photo`, 'GET'],
   ] as const) {
     const res = await s.gw.request(path, method === 'PUT' ? { method, headers: { 'content-type': 'image/png' }, body: PHOTO } : { method })
-    t.equal(res.status, 400, `${route}: 400`)
-    t.same(res.json(), { error: 'path_rejected', requestId: res.headers['x-request-id'] })
-    t.match(s.gw.logs.lines.filter((l) => l.msg === 'request refused').at(-1)?.detail, /^seal-body: the context bound to the path is longer than 1024 bytes$/)
-    t.equal(metricValue(await s.gw.metrics(), 'ecluse_authorization_denials_total', { route, reason: 'path_rejected' }), 1, `${route}: counted with its route`)
+    t.equal(res.status, 400, `${route}, ${method}: 400`)
+    if (method !== 'HEAD') t.same(res.json(), { error: 'path_rejected', requestId: res.headers['x-request-id'] })
+    t.equal(s.gw.logs.lines.filter((l) => l.msg === 'request refused').at(-1)?.detail, `${step}: the context bound to the path is longer than 1024 bytes`)
   }
-  t.equal(s.upstream.hits, 0, 'nothing reached the upstream, not even for the response’s step')
+  const metrics = await s.gw.metrics()
+  for (const [route, count] of [['seal-photo', 1], ['hand-out', 1], ['check', 2], ['open', 1]] as const) {
+    t.equal(metricValue(metrics, 'ecluse_authorization_denials_total', { route, reason: 'path_rejected' }), count, `${route}: counted with its route, once a request`)
+  }
+  t.equal(s.upstream.hits, 0, 'nothing reached the upstream, not even for the response’s steps')
+  // The route's allow list comes first: a principal it does not admit learns nothing of the binding.
+  const forbidden = await s.gw.request(`/v1/others/${id}/photo`)
+  t.equal(forbidden.status, 403)
+  t.equal(metricValue(await s.gw.metrics(), 'ecluse_authorization_denials_total', { route: 'not-yours', reason: 'path_rejected' }), 0)
   const ok = await s.gw.request(`/v1/out/${'a'.repeat(1000)}/photo`)
   t.equal(ok.status, 200, 'an id that fits is served')
 })
