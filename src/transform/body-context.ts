@@ -92,7 +92,7 @@ const PARAM = /^[A-Za-z_][A-Za-z0-9_]*$/
  *   no route is known (the `seal`/`open` commands).
  * @example
  * compileBodyContext('photos-in/{id}', { ...env, routePath: '/v1/accreditations/:id/photo' })
- * // (ctx) => 'photos-in/' + the path's third segment
+ * // .of(ctx): 'photos-in/' + the third segment of ctx.path
  */
 export function compileBodyContext(context: string | undefined, env: TransformEnv): BodyContext {
   if (context === undefined) return { of: (ctx) => ctx.routeName }
@@ -115,7 +115,7 @@ export function compileBodyContext(context: string | undefined, env: TransformEn
   }
   literals.push(context.slice(from))
   for (let i = 1; i < names.length; i++) {
-    if (!literals[i]!.includes('/')) invalid(`{${names[i - 1]}} and {${names[i]}} need a "/" between them: a path parameter never holds one, so only a "/" tells where one ends`)
+    if (!literals[i]!.includes('/')) invalid(`{${names[i - 1]}} and {${names[i]}} need a "/" between them, which no path segment holds: otherwise two paths could bind the same context`)
   }
   const routePath = env.routePath
   if (routePath === undefined) invalid(`{${names[0]}} reads a path parameter, and there is no route path here; give the context as it was bound, e.g. photos-in/A`)
@@ -134,14 +134,14 @@ export function compileBodyContext(context: string | undefined, env: TransformEn
     return bound
   }
   // A claim is at most MAX_CLAIM_BYTES: a longer one would fail the seal, or never match on opening.
-  const TOO_LONG = `the context bound to the path is longer than ${MAX_CLAIM_BYTES} bytes`
+  const tooLong = `the context bound to the path is longer than ${MAX_CLAIM_BYTES} bytes`
   return {
     of: (ctx) => {
       const bound = bind(ctx.path)
-      if (!claimFits(bound)) throw refusal(ctx.direction, 'path_rejected', TOO_LONG)
+      if (!claimFits(bound)) throw refusal(ctx.direction, 'path_rejected', tooLong)
       return bound
     },
-    refusal: (path) => (claimFits(bind(path)) ? undefined : TOO_LONG),
+    refusal: (path) => (claimFits(bind(path)) ? undefined : tooLong),
   }
 }
 
