@@ -31,6 +31,7 @@ export class KekCache {
   #lastEpk: Epk | undefined
   #lastUnwrapper: KeyUnwrapper | undefined
   #erased = false
+  #asymmetric = 0
 
   constructor(keys: KeySet, size: number = DEFAULT_KEK_CACHE_SIZE) {
     if (!keys.hasPrivateKeys) throw new EcluseError('key_material_invalid', 'opening needs a private key set')
@@ -42,6 +43,14 @@ export class KekCache {
   /** KEKs cached now. */
   get size(): number {
     return this.#cache.size
+  }
+
+  /**
+   * The asymmetric operations (key agreements, RSA decryptions) this cache has made, failed ones
+   * included: `open`'s `maxKeyAgreements` bounds a message's share of them.
+   */
+  get asymmetricOperations(): number {
+    return this.#asymmetric
   }
 
   /** True once `erase` has run: the cache then opens nothing. */
@@ -67,6 +76,7 @@ export class KekCache {
     if (this.#erased) openFailed('the key cache was erased: its route table was retired by a reload')
     if (this.keys.get(p.key.kid) !== p.key) openFailed('parsed against another key set')
     if (p.key.algorithm.kind === 'rsa-oaep') {
+      this.#asymmetric++
       const { cek, ok } = rsaUnwrap(p)
       return decryptWithCek(p, cek, ok, 'key decryption failed')
     }
@@ -82,6 +92,7 @@ export class KekCache {
     }
     const fresh = unwrapper === undefined
     if (unwrapper === undefined) {
+      this.#asymmetric++
       const kek = deriveKek(p)
       if (kek === undefined) openFailed('key agreement failed')
       unwrapper = new KeyUnwrapper(kek)

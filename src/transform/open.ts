@@ -44,6 +44,7 @@ const openOptions = z
     maxValueBytes: valueBytesOption(SEALED_VALUE_BYTES, 'sealed'),
     maxRecordBytes: recordBytesOption(SEALED_RECORD_BYTES, 'sealed'),
     maxFieldsPerRecord: recordFieldsOption,
+    maxKeyAgreements: z.number().int().positive().max(1_000_000).optional(),
   })
   .strict()
 
@@ -51,12 +52,15 @@ class OpenMessage extends BindingFieldMessage {
   readonly #opener: FieldOpener
   readonly #route: string
   readonly #ndjson: boolean
+  readonly #maxAgreements: number
+  #agreements = 0
 
-  constructor(opener: FieldOpener, route: string, recordPattern: string | undefined, ndjson: boolean) {
+  constructor(opener: FieldOpener, route: string, recordPattern: string | undefined, ndjson: boolean, maxAgreements: number) {
     super(recordPattern, ndjson)
     this.#opener = opener
     this.#route = route
     this.#ndjson = ndjson
+    this.#maxAgreements = maxAgreements
   }
 
   protected act(target: JsonTarget<FieldRule>): { replace: Buffer } {
@@ -67,9 +71,17 @@ class OpenMessage extends BindingFieldMessage {
       throw new EcluseError('open_failed', `${pointerForLog(target)}: a ${target.type} where a sealed value was expected`)
     }
     const t0 = performance.now()
+    const cache = this.#opener.kekCache
+    const before = cache.asymmetricOperations
     let out: Buffer
     try {
       out = this.#opener.open(target.value as string, { route: this.#route, ptr, rid })
+      // Whoever holds the public key can seal each value under a fresh ephemeral key, and each then
+      // costs an agreement (≈ 40 µs): a message's share is bounded when the route says so.
+      if (cache.asymmetricOperations !== before && ++this.#agreements > this.#maxAgreements) {
+        out.fill(0)
+        throw new EcluseError('open_failed', `more than ${this.#maxAgreements} key agreements in one message (maxKeyAgreements)`)
+      }
     } catch (err) {
       this.failed++
       // Uniform: whatever failed, the client learns only `open_failed` (the reason is in the log).
@@ -100,13 +112,15 @@ export class OpenTransform implements BodyTransform {
   readonly #opener: FieldOpener
   readonly #context: string | undefined
   readonly #rules: FieldRules
+  readonly #maxAgreements: number
   readonly #metrics: CryptoOpMetrics | undefined
 
-  constructor(env: TransformEnv, opener: FieldOpener, context: string | undefined, rules: FieldRules) {
+  constructor(env: TransformEnv, opener: FieldOpener, context: string | undefined, rules: FieldRules, maxAgreements = Number.POSITIVE_INFINITY) {
     this.#env = env
     this.#opener = opener
     this.#context = context
     this.#rules = rules
+    this.#maxAgreements = maxAgreements
     this.#metrics = env.metrics?.op('open', 'field')
   }
 
@@ -121,7 +135,7 @@ export class OpenTransform implements BodyTransform {
     return new FieldStream({
       rules: this.#rules,
       mode,
-      message: new OpenMessage(this.#opener, this.#context ?? ctx.routeName, this.#rules.recordPattern, mode === 'ndjson'),
+      message: new OpenMessage(this.#opener, this.#context ?? ctx.routeName, this.#rules.recordPattern, mode === 'ndjson', this.#maxAgreements),
       direction: ctx.direction,
       op: 'open',
       opMetrics: this.#metrics,
@@ -150,5 +164,5 @@ export function createOpenTransform(options: Readonly<Record<string, unknown>>, 
   const o = parseOptions(openOptions, options)
   const keys = keySetFor(env, 'keys', o.keys, true)
   const opener = new FieldOpener(keys, { maxSealedChars: o.maxValueBytes })
-  return new OpenTransform(env, opener, o.context, compileFieldRules(o))
+  return new OpenTransform(env, opener, o.context, compileFieldRules(o), o.maxKeyAgreements)
 }
