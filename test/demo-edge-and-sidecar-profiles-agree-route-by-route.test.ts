@@ -16,6 +16,7 @@ interface Step {
   context?: string
   fields?: string[]
   records?: { pattern: string; id: string }
+  format?: string
   recipients?: string
   keys?: string
 }
@@ -102,6 +103,10 @@ t.test('the field lists are the record’s sensitive members, by id, and the vet
     t.same(binding(response[1]!), { context: 'accreditations', fields: fieldsAt(prefix), records: { pattern: prefix, id: 'id' } })
   }
   t.same(byName['create-accreditation']?.transforms?.request?.[0]?.fields, fieldsAt(''), 'the sidecar opens every sensitive member')
+  // NDJSON would repeat the six pointers on every line: as many key agreements as lines of values
+  // sealed each under its own ephemeral key. One record per request, on both sides.
+  t.equal(byName['create-accreditation']?.transforms?.request?.[0]?.format, 'json', 'the sidecar opens a JSON document only')
+  t.equal(edge.routes.find((r) => r.name === 'create-accreditation')?.transforms?.request?.[0]?.format, 'json', 'the edge seals one as well')
   t.same(byName['get-photo']?.transforms?.response, [{ type: 'seal-body', recipients: 'trusted-host', context: 'photos-out/{id}' }])
 })
 

@@ -791,9 +791,13 @@ export class FieldOpener {
     this.#maxChars = options.maxSealedChars ?? DEFAULT_MAX_SEALED_CHARS
   }
 
-  /** Open one sealed value found at `expected`; returns the JSON text of the value. */
-  open(jwe: string, expected: OpenExpectation): Buffer {
-    return this.#keks.open(partsOf(jwe, this.#keks.keys, this.#canonical, expected, this.#maxChars, true))
+  /**
+   * Open one sealed value found at `expected`; returns the JSON text of the value. `mayAgree` false:
+   * a value that would need an asymmetric operation (its KEK not cached) is refused before it
+   * (`KekCache.open`).
+   */
+  open(jwe: string, expected: OpenExpectation, mayAgree = true): Buffer {
+    return this.#keks.open(partsOf(jwe, this.#keks.keys, this.#canonical, expected, this.#maxChars, true), mayAgree)
   }
 
   /** The KEK cache (`erase` it to retire this opener: it then opens nothing). */

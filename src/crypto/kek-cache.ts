@@ -16,6 +16,9 @@ const GCM = CONTENT_ENCRYPTION.A256GCM
 /** Default number of derived KEKs kept (one per recent sealing window and key). */
 export const DEFAULT_KEK_CACHE_SIZE = 1024
 
+/** Why `KekCache.open` refused a value that needed an asymmetric operation it was not allowed. */
+export const NO_AGREEMENT_LEFT = 'a key agreement beyond the bound of its message'
+
 /**
  * Derived KEKs of one private key set, by `(kid, alg, epk, apu, apv)`, FIFO and bounded. A KEK
  * enters the cache only after it has opened a value (unwrap and tag both verified), so the cache
@@ -71,11 +74,16 @@ export class KekCache {
     this.#lastUnwrapper = undefined
   }
 
-  /** The plaintext of one parsed, validated compact JWE (`parseCompact` against `keys`). */
-  open(p: CompactParts): Buffer {
+  /**
+   * The plaintext of one parsed, validated compact JWE (`parseCompact` against `keys`). `mayAgree`
+   * false: one whose KEK is not cached (or an RSA one) is refused with `NO_AGREEMENT_LEFT` before any
+   * asymmetric operation (a message's bound, `open`'s `maxKeyAgreements`).
+   */
+  open(p: CompactParts, mayAgree = true): Buffer {
     if (this.#erased) openFailed('the key cache was erased: its route table was retired by a reload')
     if (this.keys.get(p.key.kid) !== p.key) openFailed('parsed against another key set')
     if (p.key.algorithm.kind === 'rsa-oaep') {
+      if (!mayAgree) openFailed(NO_AGREEMENT_LEFT)
       this.#asymmetric++
       const { cek, ok } = rsaUnwrap(p)
       return decryptWithCek(p, cek, ok, 'key decryption failed')
@@ -92,6 +100,7 @@ export class KekCache {
     }
     const fresh = unwrapper === undefined
     if (unwrapper === undefined) {
+      if (!mayAgree) openFailed(NO_AGREEMENT_LEFT)
       this.#asymmetric++
       const kek = deriveKek(p)
       if (kek === undefined) openFailed('key agreement failed')

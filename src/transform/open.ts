@@ -5,7 +5,7 @@
  */
 import { z } from 'zod'
 import { FieldOpener } from '../crypto/field.js'
-import type { KekCache } from '../crypto/kek-cache.js'
+import { type KekCache, NO_AGREEMENT_LEFT } from '../crypto/kek-cache.js'
 import { EcluseError, isEcluseError } from '../errors.js'
 import type { CryptoOpMetrics } from '../observability/metrics.js'
 import { isOneStrictJsonValue, JSON_REWRITER_DEFAULTS, type JsonTarget } from './json/rewriter.js'
@@ -71,21 +71,23 @@ class OpenMessage extends BindingFieldMessage {
       throw new EcluseError('open_failed', `${pointerForLog(target)}: a ${target.type} where a sealed value was expected`)
     }
     const t0 = performance.now()
+    // Whoever holds the public key can seal each value under a fresh ephemeral key, each then
+    // costing an agreement (≈ 40 µs): a message's share is bounded when the route says so, and the
+    // value that would go beyond it is refused before its agreement is made.
     const cache = this.#opener.kekCache
     const before = cache.asymmetricOperations
     let out: Buffer
     try {
-      out = this.#opener.open(target.value as string, { route: this.#route, ptr, rid })
-      // Whoever holds the public key can seal each value under a fresh ephemeral key, and each then
-      // costs an agreement (≈ 40 µs): a message's share is bounded when the route says so.
-      if (cache.asymmetricOperations !== before && ++this.#agreements > this.#maxAgreements) {
-        out.fill(0)
-        throw new EcluseError('open_failed', `more than ${this.#maxAgreements} key agreements in one message (maxKeyAgreements)`)
-      }
+      out = this.#opener.open(target.value as string, { route: this.#route, ptr, rid }, this.#agreements < this.#maxAgreements)
+      if (cache.asymmetricOperations !== before) this.#agreements++
     } catch (err) {
       this.failed++
       // Uniform: whatever failed, the client learns only `open_failed` (the reason is in the log).
-      const reason = isEcluseError(err) ? err.message : 'open failed'
+      const reason = !isEcluseError(err)
+        ? 'open failed'
+        : err.message === NO_AGREEMENT_LEFT
+          ? `more than ${this.#maxAgreements} key agreements in one message (maxKeyAgreements)`
+          : err.message
       throw new EcluseError('open_failed', `${pointerForLog(target)}: ${reason}`)
     }
     this.seconds += (performance.now() - t0) / 1000
