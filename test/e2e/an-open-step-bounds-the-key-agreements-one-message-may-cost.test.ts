@@ -11,7 +11,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { CompactEncrypt, importJWK } from 'jose'
 import { pino } from 'pino'
 import t, { type Test } from 'tap'
-import { FieldSealer } from '../../src/crypto/field.js'
+import { FieldSealer, SealWindows } from '../../src/crypto/field.js'
 import { ASYMMETRIC_CHANNEL, type AsymmetricOperation } from '../../src/crypto/jwe.js'
 import { parseKeySet } from '../../src/crypto/keys.js'
 import { createOpenTransform } from '../../src/transform/open.js'
@@ -107,12 +107,30 @@ t.test('X25519: the value beyond maxKeyAgreements is refused before its agreemen
   t.equal((await post('bounded', `${lines.slice(0, 2).join('\n')}\n`, 'application/x-ndjson')).status, 200, 'two lines: within the bound')
 
   // Écluse's sealer: the values of a message share one window, one ephemeral key.
-  const sealer = new FieldSealer(parseKeySet(keys.publicJwks), { route: CONTEXT })
+  // (Windows that outlast the test: the process-wide one could end between two values.)
+  const sealer = new FieldSealer(parseKeySet(keys.publicJwks), { route: CONTEXT, windows: new SealWindows({ maxAgeMs: 3_600_000 }) })
   const ours = Object.fromEntries(FIELDS.map((f) => [f.slice(1), sealer.seal(Buffer.from(JSON.stringify(`ours ${f}`)), { ptr: f })]))
   opens()
   t.equal((await post('bounded', JSON.stringify(ours))).status, 200, 'a record sealed by Écluse')
   t.equal(opens(), 1, 'one agreement for its three values')
   t.same(JSON.parse(bodies.pop()!.toString()), { name: 'ours /name', phone: 'ours /phone', email: 'ours /email' })
+
+  // The bound counts agreements, not values, and a value whose key is cached still opens once the
+  // message has none left: through the cache's map, and through its memoised last key.
+  const fresh = (f: string) => joseSeal(keys, f, `fresh ${f}`)
+  // A window of its own (the process-wide one would give it the key of `ours`, cached already), and
+  // one that lasts the test: its key is agreed once, in the second case, and cached for the third.
+  const second = new FieldSealer(parseKeySet(keys.publicJwks), { route: CONTEXT, windows: new SealWindows({ maxAgeMs: 3_600_000 }) })
+  const window = (f: string) => second.seal(Buffer.from(JSON.stringify(`window ${f}`)), { ptr: f })
+  for (const [what, record] of [
+    ['two fresh keys, then one cached (in the map)', { name: await fresh('/name'), phone: await fresh('/phone'), email: two.email }],
+    ['a fresh key, then two values of one window (the second through the memoised last key)', { name: await fresh('/name'), phone: window('/phone'), email: window('/email') }],
+    ['three values, two agreements', { name: window('/name'), phone: await fresh('/phone'), email: await fresh('/email') }],
+  ] as const) {
+    opens()
+    t.equal((await post('bounded', JSON.stringify(record))).status, 200, what)
+    t.equal(opens(), 2, `${what}: two agreements`)
+  }
 })
 
 t.test('RSA: every value is a decryption, never cached, so a message of more values than the bound is always refused', async (t) => {
