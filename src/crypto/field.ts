@@ -82,6 +82,11 @@ export interface OpenExpectation {
   readonly route: string
   readonly ptr: string
   readonly rid?: string | undefined
+  /**
+   * Contexts accepted beside `route` (`open`'s and `require-sealed`'s `alsoAccept`, while a
+   * context changes). Only values that do not match `route` pay for them.
+   */
+  readonly alsoRoutes?: readonly string[] | undefined
 }
 
 function checkPointer(ptr: unknown): string {
@@ -602,7 +607,8 @@ export interface FieldOpenerOptions {
 }
 
 function expectedClaims(e: OpenExpectation): Expected {
-  return { 'ecl.route': e.route, 'ecl.ptr': e.ptr, 'ecl.rid': e.rid }
+  const also = e.alsoRoutes
+  return { 'ecl.route': also === undefined ? e.route : [e.route, ...also], 'ecl.ptr': e.ptr, 'ecl.rid': e.rid }
 }
 
 /** `","crv":…` after the `x` of an `epk`: the rest of the header for OKP, up to `y` for EC. */
@@ -816,6 +822,13 @@ function partsOf(jwe: unknown, keys: KeySet, canonical: CanonicalHeaders, expect
     if (d1 > 0 && d2 > 0 && d3 > 0 && d4 > 0 && jwe.indexOf('.', d4 + 1) < 0) {
       const p = canonical.parse(jwe, d1, d2, d3, d4, expected, decodeCt)
       if (p !== undefined) return p
+      const also = expected.alsoRoutes
+      if (also !== undefined) {
+        for (const route of also) {
+          const q = canonical.parse(jwe, d1, d2, d3, d4, { route, ptr: expected.ptr, rid: expected.rid }, decodeCt)
+          if (q !== undefined) return q
+        }
+      }
     }
   }
   return parseCompact(jwe, keys, FIELD_PROFILE, expectedClaims(expected), maxChars)

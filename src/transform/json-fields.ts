@@ -35,9 +35,19 @@ export const contextOption = contextText.optional()
  * (body-context.ts) and is refused here rather than bound as text; a field is bound to its record
  * through `records` instead.
  */
-export const fieldContextOption = contextOption.refine((v) => v === undefined || !/[{}]/.test(v), {
+const NO_PATH_PARAMETER = {
   message: 'a "{name}" path parameter binds whole bodies only (seal-body, open-body, require-sealed-body); a field is bound to its record through records',
-})
+}
+export const fieldContextOption = contextOption.refine((v) => v === undefined || !/[{}]/.test(v), NO_PATH_PARAMETER)
+/**
+ * `alsoAccept` of `open` and `require-sealed`: contexts accepted beside `context` while the sealing
+ * side moves from one to the other (docs/transforms.md, "Changing a context").
+ */
+export const fieldAlsoAcceptOption = z
+  .array(contextText.refine((v) => !/[{}]/.test(v), NO_PATH_PARAMETER))
+  .min(1)
+  .max(8)
+  .optional()
 export const fieldsOption = z.array(z.string()).min(1)
 export const recordsOption = z.object({ pattern: z.string(), id: z.string().min(1).max(1024) }).strict().optional()
 export const formatOption = z.enum(['auto', 'json', 'ndjson']).default('auto')

@@ -16,6 +16,7 @@ import {
   type FieldRule,
   type FieldRules,
   FieldStream,
+  fieldAlsoAcceptOption,
   fieldContextOption,
   fieldsOption,
   formatOption,
@@ -38,6 +39,7 @@ const openOptions = z
   .object({
     keys: keySetName,
     context: fieldContextOption,
+    alsoAccept: fieldAlsoAcceptOption,
     fields: fieldsOption,
     records: recordsOption,
     format: formatOption,
@@ -51,14 +53,16 @@ const openOptions = z
 class OpenMessage extends BindingFieldMessage {
   readonly #opener: FieldOpener
   readonly #route: string
+  readonly #alsoRoutes: readonly string[] | undefined
   readonly #ndjson: boolean
   readonly #maxAgreements: number
   #agreements = 0
 
-  constructor(opener: FieldOpener, route: string, recordPattern: string | undefined, ndjson: boolean, maxAgreements: number) {
+  constructor(opener: FieldOpener, route: string, alsoRoutes: readonly string[] | undefined, recordPattern: string | undefined, ndjson: boolean, maxAgreements: number) {
     super(recordPattern, ndjson)
     this.#opener = opener
     this.#route = route
+    this.#alsoRoutes = alsoRoutes
     this.#ndjson = ndjson
     this.#maxAgreements = maxAgreements
   }
@@ -78,7 +82,7 @@ class OpenMessage extends BindingFieldMessage {
     const before = cache.asymmetricOperations
     let out: Buffer
     try {
-      out = this.#opener.open(target.value as string, { route: this.#route, ptr, rid }, this.#agreements < this.#maxAgreements)
+      out = this.#opener.open(target.value as string, { route: this.#route, ptr, rid, alsoRoutes: this.#alsoRoutes }, this.#agreements < this.#maxAgreements)
       if (cache.asymmetricOperations !== before) this.#agreements++
     } catch (err) {
       this.failed++
@@ -113,14 +117,23 @@ export class OpenTransform implements BodyTransform {
   readonly #env: TransformEnv
   readonly #opener: FieldOpener
   readonly #context: string | undefined
+  readonly #alsoAccept: readonly string[] | undefined
   readonly #rules: FieldRules
   readonly #maxAgreements: number
   readonly #metrics: CryptoOpMetrics | undefined
 
-  constructor(env: TransformEnv, opener: FieldOpener, context: string | undefined, rules: FieldRules, maxAgreements = Number.POSITIVE_INFINITY) {
+  constructor(
+    env: TransformEnv,
+    opener: FieldOpener,
+    context: string | undefined,
+    rules: FieldRules,
+    maxAgreements = Number.POSITIVE_INFINITY,
+    alsoAccept?: readonly string[],
+  ) {
     this.#env = env
     this.#opener = opener
     this.#context = context
+    this.#alsoAccept = alsoAccept
     this.#rules = rules
     this.#maxAgreements = maxAgreements
     this.#metrics = env.metrics?.op('open', 'field')
@@ -137,7 +150,7 @@ export class OpenTransform implements BodyTransform {
     return new FieldStream({
       rules: this.#rules,
       mode,
-      message: new OpenMessage(this.#opener, this.#context ?? ctx.routeName, this.#rules.recordPattern, mode === 'ndjson', this.#maxAgreements),
+      message: new OpenMessage(this.#opener, this.#context ?? ctx.routeName, this.#alsoAccept, this.#rules.recordPattern, mode === 'ndjson', this.#maxAgreements),
       direction: ctx.direction,
       op: 'open',
       opMetrics: this.#metrics,
@@ -166,5 +179,5 @@ export function createOpenTransform(options: Readonly<Record<string, unknown>>, 
   const o = parseOptions(openOptions, options)
   const keys = keySetFor(env, 'keys', o.keys, true)
   const opener = new FieldOpener(keys, { maxSealedChars: o.maxValueBytes })
-  return new OpenTransform(env, opener, o.context, compileFieldRules(o), o.maxKeyAgreements)
+  return new OpenTransform(env, opener, o.context, compileFieldRules(o), o.maxKeyAgreements, o.alsoAccept)
 }

@@ -17,6 +17,7 @@ import {
   type FieldRule,
   type FieldRules,
   FieldStream,
+  fieldAlsoAcceptOption,
   fieldContextOption,
   fieldsOption,
   formatOption,
@@ -39,6 +40,7 @@ const requireSealedOptions = z
   .object({
     recipients: keySetName,
     context: fieldContextOption,
+    alsoAccept: fieldAlsoAcceptOption,
     fields: fieldsOption,
     records: recordsOption,
     format: formatOption,
@@ -51,12 +53,14 @@ const requireSealedOptions = z
 class VerifyMessage extends BindingFieldMessage {
   readonly #keys: KeySet
   readonly #route: string
+  readonly #alsoRoutes: readonly string[] | undefined
   readonly #maxChars: number
 
-  constructor(keys: KeySet, route: string, recordPattern: string | undefined, maxChars: number, ndjson: boolean) {
+  constructor(keys: KeySet, route: string, alsoRoutes: readonly string[] | undefined, recordPattern: string | undefined, maxChars: number, ndjson: boolean) {
     super(recordPattern, ndjson)
     this.#keys = keys
     this.#route = route
+    this.#alsoRoutes = alsoRoutes
     this.#maxChars = maxChars
   }
 
@@ -65,7 +69,7 @@ class VerifyMessage extends BindingFieldMessage {
     const rid = this.recordOf(target)
     const t0 = performance.now()
     const sealed =
-      target.type === 'string' && isSealedFor(target.value, this.#keys, { route: this.#route, ptr, rid }, this.#maxChars)
+      target.type === 'string' && isSealedFor(target.value, this.#keys, { route: this.#route, ptr, rid, alsoRoutes: this.#alsoRoutes }, this.#maxChars)
     this.seconds += (performance.now() - t0) / 1000
     if (!sealed) {
       this.failed++
@@ -84,13 +88,15 @@ export class RequireSealedTransform implements BodyTransform {
   readonly #env: TransformEnv
   readonly #keys: KeySet
   readonly #context: string | undefined
+  readonly #alsoAccept: readonly string[] | undefined
   readonly #rules: FieldRules
   readonly #metrics: CryptoOpMetrics | undefined
 
-  constructor(env: TransformEnv, keys: KeySet, context: string | undefined, rules: FieldRules) {
+  constructor(env: TransformEnv, keys: KeySet, context: string | undefined, rules: FieldRules, alsoAccept?: readonly string[]) {
     this.#env = env
     this.#keys = keys
     this.#context = context
+    this.#alsoAccept = alsoAccept
     this.#rules = rules
     this.#metrics = env.metrics?.op('verify', 'field')
   }
@@ -106,7 +112,7 @@ export class RequireSealedTransform implements BodyTransform {
     return new FieldStream({
       rules: this.#rules,
       mode,
-      message: new VerifyMessage(this.#keys, this.#context ?? ctx.routeName, this.#rules.recordPattern, this.#rules.maxValueBytes, mode === 'ndjson'),
+      message: new VerifyMessage(this.#keys, this.#context ?? ctx.routeName, this.#alsoAccept, this.#rules.recordPattern, this.#rules.maxValueBytes, mode === 'ndjson'),
       direction: ctx.direction,
       op: 'verify',
       opMetrics: this.#metrics,
@@ -124,5 +130,5 @@ export class RequireSealedTransform implements BodyTransform {
 export function createRequireSealedTransform(options: Readonly<Record<string, unknown>>, env: TransformEnv): RequireSealedTransform {
   const o = parseOptions(requireSealedOptions, options)
   const keys = keySetFor(env, 'recipients', o.recipients, false)
-  return new RequireSealedTransform(env, keys, o.context, compileFieldRules(o))
+  return new RequireSealedTransform(env, keys, o.context, compileFieldRules(o), o.alsoAccept)
 }
