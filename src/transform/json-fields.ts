@@ -501,6 +501,46 @@ export class FieldStream extends JsonRewriter<FieldRule> {
   }
 }
 
+/** What a field step's `begin` needs of the step: its type (for messages), rules and metrics. */
+export interface FieldStep {
+  readonly type: string
+  readonly rules: FieldRules
+  /** The operation counted, and its metrics; `strip` counts none. */
+  readonly op: CryptoOp | undefined
+  readonly opMetrics: CryptoOpMetrics | undefined
+}
+
+/**
+ * A field step's `begin`: nothing to do for a body-less message; else the body's mode from its
+ * headers, the message's work (`messageFor`, told whether the body is NDJSON) and the rewriter
+ * around it. A refusal of either is counted and thrown as the step's (`refuseAtBegin`).
+ */
+export function beginFieldStream(
+  env: TransformEnv,
+  ctx: TransformContext,
+  step: FieldStep,
+  messageFor: (ndjson: boolean) => FieldMessage,
+): FieldStream | null {
+  if (emptyBody(ctx.headers)) return null
+  let mode: 'document' | 'ndjson'
+  let message: FieldMessage
+  try {
+    mode = jsonMode(ctx.headers, step.rules.format, ctx.direction, step.type)
+    message = messageFor(mode === 'ndjson')
+  } catch (err) {
+    throw refuseAtBegin(env, ctx, err)
+  }
+  return new FieldStream({
+    rules: step.rules,
+    mode,
+    message,
+    direction: ctx.direction,
+    op: step.op,
+    opMetrics: step.opMetrics,
+    routeMetrics: env.metrics?.forRoute(ctx.routeName),
+  })
+}
+
 /** Counts a refusal decided at `begin` (before any stream exists) and returns it to throw. */
 export function refuseAtBegin(env: TransformEnv, ctx: TransformContext, err: unknown): EcluseError {
   let e = isEcluseError(err) ? err : new EcluseError('internal', 'transform failed to start', { cause: err })

@@ -7,20 +7,19 @@ import { z } from 'zod'
 import { FieldOpener } from '../crypto/field.js'
 import { type KekCache, NO_AGREEMENT_LEFT } from '../crypto/kek-cache.js'
 import { EcluseError, isEcluseError } from '../errors.js'
-import type { CryptoOpMetrics } from '../observability/metrics.js'
 import { isOneStrictJsonValue, JSON_REWRITER_DEFAULTS, type JsonTarget } from './json/rewriter.js'
 import {
   BindingFieldMessage,
+  beginFieldStream,
   compileFieldRules,
-  emptyBody,
   type FieldRule,
   type FieldRules,
-  FieldStream,
+  type FieldStep,
+  type FieldStream,
   fieldAlsoAcceptOption,
   fieldContextOption,
   fieldsOption,
   formatOption,
-  jsonMode,
   keySetFor,
   keySetName,
   parseOptions,
@@ -28,7 +27,6 @@ import {
   recordBytesOption,
   recordFieldsOption,
   recordsOption,
-  refuseAtBegin,
   SEALED_RECORD_BYTES,
   SEALED_VALUE_BYTES,
   valueBytesOption,
@@ -118,9 +116,8 @@ export class OpenTransform implements BodyTransform {
   readonly #opener: FieldOpener
   readonly #context: string | undefined
   readonly #alsoAccept: readonly string[] | undefined
-  readonly #rules: FieldRules
   readonly #maxAgreements: number
-  readonly #metrics: CryptoOpMetrics | undefined
+  readonly #step: FieldStep
 
   constructor(
     env: TransformEnv,
@@ -134,28 +131,18 @@ export class OpenTransform implements BodyTransform {
     this.#opener = opener
     this.#context = context
     this.#alsoAccept = alsoAccept
-    this.#rules = rules
     this.#maxAgreements = maxAgreements
-    this.#metrics = env.metrics?.op('open', 'field')
+    this.#step = { type: this.type, rules, op: 'open', opMetrics: env.metrics?.op('open', 'field') }
   }
 
   begin(ctx: TransformContext): FieldStream | null {
-    if (emptyBody(ctx.headers)) return null
-    let mode: 'document' | 'ndjson'
-    try {
-      mode = jsonMode(ctx.headers, this.#rules.format, ctx.direction, 'open')
-    } catch (err) {
-      throw refuseAtBegin(this.#env, ctx, err)
-    }
-    return new FieldStream({
-      rules: this.#rules,
-      mode,
-      message: new OpenMessage(this.#opener, this.#context ?? ctx.routeName, this.#alsoAccept, this.#rules.recordPattern, mode === 'ndjson', this.#maxAgreements),
-      direction: ctx.direction,
-      op: 'open',
-      opMetrics: this.#metrics,
-      routeMetrics: this.#env.metrics?.forRoute(ctx.routeName),
-    })
+    const route = this.#context ?? ctx.routeName
+    return beginFieldStream(
+      this.#env,
+      ctx,
+      this.#step,
+      (ndjson) => new OpenMessage(this.#opener, route, this.#alsoAccept, this.#step.rules.recordPattern, ndjson, this.#maxAgreements),
+    )
   }
 
   /** The opener's cache of derived KEKs (shared by the route's messages). */

@@ -8,20 +8,19 @@ import { z } from 'zod'
 import { isSealedFor } from '../crypto/field.js'
 import type { KeySet } from '../crypto/keys.js'
 import { EcluseError } from '../errors.js'
-import type { CryptoOpMetrics } from '../observability/metrics.js'
 import type { JsonTarget } from './json/rewriter.js'
 import {
   BindingFieldMessage,
+  beginFieldStream,
   compileFieldRules,
-  emptyBody,
   type FieldRule,
   type FieldRules,
-  FieldStream,
+  type FieldStep,
+  type FieldStream,
   fieldAlsoAcceptOption,
   fieldContextOption,
   fieldsOption,
   formatOption,
-  jsonMode,
   keySetFor,
   keySetName,
   parseOptions,
@@ -29,7 +28,6 @@ import {
   recordBytesOption,
   recordFieldsOption,
   recordsOption,
-  refuseAtBegin,
   SEALED_RECORD_BYTES,
   SEALED_VALUE_BYTES,
   valueBytesOption,
@@ -89,35 +87,20 @@ export class RequireSealedTransform implements BodyTransform {
   readonly #keys: KeySet
   readonly #context: string | undefined
   readonly #alsoAccept: readonly string[] | undefined
-  readonly #rules: FieldRules
-  readonly #metrics: CryptoOpMetrics | undefined
+  readonly #step: FieldStep
 
   constructor(env: TransformEnv, keys: KeySet, context: string | undefined, rules: FieldRules, alsoAccept?: readonly string[]) {
     this.#env = env
     this.#keys = keys
     this.#context = context
     this.#alsoAccept = alsoAccept
-    this.#rules = rules
-    this.#metrics = env.metrics?.op('verify', 'field')
+    this.#step = { type: this.type, rules, op: 'verify', opMetrics: env.metrics?.op('verify', 'field') }
   }
 
   begin(ctx: TransformContext): FieldStream | null {
-    if (emptyBody(ctx.headers)) return null
-    let mode: 'document' | 'ndjson'
-    try {
-      mode = jsonMode(ctx.headers, this.#rules.format, ctx.direction, 'require-sealed')
-    } catch (err) {
-      throw refuseAtBegin(this.#env, ctx, err)
-    }
-    return new FieldStream({
-      rules: this.#rules,
-      mode,
-      message: new VerifyMessage(this.#keys, this.#context ?? ctx.routeName, this.#alsoAccept, this.#rules.recordPattern, this.#rules.maxValueBytes, mode === 'ndjson'),
-      direction: ctx.direction,
-      op: 'verify',
-      opMetrics: this.#metrics,
-      routeMetrics: this.#env.metrics?.forRoute(ctx.routeName),
-    })
+    const route = this.#context ?? ctx.routeName
+    const { recordPattern, maxValueBytes } = this.#step.rules
+    return beginFieldStream(this.#env, ctx, this.#step, (ndjson) => new VerifyMessage(this.#keys, route, this.#alsoAccept, recordPattern, maxValueBytes, ndjson))
   }
 }
 

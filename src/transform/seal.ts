@@ -7,19 +7,18 @@
 import { z } from 'zod'
 import { FieldSealer } from '../crypto/field.js'
 import type { KeySet } from '../crypto/keys.js'
-import type { CryptoOpMetrics } from '../observability/metrics.js'
 import type { JsonTarget } from './json/rewriter.js'
 import {
   BindingFieldMessage,
+  beginFieldStream,
   compileFieldRules,
-  emptyBody,
   type FieldRule,
   type FieldRules,
-  FieldStream,
+  type FieldStep,
+  type FieldStream,
   fieldContextOption,
   fieldsOption,
   formatOption,
-  jsonMode,
   keySetFor,
   keySetName,
   PLAINTEXT_RECORD_BYTES,
@@ -28,7 +27,6 @@ import {
   recordBytesOption,
   recordFieldsOption,
   recordsOption,
-  refuseAtBegin,
   valueBytesOption,
 } from './json-fields.js'
 import type { BodyTransform, TransformContext, TransformEnv } from './types.js'
@@ -79,35 +77,19 @@ export class SealTransform implements BodyTransform {
   readonly #env: TransformEnv
   readonly #recipients: KeySet
   readonly #context: string | undefined
-  readonly #rules: FieldRules
-  readonly #metrics: CryptoOpMetrics | undefined
+  readonly #step: FieldStep
 
   constructor(env: TransformEnv, recipients: KeySet, context: string | undefined, rules: FieldRules) {
     this.#env = env
     this.#recipients = recipients
     this.#context = context
-    this.#rules = rules
-    this.#metrics = env.metrics?.op('seal', 'field')
+    this.#step = { type: this.type, rules, op: 'seal', opMetrics: env.metrics?.op('seal', 'field') }
   }
 
   begin(ctx: TransformContext): FieldStream | null {
-    if (emptyBody(ctx.headers)) return null
-    let mode: 'document' | 'ndjson'
-    let sealer: FieldSealer
-    try {
-      mode = jsonMode(ctx.headers, this.#rules.format, ctx.direction, 'seal')
-      sealer = new FieldSealer(this.#recipients, { route: this.#context ?? ctx.routeName })
-    } catch (err) {
-      throw refuseAtBegin(this.#env, ctx, err)
-    }
-    return new FieldStream({
-      rules: this.#rules,
-      mode,
-      message: new SealMessage(sealer, this.#rules.recordPattern, mode === 'ndjson'),
-      direction: ctx.direction,
-      op: 'seal',
-      opMetrics: this.#metrics,
-      routeMetrics: this.#env.metrics?.forRoute(ctx.routeName),
+    return beginFieldStream(this.#env, ctx, this.#step, (ndjson) => {
+      const sealer = new FieldSealer(this.#recipients, { route: this.#context ?? ctx.routeName })
+      return new SealMessage(sealer, this.#step.rules.recordPattern, ndjson)
     })
   }
 }

@@ -5,21 +5,20 @@
 import { z } from 'zod'
 import type { JsonTarget } from './json/rewriter.js'
 import {
+  beginFieldStream,
   compileFieldRules,
-  emptyBody,
   FieldMessage,
   type FieldRule,
   type FieldRules,
-  FieldStream,
+  type FieldStep,
+  type FieldStream,
   fieldsOption,
   formatOption,
-  jsonMode,
   PLAINTEXT_RECORD_BYTES,
   PLAINTEXT_VALUE_BYTES,
   parseOptions,
   recordBytesOption,
   recordFieldsOption,
-  refuseAtBegin,
   valueBytesOption,
 } from './json-fields.js'
 import type { BodyTransform, TransformContext, TransformEnv } from './types.js'
@@ -44,30 +43,15 @@ class StripMessage extends FieldMessage {
 export class StripTransform implements BodyTransform {
   readonly type = 'strip'
   readonly #env: TransformEnv
-  readonly #rules: FieldRules
+  readonly #step: FieldStep
 
   constructor(env: TransformEnv, rules: FieldRules) {
     this.#env = env
-    this.#rules = rules
+    this.#step = { type: this.type, rules, op: undefined, opMetrics: undefined }
   }
 
   begin(ctx: TransformContext): FieldStream | null {
-    if (emptyBody(ctx.headers)) return null
-    let mode: 'document' | 'ndjson'
-    try {
-      mode = jsonMode(ctx.headers, this.#rules.format, ctx.direction, 'strip')
-    } catch (err) {
-      throw refuseAtBegin(this.#env, ctx, err)
-    }
-    return new FieldStream({
-      rules: this.#rules,
-      mode,
-      message: new StripMessage(),
-      direction: ctx.direction,
-      op: undefined,
-      opMetrics: undefined,
-      routeMetrics: this.#env.metrics?.forRoute(ctx.routeName),
-    })
+    return beginFieldStream(this.#env, ctx, this.#step, () => new StripMessage())
   }
 }
 
