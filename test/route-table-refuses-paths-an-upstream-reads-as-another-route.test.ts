@@ -7,6 +7,7 @@
 import { pino } from 'pino'
 import t from 'tap'
 import { configSchema } from '../src/config/schema.js'
+import { normalizeTarget } from '../src/route/path.js'
 import { compileRouteTable, type RouteTable } from '../src/route/table.js'
 
 function tableOf(routes: Array<Record<string, unknown>>, pathReadings?: string[]): RouteTable {
@@ -227,4 +228,18 @@ t.test('found by a review of that fix: no false refusal at boot or across upstre
   }
   t.equal(goes(keys, 'GET', '/v1/caf%C3%A9'), 'any', 'other letters outside ASCII fold into none of these')
   t.equal(goes(tableOf([{ name: 'keys', methods: ['GET'], path: '/v1/keys' }, { name: 'any', methods: ['GET'], path: '/v1/:name' }], ['suffix']), 'GET', '/v1/%E2%84%AAeys'), 'any', 'nor for an upstream that reads case exactly')
+})
+
+t.test('found by the review of path normalisation: %3B is read as the ";" a proxy before a Java upstream decodes it into', async (t) => {
+  // nginx with a URI in proxy_pass, Apache's mod_proxy and mod_jk decode %3B and pass a raw ";",
+  // which Tomcat, Jetty and Spring then strip: /docs/secret%3Bx is their /docs/secret.
+  const spelled = (path: string) => normalizeTarget(path).path
+  for (const path of ['/docs/secret%3Bx', '/docs/secret%3bx', '/docs/secret%3B', '/docs/secret%3Bx;y']) {
+    t.equal(goes(table, 'GET', spelled(path)), 'docs → route "secret" (without its ";" path parameters)', path)
+  }
+  t.equal(goes(table, 'GET', spelled('/files/admin%3B/keys')), 'files → route "keys" (without its ";" path parameters)', 'through a wildcard')
+  t.equal(goes(table, 'GET', spelled('/docs/%3Bx')), 'docs → no route (without its ";" path parameters)', 'read to no route, as ";x" is')
+  t.equal(goes(table, 'GET', spelled('/files/secret/%3Ba/')), 'files → an empty segment (without its ";" path parameters)', 'an empty segment left, as ";a" leaves one')
+  t.equal(goes(table, 'GET', spelled('/docs/readme%3Bv=2')), 'docs', 'read to the same route: no concern')
+  t.equal(goes(tableOf([{ name: 'docs', methods: ['GET'], path: '/docs/:name' }, { name: 'secret', methods: ['GET'], path: '/docs/secret' }], ['case']), 'GET', spelled('/docs/secret%3Bx')), 'docs', 'nor for an upstream that keeps parameters')
 })

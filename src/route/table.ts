@@ -118,7 +118,9 @@ export function retireRouteTable(table: RouteTable): void {
  * the order they are applied; `name` is the value of `upstreams.<name>.pathReadings`.
  */
 const UPSTREAM_READINGS: ReadonlyArray<{ readonly name: PathReading; readonly what: string; applies(path: string): boolean; read(path: string): string }> = [
-  { name: 'parameters', what: 'without its ";" path parameters', applies: (p) => p.includes(';'), read: (p) => p.replace(/;[^/]*/g, '') },
+  // `%3B` too: a proxy between the gateway and a Java upstream (nginx with a URI in `proxy_pass`,
+  // Apache's mod_proxy and mod_jk) decodes it into the `;` that Tomcat, Jetty and Spring strip.
+  { name: 'parameters', what: 'without its ";" path parameters', applies: (p) => p.includes(';') || p.includes('%3B'), read: (p) => p.replace(/(?:;|%3B)[^/]*/g, '') },
   { name: 'case', what: 'ignoring letter case', applies: (p) => /[A-Z]/.test(p) || FOLDS_TO_ASCII.test(p), read: foldCase },
   { name: 'trailing-slash', what: 'without its trailing slash', applies: (p) => p.length > 1 && p.endsWith('/'), read: (p) => p.slice(0, -1) },
   {
