@@ -243,3 +243,47 @@ t.test('found by the review of path normalisation: %3B is read as the ";" a prox
   t.equal(goes(table, 'GET', spelled('/docs/readme%3Bv=2')), 'docs', 'read to the same route: no concern')
   t.equal(goes(tableOf([{ name: 'docs', methods: ['GET'], path: '/docs/:name' }, { name: 'secret', methods: ['GET'], path: '/docs/secret' }], ['case']), 'GET', spelled('/docs/secret%3Bx')), 'docs', 'nor for an upstream that keeps parameters')
 })
+
+t.test('found by the review of routing: two routes that frameworks rank otherwise than this gateway are refused at boot', async (t) => {
+  // The gateway takes the first literal from the left; Spring the pattern with the fewest
+  // parameters and a final * last; Express the first registered. Where neither of two overlapping
+  // patterns is at least as specific at every segment, the upstream may run the other's handler.
+  const ambiguous: Array<[string, string, string]> = [
+    ['/v1/records/export/*', '/v1/records/:id/photo', 'GET /v1/records/export/photo'],
+    ['/v1/users/me/*', '/v1/users/:id/keys', 'GET /v1/users/me/keys'],
+    ['/v1/orgs/public/:team/:doc', '/v1/orgs/:org/admin/keys', 'GET /v1/orgs/public/admin/keys'],
+    ['/a/:x', '/:y/b', 'GET /a/b'],
+  ]
+  for (const [broad, narrow, sample] of ambiguous) {
+    const routes = [
+      { name: 'one', methods: ['GET'], path: broad },
+      { name: 'two', methods: ['GET'], path: narrow, allow: ['dns:admin'] },
+    ]
+    t.throws(() => tableOf(routes), { code: 'config_invalid', message: new RegExp(`routes\\[1\\]\\.path: routes "one" \\(${broad.replaceAll('*', '\\*')}\\) and "two" \\(${narrow}\\) both match ${sample.replaceAll('/', '\\/')}, and neither is at least as specific`) }, `${broad} beside ${narrow}`)
+    t.ok(tableOf(routes.map((r) => ({ ...r, allow: ['dns:admin'] }))), `${broad} beside ${narrow}: the same policy, whichever handler runs`)
+    t.ok(tableOf([routes[0]!, { ...routes[1]!, methods: ['POST'] }]), `${broad} beside ${narrow}: no method in common`)
+  }
+  t.throws(() => tableOf([{ name: 'one', methods: ['HEAD'], path: '/a/:x' }, { name: 'two', methods: ['GET'], path: '/:y/b', allow: ['dns:admin'] }]), /both match GET \/a\/b/, 'HEAD counts as the GET an upstream answers it with')
+  const twoUpstreams = configSchema.parse({
+    sponsor: { listen: { port: 0 }, tls: { cert: 'c', key: 'k', clientCa: 'ca' } },
+    upstreams: Object.fromEntries(['reports', 'photos'].map((u) => [u, { url: 'https://127.0.0.1:8443', serverName: u, tls: { ca: 'ca', cert: 'c', key: 'k' } }])),
+    admin: { listen: { port: 0 } },
+    routes: [
+      { name: 'export', methods: ['GET'], path: '/v1/records/export/*', allow: ['dns:a'], upstream: 'reports' },
+      { name: 'photo', methods: ['GET'], path: '/v1/records/:id/photo', allow: ['dns:b'], upstream: 'photos' },
+    ],
+  })
+  t.ok(compileRouteTable(twoUpstreams, { log: pino({ level: 'silent' }) }), 'routes to two upstreams: each upstream ranks only its own')
+  // One pattern at least as specific at every segment: every framework takes it, as the gateway does.
+  const ordered = tableOf([
+    { name: 'docs', methods: ['GET'], path: '/docs/:name' },
+    { name: 'secret', methods: ['GET'], path: '/docs/secret', allow: ['dns:admin'] },
+    { name: 'files', methods: ['GET'], path: '/files/*' },
+    { name: 'meta', methods: ['GET'], path: '/files/:id/meta', allow: ['dns:admin'] },
+    { name: 'keys', methods: ['GET'], path: '/files/admin/keys', allow: ['dns:admin'] },
+    { name: 'record', methods: ['GET'], path: '/v1/records/:id' },
+    { name: 'photo', methods: ['GET'], path: '/v1/records/:id/photo', allow: ['dns:admin'] },
+  ])
+  t.equal(goes(ordered, 'GET', '/files/admin/meta'), 'meta', 'nested specificity: no pair is ambiguous')
+  t.equal(goes(ordered, 'GET', '/files/admin/keys'), 'keys')
+})

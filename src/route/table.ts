@@ -9,7 +9,8 @@
  * literal beats a param, which beats a wildcard, backtracking when the preferred branch leads
  * nowhere. Two routes whose patterns have the same shape (same literals, params and wildcard in the
  * same places) and share a method could only be told apart by configuration order, so that is a
- * boot error; the same shape on disjoint methods is fine. HEAD is the exception to per-method
+ * boot error; the same shape on disjoint methods is fine. So are two overlapping routes that an
+ * upstream could rank otherwise (`refuseAmbiguousPrecedence`). HEAD is the exception to per-method
  * precedence: it goes where a GET of the same path would (`match`).
  */
 import type { Config, PathReading, RouteConfig } from '../config/schema.js'
@@ -566,9 +567,69 @@ export function compileRouteTable(config: Config, env: TransformEnv): RouteTable
   getOrHead.seal()
   anyMethod.seal()
   folded.getOrHead.seal()
+  refuseAmbiguousPrecedence(config, patterns)
   const table = new CompiledRouteTable(compiled, { byMethod, getOrHead, anyMethod, folded }, literals, patterns)
   refuseUnreachableRoutes(table, config, patterns)
   return table
+}
+
+/** How specific a segment is: the order in which `find` tries them. */
+const SPECIFICITY = { literal: 2, param: 1, wildcard: 0 } as const
+
+/** Whether some path matches both patterns (a final `*` takes one or more non-empty segments). */
+function patternsOverlap(a: readonly Segment[], b: readonly Segment[]): boolean {
+  const empty = (s: Segment) => s.kind === 'literal' && s.text === ''
+  for (let i = 0; ; i++) {
+    const x = a[i]
+    const y = b[i]
+    if (x === undefined || y === undefined) return x === y
+    if (x.kind === 'wildcard') return !empty(y)
+    if (y.kind === 'wildcard') return !empty(x)
+    if (x.kind === 'literal' && y.kind === 'literal' ? x.text !== y.text : empty(x) || empty(y)) return false
+  }
+}
+
+/** Whether `a` is at least as specific as `b` at every segment (past a final `*`, the `*`'s). */
+function atLeastAsSpecific(a: readonly Segment[], b: readonly Segment[]): boolean {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    if (SPECIFICITY[(a[i] ?? a.at(-1)!).kind] < SPECIFICITY[(b[i] ?? b.at(-1)!).kind]) return false
+  }
+  return true
+}
+
+/**
+ * Two routes to one upstream, on a shared method, whose patterns match a common path while neither
+ * is at least as specific as the other at every segment (`/v1/records/export/*` and
+ * `/v1/records/:id/photo`, both matching `/v1/records/export/photo`): this gateway takes the first
+ * literal from the left, Spring the pattern with the fewest parameters and a final `*` last, Express
+ * the first registered. The upstream may then run one route's handler for a request the gateway
+ * admitted under the other's allow list and transforms, so that is a boot error, unless the two
+ * routes enforce the same (everything but name, path and methods alike). HEAD counts as GET, which
+ * upstreams answer it with.
+ */
+function refuseAmbiguousPrecedence(config: Config, patterns: readonly (readonly Segment[])[]): void {
+  const methodsOf = (r: RouteConfig) => new Set(r.methods.map((m) => (m === 'HEAD' ? 'GET' : m)))
+  const policyOf = (r: RouteConfig) => JSON.stringify({ ...r, name: undefined, path: undefined, methods: undefined })
+  config.routes.forEach((b, j) => {
+    for (let i = 0; i < j; i++) {
+      const a = config.routes[i]!
+      if (a.upstream !== b.upstream) continue
+      const shared = [...methodsOf(a)].filter((m) => methodsOf(b).has(m))
+      if (shared.length === 0) continue
+      const pa = patterns[i]!
+      const pb = patterns[j]!
+      if (!patternsOverlap(pa, pb) || atLeastAsSpecific(pa, pb) || atLeastAsSpecific(pb, pa)) continue
+      if (policyOf(a) === policyOf(b)) continue
+      const sample = Array.from({ length: Math.max(pa.length, pb.length) }, (_, k) => {
+        const literal = [pa[k], pb[k]].find((s) => s?.kind === 'literal')
+        return literal?.kind === 'literal' ? literal.text : 'x'
+      })
+      throw new EcluseError(
+        'config_invalid',
+        `routes[${j}].path: routes "${a.name}" (${a.path}) and "${b.name}" (${b.path}) both match ${shared[0]} /${sample.join('/')}, and neither is at least as specific as the other at every segment: upstreams rank such routes differently from this gateway (literal first, from the left), so upstream "${b.upstream}" could run one's handler for a request admitted under the other's allow list and transforms; make one more specific at every segment, or give both the same policy`,
+      )
+    }
+  })
 }
 
 /**
