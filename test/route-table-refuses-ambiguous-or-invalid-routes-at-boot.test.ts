@@ -1,7 +1,9 @@
 import { pino } from 'pino'
 import t, { type Test } from 'tap'
 import { configSchema } from '../src/config/schema.js'
+import { transformedResponseHeaderRefusal } from '../src/proxy/headers.js'
 import { compileRouteTable } from '../src/route/table.js'
+import '../src/transform/builtin.js'
 
 type RouteInput = { name: string; path: string; methods?: string[]; requestHeaders?: string[]; responseHeaders?: string[]; transforms?: unknown }
 
@@ -85,6 +87,21 @@ t.test('a route may not allow a header the gateway owns or that is hop-by-hop', 
     [{ name: 'r', path: '/a', requestHeaders: ['authorization', 'x-tenant', 'x-client-certainty', 'proxyish'], responseHeaders: ['location', 'x-ecluse-principal'] }],
     'ordinary additions, including names that only start like a reserved one',
   )
+})
+
+t.test('found by a review of headers: reserved names in any spelling, and fields that describe a transformed response', async (t) => {
+  // CGI-style stacks read "-" and "_" alike; proxies and Envoy before the upstream trust these.
+  for (const header of ['x_ecluse_principal', 'X_Forwarded_For', 'x-correlation_id', 'x-forwarded', 'x-original-forwarded-for', 'x-original-host', 'x-host', 'x-envoy-original-path', 'x-envoy-internal', 'x-remote-user', 'remote-user', 'remote_user', 'proxy_authorization', 'transfer_encoding']) {
+    refuses(t, [{ name: 'r', path: '/a', requestHeaders: [header] }], /^routes\[0\]\.requestHeaders\[0\]: /, `request header ${header}`)
+  }
+  const strip = { response: [{ type: 'strip', fields: ['/passport'] }] }
+  for (const header of ['content-md5', 'Digest', 'repr-digest', 'content-digest', 'content-range']) {
+    refuses(t, [{ name: 'r', path: '/a', transforms: strip, responseHeaders: ['location', header] }], /^routes\[0\]\.responseHeaders\[1\]: .*describes the response before its transforms/, `${header} on a transformed route`)
+    boots(t, [{ name: 'r', path: '/a', responseHeaders: [header] }], `${header} on a route without response transforms`)
+    boots(t, [{ name: 'r', path: '/a', transforms: { request: strip.response }, responseHeaders: [header] }], `${header} on a route that transforms requests only`)
+  }
+  boots(t, [{ name: 'r', path: '/a', transforms: strip, responseHeaders: ['content-disposition'] }], 'a file name beside a JSON step')
+  t.match(transformedResponseHeaderRefusal('content-disposition', true), /says what a body sealed by seal-body is/, 'but not beside a seal-body step')
 })
 
 t.test('an unknown transform type fails the boot with the step key path', async (t) => {

@@ -118,9 +118,11 @@ export const RESERVED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
   'x-http-method-override',
   'x-http-method',
   'x-method-override',
-  'x-original-url',
-  'x-original-uri',
   'x-rewrite-url',
+  'x-host',
+  // The user an authenticating proxy before the upstream vouched for (Apache, nginx auth_request).
+  'remote-user',
+  'x-remote-user',
   'expect',
 ])
 
@@ -130,7 +132,36 @@ export const RESERVED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
  * HAProxy `x-ssl-client-cert`/`-s-dn`/`-verify`, Apache `ssl-client-*`, `x-client-cert-*`, AWS ALB
  * `x-amzn-mtls-clientcert-*`).
  */
-export const RESERVED_REQUEST_PREFIXES: readonly string[] = ['x-forwarded-', 'x-ssl-client-', 'ssl-client-', 'x-client-cert-', 'x-amzn-mtls-clientcert']
+export const RESERVED_REQUEST_PREFIXES: readonly string[] = [
+  'x-forwarded',
+  'x-ssl-client-',
+  'ssl-client-',
+  'x-client-cert-',
+  'x-amzn-mtls-clientcert',
+  // x-original-url, -uri, -host, -forwarded-for, -method: what a proxy before the upstream saw.
+  'x-original-',
+  // Envoy's routing and trust fields (x-envoy-original-path, x-envoy-internal), to an Envoy upstream.
+  'x-envoy-',
+]
+
+/**
+ * Response fields that describe the representation before a transform (a hash of the plaintext,
+ * the part of it a range was), which a route with response transforms may not add: the sponsor
+ * could test guesses against them, as against the `etag` such a route drops. `content-disposition`
+ * too where a `seal-body` step seals the media type: a file name says what the body is.
+ */
+const PLAINTEXT_DESCRIBING_RESPONSE_HEADERS: ReadonlySet<string> = new Set(['content-md5', 'digest', 'repr-digest', 'content-digest', 'content-range'])
+const SEALED_BODY_DESCRIBING_RESPONSE_HEADERS: ReadonlySet<string> = new Set(['content-disposition'])
+
+/**
+ * Why a route whose responses go through transforms may not add the response field `name`, or
+ * `null` if it may (`sealsBody`: one of them is a `seal-body`).
+ */
+export function transformedResponseHeaderRefusal(name: string, sealsBody: boolean): string | null {
+  if (PLAINTEXT_DESCRIBING_RESPONSE_HEADERS.has(name)) return `"${name}" describes the response before its transforms (the sponsor could test guesses of the plaintext against it)`
+  if (sealsBody && SEALED_BODY_DESCRIBING_RESPONSE_HEADERS.has(name)) return `"${name}" says what a body sealed by seal-body is`
+  return null
+}
 
 /** Fields that keep their first value when repeated (Node's `IncomingMessage` discard list, plus ours). */
 const SINGLETON: ReadonlySet<string> = new Set([
@@ -195,13 +226,16 @@ export function headerAdditionRefusal(
   name: string,
   sponsor: { readonly principalHeader?: string | undefined; readonly requestIdHeader: string },
 ): string | null {
-  if (isHopByHop(name)) return `"${name}" is a hop-by-hop field`
-  if (name === sponsor.requestIdHeader) return `"${name}" is the request id header, set by the gateway`
+  // CGI-style stacks (older gunicorn, Rack, PHP) read `-` and `_` alike (HTTP_X_ECLUSE_PRINCIPAL):
+  // a client's `x_ecluse_principal` would compete with the gateway's own `x-ecluse-principal`.
+  const dashed = name.replaceAll('_', '-')
+  if (isHopByHop(dashed)) return `"${name}" is a hop-by-hop field`
+  if (dashed === sponsor.requestIdHeader.replaceAll('_', '-')) return `"${name}" is the request id header, set by the gateway`
   if (direction === 'request') {
-    if (RESERVED_REQUEST_HEADERS.has(name) || RESERVED_REQUEST_PREFIXES.some((prefix) => name.startsWith(prefix))) {
+    if (RESERVED_REQUEST_HEADERS.has(dashed) || RESERVED_REQUEST_PREFIXES.some((prefix) => dashed.startsWith(prefix))) {
       return `"${name}" is reserved: the gateway sets it or it would override routing`
     }
-    if (name === sponsor.principalHeader) return `"${name}" is the principal header, set by the gateway`
+    if (dashed === sponsor.principalHeader?.replaceAll('_', '-')) return `"${name}" is the principal header, set by the gateway`
   }
   return null
 }

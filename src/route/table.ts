@@ -15,7 +15,7 @@
  */
 import type { Config, PathReading, RouteConfig } from '../config/schema.js'
 import { EcluseError } from '../errors.js'
-import { DEFAULT_REQUEST_HEADERS, DEFAULT_RESPONSE_HEADERS, headerAdditionRefusal } from '../proxy/headers.js'
+import { DEFAULT_REQUEST_HEADERS, DEFAULT_RESPONSE_HEADERS, headerAdditionRefusal, transformedResponseHeaderRefusal } from '../proxy/headers.js'
 import { compileTransformChain } from '../transform/registry.js'
 import type { BodyTransform, TransformEnv } from '../transform/types.js'
 
@@ -350,6 +350,13 @@ function compileRoute(route: RouteConfig, index: number, config: Config, env: Tr
   const routeEnv: TransformEnv = { ...env, routePath: route.path }
   const requestTransforms = compileTransformChain(route.transforms.request, routeEnv, `${key}.transforms.request`)
   const responseTransforms = compileTransformChain(route.transforms.response, routeEnv, `${key}.transforms.response`)
+  if (responseTransforms.length > 0) {
+    const sealsBody = responseTransforms.some((step) => step.type === 'seal-body')
+    route.responseHeaders.forEach((name, i) => {
+      const refusal = transformedResponseHeaderRefusal(name.toLowerCase(), sealsBody)
+      if (refusal !== null) throw new EcluseError('config_invalid', `${key}.responseHeaders[${i}]: ${refusal}, and this route's responses go through transforms`)
+    })
+  }
   const pathChecks = [...requestTransforms, ...responseTransforms].filter((step) => step.refusePath !== undefined)
   const pathRefusal = (path: string): string | undefined => {
     for (const step of pathChecks) {
