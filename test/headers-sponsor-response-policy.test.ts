@@ -118,3 +118,20 @@ t.test('vary on what the gateway sets from the connection becomes `*`: the answe
   t.equal(varyOn('accept-language, X-Request-Id', SPONSOR), '*', 'the request id')
   t.equal(varyOn('x-ecluse-principal, accept', { requestIdHeader: 'x-request-id' }), 'accept', 'no principal header configured: an unforwarded name')
 })
+
+t.test('found by a review of headers: cache-control keeps the standard directives only, and names no field', async (t) => {
+  const cacheControl = (value: string | string[]) => buildSponsorHeaders({ 'cache-control': value }, plain, 'req-1', SPONSOR)['cache-control']
+  // private="…" and no-cache="…" list field names (RFC 9111 §5.2.2.4, §5.2.2.7): the trusted side's own.
+  t.equal(
+    cacheControl('private="X-Internal-Tenant-Id, X-Vetting-Officer", no-cache="Set-Cookie, X-Backend-Node", max-age=0, x-trusted-cluster="paris-dgsi-2"'),
+    'private, no-cache, max-age=0',
+    'field names and extensions dropped, the bare directives kept (stricter)',
+  )
+  t.equal(cacheControl(['public', 'max-age="120"']), 'public, max-age=120', 'repeated lines read as one list; a quoted number unquoted')
+  t.equal(cacheControl('Max-Age=5 , S-MAXAGE=1, immutable, stale-while-revalidate=30, stale-if-error=60'), 'max-age=5, s-maxage=1, immutable, stale-while-revalidate=30, stale-if-error=60')
+  t.equal(cacheControl('no-store'), 'no-store')
+  // Whatever cannot be read as the upstream meant it: a cache on the sponsor's side keeps nothing.
+  for (const odd of ['max-age=abc', 'max-age', 'max-age=1e9', 'no-store;x', 'private="unterminated', ',', 'x-only=1']) {
+    t.equal(cacheControl(odd), 'no-store', `${JSON.stringify(odd)} → no-store`)
+  }
+})

@@ -340,8 +340,44 @@ export function buildSponsorHeaders(
     else if (forwarded.length > 0) out['vary'] = [...new Set(forwarded)].join(', ')
     else delete out['vary']
   }
+  const cacheControl = out['cache-control']
+  if (typeof cacheControl === 'string') out['cache-control'] = narrowCacheControl(cacheControl)
   out[sponsor.requestIdHeader] = requestId
   return out
+}
+
+/** Response directives that take a number of seconds (RFC 9111 §5.2.2, RFC 5861). */
+const CACHE_SECONDS = new Set(['max-age', 's-maxage', 'stale-while-revalidate', 'stale-if-error'])
+/** Response directives without an argument (RFC 9111 §5.2.2, RFC 8246); `no-cache` and `private` lose theirs. */
+const CACHE_FLAGS = new Set(['no-store', 'no-cache', 'private', 'public', 'must-revalidate', 'proxy-revalidate', 'must-understand', 'no-transform', 'immutable'])
+/** One directive: a token, then `=` and a token or a quoted string, then a comma or the end. */
+const CACHE_DIRECTIVE = /[ \t]*([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*(?:=[ \t]*("(?:[^"\\]|\\.)*"|[!#$%&'*+.^_`|~0-9A-Za-z-]*))?[ \t]*(?:,|$)/y
+
+/**
+ * `cache-control` as the sponsor may see it: the standard response directives only. `no-cache` and
+ * `private` lose the field names they may list (RFC 9111 §5.2.2.4, §5.2.2.7), which would name the
+ * trusted side's own headers as an unfiltered `vary` would (`private="X-Internal-Tenant"`), for the
+ * bare directive, which is stricter; extensions (`x-cluster="paris-2"`) are dropped. A value that
+ * does not parse becomes `no-store`: a cache on the sponsor's side must never keep more than the
+ * upstream allowed.
+ */
+export function narrowCacheControl(value: string): string {
+  const kept: string[] = []
+  for (let at = 0; at < value.length; ) {
+    CACHE_DIRECTIVE.lastIndex = at
+    const m = CACHE_DIRECTIVE.exec(value)
+    if (m === null || CACHE_DIRECTIVE.lastIndex === at) return 'no-store'
+    at = CACHE_DIRECTIVE.lastIndex
+    const name = m[1]!.toLowerCase()
+    const argument = m[2]?.replace(/^"(.*)"$/s, '$1')
+    if (CACHE_SECONDS.has(name)) {
+      if (argument === undefined || !/^\d{1,10}$/.test(argument)) return 'no-store'
+      kept.push(`${name}=${argument}`)
+    } else if (CACHE_FLAGS.has(name)) {
+      kept.push(name)
+    }
+  }
+  return kept.length === 0 ? 'no-store' : [...new Set(kept)].join(', ')
 }
 
 /** Folds one field line into `out` (see the module comment for the rules). */
