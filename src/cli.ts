@@ -184,9 +184,9 @@ export const COMMANDS: Command[] = [
       }
       // The warning `serve` logs at boot, here too: a check run against the mounted files in CI
       // would otherwise never show it. Not a failure, as it is not one for `serve`.
-      const { keyFilesReadableByOthers, READABLE_KEY_FILE_WARNING } = await import('./config/key-file-modes.js')
-      for (const { key, file: keyFile } of await keyFilesReadableByOthers(config)) {
-        io.stderr.write(`warning: ${key}: ${keyFile}: ${READABLE_KEY_FILE_WARNING}\n`)
+      const { fileModeWarnings } = await import('./config/key-file-modes.js')
+      for (const { key, file: named, warning } of await fileModeWarnings(config, file)) {
+        io.stderr.write(`warning: ${key}: ${named}: ${warning}\n`)
       }
       // A fixed shape, for scripts: always "routes" and "upstreams".
       io.stdout.write(`ok: ${config.routes.length} routes, ${Object.keys(config.upstreams).length} upstreams\n`)

@@ -9,7 +9,7 @@ import type { SecureContext } from 'node:tls'
 import type { Logger } from 'pino'
 import { AdminServer, type Readiness } from './admin/server.js'
 import { BootSignals } from './boot-signals.js'
-import { keyFilesReadableByOthers, READABLE_KEY_FILE_WARNING } from './config/key-file-modes.js'
+import { fileModeWarnings } from './config/key-file-modes.js'
 import { loadConfigFile } from './config/load.js'
 import { type Config, idleTimeoutProblems } from './config/schema.js'
 import { type ClientTlsMaterial, loadAllTls } from './config/tls-material.js'
@@ -164,7 +164,7 @@ export class Gateway {
       },
       'écluse gateway started',
     )
-    await warnOfReadableKeyFiles(config, log)
+    await warnOfFileModes(config, configPath, log)
     return gateway
   }
 
@@ -322,7 +322,7 @@ export class Gateway {
         { routes: routes.routes.length, listenersChanged, loaded: loadedMaterial(tls, keySets) },
         listenersChanged ? 'reloaded; listener address changes need a restart' : 'reloaded',
       )
-      await warnOfReadableKeyFiles(config, this.log)
+      await warnOfFileModes(config, this.configPath, this.log)
       return { ok: true }
     } catch (err) {
       this.metrics.reload('failed')
@@ -385,10 +385,10 @@ export class Gateway {
   }
 }
 
-/** One warning per private key file that every user of the host can read (see `keyFilesReadableByOthers`). */
-async function warnOfReadableKeyFiles(config: Config, log: Logger): Promise<void> {
-  for (const { key, file } of await keyFilesReadableByOthers(config)) {
-    log.warn({ setting: key, file }, READABLE_KEY_FILE_WARNING)
+/** One warning per private key file every user of the host can read, or file any can replace (`fileModeWarnings`). */
+async function warnOfFileModes(config: Config, configFile: string, log: Logger): Promise<void> {
+  for (const { key, file, warning } of await fileModeWarnings(config, configFile)) {
+    log.warn({ setting: key, file }, warning)
   }
 }
 

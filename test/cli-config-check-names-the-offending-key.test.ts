@@ -102,3 +102,13 @@ t.test('a private key file any user can read is warned about, as serve warns, an
   await chmod(loose, 0o600)
   t.equal((await runCli(['config', 'check', join(dir, 'loose.yaml')])).stderr, '', 'none once it is 0600')
 })
+
+t.test('a configuration file any user can write is warned about, as serve warns, and the check still passes', async (t) => {
+  const { chmod } = await import('node:fs/promises')
+  const { WRITABLE_FILE_WARNING } = await import('../src/config/key-file-modes.js')
+  const open = await write('open.yaml', configText())
+  await chmod(open, 0o666)
+  const r = await runCli(['config', 'check', open])
+  t.equal(r.code, 0)
+  t.equal(r.stderr, `warning: the configuration file: ${open}: ${WRITABLE_FILE_WARNING}\n`)
+})

@@ -1,9 +1,11 @@
 /**
- * Private key files readable by every user of the host. Warned about, at boot and at every reload,
- * not refused: Kubernetes mounts a secret `0644` unless told otherwise (`defaultMode`), and in a
- * container of one user that is no exposure; on a shared host it is.
+ * File modes that expose the gateway on a shared host: private key files readable by every user,
+ * and files any user can replace (the configuration, certificates, CA bundles, key sets). Warned
+ * about, at boot and at every reload, not refused: Kubernetes mounts a secret `0644` unless told
+ * otherwise (`defaultMode`), and in a container of one user that is no exposure; on a shared host it is.
  */
 import { stat } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import type { Config } from './schema.js'
 
 /** What `serve` logs and `config check` prints for each such file. */
@@ -21,4 +23,45 @@ export async function keyFilesReadableByOthers(config: Config): Promise<Array<{ 
   const modes = await Promise.all(files.map(({ file }) => stat(file).then((s) => s.mode, () => undefined)))
   // The loaders have read every file already: one that cannot be stat'ed now has nothing to add.
   return files.filter((_, i) => modes[i] !== undefined && (modes[i]! & 0o004) !== 0)
+}
+
+/** What `serve` logs and `config check` prints for a file any user may write, or replace. */
+export const WRITABLE_FILE_WARNING =
+  'file can be written or replaced by every user of this host (it, or its folder without the sticky bit, is world-writable): whoever changes it changes what the gateway trusts, routes or seals to; make it 0644 or stricter, in a folder only its owner writes'
+
+/**
+ * Each file `config` (read from `configFile`) names, with its setting, that every user of the host
+ * may write, or replace through its folder: the configuration itself, the certificates, CA bundles
+ * and private keys of both sides, and every key set. Group-writable files are not counted: a user's
+ * own group often is one (umask 002), and a pod's `fsGroup` one too.
+ */
+export async function filesWritableByOthers(config: Config, configFile: string): Promise<Array<{ key: string; file: string }>> {
+  const t = config.sponsor.tls
+  const files = [
+    { key: 'the configuration file', file: configFile },
+    { key: 'sponsor.tls.cert', file: t.cert },
+    { key: 'sponsor.tls.key', file: t.key },
+    { key: 'sponsor.tls.clientCa', file: t.clientCa },
+    ...Object.entries(config.upstreams).flatMap(([name, u]) => [
+      { key: `upstreams.${name}.tls.ca`, file: u.tls.ca },
+      { key: `upstreams.${name}.tls.cert`, file: u.tls.cert },
+      { key: `upstreams.${name}.tls.key`, file: u.tls.key },
+    ]),
+    ...Object.entries(config.keys).map(([name, set]) => ({ key: `keys.${name}.file`, file: set.file })),
+  ]
+  const modeOf = (path: string) => stat(path).then((s) => s.mode, () => undefined)
+  const exposed = await Promise.all(
+    files.map(async ({ file }) => {
+      const [own, folder] = await Promise.all([modeOf(file), modeOf(dirname(file))])
+      // A folder others may write lets them replace the file, unless its sticky bit keeps them to their own.
+      return (own !== undefined && (own & 0o002) !== 0) || (folder !== undefined && (folder & 0o002) !== 0 && (folder & 0o1000) === 0)
+    }),
+  )
+  return files.filter((_, i) => exposed[i])
+}
+
+/** Every file-mode warning of `config`: private keys others may read, files others may write. */
+export async function fileModeWarnings(config: Config, configFile: string): Promise<Array<{ key: string; file: string; warning: string }>> {
+  const [readable, writable] = await Promise.all([keyFilesReadableByOthers(config), filesWritableByOthers(config, configFile)])
+  return [...readable.map((f) => ({ ...f, warning: READABLE_KEY_FILE_WARNING })), ...writable.map((f) => ({ ...f, warning: WRITABLE_FILE_WARNING }))]
 }

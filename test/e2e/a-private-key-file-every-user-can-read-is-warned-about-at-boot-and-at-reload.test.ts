@@ -5,6 +5,7 @@
  */
 import { chmod } from 'node:fs/promises'
 import t from 'tap'
+import { WRITABLE_FILE_WARNING } from '../../src/config/key-file-modes.js'
 import { Harness } from '../helpers/harness.js'
 import { makeTestPki } from '../helpers/pki.js'
 
@@ -33,4 +34,25 @@ t.test('a world-readable private key file is warned about by key path and file, 
   t.notMatch(h.logs.text(), /PRIVATE KEY/, 'no key material in the log')
   const res = await h.request('/v1/records/1')
   t.equal(res.status, 200, 'and the gateway serves')
+})
+
+t.test('found by a review of reloads: a file every user can write, or replace through its folder, is warned about too', async (t) => {
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const writable = () => h.logs.lines.filter((l) => l['msg'] === WRITABLE_FILE_WARNING)
+  t.same(writable(), [], 'none at boot: the files are the owner’s to write')
+
+  await chmod(h.configPath, 0o666)
+  t.same(await h.gateway.reload(), { ok: true }, 'a warning does not fail the reload')
+  t.same(writable().map((l) => [l['level'], l['setting'], l['file']]), [['warn', 'the configuration file', h.configPath]], 'the configuration file any user may write')
+
+  await chmod(h.configPath, 0o644)
+  await chmod(h.dir, 0o777)
+  t.teardown(() => chmod(h.dir, 0o700))
+  t.same(await h.gateway.reload(), { ok: true })
+  t.same(writable().slice(1).map((l) => l['setting']), ['the configuration file'], 'or whose folder any user may write: it can be replaced')
+
+  await chmod(h.dir, 0o1777)
+  t.same(await h.gateway.reload(), { ok: true })
+  t.equal(writable().length, 2, 'a sticky folder keeps others to their own files: no warning')
 })
