@@ -7,8 +7,10 @@
 import { pino } from 'pino'
 import t from 'tap'
 import { configSchema } from '../src/config/schema.js'
+import { generateKeySet, parseKeySet } from '../src/crypto/keys.js'
 import { normalizeTarget } from '../src/route/path.js'
 import { compileRouteTable, type RouteTable } from '../src/route/table.js'
+import '../src/transform/builtin.js'
 
 function tableOf(routes: Array<Record<string, unknown>>, pathReadings?: string[]): RouteTable {
   const parsed = configSchema.parse({
@@ -286,4 +288,43 @@ t.test('found by the review of routing: two routes that frameworks rank otherwis
   ])
   t.equal(goes(ordered, 'GET', '/files/admin/meta'), 'meta', 'nested specificity: no pair is ambiguous')
   t.equal(goes(ordered, 'GET', '/files/admin/keys'), 'keys')
+})
+
+t.test('found by the review of the precedence check: what counts as the same policy, and as one upstream', async (t) => {
+  const generated = generateKeySet()
+  const keySets = new Map([['thp', parseKeySet(generated.privateJwks, { requirePrivate: true })]])
+  const compile = (routes: Array<Record<string, unknown>>, upstreams: Record<string, { url: string; serverName: string }> = { svc: { url: 'https://127.0.0.1:8443', serverName: 'svc' } }) =>
+    compileRouteTable(
+      configSchema.parse({
+        sponsor: { listen: { port: 0 }, tls: { cert: 'c', key: 'k', clientCa: 'ca' } },
+        upstreams: Object.fromEntries(Object.entries(upstreams).map(([n, u]) => [n, { ...u, tls: { ca: 'ca', cert: 'c', key: 'k' } }])),
+        admin: { listen: { port: 0 } },
+        keys: { thp: { file: 'thp.json', private: true } },
+        routes: routes.map((r) => ({ methods: ['GET'], allow: ['dns:a'], upstream: 'svc', ...r })),
+      }),
+      { log: pino({ level: 'silent' }), keySets },
+    )
+  const pair = (step: Record<string, unknown> | undefined, extra: Record<string, unknown> = {}) => [
+    { name: 'one', path: '/a/:x', ...(step === undefined ? {} : { transforms: { response: [step] } }) },
+    { name: 'two', path: '/:x/b', ...(step === undefined ? {} : { transforms: { response: [step] } }), ...extra },
+  ]
+  // A context that names a parameter reads it from each route's own pattern: /a/b binds c/b on
+  // "one", while an upstream running "two" reads the record a.
+  t.throws(() => compile(pair({ type: 'open-body', keys: 'thp', context: 'c/{x}' })), /both match GET \/a\/b/, 'a context naming a path parameter binds the path')
+  t.throws(() => compile(pair({ type: 'open-body', keys: 'thp', context: 'c', alsoAccept: ['c/{x}'] })), /both match GET \/a\/b/, 'in alsoAccept too')
+  t.throws(() => compile(pair({ type: 'open', keys: 'thp', fields: ['/n'] })), /both match GET \/a\/b/, 'no context: the route name is bound')
+  t.ok(compile(pair({ type: 'open', keys: 'thp', context: 'acc', fields: ['/n'] })), 'a fixed context binds neither: the same policy')
+  t.ok(compile(pair({ type: 'strip', fields: ['/n'] })), 'strip binds nothing')
+  // The same policy in other spellings.
+  t.ok(compile([{ name: 'one', path: '/a/:x', allow: ['dns:a', 'dns:b'], responseHeaders: ['Location', 'link'] }, { name: 'two', path: '/:x/b', allow: ['dns:b', 'dns:a'], responseHeaders: ['link', 'location'] }]), 'lists in another order or case')
+  t.ok(
+    compile(pair({ type: 'open', context: 'acc', fields: ['/n'], keys: 'thp' }).map((r, i) => (i === 0 ? r : { ...r, transforms: { response: [{ keys: 'thp', fields: ['/n'], context: 'acc', type: 'open' }] } }))),
+    'step options in another order',
+  )
+  // One service behind two upstream entries (another timeout, say) ranks both routes.
+  const twoEntries = { svc: { url: 'https://127.0.0.1:8443', serverName: 'svc' }, 'svc-slow': { url: 'https://127.0.0.1:8443/', serverName: 'svc' } }
+  t.throws(() => compile(pair(undefined, { upstream: 'svc-slow', allow: ['dns:admin'] }), twoEntries), /both match GET \/a\/b/, 'one origin and server name: one service')
+  t.ok(compile(pair(undefined, { upstream: 'svc-other', allow: ['dns:admin'] }), { ...twoEntries, 'svc-other': { url: 'https://127.0.0.1:8443', serverName: 'other' } }), 'another server name: another service')
+  // A jwks route is answered by the gateway: no upstream ranks it.
+  t.ok(compile([{ name: 'jwks', path: '/keys/:set/jwks', jwks: 'thp' }, { name: 'files', path: '/keys/public/*', allow: ['dns:b'] }]), 'a jwks route beside an overlapping one')
 })

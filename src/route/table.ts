@@ -604,23 +604,60 @@ function atLeastAsSpecific(a: readonly Segment[], b: readonly Segment[]): boolea
   return true
 }
 
+/** JSON with object members in sorted order: two spellings of one configuration compare equal. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value).filter(([, v]) => v !== undefined)
+    return `{${entries.sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)).map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`
+  }
+  return JSON.stringify(value)
+}
+
 /**
- * Two routes to one upstream, on a shared method, whose patterns match a common path while neither
- * is at least as specific as the other at every segment (`/v1/records/export/*` and
+ * What a route enforces, for `refuseAmbiguousPrecedence`: everything but its name, path and methods,
+ * its lists as sets. Its name and path count too when a step binds them into what it seals or opens:
+ * no `context` (the route name is bound), or a context that names a path parameter (read from the
+ * route's own pattern). Only `strip` binds nothing.
+ */
+function policyOf(r: RouteConfig): string {
+  const steps = [...r.transforms.request, ...r.transforms.response] as ReadonlyArray<Readonly<Record<string, unknown>>>
+  const contexts = (step: Readonly<Record<string, unknown>>) => [step['context'], ...(Array.isArray(step['alsoAccept']) ? step['alsoAccept'] : [])]
+  const binds = steps.some((step) => step['type'] !== 'strip' && contexts(step).some((c) => typeof c !== 'string' || c.includes('{')))
+  const sorted = (list: readonly string[]) => [...new Set(list.map((v) => v.toLowerCase()))].sort()
+  return canonicalJson({
+    ...r,
+    name: binds ? r.name : undefined,
+    path: binds ? r.path : undefined,
+    methods: undefined,
+    allow: [...new Set(r.allow)].sort(),
+    requestHeaders: sorted(r.requestHeaders),
+    responseHeaders: sorted(r.responseHeaders),
+  })
+}
+
+/**
+ * Two routes to one upstream service, on a shared method, whose patterns match a common path while
+ * neither is at least as specific as the other at every segment (`/v1/records/export/*` and
  * `/v1/records/:id/photo`, both matching `/v1/records/export/photo`): this gateway takes the first
- * literal from the left, Spring the pattern with the fewest parameters and a final `*` last, Express
- * the first registered. The upstream may then run one route's handler for a request the gateway
- * admitted under the other's allow list and transforms, so that is a boot error, unless the two
- * routes enforce the same (everything but name, path and methods alike). HEAD counts as GET, which
- * upstreams answer it with.
+ * literal from the left, Spring the pattern with the fewest parameters and a final `*` last. The
+ * upstream may then run one route's handler for a request the gateway admitted under the other's
+ * allow list and transforms, so that is a boot error, unless the two routes enforce the same
+ * (`policyOf`). HEAD counts as GET, which upstreams answer it with. Two upstream entries with one
+ * origin and server name are one service; a `jwks` route is answered by the gateway itself. (An
+ * upstream that takes the first route registered, Express, is beyond what this can judge.)
  */
 function refuseAmbiguousPrecedence(config: Config, patterns: readonly (readonly Segment[])[]): void {
   const methodsOf = (r: RouteConfig) => new Set(r.methods.map((m) => (m === 'HEAD' ? 'GET' : m)))
-  const policyOf = (r: RouteConfig) => JSON.stringify({ ...r, name: undefined, path: undefined, methods: undefined })
+  const serviceOf = (r: RouteConfig) => {
+    const u = config.upstreams[r.upstream]!
+    return `${new URL(u.url).origin} ${u.serverName}`
+  }
   config.routes.forEach((b, j) => {
+    if (b.jwks !== undefined) return
     for (let i = 0; i < j; i++) {
       const a = config.routes[i]!
-      if (a.upstream !== b.upstream) continue
+      if (a.jwks !== undefined || serviceOf(a) !== serviceOf(b)) continue
       const shared = [...methodsOf(a)].filter((m) => methodsOf(b).has(m))
       if (shared.length === 0) continue
       const pa = patterns[i]!
@@ -633,7 +670,7 @@ function refuseAmbiguousPrecedence(config: Config, patterns: readonly (readonly 
       })
       throw new EcluseError(
         'config_invalid',
-        `routes[${j}].path: routes "${a.name}" (${a.path}) and "${b.name}" (${b.path}) both match ${shared[0]} /${sample.join('/')}, and neither is at least as specific as the other at every segment: upstreams rank such routes differently from this gateway (literal first, from the left), so upstream "${b.upstream}" could run one's handler for a request admitted under the other's allow list and transforms; make one more specific at every segment, or give both the same policy`,
+        `routes[${j}].path: routes "${a.name}" (${a.path}) and "${b.name}" (${b.path}) both match ${shared[0]} /${sample.join('/')}, and neither is at least as specific as the other at every segment: upstreams rank such routes differently from this gateway (literal first, from the left), so upstream "${b.upstream}" could run one's handler for a request admitted under the other's allow list and transforms; make one more specific at every segment, or give both the same policy (and contexts that bind neither route's name nor its path)`,
       )
     }
   })
