@@ -15,7 +15,7 @@ import fc from 'fast-check'
 import { compactDecrypt, importJWK } from 'jose'
 import t from 'tap'
 import { b64uDecode, b64uDecodedLength, b64uDecodeInto, b64uLength, b64uWrite } from '../src/crypto/base64url.js'
-import { CanonicalHeaders, FieldOpener, FieldSealer, type OpenExpectation } from '../src/crypto/field.js'
+import { CanonicalHeaders, FieldOpener, FieldSealer, isSealedFor, type OpenExpectation } from '../src/crypto/field.js'
 import {
   agree,
   type CompactParts,
@@ -225,4 +225,38 @@ t.test('the canonical-header fast path answers only where parseCompact accepts, 
     const jwe = new FieldSealer(only(kid), { route: 'r' }).seal(Buffer.from('1'), { ptr: '/a', rid: '7' })
     t.ok(canonical.parse(jwe, ...dotsOf(jwe)!, { route: 'r', ptr: '/a', rid: '7' }, true), `recognized (${kid})`)
   }
+})
+
+t.test('with contexts accepted beside the expected one (alsoRoutes), the fast path decides as the general parser does', async (t) => {
+  const g = generateKeySet({ kid: 'also' })
+  const keys = parseKeySet(g.publicJwks)
+  const routes = ['r-new', 'r-old', 'r-older', 'r-other']
+  let accepted = 0
+  fc.assert(
+    fc.property(
+      fc.constantFrom(...routes),
+      fc.constantFrom('/a', '/b'),
+      fc.option(fc.constantFrom('1', '2'), { nil: undefined }),
+      fc.constantFrom('/a', '/b'),
+      fc.option(fc.constantFrom('1', '2'), { nil: undefined }),
+      fc.subarray(['r-old', 'r-older']),
+      (sealedFor, ptr, rid, expectedPtr, expectedRid, alsoRoutes) => {
+        const jwe = new FieldSealer(keys, { route: sealedFor }).seal(Buffer.from('1'), { ptr, rid })
+        const expected: OpenExpectation = { route: 'r-new', ptr: expectedPtr, rid: expectedRid, ...(alsoRoutes.length === 0 ? {} : { alsoRoutes }) }
+        let general = true
+        try {
+          parseCompact(jwe, keys, FIELD_PROFILE, { 'ecl.route': ['r-new', ...alsoRoutes], 'ecl.ptr': expectedPtr, 'ecl.rid': expectedRid }, 1 << 22)
+        } catch {
+          general = false
+        }
+        const fast = isSealedFor(jwe, keys, expected)
+        if (fast) accepted++
+        // And the rule itself: the context is the expected one or listed, the pointer and record the same.
+        const rule = (sealedFor === 'r-new' || alsoRoutes.includes(sealedFor)) && ptr === expectedPtr && rid === expectedRid
+        return fast === general && fast === rule
+      },
+    ),
+    { numRuns: 600 },
+  )
+  t.ok(accepted > 20, `values accepted ${accepted} times (both answers are exercised)`)
 })

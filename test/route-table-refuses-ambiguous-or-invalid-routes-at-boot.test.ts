@@ -1,6 +1,7 @@
 import { pino } from 'pino'
 import t, { type Test } from 'tap'
 import { configSchema } from '../src/config/schema.js'
+import { generateKeySet, parseKeySet } from '../src/crypto/keys.js'
 import { transformedResponseHeaderRefusal } from '../src/proxy/headers.js'
 import { compileRouteTable } from '../src/route/table.js'
 import '../src/transform/builtin.js'
@@ -102,6 +103,20 @@ t.test('found by a review of headers: reserved names in any spelling, and fields
   }
   boots(t, [{ name: 'r', path: '/a', transforms: strip, responseHeaders: ['content-disposition'] }], 'a file name beside a JSON step')
   t.match(transformedResponseHeaderRefusal('content-disposition', true), /says what a body sealed by seal-body is/, 'but not beside a seal-body step')
+  const generated = generateKeySet()
+  const sealing = (responseHeaders: string[]) =>
+    compileRouteTable(
+      configSchema.parse({
+        sponsor: { listen: { port: 0 }, tls: { cert: 'c', key: 'k', clientCa: 'ca' } },
+        upstreams: { svc: { url: 'https://127.0.0.1:8443', serverName: 'svc', tls: { ca: 'ca', cert: 'c', key: 'k' } } },
+        admin: { listen: { port: 0 } },
+        keys: { th: { file: 'th.json' } },
+        routes: [{ name: 'r', methods: ['GET'], path: '/a', allow: ['dns:a'], upstream: 'svc', responseHeaders, transforms: { response: [{ type: 'seal-body', recipients: 'th' }] } }],
+      }),
+      { log: pino({ level: 'silent' }), keySets: new Map([['th', parseKeySet(generated.publicJwks)]]) },
+    )
+  t.throws(() => sealing(['Content-Disposition']), { code: 'config_invalid', message: /^routes\[0\]\.responseHeaders\[0\]: "content-disposition" says what a body sealed by seal-body is/ }, 'a route that seals its responses whole')
+  t.ok(sealing(['location']), 'which may add other fields')
 })
 
 t.test('an unknown transform type fails the boot with the step key path', async (t) => {

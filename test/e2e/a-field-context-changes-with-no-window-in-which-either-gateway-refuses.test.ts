@@ -92,6 +92,10 @@ t.test('a value bound to context or to any of alsoAccept opens and passes; one b
     ['an old context where only the new is accepted', '/v1/open-new-only', '/v1/verify-new-only', { records: [seal('acc-v1', 'a')] }],
     ['an old context sealed by jose, only the new accepted', '/v1/open-new-only', '/v1/verify-new-only', { records: [jose] }],
     ['the route name where a context is set', '/v1/open', '/v1/verify', { records: [seal('open', 'a')] }],
+    // An accepted context keeps the value bound to its member and its record.
+    ['an accepted old context, moved to another record', '/v1/open', '/v1/verify', { records: [{ ...seal('acc-v1', 'a'), id: 'b' }] }],
+    ['an accepted old context, moved to another member', '/v1/open', '/v1/verify', { records: [{ id: 'a', name: seal('acc-v1', 'a').passport }] }],
+    ['an accepted old context, sealed without a record', '/v1/open', '/v1/verify', { records: [{ id: 'a', name: new FieldSealer(pub, { route: 'acc-v1' }).seal(Buffer.from('"x"'), { ptr: '/records/*/name' }) }] }],
   ]
   for (const [what, openPath, verifyPath, doc] of refused) {
     const o = await post(openPath, doc)
