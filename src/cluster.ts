@@ -26,6 +26,10 @@
  *   sign of life; a worker whose event loop has not answered {@link LIVENESS_MISSES} times in a row
  *   is killed, and restarted as after a crash. Until then it counts as not ready.
  * - A worker whose primary goes away (IPC channel closed) drains and exits: no orphans.
+ * - Divergence: each worker reports a digest of the files it runs with `ready` and after every
+ *   reload; while the ready workers' digests differ (a worker restarted after a change its siblings
+ *   refused boots from the new files), `/readyz` is 503 `workers_diverged` and
+ *   `ecluse_cluster_workers_config_diverged` is 1. Fixing the files and reloading, or a restart, ends it.
  *
  * One worker (`--workers 1`, the default) does not use this module: `runGateway` serves in-process.
  */
@@ -37,8 +41,8 @@ import { BootSignals } from './boot-signals.js'
 import { loadConfigFile } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { loadAllTls } from './config/tls-material.js'
-import type { ChangeOutcome, ConfigWatcher } from './config/watch.js'
-import { Gateway, prepareWatcher, startWatcher } from './main.js'
+import { type ChangeOutcome, type ConfigWatcher, configFilesDigest } from './config/watch.js'
+import { Gateway, startWatcher, watcherFor } from './main.js'
 import { createLogger, exitAfterLog } from './observability/logger.js'
 import { GatewayMetrics } from './observability/metrics.js'
 import { compileRouteTable } from './route/table.js'
@@ -85,18 +89,25 @@ export function restartDelay(failures: number, baseMs = 250, maxMs = 30_000): nu
 
 // ---- IPC messages (prom-client uses its own `type` field on the same channel; ours use `ecluse`)
 
+/**
+ * `configDigest` in a worker's messages: the digest of the files the configuration it runs was loaded
+ * from (`Gateway.configDigest`), `null` when they changed while it loaded them. Sent with `ready`
+ * and after every reload, applied or refused, so the primary sees workers that run different files.
+ */
 interface ReadyMessage {
   readonly ecluse: 'ready'
   readonly sponsorPort: number
   readonly drainTimeoutMs: number
+  readonly configDigest: string | null
 }
 /**
  * Sent by a worker after a reload it was signalled for directly (not asked by the primary), whatever
- * its outcome: the drain deadline it now has.
+ * its outcome: the drain deadline and configuration it now has.
  */
 interface DrainMessage {
   readonly ecluse: 'drain'
   readonly drainTimeoutMs: number
+  readonly configDigest: string | null
 }
 /** The primary asks a ready worker to reload (SIGHUP to the primary, or its file watcher). */
 interface ReloadQuery {
@@ -105,13 +116,14 @@ interface ReloadQuery {
 }
 /**
  * A worker's answer: whether its reload applied (`null`: not tried, the worker is draining), and the
- * drain deadline it now has.
+ * drain deadline and configuration it now has.
  */
 interface ReloadAnswer {
   readonly ecluse: 'reloaded'
   readonly id: number
   readonly ok: boolean | null
   readonly drainTimeoutMs: number
+  readonly configDigest: string | null
 }
 interface ReadinessQuery {
   readonly ecluse: 'readiness?'
@@ -173,9 +185,11 @@ export async function runCluster(configPath: string, options: ClusterOptions, si
   let watcher: ConfigWatcher | undefined
   let primary: ClusterPrimary
   try {
-    // The primary watches the files (workers do not): a change is relayed as SIGHUP is.
-    watcher = await prepareWatcher(configPath)
+    // The primary watches the files (workers do not): a change is relayed as SIGHUP is. Its
+    // baseline is read before the primary loads the files, and so before any worker does.
+    const baseline = await configFilesDigest(configPath)
     primary = await ClusterPrimary.start(configPath, options)
+    watcher = watcherFor(configPath, primary.config, baseline)
   } catch (err) {
     signals.failed()
     throw err
@@ -210,6 +224,8 @@ interface Slot {
   sponsorPort: number
   /** The worker's own drain deadline, as it last reported it (a reload may change it). */
   drainTimeoutMs: number
+  /** The digest of the files its worker runs, as it last reported it (see `ReadyMessage`). */
+  configDigest: string | null
   /** A reload was asked for while this slot's worker was booting: asked once it reports ready. */
   reloadPending: boolean
   /** Who waits for the outcome of that deferred reload (settled with nothing if the worker goes). */
@@ -227,6 +243,9 @@ function cumulativeOnly(metrics: RegistryJson): RegistryJson {
   // prom-client's typings say an enum; at run time `type` is the exposition's word.
   return metrics.filter((m) => ['counter', 'histogram'].includes(String(m.type)))
 }
+
+/** How the divergence warning names a worker whose files changed while it loaded them (no digest). */
+const CHANGED_WHILE_LOADING = 'changed_while_loading'
 
 /** The gateway families the primary counts itself, added to its workers' in its scrape. */
 const PRIMARY_GATEWAY_FAMILIES = new Set(['ecluse_open_connections', 'ecluse_log_lines_dropped_total'])
@@ -285,6 +304,10 @@ class ClusterPrimary {
   #cleanExit = true
   #killTimer: NodeJS.Timeout | undefined
   #livenessTimer: NodeJS.Timeout | undefined
+  /** Reloads being relayed now: their workers change one after the other (see `#judgeDigests`). */
+  #reloadsInFlight = 0
+  /** The ready workers run different files (see `#judgeDigests`): how, or nothing while they agree. */
+  #divergence: { readonly key: string; readonly detail: string } | undefined
 
   private constructor(configPath: string, config: Config, log: Logger, options: ClusterOptions) {
     this.#configPath = configPath
@@ -314,6 +337,7 @@ class ClusterPrimary {
         restartTimer: undefined,
         sponsorPort: 0,
         drainTimeoutMs: config.shutdown.drainTimeoutMs,
+        configDigest: null,
       })
     }
     const own = new Registry()
@@ -334,6 +358,15 @@ class ClusterPrimary {
       help: 'Workers restarted by the primary after an unexpected exit.',
       registers: [own],
     })
+    const diverged = () => this.#divergence !== undefined
+    new Gauge({
+      name: 'ecluse_cluster_workers_config_diverged',
+      help: '1 while the ready workers run configurations loaded from different files (not ready meanwhile), 0 when they agree.',
+      registers: [own],
+      collect() {
+        this.set(diverged() ? 1 : 0)
+      },
+    })
     this.#admin = new AdminServer({
       listen: config.admin.listen,
       metrics: new ClusterAdminMetrics(own, () => this.#workerMetrics()),
@@ -344,6 +377,11 @@ class ClusterPrimary {
 
   get log(): Logger {
     return this.#log
+  }
+
+  /** The configuration the primary checked at boot (it never reloads its own copy). */
+  get config(): Config {
+    return this.#config
   }
 
   static async start(configPath: string, options: ClusterOptions): Promise<ClusterPrimary> {
@@ -406,6 +444,7 @@ class ClusterPrimary {
     // Captured before awaiting: a worker may exit while the others answer.
     const live = this.#slots.filter((s) => s.ready && s.worker !== undefined).map((s) => s.worker!)
     checks['workers'] = live.length === this.#slots.length ? 'ok' : `workers_not_ready: ${live.length} of ${this.#slots.length}`
+    if (this.#divergence !== undefined) checks['workers_diverged'] = `workers_diverged: ${this.#divergence.detail}`
     const answers = await Promise.all(live.map((w) => this.#ask(w, 'readiness?') as Promise<Readiness | undefined>))
     answers.forEach((answer, i) => {
       const id = live[i]!.id
@@ -427,7 +466,9 @@ class ClusterPrimary {
   /**
    * SIGHUP or a change of the files: every worker reloads on its own (a broken file keeps each
    * worker's old state) and answers with its outcome. A worker still booting is asked once it reports
-   * ready (the files may have changed after its boot read them), and its outcome counts too.
+   * ready (the files may have changed after its boot read them), and its outcome counts too. Once
+   * all have answered, their digests are compared (`#judgeDigests`): a reload refused by some
+   * workers only leaves them on different configurations.
    *
    * @returns `ok: false` when any worker's reload failed, `ok: true` when every worker asked answered
    *   that it applied, nothing otherwise (no worker, no answer in time, a worker gone or draining)
@@ -445,24 +486,69 @@ class ClusterPrimary {
         afterBoot++
       }
     }
-    const answers = await Promise.all(asked)
+    this.#reloadsInFlight++
+    let answers: Array<ReloadAnswer | undefined>
+    try {
+      answers = await Promise.all(asked)
+    } finally {
+      this.#reloadsInFlight--
+    }
     const failed = answers.filter((a) => a?.ok === false).length
     const applied = answers.filter((a) => a?.ok === true).length
     const outcome = { applied, failed, asked: asked.length, afterBoot }
     if (failed > 0) {
-      this.#log.warn(outcome, 'a reload failed in some workers; they keep their previous configuration')
-      return { ok: false }
-    }
-    if (applied < asked.length) {
+      this.#log.warn(
+        outcome,
+        applied > 0
+          ? 'a reload applied in some workers and failed in others, which keep their previous configuration'
+          : 'a reload failed in some workers; they keep their previous configuration',
+      )
+    } else if (applied < asked.length) {
       // Gone, draining or silent for RELOAD_ASK_MS: not retried. A worker that went away is replaced,
       // and its replacement reads the files as it boots; one whose reload is merely slow (a file
       // system that hangs) may still be on its previous state: the warning says to look.
       this.#log.warn(outcome, 'a reload got no answer from some workers; a worker restarted later reads the files as it boots')
-      return undefined
+    } else {
+      this.#log.info(outcome, 'workers reloaded')
     }
-    this.#log.info(outcome, 'workers reloaded')
-    return applied > 0 ? { ok: true } : undefined
+    this.#judgeDigests()
+    if (failed > 0) return { ok: false }
+    return applied === asked.length && applied > 0 ? { ok: true } : undefined
   }
+
+  /**
+   * Compares the digests of the files the ready workers run (see `ReadyMessage`). Workers that run
+   * different files (one restarted after a change its siblings refused to reload boots from the new
+   * files; a reload applied by some workers only; files swapped while a worker loaded them) would
+   * each answer a request by their own configuration, one refusing a client the other serves: until
+   * they agree again the pod is not ready (`workers_diverged`), the gauge says 1 and one warning per
+   * divergence names how many workers run which digest. Not judged while a relayed reload is in
+   * flight (its workers change one after the other; it judges once all answered, at most
+   * RELOAD_ASK_MS later), nor once stopping (draining says not ready already).
+   */
+  #judgeDigests(): void {
+    if (this.#reloadsInFlight > 0 || this.#stopping) return
+    const byDigest = new Map<string, number[]>()
+    for (const slot of this.#slots) {
+      if (!slot.ready || slot.worker === undefined) continue
+      const digest = slot.configDigest ?? CHANGED_WHILE_LOADING
+      byDigest.set(digest, [...(byDigest.get(digest) ?? []), slot.worker.id])
+    }
+    if (byDigest.size <= 1 && !byDigest.has(CHANGED_WHILE_LOADING)) {
+      if (this.#divergence !== undefined) {
+        this.#log.info({ digest: [...byDigest.keys()][0], workers: [...byDigest.values()][0]?.length ?? 0 }, 'workers run the same configuration again')
+      }
+      this.#divergence = undefined
+      return
+    }
+    const digests = [...byDigest].map(([digest, ids]) => ({ digest, workers: ids.length, workerIds: ids }))
+    const key = JSON.stringify(digests.map(({ digest, workers }) => [digest, workers]))
+    if (key === this.#divergence?.key) return
+    const ready = digests.reduce((n, d) => n + d.workers, 0)
+    this.#divergence = { key, detail: `${byDigest.size} configurations among ${ready} ready workers` }
+    this.#log.warn({ digests }, 'workers run different configurations; not ready until they agree')
+  }
+
 
   /** SIGTERM/SIGINT: no more restarts; every worker drains and exits; then the primary exits. */
   stop(signal: NodeJS.Signals | 'boot_failed'): void {
@@ -537,8 +623,14 @@ class ClusterPrimary {
     const slot = this.#byWorkerId.get(worker.id)
     if (slot === undefined || slot.worker !== worker) return
     slot.drainTimeoutMs = msg.drainTimeoutMs
+    slot.configDigest = msg.configDigest
+    if (msg.ecluse === 'drain') {
+      // A SIGHUP sent to this worker alone may have changed its files and not its siblings'.
+      this.#judgeDigests()
+      return
+    }
     // Ready too late: it is being killed, and its exit must count as a boot that never ended.
-    if (msg.ecluse === 'drain' || slot.bootKilled === worker) return
+    if (slot.bootKilled === worker) return
     slot.ready = true
     clearTimeout(slot.bootTimer)
     slot.bootTimer = undefined
@@ -550,6 +642,8 @@ class ClusterPrimary {
         for (const settle of waiters) settle(answer)
       })
     }
+    // A worker restarted after a change its siblings refused boots from the new files.
+    this.#judgeDigests()
     if (!this.#started && this.#slots.every((s) => s.ready)) {
       this.#started = true
       const { sponsor, admin } = this.#config
@@ -579,6 +673,9 @@ class ClusterPrimary {
     if (slot.lastMetrics !== undefined) this.#retired.push(cumulativeOnly(slot.lastMetrics))
     slot.lastMetrics = undefined
     this.#settleReloadWaiters(slot, undefined)
+    slot.configDigest = null
+    // The workers left may agree.
+    this.#judgeDigests()
     const clean = code === 0 && signal === null
     if (this.#stopping) {
       // A worker signalled before its boot holds signals (src/boot-signals.ts), just forked, dies of
@@ -664,7 +761,10 @@ class ClusterPrimary {
   /** Asks one worker to reload; its answer also carries the drain deadline it now has. */
   async #askReload(slot: Slot, worker: Worker): Promise<ReloadAnswer | undefined> {
     const answer = (await this.#ask(worker, 'reload?', RELOAD_ASK_MS)) as ReloadAnswer | undefined
-    if (answer !== undefined && slot.worker === worker) slot.drainTimeoutMs = answer.drainTimeoutMs
+    if (answer !== undefined && slot.worker === worker) {
+      slot.drainTimeoutMs = answer.drainTimeoutMs
+      slot.configDigest = answer.configDigest
+    }
     return answer
   }
 
@@ -698,7 +798,8 @@ class ClusterPrimary {
  */
 const WORKER_AGGREGATORS: Readonly<Record<string, 'first' | 'min' | 'max'>> = {
   ecluse_build_info: 'first',
-  // The soonest expiry is the one to alert on (workers reload on the same SIGHUP, so they agree).
+  // The soonest expiry is the one to alert on (workers that run different files make the pod not
+  // ready: `workers_diverged`).
   ecluse_certificate_expiry_timestamp_seconds: 'min',
   // An upstream is ready for the process only if every worker reaches it.
   ecluse_upstream_ready: 'min',
@@ -746,8 +847,8 @@ async function runWorker(configPath: string, signals: BootSignals): Promise<void
     else if (ecluse === 'metrics?') void registry.getMetricsAsJSON().then((metrics) => send({ ecluse: 'metrics', id, metrics }))
     else if (ecluse === 'reload?') {
       // A draining worker reloads nothing, and that is no failure of the files to retry.
-      if (stopping) send({ ecluse: 'reloaded', id, ok: null, drainTimeoutMs: gateway.drainTimeoutMs })
-      else void reload().then(({ ok }) => send({ ecluse: 'reloaded', id, ok, drainTimeoutMs: gateway.drainTimeoutMs }))
+      if (stopping) send({ ecluse: 'reloaded', id, ok: null, drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest ?? null })
+      else void reload().then(({ ok }) => send({ ecluse: 'reloaded', id, ok, drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest ?? null }))
     }
   })
 
@@ -770,7 +871,7 @@ async function runWorker(configPath: string, signals: BootSignals): Promise<void
   // A SIGHUP sent to this worker directly: its new drain deadline is all the primary needs.
   const reloadOnSignal = () => {
     if (stopping) return
-    void reload().then(() => send({ ecluse: 'drain', drainTimeoutMs: gateway.drainTimeoutMs }))
+    void reload().then(() => send({ ecluse: 'drain', drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest ?? null }))
   }
   signals.started({ reload: reloadOnSignal, stop })
   // The primary went away (crash or SIGKILL): drain and exit rather than serve unsupervised. Node's
@@ -782,6 +883,6 @@ async function runWorker(configPath: string, signals: BootSignals): Promise<void
 
   // A stop held during boot is draining already: such a worker is not ready to serve.
   if (stopping) return
-  const ready: ReadyMessage = { ecluse: 'ready', sponsorPort: gateway.sponsorPort, drainTimeoutMs: gateway.drainTimeoutMs }
+  const ready: ReadyMessage = { ecluse: 'ready', sponsorPort: gateway.sponsorPort, drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest ?? null }
   process.send?.(ready)
 }

@@ -13,7 +13,7 @@ import { fileModeWarnings } from './config/key-file-modes.js'
 import { loadConfigFile } from './config/load.js'
 import { type Config, idleTimeoutProblems } from './config/schema.js'
 import { type ClientTlsMaterial, loadAllTls } from './config/tls-material.js'
-import { type ChangeOutcome, ConfigWatcher, filesOf } from './config/watch.js'
+import { type ChangeOutcome, ConfigWatcher, configFilesDigest, filesDigest, filesOf } from './config/watch.js'
 import type { KeySet } from './crypto/keys.js'
 import { EcluseError } from './errors.js'
 import { SponsorListener } from './listener/sponsor.js'
@@ -56,6 +56,18 @@ export function loadedMaterial(
 function bundleDigest(pem: Buffer): string {
   return `sha256:${createHash('sha256').update(pem).digest('hex')}`
 }
+
+/**
+ * The digest of the files a load read (see `filesDigest`): taken before and after it, it is the
+ * digest when both agree, and nothing when the files changed meanwhile (a Kubernetes `..data` swap
+ * during the load): what was loaded may then mix the two versions.
+ */
+async function digestAround(before: string, configPath: string, loaded: Config): Promise<string | undefined> {
+  const after = await filesDigest(configPath, filesOf(loaded))
+  return before === after ? after : undefined
+}
+
+const CHANGED_WHILE_LOADING = 'the configuration files changed while they were loaded; what runs may mix both versions until the next reload'
 
 /** What a reload did: swapped everything, or kept the previous state for `error`. */
 export type ReloadResult = { ok: true } | { ok: false; error: string }
@@ -107,6 +119,7 @@ export class Gateway {
   /** The reload running now, and the one queued behind it (see `reload`). */
   #reloading: Promise<ReloadResult> | undefined
   #reloadQueued: Promise<ReloadResult> | undefined
+  #configDigest: string | undefined
 
   private constructor(
     configPath: string,
@@ -133,6 +146,7 @@ export class Gateway {
 
   static async start(configPath: string, options: GatewayOptions = {}): Promise<Gateway> {
     setDefaultHighWaterMark(false, STREAM_HIGH_WATER_MARK)
+    const before = await configFilesDigest(configPath)
     const config = await loadConfigFile(configPath)
     const log = options.log ?? createLogger({ level: config.log.level })
     const tls = await loadAllTls(config)
@@ -142,11 +156,14 @@ export class Gateway {
     const routes = compileRouteTable(config, env)
     metrics.bindLiveRoutes(routeSeries(routes))
     const jwks = jwksDocuments(config, keySets)
+    // Every file has been read: nothing below reads one.
+    const configDigest = await digestAround(before, configPath, config)
     const upstreams = new Map<string, UpstreamPool>()
     for (const [name, cfg] of Object.entries(config.upstreams)) {
       upstreams.set(name, Gateway.#pool(name, cfg, tls.upstreams.get(name)!, metrics))
     }
     const gateway = new Gateway(configPath, config, log, metrics, { routes, upstreams, sponsor: config.sponsor, jwks }, tls.sponsor)
+    gateway.#configDigest = configDigest
     gateway.#recordCertificates(tls)
     try {
       gateway.sponsorPort = (await gateway.sponsor.listen()).port
@@ -161,9 +178,11 @@ export class Gateway {
         admin: options.adminListener === false ? undefined : `${config.admin.listen.host}:${gateway.adminPort}`,
         routes: routes.routes.length,
         loaded: loadedMaterial(tls, keySets),
+        configDigest,
       },
       'écluse gateway started',
     )
+    if (configDigest === undefined) log.warn(CHANGED_WHILE_LOADING)
     await warnOfFileModes(config, configPath, log)
     return gateway
   }
@@ -219,6 +238,15 @@ export class Gateway {
     this.#readinessEpoch++
   }
 
+  /**
+   * The digest of the files the configuration in use was loaded from (the configuration file, every
+   * certificate, CA bundle, key and key set it names), or nothing when they changed while they were
+   * loaded. A reload that failed leaves it as it was.
+   */
+  get configDigest(): string | undefined {
+    return this.#configDigest
+  }
+
   /** The configuration in use (the boot one, or the last one a reload applied). */
   get config(): Config {
     return this.#config
@@ -250,6 +278,7 @@ export class Gateway {
 
   async #reloadOnce(): Promise<ReloadResult> {
     try {
+      const before = await configFilesDigest(this.configPath)
       const config = await loadConfigFile(this.configPath)
       // The file's own idle timeout passed the schema, but the listener keeps the one it booted with:
       // upstream timeouts raised past it would have their 504s cut (see idleTimeoutProblems).
@@ -266,6 +295,7 @@ export class Gateway {
       const keySets = await loadKeySets(config)
       const routes = compileRouteTable(config, { log: this.log, keySets, metrics: this.metrics.crypto })
       const jwks = jwksDocuments(config, keySets)
+      const configDigest = await digestAround(before, this.configPath, config)
       const old = this.#config
       const listenersChanged =
         JSON.stringify(old.sponsor.listen) !== JSON.stringify(config.sponsor.listen) ||
@@ -315,13 +345,15 @@ export class Gateway {
       this.#config = { ...config, sponsor: { ...config.sponsor, listen: old.sponsor.listen }, admin: old.admin }
       this.#readinessChanged()
       this.#recordCertificates(tls)
+      this.#configDigest = configDigest
       // Retired pools finish what they carry, then close, once no request in flight can still call them.
       this.proxy.retirePools(retired)
       this.metrics.reload('ok')
       this.log.info(
-        { routes: routes.routes.length, listenersChanged, loaded: loadedMaterial(tls, keySets) },
+        { routes: routes.routes.length, listenersChanged, loaded: loadedMaterial(tls, keySets), configDigest },
         listenersChanged ? 'reloaded; listener address changes need a restart' : 'reloaded',
       )
+      if (configDigest === undefined) this.log.warn(CHANGED_WHILE_LOADING)
       await warnOfFileModes(config, this.configPath, this.log)
       return { ok: true }
     } catch (err) {
@@ -398,21 +430,15 @@ function routeSeries(table: RouteTable): Array<{ name: string; transformed: bool
 }
 
 /**
- * The file watcher of `reload.watchIntervalMs` (fixed at boot) with its baseline read, or nothing
- * when it is 0 or the file does not load (boot then fails with the reason). Called before the
- * gateway loads the files (see `ConfigWatcher.baseline`); {@link startWatcher} starts its checks.
+ * The file watcher of `reload.watchIntervalMs` (fixed at boot) of the configuration a process
+ * loaded, or nothing when it is 0. Built from that configuration, not from another read of the file:
+ * one caught mid-write there would leave a gateway that asks for a watcher without one. `baseline`
+ * is the files' digest taken before that load (see `ConfigWatcher.baseline`); nothing makes the
+ * first check reload. {@link startWatcher} starts its checks.
  */
-export async function prepareWatcher(configPath: string): Promise<ConfigWatcher | undefined> {
-  let config: Config
-  try {
-    config = await loadConfigFile(configPath)
-  } catch {
-    return undefined
-  }
+export function watcherFor(configPath: string, config: Config, baseline: string | undefined): ConfigWatcher | undefined {
   if (config.reload.watchIntervalMs === 0) return undefined
-  const watcher = new ConfigWatcher(configPath, filesOf(config), config.reload.watchIntervalMs)
-  await watcher.baseline()
-  return watcher
+  return new ConfigWatcher(configPath, filesOf(config), config.reload.watchIntervalMs, baseline)
 }
 
 /** Starts a prepared watcher's checks; `onChange` is what SIGHUP does in the same process. */
@@ -427,16 +453,15 @@ export function startWatcher(watcher: ConfigWatcher | undefined, onChange: () =>
  * since the command began (the CLI makes it before it loads this module).
  */
 export async function runGateway(configPath: string, signals: BootSignals = new BootSignals()): Promise<void> {
-  let watcher: ConfigWatcher | undefined
   let gateway: Gateway
   try {
-    // The watcher's baseline is read before the gateway loads the files (see ConfigWatcher.baseline).
-    watcher = await prepareWatcher(configPath)
     gateway = await Gateway.start(configPath)
   } catch (err) {
     signals.failed()
     throw err
   }
+  // Its baseline is the digest the gateway took before it loaded the files.
+  const watcher = watcherFor(configPath, gateway.config, gateway.configDigest)
   let stopping = false
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) {

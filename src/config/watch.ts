@@ -12,6 +12,10 @@
  * times, … up to ten minutes) while the files stay as they are: a failure can go away by itself (a
  * renewed certificate not valid yet on a skewed clock), and retrying at every check would fill the
  * log. A new change is tried at once.
+ *
+ * The same digest ({@link filesDigest}) says what a gateway runs: taken before and after it loads
+ * the files, it is the watcher's baseline, and with `--workers` each worker's report to the primary,
+ * which compares them (src/cluster.ts).
  */
 import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
@@ -39,6 +43,41 @@ export function filesOf(config: Config): string[] {
   return files
 }
 
+/**
+ * A digest of the configuration file and every file it names, in one SHA-256 (`sha256:<hex>`): no
+ * file's content can be read back from it. A file that cannot be read counts as its error.
+ */
+export async function filesDigest(configPath: string, files: readonly string[]): Promise<string> {
+  const hash = createHash('sha256')
+  for (const file of [configPath, ...files]) {
+    hash.update(file).update('\0')
+    try {
+      hash.update(await readBoundedFile(file, MAX_WATCHED_BYTES))
+    } catch (err) {
+      // Why it could not be read (an errno code, or the bounded reader's reason): a file that
+      // turns from missing into a FIFO is a change too.
+      const e = err as { code?: unknown; reason?: unknown; message?: unknown }
+      hash.update(`unreadable: ${String(e.code ?? e.reason ?? e.message)}`)
+    }
+    hash.update('\0')
+  }
+  return `sha256:${hash.digest('hex')}`
+}
+
+/**
+ * {@link filesDigest} of the files the configuration names as it reads now; a configuration that
+ * does not load (caught mid-write) counts as its own bytes alone, which no loadable state matches.
+ */
+export async function configFilesDigest(configPath: string): Promise<string> {
+  let files: string[] = []
+  try {
+    files = filesOf(await loadConfigFile(configPath))
+  } catch {
+    // its bytes alone
+  }
+  return filesDigest(configPath, files)
+}
+
 export class ConfigWatcher {
   readonly #configPath: string
   readonly #intervalMs: number
@@ -53,11 +92,16 @@ export class ConfigWatcher {
   #retryAt: number | undefined
   #retryDelayMs = 0
 
-  /** @param files the files the configuration names (its own path aside) */
-  constructor(configPath: string, files: string[], intervalMs: number) {
+  /**
+   * @param files the files the configuration names (its own path aside)
+   * @param baseline the files' digest as loaded (see {@link ConfigWatcher.baseline}); none: the
+   *   first check reloads
+   */
+  constructor(configPath: string, files: string[], intervalMs: number, baseline?: string) {
     this.#configPath = configPath
     this.#files = files
     this.#intervalMs = intervalMs
+    this.#fingerprint = baseline
   }
 
   /**
@@ -128,21 +172,7 @@ export class ConfigWatcher {
     }
   }
 
-  /** A digest of the configuration file and every file it names; a file that cannot be read counts as its error. */
-  async #read(): Promise<string> {
-    const hash = createHash('sha256')
-    for (const file of [this.#configPath, ...this.#files]) {
-      hash.update(file).update('\0')
-      try {
-        hash.update(await readBoundedFile(file, MAX_WATCHED_BYTES))
-      } catch (err) {
-        // Why it could not be read (an errno code, or the bounded reader's reason): a file that
-        // turns from missing into a FIFO is a change too.
-        const e = err as { code?: unknown; reason?: unknown; message?: unknown }
-        hash.update(`unreadable: ${String(e.code ?? e.reason ?? e.message)}`)
-      }
-      hash.update('\0')
-    }
-    return hash.digest('hex')
+  #read(): Promise<string> {
+    return filesDigest(this.#configPath, this.#files)
   }
 }

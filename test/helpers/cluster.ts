@@ -91,7 +91,8 @@ export class ClusterProcess {
 
   /**
    * Spawned from source as `npm start` would run it, with `nodeArgs` before the script (as the
-   * image's ENTRYPOINT gives node its options); killed (SIGKILL) in teardown if still up. With
+   * image's ENTRYPOINT gives node its options; after tsx, so a preload may be TypeScript); killed
+   * (SIGKILL) in teardown if still up. With
    * `serve`, through {@link SERVE_WITH_OPTIONS} instead of the CLI.
    */
   constructor(t: { teardown(fn: () => unknown): void }, configPath: string, workers = 2, nodeArgs: readonly string[] = [], serve?: ServeOptions) {
@@ -101,7 +102,7 @@ export class ClusterProcess {
         : [SERVE_WITH_OPTIONS, configPath, String(workers)]
     if (serve?.bootTimeoutMs !== undefined) entry.push('--boot-timeout-ms', String(serve.bootTimeoutMs))
     if (serve?.signalDuringBoot !== undefined) entry.push('--signal-during-boot', serve.signalDuringBoot)
-    const argv = [...nodeArgs, '--import', 'tsx', ...entry]
+    const argv = ['--import', 'tsx', ...nodeArgs, ...entry]
     this.child = spawn(process.execPath, argv, {
       stdio: ['ignore', 'pipe', 'pipe'],
     })

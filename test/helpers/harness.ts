@@ -294,6 +294,8 @@ export interface GatewayProcessOptions {
   readonly probeMemory?: boolean
   /** Arguments after `serve --config FILE` (`--workers 2`). */
   readonly args?: readonly string[]
+  /** Node options after `--import tsx` (a test's own preload). */
+  readonly nodeArgs?: readonly string[]
 }
 
 /** `ecluse serve` from source in its own process, so its memory and signals are its own. */
@@ -305,9 +307,9 @@ export class GatewayProcess {
   /** Every line of its stdout has been read: a line not seen by then never comes. */
   #closed = false
 
-  constructor(configPath: string, { probeMemory = false, args = [] }: GatewayProcessOptions = {}) {
+  constructor(configPath: string, { probeMemory = false, args = [], nodeArgs = [] }: GatewayProcessOptions = {}) {
     const probe = probeMemory ? ['--expose-gc', '--import', new URL('./memory-probe.ts', import.meta.url).href] : []
-    this.child = spawn(process.execPath, ['--import', 'tsx', ...probe, 'src/cli.ts', 'serve', '--config', configPath, ...args], {
+    this.child = spawn(process.execPath, ['--import', 'tsx', ...probe, ...nodeArgs, 'src/cli.ts', 'serve', '--config', configPath, ...args], {
       stdio: ['ignore', 'pipe', 'inherit'],
     })
     this.child.stdout!.on('data', (chunk: Buffer) => this.#onData(chunk))

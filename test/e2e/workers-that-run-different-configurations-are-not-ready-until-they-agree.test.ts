@@ -1,0 +1,167 @@
+/**
+ * `serve --workers N`: workers that run different configurations make the pod not ready. Found by a
+ * review: an edit that revokes a client (`allow: []`) together with a setting a reload cannot apply
+ * is refused by both workers, which keep the old state; one worker is then killed, and its
+ * replacement boots from the new files. One worker refused the revoked client and the other served
+ * it, and `/readyz` stayed 200. Each worker now reports a digest of the files it runs, and the
+ * primary answers 503 `workers_diverged` until they agree again (here: the files fixed, then SIGHUP).
+ */
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import t from 'tap'
+import { Agent, request } from 'undici'
+import { stringify } from 'yaml'
+import { ClusterProcess } from '../helpers/cluster.js'
+import { echoHandler, gatewayConfig, TestUpstream } from '../helpers/harness.js'
+import { makeTestPki, type TestPki } from '../helpers/pki.js'
+import { SPONSOR_APP, tempDir } from '../helpers/sealing.js'
+
+const DIVERGED = 'workers run different configurations; not ready until they agree'
+const GAUGE = 'ecluse_cluster_workers_config_diverged'
+
+/** The statuses of `count` GETs, each on a connection of its own (spread over the workers). */
+async function statuses(pki: TestPki, sponsor: string, count: number): Promise<Set<number>> {
+  const seen = new Set<number>()
+  for (let i = 0; i < count; i++) {
+    const agent = new Agent({ connect: { ca: pki.sponsorCa.certPem, cert: pki.sponsorClient.certPem, key: pki.sponsorClient.keyPem, servername: 'localhost' } })
+    try {
+      const res = await request(`${sponsor}/v1/records/${i}`, { dispatcher: agent })
+      await res.body.dump()
+      seen.add(res.statusCode)
+    } finally {
+      await agent.close()
+    }
+  }
+  return seen
+}
+
+async function readyz(admin: string): Promise<{ status: number; checks: Record<string, string> }> {
+  const res = await request(`${admin}/readyz`)
+  const body = (await res.body.json()) as { checks: Record<string, string> }
+  return { status: res.statusCode, checks: body.checks }
+}
+
+/** `/readyz` polled every 100 ms until it answers 503, or for 5 s: the last answer. */
+async function untilNotReady(admin: string): Promise<{ status: number; checks: Record<string, string> }> {
+  let answer = await readyz(admin)
+  for (const deadline = Date.now() + 5_000; answer.status === 200 && Date.now() < deadline; ) {
+    await new Promise((r) => setTimeout(r, 100))
+    answer = await readyz(admin)
+  }
+  return answer
+}
+
+async function gauge(admin: string): Promise<string | undefined> {
+  const text = await (await request(`${admin}/metrics`)).body.text()
+  return text.split('\n').find((l) => l.startsWith(`${GAUGE} `))
+}
+
+t.test('a worker restarted after a refused reload runs the new files: not ready until a fixed reload makes them agree', async (t) => {
+  const pki = await makeTestPki()
+  const dir = await tempDir('ecluse-workers-diverge-')
+  const upstream = new TestUpstream(pki, echoHandler)
+  await upstream.listen()
+  t.teardown(() => upstream.close())
+  const configPath = join(dir, 'gateway.yaml')
+  const route = (allow: string[]) => [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow, upstream: 'backend' }]
+  await writeFile(configPath, stringify(gatewayConfig(pki, upstream.port, route([SPONSOR_APP]), { shutdown: { drainTimeoutMs: 2000 } })))
+
+  const cluster = new ClusterProcess(t, configPath, 2)
+  const { sponsor, admin } = await cluster.started()
+  t.equal(await cluster.readyStatus(admin), 200)
+  t.equal(await gauge(admin), `${GAUGE} 0`, 'the gauge exists at 0 before any divergence')
+  const booted = cluster.logged('écluse gateway started')
+  t.equal(booted.length, 2)
+  t.match(booted[0]!['configDigest'], /^sha256:[0-9a-f]{64}$/, 'each worker logs the digest of its files')
+  t.equal(booted[0]!['configDigest'], booted[1]!['configDigest'])
+
+  // The client is revoked in the same edit that lengthens the idle timeout (a restart applies it)
+  // and an upstream timeout past the running one (a reload refuses it).
+  const base = gatewayConfig(pki, upstream.port, route([]), { shutdown: { drainTimeoutMs: 2000 } })
+  const fixed = { ...base, sponsor: { ...base.sponsor, limits: { idleTimeoutMs: 200_000 } } }
+  const revoked = { ...fixed, upstreams: { backend: { ...base.upstreams.backend, headersTimeoutMs: 90_000 } } }
+  await writeFile(configPath, stringify(revoked))
+  cluster.child.kill('SIGHUP')
+  const refusedEverywhere = 'a reload failed in some workers; they keep their previous configuration'
+  await cluster.until(() => cluster.logged(refusedEverywhere).length === 1, 'the reload was not refused')
+  t.match(cluster.logged(refusedEverywhere)[0], { applied: 0, failed: 2, asked: 2 })
+  t.equal(await cluster.readyStatus(admin), 200, 'both kept the old state: they agree')
+  t.same([...(await statuses(pki, sponsor, 6))], [200])
+
+  // One worker dies; its replacement boots from the files as they are now.
+  const victim = Number(booted[0]!['pid'])
+  process.kill(victim, 'SIGKILL')
+  await cluster.until(() => cluster.logged('écluse gateway started').length === 3, 'the worker was not restarted')
+  const replacement = cluster.logged('écluse gateway started')[2]!
+  t.not(replacement['configDigest'], booted[1]!['configDigest'], 'the replacement runs the new files')
+  // Both answer for themselves (ready, upstream reachable): only the primary sees they disagree.
+  const diverged = await untilNotReady(admin)
+  t.equal(diverged.status, 503, 'not ready while the workers run different configurations')
+  t.equal(diverged.checks['workers_diverged'], 'workers_diverged')
+  t.equal(diverged.checks['workers'], 'ok')
+  t.equal(cluster.logged(DIVERGED).length, 1, 'said once')
+  const warning = cluster.logged(DIVERGED)[0]!
+  t.equal(warning['level'], 'warn')
+  const digests = (warning['digests'] ?? []) as Array<{ digest: string; workers: number }>
+  t.same(digests.map((d) => d.workers), [1, 1], 'how many workers run which digest')
+  t.same(new Set(digests.map((d) => d.digest)), new Set([booted[1]!['configDigest'], replacement['configDigest']]))
+  t.equal(await gauge(admin), `${GAUGE} 1`)
+  t.same([...(await statuses(pki, sponsor, 12))].sort(), [200, 403], 'what the pod must not be ready for: one worker serves the revoked client')
+
+  // The same files again: the replacement applies them, the other still refuses them.
+  cluster.child.kill('SIGHUP')
+  const partly = 'a reload applied in some workers and failed in others, which keep their previous configuration'
+  await cluster.until(() => cluster.logged(partly).length === 1, 'no outcome of the second reload')
+  t.match(cluster.logged(partly)[0], { applied: 1, failed: 1, asked: 2 })
+  t.equal(cluster.logged(refusedEverywhere).length, 1, 'not said to have failed everywhere')
+  t.equal((await readyz(admin)).status, 503, 'still diverged')
+  t.equal(cluster.logged(DIVERGED).length, 1, 'one warning per divergence, not one per reload')
+
+  // The operator fixes the files (the upstream timeout back within the running idle timeout) and
+  // reloads: every worker applies them, and they agree again.
+  await writeFile(configPath, stringify(fixed))
+  cluster.child.kill('SIGHUP')
+  await cluster.until(() => cluster.logged('workers reloaded').length === 1, 'the fixed files were not reloaded')
+  t.match(cluster.logged('workers reloaded')[0], { applied: 2, failed: 0 })
+  await cluster.until(() => cluster.logged('workers run the same configuration again').length === 1, 'the primary does not see them agree')
+  t.equal(await cluster.readyStatus(admin), 200, 'ready again')
+  t.equal(await gauge(admin), `${GAUGE} 0`)
+  t.same([...(await statuses(pki, sponsor, 6))], [403], 'the revocation holds in every worker')
+  t.equal(cluster.logged(DIVERGED).length, 1)
+
+  cluster.child.kill('SIGTERM')
+  t.equal(await cluster.exited, 0)
+  t.equal(cluster.stderr, '')
+})
+
+t.test('a worker reloaded alone by a signal of its own runs other files than its sibling: not ready until both reload', async (t) => {
+  const pki = await makeTestPki()
+  const dir = await tempDir('ecluse-workers-diverge-')
+  const upstream = new TestUpstream(pki, echoHandler)
+  await upstream.listen()
+  t.teardown(() => upstream.close())
+  const configPath = join(dir, 'gateway.yaml')
+  const route = (allow: string[]) => [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow, upstream: 'backend' }]
+  await writeFile(configPath, stringify(gatewayConfig(pki, upstream.port, route([SPONSOR_APP]), { shutdown: { drainTimeoutMs: 2000 } })))
+  const cluster = new ClusterProcess(t, configPath, 2)
+  const { admin } = await cluster.started()
+  t.equal(await cluster.readyStatus(admin), 200)
+
+  await writeFile(configPath, stringify(gatewayConfig(pki, upstream.port, route([]), { shutdown: { drainTimeoutMs: 2000 } })))
+  const [one] = cluster.logged('écluse gateway started')
+  process.kill(Number(one!['pid']), 'SIGHUP')
+  await cluster.until(() => cluster.logged('reloaded').length === 1, 'the worker did not reload')
+  const diverged = await untilNotReady(admin)
+  t.equal(diverged.status, 503, 'not ready while the workers run different configurations')
+  t.equal(diverged.checks['workers_diverged'], 'workers_diverged')
+  t.equal(cluster.logged(DIVERGED).length, 1)
+  t.equal(await gauge(admin), `${GAUGE} 1`)
+
+  cluster.child.kill('SIGHUP')
+  await cluster.until(() => cluster.logged('workers run the same configuration again').length === 1, 'the primary does not see them agree')
+  t.equal(await cluster.readyStatus(admin), 200)
+  t.equal(await gauge(admin), `${GAUGE} 0`)
+
+  cluster.child.kill('SIGTERM')
+  t.equal(await cluster.exited, 0)
+})
