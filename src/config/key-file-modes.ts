@@ -4,7 +4,8 @@
  * about, at boot and at every reload, not refused: Kubernetes mounts a secret `0644` unless told
  * otherwise (`defaultMode`), and in a container of one user that is no exposure; on a shared host it is.
  */
-import { stat } from 'node:fs/promises'
+import { constants } from 'node:fs'
+import { access, realpath, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import type { Config } from './schema.js'
 
@@ -27,13 +28,45 @@ export async function keyFilesReadableByOthers(config: Config): Promise<Array<{ 
 
 /** What `serve` logs and `config check` prints for a file any user may write, or replace. */
 export const WRITABLE_FILE_WARNING =
-  'file can be written or replaced by every user of this host (it, or its folder without the sticky bit, is world-writable): whoever changes it changes what the gateway trusts, routes or seals to; make it 0644 or stricter, in a folder only its owner writes'
+  'file can be written or replaced by every user of this host (it, or a folder on its path without the sticky bit, is world-writable): whoever changes it changes what the gateway trusts, routes or seals to; make it 0644 or stricter, on a path of folders only their owners write'
+
+/**
+ * Whether every user of the host may write `path`, or replace it through a folder on its path (one
+ * that is world-writable without the sticky bit, which keeps others to their own files): the path as
+ * named and the file it resolves to (a symbolic link is replaced through its own folders), each
+ * folder from the root down. On a read-only file system nobody can: Kubernetes mounts configMaps
+ * and secrets read-only, in folders some clusters make 0777.
+ */
+async function replaceableByOthers(path: string): Promise<boolean> {
+  const real = await realpath(path).catch(() => path)
+  const candidates = new Set<string>()
+  for (const named of new Set([path, real])) {
+    candidates.add(named)
+    for (let folder = dirname(named); ; folder = dirname(folder)) {
+      candidates.add(folder)
+      if (dirname(folder) === folder) break
+    }
+  }
+  for (const candidate of candidates) {
+    // lstat for the link itself would say 0777 of every link: the mode that counts is its target's.
+    const mode = await stat(candidate).then((s) => s.mode, () => undefined)
+    if (mode === undefined || (mode & 0o002) === 0) continue
+    if (candidate !== path && candidate !== real && (mode & 0o1000) !== 0) continue
+    const readOnly = await access(candidate, constants.W_OK).then(
+      () => false,
+      (err: NodeJS.ErrnoException) => err.code === 'EROFS',
+    )
+    if (!readOnly) return true
+  }
+  return false
+}
 
 /**
  * Each file `config` (read from `configFile`) names, with its setting, that every user of the host
- * may write, or replace through its folder: the configuration itself, the certificates, CA bundles
- * and private keys of both sides, and every key set. Group-writable files are not counted: a user's
- * own group often is one (umask 002), and a pod's `fsGroup` one too.
+ * may write, or replace through a folder on its path (`replaceableByOthers`): the configuration
+ * itself, the certificates, CA bundles and private keys of both sides, and every key set.
+ * Group-writable files are not counted: a user's own group often is one (umask 002), and a pod's
+ * `fsGroup` one too.
  */
 export async function filesWritableByOthers(config: Config, configFile: string): Promise<Array<{ key: string; file: string }>> {
   const t = config.sponsor.tls
@@ -49,14 +82,7 @@ export async function filesWritableByOthers(config: Config, configFile: string):
     ]),
     ...Object.entries(config.keys).map(([name, set]) => ({ key: `keys.${name}.file`, file: set.file })),
   ]
-  const modeOf = (path: string) => stat(path).then((s) => s.mode, () => undefined)
-  const exposed = await Promise.all(
-    files.map(async ({ file }) => {
-      const [own, folder] = await Promise.all([modeOf(file), modeOf(dirname(file))])
-      // A folder others may write lets them replace the file, unless its sticky bit keeps them to their own.
-      return (own !== undefined && (own & 0o002) !== 0) || (folder !== undefined && (folder & 0o002) !== 0 && (folder & 0o1000) === 0)
-    }),
-  )
+  const exposed = await Promise.all(files.map(({ file }) => replaceableByOthers(file)))
   return files.filter((_, i) => exposed[i])
 }
 
