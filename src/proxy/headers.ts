@@ -122,7 +122,6 @@ export const RESERVED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
   'x-host',
   // The user an authenticating proxy before the upstream vouched for (Apache, nginx auth_request).
   'remote-user',
-  'x-remote-user',
   'expect',
 ])
 
@@ -142,6 +141,17 @@ export const RESERVED_REQUEST_PREFIXES: readonly string[] = [
   'x-original-',
   // Envoy's routing and trust fields (x-envoy-original-path, x-envoy-internal), to an Envoy upstream.
   'x-envoy-',
+  // The user or identity an authenticating proxy vouches for: x-remote-user, oauth2-proxy's
+  // x-auth-request-*, x-webauth-*, Kong's x-authenticated-*, Azure's x-ms-client-principal*, Google
+  // IAP's x-goog-authenticated-user-*, AWS ALB's x-amzn-oidc-*, Cloudflare Access's cf-access-*.
+  'x-remote-',
+  'x-auth-request-',
+  'x-webauth-',
+  'x-authenticated-',
+  'x-ms-client-principal',
+  'x-goog-authenticated-user-',
+  'x-amzn-oidc-',
+  'cf-access-',
 ]
 
 /**
@@ -150,7 +160,9 @@ export const RESERVED_REQUEST_PREFIXES: readonly string[] = [
  * could test guesses against them, as against the `etag` such a route drops. `content-disposition`
  * too where a `seal-body` step seals the media type: a file name says what the body is.
  */
-const PLAINTEXT_DESCRIBING_RESPONSE_HEADERS: ReadonlySet<string> = new Set(['content-md5', 'digest', 'repr-digest', 'content-digest', 'content-range'])
+const PLAINTEXT_DESCRIBING_RESPONSE_HEADERS: ReadonlySet<string> = new Set(['content-md5', 'digest', 'repr-digest', 'content-digest', 'content-range', 'x-goog-hash', 'x-content-sha256', 'x-amz-content-sha256'])
+/** Prefixes of such fields: S3's per-algorithm checksums (`x-amz-checksum-sha256`, `-crc32`, …). */
+const PLAINTEXT_DESCRIBING_RESPONSE_PREFIXES: readonly string[] = ['x-amz-checksum-']
 const SEALED_BODY_DESCRIBING_RESPONSE_HEADERS: ReadonlySet<string> = new Set(['content-disposition'])
 
 /**
@@ -158,7 +170,7 @@ const SEALED_BODY_DESCRIBING_RESPONSE_HEADERS: ReadonlySet<string> = new Set(['c
  * `null` if it may (`sealsBody`: one of them is a `seal-body`).
  */
 export function transformedResponseHeaderRefusal(name: string, sealsBody: boolean): string | null {
-  if (PLAINTEXT_DESCRIBING_RESPONSE_HEADERS.has(name)) return `"${name}" describes the response before its transforms (the sponsor could test guesses of the plaintext against it)`
+  if (PLAINTEXT_DESCRIBING_RESPONSE_HEADERS.has(name) || PLAINTEXT_DESCRIBING_RESPONSE_PREFIXES.some((p) => name.startsWith(p))) return `"${name}" describes the response before its transforms (the sponsor could test guesses of the plaintext against it)`
   if (sealsBody && SEALED_BODY_DESCRIBING_RESPONSE_HEADERS.has(name)) return `"${name}" says what a body sealed by seal-body is`
   return null
 }
