@@ -212,11 +212,12 @@ export async function startSealing(opts: {
  */
 export async function startSealedAndPlainRoutes(
   handler: UpstreamHandler,
-  headers: { requestHeaders?: string[]; responseHeaders?: string[] } = {},
+  headers: { requestHeaders?: string[]; responseHeaders?: string[]; plainResponseHeaders?: string[] } = {},
 ): Promise<Awaited<ReturnType<typeof startSealing>>> {
   const dir = await tempDir()
   const keys = await writeKeyFiles(dir, 'th')
-  const route = { methods: ['GET'], allow: [SPONSOR_APP], upstream: 'backend', ...headers }
+  const { plainResponseHeaders, ...both } = headers
+  const route = { methods: ['GET'], allow: [SPONSOR_APP], upstream: 'backend', ...both }
   return startSealing({
     dir,
     keys: { th: { file: keys.publicPath } },
@@ -228,7 +229,8 @@ export async function startSealedAndPlainRoutes(
         path: '/v1/sealed',
         transforms: { response: [{ type: 'seal', recipients: 'th', fields: SENSITIVE_FIELDS.map((f) => `/records/*${f}`) }] },
       },
-      { ...route, name: 'plain', path: '/v1/plain' },
+      // Fields a route with response transforms may not relay (content-range): the plain route's only.
+      { ...route, name: 'plain', path: '/v1/plain', ...(plainResponseHeaders === undefined ? {} : { responseHeaders: [...(both.responseHeaders ?? []), ...plainResponseHeaders] }) },
     ],
   })
 }
