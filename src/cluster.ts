@@ -58,6 +58,9 @@ export const STABLE_AFTER_MS = 10_000
 const READINESS_ASK_MS = 2_000
 /** How long the primary waits for one worker's reload outcome (no answer: not retried). */
 const RELOAD_ASK_MS = 60_000
+/** A worker whose files changed while it loaded them loads them again after this, doubling up to the next. */
+const SETTLE_FIRST_MS = 1000
+const SETTLE_MAX_MS = 60_000
 /** How often the primary asks each ready worker for a sign of life (each ask waits `READINESS_ASK_MS`). */
 export const LIVENESS_INTERVAL_MS = 5_000
 /** Unanswered asks in a row after which a worker is killed and restarted: ≈ 15 s of a stuck event loop. */
@@ -80,6 +83,8 @@ export interface ClusterOptions {
   readonly maxRestartDelayMs?: number
   /** How long a worker may boot before it is killed. Default {@link BOOT_TIMEOUT_MS}. */
   readonly bootTimeoutMs?: number
+  /** How long the primary waits for a worker's answer to a reload. Default {@link RELOAD_ASK_MS}. */
+  readonly reloadAskMs?: number
 }
 
 /** The restart delay after `failures` consecutive crashes of one slot (1 → `base`). */
@@ -287,6 +292,7 @@ class ClusterPrimary {
   readonly #restartDelayMs: number
   readonly #maxRestartDelayMs: number
   readonly #bootTimeoutMs: number
+  readonly #reloadAskMs: number
   /** Questions to workers awaiting an answer, by query id, with the worker asked. */
   readonly #pending = new Map<number, { readonly workerId: number; readonly done: (answer: unknown) => void }>()
   readonly #restarts: Counter
@@ -316,6 +322,10 @@ class ClusterPrimary {
     this.#restartDelayMs = options.restartDelayMs ?? 250
     this.#maxRestartDelayMs = options.maxRestartDelayMs ?? 30_000
     this.#bootTimeoutMs = options.bootTimeoutMs ?? BOOT_TIMEOUT_MS
+    this.#reloadAskMs = options.reloadAskMs ?? RELOAD_ASK_MS
+    if (!Number.isInteger(this.#reloadAskMs) || this.#reloadAskMs < 100 || this.#reloadAskMs > 3_600_000) {
+      throw new RangeError('reloadAskMs must be a whole number of milliseconds from 100 to 3600000')
+    }
     // A timer of NaN, 0 or over 2^31 − 1 ms fires at once: every worker would be killed in its boot.
     if (!Number.isInteger(this.#bootTimeoutMs) || this.#bootTimeoutMs < 1000 || this.#bootTimeoutMs > 3_600_000) {
       throw new RangeError('bootTimeoutMs must be a whole number of milliseconds from 1000 to 3600000')
@@ -617,7 +627,9 @@ class ClusterPrimary {
   #onMessage(worker: Worker, msg: unknown): void {
     if (!isWorkerMessage(msg)) return
     if (msg.ecluse === 'readiness' || msg.ecluse === 'metrics' || msg.ecluse === 'reloaded' || msg.ecluse === 'alive') {
-      this.#pending.get(msg.id)?.done(msg.ecluse === 'readiness' ? msg.readiness : msg.ecluse === 'metrics' ? msg.metrics : msg)
+      const pending = this.#pending.get(msg.id)
+      if (pending !== undefined) pending.done(msg.ecluse === 'readiness' ? msg.readiness : msg.ecluse === 'metrics' ? msg.metrics : msg)
+      else if (msg.ecluse === 'reloaded') this.#onLateReload(worker, msg)
       return
     }
     const slot = this.#byWorkerId.get(worker.id)
@@ -640,6 +652,7 @@ class ClusterPrimary {
       const waiters = slot.reloadWaiters.splice(0)
       void this.#askReload(slot, worker).then((answer) => {
         for (const settle of waiters) settle(answer)
+        this.#judgeDigests()
       })
     }
     // A worker restarted after a change its siblings refused boots from the new files.
@@ -657,6 +670,18 @@ class ClusterPrimary {
         'écluse cluster started',
       )
     }
+  }
+
+  /**
+   * A reload's answer after its question timed out (RELOAD_ASK_MS: a file system that hung, say): what
+   * the worker runs now all the same, which the digests must be judged on again.
+   */
+  #onLateReload(worker: Worker, answer: ReloadAnswer): void {
+    const slot = this.#byWorkerId.get(worker.id)
+    if (slot === undefined || slot.worker !== worker) return
+    slot.drainTimeoutMs = answer.drainTimeoutMs
+    slot.configDigest = answer.configDigest
+    this.#judgeDigests()
   }
 
   #onExit(worker: Worker, code: number | null, signal: string | null): void {
@@ -745,7 +770,7 @@ class ClusterPrimary {
   #reloadAfterBoot(slot: Slot): Promise<ReloadAnswer | undefined> {
     slot.reloadPending = true
     return new Promise((resolve) => {
-      const timer = setTimeout(() => settle(undefined), RELOAD_ASK_MS)
+      const timer = setTimeout(() => settle(undefined), this.#reloadAskMs)
       const settle = (answer: ReloadAnswer | undefined) => {
         clearTimeout(timer)
         resolve(answer)
@@ -760,7 +785,7 @@ class ClusterPrimary {
 
   /** Asks one worker to reload; its answer also carries the drain deadline it now has. */
   async #askReload(slot: Slot, worker: Worker): Promise<ReloadAnswer | undefined> {
-    const answer = (await this.#ask(worker, 'reload?', RELOAD_ASK_MS)) as ReloadAnswer | undefined
+    const answer = (await this.#ask(worker, 'reload?', this.#reloadAskMs)) as ReloadAnswer | undefined
     if (answer !== undefined && slot.worker === worker) {
       slot.drainTimeoutMs = answer.drainTimeoutMs
       slot.configDigest = answer.configDigest
@@ -866,8 +891,30 @@ async function runWorker(configPath: string, signals: BootSignals): Promise<void
       },
     )
   }
-  // A draining gateway refuses reloads itself (`Gateway.reload`).
-  const reload = () => gateway.reload()
+  // A draining gateway refuses reloads itself (`Gateway.reload`). Files that changed while this
+  // worker loaded them leave it without a digest, which the primary counts as diverged: it loads them
+  // again, 1 s later, then 2 s, 4 s… up to a minute, until a load finds them unchanged throughout.
+  let settleDelayMs = SETTLE_FIRST_MS
+  let settleTimer: NodeJS.Timeout | undefined
+  const settleDigest = () => {
+    if (gateway.configDigest !== undefined) settleDelayMs = SETTLE_FIRST_MS
+    if (stopping || gateway.configDigest !== undefined || settleTimer !== undefined) return
+    settleTimer = setTimeout(() => {
+      settleTimer = undefined
+      if (stopping) return
+      void gateway.reload().then(() => {
+        send({ ecluse: 'drain', drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest ?? null })
+        settleDelayMs = Math.min(settleDelayMs * 2, SETTLE_MAX_MS)
+        settleDigest()
+      })
+    }, settleDelayMs)
+    settleTimer.unref()
+  }
+  const reload = () =>
+    gateway.reload().then((outcome) => {
+      settleDigest()
+      return outcome
+    })
   // A SIGHUP sent to this worker directly: its new drain deadline is all the primary needs.
   const reloadOnSignal = () => {
     if (stopping) return
@@ -885,4 +932,5 @@ async function runWorker(configPath: string, signals: BootSignals): Promise<void
   if (stopping) return
   const ready: ReadyMessage = { ecluse: 'ready', sponsorPort: gateway.sponsorPort, drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest ?? null }
   process.send?.(ready)
+  settleDigest()
 }

@@ -165,3 +165,74 @@ t.test('a worker reloaded alone by a signal of its own runs other files than its
   cluster.child.kill('SIGTERM')
   t.equal(await cluster.exited, 0)
 })
+
+t.test('found by a re-review: a worker whose files changed while it booted loads them again by itself, and the pod becomes ready without a signal', async (t) => {
+  const pki = await makeTestPki()
+  const dir = await tempDir('ecluse-workers-settle-')
+  const upstream = new TestUpstream(pki, echoHandler)
+  await upstream.listen()
+  t.teardown(() => upstream.close())
+  const configPath = join(dir, 'gateway.yaml')
+  // No watcher, and the files end as they began: nothing but the worker itself can make it load them again.
+  const text = stringify(gatewayConfig(pki, upstream.port, [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow: [SPONSOR_APP], upstream: 'backend' }], { shutdown: { drainTimeoutMs: 2000 } }))
+  await writeFile(configPath, text)
+  await writeFile(`${configPath}.mid-write`, text.slice(0, 40))
+  const previous = process.env['ECLUSE_TEST_WORKER_CAUGHT_MID_WRITE']
+  process.env['ECLUSE_TEST_WORKER_CAUGHT_MID_WRITE'] = configPath
+  t.teardown(() => {
+    if (previous === undefined) delete process.env['ECLUSE_TEST_WORKER_CAUGHT_MID_WRITE']
+    else process.env['ECLUSE_TEST_WORKER_CAUGHT_MID_WRITE'] = previous
+  })
+  const cluster = new ClusterProcess(t, configPath, 2, ['--import', './test/helpers/worker-caught-mid-write.ts'])
+  const { admin } = await cluster.started()
+  const booted = cluster.logged('écluse gateway started').map((l) => l['configDigest'])
+  t.equal(booted.filter((d) => d === undefined).length, 1, 'one worker booted while its files seemed to change: no digest')
+  let answer = await readyz(admin)
+  for (const deadline = Date.now() + 10_000; answer.status !== 200 && Date.now() < deadline; ) {
+    await new Promise((r) => setTimeout(r, 200))
+    answer = await readyz(admin)
+  }
+  t.equal(answer.status, 200, 'ready again, with no SIGHUP and no watcher')
+  t.equal(answer.checks['workers_diverged'], undefined)
+  t.equal(cluster.logged('reloaded').length, 1, 'that worker loaded its files again by itself, once')
+  t.equal(await gauge(admin), `${GAUGE} 0`)
+})
+
+t.test('found by a re-review: a reload answer that comes after the primary stopped waiting for it still counts', async (t) => {
+  const pki = await makeTestPki()
+  const dir = await tempDir('ecluse-workers-late-')
+  const upstream = new TestUpstream(pki, echoHandler)
+  await upstream.listen()
+  t.teardown(() => upstream.close())
+  const configPath = join(dir, 'gateway.yaml')
+  const config = (allow: string[]) =>
+    stringify(gatewayConfig(pki, upstream.port, [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow, upstream: 'backend' }], { shutdown: { drainTimeoutMs: 2000 } }))
+  await writeFile(configPath, config([SPONSOR_APP]))
+  const env = { ECLUSE_TEST_WORKER_SLOW_RELOAD: configPath, ECLUSE_TEST_WORKER_SLOW_MS: '3000' }
+  const previous = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]))
+  Object.assign(process.env, env)
+  t.teardown(() => {
+    for (const [k, v] of Object.entries(previous)) {
+      if (v === undefined) delete process.env[k]
+      else process.env[k] = v
+    }
+  })
+  const cluster = new ClusterProcess(t, configPath, 2, ['--import', './test/helpers/worker-slow-reload.ts'], { reloadAskMs: 1000 })
+  const { admin } = await cluster.started()
+  t.equal(await cluster.readyStatus(admin), 200)
+
+  // The client is revoked; one worker's reload hangs on its file system past the primary's wait.
+  await writeFile(configPath, config([]))
+  await writeFile(`${configPath}.slow`, '')
+  cluster.child.kill('SIGHUP')
+  await cluster.until(() => cluster.logged('reloaded').length === 2, 'both workers reloaded, one of them late')
+  let answer = await readyz(admin)
+  for (const deadline = Date.now() + 5_000; answer.status !== 200 && Date.now() < deadline; ) {
+    await new Promise((r) => setTimeout(r, 100))
+    answer = await readyz(admin)
+  }
+  t.equal(answer.status, 200, 'the late answer counts: both workers run the new files, and the pod is ready')
+  const digests = cluster.logged('reloaded').map((l) => l['configDigest'])
+  t.equal(digests[0], digests[1], 'the same files in both')
+  t.equal(await gauge(admin), `${GAUGE} 0`)
+})

@@ -42,6 +42,8 @@ const SERVE_WITH_OPTIONS = 'test/helpers/cluster-serve.ts'
 export interface ServeOptions {
   /** The primary kills a worker not ready this long after its fork (default: `BOOT_TIMEOUT_MS`). */
   readonly bootTimeoutMs?: number
+  /** The primary gives up on a worker's reload answer this long after asking (default: `RELOAD_ASK_MS`). */
+  readonly reloadAskMs?: number
   /** The primary sends itself this signal as soon as it holds signals: one during its boot for certain. */
   readonly signalDuringBoot?: NodeJS.Signals
 }
@@ -101,6 +103,7 @@ export class ClusterProcess {
         ? ['src/cli.ts', 'serve', '--config', configPath, '--workers', String(workers)]
         : [SERVE_WITH_OPTIONS, configPath, String(workers)]
     if (serve?.bootTimeoutMs !== undefined) entry.push('--boot-timeout-ms', String(serve.bootTimeoutMs))
+    if (serve?.reloadAskMs !== undefined) entry.push('--reload-ask-ms', String(serve.reloadAskMs))
     if (serve?.signalDuringBoot !== undefined) entry.push('--signal-during-boot', serve.signalDuringBoot)
     const argv = ['--import', 'tsx', ...nodeArgs, ...entry]
     this.child = spawn(process.execPath, argv, {
