@@ -146,3 +146,11 @@ t.test('found by a review of the file-mode warnings: a file replaceable through 
   t.equal(r3.code, 0)
   t.equal(r3.stderr, `warning: sponsor.tls.key: ${link}: ${WRITABLE_FILE_WARNING}\n`, 'the file a link resolves to, in a world-writable folder')
 })
+
+t.test('found by a re-review: only a Kubernetes configMap or secret volume is trusted for being read-only', async (t) => {
+  const { kubeletVolumeOf } = await import('../src/config/key-file-modes.js')
+  t.equal(kubeletVolumeOf('/etc/ecluse/tls/..2026_12_07_02_13_20.123456789/ca.crt'), '/etc/ecluse/tls', 'the folder that holds the version folders')
+  t.equal(kubeletVolumeOf('/etc/ecluse/tls/ca.crt'), undefined, 'a file bound read-only from the host (docker -v …:ro, a hostPath) is not one')
+  t.equal(kubeletVolumeOf('/etc/ecluse/..data/ca.crt'), undefined, 'a path not resolved through the version folder')
+  t.equal(kubeletVolumeOf('/..2026_12_07_02_13_20.1/ca.crt'), '/', 'at the root')
+})

@@ -92,11 +92,11 @@ t.test('a route may not allow a header the gateway owns or that is hop-by-hop', 
 
 t.test('found by a review of headers: reserved names in any spelling, and fields that describe a transformed response', async (t) => {
   // CGI-style stacks read "-" and "_" alike; proxies and Envoy before the upstream trust these.
-  for (const header of ['x_ecluse_principal', 'X_Forwarded_For', 'x-correlation_id', 'x-forwarded', 'x-original-forwarded-for', 'x-original-host', 'x-host', 'x-envoy-original-path', 'x-envoy-internal', 'x-remote-user', 'remote-user', 'remote_user', 'proxy_authorization', 'transfer_encoding', 'x-auth-request-user', 'x-webauth-user', 'x-authenticated-userid', 'x-ms-client-principal-name', 'x-goog-authenticated-user-email', 'x-amzn-oidc-identity', 'cf-access-authenticated-user-email']) {
+  for (const header of ['x_ecluse_principal', 'X_Forwarded_For', 'x-correlation_id', 'x-forwarded', 'x-original-forwarded-for', 'x-original-host', 'x-host', 'x-envoy-original-path', 'x-envoy-internal', 'x-remote-user', 'remote-user', 'remote_user', 'proxy_authorization', 'transfer_encoding', 'x-auth-request-user', 'x-webauth-user', 'x-authenticated-userid', 'x-ms-client-principal-name', 'x-goog-authenticated-user-email', 'x-amzn-oidc-identity', 'cf-access-authenticated-user-email', 'x-pomerium-claim-email', 'x-goog-iap-jwt-assertion']) {
     refuses(t, [{ name: 'r', path: '/a', requestHeaders: [header] }], /^routes\[0\]\.requestHeaders\[0\]: /, `request header ${header}`)
   }
   const strip = { response: [{ type: 'strip', fields: ['/passport'] }] }
-  for (const header of ['content-md5', 'Digest', 'repr-digest', 'content-digest', 'content-range', 'x-amz-checksum-sha256', 'x-goog-hash', 'x-content-sha256']) {
+  for (const header of ['content-md5', 'Digest', 'repr-digest', 'content-digest', 'content-range', 'x-amz-checksum-sha256', 'x-goog-hash', 'x-content-sha256', 'x-ms-blob-content-md5', 'x-ms-content-crc64', 'x-checksum-sha256']) {
     refuses(t, [{ name: 'r', path: '/a', transforms: strip, responseHeaders: ['location', header] }], /^routes\[0\]\.responseHeaders\[1\]: .*describes the response before its transforms/, `${header} on a transformed route`)
     boots(t, [{ name: 'r', path: '/a', responseHeaders: [header] }], `${header} on a route without response transforms`)
     boots(t, [{ name: 'r', path: '/a', transforms: { request: strip.response }, responseHeaders: [header] }], `${header} on a route that transforms requests only`)

@@ -30,15 +30,31 @@ export async function keyFilesReadableByOthers(config: Config): Promise<Array<{ 
 export const WRITABLE_FILE_WARNING =
   'file can be written or replaced by every user of this host (it, or a folder on its path without the sticky bit, is world-writable): whoever changes it changes what the gateway trusts, routes or seals to; make it 0644 or stricter, on a path of folders only their owners write'
 
+/** A folder kubelet's atomic writer makes for one version of a configMap or secret volume. */
+const ATOMIC_WRITER_VERSION = /^\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d+$/
+
+/**
+ * The root of the Kubernetes configMap or secret volume a resolved path lies in (the folder that
+ * holds kubelet's `..<timestamp>` version folders), or undefined. kubelet mounts such a volume
+ * read-only, in a folder some clusters make 0777, which only kubelet writes on the host.
+ */
+export function kubeletVolumeOf(realPath: string): string | undefined {
+  const segments = realPath.split('/')
+  const at = segments.findIndex((s) => ATOMIC_WRITER_VERSION.test(s))
+  return at <= 0 ? undefined : segments.slice(0, at).join('/') || '/'
+}
+
 /**
  * Whether every user of the host may write `path`, or replace it through a folder on its path (one
  * that is world-writable without the sticky bit, which keeps others to their own files): the path as
  * named and the file it resolves to (a symbolic link is replaced through its own folders), each
- * folder from the root down. On a read-only file system nobody can: Kubernetes mounts configMaps
- * and secrets read-only, in folders some clusters make 0777.
+ * folder from the root down. Read-only here is no proof: a `:ro` bind of a host folder others write
+ * is read-only in the container only. A Kubernetes configMap or secret volume is (`kubeletVolumeOf`).
  */
 async function replaceableByOthers(path: string): Promise<boolean> {
   const real = await realpath(path).catch(() => path)
+  const volume = kubeletVolumeOf(real)
+  const inVolume = (p: string) => volume !== undefined && (p === volume || p.startsWith(`${volume}/`))
   const candidates = new Set<string>()
   for (const named of new Set([path, real])) {
     candidates.add(named)
@@ -52,11 +68,13 @@ async function replaceableByOthers(path: string): Promise<boolean> {
     const mode = await stat(candidate).then((s) => s.mode, () => undefined)
     if (mode === undefined || (mode & 0o002) === 0) continue
     if (candidate !== path && candidate !== real && (mode & 0o1000) !== 0) continue
-    const readOnly = await access(candidate, constants.W_OK).then(
-      () => false,
-      (err: NodeJS.ErrnoException) => err.code === 'EROFS',
-    )
-    if (!readOnly) return true
+    const readOnlyVolume =
+      inVolume(candidate) &&
+      (await access(candidate, constants.W_OK).then(
+        () => false,
+        (err: NodeJS.ErrnoException) => err.code === 'EROFS',
+      ))
+    if (!readOnlyVolume) return true
   }
   return false
 }

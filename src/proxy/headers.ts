@@ -152,6 +152,9 @@ export const RESERVED_REQUEST_PREFIXES: readonly string[] = [
   'x-goog-authenticated-user-',
   'x-amzn-oidc-',
   'cf-access-',
+  // Pomerium's identity headers, and Google IAP's signed assertion.
+  'x-pomerium-',
+  'x-goog-iap-',
 ]
 
 /**
@@ -160,9 +163,20 @@ export const RESERVED_REQUEST_PREFIXES: readonly string[] = [
  * could test guesses against them, as against the `etag` such a route drops. `content-disposition`
  * too where a `seal-body` step seals the media type: a file name says what the body is.
  */
-const PLAINTEXT_DESCRIBING_RESPONSE_HEADERS: ReadonlySet<string> = new Set(['content-md5', 'digest', 'repr-digest', 'content-digest', 'content-range', 'x-goog-hash', 'x-content-sha256', 'x-amz-content-sha256'])
-/** Prefixes of such fields: S3's per-algorithm checksums (`x-amz-checksum-sha256`, `-crc32`, …). */
-const PLAINTEXT_DESCRIBING_RESPONSE_PREFIXES: readonly string[] = ['x-amz-checksum-']
+const PLAINTEXT_DESCRIBING_RESPONSE_HEADERS: ReadonlySet<string> = new Set([
+  'content-md5',
+  'digest',
+  'repr-digest',
+  'content-digest',
+  'content-range',
+  'x-goog-hash',
+  'x-content-sha256',
+  'x-amz-content-sha256',
+  'x-ms-blob-content-md5',
+  'x-ms-content-crc64',
+])
+/** Prefixes of such fields: S3's per-algorithm checksums (`x-amz-checksum-sha256`, `-crc32`, …), Artifactory's `x-checksum-*`. */
+const PLAINTEXT_DESCRIBING_RESPONSE_PREFIXES: readonly string[] = ['x-amz-checksum-', 'x-checksum-']
 const SEALED_BODY_DESCRIBING_RESPONSE_HEADERS: ReadonlySet<string> = new Set(['content-disposition'])
 
 /**
