@@ -490,7 +490,7 @@ class ClusterPrimary {
     let afterBoot = 0
     for (const slot of this.#slots) {
       if (slot.worker === undefined) continue
-      if (slot.ready) asked.push(this.#askReload(slot, slot.worker))
+      if (slot.ready) asked.push(this.#askReload(slot.worker))
       else {
         asked.push(this.#reloadAfterBoot(slot))
         afterBoot++
@@ -627,9 +627,13 @@ class ClusterPrimary {
   #onMessage(worker: Worker, msg: unknown): void {
     if (!isWorkerMessage(msg)) return
     if (msg.ecluse === 'readiness' || msg.ecluse === 'metrics' || msg.ecluse === 'reloaded' || msg.ecluse === 'alive') {
+      // What a reload answer says the worker runs is taken as it arrives, before any later message of
+      // the same read (a `drain` after it, newer) is: not once the question's continuation runs.
+      if (msg.ecluse === 'reloaded') this.#noteReload(worker, msg)
       const pending = this.#pending.get(msg.id)
       if (pending !== undefined) pending.done(msg.ecluse === 'readiness' ? msg.readiness : msg.ecluse === 'metrics' ? msg.metrics : msg)
-      else if (msg.ecluse === 'reloaded') this.#onLateReload(worker, msg)
+      // An answer after its question timed out (reloadAskMs: a file system that hung, say) counts all the same.
+      else if (msg.ecluse === 'reloaded') this.#judgeDigests()
       return
     }
     const slot = this.#byWorkerId.get(worker.id)
@@ -650,7 +654,7 @@ class ClusterPrimary {
     if (slot.reloadPending) {
       slot.reloadPending = false
       const waiters = slot.reloadWaiters.splice(0)
-      void this.#askReload(slot, worker).then((answer) => {
+      void this.#askReload(worker).then((answer) => {
         for (const settle of waiters) settle(answer)
         this.#judgeDigests()
       })
@@ -672,16 +676,12 @@ class ClusterPrimary {
     }
   }
 
-  /**
-   * A reload's answer after its question timed out (RELOAD_ASK_MS: a file system that hung, say): what
-   * the worker runs now all the same, which the digests must be judged on again.
-   */
-  #onLateReload(worker: Worker, answer: ReloadAnswer): void {
+  /** What a worker runs after a reload: its drain deadline and digest, if it is still its slot's worker. */
+  #noteReload(worker: Worker, answer: ReloadAnswer): void {
     const slot = this.#byWorkerId.get(worker.id)
     if (slot === undefined || slot.worker !== worker) return
     slot.drainTimeoutMs = answer.drainTimeoutMs
     slot.configDigest = answer.configDigest
-    this.#judgeDigests()
   }
 
   #onExit(worker: Worker, code: number | null, signal: string | null): void {
@@ -783,14 +783,9 @@ class ClusterPrimary {
     for (const settle of slot.reloadWaiters.splice(0)) settle(answer)
   }
 
-  /** Asks one worker to reload; its answer also carries the drain deadline it now has. */
-  async #askReload(slot: Slot, worker: Worker): Promise<ReloadAnswer | undefined> {
-    const answer = (await this.#ask(worker, 'reload?', this.#reloadAskMs)) as ReloadAnswer | undefined
-    if (answer !== undefined && slot.worker === worker) {
-      slot.drainTimeoutMs = answer.drainTimeoutMs
-      slot.configDigest = answer.configDigest
-    }
-    return answer
+  /** Asks one worker to reload; its answer (noted as it arrives, `#noteReload`) also carries the drain deadline it now has. */
+  async #askReload(worker: Worker): Promise<ReloadAnswer | undefined> {
+    return (await this.#ask(worker, 'reload?', this.#reloadAskMs)) as ReloadAnswer | undefined
   }
 
   /** One worker's answer to `kind`, or undefined if it does not answer within `timeoutMs`. */
@@ -901,7 +896,8 @@ async function runWorker(configPath: string, signals: BootSignals): Promise<void
     if (stopping || gateway.configDigest !== undefined || settleTimer !== undefined) return
     settleTimer = setTimeout(() => {
       settleTimer = undefined
-      if (stopping) return
+      // A reload since (relayed, or a SIGHUP) may have found the files settled.
+      if (stopping || gateway.configDigest !== undefined) return
       void gateway.reload().then(() => {
         send({ ecluse: 'drain', drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest ?? null })
         settleDelayMs = Math.min(settleDelayMs * 2, SETTLE_MAX_MS)

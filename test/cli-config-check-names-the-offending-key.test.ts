@@ -147,10 +147,48 @@ t.test('found by a review of the file-mode warnings: a file replaceable through 
   t.equal(r3.stderr, `warning: sponsor.tls.key: ${link}: ${WRITABLE_FILE_WARNING}\n`, 'the file a link resolves to, in a world-writable folder')
 })
 
-t.test('found by a re-review: only a Kubernetes configMap or secret volume is trusted for being read-only', async (t) => {
-  const { kubeletVolumeOf } = await import('../src/config/key-file-modes.js')
-  t.equal(kubeletVolumeOf('/etc/ecluse/tls/..2026_12_07_02_13_20.123456789/ca.crt'), '/etc/ecluse/tls', 'the folder that holds the version folders')
-  t.equal(kubeletVolumeOf('/etc/ecluse/tls/ca.crt'), undefined, 'a file bound read-only from the host (docker -v …:ro, a hostPath) is not one')
-  t.equal(kubeletVolumeOf('/etc/ecluse/..data/ca.crt'), undefined, 'a path not resolved through the version folder')
-  t.equal(kubeletVolumeOf('/..2026_12_07_02_13_20.1/ca.crt'), '/', 'at the root')
+t.test('found by a re-review: only a read-only Kubernetes configMap or secret volume is exempt, proven by the mount, not by a name', async (t) => {
+  const { chmod, copyFile, mkdir, symlink } = await import('node:fs/promises')
+  const { inKubeletVolume, MOUNT_INFO, WRITABLE_FILE_WARNING } = await import('../src/config/key-file-modes.js')
+  const line = (mountPoint: string, root: string, options: string) => `1234 30 0:52 ${root} ${mountPoint.replaceAll(' ', '\\040')} ${options},relatime - ext4 /dev/sda1 rw`
+  const kubelet = '/var/lib/kubelet/pods/6a1f/volumes/kubernetes.io~configmap/ecluse-config'
+  const mounts = [
+    { mountPoint: '/', root: '/', readOnly: false },
+    { mountPoint: '/etc/ecluse', root: kubelet, readOnly: true },
+    { mountPoint: '/etc/bound', root: '/srv/shared', readOnly: true },
+    { mountPoint: '/etc/ecluse/writable', root: '/var/lib/kubelet/pods/6a1f/volumes/kubernetes.io~secret/keys', readOnly: false },
+  ]
+  t.ok(inKubeletVolume('/etc/ecluse/..2026_12_07_02_13_20.1/ca.crt', mounts), 'in a read-only configMap volume')
+  t.ok(inKubeletVolume('/etc/ecluse', mounts), 'its mount point')
+  t.notOk(inKubeletVolume('/etc/bound/..2026_12_07_02_13_20.1/ca.crt', mounts), 'a read-only bind of a host folder, whatever its folders are named')
+  t.notOk(inKubeletVolume('/etc/ecluse/writable/ca.crt', mounts), 'a mount of kubelet’s that is not read-only')
+  t.notOk(inKubeletVolume('/etc/ecluse-other/ca.crt', mounts), 'a folder whose name only starts like the mount point')
+
+  // Through the warning itself, with this process's mount table replaced by one the test writes.
+  const { join } = await import('node:path')
+  const volume = join(dir, 'volume')
+  const version = join(volume, '..2026_12_07_02_13_20.1')
+  await mkdir(version, { recursive: true })
+  const key = join(version, 'sponsor.key')
+  await copyFile(pki.gatewaySponsorServer.keyPath, key)
+  await chmod(key, 0o600)
+  await symlink(key, join(volume, 'sponsor.key')).catch(() => undefined)
+  await chmod(volume, 0o777)
+  t.teardown(() => chmod(volume, 0o755))
+  const mountInfo = join(dir, 'mountinfo')
+  const saved = MOUNT_INFO.path
+  MOUNT_INFO.path = mountInfo
+  t.teardown(() => {
+    MOUNT_INFO.path = saved
+  })
+  const config = await write('volume.yaml', configText({ sponsorKey: join(volume, 'sponsor.key') }))
+  const check = async (mountLine: string) => {
+    await writeFile(mountInfo, `${line('/', '/', 'rw')}\n${mountLine}\n`)
+    return (await runCli(['config', 'check', config])).stderr
+  }
+  const warned = `warning: sponsor.tls.key: ${join(volume, 'sponsor.key')}: ${WRITABLE_FILE_WARNING}\n`
+  t.equal(await check(line(volume, kubelet, 'ro')), '', 'kubelet’s read-only volume in a 0777 folder: no warning')
+  t.equal(await check(line(volume, '/srv/shared', 'ro')), warned, 'a read-only bind of a host folder named like kubelet’s version folders: warned')
+  t.equal(await check(line(volume, kubelet, 'rw')), warned, 'kubelet’s volume writable here: warned')
+  t.equal(await check(''), warned, 'no such mount: warned')
 })

@@ -4,8 +4,7 @@
  * about, at boot and at every reload, not refused: Kubernetes mounts a secret `0644` unless told
  * otherwise (`defaultMode`), and in a container of one user that is no exposure; on a shared host it is.
  */
-import { constants } from 'node:fs'
-import { access, realpath, stat } from 'node:fs/promises'
+import { readFile, realpath, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import type { Config } from './schema.js'
 
@@ -30,31 +29,58 @@ export async function keyFilesReadableByOthers(config: Config): Promise<Array<{ 
 export const WRITABLE_FILE_WARNING =
   'file can be written or replaced by every user of this host (it, or a folder on its path without the sticky bit, is world-writable): whoever changes it changes what the gateway trusts, routes or seals to; make it 0644 or stricter, on a path of folders only their owners write'
 
-/** A folder kubelet's atomic writer makes for one version of a configMap or secret volume. */
-const ATOMIC_WRITER_VERSION = /^\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d+$/
+/** Where this process's mounts are read: `/proc/self/mountinfo` (a test names a file of its own). */
+export const MOUNT_INFO = { path: '/proc/self/mountinfo' }
+
+/** The host folder kubelet mounts a configMap, secret, projected or downward-API volume from. */
+const KUBELET_VOLUME_SOURCE = /\/volumes\/kubernetes\.io~(?:configmap|secret|projected|downward-api)\/[^/]+$/
+
+/** One line of mountinfo: where the mount is, what folder of its file system it shows, read-only or not. */
+export interface Mount {
+  readonly mountPoint: string
+  readonly root: string
+  readonly readOnly: boolean
+}
+
+/** `\040` and the other octal escapes mountinfo writes in a path. */
+function unescapeMountPath(p: string): string {
+  return p.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)))
+}
+
+async function readMounts(): Promise<readonly Mount[]> {
+  const text = await readFile(MOUNT_INFO.path, 'utf8').catch(() => '')
+  return text
+    .split('\n')
+    .map((line) => line.split(' '))
+    .filter((f) => f.length > 6)
+    .map((f) => ({ mountPoint: unescapeMountPath(f[4]!), root: unescapeMountPath(f[3]!), readOnly: f[5]!.split(',').includes('ro') }))
+}
 
 /**
- * The root of the Kubernetes configMap or secret volume a resolved path lies in (the folder that
- * holds kubelet's `..<timestamp>` version folders), or undefined. kubelet mounts such a volume
- * read-only, in a folder some clusters make 0777, which only kubelet writes on the host.
+ * Whether `path` lies in a read-only mount of a Kubernetes configMap or secret volume: the mount
+ * that holds it (the longest mount point on its path) shows kubelet's own folder for such a volume.
+ * kubelet mounts those read-only, in a folder some clusters make 0777, and alone writes them on the
+ * host. A folder merely named like kubelet's version folders (`..2026_…`) proves nothing, nor does a
+ * read-only mount of another folder: a `:ro` bind of a host folder others write is read-only in the
+ * container only.
  */
-export function kubeletVolumeOf(realPath: string): string | undefined {
-  const segments = realPath.split('/')
-  const at = segments.findIndex((s) => ATOMIC_WRITER_VERSION.test(s))
-  return at <= 0 ? undefined : segments.slice(0, at).join('/') || '/'
+export function inKubeletVolume(path: string, mounts: readonly Mount[]): boolean {
+  let holder: Mount | undefined
+  for (const m of mounts) {
+    const holds = m.mountPoint === '/' || path === m.mountPoint || path.startsWith(`${m.mountPoint}/`)
+    if (holds && (holder === undefined || m.mountPoint.length >= holder.mountPoint.length)) holder = m
+  }
+  return holder !== undefined && holder.readOnly && KUBELET_VOLUME_SOURCE.test(holder.root)
 }
 
 /**
  * Whether every user of the host may write `path`, or replace it through a folder on its path (one
  * that is world-writable without the sticky bit, which keeps others to their own files): the path as
  * named and the file it resolves to (a symbolic link is replaced through its own folders), each
- * folder from the root down. Read-only here is no proof: a `:ro` bind of a host folder others write
- * is read-only in the container only. A Kubernetes configMap or secret volume is (`kubeletVolumeOf`).
+ * folder from the root down, except in a Kubernetes configMap or secret volume (`inKubeletVolume`).
  */
-async function replaceableByOthers(path: string): Promise<boolean> {
+async function replaceableByOthers(path: string, mounts: readonly Mount[]): Promise<boolean> {
   const real = await realpath(path).catch(() => path)
-  const volume = kubeletVolumeOf(real)
-  const inVolume = (p: string) => volume !== undefined && (p === volume || p.startsWith(`${volume}/`))
   const candidates = new Set<string>()
   for (const named of new Set([path, real])) {
     candidates.add(named)
@@ -68,13 +94,7 @@ async function replaceableByOthers(path: string): Promise<boolean> {
     const mode = await stat(candidate).then((s) => s.mode, () => undefined)
     if (mode === undefined || (mode & 0o002) === 0) continue
     if (candidate !== path && candidate !== real && (mode & 0o1000) !== 0) continue
-    const readOnlyVolume =
-      inVolume(candidate) &&
-      (await access(candidate, constants.W_OK).then(
-        () => false,
-        (err: NodeJS.ErrnoException) => err.code === 'EROFS',
-      ))
-    if (!readOnlyVolume) return true
+    if (!inKubeletVolume(candidate, mounts)) return true
   }
   return false
 }
@@ -100,7 +120,8 @@ export async function filesWritableByOthers(config: Config, configFile: string):
     ]),
     ...Object.entries(config.keys).map(([name, set]) => ({ key: `keys.${name}.file`, file: set.file })),
   ]
-  const exposed = await Promise.all(files.map(({ file }) => replaceableByOthers(file)))
+  const mounts = await readMounts()
+  const exposed = await Promise.all(files.map(({ file }) => replaceableByOthers(file, mounts)))
   return files.filter((_, i) => exposed[i])
 }
 

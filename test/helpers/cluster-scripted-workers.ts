@@ -1,0 +1,46 @@
+/**
+ * The real cluster primary (`runCluster`) driving scripted workers, for tests of what the primary
+ * makes of its workers' messages: `node --import tsx test/helpers/cluster-scripted-workers.ts CONFIG`.
+ * A worker runs no gateway; it answers the primary's questions as a scripted gateway would. Slot 0
+ * answers a relayed reload with digest `B`; slot 1 with no digest (files caught changing), then 30 ms
+ * later reports the reload its settling made, with `B`, as a `drain` message. The primary is made
+ * busy for `BUSY_MS` right after it relays the reload, so both of slot 1's messages arrive in one
+ * read. The script prints `{"readyz": <status>, "checks": …}` 1.5 s later and stops.
+ */
+import cluster from 'node:cluster'
+
+const configPath = process.argv[2]!
+if (cluster.isWorker) {
+  const slot = process.env['ECLUSE_WORKER_SLOT']
+  const send = (m: object) => process.send?.(m)
+  process.on('message', (m: { ecluse?: string; id?: number }) => {
+    if (m.ecluse === 'alive?') send({ ecluse: 'alive', id: m.id })
+    else if (m.ecluse === 'readiness?') send({ ecluse: 'readiness', id: m.id, readiness: { ready: true, checks: { certificates: 'ok' } } })
+    else if (m.ecluse === 'metrics?') send({ ecluse: 'metrics', id: m.id, metrics: [] })
+    else if (m.ecluse === 'reload?') {
+      if (slot === '0') send({ ecluse: 'reloaded', id: m.id, ok: true, drainTimeoutMs: 1000, configDigest: 'B' })
+      else {
+        send({ ecluse: 'reloaded', id: m.id, ok: true, drainTimeoutMs: 1000, configDigest: null })
+        setTimeout(() => send({ ecluse: 'drain', drainTimeoutMs: 1000, configDigest: 'B' }), 30)
+      }
+    }
+  })
+  process.on('SIGTERM', () => process.exit(0))
+  send({ ecluse: 'ready', sponsorPort: 1, drainTimeoutMs: 1000, configDigest: 'A' })
+} else {
+  const { runCluster } = await import('../../src/cluster.js')
+  const busyMs = Number(process.env['BUSY_MS'] ?? 0)
+  // Listens on the admin port the test chose (the primary logs nothing below warn here).
+  await runCluster(configPath, { workers: 2 })
+  process.on('SIGHUP', () => {
+    const end = Date.now() + busyMs
+    while (Date.now() < end);
+  })
+  await new Promise((r) => setTimeout(r, 1000))
+  process.kill(process.pid, 'SIGHUP')
+  await new Promise((r) => setTimeout(r, 1500))
+  const res = await fetch(`http://127.0.0.1:${process.env['ADMIN_PORT']}/readyz`)
+  const body = (await res.json()) as { checks: Record<string, string> }
+  process.stdout.write(`${JSON.stringify({ readyz: res.status, checks: body.checks })}\n`)
+  process.kill(process.pid, 'SIGTERM')
+}
