@@ -70,7 +70,8 @@ export function inKubeletVolume(path: string, mounts: readonly Mount[]): boolean
     const holds = m.mountPoint === '/' || path === m.mountPoint || path.startsWith(`${m.mountPoint}/`)
     if (holds && (holder === undefined || m.mountPoint.length >= holder.mountPoint.length)) holder = m
   }
-  return holder !== undefined && holder.readOnly && KUBELET_VOLUME_SOURCE.test(holder.root)
+  if (holder === undefined) return false
+  return holder.readOnly && KUBELET_VOLUME_SOURCE.test(holder.root)
 }
 
 /**
