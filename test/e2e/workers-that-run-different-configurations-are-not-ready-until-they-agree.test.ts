@@ -41,10 +41,14 @@ async function readyz(admin: string): Promise<{ status: number; checks: Record<s
   return { status: res.statusCode, checks: body.checks }
 }
 
-/** `/readyz` polled every 100 ms until it answers 503, or for 5 s: the last answer. */
+/**
+ * `/readyz` polled every 100 ms until it reports the workers diverged, or for 5 s: the last answer.
+ * (A replacement worker that has logged its start may not have told the primary yet: `/readyz` is
+ * 503 `workers_not_ready` for that moment, which is not what is awaited.)
+ */
 async function untilNotReady(admin: string): Promise<{ status: number; checks: Record<string, string> }> {
   let answer = await readyz(admin)
-  for (const deadline = Date.now() + 5_000; answer.status === 200 && Date.now() < deadline; ) {
+  for (const deadline = Date.now() + 5_000; answer.checks['workers_diverged'] === undefined && Date.now() < deadline; ) {
     await new Promise((r) => setTimeout(r, 100))
     answer = await readyz(admin)
   }
