@@ -559,7 +559,6 @@ class ClusterPrimary {
     this.#log.warn({ digests }, 'workers run different configurations; not ready until they agree')
   }
 
-
   /** SIGTERM/SIGINT: no more restarts; every worker drains and exits; then the primary exits. */
   stop(signal: NodeJS.Signals | 'boot_failed'): void {
     if (this.#stopping) {
