@@ -8,7 +8,7 @@
  */
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { Agent, request } from 'undici'
 import { stringify } from 'yaml'
 import { ClusterProcess } from '../helpers/cluster.js'
@@ -60,15 +60,24 @@ async function gauge(admin: string): Promise<string | undefined> {
   return text.split('\n').find((l) => l.startsWith(`${GAUGE} `))
 }
 
-t.test('a worker restarted after a refused reload runs the new files: not ready until a fixed reload makes them agree', async (t) => {
+/** The records route, open to `allow`. */
+const recordsRoute = (allow: string[]) => [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow, upstream: 'backend' }]
+
+/** An upstream, and a configuration file in a folder of its own that serves `/v1/records/*` to `allow` through it. */
+async function setUp(t: Test, prefix: string, allow: string[] = [SPONSOR_APP]) {
   const pki = await makeTestPki()
-  const dir = await tempDir('ecluse-workers-diverge-')
+  const dir = await tempDir(prefix)
   const upstream = new TestUpstream(pki, echoHandler)
   await upstream.listen()
   t.teardown(() => upstream.close())
   const configPath = join(dir, 'gateway.yaml')
-  const route = (allow: string[]) => [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow, upstream: 'backend' }]
-  await writeFile(configPath, stringify(gatewayConfig(pki, upstream.port, route([SPONSOR_APP]), { shutdown: { drainTimeoutMs: 2000 } })))
+  const configText = (who: string[]) => stringify(gatewayConfig(pki, upstream.port, recordsRoute(who), { shutdown: { drainTimeoutMs: 2000 } }))
+  await writeFile(configPath, configText(allow))
+  return { pki, upstream, configPath, configText }
+}
+
+t.test('a worker restarted after a refused reload runs the new files: not ready until a fixed reload makes them agree', async (t) => {
+  const { pki, upstream, configPath } = await setUp(t, 'ecluse-workers-diverge-')
 
   const cluster = new ClusterProcess(t, configPath, 2)
   const { sponsor, admin } = await cluster.started()
@@ -81,7 +90,7 @@ t.test('a worker restarted after a refused reload runs the new files: not ready 
 
   // The client is revoked in the same edit that lengthens the idle timeout (a restart applies it)
   // and an upstream timeout past the running one (a reload refuses it).
-  const base = gatewayConfig(pki, upstream.port, route([]), { shutdown: { drainTimeoutMs: 2000 } })
+  const base = gatewayConfig(pki, upstream.port, recordsRoute([]), { shutdown: { drainTimeoutMs: 2000 } })
   const fixed = { ...base, sponsor: { ...base.sponsor, limits: { idleTimeoutMs: 200_000 } } }
   const revoked = { ...fixed, upstreams: { backend: { ...base.upstreams.backend, headersTimeoutMs: 90_000 } } }
   await writeFile(configPath, stringify(revoked))
@@ -139,19 +148,12 @@ t.test('a worker restarted after a refused reload runs the new files: not ready 
 })
 
 t.test('a worker reloaded alone by a signal of its own runs other files than its sibling: not ready until both reload', async (t) => {
-  const pki = await makeTestPki()
-  const dir = await tempDir('ecluse-workers-diverge-')
-  const upstream = new TestUpstream(pki, echoHandler)
-  await upstream.listen()
-  t.teardown(() => upstream.close())
-  const configPath = join(dir, 'gateway.yaml')
-  const route = (allow: string[]) => [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow, upstream: 'backend' }]
-  await writeFile(configPath, stringify(gatewayConfig(pki, upstream.port, route([SPONSOR_APP]), { shutdown: { drainTimeoutMs: 2000 } })))
+  const { configPath, configText } = await setUp(t, 'ecluse-workers-diverge-')
   const cluster = new ClusterProcess(t, configPath, 2)
   const { admin } = await cluster.started()
   t.equal(await cluster.readyStatus(admin), 200)
 
-  await writeFile(configPath, stringify(gatewayConfig(pki, upstream.port, route([]), { shutdown: { drainTimeoutMs: 2000 } })))
+  await writeFile(configPath, configText([]))
   const [one] = cluster.logged('écluse gateway started')
   process.kill(Number(one!['pid']), 'SIGHUP')
   await cluster.until(() => cluster.logged('reloaded').length === 1, 'the worker did not reload')
@@ -171,16 +173,9 @@ t.test('a worker reloaded alone by a signal of its own runs other files than its
 })
 
 t.test('found by a re-review: a worker whose files changed while it booted loads them again by itself, and the pod becomes ready without a signal', async (t) => {
-  const pki = await makeTestPki()
-  const dir = await tempDir('ecluse-workers-settle-')
-  const upstream = new TestUpstream(pki, echoHandler)
-  await upstream.listen()
-  t.teardown(() => upstream.close())
-  const configPath = join(dir, 'gateway.yaml')
   // No watcher, and the files end as they began: nothing but the worker itself can make it load them again.
-  const text = stringify(gatewayConfig(pki, upstream.port, [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow: [SPONSOR_APP], upstream: 'backend' }], { shutdown: { drainTimeoutMs: 2000 } }))
-  await writeFile(configPath, text)
-  await writeFile(`${configPath}.mid-write`, text.slice(0, 40))
+  const { configPath, configText } = await setUp(t, 'ecluse-workers-settle-')
+  await writeFile(`${configPath}.mid-write`, configText([SPONSOR_APP]).slice(0, 40))
   const previous = process.env['ECLUSE_TEST_WORKER_CAUGHT_MID_WRITE']
   process.env['ECLUSE_TEST_WORKER_CAUGHT_MID_WRITE'] = configPath
   t.teardown(() => {
@@ -203,15 +198,7 @@ t.test('found by a re-review: a worker whose files changed while it booted loads
 })
 
 t.test('found by a re-review: a reload answer that comes after the primary stopped waiting for it still counts', async (t) => {
-  const pki = await makeTestPki()
-  const dir = await tempDir('ecluse-workers-late-')
-  const upstream = new TestUpstream(pki, echoHandler)
-  await upstream.listen()
-  t.teardown(() => upstream.close())
-  const configPath = join(dir, 'gateway.yaml')
-  const config = (allow: string[]) =>
-    stringify(gatewayConfig(pki, upstream.port, [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow, upstream: 'backend' }], { shutdown: { drainTimeoutMs: 2000 } }))
-  await writeFile(configPath, config([SPONSOR_APP]))
+  const { configPath, configText: config } = await setUp(t, 'ecluse-workers-late-')
   const env = { ECLUSE_TEST_WORKER_SLOW_RELOAD: configPath, ECLUSE_TEST_WORKER_SLOW_MS: '3000' }
   const previous = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]))
   Object.assign(process.env, env)
