@@ -158,6 +158,7 @@ export class Gateway {
     const jwks = jwksDocuments(config, keySets)
     // Every file has been read: nothing below reads one.
     const configDigest = await digestAround(before, configPath, config)
+    const modeWarnings = await fileModeWarnings(config, configPath)
     const upstreams = new Map<string, UpstreamPool>()
     for (const [name, cfg] of Object.entries(config.upstreams)) {
       upstreams.set(name, Gateway.#pool(name, cfg, tls.upstreams.get(name)!, metrics))
@@ -183,7 +184,7 @@ export class Gateway {
       'écluse gateway started',
     )
     if (configDigest === undefined) log.warn(CHANGED_WHILE_LOADING)
-    await warnOfFileModes(config, configPath, log)
+    warnOfFileModes(modeWarnings, log)
     return gateway
   }
 
@@ -296,6 +297,8 @@ export class Gateway {
       const routes = compileRouteTable(config, { log: this.log, keySets, metrics: this.metrics.crypto })
       const jwks = jwksDocuments(config, keySets)
       const configDigest = await digestAround(before, this.configPath, config)
+      // Asked before the swap, said after it: from the swap to the answer nothing but logging runs.
+      const modeWarnings = await fileModeWarnings(config, this.configPath)
       const old = this.#config
       const listenersChanged =
         JSON.stringify(old.sponsor.listen) !== JSON.stringify(config.sponsor.listen) ||
@@ -354,7 +357,7 @@ export class Gateway {
         listenersChanged ? 'reloaded; listener address changes need a restart' : 'reloaded',
       )
       if (configDigest === undefined) this.log.warn(CHANGED_WHILE_LOADING)
-      await warnOfFileModes(config, this.configPath, this.log)
+      warnOfFileModes(modeWarnings, this.log)
       return { ok: true }
     } catch (err) {
       this.metrics.reload('failed')
@@ -418,10 +421,8 @@ export class Gateway {
 }
 
 /** One warning per private key file every user of the host can read, or file any can replace (`fileModeWarnings`). */
-async function warnOfFileModes(config: Config, configFile: string, log: Logger): Promise<void> {
-  for (const { key, file, warning } of await fileModeWarnings(config, configFile)) {
-    log.warn({ setting: key, file }, warning)
-  }
+function warnOfFileModes(warnings: Awaited<ReturnType<typeof fileModeWarnings>>, log: Logger): void {
+  for (const { key, file, warning } of warnings) log.warn({ setting: key, file }, warning)
 }
 
 /** What the metrics bind per live route: its name, and whether a transform can refuse on it. */
