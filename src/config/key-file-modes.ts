@@ -7,19 +7,16 @@
 import { readFile, realpath, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import type { Config } from './schema.js'
+import { namedFilesOf } from './watch.js'
 
 /** What `serve` logs and `config check` prints for each such file. */
 export const READABLE_KEY_FILE_WARNING = 'private key file is readable by every user of this host; make it 0600 (or 0640, 0440 for a group)'
 
 /** Each private key file of `config` whose mode lets any user read it, as `{ key, file }`. */
 export async function keyFilesReadableByOthers(config: Config): Promise<Array<{ key: string; file: string }>> {
-  const files = [
-    { key: 'sponsor.tls.key', file: config.sponsor.tls.key },
-    ...Object.entries(config.upstreams).map(([name, u]) => ({ key: `upstreams.${name}.tls.key`, file: u.tls.key })),
-    ...Object.entries(config.keys)
-      .filter(([, set]) => set.private)
-      .map(([name, set]) => ({ key: `keys.${name}.file`, file: set.file })),
-  ]
+  const files = namedFilesOf(config)
+    .filter((f) => f.privateKey)
+    .map(({ key, file }) => ({ key, file }))
   const modes = await Promise.all(files.map(({ file }) => stat(file).then((s) => s.mode, () => undefined)))
   // The loaders have read every file already: one that cannot be stat'ed now has nothing to add.
   return files.filter((_, i) => modes[i] !== undefined && (modes[i]! & 0o004) !== 0)
@@ -108,19 +105,7 @@ async function replaceableByOthers(path: string, mounts: readonly Mount[]): Prom
  * `fsGroup` one too.
  */
 export async function filesWritableByOthers(config: Config, configFile: string): Promise<Array<{ key: string; file: string }>> {
-  const t = config.sponsor.tls
-  const files = [
-    { key: 'the configuration file', file: configFile },
-    { key: 'sponsor.tls.cert', file: t.cert },
-    { key: 'sponsor.tls.key', file: t.key },
-    { key: 'sponsor.tls.clientCa', file: t.clientCa },
-    ...Object.entries(config.upstreams).flatMap(([name, u]) => [
-      { key: `upstreams.${name}.tls.ca`, file: u.tls.ca },
-      { key: `upstreams.${name}.tls.cert`, file: u.tls.cert },
-      { key: `upstreams.${name}.tls.key`, file: u.tls.key },
-    ]),
-    ...Object.entries(config.keys).map(([name, set]) => ({ key: `keys.${name}.file`, file: set.file })),
-  ]
+  const files = [{ key: 'the configuration file', file: configFile }, ...namedFilesOf(config).map(({ key, file }) => ({ key, file }))]
   const mounts = await readMounts()
   const exposed = await Promise.all(files.map(({ file }) => replaceableByOthers(file, mounts)))
   return files.filter((_, i) => exposed[i])

@@ -31,16 +31,39 @@ const MAX_RETRY_DELAY_MS = 10 * 60_000
 /** What the action on a change reports: a reload's result, or nothing (the cluster's relay). */
 export type ChangeOutcome = { readonly ok: boolean } | undefined
 
-/** Every file a configuration names, in a stable order. */
-export function filesOf(config: Config): string[] {
+/** A file a configuration names: the setting that names it, and whether it holds a private key. */
+export interface NamedFile {
+  readonly key: string
+  readonly file: string
+  readonly privateKey: boolean
+}
+
+/** Every file a configuration names, with its setting, in a stable order. */
+export function namedFilesOf(config: Config): NamedFile[] {
   const t = config.sponsor.tls
-  const files = [t.cert, t.key, t.clientCa]
+  const files: NamedFile[] = [
+    { key: 'sponsor.tls.cert', file: t.cert, privateKey: false },
+    { key: 'sponsor.tls.key', file: t.key, privateKey: true },
+    { key: 'sponsor.tls.clientCa', file: t.clientCa, privateKey: false },
+  ]
   for (const name of Object.keys(config.upstreams).sort()) {
     const u = config.upstreams[name]!.tls
-    files.push(u.ca, u.cert, u.key)
+    files.push(
+      { key: `upstreams.${name}.tls.ca`, file: u.ca, privateKey: false },
+      { key: `upstreams.${name}.tls.cert`, file: u.cert, privateKey: false },
+      { key: `upstreams.${name}.tls.key`, file: u.key, privateKey: true },
+    )
   }
-  for (const name of Object.keys(config.keys).sort()) files.push(config.keys[name]!.file)
+  for (const name of Object.keys(config.keys).sort()) {
+    const set = config.keys[name]!
+    files.push({ key: `keys.${name}.file`, file: set.file, privateKey: set.private })
+  }
   return files
+}
+
+/** Every file a configuration names, in a stable order. */
+export function filesOf(config: Config): string[] {
+  return namedFilesOf(config).map((f) => f.file)
 }
 
 /**

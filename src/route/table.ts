@@ -648,17 +648,18 @@ function policyOf(r: RouteConfig): string {
  * upstream that takes the first route registered, Express, is beyond what this can judge.)
  */
 function refuseAmbiguousPrecedence(config: Config, patterns: readonly (readonly Segment[])[]): void {
-  const methodsOf = (r: RouteConfig) => new Set(r.methods.map((m) => (m === 'HEAD' ? 'GET' : m)))
-  const serviceOf = (r: RouteConfig) => {
+  // Once per route, not per pair.
+  const methods = config.routes.map((r) => new Set(r.methods.map((m) => (m === 'HEAD' ? 'GET' : m))))
+  const services = config.routes.map((r) => {
     const u = config.upstreams[r.upstream]!
     return `${new URL(u.url).origin} ${u.serverName}`
-  }
+  })
   config.routes.forEach((b, j) => {
     if (b.jwks !== undefined) return
     for (let i = 0; i < j; i++) {
       const a = config.routes[i]!
-      if (a.jwks !== undefined || serviceOf(a) !== serviceOf(b)) continue
-      const shared = [...methodsOf(a)].filter((m) => methodsOf(b).has(m))
+      if (a.jwks !== undefined || services[i] !== services[j]) continue
+      const shared = [...methods[i]!].filter((m) => methods[j]!.has(m))
       if (shared.length === 0) continue
       const pa = patterns[i]!
       const pb = patterns[j]!
