@@ -135,7 +135,8 @@ async function streamVector() {
       cek: cek.toString('hex'),
       iv: iv.toString('hex'),
       protectedHeader: Buffer.from(keyJwe.split('.')[0]!, 'base64url').toString('utf8'),
-      plaintext: JSON.stringify({ k: streamKey.toString('base64url'), cty: s.contentType }),
+      // Padded with spaces to 570 bytes (docs/sealed-stream-format.md §2), whatever the media type.
+      plaintext: JSON.stringify({ k: streamKey.toString('base64url'), cty: s.contentType }).padEnd(570, ' '),
       compact: keyJwe,
     },
     streamKey: streamKey.toString('hex'),

@@ -53,6 +53,14 @@ export const DEFAULT_MAX_OPEN_RECORD_SIZE = 1024 * 1024
 export const DEFAULT_MIN_OPEN_RECORD_SIZE = 4096
 export const DEFAULT_MAX_JWE_BYTES = 8192
 const MAX_CONTENT_TYPE_CHARS = 255
+/**
+ * The size every sealer pads the key JWE's plaintext to, with spaces after the JSON object (JSON
+ * whitespace, which any reader skips): the longest plaintext there can be, a 255-character media
+ * type every character of which JSON escapes (`\"` in a quoted parameter). AES-GCM keeps lengths and
+ * the JWE's ciphertext is plain base64url on the wire, so without it the header would tell a PNG
+ * (`image/png`, 9 characters) from a JPEG (10) or a PDF (15) to whoever stores the sealed body.
+ */
+export const KEY_PAYLOAD_BYTES = '{"k":"","cty":""}'.length + 43 + 2 * MAX_CONTENT_TYPE_CHARS
 const HKDF_INFO_LABEL = Buffer.from('ecluse sealed-stream v1\0', 'ascii')
 const EMPTY = Buffer.alloc(0)
 const DELIMITER_MORE_BYTE = Buffer.of(DELIMITER_MORE)
@@ -193,8 +201,12 @@ class SealStream extends Transform {
     const seam = options[TEST_SEAM]
     const streamKey = seam?.streamKey?.() ?? randomBytes(32)
     let jwe: string
-    const plaintext = Buffer.from(JSON.stringify({ k: b64u(streamKey), cty: options.contentType }), 'utf8')
+    const plaintext = Buffer.alloc(KEY_PAYLOAD_BYTES, 0x20)
     try {
+      const json = JSON.stringify({ k: b64u(streamKey), cty: options.contentType })
+      // Cannot happen for a media type `isMediaType` passed (ASCII, at most 255 characters).
+      if (Buffer.byteLength(json) > KEY_PAYLOAD_BYTES) throw new Error('key payload over its padded size')
+      plaintext.write(json, 0, 'utf8')
       jwe = sealCompact(recipients.current, claims, plaintext, options.windows ?? SEAL_WINDOWS, seam)
     } catch (err) {
       streamKey.fill(0)
@@ -650,7 +662,7 @@ function parseKeyJwe(header: Buffer, keys: KeySet, route: string | readonly stri
  * The shortest key JWE plaintext there is: `{"k":"<43 chars>","cty":"a/b"}` (escapes and blanks only
  * lengthen it, and a media type has at least three characters). No upper bound but `maxJweBytes`:
  * `JSON.parse`, which the opener uses, takes any escaping and spacing (Go's encoding/json writes `<`
- * as `\u003c`).
+ * as `\u003c`), and streams sealed before the padding (`KEY_PAYLOAD_BYTES`) carry none.
  */
 const MIN_KEY_PAYLOAD_BYTES = '{"k":"","cty":"a/b"}'.length + 43
 
