@@ -73,6 +73,15 @@ t.test('refuses an id that cannot bind, and a record over its cap', async (t) =>
     ['a null id', '{"records":[{"id":null}]}', 'json_invalid'],
     ['an id beyond 2^53', '{"records":[{"id":9007199254740993,"passport":"P"}]}', 'json_invalid'],
     ['a fractional id', '{"records":[{"passport":"P","id":1.5}]}', 'json_invalid'],
+    // Regression (found by review): ids that a double rounds to an integer were bound as it, so a
+    // value sealed in record 1 opened in record 0.99999999999999999, which an upstream reading
+    // numbers exactly (Python's Decimal, BigDecimal, json.Number) takes for another record.
+    ['an id just under 1', '{"records":[{"passport":"P","id":0.99999999999999999}]}', 'json_invalid'],
+    ['an id just over 1', '{"records":[{"passport":"P","id":1.0000000000000001}]}', 'json_invalid'],
+    ['an id a double reads as 0', '{"records":[{"passport":"P","id":1e-400}]}', 'json_invalid'],
+    ['an id just over 2^53 - 1 with a fraction', '{"records":[{"passport":"P","id":9007199254740991.4}]}', 'json_invalid'],
+    ['an id of 2^53', '{"records":[{"passport":"P","id":9007199254740992}]}', 'json_invalid'],
+    ['an id of 10^16 in exponent form', '{"records":[{"passport":"P","id":1e16}]}', 'json_invalid'],
     ['a duplicate id', '{"records":[{"id":1,"passport":"P","id":2}]}', 'json_invalid'],
     ['a record over maxRecordBytes', `{"records":[{"id":1,"pad":"${'x'.repeat(80)}"}]}`, 'value_too_large'],
   ]
@@ -82,11 +91,22 @@ t.test('refuses an id that cannot bind, and a record over its cap', async (t) =>
       t.equal(r.err?.code, code, `${name} (${chunks.length} chunks)`)
     }
   }
-  const ok = runEngine([Buffer.from('{"records":[{"id":1.0e3,"passport":"P"}]}')], ['/records/*/passport'], (tg) => {
-    t.equal(tg.recordId, 1000, 'an integral number in any spelling is its value')
-    return 'keep'
-  }, { record })
-  t.equal(ok.err, undefined)
+  const integral: [string, number][] = [
+    ['1.0e3', 1000],
+    ['100000e-2', 1000],
+    ['-0', 0],
+    ['0.0e5', 0],
+    ['-9007199254740991', -9007199254740991],
+    ['900719925474099.1e1', 9007199254740991],
+  ]
+  for (const [spelled, value] of integral) {
+    const ok = runEngine([Buffer.from(`{"records":[{"id":${spelled},"passport":"P"}]}`)], ['/records/*/passport'], (tg) => {
+      t.equal(tg.recordId, value, `${spelled}: an integral number in any spelling is its value`)
+      t.ok(!Object.is(tg.recordId, -0), 'never -0')
+      return 'keep'
+    }, { record })
+    t.equal(ok.err, undefined)
+  }
 })
 
 t.test('in NDJSON the top level of each line is the record', async (t) => {

@@ -277,6 +277,30 @@ function positiveInt(name: string, v: number | undefined, dflt: number): number 
   return v
 }
 
+/** A JSON number (RFC 8259 §6): sign, integer part, fraction, exponent. */
+const JSON_NUMBER = /^(-?)(0|[1-9][0-9]*)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?$/
+
+/**
+ * The value of a JSON number's text if it is exactly an integer of at most 2^53 − 1 in magnitude,
+ * else `undefined`: exact on the decimal digits, where `Number(text)` rounds (`1.0000000000000001`
+ * to 1, `1e-400` to 0). Integral spellings are their value (`1.0e3` is 1000, `-0` is 0).
+ */
+export function exactSafeInteger(text: string): number | undefined {
+  const m = JSON_NUMBER.exec(text)
+  if (m === null) return undefined
+  const [, sign, whole, fraction = '', exponent = '0'] = m
+  // The value is `digits` × 10^`power`, `digits` without leading or trailing zeros.
+  const all = (whole! + fraction).replace(/^0+/, '')
+  if (all === '') return 0
+  const digits = all.replace(/0+$/, '')
+  const power = Number(exponent) - fraction.length + (all.length - digits.length)
+  // A fraction is left (`digits` ends in a non-zero digit); 10^16 is beyond 2^53 already.
+  if (power < 0 || digits.length + power > 16) return undefined
+  const value = BigInt(digits) * 10n ** BigInt(power)
+  if (value > BigInt(Number.MAX_SAFE_INTEGER)) return undefined
+  return sign === '-' ? -Number(value) : Number(value)
+}
+
 function isThenable(x: unknown): x is PromiseLike<unknown> {
   return x !== null && typeof x === 'object' && typeof (x as { then?: unknown }).then === 'function'
 }
@@ -1308,10 +1332,15 @@ export class JsonRewriteEngine<R = unknown> {
     const rs = this.regionStart
     let id: string | number | undefined
     if (this.idStart >= 0) {
-      id = JSON.parse(r.toString('utf8', this.idStart - rs, this.idEnd - rs)) as string | number
-      // A record id binds sealed values to their record; a number that a double cannot hold
-      // exactly would make two records share an id.
-      if (typeof id === 'number' && !Number.isSafeInteger(id)) this.fail('json_invalid', 'record id is not a safe integer', this.idStart)
+      const text = r.toString('utf8', this.idStart - rs, this.idEnd - rs)
+      if (text.charCodeAt(0) === QUOTE) id = JSON.parse(text) as string
+      else {
+        // A record id binds sealed values to their record: a number is judged by its text, since
+        // a double would make `1` and `0.99999999999999999`, or 2^53 and 2^53 + 1, one id where an
+        // upstream reading numbers exactly (BigDecimal, Python's Decimal, Go's json.Number) sees two.
+        id = exactSafeInteger(text)
+        if (id === undefined) this.fail('json_invalid', 'record id is not a safe integer', this.idStart)
+      }
     }
     const ref: JsonRecordRef = { pointer: this.recPointer, id }
     let results: unknown[] | null = null
