@@ -401,9 +401,13 @@ export class Gateway {
   }
 
   async #closeAll(): Promise<void> {
+    // A boot that failed after the sponsor listener bound (the admin port taken) must not leave it
+    // listening: the process would go on answering mTLS clients with no admin listener, and never
+    // exit. After a drain it is closed already, and closing it again does nothing.
+    const closed = this.sponsor.stopAccepting()
     this.sponsor.destroyAll()
     const pools = [...this.#upstreams.values(), ...this.proxy.retiredPools]
-    await Promise.allSettled([this.admin.close(), ...pools.map((p) => p.destroy())])
+    await Promise.allSettled([closed, this.admin.close(), ...pools.map((p) => p.destroy())])
   }
 
   #recordCertificates(tls: Awaited<ReturnType<typeof loadAllTls>>): void {
