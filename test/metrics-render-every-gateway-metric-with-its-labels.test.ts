@@ -57,6 +57,9 @@ t.test('renders every gateway metric with bounded labels and the increments made
   t.equal(sample(text, 'ecluse_responses_total', { side: 'sponsor', ...rt, status_class: 'aborted' }), 1)
   t.equal(sample(text, 'ecluse_responses_total', { side: 'sponsor', ...rt, status_class: '5xx' }), 0, 'zero series exist from boot')
   t.equal(sample(text, 'ecluse_responses_total', { side: 'upstream', ...rt, status_class: '5xx' }), 1)
+  // The upstream side counts a status line when it arrives; an always-0 `aborted` series was
+  // exported beside it (found by review): a body cut short is the sponsor side's `aborted`.
+  t.equal(sample(text, 'ecluse_responses_total', { side: 'upstream', ...rt, status_class: 'aborted' }), undefined, 'no upstream aborted series')
   t.equal(sample(text, 'ecluse_request_duration_seconds_count', rt), 1)
   t.equal(sample(text, 'ecluse_request_duration_seconds_bucket', { ...rt, le: '0.005' }), 1)
   t.equal(sample(text, 'ecluse_request_duration_seconds_bucket', { ...rt, le: '0.0025' }), 0)

@@ -315,15 +315,24 @@ interface Families {
   readonly upstreamErrors: CellCounter<'upstream' | 'kind'>
 }
 
-function statusCells(
+function statusCells<C extends StatusClass>(
   counter: Families['responses'],
   side: MetricSide,
   route: string,
-): Readonly<Record<StatusClass, CounterCell>> {
-  const cells = {} as Record<StatusClass, CounterCell>
-  for (const cls of STATUS_CLASSES) cells[cls] = counter.cell({ side, route, status_class: cls })
+  classes: readonly C[],
+): Readonly<Record<C, CounterCell>> {
+  const cells = {} as Record<C, CounterCell>
+  for (const cls of classes) cells[cls] = counter.cell({ side, route, status_class: cls })
   return cells
 }
+
+/**
+ * The classes of `side="upstream"`: what the upstream answered, counted when its head arrives. A
+ * body it then cuts short is `ecluse_upstream_errors_total{kind="upstream_reset"}` and the sponsor
+ * side's `aborted`; an `aborted` series here would always read 0.
+ */
+const UPSTREAM_STATUS_CLASSES = STATUS_CLASSES.filter((c): c is UpstreamStatusClass => c !== 'aborted')
+type UpstreamStatusClass = Exclude<StatusClass, 'aborted'>
 
 // ---------------------------------------------------------------------------------------------
 // Pre-bound per-route and per-upstream objects
@@ -343,7 +352,7 @@ export class RouteMetrics {
   readonly route: string
   readonly #requests: CounterCell
   readonly #sponsor: Readonly<Record<StatusClass, CounterCell>>
-  readonly #upstream: Readonly<Record<StatusClass, CounterCell>>
+  readonly #upstream: Readonly<Record<UpstreamStatusClass, CounterCell>>
   readonly #duration: Histogram.Internal<'route'>
   readonly #ttfb: Histogram.Internal<'route'>
   readonly #bytesIn: CounterCell
@@ -354,12 +363,12 @@ export class RouteMetrics {
   constructor(families: Families, route: string, proxied: boolean) {
     this.route = route
     this.#requests = families.requests.cell({ side: 'sponsor', route })
-    this.#sponsor = statusCells(families.responses, 'sponsor', route)
+    this.#sponsor = statusCells(families.responses, 'sponsor', route, STATUS_CLASSES)
     // `unmatched` never reaches an upstream: do not publish upstream series for it.
     this.#upstream = proxied
-      ? statusCells(families.responses, 'upstream', route)
-      : (Object.fromEntries(STATUS_CLASSES.map((c) => [c, new CounterCell(NOOP_COUNTER)])) as Record<
-          StatusClass,
+      ? statusCells(families.responses, 'upstream', route, UPSTREAM_STATUS_CLASSES)
+      : (Object.fromEntries(UPSTREAM_STATUS_CLASSES.map((c) => [c, new CounterCell(NOOP_COUNTER)])) as Record<
+          UpstreamStatusClass,
           CounterCell
         >)
     this.#duration = families.duration.labels({ route })
@@ -384,7 +393,7 @@ export class RouteMetrics {
   }
 
   /** `ecluse_responses_total{side="upstream"}`: what the upstream answered. */
-  upstreamResponse(cls: StatusClass): void {
+  upstreamResponse(cls: UpstreamStatusClass): void {
     this.#upstream[cls].value++
   }
 
@@ -697,7 +706,7 @@ export class GatewayMetrics {
   }
 
   /** `ecluse_responses_total{side="upstream",route,status_class}`. */
-  upstreamResponse(route: string, cls: StatusClass): void {
+  upstreamResponse(route: string, cls: UpstreamStatusClass): void {
     this.forRoute(route).upstreamResponse(cls)
   }
 
