@@ -76,7 +76,7 @@ export const COMMANDS: Command[] = [
   {
     words: ['serve'],
     summary: 'run the gateway',
-    synopsis: '--config FILE',
+    synopsis: '--config FILE [--workers N]',
     details: [
       '--config, -c FILE    the configuration file (YAML)',
       '--workers, -w N      worker processes sharing the sponsor port (default 1: one process);',
@@ -1229,6 +1229,7 @@ async function openOutput(out: string | undefined, mode: number, io: CliIo): Pro
         },
       })
       // A closed pipe (`| head`) ends the run instead of hanging on a drain that never comes.
+      stdoutFailsTheCommand = true
       const onError = (err: Error) => stream.destroy(err)
       target.once('error', onError)
       stream.once('close', () => target.off('error', onError))
@@ -1346,6 +1347,12 @@ function version(): string {
 
 /** Set when stdout failed other than by its reader going away (see `processIo`). */
 let stdoutFailed = false
+/**
+ * Set while `seal` or `open` streams its output to stdout: a failure of stdout, its reader going
+ * away included, fails that command, which says so itself (one line, exit 1): the output it was
+ * asked for is incomplete.
+ */
+let stdoutFailsTheCommand = false
 
 function processIo(): CliIo {
   // A reader that went away (`ecluse keys init … | head -c 0`): what is left to print is dropped,
@@ -1354,7 +1361,7 @@ function processIo(): CliIo {
   // disk, `> /dev/full`) loses output the caller asked for: said in one line, and the exit code is
   // 1 whatever the command's (a stack trace only with ECLUSE_DEBUG=1, as for any error).
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE' || stdoutFailed) return
+    if (err.code === 'EPIPE' || stdoutFailed || stdoutFailsTheCommand) return
     stdoutFailed = true
     // Also set here: the error may be emitted after `main` has returned and its code been set.
     process.exitCode = 1

@@ -45,7 +45,7 @@ t.test('--help and -h print the usage on stdout and exit 0', async (t) => {
 
 t.test('each command has its own --help, exit 0', async (t) => {
   const cases: Array<[string[], string]> = [
-    [['serve', '--help'], 'Usage: ecluse serve --config FILE\n'],
+    [['serve', '--help'], 'Usage: ecluse serve --config FILE [--workers N]\n'],
     [['certs', 'init', '-h'], 'Usage: ecluse certs init [--out DIR] [--force]\n'],
     [['config', 'check', '--help'], 'Usage: ecluse config check (FILE | --config FILE)\n'],
     [['certs', '--help'], 'Usage: ecluse certs <command> [options]\n'],
@@ -68,7 +68,7 @@ t.test('usage errors say what is wrong, print the usage on stderr and exit 2', a
     [['--verbose'], "ecluse: unknown option '--verbose'\n", 'Usage: ecluse <command>'],
     [['certs'], "ecluse: 'certs' needs a subcommand\n", 'Usage: ecluse certs <command>'],
     [['certs', 'rotate'], "ecluse: unknown command 'certs rotate'\n", 'Usage: ecluse certs <command>'],
-    [['serve'], 'ecluse: --config is required\n', 'Usage: ecluse serve --config FILE'],
+    [['serve'], 'ecluse: --config is required\n', 'Usage: ecluse serve --config FILE [--workers N]'],
     [['serve', '--config'], "ecluse: option '-c, --config <value>' argument missing\n", 'Usage: ecluse serve'],
     [['serve', '--config', 'x.yaml', '--port', '1'], "ecluse: unknown option '--port'\n", 'Usage: ecluse serve'],
     [['serve', '--config', 'x.yaml', 'extra'], "ecluse: unexpected argument 'extra'\n", 'Usage: ecluse serve'],
