@@ -109,6 +109,31 @@ t.test('refuses an id that cannot bind, and a record over its cap', async (t) =>
   }
 })
 
+t.test('found by review: an id of a million digits is judged in linear time', async (t) => {
+  // Trailing zeros were stripped with /0+$/, which retries at every zero of a run: an id of
+  // 1, a million zeros and 1 held the event loop for minutes. A loop takes milliseconds; the bound
+  // below is far above that and far below the quadratic time, so a slow machine does not fail it.
+  const zeros = '0'.repeat(1_000_000)
+  const cases: [string, string][] = [
+    ['1 zeros 1', `1${zeros}1`],
+    ['0. zeros 1', `0.${zeros}1`],
+    ['1 zeros e-1000000', `1${zeros}e-1000000`],
+  ]
+  for (const [name, id] of cases) {
+    const body = `{"records":[{"passport":"P","id":${id}}]}`
+    const ids: unknown[] = []
+    const started = performance.now()
+    const r = runEngine([Buffer.from(body)], ['/records/*/passport'], (tg) => {
+      ids.push(tg.recordId)
+      return 'keep'
+    }, { record, maxRecordBytes: 2 * 1024 * 1024 })
+    const ms = performance.now() - started
+    if (name === '1 zeros e-1000000') t.same([r.err, ids], [undefined, [1]], `${name}: 10^1000000 × 10^-1000000 binds as 1`)
+    else t.equal(r.err?.code, 'json_invalid', `${name}: refused`)
+    t.ok(ms < 5000, `${name}: judged in ${ms.toFixed(0)} ms`)
+  }
+})
+
 t.test('in NDJSON the top level of each line is the record', async (t) => {
   const body = '{"ssn":"A","id":"x"}\n{"id":"y","ssn":"B"}\n'
   const seen: unknown[] = []
