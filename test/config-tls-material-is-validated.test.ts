@@ -8,6 +8,7 @@ import type { Config } from '../src/config/schema.js'
 import { loadAllTls, loadClientTls, loadServerTls } from '../src/config/tls-material.js'
 import { EcluseError } from '../src/errors.js'
 import { createCa } from '../src/pki/dev-pki.js'
+import { commonName, makeCertificate, newKeyPair, subjectOf } from './helpers/handmade-certificates.js'
 import { issueCertificate, makeTestPki, saveTestCert, type TestPki, weakRsaKeyPem } from './helpers/pki.js'
 
 const pki: TestPki = await makeTestPki()
@@ -233,17 +234,50 @@ t.test('every broken side is reported at once, one line each', async (t) => {
   t.match(lines[1], /^upstreams\.accreditation\.tls\.key: /)
 })
 
-t.test('material only OpenSSL refuses (a 512-bit RSA key) fails the load, naming the file, before any use', async (t) => {
-  const weakKey = weakRsaKeyPem()
-  const weak = await saveTestCert(
-    'weak-sponsor-server',
-    issueCertificate(pki.sponsorCa, { commonName: 'ecluse.sponsor.test', dnsNames: ['localhost'], usage: 'server', keyPem: weakKey }),
-  )
-  const err = await failure(loadServerTls(sponsorTls({ cert: weak.certPath, key: weak.keyPath })))
+t.test('found by review: a key too weak for the TLS policy is refused, in a leaf, a chain or a bundle, naming the file', async (t) => {
+  // OpenSSL's default security level takes RSA-1024 (in our certificates and in the peer's), and
+  // Node's P-192 server key boots and then fails every handshake: refused at load instead.
+  for (const bits of [512, 1024]) {
+    const weakKey = weakRsaKeyPem(bits)
+    const weak = await saveTestCert(
+      `weak-${bits}-sponsor-server`,
+      issueCertificate(pki.sponsorCa, { commonName: 'ecluse.sponsor.test', dnsNames: ['localhost'], usage: 'server', keyPem: weakKey }),
+    )
+    const err = await failure(loadServerTls(sponsorTls({ cert: weak.certPath, key: weak.keyPath })))
+    t.equal(err.code, 'tls_material_invalid')
+    t.equal(err.message, `sponsor.tls.cert: ${weak.certPath}: certificate has an RSA key of ${bits} bits (at least 2048 are required)`)
+    for (const fragment of keyFragments(weakKey)) t.notOk(err.message.includes(fragment), 'no key bytes in the message')
+  }
+  // A weak CA in a bundle: whoever factors its key issues certificates the gateway trusts.
+  const weakCa = createCa('Weak CA', { keyPem: weakRsaKeyPem(1024) })
+  const bundle = join(pki.dir, 'bundle-with-a-weak-ca.pem')
+  await writeFile(bundle, pki.sponsorCa.certPem + weakCa.certPem)
+  const err = await failure(loadServerTls({ ...sponsorTls(), clientCa: bundle }))
+  t.equal(err.message, `sponsor.tls.clientCa: ${bundle}: certificate 2 ("CN=Weak CA") has an RSA key of 1024 bits (at least 2048 are required)`)
+  // 2048 bits is the floor, not above it.
+  t.ok(await loadServerTls(sponsorTls()), 'the test PKI (RSA-2048) loads')
+})
+
+t.test('material only OpenSSL refuses (a leaf signed with SHA-1) fails the load, naming the file, before any use', async (t) => {
+  const leafKeys = newKeyPair()
+  const certPem = makeCertificate({
+    subject: commonName('ecluse.sponsor.test'),
+    issuer: subjectOf(pki.sponsorCa.certPem),
+    publicKeyPem: leafKeys.publicKey,
+    signingKeyPem: pki.sponsorCa.keyPem,
+    ca: false,
+    digest: 'sha1',
+  })
+  const dir = t.testdir()
+  const certPath = join(dir, 'sha1-server.crt')
+  const keyPath = join(dir, 'sha1-server.key')
+  await writeFile(certPath, certPem)
+  await writeFile(keyPath, leafKeys.privateKey, { mode: 0o600 })
+  const err = await failure(loadServerTls(sponsorTls({ cert: certPath, key: keyPath })))
   t.equal(err.code, 'tls_material_invalid')
-  t.match(err.message, `sponsor.tls.cert: ${weak.certPath}: rejected by OpenSSL`)
-  t.match(err.message, /key too small/)
-  for (const fragment of keyFragments(weakKey)) t.notOk(err.message.includes(fragment), 'no key bytes in the message')
+  t.match(err.message, `sponsor.tls.cert: ${certPath}: rejected by OpenSSL with ${keyPath}`)
+  t.match(err.message, /md too weak/)
+  for (const fragment of keyFragments(leafKeys.privateKey)) t.notOk(err.message.includes(fragment), 'no key bytes in the message')
 })
 
 t.test('found by review: a bundle cannot hide the other side’s CA in a block the checks did not read', async (t) => {

@@ -5,7 +5,8 @@
  * - sponsor side: HTTPS/1.1 (ALPN `http/1.1`), client certificate required and verified against the
  *   sponsor CA only, TLS ≥ 1.2, the same header/keep-alive/request timeouts as Écluse's defaults;
  * - trusted side: one undici `Pool` over mTLS, trusted CA only, `servername` pinned, TLS ≥ 1.2, no
- *   TLS session resumed, `pipelining: 1`, the same connection count and keep-alive as Écluse's defaults.
+ *   TLS session resumed, `pipelining: 1`, the same connection count and keep-alive as Écluse's defaults;
+ * - both sides: Écluse's cipher list, security level and no renegotiation (src/config/tls-policy.ts).
  *
  * It streams both bodies with back-pressure and drops hop-by-hop headers, and nothing else: no route
  * table, no ACL, no principal, no path normalisation, no header policy, no limits, no metrics, no
@@ -21,6 +22,7 @@ import { pipeline, type Readable } from 'node:stream'
 import { createSecureContext } from 'node:tls'
 import { type ParseArgsConfig, parseArgs } from 'node:util'
 import { type Dispatcher, Pool } from 'undici'
+import { TLS_CIPHERS, TLS_SECURE_OPTIONS } from '../../src/config/tls-policy.js'
 import { isMain } from '../lib/child.js'
 import { type BenchPki, readBenchPki, UPSTREAM_SERVER_NAME } from '../lib/pki.js'
 
@@ -73,6 +75,8 @@ export class BareProxy {
         requestCert: true,
         rejectUnauthorized: true,
         minVersion: 'TLSv1.2',
+        ciphers: TLS_CIPHERS,
+        secureOptions: TLS_SECURE_OPTIONS,
         ALPNProtocols: ['http/1.1'],
         handshakeTimeout: 5_000,
         maxHeaderSize: 16 * 1024,
@@ -87,7 +91,14 @@ export class BareProxy {
     const timeout = opts.upstreamTimeoutMs ?? 30_000
     this.pool = new Pool(`https://127.0.0.1:${opts.upstreamPort}`, {
       connect: {
-        secureContext: createSecureContext({ ca: pki.trustedCaPem, cert: pki.trustedClient.certPem, key: pki.trustedClient.keyPem, minVersion: 'TLSv1.2' }),
+        secureContext: createSecureContext({
+          ca: pki.trustedCaPem,
+          cert: pki.trustedClient.certPem,
+          key: pki.trustedClient.keyPem,
+          minVersion: 'TLSv1.2',
+          ciphers: TLS_CIPHERS,
+          secureOptions: TLS_SECURE_OPTIONS,
+        }),
         servername: UPSTREAM_SERVER_NAME,
         rejectUnauthorized: true,
         ALPNProtocols: ['http/1.1'],

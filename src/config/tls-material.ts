@@ -6,7 +6,8 @@
  * - every certificate of the chain is currently valid and the chain is in issuing order;
  * - a CA bundle holds CA certificates only, at least one of them currently valid;
  * - no certificate file carries a private key;
- * - OpenSSL itself accepts them (a key too small for its security level, a weak signature);
+ * - every key is strong enough (`weakKeyProblem`: RSA of 2,048 bits or more, P-256/384/521), and
+ *   OpenSSL itself accepts them under the gateway's TLS policy (tls-policy.ts: security level 2);
  * - the sponsor side and the trusted side never trust each other's CA (`loadAllTls`).
  *
  * Messages are `<config key path>: <file>: <reason>`; they never include key bytes.
@@ -16,6 +17,7 @@ import { createSecureContext } from 'node:tls'
 import { EcluseError } from '../errors.js'
 import { readBoundedFile, unreadable } from '../read-bounded-file.js'
 import type { Config, UpstreamConfig } from './schema.js'
+import { TLS_CIPHERS, weakKeyProblem } from './tls-policy.js'
 
 /** A PEM file larger than this is refused unread (bounded by default). */
 export const MAX_PEM_BYTES = 1024 * 1024
@@ -190,7 +192,7 @@ async function loadMaterial(
   const leaf = chain[0]!
   chain.forEach((c, i) => {
     const what = i === 0 ? 'certificate' : `chain certificate ${i + 1} ("${subjectOf(c)}")`
-    const reason = validityProblem(c, now)
+    const reason = validityProblem(c, now) ?? weakKeyProblem(c)
     if (reason !== undefined) fail('cert', certFile, `${what} ${reason}`)
     const issuer = chain[i + 1]
     // RFC 5246 §7.4.2: each following certificate must certify the one preceding it.
@@ -229,6 +231,9 @@ async function loadMaterial(
   caCerts.forEach((c, i) => {
     // A non-CA certificate in a trust bundle would be a pinned trust anchor in OpenSSL; refuse it.
     if (!c.ca) fail(caKey, caFile, `certificate ${i + 1} ("${subjectOf(c)}") is not a CA certificate`)
+    // A weak anchor is as good as none: whoever factors it issues the other side's certificates.
+    const weak = weakKeyProblem(c)
+    if (weak !== undefined) fail(caKey, caFile, `certificate ${i + 1} ("${subjectOf(c)}") ${weak}`)
   })
   if (!caCerts.some((c) => validityProblem(c, now) === undefined)) {
     fail(caKey, caFile, 'no CA certificate in the bundle is currently valid')
@@ -241,7 +246,7 @@ async function loadMaterial(
   // Last, what only OpenSSL decides: a key too small for its security level, a weak signature. The
   // same material must not pass `config check` and then fail at boot, or half-way through a reload.
   try {
-    createSecureContext({ cert, key, ca })
+    createSecureContext({ cert, key, ca, ciphers: TLS_CIPHERS })
   } catch (err) {
     fail('cert', certFile, `rejected by OpenSSL with ${keyFile}: ${(err as Error).message}`)
   }

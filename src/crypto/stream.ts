@@ -55,8 +55,9 @@ export const DEFAULT_MAX_JWE_BYTES = 8192
 const MAX_CONTENT_TYPE_CHARS = 255
 /**
  * The size every sealer pads the key JWE's plaintext to, with spaces after the JSON object (JSON
- * whitespace, which any reader skips): the longest plaintext there can be, a 255-character media
- * type every character of which JSON escapes (`\"` in a quoted parameter). AES-GCM keeps lengths and
+ * whitespace, which any reader skips): a bound on every plaintext there can be, as if each of the
+ * media type's 255 characters were one JSON escapes (`\"`, `\\` or a tab; `a/b` never are, so the
+ * longest is 567 bytes). AES-GCM keeps lengths and
  * the JWE's ciphertext is plain base64url on the wire, so without it the header would tell a PNG
  * (`image/png`, 9 characters) from a JPEG (10) or a PDF (15) to whoever stores the sealed body.
  */

@@ -11,6 +11,7 @@ import type { DetailedPeerCertificate, TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'
 import type { SponsorConfig } from '../config/schema.js'
 import type { ServerTlsMaterial } from '../config/tls-material.js'
+import { TLS_CIPHERS, TLS_SECURE_OPTIONS } from '../config/tls-policy.js'
 import { ERROR_CODES, type ErrorCode, publicErrorBody } from '../errors.js'
 import { principalFromCertificate } from '../identity/from-certificate.js'
 import type { Principal } from '../identity/principal.js'
@@ -164,6 +165,11 @@ export class SponsorListener {
       // so that the precise reason can be counted, before any HTTP byte is read.
       rejectUnauthorized: false,
       minVersion: config.tls.minVersion,
+      // Forward secrecy, security level 2 for the client's chain too, and no renegotiation: Node
+      // verifies the client once, so a certificate presented in a renegotiation would go unchecked,
+      // and a reload taking a CA out would judge the connection by it (config/tls-policy.ts).
+      ciphers: TLS_CIPHERS,
+      secureOptions: TLS_SECURE_OPTIONS,
       handshakeTimeout: config.tls.handshakeTimeoutMs,
       ALPNProtocols: ['http/1.1'],
       sessionTimeout: Math.ceil(this.#ticketKeyLifetimeMs / 1000),
@@ -255,6 +261,10 @@ export class SponsorListener {
       key: tls.key,
       ca: tls.ca,
       minVersion: this.#config.tls.minVersion,
+      // `setSecureContext` builds a new context from these options alone: without them, a reload
+      // would bring back Node's defaults.
+      ciphers: TLS_CIPHERS,
+      secureOptions: TLS_SECURE_OPTIONS,
       sessionTimeout: Math.ceil(this.#ticketKeyLifetimeMs / 1000),
     })
     if (caRemoved) {
@@ -481,6 +491,14 @@ export class SponsorListener {
     if (!(Date.now() < notAfter)) {
       this.#metrics.tlsHandshakeFailure('sponsor', 'expired_certificate')
       this.#log.info({ reason: 'expired_certificate', resumed: socket.isSessionReused() }, 'sponsor client certificate refused')
+      socket.destroy()
+      return
+    }
+    // A CA certificate is not a client's: OpenSSL takes one whose key usage allows it, but whoever
+    // holds a CA's key should be issuing client certificates, not presenting the CA.
+    if (peer.ca) {
+      this.#metrics.tlsHandshakeFailure('sponsor', 'untrusted_certificate')
+      this.#log.info({ reason: 'untrusted_certificate' }, 'sponsor client certificate refused: it is a CA certificate')
       socket.destroy()
       return
     }

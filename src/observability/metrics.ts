@@ -152,6 +152,12 @@ const TLS_CODE_TABLE: ReadonlyMap<string, TlsFailureReason> = new Map<string, Tl
   ['CERT_REVOKED', 'untrusted_certificate'],
   ['INVALID_CA', 'untrusted_certificate'],
   ['INVALID_PURPOSE', 'untrusted_certificate'],
+  // The security level (config/tls-policy.ts): a key too small, a digest too weak. Node 20 has no
+  // name for these and says UNSPECIFIED, which only a chain verification reports.
+  ['UNSPECIFIED', 'untrusted_certificate'],
+  ['EE_KEY_TOO_SMALL', 'untrusted_certificate'],
+  ['CA_KEY_TOO_SMALL', 'untrusted_certificate'],
+  ['CA_MD_TOO_WEAK', 'untrusted_certificate'],
   ['PATH_LENGTH_EXCEEDED', 'untrusted_certificate'],
   ['CERT_CHAIN_TOO_LONG', 'untrusted_certificate'],
   ['HOSTNAME_MISMATCH', 'untrusted_certificate'],

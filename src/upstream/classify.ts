@@ -84,6 +84,12 @@ const X509_VERIFY_CODES: ReadonlySet<string> = new Set([
   'CERT_UNTRUSTED',
   'CERT_REJECTED',
   'HOSTNAME_MISMATCH',
+  // What Node 20 calls the verification errors it has no name for, among them the security level's
+  // (EE_KEY_TOO_SMALL, CA_KEY_TOO_SMALL, CA_MD_TOO_WEAK: config/tls-policy.ts).
+  'UNSPECIFIED',
+  'EE_KEY_TOO_SMALL',
+  'CA_KEY_TOO_SMALL',
+  'CA_MD_TOO_WEAK',
 ])
 
 /** undici `SocketError` messages (client-h1) for a response it refused, not a lost connection. */

@@ -6,6 +6,7 @@
  * `tls_material_invalid`, not at the first request, and the hot path does no PEM parsing.
  */
 import { createSecureContext, type SecureContext } from 'node:tls'
+import { TLS_CIPHERS, TLS_SECURE_OPTIONS } from '../config/tls-policy.js'
 import { EcluseError } from '../errors.js'
 
 /**
@@ -39,7 +40,16 @@ export function buildClientSecureContext(
     throw new EcluseError('tls_material_invalid', `upstream ${upstream}: empty trusted CA bundle`)
   }
   try {
-    return createSecureContext({ ca: material.ca, cert: material.cert, key: material.key, minVersion })
+    // The gateway's TLS policy (config/tls-policy.ts): forward secrecy, security level 2 for the
+    // upstream's chain, and no renegotiation, in which an upstream could present another certificate.
+    return createSecureContext({
+      ca: material.ca,
+      cert: material.cert,
+      key: material.key,
+      minVersion,
+      ciphers: TLS_CIPHERS,
+      secureOptions: TLS_SECURE_OPTIONS,
+    })
   } catch (err) {
     // The OpenSSL message names the failing routine, never the key bytes.
     throw new EcluseError(

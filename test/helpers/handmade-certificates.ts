@@ -53,6 +53,10 @@ export interface HandmadeCertificate {
   /** A subjectKeyIdentifier, computed from the key. */
   subjectKeyId?: boolean
   authorityKeyIdHex?: string
+  /** URI subjectAltNames (an identity, for a client certificate). */
+  uris?: readonly string[]
+  /** The signature's digest (an RSA signing key): SHA-256 unless told. */
+  digest?: 'sha1' | 'sha256'
 }
 
 export function makeCertificate(c: HandmadeCertificate): string {
@@ -67,13 +71,15 @@ export function makeCertificate(c: HandmadeCertificate): string {
   if (c.ca !== undefined) extensions.push({ name: 'basicConstraints', cA: c.ca, critical: true })
   if (c.keyUsage !== undefined) extensions.push({ name: 'keyUsage', ...c.keyUsage, critical: true })
   if (c.subjectKeyId === true) extensions.push({ name: 'subjectKeyIdentifier' })
+  if (c.uris !== undefined) extensions.push({ name: 'subjectAltName', altNames: c.uris.map((value) => ({ type: 6, value })) })
   if (c.authorityKeyIdHex !== undefined) extensions.push({ name: 'authorityKeyIdentifier', keyIdentifier: forge.util.hexToBytes(c.authorityKeyIdHex) })
   cert.setExtensions(extensions as never)
-  cert.signatureOid = forge.pki.oids['sha256WithRSAEncryption']!
+  const digest = c.digest ?? 'sha256'
+  cert.signatureOid = forge.pki.oids[`${digest}WithRSAEncryption`]!
   ;(cert as unknown as { siginfo: { algorithmOid: string } }).siginfo.algorithmOid = cert.signatureOid
   const tbsOf = (forge.pki as unknown as { getTBSCertificate(c: Forge.pki.Certificate): Forge.asn1.Asn1 }).getTBSCertificate
   ;(cert as unknown as { tbsCertificate: unknown }).tbsCertificate = tbsOf(cert)
   const tbs = Buffer.from(forge.asn1.toDer(tbsOf(cert)).getBytes(), 'binary')
-  cert.signature = sign('sha256', tbs, createPrivateKey(c.signingKeyPem)).toString('binary')
+  cert.signature = sign(digest, tbs, createPrivateKey(c.signingKeyPem)).toString('binary')
   return forge.pki.certificateToPem(cert)
 }

@@ -204,13 +204,10 @@ async function write(dir: string, name: string, material: CertifiedKey): Promise
   return { certPem: material.certPem, keyPem: material.keyPem, certPath, keyPath }
 }
 
-/**
- * A 512-bit RSA key (PEM): well formed, matched by a certificate, and refused by OpenSSL's default
- * security level, for material that passes our own checks and fails only in OpenSSL.
- */
-export function weakRsaKeyPem(): string {
+/** An RSA key (PEM) too small for the gateway's TLS policy (at least 2,048 bits): 512 unless told. */
+export function weakRsaKeyPem(bits = 512): string {
   return generateKeyPairSync('rsa', {
-    modulusLength: 512,
+    modulusLength: bits,
     privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
     publicKeyEncoding: { type: 'spki', format: 'pem' },
   }).privateKey
