@@ -9,6 +9,7 @@
  * Each is refused now, on a fresh gateway and after a reload (`setSecureContext` builds its context
  * from the options it is given alone), and nothing reaches the upstream.
  */
+import https from 'node:https'
 import tls from 'node:tls'
 import t from 'tap'
 import { issueCertificate } from '../../src/pki/dev-pki.js'
@@ -115,4 +116,38 @@ t.test('an upstream whose certificate has an RSA-1024 key is refused: 502 upstre
   t.equal(res.status, 502)
   t.equal((res.json() as { error: string }).error, 'upstream_tls')
   t.equal(upstream.hits, 0)
+})
+
+t.test('an upstream that asks to renegotiate gets no answer to it: the request fails, 502', async (t) => {
+  const pki = await makeTestPki()
+  const renegotiations: string[] = []
+  const upstream = https.createServer(
+    {
+      cert: pki.trustedServer.certPem,
+      key: pki.trustedServer.keyPem,
+      ca: pki.trustedCa.certPem,
+      requestCert: true,
+      rejectUnauthorized: true,
+      maxVersion: 'TLSv1.2',
+    },
+    (req, res) => {
+      // Before answering, the upstream asks for a new handshake (a HelloRequest), in which it could
+      // present another certificate that nothing would verify.
+      const started = (req.socket as tls.TLSSocket).renegotiate({ rejectUnauthorized: true, requestCert: true }, (err) => {
+        renegotiations.push(err === null ? 'renegotiated' : 'failed')
+        if (err === null) res.end('answered after a renegotiation')
+      })
+      if (!started) renegotiations.push('not started')
+    },
+  )
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
+  const h = await Harness.start({ upstreamPort: (upstream.address() as { port: number }).port })
+  t.teardown(async () => {
+    await h.close()
+    upstream.closeAllConnections()
+    await new Promise((resolve) => upstream.close(resolve))
+  })
+  const res = await h.request('/v1/records/1')
+  t.equal(res.status, 502, `no answer crossed (${res.body.toString()})`)
+  t.notOk(renegotiations.includes('renegotiated'), `the gateway did not renegotiate (${renegotiations.join(', ') || 'no callback yet'})`)
 })
