@@ -22,6 +22,8 @@ import { anchored } from './anchored.js'
 const PRINCIPAL = Symbol('ecluse.principal')
 /** The exchange a connection is in, and the pipelined requests waiting for it (`#inTurn`). */
 const TURN = Symbol('ecluse.turn')
+/** Set on a socket whose HTTP parser failed and was answered (`#refuseOnSocket`). */
+const REFUSED = Symbol('ecluse.refused')
 type PipelinedSocket = Socket & {
   [TURN]?: { busy: boolean; waiting: Array<[IncomingMessage, ServerResponse, boolean]>; requests: number }
 }
@@ -441,6 +443,17 @@ export class SponsorListener {
           turn.busy = false
           return
         }
+        if (!socket.writable) {
+          // This response was the connection's last (`Connection: close`: a refusal with a body
+          // still on the wire, a drain, a retired connection): Node is ending the socket, and never
+          // gives the responses queued behind it one. The requests waiting are dropped, never begun,
+          // for their client to send again (RFC 9112 §9.3.2): begun, a pipelined POST went upstream
+          // while its answer could never be sent, and its exchange never ended (found by review).
+          // Not destroyed: an unfinished request would take the socket, and this answer, with it.
+          turn.waiting.length = 0
+          turn.busy = false
+          return
+        }
         // Reading again: the next request's body may still be on the wire.
         socket.resume()
         const next = turn.waiting.shift()
@@ -559,10 +572,23 @@ export class SponsorListener {
 
   /** A refusal written on the socket itself (no `ServerResponse` exists), counted and logged. */
   #refuseOnSocket(code: ErrorCode, parserError: string | undefined, socket: Socket): void {
+    // Node feeds the parser each TLS record until the socket is gone, and reports the same error
+    // for each: one refusal is counted and answered once.
+    const refused = socket as Socket & { [REFUSED]?: true }
+    if (refused[REFUSED]) return
+    refused[REFUSED] = true
     this.#countRefusal(code, parserError)
+    const pending = responseInFlight(socket)
+    if (pending?.req.complete === true) {
+      // The error is a later request's (pipelined behind one the proxy has whole): an answer written
+      // now would take the place of that request's own, which may have run upstream already. It is
+      // answered, and the connection closed after it; the later one is never answered.
+      if (!pending.headersSent) pending.shouldKeepAlive = false
+      else pending.once('finish', () => socket.end())
+      return
+    }
     // The parser may fail after a request was handed to the proxy (a bad chunk in the body): the
     // error can still be answered as long as that request's response has not started.
-    const pending = responseInFlight(socket)
     if (socket.writable && (pending === undefined || !pending.headersSent)) {
       const body = publicErrorBody(code)
       // Closed once the answer is out, or after a grace period if the client never reads it: a

@@ -177,6 +177,12 @@ const TRANSFORMED_BODY_HEADERS = ['content-type', 'content-length', 'content-enc
 /** Methods whose requests carry content by definition (RFC 9110 §9.3): no body is empty content. */
 const CONTENT_METHODS = new Set(['POST', 'PUT', 'PATCH'])
 
+/** Whether the request's framing puts body bytes on the wire (chunked, or a length above 0). */
+function bodyOnTheWire(req: IncomingMessage): boolean {
+  const length = req.headers['content-length']
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
+}
+
 /** A request without a body that still declares content: an empty body for whole-body steps. */
 function declaresContent(req: IncomingMessage): boolean {
   return CONTENT_METHODS.has(req.method ?? '') || req.headers['content-length'] !== undefined || req.headers['content-type'] !== undefined
@@ -327,8 +333,7 @@ class Exchange {
       return
     }
 
-    const hasBody =
-      req.headers['transfer-encoding'] !== undefined || (declaredLength !== undefined && declaredLength !== '0')
+    const hasBody = bodyOnTheWire(req)
     if (expectContinue) res.writeContinue()
     // A client that goes away aborts the upstream request (and with it the upstream body).
     res.once('close', () => {
@@ -670,7 +675,10 @@ class Exchange {
     }
     const status = new EcluseError(code).status
     const body = publicErrorBody(code, this.#requestId)
-    const bodyPending = !this.#req.complete
+    // Only a body still on the wire ends the connection (it would be read as the next request, or
+    // read whole for nothing). A request without one is not `complete` yet while it is being
+    // handled (Node sets that after the 'request' event), and its connection goes on.
+    const bodyPending = bodyOnTheWire(this.#req) && !this.#req.complete
     res.writeHead(status, {
       'content-type': 'application/json',
       'content-length': Buffer.byteLength(body),
