@@ -12,8 +12,9 @@
  * and a parser error in a request pipelined behind one the proxy has whole is never answered in
  * that request's place.
  */
-import tls from 'node:tls'
+
 import { setTimeout as sleep } from 'node:timers/promises'
+import tls from 'node:tls'
 import t from 'tap'
 import { Harness, metricValue } from '../helpers/harness.js'
 
