@@ -12,7 +12,6 @@
  * and a parser error in a request pipelined behind one the proxy has whole is never answered in
  * that request's place.
  */
-
 import { setTimeout as sleep } from 'node:timers/promises'
 import tls from 'node:tls'
 import t from 'tap'
