@@ -53,6 +53,8 @@ export const sponsorSchema = z
         keepAliveTimeoutMs: positiveMs.default(5_000),
         maxConnections: z.number().int().positive().default(1024),
         maxRequestsPerSocket: z.number().int().nonnegative().default(0),
+        minBodyBytesPerSecond: z.number().int().nonnegative().default(1024),
+        bodyGraceMs: positiveMs.default(10_000),
       })
       .strict()
       .default({
@@ -63,6 +65,8 @@ export const sponsorSchema = z
         keepAliveTimeoutMs: 5_000,
         maxConnections: 1024,
         maxRequestsPerSocket: 0,
+        minBodyBytesPerSecond: 1024,
+        bodyGraceMs: 10_000,
       }),
     /** Header that carries the verified principal upstream; absent means it is not passed. */
     principalHeader: headerName.optional(),

@@ -30,6 +30,7 @@ import { BodyLimit } from './body-limit.js'
 import { chain } from './chain.js'
 import { buildSponsorHeaders, buildUpstreamHeaders, narrowForTransformedResponses } from './headers.js'
 import { HoldBack } from './hold-back.js'
+import { UploadRateGuard, type WatchedUpload } from './upload-rate.js'
 
 /** What the proxy routes with; replaced as a whole on reload so a request sees one consistent state. */
 export interface ProxyState {
@@ -59,11 +60,15 @@ export class ProxyHandler implements RequestHandler {
    * after a reload: closed at the swap, the pool refused it (`upstream_unavailable`).
    */
   #retiredPools: UpstreamPool[] = []
+  /** Request bodies under `sponsor.limits.minBodyBytesPerSecond` (boot values, as every limit). */
+  readonly uploads: UploadRateGuard
 
   constructor(state: ProxyState, metrics: GatewayMetrics, log: Logger) {
     this.#state = state
     this.metrics = metrics
     this.log = log
+    const limits = state.sponsor.limits
+    this.uploads = new UploadRateGuard(limits.minBodyBytesPerSecond, limits.bodyGraceMs)
   }
 
   get state(): ProxyState {
@@ -196,7 +201,7 @@ function statusClass(status: number): '1xx' | '2xx' | '3xx' | '4xx' | '5xx' {
   return '5xx'
 }
 
-class Exchange {
+class Exchange implements WatchedUpload {
   readonly #proxy: ProxyHandler
   readonly #state: ProxyState
   readonly #req: IncomingMessage
@@ -219,6 +224,8 @@ class Exchange {
   #code: ErrorCode | undefined
   #aborted = false
   #forwarded = false
+  /** The socket's `bytesRead` when the body began (the upload rate counts from there). */
+  #bodyReadFrom = 0
 
   constructor(proxy: ProxyHandler, state: ProxyState, req: IncomingMessage, res: ServerResponse) {
     this.#proxy = proxy
@@ -334,6 +341,10 @@ class Exchange {
     }
 
     const hasBody = bodyOnTheWire(req)
+    if (hasBody) {
+      this.#bodyReadFrom = req.socket.bytesRead
+      this.#proxy.uploads.watch(this)
+    }
     if (expectContinue) res.writeContinue()
     // A client that goes away aborts the upstream request (and with it the upstream body).
     res.once('close', () => {
@@ -622,6 +633,8 @@ class Exchange {
   }
 
   #onUpstreamError(err: unknown): void {
+    // Answered already (a body too slow, refused while the upstream call was in flight).
+    if (this.#res.writableEnded) return
     if (this.#clientGone() || (this.#abort.aborted && this.#requestBodyError === undefined)) {
       // The client went away first; nothing left to tell it.
       this.#aborted = true
@@ -687,7 +700,28 @@ class Exchange {
     res.end(body)
   }
 
+  bodyBytesReceived(): number {
+    return this.#req.socket.bytesRead - this.#bodyReadFrom
+  }
+
+  bodyHeldBack(): boolean {
+    const req = this.#req
+    return req.isPaused() || req.readableLength >= req.readableHighWaterMark
+  }
+
+  bodyDone(): boolean {
+    return this.#req.complete || this.#req.destroyed || this.#res.writableEnded
+  }
+
+  /** The body came slower than `sponsor.limits.minBodyBytesPerSecond`: refused, its upstream call ended. */
+  tooSlow(bytesPerSecond: number): void {
+    this.#proxy.metrics.requestRejected('request_timeout')
+    this.#refuse('request_timeout', `request body slower than ${bytesPerSecond} bytes/s (sponsor.limits.minBodyBytesPerSecond)`)
+    this.#abort.abort()
+  }
+
   #finish(): void {
+    this.#proxy.uploads.release(this)
     const res = this.#res
     const route = this.#route?.name ?? 'unmatched'
     const durationMs = performance.now() - this.#started
