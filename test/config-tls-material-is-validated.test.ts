@@ -258,6 +258,50 @@ t.test('found by review: a key too weak for the TLS policy is refused, in a leaf
   t.ok(await loadServerTls(sponsorTls()), 'the test PKI (RSA-2048) loads')
 })
 
+t.test('found by review: a bundle CA signed with SHA-1 is refused (OpenSSL loads bundles unchecked); a self-signed one is not', async (t) => {
+  const dir = t.testdir()
+  const caKeys = newKeyPair()
+  const sha1Intermediate = makeCertificate({
+    subject: commonName('SHA-1 Intermediate CA'),
+    issuer: subjectOf(pki.sponsorCa.certPem),
+    publicKeyPem: caKeys.publicKey,
+    signingKeyPem: pki.sponsorCa.keyPem,
+    ca: true,
+    keyUsage: { keyCertSign: true, cRLSign: true },
+    digest: 'sha1',
+  })
+  const bundle = join(dir, 'bundle-with-a-sha1-intermediate.pem')
+  await writeFile(bundle, pki.sponsorCa.certPem + sha1Intermediate)
+  const err = await failure(loadServerTls({ ...sponsorTls(), clientCa: bundle }))
+  t.equal(err.message, `sponsor.tls.clientCa: ${bundle}: certificate 2 ("CN=SHA-1 Intermediate CA") is signed with SHA-1 with RSA (SHA-256 or stronger is required)`)
+
+  // The same intermediate signed with SHA-256 is accepted: the digest is what was refused.
+  const sha256Intermediate = makeCertificate({
+    subject: commonName('SHA-256 Intermediate CA'),
+    issuer: subjectOf(pki.sponsorCa.certPem),
+    publicKeyPem: caKeys.publicKey,
+    signingKeyPem: pki.sponsorCa.keyPem,
+    ca: true,
+    keyUsage: { keyCertSign: true, cRLSign: true },
+  })
+  await writeFile(bundle, pki.sponsorCa.certPem + sha256Intermediate)
+  t.ok(await loadServerTls({ ...sponsorTls(), clientCa: bundle }))
+
+  // A self-signed root's own signature is never checked as an anchor's: SHA-1 there is no weakness.
+  const rootKeys = newKeyPair()
+  const sha1Root = makeCertificate({
+    subject: commonName('Old SHA-1 Root'),
+    issuer: commonName('Old SHA-1 Root'),
+    publicKeyPem: rootKeys.publicKey,
+    signingKeyPem: rootKeys.privateKey,
+    ca: true,
+    keyUsage: { keyCertSign: true, cRLSign: true },
+    digest: 'sha1',
+  })
+  await writeFile(bundle, pki.sponsorCa.certPem + sha1Root)
+  t.ok(await loadServerTls({ ...sponsorTls(), clientCa: bundle }), 'a self-signed SHA-1 root is accepted')
+})
+
 t.test('material only OpenSSL refuses (a leaf signed with SHA-1) fails the load, naming the file, before any use', async (t) => {
   const leafKeys = newKeyPair()
   const certPem = makeCertificate({

@@ -6,8 +6,9 @@
  * - every certificate of the chain is currently valid and the chain is in issuing order;
  * - a CA bundle holds CA certificates only, at least one of them currently valid;
  * - no certificate file carries a private key;
- * - every key is strong enough (`weakKeyProblem`: RSA of 2,048 bits or more, P-256/384/521), and
- *   OpenSSL itself accepts them under the gateway's TLS policy (tls-policy.ts: security level 2);
+ * - every key is strong enough (`weakKeyProblem`: RSA of 2,048 bits or more, P-256/384/521), a
+ *   bundle's CAs are not signed with SHA-1 (`weakSignatureProblem`), and OpenSSL itself accepts
+ *   what the gateway presents under its TLS policy (tls-policy.ts: security level 2);
  * - the sponsor side and the trusted side never trust each other's CA (`loadAllTls`).
  *
  * Messages are `<config key path>: <file>: <reason>`; they never include key bytes.
@@ -17,7 +18,7 @@ import { createSecureContext } from 'node:tls'
 import { EcluseError } from '../errors.js'
 import { readBoundedFile, unreadable } from '../read-bounded-file.js'
 import type { Config, UpstreamConfig } from './schema.js'
-import { TLS_CIPHERS, weakKeyProblem } from './tls-policy.js'
+import { TLS_CIPHERS, weakKeyProblem, weakSignatureProblem } from './tls-policy.js'
 
 /** A PEM file larger than this is refused unread (bounded by default). */
 export const MAX_PEM_BYTES = 1024 * 1024
@@ -232,7 +233,8 @@ async function loadMaterial(
     // A non-CA certificate in a trust bundle would be a pinned trust anchor in OpenSSL; refuse it.
     if (!c.ca) fail(caKey, caFile, `certificate ${i + 1} ("${subjectOf(c)}") is not a CA certificate`)
     // A weak anchor is as good as none: whoever factors it issues the other side's certificates.
-    const weak = weakKeyProblem(c)
+    // And OpenSSL loads a bundle unchecked, where it checks the chain the gateway presents.
+    const weak = weakKeyProblem(c) ?? weakSignatureProblem(c)
     if (weak !== undefined) fail(caKey, caFile, `certificate ${i + 1} ("${subjectOf(c)}") ${weak}`)
   })
   if (!caCerts.some((c) => validityProblem(c, now) === undefined)) {

@@ -12,6 +12,11 @@
  * The list is Mozilla's "intermediate" profile without DHE: AEAD suites with ECDHE only.
  */
 import { constants, type X509Certificate } from 'node:crypto'
+import { createRequire } from 'node:module'
+import type * as Forge from 'node-forge'
+
+// CommonJS whose names an ESM import cannot see (as in src/pki/dev-pki.ts).
+const forge: typeof Forge = createRequire(import.meta.url)('node-forge')
 
 /**
  * TLS 1.3 suites, TLS 1.2 suites with forward secrecy, and OpenSSL's security level 2 for every key
@@ -60,4 +65,45 @@ export function weakKeyProblem(cert: X509Certificate): string | undefined {
     default:
       return `has a ${key.asymmetricKeyType ?? 'unknown'} key (RSA, EC, Ed25519 or Ed448 are required)`
   }
+}
+
+/** Signature algorithms on MD2, MD4, MD5 or SHA-1, which security level 2 refuses in a chain. */
+const WEAK_SIGNATURES: ReadonlyMap<string, string> = new Map([
+  ['1.2.840.113549.1.1.2', 'MD2 with RSA'],
+  ['1.2.840.113549.1.1.3', 'MD4 with RSA'],
+  ['1.2.840.113549.1.1.4', 'MD5 with RSA'],
+  ['1.2.840.113549.1.1.5', 'SHA-1 with RSA'],
+  ['1.3.14.3.2.29', 'SHA-1 with RSA'],
+  ['1.2.840.10045.4.1', 'ECDSA with SHA-1'],
+  ['1.2.840.10040.4.3', 'DSA with SHA-1'],
+])
+const RSASSA_PSS = '1.2.840.113549.1.1.10'
+const SHA1 = '1.3.14.3.2.26'
+
+/**
+ * Why a certificate's signature is too weak for the gateway's TLS (MD5 or SHA-1: OpenSSL's security
+ * level 2 refuses such a link of a peer's chain), or `undefined`. OpenSSL checks the certificates
+ * the gateway presents when it loads them, but loads a CA bundle unchecked: an intermediate CA
+ * signed with SHA-1 passed `config check`, then every client it issued was refused (found by
+ * review). A self-signed certificate is exempt: its signature is not checked as a trust anchor's.
+ */
+export function weakSignatureProblem(cert: X509Certificate): string | undefined {
+  if (cert.issuer === cert.subject && cert.verify(cert.publicKey)) return undefined
+  const certificate = forge.asn1.fromDer(forge.util.createBuffer(cert.raw.toString('binary')))
+  // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm AlgorithmIdentifier, signature }
+  const algorithm = (certificate.value as Forge.asn1.Asn1[])[1]!.value as Forge.asn1.Asn1[]
+  const oid = forge.asn1.derToOid(algorithm[0]!.value as string)
+  const weak = WEAK_SIGNATURES.get(oid)
+  if (weak !== undefined) return `is signed with ${weak} (SHA-256 or stronger is required)`
+  if (oid === RSASSA_PSS && pssHash(algorithm[1]) === SHA1) return 'is signed with RSASSA-PSS over SHA-1 (SHA-256 or stronger is required)'
+  return undefined
+}
+
+/** RSASSA-PSS-params' hashAlgorithm ([0], SHA-1 when absent: RFC 4055 §3.1). */
+function pssHash(params: Forge.asn1.Asn1 | undefined): string {
+  const fields = Array.isArray(params?.value) ? (params.value as Forge.asn1.Asn1[]) : []
+  const hash = fields.find((f) => f.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC && f.type === 0)
+  if (hash === undefined) return SHA1
+  const identifier = (hash.value as Forge.asn1.Asn1[])[0]!.value as Forge.asn1.Asn1[]
+  return forge.asn1.derToOid(identifier[0]!.value as string)
 }

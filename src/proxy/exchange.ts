@@ -388,7 +388,7 @@ class Exchange implements WatchedUpload {
       'content-type': 'application/jwk-set+json',
       'content-length': body.length,
       'cache-control': 'max-age=300',
-      ...(this.#req.complete ? {} : { connection: 'close' }),
+      ...(bodyOnTheWire(this.#req) && !this.#req.complete ? { connection: 'close' } : {}),
     })
     if (this.#req.method === 'HEAD') res.end()
     else {

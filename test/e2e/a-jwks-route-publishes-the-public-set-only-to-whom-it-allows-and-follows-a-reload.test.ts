@@ -5,6 +5,7 @@
  * never calling the upstream; and a reload that rotates the set is what the next GET sees.
  */
 import { copyFile, rm } from 'node:fs/promises'
+import tls from 'node:tls'
 import t from 'tap'
 import { request } from 'undici'
 import { SPONSOR_APP, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
@@ -40,6 +41,30 @@ t.test('the jwks route: public members only, its headers, HEAD, its ACL, no upst
   for (const key of published.keys) {
     for (const member of PRIVATE_MEMBERS) t.notOk(member in key, `no "${member}" in ${String(key['kid'])}, though the set is private`)
   }
+
+  // Found by review: every answer said `connection: close` (a GET is not `complete` while it is
+  // handled), costing the client a handshake per fetch and dropping what it had pipelined behind.
+  const GET = 'GET /.well-known/jwks.json HTTP/1.1\r\nhost: localhost\r\n'
+  const pipelined = await new Promise<string>((resolve, reject) => {
+    const socket = tls.connect({
+      host: '127.0.0.1',
+      port: s.gw.gateway.sponsorPort,
+      servername: 'localhost',
+      ca: s.pki.sponsorCa.certPem,
+      cert: s.pki.sponsorClient.certPem,
+      key: s.pki.sponsorClient.keyPem,
+    })
+    let out = ''
+    socket.setEncoding('utf8')
+    socket.on('secureConnect', () => socket.write(`${GET}\r\n${GET}connection: close\r\n\r\n`))
+    socket.on('data', (d: string) => {
+      out += d
+    })
+    socket.on('close', () => resolve(out))
+    socket.on('error', reject)
+  })
+  t.equal(pipelined.match(/HTTP\/1\.1 200 /g)?.length, 2, 'two fetches answered on one connection')
+  t.notMatch(pipelined.split('\r\n\r\n')[0]!, /connection: close/i, 'the first answer keeps the connection')
 
   const head = await s.gw.request('/.well-known/jwks.json', { method: 'HEAD' })
   t.equal(head.status, 200)
