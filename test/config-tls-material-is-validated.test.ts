@@ -261,30 +261,24 @@ t.test('found by review: a key too weak for the TLS policy is refused, in a leaf
 t.test('found by review: a bundle CA signed with SHA-1 is refused (OpenSSL loads bundles unchecked); a self-signed one is not', async (t) => {
   const dir = t.testdir()
   const caKeys = newKeyPair()
-  const sha1Intermediate = makeCertificate({
-    subject: commonName('SHA-1 Intermediate CA'),
-    issuer: subjectOf(pki.sponsorCa.certPem),
-    publicKeyPem: caKeys.publicKey,
-    signingKeyPem: pki.sponsorCa.keyPem,
-    ca: true,
-    keyUsage: { keyCertSign: true, cRLSign: true },
-    digest: 'sha1',
-  })
+  /** An intermediate CA issued by the sponsor CA, its signature over `digest`. */
+  const intermediate = (name: string, digest: 'sha1' | 'sha256') =>
+    makeCertificate({
+      subject: commonName(name),
+      issuer: subjectOf(pki.sponsorCa.certPem),
+      publicKeyPem: caKeys.publicKey,
+      signingKeyPem: pki.sponsorCa.keyPem,
+      ca: true,
+      keyUsage: { keyCertSign: true, cRLSign: true },
+      digest,
+    })
   const bundle = join(dir, 'bundle-with-a-sha1-intermediate.pem')
-  await writeFile(bundle, pki.sponsorCa.certPem + sha1Intermediate)
+  await writeFile(bundle, pki.sponsorCa.certPem + intermediate('SHA-1 Intermediate CA', 'sha1'))
   const err = await failure(loadServerTls({ ...sponsorTls(), clientCa: bundle }))
   t.equal(err.message, `sponsor.tls.clientCa: ${bundle}: certificate 2 ("CN=SHA-1 Intermediate CA") is signed with SHA-1 with RSA (SHA-256 or stronger is required)`)
 
   // The same intermediate signed with SHA-256 is accepted: the digest is what was refused.
-  const sha256Intermediate = makeCertificate({
-    subject: commonName('SHA-256 Intermediate CA'),
-    issuer: subjectOf(pki.sponsorCa.certPem),
-    publicKeyPem: caKeys.publicKey,
-    signingKeyPem: pki.sponsorCa.keyPem,
-    ca: true,
-    keyUsage: { keyCertSign: true, cRLSign: true },
-  })
-  await writeFile(bundle, pki.sponsorCa.certPem + sha256Intermediate)
+  await writeFile(bundle, pki.sponsorCa.certPem + intermediate('SHA-256 Intermediate CA', 'sha256'))
   t.ok(await loadServerTls({ ...sponsorTls(), clientCa: bundle }))
 
   // A self-signed root's own signature is never checked as an anchor's: SHA-1 there is no weakness.

@@ -12,6 +12,7 @@ import { CompactEncrypt, compactDecrypt, importJWK } from 'jose'
 import t from 'tap'
 import { createOpenStream, createSealStream, generateKeySet, parseKeySet, type SealedStreamInfo } from '../src/crypto/index.js'
 import { deriveRecordKeys, recordNonce } from '../src/crypto/stream.js'
+import { streamHeaderByHand } from './helpers/sealing.js'
 
 const x = generateKeySet()
 const pub = parseKeySet(x.publicJwks)
@@ -61,12 +62,7 @@ t.test('a stream sealed before the padding, with a key payload of its JSON alone
   const jwe = await new CompactEncrypt(Buffer.from(JSON.stringify({ k: k.toString('base64url'), cty: 'image/png' })))
     .setProtectedHeader({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM', kid: String(jwk.kid), crit: ['ecl.fmt'], 'ecl.fmt': 'ecls/1' })
     .encrypt(await importJWK(jwk, 'ECDH-ES+A256KW'), { crit: { 'ecl.fmt': true } })
-  const header = Buffer.alloc(12 + jwe.length)
-  header.write('ECLS', 0, 'latin1')
-  header[4] = 1
-  header.writeUInt32BE(4096, 6)
-  header.writeUInt16BE(jwe.length, 10)
-  header.write(jwe, 12, 'latin1')
+  const header = streamHeaderByHand(jwe, 4096)
   const { key, nonceBase } = deriveRecordKeys(k, header)
   const body = Buffer.from('an old photo')
   const cipher = createCipheriv('aes-256-gcm', key, recordNonce(nonceBase, 0))

@@ -11,6 +11,7 @@ import t from 'tap'
 import { createSealStream, generateKeySet, type KeySet, parseKeySet } from '../src/crypto/index.js'
 import { createSealedStreamCheck } from '../src/crypto/stream.js'
 import { splitAt } from './helpers/chunks.js'
+import { streamHeaderByHand } from './helpers/sealing.js'
 
 const set = generateKeySet()
 const pub = parseKeySet(set.publicJwks)
@@ -103,12 +104,7 @@ t.test('a stream another writer serialised differently passes, as it opens', asy
   const k = randomBytes(32)
   const payload = JSON.stringify({ k: b64u(k), cty }).replace(/</g, '\\u003c')
   const jwe = sealCompact(pub.current, [['ecl.fmt', 'ecls/1'], ['ecl.route', 'r']], Buffer.from(payload))
-  const header = Buffer.alloc(12 + jwe.length)
-  header.write('ECLS', 0, 'ascii')
-  header[4] = 1
-  header.writeUInt32BE(4096, 6)
-  header.writeUInt16BE(jwe.length, 10)
-  header.write(jwe, 12, 'latin1')
+  const header = streamHeaderByHand(jwe, 4096)
   const { key, nonceBase } = deriveRecordKeys(k, header)
   const cipher = createCipheriv('aes-256-gcm', key, nonceBase)
   const stream = Buffer.concat([header, cipher.update(Buffer.from('hello\x02')), cipher.final(), cipher.getAuthTag()])

@@ -358,3 +358,17 @@ export async function readUntilAbort(body: AsyncIterable<unknown>): Promise<{ co
     return { completed: false, received: Buffer.concat(parts), error: err as Error }
   }
 }
+
+/**
+ * A sealed stream's header built by hand (docs/sealed-stream-format.md §1): magic, version 1, no
+ * flags, `rs`, and the key JWE as given, for streams our sealer would not write.
+ */
+export function streamHeaderByHand(jwe: string, rs: number): Buffer {
+  const header = Buffer.alloc(12 + jwe.length)
+  header.write('ECLS', 0, 'latin1')
+  header[4] = 1
+  header.writeUInt32BE(rs, 6)
+  header.writeUInt16BE(jwe.length, 10)
+  header.write(jwe, 12, 'latin1')
+  return header
+}
