@@ -275,7 +275,7 @@ t.test('found by review: a bundle CA signed with SHA-1 is refused (OpenSSL loads
   const bundle = join(dir, 'bundle-with-a-sha1-intermediate.pem')
   await writeFile(bundle, pki.sponsorCa.certPem + intermediate('SHA-1 Intermediate CA', 'sha1'))
   const err = await failure(loadServerTls({ ...sponsorTls(), clientCa: bundle }))
-  t.equal(err.message, `sponsor.tls.clientCa: ${bundle}: certificate 2 ("CN=SHA-1 Intermediate CA") is signed with SHA-1 with RSA (SHA-256 or stronger is required)`)
+  t.equal(err.message, `sponsor.tls.clientCa: ${bundle}: certificate 2 ("CN=SHA-1 Intermediate CA") is signed with SHA-1 with RSA (RSA, ECDSA or RSASSA-PSS over SHA-224 or stronger, or EdDSA, is required)`)
 
   // The same intermediate signed with SHA-256 is accepted: the digest is what was refused.
   await writeFile(bundle, pki.sponsorCa.certPem + intermediate('SHA-256 Intermediate CA', 'sha256'))

@@ -67,10 +67,44 @@ export function weakKeyProblem(cert: X509Certificate): string | undefined {
   }
 }
 
-/** Signature algorithms on MD2, MD4, MD5 or SHA-1, which security level 2 refuses in a chain. */
-const WEAK_SIGNATURES: ReadonlyMap<string, string> = new Map([
-  ['1.2.840.113549.1.1.2', 'MD2 with RSA'],
-  ['1.2.840.113549.1.1.3', 'MD4 with RSA'],
+/** Hash algorithms security level 2 accepts in a signature (112 bits or more): SHA-2 and SHA-3. */
+const STRONG_HASHES: ReadonlySet<string> = new Set([
+  '2.16.840.1.101.3.4.2.1', // SHA-256
+  '2.16.840.1.101.3.4.2.2', // SHA-384
+  '2.16.840.1.101.3.4.2.3', // SHA-512
+  '2.16.840.1.101.3.4.2.4', // SHA-224
+  '2.16.840.1.101.3.4.2.5', // SHA-512/224
+  '2.16.840.1.101.3.4.2.6', // SHA-512/256
+  '2.16.840.1.101.3.4.2.7', // SHA3-224
+  '2.16.840.1.101.3.4.2.8', // SHA3-256
+  '2.16.840.1.101.3.4.2.9', // SHA3-384
+  '2.16.840.1.101.3.4.2.10', // SHA3-512
+])
+/** Signature algorithms accepted as they are: RSA and ECDSA over SHA-2 or SHA-3, EdDSA. */
+const STRONG_SIGNATURES: ReadonlySet<string> = new Set([
+  '1.2.840.113549.1.1.11', // sha256WithRSAEncryption
+  '1.2.840.113549.1.1.12', // sha384WithRSAEncryption
+  '1.2.840.113549.1.1.13', // sha512WithRSAEncryption
+  '1.2.840.113549.1.1.14', // sha224WithRSAEncryption
+  '1.2.840.113549.1.1.15', // sha512-224WithRSAEncryption
+  '1.2.840.113549.1.1.16', // sha512-256WithRSAEncryption
+  '2.16.840.1.101.3.4.3.13', // RSA with SHA3-224
+  '2.16.840.1.101.3.4.3.14', // RSA with SHA3-256
+  '2.16.840.1.101.3.4.3.15', // RSA with SHA3-384
+  '2.16.840.1.101.3.4.3.16', // RSA with SHA3-512
+  '1.2.840.10045.4.3.1', // ecdsa-with-SHA224
+  '1.2.840.10045.4.3.2', // ecdsa-with-SHA256
+  '1.2.840.10045.4.3.3', // ecdsa-with-SHA384
+  '1.2.840.10045.4.3.4', // ecdsa-with-SHA512
+  '2.16.840.1.101.3.4.3.9', // ECDSA with SHA3-224
+  '2.16.840.1.101.3.4.3.10', // ECDSA with SHA3-256
+  '2.16.840.1.101.3.4.3.11', // ECDSA with SHA3-384
+  '2.16.840.1.101.3.4.3.12', // ECDSA with SHA3-512
+  '1.3.101.112', // Ed25519
+  '1.3.101.113', // Ed448
+])
+/** Names of the weak ones met in practice, for the message. */
+const WEAK_SIGNATURE_NAMES: ReadonlyMap<string, string> = new Map([
   ['1.2.840.113549.1.1.4', 'MD5 with RSA'],
   ['1.2.840.113549.1.1.5', 'SHA-1 with RSA'],
   ['1.3.14.3.2.29', 'SHA-1 with RSA'],
@@ -81,11 +115,13 @@ const RSASSA_PSS = '1.2.840.113549.1.1.10'
 const SHA1 = '1.3.14.3.2.26'
 
 /**
- * Why a certificate's signature is too weak for the gateway's TLS (MD5 or SHA-1: OpenSSL's security
- * level 2 refuses such a link of a peer's chain), or `undefined`. OpenSSL checks the certificates
- * the gateway presents when it loads them, but loads a CA bundle unchecked: an intermediate CA
- * signed with SHA-1 passed `config check`, then every client it issued was refused (found by
- * review). A self-signed certificate is exempt: its signature is not checked as a trust anchor's.
+ * Why a certificate's signature is too weak for the gateway's TLS, or `undefined`: only RSA, ECDSA
+ * or RSASSA-PSS over SHA-2 or SHA-3, and Ed25519 or Ed448, are accepted (an allow-list: OpenSSL's
+ * security level 2 refuses MD5, SHA-1, RIPEMD-160 and others in a peer's chain). OpenSSL checks
+ * the certificates the gateway presents when it loads them, but loads a CA bundle unchecked: an
+ * intermediate CA signed with SHA-1 passed `config check`, then every client it issued was refused
+ * (found by review). A self-signed certificate is exempt: a trust anchor's own signature is not
+ * checked.
  */
 export function weakSignatureProblem(cert: X509Certificate): string | undefined {
   if (cert.issuer === cert.subject && cert.verify(cert.publicKey)) return undefined
@@ -93,10 +129,12 @@ export function weakSignatureProblem(cert: X509Certificate): string | undefined 
   // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm AlgorithmIdentifier, signature }
   const algorithm = (certificate.value as Forge.asn1.Asn1[])[1]!.value as Forge.asn1.Asn1[]
   const oid = forge.asn1.derToOid(algorithm[0]!.value as string)
-  const weak = WEAK_SIGNATURES.get(oid)
-  if (weak !== undefined) return `is signed with ${weak} (SHA-256 or stronger is required)`
-  if (oid === RSASSA_PSS && pssHash(algorithm[1]) === SHA1) return 'is signed with RSASSA-PSS over SHA-1 (SHA-256 or stronger is required)'
-  return undefined
+  if (STRONG_SIGNATURES.has(oid)) return undefined
+  if (oid === RSASSA_PSS) {
+    const hash = pssHash(algorithm[1])
+    return STRONG_HASHES.has(hash) ? undefined : `is signed with RSASSA-PSS over ${hash === SHA1 ? 'SHA-1' : `the hash ${hash}`} (SHA-224 or stronger is required)`
+  }
+  return `is signed with ${WEAK_SIGNATURE_NAMES.get(oid) ?? `the algorithm ${oid}`} (RSA, ECDSA or RSASSA-PSS over SHA-224 or stronger, or EdDSA, is required)`
 }
 
 /** RSASSA-PSS-params' hashAlgorithm ([0], SHA-1 when absent: RFC 4055 §3.1). */

@@ -224,8 +224,6 @@ class Exchange implements WatchedUpload {
   #code: ErrorCode | undefined
   #aborted = false
   #forwarded = false
-  /** The socket's `bytesRead` when the body began (the upload rate counts from there). */
-  #bodyReadFrom = 0
 
   constructor(proxy: ProxyHandler, state: ProxyState, req: IncomingMessage, res: ServerResponse) {
     this.#proxy = proxy
@@ -341,10 +339,7 @@ class Exchange implements WatchedUpload {
     }
 
     const hasBody = bodyOnTheWire(req)
-    if (hasBody) {
-      this.#bodyReadFrom = req.socket.bytesRead
-      this.#proxy.uploads.watch(this)
-    }
+    if (hasBody) this.#proxy.uploads.watch(this)
     if (expectContinue) res.writeContinue()
     // A client that goes away aborts the upstream request (and with it the upstream body).
     res.once('close', () => {
@@ -701,7 +696,8 @@ class Exchange implements WatchedUpload {
   }
 
   bodyBytesReceived(): number {
-    return this.#req.socket.bytesRead - this.#bodyReadFrom
+    // Body bytes only (no chunk framing), those the parser has delivered and not yet passed on too.
+    return (this.#requestBody?.bytes ?? this.#bodyBytes) + this.#req.readableLength
   }
 
   bodyHeldBack(): boolean {
@@ -713,7 +709,11 @@ class Exchange implements WatchedUpload {
     return this.#req.complete || this.#req.destroyed || this.#res.writableEnded
   }
 
-  /** The body came slower than `sponsor.limits.minBodyBytesPerSecond`: refused, its upstream call ended. */
+  /**
+   * The body came slower than `sponsor.limits.minBodyBytesPerSecond`: refused, its upstream call
+   * ended. An answer the upstream began while the body was still coming is cut (the slow body held
+   * the upstream connection all the same).
+   */
   tooSlow(bytesPerSecond: number): void {
     this.#proxy.metrics.requestRejected('request_timeout')
     this.#refuse('request_timeout', `request body slower than ${bytesPerSecond} bytes/s (sponsor.limits.minBodyBytesPerSecond)`)
