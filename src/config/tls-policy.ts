@@ -105,6 +105,8 @@ const STRONG_SIGNATURES: ReadonlySet<string> = new Set([
 ])
 /** Names of the weak ones met in practice, for the message. */
 const WEAK_SIGNATURE_NAMES: ReadonlyMap<string, string> = new Map([
+  ['1.2.840.113549.1.1.2', 'MD2 with RSA'],
+  ['1.2.840.113549.1.1.3', 'MD4 with RSA'],
   ['1.2.840.113549.1.1.4', 'MD5 with RSA'],
   ['1.2.840.113549.1.1.5', 'SHA-1 with RSA'],
   ['1.3.14.3.2.29', 'SHA-1 with RSA'],

@@ -217,7 +217,7 @@ class Exchange implements WatchedUpload {
   #requestBodyError: unknown
   /** A request body stage failed with an error of its own (not undici destroying the body). */
   #requestStageFailed = false
-  /** Body bytes received when no BodyLimit counts them (`#declaredLengthBody`). */
+  /** Body bytes the parser has handed over (`#countBodyBytes`); BodyLimit's count, when there is one, is the metric's. */
   #bodyBytes = 0
   #bytesOut = 0
   #upstreamMs: number | undefined
@@ -438,10 +438,19 @@ class Exchange implements WatchedUpload {
     // the body itself once it starts writing it (client-h1 `writeStream`), and the counter sees every
     // chunk undici sees. One listener per upload, where the stage it replaces cost a Transform.
     req.pause()
-    req.on('data', (chunk: Buffer) => {
+    this.#countBodyBytes()
+    return req
+  }
+
+  /**
+   * Counts the body's bytes as the parser hands them over (`#bodyBytes`): the upload rate's measure
+   * on every path. BodyLimit's own count misses chunks waiting in its write buffer while the stages
+   * after it are behind, and a client then looked slower than it was (found by review).
+   */
+  #countBodyBytes(): void {
+    this.#req.on('data', (chunk: Buffer) => {
       this.#bodyBytes += chunk.length
     })
-    return req
   }
 
   #requestBodyPipeline(route: CompiledRoute, stages: Duplex[], hold: HoldBack | null): Readable {
@@ -451,7 +460,7 @@ class Exchange implements WatchedUpload {
     if (hold !== null) streams.push(hold)
     // undici reads the last stream with back-pressure. Any stage's error destroys the whole chain,
     // so the upstream sees an aborted body, never a short one.
-    return chain(streams, (err, origin) => {
+    const body = chain(streams, (err, origin) => {
       this.#requestBodyError ??= err
       this.#requestStageFailed = origin !== undefined && stages.includes(origin as Duplex)
       if (this.#forwarded) return
@@ -466,6 +475,8 @@ class Exchange implements WatchedUpload {
       // Refused while held back: the upstream was never contacted, so answer here.
       this.#refuseWith(err, 'request_transform_failed')
     })
+    this.#countBodyBytes()
+    return body
   }
 
   #beginTransforms(transforms: readonly BodyTransform[], direction: Direction, headers: MessageHeaders, status?: number): Duplex[] {
@@ -696,8 +707,8 @@ class Exchange implements WatchedUpload {
   }
 
   bodyBytesReceived(): number {
-    // Body bytes only (no chunk framing), those the parser has delivered and not yet passed on too.
-    return (this.#requestBody?.bytes ?? this.#bodyBytes) + this.#req.readableLength
+    // Body bytes only (no chunk framing): those passed on, and those the parser holds.
+    return this.#bodyBytes + this.#req.readableLength
   }
 
   bodyHeldBack(): boolean {
