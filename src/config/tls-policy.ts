@@ -15,8 +15,16 @@ import { constants, type X509Certificate } from 'node:crypto'
 import { createRequire } from 'node:module'
 import type * as Forge from 'node-forge'
 
-// CommonJS whose names an ESM import cannot see (as in src/pki/dev-pki.ts).
-const forge: typeof Forge = createRequire(import.meta.url)('node-forge')
+/**
+ * node-forge, loaded on first need: only a bundle holding a CA that is not self-signed needs it, and
+ * a gateway that never does keeps it out of its memory. CommonJS whose names an ESM import cannot
+ * see (as in src/pki/dev-pki.ts).
+ */
+let forgeModule: typeof Forge | undefined
+function forge(): typeof Forge {
+  forgeModule ??= createRequire(import.meta.url)('node-forge') as typeof Forge
+  return forgeModule
+}
 
 /**
  * TLS 1.3 suites, TLS 1.2 suites with forward secrecy, and OpenSSL's security level 2 for every key
@@ -127,10 +135,11 @@ const SHA1 = '1.3.14.3.2.26'
  */
 export function weakSignatureProblem(cert: X509Certificate): string | undefined {
   if (cert.issuer === cert.subject && cert.verify(cert.publicKey)) return undefined
-  const certificate = forge.asn1.fromDer(forge.util.createBuffer(cert.raw.toString('binary')))
+  const { asn1, util } = forge()
+  const certificate = asn1.fromDer(util.createBuffer(cert.raw.toString('binary')))
   // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm AlgorithmIdentifier, signature }
   const algorithm = (certificate.value as Forge.asn1.Asn1[])[1]!.value as Forge.asn1.Asn1[]
-  const oid = forge.asn1.derToOid(algorithm[0]!.value as string)
+  const oid = asn1.derToOid(algorithm[0]!.value as string)
   if (STRONG_SIGNATURES.has(oid)) return undefined
   if (oid === RSASSA_PSS) {
     const hash = pssHash(algorithm[1])
@@ -141,9 +150,10 @@ export function weakSignatureProblem(cert: X509Certificate): string | undefined 
 
 /** RSASSA-PSS-params' hashAlgorithm ([0], SHA-1 when absent: RFC 4055 §3.1). */
 function pssHash(params: Forge.asn1.Asn1 | undefined): string {
+  const { asn1 } = forge()
   const fields = Array.isArray(params?.value) ? (params.value as Forge.asn1.Asn1[]) : []
-  const hash = fields.find((f) => f.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC && f.type === 0)
+  const hash = fields.find((f) => f.tagClass === asn1.Class.CONTEXT_SPECIFIC && f.type === 0)
   if (hash === undefined) return SHA1
   const identifier = (hash.value as Forge.asn1.Asn1[])[0]!.value as Forge.asn1.Asn1[]
-  return forge.asn1.derToOid(identifier[0]!.value as string)
+  return asn1.derToOid(identifier[0]!.value as string)
 }
