@@ -262,7 +262,7 @@ t.test('found by review: a bundle CA signed with SHA-1 is refused (OpenSSL loads
   const dir = t.testdir()
   const caKeys = newKeyPair()
   /** An intermediate CA issued by the sponsor CA, its signature over `digest`. */
-  const intermediate = (name: string, digest: 'sha1' | 'sha256') =>
+  const intermediate = (name: string, digest: 'sha1' | 'sha256' | 'ripemd160') =>
     makeCertificate({
       subject: commonName(name),
       issuer: subjectOf(pki.sponsorCa.certPem),
@@ -276,6 +276,15 @@ t.test('found by review: a bundle CA signed with SHA-1 is refused (OpenSSL loads
   await writeFile(bundle, pki.sponsorCa.certPem + intermediate('SHA-1 Intermediate CA', 'sha1'))
   const err = await failure(loadServerTls({ ...sponsorTls(), clientCa: bundle }))
   t.equal(err.message, `sponsor.tls.clientCa: ${bundle}: certificate 2 ("CN=SHA-1 Intermediate CA") is signed with SHA-1 with RSA (RSA, ECDSA or RSASSA-PSS over SHA-224 or stronger, or EdDSA, is required)`)
+
+  // Found by review: the check listed weak algorithms, and any other passed (RIPEMD-160, which
+  // security level 2 refuses too). Now only the strong ones are accepted.
+  await writeFile(bundle, pki.sponsorCa.certPem + intermediate('RIPEMD-160 Intermediate CA', 'ripemd160'))
+  const other = await failure(loadServerTls({ ...sponsorTls(), clientCa: bundle }))
+  t.equal(
+    other.message,
+    `sponsor.tls.clientCa: ${bundle}: certificate 2 ("CN=RIPEMD-160 Intermediate CA") is signed with the algorithm 1.3.36.3.3.1.2 (RSA, ECDSA or RSASSA-PSS over SHA-224 or stronger, or EdDSA, is required)`,
+  )
 
   // The same intermediate signed with SHA-256 is accepted: the digest is what was refused.
   await writeFile(bundle, pki.sponsorCa.certPem + intermediate('SHA-256 Intermediate CA', 'sha256'))

@@ -56,7 +56,7 @@ export interface HandmadeCertificate {
   /** URI subjectAltNames (an identity, for a client certificate). */
   uris?: readonly string[]
   /** The signature's digest (an RSA signing key): SHA-256 unless told. */
-  digest?: 'sha1' | 'sha256'
+  digest?: 'sha1' | 'sha256' | 'ripemd160'
 }
 
 export function makeCertificate(c: HandmadeCertificate): string {
@@ -75,7 +75,8 @@ export function makeCertificate(c: HandmadeCertificate): string {
   if (c.authorityKeyIdHex !== undefined) extensions.push({ name: 'authorityKeyIdentifier', keyIdentifier: forge.util.hexToBytes(c.authorityKeyIdHex) })
   cert.setExtensions(extensions as never)
   const digest = c.digest ?? 'sha256'
-  cert.signatureOid = forge.pki.oids[`${digest}WithRSAEncryption`]!
+  // forge knows no name for RIPEMD-160 with RSA (ISO/TeleTrusT's OID).
+  cert.signatureOid = digest === 'ripemd160' ? '1.3.36.3.3.1.2' : forge.pki.oids[`${digest}WithRSAEncryption`]!
   ;(cert as unknown as { siginfo: { algorithmOid: string } }).siginfo.algorithmOid = cert.signatureOid
   const tbsOf = (forge.pki as unknown as { getTBSCertificate(c: Forge.pki.Certificate): Forge.asn1.Asn1 }).getTBSCertificate
   ;(cert as unknown as { tbsCertificate: unknown }).tbsCertificate = tbsOf(cert)
