@@ -14,10 +14,9 @@
  * Field steps bind a value to its record through `records` (its id member) instead: their context
  * takes no parameter.
  */
-import { z } from 'zod'
 import { claimFits, MAX_CLAIM_BYTES } from '../crypto/jwe.js'
 import { EcluseError } from '../errors.js'
-import { contextText, refusal } from './json-fields.js'
+import { alsoAcceptList, contextText, refusal } from './json-fields.js'
 import type { TransformContext, TransformEnv } from './types.js'
 
 /** A whole-body step's compiled context. */
@@ -38,7 +37,7 @@ export interface BodyContext {
  * sealing side moves from one to the other (a context changed without a window in which either
  * gateway refuses the other's bodies; docs/transforms.md). Each may name path parameters as well.
  */
-export const alsoAcceptOption = z.array(contextText).min(1).max(8).optional()
+export const alsoAcceptOption = alsoAcceptList(contextText)
 
 /** The contexts an opening or checking step accepts for one message: `context`, then `alsoAccept`. */
 export interface AcceptedContexts {

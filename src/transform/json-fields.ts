@@ -40,14 +40,14 @@ const NO_PATH_PARAMETER = {
 }
 export const fieldContextOption = contextOption.refine((v) => v === undefined || !/[{}]/.test(v), NO_PATH_PARAMETER)
 /**
- * `alsoAccept` of `open` and `require-sealed`: contexts accepted beside `context` while the sealing
- * side moves from one to the other (docs/transforms.md, "Changing a context").
+ * An `alsoAccept` option: up to 8 contexts accepted beside `context` while the sealing side moves
+ * from one to the other (docs/transforms.md, "Changing a context"), each checked by `context`.
  */
-export const fieldAlsoAcceptOption = z
-  .array(contextText.refine((v) => !/[{}]/.test(v), NO_PATH_PARAMETER))
-  .min(1)
-  .max(8)
-  .optional()
+export function alsoAcceptList<T extends z.ZodTypeAny>(context: T) {
+  return z.array(context).min(1).max(8).optional()
+}
+/** `alsoAccept` of `open` and `require-sealed`: field contexts, which name no path parameter. */
+export const fieldAlsoAcceptOption = alsoAcceptList(contextText.refine((v) => !/[{}]/.test(v), NO_PATH_PARAMETER))
 export const fieldsOption = z.array(z.string()).min(1)
 export const recordsOption = z.object({ pattern: z.string(), id: z.string().min(1).max(1024) }).strict().optional()
 export const formatOption = z.enum(['auto', 'json', 'ndjson']).default('auto')
