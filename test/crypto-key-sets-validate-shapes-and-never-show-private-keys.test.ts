@@ -70,6 +70,16 @@ t.test('shapes are validated and duplicate kids refused', async (t) => {
   refused(t, () => parseKeySet({ keys: [with_({ alg: 'RSA-OAEP-256' })] }), /"kty" must be "RSA"/, 'alg does not fit kty')
   refused(t, () => parseKeySet({ keys: [with_({ use: 'sig' })] }), /"use" must be "enc"/, 'use sig')
   refused(t, () => parseKeySet({ keys: [with_({ key_ops: ['sign'] })] }), /"key_ops"/, 'key_ops sign')
+  // Found by review: key_ops was checked against the key type only, and a key was used against it.
+  refused(t, () => parseKeySet({ keys: [with_({ key_ops: [] })] }), /"key_ops" must allow deriveKey or deriveBits/, 'key_ops that allow nothing')
+  refused(t, () => parseKeySet({ keys: [with_({ key_ops: ['deriveBits', 'deriveBits'] })] }), /"key_ops" lists an operation twice/, 'a duplicate operation')
+  t.ok(parseKeySet({ keys: [with_({ key_ops: ['deriveKey'] })] }), 'an X25519 key that may derive')
+  const rsaPublic = rsa.publicJwks.keys[0]!
+  const rsaPrivate = rsa.privateJwks.keys[0]!
+  refused(t, () => parseKeySet({ keys: [{ ...rsaPublic, key_ops: ['decrypt', 'unwrapKey'] }] }), /"key_ops" must allow encrypt or wrapKey: the gateway seals to a public key/, 'a public RSA key that may only decrypt')
+  refused(t, () => parseKeySet({ keys: [{ ...rsaPrivate, key_ops: ['encrypt', 'wrapKey'] }] }), /"key_ops" must allow decrypt or unwrapKey: the gateway opens with a private key/, 'a private RSA key that may only encrypt')
+  t.ok(parseKeySet({ keys: [{ ...rsaPublic, key_ops: ['wrapKey'] }] }), 'a public RSA key that may wrap')
+  t.ok(parseKeySet({ keys: [{ ...rsaPrivate, key_ops: ['unwrapKey', 'decrypt'] }] }), 'a private RSA key that may unwrap')
   refused(t, () => parseKeySet({ keys: [with_({ crv: 'X448' })] }), /"crv" must be one of/, 'X448')
   refused(t, () => parseKeySet({ keys: [with_({ x: 'AAAA' })] }), /"x" must be 32 bytes/, 'short x')
   refused(t, () => parseKeySet({ keys: [with_({ x: `${String(pub.x).slice(0, 42)}B` })] }), /canonical base64url/, 'non-canonical x')

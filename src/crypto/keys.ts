@@ -59,6 +59,15 @@ const KEY_OPS: Readonly<Record<KeyAlgorithm['kind'], ReadonlySet<string>>> = {
   'ecdh-es+kw': new Set(['deriveKey', 'deriveBits']),
   'rsa-oaep': new Set(['encrypt', 'decrypt', 'wrapKey', 'unwrapKey']),
 }
+/**
+ * What `key_ops`, when present, must allow of a key: a public key seals (its CEK wrapped to it), a
+ * private key opens. As jose and WebCrypto read it: a public RSA key that allows only `decrypt`, or
+ * any key that allows nothing (`[]`), is refused rather than used against its own constraint.
+ */
+const KEY_USES: Readonly<Record<KeyAlgorithm['kind'], Record<'public' | 'private', ReadonlySet<string>>>> = {
+  'ecdh-es+kw': { public: new Set(['deriveKey', 'deriveBits']), private: new Set(['deriveKey', 'deriveBits']) },
+  'rsa-oaep': { public: new Set(['encrypt', 'wrapKey']), private: new Set(['decrypt', 'unwrapKey']) },
+}
 
 let privateOf: (key: RecipientKey) => KeyObject | undefined
 
@@ -308,14 +317,21 @@ function importJwk(input: unknown, source: string, at: string, options: KeySetOp
   }
   const alg = jwk.alg
   const algorithm = KEY_ALGORITHMS[alg]
-  if (jwk.key_ops !== undefined) {
-    const allowed = KEY_OPS[algorithm.kind]
-    if (!Array.isArray(jwk.key_ops) || !jwk.key_ops.every((op) => typeof op === 'string' && allowed.has(op))) {
-      fail(source, where, `"key_ops" may only list ${[...allowed].join(', ')} for ${alg}`)
-    }
-  }
   const privateMembers = PRIVATE_MEMBERS.filter((m) => jwk[m] !== undefined)
   const isPrivate = privateMembers.length > 0
+  if (jwk.key_ops !== undefined) {
+    const allowed = KEY_OPS[algorithm.kind]
+    const ops = jwk.key_ops
+    if (!Array.isArray(ops) || !ops.every((op) => typeof op === 'string' && allowed.has(op))) {
+      fail(source, where, `"key_ops" may only list ${[...allowed].join(', ')} for ${alg}`)
+    }
+    // RFC 7517 §4.3: duplicate values MUST NOT be present.
+    if (new Set(ops).size !== ops.length) fail(source, where, '"key_ops" lists an operation twice')
+    const uses = KEY_USES[algorithm.kind][isPrivate ? 'private' : 'public']
+    if (!ops.some((op) => uses.has(op as string))) {
+      fail(source, where, `"key_ops" must allow ${[...uses].join(' or ')}: the gateway ${isPrivate ? 'opens with a private key' : 'seals to a public key'}`)
+    }
+  }
   if (isPrivate && options.publicOnly) {
     fail(source, where, 'holds private key material where only public keys are allowed')
   }
