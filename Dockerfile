@@ -2,7 +2,8 @@
 # Écluse gateway image: multi-stage, production dependencies only, non-root.
 # Certificates, keys and configuration are mounted at run time, never baked in: a directory holding
 # gateway.yaml and the files it names (paths relative to gateway.yaml), as in the README:
-#   docker run --rm --read-only -v /srv/ecluse:/etc/ecluse:ro -p 8443:8443 ecluse
+#   docker run --rm --read-only --cap-drop ALL --security-opt no-new-privileges \
+#     -v /srv/ecluse:/etc/ecluse:ro -p 8443:8443 ecluse
 FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -18,6 +19,10 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY bin ./bin
+# No package manager at run time: the gateway never installs anything, and npm, corepack and yarn
+# (with their own dependency trees) would only be more code for a scanner to flag and an intruder to use.
+RUN rm -rf /usr/local/lib/node_modules /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
+    /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-*
 # The entrypoint's Node options (below), tried with this image's own node: a V8 flag it no longer
 # knows fails the build here, not every container at start ("bad option", exit 9).
 RUN ["node", "--no-concurrent-sweeping", "-e", "0"]

@@ -93,6 +93,55 @@ export function publicErrorBody(code: ErrorCode, requestId?: string): string {
 }
 
 /**
+ * The body the gateway sends in place of an upstream answer's own when the route withholds error
+ * bodies (`routes[].errorBodies: withhold`): the upstream's status, which the status line repeats, and
+ * the request id, nothing of what the upstream wrote. No `error` member: the failure is the
+ * upstream's answer, not a refusal of the gateway's.
+ */
+export function withheldAnswerBody(status: number, requestId: string): string {
+  return JSON.stringify({ upstreamStatus: status, requestId })
+}
+
+/** A gateway's own answer (`{"error":<code>,"requestId":<UUID>}`, or a withheld one's): a few dozen bytes. */
+export const MAX_GATEWAY_ANSWER_BYTES = 256
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+/**
+ * The same answer re-issued under `requestId`, if `body`, sent with `status`, is byte for byte one
+ * that an Écluse gateway writes itself: an error answer (`publicErrorBody`, with its code's status)
+ * or the body it sends in place of an upstream answer it withholds (`withheldAnswerBody`, 300–599
+ * but 304). Anything else: undefined. What a gateway in front of another passes on of its answers:
+ * nothing of the bytes but one code or status of a fixed set.
+ */
+export function readGatewayAnswer(body: Buffer, status: number | undefined, requestId: string): string | undefined {
+  if (body.length > MAX_GATEWAY_ANSWER_BYTES) return undefined
+  let doc: unknown
+  try {
+    doc = JSON.parse(body.toString('utf8'))
+  } catch {
+    return undefined
+  }
+  if (typeof doc !== 'object' || doc === null) return undefined
+  const { error, upstreamStatus, requestId: theirs } = doc as Record<string, unknown>
+  if (theirs !== undefined && (typeof theirs !== 'string' || !UUID.test(theirs))) return undefined
+  // Byte for byte: no other member, no whitespace, nothing escaped.
+  if (typeof error === 'string' && Object.hasOwn(ERROR_CODES, error)) {
+    const code = error as ErrorCode
+    const same = ERROR_CODES[code].status === status && Buffer.from(publicErrorBody(code, theirs)).equals(body)
+    return same ? publicErrorBody(code, requestId) : undefined
+  }
+  if (upstreamStatus === status && typeof status === 'number' && isWithheldStatus(status) && typeof theirs === 'string') {
+    return Buffer.from(withheldAnswerBody(status, theirs)).equals(body) ? withheldAnswerBody(status, requestId) : undefined
+  }
+  return undefined
+}
+
+/** Answers whose body `errorBodies: withhold` replaces: every one that is not a success, but a 304 (no body, a cache's answer). */
+export function isWithheldStatus(status: number): boolean {
+  return Number.isInteger(status) && status >= 300 && status <= 599 && status !== 304
+}
+
+/**
  * What a log may say of an error the gateway did not make (a plug-in stage's, a library's): its
  * name and code, never its message, which may quote the input it choked on (V8's `JSON.parse`
  * quotes up to the whole of a short one).

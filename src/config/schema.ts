@@ -160,6 +160,14 @@ export const routeSchema = z
      * many bytes are ready: a response refused within it is a clean 502, never an abort.
      */
     responseHoldBytes: byteSize.default(64 * 1024),
+    /**
+     * What crosses of an upstream answer that is not a success (a 3xx other than 304, a 4xx, a 5xx):
+     * `withhold` (the default) sends the gateway's own body in place of the upstream's (its status
+     * and the request id), so an error page's stack trace or a message quoting an opened value never
+     * reaches the sponsor; `pass` relays it like any other (to an upstream whose error bodies are a
+     * contract: another Écluse gateway, whose errors are terse by construction).
+     */
+    errorBodies: z.enum(['withhold', 'pass']).default('withhold'),
     /** Request headers forwarded upstream, in addition to the default safe set. */
     requestHeaders: z.array(headerName).default([]),
     /** Response headers relayed to the sponsor, in addition to the default safe set. */

@@ -15,7 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex, Readable } from 'node:stream'
 import type { Logger } from 'pino'
 import type { SponsorConfig } from '../config/schema.js'
-import { EcluseError, type ErrorCode, foreignErrorDetail, isEcluseError, publicErrorBody } from '../errors.js'
+import { EcluseError, type ErrorCode, foreignErrorDetail, isEcluseError, isWithheldStatus, MAX_GATEWAY_ANSWER_BYTES, publicErrorBody, readGatewayAnswer, withheldAnswerBody } from '../errors.js'
 import { isAllowed } from '../identity/authorize.js'
 import type { Principal } from '../identity/principal.js'
 import { principalOf, type RequestHandler } from '../listener/sponsor.js'
@@ -28,7 +28,7 @@ import { recognizedUpstreamError } from '../upstream/classify.js'
 import { UpstreamAbort, type UpstreamPool, type UpstreamResponse, upstreamBodyError } from '../upstream/pool.js'
 import { BodyLimit } from './body-limit.js'
 import { chain } from './chain.js'
-import { buildSponsorHeaders, buildUpstreamHeaders, narrowForTransformedResponses } from './headers.js'
+import { buildSponsorHeaders, buildUpstreamHeaders, describesTheBody, narrowForTransformedResponses } from './headers.js'
 import { HoldBack } from './hold-back.js'
 import { UploadRateGuard, type WatchedUpload } from './upload-rate.js'
 
@@ -179,6 +179,27 @@ function requestFramingProblem(req: IncomingMessage): { code: ErrorCode; detail:
 }
 /** Headers describing a body that response transforms rewrite (its type and length) or refuse (a coding). */
 const TRANSFORMED_BODY_HEADERS = ['content-type', 'content-length', 'content-encoding'] as const
+/** Of a withheld body, what is read to keep the upstream connection; a longer one is cut instead. */
+const WITHHELD_DRAIN_BYTES = 64 * 1024
+
+/**
+ * Throws away a body that will not cross. A short one is read to its end, so the upstream connection
+ * serves the next request (an error page is a few KiB); a long one is destroyed, which costs that
+ * connection but not the time to read it.
+ */
+function discardUpstreamBody(upstreamRes: UpstreamResponse): void {
+  const body = upstreamRes.body
+  const length = upstreamRes.headers['content-length']
+  if (typeof length === 'string' && !(Number(length) <= WITHHELD_DRAIN_BYTES)) {
+    body.destroy()
+    return
+  }
+  let read = 0
+  body.on('data', (chunk: Buffer) => {
+    read += chunk.length
+    if (read > WITHHELD_DRAIN_BYTES) body.destroy()
+  })
+}
 /** Methods whose requests carry content by definition (RFC 9110 §9.3): no body is empty content. */
 const CONTENT_METHODS = new Set(['POST', 'PUT', 'PATCH'])
 
@@ -521,6 +542,10 @@ class Exchange implements WatchedUpload {
     if (route.responseTransforms.length > 0) delete headers['etag']
     const noBody =
       this.#req.method === 'HEAD' || NO_BODY_STATUS.has(upstreamRes.statusCode) || upstreamRes.statusCode < 200
+    if (route.withholdErrorBodies && isWithheldStatus(upstreamRes.statusCode)) {
+      this.#answerWithheld(route, upstreamRes, headers, noBody)
+      return
+    }
     const te = upstreamRes.headers['transfer-encoding']
     if (upstreamRes.statusCode === 206 && route.responseTransforms.length > 0) {
       // No range was asked for (narrowForTransformedResponses drops it): a part is not the document the
@@ -606,6 +631,51 @@ class Exchange implements WatchedUpload {
       const ownFailure = !isEcluseError(err) && origin !== undefined && origin !== upstreamBody
       this.#abortResponse(route, res, ownFailure ? stageFailure('transform_failed', err) : err)
     })
+  }
+
+  /**
+   * An upstream answer that is not a success, on a route that withholds error bodies: its status and
+   * the fields that describe the answer (`retry-after`, `cache-control`, a route's additions) cross;
+   * its body, and every field that describes that body, do not. An error page's stack trace, or a
+   * validation message quoting a value the sidecar opened, stays on the trusted side. The gateway's
+   * own body goes in its place, through no transform: it holds nothing to seal or to check. Only an
+   * answer an Écluse gateway upstream wrote itself crosses, re-issued (`readGatewayAnswer`): the edge
+   * in front of a sidecar passes on the sidecar's codes.
+   */
+  #answerWithheld(route: CompiledRoute, upstreamRes: UpstreamResponse, headers: Record<string, string | string[]>, noBody: boolean): void {
+    const status = upstreamRes.statusCode
+    for (const name of Object.keys(headers)) if (describesTheBody(name)) delete headers[name]
+    if (!this.#req.complete) headers['connection'] = 'close'
+    let sent = false
+    const send = (body: string | undefined) => {
+      if (sent || this.#clientGone()) return
+      sent = true
+      const bytes = Buffer.from(body ?? withheldAnswerBody(status, this.#requestId))
+      if (body === undefined) this.#proxy.log.debug({ reqId: this.#requestId, route: route.name, status }, 'upstream answer body withheld (routes[].errorBodies)')
+      headers['content-type'] = 'application/json'
+      headers['content-length'] = String(bytes.length)
+      this.#res.writeHead(status, headers)
+      if (noBody) {
+        this.#res.end()
+        return
+      }
+      this.#bytesOut = bytes.length
+      this.#res.end(bytes)
+    }
+    const length = upstreamRes.headers['content-length']
+    const mayBeGatewayAnswer =
+      !noBody && upstreamRes.headers['content-type'] === 'application/json' && typeof length === 'string' && Number(length) <= MAX_GATEWAY_ANSWER_BYTES
+    if (!mayBeGatewayAnswer) {
+      discardUpstreamBody(upstreamRes)
+      send(undefined)
+      return
+    }
+    const body = upstreamRes.body
+    const chunks: Buffer[] = []
+    body.on('data', (chunk: Buffer) => chunks.push(chunk))
+    body.once('end', () => send(readGatewayAnswer(Buffer.concat(chunks), status, this.#requestId)))
+    // Cut short: what it was does not matter, none of it crosses.
+    body.once('error', () => send(undefined))
   }
 
   /**

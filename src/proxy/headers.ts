@@ -189,6 +189,22 @@ export function transformedResponseHeaderRefusal(name: string, sealsBody: boolea
   return null
 }
 
+/**
+ * Whether the response field `name` describes the body rather than the answer: its type, length,
+ * coding, language, name, location or part (every `content-*`), its version (`etag`,
+ * `last-modified`) or a digest of it. Dropped with a withheld body (`errorBodies: withhold`), which
+ * they would describe to the sponsor.
+ */
+export function describesTheBody(name: string): boolean {
+  return (
+    name.startsWith('content-') ||
+    name === 'etag' ||
+    name === 'last-modified' ||
+    PLAINTEXT_DESCRIBING_RESPONSE_HEADERS.has(name) ||
+    PLAINTEXT_DESCRIBING_RESPONSE_PREFIXES.some((p) => name.startsWith(p))
+  )
+}
+
 /** Fields that keep their first value when repeated (Node's `IncomingMessage` discard list, plus ours). */
 const SINGLETON: ReadonlySet<string> = new Set([
   'age',

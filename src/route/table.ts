@@ -34,6 +34,8 @@ export interface CompiledRoute {
   readonly requestHoldBytes: number
   /** With response transforms: bytes of transformed body held before the status line is sent. */
   readonly responseHoldBytes: number
+  /** The body of an upstream answer that is not a success is replaced by the gateway's (`errorBodies: withhold`). */
+  readonly withholdErrorBodies: boolean
   /** Principal matchers (`uri:…`, `dns:…`, `cn:…`, `ou:…`); empty allows nobody. */
   readonly allow: ReadonlySet<string>
   /** Request header names forwarded upstream: the default safe set plus the route's additions. */
@@ -374,6 +376,7 @@ function compileRoute(route: RouteConfig, index: number, config: Config, env: Tr
     maxBodyBytes: route.maxBodyBytes,
     requestHoldBytes: route.requestHoldBytes,
     responseHoldBytes: route.responseHoldBytes,
+    withholdErrorBodies: route.errorBodies === 'withhold',
     allow: new Set(route.allow),
     requestHeaderAllow: headerAllow(DEFAULT_REQUEST_HEADERS, route.requestHeaders, 'request', config.sponsor, `${key}.requestHeaders`),
     responseHeaderAllow: headerAllow(DEFAULT_RESPONSE_HEADERS, route.responseHeaders, 'response', config.sponsor, `${key}.responseHeaders`),

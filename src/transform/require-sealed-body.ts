@@ -11,7 +11,7 @@ import { Transform, type TransformCallback } from 'node:stream'
 import { z } from 'zod'
 import type { KeySet } from '../crypto/keys.js'
 import { createSealedStreamCheck } from '../crypto/stream.js'
-import { ERROR_CODES, type ErrorCode, publicErrorBody } from '../errors.js'
+import { MAX_GATEWAY_ANSWER_BYTES, readGatewayAnswer } from '../errors.js'
 import type { CryptoOpMetrics } from '../observability/metrics.js'
 import { type AcceptedContexts, alsoAcceptOption, compileAcceptedContexts } from './body-context.js'
 import { meterBodyStream } from './body-stream.js'
@@ -72,17 +72,14 @@ export class RequireSealedBodyTransform implements BodyTransform {
   }
 }
 
-/** A gateway's error body is `{"error":<code>,"requestId":<UUID>}`: a few dozen bytes. */
-const MAX_ERROR_ANSWER_BYTES = 256
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
-
 /**
- * A response labelled `application/json` crosses only if it is, byte for byte, an error answer an
- * Écluse gateway writes (`publicErrorBody`) with that code's status: the trusted side's own
- * refusals (`upstream_refused` while the service is down), which reached the sponsor as
- * `transform_failed` and counted as plaintext refused. What crosses is this gateway's answer with
- * that code (its own request id): nothing of the upstream's bytes but the code, one of a fixed set.
- * Anything else so labelled is refused like any body that is not sealed.
+ * A response labelled `application/json` crosses only if it is, byte for byte, an answer an Écluse
+ * gateway writes itself with its own status (`readGatewayAnswer`): the trusted side's refusals
+ * (`upstream_refused` while the service is down), which reached the sponsor as `transform_failed`
+ * and counted as plaintext refused, and the body it sends for a service's error answer it withholds.
+ * What crosses is this gateway's answer with that code or status (its own request id): nothing of
+ * the upstream's bytes but one of a fixed set. Anything else so labelled is refused like any body
+ * that is not sealed.
  */
 class GatewayErrorAnswer extends Transform {
   readonly #env: TransformEnv
@@ -98,7 +95,7 @@ class GatewayErrorAnswer extends Transform {
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.#bytes += chunk.length
-    if (this.#bytes > MAX_ERROR_ANSWER_BYTES) {
+    if (this.#bytes > MAX_GATEWAY_ANSWER_BYTES) {
       done(this.#refuse('a JSON body longer than an error answer'))
       return
     }
@@ -107,30 +104,14 @@ class GatewayErrorAnswer extends Transform {
   }
 
   override _flush(done: TransformCallback): void {
-    const code = gatewayErrorCode(Buffer.concat(this.#held, this.#bytes))
-    if (code === undefined || ERROR_CODES[code].status !== this.#ctx.status) done(this.#refuse('a JSON body that is not an error answer'))
-    else done(null, publicErrorBody(code, this.#ctx.requestId))
+    const answer = readGatewayAnswer(Buffer.concat(this.#held, this.#bytes), this.#ctx.status, this.#ctx.requestId)
+    if (answer === undefined) done(this.#refuse('a JSON body that is not an error answer'))
+    else done(null, answer)
   }
 
   #refuse(detail: string): Error {
     return refuseAtBegin(this.#env, this.#ctx, refusal(this.#ctx.direction, 'plaintext_refused', `require-sealed-body: ${detail}`))
   }
-}
-
-/** The code of `body` if it is, byte for byte, a gateway's error answer. */
-function gatewayErrorCode(body: Buffer): ErrorCode | undefined {
-  let doc: unknown
-  try {
-    doc = JSON.parse(body.toString('utf8'))
-  } catch {
-    return undefined
-  }
-  if (typeof doc !== 'object' || doc === null) return undefined
-  const { error, requestId } = doc as Record<string, unknown>
-  if (typeof error !== 'string' || !Object.hasOwn(ERROR_CODES, error)) return undefined
-  if (requestId !== undefined && (typeof requestId !== 'string' || !UUID.test(requestId))) return undefined
-  // Byte for byte: no other member, no whitespace, nothing escaped.
-  return Buffer.from(publicErrorBody(error as ErrorCode, requestId)).equals(body) ? (error as ErrorCode) : undefined
 }
 
 /**

@@ -120,6 +120,10 @@ t.test('the trusted side’s own error answers cross as they are; no other JSON 
   const answers: Record<string, { status: number; body: string }> = {
     'gateway-error': { status: 502, body: `{"error":"upstream_refused","requestId":"${id}"}` },
     'gateway-error-no-id': { status: 503, body: '{"error":"shutting_down"}' },
+    // The body a gateway sends for a service's error answer it withholds (errorBodies: withhold).
+    'gateway-withheld': { status: 404, body: `{"upstreamStatus":404,"requestId":"${id}"}` },
+    'withheld-other-status': { status: 502, body: `{"upstreamStatus":404,"requestId":"${id}"}` },
+    'withheld-no-id': { status: 404, body: '{"upstreamStatus":404}' },
     // 16 free bytes in a request id: "Ada Lovelace" in hex.
     'id-carrying-bytes': { status: 502, body: '{"error":"upstream_refused","requestId":"41646120-4c6f-7665-6c61-636500000000"}' },
     'error-with-a-200': { status: 200, body: `{"error":"upstream_refused","requestId":"${id}"}` },
@@ -151,10 +155,15 @@ t.test('the trusted side’s own error answers cross as they are; no other JSON 
         allow: [SPONSOR_APP],
         upstream: 'backend',
         transforms: { request: [{ type: 'require-sealed-body', recipients: 'th' }], response: [{ type: 'require-sealed-body', recipients: 'th' }] },
+        // The step judges error answers itself: with `withhold`, the default, they are answered
+        // before it runs (an-upstream-error-answer-crosses-with-its-status-and-without-its-body).
+        errorBodies: 'pass',
       },
     ],
   })
   t.teardown(s.close)
+  const withheld = await s.gw.request('/v1/photos/gateway-withheld')
+  t.same([withheld.status, withheld.json()], [404, { upstreamStatus: 404, requestId: withheld.headers['x-request-id'] }], 'a withheld answer crosses under this request id')
   for (const [what, code] of [
     ['gateway-error', 'upstream_refused'],
     ['gateway-error-no-id', 'shutting_down'],
@@ -164,7 +173,7 @@ t.test('the trusted side’s own error answers cross as they are; no other JSON 
     t.equal(res.status, answers[what]!.status, `${what}: its status`)
     t.same(res.json(), { error: code, requestId: res.headers['x-request-id'] }, `${what}: this gateway’s answer with its code, nothing else of the upstream’s`)
   }
-  for (const what of ['with-a-value', 'spaced', 'unknown-code', 'not-a-uuid', 'record', 'long', 'error-with-a-200']) {
+  for (const what of ['with-a-value', 'spaced', 'unknown-code', 'not-a-uuid', 'record', 'long', 'error-with-a-200', 'withheld-other-status', 'withheld-no-id']) {
     const res = await s.gw.request(`/v1/photos/${what}`)
     t.equal(res.status, 502, `${what}: refused`)
     t.match(res.json(), { error: 'transform_failed' }, `${what}: transform_failed`)
@@ -172,7 +181,7 @@ t.test('the trusted side’s own error answers cross as they are; no other JSON 
   }
   t.notMatch(s.gw.logs.raw.join('\n'), 'Ada', 'nor reaches the log')
   const metrics = await s.gw.metrics()
-  t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'get-photo', reason: 'plaintext_refused' }), 7, 'the seven refused, counted')
+  t.equal(metricValue(metrics, 'ecluse_transform_refusals_total', { route: 'get-photo', reason: 'plaintext_refused' }), 9, 'the nine refused, counted')
   // A request is never an error answer, and a content coding is refused as such.
   const put = await s.gw.request('/v1/photos/1', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: answers['gateway-error']!.body })
   t.equal(put.status, 422, 'a request labelled JSON: plaintext_refused, whatever it holds')
