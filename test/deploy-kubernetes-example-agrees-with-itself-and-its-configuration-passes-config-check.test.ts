@@ -71,6 +71,12 @@ t.test('the Deployment, Service and NetworkPolicy agree with the configuration',
   t.same(rules.map((rule) => rule.ports.map((p: K8s) => p.port)), [[sponsorPort], [adminPort]], 'the NetworkPolicy admits the sponsor port and the admin port, nothing else')
   t.equal(rules[0].from, undefined, 'the sponsor port from wherever the Service reaches')
   t.same(rules[1].from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], 'the admin port from the monitoring namespace only')
+  // The pod holds the private keys and the records in plaintext: its egress is listed, not open.
+  t.same(policy.spec.policyTypes, ['Ingress', 'Egress'], 'the NetworkPolicy restricts both ways')
+  const egress = policy.spec.egress as K8s[]
+  t.ok(egress.length > 0 && egress.every((rule) => rule.to?.length > 0 && rule.ports?.length > 0), 'every egress rule names its peers and its ports')
+  t.notOk(JSON.stringify(egress).includes('/0"'), 'no egress to an address block of the whole internet')
+  t.same(egress.at(-1).to, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } }, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }], 'DNS to the cluster DNS pods only')
   t.same(podMonitor.spec.podMetricsEndpoints, [{ port: 'admin', path: '/metrics', interval: '30s' }], 'Prometheus scrapes the admin port')
   for (const [what, selector] of selectorsOf(example)) t.ok(selects(example, selector), `the ${what} selects the pods`)
   t.ok(disruptionBudget.spec.minAvailable >= 1 && disruptionBudget.spec.minAvailable < deployment.spec.replicas, 'evictions keep a replica serving, and can proceed')
