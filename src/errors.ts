@@ -109,8 +109,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 /**
  * The same answer re-issued under `requestId`, if `body`, sent with `status`, is byte for byte one
  * that an Écluse gateway writes itself: an error answer (`publicErrorBody`, with its code's status)
- * or the body it sends in place of an upstream answer it withholds (`withheldAnswerBody`, 300–599
- * but 304). Anything else: undefined. What a gateway in front of another passes on of its answers:
+ * or the body it sends in place of an upstream answer it withholds (`withheldAnswerBody`, with a
+ * status `isWithheldStatus` takes). Anything else: undefined. What a gateway in front of another passes on of its answers:
  * nothing of the bytes but one code or status of a fixed set.
  */
 export function readGatewayAnswer(body: Buffer, status: number | undefined, requestId: string): string | undefined {
@@ -136,9 +136,12 @@ export function readGatewayAnswer(body: Buffer, status: number | undefined, requ
   return undefined
 }
 
-/** Answers whose body `errorBodies: withhold` replaces: every one that is not a success, but a 304 (no body, a cache's answer). */
+/**
+ * Answers whose body `errorBodies: withhold` replaces: every one that is not a success, but a 304 (no
+ * body, a cache's answer). Statuses past 599, which undici and Node take (up to 999), are no success.
+ */
 export function isWithheldStatus(status: number): boolean {
-  return Number.isInteger(status) && status >= 300 && status <= 599 && status !== 304
+  return Number.isInteger(status) && status >= 300 && status !== 304
 }
 
 /**

@@ -179,27 +179,13 @@ function requestFramingProblem(req: IncomingMessage): { code: ErrorCode; detail:
 }
 /** Headers describing a body that response transforms rewrite (its type and length) or refuse (a coding). */
 const TRANSFORMED_BODY_HEADERS = ['content-type', 'content-length', 'content-encoding'] as const
-/** Of a withheld body, what is read to keep the upstream connection; a longer one is cut instead. */
-const WITHHELD_DRAIN_BYTES = 64 * 1024
-
 /**
- * Throws away a body that will not cross. A short one is read to its end, so the upstream connection
- * serves the next request (an error page is a few KiB); a long one is destroyed, which costs that
- * connection but not the time to read it.
+ * Of a withheld body, what is read to keep the upstream connection: a body of declared length up to
+ * this, within `WITHHELD_READ_MS`. A longer one, one of unknown length, or a slower one, is cut
+ * (destroyed), which costs that connection but not the time to read it.
  */
-function discardUpstreamBody(upstreamRes: UpstreamResponse): void {
-  const body = upstreamRes.body
-  const length = upstreamRes.headers['content-length']
-  if (typeof length === 'string' && !(Number(length) <= WITHHELD_DRAIN_BYTES)) {
-    body.destroy()
-    return
-  }
-  let read = 0
-  body.on('data', (chunk: Buffer) => {
-    read += chunk.length
-    if (read > WITHHELD_DRAIN_BYTES) body.destroy()
-  })
-}
+const WITHHELD_DRAIN_BYTES = 64 * 1024
+const WITHHELD_READ_MS = 1_000
 /** Methods whose requests carry content by definition (RFC 9110 §9.3): no body is empty content. */
 const CONTENT_METHODS = new Set(['POST', 'PUT', 'PATCH'])
 
@@ -644,14 +630,29 @@ class Exchange implements WatchedUpload {
    */
   #answerWithheld(route: CompiledRoute, upstreamRes: UpstreamResponse, headers: Record<string, string | string[]>, noBody: boolean): void {
     const status = upstreamRes.statusCode
+    const body = upstreamRes.body
     for (const name of Object.keys(headers)) if (describesTheBody(name)) delete headers[name]
     if (!this.#req.complete) headers['connection'] = 'close'
+    const length = upstreamRes.headers['content-length']
+    const declared = typeof length === 'string' ? Number(length) : Number.NaN
+    // An Écluse gateway's own answer is short, JSON and of declared length: only such a body is read
+    // before answering. Any other is drained after, if short and of declared length, or cut.
+    const mayBeGatewayAnswer = !noBody && upstreamRes.headers['content-type'] === 'application/json' && declared <= MAX_GATEWAY_ANSWER_BYTES
     let sent = false
-    const send = (body: string | undefined) => {
-      if (sent || this.#clientGone()) return
+    const send = (answer: string | undefined): void => {
+      if (sent) return
       sent = true
-      const bytes = Buffer.from(body ?? withheldAnswerBody(status, this.#requestId))
-      if (body === undefined) this.#proxy.log.debug({ reqId: this.#requestId, route: route.name, status }, 'upstream answer body withheld (routes[].errorBodies)')
+      // Another path may have answered meanwhile: the upload-rate guard's 408, an abort. A second
+      // status line would throw out of this listener and take the process down with it.
+      if (this.#code !== undefined || this.#res.headersSent || this.#clientGone()) {
+        body.destroy()
+        return
+      }
+      const bytes = Buffer.from(answer ?? withheldAnswerBody(status, this.#requestId))
+      this.#proxy.log.debug(
+        { reqId: this.#requestId, route: route.name, status },
+        answer === undefined ? 'upstream answer body withheld (routes[].errorBodies)' : "upstream gateway's own answer re-issued (routes[].errorBodies)",
+      )
       headers['content-type'] = 'application/json'
       headers['content-length'] = String(bytes.length)
       this.#res.writeHead(status, headers)
@@ -662,15 +663,21 @@ class Exchange implements WatchedUpload {
       this.#bytesOut = bytes.length
       this.#res.end(bytes)
     }
-    const length = upstreamRes.headers['content-length']
-    const mayBeGatewayAnswer =
-      !noBody && upstreamRes.headers['content-type'] === 'application/json' && typeof length === 'string' && Number(length) <= MAX_GATEWAY_ANSWER_BYTES
+    // The upstream connection is the pool's again only once the body is over: a body that trickles
+    // would hold it long after the sponsor had its answer (undici's body timeout is an idle timer).
+    const deadline = setTimeout(() => {
+      send(undefined)
+      body.destroy()
+    }, WITHHELD_READ_MS)
+    deadline.unref()
+    body.once('close', () => clearTimeout(deadline))
     if (!mayBeGatewayAnswer) {
-      discardUpstreamBody(upstreamRes)
+      // A HEAD's body is empty, whatever length it declares for its GET's.
+      if (noBody || declared <= WITHHELD_DRAIN_BYTES) body.resume()
+      else body.destroy()
       send(undefined)
       return
     }
-    const body = upstreamRes.body
     const chunks: Buffer[] = []
     body.on('data', (chunk: Buffer) => chunks.push(chunk))
     body.once('end', () => send(readGatewayAnswer(Buffer.concat(chunks), status, this.#requestId)))

@@ -191,19 +191,24 @@ export function transformedResponseHeaderRefusal(name: string, sealsBody: boolea
 
 /**
  * Whether the response field `name` describes the body rather than the answer: its type, length,
- * coding, language, name, location or part (every `content-*`), its version (`etag`,
- * `last-modified`) or a digest of it. Dropped with a withheld body (`errorBodies: withhold`), which
+ * coding, language, location, file name or part, its version (`etag`, `last-modified`) or a digest
+ * of it. Dropped with a withheld body (`errorBodies: withhold`), which
  * they would describe to the sponsor.
  */
 export function describesTheBody(name: string): boolean {
-  return (
-    name.startsWith('content-') ||
-    name === 'etag' ||
-    name === 'last-modified' ||
-    PLAINTEXT_DESCRIBING_RESPONSE_HEADERS.has(name) ||
-    PLAINTEXT_DESCRIBING_RESPONSE_PREFIXES.some((p) => name.startsWith(p))
-  )
+  return BODY_DESCRIBING_RESPONSE_HEADERS.has(name) || PLAINTEXT_DESCRIBING_RESPONSE_HEADERS.has(name) || PLAINTEXT_DESCRIBING_RESPONSE_PREFIXES.some((p) => name.startsWith(p))
 }
+/** The representation's own metadata (RFC 9110 §8), beside the digests above. */
+const BODY_DESCRIBING_RESPONSE_HEADERS: ReadonlySet<string> = new Set([
+  'content-type',
+  'content-length',
+  'content-encoding',
+  'content-language',
+  'content-location',
+  'content-disposition',
+  'etag',
+  'last-modified',
+])
 
 /** Fields that keep their first value when repeated (Node's `IncomingMessage` discard list, plus ours). */
 const SINGLETON: ReadonlySet<string> = new Set([

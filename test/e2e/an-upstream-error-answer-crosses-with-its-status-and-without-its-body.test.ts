@@ -7,9 +7,14 @@
  * crosses, re-issued: the edge passes on the sidecar's. `errorBodies: pass` relays them as before.
  */
 import { randomUUID } from 'node:crypto'
+import { once } from 'node:events'
 import type { ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import tls from 'node:tls'
 import t from 'tap'
-import type { UpstreamHandler } from '../helpers/harness.js'
+import { request as undiciRequest } from 'undici'
+import { Harness, type UpstreamHandler } from '../helpers/harness.js'
 import {
   CANARY,
   canaryRecord,
@@ -25,6 +30,14 @@ import {
 
 const STACK = `Error: passport ${CANARY.passport} refused\n    at validate (/srv/accreditation/src/validate.js:42:11)`
 const UPSTREAM_ID = randomUUID()
+/** The upstream connection each kind of answer went out on, and whether the long ones were written to their end. */
+const socketOf = new Map<string, Socket>()
+const wroteToTheEnd = new Set<string>()
+
+/** Resolves once `socket` has closed (at once if it has). */
+async function closed(socket: Socket): Promise<void> {
+  if (!socket.destroyed) await once(socket, 'close')
+}
 
 function send(res: ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
   res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), ...extra }).end(body)
@@ -34,6 +47,7 @@ function send(res: ServerResponse, status: number, type: string, body: string, e
 const service: UpstreamHandler = (req, res) => {
   req.resume()
   const path = req.url!.replace(/^\/v1\/(withheld|passed|sealed)\//, '')
+  socketOf.set(path, req.socket)
   const describing = { 'content-language': 'fr', etag: '"e1"', 'last-modified': 'Sat, 05 Dec 2026 10:00:00 GMT', 'content-disposition': 'inline; filename="stack.html"' }
   switch (path) {
     case 'stack':
@@ -53,10 +67,28 @@ const service: UpstreamHandler = (req, res) => {
           if (!res.write(line)) return void res.once('drain', more)
         }
         res.end()
+        wroteToTheEnd.add('huge')
       }
       res.on('error', () => {})
       return more()
     }
+    case 'trickle': {
+      // A short body of declared length, one byte at a time: it would hold the connection for 6 s.
+      res.writeHead(500, { 'content-type': 'text/plain', 'content-length': 20 })
+      let left = 20
+      const drip = setInterval(() => {
+        if (res.destroyed) return void clearInterval(drip)
+        res.write('x')
+        if (--left === 0) {
+          clearInterval(drip)
+          res.end()
+          wroteToTheEnd.add('trickle')
+        }
+      }, 300)
+      return
+    }
+    case 'status-600':
+      return send(res, 600, 'text/plain', STACK)
     case 'gateway-error':
       return send(res, 502, 'application/json', JSON.stringify({ error: 'upstream_refused', requestId: UPSTREAM_ID }))
     case 'gateway-error-short':
@@ -120,6 +152,10 @@ t.test('one gateway: error answers cross with their status and the gateway’s b
   const missing = await s.gw.request('/v1/withheld/missing')
   t.equal(missing.status, 404)
   t.same(missing.json(), withheld(404, missing.headers['x-request-id']))
+  // A short body of declared length is read to its end: its upstream connection serves on. (Not
+  // after a HEAD below: undici closes every connection a HEAD went out on.)
+  await sleep(200)
+  t.notOk(socketOf.get('missing')!.destroyed, 'the connection of a short withheld body is kept')
   const redirect = await s.gw.request('/v1/withheld/redirect')
   t.equal(redirect.status, 302)
   t.same(redirect.json(), withheld(302, redirect.headers['x-request-id']), 'a redirect’s body names no internal URL')
@@ -134,6 +170,16 @@ t.test('one gateway: error answers cross with their status and the gateway’s b
   const huge = await s.gw.request('/v1/withheld/huge')
   t.equal(huge.status, 503)
   t.same(huge.json(), withheld(503, huge.headers['x-request-id']))
+  await closed(socketOf.get('huge')!)
+  t.notOk(wroteToTheEnd.has('huge'), 'its upstream connection was cut before the body was written out')
+  // A short body that trickles is cut after a second: it holds no upstream connection for long.
+  const trickle = await s.gw.request('/v1/withheld/trickle')
+  t.same([trickle.status, trickle.json()], [500, withheld(500, trickle.headers['x-request-id'])])
+  await closed(socketOf.get('trickle')!)
+  t.notOk(wroteToTheEnd.has('trickle'), 'its upstream connection was cut before the body trickled out')
+  // Statuses past 599 (undici takes up to 999) are no success either.
+  const past = await s.gw.request('/v1/withheld/status-600')
+  t.same([past.status, past.json()], [600, withheld(600, past.headers['x-request-id'])], 'a 600 is withheld too')
 
   // An Écluse gateway's own answers are re-issued under this gateway's request id, and nothing else is.
   const gatewayError = await s.gw.request('/v1/withheld/gateway-error')
@@ -167,12 +213,61 @@ t.test('one gateway: error answers cross with their status and the gateway’s b
   t.equal(passed.text, `<pre>${STACK}</pre>`)
   t.equal(passed.headers['content-language'], 'fr')
 
-  for (const text of [stack.text, missing.text, redirect.text, huge.text, sealedStack.text, s.gw.logs.text()]) t.equal(leaksCanary(text), undefined, 'no canary crossed or was logged')
+  for (const text of [stack.text, missing.text, redirect.text, huge.text, trickle.text, past.text, sealedStack.text, s.gw.logs.text()]) {
+    t.equal(leaksCanary(text), undefined, 'no canary crossed or was logged')
+  }
   t.ok(s.gw.logs.lines.some((l) => l['msg'] === 'upstream answer body withheld (routes[].errorBodies)' && l['status'] === 500), 'the log says a body was withheld, and not what it held')
+  t.ok(s.gw.logs.lines.some((l) => l['msg'] === "upstream gateway's own answer re-issued (routes[].errorBodies)" && l['status'] === 502), 'and when an upstream gateway’s own answer was passed on')
+})
 
-  // The connection to the upstream was kept for short bodies: the next requests are served.
-  const after = await s.gw.request('/v1/withheld/ok')
-  t.equal(after.status, 200)
+t.test('an answer the gateway gives meanwhile (a slow upload’s 408, a client gone) is the only one: the withheld answer is dropped', async (t) => {
+  const GW_ERR = JSON.stringify({ error: 'upstream_refused', requestId: UPSTREAM_ID })
+  const h = await Harness.start({
+    // The upload guard judges from its first tick on (a grace of 1 ms).
+    sponsor: { limits: { minBodyBytesPerSecond: 100, bodyGraceMs: 1 } },
+    handler: (req, res) => {
+      req.resume()
+      // An early answer that may be a gateway's own: JSON, short, of declared length; its body comes later.
+      res.writeHead(502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(GW_ERR) })
+      res.flushHeaders()
+      const later = setTimeout(() => res.end(GW_ERR), 3000)
+      res.on('close', () => clearTimeout(later))
+    },
+  })
+  t.teardown(() => h.close())
+
+  // A POST at 2 bytes/s: the guard refuses it (408) while the gateway still reads the upstream's answer.
+  const out = await new Promise<string>((resolve) => {
+    const socket = tls.connect(h.sponsorTls())
+    let text = ''
+    let drip: NodeJS.Timeout | undefined
+    socket.setEncoding('utf8')
+    socket.on('secureConnect', () => {
+      socket.write('POST /v1/records/early HTTP/1.1\r\nhost: localhost\r\ncontent-length: 100\r\n\r\n')
+      drip = setInterval(() => socket.destroyed || socket.write('x'), 500)
+    })
+    socket.on('data', (d: string) => {
+      text += d
+    })
+    socket.on('error', () => {})
+    socket.on('close', () => {
+      clearInterval(drip)
+      resolve(text)
+    })
+  })
+  t.match(out, /^HTTP\/1\.1 408 /, 'the slow upload is refused 408')
+  t.equal(out.match(/HTTP\/1\.1 /g)?.length, 1, 'one status line, and the process did not fall over a second')
+  // The client leaves while the gateway reads the upstream's short answer: nothing is written, nothing thrown.
+  const gone = new AbortController()
+  const pending = undiciRequest(`${h.sponsorOrigin}/v1/records/gone`, { dispatcher: h.agent(), signal: gone.signal }).catch((err: Error) => err)
+  await sleep(300)
+  gone.abort()
+  await pending
+  await sleep(200)
+  const access = h.logs.find('access').at(-1)
+  t.match(access, { route: 'records', aborted: true, status: 0 }, 'the access line says the client left')
+  const after = await h.request('/v1/records/next')
+  t.equal(after.status, 502, 'the gateway serves on')
 })
 
 t.test('edge and sidecar: a value opened for the service never comes back in its error answer, and the sidecar’s codes reach the sponsor', async (t) => {
