@@ -670,6 +670,12 @@ class Exchange implements WatchedUpload {
       body.destroy()
     }, WITHHELD_READ_MS)
     deadline.unref()
+    // Reset in the same read as the head: it errs and closes before anyone listens.
+    if (body.destroyed) {
+      clearTimeout(deadline)
+      send(undefined)
+      return
+    }
     body.once('close', () => clearTimeout(deadline))
     if (!mayBeGatewayAnswer) {
       // A HEAD's body is empty, whatever length it declares for its GET's.

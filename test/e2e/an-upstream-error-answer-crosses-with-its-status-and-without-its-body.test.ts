@@ -7,7 +7,7 @@
  * crosses, re-issued: the edge passes on the sidecar's. `errorBodies: pass` relays them as before.
  */
 import { randomUUID } from 'node:crypto'
-import { once } from 'node:events'
+import { EventEmitter, once } from 'node:events'
 import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -53,7 +53,9 @@ const service: UpstreamHandler = (req, res) => {
     case 'stack':
       return send(res, 500, 'text/html', `<pre>${STACK}</pre>`, { 'retry-after': '7', 'cache-control': 'no-store', ...describing })
     case 'missing':
-      return send(res, 404, 'application/json', JSON.stringify({ error: 'not_found', holder: CANARY.name }))
+      return send(res, 404, 'application/json', JSON.stringify({ error: 'not_found', holder: CANARY.name }), { 'content-security-policy': "default-src 'none'" })
+    case 'range':
+      return send(res, 416, 'text/plain', STACK, { 'content-range': 'bytes */5120' })
     case 'redirect':
       return send(res, 302, 'text/html', '<a href="https://admin.trusted.internal/records/7">moved</a>', { location: 'https://admin.trusted.internal/records/7' })
     case 'huge': {
@@ -120,7 +122,7 @@ const route = (name: string, extra: Record<string, unknown> = {}) => ({
   path: `/v1/${name}/:what`,
   allow: [SPONSOR_APP],
   upstream: 'backend',
-  responseHeaders: ['location', 'content-disposition'],
+  responseHeaders: ['location', 'content-disposition', 'content-security-policy', 'content-range'],
   ...extra,
 })
 
@@ -134,7 +136,7 @@ t.test('one gateway: error answers cross with their status and the gateway’s b
     routes: [
       route('withheld'),
       route('passed', { errorBodies: 'pass' }),
-      route('sealed', { responseHeaders: ['location'], transforms: { response: [{ type: 'seal', recipients: 'th', fields: ['/passport'] }] } }),
+      route('sealed', { responseHeaders: ['location', 'content-security-policy'], transforms: { response: [{ type: 'seal', recipients: 'th', fields: ['/passport'] }] } }),
     ],
   })
   t.teardown(s.close)
@@ -152,6 +154,10 @@ t.test('one gateway: error answers cross with their status and the gateway’s b
   const missing = await s.gw.request('/v1/withheld/missing')
   t.equal(missing.status, 404)
   t.same(missing.json(), withheld(404, missing.headers['x-request-id']))
+  t.equal(missing.headers['content-security-policy'], "default-src 'none'", 'a field the route lists that says how to treat the answer crosses')
+  const range = await s.gw.request('/v1/withheld/range')
+  t.same([range.status, range.json()], [416, withheld(416, range.headers['x-request-id'])])
+  t.equal(range.headers['content-range'], undefined, 'the length a content-range gives is of the withheld body’s representation')
   // A short body of declared length is read to its end: its upstream connection serves on. (Not
   // after a HEAD below: undici closes every connection a HEAD went out on.)
   await sleep(200)
@@ -222,6 +228,7 @@ t.test('one gateway: error answers cross with their status and the gateway’s b
 
 t.test('an answer the gateway gives meanwhile (a slow upload’s 408, a client gone) is the only one: the withheld answer is dropped', async (t) => {
   const GW_ERR = JSON.stringify({ error: 'upstream_refused', requestId: UPSTREAM_ID })
+  const answered = new EventEmitter()
   const h = await Harness.start({
     // The upload guard judges from its first tick on (a grace of 1 ms).
     sponsor: { limits: { minBodyBytesPerSecond: 100, bodyGraceMs: 1 } },
@@ -230,6 +237,7 @@ t.test('an answer the gateway gives meanwhile (a slow upload’s 408, a client g
       // An early answer that may be a gateway's own: JSON, short, of declared length; its body comes later.
       res.writeHead(502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(GW_ERR) })
       res.flushHeaders()
+      answered.emit(req.url!)
       const later = setTimeout(() => res.end(GW_ERR), 3000)
       res.on('close', () => clearTimeout(later))
     },
@@ -257,14 +265,20 @@ t.test('an answer the gateway gives meanwhile (a slow upload’s 408, a client g
   })
   t.match(out, /^HTTP\/1\.1 408 /, 'the slow upload is refused 408')
   t.equal(out.match(/HTTP\/1\.1 /g)?.length, 1, 'one status line, and the process did not fall over a second')
-  // The client leaves while the gateway reads the upstream's short answer: nothing is written, nothing thrown.
+  // A guard more than a regression test: the client leaves while the gateway reads the upstream's
+  // short answer (its head is there, its body not yet): nothing is written, nothing thrown.
   const gone = new AbortController()
+  const headSent = once(answered, '/v1/records/gone')
   const pending = undiciRequest(`${h.sponsorOrigin}/v1/records/gone`, { dispatcher: h.agent(), signal: gone.signal }).catch((err: Error) => err)
-  await sleep(300)
+  await headSent
+  await sleep(100)
   gone.abort()
   await pending
-  await sleep(200)
-  const access = h.logs.find('access').at(-1)
+  let access: Record<string, unknown> | undefined
+  for (let i = 0; i < 50 && access === undefined; i++) {
+    access = h.logs.find('access').find((l) => l['aborted'] === true)
+    if (access === undefined) await sleep(100)
+  }
   t.match(access, { route: 'records', aborted: true, status: 0 }, 'the access line says the client left')
   const after = await h.request('/v1/records/next')
   t.equal(after.status, 502, 'the gateway serves on')
