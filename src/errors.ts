@@ -110,8 +110,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
  * The same answer re-issued under `requestId`, if `body`, sent with `status`, is byte for byte one
  * that an Écluse gateway writes itself: an error answer (`publicErrorBody`, with its code's status)
  * or the body it sends in place of an upstream answer it withholds (`withheldAnswerBody`, with a
- * status `isWithheldStatus` takes). Anything else: undefined. What a gateway in front of another passes on of its answers:
- * nothing of the bytes but one code or status of a fixed set.
+ * status `isWithheldStatus` takes). Anything else: undefined. So a gateway in front of another
+ * passes on nothing of its answers' bytes but one code or status of a fixed set.
  */
 export function readGatewayAnswer(body: Buffer, status: number | undefined, requestId: string): string | undefined {
   if (body.length > MAX_GATEWAY_ANSWER_BYTES) return undefined

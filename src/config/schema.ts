@@ -161,7 +161,7 @@ export const routeSchema = z
      */
     responseHoldBytes: byteSize.default(64 * 1024),
     /**
-     * What crosses of an upstream answer that is not a success (a 3xx other than 304, a 4xx, a 5xx):
+     * What crosses of an upstream answer that is not a success (any status from 300 but 304):
      * `withhold` (the default) sends the gateway's own body in place of the upstream's (its status
      * and the request id), so an error page's stack trace or a message quoting an opened value never
      * reaches the sponsor; `pass` relays it like any other (to an upstream whose error bodies are a

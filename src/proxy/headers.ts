@@ -192,8 +192,8 @@ export function transformedResponseHeaderRefusal(name: string, sealsBody: boolea
 /**
  * Whether the response field `name` describes the body rather than the answer: its type, length,
  * coding, language, location, file name or part, its version (`etag`, `last-modified`) or a digest
- * of it. Dropped with a withheld body (`errorBodies: withhold`), which
- * they would describe to the sponsor.
+ * of it. Dropped with a withheld body (`errorBodies: withhold`), which they would describe to the
+ * sponsor.
  */
 export function describesTheBody(name: string): boolean {
   return BODY_DESCRIBING_RESPONSE_HEADERS.has(name) || PLAINTEXT_DESCRIBING_RESPONSE_HEADERS.has(name) || PLAINTEXT_DESCRIBING_RESPONSE_PREFIXES.some((p) => name.startsWith(p))
