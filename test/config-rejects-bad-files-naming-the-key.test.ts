@@ -35,11 +35,11 @@ const cases: Array<[file: string, lines: string[]]> = [
   ['short-watch-interval.yaml', [`${dir}/short-watch-interval.yaml: reload.watchIntervalMs: must be 0 (off) or at least 1000`]],
   [
     'duplicate-yaml-key.yaml',
-    [`${dir}/duplicate-yaml-key.yaml:22:5: routes[0].allow: written twice (Map keys must be unique)`],
+    [`${dir}/duplicate-yaml-key.yaml:22:5: routes[0].allow: written twice`],
   ],
   [
     'alias-bomb.yaml',
-    [`${dir}/alias-bomb.yaml: Excessive alias count indicates a resource exhaustion attack`],
+    [`${dir}/alias-bomb.yaml: an alias that names no anchor before it, or more than 50 aliases`],
   ],
   [
     'many-problems.yaml',
@@ -152,6 +152,29 @@ t.test('a wrong value is described by its type, never echoed', async (t) => {
   t.equal(err.code, 'config_invalid')
   t.equal(err.message, 'x.yaml: sponsor.tls.cert: expected string, got a list')
   t.notMatch(err.message, secret)
+})
+
+t.test('YAML syntax errors name the file, the line and the problem, never the text they stumbled on', async (t) => {
+  // Found by review: yaml's own messages quote the file (the value after a stray colon, and after one
+  // syntax error every later scalar, tags, anchor names), and a failed reload logs its message.
+  const secret = 'hunter2-CANARY-SECRET'
+  const cases = [
+    [`passphrase\n: ${secret}\n`, /^x\.yaml:2:\d+: unexpected text here/],
+    [`sponsor:\n  tls: !${secret} x\n`, /^x\.yaml:2:8: a tag outside the YAML 1\.2 core schema/],
+    [`a: *${secret}\n`, /^x\.yaml: an alias that names no anchor before it/],
+    [`%${secret} x\n---\na: 1\n`, /^x\.yaml:1:1: a directive/],
+  ] as const
+  for (const [text, message] of cases) {
+    const err = t.throws(() => parseConfig(text, 'x.yaml'), { code: 'config_invalid', message }) as EcluseError
+    t.notMatch(err.message, secret, 'the text is not quoted')
+    t.equal(err.cause, undefined, 'nor kept as a cause, whose message a log would write out')
+  }
+  // One stray colon at the top of a long file: every later value was quoted, megabytes of them.
+  const long = `passphrase\n: x\n${Array.from({ length: 2000 }, (_, i) => `k${i}: ${secret}-${i}`).join('\n')}\n`
+  const err = t.throws(() => parseConfig(long, 'x.yaml')) as EcluseError
+  t.notMatch(err.message, secret)
+  t.equal(err.message.split('\n').length, 51, 'at most 50 problems, and a line saying how many more')
+  t.match(err.message, /x\.yaml: … and \d+ more$/)
 })
 
 t.test('YAML syntax errors, unknown tags and empty files name the file and the line', async (t) => {

@@ -130,6 +130,31 @@ t.test('an error under another key than err, and a header list under headers, ar
   t.same(undici.request.headers, ['host', 'gw', 'authorization', REDACTED, 'accept', '*/*'])
 })
 
+t.test('an error under a nested err, in a list or in bindings, and headers as name/value pairs are censored too', async (t) => {
+  // Found by review: `err` was left to pino's serializer at every depth, which serializes only the
+  // top-level one, so `{ ctx: { err } }` went out with the error's own properties in clear; and a
+  // header list of pairs (fetch's HeadersInit, Object.entries) was searched as values.
+  const out = capture()
+  const secret = 'CANARY-SECRET-9b27'
+  const failure = Object.assign(new Error('failed'), { privateKey: secret, headers: { authorization: secret } })
+  const log = createLogger({ level: 'debug', destination: out.stream })
+  log.error({ ctx: { err: failure } }, 'nested err')
+  log.error({ errors: [{ err: failure }] }, 'err in a list')
+  log.child({ ctx: { err: failure, password: secret } }).child({ token: secret }).error('in bindings, a child’s and its child’s')
+  log.info({ headers: [['Authorization', secret], ['accept', '*/*'], ['cookie', secret]] }, 'pairs')
+  const text = out.text()
+  t.equal(out.lines.length, 4)
+  t.notOk(text.includes(secret), 'the secret never appears')
+  const [nested, listed, bound, pairs] = out.lines.map((l) => JSON.parse(l))
+  t.same(nested.ctx.err.privateKey, REDACTED)
+  t.same(nested.ctx.err.headers, { authorization: REDACTED })
+  t.equal(nested.ctx.err.message, 'failed', 'serialised as the top-level err is')
+  t.same(listed.errors[0].err.privateKey, REDACTED)
+  t.same(bound.ctx.err.privateKey, REDACTED)
+  t.same([bound.ctx.password, bound.token], [REDACTED, REDACTED], 'pino writes a child’s bindings without the bindings formatter: scrubbed all the same')
+  t.same(pairs.headers, [['Authorization', REDACTED], ['accept', '*/*'], ['cookie', REDACTED]], 'the value of a sensitive pair')
+})
+
 t.test('an error keeps its type under err, and an error that points back at itself is logged, not a crash', async (t) => {
   const out = capture()
   const log = createLogger({ level: 'debug', destination: out.stream })

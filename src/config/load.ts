@@ -8,7 +8,7 @@
  */
 import { isIP } from 'node:net'
 import { dirname, resolve } from 'node:path'
-import { type Document, isPair, isScalar, isSeq, parseDocument, visit } from 'yaml'
+import { type Document, isPair, isScalar, isSeq, parseDocument, visit, type ErrorCode as YamlErrorCode } from 'yaml'
 import type { z } from 'zod'
 import { EcluseError } from '../errors.js'
 import { readBoundedFile, unreadable } from '../read-bounded-file.js'
@@ -30,6 +30,33 @@ export const MAX_SEQUENCE_ITEMS = 10_000
 
 /** How many problems one message lists before it stops (a wrong file can produce hundreds). */
 const MAX_LISTED_ISSUES = 50
+
+/** What each of yaml's diagnostics says, in our words: its own messages quote the file. */
+const YAML_PROBLEMS: Readonly<Record<YamlErrorCode, string>> = {
+  ALIAS_PROPS: 'an alias with a tag or an anchor of its own',
+  BAD_ALIAS: 'an alias that names no anchor',
+  BAD_COLLECTION_TYPE: 'a tag that does not fit its collection',
+  BAD_DIRECTIVE: 'a directive that is not %YAML 1.2 or %TAG',
+  BAD_DQ_ESCAPE: 'an invalid escape in a double-quoted string',
+  BAD_INDENT: 'bad indentation',
+  BAD_PROP_ORDER: 'an anchor or a tag in the wrong place',
+  BAD_SCALAR_START: 'a plain value that starts with a reserved character',
+  BLOCK_AS_IMPLICIT_KEY: 'a block collection used as a key',
+  BLOCK_IN_FLOW: 'a block collection inside a flow collection',
+  DUPLICATE_KEY: 'a key written twice',
+  IMPOSSIBLE: 'a YAML syntax error',
+  KEY_OVER_1024_CHARS: 'an implicit key over 1024 characters',
+  MISSING_CHAR: 'a missing character (an unclosed quote, bracket or brace?)',
+  MULTILINE_IMPLICIT_KEY: 'an implicit key over more than one line',
+  MULTIPLE_ANCHORS: 'a node with two anchors',
+  MULTIPLE_DOCS: 'more than one YAML document',
+  MULTIPLE_TAGS: 'a node with two tags',
+  NON_STRING_KEY: 'a key that is not a string',
+  RESOURCE_EXHAUSTION: 'too many aliases',
+  TAB_AS_INDENT: 'a tab used as indentation',
+  TAG_RESOLVE_FAILED: 'a tag outside the YAML 1.2 core schema (no !!binary, !!set, !!timestamp or custom tags)',
+  UNEXPECTED_TOKEN: 'unexpected text here (a stray colon, dash or quote?)',
+}
 
 /**
  * Headers the gateway can never use to carry its own value (the principal, the request id): they
@@ -164,15 +191,17 @@ function parseYaml(text: string, source: string): unknown {
   // Warnings (unknown tags, …) are errors too: a value we do not understand is not a value we use.
   const diagnostics = [...doc.errors, ...doc.warnings]
   if (diagnostics.length > 0) {
-    const lines = diagnostics.map((e) => {
-      // With prettyErrors the first line ends in "at line L, column C:" and a code frame follows;
-      // keep the position as `file:L:C:` and drop the frame (it would echo the file's values).
+    const lines = diagnostics.slice(0, MAX_LISTED_ISSUES).map((e) => {
+      // Said from the code and the position only: yaml's messages quote the file's text (a value
+      // after a stray colon, every scalar after a syntax error, tags and anchor names), which may be
+      // a secret, and which a reload failure would write to the log (found by review).
       const pos = e.linePos?.[0]
       const where = pos === undefined ? '' : `${pos.line}:${pos.col}:`
-      const message = firstLine(e.message).replace(/ at line \d+, column \d+:?$/, '')
+      const problem = YAML_PROBLEMS[e.code] ?? e.code
       const key = e.code === 'DUPLICATE_KEY' ? keyPathAt(doc, e.pos[0]) : undefined
-      return key === undefined ? `${source}:${where} ${message}` : `${source}:${where} ${key}: written twice (${message})`
+      return key === undefined ? `${source}:${where} ${problem}` : `${source}:${where} ${key}: written twice`
     })
+    if (diagnostics.length > MAX_LISTED_ISSUES) lines.push(`${source}: … and ${diagnostics.length - MAX_LISTED_ISSUES} more`)
     throw new EcluseError('config_invalid', lines.join('\n'))
   }
   // A `__proto__` key would become the prototype of its mapping, or vanish, depending on who reads
@@ -183,11 +212,10 @@ function parseYaml(text: string, source: string): unknown {
   if (long !== undefined) throw new EcluseError('config_invalid', `${source}: ${long}: more than ${MAX_SEQUENCE_ITEMS} items`)
   try {
     return doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT })
-  } catch (err) {
-    // Excessive or unresolved aliases end up here (a ReferenceError from yaml).
-    throw new EcluseError('config_invalid', `${source}: ${firstLine(err instanceof Error ? err.message : String(err))}`, {
-      cause: err,
-    })
+  } catch {
+    // Excessive or unresolved aliases end up here (a ReferenceError from yaml, which names the
+    // alias: not quoted, nor kept as a cause, whose message the log would write out).
+    throw new EcluseError('config_invalid', `${source}: an alias that names no anchor before it, or more than ${MAX_ALIAS_COUNT} aliases`)
   }
 }
 
@@ -385,10 +413,5 @@ function normalizeHost(host: string): string {
     h = new URL(`http://[${h}]/`).hostname.slice(1, -1)
   }
   return h
-}
-
-function firstLine(message: string): string {
-  const i = message.indexOf('\n')
-  return i === -1 ? message : message.slice(0, i)
 }
 

@@ -130,8 +130,9 @@ function scrub(obj: Record<string, unknown>, depth: number): Record<string, unkn
       continue
     }
     const v = obj[k]
-    // Under `err`, pino's own serializer (then this scrub) takes the Error, as it always did.
-    if (k === 'err' && v instanceof Error) continue
+    // Under the top-level `err`, pino's own serializer (then this scrub) takes the Error, as it always
+    // did. pino serializes no deeper `err`: one there is serialised below like an Error under any key.
+    if (depth === 0 && k === 'err' && v instanceof Error) continue
     if (depth < SCRUB_MAX_DEPTH && typeof v === 'object' && v !== null) {
       const s = scrubValue(v, depth + 1, k === 'rawHeaders' || k === 'rawTrailers' || k === 'headers')
       if (s !== v) {
@@ -157,6 +158,12 @@ function scrubValue(v: object, depth: number, namesAndValues = false): unknown {
         if (out === v) out = v.slice()
         out[i + 1] = REDACTED
         i++
+        continue
+      }
+      // The same list as name/value pairs (fetch's `HeadersInit`, `Object.entries(headers)`).
+      if (namesAndValues && Array.isArray(item) && item.length === 2 && typeof item[0] === 'string' && isSensitiveName(item[0])) {
+        if (out === v) out = v.slice()
+        out[i] = [item[0], REDACTED]
         continue
       }
       if (typeof item === 'object' && item !== null) {
@@ -229,6 +236,21 @@ export function exitAfterLog(code: number): void {
 }
 
 /**
+ * pino runs `formatters.bindings` on the root logger's bindings only: a child's are written as they
+ * are (found by review). Every child of `log`, and theirs (they inherit this `child`), has its
+ * bindings scrubbed as a log object is.
+ */
+function scrubbingChildren(log: Logger): Logger {
+  type Child = (this: Logger, bindings: pino.Bindings, options?: pino.ChildLoggerOptions) => Logger
+  const child = log.child as unknown as Child
+  const scrubbed: Child = function (bindings, options) {
+    return child.call(this, scrubLogObject(bindings), options)
+  }
+  log.child = scrubbed as unknown as Logger['child']
+  return log
+}
+
+/**
  * The gateway logger.
  *
  * @example
@@ -248,10 +270,10 @@ export function createLogger(opts: LoggerOptions): Logger {
       log: scrubLogObject,
     },
   }
-  if (opts.destination !== undefined) return pino(options, opts.destination)
-  if (stdoutLog !== undefined) return pino(options, stdoutLog)
+  if (opts.destination !== undefined) return scrubbingChildren(pino(options, opts.destination))
+  if (stdoutLog !== undefined) return scrubbingChildren(pino(options, stdoutLog))
   stdoutLog = openStdoutLog()
-  const log = pino(options, stdoutLog)
+  const log = scrubbingChildren(pino(options, stdoutLog))
   if (stdoutLog.fallback !== undefined) {
     log.warn(
       { error: stdoutLog.fallback },
