@@ -39,14 +39,13 @@ import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client'
 import { AdminServer, type Readiness } from './admin/server.js'
 import { BootSignals } from './boot-signals.js'
 import { loadConfigFile } from './config/load.js'
+import { LOADED_AGAIN, loadSettledFiles } from './config/load-settled.js'
 import type { Config } from './config/schema.js'
-import { loadAllTls } from './config/tls-material.js'
-import { type ChangeOutcome, type ConfigWatcher, configFilesDigest } from './config/watch.js'
+import type { ChangeOutcome, ConfigWatcher } from './config/watch.js'
 import { Gateway, startWatcher, watcherFor } from './main.js'
 import { createLogger, exitAfterLog } from './observability/logger.js'
 import { GatewayMetrics } from './observability/metrics.js'
 import { compileRouteTable } from './route/table.js'
-import { loadKeySets } from './transform/key-sets.js'
 
 /** The most workers `--workers` accepts (bounded by default; more than this is a typo). */
 export const MAX_WORKERS = 256
@@ -58,9 +57,6 @@ export const STABLE_AFTER_MS = 10_000
 const READINESS_ASK_MS = 2_000
 /** How long the primary waits for one worker's reload outcome (no answer: not retried). */
 const RELOAD_ASK_MS = 60_000
-/** A worker whose files changed while it loaded them loads them again after this, doubling up to the next. */
-const SETTLE_FIRST_MS = 1000
-const SETTLE_MAX_MS = 60_000
 /** How often the primary asks each ready worker for a sign of life (each ask waits `READINESS_ASK_MS`). */
 export const LIVENESS_INTERVAL_MS = 5_000
 /** Unanswered asks in a row after which a worker is killed and restarted: ≈ 15 s of a stuck event loop. */
@@ -96,14 +92,14 @@ export function restartDelay(failures: number, baseMs = 250, maxMs = 30_000): nu
 
 /**
  * `configDigest` in a worker's messages: the digest of the files the configuration it runs was loaded
- * from (`Gateway.configDigest`), `null` when they changed while it loaded them. Sent with `ready`
- * and after every reload, applied or refused, so the primary sees workers that run different files.
+ * from (`Gateway.configDigest`). Sent with `ready` and after every reload, applied or refused, so the
+ * primary sees workers that run different files.
  */
 interface ReadyMessage {
   readonly ecluse: 'ready'
   readonly sponsorPort: number
   readonly drainTimeoutMs: number
-  readonly configDigest: string | null
+  readonly configDigest: string
 }
 /**
  * Sent by a worker after a reload it was signalled for directly (not asked by the primary), whatever
@@ -112,7 +108,7 @@ interface ReadyMessage {
 interface DrainMessage {
   readonly ecluse: 'drain'
   readonly drainTimeoutMs: number
-  readonly configDigest: string | null
+  readonly configDigest: string
 }
 /** The primary asks a ready worker to reload (SIGHUP to the primary, or its file watcher). */
 interface ReloadQuery {
@@ -128,7 +124,7 @@ interface ReloadAnswer {
   readonly id: number
   readonly ok: boolean | null
   readonly drainTimeoutMs: number
-  readonly configDigest: string | null
+  readonly configDigest: string
 }
 interface ReadinessQuery {
   readonly ecluse: 'readiness?'
@@ -191,10 +187,10 @@ export async function runCluster(configPath: string, options: ClusterOptions, si
   let primary: ClusterPrimary
   try {
     // The primary watches the files (workers do not): a change is relayed as SIGHUP is. Its
-    // baseline is read before the primary loads the files, and so before any worker does.
-    const baseline = await configFilesDigest(configPath)
+    // baseline is the digest of the files as the primary loaded them, before any worker did: a
+    // change after that reaches every worker through a relayed reload.
     primary = await ClusterPrimary.start(configPath, options)
-    watcher = watcherFor(configPath, primary.config, baseline)
+    watcher = watcherFor(configPath, primary.config, primary.configDigest)
   } catch (err) {
     signals.failed()
     throw err
@@ -229,8 +225,8 @@ interface Slot {
   sponsorPort: number
   /** The worker's own drain deadline, as it last reported it (a reload may change it). */
   drainTimeoutMs: number
-  /** The digest of the files its worker runs, as it last reported it (see `ReadyMessage`). */
-  configDigest: string | null
+  /** The digest of the files its worker runs, as it last reported it (see `ReadyMessage`); none before it did. */
+  configDigest: string | undefined
   /** A reload was asked for while this slot's worker was booting: asked once it reports ready. */
   reloadPending: boolean
   /** Who waits for the outcome of that deferred reload (settled with nothing if the worker goes). */
@@ -248,9 +244,6 @@ function cumulativeOnly(metrics: RegistryJson): RegistryJson {
   // prom-client's typings say an enum; at run time `type` is the exposition's word.
   return metrics.filter((m) => ['counter', 'histogram'].includes(String(m.type)))
 }
-
-/** How the divergence warning names a worker whose files changed while it loaded them (no digest). */
-const CHANGED_WHILE_LOADING = 'changed_while_loading'
 
 /** The gateway families the primary counts itself, added to its workers' in its scrape. */
 const PRIMARY_GATEWAY_FAMILIES = new Set(['ecluse_open_connections', 'ecluse_log_lines_dropped_total'])
@@ -285,6 +278,8 @@ class ClusterAdminMetrics extends GatewayMetrics {
 class ClusterPrimary {
   readonly #configPath: string
   readonly #config: Config
+  /** The digest of the files as the primary loaded them at boot (its watcher's baseline). */
+  readonly configDigest: string
   readonly #log: Logger
   readonly #slots: Slot[] = []
   readonly #byWorkerId = new Map<number, Slot>()
@@ -315,9 +310,10 @@ class ClusterPrimary {
   /** The ready workers run different files (see `#judgeDigests`): how, or nothing while they agree. */
   #divergence: { readonly key: string; readonly detail: string } | undefined
 
-  private constructor(configPath: string, config: Config, log: Logger, options: ClusterOptions) {
+  private constructor(configPath: string, config: Config, configDigest: string, log: Logger, options: ClusterOptions) {
     this.#configPath = configPath
     this.#config = config
+    this.configDigest = configDigest
     this.#log = log
     this.#restartDelayMs = options.restartDelayMs ?? 250
     this.#maxRestartDelayMs = options.maxRestartDelayMs ?? 30_000
@@ -347,7 +343,7 @@ class ClusterPrimary {
         restartTimer: undefined,
         sponsorPort: 0,
         drainTimeoutMs: config.shutdown.drainTimeoutMs,
-        configDigest: null,
+        configDigest: undefined,
       })
     }
     const own = new Registry()
@@ -401,11 +397,11 @@ class ClusterPrimary {
     // The same checks as `config check`, once, before any fork: a broken file fails here with the
     // loader's message instead of N workers failing with it. The key sets are read for the check
     // (profile, files, every step's key set) and dropped: only workers seal and open.
-    const config = await loadConfigFile(configPath)
-    await loadAllTls(config)
+    const { config, keySets, configDigest, loads } = await loadSettledFiles(configPath)
     const log = createLogger({ level: config.log.level }).child({ role: 'primary' })
-    compileRouteTable(config, { log, keySets: await loadKeySets(config) })
-    const primary = new ClusterPrimary(configPath, config, log, options)
+    if (loads > 1) log.info({ loads }, LOADED_AGAIN)
+    compileRouteTable(config, { log, keySets })
+    const primary = new ClusterPrimary(configPath, config, configDigest, log, options)
     primary.#adminPort = (await primary.#admin.listen()).port
     cluster.on('message', (worker, msg: unknown) => primary.#onMessage(worker, msg))
     cluster.on('exit', (worker, code, signal) => primary.#onExit(worker, code, signal))
@@ -481,7 +477,8 @@ class ClusterPrimary {
    * workers only leaves them on different configurations.
    *
    * @returns `ok: false` when any worker's reload failed, `ok: true` when every worker asked answered
-   *   that it applied, nothing otherwise (no worker, no answer in time, a worker gone or draining)
+   *   that it applied (with the digest of the files they applied, when all applied the same), nothing
+   *   otherwise (no worker, no answer in time, a worker gone or draining)
    */
   async reload(): Promise<ChangeOutcome> {
     if (this.#stopping) return undefined
@@ -523,13 +520,16 @@ class ClusterPrimary {
     }
     this.#judgeDigests()
     if (failed > 0) return { ok: false }
-    return applied === asked.length && applied > 0 ? { ok: true } : undefined
+    if (applied < asked.length || applied === 0) return undefined
+    // Every worker applied the same files: the watcher's next starting point.
+    const digests = new Set(answers.map((a) => a?.configDigest))
+    return digests.size === 1 ? { ok: true, configDigest: [...digests][0] } : { ok: true }
   }
 
   /**
    * Compares the digests of the files the ready workers run (see `ReadyMessage`). Workers that run
    * different files (one restarted after a change its siblings refused to reload boots from the new
-   * files; a reload applied by some workers only; files swapped while a worker loaded them) would
+   * files; a reload applied by some workers only; files changed between two workers' boots) would
    * each answer a request by their own configuration, one refusing a client the other serves: until
    * they agree again the pod is not ready (`workers_diverged`), the gauge says 1 and one warning per
    * divergence names how many workers run which digest. Not judged while a relayed reload is in
@@ -540,11 +540,11 @@ class ClusterPrimary {
     if (this.#reloadsInFlight > 0 || this.#stopping) return
     const byDigest = new Map<string, number[]>()
     for (const slot of this.#slots) {
-      if (!slot.ready || slot.worker === undefined) continue
-      const digest = slot.configDigest ?? CHANGED_WHILE_LOADING
-      byDigest.set(digest, [...(byDigest.get(digest) ?? []), slot.worker.id])
+      // A ready worker has reported its digest with `ready`.
+      if (!slot.ready || slot.worker === undefined || slot.configDigest === undefined) continue
+      byDigest.set(slot.configDigest, [...(byDigest.get(slot.configDigest) ?? []), slot.worker.id])
     }
-    if (byDigest.size <= 1 && !byDigest.has(CHANGED_WHILE_LOADING)) {
+    if (byDigest.size <= 1) {
       if (this.#divergence !== undefined) {
         this.#log.info({ digest: [...byDigest.keys()][0], workers: [...byDigest.values()][0]?.length ?? 0 }, 'workers run the same configuration again')
       }
@@ -697,7 +697,7 @@ class ClusterPrimary {
     if (slot.lastMetrics !== undefined) this.#retired.push(cumulativeOnly(slot.lastMetrics))
     slot.lastMetrics = undefined
     this.#settleReloadWaiters(slot, undefined)
-    slot.configDigest = null
+    slot.configDigest = undefined
     // The workers left may agree.
     this.#judgeDigests()
     const clean = code === 0 && signal === null
@@ -866,8 +866,8 @@ async function runWorker(configPath: string, signals: BootSignals): Promise<void
     else if (ecluse === 'metrics?') void registry.getMetricsAsJSON().then((metrics) => send({ ecluse: 'metrics', id, metrics }))
     else if (ecluse === 'reload?') {
       // A draining worker reloads nothing, and that is no failure of the files to retry.
-      if (stopping) send({ ecluse: 'reloaded', id, ok: null, drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest ?? null })
-      else void reload().then(({ ok }) => send({ ecluse: 'reloaded', id, ok, drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest ?? null }))
+      if (stopping) send({ ecluse: 'reloaded', id, ok: null, drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest })
+      else void gateway.reload().then(({ ok }) => send({ ecluse: 'reloaded', id, ok, drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest }))
     }
   })
 
@@ -885,35 +885,10 @@ async function runWorker(configPath: string, signals: BootSignals): Promise<void
       },
     )
   }
-  // A draining gateway refuses reloads itself (`Gateway.reload`). Files that changed while this
-  // worker loaded them leave it without a digest, which the primary counts as diverged: it loads them
-  // again, 1 s later, then 2 s, 4 s… up to a minute, until a load finds them unchanged throughout.
-  let settleDelayMs = SETTLE_FIRST_MS
-  let settleTimer: NodeJS.Timeout | undefined
-  const settleDigest = () => {
-    if (gateway.configDigest !== undefined) settleDelayMs = SETTLE_FIRST_MS
-    if (stopping || gateway.configDigest !== undefined || settleTimer !== undefined) return
-    settleTimer = setTimeout(() => {
-      settleTimer = undefined
-      // A reload since (relayed, or a SIGHUP) may have found the files settled.
-      if (stopping || gateway.configDigest !== undefined) return
-      void gateway.reload().then(() => {
-        send({ ecluse: 'drain', drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest ?? null })
-        settleDelayMs = Math.min(settleDelayMs * 2, SETTLE_MAX_MS)
-        settleDigest()
-      })
-    }, settleDelayMs)
-    settleTimer.unref()
-  }
-  const reload = () =>
-    gateway.reload().then((outcome) => {
-      settleDigest()
-      return outcome
-    })
   // A SIGHUP sent to this worker directly: its new drain deadline is all the primary needs.
   const reloadOnSignal = () => {
     if (stopping) return
-    void reload().then(() => send({ ecluse: 'drain', drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest ?? null }))
+    void gateway.reload().then(() => send({ ecluse: 'drain', drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest }))
   }
   signals.started({ reload: reloadOnSignal, stop })
   // The primary went away (crash or SIGKILL): drain and exit rather than serve unsupervised. Node's
@@ -925,7 +900,6 @@ async function runWorker(configPath: string, signals: BootSignals): Promise<void
 
   // A stop held during boot is draining already: such a worker is not ready to serve.
   if (stopping) return
-  const ready: ReadyMessage = { ecluse: 'ready', sponsorPort: gateway.sponsorPort, drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest ?? null }
+  const ready: ReadyMessage = { ecluse: 'ready', sponsorPort: gateway.sponsorPort, drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest }
   process.send?.(ready)
-  settleDigest()
 }

@@ -10,10 +10,10 @@ import type { Logger } from 'pino'
 import { AdminServer, type Readiness } from './admin/server.js'
 import { BootSignals } from './boot-signals.js'
 import { fileModeWarnings } from './config/key-file-modes.js'
-import { loadConfigFile } from './config/load.js'
+import { LOADED_AGAIN, loadSettledFiles } from './config/load-settled.js'
 import { type Config, idleTimeoutProblems } from './config/schema.js'
-import { type ClientTlsMaterial, loadAllTls } from './config/tls-material.js'
-import { type ChangeOutcome, ConfigWatcher, configFilesDigest, filesDigest, filesOf } from './config/watch.js'
+import type { AllTlsMaterial, ClientTlsMaterial } from './config/tls-material.js'
+import { type ChangeOutcome, ConfigWatcher, filesOf } from './config/watch.js'
 import type { KeySet } from './crypto/keys.js'
 import { EcluseError } from './errors.js'
 import { SponsorListener } from './listener/sponsor.js'
@@ -22,7 +22,7 @@ import { classifyTlsFailure, GatewayMetrics } from './observability/metrics.js'
 import { ProxyHandler, type ProxyState } from './proxy/exchange.js'
 import { compileRouteTable, type RouteTable } from './route/table.js'
 import './transform/builtin.js'
-import { jwksDocuments, loadKeySets } from './transform/key-sets.js'
+import { jwksDocuments } from './transform/key-sets.js'
 import type { TransformEnv } from './transform/types.js'
 import { UpstreamPool } from './upstream/pool.js'
 
@@ -34,7 +34,7 @@ import { UpstreamPool } from './upstream/pool.js'
  * arrived, the check before promoting it). Public facts only: no key material.
  */
 export function loadedMaterial(
-  tls: Awaited<ReturnType<typeof loadAllTls>>,
+  tls: AllTlsMaterial,
   keySets: ReadonlyMap<string, KeySet>,
 ): {
   certificates: Record<string, string>
@@ -58,19 +58,10 @@ function bundleDigest(pem: Buffer): string {
 }
 
 /**
- * The digest of the files a load read (see `filesDigest`): taken before and after it, it is the
- * digest when both agree, and nothing when the files changed meanwhile (a Kubernetes `..data` swap
- * during the load): what was loaded may then mix the two versions.
+ * What a reload did: swapped everything for the files of `configDigest` (see `Gateway.configDigest`),
+ * or kept the previous state for `error`.
  */
-async function digestAround(before: string, configPath: string, loaded: Config): Promise<string | undefined> {
-  const after = await filesDigest(configPath, filesOf(loaded))
-  return before === after ? after : undefined
-}
-
-const CHANGED_WHILE_LOADING = 'the configuration files changed while they were loaded; what runs may mix both versions until the next reload'
-
-/** What a reload did: swapped everything, or kept the previous state for `error`. */
-export type ReloadResult = { ok: true } | { ok: false; error: string }
+export type ReloadResult = { ok: true; configDigest: string } | { ok: false; error: string }
 
 export interface GatewayOptions {
   /** Overrides the configured logger (tests capture logs this way). */
@@ -119,7 +110,7 @@ export class Gateway {
   /** The reload running now, and the one queued behind it (see `reload`). */
   #reloading: Promise<ReloadResult> | undefined
   #reloadQueued: Promise<ReloadResult> | undefined
-  #configDigest: string | undefined
+  #configDigest: string
 
   private constructor(
     configPath: string,
@@ -127,10 +118,12 @@ export class Gateway {
     log: Logger,
     metrics: GatewayMetrics,
     state: ProxyState,
-    sponsorTls: Awaited<ReturnType<typeof loadAllTls>>['sponsor'],
+    sponsorTls: AllTlsMaterial['sponsor'],
+    configDigest: string,
   ) {
     this.configPath = configPath
     this.#config = config
+    this.#configDigest = configDigest
     this.log = log
     this.metrics = metrics
     this.#upstreams = state.upstreams as Map<string, UpstreamPool>
@@ -146,25 +139,19 @@ export class Gateway {
 
   static async start(configPath: string, options: GatewayOptions = {}): Promise<Gateway> {
     setDefaultHighWaterMark(false, STREAM_HIGH_WATER_MARK)
-    const before = await configFilesDigest(configPath)
-    const config = await loadConfigFile(configPath)
+    const { config, tls, keySets, configDigest, loads } = await loadSettledFiles(configPath)
     const log = options.log ?? createLogger({ level: config.log.level })
-    const tls = await loadAllTls(config)
     const metrics = new GatewayMetrics({ routes: config.routes.map((r) => r.name) })
-    const keySets = await loadKeySets(config)
     const env: TransformEnv = { log, keySets, metrics: metrics.crypto }
     const routes = compileRouteTable(config, env)
     metrics.bindLiveRoutes(routeSeries(routes))
     const jwks = jwksDocuments(config, keySets)
-    // Every file has been read: nothing below reads one.
-    const configDigest = await digestAround(before, configPath, config)
     const modeWarnings = await fileModeWarnings(config, configPath)
     const upstreams = new Map<string, UpstreamPool>()
     for (const [name, cfg] of Object.entries(config.upstreams)) {
       upstreams.set(name, Gateway.#pool(name, cfg, tls.upstreams.get(name)!, metrics))
     }
-    const gateway = new Gateway(configPath, config, log, metrics, { routes, upstreams, sponsor: config.sponsor, jwks }, tls.sponsor)
-    gateway.#configDigest = configDigest
+    const gateway = new Gateway(configPath, config, log, metrics, { routes, upstreams, sponsor: config.sponsor, jwks }, tls.sponsor, configDigest)
     gateway.#recordCertificates(tls)
     try {
       gateway.sponsorPort = (await gateway.sponsor.listen()).port
@@ -183,7 +170,7 @@ export class Gateway {
       },
       'écluse gateway started',
     )
-    if (configDigest === undefined) log.warn(CHANGED_WHILE_LOADING)
+    if (loads > 1) log.info({ loads }, LOADED_AGAIN)
     warnOfFileModes(modeWarnings, log)
     return gateway
   }
@@ -241,10 +228,10 @@ export class Gateway {
 
   /**
    * The digest of the files the configuration in use was loaded from (the configuration file, every
-   * certificate, CA bundle, key and key set it names), or nothing when they changed while they were
-   * loaded. A reload that failed leaves it as it was.
+   * certificate, CA bundle, key and key set it names), as they were from the start to the end of that
+   * load. A reload that failed leaves it as it was.
    */
-  get configDigest(): string | undefined {
+  get configDigest(): string {
     return this.#configDigest
   }
 
@@ -279,8 +266,8 @@ export class Gateway {
 
   async #reloadOnce(): Promise<ReloadResult> {
     try {
-      const before = await configFilesDigest(this.configPath)
-      const config = await loadConfigFile(this.configPath)
+      // One version of the files, read whole (see src/config/load-settled.ts).
+      const { config, tls, keySets, configDigest, loads } = await loadSettledFiles(this.configPath)
       // The file's own idle timeout passed the schema, but the listener keeps the one it booted with:
       // upstream timeouts raised past it would have their 504s cut (see idleTimeoutProblems).
       const running = this.sponsor.idleTimeoutMs
@@ -291,12 +278,8 @@ export class Gateway {
           `sponsor.limits.idleTimeoutMs as running (${running}; a reload does not change it, a restart does) ${tooShort[0]}`,
         )
       }
-      const tls = await loadAllTls(config)
-      // Key sets too: built in full before the swap below, so a broken key file keeps the old ones.
-      const keySets = await loadKeySets(config)
       const routes = compileRouteTable(config, { log: this.log, keySets, metrics: this.metrics.crypto })
       const jwks = jwksDocuments(config, keySets)
-      const configDigest = await digestAround(before, this.configPath, config)
       // Asked before the swap, said after it: from the swap to the answer nothing but logging runs.
       const modeWarnings = await fileModeWarnings(config, this.configPath)
       const old = this.#config
@@ -356,9 +339,9 @@ export class Gateway {
         { routes: routes.routes.length, listenersChanged, loaded: loadedMaterial(tls, keySets), configDigest },
         listenersChanged ? 'reloaded; listener address changes need a restart' : 'reloaded',
       )
-      if (configDigest === undefined) this.log.warn(CHANGED_WHILE_LOADING)
+      if (loads > 1) this.log.info({ loads }, LOADED_AGAIN)
       warnOfFileModes(modeWarnings, this.log)
-      return { ok: true }
+      return { ok: true, configDigest }
     } catch (err) {
       this.metrics.reload('failed')
       const error = err instanceof Error ? err.message : String(err)
@@ -410,7 +393,7 @@ export class Gateway {
     await Promise.allSettled([closed, this.admin.close(), ...pools.map((p) => p.destroy())])
   }
 
-  #recordCertificates(tls: Awaited<ReturnType<typeof loadAllTls>>): void {
+  #recordCertificates(tls: AllTlsMaterial): void {
     // The set of names changes with the configuration: a removed upstream's expiry must not stay
     // behind for an alert to fire on.
     this.metrics.clearCertificateExpiry()
@@ -438,10 +421,10 @@ function routeSeries(table: RouteTable): Array<{ name: string; transformed: bool
  * The file watcher of `reload.watchIntervalMs` (fixed at boot) of the configuration a process
  * loaded, or nothing when it is 0. Built from that configuration, not from another read of the file:
  * one caught mid-write there would leave a gateway that asks for a watcher without one. `baseline`
- * is the files' digest taken before that load (see `ConfigWatcher.baseline`); nothing makes the
- * first check reload. {@link startWatcher} starts its checks.
+ * is the digest of the files that load read (the same before and after it): the first check reloads
+ * only if they changed since. {@link startWatcher} starts its checks.
  */
-export function watcherFor(configPath: string, config: Config, baseline: string | undefined): ConfigWatcher | undefined {
+export function watcherFor(configPath: string, config: Config, baseline: string): ConfigWatcher | undefined {
   if (config.reload.watchIntervalMs === 0) return undefined
   return new ConfigWatcher(configPath, filesOf(config), config.reload.watchIntervalMs, baseline)
 }
@@ -465,7 +448,7 @@ export async function runGateway(configPath: string, signals: BootSignals = new 
     signals.failed()
     throw err
   }
-  // Its baseline is the digest the gateway took before it loaded the files.
+  // Its baseline is the digest of the files the gateway loaded.
   const watcher = watcherFor(configPath, gateway.config, gateway.configDigest)
   let stopping = false
   const stop = (signal: NodeJS.Signals) => {

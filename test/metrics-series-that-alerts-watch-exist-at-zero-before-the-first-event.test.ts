@@ -75,7 +75,7 @@ t.test('a reload that fails binds no series for the routes it would have added; 
   t.match(after, /ecluse_transform_refusals_total\{route="verify",reason="open_failed"\} 0/, 'the live route keeps its series')
 
   await withRoutes([verify('verify', 'th'), verify('added', 'th')])
-  t.same(await s.gw.gateway.reload(), { ok: true })
+  t.match(await s.gw.gateway.reload(), { ok: true })
   const live = await s.gw.metrics()
   t.match(live, /ecluse_transform_refusals_total\{route="added",reason="plaintext_refused"\} 0/, 'the route that went live has its refusal series at 0')
   t.match(live, /ecluse_requests_total\{side="sponsor",route="added"\} 0/, 'and its request series')

@@ -14,8 +14,9 @@
  * log. A new change is tried at once.
  *
  * The same digest ({@link filesDigest}) says what a gateway runs: taken before and after it loads
- * the files, it is the watcher's baseline, and with `--workers` each worker's report to the primary,
- * which compares them (src/cluster.ts).
+ * the files (src/config/load-settled.ts), it is the watcher's baseline and, after each reload the
+ * watcher asked for, its new starting point; with `--workers` it is each worker's report to the
+ * primary, which compares them (src/cluster.ts).
  */
 import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
@@ -28,8 +29,11 @@ const MAX_WATCHED_BYTES = MAX_CONFIG_BYTES
 /** The longest wait between two tries of a change that failed to load. */
 const MAX_RETRY_DELAY_MS = 10 * 60_000
 
-/** What the action on a change reports: a reload's result, or nothing (the cluster's relay). */
-export type ChangeOutcome = { readonly ok: boolean } | undefined
+/**
+ * What the action on a change reports: a reload's result, with the digest of the files it applied
+ * when it knows it; or nothing (a relayed reload some workers did not answer).
+ */
+export type ChangeOutcome = { readonly ok: boolean; readonly configDigest?: string } | undefined
 
 /** A file a configuration names: the setting that names it, and whether it holds a private key. */
 export interface NamedFile {
@@ -183,6 +187,9 @@ export class ConfigWatcher {
         this.#log?.info({ files: this.#files.length + 1 }, 'configuration files changed; reloading')
       }
       const outcome = await this.#onChange()
+      // What the reload loaded, when it says: files that changed again between this check's read and
+      // the reload's are running already, and the next check must not reload them a second time.
+      if (outcome?.ok === true && outcome.configDigest !== undefined) this.#fingerprint = outcome.configDigest
       if (outcome?.ok === false) {
         this.#retryDelayMs = Math.min(Math.max(2 * this.#retryDelayMs, 2 * this.#intervalMs), MAX_RETRY_DELAY_MS)
         this.#retryAt = Date.now() + this.#retryDelayMs

@@ -19,7 +19,7 @@ t.test('a chain through an intermediate is judged whole when a reload changes th
   const client = { certPem: `${leaf.certPem}${intermediate.certPem}`, keyPem: leaf.keyPem }
 
   const open = (session?: Buffer) => openSponsorConnection(h, client, session)
-  const withClientCa = async (pem: string) => t.same(await reloadSponsorBundle(h, pem), { ok: true })
+  const withClientCa = async (pem: string) => t.match(await reloadSponsorBundle(h, pem), { ok: true })
   const settle = () => new Promise((r) => setTimeout(r, 300))
 
   const full = await open()

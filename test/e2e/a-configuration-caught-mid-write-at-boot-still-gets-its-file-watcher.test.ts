@@ -4,12 +4,15 @@
  * was silently left out, the gateway's own read found the file whole, and the gateway ran without
  * its watcher and without a line to say so. The watcher is now built from the configuration the
  * gateway (or, with `--workers`, the primary) loaded. The first read is made to see a prefix of the
- * file by a preload (test/helpers/config-caught-mid-write.ts), on cue.
+ * file by a preload (test/helpers/config-caught-mid-write.ts), on cue: the boot sees the files change
+ * while it loads them and loads them again (src/config/load-settled.ts), so what it runs, and the
+ * watcher's starting point, are the whole file.
  */
 import { appendFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { stringify } from 'yaml'
+import { LOADED_AGAIN } from '../../src/config/load-settled.js'
 import { ClusterProcess } from '../helpers/cluster.js'
 import { echoHandler, GatewayProcess, gatewayConfig, TestUpstream } from '../helpers/harness.js'
 import { makeTestPki } from '../helpers/pki.js'
@@ -42,7 +45,7 @@ async function until(what: () => boolean, label: string): Promise<void> {
   }
 }
 
-t.test('ecluse serve: the gateway watches the files it loaded, and says the first read saw them change', async (t) => {
+t.test('ecluse serve: the gateway loads the files again, watches them, and does not reload them at its first check', async (t) => {
   const configPath = await watchedConfig(t)
   const gateway = new GatewayProcess(configPath, { nodeArgs: CAUGHT_MID_WRITE })
   t.teardown(() => gateway.kill())
@@ -50,15 +53,16 @@ t.test('ecluse serve: the gateway watches the files it loaded, and says the firs
   await gateway.logged('écluse gateway started')
   await until(() => logged(WATCHING).length === 1, 'the gateway runs without the watcher its configuration asks for')
   t.equal(logged(WATCHING)[0]!['watchIntervalMs'], 1000)
-  // The preload did act: the digest taken before the load saw the prefix, the one after it the whole.
-  t.equal(logged('the configuration files changed while they were loaded; what runs may mix both versions until the next reload').length, 1)
-  t.equal(logged('écluse gateway started')[0]!['configDigest'], undefined)
-  // So the watcher's first check reloads, and the digest is known from then on.
-  await until(() => logged('reloaded').length === 1, 'the first check does not reload')
-  t.match(logged('reloaded')[0]!['configDigest'], /^sha256:[0-9a-f]{64}$/)
+  // The preload did act: the digest taken before the first load saw the prefix, the one after it the whole.
+  t.same(logged(LOADED_AGAIN).map((l) => l['loads']), [2], 'the first load saw the files change: they were loaded again, once')
+  t.match(logged('écluse gateway started')[0]!['configDigest'], /^sha256:[0-9a-f]{64}$/)
+  // What runs is the whole file, which is the watcher's starting point: its first checks find nothing.
+  await new Promise((r) => setTimeout(r, 2500))
+  t.equal(logged('reloaded').length, 0, 'nothing changed since the load: no reload')
   // And a change made now is seen.
   await appendFile(configPath, '# changed\n')
-  await until(() => logged('reloaded').length === 2, 'a change is not reloaded')
+  await until(() => logged('reloaded').length === 1, 'a change is not reloaded')
+  t.not(logged('reloaded')[0]!['configDigest'], logged('écluse gateway started')[0]!['configDigest'])
   gateway.child.kill('SIGTERM')
 })
 
@@ -68,11 +72,14 @@ t.test('ecluse serve --workers 2: the primary watches the files it loaded', asyn
   const { admin } = await cluster.started()
   await cluster.until(() => cluster.logged(WATCHING).length === 1, 'the primary runs without the watcher its configuration asks for')
   t.equal(cluster.logged(WATCHING)[0]!['role'], 'primary')
-  // Its baseline was the prefix: the first check relays a reload, which every worker applies.
-  await cluster.until(() => cluster.logged('workers reloaded').length === 1, 'the first check does not reload')
+  // The primary's first load saw the prefix and the whole: it loaded the files again.
+  t.same(cluster.logged(LOADED_AGAIN).map((l) => [l['role'], l['loads']]), [['primary', 2]])
+  // Its baseline is the whole file, which the workers loaded too: its first checks relay nothing.
+  await new Promise((r) => setTimeout(r, 2500))
+  t.equal(cluster.logged('relaying a reload to the workers').length, 0, 'nothing changed since the load: no reload')
   t.equal(await cluster.readyStatus(admin), 200)
   await appendFile(configPath, '# changed\n')
-  await cluster.until(() => cluster.logged('workers reloaded').length === 2, 'a change is not reloaded')
+  await cluster.until(() => cluster.logged('workers reloaded').length === 1, 'a change is not reloaded')
   cluster.child.kill('SIGTERM')
   t.equal(await cluster.exited, 0)
   t.equal(cluster.stderr, '')

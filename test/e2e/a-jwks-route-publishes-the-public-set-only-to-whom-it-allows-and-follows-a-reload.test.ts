@@ -79,7 +79,7 @@ t.test('the jwks route: public members only, its headers, HEAD, its ACL, no upst
   // A rotation: the next GET publishes the new set.
   const second = await writeKeyFiles(dir, 'jwks-b')
   await copyFile(second.privatePath, first.privatePath)
-  t.same(await s.gw.gateway.reload(), { ok: true })
+  t.match(await s.gw.gateway.reload(), { ok: true })
   const after = (await s.gw.request('/.well-known/jwks.json')).json() as { keys: Array<Record<string, unknown>> }
   t.same(
     after.keys.map((k) => k['kid']),

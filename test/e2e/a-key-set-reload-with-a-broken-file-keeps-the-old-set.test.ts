@@ -113,7 +113,7 @@ t.test('a reload with a broken key file keeps the old set, sealing and opening, 
 
   // Fixed: the rotated set, both files.
   await writeSet(dir, rotated.priv, rotated.pub)
-  t.same(await s.gw.gateway.reload(), { ok: true }, 'the fixed files load')
+  t.match(await s.gw.gateway.reload(), { ok: true }, 'the fixed files load')
   const after = await seal()
   t.equal(after.kid, 'k-new', 'the next value is sealed to the new key')
   t.equal(await open(before.body), `${CANARY.passport}-1`, 'a value sealed before the reload still opens')

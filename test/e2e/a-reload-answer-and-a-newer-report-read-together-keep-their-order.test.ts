@@ -1,6 +1,6 @@
 /**
  * Found by a re-review: a worker's reload answer and its next report (a `drain` message, after a
- * reload its settling made) can reach a busy primary in one read. Node emits both messages before
+ * reload it was signalled for directly) can reach a busy primary in one read. Node emits both messages before
  * any promise continuation runs, and the answer's digest was noted in its question's continuation:
  * the older digest overwrote the newer one, and the primary judged the workers diverged (or agreed)
  * on what one of them no longer ran. Each answer's digest is now noted as it arrives. The primary is

@@ -35,7 +35,7 @@ t.test('an upload that straddles a reload replacing its upstream pool completes 
   // New settings for the upstream: a new pool, the old one retired.
   const upstreams = h.config['upstreams'] as Record<string, Record<string, unknown>>
   await h.writeConfig({ ...h.config, upstreams: { backend: { ...upstreams['backend'], connectTimeoutMs: 1500 } } })
-  t.same(await h.gateway.reload(), { ok: true }, 'the reload applies')
+  t.match(await h.gateway.reload(), { ok: true }, 'the reload applies')
   t.equal(h.gateway.proxy.retiredPools.length, 1, 'the old pool waits for the upload')
 
   body.end('"internal":"x","age":3}')

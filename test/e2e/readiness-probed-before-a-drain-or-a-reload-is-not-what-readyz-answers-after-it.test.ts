@@ -68,7 +68,7 @@ t.test('a reload that moves the upstream while /readyz probes it: the new upstre
   const config = structuredClone(h.config) as { upstreams: { backend: { url: string } } }
   config.upstreams.backend.url = `https://127.0.0.1:${await closedPort()}`
   await h.writeConfig(config)
-  t.same(await h.gateway.reload(), { ok: true })
+  t.match(await h.gateway.reload(), { ok: true })
   const during = await probing
   t.equal(during.status, 503, 'the probe begun before the reload answers for the new upstream')
   t.equal(during.checks['upstream:backend'], 'upstream_refused')

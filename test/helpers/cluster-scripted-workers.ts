@@ -2,8 +2,8 @@
  * The real cluster primary (`runCluster`) driving scripted workers, for tests of what the primary
  * makes of its workers' messages: `node --import tsx test/helpers/cluster-scripted-workers.ts CONFIG`.
  * A worker runs no gateway; it answers the primary's questions as a scripted gateway would. Slot 0
- * answers a relayed reload with digest `B`; slot 1 with no digest (files caught changing), then 30 ms
- * later reports the reload its settling made, with `B`, as a `drain` message. The primary is made
+ * answers a relayed reload with digest `B`; slot 1 with digest `C`, then 30 ms later reports a
+ * reload it was signalled for directly, with `B`, as a `drain` message. The primary is made
  * busy for `BUSY_MS` right after it relays the reload, so both of slot 1's messages arrive in one
  * read. The script prints `{"readyz": <status>, "checks": …}` 1.5 s later and stops.
  */
@@ -20,7 +20,7 @@ if (cluster.isWorker) {
     else if (m.ecluse === 'reload?') {
       if (slot === '0') send({ ecluse: 'reloaded', id: m.id, ok: true, drainTimeoutMs: 1000, configDigest: 'B' })
       else {
-        send({ ecluse: 'reloaded', id: m.id, ok: true, drainTimeoutMs: 1000, configDigest: null })
+        send({ ecluse: 'reloaded', id: m.id, ok: true, drainTimeoutMs: 1000, configDigest: 'C' })
         setTimeout(() => send({ ecluse: 'drain', drainTimeoutMs: 1000, configDigest: 'B' }), 30)
       }
     }
