@@ -38,7 +38,6 @@ import type { Logger } from 'pino'
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client'
 import { AdminServer, type Readiness } from './admin/server.js'
 import { BootSignals } from './boot-signals.js'
-import { loadConfigFile } from './config/load.js'
 import { LOADED_AGAIN, loadSettledFiles } from './config/load-settled.js'
 import type { Config } from './config/schema.js'
 import type { ChangeOutcome, ConfigWatcher } from './config/watch.js'
@@ -837,16 +836,14 @@ async function runWorker(configPath: string, signals: BootSignals): Promise<void
   // primary's file watcher, an operator), which would otherwise take SIGHUP's default action and
   // kill it, and the primary's SIGTERM to a worker still booting (a stop, a restart after a crash),
   // which would make it exit by signal, an unclean stop. Both wait for the gateway to start.
-  let log: Logger
   let gateway: Gateway
   try {
-    const config = await loadConfigFile(configPath)
-    log = createLogger({ level: config.log.level }).child({ worker: cluster.worker?.id })
-    gateway = await Gateway.start(configPath, { log, adminListener: false })
+    gateway = await Gateway.start(configPath, { logBindings: { worker: cluster.worker?.id }, adminListener: false })
   } catch (err) {
     signals.failed()
     throw err
   }
+  const log = gateway.log
 
   // Answer the primary's metrics requests with this gateway's own registry.
   const registry = gateway.metrics.registry

@@ -67,10 +67,21 @@ export interface GatewayOptions {
   /** Overrides the configured logger (tests capture logs this way). */
   readonly log?: Logger
   /**
+   * Fields on every line of the logger the gateway makes from the configuration it loaded (a
+   * cluster worker's `worker` id): the level comes from that load, not from a read of its own.
+   */
+  readonly logBindings?: Record<string, unknown>
+  /**
    * Open the admin listener (default true). Cluster workers pass false: the primary serves admin for
    * all of them (src/cluster.ts), and a second listener on the same address could not bind.
    */
   readonly adminListener?: boolean
+}
+
+/** The logger of `log.level`, with `bindings` on every line when given. */
+function configuredLogger(config: Config, bindings: Record<string, unknown> | undefined): Logger {
+  const log = createLogger({ level: config.log.level })
+  return bindings === undefined ? log : log.child(bindings)
 }
 
 /** How long a readiness answer is reused, so scrapes and probes do not hammer the upstream. */
@@ -140,7 +151,7 @@ export class Gateway {
   static async start(configPath: string, options: GatewayOptions = {}): Promise<Gateway> {
     setDefaultHighWaterMark(false, STREAM_HIGH_WATER_MARK)
     const { config, tls, keySets, configDigest, loads } = await loadSettledFiles(configPath)
-    const log = options.log ?? createLogger({ level: config.log.level })
+    const log = options.log ?? configuredLogger(config, options.logBindings)
     const metrics = new GatewayMetrics({ routes: config.routes.map((r) => r.name) })
     const env: TransformEnv = { log, keySets, metrics: metrics.crypto }
     const routes = compileRouteTable(config, env)

@@ -173,31 +173,42 @@ t.test('a worker reloaded alone by a signal of its own runs other files than its
   t.equal(await cluster.exited, 0)
 })
 
-t.test('a worker whose files changed while it booted loads them again before it serves, and the pod is ready with one configuration', async (t) => {
-  // No watcher, and the files end as they began: what the worker reports comes from its own boot.
-  const { configPath, configText } = await setUp(t, 'ecluse-workers-settle-')
-  await writeFile(`${configPath}.mid-write`, configText([SPONSOR_APP]).slice(0, 40))
-  const previous = process.env['ECLUSE_TEST_WORKER_CAUGHT_MID_WRITE']
-  process.env['ECLUSE_TEST_WORKER_CAUGHT_MID_WRITE'] = configPath
-  t.teardown(() => {
-    if (previous === undefined) delete process.env['ECLUSE_TEST_WORKER_CAUGHT_MID_WRITE']
-    else process.env['ECLUSE_TEST_WORKER_CAUGHT_MID_WRITE'] = previous
+for (const [open, what] of [
+  [1, 'its very first read'],
+  [2, 'a read after the first'],
+] as const) {
+  t.test(`a worker whose files changed while it booted (${what}) loads them again before it serves, and the pod is ready with one configuration`, async (t) => {
+    // No watcher, and the files end as they began: what the worker reports comes from its own boot.
+    // Its very first read once was a read of its own for the log level, which failed the worker's
+    // boot, and with it the cluster's, on a file caught mid-write.
+    const { configPath, configText } = await setUp(t, 'ecluse-workers-settle-')
+    await writeFile(`${configPath}.mid-write`, configText([SPONSOR_APP]).slice(0, 40))
+    const env = { ECLUSE_TEST_WORKER_CAUGHT_MID_WRITE: configPath, ECLUSE_TEST_WORKER_CAUGHT_OPEN: String(open) }
+    const previous = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]))
+    Object.assign(process.env, env)
+    t.teardown(() => {
+      for (const [k, v] of Object.entries(previous)) {
+        if (v === undefined) delete process.env[k]
+        else process.env[k] = v
+      }
+    })
+    const cluster = new ClusterProcess(t, configPath, 2, ['--import', './test/helpers/worker-caught-mid-write.ts'])
+    const { admin } = await cluster.started()
+    const again = cluster.logged(LOADED_AGAIN)
+    t.equal(again.length, 1, 'one worker saw its files change while it loaded them, and loaded them again')
+    t.equal(again[0]!['loads'], 2)
+    t.type(again[0]!['worker'], 'number', 'said by that worker')
+    const booted = cluster.logged('écluse gateway started')
+    t.equal(booted.length, 2)
+    t.match(booted[0]!['configDigest'], /^sha256:[0-9a-f]{64}$/)
+    t.equal(booted[0]!['configDigest'], booted[1]!['configDigest'], 'both workers run the same files')
+    t.same(booted.map((l) => typeof l['worker']), ['number', 'number'], "each worker's lines carry its id")
+    t.equal(await cluster.readyStatus(admin), 200, 'ready, with no SIGHUP and no watcher')
+    t.equal(cluster.logged(DIVERGED).length, 0, 'never diverged')
+    t.equal(cluster.logged('reloaded').length, 0, 'no reload was needed')
+    t.equal(await gauge(admin), `${GAUGE} 0`)
   })
-  const cluster = new ClusterProcess(t, configPath, 2, ['--import', './test/helpers/worker-caught-mid-write.ts'])
-  const { admin } = await cluster.started()
-  const again = cluster.logged(LOADED_AGAIN)
-  t.equal(again.length, 1, 'one worker saw its files change while it loaded them, and loaded them again')
-  t.equal(again[0]!['loads'], 2)
-  t.type(again[0]!['worker'], 'number', 'said by that worker')
-  const booted = cluster.logged('écluse gateway started').map((l) => l['configDigest'])
-  t.equal(booted.length, 2)
-  t.match(booted[0], /^sha256:[0-9a-f]{64}$/)
-  t.equal(booted[0], booted[1], 'both workers run the same files')
-  t.equal(await cluster.readyStatus(admin), 200, 'ready, with no SIGHUP and no watcher')
-  t.equal(cluster.logged(DIVERGED).length, 0, 'never diverged')
-  t.equal(cluster.logged('reloaded').length, 0, 'no reload was needed')
-  t.equal(await gauge(admin), `${GAUGE} 0`)
-})
+}
 
 t.test('found by a re-review: a reload answer that comes after the primary stopped waiting for it still counts', async (t) => {
   const { configPath, configText: config } = await setUp(t, 'ecluse-workers-late-')
