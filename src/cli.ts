@@ -166,19 +166,18 @@ export const COMMANDS: Command[] = [
         throw new UsageError('give the configuration file once: FILE or --config FILE', commandUsage(this))
       }
       const file = given ?? positionals[0]!
-      const { loadConfigFile } = await import('./config/load.js')
-      const { loadAllTls } = await import('./config/tls-material.js')
-      const config = await loadConfigFile(file)
-      await loadAllTls(config)
+      // The same read as `serve`'s (one version of the files), transforms, key sets and profile check.
+      const { loadSettledFiles } = await import('./config/load-settled.js')
       const { compileRouteTable } = await import('./route/table.js')
-      // The same transforms, key sets and profile check as `serve` (src/main.ts).
       await import('./transform/builtin.js')
-      const { loadKeySets } = await import('./transform/key-sets.js')
       const { pino } = await import('pino')
       // Warnings from transform factories go to stderr; stdout carries the verdict only.
       const log = pino({ level: 'warn', base: null }, pino.destination({ dest: 2, sync: true }))
+      let config: Awaited<ReturnType<typeof loadSettledFiles>>['config']
       try {
-        compileRouteTable(config, { log, keySets: await loadKeySets(config) })
+        const loaded = await loadSettledFiles(file)
+        config = loaded.config
+        compileRouteTable(config, { log, keySets: loaded.keySets })
       } catch (err) {
         throw withSource(err, file)
       }

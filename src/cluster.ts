@@ -185,11 +185,12 @@ export async function runCluster(configPath: string, options: ClusterOptions, si
   let watcher: ConfigWatcher | undefined
   let primary: ClusterPrimary
   try {
-    // The primary watches the files (workers do not): a change is relayed as SIGHUP is. Its
-    // baseline is the digest of the files as the primary loaded them, before any worker did: a
-    // change after that reaches every worker through a relayed reload.
+    // The primary watches the files (workers do not): a change is relayed as SIGHUP is. It starts
+    // from the files as the primary loaded them, before any worker did: a change after that reaches
+    // every worker through a relayed reload.
     primary = await ClusterPrimary.start(configPath, options)
-    watcher = watcherFor(configPath, primary.config, primary.configDigest)
+    const started = primary
+    watcher = watcherFor(configPath, primary.config, primary.configDigest, () => started.runningDigest())
   } catch (err) {
     signals.failed()
     throw err
@@ -476,8 +477,7 @@ class ClusterPrimary {
    * workers only leaves them on different configurations.
    *
    * @returns `ok: false` when any worker's reload failed, `ok: true` when every worker asked answered
-   *   that it applied (with the digest of the files they applied, when all applied the same), nothing
-   *   otherwise (no worker, no answer in time, a worker gone or draining)
+   *   that it applied, nothing otherwise (no worker, no answer in time, a worker gone or draining)
    */
   async reload(): Promise<ChangeOutcome> {
     if (this.#stopping) return undefined
@@ -519,10 +519,7 @@ class ClusterPrimary {
     }
     this.#judgeDigests()
     if (failed > 0) return { ok: false }
-    if (applied < asked.length || applied === 0) return undefined
-    // Every worker applied the same files: the watcher's next starting point.
-    const digests = new Set(answers.map((a) => a?.configDigest))
-    return digests.size === 1 ? { ok: true, configDigest: [...digests][0] } : { ok: true }
+    return applied === asked.length && applied > 0 ? { ok: true } : undefined
   }
 
   /**
@@ -556,6 +553,15 @@ class ClusterPrimary {
     const ready = digests.reduce((n, d) => n + d.workers, 0)
     this.#divergence = { key, detail: `${byDigest.size} configurations among ${ready} ready workers` }
     this.#log.warn({ digests }, 'workers run different configurations; not ready until they agree')
+  }
+
+  /**
+   * The digest of the files every worker runs, as they last reported it; nothing while a slot has no
+   * ready worker or two run different files (the watcher then judges by its own reads alone).
+   */
+  runningDigest(): string | undefined {
+    const digests = new Set(this.#slots.map((s) => (s.ready ? s.configDigest : undefined)))
+    return digests.size === 1 ? [...digests][0] : undefined
   }
 
   /** SIGTERM/SIGINT: no more restarts; every worker drains and exits; then the primary exits. */

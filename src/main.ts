@@ -431,13 +431,13 @@ function routeSeries(table: RouteTable): Array<{ name: string; transformed: bool
 /**
  * The file watcher of `reload.watchIntervalMs` (fixed at boot) of the configuration a process
  * loaded, or nothing when it is 0. Built from that configuration, not from another read of the file:
- * one caught mid-write there would leave a gateway that asks for a watcher without one. `baseline`
- * is the digest of the files that load read (the same before and after it): the first check reloads
- * only if they changed since. {@link startWatcher} starts its checks.
+ * one caught mid-write there would leave a gateway that asks for a watcher without one. `loaded` is
+ * the digest of the files that load read (the same before and after it), `running` the digest of
+ * what runs now (see `ConfigWatcher`).
  */
-export function watcherFor(configPath: string, config: Config, baseline: string): ConfigWatcher | undefined {
+export function watcherFor(configPath: string, config: Config, loaded: string, running: () => string | undefined): ConfigWatcher | undefined {
   if (config.reload.watchIntervalMs === 0) return undefined
-  return new ConfigWatcher(configPath, filesOf(config), config.reload.watchIntervalMs, baseline)
+  return new ConfigWatcher(configPath, filesOf(config), config.reload.watchIntervalMs, loaded, running)
 }
 
 /** Starts a prepared watcher's checks; `onChange` is what SIGHUP does in the same process. */
@@ -459,8 +459,7 @@ export async function runGateway(configPath: string, signals: BootSignals = new 
     signals.failed()
     throw err
   }
-  // Its baseline is the digest of the files the gateway loaded.
-  const watcher = watcherFor(configPath, gateway.config, gateway.configDigest)
+  const watcher = watcherFor(configPath, gateway.config, gateway.configDigest, () => gateway.configDigest)
   let stopping = false
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) {

@@ -31,6 +31,9 @@ export function unreadable(err: unknown, verb: string): string {
   return err.descriptive ? err.reason : `${verb} (${err.reason})`
 }
 
+/** The reason of a file whose length changed while it was read (in every message that quotes it). */
+export const CHANGED_WHILE_READ = 'changed while being read'
+
 /**
  * The bytes of the regular file at `path`, at most `maxBytes` of them.
  *
@@ -61,7 +64,7 @@ export async function readBoundedFile(path: string, maxBytes: number): Promise<B
     // Longer or shorter than the stat said: written meanwhile by a writer that is not atomic (`cp`,
     // `cat >`); a truncated prefix of a chain or a bundle can still parse. Refused either way, the
     // next reload reads it whole.
-    if (length !== info.size) throw new UnreadableFile('changed while being read')
+    if (length !== info.size) throw new UnreadableFile(CHANGED_WHILE_READ)
     return buf.subarray(0, length)
   } catch (err) {
     if (err instanceof UnreadableFile) throw err

@@ -328,3 +328,37 @@ t.test('found by the review of the precedence check: what counts as the same pol
   // A jwks route is answered by the gateway: no upstream ranks it.
   t.ok(compile([{ name: 'jwks', path: '/keys/:set/jwks', jwks: 'thp' }, { name: 'files', path: '/keys/public/*', allow: ['dns:b'] }]), 'a jwks route beside an overlapping one')
 })
+
+t.test('found by a review: two upstream entries of one service share their letter case, and a pattern with a parameter gets the first-dot reading', async (t) => {
+  // One service (one origin and server name) behind two entries, say for another timeout: a capital
+  // in a route of one entry says how the service reads the paths of the other's routes.
+  const entry = (extra: Record<string, unknown> = {}) => ({ url: 'https://127.0.0.1:8443', serverName: 'svc', tls: { ca: 'ca', cert: 'c', key: 'k' }, ...extra })
+  const oneService = (secretUpstream: string) =>
+    compileRouteTable(
+      configSchema.parse({
+        sponsor: { listen: { port: 0 }, tls: { cert: 'c', key: 'k', clientCa: 'ca' } },
+        upstreams: { svc: entry(), 'svc-slow': entry({ headersTimeoutMs: 50_000 }) },
+        admin: { listen: { port: 0 } },
+        routes: [
+          { name: 'secret', methods: ['GET'], path: '/v1/docs/Secret', allow: ['dns:admin'], upstream: secretUpstream },
+          { name: 'docs', methods: ['GET'], path: '/v1/docs/:name', allow: ['dns:anyone'], upstream: 'svc' },
+        ],
+      }),
+      { log: pino({ level: 'silent' }) },
+    )
+  t.equal(goes(oneService('svc'), 'GET', '/v1/docs/secret'), 'docs → route "secret" (ignoring letter case)', 'one entry')
+  t.equal(goes(oneService('svc-slow'), 'GET', '/v1/docs/secret'), 'docs → route "secret" (ignoring letter case)', 'two entries of one service: the same')
+
+  // Spring before 5.3 counts no wildcard in a final `.*`: its `/api/internal-admin/export.*` outranks
+  // `/api/{org}/export.v2.csv` for `/api/internal-admin/export.v2.csv`. Only a route literal
+  // throughout is matched by its own path alone, which Spring tries before any `pattern.*`.
+  const exports = tableOf([
+    { name: 'export', methods: ['GET'], path: '/api/:org/export.v2.csv', allow: ['dns:anyone'] },
+    { name: 'admin-export', methods: ['GET'], path: '/api/internal-admin/export', allow: ['dns:admin'] },
+    { name: 'report', methods: ['GET'], path: '/reports/annual.v2.pdf', allow: ['dns:anyone'] },
+    { name: 'reports', methods: ['GET'], path: '/reports/annual', allow: ['dns:admin'] },
+  ])
+  t.equal(goes(exports, 'GET', '/api/internal-admin/export.v2.csv'), 'export → route "admin-export" (without everything from the first "." of its last segment)')
+  t.equal(goes(exports, 'GET', '/api/acme/export.v2.csv'), 'export', 'no route at /api/acme/export')
+  t.equal(goes(exports, 'GET', '/reports/annual.v2.pdf'), 'report', 'a route literal throughout is its own exact match')
+})

@@ -14,6 +14,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { KeySet } from '../crypto/keys.js'
 import { EcluseError } from '../errors.js'
+import { CHANGED_WHILE_READ } from '../read-bounded-file.js'
 import { loadKeySets } from '../transform/key-sets.js'
 import { loadConfigFile } from './load.js'
 import type { Config } from './schema.js'
@@ -45,8 +46,9 @@ export const LOADED_AGAIN = 'the configuration files changed while they were loa
  *
  * @throws whatever a read of files that held still throws (`config_invalid`, `tls_material_invalid`,
  *   `key_material_invalid`): their own failure. A read that fails while the files changed (a file
- *   caught half written) is tried again like one that succeeded. `config_invalid` when the files
- *   changed during each of the {@link LOAD_TRIES} reads.
+ *   caught half written, or gone with the version that named it) is tried again like one that
+ *   succeeded. `config_invalid` when the files changed during each of the {@link LOAD_TRIES} reads,
+ *   whatever the last one threw.
  */
 export async function loadSettledFiles(configPath: string): Promise<SettledFiles> {
   for (let loads = 1; ; loads++) {
@@ -59,8 +61,9 @@ export async function loadSettledFiles(configPath: string): Promise<SettledFiles
       if (after === before) return { config, tls, keySets, configDigest: after, loads }
     } catch (err) {
       // Files that held still failed on their own: that is their error, and reading them again would
-      // only repeat it.
-      if (loads >= LOAD_TRIES || (await configFilesDigest(configPath)) === before) throw err
+      // only repeat it. One read while it was rewritten in place is a change, even with the same bytes.
+      const message = err instanceof Error ? err.message : ''
+      if (!message.includes(CHANGED_WHILE_READ) && (await configFilesDigest(configPath)) === before) throw err
     }
     if (loads >= LOAD_TRIES) {
       throw new EcluseError(

@@ -11,12 +11,14 @@
  * change that fails to load is tried again with a growing delay (twice the interval, then four
  * times, … up to ten minutes) while the files stay as they are: a failure can go away by itself (a
  * renewed certificate not valid yet on a skewed clock), and retrying at every check would fill the
- * log. A new change is tried at once.
+ * log. A new change is tried at once. Files that are what the gateway runs already (a SIGHUP, or a
+ * reload that read them after a second edit, applied them first) are no change: comparing with its
+ * own last read only, the watcher would reload them once more.
  *
  * The same digest ({@link filesDigest}) says what a gateway runs: taken before and after it loads
- * the files (src/config/load-settled.ts), it is the watcher's baseline and, after each reload the
- * watcher asked for, its new starting point; with `--workers` it is each worker's report to the
- * primary, which compares them (src/cluster.ts).
+ * the files (src/config/load-settled.ts), it is the watcher's starting point and what it compares
+ * with what runs; with `--workers` it is each worker's report to the primary, which compares them
+ * (src/cluster.ts).
  */
 import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
@@ -26,14 +28,11 @@ import type { Config } from './schema.js'
 
 /** The largest file the gateway reads (configuration, PEM and key set files share this bound). */
 const MAX_WATCHED_BYTES = MAX_CONFIG_BYTES
-/** The longest wait between two tries of a change that failed to load. */
+/** The longest wait between two tries of a change that is not running after its reload. */
 const MAX_RETRY_DELAY_MS = 10 * 60_000
 
-/**
- * What the action on a change reports: a reload's result, with the digest of the files it applied
- * when it knows it; or nothing (a relayed reload some workers did not answer).
- */
-export type ChangeOutcome = { readonly ok: boolean; readonly configDigest?: string } | undefined
+/** What the action on a change reports: a reload's result, or nothing (a relayed reload some workers did not answer). */
+export type ChangeOutcome = { readonly ok: boolean } | undefined
 
 /** A file a configuration names: the setting that names it, and whether it holds a private key. */
 export interface NamedFile {
@@ -108,35 +107,31 @@ export async function configFilesDigest(configPath: string): Promise<string> {
 export class ConfigWatcher {
   readonly #configPath: string
   readonly #intervalMs: number
+  readonly #running: () => string | undefined
   #onChange: () => ChangeOutcome | PromiseLike<ChangeOutcome> = () => undefined
   #log: Logger | undefined
   #files: string[]
-  #fingerprint: string | undefined
+  /** The files as the last check read them (at first, as the gateway loaded them). */
+  #fingerprint: string
   #timer: NodeJS.Timeout | undefined
   #checking = false
   #stopped = false
-  /** A change that failed to load: when to try it again, and the delay after that. */
+  /** A change that is not running after its reload: when to try it again, and the delay after that. */
   #retryAt: number | undefined
   #retryDelayMs = 0
 
   /**
    * @param files the files the configuration names (its own path aside)
-   * @param baseline the files' digest as loaded (see {@link ConfigWatcher.baseline}); none: the
-   *   first check reloads
+   * @param loaded the digest of the files as the gateway loaded them at boot (`Gateway.configDigest`)
+   * @param running the digest of the files the gateway runs now, or nothing when that is not one
+   *   (with `--workers`, while the workers do not all run the same)
    */
-  constructor(configPath: string, files: string[], intervalMs: number, baseline?: string) {
+  constructor(configPath: string, files: string[], intervalMs: number, loaded: string, running: () => string | undefined) {
     this.#configPath = configPath
     this.#files = files
     this.#intervalMs = intervalMs
-    this.#fingerprint = baseline
-  }
-
-  /**
-   * Takes the files' current state as the loaded one. Call it before the gateway loads them: a change
-   * in between then costs one reload more, where a baseline taken after would miss it.
-   */
-  async baseline(): Promise<void> {
-    this.#fingerprint = await this.#read()
+    this.#fingerprint = loaded
+    this.#running = running
   }
 
   get intervalMs(): number {
@@ -178,19 +173,25 @@ export class ConfigWatcher {
       }
       const now = await this.#read()
       if (this.#stopped) return false
+      if (now === this.#running()) {
+        // What runs is on disk: applied by a SIGHUP, or by a reload that read a later edit than its check.
+        this.#fingerprint = now
+        this.#retryAt = undefined
+        return false
+      }
       if (now === this.#fingerprint) {
         if (this.#retryAt === undefined || Date.now() < this.#retryAt) return false
-        this.#log?.info({ retryDelayMs: this.#retryDelayMs }, 'trying again a change that failed to load')
+        this.#log?.info({ retryDelayMs: this.#retryDelayMs }, 'trying again a change that is not running yet')
       } else {
         this.#fingerprint = now
         this.#retryDelayMs = 0
         this.#log?.info({ files: this.#files.length + 1 }, 'configuration files changed; reloading')
       }
       const outcome = await this.#onChange()
-      // What the reload loaded, when it says: files that changed again between this check's read and
-      // the reload's are running already, and the next check must not reload them a second time.
-      if (outcome?.ok === true && outcome.configDigest !== undefined) this.#fingerprint = outcome.configDigest
-      if (outcome?.ok === false) {
+      // Not running after its reload: it failed to load (in a worker, at least), a worker did not
+      // answer, or the files changed again under the reload and came back (an edit undone). Tried
+      // again later, unless a check finds the files running by then.
+      if (outcome?.ok !== true || this.#running() !== now) {
         this.#retryDelayMs = Math.min(Math.max(2 * this.#retryDelayMs, 2 * this.#intervalMs), MAX_RETRY_DELAY_MS)
         this.#retryAt = Date.now() + this.#retryDelayMs
       } else {

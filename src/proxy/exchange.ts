@@ -284,21 +284,24 @@ class Exchange implements WatchedUpload {
       this.#refuse(match.error, `${req.method} ${this.#state.routes.pathForLog(target.path)}`)
       return
     }
+    const route = match.route
+    const allowed = isAllowed(route, principal)
     // An upstream may read the path as another one (`;` parameters stripped, letter case ignored, a
     // trailing slash or a `.ext` suffix dropped): if that one is another route's, the upstream would
-    // run that route's handler under this route's ACL and transforms. Refused.
-    const elsewhere = this.#state.routes.readElsewhere(req.method ?? '', target.path, match.route)
+    // run that route's handler under this route's ACL and transforms. Refused. Judged only for a
+    // client the ACL admits: to another, a `path_rejected` for `/docs/SECRET` beside a 403 for
+    // `/docs/other` would name a route it cannot see.
+    const elsewhere = allowed ? this.#state.routes.readElsewhere(req.method ?? '', target.path, route) : null
     if (elsewhere !== null) {
       this.#proxy.metrics.authorizationDenied('unmatched', 'path_rejected')
-      this.#refuse('path_rejected', `the path read ${elsewhere.reading} goes to ${elsewhere.goes}, not route "${match.route.name}"`)
+      this.#refuse('path_rejected', `the path read ${elsewhere.reading} goes to ${elsewhere.goes}, not route "${route.name}"`)
       return
     }
-    const route = match.route
     this.#route = route
     this.#path = target.path
     this.#proxy.metrics.requestReceived(route.name)
 
-    if (!isAllowed(route, principal)) {
+    if (!allowed) {
       this.#proxy.metrics.authorizationDenied(route.name, 'principal_not_allowed')
       this.#refuse('forbidden', `principal ${principal.id} is not allowed on route ${route.name}`)
       return

@@ -165,7 +165,7 @@ const CASE_INDEX = 1
 const CASE_BIT = 1 << CASE_INDEX
 /**
  * The bit of the first-dot suffix reading. Spring's `pattern.*` is tried only after an exact
- * pattern, so a path whose route ends in a literal (`/docs/report.v2.pdf`) is read so by no one.
+ * pattern, so a path whose route is literal throughout (`/docs/report.v2.pdf`) is read so by no one.
  */
 const FIRST_DOT_BIT = 1 << 4
 
@@ -412,20 +412,29 @@ class CompiledRouteTable implements RouteTable {
   /** Every literal segment of every pattern: what `pathForLog` may show. */
   readonly #literals: ReadonlySet<string>
   /**
-   * The upstreams some of whose routes have a literal with an upper-case letter: such an upstream,
-   * if it ignores case, reads a path in lower case differently too (`/docs/secret` is its
-   * `/docs/Secret`), so the case reading applies to every path of its routes, not only to one with
-   * an upper-case letter. (Another upstream's routes say nothing of this one's handlers.)
+   * The upstream services (see `upstreamService`) some of whose routes have a literal with an
+   * upper-case letter: such a service, if it ignores case, reads a path in lower case differently
+   * too (`/docs/secret` is its `/docs/Secret`), so the case reading applies to every path of its
+   * routes, not only to one with an upper-case letter. (Another service's routes say nothing of this
+   * one's handlers; two upstream entries for one service do, whichever entry names the route.)
    */
-  readonly #upperCaseUpstreams: ReadonlySet<string>
-  /** The routes whose pattern ends in a literal, which no first-dot suffix reading concerns. */
-  readonly #literalEnds: ReadonlySet<CompiledRoute>
+  readonly #upperCaseServices: ReadonlySet<string>
+  /** The service of each route's upstream. */
+  readonly #serviceOf: ReadonlyMap<CompiledRoute, string>
+  /**
+   * The routes whose pattern is literal throughout, which no first-dot suffix reading concerns: a
+   * path they match is the pattern itself, which Spring tries before any `pattern.*`. (A pattern
+   * with a parameter does not rank so: Spring counts no wildcard in a final `.*`, so its
+   * `/api/internal/export.*` outranks `/api/:org/export.v2.csv`.)
+   */
+  readonly #allLiteral: ReadonlySet<CompiledRoute>
 
   constructor(
     routes: readonly CompiledRoute[],
     tries: MethodTries & { anyMethod: TrieNode<Found>; folded: MethodTries },
     literals: ReadonlySet<string>,
     patterns: readonly (readonly Segment[])[],
+    services: readonly string[],
   ) {
     this.routes = Object.freeze([...routes])
     this.#byName = new Map(routes.map((r) => [r.name, r]))
@@ -435,13 +444,14 @@ class CompiledRouteTable implements RouteTable {
     this.#folded = tries.folded
     this.#literals = literals
     const capitals = (segments: readonly Segment[]) => segments.some((s) => s.kind === 'literal' && /[A-Z]/.test(s.text))
-    this.#upperCaseUpstreams = new Set(routes.filter((_, i) => capitals(patterns[i]!)).map((r) => r.upstream))
-    this.#literalEnds = new Set(routes.filter((_, i) => patterns[i]!.at(-1)?.kind === 'literal'))
+    this.#upperCaseServices = new Set(services.filter((_, i) => capitals(patterns[i]!)))
+    this.#serviceOf = new Map(routes.map((r, i) => [r, services[i]!]))
+    this.#allLiteral = new Set(routes.filter((_, i) => patterns[i]!.every((s) => s.kind === 'literal')))
   }
 
   /** Whether reading `i` of `UPSTREAM_READINGS` reads `path`, a path of `route`, as something else to look up. */
   #applies(i: number, path: string, route: CompiledRoute): boolean {
-    return UPSTREAM_READINGS[i]!.applies(path) || (i === CASE_INDEX && this.#upperCaseUpstreams.has(route.upstream))
+    return UPSTREAM_READINGS[i]!.applies(path) || (i === CASE_INDEX && this.#upperCaseServices.has(this.#serviceOf.get(route)!))
   }
 
   pathForLog(path: string): string {
@@ -456,7 +466,7 @@ class CompiledRouteTable implements RouteTable {
   }
 
   readElsewhere(method: string, path: string, route: CompiledRoute): UpstreamReading | null {
-    const readings = this.#literalEnds.has(route) ? route.readings & ~FIRST_DOT_BIT : route.readings
+    const readings = this.#allLiteral.has(route) ? route.readings & ~FIRST_DOT_BIT : route.readings
     // None applies to the path as sent: none can apply after another either (the common case).
     let applicable = false
     for (let i = 0; i < UPSTREAM_READINGS.length; i++) {
@@ -578,7 +588,8 @@ export function compileRouteTable(config: Config, env: TransformEnv): RouteTable
   anyMethod.seal()
   folded.getOrHead.seal()
   refuseAmbiguousPrecedence(config, patterns)
-  const table = new CompiledRouteTable(compiled, { byMethod, getOrHead, anyMethod, folded }, literals, patterns)
+  const services = config.routes.map((r) => upstreamService(config, r.upstream))
+  const table = new CompiledRouteTable(compiled, { byMethod, getOrHead, anyMethod, folded }, literals, patterns, services)
   refuseUnreachableRoutes(table, config, patterns)
   return table
 }
@@ -639,6 +650,12 @@ function policyOf(r: RouteConfig): string {
   })
 }
 
+/** The service an upstream entry reaches: two entries with one origin and server name are one. */
+function upstreamService(config: Config, upstream: string): string {
+  const u = config.upstreams[upstream]!
+  return `${new URL(u.url).origin} ${u.serverName}`
+}
+
 /**
  * Two routes to one upstream service, on a shared method, whose patterns match a common path while
  * neither is at least as specific as the other at every segment (`/v1/records/export/*` and
@@ -653,10 +670,7 @@ function policyOf(r: RouteConfig): string {
 function refuseAmbiguousPrecedence(config: Config, patterns: readonly (readonly Segment[])[]): void {
   // Once per route, not per pair.
   const methods = config.routes.map((r) => new Set(r.methods.map((m) => (m === 'HEAD' ? 'GET' : m))))
-  const services = config.routes.map((r) => {
-    const u = config.upstreams[r.upstream]!
-    return `${new URL(u.url).origin} ${u.serverName}`
-  })
+  const services = config.routes.map((r) => upstreamService(config, r.upstream))
   config.routes.forEach((b, j) => {
     if (b.jwks !== undefined) return
     for (let i = 0; i < j; i++) {

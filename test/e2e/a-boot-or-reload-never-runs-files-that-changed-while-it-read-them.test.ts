@@ -25,14 +25,25 @@ import { Harness, LogCapture, metricValue } from '../helpers/harness.js'
 
 const RELOAD_FAILED = 'reload failed; keeping the previous configuration and certificates'
 
-/** Runs `onOpen` (before the open itself) whenever this process opens `file`, until the teardown. */
-function whenOpened(t: { teardown(fn: () => unknown): void }, file: string, onOpen: () => Promise<void>): { opens: number } {
+type FileHandle = Awaited<ReturnType<typeof fs.promises.open>>
+
+/**
+ * Runs `onOpen` (before the open itself) whenever this process opens `file`, until the teardown;
+ * `onHandle` may stand in for the handle the open gave.
+ */
+function whenOpened(
+  t: { teardown(fn: () => unknown): void },
+  file: string,
+  onOpen: () => Promise<void>,
+  onHandle: (handle: FileHandle) => FileHandle = (handle) => handle,
+): { opens: number } {
   const open = fs.promises.open
   const seen = { opens: 0 }
   fs.promises.open = (async (path: Parameters<typeof open>[0], ...rest: [flags?: string | number, mode?: fs.Mode]) => {
     if (typeof path === 'string' && resolve(path) === resolve(file)) {
       seen.opens++
       await onOpen()
+      return onHandle(await open(path, ...rest))
     }
     return open(path, ...rest)
   }) as typeof open
@@ -96,6 +107,48 @@ t.test('files that keep changing while a reload reads them fail it: the previous
   t.equal(metricValue(metrics, 'ecluse_reloads_total', { result: 'ok' }), 0)
 })
 
+t.test('files that keep changing are said to, whatever the last read threw', async (t) => {
+  // Found by a review: the third read's own error was thrown as the files' (here a CA bundle that
+  // is no PEM), sending operators after a broken file that the next version does not name.
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const broken = join(h.dir, 'broken-ca.pem')
+  await writeFile(broken, 'not a PEM bundle\n')
+  const upstreams = h.config['upstreams'] as { backend: { tls: Record<string, unknown> } }
+  const naming = (comment: string) => `${stringify({ ...h.config, upstreams: { backend: { ...upstreams.backend, tls: { ...upstreams.backend.tls, ca: broken } } } })}# ${comment}\n`
+  await writeFile(h.configPath, naming('0'))
+  let version = 0
+  whenOpened(t, broken, () => writeFile(h.configPath, naming(`version ${++version}`)))
+  const result = await h.gateway.reload()
+  t.equal(result.ok, false)
+  t.match((result as { error: string }).error, `changed while they were loaded, ${LOAD_TRIES} times in a row`)
+  t.notMatch((result as { error: string }).error, /PEM|broken-ca/, 'not the error of one of the reads')
+})
+
+t.test('a file rewritten in place while it is read, even with the same bytes, is read again', async (t) => {
+  // The bounded reader refuses a file whose length changed while it read it. Written back with the
+  // same bytes, the files' digests before and after agree: that refusal alone says it changed.
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  await writeFile(h.configPath, withRecordsAllowed(h, [], 'revoked'))
+  // The upstream CA's second open (the load's; the first is the digest before it) is told a length
+  // one byte short, as a stat taken while a writer had truncated the file would.
+  const ca = whenOpened(
+    t,
+    h.pki.trustedCa.certPath,
+    async () => {},
+    (handle) => {
+      if (ca.opens !== 2) return handle
+      const stat = handle.stat.bind(handle)
+      return Object.assign(handle, { stat: async () => Object.assign(await stat(), { size: (await stat()).size - 1 }) })
+    },
+  )
+  const result = await h.gateway.reload()
+  t.match(result, { ok: true }, 'read again, and applied')
+  t.same(h.logs.find(LOADED_AGAIN).map((l) => l['loads']), [2])
+  t.equal((await h.request('/v1/records/1')).status, 403)
+})
+
 t.test('a read that failed because the files changed under it is tried again: a renamed CA bundle reloads', async (t) => {
   const h = await Harness.start()
   t.teardown(() => h.close())
@@ -157,7 +210,7 @@ t.test('a change made between a watcher check and the reload it asks for costs n
   // loaded; a change landing between the two was applied by that reload, then reloaded again.
   const h = await Harness.start()
   t.teardown(() => h.close())
-  const watcher = new ConfigWatcher(h.configPath, filesOf(h.gateway.config), 60_000, h.gateway.configDigest)
+  const watcher = new ConfigWatcher(h.configPath, filesOf(h.gateway.config), 60_000, h.gateway.configDigest, () => h.gateway.configDigest)
   let reloads = 0
   watcher.start(async () => {
     reloads++
@@ -177,4 +230,51 @@ t.test('a change made between a watcher check and the reload it asks for costs n
   await writeFile(h.configPath, withRecordsAllowed(h, [], 'third edit'))
   t.equal(await watcher.check(), true)
   t.equal((await h.request('/v1/records/1')).status, 403, 'the third edit runs')
+})
+
+t.test('files a SIGHUP applied are no change to the watcher', async (t) => {
+  // Found by a review: the watcher compared the files with its own last read only, so a change a
+  // SIGHUP had applied was reloaded once more at its next check.
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const watcher = new ConfigWatcher(h.configPath, filesOf(h.gateway.config), 60_000, h.gateway.configDigest, () => h.gateway.configDigest)
+  let reloads = 0
+  watcher.start(() => {
+    reloads++
+    return h.gateway.reload()
+  }, h.gateway.log)
+  t.teardown(() => watcher.stop())
+  await writeFile(h.configPath, withRecordsAllowed(h, [], 'revoked'))
+  t.match(await h.gateway.reload(), { ok: true }, 'the SIGHUP')
+  t.equal(await watcher.check(), false, 'what runs is on disk: no reload')
+  t.equal(reloads, 0)
+  t.equal(h.logs.find('reloaded').length, 1)
+})
+
+t.test('an edit undone while its reload read a later one is reloaded again: what runs comes back to the files', async (t) => {
+  // The check reads edit B; before the reload reads the files, C lands, and the reload applies C;
+  // then the files go back to B. B is both what the last check read and not what runs.
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const watcher = new ConfigWatcher(h.configPath, filesOf(h.gateway.config), 100, h.gateway.configDigest, () => h.gateway.configDigest)
+  let reloads = 0
+  watcher.start(async () => {
+    reloads++
+    if (reloads > 1) return h.gateway.reload()
+    await writeFile(h.configPath, withRecordsAllowed(h, [SPONSOR_APP], 'C'))
+    const result = await h.gateway.reload()
+    await writeFile(h.configPath, withRecordsAllowed(h, [], 'B'))
+    return result
+  }, h.gateway.log)
+  t.teardown(() => watcher.stop())
+  await writeFile(h.configPath, withRecordsAllowed(h, [], 'B'))
+  const reloaded = () => h.logs.find('reloaded').length
+  for (const deadline = Date.now() + 5_000; reloaded() < 2 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 25))
+  t.equal(reloads, 2, 'B was reloaded again')
+  t.equal(reloaded(), 2)
+  t.equal(h.gateway.configDigest, await filesDigest(h.configPath, filesOf(h.gateway.config)), 'what runs is on disk')
+  t.equal((await h.request('/v1/records/1')).status, 403, 'B runs: the client is revoked')
+  t.equal(h.logs.find('trying again a change that is not running yet').length, 1)
+  await new Promise((r) => setTimeout(r, 500))
+  t.equal(reloads, 2, 'and nothing after')
 })

@@ -59,6 +59,14 @@ t.test('an encoded ":", a ";" path parameter, letter case, a trailing slash or a
   }
   t.equal(h.upstream.hits, 0, 'the upstream saw none of them')
 
+  // Found by a review: a client the broad route refuses learned from a 400 that a narrower literal
+  // route hides behind it (`/v1/docs/SECRET`), where any other name got a 403. Each is a 403 now.
+  for (const path of ['/v1/docs/SECRET', '/v1/docs/secret.json', '/v1/docs/other', '/v1/docs/OTHER']) {
+    const response = await h.raw(`GET ${path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n`, h.pki.otherSponsorClient)
+    t.match(response, /^HTTP\/1\.1 403 .*"error":"forbidden"/s, `GET ${path} by a client docs refuses: forbidden, as any other path`)
+  }
+  t.equal(h.upstream.hits, 0)
+
   // Path parameters that route the same either way still go on, as sent.
   t.match(await send('GET', '/v1/items/42;v=2'), /^HTTP\/1\.1 200 /)
   t.match(await send('GET', '/v1/docs/guide;lang=fr'), /^HTTP\/1\.1 200 /)

@@ -94,8 +94,38 @@ t.test('a change that failed to load in the workers is tried again until it load
   await writeFile(certPath, renewed.certPem)
 
   await cluster.until(() => cluster.logged('a reload failed in some workers; they keep their previous configuration').length > 0, 'the primary never learns the reload failed')
-  await cluster.until(() => cluster.logged('trying again a change that failed to load').length > 0, 'the failed change is not tried again')
+  await cluster.until(() => cluster.logged('trying again a change that is not running yet').length > 0, 'the failed change is not tried again')
   await cluster.until(() => cluster.logged('reloaded').length >= 2, 'the change never loads in both workers')
   t.equal(await presentedSerial(pki, sponsor), new X509Certificate(renewed.certPem).serialNumber, 'the renewed certificate is presented')
   t.equal(cluster.child.exitCode, null, 'the gateway runs on')
+})
+
+t.test('files a SIGHUP made every worker apply are no change to the primary watcher', async (t) => {
+  // Found by a review: the watcher compared the files with its own last read only, so its next check
+  // relayed a change the SIGHUP had applied already, and every worker reloaded it a second time.
+  const pki = await makeTestPki()
+  const dir = await tempDir('ecluse-workers-sighup-watch-')
+  const upstream = new TestUpstream(pki, echoHandler)
+  await upstream.listen()
+  t.teardown(() => upstream.close())
+  const configPath = join(dir, 'gateway.yaml')
+  const routes = [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow: [SPONSOR_APP], upstream: 'backend' }]
+  const intervalMs = 3000
+  await writeFile(configPath, stringify(gatewayConfig(pki, upstream.port, routes, { reload: { watchIntervalMs: intervalMs } })))
+  const cluster = new ClusterProcess(t, configPath)
+  await cluster.started()
+  // Right after one of the watcher's checks, so that the SIGHUP's relay ends long before the next.
+  const watching = Date.parse(String(cluster.logged('watching the configuration files for changes')[0]!['time']))
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)))
+  const nextCheck = watching + Math.ceil((Date.now() - watching + 1) / intervalMs) * intervalMs
+  await sleep(nextCheck + 200 - Date.now())
+  await appendFile(configPath, '# changed, then signalled\n')
+  cluster.child.kill('SIGHUP')
+  await cluster.until(() => cluster.logged('workers reloaded').length === 1, 'the SIGHUP was not applied')
+  t.ok(Date.now() < nextCheck + intervalMs, 'applied before the next check (else this test proves nothing)')
+  // Past the next check.
+  await sleep(nextCheck + intervalMs + 1000 - Date.now())
+  t.equal(cluster.logged('relaying a reload to the workers').length, 1, 'one relay: the SIGHUP')
+  t.equal(cluster.logged('reloaded').length, 2, 'one reload per worker')
+  t.equal(cluster.logged('configuration files changed; reloading').length, 0)
 })
