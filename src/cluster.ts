@@ -45,6 +45,7 @@ import { Gateway, startWatcher, watcherFor } from './main.js'
 import { createLogger, exitAfterLog } from './observability/logger.js'
 import { GatewayMetrics } from './observability/metrics.js'
 import { compileRouteTable } from './route/table.js'
+import { DEFAULT_PROBE_TIMEOUT_MS } from './upstream/pool.js'
 
 /** The most workers `--workers` accepts (bounded by default; more than this is a typo). */
 export const MAX_WORKERS = 256
@@ -52,8 +53,14 @@ export const MAX_WORKERS = 256
 export const KILL_GRACE_MS = 5_000
 /** A worker that got ready and lived at least this long starts its slot's back-off again from the first step. */
 export const STABLE_AFTER_MS = 10_000
-/** How long the primary waits for one worker's readiness or metrics answer. */
+/** How long the primary waits for one worker's metrics answer or sign of life. */
 const READINESS_ASK_MS = 2_000
+/**
+ * How long the primary waits for one worker's readiness: longer than the worker's upstream probe,
+ * so that an upstream that does not answer is said (`upstream:<name>: upstream_timeout`) instead of
+ * every worker's `no_answer`; shorter than the admin listener's readiness timeout (3 s).
+ */
+const READINESS_ANSWER_MS = DEFAULT_PROBE_TIMEOUT_MS + 600
 /** How long the primary waits for one worker's reload outcome (no answer: not retried). */
 const RELOAD_ASK_MS = 60_000
 /** How often the primary asks each ready worker for a sign of life (each ask waits `READINESS_ASK_MS`). */
@@ -451,7 +458,7 @@ class ClusterPrimary {
     const live = this.#slots.filter((s) => s.ready && s.worker !== undefined).map((s) => s.worker!)
     checks['workers'] = live.length === this.#slots.length ? 'ok' : `workers_not_ready: ${live.length} of ${this.#slots.length}`
     if (this.#divergence !== undefined) checks['workers_diverged'] = `workers_diverged: ${this.#divergence.detail}`
-    const answers = await Promise.all(live.map((w) => this.#ask(w, 'readiness?') as Promise<Readiness | undefined>))
+    const answers = await Promise.all(live.map((w) => this.#ask(w, 'readiness?', READINESS_ANSWER_MS) as Promise<Readiness | undefined>))
     answers.forEach((answer, i) => {
       const id = live[i]!.id
       if (answer === undefined) {

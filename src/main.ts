@@ -225,7 +225,8 @@ export class Gateway {
       const value: Readiness = { ready: Object.values(checks).every((c) => c === 'ok'), checks }
       if (epoch === this.#readinessEpoch) {
         this.metrics.upstreamReadiness(upstreamReady)
-        this.#readiness = { at: now, value }
+        // From when the answer came: a probe that took its whole timeout is still reused.
+        this.#readiness = { at: Date.now(), value }
       } else if (attempt === 0 || this.proxy.draining) continue
       return value
     }

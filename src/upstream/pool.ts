@@ -105,7 +105,8 @@ const UPSTREAM_SIDE_BODY_CODES: ReadonlySet<string> = new Set([
 /** undici's own refusal of a request we built (bad header, unsupported method): a gateway bug. */
 const CALLER_BUG_CODES: ReadonlySet<string> = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED'])
 
-const DEFAULT_PROBE_TIMEOUT_MS = 2_000
+/** How long a readiness probe of an upstream may take, connection included, before it says `upstream_timeout`. */
+export const DEFAULT_PROBE_TIMEOUT_MS = 2_000
 /** undici's default; restated because the header block of an upstream answer must stay bounded. */
 const MAX_RESPONSE_HEADER_BYTES = 16 * 1024
 
