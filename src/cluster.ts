@@ -267,6 +267,8 @@ const PRIMARY_GATEWAY_FAMILIES = new Set(['ecluse_open_connections', 'ecluse_log
 class ClusterAdminMetrics extends GatewayMetrics {
   readonly #own: Registry
   readonly #workers: () => Promise<RegistryJson[]>
+  /** The scrape being put together now, which every scrape that comes meanwhile shares. */
+  #rendering: Promise<string> | undefined
 
   constructor(own: Registry, workers: () => Promise<RegistryJson[]>) {
     super({ routes: [], defaultMetrics: false })
@@ -274,11 +276,23 @@ class ClusterAdminMetrics extends GatewayMetrics {
     this.#workers = workers
   }
 
-  override async render(): Promise<string> {
+  /**
+   * One round of questions to the workers at a time: scrapes that come together (several
+   * Prometheus replicas, a client that hangs up and asks again) share it, so that neither the
+   * workers' answers nor the primary's memory grow with the rate of scrapes.
+   */
+  override render(): Promise<string> {
+    this.#rendering ??= this.#renderOnce().finally(() => {
+      this.#rendering = undefined
+    })
+    return this.#rendering
+  }
+
+  async #renderOnce(): Promise<string> {
     const [workers, mine] = await Promise.all([this.#workers(), this.registry.getMetricsAsJSON()])
+    // The primary's own families even when no worker has answered yet (all booting, or stalled).
     const primary = mine.filter((m) => PRIMARY_GATEWAY_FAMILIES.has(m.name))
-    const aggregated = workers.length === 0 ? '' : await AggregatorRegistry.aggregate([...workers, primary]).metrics()
-    return aggregated + (await this.#own.metrics())
+    return (await AggregatorRegistry.aggregate([...workers, primary]).metrics()) + (await this.#own.metrics())
   }
 }
 

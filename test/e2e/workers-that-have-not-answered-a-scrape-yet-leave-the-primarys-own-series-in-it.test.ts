@@ -1,0 +1,36 @@
+/**
+ * `serve --workers N`: the primary's `/metrics` aggregates its workers' registries with its own
+ * series (the admin listener's connections, its dropped log lines). Found by a review: while no
+ * worker had ever answered a scrape (all booting, or stalled before their first), the primary's own
+ * series were left out, and a series that vanishes for a scrape resets every alert pending on it.
+ */
+import t from 'tap'
+import { request } from 'undici'
+import { killIfStillOurs, startEchoCluster } from '../helpers/cluster.js'
+
+t.test('workers stalled before their first scrape: the primary still exports its own series', { skip: process.platform !== 'linux' && 'SIGSTOP' }, async (t) => {
+  const { cluster } = await startEchoCluster(t)
+  const { admin } = await cluster.started()
+  const pids = cluster.logged('écluse gateway started').map((l) => Number(l['pid']))
+  t.equal(pids.length, 2)
+  for (const pid of pids) {
+    t.teardown(() => killIfStillOurs(pid))
+    process.kill(pid, 'SIGSTOP')
+  }
+  // Several scrapes at once, each waiting for workers that do not answer.
+  const scrapes = await Promise.all(
+    Array.from({ length: 5 }, async () => {
+      const res = await request(`${admin}/metrics`)
+      return { status: res.statusCode, text: await res.body.text() }
+    }),
+  )
+  for (const pid of pids) process.kill(pid, 'SIGCONT')
+  for (const { status, text } of scrapes) {
+    t.equal(status, 200)
+    t.match(text, /^ecluse_open_connections\{side="admin"\} [1-9]/m, "the admin listener's connections, counted by the primary")
+    t.match(text, /^ecluse_log_lines_dropped_total 0$/m, "the primary's dropped log lines")
+    t.match(text, /^ecluse_cluster_workers\{state="configured"\} 2$/m)
+  }
+  cluster.child.kill('SIGTERM')
+  t.equal(await cluster.exited, 0)
+})
