@@ -77,6 +77,21 @@ t.test('readiness reports a code per check, never the detail, and fails closed',
   provider = () => ({ ready: true, checks: { 'upstream:trusted': 'upstream_refused' } })
   t.equal((await readyz(port)).status, 503)
 
+  // Found by a review: past 64 checks the rest were neither shown nor judged. Every one is judged
+  // (one failing beyond the 64th, under a provider that says ready, is not ready), 64 are shown,
+  // and the answer says how many more there were.
+  const many = Object.fromEntries(Array.from({ length: 70 }, (_, i) => [`upstream:u${i}`, i === 68 ? 'upstream_refused' : 'ok']))
+  provider = () => ({ ready: true, checks: many })
+  const crowded = await readyz(port)
+  t.equal(crowded.status, 503, 'the 69th check fails: not ready')
+  const shown = JSON.parse(crowded.body) as { checks: Record<string, string>; omittedChecks: number }
+  t.equal(Object.keys(shown.checks).length, 64)
+  t.equal(shown.omittedChecks, 6)
+  provider = () => ({ ready: true, checks: Object.fromEntries(Object.keys(many).map((k) => [k, 'ok'])) })
+  const allOk = await readyz(port)
+  t.equal(allOk.status, 200)
+  t.equal((JSON.parse(allOk.body) as { omittedChecks: number }).omittedChecks, 6)
+
   provider = () => {
     throw new Error(`boom ${SECRET}`)
   }

@@ -196,22 +196,25 @@ export class AdminServer {
   async #sendReadiness(res: ServerResponse): Promise<void> {
     const readiness = await this.#readiness()
     const checks: Record<string, string> = {}
-    let count = 0
     let ready = readiness.ready === true
-    for (const name of Object.keys(readiness.checks)) {
-      if (count++ >= MAX_CHECKS) break
+    // Every check is judged; the first MAX_CHECKS are shown, and how many more there were.
+    const names = Object.keys(readiness.checks)
+    for (const [index, name] of names.entries()) {
       const value = readiness.checks[name]
       const status = publicCheckStatus(value)
       if (status !== 'ok') ready = false
       if (!CHECK_NAME.test(name)) {
-        checks['invalid_check_name'] = 'failing'
+        if (index < MAX_CHECKS) checks['invalid_check_name'] = 'failing'
         ready = false
         continue
       }
+      if (index >= MAX_CHECKS) continue
       checks[name] = status
       if (status !== 'ok') this.#log.debug({ check: name, detail: value }, 'readiness check failing')
     }
-    send(res, ready ? 200 : 503, JSON_TYPE, JSON.stringify({ status: ready ? 'ready' : 'not_ready', checks }))
+    const omittedChecks = Math.max(0, names.length - MAX_CHECKS)
+    const body = { status: ready ? 'ready' : 'not_ready', checks, ...(omittedChecks > 0 ? { omittedChecks } : {}) }
+    send(res, ready ? 200 : 503, JSON_TYPE, JSON.stringify(body))
   }
 
   /** One readiness call at a time, bounded by the timeout; a throw or timeout is "not ready". */
