@@ -254,6 +254,8 @@ function cumulativeOnly(metrics: RegistryJson): RegistryJson {
 
 /** The gateway families the primary counts itself, added to its workers' in its scrape. */
 const PRIMARY_GATEWAY_FAMILIES = new Set(['ecluse_open_connections', 'ecluse_log_lines_dropped_total'])
+/** Node's default metrics (prom-client's, under our prefix), which the primary adds for its own process. */
+const NODE_DEFAULT_FAMILY = /^ecluse_(process|nodejs)_/
 
 /**
  * The primary's admin metrics: the workers' registries (see `ClusterPrimary.#workerMetrics`),
@@ -271,7 +273,9 @@ class ClusterAdminMetrics extends GatewayMetrics {
   #rendering: Promise<string> | undefined
 
   constructor(own: Registry, workers: () => Promise<RegistryJson[]>) {
-    super({ routes: [], defaultMetrics: false })
+    // Node's default metrics of the primary too: the pod's memory and CPU are its workers' and its own.
+    super({ routes: [], defaultMetrics: true })
+    setAggregators(this.registry)
     this.#own = own
     this.#workers = workers
   }
@@ -291,7 +295,7 @@ class ClusterAdminMetrics extends GatewayMetrics {
   async #renderOnce(): Promise<string> {
     const [workers, mine] = await Promise.all([this.#workers(), this.registry.getMetricsAsJSON()])
     // The primary's own families even when no worker has answered yet (all booting, or stalled).
-    const primary = mine.filter((m) => PRIMARY_GATEWAY_FAMILIES.has(m.name))
+    const primary = mine.filter((m) => PRIMARY_GATEWAY_FAMILIES.has(m.name) || NODE_DEFAULT_FAMILY.test(m.name))
     return (await AggregatorRegistry.aggregate([...workers, primary]).metrics()) + (await this.#own.metrics())
   }
 }
@@ -839,9 +843,9 @@ class ClusterPrimary {
 /**
  * Gauges whose workers' values must not be summed (prom-client's default) nor averaged: every worker
  * reports the same build and certificates, and readiness and the event loop's lag are judged by the
- * worst worker.
+ * worst worker (or the primary, whose lag is in the scrape too).
  */
-const WORKER_AGGREGATORS: Readonly<Record<string, 'first' | 'min' | 'max'>> = {
+const PROCESS_AGGREGATORS: Readonly<Record<string, 'first' | 'min' | 'max'>> = {
   ecluse_build_info: 'first',
   // The soonest expiry is the one to alert on (workers that run different files make the pod not
   // ready: `workers_diverged`).
@@ -856,6 +860,14 @@ const WORKER_AGGREGATORS: Readonly<Record<string, 'first' | 'min' | 'max'>> = {
   ecluse_nodejs_eventloop_lag_p50_seconds: 'max',
   ecluse_nodejs_eventloop_lag_p90_seconds: 'max',
   ecluse_nodejs_eventloop_lag_p99_seconds: 'max',
+}
+
+/** Sets {@link PROCESS_AGGREGATORS} on the families of `registry` that have one. */
+function setAggregators(registry: Registry): void {
+  for (const [name, aggregator] of Object.entries(PROCESS_AGGREGATORS)) {
+    const metric = registry.getSingleMetric(name) as { aggregator?: string } | undefined
+    if (metric !== undefined) metric.aggregator = aggregator
+  }
 }
 
 async function runWorker(configPath: string, signals: BootSignals): Promise<void> {
@@ -874,10 +886,7 @@ async function runWorker(configPath: string, signals: BootSignals): Promise<void
 
   // Answer the primary's metrics requests with this gateway's own registry.
   const registry = gateway.metrics.registry
-  for (const [name, aggregator] of Object.entries(WORKER_AGGREGATORS)) {
-    const metric = registry.getSingleMetric(name) as { aggregator?: string } | undefined
-    if (metric !== undefined) metric.aggregator = aggregator
-  }
+  setAggregators(registry)
   const send = (answer: ReadinessAnswer | MetricsAnswer | ReloadAnswer | DrainMessage | LivenessAnswer) => {
     if (process.connected) process.send?.(answer)
   }

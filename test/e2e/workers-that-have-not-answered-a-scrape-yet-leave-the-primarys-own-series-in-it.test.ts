@@ -3,6 +3,8 @@
  * series (the admin listener's connections, its dropped log lines). Found by a review: while no
  * worker had ever answered a scrape (all booting, or stalled before their first), the primary's own
  * series were left out, and a series that vanishes for a scrape resets every alert pending on it.
+ * And the primary's own process (its memory, CPU, event loop: it serves the probes and the scrapes)
+ * was in no series at all; Node's default metrics now add it to its workers'.
  */
 import t from 'tap'
 import { request } from 'undici'
@@ -30,6 +32,9 @@ t.test('workers stalled before their first scrape: the primary still exports its
     t.match(text, /^ecluse_open_connections\{side="admin"\} [1-9]/m, "the admin listener's connections, counted by the primary")
     t.match(text, /^ecluse_log_lines_dropped_total 0$/m, "the primary's dropped log lines")
     t.match(text, /^ecluse_cluster_workers\{state="configured"\} 2$/m)
+    // Node's default metrics of the primary's own process (the pod's memory is its and its workers').
+    t.match(text, /^ecluse_process_resident_memory_bytes [1-9]/m, "the primary's memory")
+    t.match(text, /^ecluse_nodejs_eventloop_lag_p99_seconds /m, "the primary's event loop")
   }
   cluster.child.kill('SIGTERM')
   t.equal(await cluster.exited, 0)
