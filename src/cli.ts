@@ -552,7 +552,8 @@ function withSource(err: unknown, file: string): unknown {
   const prefix = `${file}: `
   const message = err.message
     .split('\n')
-    .map((line) => (line.startsWith(prefix) ? line : prefix + line))
+    // A line that names the file already (`FILE: key: …`, or a YAML error at `FILE:2:1: …`) as it is.
+    .map((line) => (line.startsWith(`${file}:`) ? line : prefix + line))
     .join('\n')
   if (message === err.message) return err
   err.message = message

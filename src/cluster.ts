@@ -581,11 +581,12 @@ class ClusterPrimary {
   }
 
   /**
-   * The digest of the files every worker runs, as they last reported it; nothing while a slot has no
-   * ready worker or two run different files (the watcher then judges by its own reads alone).
+   * The digest of the files every ready worker runs, as they last reported it; nothing while none is
+   * ready or two run different files (the watcher then judges by its own reads alone). A worker still
+   * booting, or restarting, reads the files as they are: it is no reason to reload the others.
    */
   runningDigest(): string | undefined {
-    const digests = new Set(this.#slots.map((s) => (s.ready ? s.configDigest : undefined)))
+    const digests = new Set(this.#slots.filter((s) => s.ready).map((s) => s.configDigest))
     return digests.size === 1 ? [...digests][0] : undefined
   }
 
@@ -852,6 +853,8 @@ const PROCESS_AGGREGATORS: Readonly<Record<string, 'first' | 'min' | 'max'>> = {
   ecluse_certificate_expiry_timestamp_seconds: 'min',
   // An upstream is ready for the process only if every worker reaches it.
   ecluse_upstream_ready: 'min',
+  // Each process has its own limit of file descriptors: the tightest, not their sum.
+  ecluse_process_max_fds: 'min',
   // prom-client averages the event loop's lag across workers, which would dilute one saturated
   // worker N-fold under the alert on its p99: the worst worker is the one to see.
   ecluse_nodejs_eventloop_lag_seconds: 'max',

@@ -88,6 +88,14 @@ ${extra}`
   t.equal(c.code, 1)
   t.match(c.stderr, `ecluse: ${clash}: routes[1].path: `)
   t.equal(c.stderr.split('\n').length, 2, 'one line')
+
+  // Found by a review: a line of the loader's that names the file by position (`FILE:2:1: …`) got
+  // the file again in front of it.
+  const twice = await write('twice.yaml', `${configText()}log: { level: info }\nlog: { level: debug }\n`)
+  const d = await runCli(['config', 'check', twice])
+  t.equal(d.code, 1)
+  t.match(d.stderr, new RegExp(`^ecluse: ${twice.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+: `))
+  t.equal(d.stderr.split(twice).length, 2, 'the file named once')
 })
 
 t.test('a private key file any user can read is warned about, as serve warns, and the check still passes', async (t) => {

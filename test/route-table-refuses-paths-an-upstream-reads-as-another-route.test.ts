@@ -361,4 +361,14 @@ t.test('found by a review: two upstream entries of one service share their lette
   t.equal(goes(exports, 'GET', '/api/internal-admin/export.v2.csv'), 'export → route "admin-export" (without everything from the first "." of its last segment)')
   t.equal(goes(exports, 'GET', '/api/acme/export.v2.csv'), 'export', 'no route at /api/acme/export')
   t.equal(goes(exports, 'GET', '/reports/annual.v2.pdf'), 'report', 'a route literal throughout is its own exact match')
+
+  // Found by the re-review: as many variables on both sides, Spring takes the longer pattern, so
+  // `/api/{org}/export.v2.csv` keeps its path beside `/api/{org}/export.*`: refusing it at boot was
+  // a false alarm.
+  const versions = tableOf([
+    { name: 'export-v2', methods: ['GET'], path: '/api/:org/export.v2.csv' },
+    { name: 'export', methods: ['GET'], path: '/api/:org/export' },
+  ])
+  t.equal(goes(versions, 'GET', '/api/acme/export.v2.csv'), 'export-v2')
+  t.equal(goes(versions, 'GET', '/api/acme/export'), 'export')
 })

@@ -163,11 +163,24 @@ const PARAMETERS_BIT = 1
 const CASE_INDEX = 1
 /** The bit of the letter-case reading: a path read so is matched as the upstream matches it, against case-folded literals. */
 const CASE_BIT = 1 << CASE_INDEX
-/**
- * The bit of the first-dot suffix reading. Spring's `pattern.*` is tried only after an exact
- * pattern, so a path whose route is literal throughout (`/docs/report.v2.pdf`) is read so by no one.
- */
+/** The bit of the first-dot suffix reading (Spring before 5.3: see `springPrefers`). */
 const FIRST_DOT_BIT = 1 << 4
+
+/**
+ * Whether Spring before 5.3, which matches a pattern without a dot as `pattern.*`, runs the handler
+ * of `route` rather than that of `other` (as `other.*`) for a path both match. Its
+ * `AntPatternComparator` takes the pattern with fewer variables and wildcards (it counts none in a
+ * final `.*`), then the longer one (a variable counted as one character): `/api/{org}/export.v2.csv`
+ * beats `/api/{org}/export.*`, but `/api/internal/export.*` beats it. A wildcard on either side, or
+ * a tie, is judged a concern.
+ */
+function springPrefers(route: readonly Segment[], other: readonly Segment[]): boolean {
+  if (route.some((s) => s.kind === 'wildcard') || other.some((s) => s.kind === 'wildcard')) return false
+  const variables = (p: readonly Segment[]) => p.filter((s) => s.kind === 'param').length
+  const length = (p: readonly Segment[]) => p.reduce((n, s) => n + 1 + (s.kind === 'literal' ? s.text.length : 1), 0)
+  if (variables(route) !== variables(other)) return variables(route) < variables(other)
+  return length(route) > length(other) + '.*'.length
+}
 
 /** The readings of a mask as a log line says them: `ignoring letter case, without its trailing slash`. */
 function describeReadings(mask: number): string {
@@ -421,13 +434,8 @@ class CompiledRouteTable implements RouteTable {
   readonly #upperCaseServices: ReadonlySet<string>
   /** The service of each route's upstream. */
   readonly #serviceOf: ReadonlyMap<CompiledRoute, string>
-  /**
-   * The routes whose pattern is literal throughout, which no first-dot suffix reading concerns: a
-   * path they match is the pattern itself, which Spring tries before any `pattern.*`. (A pattern
-   * with a parameter does not rank so: Spring counts no wildcard in a final `.*`, so its
-   * `/api/internal/export.*` outranks `/api/:org/export.v2.csv`.)
-   */
-  readonly #allLiteral: ReadonlySet<CompiledRoute>
+  /** The pattern of each route, for `springPrefers`. */
+  readonly #patternOf: ReadonlyMap<CompiledRoute, readonly Segment[]>
 
   constructor(
     routes: readonly CompiledRoute[],
@@ -446,7 +454,7 @@ class CompiledRouteTable implements RouteTable {
     const capitals = (segments: readonly Segment[]) => segments.some((s) => s.kind === 'literal' && /[A-Z]/.test(s.text))
     this.#upperCaseServices = new Set(services.filter((_, i) => capitals(patterns[i]!)))
     this.#serviceOf = new Map(routes.map((r, i) => [r, services[i]!]))
-    this.#allLiteral = new Set(routes.filter((_, i) => patterns[i]!.every((s) => s.kind === 'literal')))
+    this.#patternOf = new Map(routes.map((r, i) => [r, patterns[i]!]))
   }
 
   /** Whether reading `i` of `UPSTREAM_READINGS` reads `path`, a path of `route`, as something else to look up. */
@@ -466,7 +474,7 @@ class CompiledRouteTable implements RouteTable {
   }
 
   readElsewhere(method: string, path: string, route: CompiledRoute): UpstreamReading | null {
-    const readings = this.#allLiteral.has(route) ? route.readings & ~FIRST_DOT_BIT : route.readings
+    const readings = route.readings
     // None applies to the path as sent: none can apply after another either (the common case).
     let applicable = false
     for (let i = 0; i < UPSTREAM_READINGS.length; i++) {
@@ -498,7 +506,7 @@ class CompiledRouteTable implements RouteTable {
       // Tomcat merges the empty segment that stripping `;x` leaves (`/docs/secret/;a/`), which a
       // wildcard route here would take as well as the literal: no route can say where it goes.
       if (parameters && read.includes('//')) return { reading: describeReadings(combination), goes: 'an empty segment' }
-      const goes = this.#goesElsewhere(method, read, route, parameters, folded)
+      const goes = this.#goesElsewhere(method, read, route, parameters, folded, (combination & FIRST_DOT_BIT) !== 0)
       if (goes !== null) return { reading: describeReadings(combination), goes }
     }
     return null
@@ -509,11 +517,16 @@ class CompiledRouteTable implements RouteTable {
    * A HEAD goes where `match` sends it (the GET-shaped routes, one that lists HEAD first), whether or
    * not that route lists HEAD: the upstream answers a HEAD with a handler there all the same.
    */
-  #goesElsewhere(method: string, path: string, route: CompiledRoute, parameters: boolean, folded: boolean): string | null {
+  #goesElsewhere(method: string, path: string, route: CompiledRoute, parameters: boolean, folded: boolean, firstDot: boolean): string | null {
     const tries: MethodTries = folded ? this.#folded : { byMethod: this.#byMethod, getOrHead: this.#getOrHead }
     const trie = method === 'HEAD' ? tries.getOrHead : tries.byMethod.get(method)
     const found = trie === undefined ? null : find(trie, path, 1)
-    if (found !== null) return found.route === route ? null : `route "${found.route.name}"`
+    if (found !== null) {
+      if (found.route === route) return null
+      // The one upstream that reads the first-dot suffix ranks the two patterns itself.
+      if (firstDot && springPrefers(this.#patternOf.get(route)!, this.#patternOf.get(found.route)!)) return null
+      return `route "${found.route.name}"`
+    }
     return parameters ? 'no route' : null
   }
 

@@ -129,3 +129,39 @@ t.test('files a SIGHUP made every worker apply are no change to the primary watc
   t.equal(cluster.logged('reloaded').length, 2, 'one reload per worker')
   t.equal(cluster.logged('configuration files changed; reloading').length, 0)
 })
+
+t.test('a worker that can no longer start is no reason to reload the others again and again', async (t) => {
+  // Found by a re-review: what runs was judged on every slot, so while one could not start the
+  // watcher found the change its siblings had applied "not running" and relayed it again, with a
+  // growing delay, for as long as that slot stayed down.
+  const pki = await makeTestPki()
+  const dir = await tempDir('ecluse-workers-one-down-')
+  const upstream = new TestUpstream(pki, echoHandler)
+  await upstream.listen()
+  t.teardown(() => upstream.close())
+  const configPath = join(dir, 'gateway.yaml')
+  const routes = [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow: [SPONSOR_APP], upstream: 'backend' }]
+  await writeFile(configPath, stringify(gatewayConfig(pki, upstream.port, routes, { reload: { watchIntervalMs: 1000 } })))
+  const marker = join(dir, 'slot-1-exits')
+  const previous = process.env['ECLUSE_TEST_WORKER_EXITS_AT_BOOT']
+  process.env['ECLUSE_TEST_WORKER_EXITS_AT_BOOT'] = marker
+  t.teardown(() => {
+    if (previous === undefined) delete process.env['ECLUSE_TEST_WORKER_EXITS_AT_BOOT']
+    else process.env['ECLUSE_TEST_WORKER_EXITS_AT_BOOT'] = previous
+  })
+  const cluster = new ClusterProcess(t, configPath, 2, ['--import', './test/helpers/worker-exits-at-boot.ts'])
+  await cluster.started()
+  // Slot 1's worker goes, and every replacement exits at once.
+  await writeFile(marker, '')
+  const down = cluster.logged('écluse gateway started').find((l) => l['worker'] === 2)
+  t.ok(down, "slot 1's first worker")
+  process.kill(Number(down!['pid']), 'SIGKILL')
+  await new Promise((r) => setTimeout(r, 1000))
+  await appendFile(configPath, '# one change\n')
+  await cluster.until(() => cluster.logged('reloaded').length === 1, 'the worker left does not reload')
+  // Long enough for two retries at the watcher's back-off (2 s, then 4 s more) had it judged the change not running.
+  await new Promise((r) => setTimeout(r, 5000))
+  t.equal(cluster.logged('relaying a reload to the workers').length, 1, 'one change, one relayed reload')
+  t.equal(cluster.logged('trying again a change that is not running yet').length, 0)
+  t.equal(cluster.logged('reloaded').length, 1)
+})

@@ -4,7 +4,8 @@
  * worker had ever answered a scrape (all booting, or stalled before their first), the primary's own
  * series were left out, and a series that vanishes for a scrape resets every alert pending on it.
  * And the primary's own process (its memory, CPU, event loop: it serves the probes and the scrapes)
- * was in no series at all; Node's default metrics now add it to its workers'.
+ * was in no series at all; Node's default metrics now add it to its workers'. Scrapes that come
+ * together share one round of questions to the workers.
  */
 import t from 'tap'
 import { request } from 'undici'
@@ -36,6 +37,9 @@ t.test('workers stalled before their first scrape: the primary still exports its
     t.match(text, /^ecluse_process_resident_memory_bytes [1-9]/m, "the primary's memory")
     t.match(text, /^ecluse_nodejs_eventloop_lag_p99_seconds /m, "the primary's event loop")
   }
+  // Scrapes that came together shared one round of questions, and so one answer (two renders would
+  // differ: the event loop's lag, the process's CPU move between them).
+  t.equal(new Set(scrapes.map((s) => s.text)).size, 1, 'one answer for the scrapes that came together')
   cluster.child.kill('SIGTERM')
   t.equal(await cluster.exited, 0)
 })
