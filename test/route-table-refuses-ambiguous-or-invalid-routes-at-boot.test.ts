@@ -2,7 +2,7 @@ import { pino } from 'pino'
 import t, { type Test } from 'tap'
 import { configSchema } from '../src/config/schema.js'
 import { generateKeySet, parseKeySet } from '../src/crypto/keys.js'
-import { transformedResponseHeaderRefusal } from '../src/proxy/headers.js'
+import { transformedBodyHeaderRefusal } from '../src/proxy/headers.js'
 import { compileRouteTable } from '../src/route/table.js'
 import '../src/transform/builtin.js'
 
@@ -100,23 +100,40 @@ t.test('found by a review of headers: reserved names in any spelling, and fields
     refuses(t, [{ name: 'r', path: '/a', transforms: strip, responseHeaders: ['location', header] }], /^routes\[0\]\.responseHeaders\[1\]: .*describes the response before its transforms/, `${header} on a transformed route`)
     boots(t, [{ name: 'r', path: '/a', responseHeaders: [header] }], `${header} on a route without response transforms`)
     boots(t, [{ name: 'r', path: '/a', transforms: { request: strip.response }, responseHeaders: [header] }], `${header} on a route that transforms requests only`)
+    // Found by a review: the same fields of a request crossed beside its sealed body, a digest of the
+    // plaintext to whatever lies between a sealing edge and the trusted host.
+    refuses(t, [{ name: 'r', path: '/a', transforms: { request: strip.response }, requestHeaders: [header] }], /^routes\[0\]\.requestHeaders\[0\]: .*describes the request before its transforms.*requests go through transforms/, `${header} on a route that transforms requests`)
+    boots(t, [{ name: 'r', path: '/a', transforms: strip, requestHeaders: [header] }], `${header} on a route that transforms responses only`)
   }
   boots(t, [{ name: 'r', path: '/a', transforms: strip, responseHeaders: ['content-disposition'] }], 'a file name beside a JSON step')
-  t.match(transformedResponseHeaderRefusal('content-disposition', true), /says what a body sealed by seal-body is/, 'but not beside a seal-body step')
+  t.match(transformedBodyHeaderRefusal('response', 'content-disposition', true), /says what a body sealed by seal-body is/, 'but not beside a seal-body step')
   const generated = generateKeySet()
-  const sealing = (responseHeaders: string[]) =>
+  const sealing = (headers: string[], direction: 'request' | 'response' = 'response') =>
     compileRouteTable(
       configSchema.parse({
         sponsor: { listen: { port: 0 }, tls: { cert: 'c', key: 'k', clientCa: 'ca' } },
         upstreams: { svc: { url: 'https://127.0.0.1:8443', serverName: 'svc', tls: { ca: 'ca', cert: 'c', key: 'k' } } },
         admin: { listen: { port: 0 } },
         keys: { th: { file: 'th.json' } },
-        routes: [{ name: 'r', methods: ['GET'], path: '/a', allow: ['dns:a'], upstream: 'svc', responseHeaders, transforms: { response: [{ type: 'seal-body', recipients: 'th' }] } }],
+        routes: [
+          {
+            name: 'r',
+            methods: [direction === 'request' ? 'PUT' : 'GET'],
+            path: '/a',
+            allow: ['dns:a'],
+            upstream: 'svc',
+            [`${direction}Headers`]: headers,
+            transforms: { [direction]: [{ type: 'seal-body', recipients: 'th' }] },
+          },
+        ],
       }),
       { log: pino({ level: 'silent' }), keySets: new Map([['th', parseKeySet(generated.publicJwks)]]) },
     )
   t.throws(() => sealing(['Content-Disposition']), { code: 'config_invalid', message: /^routes\[0\]\.responseHeaders\[0\]: "content-disposition" says what a body sealed by seal-body is/ }, 'a route that seals its responses whole')
   t.ok(sealing(['location']), 'which may add other fields')
+  // Found by a review: an upload's file name crossed beside the request body seal-body had sealed.
+  t.throws(() => sealing(['content-disposition'], 'request'), { code: 'config_invalid', message: /^routes\[0\]\.requestHeaders\[0\]: "content-disposition" says what a body sealed by seal-body is/ }, 'a route that seals its requests whole')
+  t.ok(sealing(['x-tenant'], 'request'), 'which may add other fields')
 })
 
 t.test('an unknown transform type fails the boot with the step key path', async (t) => {

@@ -180,11 +180,15 @@ const PLAINTEXT_DESCRIBING_RESPONSE_PREFIXES: readonly string[] = ['x-amz-checks
 const SEALED_BODY_DESCRIBING_RESPONSE_HEADERS: ReadonlySet<string> = new Set(['content-disposition'])
 
 /**
- * Why a route whose responses go through transforms may not add the response field `name`, or
- * `null` if it may (`sealsBody`: one of them is a `seal-body`).
+ * Why a route whose `direction` goes through transforms may not add the field `name` to that
+ * direction's list, or `null` if it may (`sealsBody`: one of them is a `seal-body`). A digest of the
+ * body before its transforms lets whoever sees it after them (the sponsor, for a response; anything
+ * between a sealing edge and the trusted host, for a request) test guesses of the plaintext.
  */
-export function transformedResponseHeaderRefusal(name: string, sealsBody: boolean): string | null {
-  if (PLAINTEXT_DESCRIBING_RESPONSE_HEADERS.has(name) || PLAINTEXT_DESCRIBING_RESPONSE_PREFIXES.some((p) => name.startsWith(p))) return `"${name}" describes the response before its transforms (the sponsor could test guesses of the plaintext against it)`
+export function transformedBodyHeaderRefusal(direction: 'request' | 'response', name: string, sealsBody: boolean): string | null {
+  if (PLAINTEXT_DESCRIBING_RESPONSE_HEADERS.has(name) || PLAINTEXT_DESCRIBING_RESPONSE_PREFIXES.some((p) => name.startsWith(p))) {
+    return `"${name}" describes the ${direction} before its transforms (whoever sees it after them could test guesses of the plaintext against it)`
+  }
   if (sealsBody && SEALED_BODY_DESCRIBING_RESPONSE_HEADERS.has(name)) return `"${name}" says what a body sealed by seal-body is`
   return null
 }

@@ -15,7 +15,7 @@
  */
 import type { Config, PathReading, RouteConfig } from '../config/schema.js'
 import { EcluseError } from '../errors.js'
-import { DEFAULT_REQUEST_HEADERS, DEFAULT_RESPONSE_HEADERS, headerAdditionRefusal, transformedResponseHeaderRefusal } from '../proxy/headers.js'
+import { DEFAULT_REQUEST_HEADERS, DEFAULT_RESPONSE_HEADERS, headerAdditionRefusal, transformedBodyHeaderRefusal } from '../proxy/headers.js'
 import { compileTransformChain } from '../transform/registry.js'
 import type { BodyTransform, TransformEnv } from '../transform/types.js'
 
@@ -365,11 +365,16 @@ function compileRoute(route: RouteConfig, index: number, config: Config, env: Tr
   const routeEnv: TransformEnv = { ...env, routePath: route.path }
   const requestTransforms = compileTransformChain(route.transforms.request, routeEnv, `${key}.transforms.request`)
   const responseTransforms = compileTransformChain(route.transforms.response, routeEnv, `${key}.transforms.response`)
-  if (responseTransforms.length > 0) {
-    const sealsBody = responseTransforms.some((step) => step.type === 'seal-body')
-    route.responseHeaders.forEach((name, i) => {
-      const refusal = transformedResponseHeaderRefusal(name.toLowerCase(), sealsBody)
-      if (refusal !== null) throw new EcluseError('config_invalid', `${key}.responseHeaders[${i}]: ${refusal}, and this route's responses go through transforms`)
+  // The fields that describe a body before its transforms do not cross beside the transformed one.
+  for (const [direction, steps, names] of [
+    ['request', requestTransforms, route.requestHeaders],
+    ['response', responseTransforms, route.responseHeaders],
+  ] as const) {
+    if (steps.length === 0) continue
+    const sealsBody = steps.some((step) => step.type === 'seal-body')
+    names.forEach((name, i) => {
+      const refusal = transformedBodyHeaderRefusal(direction, name.toLowerCase(), sealsBody)
+      if (refusal !== null) throw new EcluseError('config_invalid', `${key}.${direction}Headers[${i}]: ${refusal}, and this route's ${direction}s go through transforms`)
     })
   }
   const pathChecks = [...requestTransforms, ...responseTransforms].filter((step) => step.refusePath !== undefined)
