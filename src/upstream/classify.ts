@@ -119,6 +119,18 @@ function byCode(code: string | undefined): UpstreamErrorCode | undefined {
 }
 
 /**
+ * undici's error for an answer its HTTP/1.1 parser (llhttp) refused. Its `code` should be llhttp's
+ * `HPE_*` name but is left undefined (undici 7 looks the number up in a table keyed by name), so it is
+ * known by its name; its `data` holds the upstream's raw bytes, which are never logged.
+ */
+export function isUpstreamParserError(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { name?: unknown }).name === 'HTTPParserError'
+}
+
+/** llhttp's reason when the connection ended inside a message (a body cut on `Connection: close`). */
+const PARSER_EOF = '(Invalid EOF state)'
+
+/**
  * Maps any error raised while talking to an upstream (request or response body) to an
  * `upstream_*` code. Follows `cause` and `AggregateError.errors` a few levels deep; anything not
  * recognised (`recognizedUpstreamError`) is `upstream_bad_response` (the exchange could not be
@@ -147,6 +159,8 @@ export function recognizedUpstreamError(err: unknown): UpstreamErrorCode | undef
     // 100 Continue, a 101 to a request that asked for no upgrade): the upstream's answer was wrong,
     // the connection was not reset under it.
     if (code === 'UND_ERR_SOCKET' && UNDICI_BAD_ANSWERS.has((current as Error).message)) return 'upstream_bad_response'
+    // The connection closed inside the answer: as much a reset as an ECONNRESET.
+    if (isUpstreamParserError(current)) return String((current as Error).message).endsWith(PARSER_EOF) ? 'upstream_reset' : 'upstream_bad_response'
     const mapped = byCode(code)
     if (mapped !== undefined) return mapped
     if (current instanceof AggregateError && current.errors.length > 0) {
@@ -183,13 +197,15 @@ export function toUpstreamError(upstream: string, err: unknown): EcluseError {
   // The texts of socket, TLS, undici and llhttp errors are constant; another error's message may
   // quote what it failed on, so the log gets its name and code only, and no `cause` to carry it.
   if (recognized === undefined || !(err instanceof Error)) return new EcluseError(code, `upstream ${upstream}: ${foreignErrorDetail(err)}`)
+  // llhttp's reason is a constant text; the error's `data` (the upstream's bytes) stays out of the log.
+  if (isUpstreamParserError(err)) return new EcluseError(code, `upstream ${upstream}: HTTPParserError: ${err.message}`)
   return new EcluseError(code, `upstream ${upstream}: ${err.name}${codeOf(err) ? ` ${codeOf(err)}` : ''}: ${err.message}`, { cause: err })
 }
 
 /**
  * Classifies an `error` emitted by an `UpstreamResponse.body`. Such an error always means the
  * response is incomplete (reset mid-body → `upstream_reset`, body timeout → `upstream_timeout`,
- * fewer or more bytes than Content-Length → `upstream_bad_response`): the caller must abort its own
+ * fewer bytes than Content-Length or a malformed chunk → `upstream_bad_response`): the caller must abort its own
  * response (destroy the connection), never finish it as if complete.
  *
  * An `EcluseError` (a downstream stage that destroyed the pipeline) passes through unchanged.

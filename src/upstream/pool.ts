@@ -22,7 +22,7 @@ import type { SecureContext } from 'node:tls'
 import { Client, type Dispatcher, Pool } from 'undici'
 import type { UpstreamConfig } from '../config/schema.js'
 import { EcluseError, isEcluseError } from '../errors.js'
-import { classifyUpstreamError, isAbortError, recognizedUpstreamError, toUpstreamError, type UpstreamErrorCode } from './classify.js'
+import { classifyUpstreamError, isAbortError, isUpstreamParserError, recognizedUpstreamError, toUpstreamError, type UpstreamErrorCode } from './classify.js'
 import { buildClientSecureContext, type ClientTlsMaterial } from './tls.js'
 
 export {
@@ -464,7 +464,7 @@ export class UpstreamPool {
   readonly #bodyFailed = (err: unknown): void => {
     if (this.#onError === undefined || isAbortError(err)) return
     const code = errorCode(err)
-    if (code !== undefined && (UPSTREAM_SIDE_BODY_CODES.has(code) || code.startsWith('HPE_'))) {
+    if (isUpstreamParserError(err) || (code !== undefined && (UPSTREAM_SIDE_BODY_CODES.has(code) || code.startsWith('HPE_')))) {
       this.#onError(classifyUpstreamError(err), err)
     }
   }
