@@ -58,7 +58,7 @@ for (const { what, answer, kind, reason } of cases) {
     t.teardown(() => h.close())
     const res = await request(`${h.sponsorOrigin}/v1/records/1`, { dispatcher: h.agent() })
     t.equal(res.statusCode, 200, 'the head had crossed')
-    await t.rejects(res.body.arrayBuffer(), undefined, 'the answer is cut, never finished as if complete')
+    await t.rejects(res.body.arrayBuffer(), 'the answer is cut, never finished as if complete')
     await new Promise((r) => setTimeout(r, 100))
     const metrics = await h.metrics()
     t.equal(metricValue(metrics, 'ecluse_upstream_errors_total', { upstream: 'backend', kind }), 1, `counted once as ${kind}`)

@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import tls from 'node:tls'
 import t from 'tap'
 import { stringify } from 'yaml'
-import { ClusterProcess } from '../helpers/cluster.js'
+import { ClusterProcess, withEnv } from '../helpers/cluster.js'
 import { echoHandler, gatewayConfig, TestUpstream } from '../helpers/harness.js'
 import { issueCertificate, makeTestPki, type TestPki } from '../helpers/pki.js'
 import { SPONSOR_APP, tempDir } from '../helpers/sealing.js'
@@ -31,15 +31,31 @@ function presentedSerial(pki: TestPki, origin: string): Promise<string> {
   })
 }
 
-t.test('a SIGHUP or a change while the workers boot is reloaded by each of them once started, and nothing stops', async (t) => {
+/**
+ * A configuration watched every `watchIntervalMs`, in a new directory, of one route to an echo
+ * upstream; `edit` may change it before it is written.
+ */
+async function watchedSetUp(
+  t: { teardown(fn: () => unknown): void },
+  prefix: string,
+  watchIntervalMs = 1000,
+  edit: (config: ReturnType<typeof gatewayConfig>, dir: string) => Promise<void> = async () => {},
+): Promise<{ pki: TestPki; dir: string; configPath: string }> {
   const pki = await makeTestPki()
-  const dir = await tempDir('ecluse-workers-watch-')
+  const dir = await tempDir(prefix)
   const upstream = new TestUpstream(pki, echoHandler)
   await upstream.listen()
   t.teardown(() => upstream.close())
   const configPath = join(dir, 'gateway.yaml')
   const routes = [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow: [SPONSOR_APP], upstream: 'backend' }]
-  await writeFile(configPath, stringify(gatewayConfig(pki, upstream.port, routes, { reload: { watchIntervalMs: 1000 } })))
+  const config = gatewayConfig(pki, upstream.port, routes, { reload: { watchIntervalMs } })
+  await edit(config, dir)
+  await writeFile(configPath, stringify(config))
+  return { pki, dir, configPath }
+}
+
+t.test('a SIGHUP or a change while the workers boot is reloaded by each of them once started, and nothing stops', async (t) => {
+  const { configPath } = await watchedSetUp(t, 'ecluse-workers-watch-')
 
   const cluster = new ClusterProcess(t, configPath)
   // The watcher starts once the workers are forked, long before they have started.
@@ -62,20 +78,15 @@ t.test('a SIGHUP or a change while the workers boot is reloaded by each of them 
 })
 
 t.test('a change that failed to load in the workers is tried again until it loads', async (t) => {
-  const pki = await makeTestPki()
-  const dir = await tempDir('ecluse-workers-retry-')
-  const upstream = new TestUpstream(pki, echoHandler)
-  await upstream.listen()
-  t.teardown(() => upstream.close())
-  const certPath = join(dir, 'tls.crt')
-  const keyPath = join(dir, 'tls.key')
+  let certPath = ''
+  let keyPath = ''
+  const { pki, configPath } = await watchedSetUp(t, 'ecluse-workers-retry-', 1000, async (config, dir) => {
+    certPath = join(dir, 'tls.crt')
+    keyPath = join(dir, 'tls.key')
+    config.sponsor.tls = { ...config.sponsor.tls, cert: certPath, key: keyPath }
+  })
   await writeFile(certPath, pki.gatewaySponsorServer.certPem)
   await writeFile(keyPath, pki.gatewaySponsorServer.keyPem, { mode: 0o600 })
-  const configPath = join(dir, 'gateway.yaml')
-  const routes = [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow: [SPONSOR_APP], upstream: 'backend' }]
-  const config = gatewayConfig(pki, upstream.port, routes, { reload: { watchIntervalMs: 1000 } })
-  config.sponsor.tls = { ...config.sponsor.tls, cert: certPath, key: keyPath }
-  await writeFile(configPath, stringify(config))
 
   const cluster = new ClusterProcess(t, configPath)
   const { sponsor } = await cluster.started()
@@ -103,15 +114,8 @@ t.test('a change that failed to load in the workers is tried again until it load
 t.test('files a SIGHUP made every worker apply are no change to the primary watcher', async (t) => {
   // Found by a review: the watcher compared the files with its own last read only, so its next check
   // relayed a change the SIGHUP had applied already, and every worker reloaded it a second time.
-  const pki = await makeTestPki()
-  const dir = await tempDir('ecluse-workers-sighup-watch-')
-  const upstream = new TestUpstream(pki, echoHandler)
-  await upstream.listen()
-  t.teardown(() => upstream.close())
-  const configPath = join(dir, 'gateway.yaml')
-  const routes = [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow: [SPONSOR_APP], upstream: 'backend' }]
   const intervalMs = 3000
-  await writeFile(configPath, stringify(gatewayConfig(pki, upstream.port, routes, { reload: { watchIntervalMs: intervalMs } })))
+  const { configPath } = await watchedSetUp(t, 'ecluse-workers-sighup-watch-', intervalMs)
   const cluster = new ClusterProcess(t, configPath)
   await cluster.started()
   // Right after one of the watcher's checks, so that the SIGHUP's relay ends long before the next.
@@ -134,21 +138,9 @@ t.test('a worker that can no longer start is no reason to reload the others agai
   // Found by a re-review: what runs was judged on every slot, so while one could not start the
   // watcher found the change its siblings had applied "not running" and relayed it again, with a
   // growing delay, for as long as that slot stayed down.
-  const pki = await makeTestPki()
-  const dir = await tempDir('ecluse-workers-one-down-')
-  const upstream = new TestUpstream(pki, echoHandler)
-  await upstream.listen()
-  t.teardown(() => upstream.close())
-  const configPath = join(dir, 'gateway.yaml')
-  const routes = [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow: [SPONSOR_APP], upstream: 'backend' }]
-  await writeFile(configPath, stringify(gatewayConfig(pki, upstream.port, routes, { reload: { watchIntervalMs: 1000 } })))
+  const { dir, configPath } = await watchedSetUp(t, 'ecluse-workers-one-down-')
   const marker = join(dir, 'slot-1-exits')
-  const previous = process.env['ECLUSE_TEST_WORKER_EXITS_AT_BOOT']
-  process.env['ECLUSE_TEST_WORKER_EXITS_AT_BOOT'] = marker
-  t.teardown(() => {
-    if (previous === undefined) delete process.env['ECLUSE_TEST_WORKER_EXITS_AT_BOOT']
-    else process.env['ECLUSE_TEST_WORKER_EXITS_AT_BOOT'] = previous
-  })
+  withEnv(t, { ECLUSE_TEST_WORKER_EXITS_AT_BOOT: marker })
   const cluster = new ClusterProcess(t, configPath, 2, ['--import', './test/helpers/worker-exits-at-boot.ts'])
   await cluster.started()
   // Slot 1's worker goes, and every replacement exits at once.

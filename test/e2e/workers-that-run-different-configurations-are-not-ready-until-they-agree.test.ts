@@ -12,7 +12,7 @@ import t, { type Test } from 'tap'
 import { Agent, request } from 'undici'
 import { stringify } from 'yaml'
 import { LOADED_AGAIN } from '../../src/config/load-settled.js'
-import { ClusterProcess } from '../helpers/cluster.js'
+import { ClusterProcess, withEnv } from '../helpers/cluster.js'
 import { echoHandler, gatewayConfig, TestUpstream } from '../helpers/harness.js'
 import { makeTestPki, type TestPki } from '../helpers/pki.js'
 import { SPONSOR_APP, tempDir } from '../helpers/sealing.js'
@@ -183,15 +183,7 @@ for (const [open, what] of [
     // boot, and with it the cluster's, on a file caught mid-write.
     const { configPath, configText } = await setUp(t, 'ecluse-workers-settle-')
     await writeFile(`${configPath}.mid-write`, configText([SPONSOR_APP]).slice(0, 40))
-    const env = { ECLUSE_TEST_WORKER_CAUGHT_MID_WRITE: configPath, ECLUSE_TEST_WORKER_CAUGHT_OPEN: String(open) }
-    const previous = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]))
-    Object.assign(process.env, env)
-    t.teardown(() => {
-      for (const [k, v] of Object.entries(previous)) {
-        if (v === undefined) delete process.env[k]
-        else process.env[k] = v
-      }
-    })
+    withEnv(t, { ECLUSE_TEST_WORKER_CAUGHT_MID_WRITE: configPath, ECLUSE_TEST_WORKER_CAUGHT_OPEN: String(open) })
     const cluster = new ClusterProcess(t, configPath, 2, ['--import', './test/helpers/worker-caught-mid-write.ts'])
     const { admin } = await cluster.started()
     const again = cluster.logged(LOADED_AGAIN)
@@ -212,15 +204,7 @@ for (const [open, what] of [
 
 t.test('found by a re-review: a reload answer that comes after the primary stopped waiting for it still counts', async (t) => {
   const { configPath, configText: config } = await setUp(t, 'ecluse-workers-late-')
-  const env = { ECLUSE_TEST_WORKER_SLOW_RELOAD: configPath, ECLUSE_TEST_WORKER_SLOW_MS: '3000' }
-  const previous = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]))
-  Object.assign(process.env, env)
-  t.teardown(() => {
-    for (const [k, v] of Object.entries(previous)) {
-      if (v === undefined) delete process.env[k]
-      else process.env[k] = v
-    }
-  })
+  withEnv(t, { ECLUSE_TEST_WORKER_SLOW_RELOAD: configPath, ECLUSE_TEST_WORKER_SLOW_MS: '3000' })
   const cluster = new ClusterProcess(t, configPath, 2, ['--import', './test/helpers/worker-slow-reload.ts'], { reloadAskMs: 1000 })
   const { admin } = await cluster.started()
   t.equal(await cluster.readyStatus(admin), 200)

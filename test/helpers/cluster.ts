@@ -186,3 +186,15 @@ export async function startEchoCluster(
   await writeFile(configPath, stringify(gatewayConfig(pki, upstream.port, routes, { shutdown: { drainTimeoutMs: 2000 } })))
   return { pki, upstream, cluster: new ClusterProcess(t, configPath, 2, [], serve) }
 }
+
+/** Sets `vars` in this process's environment (which a cluster's processes inherit) until the teardown. */
+export function withEnv(t: { teardown(fn: () => unknown): void }, vars: Record<string, string>): void {
+  const previous = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]))
+  Object.assign(process.env, vars)
+  t.teardown(() => {
+    for (const [k, v] of Object.entries(previous)) {
+      if (v === undefined) delete process.env[k]
+      else process.env[k] = v
+    }
+  })
+}
