@@ -385,6 +385,13 @@ export function recordClaim(target: JsonTarget<FieldRule>, recordPattern: string
 // The per-message stream
 
 /**
+ * Values acted on in a row before a message lets the event loop run: the rewriter handles a whole
+ * chunk at once, and a chunk of small values (`[1,1,1,…]` under a `/*` pattern, tens of thousands in
+ * 64 KiB) would otherwise hold every other connection for as long as their cryptography takes.
+ */
+export const VALUES_BETWEEN_YIELDS = 256
+
+/**
  * One message's field work: the action the rewriter calls, and plain-number tallies that the
  * stream reports once, when the message ends (metrics cost nothing per field).
  */
@@ -394,8 +401,18 @@ export abstract class FieldMessage {
   failed = 0
   bytes = 0
   seconds = 0
-  /** Bound once per message: the rewriter's only per-message closure. */
-  readonly onValue: JsonValueHandler<FieldRule> = (target) => this.act(target)
+  #sinceYield = 0
+  /**
+   * Bound once per message: the rewriter's only per-message closure. Every
+   * {@link VALUES_BETWEEN_YIELDS}th action is handed back after the event loop has run (the rewriter
+   * awaits it and goes on where it was).
+   */
+  readonly onValue: JsonValueHandler<FieldRule> = (target) => {
+    const action = this.act(target)
+    if (++this.#sinceYield < VALUES_BETWEEN_YIELDS) return action
+    this.#sinceYield = 0
+    return new Promise((resolve) => setImmediate(resolve, action))
+  }
   protected abstract act(target: JsonTarget<FieldRule>): 'keep' | 'remove' | { replace: string | Uint8Array }
 }
 

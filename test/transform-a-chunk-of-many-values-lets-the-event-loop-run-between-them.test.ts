@@ -1,0 +1,50 @@
+/**
+ * Found by a review: the rewriter acts on a whole chunk at once, and a chunk of small values under a
+ * pattern that takes them all (`[1,1,1,…]` under `/*`, tens of thousands in 64 KiB) held the event
+ * loop, every other connection with it, for as long as their work took: hundreds of milliseconds of
+ * sealing per chunk. A field step now lets the event loop run every `VALUES_BETWEEN_YIELDS` values,
+ * and the rewriter goes on where it was. Shown with `strip`, which needs no keys: the same
+ * `FieldMessage` acts for every field step.
+ */
+import { Readable, Writable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { pino } from 'pino'
+import t from 'tap'
+import { VALUES_BETWEEN_YIELDS } from '../src/transform/json-fields.js'
+import { createStripTransform } from '../src/transform/strip.js'
+
+const log = pino({ level: 'silent' })
+
+/** Strips every element of a top-level array of `count` values given as one chunk; says whether a timer queued before ran first. */
+async function stripInOneChunk(count: number): Promise<{ output: string; timerRanFirst: boolean }> {
+  const step = createStripTransform({ fields: ['/*'] }, { log })
+  const stream = step.begin({ direction: 'response', status: 200, routeName: 'r', path: '/', requestId: 'x', principal: { id: 'uri:x' } as never, headers: { 'content-type': 'application/json' }, log })!
+  const body = Buffer.from(`[${Array.from({ length: count }, () => '1').join(',')}]`)
+  let timerRan = false
+  let timerRanFirst: boolean | undefined
+  setImmediate(() => {
+    timerRan = true
+  })
+  const out: Buffer[] = []
+  await pipeline(
+    Readable.from([body]),
+    stream,
+    new Writable({
+      write: (c: Buffer, _e, cb) => {
+        timerRanFirst ??= timerRan
+        out.push(c)
+        cb()
+      },
+    }),
+  )
+  return { output: Buffer.concat(out).toString(), timerRanFirst: timerRanFirst ?? timerRan }
+}
+
+t.test('a chunk of more values than VALUES_BETWEEN_YIELDS lets a queued timer run before its output', async (t) => {
+  const many = await stripInOneChunk(4 * VALUES_BETWEEN_YIELDS + 7)
+  t.equal(many.output, '[]', 'every value stripped, the body whole')
+  t.ok(many.timerRanFirst, 'the event loop ran while the chunk was being worked on')
+  const few = await stripInOneChunk(VALUES_BETWEEN_YIELDS - 1)
+  t.equal(few.output, '[]')
+  t.notOk(few.timerRanFirst, 'a chunk of fewer values is worked on in one go, as before')
+})
