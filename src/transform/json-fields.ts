@@ -385,9 +385,12 @@ export function recordClaim(target: JsonTarget<FieldRule>, recordPattern: string
 // The per-message stream
 
 /**
- * Values acted on in a row before a message lets the event loop run: the rewriter handles a whole
- * chunk at once, and a chunk of small values (`[1,1,1,…]` under a `/*` pattern, tens of thousands in
- * 64 KiB) would otherwise hold every other connection for as long as their cryptography takes.
+ * Values of one chunk acted on in a row before a message lets the event loop run: the rewriter
+ * handles a whole chunk at once, and a chunk of small values (`[1,1,1,…]` under a `/*` pattern, tens
+ * of thousands in 64 KiB) would otherwise hold every other connection for as long as their
+ * cryptography takes. Counted per chunk: an ordinary chunk (16 KiB of records, about a hundred
+ * values) never waits; counted per message, every 256th value of a bulk body waited, which cost
+ * about a sixth of bulk-seal's fields per CPU-second (docs/benchmarks.md).
  */
 export const VALUES_BETWEEN_YIELDS = 256
 
@@ -404,14 +407,19 @@ export abstract class FieldMessage {
   #sinceYield = 0
   /**
    * Bound once per message: the rewriter's only per-message closure. Every
-   * {@link VALUES_BETWEEN_YIELDS}th action is handed back after the event loop has run (the rewriter
-   * awaits it and goes on where it was).
+   * {@link VALUES_BETWEEN_YIELDS}th action of a chunk is handed back after the event loop has run
+   * (the rewriter awaits it and goes on where it was).
    */
   readonly onValue: JsonValueHandler<FieldRule> = (target) => {
     const action = this.act(target)
     if (++this.#sinceYield < VALUES_BETWEEN_YIELDS) return action
     this.#sinceYield = 0
     return new Promise((resolve) => setImmediate(resolve, action))
+  }
+
+  /** A new chunk begins: its values are counted from 0 (see {@link VALUES_BETWEEN_YIELDS}). */
+  chunkBegins(): void {
+    this.#sinceYield = 0
   }
   protected abstract act(target: JsonTarget<FieldRule>): 'keep' | 'remove' | { replace: string | Uint8Array }
 }
@@ -481,6 +489,7 @@ export class FieldStream extends JsonRewriter<FieldRule> {
 
   override _transform(chunk: Buffer, enc: BufferEncoding, cb: TransformCallback): void {
     this.#pending = cb
+    this.#o.message.chunkBegins()
     super._transform(chunk, enc, this.#done)
   }
 
