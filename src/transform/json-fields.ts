@@ -470,6 +470,7 @@ export class FieldStream extends JsonRewriter<FieldRule> {
   readonly #o: FieldStreamOptions
   #pending: TransformCallback | null = null
   #reported = false
+  #sawBytes = false
   readonly #done: TransformCallback
 
   constructor(o: FieldStreamOptions) {
@@ -489,12 +490,20 @@ export class FieldStream extends JsonRewriter<FieldRule> {
 
   override _transform(chunk: Buffer, enc: BufferEncoding, cb: TransformCallback): void {
     this.#pending = cb
+    if (chunk.length > 0) this.#sawBytes = true
     this.#o.message.chunkBegins()
     super._transform(chunk, enc, this.#done)
   }
 
   override _flush(cb: TransformCallback): void {
     this.#pending = cb
+    // A body that turns out empty (chunked, no bytes) holds no field: it goes on empty, as one that
+    // declares `content-length: 0` does (`emptyBody`), where the rewriter would refuse it as no JSON.
+    if (!this.#sawBytes) {
+      this.#report(undefined)
+      this.#settle(null)
+      return
+    }
     super._flush((err, data) => {
       if (err == null) this.#report(undefined)
       this.#settle(err, data)
