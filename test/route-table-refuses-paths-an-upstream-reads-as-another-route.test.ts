@@ -12,14 +12,19 @@ import { normalizeTarget } from '../src/route/path.js'
 import { compileRouteTable, type RouteTable } from '../src/route/table.js'
 import '../src/transform/builtin.js'
 
-function tableOf(routes: Array<Record<string, unknown>>, pathReadings?: string[]): RouteTable {
+/** The route table of `routes` (to `svc`, allowing `dns:a`, unless they say otherwise) over `upstreams`, each given a TLS section. */
+function tableWith(upstreams: Record<string, Record<string, unknown>>, routes: Array<Record<string, unknown>>): RouteTable {
   const parsed = configSchema.parse({
     sponsor: { listen: { port: 0 }, tls: { cert: 'c', key: 'k', clientCa: 'ca' } },
-    upstreams: { svc: { url: 'https://127.0.0.1:8443', serverName: 'svc', tls: { ca: 'ca', cert: 'c', key: 'k' }, ...(pathReadings === undefined ? {} : { pathReadings }) } },
+    upstreams: Object.fromEntries(Object.entries(upstreams).map(([name, u]) => [name, { tls: { ca: 'ca', cert: 'c', key: 'k' }, ...u }])),
     admin: { listen: { port: 0 } },
     routes: routes.map((r) => ({ allow: ['dns:a'], upstream: 'svc', ...r })),
   })
   return compileRouteTable(parsed, { log: pino({ level: 'silent' }) })
+}
+
+function tableOf(routes: Array<Record<string, unknown>>, pathReadings?: string[]): RouteTable {
+  return tableWith({ svc: { url: 'https://127.0.0.1:8443', serverName: 'svc', ...(pathReadings === undefined ? {} : { pathReadings }) } }, routes)
 }
 
 /** The route `path` takes, and where a reading of it goes instead when one does: `docs → route "secret" (…)`. */
@@ -185,20 +190,12 @@ t.test('found by a review of that fix: no false refusal at boot or across upstre
   t.equal(goes(tree, 'GET', '/files/a'), 'file')
 
   // A capital in a route to another upstream says nothing of this upstream's handlers.
-  const twoUpstreams = compileRouteTable(
-    configSchema.parse({
-      sponsor: { listen: { port: 0 }, tls: { cert: 'c', key: 'k', clientCa: 'ca' } },
-      upstreams: {
-        dotnet: { url: 'https://127.0.0.1:8443', serverName: 'a', tls: { ca: 'ca', cert: 'c', key: 'k' } },
-        go: { url: 'https://127.0.0.1:8444', serverName: 'b', tls: { ca: 'ca', cert: 'c', key: 'k' }, pathReadings: [] },
-      },
-      admin: { listen: { port: 0 } },
-      routes: [
-        { name: 'api', methods: ['GET'], path: '/api/:x', allow: ['dns:a'], upstream: 'dotnet' },
-        { name: 'status', methods: ['GET'], path: '/api/Status', allow: ['dns:admin'], upstream: 'go' },
-      ],
-    }),
-    { log: pino({ level: 'silent' }) },
+  const twoUpstreams = tableWith(
+    { dotnet: { url: 'https://127.0.0.1:8443', serverName: 'a' }, go: { url: 'https://127.0.0.1:8444', serverName: 'b', pathReadings: [] } },
+    [
+      { name: 'api', methods: ['GET'], path: '/api/:x', allow: ['dns:a'], upstream: 'dotnet' },
+      { name: 'status', methods: ['GET'], path: '/api/Status', allow: ['dns:admin'], upstream: 'go' },
+    ],
   )
   t.equal(goes(twoUpstreams, 'GET', '/api/status'), 'api', 'lower-case traffic to the other upstream is not refused')
   t.equal(goes(twoUpstreams, 'GET', '/api/STATUS'), 'api → route "status" (ignoring letter case)', 'a path in capitals still is, as before')
@@ -332,20 +329,12 @@ t.test('found by the review of the precedence check: what counts as the same pol
 t.test('found by a review: two upstream entries of one service share their letter case, and a pattern with a parameter gets the first-dot reading', async (t) => {
   // One service (one origin and server name) behind two entries, say for another timeout: a capital
   // in a route of one entry says how the service reads the paths of the other's routes.
-  const entry = (extra: Record<string, unknown> = {}) => ({ url: 'https://127.0.0.1:8443', serverName: 'svc', tls: { ca: 'ca', cert: 'c', key: 'k' }, ...extra })
+  const entry = { url: 'https://127.0.0.1:8443', serverName: 'svc' }
   const oneService = (secretUpstream: string) =>
-    compileRouteTable(
-      configSchema.parse({
-        sponsor: { listen: { port: 0 }, tls: { cert: 'c', key: 'k', clientCa: 'ca' } },
-        upstreams: { svc: entry(), 'svc-slow': entry({ headersTimeoutMs: 50_000 }) },
-        admin: { listen: { port: 0 } },
-        routes: [
-          { name: 'secret', methods: ['GET'], path: '/v1/docs/Secret', allow: ['dns:admin'], upstream: secretUpstream },
-          { name: 'docs', methods: ['GET'], path: '/v1/docs/:name', allow: ['dns:anyone'], upstream: 'svc' },
-        ],
-      }),
-      { log: pino({ level: 'silent' }) },
-    )
+    tableWith({ svc: entry, 'svc-slow': { ...entry, headersTimeoutMs: 50_000 } }, [
+      { name: 'secret', methods: ['GET'], path: '/v1/docs/Secret', allow: ['dns:admin'], upstream: secretUpstream },
+      { name: 'docs', methods: ['GET'], path: '/v1/docs/:name', allow: ['dns:anyone'], upstream: 'svc' },
+    ])
   t.equal(goes(oneService('svc'), 'GET', '/v1/docs/secret'), 'docs → route "secret" (ignoring letter case)', 'one entry')
   t.equal(goes(oneService('svc-slow'), 'GET', '/v1/docs/secret'), 'docs → route "secret" (ignoring letter case)', 'two entries of one service: the same')
 
