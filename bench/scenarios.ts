@@ -774,7 +774,8 @@ const bulkSeal: Scenario = {
                 upstream: 'accreditation',
                 maxBodyBytes,
                 transforms: {
-                  request: [{ type: 'seal', recipients: PUBLIC_SET, fields: fields('/records/*'), records: { pattern: '/records/*', id: 'id' } }],
+                  // A bulk route names its own bound on values (a request's default is 10,000).
+                  request: [{ type: 'seal', recipients: PUBLIC_SET, fields: fields('/records/*'), records: { pattern: '/records/*', id: 'id' }, maxValues: perRequest }],
                   response: [],
                 },
               })

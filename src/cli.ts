@@ -1148,8 +1148,10 @@ async function beginStep(
       }
       headers = { 'content-type': a.ndjson ? 'application/x-ndjson' : 'application/json' }
       if (op === 'seal') {
-        const { createSealTransform } = await import('./transform/seal.js')
-        step = createSealTransform(options, env)
+        const { createSealTransform, MAX_SEALED_VALUES } = await import('./transform/seal.js')
+        // The operator's own file, not a client's body: the gateway's per-request bound on values
+        // (amplification) is not the tool's.
+        step = createSealTransform({ ...options, maxValues: MAX_SEALED_VALUES }, env)
       } else {
         const { createOpenTransform } = await import('./transform/open.js')
         step = createOpenTransform(options, env)
