@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process'
 import { chmod, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import forge from 'node-forge'
 import t from 'tap'
 import { type CliIo, main } from '../src/cli.js'
 import { loadClientTls, loadServerTls } from '../src/config/tls-material.js'
@@ -70,6 +71,11 @@ t.test('certs init writes both CAs and the demo pairs, keys private, and lists e
   })
   t.ok(sponsor.notAfter > new Date())
   t.notSame(sponsor.ca, upstream.ca, 'two independent CAs')
+  // They issue leaves only: a CA minted with their key does not verify (pki-dev-certificates-… test).
+  for (const ca of ['sponsor-ca.crt', 'trusted-ca.crt']) {
+    const bc = forge.pki.certificateFromPem(await readFile(join(out, ca), 'utf8')).getExtension('basicConstraints') as { cA: boolean; pathLenConstraint?: number; critical: boolean }
+    t.match(bc, { cA: true, pathLenConstraint: 0, critical: true }, `${ca}: a CA of path length 0`)
+  }
 
   // Again without --force: nothing is rewritten, and it says so.
   const before = await readFile(join(out, 'sponsor-ca.key'))

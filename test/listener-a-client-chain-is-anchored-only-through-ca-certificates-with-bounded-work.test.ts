@@ -14,7 +14,7 @@ import { createCa, DEV_LEAF_SPECS, issueCertificate } from '../src/pki/dev-pki.j
 import { commonName, makeCertificate, newKeyPair, publicKeyOf, subjectKeyIdOf, subjectOf } from './helpers/handmade-certificates.js'
 
 const x509 = (pem: string) => new X509Certificate(pem)
-const root = createCa('Sponsor root')
+const root = createCa('Sponsor root', { pathLength: 1 })
 const issuing = createCa('Sponsor issuing CA', { issuer: root })
 const leafViaIssuing = issueCertificate(issuing, { ...DEV_LEAF_SPECS.sponsorClient })
 const leafOfRoot = issueCertificate(root, { ...DEV_LEAF_SPECS.sponsorClient })

@@ -5,6 +5,7 @@ import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import { type ConnectionOptions, connect, createServer, type TLSSocket } from 'node:tls'
 import t from 'tap'
+import { createCa, DEV_LEAF_SPECS, issueCertificate } from '../src/pki/dev-pki.js'
 import { makeTestPki, type TestCert } from './helpers/pki.js'
 
 interface Outcome {
@@ -180,4 +181,23 @@ t.test('dev certificates complete mTLS handshakes with their own side only', asy
     t.equal(r.client.error, 'INVALID_PURPOSE')
     t.equal(r.client.received, '')
   })
+})
+
+t.test('a dev CA issues leaves only: an intermediate minted with its key does not verify, unless the CA allows one', async (t) => {
+  const pki = await makeTestPki()
+  for (const [pathLength, verifies] of [
+    [undefined, false],
+    [1, true],
+  ] as const) {
+    const root = createCa('Sponsor dev CA', pathLength === undefined ? {} : { pathLength })
+    const intermediate = createCa('Minted issuing CA', { issuer: root })
+    const leaf = issueCertificate(intermediate, { ...DEV_LEAF_SPECS.sponsorClient })
+    const r = await handshake(
+      { id: pki.gatewaySponsorServer, ca: { ...root, certPath: '', keyPath: '' } },
+      { cert: `${leaf.certPem}${intermediate.certPem}`, key: leaf.keyPem, ca: pki.sponsorCa.certPem },
+    )
+    const label = pathLength === undefined ? 'the default, path length 0' : `path length ${pathLength}`
+    t.equal(r.server.authorized, verifies, `${label}: ${verifies ? 'verifies' : 'refused'}`)
+    if (!verifies) t.equal(r.server.authorizationError, 'PATH_LENGTH_EXCEEDED', 'OpenSSL refuses the path for its length')
+  }
 })

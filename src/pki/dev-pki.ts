@@ -52,6 +52,12 @@ export interface CaOptions {
   /** Explicit validity, instead of `validityDays` from now (an expired CA). Tests only. */
   notBefore?: Date
   notAfter?: Date
+  /**
+   * How many intermediate CAs may stand below this one (RFC 5280 §4.2.1.9, `pathLenConstraint`).
+   * Default 0: it issues leaves only, so its key cannot mint a CA that verifiers would accept. Tests
+   * of chains give a root 1.
+   */
+  pathLength?: number
 }
 
 /** What to put in a leaf certificate issued by {@link issueCertificate}. */
@@ -106,6 +112,8 @@ export interface DevPkiOptions {
   force?: boolean
   /** Validity of every CA and leaf; default 365 days. */
   validityDays?: number
+  /** The CAs' `pathLength` (see {@link CaOptions}); default 0. Tests that chain an intermediate to them give 1. */
+  caPathLength?: number
 }
 
 const DAY_MS = 86_400_000
@@ -256,9 +264,10 @@ function buildCa(commonName: string, opts: CaOptions, keys: KeyPairPem): Certifi
   cert.setSubject(subject)
   const issuerCert = opts.issuer === undefined ? undefined : forge.pki.certificateFromPem(opts.issuer.certPem)
   cert.setIssuer(issuerCert === undefined ? subject : issuerName(issuerCert))
-  // RFC 5280 §4.2.1.9 and §4.2.1.3: both critical on a CA. No pathLen: the dev CAs issue leaves directly.
+  // RFC 5280 §4.2.1.9 and §4.2.1.3: both critical on a CA. The dev CAs issue leaves directly, so a
+  // path length of 0 by default: an intermediate signed with their key does not verify.
   cert.setExtensions([
-    { name: 'basicConstraints', cA: true, critical: true },
+    { name: 'basicConstraints', cA: true, pathLenConstraint: opts.pathLength ?? 0, critical: true },
     { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
     { name: 'subjectKeyIdentifier' },
     ...(issuerCert === undefined ? [] : [{ name: 'authorityKeyIdentifier', keyIdentifier: authorityKeyIdOf(issuerCert) }]),
@@ -339,6 +348,7 @@ function leafKeys(spec: LeafSpec): KeyPairPem | undefined {
 
 function checkCaOptions(opts: CaOptions): void {
   if (opts.validityDays !== undefined && !(opts.validityDays > 0)) throw new RangeError('validityDays must be positive')
+  if (opts.pathLength !== undefined && !(Number.isInteger(opts.pathLength) && opts.pathLength >= 0)) throw new RangeError('pathLength must be an integer of at least 0')
 }
 
 /**
@@ -557,6 +567,8 @@ export async function generateDevPki(opts: DevPkiOptions): Promise<DevPki> {
   const pki = devPkiPaths(opts.outDir)
   const validityDays = opts.validityDays ?? DEFAULT_DEV_DAYS
   if (!(validityDays > 0)) throw new RangeError('validityDays must be positive')
+  const caOptions: CaOptions = { validityDays, ...(opts.caPathLength === undefined ? {} : { pathLength: opts.caPathLength }) }
+  checkCaOptions(caOptions)
 
   if (!opts.force) {
     const pairs = pairsOf(pki)
@@ -592,9 +604,8 @@ export async function generateDevPki(opts: DevPkiOptions): Promise<DevPki> {
   const [sponsorCaKeys, trustedCaKeys, ...leafKeyPairs] = await Promise.all(
     Array.from({ length: 10 }, () => generateKeyAsync()),
   )
-  const days = { validityDays }
-  const sponsorCa = buildCa(DEV_SPONSOR_CA_NAME, days, sponsorCaKeys!)
-  const trustedCa = buildCa(DEV_TRUSTED_CA_NAME, days, trustedCaKeys!)
+  const sponsorCa = buildCa(DEV_SPONSOR_CA_NAME, caOptions, sponsorCaKeys!)
+  const trustedCa = buildCa(DEV_TRUSTED_CA_NAME, caOptions, trustedCaKeys!)
   const leaf = (ca: CertifiedKey, spec: LeafSpec, i: number): CertifiedKey =>
     buildLeaf(planLeaf(ca, spec, validityDays), spec, leafKeyPairs[i]!)
   const material: Record<PairName, CertifiedKey> = {

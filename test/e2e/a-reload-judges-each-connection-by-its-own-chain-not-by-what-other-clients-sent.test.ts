@@ -30,7 +30,7 @@ async function migratingToANewRoot(t: Test) {
   const h = await Harness.start()
   t.teardown(() => h.close())
   const oldRoot = h.pki.sponsorCa
-  const newRoot = createCa('New sponsor root')
+  const newRoot = createCa('New sponsor root', { pathLength: 1 })
   t.match(await reloadSponsorBundle(h, `${oldRoot.certPem}${newRoot.certPem}`), { ok: true })
   const issuingOld = createCa('Sponsor issuing CA', { issuer: oldRoot })
   const issuingNew = createCa('Sponsor issuing CA', { issuer: newRoot, keyPem: issuingOld.keyPem })
@@ -51,7 +51,7 @@ t.test('a decoy copy of an intermediate sent by one client decides for nobody', 
 
   // Another client of the same intermediate sends, before it, a copy with the same name and key,
   // issued by a CA of its own and expired: OpenSSL builds the path through the real one.
-  const own = createCa('Attacker CA')
+  const own = createCa('Attacker CA', { pathLength: 1 })
   const decoy = createCa('Sponsor issuing CA', {
     issuer: own,
     keyPem: issuing.keyPem,
@@ -149,7 +149,7 @@ t.test('after a reload that takes a CA out, only connections accepted before it 
   while (!full.closed()) await new Promise((r) => setTimeout(r, 10))
 
   // The root renewed: the same name and key, another serial and validity.
-  const renewed = createCa(DEV_SPONSOR_CA_NAME, { keyPem: root.keyPem })
+  const renewed = createCa(DEV_SPONSOR_CA_NAME, { keyPem: root.keyPem, pathLength: 1 })
   t.ok(renewed.certPem !== root.certPem)
   t.match(await reloadSponsorBundle(h, renewed.certPem), { ok: true })
   await settle()

@@ -112,7 +112,7 @@ async function build(): Promise<TestPki> {
   // generateDevPki makes its ten keys in parallel; otherSponsorClient's key is made alongside. The
   // other negative cases reuse a dev key: what they test is the certificate, and RSA keygen is the
   // whole cost of this fixture on a shared 2-core machine.
-  const [paths, otherKey] = await Promise.all([generateDevPki({ outDir: join(dir, 'dev') }), rsaKeyPem()])
+  const [paths, otherKey] = await Promise.all([generateDevPki({ outDir: join(dir, 'dev'), caPathLength: 1 }), rsaKeyPem()])
   const [sponsorCa, trustedCa, gatewaySponsorServer, sponsorClient, trustedServer, gatewayTrustedClient] =
     await Promise.all([
       load(paths.sponsorCa),
