@@ -415,6 +415,12 @@ export class SponsorListener {
       turn = { busy: false, waiting: [], requests: 0 }
       socket[TURN] = turn
     }
+    // A request that asks to upgrade (`Upgrade: h2c`) is served as HTTP/1.1, the field dropped, but
+    // Node's parser stops reading at it and discards the rest of that read: a request pipelined
+    // behind it would wait unanswered until the idle timeout. The connection closes after its answer
+    // instead, and the client sends the next one again (RFC 9112 §9.3.2). (`req.upgrade` cannot
+    // tell: Node sets it back to false when the server has no 'upgrade' listener.)
+    if (req.headers.upgrade !== undefined) res.shouldKeepAlive = false
     const limit = this.#maxRequestsPerSocket
     if (limit > 0) {
       turn.requests++

@@ -115,3 +115,23 @@ t.test('one parser refusal is counted and logged once, however many records foll
   t.equal(metricValue(m, 'ecluse_rejected_requests_total', { reason: 'headers_too_large' }), 1)
   t.equal(h.logs.find('sponsor request refused by the HTTP parser').length, 1)
 })
+
+t.test('found by review: a request that asks to upgrade is the last of its connection, so one pipelined behind it is not left unanswered', async (t) => {
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  // Node's parser stops at an upgrade request and discards the rest of that read: the GET behind it
+  // was never parsed, never answered, and its client waited for the idle timeout.
+  const upgrade = 'GET /v1/records/1 HTTP/1.1\r\nhost: localhost\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n'
+  const out = await exchange(h, `${upgrade}GET /v1/records/2 HTTP/1.1\r\nhost: localhost\r\n\r\n`, 20_000)
+  t.same(statuses(out), [200], 'the first request is answered as HTTP/1.1')
+  t.match(out.split('\r\n\r\n')[0]!, /\r\nconnection: close(\r\n|$)/i, 'and its answer closes the connection: the client sends the second again')
+  t.notMatch(out, /upgrade/i, 'no upgrade is offered back')
+  t.same(
+    h.upstream.seen.map((s) => `${s.method} ${s.url}`),
+    ['GET /v1/records/1'],
+    'the upstream saw the first request only',
+  )
+  t.equal(h.upstream.seen[0]?.headers['upgrade'], undefined, 'without its upgrade')
+  await sleep(100)
+  t.equal(h.gateway.proxy.inFlight, 0)
+})
