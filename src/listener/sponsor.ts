@@ -15,6 +15,7 @@ import { TLS_CIPHERS, TLS_SECURE_OPTIONS } from '../config/tls-policy.js'
 import { ERROR_CODES, type ErrorCode, publicErrorBody } from '../errors.js'
 import { principalFromCertificate } from '../identity/from-certificate.js'
 import type { Principal } from '../identity/principal.js'
+import { LogQuota } from '../observability/log-quota.js'
 import { classifyTlsFailure, type GatewayMetrics } from '../observability/metrics.js'
 import { anchored } from './anchored.js'
 
@@ -94,6 +95,12 @@ export const TICKET_KEY_LIFETIME_MS = 300_000
  * clients that connected together (at a gateway's start) do not all reconnect at once.
  */
 const CONNECTION_LIFETIME_SPREAD = 0.2
+/**
+ * Info lines a second for refusals anyone who can connect can cause (a handshake without a sponsor
+ * certificate, bytes that are not HTTP): past it they are summarised once a second (`LogQuota`);
+ * the metrics count every one.
+ */
+export const REFUSAL_LINES_PER_SECOND = 20
 
 /** Maps the HTTP parser's refusals to our stable codes. */
 function clientErrorCode(err: NodeJS.ErrnoException): ErrorCode {
@@ -147,12 +154,17 @@ export class SponsorListener {
   #intermediatesAtRemoval = new Map<string, X509Certificate[]>()
   /** Runs of `#closeUntrusted`: a run stops when a newer one has begun (which judges every connection). */
   #untrustRuns = 0
+  /** The log's share of certificate and parser refusals (see {@link REFUSAL_LINES_PER_SECOND}). */
+  readonly #certificateRefusalLines: LogQuota
+  readonly #parserRefusalLines: LogQuota
 
   constructor(opts: SponsorListenerOptions) {
     const { config, tls, handler } = opts
     this.#config = config
     this.#metrics = opts.metrics
     this.#log = opts.log
+    this.#certificateRefusalLines = new LogQuota(opts.log, 'sponsor client certificate refused', REFUSAL_LINES_PER_SECOND)
+    this.#parserRefusalLines = new LogQuota(opts.log, 'sponsor request refused by the HTTP parser', REFUSAL_LINES_PER_SECOND)
     this.#clientCaCerts = tls.caCerts
     this.#clientAnchors = trustAnchors(tls.caCerts)
     this.#ticketKeyLifetimeMs = opts.ticketKeyLifetimeMs ?? TICKET_KEY_LIFETIME_MS
@@ -206,7 +218,11 @@ export class SponsorListener {
     this.server.setTimeout(limits.idleTimeoutMs)
     this.#ticketKeyRotation = setInterval(() => this.rotateTicketKeys(), this.#ticketKeyLifetimeMs)
     this.#ticketKeyRotation.unref()
-    this.server.once('close', () => clearInterval(this.#ticketKeyRotation))
+    this.server.once('close', () => {
+      clearInterval(this.#ticketKeyRotation)
+      this.#certificateRefusalLines.flush()
+      this.#parserRefusalLines.flush()
+    })
 
     this.server.prependListener('secureConnection', (socket: TLSSocket) => this.#onSecureConnection(socket))
     this.server.on('connection', (socket: Socket) => this.#onConnection(socket))
@@ -500,7 +516,7 @@ export class SponsorListener {
     if (!socket.authorized || peer === null || peer.raw === undefined) {
       const reason = peer === null || peer.raw === undefined ? 'no_certificate' : classifyTlsFailure(socket.authorizationError)
       this.#metrics.tlsHandshakeFailure('sponsor', reason)
-      this.#log.info({ reason, tlsError: String(socket.authorizationError ?? '') }, 'sponsor client certificate refused')
+      if (this.#certificateRefusalLines.take()) this.#log.info({ reason, tlsError: String(socket.authorizationError ?? '') }, 'sponsor client certificate refused')
       socket.destroy()
       return
     }
@@ -509,7 +525,7 @@ export class SponsorListener {
     const notAfter = Date.parse(peer.valid_to)
     if (!(Date.now() < notAfter)) {
       this.#metrics.tlsHandshakeFailure('sponsor', 'expired_certificate')
-      this.#log.info({ reason: 'expired_certificate', resumed: socket.isSessionReused() }, 'sponsor client certificate refused')
+      if (this.#certificateRefusalLines.take()) this.#log.info({ reason: 'expired_certificate', resumed: socket.isSessionReused() }, 'sponsor client certificate refused')
       socket.destroy()
       return
     }
@@ -517,7 +533,7 @@ export class SponsorListener {
     // holds a CA's key should be issuing client certificates, not presenting the CA.
     if (peer.ca) {
       this.#metrics.tlsHandshakeFailure('sponsor', 'untrusted_certificate')
-      this.#log.info({ reason: 'untrusted_certificate' }, 'sponsor client certificate refused: it is a CA certificate')
+      if (this.#certificateRefusalLines.take()) this.#log.info({ reason: 'untrusted_certificate' }, 'sponsor client certificate refused: it is a CA certificate')
       socket.destroy()
       return
     }
@@ -526,7 +542,7 @@ export class SponsorListener {
       socket[PRINCIPAL] = principalFromCertificate(peer.raw)
     } catch (err) {
       this.#metrics.tlsHandshakeFailure('sponsor', 'untrusted_certificate')
-      this.#log.info({ err: (err as Error).message }, 'sponsor client certificate carries no usable identity')
+      if (this.#certificateRefusalLines.take()) this.#log.info({ err: (err as Error).message }, 'sponsor client certificate carries no usable identity')
       socket.destroy()
       return
     }
@@ -535,7 +551,7 @@ export class SponsorListener {
     const accepted = (socket as TLSSocket & { _parent?: AcceptedSocket })._parent?.[ACCEPTED_UNDER] ?? 0
     if (accepted < this.#caRemovals && !this.#anchoredNow(socket, new Map())) {
       this.#metrics.tlsHandshakeFailure('sponsor', 'untrusted_certificate')
-      this.#log.info({ reason: 'untrusted_certificate' }, 'sponsor client certificate refused: verified against a CA bundle a reload has since replaced')
+      if (this.#certificateRefusalLines.take()) this.#log.info({ reason: 'untrusted_certificate' }, 'sponsor client certificate refused: verified against a CA bundle a reload has since replaced')
       socket.destroy()
       return
     }
@@ -573,7 +589,7 @@ export class SponsorListener {
 
   #countRefusal(code: ErrorCode, parserError: string | undefined): void {
     this.#metrics.requestRejected(code)
-    this.#log.info({ code, parserError }, 'sponsor request refused by the HTTP parser')
+    if (this.#parserRefusalLines.take()) this.#log.info({ code, parserError }, 'sponsor request refused by the HTTP parser')
   }
 
   /** A refusal written on the socket itself (no `ServerResponse` exists), counted and logged. */
