@@ -191,10 +191,11 @@ export class Gateway {
     // `increase()` cannot see a series that appears already at 1.
     const upstreamMetrics = metrics.forUpstream(name)
     return new UpstreamPool(name, cfg, tls, {
-      onError: (code, err) => {
+      onError: (code, err, underBody) => {
         upstreamMetrics.error(code)
         // The handshake with the trusted side failed: why, by the same reasons as the sponsor side.
-        if (code === 'upstream_tls') metrics.tlsHandshakeFailure('upstream', classifyTlsFailure(err))
+        // (A TLS failure under an answer's body came long after its handshake.)
+        if (code === 'upstream_tls' && !underBody) metrics.tlsHandshakeFailure('upstream', classifyTlsFailure(err))
       },
     })
   }

@@ -37,7 +37,7 @@ async function mtlsUpstream(handler: RequestListener): Promise<number> {
   return (server.address() as AddressInfo).port
 }
 
-function poolFor(port: number, errors: UpstreamErrorCode[], overrides: Partial<UpstreamConfig> = {}): UpstreamPool {
+function poolFor(port: number, errors: UpstreamErrorCode[], overrides: Partial<UpstreamConfig> = {}, underBody: boolean[] = []): UpstreamPool {
   const cfg = upstreamSchema.parse({
     url: `https://127.0.0.1:${port}`,
     serverName: 'accreditation.trusted.test',
@@ -55,7 +55,12 @@ function poolFor(port: number, errors: UpstreamErrorCode[], overrides: Partial<U
       cert: Buffer.from(pki.gatewayTrustedClient.certPem),
       key: Buffer.from(pki.gatewayTrustedClient.keyPem),
     },
-    { onError: (code) => errors.push(code) },
+    {
+      onError: (code, _err, body) => {
+        errors.push(code)
+        underBody.push(body)
+      },
+    },
   )
   t.teardown(() => pool.destroy())
   return pool
@@ -184,6 +189,41 @@ t.test('a connection dropped mid-body errors the response body stream with upstr
   t.equal(res.statusCode, 200)
   t.equal(upstreamBodyError('accreditation', await bodyError(res.body)).code, 'upstream_reset')
   t.same(errors, ['upstream_reset'])
+})
+
+t.test('a socket or TLS failure under a body is counted by its code; an error of our own stages is not', async (t) => {
+  // Found by review: undici destroys a response body with the socket's own error when the socket
+  // fails before it ends (client-h1 errorRequest): a TLS failure (EPROTO, ERR_SSL_*), a timeout or
+  // EPIPE of the socket was classified but not counted in ecluse_upstream_errors_total, only the
+  // resets undici names. A stage downstream that fails destroys the body with its own error, which
+  // carries no such code and is the gateway's to report, not the upstream's.
+  const port = await mtlsUpstream((_req, res) => {
+    res.writeHead(200, { 'content-length': '1000' })
+    res.write('{"partial":')
+  })
+  const cases: Array<[string, Error, UpstreamErrorCode | undefined]> = [
+    ['EPROTO', Object.assign(new Error('write EPROTO'), { code: 'EPROTO', syscall: 'write' }), 'upstream_tls'],
+    ['ERR_SSL_*', Object.assign(new Error('decryption failed or bad record mac'), { code: 'ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC', library: 'SSL routines' }), 'upstream_tls'],
+    ['ETIMEDOUT', Object.assign(new Error('read ETIMEDOUT'), { code: 'ETIMEDOUT', syscall: 'read' }), 'upstream_timeout'],
+    ['EPIPE', Object.assign(new Error('write EPIPE'), { code: 'EPIPE', syscall: 'write' }), 'upstream_reset'],
+    ['ECONNABORTED', Object.assign(new Error('read ECONNABORTED'), { code: 'ECONNABORTED', syscall: 'read' }), 'upstream_reset'],
+    ['ENETRESET', Object.assign(new Error('read ENETRESET'), { code: 'ENETRESET', syscall: 'read' }), 'upstream_reset'],
+    ['a stage\'s refusal', Object.assign(new Error('transform failed'), { code: 'transform_failed' }), undefined],
+    ['a stage\'s bug', new TypeError('x is not a function'), undefined],
+  ]
+  for (const [what, err, counted] of cases) {
+    const errors: UpstreamErrorCode[] = []
+    const underBody: boolean[] = []
+    const pool = poolFor(port, errors, {}, underBody)
+    const res = await send(pool)
+    t.equal(res.statusCode, 200)
+    const seen = bodyError(res.body)
+    res.body.destroy(err)
+    t.equal(await seen, err)
+    t.same(errors, counted === undefined ? [] : [counted], `${what}: ${counted ?? 'not counted'}`)
+    // A TLS failure under a body is not a handshake's (main.ts counts only those as one).
+    t.same(underBody, counted === undefined ? [] : [true], 'reported as under a body')
+  }
 })
 
 t.test('a response that is not HTTP is upstream_bad_response', async (t) => {

@@ -214,5 +214,9 @@ export function toUpstreamError(upstream: string, err: unknown): EcluseError {
  * pipeline(upstreamRes.body, res, (err) => { if (err) { const e = upstreamBodyError('acc', err); log(e); res.destroy() } })
  */
 export function upstreamBodyError(upstream: string, err: unknown): EcluseError {
-  return toUpstreamError(upstream, err)
+  const failure = toUpstreamError(upstream, err)
+  // The connection was up (its answer had begun): the socket's ETIMEDOUT here is a read that timed
+  // out, not a connect.
+  if (failure.code === 'upstream_connect_timeout') return new EcluseError('upstream_timeout', failure.message, { cause: failure.cause })
+  return failure
 }

@@ -22,7 +22,7 @@ import type { SecureContext } from 'node:tls'
 import { Client, type Dispatcher, Pool } from 'undici'
 import type { UpstreamConfig } from '../config/schema.js'
 import { EcluseError, isEcluseError } from '../errors.js'
-import { classifyUpstreamError, isAbortError, isUpstreamParserError, recognizedUpstreamError, toUpstreamError, type UpstreamErrorCode } from './classify.js'
+import { classifyUpstreamError, isAbortError, isUpstreamParserError, recognizedUpstreamError, toUpstreamError, type UpstreamErrorCode, upstreamBodyError } from './classify.js'
 import { buildClientSecureContext, type ClientTlsMaterial } from './tls.js'
 
 export {
@@ -86,20 +86,31 @@ export interface UpstreamPoolOptions {
   /**
    * Called once per upstream failure with its code and the error undici raised (metrics: a TLS
    * failure's reason is in the error). Not called for aborts by the caller's signal, for errors that
-   * a request body stage raised itself, nor for probes.
+   * a request body stage raised itself, nor for probes. `underBody`: the failure came after the
+   * answer had begun (its body), so it is not a handshake's.
    */
-  onError?: (code: UpstreamErrorCode, err: unknown) => void
+  onError?: (code: UpstreamErrorCode, err: unknown, underBody: boolean) => void
   /** Deadline of one readiness probe, connect included. Default 2000 ms. */
   probeTimeoutMs?: number
 }
 
-/** Response-body error codes that only undici produces about the upstream connection itself. */
+/**
+ * Response-body error codes that only the upstream connection produces: undici's own, and the
+ * socket's or TLS layer's error, with which undici destroys the body when the socket fails before it
+ * ends (client-h1 `errorRequest`; `ERR_SSL_*` too, see `#bodyFailed`). A stage downstream that fails
+ * destroys the body with its own error, which carries none of these.
+ */
 const UPSTREAM_SIDE_BODY_CODES: ReadonlySet<string> = new Set([
   'UND_ERR_SOCKET',
   'UND_ERR_BODY_TIMEOUT',
   'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
   'UND_ERR_RES_EXCEEDED_MAX_SIZE',
   'ECONNRESET',
+  'ECONNABORTED',
+  'ENETRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EPROTO',
 ])
 
 /** undici's own refusal of a request we built (bad header, unsupported method): a gateway bug. */
@@ -168,7 +179,7 @@ export class UpstreamPool {
   readonly name: string
   readonly #cfg: UpstreamConfig
   readonly #origin: string
-  readonly #onError: ((code: UpstreamErrorCode, err: unknown) => void) | undefined
+  readonly #onError: ((code: UpstreamErrorCode, err: unknown, underBody: boolean) => void) | undefined
   readonly #probeTimeoutMs: number
   #secureContext: SecureContext
   #pool: Pool
@@ -360,7 +371,7 @@ export class UpstreamPool {
           'upstream_unavailable',
           `upstream ${this.name}: all ${this.#cfg.connections} connections stayed busy for ${this.#cfg.connectTimeoutMs} ms (connectTimeoutMs)`,
         )
-        this.#onError?.('upstream_unavailable', err)
+        this.#onError?.('upstream_unavailable', err, false)
         wait.refuse(err)
       }, this.#cfg.connectTimeoutMs)
       const onAbort = (): void => {
@@ -456,7 +467,7 @@ export class UpstreamPool {
       })
     }
     const failure = toUpstreamError(this.name, err)
-    this.#onError?.(failure.code as UpstreamErrorCode, err)
+    this.#onError?.(failure.code as UpstreamErrorCode, err, false)
     return failure
   }
 
@@ -464,8 +475,8 @@ export class UpstreamPool {
   readonly #bodyFailed = (err: unknown): void => {
     if (this.#onError === undefined || isAbortError(err)) return
     const code = errorCode(err)
-    if (isUpstreamParserError(err) || (code !== undefined && (UPSTREAM_SIDE_BODY_CODES.has(code) || code.startsWith('HPE_')))) {
-      this.#onError(classifyUpstreamError(err), err)
+    if (isUpstreamParserError(err) || (code !== undefined && (UPSTREAM_SIDE_BODY_CODES.has(code) || code.startsWith('HPE_') || code.startsWith('ERR_SSL_')))) {
+      this.#onError(upstreamBodyError(this.name, err).code as UpstreamErrorCode, err, true)
     }
   }
 }
