@@ -146,7 +146,12 @@ export class ProxyHandler implements RequestHandler {
   }
 }
 
-const NO_BODY_STATUS = new Set([204, 304])
+/**
+ * Statuses that carry no content whatever their headers say (RFC 9110 §15.3.5, §15.3.6, §15.4.5).
+ * 205 too: Node and llhttp frame it like any 200, where clients (Chromium) read it as body-less, so
+ * a body in it would be read as the start of the next answer on the connection.
+ */
+const NO_BODY_STATUS = new Set([204, 205, 304])
 /** A response's `transfer-encoding` the gateway relays: chunked, and no other coding (RFC 9112 §6.1). */
 const CHUNKED_ONLY = /^[ \t]*chunked[ \t]*$/i
 /** Refusals counted in `ecluse_rejected_requests_total` by the exchange (the parser's by the listener). */
@@ -567,7 +572,7 @@ class Exchange implements WatchedUpload {
 
     // 1xx are not relayed as final responses: undici consumes informational responses itself.
     if (noBody) {
-      // The transforms never see a body-less answer (HEAD, 204, 304), so nothing may describe the
+      // The transforms never see a body-less answer (HEAD, 204, 205, 304), so nothing may describe the
       // body they would have rewritten: a HEAD on a seal-body route would carry the plaintext's media
       // type and length, which its GET carries only inside the seal.
       if (route.responseTransforms.length > 0) for (const name of TRANSFORMED_BODY_HEADERS) delete headers[name]
@@ -575,6 +580,9 @@ class Exchange implements WatchedUpload {
       if (route.responseTransforms.some((step) => step.type === 'seal-body')) delete headers['content-language']
       // RFC 9110 §8.6: no Content-Length in a 204 (a lenient client before us could read a body).
       if (upstreamRes.statusCode === 204) delete headers['content-length']
+      // A 205 says it has none (§15.3.6): without a length Node would frame it chunked, and its empty
+      // last chunk would be bytes a client that knows 205 reads as the next answer.
+      if (upstreamRes.statusCode === 205) headers['content-length'] = '0'
       res.writeHead(upstreamRes.statusCode, headers)
       upstreamBody.resume()
       res.end()

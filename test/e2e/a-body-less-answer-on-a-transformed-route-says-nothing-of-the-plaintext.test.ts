@@ -1,5 +1,5 @@
 /**
- * Response transforms never see an answer without a body (HEAD, 204, 304): there is nothing to seal.
+ * Response transforms never see an answer without a body (HEAD, 204, 205, 304): there is nothing to seal.
  * The headers describing the body they would have rewritten must not cross either: a HEAD on a
  * seal-body route would otherwise tell the sponsor the media type and exact length of a document
  * whose GET carries its media type only inside the seal. A seal-body answer's language goes with its
@@ -66,4 +66,40 @@ t.test('HEAD, 204 and 304 on a transformed route carry no content-type, length o
   t.equal(plain.headers['content-type'], SECRET_TYPE)
   t.equal(plain.headers['content-length'], String(DOCUMENT.length))
   t.equal(plain.headers['content-language'], 'fr-x-dgsi')
+})
+
+t.test('found by review: a 205 carries no content on any whole-body route, and an empty one is no failure', async (t) => {
+  // RFC 9110 §15.3.6: no content in a 205. It was treated as an answer with a body: seal-body sealed
+  // an empty stream into it (1,213 bytes a client that knows 205 reads as the next answer), and
+  // require-sealed-body and open-body refused the empty answer as transform_failed.
+  const dir = await tempDir()
+  const keys = await writeKeyFiles(dir, 'th')
+  const s = await startSealing({
+    dir,
+    keys: { th: { file: keys.publicPath }, 'th-private': { file: keys.privatePath, private: true } },
+    handler: (_req, res) => {
+      res.writeHead(205, { 'content-type': SECRET_TYPE, 'content-length': 0 }).end()
+    },
+    routes: [
+      ['seal', { type: 'seal-body', recipients: 'th' }],
+      ['require', { type: 'require-sealed-body', recipients: 'th' }],
+      ['open', { type: 'open-body', keys: 'th-private' }],
+    ].map(([name, step]) => ({
+      name,
+      methods: ['GET'],
+      path: `/v1/${String(name)}/:id`,
+      allow: [SPONSOR_APP],
+      upstream: 'backend',
+      transforms: { response: [step] },
+    })),
+  })
+  t.teardown(s.close)
+  for (const name of ['seal', 'require', 'open']) {
+    const res = await s.gw.request(`/v1/${name}/form`)
+    t.equal(res.status, 205, `${name}: the 205 crosses`)
+    t.equal(res.body.length, 0, `${name}: with no content`)
+    t.equal(res.headers['content-length'], '0', `${name}: framed by a length of 0, not chunked`)
+    t.equal(res.headers['transfer-encoding'], undefined)
+    t.equal(res.headers['content-type'], undefined, `${name}: no media type`)
+  }
 })
