@@ -42,6 +42,7 @@ import { sealFields } from './baselines/naive-field-proxy.js'
 import { CHUNK, NeedleCounter, patternBuffer, SEALED_VALUE_NEEDLE } from './lib/bodies.js'
 import { BLOB_CONTEXT, SEALED_RECORDS_CONTEXT } from './lib/keys.js'
 import { readBenchPki } from './lib/pki.js'
+import { SealedSampleVerifier } from './lib/verify.js'
 import { generateRecords, SENSITIVE_POINTERS, valueAt } from './records.js'
 
 const RECORDS = 1024
@@ -56,9 +57,14 @@ const { values } = parseArgs({
     keys: { type: 'string' },
     'sealed-records': { type: 'string', default: '0' },
     'blob-bytes': { type: 'string', default: '0' },
+    'private-keys': { type: 'string' },
   },
 })
 const pki = readBenchPki(values.pki!)
+/** With --private-keys: a sample of what arrives sealed is opened, and the answer says so (`opened`). */
+const verifier = values['private-keys'] === undefined ? undefined : await SealedSampleVerifier.create(JSON.parse(readFileSync(values['private-keys'], 'utf8')))
+/** Bulk bodies are 10 MiB to parse: one sampled every 2 s at most. */
+const bulkVerifier = values['private-keys'] === undefined ? undefined : await SealedSampleVerifier.create(JSON.parse(readFileSync(values['private-keys'], 'utf8')), 2_000)
 const records = generateRecords(RECORDS)
 const bodies = records.map((r) => Buffer.from(JSON.stringify(r)))
 const OK = Buffer.from('{"status":"ok"}')
@@ -157,13 +163,23 @@ function echo(req: IncomingMessage, res: ServerResponse): void {
     }
     chunks.push(chunk)
   })
-  req.on('end', () => send(res, 200, Buffer.concat(chunks)))
+  req.on('end', () => {
+    const body = Buffer.concat(chunks)
+    if (verifier === undefined || !body.includes(SEALED_VALUE_NEEDLE) || !verifier.take()) return send(res, 200, body)
+    // Sampled: the echo says whether its sealed values opened to the record sent (`"benchOpened"`).
+    void verifier.judge(() => verifier.record(JSON.parse(body.toString('utf8')) as Record<string, unknown>)).then((opened) => {
+      const end = body.lastIndexOf('}')
+      send(res, 200, Buffer.concat([body.subarray(0, end), Buffer.from(`,"benchOpened":${opened}}`)]))
+    })
+  })
 }
 
 /** Counts the sealed values of a bulk body as it streams in (memory: one chunk). */
 function bulk(req: IncomingMessage, res: ServerResponse): void {
   const counter = new NeedleCounter(SEALED_VALUE_NEEDLE)
   let bytes = 0
+  // Sampled (see `verifier`): the body is kept whole, and its first, middle and last records opened.
+  const kept: Buffer[] | undefined = bulkVerifier?.take() ? [] : undefined
   req.on('data', (chunk: Buffer) => {
     bytes += chunk.length
     if (bytes > MAX_BULK_BYTES) {
@@ -171,20 +187,54 @@ function bulk(req: IncomingMessage, res: ServerResponse): void {
       return
     }
     counter.update(chunk)
+    kept?.push(chunk)
   })
-  req.on('end', () => send(res, 200, Buffer.from(JSON.stringify({ bytes, sealed: counter.count }))))
+  req.on('close', () => {
+    if (kept !== undefined && !req.complete) void bulkVerifier!.judge(async () => false)
+  })
+  req.on('end', () => {
+    const answer = { bytes, sealed: counter.count }
+    if (kept === undefined) return send(res, 200, Buffer.from(JSON.stringify(answer)))
+    const body = Buffer.concat(kept)
+    void bulkVerifier!.judge(async () => counter.count > 0 && (await bulkVerifier!.bulk(body))).then((opened) => {
+      send(res, 200, Buffer.from(JSON.stringify({ ...answer, ...(counter.count > 0 ? { opened } : {}) })))
+    })
+  })
 }
+
+/** Of a sampled sealed upload, what is kept to open: the header and the first record (64 KiB each). */
+const SEALED_START_BYTES = 12 + 65_535 + 16 * 1024 * 1024 + 17
 
 function digest(req: IncomingMessage, res: ServerResponse): void {
   const hash = createHash('sha256')
   let bytes = 0
   let head = Buffer.alloc(0)
+  // Sampled (see `verifier`), a sealed upload's header and first record are kept and opened.
+  const start: Buffer[] | undefined = verifier !== undefined && req.headers['content-type'] === SEALED_TYPE && verifier.take() ? [] : undefined
+  let kept = 0
   req.on('data', (chunk: Buffer) => {
     if (head.length < 12) head = Buffer.concat([head, chunk.subarray(0, 12 - head.length)])
+    if (start !== undefined && kept < SEALED_START_BYTES && kept < streamStartBytes(start, head)) {
+      start.push(chunk)
+      kept += chunk.length
+    }
     bytes += chunk.length
     hash.update(chunk)
   })
-  req.on('end', () => send(res, 200, Buffer.from(JSON.stringify({ bytes, sha256: hash.digest('hex'), head: head.toString('hex') }))))
+  req.on('close', () => {
+    if (start !== undefined && !req.complete) void verifier!.judge(async () => false)
+  })
+  req.on('end', () => {
+    const answer = { bytes, sha256: hash.digest('hex'), head: head.toString('hex') }
+    if (start === undefined) return send(res, 200, Buffer.from(JSON.stringify(answer)))
+    void verifier!.judge(() => verifier!.streamStart(Buffer.concat(start), bytes)).then((opened) => send(res, 200, Buffer.from(JSON.stringify({ ...answer, opened }))))
+  })
+}
+
+/** How many bytes of a sealed upload hold its header and first record, once its 12 fixed bytes are in. */
+function streamStartBytes(kept: Buffer[], head: Buffer): number {
+  if (head.length < 12 || kept.length === 0) return Number.POSITIVE_INFINITY
+  return 12 + head.readUInt16BE(10) + head.readUInt32BE(6) + 17
 }
 
 /** A large body from memory, with back-pressure: the socket never holds a copy of all of it. */

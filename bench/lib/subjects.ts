@@ -10,6 +10,7 @@ import { connect, createServer } from 'node:net'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { configSchema } from '../../src/config/schema.js'
+import { TLS_CIPHERS } from '../../src/config/tls-policy.js'
 import { JsonChild } from './child.js'
 import type { BenchKeys } from './keys.js'
 import { BENCH_CLIENT_PRINCIPAL, type BenchPki, UPSTREAM_SERVER_NAME } from './pki.js'
@@ -55,7 +56,7 @@ export interface SubjectEnv {
   readonly upstreamPid: number
   /**
    * Node options for Écluse's processes only (`--ecluse-node-arg`), after `IMAGE_NODE_ARGS`: the
-   * baselines keep Node's defaults.
+   * baselines run with `IMAGE_NODE_ARGS` alone.
    */
   readonly ecluseNodeArgs?: readonly string[]
   /**
@@ -72,6 +73,15 @@ export interface SubjectEnv {
  * `--no-concurrent-sweeping`: see docs/operations.md, "Processes and cores".
  */
 export const IMAGE_NODE_ARGS: readonly string[] = ['--no-concurrent-sweeping']
+/** Écluse's cipher list without its TLS 1.3 suites, which nginx's `ssl_ciphers` does not take. */
+const TLS12_CIPHERS = TLS_CIPHERS.split(':')
+  .filter((c) => !c.startsWith('TLS_'))
+  .join(':')
+/**
+ * The Node baselines (bare and naive proxies) run with the same V8 options as Écluse: any Node
+ * proxy could take them, and a ratio must measure the code, not a runtime setting one side has.
+ */
+const BASELINE_NODE_ARGS: readonly string[] = IMAGE_NODE_ARGS
 
 /** RSS of `pid` and its descendants now, in MiB. */
 function idleRss(pid: number): number {
@@ -193,7 +203,7 @@ function proxyArgs(env: SubjectEnv, tuning: ProxyTuning = {}): string[] {
 
 /** Baseline 2, the bare pass-through proxy (bench/baselines/bare-proxy.ts). */
 export async function startBareProxy(env: SubjectEnv, tuning?: ProxyTuning): Promise<Subject> {
-  const child = JsonChild.node('bare proxy', 'bench/baselines/bare-proxy.ts', proxyArgs(env, tuning))
+  const child = JsonChild.node('bare proxy', 'bench/baselines/bare-proxy.ts', proxyArgs(env, tuning), { nodeArgs: BASELINE_NODE_ARGS })
   const ready = await child.waitFor((l) => l['ready'] === true)
   return {
     key: 'bare',
@@ -225,7 +235,7 @@ export async function startNaiveFieldProxy(
     env.keys.privateFile,
     ...(mode.maxBodyBytes === undefined ? [] : ['--max-body-bytes', String(mode.maxBodyBytes)]),
   ]
-  const child = JsonChild.node('naive field proxy', 'bench/baselines/naive-field-proxy.ts', args)
+  const child = JsonChild.node('naive field proxy', 'bench/baselines/naive-field-proxy.ts', args, { nodeArgs: BASELINE_NODE_ARGS })
   const ready = await child.waitFor((l) => l['ready'] === true)
   return {
     key: 'naive',
@@ -324,6 +334,9 @@ http {
     ssl_client_certificate ${paths.sponsorCa.cert};
     ssl_verify_client on;
     ssl_protocols TLSv1.2 TLSv1.3;
+    # Écluse's TLS 1.2 suites and security level (src/config/tls-policy.ts); OpenSSL's default TLS
+    # 1.3 suites are Écluse's three.
+    ssl_ciphers ${TLS12_CIPHERS};
     keepalive_timeout 5s;
     keepalive_requests 1000000;
     client_max_body_size 128m;
@@ -343,7 +356,9 @@ http {
       proxy_ssl_name ${UPSTREAM_SERVER_NAME};
       proxy_ssl_server_name on;
       proxy_ssl_protocols TLSv1.2 TLSv1.3;
-      proxy_ssl_session_reuse on;
+      proxy_ssl_ciphers ${TLS12_CIPHERS};
+      # As Écluse and the bare proxy: no TLS session resumed with the upstream.
+      proxy_ssl_session_reuse off;
     }
   }
 }
@@ -373,7 +388,19 @@ export interface UpstreamNeeds {
 
 /** Starts the shared upstream (bench/upstream.ts); its sealed corpora are sealed for `keys`. */
 export async function startUpstream(pki: BenchPki, keys: BenchKeys, needs: UpstreamNeeds = {}): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
-  const args = ['--pki', pki.dir, '--keys', keys.publicFile, '--sealed-records', String(needs.sealedRecords ?? 0), '--blob-bytes', String(needs.blobBytes ?? 0)]
+  const args = [
+    '--pki',
+    pki.dir,
+    '--keys',
+    keys.publicFile,
+    // To open a sample of what arrives sealed (bench/lib/verify.ts).
+    '--private-keys',
+    keys.privateFile,
+    '--sealed-records',
+    String(needs.sealedRecords ?? 0),
+    '--blob-bytes',
+    String(needs.blobBytes ?? 0),
+  ]
   const child = JsonChild.node('upstream', 'bench/upstream.ts', args)
   // Sealing the corpora (jose, one agreement per field) takes a few seconds on a busy machine.
   const ready = await child.waitFor((l) => l['ready'] === true, 180_000)
