@@ -48,6 +48,11 @@ const cases: Case[] = [
   ['an exponent sign without digits', '[1e+]', 'json_invalid'],
   ['a hexadecimal number', '[0x10]', 'json_invalid'],
   ['a truncated top-level number', '-', 'json_invalid'],
+  // Found by review: numbers longer than consumers take (Jackson: 1,000 characters; CPython: integers of 4,300 digits)
+  ['a number of 1,001 characters', `[${'1'.repeat(1001)}]`, 'json_invalid'],
+  ['a CPython-refused integer of 4,301 digits beside a target', `{"a":${'1'.repeat(4301)},"passport":"X"}`, 'json_invalid', ['/passport']],
+  ['a long number inside a targeted value', `{"passport":{"n":-${'9'.repeat(600)}.${'0'.repeat(400)}}}`, 'json_invalid', ['/passport']],
+  ['a long exponent at the top level', `1e${'0'.repeat(1000)}`, 'json_invalid'],
   // UTF-8 (RFC 3629 §3-4)
   ['an overlong 2-byte sequence', q(hex('c0af')), 'json_invalid'],
   ['an overlong 3-byte sequence', q(hex('e080af')), 'json_invalid'],
@@ -134,4 +139,23 @@ t.test('a refused stream emits nothing after the point of refusal', async (t) =>
   const r = runEngine([Buffer.from('{"ok":1,"passport":"P","x":[1,,'), Buffer.from('2]}')], ['/passport'], () => ({ replace: '"S"' }))
   t.equal(r.err?.code, 'json_invalid')
   t.notMatch(r.out, /"P"/)
+})
+
+t.test('a number of exactly 1,000 characters passes, byte exact, in a document and in NDJSON', async (t) => {
+  const { MAX_NUMBER_CHARS } = await import('../src/transform/json/rewriter.js')
+  t.equal(MAX_NUMBER_CHARS, 1000)
+  const longest = `-1.${'5'.repeat(997)}`
+  t.equal(longest.length, 1000)
+  for (const body of [`[${longest}]`, longest, `{"a":${longest},"passport":"X"}`]) {
+    const b = Buffer.from(body)
+    for (const chunks of [[b], everyByte(b)]) {
+      const r = runEngine(chunks, ['/passport'], () => 'keep')
+      t.equal(r.err, undefined)
+      t.equal(r.out, body)
+    }
+  }
+  const over = runEngine([Buffer.from(`[${longest}1]`)], [], () => 'keep')
+  t.match(over.err, { code: 'json_invalid', message: /a number longer than 1000 characters/ })
+  const ndjson = runEngine([Buffer.from(`${longest}\n${longest}5\n`)], [], () => 'keep', { mode: 'ndjson' })
+  t.match(ndjson.err, { code: 'json_invalid' }, 'NDJSON: the second line’s number is one too long')
 })

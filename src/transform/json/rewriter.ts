@@ -278,6 +278,14 @@ function positiveInt(name: string, v: number | undefined, dflt: number): number 
   return v
 }
 
+/**
+ * Longest number, in characters, a body may hold. The grammar has no bound, but consumers do:
+ * Jackson refuses numbers over 1,000 characters by default (StreamReadConstraints), CPython
+ * integers over 4,300 digits (`sys.int_max_str_digits`). A body one of them refuses, the gateway
+ * refuses too, rather than pass it as valid (found by review).
+ */
+export const MAX_NUMBER_CHARS = 1000
+
 /** A JSON number (RFC 8259 §6): sign, integer part, fraction, exponent. */
 const JSON_NUMBER = /^(-?)(0|[1-9][0-9]*)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?$/
 
@@ -419,6 +427,8 @@ export class JsonRewriteEngine<R = unknown> {
   private readonly frames: Frame<R>[] = []
   private openMembers = 0
   private numState = 0
+  /** Where the number being read began (absolute offset), for {@link MAX_NUMBER_CHARS}. */
+  private numStart = 0
   private lit: Buffer = LIT_NULL
   private litPos = 0
   // string scanning (values and names)
@@ -550,6 +560,11 @@ export class JsonRewriteEngine<R = unknown> {
     return this.run()
   }
 
+  /** Refuses the number being read if it already runs to `end` past {@link MAX_NUMBER_CHARS}. */
+  private numberFits(end: number): void {
+    if (end - this.numStart > MAX_NUMBER_CHARS) this.fail('json_invalid', `a number longer than ${MAX_NUMBER_CHARS} characters`, this.numStart)
+  }
+
   /** Ends the input: checks that the body is complete. Throws on any refusal. */
   end(): void {
     if (this.state === S_FAILED) throw new EcluseError('json_invalid', 'end after failure')
@@ -557,6 +572,7 @@ export class JsonRewriteEngine<R = unknown> {
       if (this.state === S_NUMBER) {
         const ns = this.numState
         if (ns !== N_ZERO && ns !== N_INT && ns !== N_FRAC && ns !== N_EXP) this.fail('json_invalid', 'truncated number', this.base + this.n)
+        this.numberFits(this.base + this.n)
         this.valueEnd(this.base + this.n)
       }
       const s = this.state
@@ -709,11 +725,14 @@ export class JsonRewriteEngine<R = unknown> {
               else if (ns === N_ZERO || ns === N_INT || ns === N_FRAC || ns === N_EXP) {
                 // The number ends before this byte, which the next state reads again.
                 this.numState = 0
+                this.numberFits(this.base + i)
                 this.valueEnd(this.base + i)
                 break
               } else this.fail('json_invalid', 'malformed number', this.base + i)
               if (++i >= n) {
                 this.numState = ns
+                // Checked at each chunk's end too: a run of digits is refused within a chunk of the cap.
+                this.numberFits(this.base + i)
                 break
               }
               c = buf[i]!
@@ -1122,6 +1141,7 @@ export class JsonRewriteEngine<R = unknown> {
       type = 'number'
       next = S_NUMBER
       this.numState = c === MINUS ? N_MINUS : c === 0x30 ? N_ZERO : N_INT
+      this.numStart = this.base + i
     } else if (c === 0x74 || c === 0x66 || c === 0x6e) {
       type = c === 0x6e ? 'null' : 'boolean'
       next = S_LITERAL
