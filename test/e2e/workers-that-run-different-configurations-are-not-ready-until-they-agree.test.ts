@@ -186,6 +186,9 @@ for (const [open, what] of [
     withEnv(t, { ECLUSE_TEST_WORKER_CAUGHT_MID_WRITE: configPath, ECLUSE_TEST_WORKER_CAUGHT_OPEN: String(open) })
     const cluster = new ClusterProcess(t, configPath, 2, ['--import', './test/helpers/worker-caught-mid-write.ts'])
     const { admin } = await cluster.started()
+    // The workers write their own lines to the pipe the primary shares: the primary's start line can
+    // be read before a worker's last ones (a CI run on a busy machine did), so they are waited for.
+    await cluster.until(() => cluster.logged(LOADED_AGAIN).length > 0 && cluster.logged('écluse gateway started').length === 2, 'no worker loaded its files again')
     const again = cluster.logged(LOADED_AGAIN)
     t.equal(again.length, 1, 'one worker saw its files change while it loaded them, and loaded them again')
     t.equal(again[0]!['loads'], 2)
