@@ -8,6 +8,8 @@ import { killIfStillOurs, startEchoCluster } from '../helpers/cluster.js'
 t.test('a worker that goes away before answering a reload: the primary says so', { skip: process.platform !== 'linux' && 'SIGSTOP' }, async (t) => {
   const { cluster } = await startEchoCluster(t)
   await cluster.started()
+  // The workers' own lines can be read after the primary's start line (they share its pipe).
+  await cluster.until(() => cluster.logged('écluse gateway started').length === 2, 'the workers did not both start')
   const [answering, silent] = cluster.logged('écluse gateway started').map((l) => Number(l['pid']))
   t.teardown(() => killIfStillOurs(silent!))
   process.kill(silent!, 'SIGSTOP')
