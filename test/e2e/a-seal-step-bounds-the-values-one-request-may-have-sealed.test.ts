@@ -10,7 +10,7 @@
 import t from 'tap'
 import { DEFAULT_REQUEST_MAX_VALUES } from '../../src/transform/seal.js'
 import { metricValue } from '../helpers/harness.js'
-import { canaryRecord, leaksCanary, recordingHandler, SPONSOR_APP, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
+import { canaryRecord, keySetEnv, leaksCanary, recordingHandler, SPONSOR_APP, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
 
 const COMPACT_JWE = /^[\w-]+\.[\w-]+\.[\w-]+\.[\w-]+\.[\w-]+$/
 const ones = (n: number) => `[${Array.from({ length: n }, () => '1').join(',')}]`
@@ -105,20 +105,9 @@ t.test('responses: unbounded unless the route says so', async (t) => {
 })
 
 t.test('maxValues is a positive integer of at most 1,000,000,000, and an option of seal only', async (t) => {
-  const { pino } = await import('pino')
-  const { parseKeySet } = await import('../../src/crypto/keys.js')
   const { createSealTransform } = await import('../../src/transform/seal.js')
   const { createOpenTransform } = await import('../../src/transform/open.js')
-  const dir = await tempDir()
-  const keys = await writeKeyFiles(dir, 'th')
-  t.teardown(() => import('node:fs/promises').then((fs) => fs.rm(dir, { recursive: true, force: true })))
-  const env = {
-    log: pino({ level: 'silent' }),
-    keySets: new Map([
-      ['th', parseKeySet(keys.publicJwks)],
-      ['th-private', parseKeySet(keys.privateJwks, { requirePrivate: true })],
-    ]),
-  }
+  const env = await keySetEnv(t)
   for (const bad of [0, -1, 1.5, 1_000_000_001, '2']) {
     t.throws(() => createSealTransform({ recipients: 'th', fields: ['/name'], maxValues: bad }, env), { code: 'config_invalid', message: /^maxValues: / }, `${JSON.stringify(bad)} refused`)
   }

@@ -9,7 +9,6 @@
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { CompactEncrypt, importJWK } from 'jose'
-import { pino } from 'pino'
 import t, { type Test } from 'tap'
 import { FieldSealer, SealWindows } from '../../src/crypto/field.js'
 import { ASYMMETRIC_CHANNEL, type AsymmetricOperation } from '../../src/crypto/jwe.js'
@@ -18,7 +17,7 @@ import { createOpenTransform } from '../../src/transform/open.js'
 import { createOpenBodyTransform } from '../../src/transform/open-body.js'
 import { createRequireSealedTransform } from '../../src/transform/require-sealed.js'
 import { metricValue } from '../helpers/harness.js'
-import { type KeyFiles, recordingHandler, SPONSOR_APP, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
+import { type KeyFiles, keySetEnv, recordingHandler, SPONSOR_APP, startSealing, tempDir, writeKeyFiles } from '../helpers/sealing.js'
 
 const CONTEXT = 'accreditations'
 const FIELDS = ['/name', '/phone', '/email'] as const
@@ -150,16 +149,7 @@ t.test('RSA: every value is a decryption, never cached, so a message of more val
 })
 
 t.test('maxKeyAgreements is a positive integer, and an option of open only', async (t) => {
-  const dir = await tempDir()
-  const keys = await writeKeyFiles(dir, 'th')
-  t.teardown(() => import('node:fs/promises').then((fs) => fs.rm(dir, { recursive: true, force: true })))
-  const env = {
-    log: pino({ level: 'silent' }),
-    keySets: new Map([
-      ['th', parseKeySet(keys.publicJwks)],
-      ['th-private', parseKeySet(keys.privateJwks, { requirePrivate: true })],
-    ]),
-  }
+  const env = await keySetEnv(t)
   for (const bad of [0, 1.5, 1_000_001, '2']) {
     t.throws(() => createOpenTransform({ keys: 'th-private', fields: ['/name'], maxKeyAgreements: bad }, env), { code: 'config_invalid', message: /^maxKeyAgreements: / }, `${JSON.stringify(bad)} refused`)
   }

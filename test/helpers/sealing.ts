@@ -8,11 +8,13 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
+import { pino } from 'pino'
 import { Agent, request as undiciRequest } from 'undici'
 import { stringify } from 'yaml'
-import { type GenerateKeySetOptions, generateKeySet, type Jwks } from '../../src/crypto/keys.js'
+import { type GenerateKeySetOptions, generateKeySet, type Jwks, parseKeySet } from '../../src/crypto/keys.js'
 import { Gateway } from '../../src/main.js'
 import { createLogger } from '../../src/observability/logger.js'
+import type { TransformEnv } from '../../src/transform/types.js'
 import { echoHandler, LogCapture, TestUpstream, type UpstreamHandler } from './harness.js'
 import { makeTestPki, type TestCert, type TestPki } from './pki.js'
 
@@ -65,6 +67,23 @@ export async function writeKeyFiles(dir: string, name: string, options: Generate
 /** A temporary directory for one test file, removed at exit of the returned cleanup. */
 export async function tempDir(prefix = 'ecluse-sealing-'): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix))
+}
+
+/**
+ * What a step's factory needs to be built outside a gateway (its options checked): a silent log and
+ * a fresh key pair as `th` (public) and `th-private`, removed at the test's end.
+ */
+export async function keySetEnv(t: { teardown(fn: () => unknown): void }): Promise<TransformEnv> {
+  const dir = await tempDir()
+  const keys = await writeKeyFiles(dir, 'th')
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  return {
+    log: pino({ level: 'silent' }),
+    keySets: new Map([
+      ['th', parseKeySet(keys.publicJwks)],
+      ['th-private', parseKeySet(keys.privateJwks, { requirePrivate: true })],
+    ]),
+  }
 }
 
 export interface GatewaySetup {
