@@ -98,7 +98,7 @@ const CONNECTION_LIFETIME_SPREAD = 0.2
 /**
  * Info lines a second for refusals anyone who can connect can cause (a handshake without a sponsor
  * certificate, bytes that are not HTTP): past it they are summarised once a second (`LogQuota`);
- * the metrics count every one.
+ * the metrics count every one. Per listener, so per worker with `--workers`.
  */
 export const REFUSAL_LINES_PER_SECOND = 20
 

@@ -584,7 +584,11 @@ class Exchange implements WatchedUpload {
       // last chunk would be bytes a client that knows 205 reads as the next answer.
       if (upstreamRes.statusCode === 205) headers['content-length'] = '0'
       res.writeHead(upstreamRes.statusCode, headers)
-      upstreamBody.resume()
+      // undici reads a 205's body as any 200's (llhttp knows no other): one the upstream declares not
+      // empty, or frames by closing, is not drained (a slow one would hold the upstream connection
+      // long after the sponsor had its answer); the connection goes with it.
+      if (upstreamRes.statusCode === 205 && upstreamRes.headers['content-length'] !== '0') upstreamBody.destroy()
+      else upstreamBody.resume()
       res.end()
       return
     }

@@ -74,11 +74,23 @@ t.test('found by review: a 205 carries no content on any whole-body route, and a
   // require-sealed-body and open-body refused the empty answer as transform_failed.
   const dir = await tempDir()
   const keys = await writeKeyFiles(dir, 'th')
+  let closedFinished: (finished: boolean) => void = () => {}
+  const slowClosed = new Promise<boolean>((resolve) => {
+    closedFinished = resolve
+  })
   const s = await startSealing({
     dir,
     keys: { th: { file: keys.publicPath }, 'th-private': { file: keys.privatePath, private: true } },
-    handler: (_req, res) => {
-      res.writeHead(205, { 'content-type': SECRET_TYPE, 'content-length': 0 }).end()
+    handler: (req, res) => {
+      if (!req.url?.endsWith('/slow')) {
+        res.writeHead(205, { 'content-type': SECRET_TYPE, 'content-length': 0 }).end()
+        return
+      }
+      // Found by a re-review: a 205 that declares a body and sends it slowly held the upstream
+      // connection, drained, long after the sponsor had its answer.
+      res.writeHead(205, { 'content-type': SECRET_TYPE, 'content-length': 1_000_000 })
+      res.write('x'.repeat(16))
+      res.once('close', () => closedFinished(res.writableFinished))
     },
     routes: [
       ['seal', { type: 'seal-body', recipients: 'th' }],
@@ -94,6 +106,13 @@ t.test('found by review: a 205 carries no content on any whole-body route, and a
     })),
   })
   t.teardown(s.close)
+  const slow = await s.gw.request('/v1/seal/slow')
+  t.equal(slow.status, 205)
+  t.equal(slow.body.length, 0)
+  // Drained, it was let go only when undici's body timeout (5 s here) fired; destroyed, at once. Half
+  // that timeout tells the two apart on any machine.
+  const outcome = await Promise.race([slowClosed, new Promise((resolve) => setTimeout(resolve, 2500, 'still held'))])
+  t.equal(outcome, false, 'the gateway let go of the upstream connection at once, before the declared body was sent')
   for (const name of ['seal', 'require', 'open']) {
     const res = await s.gw.request(`/v1/${name}/form`)
     t.equal(res.status, 205, `${name}: the 205 crosses`)
