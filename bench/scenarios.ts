@@ -386,6 +386,7 @@ const metrics: Scenario = {
     const abCost = 1 - row(rows, 'ecluse-scraped').rps / row(rows, 'ecluse').rps
     // A scrape that failed (or none at all) measures nothing: the measured cost cannot pass then.
     const scrapesFailed = stats.failed > 0 || stats.scrapes === 0
+    const compared = [row(rows, 'ecluse'), row(rows, 'ecluse-scraped')]
     // One scrape per second takes `direct.cpuMs` of the gateway's single core out of every 1000 ms:
     // while the gateway is CPU-bound that is the share of requests/s it loses.
     const cost = direct.cpuMs / 1000
@@ -409,10 +410,10 @@ const metrics: Scenario = {
               abCost * 100,
               3,
               ' %',
-              [row(rows, 'ecluse'), row(rows, 'ecluse-scraped')],
+              compared,
               { digits: 2 },
             ),
-            [row(rows, 'ecluse'), row(rows, 'ecluse-scraped')],
+            compared,
             'the target above judges the scrape by the gateway’s CPU',
           ),
           scrapesFailed ? `${stats.failed} of ${stats.scrapes + stats.failed} scrapes failed` : undefined,

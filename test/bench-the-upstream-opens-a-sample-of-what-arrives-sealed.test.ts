@@ -109,9 +109,10 @@ t.test('a sealed stream: its key opens, and its first record holds the pattern b
 })
 
 t.test('one sample at a time, and at most one per interval', async (t) => {
-  const sampler = await SealedSampleVerifier.create(ours.privateJwks, 60_000)
-  t.equal(sampler.take(), true)
-  t.equal(sampler.take(), false, 'one in flight')
+  const sampler = await SealedSampleVerifier.create(ours.privateJwks)
+  t.equal(sampler.take(60_000), true)
+  t.equal(sampler.take(0), false, 'one in flight')
   await sampler.judge(async () => true)
-  t.equal(sampler.take(), false, 'and not again within the interval')
+  t.equal(sampler.take(60_000), false, 'and not again within the interval')
+  t.equal(sampler.take(0), true, 'an interval of its own for another kind of message')
 })

@@ -5,8 +5,9 @@
  * prefix, a stream's length) would pass a sealer that skipped the encryption, sealed to another key,
  * or sealed the wrong fields.
  *
- * At most one sample is opened at a time and at most one per `intervalMs`, so the check costs the
- * shared machine little whatever the load (a few percent of a core at most, the same for every row).
+ * At most one sample is opened at a time, and at most one per interval the caller names, so the
+ * check costs the shared machine little whatever the load (a few percent of a core at most, the same
+ * for every row).
  */
 import { createDecipheriv, createHash, hkdfSync } from 'node:crypto'
 import { isDeepStrictEqual } from 'node:util'
@@ -25,28 +26,29 @@ type Key = Awaited<ReturnType<typeof importJWK>>
 export class SealedSampleVerifier {
   readonly #keys: Map<string, { key: Key; alg: string }>
   readonly #records: Map<string, AccreditationRecord>
-  readonly #intervalMs: number
   #busy = false
   #last = Number.NEGATIVE_INFINITY
 
-  private constructor(keys: Map<string, { key: Key; alg: string }>, intervalMs: number) {
+  private constructor(keys: Map<string, { key: Key; alg: string }>) {
     this.#keys = keys
     // As JSON reads them back: what a body carries, member for member.
     this.#records = new Map(generateRecords(KNOWN_RECORDS).map((r) => [r.id, JSON.parse(JSON.stringify(r)) as AccreditationRecord]))
-    this.#intervalMs = intervalMs
   }
 
   /** From the private JWKS the run's openers use (bench/lib/keys.ts). */
-  static async create(privateJwks: { keys: JWK[] }, intervalMs = 100): Promise<SealedSampleVerifier> {
+  static async create(privateJwks: { keys: JWK[] }): Promise<SealedSampleVerifier> {
     const keys = new Map<string, { key: Key; alg: string }>()
     for (const jwk of privateJwks.keys) keys.set(jwk.kid!, { key: await importJWK(jwk, jwk.alg), alg: jwk.alg! })
-    return new SealedSampleVerifier(keys, intervalMs)
+    return new SealedSampleVerifier(keys)
   }
 
-  /** True if this message is to be sampled now (then `done` must be called once it is judged). */
-  take(): boolean {
+  /**
+   * True if this message is to be sampled now: none is being judged, and none was taken in the last
+   * `intervalMs` (then `judge` must be called once, whatever becomes of the message).
+   */
+  take(intervalMs: number): boolean {
     const now = performance.now()
-    if (this.#busy || now - this.#last < this.#intervalMs) return false
+    if (this.#busy || now - this.#last < intervalMs) return false
     this.#busy = true
     this.#last = now
     return true
