@@ -16,7 +16,7 @@ import { ERROR_CODES, type ErrorCode, publicErrorBody } from '../errors.js'
 import { principalFromCertificate } from '../identity/from-certificate.js'
 import type { Principal } from '../identity/principal.js'
 import { LogQuota } from '../observability/log-quota.js'
-import { classifyTlsFailure, type GatewayMetrics } from '../observability/metrics.js'
+import { classifyTlsFailure, type GatewayMetrics, type TlsFailureReason } from '../observability/metrics.js'
 import { anchored } from './anchored.js'
 
 /** The verified principal, attached to the TLS socket once, at handshake time. */
@@ -515,49 +515,48 @@ export class SponsorListener {
     const peer = socket.getPeerCertificate(false)
     if (!socket.authorized || peer === null || peer.raw === undefined) {
       const reason = peer === null || peer.raw === undefined ? 'no_certificate' : classifyTlsFailure(socket.authorizationError)
-      this.#metrics.tlsHandshakeFailure('sponsor', reason)
-      if (this.#certificateRefusalLines.take()) this.#log.info({ reason, tlsError: String(socket.authorizationError ?? '') }, 'sponsor client certificate refused')
-      socket.destroy()
+      this.#refuseCertificate(socket, reason, { reason, tlsError: String(socket.authorizationError ?? '') }, 'sponsor client certificate refused')
       return
     }
     // A resumed session (ticket or session id) skips verification: OpenSSL reports the result of the
     // first handshake, so a ticket taken just before notAfter would outlive the certificate.
     const notAfter = Date.parse(peer.valid_to)
     if (!(Date.now() < notAfter)) {
-      this.#metrics.tlsHandshakeFailure('sponsor', 'expired_certificate')
-      if (this.#certificateRefusalLines.take()) this.#log.info({ reason: 'expired_certificate', resumed: socket.isSessionReused() }, 'sponsor client certificate refused')
-      socket.destroy()
+      const reason = 'expired_certificate'
+      this.#refuseCertificate(socket, reason, { reason, resumed: socket.isSessionReused() }, 'sponsor client certificate refused')
       return
     }
     // A CA certificate is not a client's: OpenSSL takes one whose key usage allows it, but whoever
     // holds a CA's key should be issuing client certificates, not presenting the CA.
     if (peer.ca) {
-      this.#metrics.tlsHandshakeFailure('sponsor', 'untrusted_certificate')
-      if (this.#certificateRefusalLines.take()) this.#log.info({ reason: 'untrusted_certificate' }, 'sponsor client certificate refused: it is a CA certificate')
-      socket.destroy()
+      this.#refuseCertificate(socket, 'untrusted_certificate', { reason: 'untrusted_certificate' }, 'sponsor client certificate refused: it is a CA certificate')
       return
     }
     socket[NOT_AFTER] = notAfter
     try {
       socket[PRINCIPAL] = principalFromCertificate(peer.raw)
     } catch (err) {
-      this.#metrics.tlsHandshakeFailure('sponsor', 'untrusted_certificate')
-      if (this.#certificateRefusalLines.take()) this.#log.info({ err: (err as Error).message }, 'sponsor client certificate carries no usable identity')
-      socket.destroy()
+      this.#refuseCertificate(socket, 'untrusted_certificate', { err: (err as Error).message }, 'sponsor client certificate carries no usable identity')
       return
     }
     // A connection accepted before a reload took a CA out was verified against the older bundle
     // (Node binds the context when it accepts): refused unless the current bundle anchors it.
     const accepted = (socket as TLSSocket & { _parent?: AcceptedSocket })._parent?.[ACCEPTED_UNDER] ?? 0
     if (accepted < this.#caRemovals && !this.#anchoredNow(socket, new Map())) {
-      this.#metrics.tlsHandshakeFailure('sponsor', 'untrusted_certificate')
-      if (this.#certificateRefusalLines.take()) this.#log.info({ reason: 'untrusted_certificate' }, 'sponsor client certificate refused: verified against a CA bundle a reload has since replaced')
-      socket.destroy()
+      const msg = 'sponsor client certificate refused: verified against a CA bundle a reload has since replaced'
+      this.#refuseCertificate(socket, 'untrusted_certificate', { reason: 'untrusted_certificate' }, msg)
       return
     }
     socket[RETIRE_AT] = Date.now() + this.#ticketKeyLifetimeMs * (1 + CONNECTION_LIFETIME_SPREAD * Math.random())
     this.#verified.add(socket)
     socket.once('close', () => this.#verified.delete(socket))
+  }
+
+  /** A handshake whose certificate is refused: counted always, logged within the quota, closed. */
+  #refuseCertificate(socket: TLSSocket, reason: TlsFailureReason, fields: Record<string, unknown>, msg: string): void {
+    this.#metrics.tlsHandshakeFailure('sponsor', reason)
+    if (this.#certificateRefusalLines.take()) this.#log.info(fields, msg)
+    socket.destroy()
   }
 
   #onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
