@@ -38,10 +38,11 @@ async function upstream(
   return { server, port: (server.address() as AddressInfo).port, handled: () => handled }
 }
 
-function poolFor(port: number, errors: UpstreamErrorCode[], minVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.2'): UpstreamPool {
+function poolFor(port: number, errors: UpstreamErrorCode[], minVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.2', host?: string): UpstreamPool {
   const cfg = upstreamSchema.parse({
     url: `https://127.0.0.1:${port}`,
     serverName: 'accreditation.trusted.test',
+    ...(host === undefined ? {} : { host }),
     tls: { ca: 'unused.pem', cert: 'unused.pem', key: 'unused.pem', minVersion },
   })
   const pool = new UpstreamPool(
@@ -101,11 +102,24 @@ t.test('a trusted-CA certificate for another name is refused, even though it has
 
 t.test('a Host header cannot change the name the upstream certificate is checked against', async (t) => {
   // undici derives SNI and the verified name from a Host header unless the pool pins servername.
+  // wrong.trusted.test is a name the impostor's certificate carries: verified against it, it would pass.
   const { port, handled } = await upstream(pki.wrongNameTrustedServer)
   const errors: UpstreamErrorCode[] = []
   const err = (await get(poolFor(port, errors), { host: 'wrong.trusted.test' }).catch((e: unknown) => e)) as EcluseError
   t.equal(err.code, 'upstream_tls')
+  t.equal((err.cause as { code?: string }).code, 'ERR_TLS_CERT_ALTNAME_INVALID')
   t.equal(handled(), 0)
+})
+
+t.test("nor can the upstream's configured host: it names the Host field only, serverName is still what is verified", async (t) => {
+  const { port, handled } = await upstream(pki.wrongNameTrustedServer)
+  const errors: UpstreamErrorCode[] = []
+  // localhost, like wrong.trusted.test, is a name the impostor's certificate carries.
+  const err = (await get(poolFor(port, errors, 'TLSv1.2', 'localhost')).catch((e: unknown) => e)) as EcluseError
+  t.equal(err.code, 'upstream_tls')
+  t.equal((err.cause as { code?: string }).code, 'ERR_TLS_CERT_ALTNAME_INVALID')
+  t.equal(handled(), 0)
+  t.same(errors, ['upstream_tls'])
 })
 
 t.test('an upstream below the configured minVersion is refused with upstream_tls', async (t) => {

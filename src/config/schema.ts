@@ -79,6 +79,13 @@ export const sponsorSchema = z
 export const PATH_READINGS = ['parameters', 'case', 'trailing-slash', 'suffix'] as const
 export type PathReading = (typeof PATH_READINGS)[number]
 
+/**
+ * An authority as a `Host` field carries it (RFC 9110 §7.2, RFC 3986 §3.2.2): DNS labels, or an
+ * IPv4 or [IPv6] literal, with an optional port. Nothing else (no user info, no spaces or
+ * control characters) can reach the upstream's request line through it.
+ */
+const HOST_AUTHORITY = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$/
+
 export const upstreamSchema = z
   .object({
     /** `https://host:port` of the trusted service; no path, no credentials. */
@@ -93,6 +100,18 @@ export const upstreamSchema = z
       }, 'must be https://host[:port] with no path, query, fragment or credentials'),
     /** The name the upstream's certificate must carry (SNI and verification). */
     serverName: z.string().min(1),
+    /**
+     * The `Host` the upstream receives (default: the URL's `host[:port]`), for an upstream that
+     * routes by name behind an address: `accreditation.trusted.example`. It changes no TLS check.
+     */
+    host: z
+      .string()
+      .regex(HOST_AUTHORITY, 'must be host[:port]: a DNS name, an IPv4 address or a [bracketed] IPv6 address, and an optional port')
+      .refine((h) => {
+        const port = /:(\d+)$/.exec(h.startsWith('[') ? h.slice(h.indexOf(']')) : h)
+        return port === null || (Number(port[1]) >= 1 && Number(port[1]) <= 65_535)
+      }, 'port must be 1 to 65535')
+      .optional(),
     tls: z
       .object({
         /** PEM bundle of the trusted CA(s): the only roots the upstream may chain to. */

@@ -58,8 +58,9 @@ export function isHopByHop(name: string): boolean {
  * Deliberately absent: `authorization` and `cookie` (the client's identity is its certificate, and
  * credentials meant for the gateway must not reach the upstream unless a route says so),
  * `accept-encoding` (responses must arrive in identity coding for response transforms to read them),
- * `expect` (the gateway answers 100-continue itself), `host` (undici sets it from the upstream
- * origin) and every proxy or forwarding field (the gateway sets its own).
+ * `expect` (the gateway answers 100-continue itself), `host` (the upstream pool sets it: the
+ * upstream's `host` option, or undici's from the URL) and every proxy or forwarding field (the
+ * gateway sets its own).
  */
 export const DEFAULT_REQUEST_HEADERS: ReadonlySet<string> = new Set([
   'accept',

@@ -231,7 +231,9 @@ export class UpstreamPool {
       data = await this.#pool.request({
         path: opts.path,
         method: opts.method as Dispatcher.HttpMethod,
-        headers: opts.headers,
+        // undici writes the URL's host[:port] unless a `host` header is given; the sponsor's own
+        // Host never gets this far (src/proxy/headers.ts).
+        headers: this.#cfg.host === undefined ? opts.headers : { ...opts.headers, host: this.#cfg.host },
         body: opts.body,
         signal: opts.signal,
         // Pinned per request: undici would otherwise derive SNI and the verified name from a `Host`
@@ -271,6 +273,7 @@ export class UpstreamPool {
       const data = await client.request({
         path: this.#cfg.healthPath,
         method: 'GET',
+        headers: this.#cfg.host === undefined ? undefined : { host: this.#cfg.host },
         signal: deadline,
         servername: this.#cfg.serverName,
       } as Dispatcher.RequestOptions)
