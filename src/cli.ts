@@ -91,6 +91,7 @@ export const COMMANDS: Command[] = [
     async run(values, _positionals, io) {
       const workers = parseWorkers(values['workers'] as string | undefined, this)
       const config = values['config'] as string
+      if (config.trim() === '') throw new UsageError('--config needs a file', commandUsage(this))
       // Before anything else is loaded: a SIGHUP (a reload sent across pods) or SIGTERM that arrives
       // while the gateway boots waits for it (src/boot-signals.ts).
       const signals = new BootSignals()
@@ -166,6 +167,7 @@ export const COMMANDS: Command[] = [
         throw new UsageError('give the configuration file once: FILE or --config FILE', commandUsage(this))
       }
       const file = given ?? positionals[0]!
+      if (file.trim() === '') throw new UsageError('--config needs a file', commandUsage(this))
       // The same read as `serve`'s (one version of the files), transforms, key sets and profile check.
       const { loadSettledFiles } = await import('./config/load-settled.js')
       const { compileRouteTable } = await import('./route/table.js')

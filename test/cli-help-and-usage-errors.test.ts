@@ -77,6 +77,10 @@ t.test('usage errors say what is wrong, print the usage on stderr and exit 2', a
     [['config', 'check'], 'ecluse: give the configuration file once: FILE or --config FILE\n', 'Usage: ecluse config check (FILE | --config FILE)'],
     [['config', 'check', 'a.yaml', '--config', 'a.yaml'], 'ecluse: give the configuration file once: FILE or --config FILE\n', 'Usage: ecluse config check (FILE | --config FILE)'],
     [['config', 'check', 'a.yaml', 'b.yaml'], "ecluse: unexpected argument 'b.yaml'\n", 'Usage: ecluse config check (FILE | --config FILE)'],
+    // Found by review: an empty file name was read, and failed as `ecluse: : cannot read (ENOENT)`.
+    [['config', 'check', '--config='], 'ecluse: --config needs a file\n', 'Usage: ecluse config check (FILE | --config FILE)'],
+    [['config', 'check', ' '], 'ecluse: --config needs a file\n', 'Usage: ecluse config check (FILE | --config FILE)'],
+    [['serve', '--config='], 'ecluse: --config needs a file\n', 'Usage: ecluse serve --config FILE [--workers N]'],
   ]
   for (const [argv, message, usage] of cases) {
     const r = await run(argv)

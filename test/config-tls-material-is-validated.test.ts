@@ -305,6 +305,41 @@ t.test('found by review: a bundle CA signed with SHA-1 is refused (OpenSSL loads
   t.ok(await loadServerTls({ ...sponsorTls(), clientCa: bundle }), 'a self-signed SHA-1 root is accepted')
 })
 
+t.test('found by review: a bundle CA whose RSASSA-PSS parameters do not parse is refused naming the key, not with a TypeError', async (t) => {
+  const forge: typeof Forge = createRequire(import.meta.url)('node-forge')
+  const A = forge.asn1
+  const caKeys = newKeyPair()
+  const intermediate = makeCertificate({
+    subject: commonName('PSS Intermediate CA'),
+    issuer: subjectOf(pki.sponsorCa.certPem),
+    publicKeyPem: caKeys.publicKey,
+    signingKeyPem: pki.sponsorCa.keyPem,
+    ca: true,
+    keyUsage: { keyCertSign: true, cRLSign: true },
+    digest: 'sha256',
+  })
+  /** The intermediate with its outer signatureAlgorithm replaced by RSASSA-PSS with `params`. */
+  const withPss = (params: Forge.asn1.Asn1[]) => {
+    const cert = A.fromDer(forge.pem.decode(intermediate)[0]!.body)
+    ;(cert.value as Forge.asn1.Asn1[])[1] = A.create(A.Class.UNIVERSAL, A.Type.SEQUENCE, true, [
+      A.create(A.Class.UNIVERSAL, A.Type.OID, false, A.oidToDer('1.2.840.113549.1.1.10').getBytes()),
+      A.create(A.Class.UNIVERSAL, A.Type.SEQUENCE, true, params),
+    ])
+    return forge.pem.encode({ type: 'CERTIFICATE', body: A.toDer(cert).getBytes() })
+  }
+  const bundle = join(t.testdir(), 'bundle-with-a-bad-pss-intermediate.pem')
+  // `[0] {}`: a hashAlgorithm that holds no AlgorithmIdentifier. Node parses the certificate.
+  await writeFile(bundle, pki.sponsorCa.certPem + withPss([A.create(A.Class.CONTEXT_SPECIFIC, 0, true, [])]))
+  t.ok(new X509Certificate(await readFile(bundle)), 'Node parses it')
+  const err = await failure(loadServerTls({ ...sponsorTls(), clientCa: bundle }))
+  t.equal(err.code, 'tls_material_invalid')
+  t.equal(err.message, `sponsor.tls.clientCa: ${bundle}: certificate 2 ("CN=PSS Intermediate CA") is signed with RSASSA-PSS whose parameters do not parse (RFC 4055 §3.1)`)
+  // No parameters at all: SHA-1 by RFC 4055's default, refused as such.
+  await writeFile(bundle, pki.sponsorCa.certPem + withPss([]))
+  const sha1 = await failure(loadServerTls({ ...sponsorTls(), clientCa: bundle }))
+  t.match(sha1.message, /is signed with RSASSA-PSS over SHA-1 \(SHA-224 or stronger is required\)$/)
+})
+
 t.test('material only OpenSSL refuses (a leaf signed with SHA-1) fails the load, naming the file, before any use', async (t) => {
   const leafKeys = newKeyPair()
   const certPem = makeCertificate({

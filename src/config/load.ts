@@ -350,6 +350,8 @@ function describeType(value: unknown): string {
   if (value === null) return 'null'
   if (Array.isArray(value)) return 'a list'
   if (typeof value === 'object') return 'a mapping'
+  // YAML's .nan and .inf: zod wants a finite number, and "expected number, got number" says nothing.
+  if (typeof value === 'number' && !Number.isFinite(value)) return `${value} (not a finite number)`
   return typeof value
 }
 

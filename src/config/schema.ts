@@ -6,8 +6,27 @@
 import { z } from 'zod'
 
 const port = z.number().int().min(0).max(65535)
-const positiveMs = z.number().int().positive()
+/**
+ * Node's longest timer (2^31 - 1 ms, 24.8 days): a longer one fires after 1 ms instead, so a
+ * duration meant as "practically never" would act at once (a drain cut short, a file watch spinning).
+ */
+export const MAX_TIMER_MS = 2_147_483_647
+const positiveMs = z.number().int().positive().max(MAX_TIMER_MS)
 const byteSize = z.number().int().positive()
+
+/**
+ * A file the loader reads, named relative to the configuration file. Key material written inline
+ * (a PEM block, a JWK) is refused here, without being repeated: taken as a path, it would be quoted
+ * whole by every error that names the file, in the terminal and in the log. 4096 is PATH_MAX.
+ */
+const filePath = z
+  .string()
+  .min(1)
+  .max(4096)
+  .refine(
+    (s) => !/[\x00-\x1f\x7f]/.test(s) && !s.includes('-----BEGIN') && !/^\s*[{[]/.test(s),
+    'must be the path of a file (key material written inline, or a path with a line break or another control character, is not read)',
+  )
 
 /** A header name as it appears on the wire, compared lower-case. */
 const headerName = z
@@ -30,11 +49,11 @@ const listenSchema = z
 export const serverTlsSchema = z
   .object({
     /** PEM certificate chain presented to sponsor clients. */
-    cert: z.string().min(1),
+    cert: filePath,
     /** PEM private key for `cert`. */
-    key: z.string().min(1),
+    key: filePath,
     /** PEM bundle of the sponsor CA(s): the only roots a client certificate may chain to. */
-    clientCa: z.string().min(1),
+    clientCa: filePath,
     minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
     handshakeTimeoutMs: positiveMs.default(5_000),
   })
@@ -115,10 +134,10 @@ export const upstreamSchema = z
     tls: z
       .object({
         /** PEM bundle of the trusted CA(s): the only roots the upstream may chain to. */
-        ca: z.string().min(1),
+        ca: filePath,
         /** The gateway's client certificate for the trusted side. */
-        cert: z.string().min(1),
-        key: z.string().min(1),
+        cert: filePath,
+        key: filePath,
         minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
       })
       .strict(),
@@ -207,7 +226,7 @@ export const routeSchema = z
  */
 export const keySetSchema = z
   .object({
-    file: z.string().min(1),
+    file: filePath,
     private: z.boolean().default(false),
   })
   .strict()
@@ -270,6 +289,7 @@ export const configSchema = z
           .number()
           .int()
           .min(0)
+          .max(MAX_TIMER_MS)
           .refine((ms) => ms === 0 || ms >= 1000, 'must be 0 (off) or at least 1000')
           .default(0),
       })

@@ -143,17 +143,24 @@ export function weakSignatureProblem(cert: X509Certificate): string | undefined 
   if (STRONG_SIGNATURES.has(oid)) return undefined
   if (oid === RSASSA_PSS) {
     const hash = pssHash(algorithm[1])
+    if (hash === undefined) return 'is signed with RSASSA-PSS whose parameters do not parse (RFC 4055 §3.1)'
     return STRONG_HASHES.has(hash) ? undefined : `is signed with RSASSA-PSS over ${hash === SHA1 ? 'SHA-1' : `the hash ${hash}`} (SHA-224 or stronger is required)`
   }
   return `is signed with ${WEAK_SIGNATURE_NAMES.get(oid) ?? `the algorithm ${oid}`} (RSA, ECDSA or RSASSA-PSS over SHA-224 or stronger, or EdDSA, is required)`
 }
 
-/** RSASSA-PSS-params' hashAlgorithm ([0], SHA-1 when absent: RFC 4055 §3.1). */
-function pssHash(params: Forge.asn1.Asn1 | undefined): string {
+/**
+ * RSASSA-PSS-params' hashAlgorithm ([0], SHA-1 when absent: RFC 4055 §3.1), or `undefined` when it
+ * is there but is no AlgorithmIdentifier (Node parses such a certificate: `[0] {}` crashed the load
+ * with a TypeError that named no key, found by review).
+ */
+function pssHash(params: Forge.asn1.Asn1 | undefined): string | undefined {
   const { asn1 } = forge()
   const fields = Array.isArray(params?.value) ? (params.value as Forge.asn1.Asn1[]) : []
   const hash = fields.find((f) => f.tagClass === asn1.Class.CONTEXT_SPECIFIC && f.type === 0)
   if (hash === undefined) return SHA1
-  const identifier = (hash.value as Forge.asn1.Asn1[])[0]!.value as Forge.asn1.Asn1[]
-  return asn1.derToOid(identifier[0]!.value as string)
+  const identifier = Array.isArray(hash.value) ? (hash.value[0] as Forge.asn1.Asn1 | undefined) : undefined
+  const oid = Array.isArray(identifier?.value) ? (identifier.value[0] as Forge.asn1.Asn1 | undefined) : undefined
+  if (oid === undefined || oid.tagClass !== asn1.Class.UNIVERSAL || oid.type !== asn1.Type.OID || typeof oid.value !== 'string') return undefined
+  return asn1.derToOid(oid.value)
 }

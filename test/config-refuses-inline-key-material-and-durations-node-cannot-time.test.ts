@@ -1,0 +1,80 @@
+/**
+ * Found by review. (1) A PEM block or a JWK written where the configuration wants a file's path was
+ * taken as a path, and every error naming that file quoted it whole: a private key in the terminal
+ * and in the log. It is refused by the schema now, without being repeated. (2) A duration above
+ * Node's longest timer (2^31 - 1 ms) passed `config check`, then fired after 1 ms: a drain cut at
+ * once, a file watch re-reading without pause. (3) `.nan` and `.inf` were "expected number, got number".
+ */
+import { generateKeyPairSync } from 'node:crypto'
+import t from 'tap'
+import { parseConfig } from '../src/config/load.js'
+import { MAX_TIMER_MS } from '../src/config/schema.js'
+import { EcluseError } from '../src/errors.js'
+
+const BASE = {
+  sponsor: 'sponsor:\n  listen: { port: 8443 }\n  tls:\n    cert: a.crt\n    key: KEY\n    clientCa: c.crt\n',
+  upstreams: 'upstreams:\n  u:\n    url: https://127.0.0.1:9443\n    serverName: s\n    tls: { ca: a, cert: b, key: c }\n',
+  rest: 'routes: [{ name: r, methods: [GET], path: /, allow: [], upstream: u }]\nadmin: { listen: { port: 9090 } }\n',
+}
+
+function refusal(text: string): EcluseError {
+  try {
+    parseConfig(text, 'g.yaml')
+  } catch (err) {
+    if (err instanceof EcluseError) return err
+    throw err
+  }
+  throw new Error('accepted')
+}
+
+const file = (key: string, extra = '') => BASE.sponsor.replace('KEY', key) + BASE.upstreams + BASE.rest + extra
+
+t.test('key material written inline where a path belongs is refused, naming the key and not repeating it', async (t) => {
+  const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string
+  const body = pem.split('\n')[1]!
+  const jwk = '{"kty":"OKP","crv":"X25519","x":"PUBLICPART","d":"TOPSECRETPRIVATED"}'
+  const cases: Array<[string, string, string]> = [
+    ['a PEM block as a YAML block scalar', file(`|\n      ${pem.trimEnd().split('\n').join('\n      ')}`), body],
+    ['a PEM block on one line', file(JSON.stringify(pem)), body],
+    ['a JWK', file(JSON.stringify(jwk)), 'TOPSECRETPRIVATED'],
+  ]
+  for (const [name, text, secret] of cases) {
+    const err = refusal(text)
+    t.equal(err.code, 'config_invalid', name)
+    t.match(err.message, /^g\.yaml: sponsor\.tls\.key: must be the path of a file \(key material written inline/m, `${name}: says what is wrong`)
+    t.notOk(err.message.includes(secret), `${name}: the material is not repeated`)
+  }
+  // Key sets' files and every other path alike.
+  const jwkSet = refusal(`${file('b.key')}keys:\n  k: { file: ${JSON.stringify(jwk)}, private: true }\n`)
+  t.match(jwkSet.message, /keys\.k\.file: must be the path of a file/)
+  t.notOk(jwkSet.message.includes('TOPSECRETPRIVATED'))
+  const upstreamKey = refusal(BASE.sponsor.replace('KEY', 'b.key') + BASE.upstreams.replace('key: c', `key: ${JSON.stringify(pem)}`) + BASE.rest)
+  t.match(upstreamKey.message, /upstreams\.u\.tls\.key: must be the path of a file/)
+  t.match(refusal(file('"a\\nb"')).message, /sponsor\.tls\.key: must be the path of a file/, 'a line break in a path')
+  t.match(refusal(file(JSON.stringify('x'.repeat(4097)))).message, /sponsor\.tls\.key: must be at most 4096 characters long/, 'longer than PATH_MAX')
+  // Ordinary paths still pass, spaces and braces inside included.
+  for (const path of ['b.key', '/etc/ecluse/tls/sidecar.key', 'my keys/b.key', 'keys/{2026}.key', 'x'.repeat(4096)]) {
+    t.equal(parseConfig(file(JSON.stringify(path)), 'g.yaml').sponsor.tls.key, path, `${path.slice(0, 40)} is a path`)
+  }
+})
+
+t.test("a duration above Node's longest timer is refused at load, at every key that takes one", async (t) => {
+  t.equal(MAX_TIMER_MS, 2 ** 31 - 1)
+  const over = MAX_TIMER_MS + 1
+  const cases: Array<[string, string]> = [
+    ['reload.watchIntervalMs', file('b.key', `reload: { watchIntervalMs: ${over} }\n`)],
+    ['shutdown.drainTimeoutMs', file('b.key', `shutdown: { drainTimeoutMs: ${over} }\n`)],
+    ['sponsor.tls.handshakeTimeoutMs', file('b.key').replace('clientCa: c.crt', `clientCa: c.crt\n    handshakeTimeoutMs: ${over}`)],
+    ['upstreams.u.bodyTimeoutMs', file('b.key').replace('    serverName: s\n', `    serverName: s\n    bodyTimeoutMs: ${over}\n`)],
+  ]
+  for (const [key, text] of cases) {
+    const err = refusal(text)
+    t.match(err.message, `g.yaml: ${key}: must be <= ${MAX_TIMER_MS}`, key)
+  }
+  t.equal(parseConfig(file('b.key', `shutdown: { drainTimeoutMs: ${MAX_TIMER_MS} }\n`), 'g.yaml').shutdown.drainTimeoutMs, MAX_TIMER_MS, 'the longest timer itself is accepted')
+})
+
+t.test('.nan and .inf are said to be no finite number', async (t) => {
+  t.match(refusal(file('b.key').replace('port: 8443', 'port: .nan')).message, 'g.yaml: sponsor.listen.port: expected number, got NaN (not a finite number)')
+  t.match(refusal(file('b.key').replace('port: 8443', 'port: .inf')).message, 'g.yaml: sponsor.listen.port: expected number, got Infinity (not a finite number)')
+})
