@@ -73,6 +73,37 @@ t.test('a CN with a control character is refused rather than forging a log line'
   }
 })
 
+t.test('found by review: format characters in a CN or OU are refused, as two names that look the same would be two principals', async (t) => {
+  const shown: Array<[string, string]> = [
+    ['a zero-width space', 'records-admin\u200b'],
+    ['a right-to-left mark', 'records\u200fadmin'],
+    ['a byte-order mark', '\ufeffrecords-admin'],
+    ['a soft hyphen', 'records\u00adadmin'],
+    ['a C1 control (NEL)', 'records\u0085admin'],
+  ]
+  for (const [what, cn] of shown) {
+    const cert = issueCertificate(pki.sponsorCa, { commonName: cn, ips: ['192.0.2.9'], usage: 'client', keyPem })
+    t.throws(() => principalFromCertificate(der(cert.certPem)), { code: 'forbidden', message: /control character/ }, `CN with ${what}`)
+    const ou = issueCertificate(pki.sponsorCa, { commonName: 'app', organizationalUnit: cn, ips: ['192.0.2.9'], usage: 'client', keyPem })
+    t.throws(() => principalFromCertificate(der(ou.certPem)), { code: 'forbidden', message: /control character/ }, `OU with ${what}`)
+  }
+})
+
+t.test('found by review: a host-name CN beside DNS SANs it is not one of is no cn: attribute (OpenSSL left it unchecked by name constraints)', async (t) => {
+  const attributes = (spec: { commonName: string; dnsNames?: string[]; uris?: string[]; ips?: string[] }) =>
+    [...principalFromCertificate(der(issueCertificate(pki.sponsorCa, { ...spec, usage: 'client', keyPem }).certPem)).attributes].sort()
+  // A sub-CA constrained to .team-a.test issues this, and OpenSSL verifies it: the CN is not checked.
+  t.strictSame(attributes({ commonName: 'admin.team-b.test', dnsNames: ['x.team-a.test'] }), ['dns:x.team-a.test'])
+  // The CN is one of the DNS SANs (in any case): it was checked as a SAN.
+  t.strictSame(attributes({ commonName: 'X.Team-A.test', dnsNames: ['x.team-a.test'] }), ['cn:X.Team-A.test', 'dns:x.team-a.test'])
+  // No DNS SAN (none, or a URI SAN only): OpenSSL checks a host-name CN against DNS constraints.
+  t.strictSame(attributes({ commonName: 'admin.team-b.test', ips: ['192.0.2.10'] }), ['cn:admin.team-b.test'])
+  t.strictSame(attributes({ commonName: 'admin.team-b.test', uris: ['spiffe://sponsor.test/a'] }), ['cn:admin.team-b.test', 'uri:spiffe://sponsor.test/a'])
+  // A CN that is no host name is never checked against DNS constraints, SAN or not, and stays (documented).
+  t.strictSame(attributes({ commonName: 'records-admin', dnsNames: ['x.team-a.test'] }), ['cn:records-admin', 'dns:x.team-a.test'])
+  t.strictSame(attributes({ commonName: 'Agence Écluse.ops', dnsNames: ['x.team-a.test'] }), ['cn:Agence Écluse.ops', 'dns:x.team-a.test'])
+})
+
 t.test('certificates naming their holder differently never share an id', async (t) => {
   const id = (spec: { commonName: string; uris?: string[]; dnsNames?: string[] }) =>
     principalFromCertificate(der(issueCertificate(pki.sponsorCa, { ips: ['192.0.2.10'], usage: 'client', keyPem, ...spec }).certPem)).id

@@ -29,6 +29,17 @@ const REFUSED: Array<[string, string]> = [
   ['/a%00', 'encoded NUL'],
   ['/a%0d%0aX-Injected:%201', 'encoded CR LF'],
   ['/a%7f', 'encoded DEL'],
+  // Found by review: decoded, these passed. An upstream that trims them (.NET Trim, Python strip)
+  // reads `/docs/secret%C2%85` as the literal `/docs/secret`.
+  ['/docs/secret%C2%85', 'encoded NEL (C1 control)'],
+  ['/a%c2%9f', 'encoded C1 control, lower case'],
+  ['/a%E2%80%A8', 'encoded line separator'],
+  ['/a%E2%80%A9', 'encoded paragraph separator'],
+  ['/a%E2%80%8B', 'encoded zero-width space (format)'],
+  ['/a%E2%80%AE', 'encoded right-to-left override'],
+  ['/a%EF%BB%BF', 'encoded byte-order mark'],
+  ['/a%C2%AD', 'encoded soft hyphen'],
+  ['/a%F3%A0%80%81x', 'encoded tag character'],
   ['/a/%252e%252e/admin', 'double-encoded dot segment'],
   ['/a/%252F', 'double-encoded slash'],
   // Regression (found by fast-check): "%25%41a" normalised to "%25Aa", which the next pass refused,

@@ -19,11 +19,17 @@ export const PRINCIPAL_CACHE_SIZE = 1024
 /** URI and DNS SANs are IA5String URIs and host names: visible ASCII only (RFC 5280 §4.2.1.6). */
 const SAN_VALUE = /^[\x21-\x7e]+$/
 /**
- * No C0, DEL or C1 control characters in a CN or OU (they would forge log lines or headers), nor the
- * line and paragraph separators or the bidirectional overrides and isolates (they would make a log
- * line or a name read as something else on screen).
+ * No control characters in a CN or OU (C0, DEL and C1: they would forge log lines or headers), nor
+ * format characters (zero-width ones, bidirectional overrides and isolates, U+FEFF) or the line and
+ * paragraph separators: they would make a log line or a name read as something else on screen, or
+ * two names that differ look the same (`records-admin` and `records-admin` + U+200B).
  */
-const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/
+const CONTROL = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u
+/**
+ * A CN that OpenSSL reads as a host name, and so checks against a sub-CA's DNS name constraints
+ * (x509/v3_ncons.c `cn2dnsid`): letters, digits and `_` in labels, inner `-`, and at least one dot.
+ */
+const HOST_NAME_CN = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)+$/
 /** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 /** A general-name type as Node prints it: `URI`, `DNS`, `IP Address`, `email`, `DirName`, … */
@@ -95,6 +101,7 @@ function derive(cert: X509Certificate): Principal {
   const attributes = new Set<string>()
   let firstUri: string | undefined
   let firstDns: string | undefined
+  const dnsNames = new Set<string>()
 
   const san = cert.subjectAltName
   if (san !== undefined && san !== '') {
@@ -109,6 +116,7 @@ function derive(cert: X509Certificate): Principal {
         attributes.add(`uri:${value}`)
       } else {
         firstDns ??= value
+        dnsNames.add(value.toLowerCase())
         attributes.add(`dns:${value}`)
       }
     }
@@ -121,7 +129,12 @@ function derive(cert: X509Certificate): Principal {
   // consumer that takes the first or the last CN could read it.
   if (cns.length > 1) refuse('more than one subject CN')
   const cn = cns[0] === '' ? undefined : cns[0]
-  if (cn !== undefined) attributes.add(`cn:${cn}`)
+  // OpenSSL checks a host-name CN against a sub-CA's DNS constraints only when the certificate has
+  // no DNS SAN (RFC 6125 §6.4.4: the SANs name the host then). Beside one, a sub-CA constrained to
+  // `.team-a.test` could issue `CN=admin.team-b.test` with `DNS:x.team-a.test`, and a `cn:` route
+  // would take it (found by review): such a CN is no attribute unless it is one of the DNS SANs.
+  const unchecked = cn !== undefined && dnsNames.size > 0 && HOST_NAME_CN.test(cn) && !dnsNames.has(cn.toLowerCase())
+  if (cn !== undefined && !unchecked) attributes.add(`cn:${cn}`)
   for (const ou of subjectValues(subject, 'OU')) attributes.add(`ou:${ou}`)
 
   // In matcher form, like the attributes: a URI SAN `cn:alice` and a CN `alice` are two principals

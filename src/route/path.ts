@@ -76,7 +76,7 @@ function isDotSegment(target: string, start: number, end: number): boolean {
  *
  * Refused: absolute-form, authority-form and `*`; empty segments (`//`); `.` and `..` segments (also
  * as `..;param`); percent-encoded `/`, `\`, `.`, `%` followed by two hex digits (double encoding), NUL
- * or any control character; invalid escapes; escapes of bytes that are not well-formed UTF-8
+ * or any control character, a format character or U+2028/U+2029 ({@link INVISIBLE}); invalid escapes; escapes of bytes that are not well-formed UTF-8
  * (overlong forms such as `%C0%AE`); any character outside RFC 3986 `pchar` (so `\`, space, controls,
  * non-ASCII, `"`, `<`, `{`, …); a `#`; a path over {@link MAX_PATH_LENGTH} or a query over
  * {@link MAX_QUERY_LENGTH}. The query is returned as sent, but must be visible ASCII.
@@ -85,6 +85,14 @@ function isDotSegment(target: string, start: number, end: number): boolean {
  * normalizeTarget('/v1/%7euser/a%2fb') // throws path_rejected (encoded slash)
  * normalizeTarget('/v1/%7euser/%c3%a9?x=1') // { path: '/v1/~user/%C3%A9', query: 'x=1' }
  */
+/**
+ * Decoded characters refused beside the ASCII controls: C1 controls (U+0085 is a line break to
+ * Python and .NET), format characters (zero-width, bidirectional, U+FEFF) and U+2028/U+2029. An
+ * upstream that trims or drops them (.NET's `Trim`, Python's `strip`) reads `secret%C2%85` as the
+ * literal `secret` the gateway did not route it to, and in a log they hide what was asked for.
+ */
+const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u
+
 export function normalizeTarget(target: string): NormalizedTarget {
   const length = target.length
   if (length === 0 || target.charCodeAt(0) !== 0x2f) reject('not an origin-form target', 0)
@@ -102,6 +110,8 @@ export function normalizeTarget(target: string): NormalizedTarget {
   let utf8Needed = 0
   let utf8Low = 0x80
   let utf8High = 0xbf
+  /** The code point the current UTF-8 sequence spells, built as its bytes come. */
+  let codePoint = 0
 
   for (let i = 1; i < pathEnd; i++) {
     const c = target.charCodeAt(i)
@@ -117,11 +127,16 @@ export function normalizeTarget(target: string): NormalizedTarget {
         utf8Needed--
         utf8Low = 0x80
         utf8High = 0xbf
+        codePoint = (codePoint << 6) | (byte & 0x3f)
+        if (utf8Needed === 0 && INVISIBLE.test(String.fromCodePoint(codePoint))) {
+          reject('percent-encoded control, format or line-separator character', i)
+        }
       } else if (byte >= 0x80) {
         if (byte >= 0xc2 && byte <= 0xdf) utf8Needed = 1
         else if (byte >= 0xe0 && byte <= 0xef) utf8Needed = 2
         else if (byte >= 0xf0 && byte <= 0xf4) utf8Needed = 3
         else reject('escape is not well-formed UTF-8', i)
+        codePoint = byte & (0x3f >> utf8Needed)
         // The second byte's range excludes overlong forms (E0, F0), surrogates (ED) and > U+10FFFF (F4).
         if (byte === 0xe0) utf8Low = 0xa0
         else if (byte === 0xed) utf8High = 0x9f
