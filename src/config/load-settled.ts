@@ -13,7 +13,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { KeySet } from '../crypto/keys.js'
-import { EcluseError } from '../errors.js'
+import { EcluseError, isEcluseError } from '../errors.js'
 import { CHANGED_WHILE_READ } from '../read-bounded-file.js'
 import { loadKeySets } from '../transform/key-sets.js'
 import { loadConfigFile } from './load.js'
@@ -51,6 +51,8 @@ export const LOADED_AGAIN = 'the configuration files changed while they were loa
  *   whatever the last one threw.
  */
 export async function loadSettledFiles(configPath: string): Promise<SettledFiles> {
+  /** The last read's failure, when a file's length differed from its size while the digests agreed. */
+  let unsteady: EcluseError | undefined
   for (let loads = 1; ; loads++) {
     const before = await configFilesDigest(configPath)
     try {
@@ -63,9 +65,17 @@ export async function loadSettledFiles(configPath: string): Promise<SettledFiles
       // Files that held still failed on their own: that is their error, and reading them again would
       // only repeat it. One read while it was rewritten in place is a change, even with the same bytes.
       const message = err instanceof Error ? err.message : ''
-      if (!message.includes(CHANGED_WHILE_READ) && (await configFilesDigest(configPath)) === before) throw err
+      const heldStill = (await configFilesDigest(configPath)) === before
+      if (!message.includes(CHANGED_WHILE_READ) && heldStill) throw err
+      unsteady = heldStill && isEcluseError(err) ? err : undefined
     }
     if (loads >= LOAD_TRIES) {
+      // Each read found one file longer or shorter than its size while nothing changed: a file whose
+      // size never says what it holds (/proc, /sys), not one being rewritten. Its own message names
+      // the key and the file (found by review: the generic one below named neither).
+      if (unsteady !== undefined) {
+        throw new EcluseError(unsteady.code, `${unsteady.message}, ${LOAD_TRIES} times in a row while the files held still: its size never matches what it holds (not a regular file on disk?)`, { cause: unsteady })
+      }
       throw new EcluseError(
         'config_invalid',
         `the configuration files changed while they were loaded, ${LOAD_TRIES} times in a row; nothing was used from them (write them atomically: a new file renamed into place, or a Kubernetes volume)`,

@@ -278,3 +278,18 @@ t.test('an edit undone while its reload read a later one is reloaded again: what
   await new Promise((r) => setTimeout(r, 500))
   t.equal(reloads, 2, 'and nothing after')
 })
+
+t.test('found by review: a file whose size never matches what it holds (/proc) is named, with its key, not said to keep changing', async (t) => {
+  // /proc/self/environ stats as 0 bytes and reads as the environment: each read refuses it as
+  // changed while read, although nothing changes. The generic message named neither key nor file.
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const sponsor = h.config['sponsor'] as { tls: Record<string, unknown> }
+  await writeFile(h.configPath, stringify({ ...h.config, sponsor: { ...sponsor, tls: { ...sponsor.tls, key: '/proc/self/environ' } } }))
+  const result = await h.gateway.reload()
+  t.equal(result.ok, false)
+  t.match(
+    (result as { error: string }).error,
+    `sponsor.tls.key: /proc/self/environ: changed while being read, ${LOAD_TRIES} times in a row while the files held still: its size never matches what it holds`,
+  )
+})
