@@ -115,10 +115,12 @@ export const upstreamSchema = z
         // throw on an unparseable string. A fragment is refused too: it never reaches a server.
         if (!URL.canParse(u)) return false
         const url = new URL(u)
-        return url.pathname === '/' && url.username === '' && url.password === '' && url.search === '' && url.hash === ''
-      }, 'must be https://host[:port] with no path, query, fragment or credentials'),
+        return url.pathname === '/' && url.username === '' && url.password === '' && url.search === '' && url.hash === '' && url.port !== '0'
+      }, 'must be https://host[:port] with no path, query, fragment or credentials, and not port 0'),
     /** The name the upstream's certificate must carry (SNI and verification). */
-    serverName: z.string().min(1),
+    serverName: z
+      .string()
+      .regex(/^[A-Za-z0-9._:-]+$/, 'must be a DNS name or an IP address, as the upstream certificate carries it (no space, no port)'),
     /**
      * The `Host` the upstream receives (default: the URL's `host[:port]`), for an upstream that
      * routes by name behind an address: `accreditation.trusted.example`. It changes no TLS check.
