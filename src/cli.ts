@@ -12,6 +12,7 @@ import { access, stat } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { type ParseArgsConfig, parseArgs } from 'node:util'
 import { BootSignals } from './boot-signals.js'
+import { isKeyMaterialNotPath, KEY_MATERIAL_NOT_PATH } from './config/key-material-path.js'
 // Types only (erased): the crypto modules themselves load with the commands that use them.
 import type { Curve, KeyAlg, KeySet } from './crypto/index.js'
 
@@ -91,7 +92,7 @@ export const COMMANDS: Command[] = [
     async run(values, _positionals, io) {
       const workers = parseWorkers(values['workers'] as string | undefined, this)
       const config = values['config'] as string
-      if (config.trim() === '') throw new UsageError('--config needs a file', commandUsage(this))
+      if (config.trim() === '') throw new UsageError('the configuration file name is empty', commandUsage(this))
       // Before anything else is loaded: a SIGHUP (a reload sent across pods) or SIGTERM that arrives
       // while the gateway boots waits for it (src/boot-signals.ts).
       const signals = new BootSignals()
@@ -167,7 +168,7 @@ export const COMMANDS: Command[] = [
         throw new UsageError('give the configuration file once: FILE or --config FILE', commandUsage(this))
       }
       const file = given ?? positionals[0]!
-      if (file.trim() === '') throw new UsageError('--config needs a file', commandUsage(this))
+      if (file.trim() === '') throw new UsageError('the configuration file name is empty', commandUsage(this))
       // The same read as `serve`'s (one version of the files), transforms, key sets and profile check.
       const { loadSettledFiles } = await import('./config/load-settled.js')
       const { compileRouteTable } = await import('./route/table.js')
@@ -995,6 +996,8 @@ function sealingArgs(values: Values, positionals: readonly string[], usage: stri
   if (context === '') throw new UsageError('--context must not be empty', usage)
   // An empty path would otherwise surface as a confusing "<empty>: cannot read" failure.
   for (const o of ['keys', 'out']) if (values[o] === '') throw new UsageError(`--${o} needs a file`, usage)
+  // A key set pasted in place of its file's name would be echoed back by "cannot be read" (found by review).
+  if (isKeyMaterialNotPath(values['keys'] as string)) throw new UsageError(`--keys ${KEY_MATERIAL_NOT_PATH}`, usage)
   // `-` is stdin as FILE; as --out it would be a file named "-" (of plaintext, for open).
   if (values['out'] === '-') throw new UsageError('--out takes a file name; leave --out out to write to stdout', usage)
   if (body) {
@@ -1155,8 +1158,9 @@ async function beginStep(
         // (amplification) is not the tool's.
         step = createSealTransform({ ...options, maxValues: MAX_SEALED_VALUES }, env)
       } else {
-        const { createOpenTransform } = await import('./transform/open.js')
-        step = createOpenTransform(options, env)
+        const { createOpenTransform, MAX_KEY_AGREEMENTS } = await import('./transform/open.js')
+        // As for `seal`: the gateway's per-request bound (here on key agreements) is not the tool's.
+        step = createOpenTransform({ ...options, maxKeyAgreements: MAX_KEY_AGREEMENTS }, env)
       }
     }
   } catch (err) {

@@ -78,9 +78,9 @@ t.test('usage errors say what is wrong, print the usage on stderr and exit 2', a
     [['config', 'check', 'a.yaml', '--config', 'a.yaml'], 'ecluse: give the configuration file once: FILE or --config FILE\n', 'Usage: ecluse config check (FILE | --config FILE)'],
     [['config', 'check', 'a.yaml', 'b.yaml'], "ecluse: unexpected argument 'b.yaml'\n", 'Usage: ecluse config check (FILE | --config FILE)'],
     // Found by review: an empty file name was read, and failed as `ecluse: : cannot read (ENOENT)`.
-    [['config', 'check', '--config='], 'ecluse: --config needs a file\n', 'Usage: ecluse config check (FILE | --config FILE)'],
-    [['config', 'check', ' '], 'ecluse: --config needs a file\n', 'Usage: ecluse config check (FILE | --config FILE)'],
-    [['serve', '--config='], 'ecluse: --config needs a file\n', 'Usage: ecluse serve --config FILE [--workers N]'],
+    [['config', 'check', '--config='], 'ecluse: the configuration file name is empty\n', 'Usage: ecluse config check (FILE | --config FILE)'],
+    [['config', 'check', ' '], 'ecluse: the configuration file name is empty\n', 'Usage: ecluse config check (FILE | --config FILE)'],
+    [['serve', '--config='], 'ecluse: the configuration file name is empty\n', 'Usage: ecluse serve --config FILE [--workers N]'],
   ]
   for (const [argv, message, usage] of cases) {
     const r = await run(argv)
@@ -112,4 +112,15 @@ t.test('the real process: exit codes and streams match', async (t) => {
   t.notMatch(usage.stderr, / {4}at /, 'no stack trace')
   t.equal(version.code, 0)
   t.match(version.stdout, /^ecluse \d+\.\d+\.\d+\n$/)
+})
+
+t.test('found by review: a key set pasted in place of --keys is a usage error that does not repeat it', async (t) => {
+  for (const pasted of ['{"kty":"OKP","crv":"X25519","x":"PUBLICX","d":"TOPSECRETD"}', Buffer.from('-----BEGIN PRIVATE KEY-----\nTOPSECRETD\n').toString('base64')]) {
+    for (const command of ['seal', 'open']) {
+      const r = await run([command, '--keys', pasted, '--context', 'c', '--body', '/dev/null'])
+      t.equal(r.code, 2, command)
+      t.ok(r.stderr.startsWith('ecluse: --keys must be the path of a file (key material written in its place'), `${command}: ${r.stderr.split('\n')[0]}`)
+      t.notOk(r.stderr.includes(pasted) || r.stderr.includes('TOPSECRETD'), `${command}: the material is not repeated`)
+    }
+  }
 })

@@ -3,13 +3,16 @@
  * taken as a path, and every error naming that file quoted it whole: a private key in the terminal
  * and in the log. It is refused by the schema now, without being repeated. (2) A duration above
  * Node's longest timer (2^31 - 1 ms) passed `config check`, then fired after 1 ms: a drain cut at
- * once, a file watch re-reading without pause. (3) `.nan` and `.inf` were "expected number, got number".
+ * once, a file watch re-reading without pause; durations stop at MAX_DURATION_MS now. (3) `.nan` and `.inf` were "expected number, got number".
  */
 import { generateKeyPairSync } from 'node:crypto'
 import t from 'tap'
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml'
+import { KILL_GRACE_MS } from '../src/cluster.js'
 import { parseConfig } from '../src/config/load.js'
-import { MAX_TIMER_MS } from '../src/config/schema.js'
+import { MAX_DURATION_MS } from '../src/config/schema.js'
 import { EcluseError } from '../src/errors.js'
+import { HANDSHAKE_GRACE_MS } from '../src/listener/sponsor.js'
 
 const BASE = {
   sponsor: 'sponsor:\n  listen: { port: 8443 }\n  tls:\n    cert: a.crt\n    key: KEY\n    clientCa: c.crt\n',
@@ -37,11 +40,15 @@ t.test('key material written inline where a path belongs is refused, naming the 
     ['a PEM block as a YAML block scalar', file(`|\n      ${pem.trimEnd().split('\n').join('\n      ')}`), body],
     ['a PEM block on one line', file(JSON.stringify(pem)), body],
     ['a JWK', file(JSON.stringify(jwk)), 'TOPSECRETPRIVATED'],
+    // Found by re-review: a Kubernetes secret's `data` value (the PEM in base64), and a bare PEM body.
+    ['a PEM block in base64', file(Buffer.from(pem).toString('base64')), Buffer.from(pem).toString('base64').slice(20, 60)],
+    ['a bare PEM body', file(JSON.stringify(pem.split('\n').slice(1, -2).join(''))), body],
+    ['a JWK d value', file('Xk3hO0f2bWq9ZQm7Yc1uR4sT8vN6pL5aK2jH0gF3dS1'), 'Xk3hO0f2bWq9ZQm7Yc1uR4sT8vN6pL5aK2jH0gF3dS1'],
   ]
   for (const [name, text, secret] of cases) {
     const err = refusal(text)
     t.equal(err.code, 'config_invalid', name)
-    t.match(err.message, /^g\.yaml: sponsor\.tls\.key: must be the path of a file \(key material written inline/m, `${name}: says what is wrong`)
+    t.match(err.message, /^g\.yaml: sponsor\.tls\.key: must be the path of a file \(key material written in its place/m, `${name}: says what is wrong`)
     t.notOk(err.message.includes(secret), `${name}: the material is not repeated`)
   }
   // Key sets' files and every other path alike.
@@ -53,25 +60,57 @@ t.test('key material written inline where a path belongs is refused, naming the 
   t.match(refusal(file('"a\\nb"')).message, /sponsor\.tls\.key: must be the path of a file/, 'a line break in a path')
   t.match(refusal(file(JSON.stringify('x'.repeat(4097)))).message, /sponsor\.tls\.key: must be at most 4096 characters long/, 'longer than PATH_MAX')
   // Ordinary paths still pass, spaces and braces inside included.
-  for (const path of ['b.key', '/etc/ecluse/tls/sidecar.key', 'my keys/b.key', 'keys/{2026}.key', 'x'.repeat(4096)]) {
+  const paths = [
+    'b.key',
+    '/etc/ecluse/tls/sidecar.key',
+    'my keys/b.key',
+    'keys/{2026}.key',
+    '[prod]/ca.pem',
+    '{env}/keys.json',
+    '/mnt/secrets-store/ecluse/production/trusted-host/sealing-keys/current/private-key-set',
+    '/etc/ssl/certs/3f2a9b7c1d0e4f5a6b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f0a.pem',
+    'x'.repeat(4096),
+  ]
+  for (const path of paths) {
     t.equal(parseConfig(file(JSON.stringify(path)), 'g.yaml').sponsor.tls.key, path, `${path.slice(0, 40)} is a path`)
   }
 })
 
-t.test("a duration above Node's longest timer is refused at load, at every key that takes one", async (t) => {
-  t.equal(MAX_TIMER_MS, 2 ** 31 - 1)
-  const over = MAX_TIMER_MS + 1
-  const cases: Array<[string, string]> = [
-    ['reload.watchIntervalMs', file('b.key', `reload: { watchIntervalMs: ${over} }\n`)],
-    ['shutdown.drainTimeoutMs', file('b.key', `shutdown: { drainTimeoutMs: ${over} }\n`)],
-    ['sponsor.tls.handshakeTimeoutMs', file('b.key').replace('clientCa: c.crt', `clientCa: c.crt\n    handshakeTimeoutMs: ${over}`)],
-    ['upstreams.u.bodyTimeoutMs', file('b.key').replace('    serverName: s\n', `    serverName: s\n    bodyTimeoutMs: ${over}\n`)],
+t.test("a duration beyond MAX_DURATION_MS is refused at load, at every key that takes one, with room for the grace the gateway adds", async (t) => {
+  // Found by re-review: bounded at 2^31 - 1 itself, a drain of that length plus the cluster's kill
+  // grace overflowed, and the primary killed its workers 1 ms after SIGTERM.
+  t.ok(MAX_DURATION_MS + KILL_GRACE_MS <= 2 ** 31 - 1, 'the drain plus the kill grace is a timer Node keeps')
+  t.ok(MAX_DURATION_MS + HANDSHAKE_GRACE_MS <= 2 ** 31 - 1, 'the handshake timeout plus its grace too')
+  const keys = [
+    'sponsor.tls.handshakeTimeoutMs',
+    'sponsor.limits.headersTimeoutMs',
+    'sponsor.limits.requestTimeoutMs',
+    'sponsor.limits.idleTimeoutMs',
+    'sponsor.limits.keepAliveTimeoutMs',
+    'sponsor.limits.bodyGraceMs',
+    'upstreams.u.connectTimeoutMs',
+    'upstreams.u.headersTimeoutMs',
+    'upstreams.u.bodyTimeoutMs',
+    'upstreams.u.keepAliveTimeoutMs',
+    'shutdown.drainTimeoutMs',
+    'reload.watchIntervalMs',
   ]
-  for (const [key, text] of cases) {
-    const err = refusal(text)
-    t.match(err.message, `g.yaml: ${key}: must be <= ${MAX_TIMER_MS}`, key)
+  const base = parseYaml(file('b.key')) as Record<string, unknown>
+  const withValue = (key: string, value: number) => {
+    const config = structuredClone(base)
+    const path = key.split('.')
+    let at = config
+    for (const part of path.slice(0, -1)) {
+      at[part] ??= {}
+      at = at[part] as Record<string, unknown>
+    }
+    at[path.at(-1)!] = value
+    return stringifyYaml(config)
   }
-  t.equal(parseConfig(file('b.key', `shutdown: { drainTimeoutMs: ${MAX_TIMER_MS} }\n`), 'g.yaml').shutdown.drainTimeoutMs, MAX_TIMER_MS, 'the longest timer itself is accepted')
+  for (const key of keys) {
+    t.match(refusal(withValue(key, MAX_DURATION_MS + 1)).message, `g.yaml: ${key}: must be <= ${MAX_DURATION_MS}`, key)
+  }
+  t.equal(parseConfig(withValue('shutdown.drainTimeoutMs', MAX_DURATION_MS), 'g.yaml').shutdown.drainTimeoutMs, MAX_DURATION_MS, 'the bound itself is accepted')
 })
 
 t.test('.nan and .inf are said to be no finite number', async (t) => {

@@ -80,12 +80,22 @@ t.test('found by review: format characters in a CN or OU are refused, as two nam
     ['a byte-order mark', '\ufeffrecords-admin'],
     ['a soft hyphen', 'records\u00adadmin'],
     ['a C1 control (NEL)', 'records\u0085admin'],
+    ['a zero-width non-joiner beside ASCII', 'records-admin\u200c'],
+    ['a zero-width joiner between ASCII letters', 'records\u200dadmin'],
   ]
   for (const [what, cn] of shown) {
     const cert = issueCertificate(pki.sponsorCa, { commonName: cn, ips: ['192.0.2.9'], usage: 'client', keyPem })
     t.throws(() => principalFromCertificate(der(cert.certPem)), { code: 'forbidden', message: /control character/ }, `CN with ${what}`)
     const ou = issueCertificate(pki.sponsorCa, { commonName: 'app', organizationalUnit: cn, ips: ['192.0.2.9'], usage: 'client', keyPem })
     t.throws(() => principalFromCertificate(der(ou.certPem)), { code: 'forbidden', message: /control character/ }, `OU with ${what}`)
+  }
+  // Found by re-review: Persian and Indic spelling needs the joiners between letters of their own.
+  for (const [what, name] of [
+    ['Persian, a non-joiner', 'می\u200cخواهم'],
+    ['Devanagari, a joiner after a virama', 'क्\u200dष'],
+  ]) {
+    const cert = issueCertificate(pki.sponsorCa, { commonName: 'app', organizationalUnit: name!, ips: ['192.0.2.9'], usage: 'client', keyPem })
+    t.ok(principalFromCertificate(der(cert.certPem)).attributes.has(`ou:${name}`), `${what}: accepted`)
   }
 })
 

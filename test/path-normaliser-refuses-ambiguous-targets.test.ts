@@ -29,10 +29,12 @@ const REFUSED: Array<[string, string]> = [
   ['/a%00', 'encoded NUL'],
   ['/a%0d%0aX-Injected:%201', 'encoded CR LF'],
   ['/a%7f', 'encoded DEL'],
-  // Found by review: decoded, these passed. An upstream that trims them (.NET Trim, Python strip)
-  // reads `/docs/secret%C2%85` as the literal `/docs/secret`.
   ['/docs/secret%C2%85', 'encoded NEL (C1 control)'],
   ['/a%c2%9f', 'encoded C1 control, lower case'],
+  // Found by review: decoded, these passed. An upstream that trims them (.NET Trim, Python strip)
+  // reads `/docs/secret%E2%80%8B` as the literal `/docs/secret`.
+  ['/docs/secret%C2%A0', 'encoded no-break space'],
+  ['/a%E3%80%80', 'encoded ideographic space'],
   ['/a%E2%80%A8', 'encoded line separator'],
   ['/a%E2%80%A9', 'encoded paragraph separator'],
   ['/a%E2%80%8B', 'encoded zero-width space (format)'],

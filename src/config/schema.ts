@@ -4,29 +4,26 @@
  * the configuration file by the loader. docs/configuration.md documents every key.
  */
 import { z } from 'zod'
+import { isKeyMaterialNotPath, KEY_MATERIAL_NOT_PATH } from './key-material-path.js'
 
 const port = z.number().int().min(0).max(65535)
 /**
- * Node's longest timer (2^31 - 1 ms, 24.8 days): a longer one fires after 1 ms instead, so a
- * duration meant as "practically never" would act at once (a drain cut short, a file watch spinning).
+ * The longest duration a key may set (≈ 23 days). Node's timers stop at 2^31 - 1 ms and fire a
+ * longer one after 1 ms, so a duration meant as "practically never" would act at once (a drain cut
+ * short, a file watch spinning). The margin below 2^31 - 1 (≈ 147 s) is for the grace periods the
+ * gateway adds to some of them (the cluster's kill grace to the drain, a second to the handshake
+ * timeout; found by review when the bound was 2^31 - 1 itself).
  */
-export const MAX_TIMER_MS = 2_147_483_647
-const positiveMs = z.number().int().positive().max(MAX_TIMER_MS)
+export const MAX_DURATION_MS = 2_000_000_000
+const positiveMs = z.number().int().positive().max(MAX_DURATION_MS)
 const byteSize = z.number().int().positive()
 
-/**
- * A file the loader reads, named relative to the configuration file. Key material written inline
- * (a PEM block, a JWK) is refused here, without being repeated: taken as a path, it would be quoted
- * whole by every error that names the file, in the terminal and in the log. 4096 is PATH_MAX.
- */
+/** A file the loader reads, named relative to the configuration file. 4096 is PATH_MAX. */
 const filePath = z
   .string()
   .min(1)
   .max(4096)
-  .refine(
-    (s) => !/[\x00-\x1f\x7f]/.test(s) && !s.includes('-----BEGIN') && !/^\s*[{[]/.test(s),
-    'must be the path of a file (key material written inline, or a path with a line break or another control character, is not read)',
-  )
+  .refine((s) => !isKeyMaterialNotPath(s), KEY_MATERIAL_NOT_PATH)
 
 /** A header name as it appears on the wire, compared lower-case. */
 const headerName = z
@@ -99,11 +96,11 @@ export const PATH_READINGS = ['parameters', 'case', 'trailing-slash', 'suffix'] 
 export type PathReading = (typeof PATH_READINGS)[number]
 
 /**
- * An authority as a `Host` field carries it (RFC 9110 §7.2, RFC 3986 §3.2.2): DNS labels, or an
- * IPv4 or [IPv6] literal, with an optional port. Nothing else (no user info, no spaces or
+ * An authority as a `Host` field carries it (RFC 9110 §7.2, RFC 3986 §3.2.2): DNS labels (`_` too,
+ * as the URL takes it, and a final dot), or an IPv4 or [IPv6] literal, with an optional port. Nothing else (no user info, no spaces or
  * control characters) can reach the upstream's request line through it.
  */
-const HOST_AUTHORITY = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$/
+const HOST_AUTHORITY = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$/
 
 export const upstreamSchema = z
   .object({
@@ -291,7 +288,7 @@ export const configSchema = z
           .number()
           .int()
           .min(0)
-          .max(MAX_TIMER_MS)
+          .max(MAX_DURATION_MS)
           .refine((ms) => ms === 0 || ms >= 1000, 'must be 0 (off) or at least 1000')
           .default(0),
       })

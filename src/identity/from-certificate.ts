@@ -22,9 +22,16 @@ const SAN_VALUE = /^[\x21-\x7e]+$/
  * No control characters in a CN or OU (C0, DEL and C1: they would forge log lines or headers), nor
  * format characters (zero-width ones, bidirectional overrides and isolates, U+FEFF) or the line and
  * paragraph separators: they would make a log line or a name read as something else on screen, or
- * two names that differ look the same (`records-admin` and `records-admin` + U+200B).
+ * two names that differ look the same (`records-admin` and `records-admin` + U+200B). The zero-width
+ * non-joiner and joiner are not caught here: Persian and Indic spelling needs them ({@link LOOSE_JOINER}).
  */
-const CONTROL = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u
+const CONTROL = /[\p{Cc}\p{Zl}\p{Zp}]|(?![\u200c\u200d])\p{Cf}/u
+/**
+ * U+200C or U+200D anywhere but between two non-ASCII letters or marks, where Persian (`می‌خواهم`)
+ * and Indic scripts use them (found by re-review: refusing them refused such an OU). Beside ASCII
+ * they only hide (`records-admin` + U+200C).
+ */
+const LOOSE_JOINER = /(?<![^\P{L}\x00-\x7f]|\p{M})[\u200c\u200d]|[\u200c\u200d](?![^\P{L}\x00-\x7f]|\p{M})/u
 /**
  * A CN that OpenSSL reads as a host name, and so checks against a sub-CA's DNS name constraints
  * (x509/v3_ncons.c `cn2dnsid`): letters, digits and `_` in labels, inner `-`, and at least one dot.
@@ -89,7 +96,7 @@ function subjectValues(subject: Record<string, unknown> | undefined, key: string
   const values = Array.isArray(value) ? value : [value]
   for (const v of values) {
     if (typeof v !== 'string') refuse(`unreadable subject ${key}`)
-    if (CONTROL.test(v)) refuse(`control character in subject ${key}`)
+    if (CONTROL.test(v) || LOOSE_JOINER.test(v)) refuse(`control character (or an invisible format character) in subject ${key}`)
     // An unpaired surrogate (a BMPString can hold one) has no UTF-8 form: it would be sent, logged
     // and compared as U+FFFD, the same as a real U+FFFD.
     if (LONE_SURROGATE.test(v)) refuse(`unpaired surrogate in subject ${key}`)

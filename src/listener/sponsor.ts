@@ -102,6 +102,9 @@ const CONNECTION_LIFETIME_SPREAD = 0.2
  */
 export const REFUSAL_LINES_PER_SECOND = 20
 
+/** Beyond the handshake timeout, how long a reload keeps the intermediates it took out (a handshake in flight). */
+export const HANDSHAKE_GRACE_MS = 1000
+
 /** Maps the HTTP parser's refusals to our stable codes. */
 function clientErrorCode(err: NodeJS.ErrnoException): ErrorCode {
   switch (err.code) {
@@ -351,7 +354,7 @@ export class SponsorListener {
         this.#intermediatesAtRemoval = intermediatesByLeaf
         setTimeout(() => {
           if (this.#intermediatesAtRemoval === intermediatesByLeaf) this.#intermediatesAtRemoval = new Map()
-        }, this.#config.tls.handshakeTimeoutMs + 1000).unref()
+        }, this.#config.tls.handshakeTimeoutMs + HANDSHAKE_GRACE_MS).unref()
         judge(0)
       }
     }

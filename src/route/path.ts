@@ -76,7 +76,7 @@ function isDotSegment(target: string, start: number, end: number): boolean {
  *
  * Refused: absolute-form, authority-form and `*`; empty segments (`//`); `.` and `..` segments (also
  * as `..;param`); percent-encoded `/`, `\`, `.`, `%` followed by two hex digits (double encoding), NUL
- * or any control character, a format character or U+2028/U+2029 ({@link INVISIBLE}); invalid escapes; escapes of bytes that are not well-formed UTF-8
+ * or any control character, a format character, a Unicode space or U+2028/U+2029 ({@link INVISIBLE}); invalid escapes; escapes of bytes that are not well-formed UTF-8
  * (overlong forms such as `%C0%AE`); any character outside RFC 3986 `pchar` (so `\`, space, controls,
  * non-ASCII, `"`, `<`, `{`, …); a `#`; a path over {@link MAX_PATH_LENGTH} or a query over
  * {@link MAX_QUERY_LENGTH}. The query is returned as sent, but must be visible ASCII.
@@ -87,11 +87,13 @@ function isDotSegment(target: string, start: number, end: number): boolean {
  */
 /**
  * Decoded characters refused beside the ASCII controls: C1 controls (U+0085 is a line break to
- * Python and .NET), format characters (zero-width, bidirectional, U+FEFF) and U+2028/U+2029. An
- * upstream that trims or drops them (.NET's `Trim`, Python's `strip`) reads `secret%C2%85` as the
- * literal `secret` the gateway did not route it to, and in a log they hide what was asked for.
+ * Python and .NET), format characters (zero-width, bidirectional, U+FEFF), U+2028/U+2029 and the
+ * Unicode spaces (U+00A0, U+3000…; only ever decoded from escapes of two bytes or more, so not the
+ * ASCII space). An upstream that trims or drops them (.NET's `Trim`, Python's `strip`, JavaScript's
+ * `trim`) reads `secret%C2%85` as the literal `secret` the gateway did not route it to, and in a log
+ * they hide what was asked for.
  */
-const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u
+const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Zs}]/u
 
 export function normalizeTarget(target: string): NormalizedTarget {
   const length = target.length
@@ -129,7 +131,7 @@ export function normalizeTarget(target: string): NormalizedTarget {
         utf8High = 0xbf
         codePoint = (codePoint << 6) | (byte & 0x3f)
         if (utf8Needed === 0 && INVISIBLE.test(String.fromCodePoint(codePoint))) {
-          reject('percent-encoded control, format or line-separator character', i)
+          reject('percent-encoded control, format, space or line-separator character', i)
         }
       } else if (byte >= 0x80) {
         if (byte >= 0xc2 && byte <= 0xdf) utf8Needed = 1

@@ -33,6 +33,19 @@ import {
 } from './json-fields.js'
 import type { BodyTransform, TransformContext, TransformEnv } from './types.js'
 
+/**
+ * Key agreements one request may cost when the route does not say (`maxKeyAgreements`). Whoever
+ * holds the public key can seal each value under an ephemeral key of its own, and each then costs an
+ * X25519 agreement (≈ 40 µs, and ≈ 6 µs to import its key): unbounded, a 10 MiB body of such values
+ * on a wildcard or NDJSON route bought a second of the trusted side's CPU. 2,000 bound that to
+ * ≈ 0.1 s, as `seal`'s default bounds what sealing a request costs, and hold 2,000 records stored
+ * over time (a record's values share one agreement). A response, the upstream's own answer, is not
+ * bounded unless the route says so.
+ */
+export const DEFAULT_REQUEST_MAX_KEY_AGREEMENTS = 2_000
+/** The ceiling of `maxKeyAgreements` (the CLI, opening an operator's own file, uses it). */
+export const MAX_KEY_AGREEMENTS = 1_000_000_000
+
 const openOptions = z
   .object({
     keys: keySetName,
@@ -44,7 +57,7 @@ const openOptions = z
     maxValueBytes: valueBytesOption(SEALED_VALUE_BYTES, 'sealed'),
     maxRecordBytes: recordBytesOption(SEALED_RECORD_BYTES, 'sealed'),
     maxFieldsPerRecord: recordFieldsOption,
-    maxKeyAgreements: z.number().int().positive().max(1_000_000).optional(),
+    maxKeyAgreements: z.number().int().positive().max(MAX_KEY_AGREEMENTS).optional(),
   })
   .strict()
 
@@ -116,15 +129,16 @@ export class OpenTransform implements BodyTransform {
   readonly #opener: FieldOpener
   readonly #context: string | undefined
   readonly #alsoAccept: readonly string[] | undefined
-  readonly #maxAgreements: number
+  readonly #maxAgreements: number | undefined
   readonly #step: FieldStep
 
+  /** `maxAgreements` undefined: {@link DEFAULT_REQUEST_MAX_KEY_AGREEMENTS} on a request, none on a response. */
   constructor(
     env: TransformEnv,
     opener: FieldOpener,
     context: string | undefined,
     rules: FieldRules,
-    maxAgreements = Number.POSITIVE_INFINITY,
+    maxAgreements?: number,
     alsoAccept?: readonly string[],
   ) {
     this.#env = env
@@ -137,11 +151,12 @@ export class OpenTransform implements BodyTransform {
 
   begin(ctx: TransformContext): FieldStream | null {
     const route = this.#context ?? ctx.routeName
+    const maxAgreements = this.#maxAgreements ?? (ctx.direction === 'request' ? DEFAULT_REQUEST_MAX_KEY_AGREEMENTS : Number.POSITIVE_INFINITY)
     return beginFieldStream(
       this.#env,
       ctx,
       this.#step,
-      (ndjson) => new OpenMessage(this.#opener, route, this.#alsoAccept, this.#step.rules.recordPattern, ndjson, this.#maxAgreements),
+      (ndjson) => new OpenMessage(this.#opener, route, this.#alsoAccept, this.#step.rules.recordPattern, ndjson, maxAgreements),
     )
   }
 

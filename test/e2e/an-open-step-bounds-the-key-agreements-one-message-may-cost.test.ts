@@ -150,10 +150,49 @@ t.test('RSA: every value is a decryption, never cached, so a message of more val
 
 t.test('maxKeyAgreements is a positive integer, and an option of open only', async (t) => {
   const env = await keySetEnv(t)
-  for (const bad of [0, 1.5, 1_000_001, '2']) {
+  for (const bad of [0, 1.5, 1_000_000_001, '2']) {
     t.throws(() => createOpenTransform({ keys: 'th-private', fields: ['/name'], maxKeyAgreements: bad }, env), { code: 'config_invalid', message: /^maxKeyAgreements: / }, `${JSON.stringify(bad)} refused`)
   }
   t.doesNotThrow(() => createOpenTransform({ keys: 'th-private', fields: ['/name'], maxKeyAgreements: 1 }, env))
   t.throws(() => createRequireSealedTransform({ recipients: 'th', fields: ['/name'], maxKeyAgreements: 2 }, env), { message: /maxKeyAgreements: unknown option/ }, 'require-sealed makes no agreement')
   t.throws(() => createOpenBodyTransform({ keys: 'th-private', maxKeyAgreements: 2 }, env), { message: /maxKeyAgreements: unknown option/ }, 'open-body makes one a stream')
+})
+
+t.test('by default a request may cost 2,000 agreements, a response any number; the value beyond is refused before its agreement', async (t) => {
+  // Found by review: unbounded by default, a 10 MiB body of such values on a wildcard or NDJSON
+  // route bought a second of the trusted side's CPU, where `seal` bounds a request's cost by default.
+  const { DEFAULT_REQUEST_MAX_KEY_AGREEMENTS } = await import('../../src/transform/open.js')
+  t.equal(DEFAULT_REQUEST_MAX_KEY_AGREEMENTS, 2_000)
+  const dir = await tempDir()
+  const keys = await writeKeyFiles(dir, 'th')
+  const env = { log: (await import('pino')).pino({ level: 'silent' }), keySets: new Map([['th-private', parseKeySet(keys.privateJwks, { requirePrivate: true })]]) }
+  const lines: string[] = []
+  // In NDJSON a value's place is its line's: `/<line>/name`.
+  for (let i = 0; i <= DEFAULT_REQUEST_MAX_KEY_AGREEMENTS; i++) lines.push(`${JSON.stringify({ name: await joseSeal(keys, `/${i}/name`, `n${i}`) })}\n`)
+  const body = Buffer.from(lines.join(''))
+  const opens = countOpens(t)
+  /** Runs the step over `body` in `direction`; resolves to the output, or the error that ended it. */
+  const run = async (direction: 'request' | 'response') => {
+    // A step of its own each time: no KEK cached by the other run.
+    const step = createOpenTransform({ keys: 'th-private', context: CONTEXT, fields: ['/name'], format: 'ndjson' }, env)
+    const ctx = { direction, status: 200, routeName: 'r', path: '/', requestId: 'x', principal: { id: 'uri:x' } as never, headers: { 'content-type': 'application/x-ndjson' }, log: env.log }
+    const stream = step.begin(ctx)!
+    const out: Buffer[] = []
+    stream.on('data', (c: Buffer) => out.push(c))
+    const ended = new Promise<Buffer | Error>((resolve) => {
+      stream.on('end', () => resolve(Buffer.concat(out)))
+      stream.on('error', resolve)
+    })
+    stream.end(body)
+    return ended
+  }
+  const refused = await run('request')
+  t.type(refused, Error)
+  t.match(refused, { code: 'open_failed', message: `/name: more than ${DEFAULT_REQUEST_MAX_KEY_AGREEMENTS} key agreements in one message (maxKeyAgreements)` })
+  t.equal(opens(), DEFAULT_REQUEST_MAX_KEY_AGREEMENTS, 'the value beyond the bound made no agreement')
+  const opened = await run('response')
+  t.type(opened, Buffer)
+  t.equal((opened as Buffer).toString().split('\n').filter(Boolean).length, DEFAULT_REQUEST_MAX_KEY_AGREEMENTS + 1)
+  t.match((opened as Buffer).toString(), `{"name":"n${DEFAULT_REQUEST_MAX_KEY_AGREEMENTS}"}`, 'a response opens every value')
+  t.equal(opens(), DEFAULT_REQUEST_MAX_KEY_AGREEMENTS + 1)
 })

@@ -35,7 +35,7 @@ t.test('without one, the upstream receives the URL’s host and port', async (t)
 t.test('a host that is no host[:port] is refused at load, naming the key', async (t) => {
   const file = (host: string) =>
     `sponsor:\n  listen: { port: 8443 }\n  tls: { cert: a, key: b, clientCa: c }\nupstreams:\n  u:\n    url: https://127.0.0.1:9443\n    serverName: s\n    host: ${JSON.stringify(host)}\n    tls: { ca: a, cert: b, key: c }\nroutes: [{ name: r, methods: [GET], path: /, allow: [], upstream: u }]\nadmin: { listen: { port: 9090 } }\n`
-  for (const good of ['accreditation.trusted.example', 'svc:8443', '10.0.0.5', '[::1]:443', 'a-b.c1']) {
+  for (const good of ['accreditation.trusted.example', 'svc:8443', '10.0.0.5', '[::1]:443', 'a-b.c1', 'my_service:8443', 'svc.example.', 'SVC.Example']) {
     t.equal(parseConfig(file(good), 'g.yaml').upstreams['u']!.host, good, `${good} is accepted`)
   }
   const bad = ['a b', 'evil.example\r\nx-injected: 1', 'user@host', 'host:0', 'host:65536', 'host/path', '-lead.example', '', 'host:', '[::1', 'caf\u00e9.example']
