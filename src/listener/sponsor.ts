@@ -105,6 +105,9 @@ export const REFUSAL_LINES_PER_SECOND = 20
 /** Beyond the handshake timeout, how long a reload keeps the intermediates it took out (a handshake in flight). */
 export const HANDSHAKE_GRACE_MS = 1000
 
+/** Socket errors that say the client went away: a reset, or a write to a connection it closed. */
+const CLIENT_WENT_AWAY: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED'])
+
 /** Maps the HTTP parser's refusals to our stable codes. */
 function clientErrorCode(err: NodeJS.ErrnoException): ErrorCode {
   switch (err.code) {
@@ -568,6 +571,16 @@ export class SponsorListener {
     // that never finished, and waiting the refusal grace for one would hold the slot 5 s longer.
     // Only a verified connection carries HTTP.
     if (!this.#verified.has(socket as VerifiedSocket)) {
+      socket.destroy()
+      return
+    }
+    // The client reset its connection (idle, or in the middle of a request), or ended it in the middle
+    // of a request's body: no request of its was refused (found by review: each hang-up counted a
+    // `bad_request`, and one in the middle of an exchange was counted again there as `aborted`, which
+    // is what it is). A request head cut by the end of input is still refused: it never began.
+    const code = err.code ?? ''
+    if (CLIENT_WENT_AWAY.has(code) || (code === 'HPE_INVALID_EOF_STATE' && responseInFlight(socket) !== undefined)) {
+      this.#log.debug({ parserError: err.code }, 'sponsor connection closed by the client')
       socket.destroy()
       return
     }

@@ -713,6 +713,21 @@ class Exchange implements WatchedUpload {
    */
   #abortResponse(route: CompiledRoute, res: ServerResponse, err: Error): void {
     if (this.#aborted || this.#code !== undefined) return
+    // The request's own body failed (over its limit, refused by a request step) after the upstream
+    // had begun answering: undici ends that answer with the body's error. The refusal is the
+    // request's, with its own code and count (found by review: it was reported as the response's
+    // `transform_failed`, or an abort, and `body_too_large` was not counted).
+    const bodyError = this.#requestBodyError
+    if (bodyError !== undefined && !this.#clientGone()) {
+      if (isEcluseError(bodyError)) {
+        this.#refuseWith(bodyError, 'request_transform_failed')
+        return
+      }
+      if (bodyError instanceof Error && this.#requestStageFailed) {
+        this.#refuseWith(stageFailure('request_transform_failed', bodyError), 'request_transform_failed')
+        return
+      }
+    }
     if (this.#abort.aborted || this.#clientGone()) {
       // The client went away mid-response: its close aborted the upstream call, whose body then
       // errs with "Request aborted". No fault of the upstream's to log or to blame.
