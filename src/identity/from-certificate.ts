@@ -27,7 +27,7 @@ const SAN_VALUE = /^[\x21-\x7e]+$/
  */
 const CONTROL = /[\p{Cc}\p{Zl}\p{Zp}]|(?![\u200c\u200d])\p{Cf}/u
 /**
- * U+200C or U+200D anywhere but between two non-ASCII letters or marks, where Persian (`می‌خواهم`)
+ * U+200C or U+200D anywhere but between two non-ASCII letters or marks, where Persian (`ی` U+200C `خ`)
  * and Indic scripts use them (found by re-review: refusing them refused such an OU). Beside ASCII
  * they only hide (`records-admin` + U+200C).
  */

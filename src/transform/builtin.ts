@@ -2,9 +2,10 @@
  * Registers the built-in body transforms. Imported for its side effect by `src/main.ts` and by
  * `ecluse config check`, so both compile exactly the same chains. docs/transforms.md documents each.
  */
+import { hiddenRecordIdProblem } from './json-fields.js'
 import { createOpenTransform } from './open.js'
 import { createOpenBodyTransform } from './open-body.js'
-import { registerTransform } from './registry.js'
+import { registerChainCheck, registerTransform } from './registry.js'
 import { createRequireSealedTransform } from './require-sealed.js'
 import { createRequireSealedBodyTransform } from './require-sealed-body.js'
 import { createSealTransform } from './seal.js'
@@ -21,3 +22,5 @@ registerTransform('strip', createStripTransform)
 registerTransform('seal-body', createSealBodyTransform)
 registerTransform('open-body', createOpenBodyTransform)
 registerTransform('require-sealed-body', createRequireSealedBodyTransform)
+// A record id one step binds in plaintext that another step of the same message hides.
+registerChainCheck(hiddenRecordIdProblem)

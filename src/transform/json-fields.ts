@@ -180,6 +180,34 @@ export function compileFieldRules(opts: {
   }
 }
 
+/** Field steps that hide what they match from whoever receives the message. */
+const HIDING_STEPS: ReadonlySet<string> = new Set(['seal', 'strip'])
+
+/**
+ * Why a chain of steps (one direction of one route, its options as configured) would bind in
+ * plaintext a record id that another of its steps hides, or `undefined`. A `seal` step with
+ * `records` copies each record's id into the clear header of every value it seals (`ecl.rid`); its
+ * own fields may not match that id (`compileFieldRules`), and no other `seal` or `strip` step of the
+ * same message may either, whatever their order (found by review: with response steps
+ * a `seal` of each record's passport and, after it in the list (they run in reverse), a `seal` of
+ * its name bound to the passport, the name's header carried the passport the other step sealed).
+ */
+export function hiddenRecordIdProblem(steps: readonly { readonly type: string; readonly [option: string]: unknown }[], keyPath: string): string | undefined {
+  for (const [i, binder] of steps.entries()) {
+    const records = binder['records'] as { pattern: string; id: string } | undefined
+    if (binder.type !== 'seal' || records === undefined) continue
+    for (const [j, hider] of steps.entries()) {
+      const fields = hider['fields']
+      if (j === i || !HIDING_STEPS.has(hider.type) || !Array.isArray(fields)) continue
+      const field = (fields as string[]).find((pattern) => canMatchIdMember(pattern, records))
+      if (field !== undefined) {
+        return `${keyPath}[${i}].records.id: "${records.id}" is bound in plaintext to every value this step seals, and ${keyPath}[${j}] (${hider.type}) hides it (${field}): bind the records to a member no step hides`
+      }
+    }
+  }
+  return undefined
+}
+
 /** Whether field `pattern` can match the id member of a record of `records` (`*` and `**` match anything). */
 function canMatchIdMember(pattern: string, records: { pattern: string; id: string }): boolean {
   return patternsCanOverlap(parsePattern(pattern), [...parsePattern(records.pattern), records.id])

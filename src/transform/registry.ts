@@ -34,6 +34,20 @@ export function registerTransform(type: string, factory: TransformFactory): () =
   }
 }
 
+/**
+ * A check of a whole chain (one direction of one route: one message's steps, their options as
+ * configured), for what no step can judge alone. Returns why the chain is refused, or `undefined`.
+ */
+export type ChainCheck = (steps: readonly TransformStepConfig[], keyPath: string) => string | undefined
+
+const chainChecks = new Set<ChainCheck>()
+
+/** Registers a {@link ChainCheck}, run by every `compileTransformChain`; returns its removal. */
+export function registerChainCheck(check: ChainCheck): () => void {
+  chainChecks.add(check)
+  return () => chainChecks.delete(check)
+}
+
 /** The registered transform types, sorted (for messages and `--help`). */
 export function registeredTransforms(): string[] {
   return [...factories.keys()].sort()
@@ -83,6 +97,11 @@ export function compileTransformChain(
     }
     chain.push(transform)
   })
+  if (problems.length > 0) throw new EcluseError('config_invalid', problems.join('\n'))
+  for (const check of chainChecks) {
+    const problem = check(steps, keyPath)
+    if (problem !== undefined) problems.push(problem)
+  }
   if (problems.length > 0) throw new EcluseError('config_invalid', problems.join('\n'))
   return chain
 }
