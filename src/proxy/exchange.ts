@@ -599,7 +599,18 @@ class Exchange implements WatchedUpload {
     // pipe() re-emits a write error of `res` (write after end) and throws if nobody listens.
     res.on('error', fail)
     if (stages.length === 0) {
-      res.writeHead(upstreamRes.statusCode, headers)
+      // The head is written with the body's first bytes (or its end), as Node would send it: an
+      // answer whose body fails before any byte (reset, body timeout, a bad first chunk) still gets a
+      // clean 502 or 504 instead of an empty close (found by review). Registered before pipe's own
+      // listeners, so they run first.
+      const status = upstreamRes.statusCode
+      const writeHead = () => {
+        // Refused meanwhile (its own answer is out): none of this body may follow it.
+        if (this.#code !== undefined) upstreamBody.destroy()
+        else if (!res.headersSent) res.writeHead(status, headers)
+      }
+      upstreamBody.once('data', writeHead)
+      upstreamBody.once('end', writeHead)
       upstreamBody.on('data', (chunk: Buffer) => {
         this.#bytesOut += chunk.length
       })
