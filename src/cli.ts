@@ -1093,7 +1093,7 @@ async function sealOrOpen(op: 'seal' | 'open', a: SealingArgs, io: CliIo, usage:
 async function loadSealingKeys(op: 'seal' | 'open', file: string): Promise<import('./crypto/index.js').KeySet> {
   const { parseKeySet, readKeySetFile } = await import('./crypto/index.js')
   const { EcluseError } = await import('./errors.js')
-  const set = await readKeySetFile(file)
+  const set = await readKeySetFile(file, { named: '--keys: the file it names' })
   if (op === 'seal') return set.hasPrivateKeys ? parseKeySet(set.publicJwks(), { publicOnly: true, source: file }) : set
   if (!set.hasPrivateKeys) {
     throw new EcluseError('key_material_invalid', `${file} holds public keys only: open needs the private set (*.private.jwks.json)`)

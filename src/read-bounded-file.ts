@@ -12,12 +12,23 @@ export class UnreadableFile extends Error {
   readonly reason: string
   /** A sentence of ours (`not a regular file`…) rather than an errno code from the system. */
   readonly descriptive: boolean
-  constructor(reason: string, options?: { cause?: unknown; errno?: boolean }) {
+  /**
+   * Whether the path opened at all. One that did not (ENOENT, ENAMETOOLONG…) may be no path: key
+   * material pasted where a file's name belongs. Messages then name the key, not the value.
+   */
+  readonly opened: boolean
+  constructor(reason: string, options?: { cause?: unknown; errno?: boolean; opened?: boolean }) {
     super(reason, options)
     this.name = 'UnreadableFile'
     this.reason = reason
     this.descriptive = options?.errno !== true
+    this.opened = options?.opened !== false
   }
+}
+
+/** Whether `err` says the path did not open (so the path may be no path, and is not to be quoted). */
+export function neverOpened(err: unknown): boolean {
+  return err instanceof UnreadableFile && !err.opened
 }
 
 /**
@@ -46,7 +57,7 @@ export async function readBoundedFile(path: string, maxBytes: number): Promise<B
   try {
     fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK)
   } catch (err) {
-    throw new UnreadableFile((err as NodeJS.ErrnoException).code ?? 'error', { cause: err, errno: true })
+    throw new UnreadableFile((err as NodeJS.ErrnoException).code ?? 'error', { cause: err, errno: true, opened: false })
   }
   try {
     const info = await fh.stat()

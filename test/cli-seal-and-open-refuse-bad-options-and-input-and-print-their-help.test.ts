@@ -139,7 +139,7 @@ t.test('missing or unreadable inputs, key sets and output directories: exit 1, o
     [['seal', '-k', keys.publicPath, '--context', 'c', '--fields', '/name', missing], `ecluse: ${missing}: cannot read (ENOENT)\n`],
     [['open', '-k', keys.privatePath, '--context', 'c', '--body', missing], `ecluse: ${missing}: cannot read (ENOENT)\n`],
     [['seal', '-k', keys.publicPath, '--context', 'c', '--body', join(dir, 'sub')], `ecluse: ${join(dir, 'sub')}: cannot read (EISDIR)\n`],
-    [['seal', '-k', join(dir, 'no-keys.json'), '--context', 'c', '--fields', '/name', input], `ecluse: key_material_invalid: ${join(dir, 'no-keys.json')}: cannot be read (ENOENT)\n`],
+    [['seal', '-k', join(dir, 'no-keys.json'), '--context', 'c', '--fields', '/name', input], 'ecluse: key_material_invalid: --keys: the file it names: cannot be read (ENOENT)\n'],
     [
       ['open', '-k', join(dir, 'not-a-key-set.json'), '--context', 'c', '--fields', '/name', input],
       `ecluse: key_material_invalid: ${join(dir, 'not-a-key-set.json')}: must be a JWK Set object {"keys": [...]} or a single JWK\n`,

@@ -210,7 +210,8 @@ t.test('bundles, chains and files that are not what their key says are refused',
       /^sponsor\.tls\.key: .*encrypted\.key: encrypted private keys are not supported$/,
     ],
     ['a certificate where the key should be', () => loadServerTls(sponsorTls({ key: pki.gatewaySponsorServer.certPath })), /^sponsor\.tls\.key: .*: not a PEM private key$/],
-    ['a missing file', () => loadServerTls(sponsorTls({ cert: join(dir, 'nope.crt') })), /^sponsor\.tls\.cert: .*nope\.crt: cannot read \(ENOENT\)$/],
+    // Found by review: a value that does not open may be no path (key material pasted in its place): not quoted.
+    ['a missing file', () => loadServerTls(sponsorTls({ cert: join(dir, 'nope.crt') })), /^sponsor\.tls\.cert: the file it names: cannot read \(ENOENT\)$/],
   ]
   t.plan(cases.length * 2)
   for (const [name, load, message] of cases) {

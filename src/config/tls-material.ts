@@ -16,7 +16,7 @@
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto'
 import { createSecureContext } from 'node:tls'
 import { EcluseError } from '../errors.js'
-import { readBoundedFile, unreadable } from '../read-bounded-file.js'
+import { neverOpened, readBoundedFile, unreadable } from '../read-bounded-file.js'
 import type { Config, UpstreamConfig } from './schema.js'
 import { TLS_CIPHERS, weakKeyProblem, weakSignatureProblem } from './tls-policy.js'
 
@@ -275,7 +275,9 @@ async function readPem(file: string, keyPath: string): Promise<Buffer> {
   try {
     return await readBoundedFile(file, MAX_PEM_BYTES)
   } catch (err) {
-    throw new EcluseError('tls_material_invalid', `${keyPath}: ${file}: ${unreadable(err, 'cannot read')}`, { cause: err })
+    // A value that did not open is not quoted: it may be key material pasted in the path's place.
+    const where = neverOpened(err) ? `${keyPath}: the file it names` : `${keyPath}: ${file}`
+    throw new EcluseError('tls_material_invalid', `${where}: ${unreadable(err, 'cannot read')}`, { cause: err })
   }
 }
 

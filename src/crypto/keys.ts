@@ -22,7 +22,7 @@ import {
 } from 'node:crypto'
 import { inspect } from 'node:util'
 import { EcluseError } from '../errors.js'
-import { readBoundedFile, unreadable } from '../read-bounded-file.js'
+import { neverOpened, readBoundedFile, unreadable } from '../read-bounded-file.js'
 import {
   CURVES,
   type Curve,
@@ -194,6 +194,8 @@ export interface KeySetOptions {
   current?: string
   /** Name used in error details, e.g. the file path. */
   source?: string
+  /** `readKeySetFile`: what names the file without its path, for a path that did not open (`--keys`). */
+  named?: string
 }
 
 function fail(source: string, where: string, reason: string): never {
@@ -271,7 +273,7 @@ export function parseKeySet(input: string | Uint8Array | unknown, options: KeySe
  */
 export async function readKeySetFile(path: string, options: KeySetOptions = {}): Promise<KeySet> {
   const source = options.source ?? path
-  return parseKeySet(await readKeySetText(path, source), { ...options, source })
+  return parseKeySet(await readKeySetText(path, source, options.named), { ...options, source })
 }
 
 /**
@@ -280,11 +282,12 @@ export async function readKeySetFile(path: string, options: KeySetOptions = {}):
  *
  * @throws EcluseError `key_material_invalid` naming `source`.
  */
-export async function readKeySetText(path: string, source = path): Promise<Buffer> {
+export async function readKeySetText(path: string, source = path, named = 'the key set file'): Promise<Buffer> {
   try {
     return await readBoundedFile(path, MAX_KEYSET_BYTES)
   } catch (err) {
-    throw new EcluseError('key_material_invalid', `${source}: ${unreadable(err, 'cannot be read')}`)
+    // A value that did not open is not quoted: it may be a key pasted in the path's place.
+    throw new EcluseError('key_material_invalid', `${neverOpened(err) ? named : source}: ${unreadable(err, 'cannot be read')}`)
   }
 }
 

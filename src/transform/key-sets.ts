@@ -55,6 +55,7 @@ export async function loadKeySets(config: Config): Promise<ReadonlyMap<string, K
       readKeySetFile(set.file, {
         ...(set.private ? { requirePrivate: true } : { publicOnly: true }),
         source: `keys.${name}.file (${set.file})`,
+        named: `keys.${name}.file: the file it names`,
       }),
     ),
   )

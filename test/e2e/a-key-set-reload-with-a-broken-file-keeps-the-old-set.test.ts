@@ -89,7 +89,7 @@ t.test('a reload with a broken key file keeps the old set, sealing and opening, 
     ['the private file is missing', async () => {
       await writeSet(dir, v1.privateJwks, v1.publicJwks)
       await rm(privateFile)
-    }, /keys\.th-private\.file .*th\.private\.jwks\.json.*cannot be read \(ENOENT\)/],
+    }, /keys\.th-private\.file: the file it names: cannot be read \(ENOENT\)/],
     ['the private file holds public keys only', () => writeSet(dir, rotated.pub, rotated.pub), /keys\.th-private\.file .*th\.private\.jwks\.json.*has no private key material/],
     // The new public set is valid, the private one is not: nothing is swapped, not even the good one.
     ['a good public file next to a broken private one', () => writeSet(dir, '[]', rotated.pub), /keys\.th-private\.file .*th\.private\.jwks\.json/],
