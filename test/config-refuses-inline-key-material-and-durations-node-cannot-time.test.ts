@@ -121,7 +121,7 @@ t.test('.nan and .inf are said to be no finite number', async (t) => {
 t.test('found by review: an upstream that can never be reached is refused at load (port 0, a serverName with a space)', async (t) => {
   const up = (url: string, serverName: string) => BASE.sponsor.replace('KEY', 'b.key') + BASE.upstreams.replace('https://127.0.0.1:9443', url).replace('serverName: s', `serverName: ${JSON.stringify(serverName)}`) + BASE.rest
   t.match(refusal(up('https://127.0.0.1:0', 's')).message, /upstreams\.u\.url: must be https:\/\/host\[:port\] with no path, query, fragment or credentials, and not port 0/)
-  for (const name of [' ', 'accreditation trusted', 'a\tb', 'x/y', '']) {
+  for (const name of [' ', 'accreditation trusted', 'a\tb', 'x/y', '', 'accreditation.trusted.test:8443', '...', '-', ':']) {
     t.match(refusal(up('https://127.0.0.1:9443', name)).message, /upstreams\.u\.serverName: must be a DNS name or an IP address/, JSON.stringify(name))
   }
   for (const name of ['accreditation.trusted.example', '127.0.0.1', '::1', 'svc-1.ns.svc.cluster.local']) {

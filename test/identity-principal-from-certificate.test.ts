@@ -82,6 +82,13 @@ t.test('found by review: format characters in a CN or OU are refused, as two nam
     ['a C1 control (NEL)', 'records\u0085admin'],
     ['a zero-width non-joiner beside ASCII', 'records-admin\u200c'],
     ['a zero-width joiner between ASCII letters', 'records\u200dadmin'],
+    // Found by re-review: letters of scripts that do not spell with the joiners, and invisible marks.
+    ['a non-joiner in Cyrillic', '\u041e\u200c\u043b\u044c\u0433\u0430'],
+    ['a joiner in Latin letters', 'team-\u00c6\u200d\u00d8'],
+    ['a non-joiner in Greek', '\u03bf\u03bc\u03ac\u03b4\u03b1\u200c\u03b1'],
+    ['a non-joiner between invisible marks', 'records-admin\u034f\u200c\u034f'],
+    ['a variation selector', 'records-admin\ufe0f'],
+    ['a Hangul filler', 'records-admin\u3164'],
   ]
   for (const [what, cn] of shown) {
     const cert = issueCertificate(pki.sponsorCa, { commonName: cn, ips: ['192.0.2.9'], usage: 'client', keyPem })

@@ -3,6 +3,7 @@
  * are refused (a typo must not silently fall back to a default). File paths are resolved relative to
  * the configuration file by the loader. docs/configuration.md documents every key.
  */
+import { isIPv6 } from 'node:net'
 import { z } from 'zod'
 import { isKeyMaterialNotPath, KEY_MATERIAL_NOT_PATH } from './key-material-path.js'
 
@@ -95,6 +96,9 @@ export const sponsorSchema = z
 export const PATH_READINGS = ['parameters', 'case', 'trailing-slash', 'suffix'] as const
 export type PathReading = (typeof PATH_READINGS)[number]
 
+/** DNS labels (`_` too) or an IPv4 address: a name a certificate carries, and the SNI sends. */
+const HOST_NAME = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$/
+
 /**
  * An authority as a `Host` field carries it (RFC 9110 §7.2, RFC 3986 §3.2.2): DNS labels (`_` too,
  * as the URL takes it, and a final dot), or an IPv4 or [IPv6] literal, with an optional port. Nothing else (no user info, no spaces or
@@ -117,7 +121,10 @@ export const upstreamSchema = z
     /** The name the upstream's certificate must carry (SNI and verification). */
     serverName: z
       .string()
-      .regex(/^[A-Za-z0-9._:-]+$/, 'must be a DNS name or an IP address, as the upstream certificate carries it (no space, no port)'),
+      .refine(
+        (name) => HOST_NAME.test(name) || isIPv6(name),
+        'must be a DNS name or an IP address, as the upstream certificate carries it (no space, no port)',
+      ),
     /**
      * The `Host` the upstream receives (default: the URL's `host[:port]`), for an upstream that
      * routes by name behind an address: `accreditation.trusted.example`. It changes no TLS check.

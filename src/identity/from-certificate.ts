@@ -22,16 +22,19 @@ const SAN_VALUE = /^[\x21-\x7e]+$/
  * No control characters in a CN or OU (C0, DEL and C1: they would forge log lines or headers), nor
  * format characters (zero-width ones, bidirectional overrides and isolates, U+FEFF) or the line and
  * paragraph separators: they would make a log line or a name read as something else on screen, or
- * two names that differ look the same (`records-admin` and `records-admin` + U+200B). The zero-width
- * non-joiner and joiner are not caught here: Persian and Indic spelling needs them ({@link LOOSE_JOINER}).
+ * two names that differ look the same (`records-admin` and `records-admin` + U+200B). Nor any other
+ * default-ignorable code point (variation selectors, U+034F, Hangul fillers: invisible too). The
+ * zero-width non-joiner and joiner are not caught here: some scripts spell with them ({@link LOOSE_JOINER}).
  */
-const CONTROL = /[\p{Cc}\p{Zl}\p{Zp}]|(?![\u200c\u200d])\p{Cf}/u
+const CONTROL = /[\p{Cc}\p{Zl}\p{Zp}]|(?![\u200c\u200d])[\p{Cf}\p{Default_Ignorable_Code_Point}]/u
+/** Scripts whose spelling uses U+200C and U+200D (RFC 5892 A.1/A.2: Arabic joining, and the viramas of Indic scripts). */
+const JOINING = String.raw`[\p{Script=Arabic}\p{Script=Syriac}\p{Script=Nko}\p{Script=Mongolian}\p{Script=Devanagari}\p{Script=Bengali}\p{Script=Gurmukhi}\p{Script=Gujarati}\p{Script=Oriya}\p{Script=Tamil}\p{Script=Telugu}\p{Script=Kannada}\p{Script=Malayalam}\p{Script=Sinhala}\p{Script=Myanmar}\p{Script=Khmer}\p{Script=Tibetan}\p{Script=Brahmi}]`
 /**
- * U+200C or U+200D anywhere but between two non-ASCII letters or marks, where Persian (`ی` U+200C `خ`)
- * and Indic scripts use them (found by re-review: refusing them refused such an OU). Beside ASCII
- * they only hide (`records-admin` + U+200C).
+ * U+200C or U+200D anywhere but between two characters of a script that spells with them, as
+ * Persian (`ی` U+200C `خ`) and Devanagari (a virama, then U+200D) do (found by re-review: refusing
+ * them refused such an OU). Elsewhere, Latin, Greek or Cyrillic included, they only hide.
  */
-const LOOSE_JOINER = /(?<![^\P{L}\x00-\x7f]|\p{M})[\u200c\u200d]|[\u200c\u200d](?![^\P{L}\x00-\x7f]|\p{M})/u
+const LOOSE_JOINER = new RegExp(String.raw`(?<!${JOINING})[\u200c\u200d]|[\u200c\u200d](?!${JOINING})`, 'u')
 /**
  * A CN that OpenSSL reads as a host name, and so checks against a sub-CA's DNS name constraints
  * (x509/v3_ncons.c `cn2dnsid`): letters, digits and `_` in labels, inner `-`, and at least one dot.

@@ -577,9 +577,10 @@ export class SponsorListener {
     // The client reset its connection (idle, or in the middle of a request), or ended it in the middle
     // of a request's body: no request of its was refused (found by review: each hang-up counted a
     // `bad_request`, and one in the middle of an exchange was counted again there as `aborted`, which
-    // is what it is). A request head cut by the end of input is still refused: it never began.
+    // is what it is). A request head cut by the end of input is still refused: it never began, also
+    // when it was pipelined behind a complete request whose answer is on its way.
     const code = err.code ?? ''
-    if (CLIENT_WENT_AWAY.has(code) || (code === 'HPE_INVALID_EOF_STATE' && responseInFlight(socket) !== undefined)) {
+    if (CLIENT_WENT_AWAY.has(code) || (code === 'HPE_INVALID_EOF_STATE' && responseInFlight(socket)?.req.complete === false)) {
       this.#log.debug({ parserError: err.code }, 'sponsor connection closed by the client')
       socket.destroy()
       return

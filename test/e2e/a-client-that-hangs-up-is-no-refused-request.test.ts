@@ -35,7 +35,8 @@ t.test('a reset after an answer, or in the middle of an upload, counts no refuse
   const h = await Harness.start({
     handler: (req, res) => {
       if (req.method === 'GET') {
-        res.end('{}')
+        if (req.url?.endsWith('/slow')) setTimeout(() => res.end('{}'), 300)
+        else res.end('{}')
         return
       }
       req.resume()
@@ -80,4 +81,11 @@ t.test('a reset after an answer, or in the middle of an upload, counts no refuse
   await once(cut, 'close')
   t.match(answer, /^HTTP\/1\.1 400 /)
   t.equal(await refusedAsBadRequest(h), 1, 'a cut request head is a refused request')
+
+  // Found by re-review: also when it is pipelined behind a complete request still being answered.
+  const pipelined = await connect(h)
+  pipelined.end('GET /v1/records/slow HTTP/1.1\r\nhost: localhost\r\n\r\nGET /v1/records/4 HTTP/1.1\r\nhost: lo')
+  await once(pipelined, 'close')
+  for (let waited = 0; (await refusedAsBadRequest(h)) < 2 && waited < 3000; waited += 50) await sleep(50)
+  t.equal(await refusedAsBadRequest(h), 2, 'a cut head behind an answer in flight is still a refused request')
 })
