@@ -53,6 +53,8 @@ export const LOADED_AGAIN = 'the configuration files changed while they were loa
 export async function loadSettledFiles(configPath: string): Promise<SettledFiles> {
   /** The last read's failure, when a file's length differed from its size while the digests agreed. */
   let unsteady: EcluseError | undefined
+  /** How many reads in a row failed so. */
+  let unsteadyReads = 0
   for (let loads = 1; ; loads++) {
     const before = await configFilesDigest(configPath)
     try {
@@ -61,6 +63,8 @@ export async function loadSettledFiles(configPath: string): Promise<SettledFiles
       const keySets = await loadKeySets(config)
       const after = await filesDigest(configPath, filesOf(config))
       if (after === before) return { config, tls, keySets, configDigest: after, loads }
+      unsteady = undefined
+      unsteadyReads = 0
     } catch (err) {
       // Files that held still failed on their own: that is their error, and reading them again would
       // only repeat it. One read while it was rewritten in place is a change, even with the same bytes.
@@ -68,12 +72,13 @@ export async function loadSettledFiles(configPath: string): Promise<SettledFiles
       const heldStill = (await configFilesDigest(configPath)) === before
       if (!message.includes(CHANGED_WHILE_READ) && heldStill) throw err
       unsteady = heldStill && isEcluseError(err) ? err : undefined
+      unsteadyReads = unsteady === undefined ? 0 : unsteadyReads + 1
     }
     if (loads >= LOAD_TRIES) {
       // Each read found one file longer or shorter than its size while nothing changed: a file whose
       // size never says what it holds (/proc, /sys), not one being rewritten. Its own message names
       // the key and the file (found by review: the generic one below named neither).
-      if (unsteady !== undefined) {
+      if (unsteady !== undefined && unsteadyReads >= LOAD_TRIES) {
         throw new EcluseError(unsteady.code, `${unsteady.message}, ${LOAD_TRIES} times in a row while the files held still: its size never matches what it holds (not a regular file on disk?)`, { cause: unsteady })
       }
       throw new EcluseError(
