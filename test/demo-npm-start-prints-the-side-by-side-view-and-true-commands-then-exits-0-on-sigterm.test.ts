@@ -154,7 +154,7 @@ t.test('every printed command does what its comment says', { skip: hasCurl ? fal
   const afterStage = JSON.parse(await readFile(publicFile, 'utf8')) as { current: string; keys: Array<{ kid: string }> }
   t.equal(afterStage.current, jwks.current, 'staging keeps the current key')
   t.ok(afterStage.keys.some((k) => k.kid === stagedKid), 'and adds the staged one')
-  const promoteLine = commands.find((c) => /keys promote --out \S+ --kid <the staged kid> && kill -HUP \d+$/.test(c))
+  const promoteLine = commands.find((c) => /keys promote --out \S+ --kid=<the staged kid> && kill -HUP \d+$/.test(c))
   t.ok(promoteLine, 'the promote line is printed')
   const promoted = run(promoteLine!.replace('<the staged kid>', stagedKid!))
   t.equal(promoted.status, 0, promoted.stderr)

@@ -162,7 +162,7 @@ Reload: kill -HUP ${process.pid} reloads both gateways, the sidecar first. To ro
 request refused (docs/operations.md), stage a new key that every side accepts but none uses yet, reload, then
 promote it (step 1 prints the exact promote command, with the new kid) and reload again:
   node --import tsx src/cli.ts keys init --out ${rel(path.dirname(keys.publicFile))} --rotate --stage && kill -HUP ${process.pid}
-  node --import tsx src/cli.ts keys promote --out ${rel(path.dirname(keys.publicFile))} --kid <the staged kid> && kill -HUP ${process.pid}
+  node --import tsx src/cli.ts keys promote --out ${rel(path.dirname(keys.publicFile))} --kid=<the staged kid> && kill -HUP ${process.pid}
 `
 }
 

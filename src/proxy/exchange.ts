@@ -728,17 +728,7 @@ class Exchange implements WatchedUpload {
     // had begun answering: undici ends that answer with the body's error. The refusal is the
     // request's, with its own code and count (found by review: it was reported as the response's
     // `transform_failed`, or an abort, and `body_too_large` was not counted).
-    const bodyError = this.#requestBodyError
-    if (bodyError !== undefined && !this.#clientGone()) {
-      if (isEcluseError(bodyError)) {
-        this.#refuseWith(bodyError, 'request_transform_failed')
-        return
-      }
-      if (bodyError instanceof Error && this.#requestStageFailed) {
-        this.#refuseWith(stageFailure('request_transform_failed', bodyError), 'request_transform_failed')
-        return
-      }
-    }
+    if (!this.#clientGone() && this.#refusedForRequestBody()) return
     if (this.#abort.aborted || this.#clientGone()) {
       // The client went away mid-response: its close aborted the upstream call, whose body then
       // errs with "Request aborted". No fault of the upstream's to log or to blame.
@@ -771,20 +761,27 @@ class Exchange implements WatchedUpload {
       return
     }
     // Upstream failures are counted by the pool itself (its onError hook), not here. A stage of the
-    // request body that refused it (an EcluseError: too large, a transform) is the cause; any other
-    // body error is undici destroying the body with the raw upstream error, which `err` classifies.
+    // request body that refused it is the cause; any other body error is undici destroying the body
+    // with the raw upstream error, which `err` classifies.
+    if (this.#refusedForRequestBody()) return
+    this.#refuseWith(err, 'upstream_bad_response')
+  }
+
+  /**
+   * Refuses the request for its own body's failure, if that is what failed: a stage that refused it
+   * (an EcluseError: too large, a transform), or a stage's own failure (a bug), not the upstream's.
+   */
+  #refusedForRequestBody(): boolean {
     const bodyError = this.#requestBodyError
     if (isEcluseError(bodyError)) {
-      this.#refuseWith(bodyError, 'upstream_bad_response')
-      return
+      this.#refuseWith(bodyError, 'request_transform_failed')
+      return true
     }
-    // A stage's own failure (a bug), not the upstream's; otherwise undici destroyed the body with
-    // the upstream's error, which `err` classifies.
     if (bodyError instanceof Error && this.#requestStageFailed) {
       this.#refuseWith(stageFailure('request_transform_failed', bodyError), 'request_transform_failed')
-      return
+      return true
     }
-    this.#refuseWith(err, 'upstream_bad_response')
+    return false
   }
 
   #refuseWith(err: unknown, fallback: ErrorCode): void {
