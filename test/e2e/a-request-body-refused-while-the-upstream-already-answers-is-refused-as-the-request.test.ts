@@ -8,7 +8,6 @@
  * counted as the request's either way.
  */
 import type { ServerResponse } from 'node:http'
-import tls from 'node:tls'
 import t from 'tap'
 import { Harness, metricValue } from '../helpers/harness.js'
 
@@ -28,26 +27,16 @@ function answerEarly(res: ServerResponse): void {
 
 /** A chunked PUT of 8 KiB chunks every 20 ms (more than the route's limit); what came back. */
 function uploadTooMuch(h: Harness, path: string): Promise<string> {
-  return new Promise((resolve) => {
-    let out = ''
-    const socket = tls.connect(h.sponsorTls())
-    socket.setEncoding('utf8')
-    socket.on('data', (d: string) => {
-      out += d
-    })
-    socket.on('error', () => {})
-    socket.on('close', () => resolve(out))
-    socket.on('secureConnect', () => {
-      socket.write(`PUT ${path} HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n`)
-      let sent = 0
-      const timer = setInterval(() => {
-        if (sent++ > 30 || socket.destroyed) {
-          clearInterval(timer)
-          return
-        }
-        socket.write(`2000\r\n${'a'.repeat(0x2000)}\r\n`)
-      }, 20)
-    })
+  return h.rawSession((socket) => {
+    socket.write(`PUT ${path} HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n`)
+    let sent = 0
+    const timer = setInterval(() => {
+      if (sent++ > 30 || socket.destroyed) {
+        clearInterval(timer)
+        return
+      }
+      socket.write(`2000\r\n${'a'.repeat(0x2000)}\r\n`)
+    }, 20)
   })
 }
 

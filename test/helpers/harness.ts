@@ -257,6 +257,24 @@ export class Harness {
     })
   }
 
+  /**
+   * A raw TLS connection as the sponsor client, which `talk` drives once it is up (writes, ends);
+   * resolves to everything received, once the connection has closed. Socket errors are ignored.
+   */
+  rawSession(talk: (socket: tls.TLSSocket) => void, cert: TestCert = this.pki.sponsorClient): Promise<string> {
+    return new Promise((resolve) => {
+      let out = ''
+      const socket = tls.connect(this.sponsorTls(cert))
+      socket.setEncoding('utf8')
+      socket.on('data', (d: string) => {
+        out += d
+      })
+      socket.on('error', () => {})
+      socket.on('close', () => resolve(out))
+      socket.on('secureConnect', () => talk(socket))
+    })
+  }
+
   async metrics(): Promise<string> {
     const res = await undiciRequest(`${this.adminOrigin}/metrics`)
     return res.body.text()
