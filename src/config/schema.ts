@@ -96,15 +96,18 @@ export const sponsorSchema = z
 export const PATH_READINGS = ['parameters', 'case', 'trailing-slash', 'suffix'] as const
 export type PathReading = (typeof PATH_READINGS)[number]
 
-/** DNS labels (`_` too) or an IPv4 address: a name a certificate carries, and the SNI sends. */
-const HOST_NAME = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$/
+/** Dot-separated DNS labels (`_` too, as URLs take it); an IPv4 address is spelled so too. */
+const LABELS = String.raw`[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*`
+
+/** A DNS name or an IPv4 address: a name a certificate carries, and the SNI sends. */
+const HOST_NAME = new RegExp(`^${LABELS}$`)
 
 /**
- * An authority as a `Host` field carries it (RFC 9110 §7.2, RFC 3986 §3.2.2): DNS labels (`_` too,
- * as the URL takes it, and a final dot), or an IPv4 or [IPv6] literal, with an optional port. Nothing else (no user info, no spaces or
- * control characters) can reach the upstream's request line through it.
+ * An authority as a `Host` field carries it (RFC 9110 §7.2, RFC 3986 §3.2.2): a DNS name (a final
+ * dot too), an IPv4 address or an [IPv6] literal, with an optional port. Nothing else (no user
+ * info, no spaces or control characters) can reach the upstream's request line through it.
  */
-const HOST_AUTHORITY = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$/
+const HOST_AUTHORITY = new RegExp(String.raw`^(?:${LABELS}\.?|\[([0-9A-Fa-f:.]{2,45})\])(?::[0-9]{1,5})?$`)
 
 export const upstreamSchema = z
   .object({
@@ -131,7 +134,10 @@ export const upstreamSchema = z
      */
     host: z
       .string()
-      .regex(HOST_AUTHORITY, 'must be host[:port]: a DNS name, an IPv4 address or a [bracketed] IPv6 address, and an optional port')
+      .refine((h) => {
+        const literal = HOST_AUTHORITY.exec(h)
+        return literal !== null && (literal[1] === undefined || isIPv6(literal[1]))
+      }, 'must be host[:port]: a DNS name, an IPv4 address or a [bracketed] IPv6 address, and an optional port')
       .refine((h) => {
         const port = /:(\d+)$/.exec(h.startsWith('[') ? h.slice(h.indexOf(']')) : h)
         return port === null || (Number(port[1]) >= 1 && Number(port[1]) <= 65_535)

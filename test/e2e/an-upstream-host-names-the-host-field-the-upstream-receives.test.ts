@@ -38,7 +38,7 @@ t.test('a host that is no host[:port] is refused at load, naming the key', async
   for (const good of ['accreditation.trusted.example', 'svc:8443', '10.0.0.5', '[::1]:443', 'a-b.c1', 'my_service:8443', 'svc.example.', 'SVC.Example']) {
     t.equal(parseConfig(file(good), 'g.yaml').upstreams['u']!.host, good, `${good} is accepted`)
   }
-  const bad = ['a b', 'evil.example\r\nx-injected: 1', 'user@host', 'host:0', 'host:65536', 'host/path', '-lead.example', '', 'host:', '[::1', 'caf\u00e9.example']
+  const bad = ['a b', 'evil.example\r\nx-injected: 1', 'user@host', 'host:0', 'host:65536', 'host/path', '-lead.example', '', 'host:', '[::1', 'caf\u00e9.example', '[1.2.3.4]']
   for (const value of bad) {
     const err = (() => {
       try {
