@@ -71,21 +71,6 @@ function isDotSegment(target: string, start: number, end: number): boolean {
 }
 
 /**
- * Splits and normalises a raw HTTP request-target (`req.url`). Throws `EcluseError('path_rejected')`
- * for anything that is not a plain origin-form target (RFC 9112 §3.2.1) with one unambiguous reading.
- *
- * Refused: absolute-form, authority-form and `*`; empty segments (`//`); `.` and `..` segments (also
- * as `..;param`); percent-encoded `/`, `\`, `.`, `%` followed by two hex digits (double encoding), NUL
- * or any control character, a format character, a Unicode space or U+2028/U+2029 ({@link INVISIBLE}); invalid escapes; escapes of bytes that are not well-formed UTF-8
- * (overlong forms such as `%C0%AE`); any character outside RFC 3986 `pchar` (so `\`, space, controls,
- * non-ASCII, `"`, `<`, `{`, …); a `#`; a path over {@link MAX_PATH_LENGTH} or a query over
- * {@link MAX_QUERY_LENGTH}. The query is returned as sent, but must be visible ASCII.
- *
- * @example
- * normalizeTarget('/v1/%7euser/a%2fb') // throws path_rejected (encoded slash)
- * normalizeTarget('/v1/%7euser/%c3%a9?x=1') // { path: '/v1/~user/%C3%A9', query: 'x=1' }
- */
-/**
  * Decoded characters refused beside the ASCII controls: C1 controls (U+0085 is a line break to
  * Python and .NET), format characters (zero-width, bidirectional, U+FEFF), U+2028/U+2029 and the
  * Unicode spaces (U+00A0, U+3000…; only ever decoded from escapes of two bytes or more, so not the
@@ -95,6 +80,22 @@ function isDotSegment(target: string, start: number, end: number): boolean {
  */
 const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Zs}]/u
 
+/**
+ * Splits and normalises a raw HTTP request-target (`req.url`). Throws `EcluseError('path_rejected')`
+ * for anything that is not a plain origin-form target (RFC 9112 §3.2.1) with one unambiguous reading.
+ *
+ * Refused: absolute-form, authority-form and `*`; empty segments (`//`); `.` and `..` segments (also
+ * as `..;param`); percent-encoded `/`, `\`, `.`, `%` followed by two hex digits (double encoding), NUL
+ * or any control character, a format character, a Unicode space or U+2028/U+2029 ({@link INVISIBLE});
+ * invalid escapes; escapes of bytes that are not well-formed UTF-8 (overlong forms such as `%C0%AE`);
+ * any character outside RFC 3986 `pchar` (so `\`, space, controls, non-ASCII, `"`, `<`, `{`, …); a
+ * `#`; a path over {@link MAX_PATH_LENGTH} or a query over {@link MAX_QUERY_LENGTH}. The query is
+ * returned as sent, but must be visible ASCII.
+ *
+ * @example
+ * normalizeTarget('/v1/%7euser/a%2fb') // throws path_rejected (encoded slash)
+ * normalizeTarget('/v1/%7euser/%c3%a9?x=1') // { path: '/v1/~user/%C3%A9', query: 'x=1' }
+ */
 export function normalizeTarget(target: string): NormalizedTarget {
   const length = target.length
   if (length === 0 || target.charCodeAt(0) !== 0x2f) reject('not an origin-form target', 0)
