@@ -37,7 +37,8 @@ t.test('every broken key set is reported, one line each, in the order of the fil
     t.equal(await main(['config', 'check', file], io), 1)
     const lines = stderr.trimEnd().split('\n')
     t.equal(lines.length, 2, `run ${run}: one line per broken set`)
-    t.ok(lines[0]!.startsWith(`ecluse: keys.zeta.file (${missing})`), `run ${run}: the first in the file first`)
+    // A file that does not open is named by its key alone: its path may be key material pasted there.
+    t.equal(lines[0], 'ecluse: keys.zeta.file: the file it names: cannot be read (ENOENT)', `run ${run}: the first in the file first`)
     t.ok(lines[1]!.startsWith(`ecluse: keys.alpha.file (${notJson})`), `run ${run}: then the next`)
   }
 })
