@@ -202,8 +202,9 @@ t.test('a socket or TLS failure under a body is counted by its code; an error of
     res.write('{"partial":')
   })
   const cases: Array<[string, Error, UpstreamErrorCode | undefined]> = [
-    ['EPROTO', Object.assign(new Error('write EPROTO'), { code: 'EPROTO', syscall: 'write' }), 'upstream_tls'],
-    ['ERR_SSL_*', Object.assign(new Error('decryption failed or bad record mac'), { code: 'ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC', library: 'SSL routines' }), 'upstream_tls'],
+    // A session broken after its handshake, as a reset: upstream_tls (a critical alert) stays the handshake's.
+    ['EPROTO', Object.assign(new Error('write EPROTO'), { code: 'EPROTO', syscall: 'write' }), 'upstream_reset'],
+    ['ERR_SSL_*', Object.assign(new Error('decryption failed or bad record mac'), { code: 'ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC', library: 'SSL routines' }), 'upstream_reset'],
     ['ETIMEDOUT', Object.assign(new Error('read ETIMEDOUT'), { code: 'ETIMEDOUT', syscall: 'read' }), 'upstream_timeout'],
     ['EPIPE', Object.assign(new Error('write EPIPE'), { code: 'EPIPE', syscall: 'write' }), 'upstream_reset'],
     ['ECONNABORTED', Object.assign(new Error('read ECONNABORTED'), { code: 'ECONNABORTED', syscall: 'read' }), 'upstream_reset'],

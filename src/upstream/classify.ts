@@ -218,5 +218,9 @@ export function upstreamBodyError(upstream: string, err: unknown): EcluseError {
   // The connection was up (its answer had begun): the socket's ETIMEDOUT here is a read that timed
   // out, not a connect.
   if (failure.code === 'upstream_connect_timeout') return new EcluseError('upstream_timeout', failure.message, { cause: failure.cause })
+  // Its handshake had succeeded: a TLS failure now (a record that does not decrypt, EPROTO) broke a
+  // session, as a reset does. `upstream_tls` stays the certificates' and handshakes' (its alert is
+  // critical and sends the on-call to the certificates; found by review of the alerts).
+  if (failure.code === 'upstream_tls') return new EcluseError('upstream_reset', failure.message, { cause: failure.cause })
   return failure
 }
