@@ -259,20 +259,22 @@ t.test('found by review: a key too weak for the TLS policy is refused, in a leaf
   t.ok(await loadServerTls(sponsorTls()), 'the test PKI (RSA-2048) loads')
 })
 
+/** An intermediate CA issued by the sponsor CA, its signature over `digest` (one key for all). */
+const intermediateKeys = newKeyPair()
+function intermediate(name: string, digest: 'sha1' | 'sha256' | 'ripemd160'): string {
+  return makeCertificate({
+    subject: commonName(name),
+    issuer: subjectOf(pki.sponsorCa.certPem),
+    publicKeyPem: intermediateKeys.publicKey,
+    signingKeyPem: pki.sponsorCa.keyPem,
+    ca: true,
+    keyUsage: { keyCertSign: true, cRLSign: true },
+    digest,
+  })
+}
+
 t.test('found by review: a bundle CA signed with SHA-1 is refused (OpenSSL loads bundles unchecked); a self-signed one is not', async (t) => {
   const dir = t.testdir()
-  const caKeys = newKeyPair()
-  /** An intermediate CA issued by the sponsor CA, its signature over `digest`. */
-  const intermediate = (name: string, digest: 'sha1' | 'sha256' | 'ripemd160') =>
-    makeCertificate({
-      subject: commonName(name),
-      issuer: subjectOf(pki.sponsorCa.certPem),
-      publicKeyPem: caKeys.publicKey,
-      signingKeyPem: pki.sponsorCa.keyPem,
-      ca: true,
-      keyUsage: { keyCertSign: true, cRLSign: true },
-      digest,
-    })
   const bundle = join(dir, 'bundle-with-a-sha1-intermediate.pem')
   await writeFile(bundle, pki.sponsorCa.certPem + intermediate('SHA-1 Intermediate CA', 'sha1'))
   const err = await failure(loadServerTls({ ...sponsorTls(), clientCa: bundle }))
@@ -309,19 +311,10 @@ t.test('found by review: a bundle CA signed with SHA-1 is refused (OpenSSL loads
 t.test('found by review: a bundle CA whose RSASSA-PSS parameters do not parse is refused naming the key, not with a TypeError', async (t) => {
   const forge: typeof Forge = createRequire(import.meta.url)('node-forge')
   const A = forge.asn1
-  const caKeys = newKeyPair()
-  const intermediate = makeCertificate({
-    subject: commonName('PSS Intermediate CA'),
-    issuer: subjectOf(pki.sponsorCa.certPem),
-    publicKeyPem: caKeys.publicKey,
-    signingKeyPem: pki.sponsorCa.keyPem,
-    ca: true,
-    keyUsage: { keyCertSign: true, cRLSign: true },
-    digest: 'sha256',
-  })
+  const signed = intermediate('PSS Intermediate CA', 'sha256')
   /** The intermediate with its outer signatureAlgorithm replaced by RSASSA-PSS with `params`. */
   const withPss = (params: Forge.asn1.Asn1[]) => {
-    const cert = A.fromDer(forge.pem.decode(intermediate)[0]!.body)
+    const cert = A.fromDer(forge.pem.decode(signed)[0]!.body)
     ;(cert.value as Forge.asn1.Asn1[])[1] = A.create(A.Class.UNIVERSAL, A.Type.SEQUENCE, true, [
       A.create(A.Class.UNIVERSAL, A.Type.OID, false, A.oidToDer('1.2.840.113549.1.1.10').getBytes()),
       A.create(A.Class.UNIVERSAL, A.Type.SEQUENCE, true, params),
