@@ -121,6 +121,19 @@ t.test('found by review: a host-name CN beside DNS SANs it is not one of is no c
   t.strictSame(attributes({ commonName: 'Agence Écluse.ops', dnsNames: ['x.team-a.test'] }), ['cn:Agence Écluse.ops', 'dns:x.team-a.test'])
 })
 
+t.test('found by review: a host name with a trailing dot, which OpenSSL checks against no name constraint, names no one', async (t) => {
+  const principal = (spec: { commonName: string; dnsNames?: string[]; uris?: string[]; ips?: string[] }) =>
+    principalFromCertificate(der(issueCertificate(pki.sponsorCa, { ...spec, usage: 'client', keyPem }).certPem))
+  // As a CN: no attribute, with DNS SANs or without, even beside the same name without the dot.
+  t.strictSame([...principal({ commonName: 'admin.team-b.test.', ips: ['192.0.2.10'] }).attributes], [])
+  t.strictSame([...principal({ commonName: 'admin.team-b.test.', uris: ['spiffe://sponsor.test/a'] }).attributes], ['uri:spiffe://sponsor.test/a'])
+  t.strictSame([...principal({ commonName: 'x.team-a.test.', dnsNames: ['x.team-a.test'] }).attributes], ['dns:x.team-a.test'])
+  // A CN that is no host name keeps its final dot (an organisation's name).
+  t.strictSame([...principal({ commonName: 'Acme Inc.', ips: ['192.0.2.10'] }).attributes], ['cn:Acme Inc.'])
+  // As a DNS SAN: the certificate is refused.
+  t.throws(() => principal({ commonName: 'app', dnsNames: ['x.team-a.test', 'admin.team-b.test.'] }), { code: 'forbidden', message: /DNS subjectAltName ending with a dot/ })
+})
+
 t.test('certificates naming their holder differently never share an id', async (t) => {
   const id = (spec: { commonName: string; uris?: string[]; dnsNames?: string[] }) =>
     principalFromCertificate(der(issueCertificate(pki.sponsorCa, { ips: ['192.0.2.10'], usage: 'client', keyPem, ...spec }).certPem)).id

@@ -125,6 +125,9 @@ function derive(cert: X509Certificate): Principal {
         firstUri ??= value
         attributes.add(`uri:${value}`)
       } else {
+        // OpenSSL matches a DNS SAN against a sub-CA's constraints by its labels, and one ending with
+        // a dot matches no constraint: it escaped an excluded `.team-b.test` (RFC 5280 has no such form).
+        if (value.endsWith('.')) refuse('DNS subjectAltName ending with a dot')
         firstDns ??= value
         dnsNames.add(value.toLowerCase())
         attributes.add(`dns:${value}`)
@@ -143,7 +146,11 @@ function derive(cert: X509Certificate): Principal {
   // no DNS SAN (RFC 6125 §6.4.4: the SANs name the host then). Beside one, a sub-CA constrained to
   // `.team-a.test` could issue `CN=admin.team-b.test` with `DNS:x.team-a.test`, and a `cn:` route
   // would take it (found by review): such a CN is no attribute unless it is one of the DNS SANs.
-  const unchecked = cn !== undefined && dnsNames.size > 0 && HOST_NAME_CN.test(cn) && !dnsNames.has(cn.toLowerCase())
+  // One with a trailing dot (`admin.team-b.test.`) OpenSSL never reads as a host name, so never
+  // checks, and an upstream that drops the dot would read the other name: it is no attribute either.
+  const unchecked =
+    cn !== undefined &&
+    ((dnsNames.size > 0 && HOST_NAME_CN.test(cn) && !dnsNames.has(cn.toLowerCase())) || (cn.endsWith('.') && HOST_NAME_CN.test(cn.slice(0, -1))))
   if (cn !== undefined && !unchecked) attributes.add(`cn:${cn}`)
   for (const ou of subjectValues(subject, 'OU')) attributes.add(`ou:${ou}`)
 
