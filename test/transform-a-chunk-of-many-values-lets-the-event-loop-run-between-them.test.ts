@@ -15,7 +15,10 @@ import { createStripTransform } from '../src/transform/strip.js'
 
 const log = pino({ level: 'silent' })
 
-/** Strips every element of a top-level array of `count` values given as one chunk; says whether a timer queued before ran first. */
+/**
+ * Strips every element of a top-level array of `count` values given as one chunk; says whether a
+ * timer queued before ran before the last of the output (what was made before a pause goes out then).
+ */
 async function stripInOneChunk(count: number): Promise<{ output: string; timerRanFirst: boolean }> {
   const step = createStripTransform({ fields: ['/*'] }, { log })
   const stream = step.begin({ direction: 'response', status: 200, routeName: 'r', path: '/', requestId: 'x', principal: { id: 'uri:x' } as never, headers: { 'content-type': 'application/json' }, log })!
@@ -31,7 +34,7 @@ async function stripInOneChunk(count: number): Promise<{ output: string; timerRa
     stream,
     new Writable({
       write: (c: Buffer, _e, cb) => {
-        timerRanFirst ??= timerRan
+        timerRanFirst = timerRan
         out.push(c)
         cb()
       },

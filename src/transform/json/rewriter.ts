@@ -406,6 +406,11 @@ export class JsonRewriteEngine<R = unknown> {
   private readonly idMember: string | null
   /** `idMember` case-folded: a record member spelled like it but for case is refused (see `onKey`). */
   private readonly idFolded: string | null
+  /**
+   * Whether an ASCII name must be as long as the id member to fold onto it: only when the id member
+   * is ASCII itself, since folding changes lengths elsewhere (`straße` and `STRASSE`; found by review).
+   */
+  private readonly idFoldsByLength: boolean
   private readonly ndjson: boolean
   private readonly ws: Uint8Array
   private readonly topStart: number
@@ -510,6 +515,7 @@ export class JsonRewriteEngine<R = unknown> {
     this.root = opts.rules.root
     this.idMember = opts.rules.record?.idMember ?? null
     this.idFolded = this.idMember === null ? null : foldName(this.idMember)
+    this.idFoldsByLength = this.idMember !== null && /^[\x00-\x7f]*$/.test(this.idMember)
     this.ndjson = opts.mode === 'ndjson'
     this.ws = this.ndjson ? WS_LINE : WS_DOC
     this.topStart = this.ndjson ? S_LINE_START : S_DOC_START
@@ -994,7 +1000,7 @@ export class JsonRewriteEngine<R = unknown> {
       // `{"id":"A","ID":"B"}`: a consumer that matches names without case (Go's encoding/json,
       // Jackson's case-insensitive mode) reads the id as "B", and a value bound to record A would
       // open in record B. As for targeted names, a spelling that differs only by case is refused.
-      else if ((key.length === this.idMember!.length || this.sawHigh || this.sawEsc) && this.folded(key) === this.idFolded) {
+      else if ((key.length === this.idMember!.length || !this.idFoldsByLength || this.sawHigh || this.sawEsc) && this.folded(key) === this.idFolded) {
         this.fail('json_invalid', 'member name differs from the record id member only by case or composition', end)
       }
     }
@@ -1535,9 +1541,16 @@ export class JsonRewriteEngine<R = unknown> {
   }
 }
 
+/** `JsonRewriter`'s "no action result is waiting for the reader". */
+const NOT_PARKED: unique symbol = Symbol('not parked')
+
 /**
  * The rewriter as a `Transform` (bytes in, bytes out). Back-pressure is the stream's: a chunk's
  * callback is called once its output is pushed, and not before an asynchronous action settles.
+ * While an action is pending, the output produced so far goes out, and the engine resumes only once
+ * the reader has room for more: a chunk of many small values grows ~185 × when each is sealed
+ * (64 KiB of `[1,1,…]` under `/*`: 12 MB), and holding a chunk's whole output made memory follow
+ * its number of values, not the configuration (found by review).
  * Any refusal destroys the stream with an `EcluseError`.
  */
 export class JsonRewriter<R = unknown> extends Transform {
@@ -1545,6 +1558,10 @@ export class JsonRewriter<R = unknown> extends Transform {
   #cb: TransformCallback | null = null
   readonly #onSettled: (v: unknown) => void
   readonly #onRejected: (err: unknown) => void
+  /** Whether the output pushed during the pending action filled the reader's buffer. */
+  #readerFull = false
+  /** An action's result held until the reader has room (`_read`), or `NOT_PARKED`. */
+  #parked: unknown = NOT_PARKED
 
   constructor(opts: JsonRewriterOptions<R>) {
     super()
@@ -1583,12 +1600,34 @@ export class JsonRewriter<R = unknown> extends Transform {
       return
     }
     this.#cb = cb
+    // What the engine has emitted is final (held bytes stay in the engine): it can go now.
+    const out = this.#engine.takeOutput()
+    this.#readerFull = out !== null && !this.push(out)
     p.then(this.#onSettled, this.#onRejected)
   }
 
+  override _read(size: number): void {
+    if (this.#parked !== NOT_PARKED) {
+      const v = this.#parked
+      this.#parked = NOT_PARKED
+      this.#resume(v)
+    }
+    super._read(size)
+  }
+
   #settled(v: unknown): void {
+    if (this.destroyed) return
+    if (this.#readerFull && this.readableLength >= this.readableHighWaterMark) {
+      this.#parked = v
+      return
+    }
+    this.#resume(v)
+  }
+
+  #resume(v: unknown): void {
     const cb = this.#cb!
     this.#cb = null
+    this.#readerFull = false
     if (this.destroyed) return
     let p: PromiseLike<unknown> | undefined
     try {
@@ -1607,6 +1646,7 @@ export class JsonRewriter<R = unknown> extends Transform {
     cb(this.#engine.failWith(err))
   }
 }
+
 
 /**
  * Creates the rewriter for one message body.
