@@ -98,14 +98,16 @@ export function restartDelay(failures: number, baseMs = 250, maxMs = 30_000): nu
 
 /**
  * `configDigest` in a worker's messages: the digest of the files the configuration it runs was loaded
- * from (`Gateway.configDigest`). Sent with `ready` and after every reload, applied or refused, so the
- * primary sees workers that run different files.
+ * from (`Gateway.configDigest`); `bootDigest`, of the settings it booted with that a reload keeps
+ * (`Gateway.bootDigest`). Sent with `ready` and after every reload, applied or refused, so the
+ * primary sees workers that run different files, or the same files with other boot settings.
  */
 interface ReadyMessage {
   readonly ecluse: 'ready'
   readonly sponsorPort: number
   readonly drainTimeoutMs: number
   readonly configDigest: string
+  readonly bootDigest: string
 }
 /**
  * Sent by a worker after a reload it was signalled for directly (not asked by the primary), whatever
@@ -115,6 +117,7 @@ interface DrainMessage {
   readonly ecluse: 'drain'
   readonly drainTimeoutMs: number
   readonly configDigest: string
+  readonly bootDigest: string
 }
 /** The primary asks a ready worker to reload (SIGHUP to the primary, or its file watcher). */
 interface ReloadQuery {
@@ -131,6 +134,7 @@ interface ReloadAnswer {
   readonly ok: boolean | null
   readonly drainTimeoutMs: number
   readonly configDigest: string
+  readonly bootDigest: string
 }
 interface ReadinessQuery {
   readonly ecluse: 'readiness?'
@@ -234,6 +238,8 @@ interface Slot {
   drainTimeoutMs: number
   /** The digest of the files its worker runs, as it last reported it (see `ReadyMessage`); none before it did. */
   configDigest: string | undefined
+  /** The digest of its boot settings a reload keeps, as it last reported it (see `ReadyMessage`). */
+  bootDigest: string | undefined
   /** A reload was asked for while this slot's worker was booting: asked once it reports ready. */
   reloadPending: boolean
   /** Who waits for the outcome of that deferred reload (settled with nothing if the worker goes). */
@@ -369,6 +375,7 @@ class ClusterPrimary {
         sponsorPort: 0,
         drainTimeoutMs: config.shutdown.drainTimeoutMs,
         configDigest: undefined,
+        bootDigest: undefined,
       })
     }
     const own = new Registry()
@@ -553,30 +560,37 @@ class ClusterPrimary {
    * files; a reload applied by some workers only; files changed between two workers' boots) would
    * each answer a request by their own configuration, one refusing a client the other serves: until
    * they agree again the pod is not ready (`workers_diverged`), the gauge says 1 and one warning per
-   * divergence names how many workers run which digest. Not judged while a relayed reload is in
+   * divergence names how many workers run which digest. Workers that run the same files but booted
+   * with different settings a reload keeps (`bootDigest`: one restarted after a change to the listen
+   * address, which its siblings reloaded without applying, listens where they do not) diverge too,
+   * until the pod restarts. Not judged while a relayed reload is in
    * flight (its workers change one after the other; it judges once all answered, at most
    * RELOAD_ASK_MS later), nor once stopping (draining says not ready already).
    */
   #judgeDigests(): void {
     if (this.#reloadsInFlight > 0 || this.#stopping) return
-    const byDigest = new Map<string, number[]>()
-    for (const slot of this.#slots) {
-      // A ready worker has reported its digest with `ready`.
-      if (!slot.ready || slot.worker === undefined || slot.configDigest === undefined) continue
-      byDigest.set(slot.configDigest, [...(byDigest.get(slot.configDigest) ?? []), slot.worker.id])
+    // By the files' digest, and by the boot settings' too once those differ between workers.
+    const ready = this.#slots.filter((slot) => slot.ready && slot.worker !== undefined && slot.configDigest !== undefined && slot.bootDigest !== undefined)
+    const byBoot = new Set(ready.map((slot) => slot.bootDigest)).size > 1
+    const byDigest = new Map<string, { digest: string; bootDigest?: string; ids: number[] }>()
+    for (const slot of ready) {
+      const runs = byBoot ? `${slot.configDigest} ${slot.bootDigest}` : slot.configDigest!
+      const group = byDigest.get(runs) ?? { digest: slot.configDigest!, ...(byBoot ? { bootDigest: slot.bootDigest! } : {}), ids: [] }
+      group.ids.push(slot.worker!.id)
+      byDigest.set(runs, group)
     }
     if (byDigest.size <= 1) {
       if (this.#divergence !== undefined) {
-        this.#log.info({ digest: [...byDigest.keys()][0], workers: [...byDigest.values()][0]?.length ?? 0 }, 'workers run the same configuration again')
+        const [only] = byDigest.values()
+        this.#log.info({ digest: only?.digest, workers: only?.ids.length ?? 0 }, 'workers run the same configuration again')
       }
       this.#divergence = undefined
       return
     }
-    const digests = [...byDigest].map(([digest, ids]) => ({ digest, workers: ids.length, workerIds: ids }))
-    const key = JSON.stringify(digests.map(({ digest, workers }) => [digest, workers]))
+    const digests = [...byDigest.values()].map(({ ids, ...runs }) => ({ ...runs, workers: ids.length, workerIds: ids }))
+    const key = JSON.stringify(digests.map(({ digest, bootDigest, workers }) => [digest, bootDigest, workers]))
     if (key === this.#divergence?.key) return
-    const ready = digests.reduce((n, d) => n + d.workers, 0)
-    this.#divergence = { key, detail: `${byDigest.size} configurations among ${ready} ready workers` }
+    this.#divergence = { key, detail: `${byDigest.size} configurations among ${ready.length} ready workers` }
     this.#log.warn({ digests }, 'workers run different configurations; not ready until they agree')
   }
 
@@ -670,6 +684,7 @@ class ClusterPrimary {
     if (slot === undefined || slot.worker !== worker) return
     slot.drainTimeoutMs = msg.drainTimeoutMs
     slot.configDigest = msg.configDigest
+    slot.bootDigest = msg.bootDigest
     if (msg.ecluse === 'drain') {
       // A SIGHUP sent to this worker alone may have changed its files and not its siblings'.
       this.#judgeDigests()
@@ -712,6 +727,7 @@ class ClusterPrimary {
     if (slot === undefined || slot.worker !== worker) return
     slot.drainTimeoutMs = answer.drainTimeoutMs
     slot.configDigest = answer.configDigest
+    slot.bootDigest = answer.bootDigest
   }
 
   #onExit(worker: Worker, code: number | null, signal: string | null): void {
@@ -729,6 +745,7 @@ class ClusterPrimary {
     slot.lastMetrics = undefined
     this.#settleReloadWaiters(slot, undefined)
     slot.configDigest = undefined
+    slot.bootDigest = undefined
     // The workers left may agree.
     this.#judgeDigests()
     const clean = code === 0 && signal === null
@@ -902,8 +919,8 @@ async function runWorker(configPath: string, signals: BootSignals): Promise<void
     else if (ecluse === 'metrics?') void registry.getMetricsAsJSON().then((metrics) => send({ ecluse: 'metrics', id, metrics }))
     else if (ecluse === 'reload?') {
       // A draining worker reloads nothing, and that is no failure of the files to retry.
-      if (stopping) send({ ecluse: 'reloaded', id, ok: null, drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest })
-      else void gateway.reload().then(({ ok }) => send({ ecluse: 'reloaded', id, ok, drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest }))
+      if (stopping) send({ ecluse: 'reloaded', id, ok: null, drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest, bootDigest: gateway.bootDigest })
+      else void gateway.reload().then(({ ok }) => send({ ecluse: 'reloaded', id, ok, drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest, bootDigest: gateway.bootDigest }))
     }
   })
 
@@ -924,7 +941,7 @@ async function runWorker(configPath: string, signals: BootSignals): Promise<void
   // A SIGHUP sent to this worker directly: its new drain deadline is all the primary needs.
   const reloadOnSignal = () => {
     if (stopping) return
-    void gateway.reload().then(() => send({ ecluse: 'drain', drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest }))
+    void gateway.reload().then(() => send({ ecluse: 'drain', drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest, bootDigest: gateway.bootDigest }))
   }
   signals.started({ reload: reloadOnSignal, stop })
   // The primary went away (crash or SIGKILL): drain and exit rather than serve unsupervised. Node's
@@ -936,6 +953,6 @@ async function runWorker(configPath: string, signals: BootSignals): Promise<void
 
   // A stop held during boot is draining already: such a worker is not ready to serve.
   if (stopping) return
-  const ready: ReadyMessage = { ecluse: 'ready', sponsorPort: gateway.sponsorPort, drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest }
+  const ready: ReadyMessage = { ecluse: 'ready', sponsorPort: gateway.sponsorPort, drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest, bootDigest: gateway.bootDigest }
   process.send?.(ready)
 }

@@ -122,6 +122,8 @@ export class Gateway {
   #reloading: Promise<ReloadResult> | undefined
   #reloadQueued: Promise<ReloadResult> | undefined
   #configDigest: string
+  /** {@link bootSettingsDigest} of the configuration this process booted with: a reload keeps it. */
+  readonly bootDigest: string
 
   private constructor(
     configPath: string,
@@ -135,6 +137,7 @@ export class Gateway {
     this.configPath = configPath
     this.#config = config
     this.#configDigest = configDigest
+    this.bootDigest = bootSettingsDigest(config)
     this.log = log
     this.metrics = metrics
     this.#upstreams = state.upstreams as Map<string, UpstreamPool>
@@ -178,6 +181,7 @@ export class Gateway {
         routes: routes.routes.length,
         loaded: loadedMaterial(tls, keySets),
         configDigest,
+        bootDigest: gateway.bootDigest,
       },
       'écluse gateway started',
     )
@@ -428,6 +432,19 @@ function warnOfFileModes(warnings: Awaited<ReturnType<typeof fileModeWarnings>>,
 /** What the metrics bind per live route: its name, and whether a transform can refuse on it. */
 function routeSeries(table: RouteTable): Array<{ name: string; transformed: boolean }> {
   return table.routes.map((r) => ({ name: r.name, transformed: r.requestTransforms.length + r.responseTransforms.length > 0 }))
+}
+
+/**
+ * A digest of the settings a reload keeps at their boot values (docs/operations.md: the listeners'
+ * addresses and limits, the sponsor TLS version floor and handshake timeout, the admin listener, the
+ * log). The files' digest does not tell two workers apart on these: one restarted after a change to
+ * them, which its siblings reloaded without applying, listens by the new values (a new address, say)
+ * with the same files (found by review). With `--workers`, each worker reports it beside its files'.
+ */
+export function bootSettingsDigest(config: Config): string {
+  const { listen, limits, tls } = config.sponsor
+  const kept = { listen, limits, minVersion: tls.minVersion, handshakeTimeoutMs: tls.handshakeTimeoutMs, admin: config.admin, log: config.log }
+  return `sha256:${createHash('sha256').update(JSON.stringify(kept)).digest('hex')}`
 }
 
 /**

@@ -84,7 +84,7 @@ t.test('the Deployment, Service and NetworkPolicy agree with the configuration',
   const ingress = policy.spec.ingress as K8s[]
   t.same(ingress.map((rule) => rule.ports.map((p: K8s) => p.port)), [[sponsorPort], [adminPort]], 'ingress on the sponsor port and the admin port, nothing else')
   t.ok(ingress.every((rule) => Array.isArray(rule.from) && rule.from.length > 0), 'each from named peers only')
-  t.same(ingress[1].from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], 'the admin port from the monitoring namespace only')
+  t.same(ingress[1].from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } }, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } }], 'the admin port from Prometheus only')
   const upstream = new URL(gateway.upstreams['trusted-sidecar'].url)
   const upstreamPort = Number(upstream.port || 443)
   const egress = policy.spec.egress as K8s[]

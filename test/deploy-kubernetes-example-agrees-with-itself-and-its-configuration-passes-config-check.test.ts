@@ -77,7 +77,7 @@ t.test('the Deployment, Service and NetworkPolicy agree with the configuration',
     'the edges come from another cloud: address blocks, none of them the whole internet',
   )
   t.equal(service.spec.externalTrafficPolicy, 'Local', 'the LoadBalancer keeps the client address the ipBlock judges')
-  t.same(rules[1].from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], 'the admin port from the monitoring namespace only')
+  t.same(rules[1].from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } }, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } }], 'the admin port from Prometheus only')
   // The pod holds the private keys and the records in plaintext: its egress is listed, not open.
   t.same(policy.spec.policyTypes, ['Ingress', 'Egress'], 'the NetworkPolicy restricts both ways')
   const egress = policy.spec.egress as K8s[]

@@ -135,6 +135,8 @@ export class SponsorListener {
   readonly #metrics: GatewayMetrics
   readonly #log: Logger
   readonly #sockets = new Set<Socket>()
+  /** `sponsor.limits.maxConnections`: a connection beyond it is closed before TLS, counted `overloaded`. */
+  readonly #maxConnections: number
   /**
    * Verified connections: through them a drain finds the responses in flight (`_httpMessage`), to make
    * those whose head is not out say `Connection: close`. Kept per connection, not per response: a
@@ -210,10 +212,7 @@ export class SponsorListener {
     // of 2000 it drops the rest from `req.headers`, a Content-Length or Transfer-Encoding among them.
     // The header block stays bounded by maxHeaderBytes.
     this.server.maxHeadersCount = 0
-    this.server.maxConnections = limits.maxConnections
-    // Node closes a connection past the cap before TLS, with no 'connection' event: count it here,
-    // or the saturation it signals shows in no metric.
-    this.server.on('drop', () => this.#metrics.requestRejected('overloaded'))
+    this.#maxConnections = limits.maxConnections
     // Counted in `#inTurn`, not by Node: past its limit Node answers a pipelined request with a bare
     // 503 of its own (no error code, not logged) after a response that said `Connection: close`.
     this.server.maxRequestsPerSocket = 0
@@ -231,7 +230,25 @@ export class SponsorListener {
     })
 
     this.server.prependListener('secureConnection', (socket: TLSSocket) => this.#onSecureConnection(socket))
-    this.server.on('connection', (socket: Socket) => this.#onConnection(socket))
+    // The cap is ours, not Node's `server.maxConnections`: in a cluster worker Node does not close a
+    // connection past it but hands it back to the primary, which offers it to the next worker, and
+    // so on while all are full: never refused nor counted, no handshake timeout, the primary and
+    // every worker spinning on it (found by review; nodejs/node#54882). So the TLS server's own
+    // 'connection' listener is called only for a connection under the cap, and one past it is
+    // closed before any TLS work, in a worker as in a single process.
+    const connectionListeners = this.server.listeners('connection')
+    if (connectionListeners.length !== 1) throw new Error(`the TLS server has ${connectionListeners.length} 'connection' listeners, expected its own one`)
+    const acceptTls = connectionListeners[0] as (socket: Socket) => void
+    this.server.removeAllListeners('connection')
+    this.server.on('connection', (socket: Socket) => {
+      if (this.#sockets.size >= this.#maxConnections) {
+        socket.destroy()
+        this.#metrics.requestRejected('overloaded')
+        return
+      }
+      acceptTls.call(this.server, socket)
+      this.#onConnection(socket)
+    })
     this.server.on('tlsClientError', (err: Error) => {
       this.#metrics.tlsHandshakeFailure('sponsor', classifyTlsFailure(err))
       this.#log.debug({ err: { code: (err as NodeJS.ErrnoException).code, message: err.message } }, 'sponsor TLS handshake failed')

@@ -18,15 +18,15 @@ if (cluster.isWorker) {
     else if (m.ecluse === 'readiness?') send({ ecluse: 'readiness', id: m.id, readiness: { ready: true, checks: { certificates: 'ok' } } })
     else if (m.ecluse === 'metrics?') send({ ecluse: 'metrics', id: m.id, metrics: [] })
     else if (m.ecluse === 'reload?') {
-      if (slot === '0') send({ ecluse: 'reloaded', id: m.id, ok: true, drainTimeoutMs: 1000, configDigest: 'B' })
+      if (slot === '0') send({ ecluse: 'reloaded', id: m.id, ok: true, drainTimeoutMs: 1000, configDigest: 'B', bootDigest: 'boot' })
       else {
-        send({ ecluse: 'reloaded', id: m.id, ok: true, drainTimeoutMs: 1000, configDigest: 'C' })
-        setTimeout(() => send({ ecluse: 'drain', drainTimeoutMs: 1000, configDigest: 'B' }), 30)
+        send({ ecluse: 'reloaded', id: m.id, ok: true, drainTimeoutMs: 1000, configDigest: 'C', bootDigest: 'boot' })
+        setTimeout(() => send({ ecluse: 'drain', drainTimeoutMs: 1000, configDigest: 'B', bootDigest: 'boot' }), 30)
       }
     }
   })
   process.on('SIGTERM', () => process.exit(0))
-  send({ ecluse: 'ready', sponsorPort: 1, drainTimeoutMs: 1000, configDigest: 'A' })
+  send({ ecluse: 'ready', sponsorPort: 1, drainTimeoutMs: 1000, configDigest: 'A', bootDigest: 'boot' })
 } else {
   const { runCluster } = await import('../../src/cluster.js')
   const busyMs = Number(process.env['BUSY_MS'] ?? 0)
