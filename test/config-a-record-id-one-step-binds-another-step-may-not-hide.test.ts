@@ -27,21 +27,21 @@ t.test('a record id bound in plaintext by one step and hidden by another of the 
       ['binder first', [bound, hider]],
     ] as const) {
       const binderAt = steps.indexOf(bound)
-      t.throws(() => compileTransformChain(steps, env, 'routes[0].transforms.response'), {
+      t.throws(() => compileTransformChain(steps, env, 'routes[0].transforms.response', 'response'), {
         code: 'config_invalid',
         message: `routes[0].transforms.response[${binderAt}].records.id: "passport" is bound in plaintext to every value this step seals, and routes[0].transforms.response[${1 - binderAt}] (${hider.type}) hides it (${hider.fields[0]}): bind the records to a member no step hides`,
       }, `${hider.type} ${hider.fields[0]}, ${order}`)
     }
   }
-  t.throws(() => compileTransformChain([hiders[0]!, bound], env, 'routes[0].transforms.request'), { code: 'config_invalid' }, 'requests alike')
+  t.throws(() => compileTransformChain([hiders[0]!, bound], env, 'routes[0].transforms.request', 'request'), { code: 'config_invalid' }, 'requests alike')
 })
 
 t.test('chains that hide nothing the binding reads still compile', async (t) => {
   const env = await keySetEnv(t)
   const byId = { ...bound, records: { pattern: '/records/*', id: 'id' } }
-  t.equal(compileTransformChain([{ type: 'seal', recipients: 'th', fields: ['/records/*/passport'] }, byId], env, 'r').length, 2, 'another member hidden')
-  t.equal(compileTransformChain([{ type: 'require-sealed', recipients: 'th', fields: ['/records/*/passport'] }, bound], env, 'r').length, 2, 'require-sealed hides nothing')
-  t.equal(compileTransformChain([{ type: 'strip', fields: ['/records/*/notes'] }, bound], env, 'r').length, 2)
+  t.equal(compileTransformChain([{ type: 'seal', recipients: 'th', fields: ['/records/*/passport'] }, byId], env, 'r', 'request').length, 2, 'another member hidden')
+  t.equal(compileTransformChain([{ type: 'require-sealed', recipients: 'th', fields: ['/records/*/passport'] }, bound], env, 'r', 'request').length, 2, 'require-sealed hides nothing')
+  t.equal(compileTransformChain([{ type: 'strip', fields: ['/records/*/notes'] }, bound], env, 'r', 'request').length, 2)
   // The other direction is another message: its steps do not hide this one's members.
-  t.equal(compileTransformChain([bound], env, 'routes[0].transforms.response').length, 1)
+  t.equal(compileTransformChain([bound], env, 'routes[0].transforms.response', 'response').length, 1)
 })

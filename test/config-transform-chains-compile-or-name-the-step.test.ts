@@ -9,7 +9,7 @@ const env: TransformEnv = { log: pino({ level: 'silent' }) }
 
 t.test('the core registers no transform', async (t) => {
   t.same(registeredTransforms(), [])
-  t.throws(() => compileTransformChain([{ type: 'seal' }], env, 'routes[0].transforms.request'), {
+  t.throws(() => compileTransformChain([{ type: 'seal' }], env, 'routes[0].transforms.request', 'request'), {
     code: 'config_invalid',
     message: 'routes[0].transforms.request[0].type: unknown transform "seal" (known: none)',
   })
@@ -30,10 +30,11 @@ t.test('a registered factory gets its step options and the env, in order', async
     ],
     env,
     'routes[0].transforms.response',
+    'response',
   )
   t.equal(chain.length, 2)
   t.same(seen, [{ tag: 'a' }, { tag: 'b', extra: [1] }], 'options without `type`')
-  t.same(compileTransformChain([], env, 'x'), [])
+  t.same(compileTransformChain([], env, 'x', 'request'), [])
 })
 
 t.test('unknown types and refused options are all listed, each prefixed with its step', async (t) => {
@@ -47,6 +48,7 @@ t.test('unknown types and refused options are all listed, each prefixed with its
       [{ type: 'test-strict', field: 'ok' }, { type: 'test-strict' }, { type: 'nope' }],
       env,
       'routes[3].transforms.request',
+      'request',
     ),
   ) as EcluseError
   t.equal(err.code, 'config_invalid')
@@ -71,11 +73,11 @@ t.test('other failures keep their code, or become internal, with the step named'
     unregisterKeys()
     unregisterBug()
   })
-  t.throws(() => compileTransformChain([{ type: 'test-keys' }], env, 'r'), {
+  t.throws(() => compileTransformChain([{ type: 'test-keys' }], env, 'r', 'request'), {
     code: 'key_material_invalid',
     message: 'r[0]: kid "k1" not in the key set',
   })
-  t.throws(() => compileTransformChain([{ type: 'test-bug' }], env, 'r'), {
+  t.throws(() => compileTransformChain([{ type: 'test-bug' }], env, 'r', 'request'), {
     code: 'internal',
     message: 'r[0]: transform "test-bug" failed to build: boom',
   })

@@ -363,8 +363,8 @@ function compileRoute(route: RouteConfig, index: number, config: Config, env: Tr
   }
   if (route.allow.length === 0) env.log.warn({ route: route.name }, 'route allows no principal: every request to it is refused')
   const routeEnv: TransformEnv = { ...env, routePath: route.path }
-  const requestTransforms = compileTransformChain(route.transforms.request, routeEnv, `${key}.transforms.request`)
-  const responseTransforms = compileTransformChain(route.transforms.response, routeEnv, `${key}.transforms.response`)
+  const requestTransforms = compileTransformChain(route.transforms.request, routeEnv, `${key}.transforms.request`, 'request')
+  const responseTransforms = compileTransformChain(route.transforms.response, routeEnv, `${key}.transforms.response`, 'response')
   // The fields that describe a body before its transforms do not cross beside the transformed one.
   for (const [direction, steps, names] of [
     ['request', requestTransforms, route.requestHeaders],

@@ -4,7 +4,7 @@
  */
 import { hiddenRecordIdProblem } from './json-fields.js'
 import { createOpenTransform } from './open.js'
-import { createOpenBodyTransform } from './open-body.js'
+import { createOpenBodyTransform, stepAfterOpenBodyProblem } from './open-body.js'
 import { registerChainCheck, registerTransform } from './registry.js'
 import { createRequireSealedTransform } from './require-sealed.js'
 import { createRequireSealedBodyTransform } from './require-sealed-body.js'
@@ -24,3 +24,5 @@ registerTransform('open-body', createOpenBodyTransform)
 registerTransform('require-sealed-body', createRequireSealedBodyTransform)
 // A record id one step binds in plaintext that another step of the same message hides.
 registerChainCheck(hiddenRecordIdProblem)
+// A step that would begin before `open-body` knows the media type it must restore.
+registerChainCheck(stepAfterOpenBodyProblem)

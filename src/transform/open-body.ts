@@ -6,6 +6,7 @@
  */
 import type { Transform } from 'node:stream'
 import { z } from 'zod'
+import type { TransformStepConfig } from '../config/schema.js'
 import { KekCache } from '../crypto/kek-cache.js'
 import type { KeySet } from '../crypto/keys.js'
 import {
@@ -51,7 +52,14 @@ const openBodyOptions = z
   .strict()
   .refine(...recordSizesAgree)
 
-/** Restores the sealed media type on the message once the stream header has been authenticated. */
+/** What `open-body` labels a body with until its header is authenticated. */
+const TYPE_UNTIL_AUTHENTICATED = 'application/octet-stream'
+
+/**
+ * Restores the sealed media type on the message once the stream header has been authenticated, if
+ * the label is still the one `open-body` put there (no step may run after it: see
+ * {@link stepAfterOpenBodyProblem}; were one to relabel the body, its label stands).
+ */
 class RestoreType {
   readonly #headers: MessageHeaders
   readonly onHeader: (info: SealedStreamInfo) => void
@@ -59,9 +67,26 @@ class RestoreType {
   constructor(headers: MessageHeaders) {
     this.#headers = headers
     this.onHeader = (info) => {
-      this.#headers['content-type'] = info.contentType
+      if (this.#headers['content-type'] === TYPE_UNTIL_AUTHENTICATED) this.#headers['content-type'] = info.contentType
     }
   }
+}
+
+/**
+ * A chain check: no step may run after `open-body` on the same message (after it in a request's
+ * list, before it in a response's). Every step begins before the body's first byte, when `open-body`
+ * does not know the media type yet (its first record is not authenticated): a step after it read a
+ * placeholder, and a `seal-body` there sealed the body as `application/octet-stream` while the
+ * restored plaintext type went out as the sealed message's `content-type`, which `seal-body` exists
+ * to hide (found by review); a field step there refused every body.
+ */
+export function stepAfterOpenBodyProblem(steps: readonly TransformStepConfig[], keyPath: string, direction: 'request' | 'response'): string | undefined {
+  const met = steps.map((step, i) => ({ step, i }))
+  if (direction === 'response') met.reverse()
+  const opened = met.findIndex(({ step }) => step.type === 'open-body')
+  const next = opened === -1 ? undefined : met[opened + 1]
+  if (next === undefined) return undefined
+  return `${keyPath}[${next.i}] (${next.step.type}) would run after ${keyPath}[${met[opened]!.i}] (open-body), which knows the body's media type only once its first record is authenticated, after every step has begun: open the body last (first in a response's list), and seal or check it again on another hop`
 }
 
 /** The `open-body` step. */
@@ -101,7 +126,7 @@ export class OpenBodyTransform implements BodyTransform {
       throw refuseAtBegin(this.#env, ctx, err)
     }
     // Until the header is authenticated the type is unknown: never pass the sealed label on.
-    ctx.headers['content-type'] = 'application/octet-stream'
+    ctx.headers['content-type'] = TYPE_UNTIL_AUTHENTICATED
     stream.once('header', new RestoreType(ctx.headers).onHeader)
     return meterBodyStream(stream, {
       direction: ctx.direction,

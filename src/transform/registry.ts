@@ -37,8 +37,9 @@ export function registerTransform(type: string, factory: TransformFactory): () =
 /**
  * A check of a whole chain (one direction of one route: one message's steps, their options as
  * configured), for what no step can judge alone. Returns why the chain is refused, or `undefined`.
+ * A request meets its steps in the listed order, a response in reverse.
  */
-export type ChainCheck = (steps: readonly TransformStepConfig[], keyPath: string) => string | undefined
+export type ChainCheck = (steps: readonly TransformStepConfig[], keyPath: string, direction: 'request' | 'response') => string | undefined
 
 const chainChecks = new Set<ChainCheck>()
 
@@ -62,12 +63,13 @@ export function registeredTransforms(): string[] {
  *   with the step's key path (`routes[0].transforms.request[1].type: unknown transform "x" (known: …)`);
  *   other codes a factory throws (e.g. `key_material_invalid`) keep their code and get the prefix.
  * @example
- * const request = compileTransformChain(route.transforms.request, env, `routes[${i}].transforms.request`)
+ * const request = compileTransformChain(route.transforms.request, env, `routes[${i}].transforms.request`, 'request')
  */
 export function compileTransformChain(
   steps: readonly TransformStepConfig[],
   env: TransformEnv,
   keyPath: string,
+  direction: 'request' | 'response',
 ): BodyTransform[] {
   const chain: BodyTransform[] = []
   const problems: string[] = []
@@ -99,7 +101,7 @@ export function compileTransformChain(
   })
   if (problems.length > 0) throw new EcluseError('config_invalid', problems.join('\n'))
   for (const check of chainChecks) {
-    const problem = check(steps, keyPath)
+    const problem = check(steps, keyPath, direction)
     if (problem !== undefined) problems.push(problem)
   }
   if (problems.length > 0) throw new EcluseError('config_invalid', problems.join('\n'))
