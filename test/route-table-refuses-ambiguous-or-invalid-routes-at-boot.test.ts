@@ -107,6 +107,9 @@ t.test('found by a review of headers: reserved names in any spelling, and fields
   }
   boots(t, [{ name: 'r', path: '/a', transforms: strip, responseHeaders: ['content-disposition'] }], 'a file name beside a JSON step')
   t.match(transformedBodyHeaderRefusal('response', 'content-disposition', true), /says what a body sealed by seal-body is/, 'but not beside a seal-body step')
+  // Found by review: the representation's URL names the file as well as its name does.
+  t.match(transformedBodyHeaderRefusal('response', 'content-location', true), /says what a body sealed by seal-body is/, 'nor its location')
+  t.equal(transformedBodyHeaderRefusal('response', 'content-location', false), null, 'which a JSON step leaves to the route')
   const generated = generateKeySet()
   const sealing = (headers: string[], direction: 'request' | 'response' = 'response') =>
     compileRouteTable(

@@ -178,7 +178,8 @@ const PLAINTEXT_DESCRIBING_RESPONSE_HEADERS: ReadonlySet<string> = new Set([
 ])
 /** Prefixes of such fields: S3's per-algorithm checksums (`x-amz-checksum-sha256`, `-crc32`, …), Artifactory's `x-checksum-*`. */
 const PLAINTEXT_DESCRIBING_RESPONSE_PREFIXES: readonly string[] = ['x-amz-checksum-', 'x-checksum-']
-const SEALED_BODY_DESCRIBING_RESPONSE_HEADERS: ReadonlySet<string> = new Set(['content-disposition'])
+/** Beside a `seal-body`: a file name (`content-disposition`) or the URL of the representation (`content-location`, found by review). */
+const SEALED_BODY_DESCRIBING_RESPONSE_HEADERS: ReadonlySet<string> = new Set(['content-disposition', 'content-location'])
 
 /**
  * Why a route whose `direction` goes through transforms may not add the field `name` to that
