@@ -241,7 +241,7 @@ export class SponsorListener {
     const acceptTls = connectionListeners[0] as (socket: Socket) => void
     this.server.removeAllListeners('connection')
     this.server.on('connection', (socket: Socket) => {
-      if (this.#sockets.size >= this.#maxConnections) {
+      if (this.#atConnectionCap()) {
         socket.destroy()
         this.#metrics.requestRejected('overloaded')
         return
@@ -411,6 +411,18 @@ export class SponsorListener {
   /** The idle timeout this listener runs with: its boot configuration's (a reload does not change it). */
   get idleTimeoutMs(): number {
     return this.#config.limits.idleTimeoutMs
+  }
+
+  /**
+   * Whether `maxConnections` connections are open. A connection is gone once destroyed (as Node counts
+   * `server.maxConnections`), though its socket says `close` only after libuv has closed it: a
+   * connection accepted in between must not be refused for it. Counted only at the cap.
+   */
+  #atConnectionCap(): boolean {
+    if (this.#sockets.size < this.#maxConnections) return false
+    let open = 0
+    for (const socket of this.#sockets) if (!socket.destroyed) open++
+    return open >= this.#maxConnections
   }
 
   get openConnections(): number {

@@ -236,6 +236,12 @@ class Exchange implements WatchedUpload {
   #code: ErrorCode | undefined
   #aborted = false
   #forwarded = false
+  /**
+   * The response's transform stages and their hold, while they run. A client that goes away after
+   * the upstream body has ended aborts nothing upstream: they are destroyed then, rather than left to
+   * work on for no one with their keys live until they drain or are collected (found by review).
+   */
+  #responseStages: readonly Duplex[] = []
 
   constructor(proxy: ProxyHandler, state: ProxyState, req: IncomingMessage, res: ServerResponse) {
     this.#proxy = proxy
@@ -358,7 +364,9 @@ class Exchange implements WatchedUpload {
     if (expectContinue) res.writeContinue()
     // A client that goes away aborts the upstream request (and with it the upstream body).
     res.once('close', () => {
-      if (!res.writableFinished) this.#abort.abort()
+      if (res.writableFinished) return
+      this.#abort.abort()
+      for (const stage of this.#responseStages) stage.destroy()
     })
     if (!hasBody && !(declaresContent(req) && route.requestTransforms.some((step) => step.wholeBody === true))) {
       this.#forward(upstream, route, target, headers, null)
@@ -623,7 +631,11 @@ class Exchange implements WatchedUpload {
     // leaves a clean 502 possible. A body complete within it goes out with its length, in one write.
     const status = upstreamRes.statusCode
     const hold = new HoldBack(route.responseHoldBytes, (whole) => {
-      if (this.#clientGone()) return
+      // Gone, or answered meanwhile (the upload-rate guard's 408): nothing of this body may follow.
+      if (this.#clientGone() || this.#code !== undefined || res.headersSent) {
+        hold.destroy()
+        return
+      }
       if (whole !== undefined) {
         headers['content-length'] = String(whole.length)
         res.writeHead(status, headers)
@@ -637,6 +649,7 @@ class Exchange implements WatchedUpload {
       })
       hold.pipe(res)
     })
+    this.#responseStages = [...stages, hold]
     chain([upstreamBody, ...stages, hold], (err, origin) => {
       // A stage that failed with an error of its own (a bug, a stream misuse): the response fails
       // closed all the same, blamed on the gateway, not on the upstream.
