@@ -18,6 +18,12 @@ t.test('the sponsor client certificate names its URI SAN, CN and OU', async (t) 
     'uri:spiffe://sponsor.test/accreditation-app',
   ])
   t.ok(Object.isFrozen(principal))
+  // Cached and shared by every connection of the certificate: its attributes cannot change either.
+  const attributes = principal.attributes as Set<string>
+  t.throws(() => attributes.add('uri:spiffe://sponsor.test/admin'), TypeError)
+  t.throws(() => attributes.delete('ou:accreditation'), TypeError)
+  t.throws(() => attributes.clear(), TypeError)
+  t.equal(principal.attributes.size, 3, 'unchanged')
 })
 
 t.test('the id is uri:<the URI SAN>, else dns:<first DNS SAN>, else cn:<CN>', async (t) => {

@@ -45,6 +45,28 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 /** A general-name type as Node prints it: `URI`, `DNS`, `IP Address`, `email`, `DirName`, … */
 const SAN_TYPE = /^[A-Za-z][A-Za-z ]*$/
 
+/**
+ * The attributes of a principal: a Set that refuses every change once built. A principal is cached
+ * and shared by every connection of its certificate, and handed to each request's transforms (plug-ins
+ * among them): a change made through one request must not widen what the next one is allowed.
+ */
+class Attributes extends Set<string> {
+  constructor(values: Iterable<string>) {
+    super()
+    for (const value of values) super.add(value)
+    Object.freeze(this)
+  }
+  override add(): this {
+    throw new TypeError('a principal\'s attributes cannot change')
+  }
+  override delete(): boolean {
+    throw new TypeError('a principal\'s attributes cannot change')
+  }
+  override clear(): void {
+    throw new TypeError('a principal\'s attributes cannot change')
+  }
+}
+
 /** Insertion-ordered Map as an LRU: a hit is re-inserted at the end, the oldest is evicted first. */
 const cache = new Map<string, Principal>()
 
@@ -158,7 +180,7 @@ function derive(cert: X509Certificate): Principal {
   // to the upstream and in the logs, as they are to the ACLs.
   const id = firstUri !== undefined ? `uri:${firstUri}` : firstDns !== undefined ? `dns:${firstDns}` : cn === undefined ? undefined : `cn:${cn}`
   if (id === undefined) refuse('no URI SAN, DNS SAN or subject CN')
-  return Object.freeze({ id, attributes })
+  return Object.freeze({ id, attributes: new Attributes(attributes) })
 }
 
 function parse(der: Buffer): X509Certificate {
