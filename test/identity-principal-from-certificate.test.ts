@@ -23,6 +23,7 @@ t.test('the sponsor client certificate names its URI SAN, CN and OU', async (t) 
   t.throws(() => attributes.add('uri:spiffe://sponsor.test/admin'), TypeError)
   t.throws(() => attributes.delete('ou:accreditation'), TypeError)
   t.throws(() => attributes.clear(), TypeError)
+  t.throws(() => Set.prototype.add.call(principal.attributes, 'uri:spiffe://sponsor.test/admin'), TypeError, 'nor through Set’s own methods')
   t.equal(principal.attributes.size, 3, 'unchanged')
 })
 
@@ -127,17 +128,28 @@ t.test('found by review: a host-name CN beside DNS SANs it is not one of is no c
   t.strictSame(attributes({ commonName: 'Agence Écluse.ops', dnsNames: ['x.team-a.test'] }), ['cn:Agence Écluse.ops', 'dns:x.team-a.test'])
 })
 
-t.test('found by review: a host name with a trailing dot, which OpenSSL checks against no name constraint, names no one', async (t) => {
-  const principal = (spec: { commonName: string; dnsNames?: string[]; uris?: string[]; ips?: string[] }) =>
+t.test('found by review: a host name with a trailing dot, which OpenSSL checks against no name constraint, refuses the certificate', async (t) => {
+  const principal = (spec: { commonName: string; dnsNames?: string[]; uris?: string[]; ips?: string[]; organizationalUnit?: string }) =>
     principalFromCertificate(der(issueCertificate(pki.sponsorCa, { ...spec, usage: 'client', keyPem }).certPem))
-  // As a CN: no attribute, with DNS SANs or without, even beside the same name without the dot.
-  t.strictSame([...principal({ commonName: 'admin.team-b.test.', ips: ['192.0.2.10'] }).attributes], [])
-  t.strictSame([...principal({ commonName: 'admin.team-b.test.', uris: ['spiffe://sponsor.test/a'] }).attributes], ['uri:spiffe://sponsor.test/a'])
-  t.strictSame([...principal({ commonName: 'x.team-a.test.', dnsNames: ['x.team-a.test'] }).attributes], ['dns:x.team-a.test'])
+  // As a CN: with SANs or without (where it would have been the id, sent upstream), even beside the
+  // same name without the dot.
+  for (const spec of [
+    { commonName: 'admin.team-b.test.', ips: ['192.0.2.10'], organizationalUnit: 'ops' },
+    { commonName: 'admin.team-b.test.', uris: ['spiffe://sponsor.test/a'] },
+    { commonName: 'x.team-a.test.', dnsNames: ['x.team-a.test'] },
+  ]) {
+    t.throws(() => principal(spec), { code: 'forbidden', message: /subject CN: a host name ending with a dot/ }, JSON.stringify(spec))
+  }
   // A CN that is no host name keeps its final dot (an organisation's name).
   t.strictSame([...principal({ commonName: 'Acme Inc.', ips: ['192.0.2.10'] }).attributes], ['cn:Acme Inc.'])
-  // As a DNS SAN: the certificate is refused.
+  // As a DNS SAN, or as the host of a URI SAN (OpenSSL's URI constraints skip it too).
   t.throws(() => principal({ commonName: 'app', dnsNames: ['x.team-a.test', 'admin.team-b.test.'] }), { code: 'forbidden', message: /DNS subjectAltName ending with a dot/ })
+  for (const uri of ['spiffe://admin.team-b.test./x', 'https://admin.team-b.test.:8443/x', 'https://u@admin.team-b.test.', 'spiffe://admin.team-b.test.?q']) {
+    t.throws(() => principal({ commonName: 'app', uris: [uri] }), { code: 'forbidden', message: /URI subjectAltName whose host ends with a dot/ }, uri)
+  }
+  // Dots elsewhere in a URI are no host's.
+  t.equal(principal({ commonName: 'app', uris: ['spiffe://sponsor.test/a.b./c.'] }).id, 'uri:spiffe://sponsor.test/a.b./c.')
+  t.equal(principal({ commonName: 'app', uris: ['urn:example:a.'] }).id, 'uri:urn:example:a.')
 })
 
 t.test('certificates naming their holder differently never share an id', async (t) => {

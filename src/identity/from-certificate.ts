@@ -40,30 +40,46 @@ const LOOSE_JOINER = new RegExp(String.raw`(?<!${JOINING})[\u200c\u200d]|[\u200c
  * (x509/v3_ncons.c `cn2dnsid`): letters, digits and `_` in labels, inner `-`, and at least one dot.
  */
 const HOST_NAME_CN = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)+$/
+/** A URI whose authority's host ends with a dot (`scheme://[user@]host.[:port]`): OpenSSL's URI constraints skip it. */
+const URI_HOST_WITH_TRAILING_DOT = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/(?:[^/?#@]*@)?[^/?#@:]*\.(?::[0-9]*)?(?:[/?#]|$)/
 /** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 /** A general-name type as Node prints it: `URI`, `DNS`, `IP Address`, `email`, `DirName`, … */
 const SAN_TYPE = /^[A-Za-z][A-Za-z ]*$/
 
 /**
- * The attributes of a principal: a Set that refuses every change once built. A principal is cached
- * and shared by every connection of its certificate, and handed to each request's transforms (plug-ins
- * among them): a change made through one request must not widen what the next one is allowed.
+ * The attributes of a principal, which no one can change once built: a principal is cached and
+ * shared by every connection of its certificate, and handed to each request's transforms (plug-ins
+ * among them), so a change made through one request would widen what the next is allowed. Not a
+ * Set, whose methods called on it (`Set.prototype.add.call`) would still change it (found by review).
  */
-class Attributes extends Set<string> {
+class Attributes implements ReadonlySet<string> {
+  readonly #values: Set<string>
+
   constructor(values: Iterable<string>) {
-    super()
-    for (const value of values) super.add(value)
+    this.#values = new Set(values)
     Object.freeze(this)
   }
-  override add(): this {
-    throw new TypeError('a principal\'s attributes cannot change')
+  get size(): number {
+    return this.#values.size
   }
-  override delete(): boolean {
-    throw new TypeError('a principal\'s attributes cannot change')
+  has(value: string): boolean {
+    return this.#values.has(value)
   }
-  override clear(): void {
-    throw new TypeError('a principal\'s attributes cannot change')
+  forEach(fn: (value: string, key: string, set: ReadonlySet<string>) => void, thisArg?: unknown): void {
+    for (const value of this.#values) fn.call(thisArg, value, value, this)
+  }
+  entries(): SetIterator<[string, string]> {
+    return this.#values.entries()
+  }
+  keys(): SetIterator<string> {
+    return this.#values.keys()
+  }
+  values(): SetIterator<string> {
+    return this.#values.values()
+  }
+  [Symbol.iterator](): SetIterator<string> {
+    return this.#values.values()
   }
 }
 
@@ -141,6 +157,9 @@ function derive(cert: X509Certificate): Principal {
       if (type !== 'URI' && type !== 'DNS') continue // IP, email, othername…: not matchable identities
       if (!SAN_VALUE.test(value)) refuse(`invalid ${type} subjectAltName`)
       if (type === 'URI') {
+        // As for a DNS SAN below: a host ending with a dot (`spiffe://admin.team-b.test./x`) matches no
+        // URI name constraint, so an excluded `.team-b.test` let it through (found by review).
+        if (URI_HOST_WITH_TRAILING_DOT.test(value)) refuse('URI subjectAltName whose host ends with a dot')
         // A SPIFFE SVID carries exactly one. With two, a route could admit the holder as the second
         // while the principal header named the first: which names the holder would be a guess.
         if (firstUri !== undefined && firstUri !== value) refuse('more than one URI subjectAltName')
@@ -169,10 +188,10 @@ function derive(cert: X509Certificate): Principal {
   // `.team-a.test` could issue `CN=admin.team-b.test` with `DNS:x.team-a.test`, and a `cn:` route
   // would take it (found by review): such a CN is no attribute unless it is one of the DNS SANs.
   // One with a trailing dot (`admin.team-b.test.`) OpenSSL never reads as a host name, so never
-  // checks, and an upstream that drops the dot would read the other name: it is no attribute either.
-  const unchecked =
-    cn !== undefined &&
-    ((dnsNames.size > 0 && HOST_NAME_CN.test(cn) && !dnsNames.has(cn.toLowerCase())) || (cn.endsWith('.') && HOST_NAME_CN.test(cn.slice(0, -1))))
+  // checks, and an upstream that drops the dot would read the name a constraint excluded: such a
+  // certificate is refused, since the CN could name its holder (found by review: it did, as the id).
+  if (cn !== undefined && cn.endsWith('.') && HOST_NAME_CN.test(cn.slice(0, -1))) refuse('subject CN: a host name ending with a dot')
+  const unchecked = cn !== undefined && dnsNames.size > 0 && HOST_NAME_CN.test(cn) && !dnsNames.has(cn.toLowerCase())
   if (cn !== undefined && !unchecked) attributes.add(`cn:${cn}`)
   for (const ou of subjectValues(subject, 'OU')) attributes.add(`ou:${ou}`)
 
