@@ -435,15 +435,17 @@ function routeSeries(table: RouteTable): Array<{ name: string; transformed: bool
 }
 
 /**
- * A digest of the settings a reload keeps at their boot values (docs/operations.md: the listeners'
- * addresses and limits, the sponsor TLS version floor and handshake timeout, the admin listener, the
- * log). The files' digest does not tell two workers apart on these: one restarted after a change to
- * them, which its siblings reloaded without applying, listens by the new values (a new address, say)
- * with the same files (found by review). With `--workers`, each worker reports it beside its files'.
+ * A digest of the settings a reload keeps at their boot values that decide how the sponsor listener
+ * serves (docs/operations.md): its address, its limits, its TLS version floor and handshake timeout.
+ * The files' digest does not tell two workers apart on these: one restarted after a change to them,
+ * which its siblings reloaded without applying, listens by the new values (a new address, say) with
+ * the same files (found by review). With `--workers`, each worker reports it beside its files'. Not
+ * the admin listener (the primary's alone) nor the log level, which change no answer (found by
+ * re-review: they made workers that serve alike diverge).
  */
 export function bootSettingsDigest(config: Config): string {
   const { listen, limits, tls } = config.sponsor
-  const kept = { listen, limits, minVersion: tls.minVersion, handshakeTimeoutMs: tls.handshakeTimeoutMs, admin: config.admin, log: config.log }
+  const kept = { listen, limits, minVersion: tls.minVersion, handshakeTimeoutMs: tls.handshakeTimeoutMs }
   return `sha256:${createHash('sha256').update(JSON.stringify(kept)).digest('hex')}`
 }
 

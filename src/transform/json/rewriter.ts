@@ -593,6 +593,11 @@ export class JsonRewriteEngine<R = unknown> {
     }
   }
 
+  /** Bytes of output produced and not taken yet. */
+  get outputBytes(): number {
+    return this.outLen
+  }
+
   /** Takes the output produced so far (one buffer, or `null`). */
   takeOutput(): Buffer | null {
     const out = this.out
@@ -1541,16 +1546,26 @@ export class JsonRewriteEngine<R = unknown> {
   }
 }
 
+/**
+ * Output of one chunk past which the rewriter hands it on while an action is pending, rather than
+ * at the chunk's end. Far above what a chunk of records makes (64 KiB of 1 KiB records with six
+ * sealed fields: ≈ 160 KB), so that a short body refused at its end is still refused before any of
+ * it went out, inside a response's hold window (found by re-review: pushing at every pause sent the
+ * status line of such a body, then aborted it); and a bound on what a chunk of many small values
+ * holds (64 KiB of `[1,1,…]` sealed: ≈ 13 MB).
+ */
+export const PUSH_WHILE_PENDING_BYTES = 1024 * 1024
+
 /** `JsonRewriter`'s "no action result is waiting for the reader". */
 const NOT_PARKED: unique symbol = Symbol('not parked')
 
 /**
  * The rewriter as a `Transform` (bytes in, bytes out). Back-pressure is the stream's: a chunk's
  * callback is called once its output is pushed, and not before an asynchronous action settles.
- * While an action is pending, the output produced so far goes out, and the engine resumes only once
- * the reader has room for more: a chunk of many small values grows ~185 × when each is sealed
- * (64 KiB of `[1,1,…]` under `/*`: 12 MB), and holding a chunk's whole output made memory follow
- * its number of values, not the configuration (found by review).
+ * While an action is pending, the output produced so far goes out once it passes
+ * {@link PUSH_WHILE_PENDING_BYTES}, and the engine resumes only once the reader has room for more: a
+ * small value grows ≈ 200 × when sealed (`1` becomes ≈ 420 bytes), and holding a chunk's whole
+ * output made memory follow its number of values, not the configuration (found by review).
  * Any refusal destroys the stream with an `EcluseError`.
  */
 export class JsonRewriter<R = unknown> extends Transform {
@@ -1600,9 +1615,8 @@ export class JsonRewriter<R = unknown> extends Transform {
       return
     }
     this.#cb = cb
-    // What the engine has emitted is final (held bytes stay in the engine): it can go now.
-    const out = this.#engine.takeOutput()
-    this.#readerFull = out !== null && !this.push(out)
+    // What the engine has emitted is final (held bytes stay in the engine): past the bound, it goes now.
+    if (this.#engine.outputBytes >= PUSH_WHILE_PENDING_BYTES) this.#readerFull = !this.push(this.#engine.takeOutput())
     p.then(this.#onSettled, this.#onRejected)
   }
 
