@@ -46,3 +46,45 @@ t.test('a KeyUnwrapper’s erase zeroes the KEK it was given', async (t) => {
   unwrapper.erase()
   t.ok(kek.equals(Buffer.alloc(32)), 'all zero')
 })
+
+/**
+ * Found by review: zeroing our copy of a KEK left OpenSSL's (the key schedule in the cipher
+ * context) in memory until a garbage collection. An erase now ends the context (`final()`), which
+ * frees it and makes OpenSSL cleanse the key: it can do nothing more.
+ */
+t.test('an erase ends the cipher context that holds the KEK: the wrapper or unwrapper can do nothing more', async (t) => {
+  const { KeyWrapper } = await import('../src/crypto/kdf.js')
+  const wrapper = new KeyWrapper(randomBytes(32))
+  t.equal(wrapper.wrap256(randomBytes(32), 1).length, 40, 'wraps before')
+  wrapper.erase()
+  t.throws(() => wrapper.wrap256(randomBytes(32), 1), 'its context is gone')
+
+  // An unwrapper's context is reached through the Decipher prototype: each `final()` is counted.
+  const { createDecipheriv } = await import('node:crypto')
+  const proto = Object.getPrototypeOf(createDecipheriv('id-aes256-wrap', randomBytes(32), Buffer.alloc(8, 0xa6))) as { final: (...a: unknown[]) => unknown }
+  const final = proto.final
+  let ended = 0
+  proto.final = function (this: unknown, ...a: unknown[]) {
+    ended++
+    return final.apply(this, a)
+  }
+  t.teardown(() => {
+    proto.final = final
+  })
+  const unwrapper = new KeyUnwrapper(randomBytes(32))
+  t.equal(unwrapper.unwrap256(randomBytes(40)), undefined, 'a wrong key: refused, its context ended and replaced')
+  t.equal(ended, 1)
+  unwrapper.unwrap256(randomBytes(40))
+  t.equal(ended, 2)
+  const kept = new KeyUnwrapper(randomBytes(32))
+  kept.unwrap256(Buffer.alloc(39))
+  kept.erase()
+  t.equal(ended, 2, 'no context made, none to end')
+  // One that unwrapped: a real wrap of a key under its KEK.
+  const kek = randomBytes(32)
+  const wrapped = new KeyWrapper(kek).wrap256(randomBytes(32), 1)
+  const used = new KeyUnwrapper(Buffer.from(kek))
+  t.equal(used.unwrap256(wrapped)?.length, 32)
+  used.erase()
+  t.equal(ended, 3, 'its erase ends its context')
+})

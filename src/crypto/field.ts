@@ -249,6 +249,7 @@ export class SealWindow {
   /** Ends the window (evicted, expired): unused CEKs are erased, the KEK dropped. */
   retire(): void {
     this.ceks.fill(0)
+    this.#wrapper?.erase()
     this.#wrapper = undefined
     this.#left = 0
   }

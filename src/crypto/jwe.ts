@@ -451,9 +451,11 @@ export function sealCompactOnce(
       header += headerEnd(undefined)
     } else {
       const a = agree(key, seam?.ephemeral)
+      const wrapper = new KeyWrapper(a.kek)
       try {
-        ek = new KeyWrapper(a.kek).wrap256(cek, 1)
+        ek = wrapper.wrap256(cek, 1)
       } finally {
+        wrapper.erase()
         a.kek.fill(0)
       }
       header += headerEnd(a.epk)
@@ -487,7 +489,8 @@ export function openParsedOnce(p: ParsedCompact): Buffer {
   }
   const kek = deriveKek(p)
   if (kek === undefined) openFailed('key agreement failed')
-  const cek = new KeyUnwrapper(kek).unwrap256(p.ek)
-  kek.fill(0)
+  const unwrapper = new KeyUnwrapper(kek)
+  const cek = unwrapper.unwrap256(p.ek)
+  unwrapper.erase()
   return decryptWithCek(p, cek ?? randomBytes(GCM.cekBytes), cek !== undefined, 'key unwrap failed')
 }

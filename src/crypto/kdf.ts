@@ -55,6 +55,11 @@ export class KeyWrapper {
     this.#ecb.setAutoPadding(false)
   }
 
+  /** Frees OpenSSL's copy of the KEK now (see {@link endContext}); the wrapper wraps nothing more. */
+  erase(): void {
+    endContext(this.#ecb)
+  }
+
   /**
    * Wrap `count` 32-byte keys laid end to end in `keys`; returns `count` 40-byte wrapped keys end to
    * end.
@@ -151,14 +156,30 @@ export class KeyUnwrapper {
       const out = ctx.update(wrapped)
       return out.length === 32 ? out : undefined
     } catch {
+      endContext(ctx)
       this.#ctx = undefined
       return undefined
     }
   }
 
-  /** Zeroes the KEK once the unwrapper is no longer used (OpenSSL's copy in its context cannot be). */
+  /** Zeroes the KEK, and frees OpenSSL's copy of it, once the unwrapper is no longer used. */
   erase(): void {
     this.#kek.fill(0)
+    if (this.#ctx !== undefined) endContext(this.#ctx)
     this.#ctx = undefined
+  }
+}
+
+/**
+ * Ends a cipher context now: `final()` makes Node free OpenSSL's context, which cleanses the key
+ * schedule it holds. Dropped without it, the context (and the KEK in it) stayed in memory until a
+ * garbage collection, whatever the docs said of an erased KEK (found by review). Its output, and an
+ * error of a context left mid-operation, are of no use.
+ */
+function endContext(ctx: Cipher | Decipher): void {
+  try {
+    ctx.final()
+  } catch {
+    // freed all the same
   }
 }
