@@ -51,3 +51,45 @@ t.test('a chunk of more values than VALUES_BETWEEN_YIELDS lets a queued timer ru
   t.equal(few.output, '[]')
   t.notOk(few.timerRanFirst, 'a chunk of fewer values is worked on in one go, as before')
 })
+
+/**
+ * Found by review: with RSA keys a value costs milliseconds to open, and 256 of them (the count
+ * between yields) held the event loop for seconds. A step also lets it run once a chunk's
+ * cryptography has taken `CRYPTO_SECONDS_BETWEEN_YIELDS`.
+ */
+t.test('a chunk of values whose opening takes long lets a queued timer run before its output, however few they are', async (t) => {
+  const { FieldSealer } = await import('../src/crypto/field.js')
+  const { generateKeySet, parseKeySet } = await import('../src/crypto/keys.js')
+  const { createOpenTransform } = await import('../src/transform/open.js')
+  const { CRYPTO_SECONDS_BETWEEN_YIELDS } = await import('../src/transform/json-fields.js')
+  const generated = generateKeySet({ alg: 'RSA-OAEP-256' })
+  const env = { log, keySets: new Map([['rsa', parseKeySet(generated.privateJwks, { requirePrivate: true })]]) }
+  const count = 12
+  const sealer = new FieldSealer(parseKeySet(generated.publicJwks, { publicOnly: true }), { route: 'r' })
+  const body = Buffer.from(`[${Array.from({ length: count }, (_, i) => JSON.stringify(sealer.seal(Buffer.from('1'), { ptr: `/${i}` }))).join(',')}]`)
+  const step = createOpenTransform({ keys: 'rsa', fields: ['/*'] }, env)
+  const stream = step.begin({ direction: 'request', routeName: 'r', path: '/', requestId: 'x', principal: { id: 'uri:x' } as never, headers: { 'content-type': 'application/json' }, log })!
+  let timerRan = false
+  let timerRanFirst = false
+  setImmediate(() => {
+    timerRan = true
+  })
+  const started = performance.now()
+  const out: Buffer[] = []
+  await pipeline(
+    Readable.from([body]),
+    stream,
+    new Writable({
+      write: (c: Buffer, _e, cb) => {
+        timerRanFirst = timerRan
+        out.push(c)
+        cb()
+      },
+    }),
+  )
+  const seconds = (performance.now() - started) / 1000
+  t.equal(Buffer.concat(out).toString(), `[${Array(count).fill('1').join(',')}]`, 'every value opened')
+  t.ok(count < VALUES_BETWEEN_YIELDS, 'fewer values than the count between yields')
+  t.ok(seconds > CRYPTO_SECONDS_BETWEEN_YIELDS, `but more cryptography than its bound (${seconds.toFixed(3)} s)`)
+  t.ok(timerRanFirst, 'the event loop ran while the chunk was being worked on')
+})

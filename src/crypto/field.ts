@@ -9,6 +9,7 @@ import { createCipheriv, randomBytes, randomFillSync } from 'node:crypto'
 import { EcluseError } from '../errors.js'
 import { CONTENT_ENCRYPTION } from './algorithms.js'
 import { b64uDecode, b64uDecodedLength, b64uDecodeInto, b64uLength, b64uWrite } from './base64url.js'
+import { isUsableEpk } from './epk-check.js'
 import {
   type Agreement,
   agree,
@@ -23,6 +24,7 @@ import {
   headerWithClaims,
   MAX_CLAIM_BYTES,
   MAX_PROTECTED_CHARS,
+  openFailed,
   parseCompact,
   rsaWrap,
   sealCompactOnce,
@@ -855,7 +857,7 @@ function canonicalFor(keys: KeySet): CanonicalHeaders {
  */
 export function isSealedFor(jwe: unknown, keys: KeySet, expected: OpenExpectation, maxSealedChars = DEFAULT_MAX_SEALED_CHARS): boolean {
   try {
-    partsOf(jwe, keys, canonicalFor(keys), expected, maxSealedChars, false)
+    assertSealedFor(jwe, keys, expected, maxSealedChars)
     return true
   } catch {
     return false
@@ -864,5 +866,6 @@ export function isSealedFor(jwe: unknown, keys: KeySet, expected: OpenExpectatio
 
 /** As `isSealedFor`, but throws `EcluseError('open_failed')` with the reason as detail, for the log. */
 export function assertSealedFor(jwe: unknown, keys: KeySet, expected: OpenExpectation, maxSealedChars = DEFAULT_MAX_SEALED_CHARS): void {
-  partsOf(jwe, keys, canonicalFor(keys), expected, maxSealedChars, false)
+  const { epk } = partsOf(jwe, keys, canonicalFor(keys), expected, maxSealedChars, false)
+  if (epk !== undefined && !isUsableEpk(epk)) openFailed('epk is no point an agreement can use (off the curve, or of small order)')
 }

@@ -22,7 +22,8 @@ export const NO_AGREEMENT_LEFT = 'a key agreement beyond the bound of its messag
 /**
  * Derived KEKs of one private key set, by `(kid, alg, epk, apu, apv)`, FIFO and bounded. A KEK
  * enters the cache only after it has opened a value (unwrap and tag both verified), so the cache
- * cannot be filled with junk for free. Any failure is `EcluseError('open_failed')`.
+ * cannot be filled with junk for free (values really sealed under keys of their own do fill it, and
+ * evict what other traffic cached). Any failure is `EcluseError('open_failed')`.
  */
 export class KekCache {
   /** The key set whose KEKs these are: parts parsed against another set are refused. */

@@ -190,7 +190,7 @@ function derive(cert: X509Certificate): Principal {
   // One with a trailing dot (`admin.team-b.test.`) OpenSSL never reads as a host name, so never
   // checks, and an upstream that drops the dot would read the name a constraint excluded: such a
   // certificate is refused, since the CN could name its holder (found by review: it did, as the id).
-  if (cn !== undefined && cn.endsWith('.') && HOST_NAME_CN.test(cn.slice(0, -1))) refuse('subject CN: a host name ending with a dot')
+  if (cn?.endsWith('.') && HOST_NAME_CN.test(cn.slice(0, -1))) refuse('subject CN: a host name ending with a dot')
   const unchecked = cn !== undefined && dnsNames.size > 0 && HOST_NAME_CN.test(cn) && !dnsNames.has(cn.toLowerCase())
   if (cn !== undefined && !unchecked) attributes.add(`cn:${cn}`)
   for (const ou of subjectValues(subject, 'OU')) attributes.add(`ou:${ou}`)

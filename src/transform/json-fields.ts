@@ -421,6 +421,13 @@ export function recordClaim(target: JsonTarget<FieldRule>, recordPattern: string
  * about a sixth of bulk-seal's fields per CPU-second (docs/benchmarks.md).
  */
 export const VALUES_BETWEEN_YIELDS = 256
+/**
+ * Seconds of a step's cryptography after which it lets the event loop run, however few values that
+ * took: with RSA keys a value costs 4–30 ms to open (3072- to 8192-bit keys), and 256 of them held
+ * every other connection for seconds (found by review). Counted per chunk, as the values are: a chunk
+ * of X25519 values (≈ 10 µs each) reaches 256 values first.
+ */
+export const CRYPTO_SECONDS_BETWEEN_YIELDS = 0.01
 
 /**
  * One message's field work: the action the rewriter calls, and plain-number tallies that the
@@ -433,21 +440,28 @@ export abstract class FieldMessage {
   bytes = 0
   seconds = 0
   #sinceYield = 0
+  #secondsAtYield = 0
   /**
    * Bound once per message: the rewriter's only per-message closure. Every
-   * {@link VALUES_BETWEEN_YIELDS}th action of a chunk is handed back after the event loop has run
-   * (the rewriter awaits it and goes on where it was).
+   * {@link VALUES_BETWEEN_YIELDS}th action of a chunk, or the first after
+   * {@link CRYPTO_SECONDS_BETWEEN_YIELDS} of its cryptography, is handed back after the event loop
+   * has run (the rewriter awaits it and goes on where it was).
    */
   readonly onValue: JsonValueHandler<FieldRule> = (target) => {
     const action = this.act(target)
-    if (++this.#sinceYield < VALUES_BETWEEN_YIELDS) return action
+    if (++this.#sinceYield < VALUES_BETWEEN_YIELDS && this.seconds - this.#secondsAtYield < CRYPTO_SECONDS_BETWEEN_YIELDS) return action
     this.#sinceYield = 0
+    this.#secondsAtYield = this.seconds
     return new Promise((resolve) => setImmediate(resolve, action))
   }
 
-  /** A new chunk begins: its values are counted from 0 (see {@link VALUES_BETWEEN_YIELDS}). */
+  /**
+   * A new chunk begins: its values and seconds are counted from 0 (see {@link VALUES_BETWEEN_YIELDS}
+   * and {@link CRYPTO_SECONDS_BETWEEN_YIELDS}; counted per message, they made bulk bodies wait).
+   */
   chunkBegins(): void {
     this.#sinceYield = 0
+    this.#secondsAtYield = this.seconds
   }
   protected abstract act(target: JsonTarget<FieldRule>): 'keep' | 'remove' | { replace: string | Uint8Array }
 }

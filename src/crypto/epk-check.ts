@@ -1,0 +1,75 @@
+/**
+ * Public checks of a sealed value's ephemeral key (`epk`), for a gateway that holds public keys only
+ * (`require-sealed`): that it is a point some opener could agree with. The opener finds out by its
+ * agreement; the check cannot make one, but needs none (found by review: it passed every X25519
+ * point of small order and P-256 points off the curve, which no opener can open).
+ *
+ * - X25519 (RFC 7748): a point whose order divides 8, on the curve or its twist, gives the all-zero
+ *   secret, which OpenSSL refuses. Told by at most three doublings in projective x-only coordinates:
+ *   BigInt arithmetic, no agreement, no inversion.
+ * - NIST curves (cofactor 1): a point of the curve is of large order, and Node's import of the JWK
+ *   checks that it is on the curve.
+ *
+ * A sealer's windows reuse one `epk` for many values: results are kept for the last
+ * {@link CHECKED_CACHE_SIZE} points.
+ */
+import { createPublicKey } from 'node:crypto'
+import { b64uDecode } from './base64url.js'
+import type { Epk } from './jwe.js'
+
+/** Points whose verdict is kept. */
+export const CHECKED_CACHE_SIZE = 1024
+
+const P = 2n ** 255n - 19n
+const A = 486_662n
+
+/** Insertion-ordered: the oldest verdict goes first. */
+const checked = new Map<string, boolean>()
+
+/**
+ * Whether X25519's `u` (32 bytes, little-endian; the top bit ignored, RFC 7748 §5) is a point of order
+ * dividing 8. `P` has order ≤ 2 when `x(x² + Ax + 1) = 0`, and [8]P = O exactly when one of P, [2]P,
+ * [4]P has: with x = X/Z, `X(X² + AXZ + Z²) = 0`, and [2](X : Z) = ((X² − Z²)² : 4XZ(X² + AXZ + Z²)).
+ */
+export function x25519HasSmallOrder(u: Uint8Array): boolean {
+  let n = 0n
+  for (let i = 31; i >= 0; i--) n = (n << 8n) | BigInt(i === 31 ? u[i]! & 0x7f : u[i]!)
+  let x = n % P
+  let z = 1n
+  for (let doublings = 0; doublings < 3; doublings++) {
+    const xx = (x * x) % P
+    const zz = (z * z) % P
+    const xz = (x * z) % P
+    const t = (xx + A * xz + zz) % P
+    if ((x * t) % P === 0n) return true
+    const d = (xx - zz + P) % P
+    x = (d * d) % P
+    z = (4n * xz * t) % P
+  }
+  return false
+}
+
+/** Whether an opener could agree with `epk` (see the module's comment). */
+export function isUsableEpk(epk: Epk): boolean {
+  const id = `${epk.crv}.${epk.x}.${epk.y ?? ''}`
+  const known = checked.get(id)
+  if (known !== undefined) return known
+  const usable = check(epk)
+  if (checked.size >= CHECKED_CACHE_SIZE) checked.delete(checked.keys().next().value!)
+  checked.set(id, usable)
+  return usable
+}
+
+function check(epk: Epk): boolean {
+  if (epk.kty === 'OKP') {
+    if (epk.crv !== 'X25519') return false
+    const u = b64uDecode(epk.x)
+    return u !== undefined && u.length === 32 && !x25519HasSmallOrder(u)
+  }
+  try {
+    createPublicKey({ key: { kty: epk.kty, crv: epk.crv, x: epk.x, y: epk.y }, format: 'jwk' })
+    return true
+  } catch {
+    return false
+  }
+}
