@@ -6,17 +6,13 @@
  * timeout, and kept the primary and every worker busy passing it round. A bare TCP connection, no
  * certificate needed, was enough.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { connect as tcpConnect } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import t from 'tap'
 import { request } from 'undici'
-import { stringify } from 'yaml'
-import { ClusterProcess } from './helpers/cluster.js'
-import { echoHandler, gatewayConfig, Harness, metricValue, TestUpstream } from './helpers/harness.js'
-import { makeTestPki, type TestPki } from './helpers/pki.js'
+import { startEchoCluster } from './helpers/cluster.js'
+import { Harness, metricValue } from './helpers/harness.js'
+import type { TestPki } from './helpers/pki.js'
 
 type Outcome = 'answered' | 'closed before TLS' | 'still waiting'
 
@@ -75,18 +71,7 @@ t.test('one process: connections past the cap are closed before TLS and counted;
 })
 
 t.test('two workers: each closes connections past its cap before TLS and counts them; none waits', async (t) => {
-  const pki = await makeTestPki()
-  const dir = await mkdtemp(join(tmpdir(), 'ecluse-cap-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const upstream = new TestUpstream(pki, echoHandler)
-  await upstream.listen()
-  t.teardown(() => upstream.close())
-  const routes = [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow: ['uri:spiffe://sponsor.test/accreditation-app'], upstream: 'backend' }]
-  const configPath = join(dir, 'gateway.yaml')
-  const config = gatewayConfig(pki, upstream.port, routes, { shutdown: { drainTimeoutMs: 2000 } }) as { sponsor: Record<string, unknown> }
-  config.sponsor['limits'] = { maxConnections: 1 }
-  await writeFile(configPath, stringify(config))
-  const cluster = new ClusterProcess(t, configPath, 2)
+  const { pki, cluster } = await startEchoCluster(t, undefined, { maxConnections: 1 })
   const { sponsor, admin } = await cluster.started()
   const port = Number(new URL(sponsor).port)
   const held: Array<{ destroy(): void }> = []

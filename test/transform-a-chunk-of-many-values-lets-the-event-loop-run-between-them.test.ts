@@ -6,7 +6,7 @@
  * and the rewriter goes on where it was. Shown with `strip`, which needs no keys: the same
  * `FieldMessage` acts for every field step.
  */
-import { Readable, Writable } from 'node:stream'
+import { type Duplex, Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { pino } from 'pino'
 import t from 'tap'
@@ -16,13 +16,10 @@ import { createStripTransform } from '../src/transform/strip.js'
 const log = pino({ level: 'silent' })
 
 /**
- * Strips every element of a top-level array of `count` values given as one chunk; says whether a
- * timer queued before ran before the last of the output (what was made before a pause goes out then).
+ * Runs `body` through `stream` as one chunk; says whether a timer queued before ran before the last
+ * of the output (what was made before a pause goes out then).
  */
-async function stripInOneChunk(count: number): Promise<{ output: string; timerRanFirst: boolean }> {
-  const step = createStripTransform({ fields: ['/*'] }, { log })
-  const stream = step.begin({ direction: 'response', status: 200, routeName: 'r', path: '/', requestId: 'x', principal: { id: 'uri:x' } as never, headers: { 'content-type': 'application/json' }, log })!
-  const body = Buffer.from(`[${Array.from({ length: count }, () => '1').join(',')}]`)
+async function inOneChunk(stream: Duplex, body: Buffer): Promise<{ output: string; timerRanFirst: boolean }> {
   let timerRan = false
   let timerRanFirst: boolean | undefined
   setImmediate(() => {
@@ -41,6 +38,13 @@ async function stripInOneChunk(count: number): Promise<{ output: string; timerRa
     }),
   )
   return { output: Buffer.concat(out).toString(), timerRanFirst: timerRanFirst ?? timerRan }
+}
+
+/** Strips every element of a top-level array of `count` values given as one chunk (see `inOneChunk`). */
+function stripInOneChunk(count: number): Promise<{ output: string; timerRanFirst: boolean }> {
+  const step = createStripTransform({ fields: ['/*'] }, { log })
+  const stream = step.begin({ direction: 'response', status: 200, routeName: 'r', path: '/', requestId: 'x', principal: { id: 'uri:x' } as never, headers: { 'content-type': 'application/json' }, log })!
+  return inOneChunk(stream, Buffer.from(`[${Array.from({ length: count }, () => '1').join(',')}]`))
 }
 
 t.test('a chunk of more values than VALUES_BETWEEN_YIELDS lets a queued timer run before its output', async (t) => {
@@ -69,26 +73,10 @@ t.test('a chunk of values whose opening takes long lets a queued timer run befor
   const body = Buffer.from(`[${Array.from({ length: count }, (_, i) => JSON.stringify(sealer.seal(Buffer.from('1'), { ptr: `/${i}` }))).join(',')}]`)
   const step = createOpenTransform({ keys: 'rsa', fields: ['/*'] }, env)
   const stream = step.begin({ direction: 'request', routeName: 'r', path: '/', requestId: 'x', principal: { id: 'uri:x' } as never, headers: { 'content-type': 'application/json' }, log })!
-  let timerRan = false
-  let timerRanFirst = false
-  setImmediate(() => {
-    timerRan = true
-  })
   const started = performance.now()
-  const out: Buffer[] = []
-  await pipeline(
-    Readable.from([body]),
-    stream,
-    new Writable({
-      write: (c: Buffer, _e, cb) => {
-        timerRanFirst = timerRan
-        out.push(c)
-        cb()
-      },
-    }),
-  )
+  const { output, timerRanFirst } = await inOneChunk(stream, body)
   const seconds = (performance.now() - started) / 1000
-  t.equal(Buffer.concat(out).toString(), `[${Array(count).fill('1').join(',')}]`, 'every value opened')
+  t.equal(output, `[${Array(count).fill('1').join(',')}]`, 'every value opened')
   t.ok(count < VALUES_BETWEEN_YIELDS, 'fewer values than the count between yields')
   t.ok(seconds > CRYPTO_SECONDS_BETWEEN_YIELDS, `but more cryptography than its bound (${seconds.toFixed(3)} s)`)
   t.ok(timerRanFirst, 'the event loop ran while the chunk was being worked on')

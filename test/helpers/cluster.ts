@@ -169,11 +169,12 @@ export class ClusterProcess {
 /**
  * The common cluster setup: a fresh PKI, an echo upstream, and `ecluse serve --workers 2` in front
  * of it with one `records` route (`/v1/records/*`) and a 2 s drain, all torn down by `t`; with
- * `serve`, run through {@link SERVE_WITH_OPTIONS}.
+ * `serve`, run through {@link SERVE_WITH_OPTIONS}; with `sponsorLimits`, as `sponsor.limits`.
  */
 export async function startEchoCluster(
   t: { teardown(fn: () => unknown): void },
   serve?: ServeOptions,
+  sponsorLimits?: Record<string, unknown>,
 ): Promise<{ pki: TestPki; upstream: TestUpstream; cluster: ClusterProcess }> {
   const pki = await makeTestPki()
   const dir = await mkdtemp(join(tmpdir(), 'ecluse-workers-'))
@@ -183,7 +184,9 @@ export async function startEchoCluster(
   t.teardown(() => upstream.close())
   const routes = [{ name: 'records', methods: ['GET'], path: '/v1/records/*', allow: ['uri:spiffe://sponsor.test/accreditation-app'], upstream: 'backend' }]
   const configPath = join(dir, 'gateway.yaml')
-  await writeFile(configPath, stringify(gatewayConfig(pki, upstream.port, routes, { shutdown: { drainTimeoutMs: 2000 } })))
+  const config = gatewayConfig(pki, upstream.port, routes, { shutdown: { drainTimeoutMs: 2000 } })
+  const withLimits = sponsorLimits === undefined ? config : { ...config, sponsor: { ...config.sponsor, limits: sponsorLimits } }
+  await writeFile(configPath, stringify(withLimits))
   return { pki, upstream, cluster: new ClusterProcess(t, configPath, 2, [], serve) }
 }
 
