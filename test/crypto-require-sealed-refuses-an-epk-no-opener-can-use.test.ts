@@ -6,6 +6,7 @@
  * must say exactly what OpenSSL says when it refuses the all-zero secret of such a point.
  */
 import { createPublicKey, diffieHellman, generateKeyPairSync, randomBytes } from 'node:crypto'
+import { Readable, type Transform } from 'node:stream'
 import t from 'tap'
 import { x25519HasSmallOrder } from '../src/crypto/epk-check.js'
 import { FieldSealer, isSealedFor } from '../src/crypto/field.js'
@@ -77,4 +78,51 @@ t.test('require-sealed refuses a value whose epk no opener can agree with, and p
   const other = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' }) as Record<string, string>
   const moved = withEpk('P-256', { x: other['x']!, y: other['y']! })
   t.ok(isSealedFor(moved.forged, moved.keys, expected), 'P-256: a point of the curve passes')
+})
+
+t.test('isP256Point says what Node says of a P-256 point, on the curve and off it', async (t) => {
+  const { isP256Point } = await import('../src/crypto/epk-check.js')
+  const nodeAccepts = (x: Buffer, y: Buffer) => {
+    try {
+      createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: x.toString('base64url'), y: y.toString('base64url') }, format: 'jwk' })
+      return true
+    } catch {
+      return false
+    }
+  }
+  for (let i = 0; i < 50; i++) {
+    const jwk = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' }) as Record<string, string>
+    const x = Buffer.from(jwk['x']!, 'base64url')
+    const y = Buffer.from(jwk['y']!, 'base64url')
+    t.ok(isP256Point(x, y) && nodeAccepts(x, y), 'a generated point: both accept')
+    const flipped = Buffer.from(y)
+    flipped[31]! ^= 1
+    t.equal(isP256Point(x, flipped), nodeAccepts(x, flipped), 'a bit flipped in y: both refuse')
+    t.notOk(isP256Point(x, flipped))
+  }
+  for (let i = 0; i < 50; i++) {
+    const [x, y] = [randomBytes(32), randomBytes(32)]
+    t.equal(isP256Point(x, y), nodeAccepts(x, y), 'random coordinates')
+  }
+  // A coordinate at or above p (the curve's equation alone would take x + p for x).
+  const p = le(2n ** 256n - 2n ** 224n + 2n ** 192n + 2n ** 96n - 1n).reverse()
+  t.notOk(isP256Point(p, randomBytes(32)), 'x = p')
+})
+
+t.test('require-sealed-body refuses a stream whose epk no opener can agree with (found by re-review)', async (t) => {
+  const { createSealStream, createSealedStreamCheck } = await import('../src/crypto/stream.js')
+  const generated = generateKeySet()
+  const keys = parseKeySet(generated.publicJwks, { publicOnly: true })
+  const through = async (input: Buffer, stream: Transform) => Buffer.concat((await Readable.from([input]).pipe(stream).toArray()) as Buffer[])
+  const sealed = await through(Buffer.from('a photo'), createSealStream(keys, { contentType: 'image/png', route: 'photos' }))
+  // The fixed header's 12 bytes end with the key JWE's length; the JWE follows.
+  const jweLength = sealed.readUInt16BE(10)
+  const [header, ...rest] = sealed.toString('latin1', 12, 12 + jweLength).split('.')
+  const parsed = JSON.parse(Buffer.from(header!, 'base64url').toString()) as { epk: { x: string } }
+  parsed.epk.x = le(0n).toString('base64url')
+  const forgedJwe = [Buffer.from(JSON.stringify(parsed)).toString('base64url'), ...rest].join('.')
+  t.equal(forgedJwe.length, jweLength, 'the same length: only the point differs')
+  const forged = Buffer.concat([sealed.subarray(0, 12), Buffer.from(forgedJwe, 'latin1'), sealed.subarray(12 + jweLength)])
+  t.same(await through(sealed, createSealedStreamCheck(keys, { route: 'photos' })), sealed, 'the stream as sealed passes, unchanged')
+  await t.rejects(through(forged, createSealedStreamCheck(keys, { route: 'photos' })), { code: 'open_failed', message: /epk is no point an agreement can use/ })
 })

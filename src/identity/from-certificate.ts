@@ -40,8 +40,33 @@ const LOOSE_JOINER = new RegExp(String.raw`(?<!${JOINING})[\u200c\u200d]|[\u200c
  * (x509/v3_ncons.c `cn2dnsid`): letters, digits and `_` in labels, inner `-`, and at least one dot.
  */
 const HOST_NAME_CN = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)+$/
-/** A URI whose authority's host ends with a dot (`scheme://[user@]host.[:port]`): OpenSSL's URI constraints skip it. */
-const URI_HOST_WITH_TRAILING_DOT = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/(?:[^/?#@]*@)?[^/?#@:]*\.(?::[0-9]*)?(?:[/?#]|$)/
+/** A URI authority as a host name (unreserved characters only) and an optional port. */
+const PLAIN_AUTHORITY = /^[A-Za-z0-9._~-]+(?::[0-9]{1,5})?$/
+
+/**
+ * Why a URI SAN's host cannot be trusted to be the one a sub-CA's URI name constraints judged, or
+ * `undefined`. OpenSSL (x509/v3_ncons.c `nc_uri`) takes the host to be what follows `://` up to the
+ * first `:` anywhere in the rest, else up to the first `/`: it knows no userinfo, no `%`, `?` or
+ * `#`. So an authority other than `host[:port]` of plain characters, a host that reading differs on
+ * (`spiffe://admin.team-b.test/x:y`, `…test?x`), or one ending with a dot (no constraint matches it)
+ * could be a host a constraint excluded, as an upstream reads it (found by review and re-review).
+ * A URI without `://` (a URN) has no host to constrain.
+ */
+function uriHostProblem(uri: string): string | undefined {
+  const sep = uri.indexOf('://')
+  if (sep < 0) return undefined
+  const rest = uri.slice(sep + 3)
+  const end = rest.search(/[/?#]/)
+  const authority = end < 0 ? rest : rest.slice(0, end)
+  if (!PLAIN_AUTHORITY.test(authority)) return 'whose authority is not a plain host[:port]'
+  const host = authority.split(':')[0]!
+  const colon = rest.indexOf(':')
+  const slash = rest.indexOf('/')
+  const opensslHost = colon >= 0 ? rest.slice(0, colon) : slash >= 0 ? rest.slice(0, slash) : rest
+  if (opensslHost !== host) return 'whose host OpenSSL reads otherwise than a URI parser'
+  if (host.endsWith('.')) return 'whose host ends with a dot'
+  return undefined
+}
 /** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 /** A general-name type as Node prints it: `URI`, `DNS`, `IP Address`, `email`, `DirName`, … */
@@ -157,9 +182,8 @@ function derive(cert: X509Certificate): Principal {
       if (type !== 'URI' && type !== 'DNS') continue // IP, email, othername…: not matchable identities
       if (!SAN_VALUE.test(value)) refuse(`invalid ${type} subjectAltName`)
       if (type === 'URI') {
-        // As for a DNS SAN below: a host ending with a dot (`spiffe://admin.team-b.test./x`) matches no
-        // URI name constraint, so an excluded `.team-b.test` let it through (found by review).
-        if (URI_HOST_WITH_TRAILING_DOT.test(value)) refuse('URI subjectAltName whose host ends with a dot')
+        const problem = uriHostProblem(value)
+        if (problem !== undefined) refuse(`URI subjectAltName ${problem}`)
         // A SPIFFE SVID carries exactly one. With two, a route could admit the holder as the second
         // while the principal header named the first: which names the holder would be a guess.
         if (firstUri !== undefined && firstUri !== value) refuse('more than one URI subjectAltName')
