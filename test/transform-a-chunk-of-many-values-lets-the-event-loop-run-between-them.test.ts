@@ -68,7 +68,8 @@ t.test('a chunk of values whose opening takes long lets a queued timer run befor
   const { CRYPTO_SECONDS_BETWEEN_YIELDS } = await import('../src/transform/json-fields.js')
   const generated = generateKeySet({ alg: 'RSA-OAEP-256' })
   const env = { log, keySets: new Map([['rsa', parseKeySet(generated.privateJwks, { requirePrivate: true })]]) }
-  const count = 12
+  // Enough that even a fast core (≈ 1 ms an RSA-3072 decryption) passes the bound several times.
+  const count = 40
   const sealer = new FieldSealer(parseKeySet(generated.publicJwks, { publicOnly: true }), { route: 'r' })
   const body = Buffer.from(`[${Array.from({ length: count }, (_, i) => JSON.stringify(sealer.seal(Buffer.from('1'), { ptr: `/${i}` }))).join(',')}]`)
   const step = createOpenTransform({ keys: 'rsa', fields: ['/*'] }, env)

@@ -40,7 +40,7 @@ import type { BodyTransform, TransformContext, TransformEnv } from './types.js'
  * on a wildcard or NDJSON route bought a second of the trusted side's CPU. 2,000 bound that to
  * ≈ 0.1 s, as `seal`'s default bounds what sealing a request costs, and hold 2,000 records stored
  * over time (a record's values share one agreement). A response, the upstream's own answer, is not
- * bounded unless the route says so. With RSA keys each value is a decryption of 4–30 ms: the
+ * bounded unless the route says so. With RSA keys each value is a decryption of milliseconds (≈ 2–30 ms, 3072 to 8192 bits): the
  * default then buys far more, and the docs ask such routes to set their own.
  */
 export const DEFAULT_REQUEST_MAX_KEY_AGREEMENTS = 2_000
