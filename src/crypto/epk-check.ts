@@ -15,7 +15,7 @@
  * {@link CHECKED_CACHE_SIZE} points.
  */
 import { b64uDecode } from './base64url.js'
-import type { Epk } from './jwe.js'
+import { type Epk, openFailed } from './jwe.js'
 
 /** Points whose verdict is kept. */
 export const CHECKED_CACHE_SIZE = 1024
@@ -47,6 +47,11 @@ export function x25519HasSmallOrder(u: Uint8Array): boolean {
     z = (4n * xz * t) % P
   }
   return false
+}
+
+/** Throws `open_failed` unless an opener could agree with `epk` (none: RSA, nothing to check). */
+export function assertUsableEpk(epk: Epk | undefined): void {
+  if (epk !== undefined && !isUsableEpk(epk)) openFailed('epk is no point an agreement can use (off the curve, or of small order)')
 }
 
 /** Whether an opener could agree with `epk` (see the module's comment). */

@@ -9,7 +9,7 @@ import { createCipheriv, randomBytes, randomFillSync } from 'node:crypto'
 import { EcluseError } from '../errors.js'
 import { CONTENT_ENCRYPTION } from './algorithms.js'
 import { b64uDecode, b64uDecodedLength, b64uDecodeInto, b64uLength, b64uWrite } from './base64url.js'
-import { isUsableEpk } from './epk-check.js'
+import { assertUsableEpk } from './epk-check.js'
 import {
   type Agreement,
   agree,
@@ -24,7 +24,6 @@ import {
   headerWithClaims,
   MAX_CLAIM_BYTES,
   MAX_PROTECTED_CHARS,
-  openFailed,
   parseCompact,
   rsaWrap,
   sealCompactOnce,
@@ -248,7 +247,7 @@ export class SealWindow {
     }
   }
 
-  /** Ends the window (evicted, expired): unused CEKs are erased, the KEK dropped. */
+  /** Ends the window (evicted, expired): unused CEKs are erased, and the KEK (OpenSSL's copy too). */
   retire(): void {
     this.ceks.fill(0)
     this.#wrapper?.erase()
@@ -866,6 +865,5 @@ export function isSealedFor(jwe: unknown, keys: KeySet, expected: OpenExpectatio
 
 /** As `isSealedFor`, but throws `EcluseError('open_failed')` with the reason as detail, for the log. */
 export function assertSealedFor(jwe: unknown, keys: KeySet, expected: OpenExpectation, maxSealedChars = DEFAULT_MAX_SEALED_CHARS): void {
-  const { epk } = partsOf(jwe, keys, canonicalFor(keys), expected, maxSealedChars, false)
-  if (epk !== undefined && !isUsableEpk(epk)) openFailed('epk is no point an agreement can use (off the curve, or of small order)')
+  assertUsableEpk(partsOf(jwe, keys, canonicalFor(keys), expected, maxSealedChars, false).epk)
 }

@@ -13,7 +13,7 @@ import { type CipherGCM, createCipheriv, createDecipheriv, createHash, hkdfSync,
 import { Transform, type TransformCallback } from 'node:stream'
 import { EcluseError } from '../errors.js'
 import { b64u, b64uDecode } from './base64url.js'
-import { isUsableEpk } from './epk-check.js'
+import { assertUsableEpk } from './epk-check.js'
 import { SEAL_WINDOWS, type SealWindows, sealCompact } from './field.js'
 import {
   ANY_VALUE,
@@ -726,7 +726,7 @@ class SealedStreamCheck extends Transform {
         const p = parseKeyJwe(header, this.#keys, this.#route, this.#maxJwe)
         if (p.ct.length < MIN_KEY_PAYLOAD_BYTES) openFailed('the key JWE is too short to hold a stream key and media type')
         // As `isSealedFor` (found by re-review: a stream with a small-order epk passed, and opened nowhere).
-        if (p.epk !== undefined && !isUsableEpk(p.epk)) openFailed('epk is no point an agreement can use (off the curve, or of small order)')
+        assertUsableEpk(p.epk)
         this.#wire = header.readUInt32BE(6) + RECORD_OVERHEAD
         this.push(header)
         chunk = chunk.subarray(off)
