@@ -423,9 +423,9 @@ export function recordClaim(target: JsonTarget<FieldRule>, recordPattern: string
 export const VALUES_BETWEEN_YIELDS = 256
 /**
  * Seconds of a step's cryptography after which it lets the event loop run, however few values that
- * took: with RSA keys a value costs milliseconds to open (≈ 2–30 ms, 3072- to 8192-bit keys), and 256 of them held
- * every other connection for seconds (found by review). Counted per chunk, as the values are: a chunk
- * of X25519 values (≈ 10 µs each) reaches 256 values first.
+ * took: with RSA keys a value costs milliseconds to open (≈ 2–30 ms, 3072- to 8192-bit keys), and
+ * 256 of them held every other connection for seconds (found by review). Counted per chunk, as the
+ * values are: a chunk of X25519 values (≈ 10 µs each) reaches 256 values first.
  */
 export const CRYPTO_SECONDS_BETWEEN_YIELDS = 0.01
 
