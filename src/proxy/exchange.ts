@@ -532,6 +532,12 @@ class Exchange implements WatchedUpload {
   #respond(route: CompiledRoute, upstreamRes: UpstreamResponse): void {
     const res = this.#res
     const upstreamBody = upstreamRes.body
+    if (upstreamRes.statusCode > 599) {
+      // HTTP's parsers take any three digits, and Node would relay 600–999; RFC 9110 §15 defines none
+      // of them, so what the sponsor would make of one is a guess (and it was counted as a 5xx).
+      this.#refuseUpstreamResponse(upstreamBody, route, `status ${upstreamRes.statusCode} is outside RFC 9110's 100–599`)
+      return
+    }
     this.#proxy.metrics.upstreamResponse(route.name, statusClass(upstreamRes.statusCode))
     if (this.#clientGone()) {
       upstreamBody.destroy()
