@@ -35,15 +35,29 @@ t.test('commas, quotes and backslashes cannot split or close a value early', asy
     "spiffe://x',URI:spiffe://sponsor.test/admin",
     'spiffe://x\\',
   ]
-  // One per certificate (two URI SANs are refused): each stays one URI, whatever it spells.
+  // One per certificate (two URI SANs are refused): each stays one URI, whatever it spells. Each has
+  // an authority that is no plain host[:port], or a `:` after it, so the certificate names no one at
+  // all (since 2026-12-07: OpenSSL's name constraints read such a host otherwise than a URI parser).
   for (const uri of uris) {
+    const cert = leaf({ uris: [uri] })
+    t.strictSame(parseSubjectAltName(cert.subjectAltName!), [['URI', uri]], `${uri}: one URI, no injected name`)
+    t.throws(
+      () => principalFromCertificate(cert),
+      { code: 'forbidden', message: /URI subjectAltName whose (authority is not a plain host\[:port\]|host OpenSSL reads otherwise than a URI parser)/ },
+      uri,
+    )
+  }
+  // Commas and quotes in a URI's path, with no `:` to move OpenSSL's host: accepted, one URI, granting nothing else.
+  for (const uri of ['spiffe://sponsor.test/app,DNS=evil.example', 'spiffe://sponsor.test/x",URI=spiffe//sponsor.test/admin']) {
     const principal = principalFromCertificate(leaf({ uris: [uri] }))
     t.equal(principal.id, `uri:${uri}`, uri)
     t.strictSame([...principal.attributes].sort(), ['cn:crafted', `uri:${uri}`], `${uri}: one URI, no injected name`)
     t.notOk(isAllowed(adminRoute, principal), `${uri}: no injected name grants anything`)
   }
-  // Together they are five URI SANs, which is refused as such.
-  t.throws(() => principalFromCertificate(leaf({ uris })), { code: 'forbidden', message: /more than one URI subjectAltName/ })
+  // Together they are five URI SANs: refused, now by the first one's host already.
+  t.throws(() => principalFromCertificate(leaf({ uris })), { code: 'forbidden', message: /URI subjectAltName whose host OpenSSL reads otherwise/ })
+  // Two plain ones are refused as two.
+  t.throws(() => principalFromCertificate(leaf({ uris: ['spiffe://sponsor.test/app', 'spiffe://sponsor.test/admin'] })), { code: 'forbidden', message: /more than one URI subjectAltName/ })
 })
 
 t.test('a DNS SAN cannot inject a URI either', async (t) => {
