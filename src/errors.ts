@@ -138,7 +138,8 @@ export function readGatewayAnswer(body: Buffer, status: number | undefined, requ
 
 /**
  * Answers whose body `errorBodies: withhold` replaces: every one that is not a success, but a 304 (no
- * body, a cache's answer). Statuses past 599, which undici and Node take (up to 999), are no success.
+ * body, a cache's answer). Statuses past 599, which undici and Node take (up to 999), are no success
+ * either (the exchange refuses them before asking).
  */
 export function isWithheldStatus(status: number): boolean {
   return Number.isInteger(status) && status >= 300 && status !== 304
