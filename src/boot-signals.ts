@@ -11,6 +11,11 @@
  * and a SIGTERM or SIGINT too (a stop once started, with nothing to drain yet). Afterwards every
  * signal goes to the running process's handlers, a repeated one included: they are idempotent, so
  * a second SIGTERM never cuts a drain short.
+ *
+ * SIGUSR1 is caught from the first moment to the last and does nothing but a log line: Node's
+ * default for it opens the inspector on 127.0.0.1:9229, where anything sharing the pod's loopback
+ * could attach and read every key in the process. A gateway that must be debugged is started with
+ * `--inspect` on purpose.
  */
 export class BootSignals {
   #hup = false
@@ -21,16 +26,21 @@ export class BootSignals {
   readonly #onStop = (signal: NodeJS.Signals) => {
     this.#stop ??= signal
   }
+  /** Who hears of an ignored SIGUSR1: no one during the boot (no logger yet), then the process. */
+  #onIgnored: ((signal: NodeJS.Signals) => void) | undefined
 
   constructor() {
     process.on('SIGHUP', this.#onHup)
     process.on('SIGTERM', this.#onStop)
     process.on('SIGINT', this.#onStop)
+    // A listener replaces Node's own handler, which would start the inspector.
+    process.on('SIGUSR1', (signal: NodeJS.Signals) => this.#onIgnored?.(signal))
   }
 
   /** Hands the signals to the started process, then replays what arrived during its boot. */
-  started(handlers: { reload(): void; stop(signal: NodeJS.Signals): void }): void {
+  started(handlers: { reload(): void; stop(signal: NodeJS.Signals): void; ignored(signal: NodeJS.Signals): void }): void {
     this.failed()
+    this.#onIgnored = (signal) => handlers.ignored(signal)
     process.on('SIGHUP', () => handlers.reload())
     process.on('SIGTERM', () => handlers.stop('SIGTERM'))
     process.on('SIGINT', () => handlers.stop('SIGINT'))

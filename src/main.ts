@@ -468,6 +468,11 @@ export function startWatcher(watcher: ConfigWatcher | undefined, onChange: () =>
   log.info({ watchIntervalMs: watcher.intervalMs }, 'watching the configuration files for changes')
 }
 
+/** SIGUSR1 (src/boot-signals.ts): said, so that whoever sent it learns the inspector stays shut. */
+export function logIgnoredSignal(log: Logger, signal: NodeJS.Signals): void {
+  log.warn({ signal }, 'signal ignored: it would open the Node inspector; start with --inspect to debug')
+}
+
 /**
  * `ecluse serve`: start, wire signals, and exit when drained. `signals` holds those that arrived
  * since the command began (the CLI makes it before it loads this module).
@@ -498,6 +503,6 @@ export async function runGateway(configPath: string, signals: BootSignals = new 
       },
     )
   }
-  signals.started({ reload: () => void gateway.reload(), stop })
+  signals.started({ reload: () => void gateway.reload(), stop, ignored: (signal) => logIgnoredSignal(gateway.log, signal) })
   if (!stopping) startWatcher(watcher, () => gateway.reload(), gateway.log)
 }

@@ -29,7 +29,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const calls = []
 const signals = new BootSignals()
 for (const s of process.env.DURING_BOOT.split(',')) { process.kill(process.pid, s); await sleep(50) }
-signals.started({ reload: () => calls.push('reload'), stop: (s) => calls.push('stop:' + s) })
+signals.started({ reload: () => calls.push('reload'), stop: (s) => calls.push('stop:' + s), ignored: (s) => calls.push('ignored:' + s) })
 for (const s of process.env.AFTER.split(',').filter(Boolean)) { process.kill(process.pid, s); await sleep(50) }
 console.log(JSON.stringify(calls))
 process.exit(0)
@@ -41,6 +41,8 @@ t.test('signals during boot wait for the start: a SIGHUP is one reload, a SIGTER
     ['SIGTERM,SIGHUP', '', ['stop:SIGTERM']],
     ['SIGINT', '', ['stop:SIGINT']],
     ['SIGHUP', 'SIGTERM,SIGTERM,SIGHUP', ['reload', 'stop:SIGTERM', 'stop:SIGTERM', 'reload']],
+    // Node's default for SIGUSR1 opens the inspector: during the boot it is dropped, then said.
+    ['SIGUSR1', 'SIGUSR1,SIGHUP', ['ignored:SIGUSR1', 'reload']],
   ]
   for (const [duringBoot, after, calls] of cases) {
     process.env['DURING_BOOT'] = duringBoot
@@ -49,6 +51,7 @@ t.test('signals during boot wait for the start: a SIGHUP is one reload, a SIGTER
     t.equal(r.signal, null, `${duringBoot} then ${after || 'nothing'}: not killed by a signal`)
     t.equal(r.code, 0, r.stderr)
     t.strictSame(JSON.parse(r.stdout), calls, 'handed to the started process, in order')
+    t.notMatch(r.stderr, /Debugger listening/, 'no inspector was opened')
   }
   delete process.env['DURING_BOOT']
   delete process.env['AFTER']
@@ -71,7 +74,6 @@ t.test('a second SIGTERM during the drain neither kills the gateway nor cuts the
   })
   let stdout = ''
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-  child.stderr.resume()
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })))
   const sponsor = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('no start line')), 20_000)
@@ -84,6 +86,11 @@ t.test('a second SIGTERM during the drain neither kills the gateway nor cuts the
   })
   const agent = new Agent({ connect: { ca: pki.sponsorCa.certPem, cert: pki.sponsorClient.certPem, key: pki.sponsorClient.keyPem, servername: 'localhost' } })
   t.teardown(() => agent.destroy())
+  // SIGUSR1 would open Node's inspector on 127.0.0.1:9229, reachable from the whole pod.
+  let stderr = ''
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+  child.kill('SIGUSR1')
+  while (!stdout.includes('signal ignored')) await new Promise((r) => setTimeout(r, 20))
   const answer = request(`https://127.0.0.1:${sponsor.split(':')[1]}/v1/accreditations`, { dispatcher: agent })
   while (upstream.hits === 0) await new Promise((r) => setTimeout(r, 20))
   child.kill('SIGTERM')
@@ -94,4 +101,6 @@ t.test('a second SIGTERM during the drain neither kills the gateway nor cuts the
   t.equal(await res.body.text(), '{"ok":true}')
   t.strictSame(await exited, { code: 0, signal: null }, 'drained and exited 0, not killed')
   t.match(stdout, /shutdown already in progress/, 'the second signal is logged')
+  t.match(stdout, /"signal":"SIGUSR1".*"msg":"signal ignored: it would open the Node inspector/, 'SIGUSR1 is logged as ignored')
+  t.notMatch(stderr, /Debugger listening/, 'and no inspector was opened')
 })
