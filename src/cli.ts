@@ -143,11 +143,7 @@ export const COMMANDS: Command[] = [
       }
       for (const file of written.length === 0 ? listPairs(pki) : written) io.stdout.write(`  ${file}\n`)
       // Keys it kept are as their owner left them: one every user may read is said, not changed.
-      const { READABLE_KEY_FILE_WARNING } = await import('./config/key-file-modes.js')
-      for (const key of listPairs(pki).filter((f, i) => f.endsWith('.key') && present[i])) {
-        const mode = await stat(key).then((s) => s.mode, () => 0)
-        if ((mode & 0o004) !== 0) io.stderr.write(`warning: ${key}: ${READABLE_KEY_FILE_WARNING}\n`)
-      }
+      for (const key of listPairs(pki).filter((f, i) => f.endsWith('.key') && present[i])) await warnIfReadableByOthers(key, io)
       return 0
     },
   },
@@ -623,10 +619,44 @@ async function readPrivateSet(privateFile: string): Promise<PrivateSetOnDisk> {
   return { set, byKid: new Map(keys.map((k) => [k['kid'] as string, k])) }
 }
 
-/** The public file, loaded as a sealing gateway loads it (`publicOnly`: a private member is refused). */
-async function readPublicSet(publicFile: string): Promise<KeySet> {
-  const { readKeySetFile } = await import('./crypto/index.js')
-  return await readKeySetFile(publicFile, { publicOnly: true })
+/**
+ * Says on stderr that a private key file is readable by every user of this host, as `serve` and
+ * `config check` do: said, not refused (a container of one user is no exposure). A keys command that
+ * rewrites the file (`rewrites`, the kids it held) makes it 0600, which is too late for those keys.
+ */
+async function warnIfReadableByOthers(file: string, io: CliIo, rewrites?: readonly string[]): Promise<void> {
+  const mode = await stat(file).then((s) => s.mode, () => 0)
+  if ((mode & 0o004) === 0) return
+  const { READABLE_KEY_FILE_WARNING } = await import('./config/key-file-modes.js')
+  io.stderr.write(`warning: ${file}: ${READABLE_KEY_FILE_WARNING}\n`)
+  if (rewrites !== undefined) {
+    io.stderr.write(
+      `warning: this command writes it 0600, but the keys it held (${rewrites.join(', ')}) could be read until now: ` +
+        'if other users may have read it, treat them as exposed (docs/operations.md#an-exposed-key)\n',
+    )
+  }
+}
+
+/**
+ * The public file, loaded as a sealing gateway loads it (`publicOnly`: a private member is refused),
+ * and checked to be of the same set as the private file: every key it holds is the public half of
+ * the private file's key of that kid. No keys command writes anything else (a public file only ever
+ * lacks keys, after an interrupted rotation or retire); a public file of another set, installed by
+ * mistake, would otherwise be rewritten with other keys under the kids the gateways know.
+ */
+async function readPublicSet(publicFile: string, own: { set: KeySet; file: string }, op: string): Promise<KeySet> {
+  const { isSameRecipientKey, readKeySetFile } = await import('./crypto/index.js')
+  const published = await readKeySetFile(publicFile, { publicOnly: true })
+  for (const key of published.keys) {
+    const ownKey = own.set.get(key.kid)
+    if (ownKey !== undefined && isSameRecipientKey(ownKey, key)) continue
+    throw new Error(
+      `cannot ${op}: ${publicFile} is not the public half of ${own.file}: ` +
+        (ownKey === undefined ? `it holds kid "${key.kid}", which ${own.file} lacks` : `kid "${key.kid}" is another key in each`) +
+        '; find which public file the gateways load, and what sealed to it, before changing either',
+    )
+  }
+  return published
 }
 
 /** The public members of a key, in the order `keys init` writes them. */
@@ -695,11 +725,12 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
         throw new Error(`cannot rotate: ${privateFile} does not exist (without --rotate, keys init creates the set)`)
       }
       existing = await readPrivateSet(privateFile)
+      await warnIfReadableByOthers(privateFile, io, existing.set.kids)
       if (await exists(publicFile)) {
         // A key in the private file only: an interrupted keys init --rotate (the private file is written
         // first) or retire (the public one is). A re-run must not add yet another key on top, nor
         // publish a key a retire was removing: the operator says which it was.
-        const publishedSet = await readPublicSet(publicFile)
+        const publishedSet = await readPublicSet(publicFile, { set: existing.set, file: privateFile }, stage ? 'stage' : 'rotate')
         const unpublished = existing.set.kids.filter((k) => publishedSet.get(k) === undefined)
         if (unpublished.length > 0) {
           const list = unpublished.map((k) => `"${k}"`).join(', ')
@@ -714,7 +745,7 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
       // public file would switch them to another key (an interrupted promote) in a step meant to
       // change nothing.
       if (stage && (await exists(publicFile))) {
-        const published = (await readPublicSet(publicFile)).current.kid
+        const published = (await readPublicSet(publicFile, { set: existing.set, file: privateFile }, 'stage')).current.kid
         if (published !== existing.set.current.kid) {
           throw new Error(
             `cannot stage: ${privateFile} has current kid "${existing.set.current.kid}" but ${publicFile} has "${published}" ` +
@@ -794,7 +825,13 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
           `  ecluse keys promote ${keySetArgs(values, name)} --kid=${shellWord(kid)}\n`,
       )
     } else if (rotate) {
-      io.stdout.write('Reload the opening gateways first (SIGHUP), then the sealing ones.\n')
+      // The sidecar both opens (requests) and seals (responses): no single reload order works.
+      io.stdout.write(
+        'Next: in a chain where both sides seal, install in three steps, reloading (SIGHUP) after each: the private\n' +
+          'set on the trusted host (it then opens both keys and still seals to the old one), then the public set on\n' +
+          'every edge, then the public set on the trusted host. Reloading either side first with both files refuses\n' +
+          'traffic; keys init --rotate --stage avoids this (docs/operations.md).\n',
+      )
     }
     return 0
   })
@@ -815,7 +852,8 @@ async function keysChange(op: 'promote' | 'retire', values: Values, io: CliIo, u
   }
   return await withKeySetLock(dir, name, false, async () => {
     const { set, byKid } = await readPrivateSet(privateFile)
-    const published = await readPublicSet(publicFile)
+    await warnIfReadableByOthers(privateFile, io, set.kids)
+    const published = await readPublicSet(publicFile, { set, file: privateFile }, op)
     const target = set.get(kid)
     if (target === undefined) throw new Error(`cannot ${op}: kid "${kid}" is not in ${privateFile} (it holds ${set.kids.join(', ')})`)
     const currentKid = set.current.kid
@@ -1062,12 +1100,16 @@ const CLI_PRINCIPAL = { id: 'cli:ecluse', attributes: new Set<string>() }
 async function sealOrOpen(op: 'seal' | 'open', a: SealingArgs, io: CliIo, usage: string): Promise<number> {
   const { pipeline } = await import('node:stream/promises')
   const bodyMode = a.fields === undefined
-  if (bodyMode && op === 'seal' && a.out === undefined && (io.stdout as { isTTY?: boolean }).isTTY === true) {
-    throw new Error('refusing to write a sealed body to a terminal: use --out FILE or redirect stdout')
+  if (bodyMode && a.out === undefined && (io.stdout as { isTTY?: boolean }).isTTY === true) {
+    // A sealed body is binary; an opened one holds whatever bytes its sealer chose, escape sequences
+    // included, which a terminal would act on.
+    throw new Error(`refusing to write ${op === 'seal' ? 'a sealed' : 'an opened'} body to a terminal: use --out FILE or redirect stdout`)
   }
   let step: { stream: import('node:stream').Duplex; headers: Record<string, unknown> }
   try {
-    step = await beginStep(op, a, await loadSealingKeys(op, a.keys), usage)
+    const keys = await loadSealingKeys(op, a.keys)
+    if (keys.hasPrivateKeys) await warnIfReadableByOthers(a.keys, io)
+    step = await beginStep(op, a, keys, usage)
   } catch (err) {
     throw sealingError(err, bodyMode)
   }
@@ -1393,7 +1435,14 @@ function isEntryPoint(): boolean {
   }
 }
 
-if (isEntryPoint()) {
-  const code = await main(process.argv.slice(2))
+/**
+ * The program: runs `argv` and sets the exit code, failed if standard output could not be written
+ * (a command that wrote half its output to a full disk must not exit 0). `bin/ecluse.js`, the
+ * installed command, and this file run as a script both end here.
+ */
+export async function runProgram(argv: readonly string[]): Promise<void> {
+  const code = await main([...argv])
   process.exitCode = stdoutFailed && code === 0 ? 1 : code
 }
+
+if (isEntryPoint()) await runProgram(process.argv.slice(2))

@@ -4,7 +4,8 @@
  * gateway and its CLI, not the demo (it runs from source with `npm start`) nor source maps (they
  * would point at sources the image does not have).
  */
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
+import { closeSync, openSync } from 'node:fs'
 import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -37,4 +38,19 @@ t.test('the build runs as the image runs it, and holds no demo and no source map
   await writeFile(join(app, 'in.json'), '{"name":"Zoé"}')
   const sealed = await ecluse('seal', '--keys', join(keys, 'trusted-host.public.jwks.json'), '--context', 'c', '--fields', '/name', join(app, 'in.json'))
   t.match(sealed.stdout, /^\{"name":"ey[\w-]+\.[\w-]+\.[\w-]+\.[\w-]+\.[\w-]+"\}/, 'and seals a field with it')
+
+  // Standard output on a full disk: the command's report is lost, so it must not exit 0.
+  const devFull = openSync('/dev/full', 'w')
+  const full = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, [join(app, 'bin', 'ecluse.js'), 'keys', 'init', '--out', join(app, 'keys-full')], {
+      cwd: app,
+      stdio: ['ignore', devFull, 'pipe'],
+    })
+    closeSync(devFull)
+    let stderr = ''
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    child.on('close', (code) => resolve({ code, stderr }))
+  })
+  t.equal(full.code, 1, 'stdout on /dev/full: exit 1')
+  t.equal(full.stderr, 'ecluse: cannot write to standard output (ENOSPC)\n')
 })

@@ -39,7 +39,10 @@ t.test('rotate twice: the newest key first and current, every older key kept, ol
     `rotated the key set "trusted-host" in ${keys}: new current kid k2 (ECDH-ES+A256KW, X25519); still accepted for opening: k1\n` +
       `  ${privateFile}   private, 0600: keep it on the trusted host only\n` +
       `  ${publicFile}   public: give it to every gateway that seals\n` +
-      'Reload the opening gateways first (SIGHUP), then the sealing ones.\n',
+      'Next: in a chain where both sides seal, install in three steps, reloading (SIGHUP) after each: the private\n' +
+      'set on the trusted host (it then opens both keys and still seals to the old one), then the public set on\n' +
+      'every edge, then the public set on the trusted host. Reloading either side first with both files refuses\n' +
+      'traffic; keys init --rotate --stage avoids this (docs/operations.md).\n',
   )
   for (const v of ['d', 'x']) t.notOk(rotated.stdout.includes(k1Private![v] as string), `no "${v}" of the old key printed`)
   const priv = await jwks(privateFile)

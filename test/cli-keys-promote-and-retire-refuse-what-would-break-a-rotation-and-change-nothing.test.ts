@@ -98,6 +98,40 @@ t.test('a public file that holds private keys is refused, by promote and by reti
   t.notMatch(message, /"d"/, 'the message names the key, not its members')
 })
 
+t.test('a public file of another set is refused by every command that would rewrite it, even under the same kids', async (t) => {
+  const base = t.testdir()
+  const dir = join(base, 'keys')
+  const other = join(base, 'other')
+  const priv = join(dir, NAMES[0]!)
+  const pub = join(dir, NAMES[1]!)
+  // Two sets whose kids were chosen by hand, the same in both: the wrong public file installed.
+  for (const d of [dir, other]) {
+    await ok(t, ['keys', 'init', '--out', d, '--kid', 'k1'])
+    await ok(t, ['keys', 'init', '--out', d, '--rotate', '--stage', '--kid', 'k2'])
+  }
+  await copyFile(join(other, NAMES[1]!), pub)
+  const mismatch = `${pub} is not the public half of ${priv}: kid "k1" is another key in each; find which public file the gateways load, and what sealed to it, before changing either`
+  await refused(t, dir, ['keys', 'promote', '--out', dir, '--kid', 'k2'], `cannot promote: ${mismatch}`)
+  await refused(t, dir, ['keys', 'retire', '--out', dir, '--kid', 'k2'], `cannot retire: ${mismatch}`)
+  await refused(t, dir, ['keys', 'init', '--out', dir, '--rotate', '--stage', '--kid', 'k3'], `cannot stage: ${mismatch}`)
+  await refused(t, dir, ['keys', 'init', '--out', dir, '--rotate', '--kid', 'k3'], `cannot rotate: ${mismatch}`)
+
+  // A public file holding a kid the private one lacks: no keys command writes one.
+  await ok(t, ['keys', 'init', '--out', other, '--rotate', '--stage', '--kid', 'k9'])
+  const lacking = join(base, 'lacking')
+  await cp(other, lacking, { recursive: true })
+  // k9 removed from the private file only, as by hand.
+  const privateDoc = JSON.parse((await readFile(join(lacking, NAMES[0]!))).toString()) as { keys: Array<{ kid: string }> }
+  privateDoc.keys = privateDoc.keys.filter((k) => k.kid !== 'k9')
+  await writeFile(join(lacking, NAMES[0]!), JSON.stringify(privateDoc), { mode: 0o600 })
+  await refused(
+    t,
+    lacking,
+    ['keys', 'promote', '--out', lacking, '--kid', 'k2'],
+    `cannot promote: ${join(lacking, NAMES[1]!)} is not the public half of ${join(lacking, NAMES[0]!)}: it holds kid "k9", which ${join(lacking, NAMES[0]!)} lacks; find which public file the gateways load, and what sealed to it, before changing either`,
+  )
+})
+
 t.test('missing files: nothing is created', async (t) => {
   const base = t.testdir()
   const nowhere = join(base, 'nowhere')

@@ -82,3 +82,36 @@ t.test('the same private set is accepted once an open step uses it', async (t) =
   t.equal(r.code, 0, r.stderr)
   t.match(r.stdout, /^ok: 2 routes, 1 upstreams/)
 })
+
+t.test("a public set whose kid names another key than the gateway's private set is refused; unrelated public sets may share kids", async (t) => {
+  const openRoute = {
+    ...sealRoute,
+    name: 'open',
+    path: '/v1/open',
+    transforms: { request: [{ type: 'open', keys: 'th-private', fields: ['/passport'] }] },
+  }
+  // Hand-chosen kids, the same in two sets: the public file of the other installed by mistake.
+  const own = await writeKeyFiles(dir, 'own', { kid: '2025-01' })
+  const other = await writeKeyFiles(dir, 'other', { kid: '2025-01' })
+  const sidecar = (publicPath: string, extra: Record<string, unknown> = {}) =>
+    gatewayConfig(pki, 9443, [sealRoute, openRoute], {
+      keys: { th: { file: publicPath }, 'th-private': { file: own.privatePath, private: true }, ...extra },
+    })
+  t.equal((await check('own-half', sidecar(own.publicPath))).code, 0, 'control: its own public half')
+
+  const r = await check('other-half', sidecar(other.publicPath))
+  t.equal(r.code, 1)
+  t.equal(
+    r.stderr,
+    'ecluse: keys.th.file holds kid "2025-01" as another key than keys.th-private.file (private): what is sealed to one under that kid ' +
+      'would be opened with the other, and never open; install the public half of the private set, or give the keys other kids\n',
+  )
+  t.equal(leaksKey(r.stderr + r.stdout), undefined, 'no private key value in the output')
+
+  // Two public sets (two trusted hosts) that chose the same kid: each is used on its own.
+  const edge = gatewayConfig(pki, 9443, [sealRoute, { ...sealRoute, name: 'other', path: '/v1/other', transforms: { request: [{ type: 'seal', recipients: 'other', fields: ['/passport'] }] } }], {
+    keys: { th: { file: own.publicPath }, other: { file: other.publicPath } },
+  })
+  const e = await check('two-hosts', edge)
+  t.equal(e.code, 0, e.stderr)
+})

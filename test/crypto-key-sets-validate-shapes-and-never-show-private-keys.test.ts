@@ -139,6 +139,10 @@ t.test('the current key is the first, the one named in the file, or the one aske
   t.equal(parseKeySet({ keys: [a, b], current: 'b' }, { current: 'a' }).current.kid, 'a')
   t.equal(parseKeySet(a).current.kid, 'a', 'a single JWK is a set of one')
   refused(t, () => parseKeySet({ keys: [a, b], current: 'c' }), /current kid "c" is not in the set/, 'unknown current')
+  // The file may come from another host, and the message reaches a terminal: never quoted raw.
+  for (const current of ['\u001b]0;pwned\u0007\u001b[2Jx', 'two\nlines', 'x'.repeat(129)]) {
+    refused(t, () => parseKeySet({ keys: [a, b], current }), /^[^"\u001b\n]*current is not a kid of the set$/, `current ${JSON.stringify(current).slice(0, 20)}: not echoed`)
+  }
 })
 
 t.test('private keys never appear in inspect, JSON or error details', async (t) => {

@@ -32,6 +32,7 @@ export { KekCache } from './kek-cache.js'
 export {
   type GenerateKeySetOptions,
   generateKeySet,
+  isSameRecipientKey,
   type Jwk,
   type Jwks,
   jwkThumbprint,

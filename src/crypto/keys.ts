@@ -53,6 +53,11 @@ const MAX_KID_CHARS = 128
 /** `kid` travels in every sealed header and in logs: visible ASCII only, no spaces or quotes games. */
 const KID_PATTERN = /^[\x21-\x7e]+$/
 
+/** 1 to 128 visible ASCII characters: a kid we accept, and may quote in a message. */
+function isKidShaped(kid: string): boolean {
+  return kid.length > 0 && kid.length <= MAX_KID_CHARS && KID_PATTERN.test(kid)
+}
+
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const
 const RSA_PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi'] as const
 const KEY_OPS: Readonly<Record<KeyAlgorithm['kind'], ReadonlySet<string>>> = {
@@ -259,7 +264,11 @@ export function parseKeySet(input: string | Uint8Array | unknown, options: KeySe
   let currentKey = keys[0]!
   if (current !== undefined) {
     const found = keys.find((k) => k.kid === current)
-    if (found === undefined) fail(source, '', `current kid "${String(current).slice(0, MAX_KID_CHARS)}" is not in the set`)
+    // Quoted only when it is a kid's shape: the file may come from another host, and this message
+    // reaches a terminal (`ecluse seal`) and the log.
+    if (found === undefined) {
+      fail(source, '', typeof current === 'string' && isKidShaped(current) ? `current kid "${current}" is not in the set` : 'current is not a kid of the set')
+    }
     currentKey = found
   }
   return new KeySet(keys, currentKey)
@@ -309,7 +318,7 @@ function importJwk(input: unknown, source: string, at: string, options: KeySetOp
   if (!isRecord(input)) fail(source, at, 'must be a JWK object')
   const jwk = input
   const kidValue = jwk.kid
-  if (typeof kidValue !== 'string' || kidValue.length === 0 || kidValue.length > MAX_KID_CHARS || !KID_PATTERN.test(kidValue)) {
+  if (typeof kidValue !== 'string' || !isKidShaped(kidValue)) {
     fail(source, at, `"kid" is required: 1 to ${MAX_KID_CHARS} visible ASCII characters`)
   }
   const kid = kidValue
@@ -460,6 +469,15 @@ function checkPair(
   fail(source, where, 'private key does not match its public members')
 }
 
+/**
+ * Whether two keys read from different files are one key: the same algorithm and the same public key
+ * (RFC 7638 thumbprint). A kid that names two keys splits a deployment: values sealed under it to one
+ * are opened with the other, and never open.
+ */
+export function isSameRecipientKey(a: RecipientKey, b: RecipientKey): boolean {
+  return a.alg === b.alg && jwkThumbprint(a.publicJwk) === jwkThumbprint(b.publicJwk)
+}
+
 /** RFC 7638 JWK thumbprint (SHA-256, base64url) over the required public members in lexical order. */
 export function jwkThumbprint(jwk: Jwk): string {
   let canonical: string
@@ -537,7 +555,7 @@ export function generateKeySet(options: GenerateKeySetOptions = {}): { privateJw
         ? { kty: priv.kty, crv: priv.crv, x: priv.x, y: priv.y }
         : { kty: priv.kty, crv: priv.crv, x: priv.x }
   const kid = options.kid ?? jwkThumbprint(pubMembers)
-  if (kid.length === 0 || kid.length > MAX_KID_CHARS || !KID_PATTERN.test(kid)) {
+  if (!isKidShaped(kid)) {
     throw new EcluseError('key_material_invalid', `"kid" must be 1 to ${MAX_KID_CHARS} visible ASCII characters`)
   }
   const head = { kid, use: 'enc', alg }

@@ -5,7 +5,7 @@
  * all call `loadKeySets`, so the four refuse exactly the same configurations.
  */
 import type { Config } from '../config/schema.js'
-import { type KeySet, readKeySetFile } from '../crypto/keys.js'
+import { isSameRecipientKey, type KeySet, readKeySetFile } from '../crypto/keys.js'
 import { EcluseError } from '../errors.js'
 
 /** Step types that use a private key set (option `keys`). */
@@ -67,7 +67,37 @@ export async function loadKeySets(config: Config): Promise<ReadonlyMap<string, K
     const code = first instanceof EcluseError ? first.code : 'key_material_invalid'
     throw new EcluseError(code, failures.map((e) => (e instanceof Error ? e.message : String(e))).join('\n'))
   }
-  return new Map(entries.map(([name], i) => [name, (results[i] as PromiseFulfilledResult<KeySet>).value]))
+  const sets = new Map(entries.map(([name], i) => [name, (results[i] as PromiseFulfilledResult<KeySet>).value]))
+  checkSharedKids(sets)
+  return sets
+}
+
+/**
+ * A kid that a private set and another set of the same gateway both hold must name one key in both.
+ * A sidecar that opens requests with its private set and seals responses to a public set must have
+ * that set's public half: a public file of another set installed by mistake, whose hand-chosen kids
+ * are the same, would seal every response to a key no private set holds. Two public sets may share a
+ * kid for different keys (two trusted hosts that chose the same names): each is used on its own.
+ *
+ * @throws EcluseError `key_material_invalid` naming both sets and the kid.
+ */
+function checkSharedKids(sets: ReadonlyMap<string, KeySet>): void {
+  const problems: string[] = []
+  for (const [privateName, privateSet] of sets) {
+    if (!privateSet.hasPrivateKeys) continue
+    for (const [name, set] of sets) {
+      if (name === privateName) continue
+      for (const key of set.keys) {
+        const own = privateSet.get(key.kid)
+        if (own === undefined || isSameRecipientKey(own, key)) continue
+        problems.push(
+          `keys.${name}.file holds kid "${key.kid}" as another key than keys.${privateName}.file (private): ` +
+            'what is sealed to one under that kid would be opened with the other, and never open; install the public half of the private set, or give the keys other kids',
+        )
+      }
+    }
+  }
+  if (problems.length > 0) throw new EcluseError('key_material_invalid', problems.join('\n'))
 }
 
 /**
