@@ -964,7 +964,8 @@ async function withKeySetLock<T>(dir: string, name: string, create: boolean, cha
     if (code === 'EEXIST') {
       throw new Error(
         `${lock} exists: another keys command is changing the set "${name}"; run this one when it has finished ` +
-          '(if none is running, one was killed before it could remove the lock: check both files, then remove it)',
+          `(if none is running, one was killed before it could remove the lock: check both files, delete any ${name}.*.jwks.json.*.tmp ` +
+          'beside them, which may hold private keys, then remove the lock)',
       )
     }
     // No directory, --out not one, or one this user cannot write: the command cannot write either,

@@ -39,7 +39,7 @@ t.test('a command that finds the set locked refuses, names the lock and changes 
   ]) {
     const r = await runCli(argv)
     t.equal(r.code, 1, `${argv[1]}: exit 1`)
-    t.equal(r.stderr, `ecluse: ${lock} exists: another keys command is changing the set "trusted-host"; run this one when it has finished (if none is running, one was killed before it could remove the lock: check both files, then remove it)\n`)
+    t.equal(r.stderr, `ecluse: ${lock} exists: another keys command is changing the set "trusted-host"; run this one when it has finished (if none is running, one was killed before it could remove the lock: check both files, delete any trusted-host.*.jwks.json.*.tmp beside them, which may hold private keys, then remove the lock)\n`)
     t.same(await Promise.all([PRIVATE, PUBLIC].map((n) => readFile(join(dir, n)))), before, `${argv[1]} ${argv.at(-1)}: both files as they were`)
   }
   t.equal(await readFile(lock, 'utf8'), '12345\n', 'the other command’s lock is not taken away')
