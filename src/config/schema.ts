@@ -201,6 +201,13 @@ export const routeSchema = z
     jwks: z.string().min(1).optional(),
     maxBodyBytes: byteSize.default(1024 * 1024),
     /**
+     * Methods besides POST, PUT and PATCH whose requests may carry a body on this route (each must
+     * be in `methods`). A body on any other method is refused `request_framing`: RFC 9110 gives it no
+     * meaning, and an upstream that answers such a request without reading its body reads the body
+     * as the next request on the connection, one the gateway never routed nor authorised.
+     */
+    requestBodyOn: z.array(z.enum(['GET', 'DELETE', 'OPTIONS'])).default([]),
+    /**
      * With request transforms, the transformed body is held until it is complete or this many bytes
      * are ready before the upstream is contacted: a body refused within it never reaches the upstream.
      */
@@ -333,6 +340,11 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['routes', i, 'name'], message: `duplicate route name "${route.name}"` })
       }
       names.add(route.name)
+      for (const method of route.requestBodyOn) {
+        if (!route.methods.includes(method)) {
+          ctx.addIssue({ code: 'custom', path: ['routes', i, 'requestBodyOn'], message: `${method} is not in the route's methods` })
+        }
+      }
       if (route.jwks !== undefined) {
         if (!Object.hasOwn(cfg.keys, route.jwks)) {
           ctx.addIssue({ code: 'custom', path: ['routes', i, 'jwks'], message: `unknown key set "${route.jwks}"` })

@@ -334,6 +334,13 @@ class Exchange implements WatchedUpload {
       return
     }
 
+    // A body on a method without content (GET, HEAD, DELETE, OPTIONS unless the route lists it): an
+    // upstream that answers without reading it would read it as a request of its own (CL.0).
+    if (bodyOnTheWire(req) && !route.bodyMethods.has(req.method ?? '')) {
+      this.#refuse('request_framing', `a ${req.method} request with a body, which route ${route.name} does not take (routes[].requestBodyOn)`)
+      return
+    }
+
     const declaredLength = req.headers['content-length']
     if (declaredLength !== undefined && Number(declaredLength) > route.maxBodyBytes) {
       this.#refuse('body_too_large', `content-length ${declaredLength} > ${route.maxBodyBytes}`)

@@ -30,6 +30,8 @@ export interface CompiledRoute {
   /** The path readings its upstream makes (`pathReadings`), as a mask of `UPSTREAM_READINGS` bits. */
   readonly readings: number
   readonly maxBodyBytes: number
+  /** Methods that may carry a request body: POST, PUT, PATCH and the route's `requestBodyOn`. */
+  readonly bodyMethods: ReadonlySet<string>
   /** With request transforms: bytes of transformed body held before the upstream is contacted. */
   readonly requestHoldBytes: number
   /** With response transforms: bytes of transformed body held before the status line is sent. */
@@ -392,6 +394,7 @@ function compileRoute(route: RouteConfig, index: number, config: Config, env: Tr
     upstream: route.upstream,
     readings: readingsMask(config.upstreams[route.upstream]!.pathReadings),
     maxBodyBytes: route.maxBodyBytes,
+    bodyMethods: new Set(['POST', 'PUT', 'PATCH', ...route.requestBodyOn]),
     requestHoldBytes: route.requestHoldBytes,
     responseHoldBytes: route.responseHoldBytes,
     withholdErrorBodies: route.errorBodies === 'withhold',

@@ -419,7 +419,9 @@ export class UpstreamPool {
     return new Pool(this.#origin, {
       connect: this.#connectOptions(secureContext, cfg.connectTimeoutMs),
       connections: cfg.connections,
-      // One request per connection at a time: a failure can only ever affect the request it hit.
+      // One request per connection at a time: no request waits behind another on a connection. (An
+      // upstream that sends more than its answer's length can still desync a kept-alive one:
+      // docs/security-model.md, "Not covered".)
       pipelining: 1,
       allowH2: false,
       headersTimeout: cfg.headersTimeoutMs,
