@@ -19,7 +19,7 @@ import { EventEmitter } from 'node:events'
 import { IncomingMessage } from 'node:http'
 import type { Readable } from 'node:stream'
 import type { SecureContext } from 'node:tls'
-import { Client, type Dispatcher, Pool } from 'undici'
+import { Client, type Dispatcher, errors, Pool } from 'undici'
 import type { UpstreamConfig } from '../config/schema.js'
 import { EcluseError, isEcluseError } from '../errors.js'
 import { classifyUpstreamError, isAbortError, isUpstreamParserError, recognizedUpstreamError, toUpstreamError, type UpstreamErrorCode, upstreamBodyError } from './classify.js'
@@ -138,6 +138,27 @@ function streamOf(body: Readable | Buffer | null): Readable | null {
   return body === null || Buffer.isBuffer(body) ? null : body
 }
 
+/**
+ * The `onInfo` of one request. undici restarts its headers timer at every informational answer
+ * (1xx), so an upstream that sends `102 Processing` more often than `headersTimeoutMs` would hold
+ * the request, and its connection, until the sponsor's idle timeout cut it without an answer. A
+ * 1xx that comes more than `headersTimeoutMs` after the request was sent (its body ended) fails it as
+ * undici's own headers timeout does (`upstream_timeout`): thrown here, undici destroys the connection
+ * and rejects the request with it.
+ */
+function informationalDeadline(body: Readable | Buffer | null, headersTimeoutMs: number): () => void {
+  const stream = streamOf(body)
+  let sentAt = stream === null ? performance.now() : undefined
+  stream?.once('end', () => {
+    sentAt = performance.now()
+  })
+  return () => {
+    if (sentAt !== undefined && performance.now() - sentAt > headersTimeoutMs) {
+      throw new errors.HeadersTimeoutError(`informational answers (1xx) only, for more than ${headersTimeoutMs} ms after the request was sent (headersTimeoutMs)`)
+    }
+  }
+}
+
 function discardBody(body: Readable | Buffer | null, err: unknown): void {
   const stream = streamOf(body)
   if (stream === null || stream.destroyed) return
@@ -236,6 +257,7 @@ export class UpstreamPool {
         headers: this.#cfg.host === undefined ? opts.headers : { ...opts.headers, host: this.#cfg.host },
         body: opts.body,
         signal: opts.signal,
+        onInfo: informationalDeadline(opts.body, this.#cfg.headersTimeoutMs),
         // Pinned per request: undici would otherwise derive SNI and the verified name from a `Host`
         // header when one is present (lib/core/request.js `getServerName(this.host)`).
         servername: this.#cfg.serverName,
