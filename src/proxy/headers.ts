@@ -358,13 +358,14 @@ export function narrowForTransformedResponses(headers: Record<string, string | s
 
 /**
  * The response headers relayed to the sponsor: allow-listed fields only (minus hop-by-hop and
- * `Connection`-named ones, minus invalid values), plus the request id. `vary` keeps only the request
- * fields the gateway forwards on this route (and `*`): the answer cannot vary with any other, and an
- * upstream's `Vary: X-Internal-Tenant` would name the trusted side's own headers to the sponsor. A
- * `vary` naming a field the gateway itself sets from the connection (the principal, the client's
- * address, the request id) becomes `*`: the answer depends on who asked, which nothing in the
- * sponsor's request shows, so a cache on the sponsor's side must not hand it to another client
- * (RFC 9110 §12.5.5).
+ * `Connection`-named ones, minus invalid values), plus the request id. `vary` keeps the request
+ * fields the gateway forwards on this route and drops standard ones it does not (every request
+ * through it lacks them). A `vary` naming a field the gateway itself sets from the connection (the
+ * principal, the client's address, the request id), or a field of no standard that it does not
+ * forward (`X-Internal-Tenant`: something between the gateway and the upstream set it, perhaps from
+ * the principal), becomes `*`: the answer may depend on who asked, which nothing in the sponsor's
+ * request shows, so a cache on the sponsor's side must not hand it to another client (RFC 9110
+ * §12.5.5), and the trusted side's own field names do not cross.
  */
 export function buildSponsorHeaders(
   upstreamHeaders: Readonly<Record<string, string | string[] | undefined>>,
@@ -384,19 +385,128 @@ export function buildSponsorHeaders(
   }
   const vary = out['vary']
   if (typeof vary === 'string') {
-    const members = vary.split(',').map((v) => v.trim().toLowerCase())
+    const members = vary
+      .split(',')
+      .map((v) => v.trim().toLowerCase())
+      .filter((v) => v !== '')
+    const forwarded = (v: string) => route.requestHeaderAllow.has(v) && !(v === 'accept' && route.responseTransforms.length > 0)
     const perClient = members.some((v) => v === 'x-forwarded-for' || v === sponsor.requestIdHeader || v === sponsor.principalHeader)
-    const forwarded = members.filter(
-      (v) => v === '*' || (route.requestHeaderAllow.has(v) && !(v === 'accept' && route.responseTransforms.length > 0)),
-    )
-    if (perClient || forwarded.includes('*')) out['vary'] = '*'
-    else if (forwarded.length > 0) out['vary'] = [...new Set(forwarded)].join(', ')
+    // A field of no standard, which the gateway does not forward, was set between the gateway and the
+    // upstream (an internal proxy's `X-Tenant-Id`), perhaps from the principal: per client, as far
+    // as the sponsor can tell.
+    const unknown = members.some((v) => v !== '*' && !forwarded(v) && !isStandardRequestField(v))
+    const kept = members.filter(forwarded)
+    if (perClient || unknown || members.includes('*')) out['vary'] = '*'
+    else if (kept.length > 0) out['vary'] = [...new Set(kept)].join(', ')
     else delete out['vary']
   }
   const cacheControl = out['cache-control']
   if (typeof cacheControl === 'string') out['cache-control'] = narrowCacheControl(cacheControl)
+  narrowFreeText(out)
   out[sponsor.requestIdHeader] = requestId
   return out
+}
+
+/** A delay in seconds (`retry-after`, RFC 9110 §10.2.3). */
+const DELAY_SECONDS = /^\d{1,10}$/
+/** One or more language tags (RFC 9110 §8.5, RFC 5646's shape). */
+const LANGUAGE_TAGS = /^[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*(?:[ \t]*,[ \t]*[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*)*$/
+const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+const MEDIA_TYPE = new RegExp(`^[ \\t]*(${TOKEN}/${TOKEN})[ \\t]*`, 'y')
+const MEDIA_PARAMETER = new RegExp(`[ \\t]*;[ \\t]*(${TOKEN})=(${TOKEN}|"(?:[^"\\\\]|\\\\.)*")[ \\t]*`, 'y')
+/** The parameters of a media type that say how to read the body; any other is dropped. */
+const KEPT_MEDIA_PARAMETERS: ReadonlySet<string> = new Set(['charset', 'boundary'])
+
+/**
+ * The response fields the default list relays whose values an upstream could fill with free text
+ * (`retry-after: db-primary pg-7.internal down`, a `content-type` parameter naming a build host),
+ * which error bodies are withheld to keep behind: each is reduced to its grammar. A date is
+ * re-written from the instant it names (RFC 9110 §5.6.7: recipients read all three date formats);
+ * `expires` that names none is `0`, already expired, as a cache must read it (RFC 9111 §5.3); the
+ * others are dropped when they do not parse; `content-type` keeps its type and `charset` and
+ * `boundary` only.
+ */
+function narrowFreeText(out: Record<string, string | string[]>): void {
+  const retryAfter = out['retry-after']
+  if (typeof retryAfter === 'string' && !DELAY_SECONDS.test(retryAfter.trim())) setOrDelete(out, 'retry-after', httpDate(retryAfter))
+  else if (typeof retryAfter === 'string') out['retry-after'] = retryAfter.trim()
+  const expires = out['expires']
+  if (typeof expires === 'string') out['expires'] = httpDate(expires) ?? '0'
+  const lastModified = out['last-modified']
+  if (typeof lastModified === 'string') setOrDelete(out, 'last-modified', httpDate(lastModified))
+  const language = out['content-language']
+  if (typeof language === 'string' && !LANGUAGE_TAGS.test(language.trim())) delete out['content-language']
+  const type = out['content-type']
+  if (typeof type === 'string') setOrDelete(out, 'content-type', narrowMediaType(type))
+}
+
+function setOrDelete(out: Record<string, string | string[]>, name: string, value: string | undefined): void {
+  if (value === undefined) delete out[name]
+  else out[name] = value
+}
+
+/** The IMF-fixdate of the instant `value` names, or undefined. */
+function httpDate(value: string): string | undefined {
+  const ms = Date.parse(value)
+  return Number.isNaN(ms) ? undefined : new Date(ms).toUTCString()
+}
+
+/** `type/subtype` and its `charset` and `boundary` parameters, or undefined when it does not parse. */
+function narrowMediaType(value: string): string | undefined {
+  MEDIA_TYPE.lastIndex = 0
+  const head = MEDIA_TYPE.exec(value)
+  if (head === null) return undefined
+  let kept = head[1]!
+  for (let at = MEDIA_TYPE.lastIndex; at < value.length; at = MEDIA_PARAMETER.lastIndex) {
+    MEDIA_PARAMETER.lastIndex = at
+    const m = MEDIA_PARAMETER.exec(value)
+    // A parameter list that does not parse: the type alone, which says less.
+    if (m === null) return head[1]!
+    if (KEPT_MEDIA_PARAMETERS.has(m[1]!.toLowerCase())) kept += `; ${m[1]!.toLowerCase()}=${m[2]!}`
+  }
+  return kept
+}
+
+/**
+ * Request fields of HTTP and the web platform that a client sends and nothing on the trusted side
+ * adds: an upstream's `vary` naming one the gateway does not forward on the route is dropped (every
+ * request through the gateway lacks it, so the answer cannot vary with it), where a field of no
+ * standard becomes `*` (see `buildSponsorHeaders`).
+ */
+const STANDARD_REQUEST_FIELDS: ReadonlySet<string> = new Set([
+  'accept',
+  'accept-charset',
+  'accept-encoding',
+  'accept-language',
+  'authorization',
+  'cache-control',
+  'content-encoding',
+  'content-length',
+  'content-type',
+  'cookie',
+  'dnt',
+  'expect',
+  'from',
+  'if-match',
+  'if-modified-since',
+  'if-none-match',
+  'if-range',
+  'if-unmodified-since',
+  'max-forwards',
+  'origin',
+  'pragma',
+  'range',
+  'referer',
+  'save-data',
+  'te',
+  'upgrade-insecure-requests',
+  'user-agent',
+  'x-requested-with',
+])
+const STANDARD_REQUEST_FIELD_PREFIXES: readonly string[] = ['sec-fetch-', 'sec-ch-', 'access-control-request-']
+
+function isStandardRequestField(name: string): boolean {
+  return STANDARD_REQUEST_FIELDS.has(name) || STANDARD_REQUEST_FIELD_PREFIXES.some((p) => name.startsWith(p))
 }
 
 /** Response directives that take a number of seconds (RFC 9111 §5.2.2, RFC 5861). */
