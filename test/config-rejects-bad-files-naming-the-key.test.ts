@@ -139,6 +139,26 @@ t.test('the principal and request id headers cannot be framing or gateway-owned 
     message: 'x.yaml: sponsor.principalHeader: must differ from sponsor.requestIdHeader',
   })
   t.equal(parseConfig(withSponsor('  principalHeader: X-Ecluse-Principal\n'), 'x.yaml').sponsor.principalHeader, 'x-ecluse-principal')
+  // Found by a review: fields of HTTP's own mean something beside the gateway's value (`expect` failed
+  // every request, `if-match` refused them, `accept` was dropped on routes with response transforms).
+  for (const [key, name] of [
+    ['principalHeader', 'expect'],
+    ['principalHeader', 'if-match'],
+    ['principalHeader', 'accept'],
+    ['principalHeader', 'range'],
+    ['principalHeader', 'authorization'],
+    ['principalHeader', 'cookie'],
+    ['principalHeader', 'sec-fetch-site'],
+    ['requestIdHeader', 'retry-after'],
+    ['requestIdHeader', 'set-cookie'],
+    ['principalHeader', 'if_none_match'],
+  ]) {
+    t.throws(() => parseConfig(withSponsor(`  ${key}: ${name}\n`), 'x.yaml'), {
+      code: 'config_invalid',
+      message: `x.yaml: sponsor.${key}: "${name}" is a field of HTTP that means something of its own; choose a name of your own, such as x-ecluse-…`,
+    })
+  }
+  t.equal(parseConfig(withSponsor('  principalHeader: remote-user\n'), 'x.yaml').sponsor.principalHeader, 'remote-user', 'a field upstreams read the user from may carry it')
 })
 
 t.test('a wrong value is described by its type, never echoed', async (t) => {

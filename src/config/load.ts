@@ -11,6 +11,7 @@ import { dirname, resolve } from 'node:path'
 import { type Document, isPair, isScalar, isSeq, parseDocument, visit, type ErrorCode as YamlErrorCode } from 'yaml'
 import type { z } from 'zod'
 import { EcluseError } from '../errors.js'
+import { DEFAULT_RESPONSE_HEADERS, isStandardRequestField } from '../proxy/headers.js'
 import { readBoundedFile, unreadable } from '../read-bounded-file.js'
 import { type Config, configSchema } from './schema.js'
 
@@ -79,6 +80,9 @@ const UNUSABLE_HEADERS: ReadonlySet<string> = new Set([
   'transfer-encoding',
   'upgrade',
 ])
+
+/** Response fields with a meaning of their own beside the default relayed set (src/proxy/headers.ts). */
+const RESPONSE_MEANINGFUL_HEADERS: ReadonlySet<string> = new Set(['set-cookie', 'location', 'www-authenticate', 'content-disposition', 'content-location', 'age', 'date'])
 
 /** One problem in a configuration: the key path as segments and a readable message. */
 interface Problem {
@@ -381,6 +385,14 @@ function semanticProblems(config: Config): Problem[] {
   for (const [key, name] of injected) {
     if (name !== undefined && (UNUSABLE_HEADERS.has(name) || name.startsWith('x-forwarded-'))) {
       problems.push({ path: ['sponsor', key], message: `"${name}" cannot carry a value set by the gateway` })
+      continue
+    }
+    // A field of HTTP's own means something to the upstream or the sponsor beside the gateway's value
+    // (`expect` fails every request, `if-match` refuses them, `accept` is dropped on routes with
+    // response transforms), and the request id is sent on every response too.
+    const dashed = name?.replaceAll('_', '-')
+    if (dashed !== undefined && (isStandardRequestField(dashed) || DEFAULT_RESPONSE_HEADERS.has(dashed) || RESPONSE_MEANINGFUL_HEADERS.has(dashed))) {
+      problems.push({ path: ['sponsor', key], message: `"${name}" is a field of HTTP that means something of its own; choose a name of your own, such as x-ecluse-…` })
     }
   }
   if (sponsor.principalHeader !== undefined && sponsor.principalHeader === sponsor.requestIdHeader) {

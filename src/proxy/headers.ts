@@ -505,7 +505,7 @@ const STANDARD_REQUEST_FIELDS: ReadonlySet<string> = new Set([
 ])
 const STANDARD_REQUEST_FIELD_PREFIXES: readonly string[] = ['sec-fetch-', 'sec-ch-', 'access-control-request-']
 
-function isStandardRequestField(name: string): boolean {
+export function isStandardRequestField(name: string): boolean {
   return STANDARD_REQUEST_FIELDS.has(name) || STANDARD_REQUEST_FIELD_PREFIXES.some((p) => name.startsWith(p))
 }
 
