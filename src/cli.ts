@@ -725,7 +725,6 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
         throw new Error(`cannot rotate: ${privateFile} does not exist (without --rotate, keys init creates the set)`)
       }
       existing = await readPrivateSet(privateFile)
-      await warnIfReadableByOthers(privateFile, io, existing.set.kids)
       if (await exists(publicFile)) {
         // A key in the private file only: an interrupted keys init --rotate (the private file is written
         // first) or retire (the public one is). A re-run must not add yet another key on top, nor
@@ -802,6 +801,7 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
     } catch (err) {
       throw new Error(`${dir}: cannot create the directory (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
     }
+    if (existing !== undefined) await warnIfReadableByOthers(privateFile, io, existing.set.kids)
     // The private set first: the opening side must know a key before anything can be sealed to it.
     await writeKeySetFiles([
       { file: privateFile, data: privateText, mode: 0o600 },
@@ -852,7 +852,6 @@ async function keysChange(op: 'promote' | 'retire', values: Values, io: CliIo, u
   }
   return await withKeySetLock(dir, name, false, async () => {
     const { set, byKid } = await readPrivateSet(privateFile)
-    await warnIfReadableByOthers(privateFile, io, set.kids)
     const published = await readPublicSet(publicFile, { set, file: privateFile }, op)
     const target = set.get(kid)
     if (target === undefined) throw new Error(`cannot ${op}: kid "${kid}" is not in ${privateFile} (it holds ${set.kids.join(', ')})`)
@@ -870,6 +869,7 @@ async function keysChange(op: 'promote' | 'retire', values: Values, io: CliIo, u
         current,
         { privateFile, publicFile },
       )
+      await warnIfReadableByOthers(privateFile, io, set.kids)
       const privateDoc = { file: privateFile, data: docs.privateText, mode: 0o600 }
       const publicDoc = { file: publicFile, data: docs.publicText, mode: 0o644 }
       await writeKeySetFiles(first === 'private' ? [privateDoc, publicDoc] : [publicDoc, privateDoc])
@@ -887,6 +887,7 @@ async function keysChange(op: 'promote' | 'retire', values: Values, io: CliIo, u
         )
       }
       if (currentKid === kid && published.current.kid === kid) {
+        await warnIfReadableByOthers(privateFile, io)
         io.stdout.write(`kid ${kid} is already current in the key set "${name}" in ${dir}; nothing written\n`)
         return 0
       }

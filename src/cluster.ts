@@ -212,7 +212,7 @@ export async function runCluster(configPath: string, options: ClusterOptions, si
     watcher?.stop()
     primary.stop(signal)
   }
-  signals.started({ reload: () => void primary.reload(), stop, ignored: (signal) => logIgnoredSignal(primary.log, signal) })
+  signals.started({ reload: () => void primary.reload(), stop, ignored: (signal, closed) => logIgnoredSignal(primary.log, signal, closed) })
   // Each worker logs its own reload (and counts it for the failed-reload alert); the primary retries
   // a change that failed in any of them.
   if (!stopping) startWatcher(watcher, () => primary.reload(), primary.log)
@@ -943,7 +943,7 @@ async function runWorker(configPath: string, signals: BootSignals): Promise<void
     if (stopping) return
     void gateway.reload().then(() => send({ ecluse: 'drain', drainTimeoutMs: gateway.drainTimeoutMs, configDigest: gateway.configDigest, bootDigest: gateway.bootDigest }))
   }
-  signals.started({ reload: reloadOnSignal, stop, ignored: (signal) => logIgnoredSignal(log, signal) })
+  signals.started({ reload: reloadOnSignal, stop, ignored: (signal, closed) => logIgnoredSignal(log, signal, closed) })
   // The primary went away (crash or SIGKILL): drain and exit rather than serve unsupervised. Node's
   // own worker code exits at once (code 0) on a disconnect it did not ask for, before this listener
   // could drain, dropping every request in flight (lib/internal/cluster/child.js): marked as

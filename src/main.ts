@@ -468,9 +468,13 @@ export function startWatcher(watcher: ConfigWatcher | undefined, onChange: () =>
   log.info({ watchIntervalMs: watcher.intervalMs }, 'watching the configuration files for changes')
 }
 
-/** SIGUSR1 (src/boot-signals.ts): said, so that whoever sent it learns the inspector stays shut. */
-export function logIgnoredSignal(log: Logger, signal: NodeJS.Signals): void {
-  log.warn({ signal }, 'signal ignored: it would open the Node inspector; start with --inspect to debug')
+/**
+ * SIGUSR1 (src/boot-signals.ts): said, so that whoever sent it learns the inspector stays shut, or
+ * was shut (`inspectorClosed`: one came during the boot, before the process could catch it).
+ */
+export function logIgnoredSignal(log: Logger, signal: NodeJS.Signals, inspectorClosed = false): void {
+  if (inspectorClosed) log.warn({ signal }, 'inspector opened by a signal during the boot; closed')
+  else log.warn({ signal }, 'signal ignored: it would open the Node inspector; start with --inspect to debug')
 }
 
 /**
@@ -503,6 +507,6 @@ export async function runGateway(configPath: string, signals: BootSignals = new 
       },
     )
   }
-  signals.started({ reload: () => void gateway.reload(), stop, ignored: (signal) => logIgnoredSignal(gateway.log, signal) })
+  signals.started({ reload: () => void gateway.reload(), stop, ignored: (signal, closed) => logIgnoredSignal(gateway.log, signal, closed) })
   if (!stopping) startWatcher(watcher, () => gateway.reload(), gateway.log)
 }

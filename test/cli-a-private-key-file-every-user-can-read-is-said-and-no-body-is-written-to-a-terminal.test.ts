@@ -29,6 +29,14 @@ t.test('a keys command on a private set every user may read: said, with the kids
   )
   t.equal((await stat(priv)).mode & 0o777, 0o600, 'rewritten 0600')
 
+  // A command that writes nothing says nothing of writing it: only the exposure.
+  await chmod(priv, 0o644)
+  const noop = await runCli(['keys', 'promote', '--out', dir, '--kid=k2'])
+  t.equal(noop.code, 0)
+  t.match(noop.stdout, /is already current .*; nothing written/)
+  t.equal(noop.stderr, `warning: ${priv}: ${READABLE}\n`, 'the exposure, not a rewrite that does not happen')
+  t.equal((await stat(priv)).mode & 0o777, 0o644, 'and stays as it was')
+
   await chmod(priv, 0o604)
   const rotated = await runCli(['keys', 'init', '--out', dir, '--rotate', '--stage', '--kid', 'k3'])
   t.equal(rotated.code, 0)

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
@@ -103,4 +104,41 @@ t.test('a second SIGTERM during the drain neither kills the gateway nor cuts the
   t.match(stdout, /shutdown already in progress/, 'the second signal is logged')
   t.match(stdout, /"signal":"SIGUSR1".*"msg":"signal ignored: it would open the Node inspector/, 'SIGUSR1 is logged as ignored')
   t.notMatch(stderr, /Debugger listening/, 'and no inspector was opened')
+})
+
+t.test('a SIGUSR1 that reaches Node before the CLI can catch it: the inspector it opened is closed once the gateway starts', async (t) => {
+  const pki = await makeTestPki()
+  const dir = t.testdir()
+  const file = join(dir, 'gateway.yaml')
+  await writeFile(file, minimalServeConfig(pki))
+  // Port 0: the inspector a signal opens listens where the kernel says, not on a shared 9229.
+  const child = spawn(process.execPath, ['--inspect-port=0', '--import', 'tsx', 'src/cli.ts', 'serve', '--config', file], { cwd: root })
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+  const started = () => stdout.includes('"admin":')
+  // Node installs its own SIGUSR1 handler first thing; the CLI's comes after its modules have loaded.
+  await new Promise((r) => setTimeout(r, 50))
+  while (!stderr.includes('Debugger listening') && !started() && child.exitCode === null) {
+    child.kill('SIGUSR1')
+    await new Promise((r) => setTimeout(r, 10))
+  }
+  t.match(stderr, /Debugger listening on ws:\/\/127\.0\.0\.1:\d+\//, "a signal reached Node's own handler during the boot")
+  for (let i = 0; i < 500 && !started() && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 20))
+  t.ok(started(), 'the gateway started')
+  const port = Number(/ws:\/\/127\.0\.0\.1:(\d+)\//.exec(stderr)?.[1])
+  const reached = await new Promise<string>((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    socket.on('connect', () => {
+      socket.destroy()
+      resolve('connected')
+    })
+    socket.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'))
+  })
+  t.equal(reached, 'ECONNREFUSED', 'the inspector is closed: nothing listens on its port')
+  t.match(stdout, /"signal":"SIGUSR1".*"msg":"inspector opened by a signal during the boot; closed"/, 'and the log says so')
 })

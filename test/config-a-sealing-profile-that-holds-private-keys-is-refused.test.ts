@@ -83,35 +83,47 @@ t.test('the same private set is accepted once an open step uses it', async (t) =
   t.match(r.stdout, /^ok: 2 routes, 1 upstreams/)
 })
 
-t.test("a public set whose kid names another key than the gateway's private set is refused; unrelated public sets may share kids", async (t) => {
-  const openRoute = {
+t.test("a set whose kid names another key than a private set used on the same route is refused; sets never used together may share kids", async (t) => {
+  // The sidecar's route: opens requests with its private set, seals responses to its public set.
+  const sidecarRoute = (publicSet: string) => ({
     ...sealRoute,
-    name: 'open',
-    path: '/v1/open',
-    transforms: { request: [{ type: 'open', keys: 'th-private', fields: ['/passport'] }] },
-  }
+    name: 'exchange',
+    path: '/v1/exchange',
+    transforms: {
+      request: [{ type: 'open', keys: 'th-private', fields: ['/passport'] }],
+      response: [{ type: 'seal', recipients: publicSet, fields: ['/passport'] }],
+    },
+  })
   // Hand-chosen kids, the same in two sets: the public file of the other installed by mistake.
   const own = await writeKeyFiles(dir, 'own', { kid: '2025-01' })
   const other = await writeKeyFiles(dir, 'other', { kid: '2025-01' })
-  const sidecar = (publicPath: string, extra: Record<string, unknown> = {}) =>
-    gatewayConfig(pki, 9443, [sealRoute, openRoute], {
-      keys: { th: { file: publicPath }, 'th-private': { file: own.privatePath, private: true }, ...extra },
-    })
+  const sidecar = (publicPath: string) =>
+    gatewayConfig(pki, 9443, [sidecarRoute('th')], { keys: { th: { file: publicPath }, 'th-private': { file: own.privatePath, private: true } } })
   t.equal((await check('own-half', sidecar(own.publicPath))).code, 0, 'control: its own public half')
 
   const r = await check('other-half', sidecar(other.publicPath))
   t.equal(r.code, 1)
   t.equal(
     r.stderr,
-    'ecluse: keys.th.file holds kid "2025-01" as another key than keys.th-private.file (private): what is sealed to one under that kid ' +
-      'would be opened with the other, and never open; install the public half of the private set, or give the keys other kids\n',
+    'ecluse: keys.th.file and keys.th-private.file, both used on route "exchange", hold kid "2025-01" as two different keys: what is sealed under that kid ' +
+      'to one would be opened with the other, and never open; install the public half of the private set, or give the keys other kids\n',
+    'said once',
   )
   t.equal(leaksKey(r.stderr + r.stdout), undefined, 'no private key value in the output')
 
-  // Two public sets (two trusted hosts) that chose the same kid: each is used on its own.
-  const edge = gatewayConfig(pki, 9443, [sealRoute, { ...sealRoute, name: 'other', path: '/v1/other', transforms: { request: [{ type: 'seal', recipients: 'other', fields: ['/passport'] }] } }], {
+  // The same sets on two routes, never together: each is used on its own.
+  const apart = gatewayConfig(
+    pki,
+    9443,
+    [sealRoute, { ...sealRoute, name: 'open', path: '/v1/open', transforms: { request: [{ type: 'open', keys: 'th-private', fields: ['/passport'] }] } }],
+    { keys: { th: { file: other.publicPath }, 'th-private': { file: own.privatePath, private: true } } },
+  )
+  const a = await check('apart', apart)
+  t.equal(a.code, 0, a.stderr)
+  // Two public sets (two trusted hosts) that chose the same kid, even on one route: no private key to split.
+  const twoHosts = gatewayConfig(pki, 9443, [{ ...sealRoute, transforms: { request: [{ type: 'seal', recipients: 'th', fields: ['/passport'] }, { type: 'seal', recipients: 'other', fields: ['/name'] }] } }], {
     keys: { th: { file: own.publicPath }, other: { file: other.publicPath } },
   })
-  const e = await check('two-hosts', edge)
+  const e = await check('two-hosts', twoHosts)
   t.equal(e.code, 0, e.stderr)
 })

@@ -152,6 +152,7 @@ t.test('the principal and request id headers cannot be framing or gateway-owned 
     ['requestIdHeader', 'retry-after'],
     ['requestIdHeader', 'set-cookie'],
     ['principalHeader', 'if_none_match'],
+    ['principalHeader', 'if-schedule-tag-match'],
   ]) {
     t.throws(() => parseConfig(withSponsor(`  ${key}: ${name}\n`), 'x.yaml'), {
       code: 'config_invalid',

@@ -101,12 +101,16 @@ t.test('vary names only the request fields the gateway forwards on the route', a
     buildSponsorHeaders(varying(vary), route, 'gw-1', SPONSOR)['vary']
   // A standard field the gateway does not forward: every request through it lacks it.
   t.equal(varyOn(plain, 'Accept, Origin, Accept-Encoding, Sec-Fetch-Mode'), 'accept', 'unforwarded standard names are dropped, case folded')
-  t.equal(varyOn(plain, ['cookie', 'authorization']), undefined, 'no field left: no vary')
+  t.equal(varyOn(plain, ['origin', 'accept-encoding']), undefined, 'no field left: no vary')
+  t.equal(varyOn(plain, 'Host, Prefer, Forwarded, X-Forwarded-Proto, Viewport-Width, DPR'), undefined, 'standard fields, and what the gateway sets alike for all: nothing varies')
+  // Credentials the route does not forward were set by whatever authenticates on the trusted side.
+  t.equal(varyOn(plain, 'accept, Authorization'), '*', 'authorization: per client')
+  t.equal(varyOn(plain, 'Cookie'), '*', 'cookie: per client')
   // Found by a review: a field of no standard, which the gateway never forwards, was set between it
   // and the upstream (an internal proxy's tenant header, perhaps from the principal): the answer
   // may be per client, and the trusted side's field name must not cross.
   t.equal(varyOn(plain, 'Accept, X-Internal-Tenant, Origin'), '*', 'an internal field makes it `*`')
-  t.equal(varyOn(plain, ['x-internal-tenant', 'cookie']), '*')
+  t.equal(varyOn(plain, ['x-internal-tenant', 'origin']), '*')
   t.equal(varyOn(plain, 'accept, , accept-language'), 'accept, accept-language', 'empty members are nothing')
   t.equal(varyOn(plain, '*'), '*', '`*` names no field and stays')
   t.equal(varyOn(tenant, 'x-tenant, accept-language'), 'x-tenant, accept-language', 'a field the route forwards stays')
@@ -152,10 +156,24 @@ t.test('found by a review of the upstream side: free text in relayed fields is r
   t.equal(one('last-modified', 'user alice@corp.internal'), undefined, 'last-modified: no date, dropped')
   t.equal(one('expires', 'user alice@corp.internal'), '0', 'expires: no date is already expired (RFC 9111 §5.3), never dropped into heuristic freshness')
   t.equal(one('expires', 'Thu, 01 Dec 2033 16:00:00 GMT'), 'Thu, 01 Dec 2033 16:00:00 GMT')
+  // Found by the re-review: Date.parse read almost anything as a date.
+  for (const odd of ['3600', 'max-age=3600', 'node 42', '-1', '1.5', 'Sun, 31 Feb 2027 10:00:00 GMT', 'Fri, 31 Dec 99999 23:59:59 GMT', 'Sun, 06 Nov 1994 24:00:00 GMT', '2027-01-01T00:00:00Z']) {
+    t.equal(one('expires', odd), '0', `expires ${JSON.stringify(odd)}: no HTTP-date, already expired`)
+    t.equal(one('last-modified', odd), undefined, `last-modified ${JSON.stringify(odd)}: dropped`)
+    if (odd !== '3600') t.equal(one('retry-after', odd), undefined, `retry-after ${JSON.stringify(odd)}: dropped`)
+  }
+  t.equal(one('expires', 'Thursday, 01-Dec-33 16:00:00 GMT'), 'Thu, 01 Dec 2033 16:00:00 GMT', 'a two-digit year within 50 years ahead')
+  t.equal(one('expires', 'Monday, 01-Dec-94 16:00:00 GMT'), 'Thu, 01 Dec 1994 16:00:00 GMT', 'and one further ahead is the last such year past')
   t.equal(one('content-language', 'fr-FR, en'), 'fr-FR, en')
   t.equal(one('content-language', 'tenant-4711-secret / alice'), undefined, 'content-language: not language tags, dropped')
   t.equal(one('content-type', 'application/json; build="git-3f2a internal/host-17"; charset=UTF-8'), 'application/json; charset=UTF-8', 'only charset and boundary parameters cross')
-  t.equal(one('content-type', 'multipart/mixed; boundary="b 1"'), 'multipart/mixed; boundary="b 1"')
+  t.equal(one('content-type', 'multipart/mixed; boundary="b:1"'), 'multipart/mixed; boundary="b:1"')
+  // Found by the re-review: the kept parameters' values are held to their grammar, and a trailing `;` is nothing.
+  t.equal(one('content-type', 'text/plain; charset="db-primary pg-7.internal is down, see runbook"'), 'text/plain', 'a charset that is no charset name')
+  t.equal(one('content-type', 'multipart/mixed; boundary="10.0.3.7 pg-7.internal admin:hunter2"'), 'multipart/mixed', 'a boundary with spaces')
+  t.equal(one('content-type', 'text/html; charset=ISO-8859-1;'), 'text/html; charset=ISO-8859-1', 'a trailing semicolon')
+  t.equal(one('content-type', 'application/json;; charset=utf-8 ; '), 'application/json; charset=utf-8')
+  t.equal(one('content-type', 'multipart/related; type="application/json"; boundary=abc'), 'multipart/related; type="application/json"; boundary=abc', "multipart/related keeps its type (RFC 2387)")
   t.equal(one('content-type', 'text/plain; charset=utf-8; x=no"quote'), 'text/plain', 'a parameter list that does not parse: the type alone')
   t.equal(one('content-type', 'host-17 internal'), undefined, 'not a media type: dropped')
 })

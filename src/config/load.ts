@@ -391,7 +391,7 @@ function semanticProblems(config: Config): Problem[] {
     // (`expect` fails every request, `if-match` refuses them, `accept` is dropped on routes with
     // response transforms), and the request id is sent on every response too.
     const dashed = name?.replaceAll('_', '-')
-    if (dashed !== undefined && (isStandardRequestField(dashed) || DEFAULT_RESPONSE_HEADERS.has(dashed) || RESPONSE_MEANINGFUL_HEADERS.has(dashed))) {
+    if (dashed !== undefined && (isStandardRequestField(dashed) || dashed.startsWith('if-') || DEFAULT_RESPONSE_HEADERS.has(dashed) || RESPONSE_MEANINGFUL_HEADERS.has(dashed))) {
       problems.push({ path: ['sponsor', key], message: `"${name}" is a field of HTTP that means something of its own; choose a name of your own, such as x-ecluse-…` })
     }
   }

@@ -200,9 +200,15 @@ function bodyOnTheWire(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
 }
 
-/** A request without a body that still declares content: an empty body for whole-body steps. */
-function declaresContent(req: IncomingMessage): boolean {
-  return CONTENT_METHODS.has(req.method ?? '') || req.headers['content-length'] !== undefined || req.headers['content-type'] !== undefined
+/**
+ * A request without a body that still declares content: an empty body for whole-body steps, which
+ * give it one (a sealed stream of nothing). Only on a method that may carry a body on the route: a
+ * GET or HEAD with a `content-type` must not reach the upstream with a body the gateway made.
+ */
+function declaresContent(req: IncomingMessage, route: CompiledRoute): boolean {
+  const method = req.method ?? ''
+  if (!route.bodyMethods.has(method)) return false
+  return CONTENT_METHODS.has(method) || req.headers['content-length'] !== undefined || req.headers['content-type'] !== undefined
 }
 
 function statusClass(status: number): '1xx' | '2xx' | '3xx' | '4xx' | '5xx' {
@@ -375,7 +381,7 @@ class Exchange implements WatchedUpload {
       this.#abort.abort()
       for (const stage of this.#responseStages) stage.destroy()
     })
-    if (!hasBody && !(declaresContent(req) && route.requestTransforms.some((step) => step.wholeBody === true))) {
+    if (!hasBody && !(declaresContent(req, route) && route.requestTransforms.some((step) => step.wholeBody === true))) {
       this.#forward(upstream, route, target, headers, null)
       return
     }

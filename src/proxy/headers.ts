@@ -390,11 +390,15 @@ export function buildSponsorHeaders(
       .map((v) => v.trim().toLowerCase())
       .filter((v) => v !== '')
     const forwarded = (v: string) => route.requestHeaderAllow.has(v) && !(v === 'accept' && route.responseTransforms.length > 0)
-    const perClient = members.some((v) => v === 'x-forwarded-for' || v === sponsor.requestIdHeader || v === sponsor.principalHeader)
+    // Set by the gateway from the connection, or (credentials, `from`) by whatever authenticates on
+    // the trusted side when the route does not forward the client's own: the answer is per client.
+    const perClient = members.some(
+      (v) => v === 'x-forwarded-for' || v === sponsor.requestIdHeader || v === sponsor.principalHeader || (PER_CLIENT_REQUEST_FIELDS.has(v) && !forwarded(v)),
+    )
     // A field of no standard, which the gateway does not forward, was set between the gateway and the
     // upstream (an internal proxy's `X-Tenant-Id`), perhaps from the principal: per client, as far
-    // as the sponsor can tell.
-    const unknown = members.some((v) => v !== '*' && !forwarded(v) && !isStandardRequestField(v))
+    // as the sponsor can tell. What the gateway sets to one value for everyone varies nothing.
+    const unknown = members.some((v) => v !== '*' && !forwarded(v) && !isStandardRequestField(v) && !GATEWAY_CONSTANT_FIELDS.has(v))
     const kept = members.filter(forwarded)
     if (perClient || unknown || members.includes('*')) out['vary'] = '*'
     else if (kept.length > 0) out['vary'] = [...new Set(kept)].join(', ')
@@ -413,9 +417,17 @@ const DELAY_SECONDS = /^\d{1,10}$/
 const LANGUAGE_TAGS = /^[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*(?:[ \t]*,[ \t]*[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*)*$/
 const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 const MEDIA_TYPE = new RegExp(`^[ \\t]*(${TOKEN}/${TOKEN})[ \\t]*`, 'y')
-const MEDIA_PARAMETER = new RegExp(`[ \\t]*;[ \\t]*(${TOKEN})=(${TOKEN}|"(?:[^"\\\\]|\\\\.)*")[ \\t]*`, 'y')
-/** The parameters of a media type that say how to read the body; any other is dropped. */
-const KEPT_MEDIA_PARAMETERS: ReadonlySet<string> = new Set(['charset', 'boundary'])
+const MEDIA_PARAMETER = new RegExp(`[ \\t]*;[ \\t]*(?:(${TOKEN})=(${TOKEN}|"(?:[^"\\\\]|\\\\.)*"))?[ \\t]*`, 'y')
+/**
+ * The parameters of a media type that say how to read the body, each with the grammar its value must
+ * have (a charset name; RFC 2046's boundary characters without the space; a media type, for
+ * `multipart/related`'s `type`, RFC 2387); any other parameter, or a value outside it, is dropped.
+ */
+const KEPT_MEDIA_PARAMETERS: ReadonlyMap<string, RegExp> = new Map([
+  ['charset', /^[A-Za-z0-9][A-Za-z0-9._:+-]{0,39}$/],
+  ['boundary', /^[0-9A-Za-z'()+_,./:=?-]{1,70}$/],
+  ['type', new RegExp(`^${TOKEN}/${TOKEN}$`)],
+])
 
 /**
  * The response fields the default list relays whose values an upstream could fill with free text
@@ -445,13 +457,54 @@ function setOrDelete(out: Record<string, string | string[]>, name: string, value
   else out[name] = value
 }
 
-/** The IMF-fixdate of the instant `value` names, or undefined. */
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
+const MONTH = `(${MONTHS.join('|')})`
+const TIME = '(\\d{2}):(\\d{2}):(\\d{2})'
+/** RFC 9110 §5.6.7's three formats: IMF-fixdate, then the obsolete RFC 850 and asctime ones. */
+const IMF_FIXDATE = new RegExp(`^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\\d{2}) ${MONTH} (\\d{4}) ${TIME} GMT$`)
+const RFC850_DATE = new RegExp(`^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\\d{2})-${MONTH}-(\\d{2}) ${TIME} GMT$`)
+const ASCTIME_DATE = new RegExp(`^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ${MONTH} ([ \\d]\\d) ${TIME} (\\d{4})$`)
+
+/**
+ * The IMF-fixdate of the instant an HTTP-date names, or undefined for anything else. Strict on
+ * purpose: `Date.parse` reads `3600` as the year 3600 and `node 42` as 2042, which would turn an
+ * upstream's mistake into an answer fresh for centuries.
+ */
 function httpDate(value: string): string | undefined {
-  const ms = Date.parse(value)
-  return Number.isNaN(ms) ? undefined : new Date(ms).toUTCString()
+  const parts = dateParts(value.trim())
+  if (parts === undefined) return undefined
+  const { year, month, day, h, min, sec } = parts
+  if (year < 1000 || h > 23 || min > 59 || sec > 59) return undefined
+  const date = new Date(Date.UTC(year, month, day, h, min, sec))
+  // 31 Feb and the like roll over into the next month: not a date.
+  if (date.getUTCDate() !== day || date.getUTCMonth() !== month) return undefined
+  return date.toUTCString()
 }
 
-/** `type/subtype` and its `charset` and `boundary` parameters, or undefined when it does not parse. */
+/** The fields of an HTTP-date in one of its three formats (month from 0), or undefined. */
+function dateParts(text: string): { year: number; month: number; day: number; h: number; min: number; sec: number } | undefined {
+  const fields = (day: string, month: string, year: number, [h, min, sec]: string[]) => ({
+    year,
+    month: MONTHS.indexOf(month),
+    day: Number(day),
+    h: Number(h),
+    min: Number(min),
+    sec: Number(sec),
+  })
+  const imf = IMF_FIXDATE.exec(text)
+  if (imf !== null) return fields(imf[1]!, imf[2]!, Number(imf[3]), imf.slice(4))
+  const rfc850 = RFC850_DATE.exec(text)
+  if (rfc850 !== null) {
+    // A two-digit year more than 50 years ahead is the last such year past (RFC 9110 §5.6.7).
+    const year = 2000 + Number(rfc850[3])
+    return fields(rfc850[1]!, rfc850[2]!, year > new Date().getUTCFullYear() + 50 ? year - 100 : year, rfc850.slice(4))
+  }
+  const asctime = ASCTIME_DATE.exec(text)
+  if (asctime !== null) return fields(asctime[2]!.trim(), asctime[1]!, Number(asctime[6]), asctime.slice(3, 6))
+  return undefined
+}
+
+/** `type/subtype` and its `charset`, `boundary` and `type` parameters, or undefined when it does not parse. */
 function narrowMediaType(value: string): string | undefined {
   MEDIA_TYPE.lastIndex = 0
   const head = MEDIA_TYPE.exec(value)
@@ -462,7 +515,12 @@ function narrowMediaType(value: string): string | undefined {
     const m = MEDIA_PARAMETER.exec(value)
     // A parameter list that does not parse: the type alone, which says less.
     if (m === null) return head[1]!
-    if (KEPT_MEDIA_PARAMETERS.has(m[1]!.toLowerCase())) kept += `; ${m[1]!.toLowerCase()}=${m[2]!}`
+    // An empty parameter (`text/html; charset=utf-8;`, common) is nothing.
+    if (m[1] === undefined) continue
+    const name = m[1].toLowerCase()
+    const raw = m[2]!
+    const unquoted = raw.startsWith('"') ? raw.slice(1, -1) : raw
+    if (KEPT_MEDIA_PARAMETERS.get(name)?.test(unquoted)) kept += `; ${name}=${raw}`
   }
   return kept
 }
@@ -474,6 +532,7 @@ function narrowMediaType(value: string): string | undefined {
  * standard becomes `*` (see `buildSponsorHeaders`).
  */
 const STANDARD_REQUEST_FIELDS: ReadonlySet<string> = new Set([
+  'a-im',
   'accept',
   'accept-charset',
   'accept-encoding',
@@ -484,9 +543,15 @@ const STANDARD_REQUEST_FIELDS: ReadonlySet<string> = new Set([
   'content-length',
   'content-type',
   'cookie',
+  'device-memory',
   'dnt',
+  'downlink',
+  'dpr',
+  'ect',
   'expect',
+  'forwarded',
   'from',
+  'host',
   'if-match',
   'if-modified-since',
   'if-none-match',
@@ -495,14 +560,23 @@ const STANDARD_REQUEST_FIELDS: ReadonlySet<string> = new Set([
   'max-forwards',
   'origin',
   'pragma',
+  'prefer',
   'range',
   'referer',
+  'rtt',
   'save-data',
   'te',
   'upgrade-insecure-requests',
   'user-agent',
+  'via',
+  'viewport-width',
+  'width',
   'x-requested-with',
 ])
+/** Standard request fields that say who the client is: a `vary` on one the route does not forward is `*`. */
+const PER_CLIENT_REQUEST_FIELDS: ReadonlySet<string> = new Set(['authorization', 'cookie', 'from'])
+/** Fields the gateway sends upstream with one value for every request (`host` from the upstream's configuration). */
+const GATEWAY_CONSTANT_FIELDS: ReadonlySet<string> = new Set(['x-forwarded-proto', 'host'])
 const STANDARD_REQUEST_FIELD_PREFIXES: readonly string[] = ['sec-fetch-', 'sec-ch-', 'access-control-request-']
 
 export function isStandardRequestField(name: string): boolean {

@@ -141,20 +141,27 @@ function streamOf(body: Readable | Buffer | null): Readable | null {
 /**
  * The `onInfo` of one request. undici restarts its headers timer at every informational answer
  * (1xx), so an upstream that sends `102 Processing` more often than `headersTimeoutMs` would hold
- * the request, and its connection, until the sponsor's idle timeout cut it without an answer. A
- * 1xx that comes more than `headersTimeoutMs` after the request was sent (its body ended) fails it as
- * undici's own headers timeout does (`upstream_timeout`): thrown here, undici destroys the connection
- * and rejects the request with it.
+ * the request, and its connection, until the sponsor's idle timeout cut it without an answer. Once
+ * the request is sent (its body, if streamed, has ended), informational answers are accepted for
+ * `headersTimeoutMs` from the first: one after that fails the request as undici's own headers
+ * timeout does (`upstream_timeout`). Thrown here, undici destroys the connection and rejects the
+ * request with it. The first one comes within undici's own timer, so the final answer is due at most
+ * about twice `headersTimeoutMs` after the request was sent.
  */
 function informationalDeadline(body: Readable | Buffer | null, headersTimeoutMs: number): () => void {
   const stream = streamOf(body)
-  let sentAt = stream === null ? performance.now() : undefined
+  let sent = stream === null
   stream?.once('end', () => {
-    sentAt = performance.now()
+    sent = true
   })
+  let first: number | undefined
   return () => {
-    if (sentAt !== undefined && performance.now() - sentAt > headersTimeoutMs) {
-      throw new errors.HeadersTimeoutError(`informational answers (1xx) only, for more than ${headersTimeoutMs} ms after the request was sent (headersTimeoutMs)`)
+    // Still uploading: the upload's own limits govern (an upstream may say 102 while it reads).
+    if (!sent) return
+    const now = performance.now()
+    first ??= now
+    if (now - first > headersTimeoutMs) {
+      throw new errors.HeadersTimeoutError(`informational answers (1xx) only, for more than ${headersTimeoutMs} ms (headersTimeoutMs)`)
     }
   }
 }

@@ -23,7 +23,7 @@ t.test('an empty upload is sealed by seal-body and refused by open-body; a GET i
     routes: [
       {
         name: 'photos-in',
-        methods: ['GET', 'PUT', 'POST'],
+        methods: ['GET', 'HEAD', 'DELETE', 'PUT', 'POST'],
         path: '/v1/photos-in/:id',
         allow: [SPONSOR_APP],
         upstream: 'backend',
@@ -73,4 +73,19 @@ t.test('an empty upload is sealed by seal-body and refused by open-body; a GET i
   t.equal(seen.method, 'GET')
   t.equal(seen.headers['content-type'], undefined, 'a GET declares no content and none is made up')
   t.equal(bodies.at(-1)!.length, 0, 'and it reaches the upstream without a body')
+
+  // Found by a review: a GET, HEAD or DELETE that declared content (a content-type, or a length of 0)
+  // got a sealed stream of nothing from seal-body, a body on a method that takes none, which an
+  // upstream that ignores such bodies would read as its next request.
+  for (const method of ['GET', 'HEAD', 'DELETE']) {
+    for (const headers of [{ 'content-type': 'image/png' }, { 'content-length': '0' }] as Array<Record<string, string>>) {
+      const res = await s.gw.request('/v1/photos-in/2', { method, headers })
+      t.equal(res.status, 200, `${method} with ${Object.keys(headers)[0]}: forwarded`)
+      const seen = s.upstream.seen.at(-1)!
+      t.equal(seen.method, method)
+      t.not(seen.headers['content-type'], SEALED, `${method}: no sealed stream made up`)
+      t.ok(seen.headers['content-length'] === undefined || seen.headers['content-length'] === '0', `${method}: no length of a body`)
+      t.equal(bodies.at(-1)!.length, 0, `${method}: no body reaches the upstream`)
+    }
+  }
 })
