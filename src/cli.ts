@@ -621,20 +621,22 @@ async function readPrivateSet(privateFile: string): Promise<PrivateSetOnDisk> {
 
 /**
  * Says on stderr that a private key file is readable by every user of this host, as `serve` and
- * `config check` do: said, not refused (a container of one user is no exposure). A keys command that
- * rewrites the file (`rewrites`, the kids it held) makes it 0600, which is too late for those keys.
+ * `config check` do: said, not refused (a container of one user is no exposure). True if it is.
  */
-async function warnIfReadableByOthers(file: string, io: CliIo, rewrites?: readonly string[]): Promise<void> {
+async function warnIfReadableByOthers(file: string, io: CliIo): Promise<boolean> {
   const mode = await stat(file).then((s) => s.mode, () => 0)
-  if ((mode & 0o004) === 0) return
+  if ((mode & 0o004) === 0) return false
   const { READABLE_KEY_FILE_WARNING } = await import('./config/key-file-modes.js')
   io.stderr.write(`warning: ${file}: ${READABLE_KEY_FILE_WARNING}\n`)
-  if (rewrites !== undefined) {
-    io.stderr.write(
-      `warning: this command writes it 0600, but the keys it held (${rewrites.join(', ')}) could be read until now: ` +
-        'if other users may have read it, treat them as exposed (docs/operations.md#an-exposed-key)\n',
-    )
-  }
+  return true
+}
+
+/** After a keys command rewrote (0600) a private file every user could read: too late for the keys it held. */
+function warnKeysWereReadable(io: CliIo, kids: readonly string[]): void {
+  io.stderr.write(
+    `warning: it is 0600 now, but the keys it held (${kids.join(', ')}) could be read until now: ` +
+      'if other users may have read it, treat them as exposed (docs/operations.md#an-exposed-key)\n',
+  )
 }
 
 /**
@@ -720,11 +722,13 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
   }
   return await withKeySetLock(dir, name, !rotate, async () => {
     let existing: PrivateSetOnDisk | undefined
+    let readable = false
     if (rotate) {
       if (!(await exists(privateFile))) {
         throw new Error(`cannot rotate: ${privateFile} does not exist (without --rotate, keys init creates the set)`)
       }
       existing = await readPrivateSet(privateFile)
+      readable = await warnIfReadableByOthers(privateFile, io)
       if (await exists(publicFile)) {
         // A key in the private file only: an interrupted keys init --rotate (the private file is written
         // first) or retire (the public one is). A re-run must not add yet another key on top, nor
@@ -801,12 +805,12 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
     } catch (err) {
       throw new Error(`${dir}: cannot create the directory (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
     }
-    if (existing !== undefined) await warnIfReadableByOthers(privateFile, io, existing.set.kids)
     // The private set first: the opening side must know a key before anything can be sealed to it.
     await writeKeySetFiles([
       { file: privateFile, data: privateText, mode: 0o600 },
       { file: publicFile, data: publicText, mode: 0o644 },
     ])
+    if (readable) warnKeysWereReadable(io, existing!.set.kids)
 
     const what = `${alg}${crv === undefined ? '' : `, ${crv}`}`
     io.stdout.write(
@@ -852,6 +856,7 @@ async function keysChange(op: 'promote' | 'retire', values: Values, io: CliIo, u
   }
   return await withKeySetLock(dir, name, false, async () => {
     const { set, byKid } = await readPrivateSet(privateFile)
+    const readable = await warnIfReadableByOthers(privateFile, io)
     const published = await readPublicSet(publicFile, { set, file: privateFile }, op)
     const target = set.get(kid)
     if (target === undefined) throw new Error(`cannot ${op}: kid "${kid}" is not in ${privateFile} (it holds ${set.kids.join(', ')})`)
@@ -869,10 +874,10 @@ async function keysChange(op: 'promote' | 'retire', values: Values, io: CliIo, u
         current,
         { privateFile, publicFile },
       )
-      await warnIfReadableByOthers(privateFile, io, set.kids)
       const privateDoc = { file: privateFile, data: docs.privateText, mode: 0o600 }
       const publicDoc = { file: publicFile, data: docs.publicText, mode: 0o644 }
       await writeKeySetFiles(first === 'private' ? [privateDoc, publicDoc] : [publicDoc, privateDoc])
+      if (readable) warnKeysWereReadable(io, set.kids)
     }
     const printFiles = () => {
       io.stdout.write(`  ${privateFile}   private, 0600: keep it on the trusted host only\n`)
@@ -887,7 +892,6 @@ async function keysChange(op: 'promote' | 'retire', values: Values, io: CliIo, u
         )
       }
       if (currentKid === kid && published.current.kid === kid) {
-        await warnIfReadableByOthers(privateFile, io)
         io.stdout.write(`kid ${kid} is already current in the key set "${name}" in ${dir}; nothing written\n`)
         return 0
       }

@@ -24,7 +24,7 @@ t.test('a keys command on a private set every user may read: said, with the kids
   t.equal(
     r.stderr,
     `warning: ${priv}: ${READABLE}\n` +
-      'warning: this command writes it 0600, but the keys it held (k1, k2) could be read until now: ' +
+      'warning: it is 0600 now, but the keys it held (k1, k2) could be read until now: ' +
       'if other users may have read it, treat them as exposed (docs/operations.md#an-exposed-key)\n',
   )
   t.equal((await stat(priv)).mode & 0o777, 0o600, 'rewritten 0600')
@@ -35,6 +35,11 @@ t.test('a keys command on a private set every user may read: said, with the kids
   t.equal(noop.code, 0)
   t.match(noop.stdout, /is already current .*; nothing written/)
   t.equal(noop.stderr, `warning: ${priv}: ${READABLE}\n`, 'the exposure, not a rewrite that does not happen')
+  // Refused: the exposure is said all the same.
+  const refusedRetire = await runCli(['keys', 'retire', '--out', dir, '--kid=k2'])
+  t.equal(refusedRetire.code, 1)
+  t.match(refusedRetire.stderr, `warning: ${priv}: ${READABLE}\n`)
+  t.notMatch(refusedRetire.stderr, /0600 now/)
   t.equal((await stat(priv)).mode & 0o777, 0o644, 'and stays as it was')
 
   await chmod(priv, 0o604)

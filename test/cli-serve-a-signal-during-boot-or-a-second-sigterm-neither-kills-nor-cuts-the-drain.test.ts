@@ -112,7 +112,10 @@ t.test('a SIGUSR1 that reaches Node before the CLI can catch it: the inspector i
   const file = join(dir, 'gateway.yaml')
   await writeFile(file, minimalServeConfig(pki))
   // Port 0: the inspector a signal opens listens where the kernel says, not on a shared 9229.
-  const child = spawn(process.execPath, ['--inspect-port=0', '--import', 'tsx', 'src/cli.ts', 'serve', '--config', file], { cwd: root })
+  // The first preload says when Node runs JavaScript: its own SIGUSR1 handler is in place by then (a
+  // signal before it would kill the process), and the CLI's comes only after tsx and its modules.
+  const ready = 'data:text/javascript,process.stderr.write("node-running\\n")'
+  const child = spawn(process.execPath, ['--inspect-port=0', '--import', ready, '--import', 'tsx', 'src/cli.ts', 'serve', '--config', file], { cwd: root })
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
   })
@@ -121,8 +124,7 @@ t.test('a SIGUSR1 that reaches Node before the CLI can catch it: the inspector i
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
   const started = () => stdout.includes('"admin":')
-  // Node installs its own SIGUSR1 handler first thing; the CLI's comes after its modules have loaded.
-  await new Promise((r) => setTimeout(r, 50))
+  while (!stderr.includes('node-running') && child.exitCode === null) await new Promise((r) => setTimeout(r, 5))
   while (!stderr.includes('Debugger listening') && !started() && child.exitCode === null) {
     child.kill('SIGUSR1')
     await new Promise((r) => setTimeout(r, 10))

@@ -419,14 +419,16 @@ const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 const MEDIA_TYPE = new RegExp(`^[ \\t]*(${TOKEN}/${TOKEN})[ \\t]*`, 'y')
 const MEDIA_PARAMETER = new RegExp(`[ \\t]*;[ \\t]*(?:(${TOKEN})=(${TOKEN}|"(?:[^"\\\\]|\\\\.)*"))?[ \\t]*`, 'y')
 /**
- * The parameters of a media type that say how to read the body, each with the grammar its value must
- * have (a charset name; RFC 2046's boundary characters without the space; a media type, for
- * `multipart/related`'s `type`, RFC 2387); any other parameter, or a value outside it, is dropped.
+ * The parameters of a media type that say how to read the body, each with what its value must be (a
+ * charset in use; RFC 2046's boundary characters; a media type) and the types it belongs to
+ * (`boundary` on `multipart/*`, `type` on `multipart/related`, RFC 2387); any other parameter, a
+ * value outside its grammar or a second one of a name is dropped.
  */
-const KEPT_MEDIA_PARAMETERS: ReadonlyMap<string, RegExp> = new Map([
-  ['charset', /^[A-Za-z0-9][A-Za-z0-9._:+-]{0,39}$/],
-  ['boundary', /^[0-9A-Za-z'()+_,./:=?-]{1,70}$/],
-  ['type', new RegExp(`^${TOKEN}/${TOKEN}$`)],
+const KEPT_MEDIA_PARAMETERS: ReadonlyMap<string, { readonly value: RegExp; readonly on?: RegExp }> = new Map([
+  // The charsets in use (the WHATWG encoding standard's common labels), not any name-shaped text.
+  ['charset', { value: /^(?:utf-?8|utf-16(?:le|be)?|utf-32(?:le|be)?|us-ascii|ascii|iso-8859-(?:[1-9]|1[0-6])|latin1|windows-125[0-8]|cp125[0-8]|shift_jis|sjis|euc-jp|euc-kr|iso-2022-jp|gb2312|gbk|gb18030|big5|koi8-[ru])$/i }],
+  ['boundary', { value: /^[0-9A-Za-z'()+_,./:=? -]{0,69}[0-9A-Za-z'()+_,./:=?-]$/, on: /^multipart\//i }],
+  ['type', { value: new RegExp(`^${TOKEN}/${TOKEN}$`), on: /^multipart\/related$/i }],
 ])
 
 /**
@@ -473,32 +475,37 @@ const ASCTIME_DATE = new RegExp(`^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ${MONTH} ([ \\
 function httpDate(value: string): string | undefined {
   const parts = dateParts(value.trim())
   if (parts === undefined) return undefined
-  const { year, month, day, h, min, sec } = parts
-  if (year < 1000 || h > 23 || min > 59 || sec > 59) return undefined
-  const date = new Date(Date.UTC(year, month, day, h, min, sec))
+  const { month, day, h, min, sec, twoDigitYear } = parts
+  if (parts.year < 1000 || h > 23 || min > 59 || sec > 60) return undefined
+  // A leap second (60) is read as the second before it, which every clock can show.
+  const at = (year: number) => new Date(Date.UTC(year, month, day, h, min, Math.min(sec, 59)))
+  let date = at(parts.year)
+  // A two-digit year more than 50 years ahead is the last such year past (RFC 9110 §5.6.7).
+  if (twoDigitYear && date.getTime() > Date.now() + FIFTY_YEARS_MS) date = at(parts.year - 100)
   // 31 Feb and the like roll over into the next month: not a date.
   if (date.getUTCDate() !== day || date.getUTCMonth() !== month) return undefined
   return date.toUTCString()
 }
 
+const FIFTY_YEARS_MS = 50 * 365.2425 * 24 * 3600 * 1000
+
 /** The fields of an HTTP-date in one of its three formats (month from 0), or undefined. */
-function dateParts(text: string): { year: number; month: number; day: number; h: number; min: number; sec: number } | undefined {
-  const fields = (day: string, month: string, year: number, [h, min, sec]: string[]) => ({
+function dateParts(
+  text: string,
+): { year: number; month: number; day: number; h: number; min: number; sec: number; twoDigitYear: boolean } | undefined {
+  const fields = (day: string, month: string, year: number, [h, min, sec]: string[], twoDigitYear = false) => ({
     year,
     month: MONTHS.indexOf(month),
     day: Number(day),
     h: Number(h),
     min: Number(min),
     sec: Number(sec),
+    twoDigitYear,
   })
   const imf = IMF_FIXDATE.exec(text)
   if (imf !== null) return fields(imf[1]!, imf[2]!, Number(imf[3]), imf.slice(4))
   const rfc850 = RFC850_DATE.exec(text)
-  if (rfc850 !== null) {
-    // A two-digit year more than 50 years ahead is the last such year past (RFC 9110 §5.6.7).
-    const year = 2000 + Number(rfc850[3])
-    return fields(rfc850[1]!, rfc850[2]!, year > new Date().getUTCFullYear() + 50 ? year - 100 : year, rfc850.slice(4))
-  }
+  if (rfc850 !== null) return fields(rfc850[1]!, rfc850[2]!, 2000 + Number(rfc850[3]), rfc850.slice(4), true)
   const asctime = ASCTIME_DATE.exec(text)
   if (asctime !== null) return fields(asctime[2]!.trim(), asctime[1]!, Number(asctime[6]), asctime.slice(3, 6))
   return undefined
@@ -510,6 +517,7 @@ function narrowMediaType(value: string): string | undefined {
   const head = MEDIA_TYPE.exec(value)
   if (head === null) return undefined
   let kept = head[1]!
+  const seen = new Set<string>()
   for (let at = MEDIA_TYPE.lastIndex; at < value.length; at = MEDIA_PARAMETER.lastIndex) {
     MEDIA_PARAMETER.lastIndex = at
     const m = MEDIA_PARAMETER.exec(value)
@@ -520,7 +528,11 @@ function narrowMediaType(value: string): string | undefined {
     const name = m[1].toLowerCase()
     const raw = m[2]!
     const unquoted = raw.startsWith('"') ? raw.slice(1, -1) : raw
-    if (KEPT_MEDIA_PARAMETERS.get(name)?.test(unquoted)) kept += `; ${name}=${raw}`
+    const rule = KEPT_MEDIA_PARAMETERS.get(name)
+    // Once each: a second `charset` would leave the reader to choose.
+    if (rule === undefined || seen.has(name) || !(rule.on?.test(head[1]!) ?? true) || !rule.value.test(unquoted)) continue
+    seen.add(name)
+    kept += `; ${name}=${raw}`
   }
   return kept
 }
@@ -573,8 +585,12 @@ const STANDARD_REQUEST_FIELDS: ReadonlySet<string> = new Set([
   'width',
   'x-requested-with',
 ])
-/** Standard request fields that say who the client is: a `vary` on one the route does not forward is `*`. */
-const PER_CLIENT_REQUEST_FIELDS: ReadonlySet<string> = new Set(['authorization', 'cookie', 'from'])
+/**
+ * Standard request fields that say who the client is, or which way it came (`forwarded`, `via`: the
+ * gateway never forwards a client's, so one the upstream saw was made on the trusted side, from the
+ * gateway's `x-forwarded-for`): a `vary` on one the route does not forward is `*`.
+ */
+const PER_CLIENT_REQUEST_FIELDS: ReadonlySet<string> = new Set(['authorization', 'cookie', 'from', 'forwarded', 'via'])
 /** Fields the gateway sends upstream with one value for every request (`host` from the upstream's configuration). */
 const GATEWAY_CONSTANT_FIELDS: ReadonlySet<string> = new Set(['x-forwarded-proto', 'host'])
 const STANDARD_REQUEST_FIELD_PREFIXES: readonly string[] = ['sec-fetch-', 'sec-ch-', 'access-control-request-']

@@ -68,51 +68,39 @@ export async function loadKeySets(config: Config): Promise<ReadonlyMap<string, K
     throw new EcluseError(code, failures.map((e) => (e instanceof Error ? e.message : String(e))).join('\n'))
   }
   const sets = new Map(entries.map(([name], i) => [name, (results[i] as PromiseFulfilledResult<KeySet>).value]))
-  checkSharedKids(config, sets)
+  checkSharedKids(sets)
   return sets
 }
 
-/** The key sets one route's steps name (`recipients` of the sealing and checking steps, `keys` of the opening ones). */
-function keySetsOfRoute(route: Config['routes'][number]): Set<string> {
-  const names = new Set<string>()
-  for (const step of [...route.transforms.request, ...route.transforms.response]) {
-    for (const option of ['recipients', 'keys'] as const) {
-      if (typeof step[option] === 'string') names.add(step[option])
-    }
-  }
-  return names
-}
-
 /**
- * A kid that two sets used on one route both hold, one of them private, must name one key in both.
- * A sidecar route that opens requests with the private set and seals responses to a public set must
- * have that set's public half: a public file of another set installed by mistake, whose hand-chosen
- * kids are the same, would seal every response to a key no private set holds. Sets never used on one
- * route may share a kid for different keys (two trusted hosts that chose the same names).
+ * A kid that two sets of one gateway both hold, one of them private, must name one key in both. The
+ * sidecar opens requests with its private set and seals responses to the public set (on one route or
+ * on others: a record stored sealed by one route is opened by another), so a public file of another
+ * set installed by mistake, whose hand-chosen kids are the same, would seal to a key no private set
+ * holds. Two public sets may share a kid for different keys (two trusted hosts that chose the same
+ * names): nothing on the gateway opens either.
  *
- * @throws EcluseError `key_material_invalid` naming both sets, the route and the kid.
+ * @throws EcluseError `key_material_invalid` naming both sets and the kid, once per pair.
  */
-function checkSharedKids(config: Config, sets: ReadonlyMap<string, KeySet>): void {
-  const problems = new Set<string>()
-  for (const route of config.routes) {
-    const names = [...keySetsOfRoute(route)].sort()
-    for (const [i, a] of names.entries()) {
-      for (const b of names.slice(i + 1)) {
-        const setA = sets.get(a)
-        const setB = sets.get(b)
-        if (setA === undefined || setB === undefined || !(setA.hasPrivateKeys || setB.hasPrivateKeys)) continue
-        for (const key of setB.keys) {
-          const other = setA.get(key.kid)
-          if (other === undefined || isSameRecipientKey(other, key)) continue
-          problems.add(
-            `keys.${a}.file and keys.${b}.file, both used on route "${route.name}", hold kid "${key.kid}" as two different keys: ` +
-              'what is sealed under that kid to one would be opened with the other, and never open; install the public half of the private set, or give the keys other kids',
-          )
-        }
+function checkSharedKids(sets: ReadonlyMap<string, KeySet>): void {
+  const problems: string[] = []
+  const names = [...sets.keys()].sort()
+  for (const [i, a] of names.entries()) {
+    for (const b of names.slice(i + 1)) {
+      const setA = sets.get(a)!
+      const setB = sets.get(b)!
+      if (!setA.hasPrivateKeys && !setB.hasPrivateKeys) continue
+      for (const key of setB.keys) {
+        const other = setA.get(key.kid)
+        if (other === undefined || isSameRecipientKey(other, key)) continue
+        problems.push(
+          `keys.${a}.file and keys.${b}.file hold kid "${key.kid}" as two different keys: what is sealed under that kid to one ` +
+            'would be opened with the other, and never open; install the public half of the private set, or give the keys other kids',
+        )
       }
     }
   }
-  if (problems.size > 0) throw new EcluseError('key_material_invalid', [...problems].join('\n'))
+  if (problems.length > 0) throw new EcluseError('key_material_invalid', problems.join('\n'))
 }
 
 /**

@@ -52,10 +52,22 @@ export interface UpstreamRequest {
  */
 export class UpstreamAbort extends EventEmitter {
   aborted = false
+  /** What undici rejects the request with when it hears 'abort' (its `signal.reason`). */
+  reason: Error | undefined
 
   abort(): void {
     if (this.aborted) return
     this.aborted = true
+    this.emit('abort')
+  }
+
+  /**
+   * Ends the request with `err`, the upstream's failure, not the caller's abort: undici rejects it
+   * with `err` (`signal.reason`) and destroys its connection; `aborted` stays false.
+   */
+  fail(err: Error): void {
+    if (this.aborted || this.reason !== undefined) return
+    this.reason = err
     this.emit('abort')
   }
 }
@@ -139,30 +151,54 @@ function streamOf(body: Readable | Buffer | null): Readable | null {
 }
 
 /**
- * The `onInfo` of one request. undici restarts its headers timer at every informational answer
- * (1xx), so an upstream that sends `102 Processing` more often than `headersTimeoutMs` would hold
- * the request, and its connection, until the sponsor's idle timeout cut it without an answer. Once
- * the request is sent (its body, if streamed, has ended), informational answers are accepted for
- * `headersTimeoutMs` from the first: one after that fails the request as undici's own headers
- * timeout does (`upstream_timeout`). Thrown here, undici destroys the connection and rejects the
- * request with it. The first one comes within undici's own timer, so the final answer is due at most
- * about twice `headersTimeoutMs` after the request was sent.
+ * The deadline of a request's informational answers. undici restarts its headers timer at every 1xx,
+ * so an upstream that sends `102 Processing` more often than `headersTimeoutMs` would hold the
+ * request, and its connection, until the sponsor's idle timeout cut it without an answer. At the
+ * first 1xx, a timer is armed for `headersTimeoutMs` after the request was sent: its streamed body
+ * ended, or for a whole body the call plus `connectTimeoutMs` (the most a connection may take; the
+ * deadline is then never earlier than undici's own, and within the sponsor's idle timeout, which
+ * must exceed the two). It fails the request as undici's own headers timeout does
+ * (`upstream_timeout`, the connection destroyed). `clear()` once the final answer's headers came.
  */
-function informationalDeadline(body: Readable | Buffer | null, headersTimeoutMs: number): () => void {
-  const stream = streamOf(body)
-  let sent = stream === null
-  stream?.once('end', () => {
-    sent = true
-  })
-  let first: number | undefined
-  return () => {
-    // Still uploading: the upload's own limits govern (an upstream may say 102 while it reads).
-    if (!sent) return
-    const now = performance.now()
-    first ??= now
-    if (now - first > headersTimeoutMs) {
-      throw new errors.HeadersTimeoutError(`informational answers (1xx) only, for more than ${headersTimeoutMs} ms (headersTimeoutMs)`)
+class InformationalDeadline {
+  readonly #signal: AbortSignal | UpstreamAbort
+  readonly #headersTimeoutMs: number
+  #sentBy: number | undefined
+  #timer: NodeJS.Timeout | undefined
+  #cleared = false
+
+  constructor(signal: AbortSignal | UpstreamAbort, body: Readable | Buffer | null, cfg: UpstreamConfig) {
+    this.#signal = signal
+    this.#headersTimeoutMs = cfg.headersTimeoutMs
+    const stream = streamOf(body)
+    if (stream === null) this.#sentBy = performance.now() + cfg.connectTimeoutMs
+    else {
+      stream.once('end', () => {
+        this.#sentBy = performance.now()
+      })
     }
+  }
+
+  /** undici's `onInfo`: arms the timer at the first 1xx after the request was sent, and enforces it. */
+  readonly onInfo = (): void => {
+    // Still uploading: the upload's own limits govern (an upstream may say 102 while it reads).
+    if (this.#sentBy === undefined || this.#cleared) return
+    const left = this.#sentBy + this.#headersTimeoutMs - performance.now()
+    // Thrown here, undici destroys the connection and rejects the request with it.
+    if (left <= 0) throw this.#error()
+    this.#timer ??= setTimeout(() => {
+      // An AbortSignal (not the gateway's own handle) cannot carry an error: the next 1xx throws.
+      if (this.#signal instanceof UpstreamAbort) this.#signal.fail(this.#error())
+    }, left)
+  }
+
+  clear(): void {
+    this.#cleared = true
+    clearTimeout(this.#timer)
+  }
+
+  #error(): Error {
+    return new errors.HeadersTimeoutError(`informational answers (1xx) only, for more than ${this.#headersTimeoutMs} ms after the request was sent (headersTimeoutMs)`)
   }
 }
 
@@ -255,6 +291,7 @@ export class UpstreamPool {
       }
     }
     let data: Dispatcher.ResponseData
+    const deadline = new InformationalDeadline(opts.signal, opts.body, this.#cfg)
     try {
       data = await this.#pool.request({
         path: opts.path,
@@ -264,7 +301,7 @@ export class UpstreamPool {
         headers: this.#cfg.host === undefined ? opts.headers : { ...opts.headers, host: this.#cfg.host },
         body: opts.body,
         signal: opts.signal,
-        onInfo: informationalDeadline(opts.body, this.#cfg.headersTimeoutMs),
+        onInfo: deadline.onInfo,
         // Pinned per request: undici would otherwise derive SNI and the verified name from a `Host`
         // header when one is present (lib/core/request.js `getServerName(this.host)`).
         servername: this.#cfg.serverName,
@@ -272,6 +309,8 @@ export class UpstreamPool {
     } catch (err) {
       this.#release()
       throw this.#requestFailed(err, opts.signal, opts.body)
+    } finally {
+      deadline.clear()
     }
     // Always one listener: a caller that discards the body with `destroy()` makes undici emit
     // RequestAbortedError, which would otherwise be an uncaught exception. Bound once, no closure.

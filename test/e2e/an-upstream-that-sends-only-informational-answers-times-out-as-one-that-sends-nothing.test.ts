@@ -37,14 +37,14 @@ for (const status of [102, 103]) {
       const timer = setInterval(() => socket.write(`HTTP/1.1 ${status} Informational\r\nlink: </internal>; rel=preload\r\n\r\n`), 100)
       socket.on('close', () => clearInterval(timer))
     })
-    const h = await Harness.start({ upstreamPort: upstream.port, upstream: { headersTimeoutMs: 600 }, sponsor: { limits: { idleTimeoutMs: 10_000 } } })
+    const h = await Harness.start({ upstreamPort: upstream.port, upstream: { headersTimeoutMs: 600, connectTimeoutMs: 200 }, sponsor: { limits: { idleTimeoutMs: 10_000 } } })
     t.teardown(() => h.close())
     const started = performance.now()
     const res = await h.request('/v1/records/1')
     const took = performance.now() - started
     t.equal(res.status, 504)
     t.match(res.json(), { error: 'upstream_timeout' })
-    t.ok(took >= 600 && took < 3000, `answered after headersTimeoutMs from the first 1xx, not the idle timeout (${Math.round(took)} ms)`)
+    t.ok(took >= 600 && took < 1500, `answered by headersTimeoutMs after the request was sent (connectTimeoutMs at most), not the idle timeout (${Math.round(took)} ms)`)
     t.equal(res.headers['link'], undefined, 'nothing of the 1xx crossed')
     t.equal(metricValue(await h.metrics(), 'ecluse_upstream_errors_total', { upstream: 'backend', kind: 'upstream_timeout' }), 1, 'counted')
     for (let i = 0; i < 50 && upstream.closed() === 0; i++) await new Promise((r) => setTimeout(r, 20))
@@ -52,9 +52,29 @@ for (const status of [102, 103]) {
   })
 }
 
-t.test('1xx answers then a final one within headersTimeoutMs of the first: the answer crosses', async (t) => {
-  // Counted from the first 1xx, not from the call (which includes connecting): found by the re-review,
-  // where a slow connection made an answer in time a 504.
+t.test('two 1xx answers, the second just before the deadline, then nothing: a 504 before the idle timeout cuts the client', async (t) => {
+  // Found by the second re-review: counted from the first 1xx, with undici's timer restarted by the
+  // last one, the answer was due up to three times headersTimeoutMs after the request, past an idle
+  // timeout the configuration accepts (it must exceed connectTimeoutMs + headersTimeoutMs).
+  const upstream = await rawUpstream(t, (socket) => {
+    setTimeout(() => socket.write('HTTP/1.1 102 Processing\r\n\r\n'), 550)
+    setTimeout(() => socket.write('HTTP/1.1 102 Processing\r\n\r\n'), 1100)
+  })
+  const h = await Harness.start({
+    upstreamPort: upstream.port,
+    upstream: { headersTimeoutMs: 600, connectTimeoutMs: 200, bodyTimeoutMs: 900 },
+    sponsor: { limits: { idleTimeoutMs: 1000 } },
+  })
+  t.teardown(() => h.close())
+  const res = await h.request('/v1/records/1')
+  t.equal(res.status, 504, 'answered, not cut off')
+  t.match(res.json(), { error: 'upstream_timeout' })
+})
+
+t.test('1xx answers then a final one within headersTimeoutMs of the request: the answer crosses', async (t) => {
+  // Counted from the request's send at the latest (the call plus connectTimeoutMs for a body sent
+  // whole), not from the call alone: found by the re-review, where a slow connection made an answer
+  // in time a 504.
   const upstream = await rawUpstream(t, (socket) => {
     setTimeout(() => socket.write('HTTP/1.1 102 Processing\r\n\r\n'), 400)
     setTimeout(() => socket.write('HTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n'), 800)
