@@ -182,6 +182,9 @@ t.test('found by a review of the upstream side: free text in relayed fields is r
   t.equal(one('content-type', 'text/plain; charset=utf-8; charset=shift_jis'), 'text/plain; charset=utf-8', 'the first charset only')
   t.equal(one('content-type', 'multipart/mixed; boundary="a b"'), 'multipart/mixed; boundary="a b"', 'a boundary may hold spaces (RFC 2046)')
   t.equal(one('content-type', 'text/html; charset=Windows-1252'), 'text/html; charset=Windows-1252')
+  // Where response steps read the type, an unknown charset stays for them to refuse (dropped, they would read UTF-7 as UTF-8).
+  t.equal(buildSponsorHeaders({ 'content-type': 'application/json; charset=utf-7' }, stripped, 'req-1', SPONSOR)['content-type'], 'application/json; charset=utf-7')
+  t.equal(one('content-type', 'application/json; charset=utf-7'), 'application/json', 'on a route without them it is dropped')
   t.equal(one('expires', 'Sat, 31 Dec 2016 23:59:60 GMT'), 'Sat, 31 Dec 2016 23:59:59 GMT', 'a leap second is a date')
   t.equal(one('content-type', 'text/plain; charset=utf-8; x=no"quote'), 'text/plain', 'a parameter list that does not parse: the type alone')
   t.equal(one('content-type', 'host-17 internal'), undefined, 'not a media type: dropped')

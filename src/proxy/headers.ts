@@ -406,7 +406,7 @@ export function buildSponsorHeaders(
   }
   const cacheControl = out['cache-control']
   if (typeof cacheControl === 'string') out['cache-control'] = narrowCacheControl(cacheControl)
-  narrowFreeText(out)
+  narrowFreeText(out, route.responseTransforms.length > 0)
   out[sponsor.requestIdHeader] = requestId
   return out
 }
@@ -440,7 +440,7 @@ const KEPT_MEDIA_PARAMETERS: ReadonlyMap<string, { readonly value: RegExp; reado
  * others are dropped when they do not parse; `content-type` keeps its type and `charset` and
  * `boundary` only.
  */
-function narrowFreeText(out: Record<string, string | string[]>): void {
+function narrowFreeText(out: Record<string, string | string[]>, transformed: boolean): void {
   const retryAfter = out['retry-after']
   if (typeof retryAfter === 'string' && !DELAY_SECONDS.test(retryAfter.trim())) setOrDelete(out, 'retry-after', httpDate(retryAfter))
   else if (typeof retryAfter === 'string') out['retry-after'] = retryAfter.trim()
@@ -451,7 +451,7 @@ function narrowFreeText(out: Record<string, string | string[]>): void {
   const language = out['content-language']
   if (typeof language === 'string' && !LANGUAGE_TAGS.test(language.trim())) delete out['content-language']
   const type = out['content-type']
-  if (typeof type === 'string') setOrDelete(out, 'content-type', narrowMediaType(type))
+  if (typeof type === 'string') setOrDelete(out, 'content-type', narrowMediaType(type, transformed))
 }
 
 function setOrDelete(out: Record<string, string | string[]>, name: string, value: string | undefined): void {
@@ -511,8 +511,13 @@ function dateParts(
   return undefined
 }
 
-/** `type/subtype` and its `charset`, `boundary` and `type` parameters, or undefined when it does not parse. */
-function narrowMediaType(value: string): string | undefined {
+/**
+ * `type/subtype` and its `charset`, `boundary` and `type` parameters, or undefined when it does not
+ * parse. On a route with response transforms (`transformed`) a charset outside the known ones is kept
+ * as written: the steps read the type and refuse a charset they cannot read (dropped, they would read
+ * UTF-7 as UTF-8), and what they refuse never crosses.
+ */
+function narrowMediaType(value: string, transformed: boolean): string | undefined {
   MEDIA_TYPE.lastIndex = 0
   const head = MEDIA_TYPE.exec(value)
   if (head === null) return undefined
@@ -529,8 +534,9 @@ function narrowMediaType(value: string): string | undefined {
     const raw = m[2]!
     const unquoted = raw.startsWith('"') ? raw.slice(1, -1) : raw
     const rule = KEPT_MEDIA_PARAMETERS.get(name)
+    const valid = rule !== undefined && (rule.value.test(unquoted) || (transformed && name === 'charset'))
     // Once each: a second `charset` would leave the reader to choose.
-    if (rule === undefined || seen.has(name) || !(rule.on?.test(head[1]!) ?? true) || !rule.value.test(unquoted)) continue
+    if (!valid || seen.has(name) || !(rule.on?.test(head[1]!) ?? true)) continue
     seen.add(name)
     kept += `; ${name}=${raw}`
   }

@@ -155,10 +155,12 @@ function streamOf(body: Readable | Buffer | null): Readable | null {
  * so an upstream that sends `102 Processing` more often than `headersTimeoutMs` would hold the
  * request, and its connection, until the sponsor's idle timeout cut it without an answer. At the
  * first 1xx, a timer is armed for `headersTimeoutMs` after the request was sent: its streamed body
- * ended, or for a whole body the call plus `connectTimeoutMs` (the most a connection may take; the
- * deadline is then never earlier than undici's own, and within the sponsor's idle timeout, which
- * must exceed the two). It fails the request as undici's own headers timeout does
- * (`upstream_timeout`, the connection destroyed). `clear()` once the final answer's headers came.
+ * ended, or for a whole body the call plus `connectTimeoutMs` (the most a connection may take, even
+ * on a kept-alive one: undici does not say when it wrote the request; the deadline is then never
+ * earlier than undici's own, and within the sponsor's idle timeout, which must exceed the two,
+ * unless the request waited for a free connection first). It fails the request as undici's own
+ * headers timeout does (`upstream_timeout`, the connection destroyed). `clear()` once the final
+ * answer's headers came.
  */
 class InformationalDeadline {
   readonly #signal: AbortSignal | UpstreamAbort

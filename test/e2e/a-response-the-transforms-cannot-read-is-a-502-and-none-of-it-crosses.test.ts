@@ -12,6 +12,10 @@ const answers: Record<string, { headers: Record<string, string>; body: Buffer }>
   'identity-then-gzip': { headers: { 'content-type': json, 'content-encoding': 'identity, gzip' }, body: gzipSync(record) },
   latin1: { headers: { 'content-type': 'application/json; charset=iso-8859-1' }, body: Buffer.from(record, 'latin1') },
   utf16: { headers: { 'content-type': 'application/json; charset=utf-16' }, body: Buffer.from(record, 'utf16le') },
+  // Found by a re-review: a charset the gateway does not relay must not be dropped before the steps
+  // read the type, or they would read UTF-7 (`+AHA-assport`) as UTF-8 and miss the member.
+  utf7: { headers: { 'content-type': 'application/json; charset=utf-7' }, body: Buffer.from(record) },
+  'unknown-charset': { headers: { 'content-type': 'application/json; charset=x-internal-7' }, body: Buffer.from(record) },
   'text-plain': { headers: { 'content-type': 'text/plain' }, body: Buffer.from(record) },
   untyped: { headers: {}, body: Buffer.from(record) },
 }
