@@ -361,9 +361,9 @@ export function narrowForTransformedResponses(headers: Record<string, string | s
  * `Connection`-named ones, minus invalid values), plus the request id. `vary` keeps the request
  * fields the gateway forwards on this route and drops standard ones it does not (every request
  * through it lacks them). A `vary` naming a field the gateway itself sets from the connection (the
- * principal, the client's address, the request id), or a field of no standard that it does not
- * forward (`X-Internal-Tenant`: something between the gateway and the upstream set it, perhaps from
- * the principal), becomes `*`: the answer may depend on who asked, which nothing in the sponsor's
+ * principal, the client's address, the request id), a credential or `forwarded`/`via` it does not
+ * forward, or a field of no standard that it does not forward (`X-Internal-Tenant`: something
+ * between the gateway and the upstream set it, perhaps from the principal), becomes `*`: the answer may depend on who asked, which nothing in the sponsor's
  * request shows, so a cache on the sponsor's side must not hand it to another client (RFC 9110
  * §12.5.5), and the trusted side's own field names do not cross.
  */
@@ -437,8 +437,8 @@ const KEPT_MEDIA_PARAMETERS: ReadonlyMap<string, { readonly value: RegExp; reado
  * which error bodies are withheld to keep behind: each is reduced to its grammar. A date is
  * re-written from the instant it names (RFC 9110 §5.6.7: recipients read all three date formats);
  * `expires` that names none is `0`, already expired, as a cache must read it (RFC 9111 §5.3); the
- * others are dropped when they do not parse; `content-type` keeps its type and `charset` and
- * `boundary` only.
+ * others are dropped when they do not parse; `content-type` keeps its type and the parameters of
+ * {@link KEPT_MEDIA_PARAMETERS}.
  */
 function narrowFreeText(out: Record<string, string | string[]>, transformed: boolean): void {
   const retryAfter = out['retry-after']
@@ -544,10 +544,10 @@ function narrowMediaType(value: string, transformed: boolean): string | undefine
 }
 
 /**
- * Request fields of HTTP and the web platform that a client sends and nothing on the trusted side
- * adds: an upstream's `vary` naming one the gateway does not forward on the route is dropped (every
- * request through the gateway lacks it, so the answer cannot vary with it), where a field of no
- * standard becomes `*` (see `buildSponsorHeaders`).
+ * Request fields of HTTP and the web platform: an upstream's `vary` naming one the gateway does not
+ * forward on the route is dropped (every request through the gateway lacks it, so the answer cannot
+ * vary with it) unless it says who the client is ({@link PER_CLIENT_REQUEST_FIELDS}), where a field
+ * of no standard becomes `*` (see `buildSponsorHeaders`).
  */
 const STANDARD_REQUEST_FIELDS: ReadonlySet<string> = new Set([
   'a-im',
@@ -601,6 +601,7 @@ const PER_CLIENT_REQUEST_FIELDS: ReadonlySet<string> = new Set(['authorization',
 const GATEWAY_CONSTANT_FIELDS: ReadonlySet<string> = new Set(['x-forwarded-proto', 'host'])
 const STANDARD_REQUEST_FIELD_PREFIXES: readonly string[] = ['sec-fetch-', 'sec-ch-', 'access-control-request-']
 
+/** Whether `name` (lower case) is a request field of HTTP or the web platform, not one of a deployment's own. */
 export function isStandardRequestField(name: string): boolean {
   return STANDARD_REQUEST_FIELDS.has(name) || STANDARD_REQUEST_FIELD_PREFIXES.some((p) => name.startsWith(p))
 }

@@ -80,7 +80,7 @@ export async function loadKeySets(config: Config): Promise<ReadonlyMap<string, K
  * holds. Two public sets may share a kid for different keys (two trusted hosts that chose the same
  * names): nothing on the gateway opens either.
  *
- * @throws EcluseError `key_material_invalid` naming both sets and the kid, once for each pair of sets.
+ * @throws EcluseError `key_material_invalid`, a line naming both sets and the kid for each kid two sets disagree on.
  */
 function checkSharedKids(sets: ReadonlyMap<string, KeySet>): void {
   const problems: string[] = []
