@@ -633,8 +633,9 @@ async function warnIfReadableByOthers(file: string, io: CliIo): Promise<boolean>
 
 /** After a keys command rewrote (0600) a private file every user could read: too late for the keys it held. */
 function warnKeysWereReadable(io: CliIo, kids: readonly string[]): void {
+  const held = kids.length > 0 ? `the keys it held (${kids.join(', ')})` : 'the keys it held'
   io.stderr.write(
-    `warning: it is 0600 now, but the keys it held (${kids.join(', ')}) could be read until now: ` +
+    `warning: it is 0600 now, but ${held} could be read until now: ` +
       'if other users may have read it, treat them as exposed (docs/operations.md#an-exposed-key)\n',
   )
 }
@@ -723,6 +724,7 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
   return await withKeySetLock(dir, name, !rotate, async () => {
     let existing: PrivateSetOnDisk | undefined
     let readable = false
+    let replacedKids: readonly string[] = []
     if (rotate) {
       if (!(await exists(privateFile))) {
         throw new Error(`cannot rotate: ${privateFile} does not exist (without --rotate, keys init creates the set)`)
@@ -762,6 +764,10 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
           throw new Error(`${file} already exists: --rotate adds a new current key, --force replaces the set`)
         }
       }
+    } else if (await exists(privateFile)) {
+      // Replaced, its keys are not gone: whoever read them still opens what was sealed to them.
+      readable = await warnIfReadableByOthers(privateFile, io)
+      if (readable) replacedKids = (await readPrivateSet(privateFile).catch(() => undefined))?.set.kids ?? []
     }
 
     // A rotation replaces the current key with one of the same kind unless told otherwise: whoever
@@ -810,7 +816,7 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
       { file: privateFile, data: privateText, mode: 0o600 },
       { file: publicFile, data: publicText, mode: 0o644 },
     ])
-    if (readable) warnKeysWereReadable(io, existing!.set.kids)
+    if (readable) warnKeysWereReadable(io, existing?.set.kids ?? replacedKids)
 
     const what = `${alg}${crv === undefined ? '' : `, ${crv}`}`
     io.stdout.write(

@@ -46,6 +46,12 @@ t.test('a keys command on a private set every user may read: said, with the kids
   const rotated = await runCli(['keys', 'init', '--out', dir, '--rotate', '--stage', '--kid', 'k3'])
   t.equal(rotated.code, 0)
   t.match(rotated.stderr, `the keys it held (k2, k1) could be read until now`, 'keys init --rotate too')
+
+  // Replaced with --force: its keys still open what was sealed to them, for whoever read them.
+  await chmod(priv, 0o644)
+  const forced = await runCli(['keys', 'init', '--out', dir, '--force', '--kid', 'k9'])
+  t.equal(forced.code, 0)
+  t.match(forced.stderr, `the keys it held (k2, k3, k1) could be read until now`, 'keys init --force too')
 })
 
 t.test('open with a private set every user may read: said, and the values still open', async (t) => {
