@@ -631,6 +631,18 @@ async function warnIfReadableByOthers(file: string, io: CliIo): Promise<boolean>
   return true
 }
 
+/**
+ * After a keys command wrote a set: either file that every user of the host may write or replace
+ * (`--out` a world-writable folder without the sticky bit) is said, as `serve` says it: whoever
+ * swaps the public file before it is installed decides what every edge seals to.
+ */
+async function warnIfReplaceableByOthers(files: readonly string[], io: CliIo): Promise<void> {
+  const { isReplaceableByOthers, WRITABLE_FILE_WARNING } = await import('./config/key-file-modes.js')
+  for (const file of files) {
+    if (await isReplaceableByOthers(file)) io.stderr.write(`warning: ${file}: ${WRITABLE_FILE_WARNING}\n`)
+  }
+}
+
 /** After a keys command rewrote (0600) a private file every user could read: too late for the keys it held. */
 function warnKeysWereReadable(io: CliIo, kids: readonly string[]): void {
   const held = kids.length > 0 ? `the keys it held (${kids.join(', ')})` : 'the keys it held'
@@ -817,6 +829,7 @@ async function keysInit(values: Values, io: CliIo, usage: string): Promise<numbe
       { file: publicFile, data: publicText, mode: 0o644 },
     ])
     if (readable) warnKeysWereReadable(io, existing?.set.kids ?? replacedKids)
+    await warnIfReplaceableByOthers([privateFile, publicFile], io)
 
     const what = `${alg}${crv === undefined ? '' : `, ${crv}`}`
     io.stdout.write(
@@ -884,6 +897,7 @@ async function keysChange(op: 'promote' | 'retire', values: Values, io: CliIo, u
       const publicDoc = { file: publicFile, data: docs.publicText, mode: 0o644 }
       await writeKeySetFiles(first === 'private' ? [privateDoc, publicDoc] : [publicDoc, privateDoc])
       if (readable) warnKeysWereReadable(io, set.kids)
+      await warnIfReplaceableByOthers([privateFile, publicFile], io)
     }
     const printFiles = () => {
       io.stdout.write(`  ${privateFile}   private, 0600: keep it on the trusted host only\n`)

@@ -5,7 +5,7 @@
  * `seal --body` nor `open --body` writes to a terminal: a sealed body is binary, an opened one holds
  * whatever bytes its sealer chose, escape sequences included.
  */
-import { chmod, readFile, stat, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { type CliIo, main } from '../src/cli.js'
@@ -93,4 +93,24 @@ t.test('neither a sealed nor an opened body is written to a terminal', async (t)
   const out = join(dir, 'opened.bin')
   t.equal((await runCli(['open', '--body', '-k', join(dir, 'trusted-host.private.jwks.json'), '--context', 'c', sealed, '-o', out])).code, 0)
   t.same(await readFile(out), await readFile(input), 'control: to a file it opens')
+})
+
+t.test('a set written into a folder every user may write is said: anyone could swap the public file before it is installed', async (t) => {
+  const { WRITABLE_FILE_WARNING } = await import('../src/config/key-file-modes.js')
+  const shared = join(t.testdir(), 'shared')
+  await mkdir(shared)
+  await chmod(shared, 0o777)
+  const priv = join(shared, 'trusted-host.private.jwks.json')
+  const pub = join(shared, 'trusted-host.public.jwks.json')
+  const expected = `warning: ${priv}: ${WRITABLE_FILE_WARNING}\nwarning: ${pub}: ${WRITABLE_FILE_WARNING}\n`
+  const r = await runCli(['keys', 'init', '--out', shared, '--kid', 'k1'])
+  t.equal(r.code, 0, 'said, not refused')
+  t.equal(r.stderr, expected)
+  const staged = await runCli(['keys', 'init', '--out', shared, '--rotate', '--stage', '--kid', 'k2'])
+  t.equal(staged.stderr, expected, 'keys init --rotate too')
+  const promoted = await runCli(['keys', 'promote', '--out', shared, '--kid=k2'])
+  t.equal(promoted.stderr, expected, 'keys promote too')
+  // The sticky bit keeps others to their own files (/tmp): nothing to say.
+  await chmod(shared, 0o1777)
+  t.equal((await runCli(['keys', 'retire', '--out', shared, '--kid=k1'])).stderr, '', 'control: a sticky folder')
 })

@@ -97,6 +97,11 @@ async function replaceableByOthers(path: string, mounts: readonly Mount[]): Prom
   return false
 }
 
+/** Whether every user of this host may write `path`, or replace it through a folder on its path. */
+export async function isReplaceableByOthers(path: string): Promise<boolean> {
+  return replaceableByOthers(path, await readMounts())
+}
+
 /**
  * Each file `config` (read from `configFile`) names, with its setting, that every user of the host
  * may write, or replace through a folder on its path (`replaceableByOthers`): the configuration
