@@ -8,7 +8,7 @@
  * `ECLUSE_DEBUG=1`), 2 usage error (the usage on stderr).
  */
 import { readFileSync, realpathSync } from 'node:fs'
-import { access, stat } from 'node:fs/promises'
+import { access } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { type ParseArgsConfig, parseArgs } from 'node:util'
 import { BootSignals } from './boot-signals.js'
@@ -624,9 +624,8 @@ async function readPrivateSet(privateFile: string): Promise<PrivateSetOnDisk> {
  * `config check` do: said, not refused (a container of one user is no exposure). True if it is.
  */
 async function warnIfReadableByOthers(file: string, io: CliIo): Promise<boolean> {
-  const mode = await stat(file).then((s) => s.mode, () => 0)
-  if ((mode & 0o004) === 0) return false
-  const { READABLE_KEY_FILE_WARNING } = await import('./config/key-file-modes.js')
+  const { isReadableByOthers, READABLE_KEY_FILE_WARNING } = await import('./config/key-file-modes.js')
+  if (!(await isReadableByOthers(file))) return false
   io.stderr.write(`warning: ${file}: ${READABLE_KEY_FILE_WARNING}\n`)
   return true
 }

@@ -12,14 +12,22 @@ import { namedFilesOf } from './watch.js'
 /** What `serve` logs and `config check` prints for each such file. */
 export const READABLE_KEY_FILE_WARNING = 'private key file is readable by every user of this host; make it 0600 (or 0640, 0440 for a group)'
 
+/** Whether the mode of `path` lets every user read it (false if it cannot be stat'ed: nothing to add). */
+export async function isReadableByOthers(path: string): Promise<boolean> {
+  return stat(path).then(
+    (s) => (s.mode & 0o004) !== 0,
+    () => false,
+  )
+}
+
 /** Each private key file of `config` whose mode lets any user read it, as `{ key, file }`. */
 export async function keyFilesReadableByOthers(config: Config): Promise<Array<{ key: string; file: string }>> {
   const files = namedFilesOf(config)
     .filter((f) => f.privateKey)
     .map(({ key, file }) => ({ key, file }))
-  const modes = await Promise.all(files.map(({ file }) => stat(file).then((s) => s.mode, () => undefined)))
   // The loaders have read every file already: one that cannot be stat'ed now has nothing to add.
-  return files.filter((_, i) => modes[i] !== undefined && (modes[i]! & 0o004) !== 0)
+  const readable = await Promise.all(files.map(({ file }) => isReadableByOthers(file)))
+  return files.filter((_, i) => readable[i])
 }
 
 /** What `serve` logs and `config check` prints for a file any user may write, or replace. */
