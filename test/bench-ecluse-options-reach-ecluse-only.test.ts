@@ -12,7 +12,7 @@ import t from 'tap'
 import { createBenchKeys } from '../bench/lib/keys.js'
 import { createBenchPki } from '../bench/lib/pki.js'
 import { processTree } from '../bench/lib/proc.js'
-import { IMAGE_NODE_ARGS, startBareProxy, startEcluse } from '../bench/lib/subjects.js'
+import { findNginx, IMAGE_NODE_ARGS, startBareProxy, startEcluse } from '../bench/lib/subjects.js'
 import { ROOT } from './helpers/cli.js'
 import { hasExited } from './helpers/cluster.js'
 import { closedPort } from './helpers/harness.js'
@@ -107,36 +107,44 @@ t.test('a variable without a name or "=" is a usage error before anything starts
   }
 })
 
-t.test('a runner stopped by SIGTERM leaves no child running and no build behind', { skip: process.platform !== 'linux' && 'reads /proc' }, async (t) => {
-  const runner = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--scenario', 'passthrough', '--duration', '60'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] })
-  // SIGTERM, which the runner handles (it stops its children); SIGKILL would orphan them.
-  t.teardown(() => runner.kill('SIGTERM'))
-  let stderr = ''
-  runner.stderr.setEncoding('utf8')
-  // Under load: the upstream, a proxy and the load generator are all running by then.
-  await new Promise<void>((resolve, reject) => {
-    runner.stderr.on('data', (chunk: string) => {
-      stderr += chunk
-      if (/· bare proxy/.test(stderr)) resolve()
+for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+  // SIGTERM the runner handles (it stops its children); after a SIGKILL, which it cannot see, the
+  // children end through their parent-death signal (`setpriv --pdeathsig`), and the build stays.
+  t.test(`a runner stopped by ${signal} leaves no child running`, { skip: process.platform !== 'linux' && 'reads /proc' }, async (t) => {
+    const runner = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--scenario', 'passthrough', '--duration', '60'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] })
+    t.teardown(() => runner.kill('SIGKILL'))
+    let stderr = ''
+    runner.stderr.setEncoding('utf8')
+    // Under load: the upstream, a proxy and the load generator are all running by then.
+    await new Promise<void>((resolve, reject) => {
+      runner.stderr.on('data', (chunk: string) => {
+        stderr += chunk
+        if (/· bare proxy/.test(stderr)) resolve()
+      })
+      runner.once('exit', () => reject(new Error(`the runner ended first: ${stderr}`)))
     })
-    runner.once('exit', () => reject(new Error(`the runner ended first: ${stderr}`)))
+    const tree = processTree(runner.pid!).filter((pid) => pid !== runner.pid)
+    const build = buildDirsOf(tree)
+    t.ok(build.length > 0, 'children were running from a build directory')
+    if (signal === 'SIGKILL') t.teardown(() => Promise.all(build.map((dir) => rm(dir, { recursive: true, force: true }))))
+    // nginx (when installed) runs no file of the build, and its workers outlived a killed master.
+    const nginx = tree.filter((pid) => readFileSyncSafe(`/proc/${pid}/cmdline`).startsWith('nginx: '))
+    if (findNginx() !== undefined) t.ok(nginx.length >= 2, 'an nginx master and its worker were running')
+    const exited = new Promise<number | null>((resolve) => runner.once('exit', (code, sig) => resolve(code ?? (sig === null ? null : 128 + 9))))
+    runner.kill(signal)
+    t.equal(await exited, signal === 'SIGTERM' ? 143 : 137, `the runner exits as a ${signal} asks`)
+    // /proc may show a child for a moment until its parent has reaped it; after a SIGKILL, Écluse
+    // and nginx end as a SIGTERM asks them to.
+    let left: number[] = []
+    for (let i = 0; i < 100; i++) {
+      left = [...processesRunningFrom(build), ...nginx].filter((pid) => !hasExited(pid))
+      if (left.length === 0) break
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    t.same(left, [], 'no child outlives the runner')
+    if (signal === 'SIGTERM') for (const dir of build) t.notOk(existsSync(dir), `${dir} is removed`)
   })
-  const build = buildDirsOf(processTree(runner.pid!).filter((pid) => pid !== runner.pid))
-  t.ok(build.length > 0, 'children were running from a build directory')
-  const exited = new Promise<number | null>((resolve) => runner.once('exit', (code) => resolve(code)))
-  runner.kill('SIGTERM')
-  t.equal(await exited, 143, 'the runner exits as a SIGTERM asks (128 + 15)')
-  // SIGKILL is immediate, but /proc may show a child for a moment until its parent has reaped it.
-  let left: number[] = []
-  for (let i = 0; i < 50; i++) {
-    left = processesRunningFrom(build).filter((pid) => !hasExited(pid))
-    if (left.length === 0) break
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  t.same(left, [], 'no child outlives the runner')
-  for (const dir of build) t.notOk(existsSync(dir), `${dir} is removed`)
-})
-
+}
 
 /** The `.bench-build-…` directories the command lines of `pids` run from. */
 function buildDirsOf(pids: number[]): string[] {

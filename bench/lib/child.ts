@@ -4,7 +4,7 @@
  * runner waits for the line it needs and drains the rest (an access log must not fill the pipe).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { closeSync, constants, mkdtempSync, openSync, realpathSync, rmSync } from 'node:fs'
+import { closeSync, constants, existsSync, mkdtempSync, openSync, realpathSync, rmSync } from 'node:fs'
 import { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -19,10 +19,13 @@ export { ROOT }
  * outlives it: an orphaned upstream or load generator would keep loading the machine's two cores,
  * and run from a build directory that the exit removes.
  */
-const LIVE = new Set<ChildProcess>()
+const LIVE = new Set<JsonChild>()
 process.once('exit', () => {
   for (const child of LIVE) child.kill('SIGKILL')
 })
+
+/** util-linux's `setpriv` (every Debian has it), or undefined. */
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((file) => existsSync(file))
 
 /** A started child that speaks JSON lines on stdout. */
 export class JsonChild {
@@ -40,12 +43,30 @@ export class JsonChild {
    * @param args arguments after `node`, e.g. `['<build>/bench/upstream.js', '--pki', …]`
    * @param keep keep every parsed line in `lines` (for short-lived children with little output)
    */
-  constructor(name: string, command: string, args: readonly string[], options: { keep?: boolean; env?: NodeJS.ProcessEnv } = {}) {
+  /** Whether the child leads a process group of its own, signalled as a whole (see `group`). */
+  readonly #group: boolean
+
+  /**
+   * Where `setpriv` exists, every child gets SIGTERM when the runner dies without a word (SIGKILL),
+   * since then no exit handler runs to stop it.
+   *
+   * @param options.group the child forks processes of its own that do not end with it (nginx's
+   *   workers outlive a killed master): it is started as the leader of a process group, and every
+   *   signal goes to the whole group.
+   */
+  constructor(name: string, command: string, args: readonly string[], options: { keep?: boolean; env?: NodeJS.ProcessEnv; group?: boolean } = {}) {
     this.name = name
     this.#keep = options.keep ?? false
+    this.#group = options.group ?? false
+    const [file, argv] = SETPRIV === undefined ? [command, args] : [SETPRIV, ['--pdeathsig', 'TERM', command, ...args]]
     const stdout = stdoutPipe()
     try {
-      this.process = spawn(command, args, { cwd: ROOT, stdio: ['ignore', stdout.writer, 'pipe'], env: options.env ?? process.env })
+      this.process = spawn(file, argv, {
+        cwd: ROOT,
+        stdio: ['ignore', stdout.writer, 'pipe'],
+        env: options.env ?? process.env,
+        detached: this.#group,
+      })
     } finally {
       closeSync(stdout.writer)
     }
@@ -55,8 +76,8 @@ export class JsonChild {
       this.#stderr = (this.#stderr + chunk).slice(-4096)
     })
     this.#exited = new Promise((resolve) => this.process.once('exit', (code) => resolve(code)))
-    LIVE.add(this.process)
-    this.process.once('exit', () => LIVE.delete(this.process))
+    LIVE.add(this)
+    this.process.once('exit', () => LIVE.delete(this))
   }
 
   /**
@@ -104,11 +125,24 @@ export class JsonChild {
   /** SIGTERM, then SIGKILL after `graceMs`; resolves with the exit code. */
   async stop(graceMs = 5_000): Promise<number | null> {
     if (this.process.exitCode !== null || this.process.signalCode !== null) return this.process.exitCode
-    this.process.kill('SIGTERM')
-    const timer = setTimeout(() => this.process.kill('SIGKILL'), graceMs)
+    this.kill('SIGTERM')
+    const timer = setTimeout(() => this.kill('SIGKILL'), graceMs)
     const code = await this.#exited
     clearTimeout(timer)
     return code
+  }
+
+  /** Signals the child, or its whole process group if it leads one. */
+  kill(signal: NodeJS.Signals): void {
+    if (!this.#group) {
+      this.process.kill(signal)
+      return
+    }
+    try {
+      process.kill(-this.pid, signal)
+    } catch {
+      // ESRCH: the group has already gone.
+    }
   }
 
   exited(): Promise<number | null> {

@@ -364,7 +364,7 @@ http {
 }
 `
   await writeFile(join(dir, 'nginx.conf'), conf)
-  const child = new JsonChild('nginx', bin, ['-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'])
+  const child = new JsonChild('nginx', bin, ['-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], { group: true })
   await Promise.race([waitForPort(port, 10_000), child.exited().then((code) => Promise.reject(new Error(`nginx exited (${code}): ${child.stderr}`)))])
   return {
     key: 'nginx',
