@@ -144,6 +144,8 @@ export const COMMANDS: Command[] = [
       for (const file of written.length === 0 ? listPairs(pki) : written) io.stdout.write(`  ${file}\n`)
       // Keys it kept are as their owner left them: one every user may read is said, not changed.
       for (const key of listPairs(pki).filter((f, i) => f.endsWith('.key') && present[i])) await warnIfReadableByOthers(key, io)
+      // Whoever may swap a CA certificate or key there decides what the gateways trust.
+      await warnIfReplaceableByOthers(listPairs(pki), io)
       return 0
     },
   },
@@ -631,9 +633,10 @@ async function warnIfReadableByOthers(file: string, io: CliIo): Promise<boolean>
 }
 
 /**
- * After a keys command wrote a set: either file that every user of the host may write or replace
- * (`--out` a world-writable folder without the sticky bit) is said, as `serve` says it: whoever
- * swaps the public file before it is installed decides what every edge seals to.
+ * After a keys command wrote a set, or `certs init` a PKI: each file that every user of the host
+ * may write or replace (`--out` a world-writable folder without the sticky bit) is said, as `serve`
+ * says it: whoever swaps a public key set or a CA before it is installed decides what every edge
+ * seals to, or which clients a gateway trusts.
  */
 async function warnIfReplaceableByOthers(files: readonly string[], io: CliIo): Promise<void> {
   const { isReplaceableByOthers, WRITABLE_FILE_WARNING } = await import('./config/key-file-modes.js')

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { chmod, readFile, stat } from 'node:fs/promises'
+import { chmod, mkdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import forge from 'node-forge'
@@ -121,4 +121,20 @@ t.test('an incomplete PKI directory is an error, not silently completed', async 
   const r = await runInProcess(['certs', 'init', '--out', out])
   t.equal(r.code, 1)
   t.match(r.stderr, /^ecluse: incomplete development PKI in .*; regenerate with --force\n$/)
+})
+
+t.test('a PKI written into a folder every user may write is said: anyone could swap a CA before it is installed', async (t) => {
+  const { WRITABLE_FILE_WARNING } = await import('../src/config/key-file-modes.js')
+  const shared = join(t.testdir(), 'shared')
+  await mkdir(shared)
+  await chmod(shared, 0o777)
+  const r = await runInProcess(['certs', 'init', '--out', shared])
+  t.equal(r.code, 0, 'said, not refused')
+  const warned = r.stderr.trimEnd().split('\n')
+  t.equal(warned.length, 16, 'one line for each certificate and key')
+  t.ok(warned.includes(`warning: ${join(shared, 'sponsor-ca.crt')}: ${WRITABLE_FILE_WARNING}`), 'a CA certificate is named')
+  t.ok(warned.includes(`warning: ${join(shared, 'trusted-ca.key')}: ${WRITABLE_FILE_WARNING}`), 'a CA key is named')
+  // The sticky bit keeps others to their own files (/tmp): nothing to say.
+  await chmod(shared, 0o1777)
+  t.equal((await runInProcess(['certs', 'init', '--out', shared])).stderr, '', 'control: a sticky folder')
 })
