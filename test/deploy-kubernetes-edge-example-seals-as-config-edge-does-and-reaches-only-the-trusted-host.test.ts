@@ -13,7 +13,7 @@ import t from 'tap'
 import { parse } from 'yaml'
 import { generateKeySet } from '../src/crypto/index.js'
 import { ROOT } from './helpers/cli.js'
-import { checkHardening, checkMounts, configCheck, type K8s, loadExample, mountedPaths, routeShape, selectorsOf, selects } from './helpers/kubernetes.js'
+import { checkHardening, checkMemoryLimit, checkMounts, configCheck, type K8s, loadExample, mountedPaths, routeShape, selectorsOf, selects } from './helpers/kubernetes.js'
 import { makeTestPki } from './helpers/pki.js'
 
 const example = await loadExample('kubernetes-edge')
@@ -106,6 +106,7 @@ t.test('the Deployment, Service and NetworkPolicy agree with the configuration',
 
 t.test('the pod keeps the hardening and the probes of the sidecar example', async (t) => {
   checkHardening(t, pod)
+  checkMemoryLimit(t, example)
   const sidecar = (await loadExample('kubernetes')).ecluse
   // The sidecar example's test runs these exact commands against ready and unready gateways.
   t.same(ecluse.readinessProbe.exec, sidecar.readinessProbe.exec, 'the readiness probe calls /readyz on the admin listener')

@@ -15,7 +15,7 @@ import { parse } from 'yaml'
 import { generateKeySet } from '../src/crypto/index.js'
 import { ROOT } from './helpers/cli.js'
 import { closedPort, Harness } from './helpers/harness.js'
-import { checkHardening, checkMounts, configCheck, type K8s, loadExample, mountedPaths, routeShape, selectorsOf, selects } from './helpers/kubernetes.js'
+import { checkHardening, checkMemoryLimit, checkMounts, configCheck, type K8s, loadExample, mountedPaths, routeShape, selectorsOf, selects } from './helpers/kubernetes.js'
 import { makeTestPki } from './helpers/pki.js'
 
 const example = await loadExample('kubernetes')
@@ -102,6 +102,11 @@ t.test('the Deployment, Service and NetworkPolicy agree with the configuration',
   const drainSeconds = gateway.shutdown.drainTimeoutMs / 1000
   t.ok(sleepOf(accreditationService) >= sleepOf(ecluse) + drainSeconds, 'the service outlives the gateway’s preStop and drain')
   t.ok(pod.terminationGracePeriodSeconds > sleepOf(accreditationService), 'the grace period outlasts both')
+  // From the deploy review: a balancer of externalTrafficPolicy: Local sends to a node until its
+  // own health checks fail there (often 20-30 s, docs/operations.md); a 5 s preStop refused the
+  // edges' new connections for the rest of that time at every rollout.
+  t.equal(service.spec.externalTrafficPolicy, 'Local')
+  t.ok(sleepOf(ecluse) >= 30, 'the gateway keeps serving until a balancer of externalTrafficPolicy: Local has moved away')
 })
 
 t.test('the example is the trusted-sidecar profile: every route seals or opens as config/trusted-sidecar.yaml does', async (t) => {
@@ -116,6 +121,7 @@ t.test('the example is the trusted-sidecar profile: every route seals or opens a
 
 t.test('the pod keeps its hardening', async (t) => {
   checkHardening(t, pod)
+  checkMemoryLimit(t, example)
 })
 
 t.test('the exec probes, run as the kubelet runs them, pass on a ready gateway and fail on one that is not', async (t) => {

@@ -149,3 +149,31 @@ export function checkMounts(t: Test, example: KubernetesExample): void {
   )
   t.not(pod.volumes.find((v: K8s) => v.name === 'sponsor-tls').secret.secretName, pod.volumes.find((v: K8s) => v.name === 'trusted-tls').secret.secretName, 'the two sides use two Secrets')
 }
+
+/**
+ * The gateway container's memory limit covers the sum its comment works out, from the figures of
+ * docs/operations.md ("Memory"): ≈ 140 MiB at rest, ≈ 0.45 MiB per upload with every sponsor
+ * connection uploading, ≈ 45 MB per exec probe, and the largest record a record-bound response step
+ * holds whole, one per upstream connection (the deploy review found a sum of ≈ 900 MiB under a
+ * 768 MiB limit).
+ */
+export function checkMemoryLimit(t: Test, example: KubernetesExample): void {
+  const { gateway, ecluse } = example
+  const maxConnections: number = gateway.sponsor.limits?.maxConnections ?? 1024
+  // The defaults of docs/transforms.md: 1 MiB on seal and strip, 2 MiB on open and require-sealed.
+  const recordDefault = (type: string) => (type === 'seal' || type === 'strip' ? 1 : 2) * 1024 * 1024
+  let heldByResponses = 0
+  for (const route of gateway.routes as K8s[]) {
+    const connections: number = gateway.upstreams[route.upstream].connections ?? 64
+    for (const step of (route.transforms?.response ?? []) as K8s[]) {
+      if (step.records === undefined) continue
+      heldByResponses = Math.max(heldByResponses, ((step.maxRecordBytes ?? recordDefault(step.type)) * connections) / 2 ** 20)
+    }
+  }
+  const needMiB = 140 + 0.45 * maxConnections + 45 + heldByResponses
+  const limit: string = ecluse.resources.limits.memory
+  const unit = /^(\d+)(Mi|Gi)$/.exec(limit)
+  t.ok(unit, `the memory limit (${limit}) is in Mi or Gi`)
+  const limitMiB = Number(unit![1]) * (unit![2] === 'Gi' ? 1024 : 1)
+  t.ok(limitMiB >= needMiB, `the memory limit (${limitMiB} MiB) covers the worst case (${Math.round(needMiB)} MiB)`)
+}
