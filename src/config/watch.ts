@@ -11,9 +11,16 @@
  * change that fails to load is tried again with a growing delay (twice the interval, then four
  * times, … up to ten minutes) while the files stay as they are: a failure can go away by itself (a
  * renewed certificate not valid yet on a skewed clock), and retrying at every check would fill the
- * log. A new change is tried at once. Files that are what the gateway runs already (a SIGHUP, or a
- * reload that read them after a second edit, applied them first) are no change: comparing with its
- * own last read only, the watcher would reload them once more.
+ * log. Files that are what the gateway runs already (a SIGHUP, or a reload that read them after a
+ * second edit, applied them first) are no change: comparing with its own last read only, the watcher
+ * would reload them once more.
+ *
+ * A new change is reloaded only when the next check finds the files as this one did: a check that
+ * lands while a tool writes a file in place (`cat >`, `scp`, an editor that does not rename) reads a
+ * prefix that may well parse (a route cut before its `transforms` is a route without them), and a
+ * load of it would hold still for the few milliseconds it takes (src/config/load-settled.ts). A
+ * writer that pauses longer than the interval is still read as it stood: files are to be replaced
+ * whole (a rename, a Kubernetes symlink swap).
  *
  * The same digest ({@link filesDigest}) says what a gateway runs: taken before and after it loads
  * the files (src/config/load-settled.ts), it is the watcher's starting point and what it compares
@@ -116,6 +123,8 @@ export class ConfigWatcher {
   #timer: NodeJS.Timeout | undefined
   #checking = false
   #stopped = false
+  /** A change seen by one check only: reloaded if the next one finds the files the same. */
+  #pending: string | undefined
   /** A change that is not running after its reload: when to try it again, and the delay after that. */
   #retryAt: number | undefined
   #retryDelayMs = 0
@@ -159,7 +168,10 @@ export class ConfigWatcher {
     this.#timer = undefined
   }
 
-  /** One check (the timer's; exported for tests): reload if anything changed since the last one. */
+  /**
+   * One check (the timer's; exported for tests): reload if the files changed since the last reload
+   * and are as the previous check found them. True when it reloaded.
+   */
   async check(): Promise<boolean> {
     if (this.#checking) return false
     this.#checking = true
@@ -176,13 +188,20 @@ export class ConfigWatcher {
       if (now === this.#running()) {
         // What runs is on disk: applied by a SIGHUP, or by a reload that read a later edit than its check.
         this.#fingerprint = now
+        this.#pending = undefined
         this.#retryAt = undefined
         return false
       }
       if (now === this.#fingerprint) {
+        this.#pending = undefined
         if (this.#retryAt === undefined || Date.now() < this.#retryAt) return false
         this.#log?.info({ retryDelayMs: this.#retryDelayMs }, 'trying again a change that is not running yet')
+      } else if (now !== this.#pending) {
+        // Perhaps a file caught while it is written: the next check says whether it holds still.
+        this.#pending = now
+        return false
       } else {
+        this.#pending = undefined
         this.#fingerprint = now
         this.#retryDelayMs = 0
         this.#log?.info({ files: this.#files.length + 1 }, 'configuration files changed; reloading')

@@ -221,6 +221,7 @@ t.test('a change made between a watcher check and the reload it asks for costs n
   t.teardown(() => watcher.stop())
 
   await writeFile(h.configPath, withRecordsAllowed(h, [SPONSOR_APP], 'first edit'))
+  t.equal(await watcher.check(), false, 'seen once: the next check says whether it holds still')
   t.equal(await watcher.check(), true, 'the first edit is a change')
   t.equal(reloads, 1)
   t.equal(await watcher.check(), false, 'the second edit runs already: no reload')
@@ -228,8 +229,37 @@ t.test('a change made between a watcher check and the reload it asks for costs n
   t.equal(h.logs.find('reloaded').length, 1)
   // And a change after that is still seen.
   await writeFile(h.configPath, withRecordsAllowed(h, [], 'third edit'))
+  t.equal(await watcher.check(), false)
   t.equal(await watcher.check(), true)
   t.equal((await h.request('/v1/records/1')).status, 403, 'the third edit runs')
+})
+
+t.test('found by review: a file a check catches half written is not loaded; the change is, once two checks find it', async (t) => {
+  // A tool writing in place (`cat >`, `scp`) leaves a prefix on disk for a moment, and a prefix of a
+  // configuration may parse: a route cut before its `transforms` is a route without them. The
+  // watcher reloaded at its first sight of a change; a load of the prefix holds still while it runs.
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const watcher = new ConfigWatcher(h.configPath, filesOf(h.gateway.config), 60_000, h.gateway.configDigest, () => h.gateway.configDigest)
+  let reloads = 0
+  watcher.start(() => {
+    reloads++
+    return h.gateway.reload()
+  }, h.gateway.log)
+  t.teardown(() => watcher.stop())
+  const full = withRecordsAllowed(h, [], 'revoked')
+  // Cut where the writer stopped for a moment: before the last top-level section.
+  const prefix = full.slice(0, full.lastIndexOf('\n', full.lastIndexOf('\n', full.length - 2) - 1) + 1)
+  t.ok(prefix.length > 0 && prefix.length < full.length, 'a prefix of the new file')
+  await writeFile(h.configPath, prefix)
+  t.equal(await watcher.check(), false, 'caught mid-write: not loaded')
+  await writeFile(h.configPath, full)
+  t.equal(await watcher.check(), false, 'the finished file differs from what the last check saw: not yet')
+  t.equal(reloads, 0, 'nothing was reloaded from the prefix')
+  t.equal(await watcher.check(), true, 'held still over two checks: reloaded')
+  t.equal(reloads, 1)
+  t.equal(h.gateway.configDigest, await filesDigest(h.configPath, filesOf(h.gateway.config)), 'what runs is the whole file')
+  t.equal((await h.request('/v1/records/1')).status, 403, 'the change runs')
 })
 
 t.test('files a SIGHUP applied are no change to the watcher', async (t) => {
