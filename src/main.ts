@@ -117,6 +117,12 @@ export class Gateway {
   #readiness: { at: number; value: Readiness } | undefined
   /** Moved on by each reload and by a drain: a readiness probed before it is stale. */
   #readinessEpoch = 0
+  /**
+   * When the sponsor side stops working on its own, by the material it runs: the presented chain's
+   * soonest expiry (no client accepts it after) and the client CA bundle's latest (no client
+   * certificate can be verified after). Both are refused at boot and reload, but only then.
+   */
+  #sponsorExpiry = { chain: 0, clientCa: 0 }
   #shutdown: Promise<void> | undefined
   /** The reload running now, and the one queued behind it (see `reload`). */
   #reloading: Promise<ReloadResult> | undefined
@@ -218,7 +224,7 @@ export class Gateway {
       const cached = this.#readiness
       if (cached !== undefined && now - cached.at < READINESS_TTL_MS) return cached.value
       const epoch = this.#readinessEpoch
-      const checks: Record<string, string> = { certificates: 'ok' }
+      const checks: Record<string, string> = { certificates: this.#certificatesCheck(now) }
       const upstreamReady = new Map<string, boolean>()
       await Promise.all(
         [...this.#upstreams].map(async ([name, pool]) => {
@@ -235,6 +241,18 @@ export class Gateway {
       } else if (attempt === 0 || this.proxy.draining) continue
       return value
     }
+  }
+
+  /**
+   * `ok` while the sponsor side's material can still make a connection. An upstream's is exercised
+   * by its probe (a fresh connection); the sponsor side has no probe, and a pod whose certificate
+   * expired would stay in the load balancer, every handshake failing (and a restart refused).
+   */
+  #certificatesCheck(now: number): string {
+    const { chain, clientCa } = this.#sponsorExpiry
+    if (now > chain) return `certificate_expired: sponsor.tls.cert: a certificate of the chain expired on ${new Date(chain).toISOString()}`
+    if (now > clientCa) return `certificate_expired: sponsor.tls.clientCa: every CA certificate expired, the last on ${new Date(clientCa).toISOString()}`
+    return 'ok'
   }
 
   /** Forgets the cached readiness, and makes any probe in flight start over (see `readiness`). */
@@ -411,6 +429,7 @@ export class Gateway {
   }
 
   #recordCertificates(tls: AllTlsMaterial): void {
+    this.#sponsorExpiry = { chain: tls.sponsor.chainNotAfter.getTime(), clientCa: tls.sponsor.caLastNotAfter.getTime() }
     // The set of names changes with the configuration: a removed upstream's expiry must not stay
     // behind for an alert to fire on.
     this.metrics.clearCertificateExpiry()

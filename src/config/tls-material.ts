@@ -35,6 +35,10 @@ export interface TlsMaterial {
   readonly caCerts: readonly X509Certificate[]
   /** When the leaf certificate expires (for logs and the expiry metric). */
   readonly notAfter: Date
+  /** The soonest expiry in the chain presented, leaf and intermediates: from then on no peer accepts it. */
+  readonly chainNotAfter: Date
+  /** The latest expiry among the bundle's CA certificates: from then on no peer can be verified. */
+  readonly caLastNotAfter: Date
   /**
    * The soonest expiry among the bundle's currently valid CA certificates: from then on, clients
    * (or an upstream) issued by that CA are refused unless the bundle has been renewed.
@@ -260,6 +264,8 @@ async function loadMaterial(
       ca,
       caCerts,
       notAfter: new Date(leaf.validTo),
+      chainNotAfter: new Date(Math.min(...chain.map((c) => new Date(c.validTo).getTime()))),
+      caLastNotAfter: new Date(Math.max(...caCerts.map((c) => new Date(c.validTo).getTime()))),
       caNotAfter: new Date(
         Math.min(...caCerts.filter((c) => validityProblem(c, now) === undefined).map((c) => new Date(c.validTo).getTime())),
       ),
