@@ -316,6 +316,7 @@ interface Families {
   readonly responses: CellCounter<'side' | 'route' | 'status_class'>
   readonly duration: Histogram<'route'>
   readonly ttfb: Histogram<'route'>
+  readonly poolWait: Histogram<'route'>
   readonly bodyBytes: CellCounter<'route' | 'direction'>
   readonly denials: CellCounter<'route' | 'reason'>
   readonly upstreamErrors: CellCounter<'upstream' | 'kind'>
@@ -361,6 +362,7 @@ export class RouteMetrics {
   readonly #upstream: Readonly<Record<UpstreamStatusClass, CounterCell>>
   readonly #duration: Histogram.Internal<'route'>
   readonly #ttfb: Histogram.Internal<'route'>
+  readonly #poolWait: Histogram.Internal<'route'>
   readonly #bytesIn: CounterCell
   readonly #bytesOut: CounterCell
   readonly #denials: Readonly<Record<DenialReason, CounterCell>>
@@ -381,6 +383,8 @@ export class RouteMetrics {
     families.duration.zero({ route })
     this.#ttfb = families.ttfb.labels({ route })
     if (proxied) families.ttfb.zero({ route })
+    this.#poolWait = families.poolWait.labels({ route })
+    if (proxied) families.poolWait.zero({ route })
     this.#bytesIn = families.bodyBytes.cell({ route, direction: 'request' })
     this.#bytesOut = families.bodyBytes.cell({ route, direction: 'response' })
     const denials = {} as Record<DenialReason, CounterCell>
@@ -408,9 +412,14 @@ export class RouteMetrics {
     this.#duration.observe(seconds)
   }
 
-  /** `ecluse_upstream_ttfb_seconds`: upstream request sent → response headers. */
+  /** `ecluse_upstream_ttfb_seconds`: upstream request sent in full → response headers. */
   upstreamTtfb(seconds: number): void {
     this.#ttfb.observe(seconds)
+  }
+
+  /** `ecluse_upstream_pool_wait_seconds`: the wait for a free upstream connection. */
+  upstreamPoolWait(seconds: number): void {
+    this.#poolWait.observe(seconds)
   }
 
   /** `ecluse_body_bytes_total{direction="request"}`. */
@@ -543,7 +552,11 @@ export class GatewayMetrics {
         'ecluse_request_duration_seconds',
         'Sponsor request start to response finished, in seconds.',
       ),
-      ttfb: histogram('ecluse_upstream_ttfb_seconds', 'Upstream request sent to response headers, in seconds.'),
+      ttfb: histogram('ecluse_upstream_ttfb_seconds', 'Upstream request sent in full to response headers, in seconds.'),
+      poolWait: histogram(
+        'ecluse_upstream_pool_wait_seconds',
+        'Wait for a free connection of the upstream pool before a request is sent, in seconds.',
+      ),
       bodyBytes: new CellCounter(registry, 'ecluse_body_bytes_total', 'Body bytes that crossed the gateway.', [
         'route',
         'direction',
@@ -724,6 +737,11 @@ export class GatewayMetrics {
   /** `ecluse_upstream_ttfb_seconds{route}`. */
   upstreamTtfb(route: string, seconds: number): void {
     this.forRoute(route).upstreamTtfb(seconds)
+  }
+
+  /** `ecluse_upstream_pool_wait_seconds{route}`. */
+  upstreamPoolWait(route: string, seconds: number): void {
+    this.forRoute(route).upstreamPoolWait(seconds)
   }
 
   /** `ecluse_body_bytes_total{route,direction}`. */

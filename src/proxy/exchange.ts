@@ -436,7 +436,6 @@ class Exchange implements WatchedUpload {
     body: Readable | Buffer | null,
   ): void {
     this.#forwarded = true
-    const sent = performance.now()
     upstream
       .request({
         method: this.#req.method ?? 'GET',
@@ -447,8 +446,10 @@ class Exchange implements WatchedUpload {
       })
       .then(
         (upstreamRes) => {
-          this.#upstreamMs = performance.now() - sent
+          // The upstream's own time: not the wait for a free connection, nor the sponsor's upload.
+          this.#upstreamMs = performance.now() - upstreamRes.sentAt
           this.#proxy.metrics.upstreamTtfb(route.name, this.#upstreamMs / 1000)
+          this.#proxy.metrics.upstreamPoolWait(route.name, upstreamRes.waitedMs / 1000)
           this.#respond(route, upstreamRes)
         },
         (err: unknown) => this.#onUpstreamError(err),

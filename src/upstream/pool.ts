@@ -85,6 +85,14 @@ export interface UpstreamResponse {
   statusCode: number
   headers: Record<string, string | string[] | undefined>
   body: Readable
+  /**
+   * When the request was in the upstream's hands (`performance.now()`): its streamed body ended, or,
+   * for a body sent whole or none, when the pool let it go to undici. The upstream's own time to an
+   * answer runs from here; an answer that came before the body ended runs from the latter.
+   */
+  sentAt: number
+  /** How long the request waited for a free connection of the pool (`connections`), in ms. */
+  waitedMs: number
 }
 
 /** Readiness answer: `ok` once TLS succeeded and any HTTP status came back. */
@@ -166,6 +174,8 @@ class InformationalDeadline {
   readonly #signal: AbortSignal | UpstreamAbort
   readonly #headersTimeoutMs: number
   #sentBy: number | undefined
+  /** When a streamed body ended; for a body sent whole or none, when the request went to undici. */
+  #sentAt: number | undefined
   #timer: NodeJS.Timeout | undefined
   #cleared = false
 
@@ -173,12 +183,20 @@ class InformationalDeadline {
     this.#signal = signal
     this.#headersTimeoutMs = cfg.headersTimeoutMs
     const stream = streamOf(body)
-    if (stream === null) this.#sentBy = performance.now() + cfg.connectTimeoutMs
-    else {
+    if (stream === null) {
+      this.#sentAt = performance.now()
+      this.#sentBy = this.#sentAt + cfg.connectTimeoutMs
+    } else {
       stream.once('end', () => {
-        this.#sentBy = performance.now()
+        this.#sentAt = performance.now()
+        this.#sentBy = this.#sentAt
       })
     }
+  }
+
+  /** See `UpstreamResponse.sentAt`; undefined while a streamed body has not ended. */
+  get sentAt(): number | undefined {
+    return this.#sentAt
   }
 
   /** undici's `onInfo`: arms the timer at the first 1xx after the request was sent, and enforces it. */
@@ -280,6 +298,7 @@ export class UpstreamPool {
    *   rethrown as is (the caller knows it aborted).
    */
   async request(opts: UpstreamRequest): Promise<UpstreamResponse> {
+    const called = performance.now()
     // A closed pool goes straight to undici, which refuses it.
     if ((this.#busy < this.#cfg.connections && this.#waiting.length === 0) || this.#closed) this.#busy++
     else {
@@ -293,6 +312,7 @@ export class UpstreamPool {
       }
     }
     let data: Dispatcher.ResponseData
+    const admitted = performance.now()
     const deadline = new InformationalDeadline(opts.signal, opts.body, this.#cfg)
     try {
       data = await this.#pool.request({
@@ -320,7 +340,7 @@ export class UpstreamPool {
     // The connection is undici's again once the body has ended or been destroyed (a body nobody
     // reads is destroyed by undici's body timeout), and 'close' follows either, once.
     data.body.once('close', this.#release)
-    return { statusCode: data.statusCode, headers: data.headers, body: data.body }
+    return { statusCode: data.statusCode, headers: data.headers, body: data.body, sentAt: deadline.sentAt ?? admitted, waitedMs: admitted - called }
   }
 
   /**
