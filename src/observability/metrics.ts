@@ -870,10 +870,23 @@ export class CryptoOpMetrics {
    * time spent in the cryptography (observed only when some operation ran).
    */
   message(ok: number, failed: number, bytes: number, seconds: number): void {
+    this.progress(ok, failed, bytes)
+    if (ok + failed > 0) this.#duration.observe(seconds)
+  }
+
+  /**
+   * Work of a message still under way, counted as it is done: a long body's bytes show in `rate()`
+   * while it streams, and what a message cut short had done is counted all the same.
+   */
+  progress(ok: number, failed: number, bytes: number): void {
     if (ok > 0) this.#ok.value += ok
     if (failed > 0) this.#failed.value += failed
     if (bytes > 0) this.#bytes.value += bytes
-    if (ok + failed > 0) this.#duration.observe(seconds)
+  }
+
+  /** The time a message spent in the cryptography, observed once, when it ends or is cut short. */
+  duration(seconds: number): void {
+    this.#duration.observe(seconds)
   }
 }
 

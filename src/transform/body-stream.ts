@@ -36,9 +36,15 @@ export function meterBodyStream<T extends Transform>(stream: T, o: BodyMeterOpti
   return stream
 }
 
+type DestroyFn = (err: Error | null, cb: (error?: Error | null) => void) => void
+
+/**
+ * The bytes are counted as each chunk passes (`rate()` of them is the path's throughput while a long
+ * body streams); the operation and its time when the message ends, and the time alone when it is
+ * destroyed first (a client or upstream gone mid-body): no operation completed, its bytes counted.
+ */
 class BodyMeter {
   readonly #o: BodyMeterOptions
-  bytes = 0
   seconds = 0
   #reported = false
 
@@ -46,12 +52,20 @@ class BodyMeter {
     this.#o = o
     const transform = (stream._transform as TransformFn).bind(stream)
     const flush = (stream._flush as FlushFn).bind(stream)
+    const destroy = (stream._destroy as DestroyFn).bind(stream)
     const countInput = o.plaintext === 'input'
     stream._transform = (chunk: Buffer, enc: BufferEncoding, cb: TransformCallback) => {
-      if (countInput) this.bytes += chunk.length
+      if (countInput) o.opMetrics?.progress(0, 0, chunk.length)
       const t0 = performance.now()
       transform(chunk, enc, (err, data) => (err == null ? cb(null, data) : cb(this.#fail(err))))
       this.seconds += (performance.now() - t0) / 1000
+    }
+    stream._destroy = (err: Error | null, cb: (error?: Error | null) => void) => {
+      if (!this.#reported) {
+        this.#reported = true
+        if (this.seconds > 0) o.opMetrics?.duration(this.seconds)
+      }
+      destroy(err, cb)
     }
     stream._flush = (cb: TransformCallback) => {
       const t0 = performance.now()
@@ -68,7 +82,7 @@ class BodyMeter {
     if (!countInput) {
       const push = stream.push.bind(stream)
       stream.push = (chunk: unknown, encoding?: BufferEncoding) => {
-        if (chunk instanceof Uint8Array) this.bytes += chunk.length
+        if (chunk instanceof Uint8Array) o.opMetrics?.progress(0, 0, chunk.length)
         return push(chunk, encoding)
       }
     }
@@ -89,7 +103,7 @@ class BodyMeter {
   #report(ok: boolean, err: EcluseError | undefined): void {
     if (this.#reported) return
     this.#reported = true
-    this.#o.opMetrics?.message(ok ? 1 : 0, ok ? 0 : 1, this.bytes, this.seconds)
+    this.#o.opMetrics?.message(ok ? 1 : 0, ok ? 0 : 1, 0, this.seconds)
     if (err !== undefined) this.#o.routeMetrics?.refused(err.code)
   }
 }

@@ -514,6 +514,10 @@ export class FieldStream extends JsonRewriter<FieldRule> {
   #reported = false
   #sawBytes = false
   readonly #done: TransformCallback
+  /** What the metrics have of this message so far (see `#progress`). */
+  #countedOk = 0
+  #countedFailed = 0
+  #countedBytes = 0
 
   constructor(o: FieldStreamOptions) {
     super({
@@ -556,10 +560,31 @@ export class FieldStream extends JsonRewriter<FieldRule> {
     const cb = this.#pending!
     this.#pending = null
     if (err == null) {
+      this.#progress()
       cb(null, data as Buffer | undefined)
       return
     }
     cb(this.#fail(err))
+  }
+
+  /**
+   * Each value is an operation of its own: counted once its chunk is done, so a long body shows in
+   * `rate()` while it streams, and what a message cut short (a client gone mid-body) had sealed or
+   * opened, and sent on, is counted all the same.
+   */
+  #progress(): void {
+    const { message: m, opMetrics, routeMetrics, op } = this.#o
+    opMetrics?.progress(m.ok - this.#countedOk, m.failed - this.#countedFailed, m.bytes - this.#countedBytes)
+    if (op !== undefined) routeMetrics?.sealedFields(op, m.ok - this.#countedOk)
+    this.#countedOk = m.ok
+    this.#countedFailed = m.failed
+    this.#countedBytes = m.bytes
+  }
+
+  override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
+    // Cut short (or ended, reported already): the work done so far, and its time.
+    if (!this.#reported) this.#report(undefined)
+    super._destroy(err, cb)
   }
 
   #fail(err: Error): EcluseError {
@@ -571,9 +596,9 @@ export class FieldStream extends JsonRewriter<FieldRule> {
   #report(code: ErrorCode | undefined): void {
     if (this.#reported) return
     this.#reported = true
-    const { message: m, opMetrics, routeMetrics, op } = this.#o
-    opMetrics?.message(m.ok, m.failed, m.bytes, m.seconds)
-    if (op !== undefined) routeMetrics?.sealedFields(op, m.ok)
+    this.#progress()
+    const { message: m, opMetrics, routeMetrics } = this.#o
+    if (m.ok + m.failed > 0) opMetrics?.duration(m.seconds)
     if (code !== undefined) routeMetrics?.refused(code)
   }
 }
