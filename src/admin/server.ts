@@ -5,6 +5,12 @@
  * It is bounded like everything else: a small header block, header and request deadlines, an idle
  * timeout, at most 64 connections, and no request body. Nothing it answers carries a secret: the
  * readiness checks are reduced to a status code per check, their free-text details go to the log.
+ *
+ * At the cap, a new connection takes the slot of the oldest one that has not sent a whole request
+ * yet, rather than being refused: connections that say nothing could otherwise hold every slot
+ * (each until its header deadline, opened again as it closes) and lock out the kubelet's probes,
+ * which then restart the container. A probe sends its request as soon as it has connected, so it
+ * is the youngest silent connection for the moment it is one.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
@@ -68,6 +74,8 @@ export class AdminServer {
   /** Bound to loopback: only a `Host` naming loopback is answered (see `#route`). */
   readonly #loopbackOnly: boolean
   #pendingReadiness: Promise<Readiness> | undefined
+  /** Open connections in the order they came; `true` once one has sent a whole request. */
+  readonly #connections = new Map<Socket, boolean>()
 
   constructor(opts: AdminServerOptions) {
     this.#opts = opts
@@ -84,7 +92,6 @@ export class AdminServer {
       keepAliveTimeout: ADMIN_LIMITS.keepAliveTimeoutMs,
       noDelay: true,
     })
-    this.server.maxConnections = ADMIN_LIMITS.maxConnections
     // No 'timeout' listener: Node destroys a socket idle this long.
     this.server.setTimeout(ADMIN_LIMITS.idleTimeoutMs)
     this.server.on('connection', this.#onConnection)
@@ -123,11 +130,29 @@ export class AdminServer {
 
   readonly #onConnection = (socket: Socket): void => {
     this.#metrics.connectionOpened('admin')
-    socket.once('close', this.#onSocketClose)
-  }
-
-  readonly #onSocketClose = (): void => {
-    this.#metrics.connectionClosed('admin')
+    socket.once('close', () => {
+      this.#connections.delete(socket)
+      this.#metrics.connectionClosed('admin')
+    })
+    if (this.#connections.size >= ADMIN_LIMITS.maxConnections) {
+      // The oldest that has not asked anything yet gives its slot; if every one is being answered,
+      // the newcomer goes (each answer closes its connection, so one frees soon).
+      let silent: Socket | undefined
+      for (const [open, asked] of this.#connections) {
+        if (!asked) {
+          silent = open
+          break
+        }
+      }
+      if (silent === undefined) {
+        socket.destroy()
+        return
+      }
+      this.#connections.delete(silent)
+      silent.destroy()
+      this.#log.debug({ connections: ADMIN_LIMITS.maxConnections }, 'admin connections at the cap; closed the oldest that had sent no request')
+    }
+    this.#connections.set(socket, false)
   }
 
   /** Parser errors and header/request timeouts: a terse status, then close. */
@@ -154,6 +179,7 @@ export class AdminServer {
   // ---- requests ------------------------------------------------------------------------------
 
   readonly #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    if (this.#connections.has(req.socket)) this.#connections.set(req.socket, true)
     this.#route(req, res).catch(this.#onHandlerError.bind(this, res))
   }
 
