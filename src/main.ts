@@ -435,12 +435,17 @@ export class Gateway {
     this.metrics.clearCertificateExpiry()
     this.metrics.certificateExpiry('sponsor', 'sponsor_server', tls.sponsor.notAfter)
     // A CA that expires breaks every connection it vouches for, like an expired leaf.
-    this.metrics.certificateExpiry('sponsor', 'sponsor_client_ca', tls.sponsor.caNotAfter)
+    this.metrics.certificateExpiry('sponsor', 'sponsor_client_ca', caExpiries(tls.sponsor))
     for (const [name, material] of tls.upstreams) {
       this.metrics.certificateExpiry('upstream', `upstream:${name}`, material.notAfter)
-      this.metrics.certificateExpiry('upstream', `upstream_ca:${name}`, material.caNotAfter)
+      this.metrics.certificateExpiry('upstream', `upstream_ca:${name}`, caExpiries(material))
     }
   }
+}
+
+/** The notAfter of each CA of a bundle: the metric's series is the soonest still ahead at each scrape. */
+function caExpiries(material: { readonly caCerts: ReadonlyArray<{ readonly validTo: string }> }): Date[] {
+  return material.caCerts.map((c) => new Date(c.validTo))
 }
 
 /** One warning per private key file every user of the host can read, or file any can replace (`fileModeWarnings`). */

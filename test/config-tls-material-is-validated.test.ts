@@ -75,17 +75,22 @@ t.test('good material loads into Buffers, with the leaf expiry', async (t) => {
   t.match(all.sponsor.fingerprint256, /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/)
   t.same([...all.upstreams.keys()], ['accreditation'])
   t.same(fingerprints(all.upstreams.get('accreditation')!.ca), fingerprints(await readFile(pki.trustedCa.certPath)))
-  t.same(all.sponsor.caNotAfter, new Date(new X509Certificate(pki.sponsorCa.certPem).validTo), 'the CA bundle expires with its CA')
-  t.same(all.upstreams.get('accreditation')!.caNotAfter, new Date(new X509Certificate(pki.trustedCa.certPem).validTo))
+  t.same(all.sponsor.chainNotAfter, all.sponsor.notAfter, 'a chain of its leaf alone expires with it')
+  t.same(all.sponsor.caLastNotAfter, new Date(new X509Certificate(pki.sponsorCa.certPem).validTo), 'the CA bundle expires with its CA')
 })
 
-t.test('a CA bundle expires with the soonest of its currently valid CAs', async (t) => {
+t.test('a CA bundle stops verifying with the latest of its CAs', async (t) => {
   // A rotation: the bundle holds the sponsor CA and another one that expires sooner.
   const soon = createCa('Soon CA', { validityDays: 30 })
   const bundle = join(pki.dir, 'bundle-with-a-soon-ca.pem')
   await writeFile(bundle, pki.sponsorCa.certPem + soon.certPem)
   const all = await loadAllTls(configWith({ ...sponsorTls(), clientCa: bundle }, { accreditation: upstreamTls() }))
-  t.same(all.sponsor.caNotAfter, new Date(new X509Certificate(soon.certPem).validTo))
+  t.same(all.sponsor.caLastNotAfter, new Date(new X509Certificate(pki.sponsorCa.certPem).validTo))
+  t.same(
+    all.sponsor.caCerts.map((c) => c.validTo),
+    [pki.sponsorCa.certPem, soon.certPem].map((pem) => new X509Certificate(pem).validTo),
+    'every CA, for the expiry metric to judge at each scrape',
+  )
 })
 
 t.test('a key that does not match the certificate is refused, naming the key and both files', async (t) => {

@@ -39,11 +39,6 @@ export interface TlsMaterial {
   readonly chainNotAfter: Date
   /** The latest expiry among the bundle's CA certificates: from then on no peer can be verified. */
   readonly caLastNotAfter: Date
-  /**
-   * The soonest expiry among the bundle's currently valid CA certificates: from then on, clients
-   * (or an upstream) issued by that CA are refused unless the bundle has been renewed.
-   */
-  readonly caNotAfter: Date
   /** The leaf's subject on one line (`CN=…, OU=…`), for logs. */
   readonly subject: string
   /** SHA-256 fingerprint of the leaf (`AB:CD:…`), for logs. */
@@ -266,9 +261,6 @@ async function loadMaterial(
       notAfter: new Date(leaf.validTo),
       chainNotAfter: new Date(Math.min(...chain.map((c) => new Date(c.validTo).getTime()))),
       caLastNotAfter: new Date(Math.max(...caCerts.map((c) => new Date(c.validTo).getTime()))),
-      caNotAfter: new Date(
-        Math.min(...caCerts.filter((c) => validityProblem(c, now) === undefined).map((c) => new Date(c.validTo).getTime())),
-      ),
       subject: subjectOf(leaf),
       fingerprint256: leaf.fingerprint256,
     },
