@@ -100,11 +100,12 @@ export type CertificateName = 'sponsor_server' | `upstream:${string}` | 'sponsor
 export const UNMATCHED_ROUTE = 'unmatched'
 
 /**
- * Histogram buckets for latencies, in seconds: 1 ms to 30 s (the default upstream timeout), dense
- * where a healthy proxied request lands.
+ * Histogram buckets for latencies, in seconds: 1 ms to 300 s (the default `requestTimeoutMs`: an
+ * upload or a download may take that long, and a quantile past the last bucket reads as that
+ * bucket), dense where a healthy proxied request lands.
  */
 export const LATENCY_BUCKETS_SECONDS: readonly number[] = [
-  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
 ]
 
 /** The route-name grammar of the configuration schema; anything else is refused as a label. */
