@@ -20,7 +20,7 @@
  *   (the deadline each worker reported at boot and after each reload: `shutdown.drainTimeoutMs`
  *   applies on SIGHUP).
  * - Crashes after boot: the worker is restarted with an exponential back-off per slot (250 ms, 500 ms,
- *   … capped at 30 s); a worker that got ready and stayed up {@link STABLE_AFTER_MS} resets its
+ *   … capped at 30 s); a worker that got ready and served {@link STABLE_AFTER_MS} after it resets its
  *   slot's back-off.
  * - Hangs after boot: every {@link LIVENESS_INTERVAL_MS} the primary asks each ready worker for a
  *   sign of life; a worker whose event loop has not answered {@link LIVENESS_MISSES} times in a row
@@ -87,6 +87,8 @@ export interface ClusterOptions {
   readonly bootTimeoutMs?: number
   /** How long the primary waits for a worker's answer to a reload. Default {@link RELOAD_ASK_MS}. */
   readonly reloadAskMs?: number
+  /** How long a worker must serve, once ready, for its crash to start the back-off over. Default {@link STABLE_AFTER_MS}. */
+  readonly stableAfterMs?: number
 }
 
 /** The restart delay after `failures` consecutive crashes of one slot (1 → `base`). */
@@ -225,6 +227,8 @@ interface Slot {
   readonly index: number
   worker: Worker | undefined
   startedAt: number
+  /** When its worker first reported ready (a reload's report does not move it). */
+  readyAt: number
   ready: boolean
   /** Kills its worker if it has not reported ready by `bootTimeoutMs` after its fork. */
   bootTimer: NodeJS.Timeout | undefined
@@ -317,6 +321,7 @@ class ClusterPrimary {
   readonly #admin: AdminServer
   readonly #restartDelayMs: number
   readonly #maxRestartDelayMs: number
+  readonly #stableAfterMs: number
   readonly #bootTimeoutMs: number
   readonly #reloadAskMs: number
   /** Questions to workers awaiting an answer, by query id, with the worker asked. */
@@ -348,6 +353,7 @@ class ClusterPrimary {
     this.#log = log
     this.#restartDelayMs = options.restartDelayMs ?? 250
     this.#maxRestartDelayMs = options.maxRestartDelayMs ?? 30_000
+    this.#stableAfterMs = options.stableAfterMs ?? STABLE_AFTER_MS
     this.#bootTimeoutMs = options.bootTimeoutMs ?? BOOT_TIMEOUT_MS
     this.#reloadAskMs = options.reloadAskMs ?? RELOAD_ASK_MS
     if (!Number.isInteger(this.#reloadAskMs) || this.#reloadAskMs < 100 || this.#reloadAskMs > 3_600_000) {
@@ -362,6 +368,7 @@ class ClusterPrimary {
         index,
         worker: undefined,
         startedAt: 0,
+        readyAt: 0,
         ready: false,
         bootTimer: undefined,
         bootKilled: undefined,
@@ -692,6 +699,7 @@ class ClusterPrimary {
     }
     // Ready too late: it is being killed, and its exit must count as a boot that never ended.
     if (slot.bootKilled === worker) return
+    if (!slot.ready) slot.readyAt = Date.now()
     slot.ready = true
     clearTimeout(slot.bootTimer)
     slot.bootTimer = undefined
@@ -767,8 +775,9 @@ class ClusterPrimary {
       return
     }
     const uptime = Date.now() - slot.startedAt
-    // A worker that never got ready was never stable, however long its boot hung.
-    slot.failures = wasReady && uptime >= STABLE_AFTER_MS ? 1 : slot.failures + 1
+    // Stable is serving that long once ready: a worker that never got ready was never stable, and
+    // one whose boot took most of that time is not either (its uptime counted the boot).
+    slot.failures = wasReady && Date.now() - slot.readyAt >= this.#stableAfterMs ? 1 : slot.failures + 1
     const delayMs = restartDelay(slot.failures, this.#restartDelayMs, this.#maxRestartDelayMs)
     this.#restarts.inc()
     this.#log.warn({ worker: worker.id, code, signal, uptimeMs: uptime, restartInMs: delayMs }, 'worker exited unexpectedly; restarting')
