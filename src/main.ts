@@ -207,6 +207,7 @@ export class Gateway {
         // (A TLS failure under an answer's body came long after its handshake.)
         if (code === 'upstream_tls' && !underBody) metrics.tlsHandshakeFailure('upstream', classifyTlsFailure(err))
       },
+      onRetry: () => upstreamMetrics.retry(),
     })
   }
 

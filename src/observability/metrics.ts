@@ -321,6 +321,7 @@ interface Families {
   readonly bodyBytes: CellCounter<'route' | 'direction'>
   readonly denials: CellCounter<'route' | 'reason'>
   readonly upstreamErrors: CellCounter<'upstream' | 'kind'>
+  readonly upstreamRetries: CellCounter<'upstream'>
 }
 
 function statusCells<C extends StatusClass>(
@@ -453,12 +454,19 @@ export class UpstreamMetrics {
   readonly upstream: string
   readonly #errors: CellCounter<'upstream' | 'kind'>
   readonly #cells = new Map<ErrorCode, CounterCell>()
+  readonly #retries: CounterCell
 
   /** @internal Built by `GatewayMetrics` only. */
-  constructor(errors: CellCounter<'upstream' | 'kind'>, upstream: string) {
+  constructor(errors: CellCounter<'upstream' | 'kind'>, retries: CellCounter<'upstream'>, upstream: string) {
     this.upstream = upstream
     this.#errors = errors
     for (const kind of UPSTREAM_ERROR_KINDS) this.#cells.set(kind, errors.cell({ upstream, kind }))
+    this.#retries = retries.cell({ upstream })
+  }
+
+  /** `ecluse_upstream_retries_total`: a request sent again after its connection closed before any answer. */
+  retry(): void {
+    this.#retries.value++
   }
 
   /**
@@ -574,6 +582,12 @@ export class GatewayMetrics {
         'upstream',
         'kind',
       ]),
+      upstreamRetries: new CellCounter(
+        registry,
+        'ecluse_upstream_retries_total',
+        'GET, HEAD and OPTIONS requests without a body sent once more after their upstream connection closed before any answer.',
+        ['upstream'],
+      ),
     }
 
     const tlsCounter = new CellCounter(
@@ -716,7 +730,7 @@ export class GatewayMetrics {
     const label = UPSTREAM_NAME.test(name) && this.#upstreams.size < MAX_UPSTREAMS ? name : 'other'
     let m = this.#upstreams.get(label)
     if (m === undefined) {
-      m = new UpstreamMetrics(this.#families.upstreamErrors, label)
+      m = new UpstreamMetrics(this.#families.upstreamErrors, this.#families.upstreamRetries, label)
       this.#upstreams.set(label, m)
     }
     return m

@@ -110,9 +110,18 @@ export interface UpstreamPoolOptions {
    * answer had begun (its body), so it is not a handshake's.
    */
   onError?: (code: UpstreamErrorCode, err: unknown, underBody: boolean) => void
+  /** Called when a request is sent once more after its connection closed before any answer (`#mayRetry`). */
+  onRetry?: (err: unknown) => void
   /** Deadline of one readiness probe, connect included. Default 2000 ms. */
   probeTimeoutMs?: number
 }
+
+/**
+ * The safe methods (RFC 9110 §9.2.1; routes allow no TRACE): sent again, they ask for nothing more.
+ * PUT and DELETE are idempotent too, but a second one after a first that was processed answers
+ * otherwise (a DELETE's 404), and every request that changes state is sent at most once.
+ */
+const RESENDABLE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS'])
 
 /**
  * Response-body error codes that only the upstream connection produces: undici's own, and the
@@ -264,6 +273,7 @@ export class UpstreamPool {
   readonly #cfg: UpstreamConfig
   readonly #origin: string
   readonly #onError: ((code: UpstreamErrorCode, err: unknown, underBody: boolean) => void) | undefined
+  readonly #onRetry: ((err: unknown) => void) | undefined
   readonly #probeTimeoutMs: number
   #secureContext: SecureContext
   #pool: Pool
@@ -285,6 +295,7 @@ export class UpstreamPool {
     // The schema guarantees `https://host[:port]/` with nothing else; undici wants the bare origin.
     this.#origin = new URL(cfg.url).origin
     this.#onError = options.onError
+    this.#onRetry = options.onRetry
     this.#probeTimeoutMs = options.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS
     this.#secureContext = buildClientSecureContext(name, tls, cfg.tls.minVersion)
     this.#pool = this.#buildPool(this.#secureContext)
@@ -313,21 +324,20 @@ export class UpstreamPool {
     }
     let data: Dispatcher.ResponseData
     const admitted = performance.now()
-    const deadline = new InformationalDeadline(opts.signal, opts.body, this.#cfg)
+    let deadline = new InformationalDeadline(opts.signal, opts.body, this.#cfg)
     try {
-      data = await this.#pool.request({
-        path: opts.path,
-        method: opts.method as Dispatcher.HttpMethod,
-        // undici writes the URL's host[:port] unless a `host` header is given; the sponsor's own
-        // Host never gets this far (src/proxy/headers.ts).
-        headers: this.#cfg.host === undefined ? opts.headers : { ...opts.headers, host: this.#cfg.host },
-        body: opts.body,
-        signal: opts.signal,
-        onInfo: deadline.onInfo,
-        // Pinned per request: undici would otherwise derive SNI and the verified name from a `Host`
-        // header when one is present (lib/core/request.js `getServerName(this.host)`).
-        servername: this.#cfg.serverName,
-      } as Dispatcher.RequestOptions)
+      try {
+        data = await this.#send(opts, deadline)
+      } catch (err) {
+        if (!this.#mayRetry(opts, err)) throw err
+        // The connection closed before any answer: on a kept-alive one, most often the upstream
+        // closing it as idle (or draining) just as the request went out, a race RFC 9112 §9.3.1 lets
+        // a client end by sending an idempotent request again; a safe one, once, on another connection.
+        this.#onRetry?.(err)
+        deadline.clear()
+        deadline = new InformationalDeadline(opts.signal, opts.body, this.#cfg)
+        data = await this.#send(opts, deadline)
+      }
     } catch (err) {
       this.#release()
       throw this.#requestFailed(err, opts.signal, opts.body)
@@ -341,6 +351,34 @@ export class UpstreamPool {
     // reads is destroyed by undici's body timeout), and 'close' follows either, once.
     data.body.once('close', this.#release)
     return { statusCode: data.statusCode, headers: data.headers, body: data.body, sentAt: deadline.sentAt ?? admitted, waitedMs: admitted - called }
+  }
+
+  #send(opts: UpstreamRequest, deadline: InformationalDeadline): Promise<Dispatcher.ResponseData> {
+    return this.#pool.request({
+      path: opts.path,
+      method: opts.method as Dispatcher.HttpMethod,
+      // undici writes the URL's host[:port] unless a `host` header is given; the sponsor's own
+      // Host never gets this far (src/proxy/headers.ts).
+      headers: this.#cfg.host === undefined ? opts.headers : { ...opts.headers, host: this.#cfg.host },
+      body: opts.body,
+      signal: opts.signal,
+      onInfo: deadline.onInfo,
+      // Pinned per request: undici would otherwise derive SNI and the verified name from a `Host`
+      // header when one is present (lib/core/request.js `getServerName(this.host)`).
+      servername: this.#cfg.serverName,
+    } as Dispatcher.RequestOptions)
+  }
+
+  /**
+   * Whether a request that failed before any answer is sent once more: a safe method
+   * (`RESENDABLE_METHODS`) without a body (a streamed body is spent, and a sealed one must not be
+   * sealed twice), a connection closed or reset under it (not a timeout: a slow upstream would get
+   * the load twice), and the gateway not closing or aborting it.
+   */
+  #mayRetry(opts: UpstreamRequest, err: unknown): boolean {
+    if (opts.body !== null || opts.signal.aborted || this.#closed || !RESENDABLE_METHODS.has(opts.method)) return false
+    if (isEcluseError(err)) return false
+    return classifyUpstreamError(err) === 'upstream_reset'
   }
 
   /**
