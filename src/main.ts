@@ -119,10 +119,11 @@ export class Gateway {
   #readinessEpoch = 0
   /**
    * When the sponsor side stops working on its own, by the material it runs: the presented chain's
-   * soonest expiry (no client accepts it after) and the client CA bundle's latest (no client
-   * certificate can be verified after). Both are refused at boot and reload, but only then.
+   * soonest expiry (no client accepts it after) and each client CA's validity (with none valid, no
+   * client certificate can be verified: all expired, or the only one left not valid yet). Both are
+   * refused at boot and reload, but only then.
    */
-  #sponsorExpiry = { chain: 0, clientCa: 0 }
+  #sponsorExpiry: { chain: number; clientCa: ReadonlyArray<readonly [number, number]> } = { chain: 0, clientCa: [] }
   #shutdown: Promise<void> | undefined
   /** The reload running now, and the one queued behind it (see `reload`). */
   #reloading: Promise<ReloadResult> | undefined
@@ -252,7 +253,7 @@ export class Gateway {
   #certificatesCheck(now: number): string {
     const { chain, clientCa } = this.#sponsorExpiry
     if (now > chain) return `certificate_expired: sponsor.tls.cert: a certificate of the chain expired on ${new Date(chain).toISOString()}`
-    if (now > clientCa) return `certificate_expired: sponsor.tls.clientCa: every CA certificate expired, the last on ${new Date(clientCa).toISOString()}`
+    if (!clientCa.some(([from, to]) => from <= now && now <= to)) return 'certificate_expired: sponsor.tls.clientCa: no CA certificate of the bundle is within its validity'
     return 'ok'
   }
 
@@ -430,23 +431,18 @@ export class Gateway {
   }
 
   #recordCertificates(tls: AllTlsMaterial): void {
-    this.#sponsorExpiry = { chain: tls.sponsor.chainNotAfter.getTime(), clientCa: tls.sponsor.caLastNotAfter.getTime() }
+    this.#sponsorExpiry = { chain: tls.sponsor.chainNotAfter.getTime(), clientCa: tls.sponsor.caValidity }
     // The set of names changes with the configuration: a removed upstream's expiry must not stay
     // behind for an alert to fire on.
     this.metrics.clearCertificateExpiry()
     this.metrics.certificateExpiry('sponsor', 'sponsor_server', tls.sponsor.notAfter)
     // A CA that expires breaks every connection it vouches for, like an expired leaf.
-    this.metrics.certificateExpiry('sponsor', 'sponsor_client_ca', caExpiries(tls.sponsor))
+    this.metrics.certificateExpiry('sponsor', 'sponsor_client_ca', tls.sponsor.caNotAfter)
     for (const [name, material] of tls.upstreams) {
       this.metrics.certificateExpiry('upstream', `upstream:${name}`, material.notAfter)
-      this.metrics.certificateExpiry('upstream', `upstream_ca:${name}`, caExpiries(material))
+      this.metrics.certificateExpiry('upstream', `upstream_ca:${name}`, material.caNotAfter)
     }
   }
-}
-
-/** The notAfter of each CA of a bundle: the metric's series is the soonest still ahead at each scrape. */
-function caExpiries(material: { readonly caCerts: ReadonlyArray<{ readonly validTo: string }> }): Date[] {
-  return material.caCerts.map((c) => new Date(c.validTo))
 }
 
 /** One warning per private key file every user of the host can read, or file any can replace (`fileModeWarnings`). */

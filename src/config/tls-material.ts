@@ -35,10 +35,17 @@ export interface TlsMaterial {
   readonly caCerts: readonly X509Certificate[]
   /** When the leaf certificate expires (for logs and the expiry metric). */
   readonly notAfter: Date
+  /**
+   * The soonest expiry among the bundle's CA certificates, but for one renewed within the bundle
+   * (the same subject and key, valid for longer), whose peers its renewal goes on verifying. An
+   * expired CA counts: the peers it issued are refused, whether or not another CA of the bundle
+   * still serves others (for the expiry metric and its alerts).
+   */
+  readonly caNotAfter: Date
   /** The soonest expiry in the chain presented, leaf and intermediates: from then on no peer accepts it. */
   readonly chainNotAfter: Date
-  /** The latest expiry among the bundle's CA certificates: from then on no peer can be verified. */
-  readonly caLastNotAfter: Date
+  /** Each CA of the bundle's validity, [notBefore, notAfter] in ms: once none holds now, no peer can be verified. */
+  readonly caValidity: ReadonlyArray<readonly [number, number]>
   /** The leaf's subject on one line (`CN=…, OU=…`), for logs. */
   readonly subject: string
   /** SHA-256 fingerprint of the leaf (`AB:CD:…`), for logs. */
@@ -259,14 +266,23 @@ async function loadMaterial(
       ca,
       caCerts,
       notAfter: new Date(leaf.validTo),
+      caNotAfter: soonestUnrenewed(caCerts),
       chainNotAfter: new Date(Math.min(...chain.map((c) => new Date(c.validTo).getTime()))),
-      caLastNotAfter: new Date(Math.max(...caCerts.map((c) => new Date(c.validTo).getTime()))),
+      caValidity: caCerts.map((c) => [new Date(c.validFrom).getTime(), new Date(c.validTo).getTime()] as const),
       subject: subjectOf(leaf),
       fingerprint256: leaf.fingerprint256,
     },
     caCerts,
     leaf,
   }
+}
+
+/** See `TlsMaterial.caNotAfter`. */
+function soonestUnrenewed(caCerts: readonly X509Certificate[]): Date {
+  const notAfter = (c: X509Certificate) => new Date(c.validTo).getTime()
+  const renewed = (c: X509Certificate) =>
+    caCerts.some((r) => r !== c && r.subject === c.subject && r.publicKey.equals(c.publicKey) && notAfter(r) > notAfter(c))
+  return new Date(Math.min(...caCerts.filter((c) => !renewed(c)).map(notAfter)))
 }
 
 async function readPem(file: string, keyPath: string): Promise<Buffer> {

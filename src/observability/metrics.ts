@@ -526,8 +526,6 @@ export class GatewayMetrics {
   readonly #rejectedCells = new Map<ErrorCode, CounterCell>()
   readonly #reloads: Counter<'result'>
   readonly #certExpiry: Gauge<'side' | 'name'>
-  /** The CA bundles' expiries (ms), judged at each scrape (see `certificateExpiry`). */
-  readonly #caBundleExpiries = new Map<string, { side: MetricSide; name: CertificateName; notAfters: readonly number[] }>()
   readonly #upstreamReady: Gauge<'upstream'>
 
   // ---- crypto (sealing) metrics ------------------------------------------------------------
@@ -638,18 +636,11 @@ export class GatewayMetrics {
     this.#reloads.inc({ result: 'ok' }, 0)
     this.#reloads.inc({ result: 'failed' }, 0)
 
-    const bundles = this.#caBundleExpiries
     this.#certExpiry = new Gauge<'side' | 'name'>({
       name: 'ecluse_certificate_expiry_timestamp_seconds',
       help: 'notAfter of each certificate the gateway presents, and the soonest of each CA bundle it trusts, as a Unix timestamp in seconds.',
       labelNames: ['side', 'name'],
       registers: [registry],
-      // A bundle's figure is judged at each scrape: once its soonest CA has expired, the next one
-      // (judged at load only, an expired CA kept the alert firing while a newer one served).
-      collect() {
-        const now = Date.now()
-        for (const { side, name, notAfters } of bundles.values()) this.set({ side, name }, Math.floor(soonestValid(notAfters, now) / 1000))
-      },
     })
 
     // The last readiness probe's answer per upstream. A failing probe takes the pod out of its
@@ -831,21 +822,14 @@ export class GatewayMetrics {
   /** Forgets every `ecluse_certificate_expiry_timestamp_seconds` series (before recording the current set). */
   clearCertificateExpiry(): void {
     this.#certExpiry.reset()
-    this.#caBundleExpiries.clear()
   }
 
   /**
-   * `ecluse_certificate_expiry_timestamp_seconds{side,name}` = the certificate's notAfter. A number
-   * is Unix time in **milliseconds** (as `Date.getTime()`). For a CA bundle, every CA's notAfter:
-   * the series is the soonest of those not yet past at each scrape (the last one once all are).
+   * `ecluse_certificate_expiry_timestamp_seconds{side,name}` = the certificate's notAfter.
+   * A number is Unix time in **milliseconds** (as `Date.getTime()`).
    */
-  certificateExpiry(side: MetricSide, name: CertificateName, notAfter: Date | number | readonly Date[]): void {
-    if (Array.isArray(notAfter)) {
-      const notAfters = notAfter.map((d: Date) => d.getTime()).filter(Number.isFinite)
-      if (notAfters.length > 0) this.#caBundleExpiries.set(`${side}\0${name}`, { side, name, notAfters })
-      return
-    }
-    const ms = typeof notAfter === 'number' ? notAfter : (notAfter as Date).getTime()
+  certificateExpiry(side: MetricSide, name: CertificateName, notAfter: Date | number): void {
+    const ms = typeof notAfter === 'number' ? notAfter : notAfter.getTime()
     if (!Number.isFinite(ms)) return
     this.#certExpiry.set({ side, name }, Math.floor(ms / 1000))
   }
@@ -854,17 +838,6 @@ export class GatewayMetrics {
   render(): Promise<string> {
     return this.registry.metrics()
   }
-}
-
-/** The soonest of `notAfters` (ms) still ahead of `now`; the latest, once every one is past. */
-function soonestValid(notAfters: readonly number[], now: number): number {
-  let soonest = Number.POSITIVE_INFINITY
-  let latest = Number.NEGATIVE_INFINITY
-  for (const t of notAfters) {
-    if (t > now && t < soonest) soonest = t
-    if (t > latest) latest = t
-  }
-  return soonest === Number.POSITIVE_INFINITY ? latest : soonest
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
  * boot: both are refused at load). An upstream's expiry was seen, through its probe's fresh
  * handshake; the sponsor side has no probe.
  */
+import { writeFile } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { createCa, DEV_LEAF_SPECS } from '../../src/pki/dev-pki.js'
@@ -62,7 +63,24 @@ t.test('past the notAfter of every client CA the gateway is not ready: certifica
   t.equal(after.body.checks['certificates'], 'certificate_expired')
   t.match(
     h.logs.text(),
-    /sponsor\.tls\.clientCa: every CA certificate expired/,
+    /sponsor\.tls\.clientCa: no CA certificate of the bundle is within its validity/,
     'the detail is in the log',
   )
+})
+
+t.test('from the re-review: an expired CA beside one not valid yet is no CA at all: certificate_expired', async (t) => {
+  // The next CA staged ahead of its notBefore: boot would refuse the bundle once the old one has
+  // expired, and no client can be verified meanwhile.
+  const notAfter = soon()
+  const old = createCa('Short-lived sponsor CA', { notBefore: new Date(Date.now() - 60_000), notAfter })
+  const next = createCa('Next sponsor CA', { notBefore: new Date(Date.now() + 86_400_000), notAfter: new Date(Date.now() + 400 * 86_400_000) })
+  const bundle = await saveTestCert('short-lived-and-next-sponsor-ca', old)
+  await writeFile(bundle.certPath, old.certPem + next.certPem)
+  const h = await Harness.start({ sponsor: { tls: { clientCa: bundle.certPath } } })
+  t.teardown(() => h.close())
+  t.equal((await readyz(h)).status, 200)
+  await pastExpiry(notAfter)
+  const after = await readyz(h)
+  t.equal(after.status, 503, 'not ready')
+  t.equal(after.body.checks['certificates'], 'certificate_expired')
 })
