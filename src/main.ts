@@ -209,6 +209,7 @@ export class Gateway {
         if (code === 'upstream_tls' && !underBody) metrics.tlsHandshakeFailure('upstream', classifyTlsFailure(err))
       },
       onRetry: () => upstreamMetrics.retry(),
+      onWait: (seconds) => upstreamMetrics.poolWait(seconds),
     })
   }
 

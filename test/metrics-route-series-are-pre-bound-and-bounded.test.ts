@@ -1,5 +1,5 @@
 import t from 'tap'
-import { GatewayMetrics, UNMATCHED_ROUTE, UPSTREAM_ERROR_KINDS } from '../src/observability/metrics.js'
+import { GatewayMetrics, LATENCY_BUCKETS_SECONDS, UNMATCHED_ROUTE, UPSTREAM_ERROR_KINDS } from '../src/observability/metrics.js'
 
 function seriesCount(text: string): number {
   return text.split('\n').filter((l) => l.startsWith('ecluse_') && !l.startsWith('ecluse_build_info')).length
@@ -30,8 +30,8 @@ t.test('raw paths, principals and header values never become label values', asyn
   for (const name of hostile.filter(Boolean)) t.notOk(after.includes(name), `${JSON.stringify(name)} is not rendered`)
   t.equal(
     seriesCount(after),
-    // Its error kinds, and its retries.
-    seriesCount(before) + UPSTREAM_ERROR_KINDS.length + 1,
+    // Its error kinds, its retries, and its pool wait histogram (the buckets, +Inf, sum and count).
+    seriesCount(before) + UPSTREAM_ERROR_KINDS.length + 1 + LATENCY_BUCKETS_SECONDS.length + 3,
     'only the fixed `other` upstream series appeared',
   )
   t.match(after, /ecluse_upstream_errors_total\{upstream="other",kind="upstream_reset"\} 1/)

@@ -317,7 +317,7 @@ interface Families {
   readonly responses: CellCounter<'side' | 'route' | 'status_class'>
   readonly duration: Histogram<'route'>
   readonly ttfb: Histogram<'route'>
-  readonly poolWait: Histogram<'route'>
+  readonly poolWait: Histogram<'upstream'>
   readonly bodyBytes: CellCounter<'route' | 'direction'>
   readonly denials: CellCounter<'route' | 'reason'>
   readonly upstreamErrors: CellCounter<'upstream' | 'kind'>
@@ -364,7 +364,6 @@ export class RouteMetrics {
   readonly #upstream: Readonly<Record<UpstreamStatusClass, CounterCell>>
   readonly #duration: Histogram.Internal<'route'>
   readonly #ttfb: Histogram.Internal<'route'>
-  readonly #poolWait: Histogram.Internal<'route'>
   readonly #bytesIn: CounterCell
   readonly #bytesOut: CounterCell
   readonly #denials: Readonly<Record<DenialReason, CounterCell>>
@@ -385,8 +384,6 @@ export class RouteMetrics {
     families.duration.zero({ route })
     this.#ttfb = families.ttfb.labels({ route })
     if (proxied) families.ttfb.zero({ route })
-    this.#poolWait = families.poolWait.labels({ route })
-    if (proxied) families.poolWait.zero({ route })
     this.#bytesIn = families.bodyBytes.cell({ route, direction: 'request' })
     this.#bytesOut = families.bodyBytes.cell({ route, direction: 'response' })
     const denials = {} as Record<DenialReason, CounterCell>
@@ -419,10 +416,6 @@ export class RouteMetrics {
     this.#ttfb.observe(seconds)
   }
 
-  /** `ecluse_upstream_pool_wait_seconds`: the wait for a free upstream connection. */
-  upstreamPoolWait(seconds: number): void {
-    this.#poolWait.observe(seconds)
-  }
 
   /** `ecluse_body_bytes_total{direction="request"}`. */
   requestBytes(bytes: number): void {
@@ -455,13 +448,21 @@ export class UpstreamMetrics {
   readonly #errors: CellCounter<'upstream' | 'kind'>
   readonly #cells = new Map<ErrorCode, CounterCell>()
   readonly #retries: CounterCell
+  readonly #poolWait: Histogram.Internal<'upstream'>
 
   /** @internal Built by `GatewayMetrics` only. */
-  constructor(errors: CellCounter<'upstream' | 'kind'>, retries: CellCounter<'upstream'>, upstream: string) {
+  constructor(errors: CellCounter<'upstream' | 'kind'>, retries: CellCounter<'upstream'>, poolWait: Histogram<'upstream'>, upstream: string) {
     this.upstream = upstream
     this.#errors = errors
     for (const kind of UPSTREAM_ERROR_KINDS) this.#cells.set(kind, errors.cell({ upstream, kind }))
     this.#retries = retries.cell({ upstream })
+    this.#poolWait = poolWait.labels({ upstream })
+    poolWait.zero({ upstream })
+  }
+
+  /** `ecluse_upstream_pool_wait_seconds`: one request's wait for a free connection, however it ended. */
+  poolWait(seconds: number): void {
+    this.#poolWait.observe(seconds)
   }
 
   /** `ecluse_upstream_retries_total`: a request sent again after its connection closed before any answer. */
@@ -562,10 +563,13 @@ export class GatewayMetrics {
         'Sponsor request start to response finished, in seconds.',
       ),
       ttfb: histogram('ecluse_upstream_ttfb_seconds', 'Upstream request sent in full to response headers, in seconds.'),
-      poolWait: histogram(
-        'ecluse_upstream_pool_wait_seconds',
-        'Wait for a free connection of the upstream pool before a request is sent, in seconds.',
-      ),
+      poolWait: new Histogram<'upstream'>({
+        name: 'ecluse_upstream_pool_wait_seconds',
+        help: 'Wait for a free connection of the upstream pool, in seconds: until the request was sent, or refused when none came.',
+        labelNames: ['upstream'],
+        buckets: [...LATENCY_BUCKETS_SECONDS],
+        registers: [registry],
+      }),
       bodyBytes: new CellCounter(registry, 'ecluse_body_bytes_total', 'Body bytes that crossed the gateway.', [
         'route',
         'direction',
@@ -721,7 +725,7 @@ export class GatewayMetrics {
     const label = UPSTREAM_NAME.test(name) && this.#upstreams.size < MAX_UPSTREAMS ? name : 'other'
     let m = this.#upstreams.get(label)
     if (m === undefined) {
-      m = new UpstreamMetrics(this.#families.upstreamErrors, this.#families.upstreamRetries, label)
+      m = new UpstreamMetrics(this.#families.upstreamErrors, this.#families.upstreamRetries, this.#families.poolWait, label)
       this.#upstreams.set(label, m)
     }
     return m
@@ -754,10 +758,6 @@ export class GatewayMetrics {
     this.forRoute(route).upstreamTtfb(seconds)
   }
 
-  /** `ecluse_upstream_pool_wait_seconds{route}`. */
-  upstreamPoolWait(route: string, seconds: number): void {
-    this.forRoute(route).upstreamPoolWait(seconds)
-  }
 
   /** `ecluse_body_bytes_total{route,direction}`. */
   bodyBytes(route: string, direction: BodyDirection, bytes: number): void {

@@ -449,7 +449,6 @@ class Exchange implements WatchedUpload {
           // The upstream's own time: not the wait for a free connection, nor the sponsor's upload.
           this.#upstreamMs = performance.now() - upstreamRes.sentAt
           this.#proxy.metrics.upstreamTtfb(route.name, this.#upstreamMs / 1000)
-          this.#proxy.metrics.upstreamPoolWait(route.name, upstreamRes.waitedMs / 1000)
           this.#respond(route, upstreamRes)
         },
         (err: unknown) => this.#onUpstreamError(err),

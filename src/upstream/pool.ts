@@ -91,8 +91,6 @@ export interface UpstreamResponse {
    * answer runs from here; an answer that came before the body ended runs from the latter.
    */
   sentAt: number
-  /** How long the request waited for a free connection of the pool (`connections`), in ms. */
-  waitedMs: number
 }
 
 /** Readiness answer: `ok` once TLS succeeded and any HTTP status came back. */
@@ -112,6 +110,11 @@ export interface UpstreamPoolOptions {
   onError?: (code: UpstreamErrorCode, err: unknown, underBody: boolean) => void
   /** Called when a request is sent once more after its connection closed before any answer (`#mayRetry`). */
   onRetry?: (err: unknown) => void
+  /**
+   * Called once per request with its wait for a free connection (`connections`), in seconds: 0 when
+   * one was free, else until one came, or until the wait was refused (`connectTimeoutMs`) or aborted.
+   */
+  onWait?: (seconds: number) => void
   /** Deadline of one readiness probe, connect included. Default 2000 ms. */
   probeTimeoutMs?: number
 }
@@ -274,6 +277,7 @@ export class UpstreamPool {
   readonly #origin: string
   readonly #onError: ((code: UpstreamErrorCode, err: unknown, underBody: boolean) => void) | undefined
   readonly #onRetry: ((err: unknown) => void) | undefined
+  readonly #onWait: ((seconds: number) => void) | undefined
   readonly #probeTimeoutMs: number
   #secureContext: SecureContext
   #pool: Pool
@@ -296,6 +300,7 @@ export class UpstreamPool {
     this.#origin = new URL(cfg.url).origin
     this.#onError = options.onError
     this.#onRetry = options.onRetry
+    this.#onWait = options.onWait
     this.#probeTimeoutMs = options.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS
     this.#secureContext = buildClientSecureContext(name, tls, cfg.tls.minVersion)
     this.#pool = this.#buildPool(this.#secureContext)
@@ -316,6 +321,8 @@ export class UpstreamPool {
       try {
         await this.#waitForConnection(opts.signal, opts.body)
       } catch (err) {
+        // A wait that ended without a connection is the longest kind: it counts too.
+        this.#onWait?.((performance.now() - called) / 1000)
         // undici never got the body, so it will not destroy it as it does on its own failures: a
         // body stage (a sealer holding a key and plaintext) would wait for the garbage collector.
         discardBody(opts.body, err)
@@ -324,6 +331,7 @@ export class UpstreamPool {
     }
     let data: Dispatcher.ResponseData
     const admitted = performance.now()
+    this.#onWait?.((admitted - called) / 1000)
     let deadline = new InformationalDeadline(opts.signal, opts.body, this.#cfg)
     try {
       try {
@@ -350,7 +358,7 @@ export class UpstreamPool {
     // The connection is undici's again once the body has ended or been destroyed (a body nobody
     // reads is destroyed by undici's body timeout), and 'close' follows either, once.
     data.body.once('close', this.#release)
-    return { statusCode: data.statusCode, headers: data.headers, body: data.body, sentAt: deadline.sentAt ?? admitted, waitedMs: admitted - called }
+    return { statusCode: data.statusCode, headers: data.headers, body: data.body, sentAt: deadline.sentAt ?? admitted }
   }
 
   #send(opts: UpstreamRequest, deadline: InformationalDeadline): Promise<Dispatcher.ResponseData> {

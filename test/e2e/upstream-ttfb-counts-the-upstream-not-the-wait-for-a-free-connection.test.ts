@@ -27,9 +27,10 @@ t.test('three requests through one connection: each upstream time is its own ans
   // Served one after the other, the last waited two answers' time for the connection: from the call,
   // it took three.
   t.equal(metricValue(m, 'ecluse_upstream_ttfb_seconds_bucket', { ...route, le: '1' }), 3, 'no answer took the upstream over 1 s')
-  t.equal(metricValue(m, 'ecluse_upstream_pool_wait_seconds_count', route), 3)
-  t.equal(metricValue(m, 'ecluse_upstream_pool_wait_seconds_bucket', { ...route, le: '0.1' }), 1, 'one found the connection free')
-  t.ok(metricValue(m, 'ecluse_upstream_pool_wait_seconds_sum', route) >= (3 * ANSWER_MS * 0.9) / 1000, 'the others waited for it: 1 and 2 answers')
+  const upstream = { upstream: 'backend' }
+  t.equal(metricValue(m, 'ecluse_upstream_pool_wait_seconds_count', upstream), 3)
+  t.equal(metricValue(m, 'ecluse_upstream_pool_wait_seconds_bucket', { ...upstream, le: '0.1' }), 1, 'one found the connection free')
+  t.ok(metricValue(m, 'ecluse_upstream_pool_wait_seconds_sum', upstream) >= (3 * ANSWER_MS * 0.9) / 1000, 'the others waited for it: 1 and 2 answers')
   const logged = h.logs.lines.filter((l) => typeof l['upstreamMs'] === 'number').map((l) => l['upstreamMs'] as number)
   t.equal(logged.length, 3, 'three access lines')
   t.ok(
@@ -59,4 +60,20 @@ t.test("a slow upload is the sponsor's time, not the upstream's: its time runs f
   const [logged] = h.logs.lines.filter((l) => typeof l['upstreamMs'] === 'number').map((l) => l['upstreamMs'] as number)
   t.ok(logged !== undefined && logged < 400, `upstreamMs counts from the body's end: ${logged}`)
   t.equal(metricValue(await h.metrics(), 'ecluse_upstream_ttfb_seconds_bucket', { route: 'records', le: '0.5' }), 1)
+})
+
+t.test('from the re-review: a wait that ends without a connection counts too', async (t) => {
+  // Counted only with an answer, the waits that ran out (503 upstream_unavailable) were missing:
+  // at saturation, the histogram read next to nothing.
+  const h = await Harness.start({
+    handler: (_req, res) => void setTimeout(() => res.writeHead(200, { 'content-type': 'text/plain' }).end('ok'), 1_500),
+    upstream: { connections: 1, connectTimeoutMs: 500 },
+  })
+  t.teardown(() => h.close())
+  const statuses = (await Promise.all([1, 2, 3].map((n) => h.request(`/v1/records/${n}`)))).map((a) => a.status).sort()
+  t.same(statuses, [200, 503, 503], 'one answered; two waited connectTimeoutMs for the connection, in vain')
+  const m = await h.metrics()
+  const upstream = { upstream: 'backend' }
+  t.equal(metricValue(m, 'ecluse_upstream_pool_wait_seconds_count', upstream), 3, 'every wait counted')
+  t.ok(metricValue(m, 'ecluse_upstream_pool_wait_seconds_sum', upstream) >= 2 * 0.45, 'the two that ran out, at their length')
 })
