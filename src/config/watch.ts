@@ -35,6 +35,8 @@ import type { Config } from './schema.js'
 
 /** The largest file the gateway reads (configuration, PEM and key set files share this bound). */
 const MAX_WATCHED_BYTES = MAX_CONFIG_BYTES
+/** After this many checks in a row found the files changed again, the watcher says so (once a streak). */
+const UNSETTLED_CHECKS_SAID = 3
 /** The longest wait between two tries of a change that is not running after its reload. */
 const MAX_RETRY_DELAY_MS = 10 * 60_000
 
@@ -125,6 +127,8 @@ export class ConfigWatcher {
   #stopped = false
   /** A change seen by one check only: reloaded if the next one finds the files the same. */
   #pending: string | undefined
+  /** Checks in a row that found the files changed again since the last: said once it reaches {@link UNSETTLED_CHECKS_SAID}. */
+  #unsettled = 0
   /** A change that is not running after its reload: when to try it again, and the delay after that. */
   #retryAt: number | undefined
   #retryDelayMs = 0
@@ -189,19 +193,26 @@ export class ConfigWatcher {
         // What runs is on disk: applied by a SIGHUP, or by a reload that read a later edit than its check.
         this.#fingerprint = now
         this.#pending = undefined
+        this.#unsettled = 0
         this.#retryAt = undefined
         return false
       }
       if (now === this.#fingerprint) {
         this.#pending = undefined
+        this.#unsettled = 0
         if (this.#retryAt === undefined || Date.now() < this.#retryAt) return false
         this.#log?.info({ retryDelayMs: this.#retryDelayMs }, 'trying again a change that is not running yet')
       } else if (now !== this.#pending) {
         // Perhaps a file caught while it is written: the next check says whether it holds still.
+        if (this.#pending !== undefined && ++this.#unsettled === UNSETTLED_CHECKS_SAID) {
+          // Something rewrites a file at every interval: no change is applied until it stops.
+          this.#log?.warn({ checks: this.#unsettled + 1, files: this.#files.length + 1 }, 'configuration files keep changing between checks; not reloaded until two checks in a row find them the same')
+        }
         this.#pending = now
         return false
       } else {
         this.#pending = undefined
+        this.#unsettled = 0
         this.#fingerprint = now
         this.#retryDelayMs = 0
         this.#log?.info({ files: this.#files.length + 1 }, 'configuration files changed; reloading')

@@ -262,6 +262,28 @@ t.test('found by review: a file a check catches half written is not loaded; the 
   t.equal((await h.request('/v1/records/1')).status, 403, 'the change runs')
 })
 
+t.test('from the re-review: files that change again at every check are not reloaded, and that is said once', async (t) => {
+  const h = await Harness.start()
+  t.teardown(() => h.close())
+  const watcher = new ConfigWatcher(h.configPath, filesOf(h.gateway.config), 60_000, h.gateway.configDigest, () => h.gateway.configDigest)
+  let reloads = 0
+  watcher.start(() => {
+    reloads++
+    return h.gateway.reload()
+  }, h.gateway.log)
+  t.teardown(() => watcher.stop())
+  const said = 'configuration files keep changing between checks; not reloaded until two checks in a row find them the same'
+  for (let stamp = 1; stamp <= 6; stamp++) {
+    // A real edit (the client revoked), and a tool that stamps the file before each check.
+    await writeFile(h.configPath, withRecordsAllowed(h, [], `stamp ${stamp}`))
+    t.equal(await watcher.check(), false, `check ${stamp}: changed again, not reloaded`)
+    t.equal(h.logs.find(said).length, stamp < 4 ? 0 : 1, stamp < 4 ? 'not said yet' : 'said once')
+  }
+  t.equal(reloads, 0)
+  t.equal(await watcher.check(), true, 'once it holds still, reloaded')
+  t.equal((await h.request('/v1/records/1')).status, 403)
+})
+
 t.test('files a SIGHUP applied are no change to the watcher', async (t) => {
   // Found by a review: the watcher compared the files with its own last read only, so a change a
   // SIGHUP had applied was reloaded once more at its next check.
