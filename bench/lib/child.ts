@@ -77,7 +77,11 @@ export class JsonChild {
     })
     this.#exited = new Promise((resolve) => this.process.once('exit', (code) => resolve(code)))
     LIVE.add(this)
-    this.process.once('exit', () => LIVE.delete(this))
+    this.process.once('exit', () => {
+      LIVE.delete(this)
+      // A leader gone first (nginx's master crashed, or was killed) leaves its workers behind.
+      if (this.#group) this.kill('SIGKILL')
+    })
   }
 
   /**
