@@ -12,7 +12,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Duplex, Readable } from 'node:stream'
+import { type Duplex, finished, type Readable } from 'node:stream'
 import type { Logger } from 'pino'
 import type { SponsorConfig } from '../config/schema.js'
 import { EcluseError, type ErrorCode, foreignErrorDetail, isEcluseError, isWithheldStatus, MAX_GATEWAY_ANSWER_BYTES, publicErrorBody, readGatewayAnswer, withheldAnswerBody } from '../errors.js'
@@ -443,6 +443,11 @@ class Exchange implements WatchedUpload {
         headers: headers as Record<string, string | string[]>,
         body,
         signal: this.#abort,
+        // A record a step holds whole is released into the answer at once, and the upstream's body
+        // ends: its connection would go to the next request while the record waits, in the gateway's
+        // buffers, for a client that reads slowly. Kept until the answer is handed on, the records
+        // held are one per pool place (`connections`), not one per sponsor connection.
+        holdUntil: (release) => void finished(this.#res, () => release()),
       })
       .then(
         (upstreamRes) => {

@@ -43,6 +43,12 @@ export interface UpstreamRequest {
   body: Readable | Buffer | null
   /** Aborting it aborts the request or, after the headers, destroys the response body. */
   signal: AbortSignal | UpstreamAbort
+  /**
+   * Once the upstream has answered, keeps the request's place in the pool (`connections`) until
+   * `release`, called once, as well as until its body closed: the caller calls it when its own
+   * answer has been handed on (see `ProxyExchange`). Without it, the place goes with the body.
+   */
+  holdUntil?: (release: () => void) => void
 }
 
 /**
@@ -356,8 +362,22 @@ export class UpstreamPool {
     // RequestAbortedError, which would otherwise be an uncaught exception. Bound once, no closure.
     data.body.on('error', this.#bodyFailed)
     // The connection is undici's again once the body has ended or been destroyed (a body nobody
-    // reads is destroyed by undici's body timeout), and 'close' follows either, once.
-    data.body.once('close', this.#release)
+    // reads is destroyed by undici's body timeout), and 'close' follows either, once. The place in
+    // the pool goes then, or once the caller's hold ends too, whichever is later.
+    if (opts.holdUntil === undefined) data.body.once('close', this.#release)
+    else {
+      let holds = 2
+      const releaseOne = () => {
+        if (--holds === 0) this.#release()
+      }
+      data.body.once('close', releaseOne)
+      let released = false
+      opts.holdUntil(() => {
+        if (released) return
+        released = true
+        releaseOne()
+      })
+    }
     return { statusCode: data.statusCode, headers: data.headers, body: data.body, sentAt: deadline.sentAt ?? admitted }
   }
 
