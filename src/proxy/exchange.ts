@@ -12,7 +12,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { type Duplex, finished, type Readable } from 'node:stream'
+import type { Duplex, Readable } from 'node:stream'
 import type { Logger } from 'pino'
 import type { SponsorConfig } from '../config/schema.js'
 import { EcluseError, type ErrorCode, foreignErrorDetail, isEcluseError, isWithheldStatus, MAX_GATEWAY_ANSWER_BYTES, publicErrorBody, readGatewayAnswer, withheldAnswerBody } from '../errors.js'
@@ -447,7 +447,7 @@ class Exchange implements WatchedUpload {
         // ends: its connection would go to the next request while the record waits, in the gateway's
         // buffers, for a client that reads slowly. Kept until the answer is handed on, the records
         // held are one per pool place (`connections`), not one per sponsor connection.
-        holdUntil: (release) => void finished(this.#res, () => release()),
+        holdUntil: this.#holdUntilAnswered,
       })
       .then(
         (upstreamRes) => {
@@ -458,6 +458,13 @@ class Exchange implements WatchedUpload {
         },
         (err: unknown) => this.#onUpstreamError(err),
       )
+  }
+
+  /** `holdUntil` of the upstream request: its answer handed on (`close` follows `finish`), or its client gone. */
+  readonly #holdUntilAnswered = (release: () => void): void => {
+    const res = this.#res
+    if (res.closed) release()
+    else res.once('close', release)
   }
 
   /**

@@ -55,9 +55,13 @@ class BodyMeter {
     const destroy = (stream._destroy as DestroyFn).bind(stream)
     const countInput = o.plaintext === 'input'
     stream._transform = (chunk: Buffer, enc: BufferEncoding, cb: TransformCallback) => {
-      if (countInput) o.opMetrics?.progress(0, 0, chunk.length)
       const t0 = performance.now()
-      transform(chunk, enc, (err, data) => (err == null ? cb(null, data) : cb(this.#fail(err))))
+      transform(chunk, enc, (err, data) => {
+        if (err != null) return cb(this.#fail(err))
+        // Counted once taken in (sealed, or held for the record it begins), not on arrival.
+        if (countInput) o.opMetrics?.progress(0, 0, chunk.length)
+        cb(null, data)
+      })
       this.seconds += (performance.now() - t0) / 1000
     }
     stream._destroy = (err: Error | null, cb: (error?: Error | null) => void) => {
