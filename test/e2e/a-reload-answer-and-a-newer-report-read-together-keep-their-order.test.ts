@@ -8,27 +8,18 @@
  */
 import { spawn } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
 import { stringify } from 'yaml'
-import { gatewayConfig } from '../helpers/harness.js'
+import { closedPort, gatewayConfig } from '../helpers/harness.js'
 import { makeTestPki } from '../helpers/pki.js'
 import { SPONSOR_APP, tempDir } from '../helpers/sealing.js'
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 t.test('the newer of two reports read together is what the primary judges', async (t) => {
   const pki = await makeTestPki()
   const dir = await tempDir('ecluse-scripted-workers-')
   const configPath = join(dir, 'gateway.yaml')
-  const adminPort = await freePort()
+  const adminPort = await closedPort()
   const routes = [{ name: 'r', methods: ['GET'], path: '/v1/*', allow: [SPONSOR_APP], upstream: 'backend' }]
   await writeFile(configPath, stringify(gatewayConfig(pki, 1, routes, { admin: { listen: { host: '127.0.0.1', port: adminPort } }, log: { level: 'warn' } })))
   for (const busyMs of [0, 200]) {
