@@ -859,12 +859,14 @@ export const CRYPTO_BUCKETS_SECONDS: readonly number[] = [
 ]
 
 /**
- * The pre-bound series of one (op, kind). A transform binds it once at construction and reports once
- * per message (per-field work only adds to plain numbers it keeps itself).
+ * The pre-bound series of one (op, kind). A transform binds it once at construction and reports its
+ * work as it is done (at the end of each chunk, not per value: per-field work only adds to plain
+ * numbers it keeps itself), and its time once, when the message ends or is cut short.
  *
  * @example
  * const m = metrics.crypto.op('seal', 'field')   // at boot
- * m.message(fieldsOk, 0, plaintextBytes, cryptoSeconds)   // per message
+ * m.progress(fieldsOk, 0, plaintextBytes)   // as the work is done
+ * m.duration(cryptoSeconds)                 // when the message ends
  */
 export class CryptoOpMetrics {
   readonly #ok: CounterCell
@@ -881,11 +883,11 @@ export class CryptoOpMetrics {
   }
 
   /**
-   * One message's totals: operations that succeeded and failed, plaintext bytes processed, and the
-   * time spent in the cryptography (observed only when some operation ran).
+   * One message's operations that succeeded and failed, and the time spent in its cryptography
+   * (observed only when some operation ran), at its end; its bytes went by `progress`.
    */
-  message(ok: number, failed: number, bytes: number, seconds: number): void {
-    this.progress(ok, failed, bytes)
+  message(ok: number, failed: number, seconds: number): void {
+    this.progress(ok, failed, 0)
     if (ok + failed > 0) this.#duration.observe(seconds)
   }
 

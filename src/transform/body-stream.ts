@@ -107,7 +107,7 @@ class BodyMeter {
   #report(ok: boolean, err: EcluseError | undefined): void {
     if (this.#reported) return
     this.#reported = true
-    this.#o.opMetrics?.message(ok ? 1 : 0, ok ? 0 : 1, 0, this.seconds)
+    this.#o.opMetrics?.message(ok ? 1 : 0, ok ? 0 : 1, this.seconds)
     if (err !== undefined) this.#o.routeMetrics?.refused(err.code)
   }
 }

@@ -8,25 +8,20 @@
  * read. The script prints `{"readyz": <status>, "checks": …}` 1.5 s later and stops.
  */
 import cluster from 'node:cluster'
+import { answerThePrimary } from './scripted-worker.js'
 
 const configPath = process.argv[2]!
 if (cluster.isWorker) {
   const slot = process.env['ECLUSE_WORKER_SLOT']
-  const send = (m: object) => process.send?.(m)
-  process.on('message', (m: { ecluse?: string; id?: number }) => {
-    if (m.ecluse === 'alive?') send({ ecluse: 'alive', id: m.id })
-    else if (m.ecluse === 'readiness?') send({ ecluse: 'readiness', id: m.id, readiness: { ready: true, checks: { certificates: 'ok' } } })
-    else if (m.ecluse === 'metrics?') send({ ecluse: 'metrics', id: m.id, metrics: [] })
-    else if (m.ecluse === 'reload?') {
-      if (slot === '0') send({ ecluse: 'reloaded', id: m.id, ok: true, drainTimeoutMs: 1000, configDigest: 'B', bootDigest: 'boot' })
-      else {
-        send({ ecluse: 'reloaded', id: m.id, ok: true, drainTimeoutMs: 1000, configDigest: 'C', bootDigest: 'boot' })
-        setTimeout(() => send({ ecluse: 'drain', drainTimeoutMs: 1000, configDigest: 'B', bootDigest: 'boot' }), 30)
-      }
+  const ready = answerThePrimary((m, send) => {
+    if (m.ecluse !== 'reload?') return
+    if (slot === '0') send({ ecluse: 'reloaded', id: m.id, ok: true, drainTimeoutMs: 1000, configDigest: 'B', bootDigest: 'boot' })
+    else {
+      send({ ecluse: 'reloaded', id: m.id, ok: true, drainTimeoutMs: 1000, configDigest: 'C', bootDigest: 'boot' })
+      setTimeout(() => send({ ecluse: 'drain', drainTimeoutMs: 1000, configDigest: 'B', bootDigest: 'boot' }), 30)
     }
   })
-  process.on('SIGTERM', () => process.exit(0))
-  send({ ecluse: 'ready', sponsorPort: 1, drainTimeoutMs: 1000, configDigest: 'A', bootDigest: 'boot' })
+  ready()
 } else {
   const { runCluster } = await import('../../src/cluster.js')
   const busyMs = Number(process.env['BUSY_MS'] ?? 0)

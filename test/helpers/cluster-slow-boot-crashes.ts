@@ -8,18 +8,12 @@
 import cluster from 'node:cluster'
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { answerThePrimary } from './scripted-worker.js'
 
 const [configPath, dir] = [process.argv[2]!, process.argv[3]!]
 if (cluster.isWorker) {
   const slot = process.env['ECLUSE_WORKER_SLOT']
-  const send = (m: object) => process.send?.(m)
-  process.on('message', (m: { ecluse?: string; id?: number }) => {
-    if (m.ecluse === 'alive?') send({ ecluse: 'alive', id: m.id })
-    else if (m.ecluse === 'readiness?') send({ ecluse: 'readiness', id: m.id, readiness: { ready: true, checks: { certificates: 'ok' } } })
-    else if (m.ecluse === 'metrics?') send({ ecluse: 'metrics', id: m.id, metrics: [] })
-  })
-  process.on('SIGTERM', () => process.exit(0))
-  const ready = () => send({ ecluse: 'ready', sponsorPort: 1, drainTimeoutMs: 1000, configDigest: 'A', bootDigest: 'boot' })
+  const ready = answerThePrimary()
   if (slot === '1') {
     // The first worker serves 5 s (a crash before its sibling is ready would stop the cluster as a
     // failed start), which is stable; every later one boots long and crashes soon after ready.
